@@ -1,0 +1,18 @@
+"""Shared fixtures: a tiny model config that trains in seconds, and deterministic BLAS threads."""
+import pytest
+from threadpoolctl import threadpool_limits
+
+from tinygrok.config import Config
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_blas_thread():
+    """Pin BLAS to one thread: timings are steadier and results reproducible across machines' core counts."""
+    with threadpool_limits(1, user_api="blas"):
+        yield
+
+
+def tiny_config(**overrides) -> Config:
+    """A model small enough for finite differences and second-order checks."""
+    base = dict(p=7, d_model=8, n_heads=2, d_ff=12, batch_size=16, dtype="float64")
+    return Config(**{**base, **overrides})

@@ -1,0 +1,84 @@
+"""Every primitive in ops.py: gradients (to second order) against finite differences, dtype, and values."""
+import autograd.numpy as anp
+import numpy as np
+import pytest
+import scipy.special as sp
+from autograd import grad
+from autograd.test_util import check_grads
+
+from tinygrok import ops
+
+rng = np.random.default_rng(0)
+
+
+def test_layer_norm_grads_to_second_order():
+    x, w, b = rng.standard_normal((5, 6)), rng.standard_normal(6), rng.standard_normal(6)
+    check_grads(ops.layer_norm, modes=["rev"], order=2)(x, w, b)
+
+
+def test_layer_norm_values_match_definition():
+    x, w, b = rng.standard_normal((4, 10)), rng.standard_normal(10), rng.standard_normal(10)
+    expected = (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 1e-5) * w + b
+    np.testing.assert_allclose(ops.layer_norm(x, w, b), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_erf_and_gelu_grads_to_second_order():
+    x = rng.standard_normal((4, 5)) * 2
+    check_grads(ops.erf, modes=["rev"], order=2)(x)
+    check_grads(ops.gelu, modes=["rev"], order=2)(x)
+
+
+def test_erf_float32_within_float32_resolution_of_exact():
+    x = np.linspace(-6, 6, 100_001, dtype=np.float32)
+    approx = ops.erf(x)
+    assert approx.dtype == np.float32
+    assert np.max(np.abs(approx - sp.erf(x.astype(np.float64)))) < 6e-7  # A&S 7.1.26: 1.5e-7 + rounding
+
+
+def test_gelu_is_exact_erf_gelu():
+    x = rng.standard_normal(1000) * 3
+    np.testing.assert_allclose(ops.gelu(x), x * 0.5 * (1 + sp.erf(x / np.sqrt(2))), rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_softmax_grads_to_second_order(axis):
+    x = rng.standard_normal((3, 4, 2))
+    check_grads(lambda a: ops.softmax(a, axis=axis), modes=["rev"], order=2)(x)
+    np.testing.assert_allclose(np.sum(ops.softmax(x, axis=axis), axis=axis), 1.0, rtol=1e-14)
+
+
+def test_cross_entropy_grads_and_value():
+    logits, labels = rng.standard_normal((6, 5)), rng.integers(0, 5, 6)
+    check_grads(lambda z: ops.cross_entropy(z, labels), modes=["rev"], order=2)(logits)
+    log_probs = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    assert ops.cross_entropy(logits, labels) == pytest.approx(-log_probs[np.arange(6), labels].mean(), rel=1e-13)
+
+
+def test_embed_grads_and_repeated_indices():
+    table, idx = rng.standard_normal((5, 3)), np.array([0, 2, 2, 4, 0, 0])
+    check_grads(lambda t: ops.embed(t, idx), modes=["rev"], order=2)(table)
+    g = grad(lambda t: anp.sum(ops.embed(t, idx) * np.arange(18.0).reshape(6, 3)))(table)
+    np.testing.assert_array_equal(g[0], [0 + 12 + 15, 1 + 13 + 16, 2 + 14 + 17])  # rows 0, 4, 5 of the seed
+
+
+def test_param_view_grads_to_second_order():
+    theta = rng.standard_normal(20)
+    f = lambda t: anp.sum(ops.param_view(t, 2, (3, 2)) ** 3) + anp.sum(anp.sin(ops.param_view(t, 10, (5,))))
+    check_grads(f, modes=["rev"], order=2)(theta)
+
+
+@pytest.mark.parametrize("name,fn,shapes", [
+    ("layer_norm", lambda x, w, b: ops.layer_norm(x, w, b), [(4, 6), (6,), (6,)]),
+    ("gelu", ops.gelu, [(4, 6)]),
+    ("erf", ops.erf, [(4, 6)]),
+    ("softmax", lambda x: ops.softmax(x, axis=1), [(4, 6)]),
+    ("cross_entropy", lambda x: ops.cross_entropy(x, np.array([0, 1, 2, 5])), [(4, 6)]),
+    ("embed", lambda t: ops.embed(t, np.array([1, 1, 3])), [(4, 6)]),
+    ("param_view", lambda t: ops.param_view(t, 3, (2, 2)), [(9,)]),
+])
+def test_float32_in_float32_out(name, fn, shapes):
+    args = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    assert np.asarray(fn(*args)).dtype == np.float32, name
+    for i in range(len(args)):
+        g = grad(lambda *a: anp.sum(fn(*a) ** 2), i)(*args)
+        assert g.dtype == np.float32, f"{name}: gradient of argument {i} is {g.dtype}"

@@ -1,0 +1,106 @@
+"""One source of truth for a run's settings: a frozen, validated dataclass and its named presets.
+
+The CLI options, the saved `config.json` and the README's tables are all generated from `Config`'s fields.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+class ConfigError(ValueError):
+    """A setting is out of range; the message names the option and what is allowed."""
+
+
+def _opt(default, help):  # noqa: A002 - the word the CLI uses
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that determines a run. Defaults are the paper's fast regime (PAPER.md §1-3)."""
+
+    op: str = _opt("add", "binary operation mod p: add, sub, mul, x2_y2, x2_xy_y2, x3_xy")
+    p: int = _opt(97, "prime modulus (= vocabulary size)")
+    seed: int = _opt(42, "seed of every random stream (init, split, batches, probes)")
+    train_frac: float = _opt(0.5, "fraction of all pairs used for training, in (0, 1)")
+    n_layers: int = _opt(2, "transformer blocks")
+    d_model: int = _opt(128, "residual-stream width")
+    n_heads: int = _opt(4, "attention heads (must divide d_model)")
+    d_ff: int = _opt(256, "hidden width of the MLP")
+    shared_init: bool = _opt(True, "start every block from the same weights, as PyTorch's deep copy does")
+    lr: float = _opt(1e-3, "AdamW learning rate")
+    weight_decay: float = _opt(1.0, "decoupled weight decay on all parameters")
+    beta1: float = _opt(0.9, "AdamW first-moment decay")
+    beta2: float = _opt(0.98, "AdamW second-moment decay")
+    eps: float = _opt(1e-8, "AdamW epsilon")
+    clip_norm: float = _opt(1.0, "global gradient-norm clipping threshold (0 = off)")
+    batch_size: int = _opt(512, "training batch, sampled with replacement")
+    max_steps: int = _opt(200_000, "stop here if the run has not grokked")
+    eval_every: int = _opt(100, "steps between full train/test evaluations")
+    stop_acc: float = _opt(0.98, "grokking = test accuracy at least this ...")
+    stop_patience: int = _opt(3, "... on this many consecutive evaluations")
+    extra_steps: int = _opt(0, "keep training this many steps after grokking is detected")
+    dtype: str = _opt("float32", "float32 (as the paper) or float64")
+
+    def __post_init__(self):
+        from tinygrok.data import OPERATIONS, is_prime  # late import: data.py imports nothing from here
+
+        checks = [
+            ("op", self.op in OPERATIONS, f"one of {', '.join(OPERATIONS)}"),
+            ("p", is_prime(self.p), "a prime number"),
+            ("train-frac", 0 < self.train_frac < 1, "strictly between 0 and 1"),
+            ("n-layers", self.n_layers >= 1, "at least 1"),
+            ("d-model", self.d_model >= 1, "at least 1"),
+            ("n-heads", self.n_heads >= 1 and self.d_model % self.n_heads == 0,
+             f"a positive divisor of d-model ({self.d_model})"),
+            ("d-ff", self.d_ff >= 1, "at least 1"),
+            ("lr", self.lr > 0, "positive"),
+            ("weight-decay", self.weight_decay >= 0, "zero or positive"),
+            ("beta1", 0 <= self.beta1 < 1, "in [0, 1)"),
+            ("beta2", 0 <= self.beta2 < 1, "in [0, 1)"),
+            ("eps", self.eps > 0, "positive"),
+            ("clip-norm", self.clip_norm >= 0, "zero (off) or positive"),
+            ("batch-size", self.batch_size >= 1, "at least 1"),
+            ("max-steps", self.max_steps >= 1, "at least 1"),
+            ("eval-every", self.eval_every >= 1, "at least 1"),
+            ("stop-acc", 0 < self.stop_acc <= 1, "in (0, 1]"),
+            ("stop-patience", self.stop_patience >= 1, "at least 1"),
+            ("extra-steps", self.extra_steps >= 0, "zero or positive"),
+            ("dtype", self.dtype in ("float32", "float64"), "float32 or float64"),
+        ]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ConfigError(f"--{name}={getattr(self, name.replace('-', '_'))!r} is invalid: must be {allowed}")
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
+        return cls(**d)
+
+
+PRESETS: dict[str, dict] = {
+    # PAPER.md §1-3: the fast regime, add mod 97 groks near step 3,000.
+    "paper": {},
+    # PAPER.md §9: 3 layers, small lr and wd, beta2 0.999; ~600k steps (GPU-scale), evaluated every 1,000.
+    "slow": dict(n_layers=3, lr=5e-5, weight_decay=0.1, beta2=0.999, max_steps=800_000, eval_every=1000),
+    # CPU-sized, measured to grok in about a minute on 2 cores (README, "Presets").
+    "classroom": dict(p=59, d_model=64, d_ff=128, lr=3e-3, batch_size=256, max_steps=10_000),
+}
+
+
+def preset(name: str, **overrides) -> Config:
+    """The named preset with `overrides` applied (None values are ignored)."""
+    if name not in PRESETS:
+        raise ConfigError(f"--preset={name!r} is invalid: must be one of {', '.join(PRESETS)}")
+    chosen = {k: v for k, v in overrides.items() if v is not None}
+    return Config(**{**PRESETS[name], **chosen})

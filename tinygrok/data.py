@@ -1,0 +1,63 @@
+"""The task (PAPER.md §1): six binary operations mod a prime p, a seeded split, a with-replacement batch sampler."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+# name -> (formula on integer arrays, smallest operand). mul leaves out 0 as the reference code does (§1.1).
+OPERATIONS: dict[str, tuple[Callable, int]] = {
+    "add": (lambda a, b: a + b, 0),
+    "sub": (lambda a, b: a - b, 0),
+    "mul": (lambda a, b: a * b, 1),
+    "x2_y2": (lambda a, b: a**2 + b**2, 0),
+    "x2_xy_y2": (lambda a, b: a**2 + a * b + b**2, 0),
+    "x3_xy": (lambda a, b: a**3 + a * b, 0),
+}
+
+
+def is_prime(n: int) -> bool:
+    return isinstance(n, int) and n >= 2 and all(n % d for d in range(2, int(n**0.5) + 1))
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Token pairs and labels of one operation, already split. Tokens are int64 (N, 2); labels int64 (N,)."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+
+
+def all_pairs(op: str, p: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every operand pair in row-major order, [(lo, lo), (lo, lo+1), ...], and its result mod p."""
+    fn, lo = OPERATIONS[op]
+    a, b = np.meshgrid(np.arange(lo, p), np.arange(lo, p), indexing="ij")
+    x = np.stack([a.ravel(), b.ravel()], axis=1).astype(np.int64)  # (N, 2)
+    y = np.mod(fn(x[:, 0], x[:, 1]), p).astype(np.int64)  # (N,)  np.mod is non-negative for p > 0
+    return x, y
+
+
+def make_dataset(op: str, p: int, train_frac: float, seed: int) -> Dataset:
+    """Split as the reference does (§1.3): Python's `random.Random(seed).shuffle`, first int(frac * N) train."""
+    x, y = all_pairs(op, p)
+    order = list(range(len(x)))
+    random.Random(seed).shuffle(order)
+    order = np.array(order)
+    n_train = int(train_frac * len(x))
+    train, test = order[:n_train], order[n_train:]
+    return Dataset(x[train], y[train], x[test], y[test])
+
+
+def sample_batch(data: Dataset, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A training batch drawn with replacement (§1.4) from the caller's own random stream."""
+    idx = rng.integers(0, len(data.train_x), size=batch_size)
+    return data.train_x[idx], data.train_y[idx]
+
+
+def stream(seed: int, name: str) -> np.random.Generator:
+    """A named, independent random stream: init, batches and probes never draw from each other."""
+    return np.random.default_rng([seed, *name.encode()])

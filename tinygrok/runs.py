@@ -1,0 +1,128 @@
+"""The run directory: everything a run writes, written so that a crash loses at most one evaluation interval.
+
+    config.json       the fully resolved Config
+    metrics.jsonl     one JSON row per evaluation, appended and flushed row by row
+    checkpoint.npz    params (by name), AdamW state, step, RNG state; written to a temp file, then renamed
+    summary.json      grok steps, final accuracies, timing, versions; written at the end (atomically)
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from tinygrok.config import Config, ConfigError
+
+CONFIG, METRICS, CHECKPOINT, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.npz", "summary.json"
+
+
+class RunError(Exception):
+    """A run directory cannot be used as asked (exists, missing, corrupt)."""
+
+
+def _write_atomically(path: Path, write) -> None:
+    """Call write(tmp_path), then rename tmp over `path`: readers never see a half-written file."""
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: dict) -> None:
+    _write_atomically(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2) + "\n"))
+
+
+class Run:
+    """A run directory on disk."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def create(cls, path: Path | str, cfg: Config, force: bool = False) -> "Run":
+        """A new run at `path`; an existing non-empty directory is refused unless `force` (then it is cleared)."""
+        run = cls(path)
+        if run.path.exists() and not run.path.is_dir():
+            raise RunError(f"{run.path} exists and is not a directory")
+        if run.path.exists() and any(run.path.iterdir()):
+            if not force:
+                raise RunError(f"run directory {run.path} already exists: pass --resume to continue it "
+                               "or --force to start it again")
+            if not (run.path / CONFIG).is_file():
+                raise RunError(f"{run.path} is not empty and not a tinygrok run: refusing to clear it with --force")
+            shutil.rmtree(run.path)
+        run.path.mkdir(parents=True, exist_ok=True)
+        write_json(run.path / CONFIG, cfg.to_dict())
+        return run
+
+    @classmethod
+    def open(cls, path: Path | str) -> "Run":
+        """An existing run, refused with a clear message if its config or checkpoint is missing or unreadable."""
+        run = cls(path)
+        run.config()  # validates
+        run.load_checkpoint()  # validates
+        return run
+
+    def config(self) -> Config:
+        if not (self.path / CONFIG).is_file():
+            raise RunError(f"{self.path} is not a tinygrok run: {CONFIG} is missing")
+        try:
+            return Config.from_dict(json.loads((self.path / CONFIG).read_text()))
+        except (json.JSONDecodeError, TypeError, ConfigError) as err:
+            raise RunError(f"{self.path / CONFIG} is not a valid config: {err}") from None
+
+    # ------------------------------------------------------------------ metrics
+    def append_metrics(self, row: dict) -> None:
+        with open(self.path / METRICS, "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+
+    def metrics(self) -> list[dict]:
+        path = self.path / METRICS
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def truncate_metrics(self, last_step: int) -> list[dict]:
+        """Drop rows after `last_step` (they were measured after the checkpoint a resume restarts from)."""
+        rows = [r for r in self.metrics() if r["step"] <= last_step]
+        _write_atomically(self.path / METRICS, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in rows)))
+        return rows
+
+    # ------------------------------------------------------------------ checkpoint
+    def save_checkpoint(self, params: dict, arrays: dict, meta: dict) -> None:
+        """params by name, other arrays (optimizer state), and JSON-able `meta` (step, RNG states, ...)."""
+        payload = {f"param:{k}": np.asarray(v) for k, v in params.items()}
+        payload.update({k: np.asarray(v) for k, v in arrays.items()})
+        payload["meta"] = np.array(json.dumps(meta))
+
+        def write(tmp: Path):
+            with open(tmp, "wb") as f:
+                np.savez(f, **payload)
+
+        _write_atomically(self.path / CHECKPOINT, write)
+
+    def load_checkpoint(self) -> tuple[dict, dict, dict]:
+        """(params by name, other arrays, meta) from checkpoint.npz; RunError if missing or corrupt."""
+        path = self.path / CHECKPOINT
+        if not path.is_file():
+            raise RunError(f"cannot resume: no checkpoint at {path}")
+        try:
+            with np.load(path) as z:
+                params = {k.split(":", 1)[1]: z[k] for k in z.files if k.startswith("param:")}
+                arrays = {k: z[k] for k in z.files if not k.startswith("param:") and k != "meta"}
+                meta = json.loads(str(z["meta"]))
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as err:
+            raise RunError(f"cannot resume: checkpoint {path} is corrupt ({type(err).__name__}: {err})") from None
+        return params, arrays, meta
+
+    # ------------------------------------------------------------------ summary
+    def write_summary(self, summary: dict) -> None:
+        write_json(self.path / SUMMARY, summary)
+
+    def summary(self) -> dict:
+        return json.loads((self.path / SUMMARY).read_text())

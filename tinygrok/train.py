@@ -1,0 +1,135 @@
+"""The training loop (PAPER.md §3): sample -> grad -> clip -> transform -> AdamW -> evaluate -> checkpoint."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+from autograd import grad
+
+from tinygrok import backend
+from tinygrok.analysis import detection_step, grok_summary
+from tinygrok.config import Config
+from tinygrok.data import Dataset, make_dataset, sample_batch, stream
+from tinygrok.model import flat_loss, flatten, forward, init_params, layout, unflatten
+from tinygrok.ops import cross_entropy
+from tinygrok.optim import AdamWState, GradTransform, adamw_step, clip_by_global_norm, identity_transform
+from tinygrok.runs import Run, RunError
+
+EVAL_CHUNK = 8192  # examples per forward pass when evaluating (bounds memory for large p)
+flat_grad = grad(flat_loss)  # d loss / d theta: (theta (P,), tokens (N, 2), labels (N,), cfg) -> (P,)
+
+
+@dataclass
+class TrainState:
+    """Everything that changes during training; with the Config it determines the rest of the run."""
+
+    theta: np.ndarray  # (P,) flat parameters
+    adam: AdamWState
+    step: int
+    batch_rng: np.random.Generator
+
+
+def fresh_state(cfg: Config) -> TrainState:
+    theta = flatten(init_params(cfg, stream(cfg.seed, "init")))
+    return TrainState(theta, AdamWState.zeros_like(theta), 0, stream(cfg.seed, "batches"))
+
+
+def evaluate(theta: np.ndarray, data: Dataset, cfg: Config) -> dict:
+    """Mean loss and exact accuracy on the whole train and test sets (§1.5)."""
+    params = unflatten(theta, cfg)
+    row = {}
+    for split, x, y in (("train", data.train_x, data.train_y), ("test", data.test_x, data.test_y)):
+        losses, hits = [], 0
+        for i in range(0, len(x), EVAL_CHUNK):
+            logits = forward(params, x[i:i + EVAL_CHUNK], cfg.n_heads)  # (chunk, vocab)
+            losses.append(float(cross_entropy(logits, y[i:i + EVAL_CHUNK])) * len(logits))
+            hits += int(np.sum(np.argmax(logits, axis=1) == y[i:i + EVAL_CHUNK]))
+        row[f"{split}_loss"] = sum(losses) / len(x)
+        row[f"{split}_acc"] = hits / len(x)
+    return row
+
+
+def train_step(state: TrainState, data: Dataset, cfg: Config, transform: GradTransform) -> tuple[TrainState, dict]:
+    """One optimizer step; returns the new state and the step's batch loss and pre-clipping gradient norm."""
+    x, y = sample_batch(data, cfg.batch_size, state.batch_rng)
+    g = flat_grad(state.theta, x, y, cfg)  # (P,)
+    g, norm = clip_by_global_norm(g, cfg.clip_norm)
+    g = transform(g, state.step)
+    theta, adam = adamw_step(state.theta, g, state.adam, lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2,
+                             eps=cfg.eps, weight_decay=cfg.weight_decay)
+    return TrainState(theta, adam, state.step + 1, state.batch_rng), {"grad_norm": norm}
+
+
+# ---------------------------------------------------------------------- checkpoints
+def save_state(run: Run, state: TrainState, cfg: Config, wall_seconds: float) -> None:
+    meta = {"step": state.step, "adam_t": state.adam.t, "batch_rng": state.batch_rng.bit_generator.state,
+            "wall_seconds": wall_seconds}
+    run.save_checkpoint(unflatten(state.theta, cfg), {"adam_m": state.adam.m, "adam_v": state.adam.v}, meta)
+
+
+def load_state(run: Run, cfg: Config) -> tuple[TrainState, float]:
+    params, arrays, meta = run.load_checkpoint()
+    names = list(layout(cfg))
+    if sorted(params) != sorted(names) or "adam_m" not in arrays or "adam_v" not in arrays:
+        raise RunError(f"cannot resume: {run.path} checkpoint does not match its config.json")
+    rng = stream(cfg.seed, "batches")
+    rng.bit_generator.state = meta["batch_rng"]
+    adam = AdamWState(meta["adam_t"], arrays["adam_m"], arrays["adam_v"])
+    return TrainState(flatten({k: params[k] for k in names}), adam, meta["step"], rng), meta["wall_seconds"]
+
+
+# ---------------------------------------------------------------------- the loop
+StepCallback = Callable[[int, Optional[dict]], None]  # (step, metrics row or None) after every step
+
+
+def train(cfg: Config, run: Run, *, resume: bool = False, transform: GradTransform = identity_transform,
+          on_step: Optional[StepCallback] = None) -> dict:
+    """Train until grokking is detected (plus cfg.extra_steps) or cfg.max_steps; return the summary.
+
+    Every cfg.eval_every steps: evaluate, append a metrics row, write a checkpoint. With `resume`, continue from
+    the run's checkpoint; the result is bit-identical to a run that was never interrupted.
+    """
+    data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
+    if resume:
+        state, wall_before = load_state(run, cfg)
+        rows = run.truncate_metrics(state.step)
+    else:
+        state, wall_before, rows = fresh_state(cfg), 0.0, []
+    if not rows:  # the step-0 evaluation
+        rows.append({"step": 0, **evaluate(state.theta, data, cfg)})
+        run.append_metrics(rows[-1])
+        save_state(run, state, cfg, wall_before)
+
+    start, first_step = time.perf_counter(), state.step
+    train_seconds = 0.0
+    stop_at = _stop_step(rows, cfg)
+    while state.step < stop_at:
+        t0 = time.perf_counter()
+        state, info = train_step(state, data, cfg, transform)
+        train_seconds += time.perf_counter() - t0
+        row = None
+        if state.step % cfg.eval_every == 0 or state.step == stop_at:
+            row = {"step": state.step, **evaluate(state.theta, data, cfg), **info}
+            rows.append(row)
+            run.append_metrics(row)
+            save_state(run, state, cfg, wall_before + time.perf_counter() - start)
+            stop_at = _stop_step(rows, cfg)
+        if on_step:
+            on_step(state.step, row)
+
+    wall = wall_before + time.perf_counter() - start
+    summary = {**grok_summary(rows, cfg.stop_acc, cfg.stop_patience),
+               "final_train_acc": rows[-1]["train_acc"], "final_test_acc": rows[-1]["test_acc"],
+               "steps": state.step, "wall_seconds": round(wall, 3),
+               "train_step_ms": round(1e3 * train_seconds / max(1, state.step - first_step), 3),
+               "params": int(state.theta.size), **backend.describe()}
+    run.write_summary(summary)
+    return summary
+
+
+def _stop_step(rows: list[dict], cfg: Config) -> int:
+    """cfg.max_steps, or cfg.extra_steps past the detection step once grokking has been detected."""
+    detected = detection_step(rows, cfg.stop_acc, cfg.stop_patience)
+    return cfg.max_steps if detected is None else min(cfg.max_steps, detected + cfg.extra_steps)
