@@ -1,0 +1,101 @@
+"""The command line: bad input gets one line naming the problem, exit code 2, and touches no existing run."""
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CLI = str(Path(__file__).resolve().parents[1] / "cli.py")
+TINY = ["--p", "7", "--d-model", "8", "--n-heads", "2", "--d-ff", "8", "--batch-size", "8", "--eval-every", "5"]
+
+
+def tinygrok(*args, cwd=None):
+    return subprocess.run([sys.executable, CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def snapshot(path: Path) -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def existing_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "done"
+    result = tinygrok("train", *TINY, "--max-steps", "10", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def assert_refused(result, *words):
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--op", "div"], ["--op", "div"]),
+    (["--p", "96"], ["--p", "96", "prime"]),
+    (["--train-frac", "1.5"], ["--train-frac"]),
+    (["--train-frac", "0"], ["--train-frac"]),
+    (["--lr", "-0.001"], ["--lr"]),
+    (["--d-model", "130"], ["--n-heads", "d-model"]),
+    (["--preset", "huge"], ["--preset", "huge"]),
+])
+def test_bad_values_refused_without_touching_the_run(existing_run, args, words):
+    before = snapshot(existing_run)
+    assert_refused(tinygrok("train", *args, "--out", str(existing_run)), *words)
+    assert snapshot(existing_run) == before
+
+
+def test_existing_run_needs_resume_or_force(existing_run):
+    before = snapshot(existing_run)
+    assert_refused(tinygrok("train", *TINY, "--out", str(existing_run)), "already exists", "--resume", "--force")
+    assert snapshot(existing_run) == before
+
+
+def test_resume_missing_or_corrupt_checkpoint(existing_run, tmp_path):
+    assert_refused(tinygrok("train", "--resume", "--out", str(tmp_path / "nowhere")), "nowhere")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in existing_run.iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    (broken / "checkpoint.npz").write_bytes(b"not a zip file")
+    before = snapshot(broken)
+    assert_refused(tinygrok("train", "--resume", "--out", str(broken)), "corrupt", "checkpoint")
+    assert snapshot(broken) == before
+    (broken / "checkpoint.npz").unlink()
+    assert_refused(tinygrok("train", "--resume", "--out", str(broken)), "no checkpoint")
+
+
+def test_resume_refuses_changed_settings(existing_run):
+    before = snapshot(existing_run)
+    assert_refused(tinygrok("train", "--resume", "--out", str(existing_run), "--lr", "0.5"), "--lr")
+    assert snapshot(existing_run) == before
+
+
+def test_train_writes_a_complete_run_and_resume_extends_nothing(existing_run):
+    assert {"config.json", "metrics.jsonl", "checkpoint.npz", "summary.json"} <= set(snapshot(existing_run))
+    summary = json.loads((existing_run / "summary.json").read_text())
+    for key in ("grok_step_90", "grok_step", "memorization_step", "final_train_acc", "final_test_acc", "steps",
+                "wall_seconds", "params"):
+        assert key in summary
+    assert summary["steps"] == 10 and json.loads((existing_run / "config.json").read_text())["p"] == 7
+
+
+def test_force_restarts_and_plot_draws(tmp_path):
+    out = tmp_path / "run"
+    assert tinygrok("train", *TINY, "--max-steps", "5", "--out", str(out)).returncode == 0
+    result = tinygrok("train", *TINY, "--max-steps", "10", "--out", str(out), "--force", "--plot")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "summary.json").read_text())["steps"] == 10
+    assert (out / "training.png").stat().st_size > 10_000
+    assert "tinygrok plot" in result.stdout
+
+
+def test_doctor_reports_blas_and_backend():
+    result = tinygrok("doctor")
+    assert result.returncode == 0 and "blas" in result.stdout and "numpy" in result.stdout

@@ -1,0 +1,72 @@
+"""The training loop: bit-identical reruns, resume == uninterrupted, and a small model that really groks."""
+import numpy as np
+import pytest
+
+from tinygrok.config import Config, preset
+from tinygrok.runs import CHECKPOINT, METRICS, Run
+from tinygrok.train import evaluate, fresh_state, train
+from tinygrok.data import make_dataset
+
+SMALL = Config(p=11, d_model=16, n_heads=2, d_ff=32, batch_size=32, eval_every=20, max_steps=120)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_same_seed_gives_bit_identical_metrics(tmp_path):
+    for name in ("a", "b"):
+        train(SMALL, Run.create(tmp_path / name, SMALL))
+    a, b = ((tmp_path / n / METRICS).read_bytes() for n in ("a", "b"))
+    assert a == b and a.count(b"\n") == 1 + 120 // 20
+    other = SMALL.replace(seed=43)
+    train(other, Run.create(tmp_path / "c", other))
+    assert (tmp_path / "c" / METRICS).read_bytes() != a
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    train(SMALL, Run.create(tmp_path / "whole", SMALL))
+
+    def crash_at_70(step, row):  # after the step-60 checkpoint, with 10 unsaved steps
+        if step == 70:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(SMALL, Run.create(tmp_path / "split", SMALL), on_step=crash_at_70)
+    summary = train(SMALL, Run.open(tmp_path / "split"), resume=True)
+    assert summary["steps"] == 120
+    assert (tmp_path / "whole" / METRICS).read_bytes() == (tmp_path / "split" / METRICS).read_bytes()
+    whole, split = (Run(tmp_path / n).load_checkpoint() for n in ("whole", "split"))
+    for part in (0, 1):  # params by name, then the AdamW moments
+        assert whole[part].keys() == split[part].keys()
+        assert all(np.array_equal(whole[part][k], split[part][k]) for k in whole[part])
+    assert whole[2]["batch_rng"] == split[2]["batch_rng"] and whole[2]["adam_t"] == split[2]["adam_t"] == 120
+
+
+def test_grokking_stops_after_patience_and_extra_steps(tmp_path):
+    """The rule of §1.5 on a model that groks: stop `extra_steps` after the 3rd consecutive eval >= stop_acc."""
+    cfg = GROKS.replace(extra_steps=100)
+    summary = train(cfg, Run.create(tmp_path / "g", cfg))
+    rows = Run(tmp_path / "g").metrics()
+    assert summary["grok_step"] is not None and summary["steps"] == summary["grok_step"] + 100
+    tail = [r["test_acc"] for r in rows if r["step"] <= summary["grok_step"]][-3:]
+    assert min(tail) >= 0.98
+
+
+# A small setting that groks in a few seconds on one core (measured: README, "Presets").
+GROKS = Config(p=31, d_model=32, n_heads=4, d_ff=64, batch_size=128, lr=3e-3, train_frac=0.6,
+               eval_every=50, max_steps=4000)
+
+
+def test_small_model_groks(tmp_path):
+    summary = train(GROKS, Run.create(tmp_path / "g", GROKS))
+    assert summary["final_test_acc"] >= 0.95
+    assert summary["memorization_step"] < summary["grok_step_90"]  # memorize first, generalise later
+
+
+def test_evaluate_is_exact_accuracy_on_whole_splits():
+    cfg = SMALL
+    data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
+    row = evaluate(fresh_state(cfg).theta, data, cfg)
+    assert row["train_acc"] * len(data.train_x) == pytest.approx(round(row["train_acc"] * len(data.train_x)))
+    assert row["test_loss"] == pytest.approx(np.log(cfg.p), rel=0.5)
