@@ -43,25 +43,27 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     assert whole[2]["batch_rng"] == split[2]["batch_rng"] and whole[2]["adam_t"] == split[2]["adam_t"] == 120
 
 
-def test_grokking_stops_after_patience_and_extra_steps(tmp_path):
-    """The rule of §1.5 on a model that groks: stop `extra_steps` after the 3rd consecutive eval >= stop_acc."""
-    cfg = GROKS.replace(extra_steps=100)
-    summary = train(cfg, Run.create(tmp_path / "g", cfg))
-    rows = Run(tmp_path / "g").metrics()
-    assert summary["grok_step"] is not None and summary["steps"] == summary["grok_step"] + 100
-    tail = [r["test_acc"] for r in rows if r["step"] <= summary["grok_step"]][-3:]
-    assert min(tail) >= 0.98
+@pytest.fixture(scope="module")
+def classroom_run(tmp_path_factory):
+    """The classroom preset, trained as `tinygrok train --preset classroom` does, 100 steps past detection."""
+    cfg = preset("classroom", extra_steps=100)
+    run = Run.create(tmp_path_factory.mktemp("runs") / "classroom", cfg)
+    return train(cfg, run), run.metrics()
 
 
-# A small setting that groks in a few seconds on one core (measured: README, "Presets").
-GROKS = Config(p=31, d_model=32, n_heads=4, d_ff=64, batch_size=128, lr=3e-3, train_frac=0.6,
-               eval_every=50, max_steps=4000)
-
-
-def test_small_model_groks(tmp_path):
-    summary = train(GROKS, Run.create(tmp_path / "g", GROKS))
+def test_classroom_preset_groks(classroom_run):
+    summary, rows = classroom_run
     assert summary["final_test_acc"] >= 0.95
-    assert summary["memorization_step"] < summary["grok_step_90"]  # memorize first, generalise later
+    assert summary["memorization_step"] + 500 <= summary["grok_step_90"]  # memorize first, generalise later
+    assert rows[[r["step"] for r in rows].index(summary["memorization_step"])]["test_acc"] < 0.3
+
+
+def test_stop_rule_is_patience_then_extra_steps(classroom_run):
+    """§1.5: detection = 3rd consecutive evaluation with test acc >= 0.98; then train `extra_steps` more."""
+    summary, rows = classroom_run
+    assert summary["steps"] == summary["grok_step"] + 100 == rows[-1]["step"]
+    before = [r["test_acc"] for r in rows if r["step"] <= summary["grok_step"]]
+    assert min(before[-3:]) >= 0.98 and not all(a >= 0.98 for a in before[-4:])
 
 
 def test_evaluate_is_exact_accuracy_on_whole_splits():

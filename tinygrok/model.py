@@ -9,7 +9,7 @@ from __future__ import annotations
 import autograd.numpy as np
 
 from tinygrok.config import Config
-from tinygrok.ops import cross_entropy, embed, gelu, layer_norm, param_view, softmax
+from tinygrok.ops import attention, cross_entropy, embed, gelu, head_rows, layer_norm, linear, param_view
 
 SEQ_LEN = 2  # the input is just [a, b] (PAPER.md §1.2)
 BLOCK_PARAMS = ("ln1.w", "ln1.b", "W_Q", "b_Q", "W_K", "b_K", "W_V", "b_V", "W_O", "b_O",
@@ -88,23 +88,21 @@ def count_layers(params: dict) -> int:
     return sum(name.endswith(".W_Q") for name in params)
 
 
-def attention(x, p: dict, n_heads: int):
+def self_attention(x, p: dict, n_heads: int):
     """Unmasked multi-head self-attention over the SEQ_LEN positions: x (T*N, d) -> (T*N, d)."""
     tn, d = x.shape
-    t, n, dh = SEQ_LEN, tn // SEQ_LEN, d // n_heads
-    q = (np.dot(x, p["W_Q"]) + p["b_Q"]).reshape(t, 1, n, n_heads, dh)  # (T, 1, N, H, dh)
-    k = (np.dot(x, p["W_K"]) + p["b_K"]).reshape(1, t, n, n_heads, dh)  # (1, T, N, H, dh)
-    v = (np.dot(x, p["W_V"]) + p["b_V"]).reshape(1, t, n, n_heads, dh)  # (1, T, N, H, dh)
-    scores = np.sum(q * k, axis=4, keepdims=True) * dh**-0.5  # (T_query, T_key, N, H, 1)
-    mixed = np.sum(softmax(scores, axis=1) * v, axis=1)  # (T, N, H, dh)
-    return np.dot(mixed.reshape(tn, d), p["W_O"]) + p["b_O"]  # (T*N, d)
+    heads = (SEQ_LEN, (tn // SEQ_LEN) * n_heads, d // n_heads)  # (T, N*H, d_head): each head of each example
+    q = linear(x, p["W_Q"], p["b_Q"]).reshape(heads)  # (T, N*H, dh)
+    k = linear(x, p["W_K"], p["b_K"]).reshape(heads)  # (T, N*H, dh)
+    v = linear(x, p["W_V"], p["b_V"]).reshape(heads)  # (T, N*H, dh)
+    return linear(attention(q, k, v).reshape(tn, d), p["W_O"], p["b_O"])  # (T*N, d)
 
 
 def block(x, p: dict, n_heads: int):
     """One pre-norm transformer block: x (T*N, d) -> (T*N, d)."""
-    x = x + attention(layer_norm(x, p["ln1.w"], p["ln1.b"]), p, n_heads)  # (T*N, d)
-    hidden = gelu(np.dot(layer_norm(x, p["ln2.w"], p["ln2.b"]), p["W_in"]) + p["b_in"])  # (T*N, d_ff)
-    return x + np.dot(hidden, p["W_out"]) + p["b_out"]  # (T*N, d)
+    x = x + self_attention(layer_norm(x, p["ln1.w"], p["ln1.b"]), p, n_heads)  # (T*N, d)
+    hidden = gelu(linear(layer_norm(x, p["ln2.w"], p["ln2.b"]), p["W_in"], p["b_in"]))  # (T*N, d_ff)
+    return x + linear(hidden, p["W_out"], p["b_out"])  # (T*N, d)
 
 
 def forward(params: dict, tokens, n_heads: int):
@@ -116,8 +114,8 @@ def forward(params: dict, tokens, n_heads: int):
     for layer in range(count_layers(params)):
         prefix = f"blocks.{layer}."
         x = block(x, {k: params[prefix + k] for k in BLOCK_PARAMS}, n_heads)  # (T*N, d)
-    x0 = layer_norm(x[:n], params["ln_final.w"], params["ln_final.b"])  # (N, d): position 0 only
-    return np.dot(x0, params["W_U"]) + params["b_U"]  # (N, vocab)
+    x0 = layer_norm(head_rows(x, n), params["ln_final.w"], params["ln_final.b"])  # (N, d): position 0 only
+    return linear(x0, params["W_U"], params["b_U"])  # (N, vocab)
 
 
 def loss_fn(params: dict, tokens, labels, n_heads: int):

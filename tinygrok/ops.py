@@ -14,7 +14,6 @@ from scipy import special as sp
 LN_EPS = 1e-5  # torch.nn.LayerNorm default (PAPER.md §2)
 INV_SQRT2 = 0.7071067811865476
 INV_SQRT2PI = 0.3989422804014327
-TWO_OVER_SQRTPI = 1.1283791670955126
 
 
 # ---------------------------------------------------------------- layer norm over the last axis
@@ -51,6 +50,85 @@ def _layer_norm_vjp(argnums, ans, args, kwargs):
 defvjp_argnums(layer_norm, _layer_norm_vjp)
 
 
+# ---------------------------------------------------------------- affine map
+@primitive
+def linear(x, w, b):
+    """x @ w + b: x (M, d_in), w (d_in, d_out), b (d_out,) -> (M, d_out)."""
+    out = np.dot(x, w)  # (M, d_out)
+    out += b
+    return out
+
+
+defvjp(
+    linear,
+    lambda ans, x, w, b: lambda g: anp.dot(g, anp.transpose(w)),  # (M, d_in)
+    lambda ans, x, w, b: lambda g: anp.dot(anp.transpose(x), g),  # (d_in, d_out)
+    lambda ans, x, w, b: lambda g: anp.sum(g, axis=0),  # (d_out,)
+)
+
+
+# ---------------------------------------------------------------- attention over a few positions
+def _attention_parts(q, k, v, xp):
+    """Scaled-dot-product attention on (T, B, e) arrays (B = batch x heads): the probabilities and output."""
+    t, b, e = q.shape
+    scores = xp.sum(q.reshape(t, 1, b, e) * k.reshape(1, t, b, e), axis=3) * e**-0.5  # (T_q, T_k, B)
+    probs = softmax(scores, axis=1)  # (T_q, T_k, B)
+    out = xp.sum(probs.reshape(t, t, b, 1) * v.reshape(1, t, b, e), axis=1)  # (T_q, B, e)
+    return probs, out
+
+
+@primitive
+def attention(q, k, v):
+    """Unmasked softmax(q k^T / sqrt(e)) v for every b: q, k, v (T, B, e) -> (T, B, e).
+
+    Written as broadcast products over the T x T position pairs: for the paper's T = 2 this beats
+    batched matmuls of 2 x 2 blocks, and its VJP is a handful of array passes.
+    """
+    return _attention_parts(q, k, v, np)[1]
+
+
+def _attention_vjp(argnums, ans, args, kwargs):
+    q, k, v = args
+
+    def vjp(g):  # (T, B, e) -> gradients of the requested arguments among q, k, v, each (T, B, e)
+        t, b, e = anp.shape(q)
+        probs, _ = _attention_parts(q, k, v, anp)  # (T, T, B), recomputed with anp: differentiable
+        p4 = anp.reshape(probs, (t, t, b, 1))
+        g_probs = anp.sum(anp.reshape(g, (t, 1, b, e)) * anp.reshape(v, (1, t, b, e)), axis=3)  # (T, T, B)
+        g_scores = probs * (g_probs - anp.sum(g_probs * probs, axis=1, keepdims=True)) * e**-0.5  # (T, T, B)
+        gs4 = anp.reshape(g_scores, (t, t, b, 1))
+        grads = {
+            0: lambda: anp.sum(gs4 * anp.reshape(k, (1, t, b, e)), axis=1),  # (T, B, e)
+            1: lambda: anp.sum(gs4 * anp.reshape(q, (t, 1, b, e)), axis=0),  # (T, B, e)
+            2: lambda: anp.sum(p4 * anp.reshape(g, (t, 1, b, e)), axis=0),  # (T, B, e)
+        }
+        return tuple(grads[i]() for i in argnums)
+
+    return vjp
+
+
+defvjp_argnums(attention, _attention_vjp)
+
+
+# ---------------------------------------------------------------- leading rows of a matrix
+@primitive
+def head_rows(x, n):
+    """x[:n] for x (M, d) -> (n, d) (the position-0 rows of the position-major activations)."""
+    return x[:n]
+
+
+@primitive
+def pad_rows(g, m):
+    """g (n, d) followed by m - n zero rows -> (m, d): the adjoint of head_rows."""
+    out = np.zeros((m,) + g.shape[1:], dtype=g.dtype)
+    out[:len(g)] = g
+    return out
+
+
+defvjp(head_rows, lambda ans, x, n: lambda g: pad_rows(g, anp.shape(x)[0]))
+defvjp(pad_rows, lambda ans, g, m: lambda gg: head_rows(gg, anp.shape(g)[0]))
+
+
 # ---------------------------------------------------------------- the error function
 _AS_P = 0.3275911  # Abramowitz & Stegun 7.1.26: erf(x) = 1 - t(a1 + a2 t + ... + a5 t^4) exp(-x^2), t = 1/(1+px)
 _AS_A = (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)  # a5 .. a1
@@ -73,28 +151,31 @@ def _erf_float32(x):
     return np.copysign(poly, x, out=poly)
 
 
-@primitive
 def erf(x):
     """The error function: scipy's (exact) in float64, a float32-accurate polynomial in float32."""
     return _erf_float32(x) if x.dtype == np.float32 else sp.erf(x)
 
 
-defvjp(erf, lambda ans, x: lambda g: g * TWO_OVER_SQRTPI * anp.exp(-x * x))
-
-
 # ---------------------------------------------------------------- exact (erf) GELU
 @primitive
+def normal_cdf(x):
+    """Phi(x) = (1 + erf(x / sqrt 2)) / 2, the standard normal CDF."""
+    cdf = erf(x * INV_SQRT2)
+    cdf += 1.0
+    cdf *= 0.5
+    return cdf
+
+
+defvjp(normal_cdf, lambda ans, x: lambda g: g * INV_SQRT2PI * anp.exp(-0.5 * x * x))  # g * phi(x)
+
+
 def gelu(x):
-    """x * Phi(x), Phi the standard normal CDF (torch's default, non-tanh GELU)."""
-    return 0.5 * x * (1.0 + erf(x * INV_SQRT2))  # same shape as x
+    """x * Phi(x): torch's default (exact, non-tanh) GELU.
 
-
-def _gelu_slope(x):
-    """d gelu / dx = Phi(x) + x * phi(x), in autograd.numpy (differentiable once more)."""
-    return 0.5 * (1.0 + erf(x * INV_SQRT2)) + x * INV_SQRT2PI * anp.exp(-0.5 * x * x)
-
-
-defvjp(gelu, lambda ans, x: lambda g: g * _gelu_slope(x))
+    Composed rather than fused: autograd keeps Phi(x) from the forward pass for the product rule, so the
+    backward pass needs only phi(x), not a second evaluation of erf.
+    """
+    return x * normal_cdf(x)
 
 
 # ---------------------------------------------------------------- softmax over one axis

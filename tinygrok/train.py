@@ -91,6 +91,7 @@ def train(cfg: Config, run: Run, *, resume: bool = False, transform: GradTransfo
     Every cfg.eval_every steps: evaluate, append a metrics row, write a checkpoint. With `resume`, continue from
     the run's checkpoint; the result is bit-identical to a run that was never interrupted.
     """
+    backend.reuse_freed_memory()
     data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
     if resume:
         state, wall_before = load_state(run, cfg)
