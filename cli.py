@@ -19,8 +19,8 @@ from tinygrok import backend, config
 from tinygrok.config import Config, ConfigError
 from tinygrok.runs import Run, RunError
 
-# Measured (README, "Speed"): on these shared 2-core machines one BLAS thread was as fast as two and steadier.
-DEFAULT_THREADS = 1
+# Measured (README, "Speed"): on these 2-core machines 2 BLAS threads gave 62-64 ms per paper step, 1 gave 70-74.
+DEFAULT_THREADS = min(2, os.cpu_count() or 1)
 
 app = typer.Typer(help="tinygrok: watch a transformer grok, and measure why.", add_completion=False,
                   pretty_exceptions_enable=False, no_args_is_help=True)
