@@ -3,11 +3,12 @@ import numpy as np
 import pytest
 
 from tinygrok.config import Config, preset
-from tinygrok.runs import CHECKPOINT, METRICS, Run
+from tinygrok.runs import METRICS, SNAPSHOTS, THETAS, Run
 from tinygrok.train import evaluate, fresh_state, train
 from tinygrok.data import make_dataset
 
-SMALL = Config(p=11, d_model=16, n_heads=2, d_ff=32, batch_size=32, eval_every=20, max_steps=120)
+SMALL = Config(p=11, d_model=16, n_heads=2, d_ff=32, batch_size=32, eval_every=20, max_steps=120,
+               snapshot_every=20, theta_every=40, probe_every=40, probe_samples=2)
 
 
 class Interrupt(Exception):
@@ -35,7 +36,8 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
         train(SMALL, Run.create(tmp_path / "split", SMALL), on_step=crash_at_70)
     summary = train(SMALL, Run.open(tmp_path / "split"), resume=True)
     assert summary["steps"] == 120
-    assert (tmp_path / "whole" / METRICS).read_bytes() == (tmp_path / "split" / METRICS).read_bytes()
+    for name in (METRICS, SNAPSHOTS, THETAS):  # metrics with probe columns, and both trajectories
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "split" / name).read_bytes(), name
     whole, split = (Run(tmp_path / n).load_checkpoint() for n in ("whole", "split"))
     for part in (0, 1):  # params by name, then the AdamW moments
         assert whole[part].keys() == split[part].keys()

@@ -1,6 +1,7 @@
-"""Reading a run's metric rows (PAPER.md §4): grok steps and the memorization step."""
+"""Reading a run's metric rows: grok steps and memorization (PAPER.md §4), curvature onset and lead (§7)."""
 from __future__ import annotations
 
+import statistics
 from typing import Iterable, Optional
 
 
@@ -31,3 +32,37 @@ def grok_summary(rows: list[dict], threshold: float = 0.98, patience: int = 3) -
         "grok_step": detection_step(rows, threshold, patience),
         "memorization_step": first_step(rows, "train_acc", 0.95),
     }
+
+
+def curvature_onset(rows: list[dict], factor: float = 10.0, floor: float = 20.0) -> dict:
+    """The curvature onset rule of §7.1 on the probed rows (step 0, 100, 200, ...).
+
+    baseline = max(median D of the first 3 probed rows, 0.1); onset = the first probed row with index >= 2
+    whose D > factor * baseline and D > floor (fast regime: 10x and 20; slow regime: floor 5).
+    """
+    probed = [r for r in rows if r.get("defect") is not None]
+    if len(probed) < 3:
+        return {"baseline_defect": None, "onset_step": None}
+    baseline = max(statistics.median(r["defect"] for r in probed[:3]), 0.1)
+    onset = next((r["step"] for r in probed[2:] if r["defect"] > factor * baseline and r["defect"] > floor), None)
+    return {"baseline_defect": baseline, "onset_step": onset}
+
+
+def curvature_summary(rows: list[dict], factor: float = 10.0, floor: float = 20.0) -> dict:
+    """Onset, lead = grok_90 - onset (§7.2), and defect growth = max D / baseline, over the rows up to and
+    including grok_90 ("before grokking") and over the whole run (the paper's 500-2000x, PAPER.md §10 #13)."""
+    onset = curvature_onset(rows, factor, floor)
+    grok_90 = first_step(rows, "test_acc", 0.90)
+    probed = [r for r in rows if r.get("defect") is not None]
+    if onset["baseline_defect"] is None:
+        return {**onset, "lead_steps": None, "defect_growth": None, "defect_growth_run": None}
+    before = [r["defect"] for r in probed if grok_90 is None or r["step"] <= grok_90]
+    return {**onset,
+            "lead_steps": None if onset["onset_step"] is None or grok_90 is None else grok_90 - onset["onset_step"],
+            "defect_growth": max(before) / onset["baseline_defect"],
+            "defect_growth_run": max(r["defect"] for r in probed) / onset["baseline_defect"]}
+
+
+def memorization_phase(rows: list[dict]) -> list[int]:
+    """Steps in the memorization phase of the controls (§4): train acc >= 0.95 and test acc < 0.3."""
+    return [r["step"] for r in rows if r["train_acc"] >= 0.95 and r["test_acc"] < 0.3]

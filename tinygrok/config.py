@@ -42,6 +42,10 @@ class Config:
     stop_patience: int = _opt(3, "... on this many consecutive evaluations")
     extra_steps: int = _opt(0, "keep training this many steps after grokking is detected")
     dtype: str = _opt("float32", "float32 (as the paper) or float64")
+    snapshot_every: int = _opt(100, "steps between snapshots of the attention weights, for PCA (0 = off)")
+    theta_every: int = _opt(0, "steps between snapshots of all parameters, for curvature analysis (0 = off)")
+    probe_every: int = _opt(0, "steps between commutator-defect probes, a multiple of eval-every (0 = off)")
+    probe_samples: int = _opt(5, "commutator samples per probe (median and quartiles are recorded)")
 
     def __post_init__(self):
         from tinygrok.data import OPERATIONS, is_prime  # late import: data.py imports nothing from here
@@ -68,6 +72,11 @@ class Config:
             ("stop-patience", self.stop_patience >= 1, "at least 1"),
             ("extra-steps", self.extra_steps >= 0, "zero or positive"),
             ("dtype", self.dtype in ("float32", "float64"), "float32 or float64"),
+            ("snapshot-every", self.snapshot_every >= 0, "zero (off) or positive"),
+            ("theta-every", self.theta_every >= 0, "zero (off) or positive"),
+            ("probe-every", self.probe_every >= 0 and self.probe_every % self.eval_every == 0,
+             f"zero (off) or a multiple of eval-every ({self.eval_every})"),
+            ("probe-samples", self.probe_samples >= 1, "at least 1"),
         ]
         for name, ok, allowed in checks:
             if not ok:

@@ -7,6 +7,7 @@ unembedding read out at position 0, no mask, no dropout. Activations multiply on
 from __future__ import annotations
 
 import autograd.numpy as np
+from autograd import grad
 
 from tinygrok.config import Config
 from tinygrok.ops import attention, cross_entropy, embed, gelu, head_rows, layer_norm, linear, param_view
@@ -70,6 +71,16 @@ def layout(cfg: Config) -> dict[str, tuple[int, tuple[int, ...]]]:
     return offsets
 
 
+def attention_layout(cfg: Config) -> dict[str, tuple[int, tuple[int, ...]]]:
+    """The W_Q, W_K, W_V, W_O of every layer: the part of `layout` whose trajectory PCA studies (§5.1)."""
+    return {name: spec for name, spec in layout(cfg).items() if name.split(".")[-1] in ATTENTION_MATRICES}
+
+
+def attention_vector(theta, cfg: Config):
+    """Those matrices of theta (P,), flattened and concatenated in layout order: one snapshot row (8 d^2,)."""
+    return np.concatenate([theta[start:start + int(np.prod(shape))] for start, shape in attention_layout(cfg).values()])
+
+
 def flatten(params: dict):
     """The flat parameter vector theta (P,), blocks in canonical order (init_params builds the dict in it)."""
     return np.concatenate([np.ravel(w) for w in params.values()])
@@ -126,3 +137,6 @@ def loss_fn(params: dict, tokens, labels, n_heads: int):
 def flat_loss(theta, tokens, labels, cfg: Config):
     """loss_fn as a function of the flat parameter vector theta (P,): what training and probes differentiate."""
     return loss_fn(unflatten(theta, cfg), tokens, labels, cfg.n_heads)
+
+
+flat_grad = grad(flat_loss)  # d loss / d theta: (theta (P,), tokens (N, 2), labels (N,), cfg) -> (P,)

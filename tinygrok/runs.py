@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import zipfile
 from pathlib import Path
 
@@ -18,6 +19,8 @@ import numpy as np
 from tinygrok.config import Config, ConfigError
 
 CONFIG, METRICS, CHECKPOINT, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.npz", "summary.json"
+SNAPSHOTS, THETAS = "snapshots.npy", "thetas.npy"  # growing (S, D) arrays, one row per snapshot
+_NPY_HEADER_BYTES = 128  # fixed, so the header can be rewritten in place as rows are appended
 
 
 class RunError(Exception):
@@ -29,6 +32,13 @@ def _write_atomically(path: Path, write) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
     os.replace(tmp, path)
+
+
+def _npy_header(shape: tuple, dtype) -> bytes:
+    """A version-1.0 .npy header padded to exactly _NPY_HEADER_BYTES."""
+    text = f"{{'descr': '{np.dtype(dtype).str}', 'fortran_order': False, 'shape': {tuple(shape)}, }}"
+    text = text.ljust(_NPY_HEADER_BYTES - 10 - 1) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode("latin1")
 
 
 def write_json(path: Path, obj: dict) -> None:
@@ -92,6 +102,33 @@ class Run:
         rows = [r for r in self.metrics() if r["step"] <= last_step]
         _write_atomically(self.path / METRICS, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in rows)))
         return rows
+
+    # ------------------------------------------------------------------ growing arrays
+    def append_rows(self, name: str, rows: np.ndarray) -> None:
+        """Append rows (n, D) to the .npy file `name`: data first, then the header's row count, so a crash
+        leaves a valid file holding every fully written row. np.load opens it like any .npy."""
+        rows = np.ascontiguousarray(rows)
+        path = self.path / name
+        n_old = len(self.rows(name)) if path.exists() else 0
+        with open(path, "r+b" if path.exists() else "w+b") as f:
+            f.seek(_NPY_HEADER_BYTES + n_old * rows[0].nbytes)
+            f.write(rows.tobytes())
+            f.truncate()
+            f.seek(0)
+            f.write(_npy_header((n_old + len(rows),) + rows.shape[1:], rows.dtype))
+
+    def rows(self, name: str) -> np.ndarray:
+        """The (S, D) array in `name`, memory-mapped (read-only)."""
+        return np.load(self.path / name, mmap_mode="r")
+
+    def truncate_rows(self, name: str, n: int) -> None:
+        """Keep the first n rows of `name` (a resume drops snapshots taken after its checkpoint)."""
+        path = self.path / name
+        if path.exists():
+            kept = np.array(self.rows(name)[:n])
+            path.unlink()
+            if len(kept):
+                self.append_rows(name, kept)
 
     # ------------------------------------------------------------------ checkpoint
     def save_checkpoint(self, params: dict, arrays: dict, meta: dict) -> None:

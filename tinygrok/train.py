@@ -6,19 +6,18 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
-from autograd import grad
 
 from tinygrok import backend
 from tinygrok.analysis import detection_step, grok_summary
+from tinygrok.commutator import defect_samples, defect_stats
 from tinygrok.config import Config
 from tinygrok.data import Dataset, make_dataset, sample_batch, stream
-from tinygrok.model import flat_loss, flatten, forward, init_params, layout, unflatten
+from tinygrok.model import attention_vector, flat_grad, flatten, forward, init_params, layout, unflatten
 from tinygrok.ops import cross_entropy
 from tinygrok.optim import AdamWState, GradTransform, adamw_step, clip_by_global_norm, identity_transform
-from tinygrok.runs import Run, RunError
+from tinygrok.runs import SNAPSHOTS, THETAS, Run, RunError
 
 EVAL_CHUNK = 8192  # examples per forward pass when evaluating (bounds memory for large p)
-flat_grad = grad(flat_loss)  # d loss / d theta: (theta (P,), tokens (N, 2), labels (N,), cfg) -> (P,)
 
 
 @dataclass
@@ -29,11 +28,12 @@ class TrainState:
     adam: AdamWState
     step: int
     batch_rng: np.random.Generator
+    probe_rng: np.random.Generator  # the commutator's batches: never the training batches' stream
 
 
 def fresh_state(cfg: Config) -> TrainState:
     theta = flatten(init_params(cfg, stream(cfg.seed, "init")))
-    return TrainState(theta, AdamWState.zeros_like(theta), 0, stream(cfg.seed, "batches"))
+    return TrainState(theta, AdamWState.zeros_like(theta), 0, stream(cfg.seed, "batches"), stream(cfg.seed, "probes"))
 
 
 def evaluate(theta: np.ndarray, data: Dataset, cfg: Config) -> dict:
@@ -59,13 +59,13 @@ def train_step(state: TrainState, data: Dataset, cfg: Config, transform: GradTra
     g = transform(g, state.step)
     theta, adam = adamw_step(state.theta, g, state.adam, lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2,
                              eps=cfg.eps, weight_decay=cfg.weight_decay)
-    return TrainState(theta, adam, state.step + 1, state.batch_rng), {"grad_norm": norm}
+    return TrainState(theta, adam, state.step + 1, state.batch_rng, state.probe_rng), {"grad_norm": norm}
 
 
 # ---------------------------------------------------------------------- checkpoints
 def save_state(run: Run, state: TrainState, cfg: Config, wall_seconds: float) -> None:
     meta = {"step": state.step, "adam_t": state.adam.t, "batch_rng": state.batch_rng.bit_generator.state,
-            "wall_seconds": wall_seconds}
+            "probe_rng": state.probe_rng.bit_generator.state, "wall_seconds": wall_seconds}
     run.save_checkpoint(unflatten(state.theta, cfg), {"adam_m": state.adam.m, "adam_v": state.adam.v}, meta)
 
 
@@ -74,10 +74,13 @@ def load_state(run: Run, cfg: Config) -> tuple[TrainState, float]:
     names = list(layout(cfg))
     if sorted(params) != sorted(names) or "adam_m" not in arrays or "adam_v" not in arrays:
         raise RunError(f"cannot resume: {run.path} checkpoint does not match its config.json")
-    rng = stream(cfg.seed, "batches")
-    rng.bit_generator.state = meta["batch_rng"]
+    rngs = {}
+    for name in ("batch", "probe"):
+        rngs[name] = stream(cfg.seed, name + "s")
+        rngs[name].bit_generator.state = meta[f"{name}_rng"]
     adam = AdamWState(meta["adam_t"], arrays["adam_m"], arrays["adam_v"])
-    return TrainState(flatten({k: params[k] for k in names}), adam, meta["step"], rng), meta["wall_seconds"]
+    theta = flatten({k: params[k] for k in names})
+    return TrainState(theta, adam, meta["step"], rngs["batch"], rngs["probe"]), meta["wall_seconds"]
 
 
 # ---------------------------------------------------------------------- the loop
@@ -88,34 +91,31 @@ def train(cfg: Config, run: Run, *, resume: bool = False, transform: GradTransfo
           on_step: Optional[StepCallback] = None) -> dict:
     """Train until grokking is detected (plus cfg.extra_steps) or cfg.max_steps; return the summary.
 
-    Every cfg.eval_every steps: evaluate, append a metrics row, write a checkpoint. With `resume`, continue from
-    the run's checkpoint; the result is bit-identical to a run that was never interrupted.
+    Every cfg.eval_every steps: evaluate (and probe the curvature, if asked), append a metrics row, write a
+    checkpoint. With `resume`, continue from the run's checkpoint: the result is bit-identical to a run that was
+    never interrupted.
     """
     backend.reuse_freed_memory()
     data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
     if resume:
         state, wall_before = load_state(run, cfg)
         rows = run.truncate_metrics(state.step)
+        for name, every in ((SNAPSHOTS, cfg.snapshot_every), (THETAS, cfg.theta_every)):
+            run.truncate_rows(name, state.step // every + 1 if every else 0)
     else:
         state, wall_before, rows = fresh_state(cfg), 0.0, []
-    if not rows:  # the step-0 evaluation
-        rows.append({"step": 0, **evaluate(state.theta, data, cfg)})
-        run.append_metrics(rows[-1])
-        save_state(run, state, cfg, wall_before)
+    recorder = Recorder(cfg, run, data, rows)
+    if not rows:
+        recorder(state, {}, stop_at=cfg.max_steps, wall=wall_before)
 
-    start, first_step = time.perf_counter(), state.step
-    train_seconds = 0.0
+    start, first_step, train_seconds = time.perf_counter(), state.step, 0.0
     stop_at = _stop_step(rows, cfg)
     while state.step < stop_at:
         t0 = time.perf_counter()
         state, info = train_step(state, data, cfg, transform)
         train_seconds += time.perf_counter() - t0
-        row = None
-        if state.step % cfg.eval_every == 0 or state.step == stop_at:
-            row = {"step": state.step, **evaluate(state.theta, data, cfg), **info}
-            rows.append(row)
-            run.append_metrics(row)
-            save_state(run, state, cfg, wall_before + time.perf_counter() - start)
+        row = recorder(state, info, stop_at, wall_before + time.perf_counter() - start)
+        if row is not None:
             stop_at = _stop_step(rows, cfg)
         if on_step:
             on_step(state.step, row)
@@ -128,6 +128,38 @@ def train(cfg: Config, run: Run, *, resume: bool = False, transform: GradTransfo
                "params": int(state.theta.size), **backend.describe()}
     run.write_summary(summary)
     return summary
+
+
+@dataclass
+class Recorder:
+    """What the loop writes after a step: snapshots, and at evaluation steps a metrics row (with the probe)
+    and a checkpoint. Appends to `rows` and returns the new row, or None between evaluations."""
+
+    cfg: Config
+    run: Run
+    data: Dataset
+    rows: list
+
+    def __call__(self, state: TrainState, info: dict, stop_at: int, wall: float) -> Optional[dict]:
+        cfg, step = self.cfg, state.step
+        if _due(step, cfg.snapshot_every):
+            self.run.append_rows(SNAPSHOTS, attention_vector(state.theta, cfg)[None])
+        if _due(step, cfg.theta_every):
+            self.run.append_rows(THETAS, state.theta[None])
+        if step % cfg.eval_every and step != stop_at:
+            return None
+        row = {"step": step, **evaluate(state.theta, self.data, cfg), **info}
+        if _due(step, cfg.probe_every):
+            samples = defect_samples(state.theta, self.data, cfg, state.probe_rng, cfg.probe_samples)
+            row.update(defect_stats(samples))
+        self.rows.append(row)
+        self.run.append_metrics(row)
+        save_state(self.run, state, cfg, wall)
+        return row
+
+
+def _due(step: int, every: int) -> bool:
+    return every > 0 and step % every == 0
 
 
 def _stop_step(rows: list[dict], cfg: Config) -> int:

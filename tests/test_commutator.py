@@ -1,0 +1,62 @@
+"""The commutator defect against the exact Lie bracket, and the probe's independence from training."""
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from tinygrok.commutator import defect_sample, lie_bracket, weight_svd_basis
+from tinygrok.config import Config
+from tinygrok.data import make_dataset, sample_batch, stream
+from tinygrok.model import flat_grad, flatten, init_params
+from tinygrok.runs import Run
+from tinygrok.train import train
+
+
+def test_defect_over_eta_squared_converges_to_the_lie_bracket():
+    """delta / eta^2 = H_B g_A - H_A g_B + O(eta): the error falls linearly with eta (float64)."""
+    cfg = tiny_config()
+    theta = flatten(init_params(cfg, stream(7, "init")))
+    data = make_dataset(cfg.op, cfg.p, 0.5, 7)
+    rng = stream(7, "probes")
+    a, b = sample_batch(data, 16, rng), sample_batch(data, 16, rng)
+    bracket = lie_bracket(theta, a, b, cfg)
+    etas = np.array([1e-1, 3e-2, 1e-2, 3e-3, 1e-3])
+    errors = np.array([np.linalg.norm(defect_sample(theta, a, b, cfg, eta)["delta"] / eta**2 - bracket)
+                       for eta in etas]) / np.linalg.norm(bracket)
+    slope = np.polyfit(np.log(etas), np.log(errors), 1)[0]
+    assert 0.8 < slope < 1.2, (slope, errors)
+    assert errors[-1] < 1e-2 and np.all(np.diff(errors) < 0)
+
+
+def test_defect_normalisation():
+    cfg = tiny_config()
+    theta = flatten(init_params(cfg, stream(8, "init")))
+    data = make_dataset(cfg.op, cfg.p, 0.5, 8)
+    a = sample_batch(data, 16, stream(8, "x"))
+    same = defect_sample(theta, a, a, cfg)
+    assert same["defect"] == 0.0  # one batch commutes with itself exactly
+    b = sample_batch(data, 16, stream(8, "y"))
+    s = defect_sample(theta, a, b, cfg, eta=1e-3)
+    assert s["defect"] == pytest.approx(np.linalg.norm(s["delta"]) / s["scale"])
+    norms = [np.linalg.norm(1e-3 * flat_grad(theta, *batch, cfg)) for batch in (a, b)]
+    assert s["scale"] == pytest.approx(norms[0] * norms[1] + 1e-12, rel=1e-12)
+
+
+def test_weight_svd_basis_is_orthonormal_with_24_columns_for_two_layers():
+    cfg = tiny_config()
+    theta = flatten(init_params(cfg, stream(9, "init")))
+    basis = weight_svd_basis(theta, cfg, k=3)
+    assert basis.shape == (theta.size, 2 * 4 * 3)
+    np.testing.assert_allclose(basis.T @ basis, np.eye(24), atol=1e-12)
+
+
+def test_probing_does_not_change_training(tmp_path):
+    """Probe batches come from their own stream: training metrics are bit-identical with probes on or off."""
+    base = Config(p=11, d_model=16, n_heads=2, d_ff=32, batch_size=32, eval_every=20, max_steps=100)
+    probed = base.replace(probe_every=20, probe_samples=3, theta_every=40)
+    train(base, Run.create(tmp_path / "off", base))
+    train(probed, Run.create(tmp_path / "on", probed))
+    off, on = Run(tmp_path / "off").metrics(), Run(tmp_path / "on").metrics()
+    assert all("defect" in r and r["defect"] > 0 for r in on)
+    assert [{k: r_on[k] for k in r_off} for r_on, r_off in zip(on, off)] == off
+    assert Run(tmp_path / "on").rows("thetas.npy").shape == (1 + 100 // 40, flatten(
+        init_params(base, stream(0, "init"))).size)

@@ -1,0 +1,63 @@
+"""Trajectory PCA against trajectories whose answer is known."""
+import math
+
+import numpy as np
+import pytest
+
+from tinygrok.commutator import projection_fractions
+from tinygrok.pca import execution_basis, expanding_window_pc1, pc1_share, random_walk_null, trajectory_pca
+
+rng = np.random.default_rng(0)
+
+
+def test_planted_rank_one_trajectory_is_recovered():
+    u = rng.standard_normal(500)
+    u /= np.linalg.norm(u)
+    steps = np.linspace(0, 1, 40) ** 2  # any monotone schedule along one direction
+    traj = rng.standard_normal(500) + steps[:, None] * 3.0 * u + 1e-4 * rng.standard_normal((40, 500))
+    pca = trajectory_pca(traj, k=3)
+    assert pca.pc1 > 0.9999
+    assert abs(pca.components[0] @ u) == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(pca.components @ pca.components.T, np.eye(3), atol=1e-10)
+    assert pca.ratios.sum() == pytest.approx(1.0)
+
+
+def test_planted_rank_two_shares():
+    a, b = np.eye(300)[0], np.eye(300)[1]
+    t = np.arange(50.0)
+    traj = np.outer(np.cos(t), a) * 2.0 + np.outer(np.sin(t), b)  # variance ratio 4 : 1 (nearly)
+    ratios = trajectory_pca(traj).ratios
+    assert ratios[0] == pytest.approx(0.8, abs=0.02) and ratios[1] == pytest.approx(0.2, abs=0.02)
+
+
+def test_random_walk_pc1_is_six_over_pi_squared():
+    """A long isotropic random walk in high dimension puts 6/pi^2 of its (centred) variance on PC1."""
+    walk = np.cumsum(rng.standard_normal((400, 4000)), axis=0)  # only its step norms matter to the null
+    null = random_walk_null(walk, np.random.default_rng(1), n_walks=12)
+    assert null["null_mean"] == pytest.approx(6 / math.pi**2, abs=0.05)
+    assert abs(null["z"]) < 4  # the walk itself is one more draw from the null
+
+
+def test_expanding_windows_grow_to_the_whole_trajectory():
+    traj = np.cumsum(rng.standard_normal((120, 50)), axis=0)
+    sizes, shares = expanding_window_pc1(traj)
+    assert sizes[0] == 6 and sizes[-1] == 120 and len(sizes) == 20
+    assert shares[-1] == pytest.approx(pc1_share(traj))
+
+
+def test_execution_basis_is_orthonormal_and_blockwise():
+    offsets = {"a": 3, "b": 40, "c": 100}
+    trajs = {name: np.cumsum(rng.standard_normal((30, 25)), axis=0) for name in offsets}
+    basis = execution_basis(trajs, offsets, n_params=200, k=2)
+    assert basis.shape == (200, 6)
+    np.testing.assert_allclose(basis.T @ basis, np.eye(6), atol=1e-12)
+    for j, name in enumerate(n for n in offsets for _ in range(2)):
+        support = np.flatnonzero(np.abs(basis[:, j]) > 1e-14)
+        assert support.min() >= offsets[name] and support.max() < offsets[name] + 25
+
+
+def test_rho_of_a_random_vector_is_sqrt_one_minus_k_over_p():
+    p, k = 20_000, 16
+    basis, _ = np.linalg.qr(rng.standard_normal((p, k)))
+    rhos = [projection_fractions(rng.standard_normal(p), basis)[1] for _ in range(20)]
+    assert np.mean(rhos) == pytest.approx(math.sqrt(1 - k / p), abs=1e-4)

@@ -1,0 +1,123 @@
+"""Curvature probes (PAPER.md §6): the commutator defect, the exact Lie bracket, and projections of the
+defect onto the execution basis, random bases and the current-weight-SVD basis.
+
+Gradients here are the plain mean cross-entropy gradients at theta: no weight decay, no clipping, no Adam (§6.1).
+Probe batches come from the caller's own random stream, so probing never changes the training trajectory.
+"""
+from __future__ import annotations
+
+import math
+
+import autograd.numpy as anp
+import numpy as np
+from autograd import grad
+
+from tinygrok.config import Config
+from tinygrok.data import Dataset, sample_batch
+from tinygrok.model import ATTENTION_MATRICES, flat_grad, layout
+
+ETA = 1e-3  # the probe step, fixed in every experiment of the paper (§6.1)
+DEFECT_EPS = 1e-12  # the reference's guard in the denominator
+
+
+def defect_sample(theta, batch_a, batch_b, cfg: Config, eta: float = ETA) -> dict:
+    """One commutator sample (§6.1, eq. 2-4): take the two gradient steps in both orders and compare.
+
+        theta_AB = theta - eta g_A(theta) - eta g_B(theta - eta g_A(theta))      (and A <-> B for theta_BA)
+        delta = theta_AB - theta_BA;   D = ||delta|| / (||eta g_A|| ||eta g_B|| + 1e-12)
+
+    To leading order delta = eta^2 (H_B g_A - H_A g_B), so D is a normalised curvature, independent of eta.
+    """
+    g_a, g_b = flat_grad(theta, *batch_a, cfg), flat_grad(theta, *batch_b, cfg)
+    theta_ab = theta - eta * g_a - eta * flat_grad(theta - eta * g_a, *batch_b, cfg)
+    theta_ba = theta - eta * g_b - eta * flat_grad(theta - eta * g_b, *batch_a, cfg)
+    delta = theta_ab - theta_ba  # (P,)
+    scale = eta * float(np.linalg.norm(g_a)) * eta * float(np.linalg.norm(g_b)) + DEFECT_EPS
+    return {"delta": delta, "defect": float(np.linalg.norm(delta)) / scale, "scale": scale,
+            "step_norm": eta * float(np.linalg.norm(g_a))}
+
+
+def defect_samples(theta, data: Dataset, cfg: Config, rng: np.random.Generator, k: int, eta: float = ETA) -> list:
+    """k independent samples, each on two fresh training batches drawn from `rng`."""
+    return [defect_sample(theta, sample_batch(data, cfg.batch_size, rng), sample_batch(data, cfg.batch_size, rng),
+                          cfg, eta) for _ in range(k)]
+
+
+def defect_stats(samples: list) -> dict:
+    """Median and quartiles of D over the samples: what a metrics row records."""
+    q25, median, q75 = np.percentile([s["defect"] for s in samples], [25, 50, 75])
+    return {"defect": float(median), "defect_q25": float(q25), "defect_q75": float(q75)}
+
+
+def hvp(theta, batch, v, cfg: Config):
+    """H v, the Hessian of the batch loss at theta times v: (P,) -> (P,), by differentiating <grad, v>."""
+    return grad(lambda t: anp.dot(flat_grad(t, *batch, cfg), v))(theta)
+
+
+def lie_bracket(theta, batch_a, batch_b, cfg: Config):
+    """H_B g_A - H_A g_B: the exact eta -> 0 limit of delta / eta^2 (P,)."""
+    g_a, g_b = flat_grad(theta, *batch_a, cfg), flat_grad(theta, *batch_b, cfg)
+    return hvp(theta, batch_b, g_a, cfg) - hvp(theta, batch_a, g_b, cfg)
+
+
+# ---------------------------------------------------------------------- projections (§6.3, §6.4)
+def projection_fractions(delta: np.ndarray, basis: np.ndarray) -> tuple[float, float]:
+    """(||B B^T delta|| / ||delta||, ||delta - B B^T delta|| / ||delta||) = (proj/full, rho) for orthonormal B."""
+    full = float(np.linalg.norm(delta))
+    if full == 0:
+        return math.nan, math.nan
+    coeffs = basis.T @ delta  # (K,)
+    proj = float(np.linalg.norm(coeffs))
+    return proj / full, math.sqrt(max(0.0, full**2 - proj**2)) / full
+
+
+def random_basis(n_params: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random k-dimensional orthonormal basis of R^P (P, k): Gaussian matrix, reduced QR."""
+    q, _ = np.linalg.qr(rng.standard_normal((n_params, k)))
+    return q
+
+
+def weight_svd_basis(theta: np.ndarray, cfg: Config, k: int = 3) -> np.ndarray:
+    """The basis the reference code's random-subspace control actually used (§6.4): for every layer and attention
+    matrix W, the top-k rank-one matrices u_i v_i^T of W's SVD at theta, at W's offset, QR'd: (P, layers*4*k)."""
+    columns = []
+    for name, (start, shape) in layout(cfg).items():
+        if name.split(".")[-1] not in ATTENTION_MATRICES:
+            continue
+        u, _, vt = np.linalg.svd(theta[start:start + shape[0] * shape[1]].reshape(shape).astype(np.float64))
+        for i in range(k):
+            col = np.zeros(theta.size)
+            col[start:start + shape[0] * shape[1]] = np.outer(u[:, i], vt[i]).ravel()
+            columns.append(col)
+    q, _ = np.linalg.qr(np.stack(columns, axis=1))
+    return q
+
+
+def subspace_ratios(samples: list, bases: dict[str, np.ndarray], rng: np.random.Generator,
+                    n_random: int = 5) -> dict:
+    """For each named basis B (P, K): proj/full of the defect, the same for n_random random K-dim bases, their
+    ratio (exec/random, §6.4) and rho (§6.3). As the reference computes them:
+    proj/full = median_k(||B^T delta_k|| / s_k) / median_k(||delta_k|| / s_k), s_k the sample's normaliser;
+    random: the mean over the random bases inside each sample, then the median. Theory for random: sqrt(K/P).
+    """
+    def median_proj(project):
+        return float(np.median([project(s["delta"]) / s["scale"] for s in samples]))
+
+    full = median_proj(np.linalg.norm)
+    out = {}
+    for name, basis in bases.items():
+        randoms = [random_basis(basis.shape[0], basis.shape[1], rng) for _ in range(n_random)]
+        proj = median_proj(lambda d: np.linalg.norm(basis.T @ d)) / full
+        rand = median_proj(lambda d: np.mean([np.linalg.norm(r.T @ d) for r in randoms])) / full
+        out.update({f"{name}_proj": proj, f"{name}_random_proj": rand, f"{name}_random_ratio": proj / rand,
+                    f"{name}_rho": float(np.median([projection_fractions(s["delta"], basis)[1] for s in samples]))})
+    return out
+
+
+def alignment(dtheta: np.ndarray, deltas: list) -> dict:
+    """Trajectory-curvature alignment (§6.5): mean |cos(dtheta, delta_k)| and its ratio to sqrt(2/(pi P)),
+    the mean |cos| of two random directions in R^P."""
+    unit = dtheta / np.linalg.norm(dtheta)
+    mean_cos = float(np.mean([abs(unit @ d) / np.linalg.norm(d) for d in deltas if np.linalg.norm(d) > 0]))
+    baseline = math.sqrt(2 / (math.pi * dtheta.size))
+    return {"mean_abs_cos": mean_cos, "ratio": mean_cos / baseline}

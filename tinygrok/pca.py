@@ -1,0 +1,98 @@
+"""PCA of attention-weight trajectories (PAPER.md §5): explained variance, expanding windows, the random-walk
+null, and the execution basis B.
+
+A trajectory is an (S, D) array: S snapshots of one weight matrix, flattened row-major (D = d_in * d_out).
+All arithmetic is float64, whatever the training dtype.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TrajectoryPCA:
+    """ratios (r,): explained-variance ratios, largest first; components (k, D): unit principal directions."""
+
+    ratios: np.ndarray
+    components: np.ndarray
+
+    @property
+    def pc1(self) -> float:
+        return float(self.ratios[0])
+
+
+def _centred_deltas(traj: np.ndarray) -> np.ndarray:
+    """X_t = vec(W_t - W_0), columns centred over snapshots (§5.1): (S, D)."""
+    x = np.asarray(traj, dtype=np.float64) - np.asarray(traj[0], dtype=np.float64)
+    return x - x.mean(axis=0)
+
+
+def _gram_spectrum(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (descending, = squared singular values) and eigenvectors of the (S, S) Gram matrix X X^T."""
+    evals, evecs = np.linalg.eigh(x @ x.T)  # ascending
+    return np.clip(evals[::-1], 0.0, None), evecs[:, ::-1]
+
+
+def trajectory_pca(traj: np.ndarray, k: int = 5) -> TrajectoryPCA:
+    """PCA of one trajectory through the S x S Gram matrix (S snapshots << D weights, so far cheaper than an SVD).
+
+    Explained-variance ratio_i = sigma_i^2 / sum_j sigma_j^2; component_i = X^T u_i / sigma_i.
+    """
+    x = _centred_deltas(traj)
+    sq_sigma, u = _gram_spectrum(x)
+    total = sq_sigma.sum()
+    if total == 0:
+        raise ValueError("the trajectory does not move: no principal components")
+    k = min(k, int(np.sum(sq_sigma > 1e-12 * total)))
+    components = (x.T @ u[:, :k] / np.sqrt(sq_sigma[:k])).T  # (k, D), unit rows
+    return TrajectoryPCA(sq_sigma / total, components)
+
+
+def pc1_share(traj: np.ndarray) -> float:
+    """sigma_1^2 / sum sigma^2 of the centred deltas: the fraction of the motion along one direction."""
+    sq_sigma, _ = _gram_spectrum(_centred_deltas(traj))
+    return float(sq_sigma[0] / sq_sigma.sum())
+
+
+def expanding_window_pc1(traj: np.ndarray, n_windows: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """PC1 share of the first t snapshots for t = unique(linspace(max(5, T // 20), T, n)) (§5.2, figF)."""
+    s = len(traj)
+    sizes = np.unique(np.linspace(max(5, s // 20), s, n_windows).astype(int))
+    return sizes, np.array([pc1_share(traj[:t]) for t in sizes])
+
+
+def random_walk_null(traj: np.ndarray, rng: np.random.Generator, n_walks: int = 10) -> dict:
+    """PC1 shares of isotropic random walks with the real step norms, and the real trajectory's z-score (§5.3).
+
+    Each walk: unit Gaussian directions scaled by s_t = ||W_{t+1} - W_t||, summed from 0.
+    """
+    x = np.asarray(traj, dtype=np.float64)
+    step_norms = np.linalg.norm(np.diff(x, axis=0), axis=1)  # (S-1,)
+    null = []
+    for _ in range(n_walks):
+        steps = rng.standard_normal((len(step_norms), x.shape[1]))
+        steps *= (step_norms / np.linalg.norm(steps, axis=1))[:, None]
+        walk = np.vstack([np.zeros(x.shape[1]), np.cumsum(steps, axis=0)])  # (S, D), starts at 0
+        null.append(pc1_share(walk))
+    null = np.array(null)
+    real = pc1_share(x)
+    return {"pc1": real, "null_mean": float(null.mean()), "null_std": float(null.std()),
+            "z": float((real - null.mean()) / (null.std() + 1e-8))}
+
+
+def execution_basis(trajectories: dict[str, np.ndarray], offsets: dict[str, int], n_params: int,
+                    k: int = 2) -> np.ndarray:
+    """B (P, K): the top-k components of each matrix's trajectory at that matrix's offset in theta, QR'd (§5.5).
+
+    trajectories: name -> (S, D) snapshots of that parameter; offsets: name -> its start in the flat theta.
+    """
+    columns = []
+    for name, traj in trajectories.items():
+        for component in trajectory_pca(traj, k).components:
+            col = np.zeros(n_params)
+            col[offsets[name]:offsets[name] + component.size] = component
+            columns.append(col)
+    basis, _ = np.linalg.qr(np.stack(columns, axis=1))  # (P, K)
+    return basis
