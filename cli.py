@@ -137,13 +137,144 @@ def _print_summary(summary: dict) -> None:
     console.print(table)
 
 
+# The walkthrough's additions to the paper preset (PAPER.md §6.2, generalization dynamics): K = 5 commutator
+# samples every 100 steps, training continued 1,000 steps past detection; all parameters saved every 200 steps.
+GROK_SETTINGS = dict(probe_every=100, probe_samples=5, extra_steps=1000, theta_every=200)
+
+RunDir = Annotated[Path, typer.Argument(help="a run directory")]
+
+
 @app.command()
-def plot(run_dir: Annotated[Path, typer.Argument(help="a run directory")]):
-    """Draw a run's accuracy and loss against step."""
-    from tinygrok.plots import plot_training
+def grok(
+    op: Annotated[str, typer.Option(help="the operation: add, sub, mul, x2_y2 grok; x2_xy_y2, x3_xy do not")] = "add",
+    seed: Annotated[int, typer.Option(help="seed of every random stream")] = 42,
+    preset: Annotated[str, typer.Option(help="paper, or classroom for a one-minute version")] = "paper",
+    max_steps: Annotated[Optional[int], typer.Option(help="stop here if it has not grokked")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/grok_PRESET_OP_sSEED]")] = None,
+    resume: Annotated[bool, typer.Option(help="continue the run in --out from its checkpoint")] = False,
+    force: Annotated[bool, typer.Option(help="clear an existing run directory and start again")] = False,
+    threads: Annotated[int, typer.Option(min=1, help="BLAS threads")] = DEFAULT_THREADS,
+):
+    """The walkthrough: train until grokking while probing curvature, then show the geometry of what happened."""
+    from tinygrok import geometry
+    from tinygrok.plots import plot_all
 
     try:
-        console.print(f"figure: {plot_training(run_dir)}")
+        overrides = dict(op=op, seed=seed, max_steps=max_steps, **GROK_SETTINGS)
+        cfg, run = resolve_run(preset, out or Path("runs") / f"grok_{preset}_{op}_s{seed}", resume, force, overrides)
+    except (ConfigError, RunError) as err:
+        fail(str(err))
+    with threadpool_limits(threads, user_api="blas"):
+        _train_live(cfg, run, resume)
+        with console.status("analysing: trajectory PCA, execution basis, curvature projections ..."):
+            summary = geometry.analyse(run)
+        figures = plot_all(run.path)
+    _explain(summary)
+    console.print("figures: " + ", ".join(str(f) for f in figures))
+    console.print(f"run directory: [bold]{run.path}[/]  (again: tinygrok pca / commutator / plot {run.path})")
+
+
+EXPLANATIONS = [  # (summary key, label, the paper's value, what it means)
+    ("memorization_step", "memorization step", "300-500", "train accuracy reaches 95%: the training set is learnt"),
+    ("onset_step", "curvature onset", "1800-2100", "the commutator defect first exceeds 10x its early level (and 20)"),
+    ("grok_step_90", "grok step (90%)", "~2900 (add)", "test accuracy reaches 90%: the model generalises"),
+    ("lead_steps", "lead time", "600-1600", "grok step minus onset: how early curvature warns of grokking"),
+    ("defect_growth", "defect growth", "500-2000x (whole run)", "max defect up to the grok step / early baseline"),
+    ("defect_growth_run", "defect growth, whole run", "500-2000x", "max defect over the whole run / early baseline"),
+    ("rho", "rho = resid/full", "~1.000", "share of the curvature vector outside the execution subspace"),
+    ("exec_random_ratio", "exec/random (PCA basis)", "1.8-2.9", "curvature leaning into the execution subspace vs a "
+                                                                   "random one, during memorization"),
+    ("exec_random_ratio_weight_svd", "exec/random (weight SVD)", "1.8-2.9", "the same with the reference code's "
+                                                                             "current-weight-SVD basis"),
+]
+
+
+def _explain(summary: dict) -> None:
+    table = Table(title="what happened", show_lines=False)
+    for column in ("quantity", "measured", "paper", "meaning"):
+        table.add_column(column)
+    for key, label, paper, meaning in EXPLANATIONS:
+        table.add_row(label, _fmt(summary.get(key)), paper, meaning)
+    console.print(table)
+    pc1 = summary.get("pc1")
+    if pc1:
+        console.print(_pc1_table(pc1))
+
+
+def _pc1_table(pc1: dict) -> Table:
+    """PC1 share per layer (rows) and attention matrix (columns)."""
+    from tinygrok.model import ATTENTION_MATRICES
+
+    table = Table(title="PC1 share of each attention matrix's trajectory (paper: 68-83%): the fraction of its "
+                        "motion along a single direction")
+    table.add_column("layer")
+    for m in ATTENTION_MATRICES:
+        table.add_column(m)
+    layers = sorted({int(name.split(".")[1]) for name in pc1})
+    for layer in layers:
+        table.add_row(str(layer), *(f"{100 * pc1[f'blocks.{layer}.{m}']:.1f}%" for m in ATTENTION_MATRICES))
+    return table
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "none"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _open_run(run_dir: Path) -> Run:
+    try:
+        run = Run(run_dir)
+        run.config()
+        return run
+    except RunError as err:
+        fail(str(err))
+
+
+@app.command()
+def pca(run_dir: RunDir):
+    """PCA of a run's attention-weight trajectory: PC1 share and random-walk z-score per matrix."""
+    from tinygrok.geometry import analyse_pca
+
+    result, basis = analyse_pca(_open_run(run_dir))
+    table = Table(title=f"trajectory PCA ({basis.shape[1]}-dim execution basis)")
+    for column in ("matrix", "PC1", "PC1..5", "z vs random walk"):
+        table.add_column(column)
+    for name, share in result["pc1"].items():
+        table.add_row(name, f"{100 * share:.1f}%", " ".join(f"{100 * r:.0f}" for r in result["top_ratios"][name]),
+                      f"{result['null_z'][name]:.1f}")
+    console.print(table)
+
+
+@app.command()
+def commutator(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help="defect samples per point")] = 5):
+    """Curvature projections at a run's saved parameters: rho, exec/random, alignment."""
+    from tinygrok import geometry
+
+    run = _open_run(run_dir)
+    if not (run.path / "thetas.npy").exists():
+        fail(f"{run.path} saved no parameters to probe: train it with --theta-every (tinygrok grok does)")
+    result, basis = geometry.analyse_pca(run)
+    rows = geometry.analyse_curvature(run, basis, samples)
+    summary = geometry.summarise(run, result, rows)
+    table = Table(title="commutator defect at saved parameters")
+    for column in ("step", "D", "rho", "exec/random (PCA)", "exec/random (SVD)", "alignment"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(str(r["step"]), f"{r['defect']:.3g}", f"{r['exec_rho']:.6f}", f"{r['exec_random_ratio']:.2f}",
+                      f"{r['weight_svd_random_ratio']:.2f}", _fmt(r.get("alignment_ratio")))
+    console.print(table)
+    _explain(summary)
+
+
+@app.command()
+def plot(run_dir: RunDir):
+    """Redraw every figure a run's files allow."""
+    from tinygrok.plots import plot_all
+
+    try:
+        for figure in plot_all(run_dir):
+            console.print(f"figure: {figure}")
     except (RunError, ValueError) as err:
         fail(str(err))
 

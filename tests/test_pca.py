@@ -61,3 +61,10 @@ def test_rho_of_a_random_vector_is_sqrt_one_minus_k_over_p():
     basis, _ = np.linalg.qr(rng.standard_normal((p, k)))
     rhos = [projection_fractions(rng.standard_normal(p), basis)[1] for _ in range(20)]
     assert np.mean(rhos) == pytest.approx(math.sqrt(1 - k / p), abs=1e-4)
+
+
+def test_scores_are_the_centred_deltas_in_component_coordinates():
+    traj = np.cumsum(rng.standard_normal((30, 40)), axis=0)
+    pca = trajectory_pca(traj, k=3)
+    x = traj - traj[0]
+    np.testing.assert_allclose(pca.scores, (x - x.mean(0)) @ pca.components.T, atol=1e-9)

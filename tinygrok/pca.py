@@ -10,13 +10,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tinygrok.config import Config
+from tinygrok.model import attention_layout
+from tinygrok.runs import SNAPSHOTS, Run
+
 
 @dataclass(frozen=True)
 class TrajectoryPCA:
-    """ratios (r,): explained-variance ratios, largest first; components (k, D): unit principal directions."""
+    """ratios (r,): explained-variance ratios, largest first; components (k, D): unit principal directions;
+    scores (S, k): each snapshot's coordinates along them."""
 
     ratios: np.ndarray
     components: np.ndarray
+    scores: np.ndarray
 
     @property
     def pc1(self) -> float:
@@ -46,8 +52,9 @@ def trajectory_pca(traj: np.ndarray, k: int = 5) -> TrajectoryPCA:
     if total == 0:
         raise ValueError("the trajectory does not move: no principal components")
     k = min(k, int(np.sum(sq_sigma > 1e-12 * total)))
-    components = (x.T @ u[:, :k] / np.sqrt(sq_sigma[:k])).T  # (k, D), unit rows
-    return TrajectoryPCA(sq_sigma / total, components)
+    sigma = np.sqrt(sq_sigma[:k])
+    components = (x.T @ u[:, :k] / sigma).T  # (k, D), unit rows
+    return TrajectoryPCA(sq_sigma / total, components, u[:, :k] * sigma)
 
 
 def pc1_share(traj: np.ndarray) -> float:
@@ -96,3 +103,26 @@ def execution_basis(trajectories: dict[str, np.ndarray], offsets: dict[str, int]
             columns.append(col)
     basis, _ = np.linalg.qr(np.stack(columns, axis=1))  # (P, K)
     return basis
+
+
+# ---------------------------------------------------------------------- a run's attention trajectory
+def run_trajectories(run: Run, cfg: Config) -> dict[str, np.ndarray]:
+    """name -> (S, d_in*d_out) trajectory of every attention matrix, sliced from the run's snapshots.npy."""
+    snaps = run.rows(SNAPSHOTS)  # (S, sum of sizes), memory-mapped
+    out, col = {}, 0
+    for name, (_, shape) in attention_layout(cfg).items():
+        size = int(np.prod(shape))
+        out[name] = np.asarray(snaps[:, col:col + size], dtype=np.float64)
+        col += size
+    return out
+
+
+def analyse_trajectories(trajectories: dict[str, np.ndarray], rng: np.random.Generator, k: int = 5) -> dict:
+    """Per matrix: PC1 share, the top-k explained-variance ratios, and the z-score against the random-walk null."""
+    out = {"pc1": {}, "top_ratios": {}, "null_z": {}}
+    for name, traj in trajectories.items():
+        ratios = trajectory_pca(traj, k).ratios
+        out["pc1"][name] = float(ratios[0])
+        out["top_ratios"][name] = [float(r) for r in ratios[:k]]
+        out["null_z"][name] = random_walk_null(traj, rng)["z"]
+    return out

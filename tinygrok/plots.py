@@ -1,6 +1,7 @@
 """One function per figure; each reads a run directory and writes a PNG into it."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -8,7 +9,11 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
-from tinygrok.analysis import grok_summary  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tinygrok.analysis import curvature_summary, grok_summary  # noqa: E402
+from tinygrok.model import layout  # noqa: E402
+from tinygrok.pca import run_trajectories, trajectory_pca  # noqa: E402
 from tinygrok.runs import Run  # noqa: E402
 
 
@@ -35,7 +40,114 @@ def plot_training(run_dir: Path | str) -> Path:
     ax_loss.set_ylabel("mean cross-entropy")
     ax_loss.set_yscale("log")
     fig.suptitle(f"{cfg.op} mod {cfg.p}, seed {cfg.seed}: memorization, then grokking")
-    path = run.path / "training.png"
+    return _save(fig, run, "training.png")
+
+
+def plot_defect(run_dir: Path | str) -> Path:
+    """The paper's central figure: commutator defect (log, median and quartiles) and test accuracy against step,
+    with the curvature onset and grok_90 marked: curvature rises before generalisation does."""
+    run = Run(run_dir)
+    rows = [r for r in run.metrics() if r.get("defect") is not None]
+    if not rows:
+        raise ValueError(f"{run.path} has no commutator probes (train with --probe-every)")
+    marks = {**grok_summary(rows), **curvature_summary(run.metrics())}
+    steps = [r["step"] for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 4.5), constrained_layout=True)
+    ax.fill_between(steps, [r["defect_q25"] for r in rows], [r["defect_q75"] for r in rows], alpha=0.25,
+                    color="tab:purple", label="defect, quartiles")
+    ax.plot(steps, [r["defect"] for r in rows], color="tab:purple", label="defect D, median of samples")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("commutator defect D")
+    acc = ax.twinx()
+    acc.plot(steps, [r["test_acc"] for r in rows], color="tab:red", label="test accuracy")
+    acc.plot(steps, [r["train_acc"] for r in rows], color="tab:blue", alpha=0.5, label="train accuracy")
+    acc.set_ylabel("accuracy")
+    acc.set_ylim(0, 1.02)
+    for key, style in (("onset_step", ":"), ("grok_step_90", "--")):
+        if marks.get(key) is not None:
+            ax.axvline(marks[key], color="black", ls=style, label=f"{key} = {marks[key]}")
+    handles = ax.get_legend_handles_labels()
+    more = acc.get_legend_handles_labels()
+    ax.legend(handles[0] + more[0], handles[1] + more[1], loc="center left", fontsize=8)
+    lead = marks.get("lead_steps")
+    fig.suptitle(f"Curvature rises before generalisation (lead {lead} steps)" if lead is not None
+                 else "Commutator defect and accuracy")
+    return _save(fig, run, "defect.png")
+
+
+def plot_explained_variance(run_dir: Path | str) -> Path:
+    """Explained variance of the top-5 principal components of each attention matrix's trajectory."""
+    run = Run(run_dir)
+    ratios = json.loads((run.path / "pca.json").read_text())["top_ratios"]
+    fig, ax = plt.subplots(figsize=(9, 4), constrained_layout=True)
+    width = 0.8 / len(ratios)
+    for i, (name, values) in enumerate(ratios.items()):
+        ax.bar([k + i * width for k in range(len(values))], [100 * v for v in values], width, label=name)
+    ax.set_xticks([k + 0.4 - width / 2 for k in range(5)], [f"PC{k + 1}" for k in range(5)])
+    ax.set_ylabel("explained variance (%)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.suptitle("Attention-weight trajectories are nearly one-dimensional: PC1 dominates")
+    return _save(fig, run, "explained_variance.png")
+
+
+def plot_trajectory(run_dir: Path | str) -> Path:
+    """Each attention matrix of the last layer, projected on its own PC1-PC2 plane, coloured by step."""
+    run = Run(run_dir)
+    cfg = run.config()
+    trajectories = {k: v for k, v in run_trajectories(run, cfg).items() if k.startswith(f"blocks.{cfg.n_layers - 1}.")}
+    steps = [i * cfg.snapshot_every for i in range(len(next(iter(trajectories.values()))))]
+    fig, axes = plt.subplots(1, len(trajectories), figsize=(4 * len(trajectories), 3.8), constrained_layout=True)
+    for ax, (name, traj) in zip(axes, trajectories.items()):
+        pca = trajectory_pca(traj, k=2)
+        coords = pca.scores  # (S, 2)
+        points = ax.scatter(coords[:, 0], coords[:, 1], c=steps, cmap="viridis", s=12)
+        ax.plot(coords[:, 0], coords[:, 1], color="grey", lw=0.5)
+        ax.set_title(f"{name} (PC1 {100 * pca.pc1:.0f}%)", fontsize=9)
+        ax.set_xlabel("PC1")
+        ax.set_ylabel("PC2")
+    fig.colorbar(points, ax=axes, label="step")
+    fig.suptitle("Weight trajectories on their first two principal components")
+    return _save(fig, run, "trajectory.png")
+
+
+def plot_projections(run_dir: Path | str) -> Path:
+    """proj/full of the defect: execution basis vs random bases of the same size vs sqrt(K/P)."""
+    run = Run(run_dir)
+    rows = [json.loads(line) for line in (run.path / "geometry.jsonl").read_text().splitlines()]
+    cfg = run.config()
+    n_params = sum(int(np.prod(s)) for _, s in layout(cfg).values())
+    steps = [r["step"] for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 4.5), constrained_layout=True)
+    ax.plot(steps, [r["exec_proj"] for r in rows], "o-", label="execution basis (trajectory PCA, K=16)")
+    ax.plot(steps, [r["exec_random_proj"] for r in rows], "s--", label="random bases, K=16")
+    ax.plot(steps, [r["weight_svd_proj"] for r in rows], "^-", label="current-weight-SVD basis, K=24")
+    ax.plot(steps, [r["weight_svd_random_proj"] for r in rows], "v--", label="random bases, K=24")
+    for k, style in ((cfg.n_layers * 8, ":"), (cfg.n_layers * 12, "-.")):
+        ax.axhline(np.sqrt(k / n_params), color="grey", ls=style, label=f"sqrt(K/P), K={k}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("||projection of defect|| / ||defect||")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    fig.suptitle("Curvature points out of the execution subspace, but more into it than chance")
+    return _save(fig, run, "projections.png")
+
+
+def plot_all(run_dir: Path | str) -> list[Path]:
+    """Every figure the run's files allow."""
+    run = Run(run_dir)
+    figures = [plot_training(run.path)]
+    if any(r.get("defect") is not None for r in run.metrics()):
+        figures.append(plot_defect(run.path))
+    if (run.path / "pca.json").exists():
+        figures += [plot_explained_variance(run.path), plot_trajectory(run.path)]
+    if (run.path / "geometry.jsonl").exists():
+        figures.append(plot_projections(run.path))
+    return figures
+
+
+def _save(fig, run: Run, name: str) -> Path:
+    path = run.path / name
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

@@ -8,7 +8,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from tinygrok import backend
-from tinygrok.analysis import detection_step, grok_summary
+from tinygrok.analysis import curvature_summary, detection_step, grok_summary
 from tinygrok.commutator import defect_samples, defect_stats
 from tinygrok.config import Config
 from tinygrok.data import Dataset, make_dataset, sample_batch, stream
@@ -122,6 +122,7 @@ def train(cfg: Config, run: Run, *, resume: bool = False, transform: GradTransfo
 
     wall = wall_before + time.perf_counter() - start
     summary = {**grok_summary(rows, cfg.stop_acc, cfg.stop_patience),
+               **(curvature_summary(rows) if cfg.probe_every else {}),
                "final_train_acc": rows[-1]["train_acc"], "final_test_acc": rows[-1]["test_acc"],
                "steps": state.step, "wall_seconds": round(wall, 3),
                "train_step_ms": round(1e3 * train_seconds / max(1, state.step - first_step), 3),
