@@ -13,7 +13,7 @@ import numpy as np
 from tinygrok.analysis import curvature_summary, memorization_phase
 from tinygrok.commutator import analyse_run
 from tinygrok.data import stream
-from tinygrok.model import attention_layout, layout
+from tinygrok.model import attention_layout, param_count
 from tinygrok.pca import analyse_trajectories, execution_basis, run_trajectories
 from tinygrok.runs import SUMMARY, THETAS, Run, write_json
 
@@ -28,7 +28,7 @@ def analyse_pca(run: Run) -> tuple[dict, np.ndarray]:
     result = analyse_trajectories(trajectories, stream(cfg.seed, "null"))
     write_json(run.path / PCA_JSON, result)
     offsets = {name: start for name, (start, _) in attention_layout(cfg).items()}
-    n_params = sum(int(np.prod(shape)) for _, shape in layout(cfg).values())
+    n_params = param_count(cfg)
     return result, execution_basis(trajectories, offsets, n_params, BASIS_COMPONENTS)
 
 

@@ -6,6 +6,9 @@ unembedding read out at position 0, no mask, no dropout. Activations multiply on
 """
 from __future__ import annotations
 
+import functools
+import math
+
 import autograd.numpy as np
 from autograd import grad
 
@@ -62,13 +65,21 @@ def init_params(cfg: Config, rng) -> dict:
     return {name: np.array(params[name], dtype=cfg.dtype) for name in order}
 
 
+@functools.lru_cache(maxsize=None)
 def layout(cfg: Config) -> dict[str, tuple[int, tuple[int, ...]]]:
-    """name -> (offset, shape) of each parameter inside the flat vector theta (P,), in canonical order."""
+    """name -> (offset, shape) of each parameter inside the flat vector theta (P,), in canonical order.
+
+    Cached per config (computed once, read on every forward pass): do not modify the returned dict."""
     offsets, start = {}, 0
     for name, shape in param_shapes(cfg).items():
         offsets[name] = (start, shape)
-        start += int(np.prod(shape))
+        start += math.prod(shape)
     return offsets
+
+
+def param_count(cfg: Config) -> int:
+    """P, the length of theta."""
+    return sum(math.prod(shape) for _, shape in layout(cfg).values())
 
 
 def attention_layout(cfg: Config) -> dict[str, tuple[int, tuple[int, ...]]]:
@@ -78,7 +89,7 @@ def attention_layout(cfg: Config) -> dict[str, tuple[int, tuple[int, ...]]]:
 
 def attention_vector(theta, cfg: Config):
     """Those matrices of theta (P,), flattened and concatenated in layout order: one snapshot row (8 d^2,)."""
-    return np.concatenate([theta[start:start + int(np.prod(shape))] for start, shape in attention_layout(cfg).values()])
+    return np.concatenate([theta[start:start + math.prod(shape)] for start, shape in attention_layout(cfg).values()])
 
 
 def flatten(params: dict):
@@ -99,33 +110,44 @@ def count_layers(params: dict) -> int:
     return sum(name.endswith(".W_Q") for name in params)
 
 
-def self_attention(x, p: dict, n_heads: int):
-    """Unmasked multi-head self-attention over the SEQ_LEN positions: x (T*N, d) -> (T*N, d)."""
+def self_attention(x, p: dict, n_heads: int, n_out: int):
+    """Unmasked multi-head self-attention over the SEQ_LEN positions, for the first n_out rows (the first
+    n_out // N positions) only: x (T*N, d) -> (n_out, d)."""
     tn, d = x.shape
-    heads = (SEQ_LEN, (tn // SEQ_LEN) * n_heads, d // n_heads)  # (T, N*H, d_head): each head of each example
-    q = linear(x, p["W_Q"], p["b_Q"]).reshape(heads)  # (T, N*H, dh)
-    k = linear(x, p["W_K"], p["b_K"]).reshape(heads)  # (T, N*H, dh)
-    v = linear(x, p["W_V"], p["b_V"]).reshape(heads)  # (T, N*H, dh)
-    return linear(attention(q, k, v).reshape(tn, d), p["W_O"], p["b_O"])  # (T*N, d)
+    n, dh = tn // SEQ_LEN, d // n_heads
+    q = linear(_first_rows(x, n_out), p["W_Q"], p["b_Q"]).reshape(n_out // n, n * n_heads, dh)  # (Tq, N*H, dh)
+    k = linear(x, p["W_K"], p["b_K"]).reshape(SEQ_LEN, n * n_heads, dh)  # (T, N*H, dh)
+    v = linear(x, p["W_V"], p["b_V"]).reshape(SEQ_LEN, n * n_heads, dh)  # (T, N*H, dh)
+    return linear(attention(q, k, v).reshape(n_out, d), p["W_O"], p["b_O"])  # (n_out, d)
 
 
-def block(x, p: dict, n_heads: int):
-    """One pre-norm transformer block: x (T*N, d) -> (T*N, d)."""
-    x = x + self_attention(layer_norm(x, p["ln1.w"], p["ln1.b"]), p, n_heads)  # (T*N, d)
-    hidden = gelu(linear(layer_norm(x, p["ln2.w"], p["ln2.b"]), p["W_in"], p["b_in"]))  # (T*N, d_ff)
-    return x + linear(hidden, p["W_out"], p["b_out"])  # (T*N, d)
+def block(x, p: dict, n_heads: int, n_out: int):
+    """One pre-norm transformer block, computed for the first n_out rows: x (T*N, d) -> (n_out, d)."""
+    x = _first_rows(x, n_out) + self_attention(layer_norm(x, p["ln1.w"], p["ln1.b"]), p, n_heads, n_out)
+    hidden = gelu(linear(layer_norm(x, p["ln2.w"], p["ln2.b"]), p["W_in"], p["b_in"]))  # (n_out, d_ff)
+    return x + linear(hidden, p["W_out"], p["b_out"])  # (n_out, d)
+
+
+def _first_rows(x, n: int):
+    return x if n == x.shape[0] else head_rows(x, n)
 
 
 def forward(params: dict, tokens, n_heads: int):
-    """Logits for each example: tokens (N, 2) int -> (N, vocab), read out at position 0."""
+    """Logits for each example: tokens (N, 2) int -> (N, vocab), read out at position 0.
+
+    Only position 0 is read out, so the last block computes position 0 alone (its keys and values still come
+    from every position): the same logits as the full computation, for about 20% less work.
+    """
     n = tokens.shape[0]
     d = params["W_pos"].shape[1]
     x = embed(params["W_E"], tokens.T.ravel()).reshape(SEQ_LEN, n, d)  # (T, N, d)
     x = (x + params["W_pos"].reshape(SEQ_LEN, 1, d)).reshape(SEQ_LEN * n, d)  # (T*N, d)
-    for layer in range(count_layers(params)):
+    n_layers = count_layers(params)
+    for layer in range(n_layers):
         prefix = f"blocks.{layer}."
-        x = block(x, {k: params[prefix + k] for k in BLOCK_PARAMS}, n_heads)  # (T*N, d)
-    x0 = layer_norm(head_rows(x, n), params["ln_final.w"], params["ln_final.b"])  # (N, d): position 0 only
+        n_out = n if layer == n_layers - 1 else SEQ_LEN * n  # rows this block must produce
+        x = block(x, {k: params[prefix + k] for k in BLOCK_PARAMS}, n_heads, n_out)  # (n_out, d)
+    x0 = layer_norm(x, params["ln_final.w"], params["ln_final.b"])  # (N, d): position 0
     return linear(x0, params["W_U"], params["b_U"])  # (N, vocab)
 
 

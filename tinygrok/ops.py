@@ -6,6 +6,8 @@ All of them keep the input dtype: float32 in, float32 out.
 """
 from __future__ import annotations
 
+import math
+
 import autograd.numpy as anp
 import numpy as np
 from autograd.extend import SparseObject, defvjp, defvjp_argnums, primitive, vspace
@@ -68,39 +70,40 @@ defvjp(
 
 
 # ---------------------------------------------------------------- attention over a few positions
-def _attention_parts(q, k, v, xp):
-    """Scaled-dot-product attention on (T, B, e) arrays (B = batch x heads): the probabilities and output."""
-    t, b, e = q.shape
-    scores = xp.sum(q.reshape(t, 1, b, e) * k.reshape(1, t, b, e), axis=3) * e**-0.5  # (T_q, T_k, B)
-    probs = softmax(scores, axis=1)  # (T_q, T_k, B)
-    out = xp.sum(probs.reshape(t, t, b, 1) * v.reshape(1, t, b, e), axis=1)  # (T_q, B, e)
-    return probs, out
+def _attention_probs(q, k, xp):
+    """softmax_k(q . k / sqrt(e)) for q (Tq, B, e), k (Tk, B, e) with the array module xp -> (Tq, Tk, B)."""
+    tq, b, e = xp.shape(q)
+    tk = xp.shape(k)[0]
+    scores = xp.sum(xp.reshape(q, (tq, 1, b, e)) * xp.reshape(k, (1, tk, b, e)), axis=3) * e**-0.5
+    return softmax(scores, axis=1)
 
 
 @primitive
 def attention(q, k, v):
-    """Unmasked softmax(q k^T / sqrt(e)) v for every b: q, k, v (T, B, e) -> (T, B, e).
+    """Unmasked softmax(q k^T / sqrt(e)) v for every b: q (Tq, B, e), k and v (Tk, B, e) -> (Tq, B, e).
 
-    Written as broadcast products over the T x T position pairs: for the paper's T = 2 this beats
+    Written as broadcast products over the Tq x Tk position pairs: for the paper's two positions this beats
     batched matmuls of 2 x 2 blocks, and its VJP is a handful of array passes.
     """
-    return _attention_parts(q, k, v, np)[1]
+    tq, b, e = q.shape
+    probs = _attention_probs(q, k, np)  # (Tq, Tk, B)
+    return np.sum(probs.reshape(tq, -1, b, 1) * v.reshape(1, -1, b, e), axis=1)  # (Tq, B, e)
 
 
 def _attention_vjp(argnums, ans, args, kwargs):
     q, k, v = args
 
-    def vjp(g):  # (T, B, e) -> gradients of the requested arguments among q, k, v, each (T, B, e)
-        t, b, e = anp.shape(q)
-        probs, _ = _attention_parts(q, k, v, anp)  # (T, T, B), recomputed with anp: differentiable
-        p4 = anp.reshape(probs, (t, t, b, 1))
-        g_probs = anp.sum(anp.reshape(g, (t, 1, b, e)) * anp.reshape(v, (1, t, b, e)), axis=3)  # (T, T, B)
-        g_scores = probs * (g_probs - anp.sum(g_probs * probs, axis=1, keepdims=True)) * e**-0.5  # (T, T, B)
-        gs4 = anp.reshape(g_scores, (t, t, b, 1))
+    def vjp(g):  # (Tq, B, e) -> gradients of the requested arguments among q (Tq, B, e), k and v (Tk, B, e)
+        (tq, b, e), tk = anp.shape(q), anp.shape(k)[0]
+        probs = _attention_probs(q, k, anp)  # (Tq, Tk, B), recomputed with anp: differentiable
+        g4 = anp.reshape(g, (tq, 1, b, e))
+        g_probs = anp.sum(g4 * anp.reshape(v, (1, tk, b, e)), axis=3)  # (Tq, Tk, B)
+        g_scores = probs * (g_probs - anp.sum(g_probs * probs, axis=1, keepdims=True)) * e**-0.5  # (Tq, Tk, B)
+        gs4 = anp.reshape(g_scores, (tq, tk, b, 1))
         grads = {
-            0: lambda: anp.sum(gs4 * anp.reshape(k, (1, t, b, e)), axis=1),  # (T, B, e)
-            1: lambda: anp.sum(gs4 * anp.reshape(q, (t, 1, b, e)), axis=0),  # (T, B, e)
-            2: lambda: anp.sum(p4 * anp.reshape(g, (t, 1, b, e)), axis=0),  # (T, B, e)
+            0: lambda: anp.sum(gs4 * anp.reshape(k, (1, tk, b, e)), axis=1),  # (Tq, B, e)
+            1: lambda: anp.sum(gs4 * anp.reshape(q, (tq, 1, b, e)), axis=0),  # (Tk, B, e)
+            2: lambda: anp.sum(anp.reshape(probs, (tq, tk, b, 1)) * g4, axis=0),  # (Tk, B, e)
         }
         return tuple(grads[i]() for i in argnums)
 
@@ -235,7 +238,7 @@ defvjp(embed, _embed_vjp, None)
 @primitive
 def param_view(theta, start, shape):
     """The block theta[start : start + prod(shape)] of a flat vector, reshaped to `shape` (no copy)."""
-    return theta[start:start + int(np.prod(shape))].reshape(shape)
+    return theta[start:start + math.prod(shape)].reshape(shape)
 
 
 @primitive

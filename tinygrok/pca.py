@@ -6,6 +6,7 @@ All arithmetic is float64, whatever the training dtype.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,7 +112,7 @@ def run_trajectories(run: Run, cfg: Config) -> dict[str, np.ndarray]:
     snaps = run.rows(SNAPSHOTS)  # (S, sum of sizes), memory-mapped
     out, col = {}, 0
     for name, (_, shape) in attention_layout(cfg).items():
-        size = int(np.prod(shape))
+        size = math.prod(shape)
         out[name] = np.asarray(snaps[:, col:col + size], dtype=np.float64)
         col += size
     return out

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tinygrok.analysis import curvature_summary, grok_summary  # noqa: E402
-from tinygrok.model import layout  # noqa: E402
+from tinygrok.model import param_count  # noqa: E402
 from tinygrok.pca import run_trajectories, trajectory_pca  # noqa: E402
 from tinygrok.runs import Run  # noqa: E402
 
@@ -116,7 +116,7 @@ def plot_projections(run_dir: Path | str) -> Path:
     run = Run(run_dir)
     rows = [json.loads(line) for line in (run.path / "geometry.jsonl").read_text().splitlines()]
     cfg = run.config()
-    n_params = sum(int(np.prod(s)) for _, s in layout(cfg).values())
+    n_params = param_count(cfg)
     steps = [r["step"] for r in rows]
     fig, ax = plt.subplots(figsize=(8, 4.5), constrained_layout=True)
     ax.plot(steps, [r["exec_proj"] for r in rows], "o-", label="execution basis (trajectory PCA, K=16)")
