@@ -236,7 +236,10 @@ def pca(run_dir: RunDir):
     """PCA of a run's attention-weight trajectory: PC1 share and random-walk z-score per matrix."""
     from tinygrok.geometry import analyse_pca
 
-    result, basis = analyse_pca(_open_run(run_dir))
+    try:
+        result, basis = analyse_pca(_open_run(run_dir))
+    except RunError as err:
+        fail(str(err))
     table = Table(title=f"trajectory PCA ({basis.shape[1]}-dim execution basis)")
     for column in ("matrix", "PC1", "PC1..5", "z vs random walk"):
         table.add_column(column)
@@ -254,7 +257,10 @@ def commutator(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help
     run = _open_run(run_dir)
     if not (run.path / "thetas.npy").exists():
         fail(f"{run.path} saved no parameters to probe: train it with --theta-every (tinygrok grok does)")
-    result, basis = geometry.analyse_pca(run)
+    try:
+        result, basis = geometry.analyse_pca(run)
+    except RunError as err:
+        fail(str(err))
     rows = geometry.analyse_curvature(run, basis, samples)
     summary = geometry.summarise(run, result, rows)
     table = Table(title="commutator defect at saved parameters")

@@ -99,3 +99,40 @@ def test_force_restarts_and_plot_draws(tmp_path):
 def test_doctor_reports_blas_and_backend():
     result = tinygrok("doctor")
     assert result.returncode == 0 and "blas" in result.stdout and "numpy" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def walkthrough(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "grok"
+    result = tinygrok("grok", "--preset", "classroom", "--max-steps", "200", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_grok_walkthrough_explains_and_draws(walkthrough):
+    out, result = walkthrough
+    for phrase in ("what happened", "lead time", "exec/random", "PC1 share"):
+        assert phrase in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"onset_step", "lead_steps", "defect_growth", "pc1", "rho", "exec_random_ratio"} <= set(summary)
+    assert json.loads((out / "config.json").read_text())["probe_every"] == 100
+    for figure in ("training.png", "defect.png", "explained_variance.png", "trajectory.png", "projections.png"):
+        assert (out / figure).exists()
+
+
+def test_pca_and_commutator_commands_on_a_run(walkthrough):
+    out, _ = walkthrough
+    pca = tinygrok("pca", str(out))
+    assert pca.returncode == 0 and "blocks.1.W_V" in pca.stdout
+    comm = tinygrok("commutator", str(out), "--samples", "2")
+    assert comm.returncode == 0 and "exec/random" in comm.stdout
+
+
+def test_commutator_and_pca_need_saved_trajectories(existing_run):
+    assert_refused(tinygrok("commutator", str(existing_run)), "--theta-every")
+    assert_refused(tinygrok("pca", str(existing_run)), "snapshots", "at least 3")
+
+
+def test_grok_refuses_bad_input(tmp_path):
+    assert_refused(tinygrok("grok", "--op", "div", "--out", str(tmp_path / "x")), "--op")
+    assert not (tmp_path / "x").exists()

@@ -15,7 +15,7 @@ from tinygrok.commutator import analyse_run
 from tinygrok.data import stream
 from tinygrok.model import attention_layout, param_count
 from tinygrok.pca import analyse_trajectories, execution_basis, run_trajectories
-from tinygrok.runs import SUMMARY, THETAS, Run, write_json
+from tinygrok.runs import SNAPSHOTS, SUMMARY, THETAS, Run, RunError, write_json
 
 PCA_JSON, GEOMETRY_JSONL = "pca.json", "geometry.jsonl"
 BASIS_COMPONENTS = 2  # top-2 components per matrix: K = layers * 4 * 2 (§5.5)
@@ -24,6 +24,10 @@ BASIS_COMPONENTS = 2  # top-2 components per matrix: K = layers * 4 * 2 (§5.5)
 def analyse_pca(run: Run) -> tuple[dict, np.ndarray]:
     """PC1 share, top-5 ratios and null z-score per attention matrix (pca.json), and the execution basis B."""
     cfg = run.config()
+    n_snapshots = len(run.rows(SNAPSHOTS)) if (run.path / SNAPSHOTS).exists() else 0
+    if n_snapshots < 3:
+        raise RunError(f"{run.path} has {n_snapshots} attention snapshots; PCA needs at least 3 "
+                       "(train longer, or with a smaller --snapshot-every)")
     trajectories = run_trajectories(run, cfg)
     result = analyse_trajectories(trajectories, stream(cfg.seed, "null"))
     write_json(run.path / PCA_JSON, result)
