@@ -13,7 +13,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from threadpoolctl import threadpool_limits
 
 from tinygrok import backend, config
 from tinygrok.config import Config, ConfigError
@@ -92,7 +91,7 @@ def train(
 ):
     """Train a transformer on one operation mod p until it groks (or max steps), with a live view."""
     cfg, run = resolve_run(preset, out, resume, force, overrides)
-    with threadpool_limits(threads, user_api="blas"):
+    with backend.blas_threads(threads):
         summary = _train_live(cfg, run, resume)
     _print_summary(summary)
     if plot:
@@ -164,7 +163,7 @@ def grok(
         cfg, run = resolve_run(preset, out or Path("runs") / f"grok_{preset}_{op}_s{seed}", resume, force, overrides)
     except (ConfigError, RunError) as err:
         fail(str(err))
-    with threadpool_limits(threads, user_api="blas"):
+    with backend.blas_threads(threads):
         _train_live(cfg, run, resume)
         with console.status("analysing: trajectory PCA, execution basis, curvature projections ..."):
             summary = geometry.analyse(run)

@@ -1,14 +1,14 @@
 """Shared fixtures: a tiny model config that trains in seconds, and deterministic BLAS threads."""
 import pytest
-from threadpoolctl import threadpool_limits
 
+from tinygrok import backend
 from tinygrok.config import Config
 
 
 @pytest.fixture(autouse=True, scope="session")
 def one_blas_thread():
     """Pin BLAS to one thread: timings are steadier and results reproducible across machines' core counts."""
-    with threadpool_limits(1, user_api="blas"):
+    with backend.blas_threads(1):
         yield
 
 

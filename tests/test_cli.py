@@ -136,3 +136,9 @@ def test_commutator_and_pca_need_saved_trajectories(existing_run):
 def test_grok_refuses_bad_input(tmp_path):
     assert_refused(tinygrok("grok", "--op", "div", "--out", str(tmp_path / "x")), "--op")
     assert not (tmp_path / "x").exists()
+
+
+def test_threads_option_reaches_numpy_blas(tmp_path):
+    out = tmp_path / "t"
+    assert tinygrok("train", *TINY, "--max-steps", "5", "--threads", "1", "--out", str(out)).returncode == 0
+    assert json.loads((out / "summary.json").read_text())["threads"] == 1

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
 from importlib.metadata import PackageNotFoundError, version
 
-from threadpoolctl import threadpool_info
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
 
 NAME = "numpy"  # the array backend in use
 
@@ -18,12 +20,24 @@ def _version(package: str) -> str:
 
 
 def blas() -> dict:
-    """The BLAS library NumPy calls and its thread count, as threadpoolctl reports it."""
-    for pool in threadpool_info():
-        if pool["user_api"] == "blas":
-            return {"blas": f"{pool['internal_api']} {pool['version']} ({pool.get('architecture', '?')})",
-                    "threads": pool["num_threads"]}
+    """The BLAS library NumPy's matmuls call and its thread count, as threadpoolctl reports it.
+
+    SciPy may load a second copy of OpenBLAS; the one inside NumPy's own package directory is the one that
+    matters here (tinygrok uses SciPy only for erf, which calls no BLAS)."""
+    numpy_dir = os.path.dirname(os.path.dirname(np.__file__))
+    pools = [p for p in threadpool_info() if p["user_api"] == "blas"]
+    for pool in sorted(pools, key=lambda p: not p["filepath"].startswith(os.path.join(numpy_dir, "numpy"))):
+        return {"blas": f"{pool['internal_api']} {pool['version']} ({pool.get('architecture', '?')})",
+                "threads": pool["num_threads"]}
     return {"blas": "unknown", "threads": None}
+
+
+def blas_threads(n: int):
+    """A context in which every BLAS library tinygrok loads uses n threads (SciPy's is loaded first, so the
+    limit reaches it too)."""
+    import scipy.special  # noqa: F401 - loads SciPy's BLAS before the limit is set
+
+    return threadpool_limits(n, user_api="blas")
 
 
 def describe() -> dict:
