@@ -285,6 +285,27 @@ def plot(run_dir: RunDir):
 
 
 @app.command()
+def bench(
+    threads: Annotated[int, typer.Option(min=1, help="BLAS threads")] = DEFAULT_THREADS,
+    repeats: Annotated[int, typer.Option(min=1, help="timed repeats per workload (the median is reported)")] = 10,
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object instead of a table")] = False,
+):
+    """Time tinygrok at the paper settings: a training step, a full evaluation, a commutator sample."""
+    import json
+
+    from tinygrok.bench import bench as run_bench
+
+    result = run_bench(config.preset("paper"), threads, repeats)
+    if json_out:
+        print(json.dumps(result))
+        return
+    table = Table(title=f"tinygrok at the paper settings (median of {repeats})", show_header=False)
+    for key, value in result.items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+@app.command()
 def doctor():
     """Print versions, the BLAS library and its threads, and the array backend."""
     table = Table(title="tinygrok doctor", show_header=False)

@@ -1,0 +1,69 @@
+"""Timing tinygrok's workloads: medians over repeats, BLAS threads set explicitly, peak memory per workload."""
+from __future__ import annotations
+
+import statistics
+import time
+import tracemalloc
+from typing import Callable
+
+from tinygrok import backend
+from tinygrok.commutator import defect_sample
+from tinygrok.config import Config
+from tinygrok.data import make_dataset, sample_batch, stream
+from tinygrok.optim import identity_transform
+from tinygrok.train import evaluate, fresh_state, train_step
+
+
+def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+    """Median wall time of fn() in milliseconds, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def peak_mib(fn: Callable[[], object]) -> float:
+    """Peak memory NumPy allocated during one call of fn(), in MiB (tracemalloc sees NumPy's buffers)."""
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def workloads(cfg: Config) -> dict[str, Callable[[], object]]:
+    """The named workloads of a training run: one optimizer step (batch cfg.batch_size, and the whole training
+    set), one full evaluation, one commutator-defect sample (four gradients)."""
+    backend.reuse_freed_memory()
+    data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
+    state = {"s": fresh_state(cfg)}
+    rng = stream(cfg.seed, "bench")
+    full = cfg.replace(batch_size=len(data.train_x))
+
+    def step(config):
+        def run():
+            state["s"], _ = train_step(state["s"], data, config, identity_transform)
+        return run
+
+    return {
+        "train_step": step(cfg),
+        "train_step_full_batch": step(full),
+        "eval": lambda: evaluate(state["s"].theta, data, cfg),
+        "commutator_sample": lambda: defect_sample(state["s"].theta, sample_batch(data, cfg.batch_size, rng),
+                                                   sample_batch(data, cfg.batch_size, rng), cfg),
+    }
+
+
+def bench(cfg: Config, threads: int, repeats: int = 10) -> dict:
+    """Median ms of every workload, peak MiB of each, with `threads` BLAS threads; plus BLAS and versions."""
+    with backend.blas_threads(threads):
+        jobs = workloads(cfg)
+        result = {f"{name}_ms": round(median_ms(fn, repeats), 3) for name, fn in jobs.items()}
+        result.update({f"{name}_peak_mib": round(peak_mib(fn), 1) for name, fn in jobs.items()})
+        result.update(backend.describe())
+    return {"repeats": repeats, **result}
