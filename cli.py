@@ -92,7 +92,7 @@ def train(
     """Train a transformer on one operation mod p until it groks (or max steps), with a live view."""
     cfg, run = resolve_run(preset, out, resume, force, overrides)
     with backend.blas_threads(threads):
-        summary = _train_live(cfg, run, resume)
+        summary = _train_live(cfg, run, resume)  # a RunError here (a mismatched checkpoint) is one line too
     _print_summary(summary)
     if plot:
         from tinygrok.plots import plot_training
@@ -139,6 +139,7 @@ def _print_summary(summary: dict) -> None:
 # The walkthrough's additions to the paper preset (PAPER.md §6.2, generalization dynamics): K = 5 commutator
 # samples every 100 steps, training continued 1,000 steps past detection; all parameters saved every 200 steps.
 GROK_SETTINGS = dict(probe_every=100, probe_samples=5, extra_steps=1000, theta_every=200)
+GROK_PRESETS = ("paper", "classroom")  # evaluated every 100 steps, as the probe cadence needs
 
 RunDir = Annotated[Path, typer.Argument(help="a run directory")]
 
@@ -159,15 +160,17 @@ def grok(
     from tinygrok.plots import plot_all
 
     try:
+        if preset not in GROK_PRESETS:
+            raise ConfigError(f"--preset={preset!r} is invalid for grok: must be one of {', '.join(GROK_PRESETS)}")
         overrides = dict(op=op, seed=seed, max_steps=max_steps, **GROK_SETTINGS)
         cfg, run = resolve_run(preset, out or Path("runs") / f"grok_{preset}_{op}_s{seed}", resume, force, overrides)
-    except (ConfigError, RunError) as err:
+        with backend.blas_threads(threads):
+            _train_live(cfg, run, resume)
+            with console.status("analysing: trajectory PCA, execution basis, curvature projections ..."):
+                summary = geometry.analyse(run)
+            figures = plot_all(run.path)
+    except (ConfigError, RunError, ValueError) as err:
         fail(str(err))
-    with backend.blas_threads(threads):
-        _train_live(cfg, run, resume)
-        with console.status("analysing: trajectory PCA, execution basis, curvature projections ..."):
-            summary = geometry.analyse(run)
-        figures = plot_all(run.path)
     _explain(summary)
     console.print("figures: " + ", ".join(str(f) for f in figures))
     console.print(f"run directory: [bold]{run.path}[/]  (again: tinygrok pca / commutator / plot {run.path})")

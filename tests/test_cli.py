@@ -44,6 +44,8 @@ def assert_refused(result, *words):
     (["--lr", "-0.001"], ["--lr"]),
     (["--d-model", "130"], ["--n-heads", "d-model"]),
     (["--preset", "huge"], ["--preset", "huge"]),
+    (["--seed", "-1"], ["--seed"]),
+    (["--lr", "2", "--weight-decay", "1"], ["--weight-decay", "lr * weight-decay < 1"]),
 ])
 def test_bad_values_refused_without_touching_the_run(existing_run, args, words):
     before = snapshot(existing_run)
@@ -135,7 +137,10 @@ def test_commutator_and_pca_need_saved_trajectories(existing_run):
 
 def test_grok_refuses_bad_input(tmp_path):
     assert_refused(tinygrok("grok", "--op", "div", "--out", str(tmp_path / "x")), "--op")
+    assert_refused(tinygrok("grok", "--preset", "slow", "--out", str(tmp_path / "x")), "--preset", "grok")
     assert not (tmp_path / "x").exists()
+    short = tinygrok("grok", "--preset", "classroom", "--max-steps", "100", "--out", str(tmp_path / "short"))
+    assert_refused(short, "snapshots", "at least 3")  # trained, then told in one line why PCA cannot run
 
 
 def test_threads_option_reaches_numpy_blas(tmp_path):

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from tinygrok.commutator import defect_sample, lie_bracket, weight_svd_basis
+from tinygrok.commutator import alignment, defect_sample, lie_bracket, subspace_ratios, weight_svd_basis
 from tinygrok.config import Config
 from tinygrok.data import make_dataset, sample_batch, stream
-from tinygrok.model import flat_grad, flatten, init_params
+from tinygrok.model import flat_grad, flatten, init_params, layout
 from tinygrok.runs import Run
 from tinygrok.train import train
 
@@ -41,12 +41,34 @@ def test_defect_normalisation():
     assert s["scale"] == pytest.approx(norms[0] * norms[1] + 1e-12, rel=1e-12)
 
 
-def test_weight_svd_basis_is_orthonormal_with_24_columns_for_two_layers():
+def test_weight_svd_basis_spans_the_top_singular_pairs_of_each_block():
     cfg = tiny_config()
     theta = flatten(init_params(cfg, stream(9, "init")))
     basis = weight_svd_basis(theta, cfg, k=3)
     assert basis.shape == (theta.size, 2 * 4 * 3)
     np.testing.assert_allclose(basis.T @ basis, np.eye(24), atol=1e-12)
+    start, shape = layout(cfg)["blocks.1.W_K"]
+    u, _, vt = np.linalg.svd(theta[start:start + shape[0] * shape[1]].reshape(shape))
+    for i in range(3):
+        rank_one = np.zeros(theta.size)
+        rank_one[start:start + shape[0] * shape[1]] = np.outer(u[:, i], vt[i]).ravel()
+        assert np.linalg.norm(basis.T @ rank_one) == pytest.approx(1.0, abs=1e-10)  # inside the span
+    rank_four = np.zeros(theta.size)
+    rank_four[start:start + shape[0] * shape[1]] = np.outer(u[:, 3], vt[3]).ravel()
+    assert np.linalg.norm(basis.T @ rank_four) < 1e-10  # the 4th singular pair is not
+
+
+def test_alignment_and_subspace_ratios_on_known_vectors():
+    rng = np.random.default_rng(0)
+    direction = rng.standard_normal(5000)
+    assert alignment(direction, [3 * direction, -direction])["mean_abs_cos"] == pytest.approx(1.0)
+    random_ratio = alignment(direction, [rng.standard_normal(5000) for _ in range(200)])["ratio"]
+    assert random_ratio == pytest.approx(1.0, abs=0.1)  # random directions: mean|cos| = sqrt(2/(pi P))
+    basis, _ = np.linalg.qr(rng.standard_normal((5000, 8)))
+    inside = [{"delta": basis @ rng.standard_normal(8), "scale": 1.0} for _ in range(3)]
+    out = subspace_ratios(inside, {"b": basis}, rng)
+    assert out["b_proj"] == pytest.approx(1.0) and out["b_rho"] == pytest.approx(0.0, abs=1e-6)
+    assert out["b_random_proj"] == pytest.approx(np.sqrt(8 / 5000), rel=0.5)
 
 
 def test_probing_does_not_change_training(tmp_path):

@@ -8,13 +8,14 @@ from autograd import grad
 from conftest import tiny_config
 from tinygrok.config import preset
 from tinygrok.data import stream
-from tinygrok.model import (BLOCK_PARAMS, flat_loss, flatten, forward, init_params, layout, loss_fn, n_params,
+from tinygrok.model import (BLOCK_PARAMS, flat_loss, flatten, forward, init_params, layout, loss_fn, param_count,
                             unflatten)
 
 
 def test_parameter_counts_match_the_paper():
-    assert n_params(init_params(preset("paper"), stream(0, "init"))) == 290_401  # PAPER.md §2
-    assert n_params(init_params(preset("slow"), stream(0, "init"))) == 422_881
+    for name, count in (("paper", 290_401), ("slow", 422_881)):  # PAPER.md §2
+        cfg = preset(name)
+        assert flatten(init_params(cfg, stream(0, "init"))).size == param_count(cfg) == count
 
 
 def test_init_follows_pytorch_defaults_and_shares_blocks():

@@ -13,9 +13,8 @@ import numpy as np
 from autograd import grad
 
 from tinygrok.config import Config
-from tinygrok.data import Dataset, make_dataset, sample_batch, stream
+from tinygrok.data import Dataset, sample_batch
 from tinygrok.model import ATTENTION_MATRICES, flat_grad, layout
-from tinygrok.runs import THETAS, Run
 
 ETA = 1e-3  # the probe step, fixed in every experiment of the paper (§6.1)
 DEFECT_EPS = 1e-12  # the reference's guard in the denominator
@@ -123,23 +122,3 @@ def alignment(dtheta: np.ndarray, deltas: list) -> dict:
     baseline = math.sqrt(2 / (math.pi * dtheta.size))
     return {"mean_abs_cos": mean_cos, "ratio": mean_cos / baseline}
 
-
-# ---------------------------------------------------------------------- a run's saved parameters
-def analyse_run(run: Run, cfg: Config, exec_basis: np.ndarray, k: int = 5, n_random: int = 5) -> list[dict]:
-    """At every saved theta of the run (thetas.npy): k defect samples and their projections onto the execution
-    basis (retrospective trajectory PCA, §5.5), the current-weight-SVD basis (what the reference's control used,
-    §6.4) and random bases; plus the alignment (§6.5) of the step since the previous saved theta with the defects.
-    Batches come from a "posthoc" stream of their own."""
-    data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
-    rng = stream(cfg.seed, "posthoc")
-    rows, previous = [], None
-    for i, saved in enumerate(run.rows(THETAS)):
-        theta = np.array(saved)
-        samples = defect_samples(theta, data, cfg, rng, k)
-        bases = {"exec": exec_basis, "weight_svd": weight_svd_basis(theta, cfg)}
-        row = {"step": i * cfg.theta_every, **defect_stats(samples), **subspace_ratios(samples, bases, rng, n_random)}
-        if previous is not None:
-            row["alignment_ratio"] = alignment(theta - previous, [s["delta"] for s in samples])["ratio"]
-        rows.append(row)
-        previous = theta
-    return rows

@@ -10,9 +10,10 @@ import statistics
 
 import numpy as np
 
-from tinygrok.analysis import curvature_summary, memorization_phase
-from tinygrok.commutator import analyse_run
-from tinygrok.data import stream
+from tinygrok.analysis import curvature_summary, detection_step, memorization_phase
+from tinygrok.commutator import alignment, defect_samples, defect_stats, subspace_ratios, weight_svd_basis
+from tinygrok.config import Config
+from tinygrok.data import make_dataset, stream
 from tinygrok.model import attention_layout, param_count
 from tinygrok.pca import analyse_trajectories, execution_basis, run_trajectories
 from tinygrok.runs import SNAPSHOTS, SUMMARY, THETAS, Run, RunError, write_json
@@ -22,26 +23,53 @@ BASIS_COMPONENTS = 2  # top-2 components per matrix: K = layers * 4 * 2 (§5.5)
 
 
 def analyse_pca(run: Run) -> tuple[dict, np.ndarray]:
-    """PC1 share, top-5 ratios and null z-score per attention matrix (pca.json), and the execution basis B."""
+    """PC1 share, top-5 ratios and null z-score per attention matrix (pca.json), and the execution basis B.
+
+    Trajectories end at the detection step when the run grokked: the paper's PCA runs stopped there (§1.5,
+    §5.1), while `tinygrok grok` trains 1,000 steps further for the curvature record."""
     cfg = run.config()
     n_snapshots = len(run.rows(SNAPSHOTS)) if (run.path / SNAPSHOTS).exists() else 0
-    if n_snapshots < 3:
-        raise RunError(f"{run.path} has {n_snapshots} attention snapshots; PCA needs at least 3 "
+    end = detection_step(run.metrics(), cfg.stop_acc, cfg.stop_patience)
+    keep = n_snapshots if end is None else min(n_snapshots, end // cfg.snapshot_every + 1)
+    if keep < 3:
+        raise RunError(f"{run.path} has {keep} attention snapshots up to detection; PCA needs at least 3 "
                        "(train longer, or with a smaller --snapshot-every)")
-    trajectories = run_trajectories(run, cfg)
-    result = analyse_trajectories(trajectories, stream(cfg.seed, "null"))
+    trajectories = {name: traj[:keep] for name, traj in run_trajectories(run, cfg).items()}
+    result = {"snapshots": keep, "last_step": (keep - 1) * cfg.snapshot_every,
+              **analyse_trajectories(trajectories, stream(cfg.seed, "null"))}
     write_json(run.path / PCA_JSON, result)
     offsets = {name: start for name, (start, _) in attention_layout(cfg).items()}
-    n_params = param_count(cfg)
-    return result, execution_basis(trajectories, offsets, n_params, BASIS_COMPONENTS)
+    return result, execution_basis(trajectories, offsets, param_count(cfg), BASIS_COMPONENTS)
 
 
 def analyse_curvature(run: Run, basis: np.ndarray, k: int = 5) -> list[dict]:
     """The commutator projections at every saved theta (geometry.jsonl); empty if the run saved none."""
     if not (run.path / THETAS).exists():
         return []
-    rows = analyse_run(run, run.config(), basis, k)
+    rows = curvature_at_saved_thetas(run, run.config(), basis, k)
     (run.path / GEOMETRY_JSONL).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def curvature_at_saved_thetas(run: Run, cfg: Config, exec_basis: np.ndarray, k: int = 5,
+                              n_random: int = 5) -> list[dict]:
+    """At every saved theta of the run (thetas.npy): k defect samples and their projections onto the execution
+    basis (retrospective trajectory PCA, §5.5), the current-weight-SVD basis (what the reference's control used,
+    §6.4) and n_random random bases of each size (shared by the k samples; the reference drew 5 per sample);
+    plus the alignment (§6.5) of the step since the previous saved theta with the k defects (the paper: 12).
+    Batches come from a "posthoc" stream of their own."""
+    data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
+    rng = stream(cfg.seed, "posthoc")
+    rows, previous = [], None
+    for i, saved in enumerate(run.rows(THETAS)):
+        theta = np.array(saved)
+        samples = defect_samples(theta, data, cfg, rng, k)
+        bases = {"exec": exec_basis, "weight_svd": weight_svd_basis(theta, cfg)}
+        row = {"step": i * cfg.theta_every, **defect_stats(samples), **subspace_ratios(samples, bases, rng, n_random)}
+        if previous is not None:
+            row["alignment_ratio"] = alignment(theta - previous, [s["delta"] for s in samples])["ratio"]
+        rows.append(row)
+        previous = theta
     return rows
 
 
@@ -50,7 +78,7 @@ def summarise(run: Run, pca: dict, geometry: list[dict]) -> dict:
     metrics = run.metrics()
     memorizing = set(memorization_phase(metrics))
     in_phase = [r for r in geometry if r["step"] in memorizing]
-    headline = {**curvature_summary(metrics), "pc1": pca["pc1"],
+    headline = {**curvature_summary(metrics, floor=run.config().onset_floor), "pc1": pca["pc1"],
                 "rho": _median(r["exec_rho"] for r in geometry),
                 "exec_random_ratio": _median(r["exec_random_ratio"] for r in in_phase),
                 "exec_random_ratio_weight_svd": _median(r["weight_svd_random_ratio"] for r in in_phase),

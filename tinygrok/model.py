@@ -102,10 +102,6 @@ def unflatten(theta, cfg: Config) -> dict:
     return {name: param_view(theta, start, shape) for name, (start, shape) in layout(cfg).items()}
 
 
-def n_params(params: dict) -> int:
-    return sum(int(w.size) for w in params.values())
-
-
 def count_layers(params: dict) -> int:
     return sum(name.endswith(".W_Q") for name in params)
 

@@ -14,7 +14,8 @@ import numpy as np
 
 CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_ divides by (norm + 1e-6)
 
-GradTransform = Callable[[np.ndarray, int], np.ndarray]  # (grad (P,), step) -> grad (P,)
+# (clipped grad (P,), step) -> grad (P,); step counts the updates made before this one (0 for the first).
+GradTransform = Callable[[np.ndarray, int], np.ndarray]
 
 
 def identity_transform(grad: np.ndarray, step: int) -> np.ndarray:

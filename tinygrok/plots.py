@@ -47,10 +47,12 @@ def plot_defect(run_dir: Path | str) -> Path:
     """The paper's central figure: commutator defect (log, median and quartiles) and test accuracy against step,
     with the curvature onset and grok_90 marked: curvature rises before generalisation does."""
     run = Run(run_dir)
-    rows = [r for r in run.metrics() if r.get("defect") is not None]
+    cfg, metrics = run.config(), run.metrics()
+    rows = [r for r in metrics if r.get("defect") is not None]
     if not rows:
         raise ValueError(f"{run.path} has no commutator probes (train with --probe-every)")
-    marks = {**grok_summary(rows), **curvature_summary(run.metrics())}
+    marks = {**grok_summary(metrics, cfg.stop_acc, cfg.stop_patience),
+             **curvature_summary(metrics, floor=cfg.onset_floor)}
     steps = [r["step"] for r in rows]
     fig, ax = plt.subplots(figsize=(8, 4.5), constrained_layout=True)
     ax.fill_between(steps, [r["defect_q25"] for r in rows], [r["defect_q75"] for r in rows], alpha=0.25,
@@ -116,15 +118,15 @@ def plot_projections(run_dir: Path | str) -> Path:
     run = Run(run_dir)
     rows = [json.loads(line) for line in (run.path / "geometry.jsonl").read_text().splitlines()]
     cfg = run.config()
-    n_params = param_count(cfg)
+    k_exec, k_svd = cfg.n_layers * 4 * 2, cfg.n_layers * 4 * 3  # 2 PCA components, 3 singular pairs per matrix
     steps = [r["step"] for r in rows]
     fig, ax = plt.subplots(figsize=(8, 4.5), constrained_layout=True)
-    ax.plot(steps, [r["exec_proj"] for r in rows], "o-", label="execution basis (trajectory PCA, K=16)")
-    ax.plot(steps, [r["exec_random_proj"] for r in rows], "s--", label="random bases, K=16")
-    ax.plot(steps, [r["weight_svd_proj"] for r in rows], "^-", label="current-weight-SVD basis, K=24")
-    ax.plot(steps, [r["weight_svd_random_proj"] for r in rows], "v--", label="random bases, K=24")
-    for k, style in ((cfg.n_layers * 8, ":"), (cfg.n_layers * 12, "-.")):
-        ax.axhline(np.sqrt(k / n_params), color="grey", ls=style, label=f"sqrt(K/P), K={k}")
+    ax.plot(steps, [r["exec_proj"] for r in rows], "o-", label=f"execution basis (trajectory PCA, K={k_exec})")
+    ax.plot(steps, [r["exec_random_proj"] for r in rows], "s--", label=f"random bases, K={k_exec}")
+    ax.plot(steps, [r["weight_svd_proj"] for r in rows], "^-", label=f"current-weight-SVD basis, K={k_svd}")
+    ax.plot(steps, [r["weight_svd_random_proj"] for r in rows], "v--", label=f"random bases, K={k_svd}")
+    for k, style in ((k_exec, ":"), (k_svd, "-.")):
+        ax.axhline(np.sqrt(k / param_count(cfg)), color="grey", ls=style, label=f"sqrt(K/P), K={k}")
     ax.set_xlabel("step")
     ax.set_ylabel("||projection of defect|| / ||defect||")
     ax.set_yscale("log")

@@ -2,8 +2,12 @@
 
     config.json       the fully resolved Config
     metrics.jsonl     one JSON row per evaluation, appended and flushed row by row
-    checkpoint.npz    params (by name), AdamW state, step, RNG state; written to a temp file, then renamed
+    checkpoint.npz    params (by name), AdamW state, step, RNG states; written to a temp file, then renamed
     summary.json      grok steps, final accuracies, timing, versions; written at the end (atomically)
+    snapshots.npy     attention matrices every cfg.snapshot_every steps, appended row by row (a growing .npy,
+                      not DESIGN.md's .npz: an .npz cannot be appended to, and a 200k-step run holds ~1 GB)
+    thetas.npy        all parameters every cfg.theta_every steps, likewise
+    pca.json, geometry.jsonl, *.png   written by the analyses and plots (geometry.py, plots.py)
 """
 from __future__ import annotations
 
@@ -122,13 +126,18 @@ class Run:
         return np.load(self.path / name, mmap_mode="r")
 
     def truncate_rows(self, name: str, n: int) -> None:
-        """Keep the first n rows of `name` (a resume drops snapshots taken after its checkpoint)."""
+        """Keep the first n rows of `name` (a resume drops snapshots taken after its checkpoint): the header
+        first, then the file's end, so a crash in between leaves a valid file."""
         path = self.path / name
-        if path.exists():
-            kept = np.array(self.rows(name)[:n])
-            path.unlink()
-            if len(kept):
-                self.append_rows(name, kept)
+        if not path.exists():
+            return
+        rows = self.rows(name)
+        n = min(n, len(rows))
+        shape, dtype, row_bytes = (n,) + rows.shape[1:], rows.dtype, rows[0].nbytes if len(rows) else 0
+        del rows  # release the memory map before resizing the file
+        with open(path, "r+b") as f:
+            f.write(_npy_header(shape, dtype))
+            f.truncate(_NPY_HEADER_BYTES + n * row_bytes)
 
     # ------------------------------------------------------------------ checkpoint
     def save_checkpoint(self, params: dict, arrays: dict, meta: dict) -> None:

@@ -12,7 +12,8 @@ from tinygrok.analysis import curvature_summary, detection_step, grok_summary
 from tinygrok.commutator import defect_samples, defect_stats
 from tinygrok.config import Config
 from tinygrok.data import Dataset, make_dataset, sample_batch, stream
-from tinygrok.model import attention_vector, flat_grad, flatten, forward, init_params, layout, unflatten
+from tinygrok.model import (attention_vector, flat_grad, flatten, forward, init_params, layout, param_count,
+                            unflatten)
 from tinygrok.ops import cross_entropy
 from tinygrok.optim import AdamWState, GradTransform, adamw_step, clip_by_global_norm, identity_transform
 from tinygrok.runs import SNAPSHOTS, THETAS, Run, RunError
@@ -71,16 +72,23 @@ def save_state(run: Run, state: TrainState, cfg: Config, wall_seconds: float) ->
 
 def load_state(run: Run, cfg: Config) -> tuple[TrainState, float]:
     params, arrays, meta = run.load_checkpoint()
-    names = list(layout(cfg))
-    if sorted(params) != sorted(names) or "adam_m" not in arrays or "adam_v" not in arrays:
-        raise RunError(f"cannot resume: {run.path} checkpoint does not match its config.json")
-    rngs = {}
-    for name in ("batch", "probe"):
-        rngs[name] = stream(cfg.seed, name + "s")
-        rngs[name].bit_generator.state = meta[f"{name}_rng"]
+    spec = layout(cfg)
+    expected = {**{k: shape for k, (_, shape) in spec.items()}, "adam_m": (param_count(cfg),),
+                "adam_v": (param_count(cfg),)}
+    found = {k: v.shape for k, v in {**params, **arrays}.items()}
+    dtypes = {a.dtype for a in (*params.values(), *arrays.values())}
+    if found != expected or dtypes != {np.dtype(cfg.dtype)} or not {"step", "adam_t"} <= set(meta):
+        raise RunError(f"cannot resume: the checkpoint in {run.path} does not match its config.json")
+    try:
+        rngs = {}
+        for name in ("batch", "probe"):
+            rngs[name] = stream(cfg.seed, name + "s")
+            rngs[name].bit_generator.state = meta[f"{name}_rng"]
+    except (KeyError, TypeError, ValueError) as err:
+        raise RunError(f"cannot resume: the checkpoint in {run.path} has no valid RNG state ({err})") from None
     adam = AdamWState(meta["adam_t"], arrays["adam_m"], arrays["adam_v"])
-    theta = flatten({k: params[k] for k in names})
-    return TrainState(theta, adam, meta["step"], rngs["batch"], rngs["probe"]), meta["wall_seconds"]
+    theta = flatten({k: params[k] for k in spec})
+    return TrainState(theta, adam, meta["step"], rngs["batch"], rngs["probe"]), meta.get("wall_seconds", 0.0)
 
 
 # ---------------------------------------------------------------------- the loop
@@ -122,7 +130,7 @@ def train(cfg: Config, run: Run, *, resume: bool = False, transform: GradTransfo
 
     wall = wall_before + time.perf_counter() - start
     summary = {**grok_summary(rows, cfg.stop_acc, cfg.stop_patience),
-               **(curvature_summary(rows) if cfg.probe_every else {}),
+               **(curvature_summary(rows, floor=cfg.onset_floor) if cfg.probe_every else {}),
                "final_train_acc": rows[-1]["train_acc"], "final_test_acc": rows[-1]["test_acc"],
                "steps": state.step, "wall_seconds": round(wall, 3),
                "train_step_ms": round(1e3 * train_seconds / max(1, state.step - first_step), 3),
