@@ -125,6 +125,7 @@ def block(x, p: dict, n_heads: int, n_out: int):
 
 
 def _first_rows(x, n: int):
+    """x (M, d) -> (n, d), without a copy or a graph node when n == M."""
     return x if n == x.shape[0] else head_rows(x, n)
 
 

@@ -123,8 +123,8 @@ def head_rows(x, n):
 @primitive
 def pad_rows(g, m):
     """g (n, d) followed by m - n zero rows -> (m, d): the adjoint of head_rows."""
-    out = np.zeros((m,) + g.shape[1:], dtype=g.dtype)
-    out[:len(g)] = g
+    out = np.zeros((m,) + g.shape[1:], dtype=g.dtype)  # (m, d)
+    out[:len(g)] = g  # rows n.. stay zero
     return out
 
 
