@@ -18,8 +18,10 @@ from tinygrok import backend, config
 from tinygrok.config import Config, ConfigError
 from tinygrok.runs import Run, RunError
 
-# Measured (README, "Speed"): on these 2-core machines 2 BLAS threads gave 62-64 ms per paper step, 1 gave 70-74.
-DEFAULT_THREADS = min(2, os.cpu_count() or 1)
+# Measured (README, "Speed"): alone on these 2-core machines, 2 BLAS threads are ~10% faster than 1; beside
+# another busy process they are many times slower (OpenBLAS threads wait for a core). 1 is the safe default.
+DEFAULT_THREADS = 1
+Threads = Annotated[int, typer.Option(min=1, help="BLAS threads")]
 
 app = typer.Typer(help="tinygrok: watch a transformer grok, and measure why.", add_completion=False,
                   pretty_exceptions_enable=False, no_args_is_help=True)
@@ -85,7 +87,7 @@ def train(
     out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/PRESET_OP_sSEED]")] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in --out from its checkpoint")] = False,
     force: Annotated[bool, typer.Option(help="clear an existing run directory and start again")] = False,
-    threads: Annotated[int, typer.Option(min=1, help="BLAS threads")] = DEFAULT_THREADS,
+    threads: Threads = DEFAULT_THREADS,
     plot: Annotated[bool, typer.Option(help="also draw accuracy and loss against step")] = False,
     overrides: Optional[dict] = None,
 ):
@@ -153,7 +155,7 @@ def grok(
     out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/grok_PRESET_OP_sSEED]")] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in --out from its checkpoint")] = False,
     force: Annotated[bool, typer.Option(help="clear an existing run directory and start again")] = False,
-    threads: Annotated[int, typer.Option(min=1, help="BLAS threads")] = DEFAULT_THREADS,
+    threads: Threads = DEFAULT_THREADS,
 ):
     """The walkthrough: train until grokking while probing curvature, then show the geometry of what happened."""
     from tinygrok import geometry
@@ -234,12 +236,13 @@ def _open_run(run_dir: Path) -> Run:
 
 
 @app.command()
-def pca(run_dir: RunDir):
+def pca(run_dir: RunDir, threads: Threads = DEFAULT_THREADS):
     """PCA of a run's attention-weight trajectory: PC1 share and random-walk z-score per matrix."""
     from tinygrok.geometry import analyse_pca
 
     try:
-        result, basis = analyse_pca(_open_run(run_dir))
+        with backend.blas_threads(threads):
+            result, basis = analyse_pca(_open_run(run_dir))
     except RunError as err:
         fail(str(err))
     table = Table(title=f"trajectory PCA ({basis.shape[1]}-dim execution basis)")
@@ -252,7 +255,8 @@ def pca(run_dir: RunDir):
 
 
 @app.command()
-def commutator(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help="defect samples per point")] = 5):
+def commutator(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help="defect samples per point")] = 5,
+               threads: Threads = DEFAULT_THREADS):
     """Curvature projections at a run's saved parameters: rho, exec/random, alignment."""
     from tinygrok import geometry
 
@@ -260,10 +264,11 @@ def commutator(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help
     if not (run.path / "thetas.npy").exists():
         fail(f"{run.path} saved no parameters to probe: train it with --theta-every (tinygrok grok does)")
     try:
-        result, basis = geometry.analyse_pca(run)
+        with backend.blas_threads(threads):
+            result, basis = geometry.analyse_pca(run)
+            rows = geometry.analyse_curvature(run, basis, samples)
     except RunError as err:
         fail(str(err))
-    rows = geometry.analyse_curvature(run, basis, samples)
     summary = geometry.summarise(run, result, rows)
     table = Table(title="commutator defect at saved parameters")
     for column in ("step", "D", "rho", "exec/random (PCA)", "exec/random (SVD)", "alignment"):
@@ -289,7 +294,7 @@ def plot(run_dir: RunDir):
 
 @app.command()
 def bench(
-    threads: Annotated[int, typer.Option(min=1, help="BLAS threads")] = DEFAULT_THREADS,
+    threads: Threads = DEFAULT_THREADS,
     repeats: Annotated[int, typer.Option(min=1, help="timed repeats per workload (the median is reported)")] = 10,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object instead of a table")] = False,
 ):

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from tinygrok.commutator import alignment, defect_sample, lie_bracket, subspace_ratios, weight_svd_basis
+from tinygrok.commutator import (alignment, defect_sample, lie_bracket, random_basis, subspace_ratios,
+                                 weight_svd_basis)
 from tinygrok.config import Config
 from tinygrok.data import make_dataset, sample_batch, stream
 from tinygrok.model import flat_grad, flatten, init_params, layout
@@ -66,7 +67,10 @@ def test_alignment_and_subspace_ratios_on_known_vectors():
     assert random_ratio == pytest.approx(1.0, abs=0.1)  # random directions: mean|cos| = sqrt(2/(pi P))
     basis, _ = np.linalg.qr(rng.standard_normal((5000, 8)))
     inside = [{"delta": basis @ rng.standard_normal(8), "scale": 1.0} for _ in range(3)]
-    out = subspace_ratios(inside, {"b": basis}, rng)
+    randoms = {8: [random_basis(5000, 8, rng) for _ in range(5)]}
+    for r in randoms[8]:
+        np.testing.assert_allclose(r.T @ r, np.eye(8), atol=1e-12)
+    out = subspace_ratios(inside, {"b": basis}, randoms)
     assert out["b_proj"] == pytest.approx(1.0) and out["b_rho"] == pytest.approx(0.0, abs=1e-6)
     assert out["b_random_proj"] == pytest.approx(np.sqrt(8 / 5000), rel=0.5)
 

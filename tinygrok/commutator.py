@@ -14,7 +14,8 @@ from autograd import grad
 
 from tinygrok.config import Config
 from tinygrok.data import Dataset, sample_batch
-from tinygrok.model import ATTENTION_MATRICES, flat_grad, layout
+from tinygrok.model import attention_layout, flat_grad
+from tinygrok.pca import block_basis
 
 ETA = 1e-3  # the probe step, fixed in every experiment of the paper (§6.1)
 DEFECT_EPS = 1e-12  # the reference's guard in the denominator
@@ -72,45 +73,42 @@ def projection_fractions(delta: np.ndarray, basis: np.ndarray) -> tuple[float, f
 
 
 def random_basis(n_params: int, k: int, rng: np.random.Generator) -> np.ndarray:
-    """A uniformly random k-dimensional orthonormal basis of R^P (P, k): Gaussian matrix, reduced QR."""
-    q, _ = np.linalg.qr(rng.standard_normal((n_params, k)))
-    return q
+    """A uniformly random k-dimensional orthonormal basis of R^P (P, k): a Gaussian matrix G orthonormalised as
+    G R^-1 with R^T R = G^T G (Cholesky QR: exact enough, as G is near-orthogonal when k << P; 30x faster
+    than Householder QR at P = 290,401)."""
+    g = rng.standard_normal((n_params, k))
+    return g @ np.linalg.inv(np.linalg.cholesky(g.T @ g).T)
 
 
 def weight_svd_basis(theta: np.ndarray, cfg: Config, k: int = 3) -> np.ndarray:
     """The basis the reference code's random-subspace control actually used (§6.4): for every layer and attention
-    matrix W, the top-k rank-one matrices u_i v_i^T of W's SVD at theta, at W's offset, QR'd: (P, layers*4*k)."""
-    columns = []
-    for name, (start, shape) in layout(cfg).items():
-        if name.split(".")[-1] not in ATTENTION_MATRICES:
-            continue
-        u, _, vt = np.linalg.svd(theta[start:start + shape[0] * shape[1]].reshape(shape).astype(np.float64))
-        for i in range(k):
-            col = np.zeros(theta.size)
-            col[start:start + shape[0] * shape[1]] = np.outer(u[:, i], vt[i]).ravel()
-            columns.append(col)
-    q, _ = np.linalg.qr(np.stack(columns, axis=1))
-    return q
+    matrix W, the top-k rank-one matrices u_i v_i^T of W's SVD at theta, at W's offset: (P, layers*4*k)."""
+    blocks = []
+    for start, shape in attention_layout(cfg).values():
+        u, _, vt = np.linalg.svd(theta[start:start + math.prod(shape)].reshape(shape).astype(np.float64))
+        blocks.append((start, np.stack([np.outer(u[:, i], vt[i]).ravel() for i in range(k)])))  # (k, D)
+    return block_basis(blocks, theta.size)
 
 
-def subspace_ratios(samples: list, bases: dict[str, np.ndarray], rng: np.random.Generator,
-                    n_random: int = 5) -> dict:
-    """For each named basis B (P, K): proj/full of the defect, the same for n_random random K-dim bases, their
-    ratio (exec/random, §6.4) and rho (§6.3). As the reference computes them:
+def subspace_ratios(samples: list, bases: dict[str, np.ndarray], random_bases: dict[int, list]) -> dict:
+    """For each named basis B (P, K): proj/full of the defect, the same for the random K-dim bases in
+    random_bases[K], their ratio (exec/random, §6.4) and rho (§6.3). As the reference computes them:
     proj/full = median_k(||B^T delta_k|| / s_k) / median_k(||delta_k|| / s_k), s_k the sample's normaliser;
     random: the mean over the random bases inside each sample, then the median. Theory for random: sqrt(K/P).
     """
+    deltas = [(s["delta"].astype(np.float64), s["scale"]) for s in samples]  # once, not per basis
+
     def median_proj(project):
-        return float(np.median([project(s["delta"]) / s["scale"] for s in samples]))
+        return float(np.median([project(delta) / scale for delta, scale in deltas]))
 
     full = median_proj(np.linalg.norm)
     out = {}
     for name, basis in bases.items():
-        randoms = [random_basis(basis.shape[0], basis.shape[1], rng) for _ in range(n_random)]
+        randoms = random_bases[basis.shape[1]]
         proj = median_proj(lambda d: np.linalg.norm(basis.T @ d)) / full
         rand = median_proj(lambda d: np.mean([np.linalg.norm(r.T @ d) for r in randoms])) / full
         out.update({f"{name}_proj": proj, f"{name}_random_proj": rand, f"{name}_random_ratio": proj / rand,
-                    f"{name}_rho": float(np.median([projection_fractions(s["delta"], basis)[1] for s in samples]))})
+                    f"{name}_rho": float(np.median([projection_fractions(d, basis)[1] for d, _ in deltas]))})
     return out
 
 

@@ -11,7 +11,8 @@ import statistics
 import numpy as np
 
 from tinygrok.analysis import curvature_summary, detection_step, memorization_phase
-from tinygrok.commutator import alignment, defect_samples, defect_stats, subspace_ratios, weight_svd_basis
+from tinygrok.commutator import (alignment, defect_samples, defect_stats, random_basis, subspace_ratios,
+                                 weight_svd_basis)
 from tinygrok.config import Config
 from tinygrok.data import make_dataset, stream
 from tinygrok.model import attention_layout, param_count
@@ -20,6 +21,7 @@ from tinygrok.runs import SNAPSHOTS, SUMMARY, THETAS, Run, RunError, write_json
 
 PCA_JSON, GEOMETRY_JSONL = "pca.json", "geometry.jsonl"
 BASIS_COMPONENTS = 2  # top-2 components per matrix: K = layers * 4 * 2 (§5.5)
+SVD_COMPONENTS = 3  # the reference control's top-3 singular pairs per matrix: K = layers * 4 * 3 (§6.4)
 
 
 def analyse_pca(run: Run) -> tuple[dict, np.ndarray]:
@@ -55,17 +57,20 @@ def curvature_at_saved_thetas(run: Run, cfg: Config, exec_basis: np.ndarray, k: 
                               n_random: int = 5) -> list[dict]:
     """At every saved theta of the run (thetas.npy): k defect samples and their projections onto the execution
     basis (retrospective trajectory PCA, §5.5), the current-weight-SVD basis (what the reference's control used,
-    §6.4) and n_random random bases of each size (shared by the k samples; the reference drew 5 per sample);
-    plus the alignment (§6.5) of the step since the previous saved theta with the k defects (the paper: 12).
-    Batches come from a "posthoc" stream of their own."""
+    §6.4) and n_random random bases of each size (drawn once for the whole run, as the defects do not depend on
+    them; the reference drew 5 fresh ones per sample); plus the alignment (§6.5) of the step since the previous
+    saved theta with the k defects (the paper: 12). Batches come from a "posthoc" stream of their own."""
     data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
     rng = stream(cfg.seed, "posthoc")
+    n_params, k_svd = param_count(cfg), len(attention_layout(cfg)) * SVD_COMPONENTS
+    random_bases = {size: [random_basis(n_params, size, rng) for _ in range(n_random)]
+                    for size in {exec_basis.shape[1], k_svd}}
     rows, previous = [], None
     for i, saved in enumerate(run.rows(THETAS)):
         theta = np.array(saved)
         samples = defect_samples(theta, data, cfg, rng, k)
-        bases = {"exec": exec_basis, "weight_svd": weight_svd_basis(theta, cfg)}
-        row = {"step": i * cfg.theta_every, **defect_stats(samples), **subspace_ratios(samples, bases, rng, n_random)}
+        bases = {"exec": exec_basis, "weight_svd": weight_svd_basis(theta, cfg, SVD_COMPONENTS)}
+        row = {"step": i * cfg.theta_every, **defect_stats(samples), **subspace_ratios(samples, bases, random_bases)}
         if previous is not None:
             row["alignment_ratio"] = alignment(theta - previous, [s["delta"] for s in samples])["ratio"]
         rows.append(row)

@@ -90,20 +90,27 @@ def random_walk_null(traj: np.ndarray, rng: np.random.Generator, n_walks: int = 
             "z": float((real - null.mean()) / (null.std() + 1e-8))}
 
 
+def block_basis(blocks: list[tuple[int, np.ndarray]], n_params: int) -> np.ndarray:
+    """Columns of R^P from per-block directions: each (offset, rows (k, D)) puts its k rows, as columns, at
+    theta[offset : offset + D]. Orthonormal rows within a block and disjoint blocks make the columns orthonormal
+    by construction (the reference's QR of them changes nothing)."""
+    columns = []
+    for offset, rows in blocks:
+        for row in rows:
+            col = np.zeros(n_params)
+            col[offset:offset + row.size] = row
+            columns.append(col)
+    return np.stack(columns, axis=1)  # (P, K)
+
+
 def execution_basis(trajectories: dict[str, np.ndarray], offsets: dict[str, int], n_params: int,
                     k: int = 2) -> np.ndarray:
-    """B (P, K): the top-k components of each matrix's trajectory at that matrix's offset in theta, QR'd (§5.5).
+    """B (P, K): the top-k components of each matrix's trajectory at that matrix's offset in theta (§5.5).
 
     trajectories: name -> (S, D) snapshots of that parameter; offsets: name -> its start in the flat theta.
     """
-    columns = []
-    for name, traj in trajectories.items():
-        for component in trajectory_pca(traj, k).components:
-            col = np.zeros(n_params)
-            col[offsets[name]:offsets[name] + component.size] = component
-            columns.append(col)
-    basis, _ = np.linalg.qr(np.stack(columns, axis=1))  # (P, K)
-    return basis
+    return block_basis([(offsets[name], trajectory_pca(traj, k).components) for name, traj in trajectories.items()],
+                       n_params)
 
 
 # ---------------------------------------------------------------------- a run's attention trajectory
