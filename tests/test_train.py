@@ -48,6 +48,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
         assert whole[part].keys() == split[part].keys()
         assert all(np.array_equal(whole[part][k], split[part][k]) for k in whole[part])
     assert whole[2]["batch_rng"] == split[2]["batch_rng"] and whole[2]["adam_t"] == split[2]["adam_t"] == 120
+    assert {a.dtype for part in whole[:2] for a in part.values()} == {np.dtype(np.float32)}  # float32 throughout
 
 
 @pytest.fixture(scope="module")
