@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -82,7 +83,8 @@ def main():
                 rows.append({"threads": threads, "workload": name, "tinygrok_ms": round(t, 2),
                              "torch_ms": round(r, 2), "ratio": round(t / r, 3),
                              "tinygrok_peak_mib": round(peak_mib(ours[name]), 1)})
-    info = {**backend.describe(), "torch": torch.__version__, "torch_threads": args.threads}
+    info = {**{k: v for k, v in backend.describe().items() if k != "threads"}, "torch": torch.__version__,
+            "env": {v: os.environ.get(v) for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS")}}
     print(f"{'threads':>7} {'workload':<22} {'tinygrok ms':>11} {'torch ms':>9} {'ratio':>6} {'peak MiB':>8}")
     for r in rows:
         print(f"{r['threads']:>7} {r['workload']:<22} {r['tinygrok_ms']:>11} {r['torch_ms']:>9} {r['ratio']:>6} "
