@@ -24,11 +24,10 @@ BASIS_COMPONENTS = 2  # top-2 components per matrix: K = layers * 4 * 2 (§5.5)
 SVD_COMPONENTS = 3  # the reference control's top-3 singular pairs per matrix: K = layers * 4 * 3 (§6.4)
 
 
-def analyse_pca(run: Run) -> tuple[dict, np.ndarray]:
-    """PC1 share, top-5 ratios and null z-score per attention matrix (pca.json), and the execution basis B.
-
-    Trajectories end at the detection step when the run grokked: the paper's PCA runs stopped there (§1.5,
-    §5.1), while `tinygrok grok` trains 1,000 steps further for the curvature record."""
+def trajectories_to_detection(run: Run) -> dict[str, np.ndarray]:
+    """Each attention matrix's snapshots up to the detection step (all of them if the run never grokked):
+    the paper's PCA runs stopped there (§1.5, §5.1), while `tinygrok grok` trains 1,000 steps further for the
+    curvature record."""
     cfg = run.config()
     n_snapshots = len(run.rows(SNAPSHOTS)) if (run.path / SNAPSHOTS).exists() else 0
     end = detection_step(run.metrics(), cfg.stop_acc, cfg.stop_patience)
@@ -36,7 +35,15 @@ def analyse_pca(run: Run) -> tuple[dict, np.ndarray]:
     if keep < 3:
         raise RunError(f"{run.path} has {keep} attention snapshots up to detection; PCA needs at least 3 "
                        "(train longer, or with a smaller --snapshot-every)")
-    trajectories = {name: traj[:keep] for name, traj in run_trajectories(run, cfg).items()}
+    return {name: traj[:keep] for name, traj in run_trajectories(run, cfg).items()}
+
+
+def analyse_pca(run: Run) -> tuple[dict, np.ndarray]:
+    """PC1 share, top-5 ratios and null z-score per attention matrix (pca.json), and the execution basis B,
+    from the trajectories up to detection."""
+    cfg = run.config()
+    trajectories = trajectories_to_detection(run)
+    keep = len(next(iter(trajectories.values())))
     result = {"snapshots": keep, "last_step": (keep - 1) * cfg.snapshot_every,
               **analyse_trajectories(trajectories, stream(cfg.seed, "null"))}
     write_json(run.path / PCA_JSON, result)

@@ -13,7 +13,8 @@ import numpy as np  # noqa: E402
 
 from tinygrok.analysis import curvature_summary, grok_summary  # noqa: E402
 from tinygrok.model import param_count  # noqa: E402
-from tinygrok.pca import run_trajectories, trajectory_pca  # noqa: E402
+from tinygrok.geometry import trajectories_to_detection  # noqa: E402
+from tinygrok.pca import trajectory_pca  # noqa: E402
 from tinygrok.runs import Run  # noqa: E402
 
 
@@ -94,10 +95,12 @@ def plot_explained_variance(run_dir: Path | str) -> Path:
 
 
 def plot_trajectory(run_dir: Path | str) -> Path:
-    """Each attention matrix of the last layer, projected on its own PC1-PC2 plane, coloured by step."""
+    """Each attention matrix of the last layer, up to the detection step (as pca.json), projected on its own
+    PC1-PC2 plane, coloured by step."""
     run = Run(run_dir)
     cfg = run.config()
-    trajectories = {k: v for k, v in run_trajectories(run, cfg).items() if k.startswith(f"blocks.{cfg.n_layers - 1}.")}
+    last = f"blocks.{cfg.n_layers - 1}."
+    trajectories = {k: v for k, v in trajectories_to_detection(run).items() if k.startswith(last)}
     steps = [i * cfg.snapshot_every for i in range(len(next(iter(trajectories.values()))))]
     fig, axes = plt.subplots(1, len(trajectories), figsize=(4 * len(trajectories), 3.8), constrained_layout=True)
     for ax, (name, traj) in zip(axes, trajectories.items()):
@@ -109,7 +112,7 @@ def plot_trajectory(run_dir: Path | str) -> Path:
         ax.set_xlabel("PC1")
         ax.set_ylabel("PC2")
     fig.colorbar(points, ax=axes, label="step")
-    fig.suptitle("Weight trajectories on their first two principal components")
+    fig.suptitle("Last-layer attention weights on their first two principal components, up to grokking detection")
     return _save(fig, run, "trajectory.png")
 
 
@@ -131,7 +134,7 @@ def plot_projections(run_dir: Path | str) -> Path:
     ax.set_ylabel("||projection of defect|| / ||defect||")
     ax.set_yscale("log")
     ax.legend(fontsize=8)
-    fig.suptitle("Curvature points out of the execution subspace, but more into it than chance")
+    fig.suptitle("Where the curvature points: the defect's share in the execution subspaces and in random ones")
     return _save(fig, run, "projections.png")
 
 
