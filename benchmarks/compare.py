@@ -1,11 +1,14 @@
-"""tinygrok against the PyTorch reference, interleaved in one process, at the paper settings.
+"""tinygrok against the PyTorch reference at the paper settings, in alternating worker processes.
 
-    pip install torch==2.13.0         # benchmark-only dependency (a local CPU build on these machines)
+    pip install -e ".[bench]"         # torch 2.13.0: benchmark-only (a local CPU build on these machines)
     python benchmarks/compare.py      # prints a table, writes benchmarks/results.json
 
 For each BLAS thread count (set explicitly for both: threadpoolctl and torch.set_num_threads) and each workload
 (training step at batch 512 and on the whole training set, a full evaluation of all pairs, one commutator-defect
-sample), the two libraries alternate call by call; medians over the repeats are compared.
+sample), a worker process per library times `repeats` calls; the libraries alternate for `rounds` rounds, so a
+drifting shared machine affects both alike, and medians over all calls are compared. Separate processes keep
+OpenBLAS's and torch's OpenMP thread pools from spinning against each other (alternating them call by call in
+one process made torch's 2-thread step 2.4x slower than its 1-thread step).
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -51,38 +55,54 @@ def torch_workloads(cfg) -> dict:
     }
 
 
-def interleaved_medians(jobs: dict, repeats: int) -> dict:
-    """{(library, workload): median ms}, the libraries alternating call by call after two warm-up calls."""
-    times = {key: [] for key in jobs}
-    for fn in jobs.values():
-        fn(), fn()
-    for _ in range(repeats):
-        for key, fn in jobs.items():
-            start = time.perf_counter()
-            fn()
-            times[key].append(1e3 * (time.perf_counter() - start))
-    return {key: statistics.median(t) for key, t in times.items()}
+def worker(library: str, threads: int, repeats: int) -> dict:
+    """{workload: [ms, ...]} for one library, after two warm-up calls of each workload."""
+    cfg = preset("paper")
+    torch.set_num_threads(threads)
+    with backend.blas_threads(threads):
+        jobs = workloads(cfg) if library == "tinygrok" else torch_workloads(cfg)
+        times = {}
+        for name, fn in jobs.items():
+            fn(), fn()
+            times[name] = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                fn()
+                times[name].append(1e3 * (time.perf_counter() - start))
+        if library == "tinygrok":
+            times["peak_mib"] = {name: peak_mib(fn) for name, fn in jobs.items()}
+    return times
+
+
+def run_worker(library: str, threads: int, repeats: int) -> dict:
+    cmd = [sys.executable, __file__, "--worker", library, "--threads", str(threads), "--repeats", str(repeats)]
+    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=10, help="timed calls per workload per worker")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations of the two libraries")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
+    parser.add_argument("--worker", choices=["tinygrok", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
-    cfg = preset("paper")
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.threads[0], args.repeats)))
+        return
     rows = []
     for threads in args.threads:
-        torch.set_num_threads(threads)
-        with backend.blas_threads(threads):
-            ours, theirs = workloads(cfg), torch_workloads(cfg)
-            jobs = {**{("tinygrok", k): f for k, f in ours.items()}, **{("torch", k): f for k, f in theirs.items()}}
-            medians = interleaved_medians(jobs, args.repeats)
-            for name in ours:
-                t, r = medians[("tinygrok", name)], medians[("torch", name)]
-                rows.append({"threads": threads, "workload": name, "tinygrok_ms": round(t, 2),
-                             "torch_ms": round(r, 2), "ratio": round(t / r, 3),
-                             "tinygrok_peak_mib": round(peak_mib(ours[name]), 1)})
+        times, peaks = {"tinygrok": {}, "torch": {}}, {}
+        for _ in range(args.rounds):
+            for library in times:
+                result = run_worker(library, threads, args.repeats)
+                peaks.update(result.pop("peak_mib", {}))
+                for name, ms in result.items():
+                    times[library].setdefault(name, []).extend(ms)
+        for name, ours in times["tinygrok"].items():
+            t, r = statistics.median(ours), statistics.median(times["torch"][name])
+            rows.append({"threads": threads, "workload": name, "tinygrok_ms": round(t, 2), "torch_ms": round(r, 2),
+                         "ratio": round(t / r, 3), "tinygrok_peak_mib": round(peaks[name], 1)})
     info = {**{k: v for k, v in backend.describe().items() if k != "threads"}, "torch": torch.__version__,
             "env": {v: os.environ.get(v) for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS")}}
     print(f"{'threads':>7} {'workload':<22} {'tinygrok ms':>11} {'torch ms':>9} {'ratio':>6} {'peak MiB':>8}")
