@@ -61,6 +61,29 @@ def test_embed_grads_and_repeated_indices():
     np.testing.assert_array_equal(g[0], [0 + 12 + 15, 1 + 13 + 16, 2 + 14 + 17])  # rows 0, 4, 5 of the seed
 
 
+def test_linear_grads_to_second_order():
+    x, w, b = rng.standard_normal((5, 4)), rng.standard_normal((4, 3)), rng.standard_normal(3)
+    check_grads(ops.linear, modes=["rev"], order=2)(x, w, b)
+    np.testing.assert_allclose(ops.linear(x, w, b), x @ w + b, rtol=1e-14)
+
+
+@pytest.mark.parametrize("t_query", [1, 2])
+def test_attention_grads_to_second_order(t_query):
+    q, k, v = rng.standard_normal((t_query, 6, 4)), rng.standard_normal((2, 6, 4)), rng.standard_normal((2, 6, 4))
+    check_grads(ops.attention, modes=["rev"], order=2)(q, k, v)
+    scores = np.einsum("tbe,ube->btu", q, k) / 2.0  # sqrt(e) = 2
+    probs = np.exp(scores) / np.exp(scores).sum(-1, keepdims=True)
+    np.testing.assert_allclose(ops.attention(q, k, v), np.einsum("btu,ube->tbe", probs, v), rtol=1e-13)
+
+
+def test_head_rows_and_pad_rows_grads_to_second_order():
+    x, g = rng.standard_normal((6, 3)), rng.standard_normal((2, 3))
+    check_grads(lambda a: ops.head_rows(a, 2), modes=["rev"], order=2)(x)
+    check_grads(lambda a: ops.pad_rows(a, 5), modes=["rev"], order=2)(g)
+    np.testing.assert_array_equal(ops.pad_rows(g, 5)[:2], g)
+    assert not ops.pad_rows(g, 5)[2:].any()
+
+
 def test_param_view_grads_to_second_order():
     theta = rng.standard_normal(20)
     f = lambda t: anp.sum(ops.param_view(t, 2, (3, 2)) ** 3) + anp.sum(anp.sin(ops.param_view(t, 10, (5,))))
@@ -75,6 +98,10 @@ def test_param_view_grads_to_second_order():
     ("cross_entropy", lambda x: ops.cross_entropy(x, np.array([0, 1, 2, 5])), [(4, 6)]),
     ("embed", lambda t: ops.embed(t, np.array([1, 1, 3])), [(4, 6)]),
     ("param_view", lambda t: ops.param_view(t, 3, (2, 2)), [(9,)]),
+    ("linear", ops.linear, [(4, 6), (6, 3), (3,)]),
+    ("attention", ops.attention, [(2, 5, 4), (2, 5, 4), (2, 5, 4)]),
+    ("head_rows", lambda x: ops.head_rows(x, 2), [(4, 6)]),
+    ("pad_rows", lambda x: ops.pad_rows(x, 7), [(4, 6)]),
 ])
 def test_float32_in_float32_out(name, fn, shapes):
     args = [rng.standard_normal(s).astype(np.float32) for s in shapes]
