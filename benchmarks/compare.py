@@ -55,12 +55,14 @@ def torch_workloads(cfg) -> dict:
     }
 
 
-def worker(library: str, threads: int, repeats: int) -> dict:
-    """{workload: [ms, ...]} for one library, after two warm-up calls of each workload."""
-    cfg = preset("paper")
+def worker(library: str, threads: int, repeats: int, overrides: dict, only: list) -> dict:
+    """{workload: [ms, ...]} for one library at the paper settings with `overrides`, after two warm-up calls of
+    each workload (all, or those named in `only`)."""
+    cfg = preset("paper", **overrides)
     torch.set_num_threads(threads)
     with backend.blas_threads(threads):
         jobs = workloads(cfg) if library == "tinygrok" else torch_workloads(cfg)
+        jobs = {k: f for k, f in jobs.items() if not only or k in only}
         times = {}
         for name, fn in jobs.items():
             fn(), fn()
@@ -69,13 +71,15 @@ def worker(library: str, threads: int, repeats: int) -> dict:
                 start = time.perf_counter()
                 fn()
                 times[name].append(1e3 * (time.perf_counter() - start))
-        if library == "tinygrok":
+        if library == "tinygrok" and not only:
             times["peak_mib"] = {name: peak_mib(fn) for name, fn in jobs.items()}
     return times
 
 
-def run_worker(library: str, threads: int, repeats: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", library, "--threads", str(threads), "--repeats", str(repeats)]
+def run_worker(library: str, threads: int, repeats: int, overrides: dict | None = None, only=()) -> dict:
+    """worker() in a fresh process, so that one library's thread pool never competes with the other's."""
+    cmd = [sys.executable, __file__, "--worker", library, "--threads", str(threads), "--repeats", str(repeats),
+           "--config", json.dumps(overrides or {}), "--only", *only]
     return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
 
 
@@ -86,9 +90,11 @@ def main():
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
     parser.add_argument("--worker", choices=["tinygrok", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--config", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--only", nargs="*", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.threads[0], args.repeats)))
+        print(json.dumps(worker(args.worker, args.threads[0], args.repeats, json.loads(args.config), args.only)))
         return
     rows = []
     for threads in args.threads:
