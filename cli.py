@@ -169,7 +169,7 @@ def grok(
         with backend.blas_threads(threads):
             _train_live(cfg, run, resume)
             with console.status("analysing: trajectory PCA, execution basis, curvature projections ..."):
-                summary = geometry.analyse(run)
+                summary, _ = geometry.analyse(run)
             figures = plot_all(run.path)
     except (ConfigError, RunError, ValueError) as err:
         fail(str(err))
@@ -265,11 +265,9 @@ def commutator(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help
         fail(f"{run.path} saved no parameters to probe: train it with --theta-every (tinygrok grok does)")
     try:
         with backend.blas_threads(threads):
-            result, basis = geometry.analyse_pca(run)
-            rows = geometry.analyse_curvature(run, basis, samples)
+            summary, rows = geometry.analyse(run, samples)
     except RunError as err:
         fail(str(err))
-    summary = geometry.summarise(run, result, rows)
     table = Table(title="commutator defect at saved parameters")
     for column in ("step", "D", "rho", "exec/random (PCA)", "exec/random (SVD)", "alignment"):
         table.add_column(column)

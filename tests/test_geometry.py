@@ -20,7 +20,7 @@ CFG = Config(p=11, d_model=16, n_heads=2, d_ff=32, batch_size=32, eval_every=20,
 def analysed(tmp_path_factory):
     run = Run.create(tmp_path_factory.mktemp("runs") / "geo", CFG)
     train(CFG, run)
-    return run, geometry.analyse(run, k=3)
+    return run, geometry.analyse(run, k=3)[0]
 
 
 def test_summary_gains_the_geometry_numbers(analysed):

@@ -48,7 +48,7 @@ def test_expanding_windows_grow_to_the_whole_trajectory():
 def test_execution_basis_is_orthonormal_and_blockwise():
     offsets = {"a": 3, "b": 40, "c": 100}
     trajs = {name: np.cumsum(rng.standard_normal((30, 25)), axis=0) for name in offsets}
-    basis = execution_basis(trajs, offsets, n_params=200, k=2)
+    basis = execution_basis({name: trajectory_pca(t) for name, t in trajs.items()}, offsets, n_params=200, k=2)
     assert basis.shape == (200, 6)
     np.testing.assert_allclose(basis.T @ basis, np.eye(6), atol=1e-12)
     for j, name in enumerate(n for n in offsets for _ in range(2)):

@@ -35,7 +35,7 @@ def trajectories_to_detection(run: Run) -> dict[str, np.ndarray]:
     if keep < 3:
         raise RunError(f"{run.path} has {keep} attention snapshots up to detection; PCA needs at least 3 "
                        "(train longer, or with a smaller --snapshot-every)")
-    return {name: traj[:keep] for name, traj in run_trajectories(run, cfg).items()}
+    return run_trajectories(run, cfg, keep)
 
 
 def analyse_pca(run: Run) -> tuple[dict, np.ndarray]:
@@ -44,11 +44,11 @@ def analyse_pca(run: Run) -> tuple[dict, np.ndarray]:
     cfg = run.config()
     trajectories = trajectories_to_detection(run)
     keep = len(next(iter(trajectories.values())))
-    result = {"snapshots": keep, "last_step": (keep - 1) * cfg.snapshot_every,
-              **analyse_trajectories(trajectories, stream(cfg.seed, "null"))}
+    stats, pcas = analyse_trajectories(trajectories, stream(cfg.seed, "null"))
+    result = {"snapshots": keep, "last_step": (keep - 1) * cfg.snapshot_every, **stats}
     write_json(run.path / PCA_JSON, result)
     offsets = {name: start for name, (start, _) in attention_layout(cfg).items()}
-    return result, execution_basis(trajectories, offsets, param_count(cfg), BASIS_COMPONENTS)
+    return result, execution_basis(pcas, offsets, param_count(cfg), BASIS_COMPONENTS)
 
 
 def analyse_curvature(run: Run, basis: np.ndarray, k: int = 5) -> list[dict]:
@@ -100,10 +100,11 @@ def summarise(run: Run, pca: dict, geometry: list[dict]) -> dict:
     return summary
 
 
-def analyse(run: Run, k: int = 5) -> dict:
-    """Everything above, in order; returns the updated summary."""
+def analyse(run: Run, k: int = 5) -> tuple[dict, list[dict]]:
+    """Everything above, in order: the updated summary, and the projections at each saved theta."""
     pca, basis = analyse_pca(run)
-    return summarise(run, pca, analyse_curvature(run, basis, k))
+    rows = analyse_curvature(run, basis, k)
+    return summarise(run, pca, rows), rows
 
 
 def _median(values):

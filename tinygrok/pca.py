@@ -103,20 +103,20 @@ def block_basis(blocks: list[tuple[int, np.ndarray]], n_params: int) -> np.ndarr
     return np.stack(columns, axis=1)  # (P, K)
 
 
-def execution_basis(trajectories: dict[str, np.ndarray], offsets: dict[str, int], n_params: int,
+def execution_basis(pcas: dict[str, TrajectoryPCA], offsets: dict[str, int], n_params: int,
                     k: int = 2) -> np.ndarray:
     """B (P, K): the top-k components of each matrix's trajectory at that matrix's offset in theta (§5.5).
 
-    trajectories: name -> (S, D) snapshots of that parameter; offsets: name -> its start in the flat theta.
+    pcas: name -> the PCA of that parameter's trajectory; offsets: name -> its start in the flat theta.
     """
-    return block_basis([(offsets[name], trajectory_pca(traj, k).components) for name, traj in trajectories.items()],
-                       n_params)
+    return block_basis([(offsets[name], pca.components[:k]) for name, pca in pcas.items()], n_params)
 
 
 # ---------------------------------------------------------------------- a run's attention trajectory
-def run_trajectories(run: Run, cfg: Config) -> dict[str, np.ndarray]:
-    """name -> (S, d_in*d_out) trajectory of every attention matrix, sliced from the run's snapshots.npy."""
-    snaps = run.rows(SNAPSHOTS)  # (S, sum of sizes), memory-mapped
+def run_trajectories(run: Run, cfg: Config, n: int | None = None) -> dict[str, np.ndarray]:
+    """name -> (S, d_in*d_out) trajectory of every attention matrix from the run's snapshots.npy (its first n
+    snapshots if n is given; only those are read and converted)."""
+    snaps = run.rows(SNAPSHOTS)[:n]  # (S, sum of sizes), memory-mapped
     out, col = {}, 0
     for name, (_, shape) in attention_layout(cfg).items():
         size = math.prod(shape)
@@ -125,12 +125,14 @@ def run_trajectories(run: Run, cfg: Config) -> dict[str, np.ndarray]:
     return out
 
 
-def analyse_trajectories(trajectories: dict[str, np.ndarray], rng: np.random.Generator, k: int = 5) -> dict:
-    """Per matrix: PC1 share, the top-k explained-variance ratios, and the z-score against the random-walk null."""
-    out = {"pc1": {}, "top_ratios": {}, "null_z": {}}
+def analyse_trajectories(trajectories: dict[str, np.ndarray], rng: np.random.Generator,
+                         k: int = 5) -> tuple[dict, dict[str, TrajectoryPCA]]:
+    """Per matrix: PC1 share, the top-k explained-variance ratios and the z-score against the random-walk null
+    (JSON-able), and the PCA itself (for the execution basis)."""
+    out, pcas = {"pc1": {}, "top_ratios": {}, "null_z": {}}, {}
     for name, traj in trajectories.items():
-        ratios = trajectory_pca(traj, k).ratios
-        out["pc1"][name] = float(ratios[0])
-        out["top_ratios"][name] = [float(r) for r in ratios[:k]]
+        pcas[name] = trajectory_pca(traj, k)
+        out["pc1"][name] = pcas[name].pc1
+        out["top_ratios"][name] = [float(r) for r in pcas[name].ratios[:k]]
         out["null_z"][name] = random_walk_null(traj, rng)["z"]
-    return out
+    return out, pcas
