@@ -134,7 +134,7 @@ def _print_summary(summary: dict) -> None:
     for key in ("grok_step_90", "grok_step", "memorization_step", "final_train_acc", "final_test_acc", "steps",
                 "wall_seconds", "train_step_ms", "params", "threads"):
         value = summary.get(key)
-        table.add_row(key, "never" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value))
+        table.add_row(key, _fmt(value, missing="never"))
     console.print(table)
 
 
@@ -220,9 +220,10 @@ def _pc1_table(pc1: dict) -> Table:
     return table
 
 
-def _fmt(value) -> str:
+def _fmt(value, missing: str = "none") -> str:
+    """A table cell: `missing` for None, 4 significant digits for floats."""
     if value is None:
-        return "none"
+        return missing
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
