@@ -54,10 +54,15 @@ def adamw_step(theta: np.ndarray, grad: np.ndarray, state: AdamWState, *, lr: fl
         theta <- theta - lr * m_hat / (sqrt(v_hat) + eps),  m_hat = m / (1 - beta1^t), v_hat = v / (1 - beta2^t)
     """
     t = state.t + 1
-    m = beta1 * state.m + (1 - beta1) * grad
-    v = beta2 * state.v + (1 - beta2) * (grad * grad)
-    m_hat_scale = lr / (1 - beta1**t)  # lr / bias correction of m
-    v_hat_sqrt_scale = 1.0 / math.sqrt(1 - beta2**t)  # 1 / sqrt(bias correction of v)
-    decayed = theta * (1 - lr * weight_decay)
-    step = (m_hat_scale * m) / (np.sqrt(v) * v_hat_sqrt_scale + eps)
-    return decayed - step, AdamWState(t, m, v)
+    m = state.m * beta1  # new arrays, then updated in place: the old state is never modified
+    m += (1 - beta1) * grad
+    v = state.v * beta2
+    v += (1 - beta2) * (grad * grad)
+    denom = np.sqrt(v)  # sqrt(v_hat) + eps = sqrt(v) / sqrt(1 - beta2^t) + eps
+    denom *= 1.0 / math.sqrt(1 - beta2**t)
+    denom += eps
+    update = m * (lr / (1 - beta1**t))  # lr * m_hat
+    update /= denom
+    new_theta = theta * (1 - lr * weight_decay)  # decoupled decay
+    new_theta -= update
+    return new_theta, AdamWState(t, m, v)

@@ -18,7 +18,7 @@ from tinygrok.ops import cross_entropy
 from tinygrok.optim import AdamWState, GradTransform, adamw_step, clip_by_global_norm, identity_transform
 from tinygrok.runs import SNAPSHOTS, THETAS, Run, RunError
 
-EVAL_CHUNK = 8192  # examples per forward pass when evaluating (bounds memory for large p)
+EVAL_CHUNK = 512  # examples per forward pass when evaluating: activations stay in the L2 cache (fastest measured)
 
 
 @dataclass
