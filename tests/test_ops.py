@@ -110,3 +110,20 @@ def test_float32_in_float32_out(name, fn, shapes):
     for i in range(len(args)):
         g = grad(lambda *a: anp.sum(fn(*a) ** 2), i)(*args)
         assert g.dtype == np.float32, f"{name}: gradient of argument {i} is {g.dtype}"
+
+
+@pytest.mark.parametrize("kernel,reference,shapes", [
+    (ops.layer_norm_backward, ops._layer_norm_backward_reference, [(5, 6), (5, 6), (6,)]),
+    (ops.linear_backward, ops._linear_backward_reference, [(5, 3), (5, 4), (4, 3)]),
+    (ops.attention_backward, ops._attention_backward_reference, [(2, 6, 4), (2, 6, 4), (2, 6, 4), (2, 6, 4)]),
+    (ops.attention_backward, ops._attention_backward_reference, [(1, 6, 4), (1, 6, 4), (2, 6, 4), (2, 6, 4)]),
+    (ops.normal_cdf_backward, ops._normal_cdf_backward_reference, [(5, 6), (5, 6)]),
+])
+def test_backward_kernels_equal_their_differentiable_references(kernel, reference, shapes):
+    """First-order gradients run the kernel, higher orders differentiate the reference: they must agree."""
+    args = [rng.standard_normal(s) for s in shapes]
+    as_tuple = lambda value: tuple(value) if isinstance(value, tuple) else (value,)  # noqa: E731
+    fast, slow = as_tuple(kernel(*args)), as_tuple(reference(*args))
+    assert len(fast) == len(slow)
+    for a, b in zip(fast, slow):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
