@@ -1,4 +1,11 @@
-"""Which array library runs the numbers, and what it runs on (versions, BLAS library, threads)."""
+"""Which array library runs the numbers (NumPy, or CuPy on a GPU), moving data between host and device, and
+what it runs on (versions, BLAS library, threads).
+
+The model, optimizer and probes are written once against NumPy's API; NumPy's dispatch protocols (NEP 13, 18)
+send every call on a device array to its own library. `use("cupy")` registers CuPy's arrays with autograd (its
+boxes and a vector space that allocates on the device) and makes `xp` the module new arrays are made with.
+Everything that is logged or saved passes through `to_host`: run directories always hold NumPy arrays.
+"""
 from __future__ import annotations
 
 import ctypes
@@ -7,9 +14,99 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
+from autograd.extend import VSpace
+from autograd.numpy.numpy_boxes import ArrayBox
+from autograd.numpy.numpy_vspaces import ArrayVSpace
 from threadpoolctl import threadpool_info, threadpool_limits
 
+BACKENDS = ("numpy", "cupy", "auto")  # what --backend accepts; tests also use "standin" (tinygrok/standin.py)
 NAME = "numpy"  # the array backend in use
+xp = np  # its array module: asarray, zeros, arange, ... make arrays on its device
+
+
+class BackendError(ValueError):
+    """The requested array backend is not available here."""
+
+
+class DeviceVSpace(ArrayVSpace):
+    """autograd's vector space of a device array type: zeros and ones are made on the device, and its shape is
+    read without the host conversion (np.asarray) that autograd's own ArrayVSpace does."""
+
+    def __init__(self, value):
+        self.shape, self.dtype, self.module = value.shape, value.dtype, _modules[type(value)]
+
+    def zeros(self):
+        return self.module.zeros(self.shape, dtype=self.dtype)
+
+    def ones(self):
+        return self.module.ones(self.shape, dtype=self.dtype)
+
+    def randn(self):  # used by autograd.test_util's gradient checks
+        return self.module.asarray(np.asarray(np.random.randn(*self.shape), dtype=self.dtype))
+
+
+_modules: dict[type, object] = {}  # device array type -> its array module
+
+
+def register_device_arrays(array_type: type, module) -> None:
+    """Teach autograd to trace `array_type` (ArrayBox wraps it) and to make its gradients on the device."""
+    _modules[array_type] = module
+    ArrayBox.register(array_type)
+    VSpace.register(array_type, DeviceVSpace)
+
+
+def _cupy():
+    """The cupy module, if CuPy is installed and sees a CUDA device; else a BackendError saying what is missing."""
+    try:
+        import cupy
+    except ImportError:
+        raise BackendError("--backend=cupy needs CuPy: pip install 'tinygrok[cupy]' (on a machine with CUDA)") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as err:  # CUDA driver or runtime missing: CuPy raises its own runtime errors
+        raise BackendError(f"--backend=cupy: CuPy is installed but finds no CUDA device ({err})") from None
+    if count == 0:
+        raise BackendError("--backend=cupy: CuPy is installed but finds no CUDA device")
+    return cupy
+
+
+def use(name: str) -> str:
+    """Make `name` the array backend: numpy, cupy, auto (CuPy when a CUDA device is present, else NumPy), or
+    standin (the strict CPU stand-in for a device, for tests). Returns the backend chosen."""
+    global NAME, xp
+    if name == "auto":
+        try:
+            _cupy()
+            name = "cupy"
+        except BackendError:
+            name = "numpy"
+    if name == "numpy":
+        NAME, xp = "numpy", np
+        return NAME
+    if name == "cupy":
+        module = _cupy()
+    elif name == "standin":
+        from tinygrok import standin as module
+    else:
+        raise BackendError(f"--backend={name!r} is invalid: must be one of {', '.join(BACKENDS)}")
+    register_device_arrays(module.ndarray, module)
+    NAME, xp = name, module
+    return NAME
+
+
+def array_module(a):
+    """The array module of `a`'s library (numpy, cupy, or the stand-in), to make new arrays beside it."""
+    return _modules.get(type(a), np)
+
+
+def to_device(a):
+    """Host data -> an array of the active backend (no copy with NumPy)."""
+    return xp.asarray(a)
+
+
+def to_host(a) -> np.ndarray:
+    """Any array -> a NumPy array (a device-to-host copy for device arrays)."""
+    return a if isinstance(a, np.ndarray) else a.get()
 
 
 def _version(package: str) -> str:

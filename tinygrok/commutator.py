@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import math
 
-import autograd.numpy as anp
 import numpy as np
 from autograd import grad
 
 from tinygrok.config import Config
 from tinygrok.data import Dataset, sample_batch
 from tinygrok.model import attention_layout, flat_grad
+from tinygrok.ops import sum_axis
 from tinygrok.pca import block_basis
 
 ETA = 1e-3  # the probe step, fixed in every experiment of the paper (§6.1)
@@ -52,7 +52,7 @@ def defect_stats(samples: list) -> dict:
 
 def hvp(theta, batch, v, cfg: Config):
     """H v, the Hessian of the batch loss at theta times v: (P,) -> (P,), by differentiating <grad, v>."""
-    return grad(lambda t: anp.dot(flat_grad(t, *batch, cfg), v))(theta)
+    return grad(lambda t: sum_axis(flat_grad(t, *batch, cfg) * v, 0))(theta)
 
 
 def lie_bracket(theta, batch_a, batch_b, cfg: Config):

@@ -13,7 +13,8 @@ import autograd.numpy as np
 from autograd import grad
 
 from tinygrok.config import Config
-from tinygrok.ops import attention, cross_entropy, embed, gelu, head_rows, layer_norm, linear, param_view
+from tinygrok.ops import (attention, cross_entropy, embed, gelu, head_rows, layer_norm, linear, param_view,
+                          spread)
 
 SEQ_LEN = 2  # the input is just [a, b] (PAPER.md §1.2)
 BLOCK_PARAMS = ("ln1.w", "ln1.b", "W_Q", "b_Q", "W_K", "b_K", "W_V", "b_V", "W_O", "b_O",
@@ -138,7 +139,8 @@ def forward(params: dict, tokens, n_heads: int):
     n = tokens.shape[0]
     d = params["W_pos"].shape[1]
     x = embed(params["W_E"], tokens.T.ravel()).reshape(SEQ_LEN, n, d)  # (T, N, d)
-    x = (x + params["W_pos"].reshape(SEQ_LEN, 1, d)).reshape(SEQ_LEN * n, d)  # (T*N, d)
+    positions = spread(params["W_pos"].reshape(SEQ_LEN, 1, d), (SEQ_LEN, n, d), 1, keepdims=True)  # (T, N, d)
+    x = (x + positions).reshape(SEQ_LEN * n, d)  # (T*N, d)
     n_layers = count_layers(params)
     for layer in range(n_layers):
         prefix = f"blocks.{layer}."

@@ -15,9 +15,46 @@ from autograd.builtins import tuple as ag_tuple
 from autograd.extend import SparseObject, defvjp, defvjp_argnums, primitive, vspace
 from scipy import special as sp
 
+from tinygrok import backend
+
 LN_EPS = 1e-5  # torch.nn.LayerNorm default (PAPER.md §2)
 INV_SQRT2 = 0.7071067811865476
 INV_SQRT2PI = 0.3989422804014327
+
+
+# ---------------------------------------------------------------- sums, broadcasts and matrix products
+# autograd's own VJPs for sum, mean and dot build NumPy arrays (shape arrays, np.asarray), which a GPU array
+# library refuses. These three pairs close under differentiation without leaving the arrays' device; the
+# references below and every VJP in this module use them instead.
+@primitive
+def sum_axis(x, axis, keepdims=False):
+    """x summed over `axis` (an int or a tuple of ints)."""
+    return np.sum(x, axis=axis, keepdims=keepdims)
+
+
+@primitive
+def spread(g, shape, axis, keepdims=False):
+    """The adjoint of sum_axis: g repeated along `axis` to `shape` (a read-only broadcast view)."""
+    return np.broadcast_to(g if keepdims else np.expand_dims(g, axis), shape)
+
+
+defvjp(sum_axis, lambda ans, x, axis, keepdims=False: lambda g: spread(g, anp.shape(x), axis, keepdims))
+defvjp(spread, lambda ans, g, shape, axis, keepdims=False: lambda gg: sum_axis(gg, axis, keepdims))
+
+
+def mean(x, axis):
+    """The mean over one axis, keeping it: (M, d) -> (M, 1) for axis -1."""
+    return sum_axis(x, axis, keepdims=True) * (1.0 / anp.shape(x)[axis])
+
+
+@primitive
+def matmul(a, b):
+    """a @ b for 2-D a (M, K), b (K, N) -> (M, N)."""
+    return np.dot(a, b)
+
+
+defvjp(matmul, lambda ans, a, b: lambda g: matmul(g, anp.transpose(b)),  # (M, K)
+       lambda ans, a, b: lambda g: matmul(anp.transpose(a), g))  # (K, N)
 
 
 # ---------------------------------------------------------------- fast kernels, differentiable references
@@ -44,15 +81,15 @@ def _rowdot(a, b):
 
 
 # ---------------------------------------------------------------- layer norm over the last axis
-def _normalise(x, xp):
-    """(x - mean) / sqrt(var + eps) over the last axis, with the array module `xp` (numpy or autograd.numpy)."""
-    xc = x - xp.mean(x, axis=-1, keepdims=True)  # (M, d)
-    rstd = 1.0 / xp.sqrt(xp.mean(xc * xc, axis=-1, keepdims=True) + LN_EPS)  # (M, 1)
+def _normalise(x):
+    """(x - mean) / sqrt(var + eps) over the last axis, differentiably (the references' version)."""
+    xc = x - mean(x, -1)  # (M, d)
+    rstd = 1.0 / anp.sqrt(mean(xc * xc, -1) + LN_EPS)  # (M, 1)
     return xc * rstd, rstd
 
 
 def _standardise(x):
-    """_normalise(x, np) in three passes over x: (M, d) -> (M, d), (M, 1)."""
+    """_normalise(x) in plain NumPy, three passes over x: (M, d) -> (M, d), (M, 1)."""
     xc = x - np.mean(x, axis=-1, keepdims=True)  # (M, d)
     rstd = _rowdot(xc, xc)  # (M, 1)
     rstd *= 1.0 / x.shape[-1]
@@ -72,10 +109,10 @@ def layer_norm(x, w, b):
 
 
 def _layer_norm_backward_reference(g, x, w):
-    xhat, rstd = _normalise(x, anp)
+    xhat, rstd = _normalise(x)
     gx = g * w  # (M, d)
-    return ag_tuple((rstd * (gx - anp.mean(gx, -1, keepdims=True) - xhat * anp.mean(gx * xhat, -1, keepdims=True)),
-                     anp.sum(g * xhat, axis=0), anp.sum(g, axis=0)))
+    return ag_tuple((rstd * (gx - mean(gx, -1) - xhat * mean(gx * xhat, -1)),
+                     sum_axis(g * xhat, 0), sum_axis(g, 0)))
 
 
 @kernel(_layer_norm_backward_reference)
@@ -111,7 +148,7 @@ def linear(x, w, b):
 
 
 def _linear_backward_reference(g, x, w):
-    return ag_tuple((anp.dot(g, anp.transpose(w)), anp.dot(anp.transpose(x), g), anp.sum(g, axis=0)))
+    return ag_tuple((matmul(g, anp.transpose(w)), matmul(anp.transpose(x), g), sum_axis(g, 0)))
 
 
 @kernel(_linear_backward_reference)
@@ -125,16 +162,15 @@ defvjp_argnums(linear, lambda argnums, ans, args, kwargs:
 
 
 # ---------------------------------------------------------------- attention over a few positions
-def _attention_probs(q, k, xp):
-    """softmax_k(q . k / sqrt(e)) for q (Tq, B, e), k (Tk, B, e) with the array module xp -> (Tq, Tk, B)."""
-    tq, b, e = xp.shape(q)
-    tk = xp.shape(k)[0]
-    scores = xp.sum(xp.reshape(q, (tq, 1, b, e)) * xp.reshape(k, (1, tk, b, e)), axis=3) * e**-0.5
+def _attention_probs(q, k):
+    """softmax_k(q . k / sqrt(e)) for q (Tq, B, e), k (Tk, B, e) -> (Tq, Tk, B), differentiably."""
+    (tq, b, e), tk = anp.shape(q), anp.shape(k)[0]
+    scores = sum_axis(anp.reshape(q, (tq, 1, b, e)) * anp.reshape(k, (1, tk, b, e)), 3) * e**-0.5
     return softmax(scores, axis=1)
 
 
 def _probs(q, k):
-    """_attention_probs(q, k, np), contracted with einsum (3x faster than the broadcast product here)."""
+    """_attention_probs(q, k) in plain NumPy, contracted with einsum (3x faster than the broadcast product)."""
     scores = np.einsum("tbe,ube->tub", q, k)  # (Tq, Tk, B)
     scores *= q.shape[-1] ** -0.5
     return softmax(scores, axis=1)
@@ -152,14 +188,14 @@ def attention(q, k, v):
 
 def _attention_backward_reference(g, q, k, v):
     (tq, b, e), tk = anp.shape(q), anp.shape(k)[0]
-    probs = _attention_probs(q, k, anp)  # (Tq, Tk, B)
+    probs = _attention_probs(q, k)  # (Tq, Tk, B)
     g4 = anp.reshape(g, (tq, 1, b, e))
-    g_probs = anp.sum(g4 * anp.reshape(v, (1, tk, b, e)), axis=3)  # (Tq, Tk, B)
-    g_scores = probs * (g_probs - anp.sum(g_probs * probs, axis=1, keepdims=True)) * e**-0.5  # (Tq, Tk, B)
+    g_probs = sum_axis(g4 * anp.reshape(v, (1, tk, b, e)), 3)  # (Tq, Tk, B)
+    g_scores = probs * (g_probs - sum_axis(g_probs * probs, 1, keepdims=True)) * e**-0.5  # (Tq, Tk, B)
     gs4 = anp.reshape(g_scores, (tq, tk, b, 1))
-    return ag_tuple((anp.sum(gs4 * anp.reshape(k, (1, tk, b, e)), axis=1),  # (Tq, B, e)
-                     anp.sum(gs4 * anp.reshape(q, (tq, 1, b, e)), axis=0),  # (Tk, B, e)
-                     anp.sum(anp.reshape(probs, (tq, tk, b, 1)) * g4, axis=0)))  # (Tk, B, e)
+    return ag_tuple((sum_axis(gs4 * anp.reshape(k, (1, tk, b, e)), 1),  # (Tq, B, e)
+                     sum_axis(gs4 * anp.reshape(q, (tq, 1, b, e)), 0),  # (Tk, B, e)
+                     sum_axis(anp.reshape(probs, (tq, tk, b, 1)) * g4, 0)))  # (Tk, B, e)
 
 
 @kernel(_attention_backward_reference)
@@ -187,7 +223,7 @@ def head_rows(x, n):
 @primitive
 def pad_rows(g, m):
     """g (n, d) followed by m - n zero rows -> (m, d): the adjoint of head_rows."""
-    out = np.zeros((m,) + g.shape[1:], dtype=g.dtype)  # (m, d)
+    out = np.zeros_like(g, shape=(m,) + g.shape[1:])  # (m, d), on g's device
     out[:len(g)] = g  # rows n.. stay zero
     return out
 
@@ -264,13 +300,13 @@ def softmax(x, axis=-1):
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
-defvjp(softmax, lambda y, x, axis=-1: lambda g: y * (g - anp.sum(g * y, axis=axis, keepdims=True)))
+defvjp(softmax, lambda y, x, axis=-1: lambda g: y * (g - sum_axis(g * y, axis, keepdims=True)))
 
 
 # ---------------------------------------------------------------- mean cross-entropy with integer labels
 def one_hot(labels, n, dtype):
     """(N,) int -> (N, n) float of `dtype`."""
-    return (labels[:, None] == np.arange(n)).astype(dtype)
+    return (labels[:, None] == backend.array_module(labels).arange(n)).astype(dtype)
 
 
 @primitive
@@ -303,7 +339,7 @@ def embed(table, idx):
 
 def _embed_vjp(ans, table, idx):
     onehot_t = one_hot(idx, table.shape[0], table.dtype).T  # (V, M), a constant
-    return lambda g: anp.dot(onehot_t, g)  # (V, d): each row sums the gradients of its occurrences
+    return lambda g: matmul(onehot_t, g)  # (V, d): each row sums the gradients of its occurrences
 
 
 defvjp(embed, _embed_vjp, None)

@@ -33,7 +33,7 @@ class TrainState:
 
 
 def fresh_state(cfg: Config) -> TrainState:
-    theta = flatten(init_params(cfg, stream(cfg.seed, "init")))
+    theta = backend.to_device(flatten(init_params(cfg, stream(cfg.seed, "init"))))
     return TrainState(theta, AdamWState.zeros_like(theta), 0, stream(cfg.seed, "batches"), stream(cfg.seed, "probes"))
 
 
@@ -44,9 +44,10 @@ def evaluate(theta: np.ndarray, data: Dataset, cfg: Config) -> dict:
     for split, x, y in (("train", data.train_x, data.train_y), ("test", data.test_x, data.test_y)):
         losses, hits = [], 0
         for i in range(0, len(x), EVAL_CHUNK):
-            logits = forward(params, x[i:i + EVAL_CHUNK], cfg.n_heads)  # (chunk, vocab)
-            losses.append(float(cross_entropy(logits, y[i:i + EVAL_CHUNK])) * len(logits))
-            hits += int(np.sum(np.argmax(logits, axis=1) == y[i:i + EVAL_CHUNK]))
+            tokens, labels = backend.to_device(x[i:i + EVAL_CHUNK]), backend.to_device(y[i:i + EVAL_CHUNK])
+            logits = forward(params, tokens, cfg.n_heads)  # (chunk, vocab)
+            losses.append(float(cross_entropy(logits, labels)) * len(logits))
+            hits += int(np.sum(np.argmax(logits, axis=1) == labels))
         row[f"{split}_loss"] = sum(losses) / len(x)
         row[f"{split}_acc"] = hits / len(x)
     return row
@@ -67,7 +68,8 @@ def train_step(state: TrainState, data: Dataset, cfg: Config, transform: GradTra
 def save_state(run: Run, state: TrainState, cfg: Config, wall_seconds: float) -> None:
     meta = {"step": state.step, "adam_t": state.adam.t, "batch_rng": state.batch_rng.bit_generator.state,
             "probe_rng": state.probe_rng.bit_generator.state, "wall_seconds": wall_seconds}
-    run.save_checkpoint(unflatten(state.theta, cfg), {"adam_m": state.adam.m, "adam_v": state.adam.v}, meta)
+    params = {name: backend.to_host(w) for name, w in unflatten(state.theta, cfg).items()}
+    run.save_checkpoint(params, {"adam_m": backend.to_host(state.adam.m), "adam_v": backend.to_host(state.adam.v)}, meta)
 
 
 def load_state(run: Run, cfg: Config) -> tuple[TrainState, float]:
@@ -86,8 +88,8 @@ def load_state(run: Run, cfg: Config) -> tuple[TrainState, float]:
             rngs[name].bit_generator.state = meta[f"{name}_rng"]
     except (KeyError, TypeError, ValueError) as err:
         raise RunError(f"cannot resume: the checkpoint in {run.path} has no valid RNG state ({err})") from None
-    adam = AdamWState(meta["adam_t"], arrays["adam_m"], arrays["adam_v"])
-    theta = flatten({k: params[k] for k in spec})
+    adam = AdamWState(meta["adam_t"], backend.to_device(arrays["adam_m"]), backend.to_device(arrays["adam_v"]))
+    theta = backend.to_device(flatten({k: params[k] for k in spec}))
     return TrainState(theta, adam, meta["step"], rngs["batch"], rngs["probe"]), meta.get("wall_seconds", 0.0)
 
 
@@ -152,9 +154,9 @@ class Recorder:
     def __call__(self, state: TrainState, info: dict, stop_at: int, wall: float) -> Optional[dict]:
         cfg, step = self.cfg, state.step
         if _due(step, cfg.snapshot_every):
-            self.run.append_rows(SNAPSHOTS, attention_vector(state.theta, cfg)[None])
+            self.run.append_rows(SNAPSHOTS, backend.to_host(attention_vector(state.theta, cfg))[None])
         if _due(step, cfg.theta_every):
-            self.run.append_rows(THETAS, state.theta[None])
+            self.run.append_rows(THETAS, backend.to_host(state.theta)[None])
         if step % cfg.eval_every and step != stop_at:
             return None
         row = {"step": step, **evaluate(state.theta, self.data, cfg), **info}
