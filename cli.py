@@ -6,11 +6,13 @@ import functools
 import inspect
 import os
 import time
+import typing
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -22,6 +24,7 @@ from tinygrok.runs import Run, RunError
 # another busy process they are many times slower (OpenBLAS threads wait for a core). 1 is the safe default.
 DEFAULT_THREADS = 1
 Threads = Annotated[int, typer.Option(min=1, help="BLAS threads")]
+ArrayBackend = Annotated[str, typer.Option("--backend", help="array library: numpy, cupy (a CUDA GPU), or auto")]
 
 app = typer.Typer(help="tinygrok: watch a transformer grok, and measure why.", add_completion=False,
                   pretty_exceptions_enable=False, no_args_is_help=True)
@@ -31,15 +34,25 @@ err_console = Console(stderr=True)
 
 def fail(message: str) -> None:
     """A one-line error, exit code 2, no traceback."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
+
+
+def use_backend(array_backend: str) -> None:
+    """Switch to the array backend; a one-line error where it (or its GPU) is missing."""
+    try:
+        backend.use(array_backend)
+    except backend.BackendError as err:
+        fail(str(err))
 
 
 def with_config_options(command):
     """Give a command one --option per Config field (help from the field); they arrive as `overrides`."""
     fields = dataclasses.fields(Config)
     types = {"int": int, "float": float, "str": str, "bool": bool}
+    hints = typing.get_type_hints(command, include_extras=True)  # the Annotated options, not their names as text
     sig = inspect.signature(command)
+    sig = sig.replace(parameters=[p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values()])
     extra = [
         inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
                           annotation=Annotated[Optional[types[f.type]], typer.Option(
@@ -88,10 +101,12 @@ def train(
     resume: Annotated[bool, typer.Option(help="continue the run in --out from its checkpoint")] = False,
     force: Annotated[bool, typer.Option(help="clear an existing run directory and start again")] = False,
     threads: Threads = DEFAULT_THREADS,
+    array_backend: ArrayBackend = "numpy",
     plot: Annotated[bool, typer.Option(help="also draw accuracy and loss against step")] = False,
     overrides: Optional[dict] = None,
 ):
     """Train a transformer on one operation mod p until it groks (or max steps), with a live view."""
+    use_backend(array_backend)
     cfg, run = resolve_run(preset, out, resume, force, overrides)
     with backend.blas_threads(threads):
         summary = _train_live(cfg, run, resume)  # a RunError here (a mismatched checkpoint) is one line too
@@ -156,11 +171,13 @@ def grok(
     resume: Annotated[bool, typer.Option(help="continue the run in --out from its checkpoint")] = False,
     force: Annotated[bool, typer.Option(help="clear an existing run directory and start again")] = False,
     threads: Threads = DEFAULT_THREADS,
+    array_backend: ArrayBackend = "numpy",
 ):
     """The walkthrough: train until grokking while probing curvature, then show the geometry of what happened."""
     from tinygrok import geometry
     from tinygrok.plots import plot_all
 
+    use_backend(array_backend)
     try:
         if preset not in GROK_PRESETS:
             raise ConfigError(f"--preset={preset!r} is invalid for grok: must be one of {', '.join(GROK_PRESETS)}")
@@ -257,10 +274,11 @@ def pca(run_dir: RunDir, threads: Threads = DEFAULT_THREADS):
 
 @app.command()
 def commutator(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help="defect samples per point")] = 5,
-               threads: Threads = DEFAULT_THREADS):
+               threads: Threads = DEFAULT_THREADS, array_backend: ArrayBackend = "numpy"):
     """Curvature projections at a run's saved parameters: rho, exec/random, alignment."""
     from tinygrok import geometry
 
+    use_backend(array_backend)
     run = _open_run(run_dir)
     if not (run.path / "thetas.npy").exists():
         fail(f"{run.path} saved no parameters to probe: train it with --theta-every (tinygrok grok does)")
@@ -294,6 +312,7 @@ def plot(run_dir: RunDir):
 @app.command()
 def bench(
     threads: Threads = DEFAULT_THREADS,
+    array_backend: ArrayBackend = "numpy",
     repeats: Annotated[int, typer.Option(min=1, help="timed repeats per workload (the median is reported)")] = 10,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object instead of a table")] = False,
 ):
@@ -302,6 +321,7 @@ def bench(
 
     from tinygrok.bench import bench as run_bench
 
+    use_backend(array_backend)
     result = run_bench(config.preset("paper"), threads, repeats)
     if json_out:
         print(json.dumps(result))

@@ -1,5 +1,6 @@
 """The command line: bad input gets one line naming the problem, exit code 2, and touches no existing run."""
 import hashlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -46,6 +47,9 @@ def assert_refused(result, *words):
     (["--preset", "huge"], ["--preset", "huge"]),
     (["--seed", "-1"], ["--seed"]),
     (["--lr", "2", "--weight-decay", "1"], ["--weight-decay", "lr * weight-decay < 1"]),
+    (["--backend", "gpu"], ["--backend", "gpu", "numpy, cupy, auto"]),
+    pytest.param(["--backend", "cupy"], ["--backend=cupy", "tinygrok[cupy]"],
+                 marks=pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed")),
 ])
 def test_bad_values_refused_without_touching_the_run(existing_run, args, words):
     before = snapshot(existing_run)

@@ -10,6 +10,7 @@ import statistics
 
 import numpy as np
 
+from tinygrok import backend
 from tinygrok.analysis import curvature_summary, detection_step, memorization_phase
 from tinygrok.commutator import (alignment, defect_samples, defect_stats, random_basis, subspace_ratios,
                                  weight_svd_basis)
@@ -74,8 +75,9 @@ def curvature_at_saved_thetas(run: Run, cfg: Config, exec_basis: np.ndarray, k: 
                     for size in {exec_basis.shape[1], k_svd}}
     rows, previous = [], None
     for i, saved in enumerate(run.rows(THETAS)):
-        theta = np.array(saved)
-        samples = defect_samples(theta, data, cfg, rng, k)
+        theta = np.array(saved)  # host: bases and projections are computed here, the probes on the device
+        samples = [{**s, "delta": backend.to_host(s["delta"])}
+                   for s in defect_samples(backend.to_device(theta), data, cfg, rng, k)]
         bases = {"exec": exec_basis, "weight_svd": weight_svd_basis(theta, cfg, SVD_COMPONENTS)}
         row = {"step": i * cfg.theta_every, **defect_stats(samples), **subspace_ratios(samples, bases, random_bases)}
         if previous is not None:

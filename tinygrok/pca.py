@@ -32,7 +32,7 @@ class TrajectoryPCA:
 
 def _centred_deltas(traj: np.ndarray) -> np.ndarray:
     """X_t = vec(W_t - W_0), columns centred over snapshots (§5.1): (S, D)."""
-    x = np.asarray(traj, dtype=np.float64) - np.asarray(traj[0], dtype=np.float64)
+    x = traj.astype(np.float64) - traj[0].astype(np.float64)  # (S, D), on the trajectory's device
     return x - x.mean(axis=0)
 
 
