@@ -38,18 +38,21 @@ def fresh_state(cfg: Config) -> TrainState:
 
 
 def evaluate(theta: np.ndarray, data: Dataset, cfg: Config) -> dict:
-    """Mean loss and exact accuracy on the whole train and test sets (§1.5)."""
+    """Mean loss and exact accuracy on the whole train and test sets (§1.5), in chunks of EVAL_CHUNK examples
+    (side by side when there are several threads)."""
     params = unflatten(theta, cfg)
+
+    def chunk_totals(chunk: tuple) -> tuple[float, int]:
+        tokens, labels = backend.to_device(chunk[0]), backend.to_device(chunk[1])
+        logits = forward(params, tokens, cfg.n_heads)  # (chunk, vocab)
+        return float(cross_entropy(logits, labels)) * len(logits), int(np.sum(np.argmax(logits, axis=1) == labels))
+
     row = {}
     for split, x, y in (("train", data.train_x, data.train_y), ("test", data.test_x, data.test_y)):
-        losses, hits = [], 0
-        for i in range(0, len(x), EVAL_CHUNK):
-            tokens, labels = backend.to_device(x[i:i + EVAL_CHUNK]), backend.to_device(y[i:i + EVAL_CHUNK])
-            logits = forward(params, tokens, cfg.n_heads)  # (chunk, vocab)
-            losses.append(float(cross_entropy(logits, labels)) * len(logits))
-            hits += int(np.sum(np.argmax(logits, axis=1) == labels))
-        row[f"{split}_loss"] = sum(losses) / len(x)
-        row[f"{split}_acc"] = hits / len(x)
+        chunks = [(x[i:i + EVAL_CHUNK], y[i:i + EVAL_CHUNK]) for i in range(0, len(x), EVAL_CHUNK)]
+        totals = backend.parallel_map(chunk_totals, chunks)
+        row[f"{split}_loss"] = sum(loss for loss, _ in totals) / len(x)
+        row[f"{split}_acc"] = sum(hits for _, hits in totals) / len(x)
     return row
 
 
