@@ -23,7 +23,7 @@ from tinygrok.runs import Run, RunError
 # Measured (README, "Speed"): alone on these 2-core machines, 2 BLAS threads are ~10% faster than 1; beside
 # another busy process they are many times slower (OpenBLAS threads wait for a core). 1 is the safe default.
 DEFAULT_THREADS = 1
-Threads = Annotated[int, typer.Option(min=1, help="BLAS threads")]
+Threads = Annotated[int, typer.Option(min=1, help="BLAS threads, and workers for evaluation")]
 ArrayBackend = Annotated[str, typer.Option("--backend", help="array library: numpy, cupy (a CUDA GPU), or auto")]
 
 app = typer.Typer(help="tinygrok: watch a transformer grok, and measure why.", add_completion=False,
