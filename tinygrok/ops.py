@@ -1,8 +1,10 @@
 """The few autograd primitives the model needs, each with a hand-written VJP.
 
-Forward passes run plain NumPy on raw arrays. Every VJP is written with `autograd.numpy`, so it is itself
-differentiable: gradients of gradients (Hessian-vector products, the exact commutator) work through it.
-All of them keep the input dtype: float32 in, float32 out.
+Forward passes, and first-order backward passes, run as plain NumPy kernels on raw arrays: one call per
+primitive, no graph. Each backward kernel is itself a primitive whose derivatives come from a readable reference
+of the same formula, written with autograd.numpy and the device-safe reductions below, so gradients of gradients
+(Hessian-vector products, the exact commutator) work through it. Everything is backend-neutral (NumPy's
+dispatch sends device arrays to their own library) and keeps the input dtype: float32 in, float32 out.
 """
 from __future__ import annotations
 
@@ -75,6 +77,11 @@ def kernel(reference):
     return decorate
 
 
+def _pick(grads, argnums):
+    """The entries of a kernel's tuple of gradients that autograd asked for."""
+    return tuple(grads[i] for i in argnums)
+
+
 def _rowdot(a, b):
     """sum_j a_ij b_ij for a, b (M, d) -> (M, 1), without a temporary (M, d) array."""
     return np.einsum("md,md->m", a, b)[:, None]
@@ -131,11 +138,6 @@ def layer_norm_backward(g, x, w):
 
 defvjp_argnums(layer_norm, lambda argnums, ans, args, kwargs:
                lambda g: _pick(layer_norm_backward(g, args[0], args[1]), argnums))
-
-
-def _pick(grads, argnums):
-    """The entries of a kernel's tuple of gradients that autograd asked for."""
-    return tuple(grads[i] for i in argnums)
 
 
 # ---------------------------------------------------------------- affine map
