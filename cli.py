@@ -52,7 +52,8 @@ def with_config_options(command):
     types = {"int": int, "float": float, "str": str, "bool": bool}
     hints = typing.get_type_hints(command, include_extras=True)  # the Annotated options, not their names as text
     sig = inspect.signature(command)
-    sig = sig.replace(parameters=[p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values()])
+    sig = sig.replace(parameters=[p.replace(annotation=hints.get(p.name, p.annotation))
+                                  for p in sig.parameters.values()])
     extra = [
         inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
                           annotation=Annotated[Optional[types[f.type]], typer.Option(

@@ -71,8 +71,9 @@ def train_step(state: TrainState, data: Dataset, cfg: Config, transform: GradTra
 def save_state(run: Run, state: TrainState, cfg: Config, wall_seconds: float) -> None:
     meta = {"step": state.step, "adam_t": state.adam.t, "batch_rng": state.batch_rng.bit_generator.state,
             "probe_rng": state.probe_rng.bit_generator.state, "wall_seconds": wall_seconds}
-    params = {name: backend.to_host(w) for name, w in unflatten(state.theta, cfg).items()}
-    run.save_checkpoint(params, {"adam_m": backend.to_host(state.adam.m), "adam_v": backend.to_host(state.adam.v)}, meta)
+    params = {name: backend.to_host(w) for name, w in unflatten(state.theta, cfg).items()}  # NumPy on disk
+    moments = {"adam_m": backend.to_host(state.adam.m), "adam_v": backend.to_host(state.adam.v)}
+    run.save_checkpoint(params, moments, meta)
 
 
 def load_state(run: Run, cfg: Config) -> tuple[TrainState, float]:
