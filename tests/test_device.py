@@ -10,6 +10,7 @@ from pathlib import Path
 import autograd.numpy as anp
 import numpy as np
 import pytest
+import scipy.special
 from autograd import grad
 from autograd.test_util import check_grads
 
@@ -49,6 +50,9 @@ def test_standin_refuses_host_arrays_and_implicit_conversion(device):
                   lambda: np.asarray(a), lambda: a[np.array([0, 1])]):
         with pytest.raises(HostMixingError):
             mixes()
+    with pytest.raises(TypeError):  # another library's ufunc: the device need not have it (ops uses backend.erf)
+        scipy.special.erf(a)
+    np.testing.assert_allclose(backend.erf(a).get(), scipy.special.erf([0.0, 1.0, 2.0]), rtol=1e-15)
     assert isinstance(np.sum(a), standin.DeviceArray) and float(np.sum(a)) == 3.0  # 0-d on the device, as CuPy
     np.testing.assert_array_equal(a.get(), [0.0, 1.0, 2.0])
 

@@ -49,11 +49,13 @@ class DeviceVSpace(ArrayVSpace):
 
 
 _modules: dict[type, object] = {}  # device array type -> its array module
+_special: dict[type, object] = {}  # device array type -> its special functions (erf), as scipy.special's
 
 
-def register_device_arrays(array_type: type, module) -> None:
-    """Teach autograd to trace `array_type` (ArrayBox wraps it) and to make its gradients on the device."""
-    _modules[array_type] = module
+def register_device_arrays(array_type: type, module, special) -> None:
+    """Teach autograd to trace `array_type` (ArrayBox wraps it) and to make its gradients on the device;
+    `module` makes new arrays there, `special` has its erf."""
+    _modules[array_type], _special[array_type] = module, special
     ArrayBox.register(array_type)
     VSpace.register(array_type, DeviceVSpace)
 
@@ -88,11 +90,13 @@ def use(name: str) -> str:
         return NAME
     if name == "cupy":
         module = _cupy()
+        import cupyx.scipy.special as special
     elif name == "standin":
         from tinygrok import standin as module
+        special = module
     else:
         raise BackendError(f"--backend={name!r} is invalid: must be one of {', '.join(BACKENDS)}")
-    register_device_arrays(module.ndarray, module)
+    register_device_arrays(module.ndarray, module, special)
     NAME, xp = name, module
     return NAME
 
@@ -100,6 +104,15 @@ def use(name: str) -> str:
 def array_module(a):
     """The array module of `a`'s library (numpy, cupy, or the stand-in), to make new arrays beside it."""
     return _modules.get(type(a), np)
+
+
+def erf(x):
+    """The exact error function, computed on x's device (SciPy's for NumPy arrays)."""
+    if type(x) not in _special:
+        import scipy.special
+
+        return scipy.special.erf(x)
+    return _special[type(x)].erf(x)
 
 
 def to_device(a):

@@ -15,7 +15,6 @@ import numpy as np
 from autograd import make_vjp
 from autograd.builtins import tuple as ag_tuple
 from autograd.extend import SparseObject, defvjp, defvjp_argnums, primitive, vspace
-from scipy import special as sp
 
 from tinygrok import backend
 
@@ -264,7 +263,7 @@ def _normal_cdf_float32(x):
 def normal_cdf(x):
     """Phi(x) = (1 + erf(x / sqrt 2)) / 2, the standard normal CDF: SciPy's exact erf in float64, the
     polynomial above in float32."""
-    return _normal_cdf_float32(x) if x.dtype == np.float32 else 0.5 * (1.0 + sp.erf(x * INV_SQRT2))
+    return _normal_cdf_float32(x) if x.dtype == np.float32 else 0.5 * (1.0 + backend.erf(x * INV_SQRT2))
 
 
 def _normal_cdf_backward_reference(g, x):

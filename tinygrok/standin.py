@@ -13,6 +13,7 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+import scipy.special
 
 
 class HostMixingError(TypeError):
@@ -74,6 +75,8 @@ class DeviceArray(np.lib.mixins.NDArrayOperatorsMixin):
 
     # ------------------------------------------------------------------ dispatch
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if getattr(np, ufunc.__name__, None) is not ufunc:
+            return NotImplemented  # another library's ufunc (scipy.special.erf): a GPU library may not have it
         for value in inputs + tuple(kwargs.get("out", ())):
             if not isinstance(value, (DeviceArray, np.ndarray, numbers.Number, np.generic)):
                 return NotImplemented  # e.g. an autograd box: let it handle the operation
@@ -136,4 +139,9 @@ def _creator(numpy_function):
 
 
 zeros, ones, empty, arange, full = (_creator(f) for f in (np.zeros, np.ones, np.empty, np.arange, np.full))
+
+
+def erf(a: DeviceArray) -> DeviceArray:
+    """The device's own error function (CuPy's is cupyx.scipy.special.erf)."""
+    return DeviceArray(scipy.special.erf(a._data))
 ndarray = DeviceArray
