@@ -340,6 +340,11 @@ def doctor():
     for key, value in backend.describe().items():
         table.add_row(key, str(value))
     table.add_row("default train --threads", str(DEFAULT_THREADS))
+    try:
+        backend.cupy_module()
+        table.add_row("--backend cupy", "available")
+    except backend.BackendError as err:
+        table.add_row("--backend cupy", escape(str(err)))
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         table.add_row(var, os.environ.get(var, "(unset)"))
     console.print(table)

@@ -105,6 +105,7 @@ def test_force_restarts_and_plot_draws(tmp_path):
 def test_doctor_reports_blas_and_backend():
     result = tinygrok("doctor")
     assert result.returncode == 0 and "blas" in result.stdout and "numpy" in result.stdout
+    assert "--backend cupy" in result.stdout  # whether the GPU backend would work here, and if not, why
 
 
 @pytest.fixture(scope="module")

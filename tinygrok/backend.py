@@ -60,7 +60,7 @@ def register_device_arrays(array_type: type, module, special) -> None:
     VSpace.register(array_type, DeviceVSpace)
 
 
-def _cupy():
+def cupy_module():
     """The cupy module, if CuPy is installed and sees a CUDA device; else a BackendError saying what is missing."""
     try:
         import cupy
@@ -81,7 +81,7 @@ def use(name: str) -> str:
     global NAME, xp
     if name == "auto":
         try:
-            _cupy()
+            cupy_module()
             name = "cupy"
         except BackendError:
             name = "numpy"
@@ -89,7 +89,7 @@ def use(name: str) -> str:
         NAME, xp = "numpy", np
         return NAME
     if name == "cupy":
-        module = _cupy()
+        module = cupy_module()
         import cupyx.scipy.special as special
     elif name == "standin":
         from tinygrok import standin as module
