@@ -5,8 +5,9 @@
     python benchmarks/gpu_check.py --standin   # the same on the CPU stand-in: checks the script, not a GPU
 
 1. the device: name, memory, CUDA runtime, CuPy version;
-2. reflected operators: `device_array @ box`, `device_array * box`, `float - box`, ... reach autograd's box (CuPy
-   must defer to it rather than try to convert it), checked by differentiating through each;
+2. reflected operators: `device_array * box`, `float - box`, ... reach autograd's box (CuPy must defer to it
+   rather than try to convert it), checked by differentiating through each; `device_array @ box` is reported
+   but not required (CuPy's @ is not expected to defer, and tinygrok never applies @ to a box);
 3. gradients on the GPU against NumPy (float64, then the float32 paper model);
 4. 200 training steps of the classroom preset (loss within 5% of NumPy's) and a commutator sample;
 5. ms per training step at the paper settings (batch 512): NumPy on the CPU, CuPy on the GPU, and the PyTorch
@@ -35,10 +36,12 @@ from tinygrok.optim import identity_transform  # noqa: E402
 from tinygrok.runs import Run  # noqa: E402
 from tinygrok.train import fresh_state, train, train_step  # noqa: E402
 
-REFLECTED = {  # f(device constant c, boxed x) for each reflected operator autograd must receive
-    "c @ x": lambda c, x: c @ x, "c * x": lambda c, x: c * x, "c + x": lambda c, x: c + x,
-    "c - x": lambda c, x: c - x, "c / x": lambda c, x: c / (x * x + 1.0), "2.0 - x": lambda c, x: 2.0 - x,
+REFLECTED = {  # f(device constant c, boxed x): operators whose left operand is not autograd's box
+    "c * x": lambda c, x: c * x, "c + x": lambda c, x: c + x, "c - x": lambda c, x: c - x,
+    "c / x": lambda c, x: c / (x * x + 1.0), "2.0 - x": lambda c, x: 2.0 - x,
+    "c @ x": lambda c, x: c @ x,  # reported only: tinygrok multiplies matrices through ops.matmul and linear
 }
+NEEDED = [name for name in REFLECTED if "@" not in name]  # cross_entropy's VJP, for one, computes g * (box)
 
 
 def ms_per_call(fn, repeats: int = 20, sync=lambda: None) -> float:
@@ -168,7 +171,7 @@ def main(device: str) -> int:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
-    passed = (all(ok is True for ok in reflected.values()) and errors["float64"] < 1e-10
+    passed = (all(reflected[name] is True for name in NEEDED) and errors["float64"] < 1e-10
               and errors["float32"] < 1e-3 and abs(losses[device] - losses["numpy"]) < 0.05 * losses["numpy"])
     print("PASS" if passed else "FAIL")
     return 0 if passed else 1

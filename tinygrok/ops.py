@@ -43,6 +43,18 @@ defvjp(sum_axis, lambda ans, x, axis, keepdims=False: lambda g: spread(g, anp.sh
 defvjp(spread, lambda ans, g, shape, axis, keepdims=False: lambda gg: sum_axis(gg, axis, keepdims))
 
 
+def _sum_vjp(ans, x, axis=None, keepdims=False, **kwargs):
+    """autograd.numpy.sum's VJP, made device-safe: autograd calls sum itself (to undo broadcasting in its
+    VJPs of +, -, *, /), so inside a Hessian-vector product its own version, which builds the target shape as a
+    NumPy array, would meet device arrays. The same values, for every caller of anp.sum."""
+    shape = anp.shape(x)
+    axes = tuple(range(len(shape))) if axis is None else axis
+    return lambda g: spread(g, shape, axes, keepdims)
+
+
+defvjp(anp.sum, _sum_vjp)
+
+
 def mean(x, axis):
     """The mean over one axis, keeping it: (M, d) -> (M, 1) for axis -1."""
     return sum_axis(x, axis, keepdims=True) * (1.0 / anp.shape(x)[axis])

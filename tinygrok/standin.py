@@ -93,6 +93,15 @@ class DeviceArray(np.lib.mixins.NDArrayOperatorsMixin):
             return NotImplemented
         return _to_device(func(*_to_data(args), **_to_data(kwargs)))
 
+    def __matmul__(self, other):
+        """CuPy's @ does not hand the product to the other operand (an autograd box): neither does this."""
+        if not isinstance(other, DeviceArray):
+            raise TypeError(f"device array @ {type(other).__name__} is not supported (as in CuPy)")
+        return np.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        raise TypeError(f"{type(other).__name__} @ device array is not supported (as in CuPy)")
+
     # ------------------------------------------------------------------ indexing (views share memory)
     def __getitem__(self, key):
         return _to_device(self._data[_to_data(key)])
