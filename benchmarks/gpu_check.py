@@ -15,10 +15,8 @@
 """
 from __future__ import annotations
 
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,14 +25,14 @@ from autograd import grad
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tinygrok import backend  # noqa: E402
+from tinygrok.bench import median_ms, workloads  # noqa: E402
 from tinygrok.commutator import defect_sample  # noqa: E402
 from tinygrok.config import Config, preset  # noqa: E402
 from tinygrok.data import make_dataset, sample_batch, stream  # noqa: E402
 from tinygrok.model import flat_grad  # noqa: E402
 from tinygrok.ops import sum_axis  # noqa: E402
-from tinygrok.optim import identity_transform  # noqa: E402
 from tinygrok.runs import Run  # noqa: E402
-from tinygrok.train import fresh_state, train, train_step  # noqa: E402
+from tinygrok.train import fresh_state, train  # noqa: E402
 
 REFLECTED = {  # f(device constant c, boxed x): operators whose left operand is not autograd's box
     "c * x": lambda c, x: c * x, "c + x": lambda c, x: c + x, "c - x": lambda c, x: c - x,
@@ -42,19 +40,6 @@ REFLECTED = {  # f(device constant c, boxed x): operators whose left operand is 
     "c @ x": lambda c, x: c @ x,  # reported only: tinygrok multiplies matrices through ops.matmul and linear
 }
 NEEDED = [name for name in REFLECTED if "@" not in name]  # cross_entropy's VJP, for one, computes g * (box)
-
-
-def ms_per_call(fn, repeats: int = 20, sync=lambda: None) -> float:
-    for _ in range(3):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
 
 
 def check_reflected() -> dict:
@@ -95,13 +80,7 @@ def train_loss_after(steps: int, device: str) -> float:
 
 def step_ms(name: str, cfg: Config, sync) -> float:
     backend.use(name)
-    data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
-    state = {"s": fresh_state(cfg)}
-
-    def step():
-        state["s"], _ = train_step(state["s"], data, cfg, identity_transform)
-
-    return ms_per_call(step, sync=sync)
+    return median_ms(workloads(cfg)["train_step"], 20, warmup=3, sync=sync)
 
 
 def torch_step_ms(cfg: Config) -> float | str:
@@ -112,10 +91,7 @@ def torch_step_ms(cfg: Config) -> float | str:
         return "torch not installed"
     if not torch.cuda.is_available():
         return "torch sees no GPU"
-    model, opt, loss_fn = ref.make(cfg)
-    model.cuda()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                            weight_decay=cfg.weight_decay)
+    model, opt, loss_fn = ref.make(cfg, device="cuda")
     data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
     tx, ty = torch.from_numpy(data.train_x).cuda(), torch.from_numpy(data.train_y).cuda()
 
@@ -123,7 +99,7 @@ def torch_step_ms(cfg: Config) -> float | str:
         idx = torch.randint(0, len(tx), (cfg.batch_size,), device="cuda")
         ref.train_step(model, opt, loss_fn, tx[idx], ty[idx])
 
-    return ms_per_call(step, sync=torch.cuda.synchronize)
+    return median_ms(step, 20, warmup=3, sync=torch.cuda.synchronize)
 
 
 def device_rows(device: str) -> tuple[list, callable]:

@@ -26,9 +26,10 @@ class ModOpTransformer(nn.Module):
         return self.head(self.ln(h[:, 0]))
 
 
-def make(cfg):
-    """Model, optimizer and loss for a tinygrok Config (only the architecture and optimizer fields are used)."""
-    model = ModOpTransformer(cfg.p, cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.n_layers)
+def make(cfg, device: str = "cpu"):
+    """Model (on `device`), optimizer and loss for a tinygrok Config (only the architecture and optimizer fields
+    are used)."""
+    model = ModOpTransformer(cfg.p, cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.n_layers).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
                             weight_decay=cfg.weight_decay)
     return model, opt, nn.CrossEntropyLoss()

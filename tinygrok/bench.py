@@ -14,14 +14,18 @@ from tinygrok.optim import identity_transform
 from tinygrok.train import evaluate, fresh_state, train_step
 
 
-def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
-    """Median wall time of fn() in milliseconds, after `warmup` untimed calls."""
+def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2,
+              sync: Callable[[], object] = lambda: None) -> float:
+    """Median wall time of fn() in milliseconds, after `warmup` untimed calls; `sync` waits for work fn() left
+    queued on a device (a GPU runs asynchronously), so that it is timed too."""
     for _ in range(warmup):
         fn()
+    sync()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return 1e3 * statistics.median(times)
 
