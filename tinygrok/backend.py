@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
+import scipy.special
 from autograd.extend import VSpace
 from autograd.numpy.numpy_boxes import ArrayBox
 from autograd.numpy.numpy_vspaces import ArrayVSpace
@@ -108,11 +109,7 @@ def array_module(a):
 
 def erf(x):
     """The exact error function, computed on x's device (SciPy's for NumPy arrays)."""
-    if type(x) not in _special:
-        import scipy.special
-
-        return scipy.special.erf(x)
-    return _special[type(x)].erf(x)
+    return _special.get(type(x), scipy.special).erf(x)
 
 
 def to_device(a):
@@ -150,11 +147,9 @@ _threads = 1  # the thread count of the innermost blas_threads context
 
 @contextlib.contextmanager
 def blas_threads(n: int):
-    """A context in which every BLAS library tinygrok loads uses n threads (SciPy's is loaded first, so the
-    limit reaches it too), and parallel_map uses n workers."""
+    """A context in which every BLAS library tinygrok loads uses n threads (SciPy's is loaded with this module,
+    so the limit reaches it too), and parallel_map uses n workers."""
     global _threads
-    import scipy.special  # noqa: F401 - loads SciPy's BLAS before the limit is set
-
     previous, _threads = _threads, n
     try:
         with threadpool_limits(n, user_api="blas"):

@@ -88,9 +88,17 @@ def kernel(reference):
     return decorate
 
 
-def _pick(grads, argnums):
-    """The entries of a kernel's tuple of gradients that autograd asked for."""
-    return tuple(grads[i] for i in argnums)
+def backward_by(backward, n_args: int):
+    """The VJP maker of a forward primitive whose gradients `backward(g, *its first n_args args)` computes for
+    all its differentiable arguments at once: autograd gets the ones it asked for."""
+    def vjp_maker(argnums, ans, args, kwargs):
+        def vjp(g):
+            grads = backward(g, *args[:n_args])
+            return tuple(grads[i] for i in argnums)
+
+        return vjp
+
+    return vjp_maker
 
 
 def _rowdot(a, b):
@@ -147,8 +155,7 @@ def layer_norm_backward(g, x, w):
     return gx, g_w, g_b
 
 
-defvjp_argnums(layer_norm, lambda argnums, ans, args, kwargs:
-               lambda g: _pick(layer_norm_backward(g, args[0], args[1]), argnums))
+defvjp_argnums(layer_norm, backward_by(layer_norm_backward, 2))  # from g, x, w
 
 
 # ---------------------------------------------------------------- affine map
@@ -170,8 +177,7 @@ def linear_backward(g, x, w):
     return np.dot(g, w.T), np.dot(x.T, g), np.sum(g, axis=0)
 
 
-defvjp_argnums(linear, lambda argnums, ans, args, kwargs:
-               lambda g: _pick(linear_backward(g, args[0], args[1]), argnums))
+defvjp_argnums(linear, backward_by(linear_backward, 2))  # from g, x, w
 
 
 # ---------------------------------------------------------------- attention over a few positions
@@ -223,7 +229,7 @@ def attention_backward(g, q, k, v):
             np.einsum("tub,tbe->ube", probs, g))
 
 
-defvjp_argnums(attention, lambda argnums, ans, args, kwargs: lambda g: _pick(attention_backward(g, *args), argnums))
+defvjp_argnums(attention, backward_by(attention_backward, 3))  # from g, q, k, v
 
 
 # ---------------------------------------------------------------- leading rows of a matrix
