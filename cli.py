@@ -16,14 +16,15 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tinygrok import backend, config
+from tinygrok import backend, config, parallel
 from tinygrok.config import Config, ConfigError
 from tinygrok.runs import Run, RunError
 
-# Measured (README, "Speed"): alone on these 2-core machines, 2 BLAS threads are ~10% faster than 1; beside
-# another busy process they are many times slower (OpenBLAS threads wait for a core). 1 is the safe default.
+# One core by default: a training run's float32 numbers then do not depend on the machine (with n cores the batch
+# gradient is summed from n shards, so --threads 2 is reproducible only with --threads 2). README, "Speed".
 DEFAULT_THREADS = 1
-Threads = Annotated[int, typer.Option(min=1, help="BLAS threads, and workers for evaluation")]
+Threads = Annotated[int, typer.Option(min=1, help="cores to use: BLAS threads, and worker threads and processes "
+                                                  "for evaluation and gradients")]
 ArrayBackend = Annotated[str, typer.Option("--backend", help="array library: numpy, cupy (a CUDA GPU), or auto")]
 
 app = typer.Typer(help="tinygrok: watch a transformer grok, and measure why.", add_completion=False,
@@ -109,7 +110,7 @@ def train(
     """Train a transformer on one operation mod p until it groks (or max steps), with a live view."""
     use_backend(array_backend)
     cfg, run = resolve_run(preset, out, resume, force, overrides)
-    with backend.blas_threads(threads):
+    with parallel.cores(threads):
         summary = _train_live(cfg, run, resume)  # a RunError here (a mismatched checkpoint) is one line too
     _print_summary(summary)
     if plot:
@@ -184,7 +185,7 @@ def grok(
             raise ConfigError(f"--preset={preset!r} is invalid for grok: must be one of {', '.join(GROK_PRESETS)}")
         overrides = dict(op=op, seed=seed, max_steps=max_steps, **GROK_SETTINGS)
         cfg, run = resolve_run(preset, out or Path("runs") / f"grok_{preset}_{op}_s{seed}", resume, force, overrides)
-        with backend.blas_threads(threads):
+        with parallel.cores(threads):
             _train_live(cfg, run, resume)
             with console.status("analysing: trajectory PCA, execution basis, curvature projections ..."):
                 summary, _ = geometry.analyse(run)
@@ -260,7 +261,7 @@ def pca(run_dir: RunDir, threads: Threads = DEFAULT_THREADS):
     from tinygrok.geometry import analyse_pca
 
     try:
-        with backend.blas_threads(threads):
+        with parallel.cores(threads):
             result, basis = analyse_pca(_open_run(run_dir))
     except RunError as err:
         fail(str(err))
@@ -284,7 +285,7 @@ def commutator(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help
     if not (run.path / "thetas.npy").exists():
         fail(f"{run.path} saved no parameters to probe: train it with --theta-every (tinygrok grok does)")
     try:
-        with backend.blas_threads(threads):
+        with parallel.cores(threads):
             summary, rows = geometry.analyse(run, samples)
     except RunError as err:
         fail(str(err))

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch_reference as ref  # noqa: E402
-from tinygrok import backend  # noqa: E402
+from tinygrok import backend, parallel  # noqa: E402
 from tinygrok.bench import peak_mib, workloads  # noqa: E402
 from tinygrok.config import preset  # noqa: E402
 from tinygrok.data import make_dataset, stream  # noqa: E402
@@ -60,7 +60,7 @@ def worker(library: str, threads: int, repeats: int, overrides: dict, only: list
     each workload (all, or those named in `only`)."""
     cfg = preset("paper", **overrides)
     torch.set_num_threads(threads)
-    with backend.blas_threads(threads):
+    with parallel.cores(threads):
         jobs = workloads(cfg) if library == "tinygrok" else torch_workloads(cfg)
         jobs = {k: f for k, f in jobs.items() if not only or k in only}
         times = {}

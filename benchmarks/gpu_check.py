@@ -24,7 +24,7 @@ from autograd import grad
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tinygrok import backend  # noqa: E402
+from tinygrok import backend, parallel  # noqa: E402
 from tinygrok.bench import median_ms, workloads  # noqa: E402
 from tinygrok.commutator import defect_sample  # noqa: E402
 from tinygrok.config import Config, preset  # noqa: E402
@@ -136,7 +136,7 @@ def main(device: str) -> int:
     rng = stream(0, "gpu-check")
     sample = defect_sample(fresh_state(paper).theta, sample_batch(data, 512, rng), sample_batch(data, 512, rng), paper)
     rows.append(("commutator sample at init: D", f"{sample['defect']:.3f}"))
-    with backend.blas_threads(2):
+    with parallel.cores(2):
         rows.append(("train step ms, NumPy on the CPU (2 threads)", f"{step_ms('numpy', paper, lambda: None):.1f}"))
     rows.append((f"train step ms, {device}", f"{step_ms(device, paper, sync):.1f}"))
     torch_ms = torch_step_ms(paper) if device == "cupy" else "not timed on the stand-in"

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compare import run_worker  # noqa: E402
-from tinygrok import backend  # noqa: E402
+from tinygrok import parallel  # noqa: E402
 
 SWEEPS = {  # name -> (config field, values); the rest stays at the paper settings (d_ff = 2 d_model)
     "batch_size": [256, 512, 1024, 2048, 4096],
@@ -41,7 +41,7 @@ def step_flops(batch: int, d: int, d_ff: int, layers: int, vocab: int = 97, seq:
 def matmul_peak_gflops(threads: int, repeats: int = 20) -> float:
     """Best GFLOP/s of a float32 (1024 x 128) @ (128 x 256) product, the model's typical shape."""
     a, b = np.ones((1024, 128), np.float32), np.ones((128, 256), np.float32)
-    with backend.blas_threads(threads):
+    with parallel.cores(threads):
         best = min(_time(lambda: a @ b) for _ in range(repeats))
     return 2 * 1024 * 128 * 256 / best / 1e9
 

@@ -1,14 +1,14 @@
 """Shared fixtures: a tiny model config that trains in seconds, and deterministic BLAS threads."""
 import pytest
 
-from tinygrok import backend
+from tinygrok import parallel
 from tinygrok.config import Config
 
 
 @pytest.fixture(autouse=True, scope="session")
 def one_blas_thread():
     """Pin BLAS to one thread: timings are steadier and results reproducible across machines' core counts."""
-    with backend.blas_threads(1):
+    with parallel.cores(1):
         yield
 
 

@@ -5,15 +5,13 @@ The model, optimizer and probes are written once against NumPy's API; NumPy's di
 send every call on a device array to its own library. `use("cupy")` registers CuPy's arrays with autograd (its
 boxes and a vector space that allocates on the device) and makes `xp` the module new arrays are made with.
 Everything that is logged or saved passes through `to_host`: run directories always hold NumPy arrays.
+(How many cores the work uses is parallel.py's business.)
 """
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import functools
 import os
 import platform
-from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
@@ -21,7 +19,7 @@ import scipy.special
 from autograd.extend import VSpace
 from autograd.numpy.numpy_boxes import ArrayBox
 from autograd.numpy.numpy_vspaces import ArrayVSpace
-from threadpoolctl import ThreadpoolController, threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_info
 
 BACKENDS = ("numpy", "cupy", "auto")  # what --backend accepts; tests also use "standin" (tinygrok/standin.py)
 NAME = "numpy"  # the array backend in use
@@ -140,41 +138,6 @@ def blas() -> dict:
         return {"blas": f"{pool['internal_api']} {pool['version']} ({pool.get('architecture', '?')})",
                 "threads": pool["num_threads"]}
     return {"blas": "unknown", "threads": None}
-
-
-_threads = 1  # the thread count of the innermost blas_threads context
-
-
-@contextlib.contextmanager
-def blas_threads(n: int):
-    """A context in which every BLAS library tinygrok loads uses n threads (SciPy's is loaded with this module,
-    so the limit reaches it too), and parallel_map uses n workers."""
-    global _threads
-    previous, _threads = _threads, n
-    try:
-        with threadpool_limits(n, user_api="blas"):
-            yield
-    finally:
-        _threads = previous
-
-
-@functools.cache
-def _blas_controller() -> ThreadpoolController:
-    return ThreadpoolController()  # scanning the loaded libraries takes milliseconds: once
-
-
-def parallel_map(fn, items: list) -> list:
-    """[fn(item) for item in items], on blas_threads' n worker threads with BLAS pinned to one thread each.
-
-    For NumPy work without autograd tracing (its trace bookkeeping is not thread-safe), such as evaluation:
-    NumPy releases the GIL inside its loops and BLAS calls, so independent chunks run side by side, which
-    parallelises the element-wise passes that BLAS threads leave on one core (measured: a full evaluation
-    160 ms this way, 250 ms with two BLAS threads, 300 ms with one). The results, in order, do not depend on n.
-    """
-    if _threads == 1 or NAME != "numpy" or len(items) < 2:
-        return [fn(item) for item in items]
-    with _blas_controller().limit(limits=1, user_api="blas"), ThreadPoolExecutor(_threads) as pool:
-        return list(pool.map(fn, items))
 
 
 def describe() -> dict:

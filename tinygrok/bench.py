@@ -6,7 +6,7 @@ import time
 import tracemalloc
 from typing import Callable
 
-from tinygrok import backend
+from tinygrok import backend, parallel
 from tinygrok.commutator import defect_sample
 from tinygrok.config import Config
 from tinygrok.data import make_dataset, sample_batch, stream
@@ -65,7 +65,7 @@ def workloads(cfg: Config) -> dict[str, Callable[[], object]]:
 
 def bench(cfg: Config, threads: int, repeats: int = 10) -> dict:
     """Median ms of every workload, peak MiB of each, with `threads` BLAS threads; plus BLAS and versions."""
-    with backend.blas_threads(threads):
+    with parallel.cores(threads):
         jobs = workloads(cfg)
         result = {f"{name}_ms": round(median_ms(fn, repeats), 3) for name, fn in jobs.items()}
         result.update({f"{name}_peak_mib": round(peak_mib(fn), 1) for name, fn in jobs.items()})

@@ -7,12 +7,12 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from tinygrok import backend
+from tinygrok import backend, parallel
 from tinygrok.analysis import curvature_summary, detection_step, grok_summary
 from tinygrok.commutator import defect_samples, defect_stats
 from tinygrok.config import Config
 from tinygrok.data import Dataset, make_dataset, sample_batch, stream
-from tinygrok.model import (attention_vector, flat_grad, flatten, forward, init_params, layout, param_count,
+from tinygrok.model import (attention_vector, flatten, forward, init_params, layout, param_count,
                             unflatten)
 from tinygrok.ops import cross_entropy
 from tinygrok.optim import AdamWState, GradTransform, adamw_step, clip_by_global_norm, identity_transform
@@ -52,7 +52,7 @@ def evaluate(theta: np.ndarray, data: Dataset, cfg: Config) -> dict:
     for split, x, y in (("train", data.train_x, data.train_y), ("test", data.test_x, data.test_y)):
         size = EVAL_CHUNK if backend.NAME == "numpy" else DEVICE_EVAL_CHUNK
         chunks = [(x[i:i + size], y[i:i + size]) for i in range(0, len(x), size)]
-        totals = backend.parallel_map(chunk_totals, chunks)
+        totals = parallel.parallel_map(chunk_totals, chunks)
         row[f"{split}_loss"] = sum(loss for loss, _ in totals) / len(x)
         row[f"{split}_acc"] = sum(hits for _, hits in totals) / len(x)
     return row
@@ -61,7 +61,7 @@ def evaluate(theta: np.ndarray, data: Dataset, cfg: Config) -> dict:
 def train_step(state: TrainState, data: Dataset, cfg: Config, transform: GradTransform) -> tuple[TrainState, dict]:
     """One optimizer step; returns the new state and the step's batch loss and pre-clipping gradient norm."""
     x, y = sample_batch(data, cfg.batch_size, state.batch_rng)
-    g = flat_grad(state.theta, x, y, cfg)  # (P,)
+    g = parallel.batch_gradient(state.theta, x, y, cfg)  # (P,)
     g, norm = clip_by_global_norm(g, cfg.clip_norm)
     g = transform(g, state.step)
     theta, adam = adamw_step(state.theta, g, state.adam, lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2,

@@ -1,0 +1,107 @@
+"""Work on several cores: the same numbers as on one, and clear errors when a worker process fails."""
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from tinygrok import parallel
+from tinygrok.commutator import defect_sample
+from tinygrok.data import make_dataset, sample_batch, stream
+from tinygrok.model import flat_grad, flatten, init_params
+from tinygrok.runs import METRICS, Run
+from tinygrok.train import train
+from test_train import SMALL
+
+CFG = tiny_config(dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def two_cores():
+    with parallel.cores(2):
+        yield
+
+
+def setting(seed: int, cfg=CFG):
+    theta = flatten(init_params(cfg, stream(seed, "init")))
+    data = make_dataset(cfg.op, cfg.p, 0.5, seed)
+    rng = stream(seed, "batches")
+    return theta, [sample_batch(data, 16, rng) for _ in range(3)]
+
+
+def test_gradients_in_workers_equal_gradients_here(two_cores):
+    theta, batches = setting(1)
+    jobs = [(theta * scale, *batch) for scale, batch in zip((1.0, 0.9, 1.1), batches)]  # 3 jobs: 2 rounds
+    got = parallel.gradients(jobs, CFG)
+    assert len(parallel._workers) == 1 and len(got) == 3
+    for g, job in zip(got, jobs):
+        assert g.dtype == np.float32 and np.array_equal(g, flat_grad(*job, CFG))  # bit for bit
+
+
+def test_batch_gradient_is_the_size_weighted_mean_of_the_shards(two_cores):
+    theta, (batch, *_) = setting(2)
+    x, y = batch[0][:15], batch[1][:15]  # 15 examples: shards of 7 and 8
+    got = parallel.batch_gradient(theta, x, y, CFG)
+    shards = flat_grad(theta, x[:7], y[:7], CFG) * (7 / 15) + flat_grad(theta, x[7:], y[7:], CFG) * (8 / 15)
+    assert np.array_equal(got, shards)
+    np.testing.assert_allclose(got, flat_grad(theta, x, y, CFG), rtol=1e-5, atol=1e-7)  # float32 regrouping
+    cfg64 = tiny_config()
+    theta64 = theta.astype(np.float64)
+    np.testing.assert_allclose(parallel.batch_gradient(theta64, x, y, cfg64), flat_grad(theta64, x, y, cfg64),
+                               rtol=1e-12, atol=1e-15)  # the same mathematics
+
+
+def test_commutator_sample_is_the_same_on_two_cores(two_cores):
+    theta, (a, b, _) = setting(3)
+    parallel_sample = defect_sample(theta, a, b, CFG)
+    with parallel.cores(1):
+        serial_sample = defect_sample(theta, a, b, CFG)
+    assert np.array_equal(parallel_sample["delta"], serial_sample["delta"])
+    assert parallel_sample["defect"] == serial_sample["defect"] > 0
+
+
+def test_a_larger_theta_gets_a_larger_worker(two_cores):
+    theta, (batch, *_) = setting(4)
+    parallel.gradients([(theta, *batch)] * 2, CFG)
+    bigger = tiny_config(dtype="float32", d_model=32, d_ff=64)
+    theta2, (batch2, *_) = setting(4, bigger)
+    assert theta2.nbytes > parallel._workers[0].capacity
+    g = parallel.gradients([(theta2, *batch2)] * 2, bigger)
+    assert np.array_equal(g[1], flat_grad(theta2, *batch2, bigger))
+
+
+def test_a_failing_worker_says_why_and_a_dead_one_says_so(two_cores):
+    theta, (batch, *_) = setting(5)
+    bad_labels = batch[1] + 100  # out of range: the worker's cross-entropy raises IndexError
+    with pytest.raises(parallel.WorkerError, match="IndexError"):
+        parallel.gradients([(theta, *batch), (theta, batch[0], bad_labels)], CFG)
+    assert np.array_equal(parallel.gradients([(theta, *batch)] * 2, CFG)[1], flat_grad(theta, *batch, CFG))
+    worker = parallel._workers[0]
+    worker.process.kill()
+    worker.submit(theta, *batch, CFG)
+    with pytest.raises(parallel.WorkerError, match="died"):
+        worker.result()
+    assert parallel.gradients([(theta, *batch)] * 2, CFG) and parallel._workers[0] is not worker  # replaced
+    assert np.array_equal(parallel.gradients([(theta, *batch)] * 2, CFG)[1], flat_grad(theta, *batch, CFG))
+
+
+def test_workers_stop_with_their_context():
+    theta, (batch, *_) = setting(6)
+    with parallel.cores(2):
+        parallel.gradients([(theta, *batch)] * 2, CFG)
+        process = parallel._workers[0].process
+        assert process.poll() is None
+    assert process.poll() == 0 and process not in [w.process for w in parallel._workers]
+
+
+def test_training_on_two_cores_is_reproducible_and_close_to_one_core(tmp_path, two_cores):
+    cfg = SMALL.replace(max_steps=60, probe_every=20)
+    for name in ("a", "b"):
+        train(cfg, Run.create(tmp_path / name, cfg))
+    a, b = ((tmp_path / n / METRICS).read_text() for n in ("a", "b"))
+    assert a == b
+    with parallel.cores(1):
+        train(cfg, Run.create(tmp_path / "one", cfg))
+    one = Run(tmp_path / "one").metrics()
+    two = Run(tmp_path / "a").metrics()
+    assert [r["step"] for r in one] == [r["step"] for r in two]
+    for r1, r2 in zip(one, two):  # float32 regrouping of the batch sum only: the runs stay together
+        assert r2["train_loss"] == pytest.approx(r1["train_loss"], rel=1e-3)
