@@ -31,13 +31,15 @@ def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2,
 
 
 def peak_mib(fn: Callable[[], object]) -> float:
-    """Peak memory NumPy allocated during one call of fn(), in MiB (tracemalloc sees NumPy's buffers)."""
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1] / 2**20
-    finally:
-        tracemalloc.stop()
+    """Peak memory NumPy allocated during one call of fn() on one core, in MiB (tracemalloc sees NumPy's buffers,
+    but only in this process: on several cores, each worker process holds its own share)."""
+    with parallel.cores(1):
+        tracemalloc.start()
+        try:
+            fn()
+            return tracemalloc.get_traced_memory()[1] / 2**20
+        finally:
+            tracemalloc.stop()
 
 
 def workloads(cfg: Config) -> dict[str, Callable[[], object]]:
