@@ -152,3 +152,14 @@ def test_threads_option_reaches_numpy_blas(tmp_path):
     out = tmp_path / "t"
     assert tinygrok("train", *TINY, "--max-steps", "5", "--threads", "1", "--out", str(out)).returncode == 0
     assert json.loads((out / "summary.json").read_text())["threads"] == 1
+
+
+def test_bench_json_has_the_documented_keys_and_sane_times():
+    """`tinygrok bench --json`: one JSON object other tools can compare against (paper settings, 2 cores)."""
+    result = tinygrok("bench", "--json", "--repeats", "1", "--threads", "2")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["threads"] == 2 and out["backend"] == "numpy" and out["blas"] != "unknown"
+    step, full, commutator = out["train_step_ms"], out["train_step_full_batch_ms"], out["commutator_sample_ms"]
+    assert 0 < step < full and 0 < out["eval_ms"]
+    assert 2 * step < commutator  # four gradients, two at a time, against one step's two shards
