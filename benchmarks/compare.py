@@ -6,7 +6,8 @@
 For each BLAS thread count (set explicitly for both: threadpoolctl and torch.set_num_threads) and each workload
 (training step at batch 512 and on the whole training set, a full evaluation of all pairs, one commutator-defect
 sample), a worker process per library times `repeats` calls; the libraries alternate for `rounds` rounds, so a
-drifting shared machine affects both alike, and medians over all calls are compared. Separate processes keep
+drifting shared machine affects both alike, and medians over all calls are compared (with the range of the
+ratios of the rounds' own medians, to show how much the machine moved). Separate processes keep
 OpenBLAS's and torch's OpenMP thread pools from spinning against each other (alternating them call by call in
 one process made torch's 2-thread step 2.4x slower than its 1-thread step).
 """
@@ -98,24 +99,25 @@ def main():
         return
     rows = []
     for threads in args.threads:
-        times, peaks = {"tinygrok": {}, "torch": {}}, {}
+        rounds, peaks = [], {}  # rounds[i][library][workload] = [ms, ...]
         for _ in range(args.rounds):
-            for library in times:
-                result = run_worker(library, threads, args.repeats)
-                peaks.update(result.pop("peak_mib", {}))
-                for name, ms in result.items():
-                    times[library].setdefault(name, []).extend(ms)
-        for name, ours in times["tinygrok"].items():
-            t, r = statistics.median(ours), statistics.median(times["torch"][name])
+            rounds.append({library: run_worker(library, threads, args.repeats) for library in ("tinygrok", "torch")})
+            peaks.update(rounds[-1]["tinygrok"].pop("peak_mib", {}))
+        for name in rounds[0]["tinygrok"]:
+            t, r = (statistics.median([ms for one in rounds for ms in one[lib][name]]) for lib in ("tinygrok", "torch"))
+            per_round = [statistics.median(one["tinygrok"][name]) / statistics.median(one["torch"][name])
+                         for one in rounds]  # how much the shared machine moved the ratio
             rows.append({"threads": threads, "workload": name, "tinygrok_ms": round(t, 2), "torch_ms": round(r, 2),
-                         "ratio": round(t / r, 3), "tinygrok_peak_mib": round(peaks[name], 1)})
+                         "ratio": round(t / r, 3), "round_ratios": [round(x, 3) for x in per_round],
+                         "tinygrok_peak_mib": round(peaks[name], 1)})
     info = {**{k: v for k, v in backend.describe().items() if k != "threads"}, "torch": torch.__version__,
             "env": {v: os.environ.get(v) for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS")}}
-    print(f"{'threads':>7} {'workload':<22} {'tinygrok ms':>11} {'torch ms':>9} {'ratio':>6} "
+    print(f"{'threads':>7} {'workload':<22} {'tinygrok ms':>11} {'torch ms':>9} {'ratio':>6} {'rounds':>11} "
           "tinygrok peak MiB (one core; torch's allocator is invisible to tracemalloc)")
     for r in rows:
+        spread = f"{min(r['round_ratios']):.2f}-{max(r['round_ratios']):.2f}"
         print(f"{r['threads']:>7} {r['workload']:<22} {r['tinygrok_ms']:>11} {r['torch_ms']:>9} {r['ratio']:>6} "
-              f"{r['tinygrok_peak_mib']:>8}")
+              f"{spread:>11} {r['tinygrok_peak_mib']:>8}")
     print(json.dumps(info))
     args.out.write_text(json.dumps({"rows": rows, "environment": info}, indent=2) + "\n")
 

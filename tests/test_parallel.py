@@ -105,3 +105,16 @@ def test_training_on_two_cores_is_reproducible_and_close_to_one_core(tmp_path, t
     assert [r["step"] for r in one] == [r["step"] for r in two]
     for r1, r2 in zip(one, two):  # float32 regrouping of the batch sum only: the runs stay together
         assert r2["train_loss"] == pytest.approx(r1["train_loss"], rel=1e-3)
+
+
+def test_after_a_failure_every_reply_has_been_read():
+    """With three cores, the first worker fails and the second succeeds: the next call must not be handed the
+    second worker's stale gradient."""
+    theta, batches = setting(7)
+    bad = (theta, batches[0][0], batches[0][1] + 100)
+    with parallel.cores(3):
+        with pytest.raises(parallel.WorkerError, match="IndexError"):
+            parallel.gradients([(theta, *batches[0]), bad, (theta * 2, *batches[1])], CFG)
+        jobs = [(theta * s, *b) for s, b in zip((1.0, 0.5, 0.25), batches)]
+        for g, job in zip(parallel.gradients(jobs, CFG), jobs):
+            assert np.array_equal(g, flat_grad(*job, CFG))

@@ -89,9 +89,22 @@ def gradients(jobs: list[tuple], cfg: Config) -> list:
         try:
             with _one_blas_thread():
                 mine = flat_grad(*here, cfg)
-        finally:  # collect the workers' replies even if this gradient failed, so none is left unread
-            theirs = [worker.result() for worker in busy]
+        finally:  # read the workers' replies even if this gradient failed, so none is left for the next call
+            theirs = _collect(busy)
         results += [mine, *theirs]
+    return results
+
+
+def _collect(workers: list["GradientWorker"]) -> list:
+    """Every worker's result, in order; a failure is raised only once all replies have been read."""
+    results, errors = [], []
+    for worker in workers:
+        try:
+            results.append(worker.result())
+        except WorkerError as err:
+            errors.append(err)
+    if errors:
+        raise errors[0]
     return results
 
 
