@@ -150,7 +150,8 @@ class GradientWorker:
         self.memory_fd = _anonymous_file(2 * capacity)
         self.memory = mmap.mmap(self.memory_fd, 2 * capacity)
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")])}
+        paths = [package_root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}  # tinygrok importable, installed or not
         self.process = subprocess.Popen(
             [sys.executable, "-c", f"from tinygrok.parallel import serve; serve({self.memory_fd}, {capacity})"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=[self.memory_fd], env=env,
@@ -159,16 +160,12 @@ class GradientWorker:
     def submit(self, theta, tokens, labels, cfg: Config) -> None:
         self.job = (theta.dtype, theta.size)
         _slots(self.memory, *self.job)[0] = theta
-        try:
+        with contextlib.suppress(BrokenPipeError):  # a dead worker: result() finds its output ended
             pickle.dump((theta.dtype.str, theta.size, tokens, labels, cfg), self.process.stdin)
             self.process.stdin.flush()
-        except BrokenPipeError:
-            self.job = None  # result() says so
 
     def result(self) -> np.ndarray:
         try:
-            if self.job is None:
-                raise EOFError
             error = pickle.load(self.process.stdout)
         except EOFError:
             raise WorkerError(f"a gradient worker process died (exit code {self.process.wait()})") from None
