@@ -23,8 +23,8 @@ from tinygrok.runs import Run, RunError
 # One core by default: a training run's float32 numbers then do not depend on the machine (with n cores the batch
 # gradient is summed from n shards, so --threads 2 is reproducible only with --threads 2). README, "Speed".
 DEFAULT_THREADS = 1
-Threads = Annotated[int, typer.Option(min=1, help="cores to use: BLAS threads, and worker threads and processes "
-                                                  "for evaluation and gradients")]
+Threads = Annotated[int, typer.Option(min=1, help="cores to use: BLAS threads, and worker processes for "
+                                                  "gradients and evaluation")]
 ArrayBackend = Annotated[str, typer.Option("--backend", help="array library: numpy, cupy (a CUDA GPU), or auto")]
 
 app = typer.Typer(help="tinygrok: watch a transformer grok, and measure why.", add_completion=False,

@@ -84,6 +84,16 @@ def run_worker(library: str, threads: int, repeats: int, overrides: dict | None 
     return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(all, stolen) CPU ticks since boot from /proc/stat, (0, 0) where there is none: time a hypervisor gave
+    this virtual machine's cores to someone else, which slows whichever library is running."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return 0, 0
+    return sum(fields[:8]), fields[7]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10, help="timed calls per workload per worker")
@@ -97,12 +107,15 @@ def main():
     if args.worker:
         print(json.dumps(worker(args.worker, args.threads[0], args.repeats, json.loads(args.config), args.only)))
         return
-    rows = []
+    rows, steal = [], {}  # steal: % of CPU time the hypervisor took, per thread count
     for threads in args.threads:
         rounds, peaks = [], {}  # rounds[i][library][workload] = [ms, ...]
+        before = cpu_ticks()
         for _ in range(args.rounds):
             rounds.append({library: run_worker(library, threads, args.repeats) for library in ("tinygrok", "torch")})
             peaks.update(rounds[-1]["tinygrok"].pop("peak_mib", {}))
+        ticks, stolen = (b - a for a, b in zip(before, cpu_ticks()))
+        steal[threads] = round(100 * stolen / max(ticks, 1), 1)
         for name in rounds[0]["tinygrok"]:
             t, r = (statistics.median([ms for one in rounds for ms in one[lib][name]]) for lib in ("tinygrok", "torch"))
             per_round = [statistics.median(one["tinygrok"][name]) / statistics.median(one["torch"][name])
@@ -118,8 +131,9 @@ def main():
         spread = f"{min(r['round_ratios']):.2f}-{max(r['round_ratios']):.2f}"
         print(f"{r['threads']:>7} {r['workload']:<22} {r['tinygrok_ms']:>11} {r['torch_ms']:>9} {r['ratio']:>6} "
               f"{spread:>11} {r['tinygrok_peak_mib']:>8}")
+    print(f"CPU time stolen by the hypervisor while measuring, by threads: {steal} %")
     print(json.dumps(info))
-    args.out.write_text(json.dumps({"rows": rows, "environment": info}, indent=2) + "\n")
+    args.out.write_text(json.dumps({"rows": rows, "steal_percent": steal, "environment": info}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from tinygrok.commutator import defect_sample
 from tinygrok.data import make_dataset, sample_batch, stream
 from tinygrok.model import flat_grad, flatten, init_params
 from tinygrok.runs import METRICS, Run
-from tinygrok.train import train
+from tinygrok.train import chunk_totals, train
 from test_train import SMALL
 
 CFG = tiny_config(dtype="float32")
@@ -30,7 +30,7 @@ def setting(seed: int, cfg=CFG):
 def test_gradients_in_workers_equal_gradients_here(two_cores):
     theta, batches = setting(1)
     jobs = [(theta * scale, *batch) for scale, batch in zip((1.0, 0.9, 1.1), batches)]  # 3 jobs: 2 rounds
-    got = parallel.gradients(jobs, CFG)
+    got = parallel.side_by_side(flat_grad, jobs, CFG)
     assert len(parallel._workers) == 1 and len(got) == 3
     for g, job in zip(got, jobs):
         assert g.dtype == np.float32 and np.array_equal(g, flat_grad(*job, CFG))  # bit for bit
@@ -60,11 +60,11 @@ def test_commutator_sample_is_the_same_on_two_cores(two_cores):
 
 def test_a_larger_theta_gets_a_larger_worker(two_cores):
     theta, (batch, *_) = setting(4)
-    parallel.gradients([(theta, *batch)] * 2, CFG)
+    parallel.side_by_side(flat_grad, [(theta, *batch)] * 2, CFG)
     bigger = tiny_config(dtype="float32", d_model=32, d_ff=64)
     theta2, (batch2, *_) = setting(4, bigger)
     assert theta2.nbytes > parallel._workers[0].capacity
-    g = parallel.gradients([(theta2, *batch2)] * 2, bigger)
+    g = parallel.side_by_side(flat_grad, [(theta2, *batch2)] * 2, bigger)
     assert np.array_equal(g[1], flat_grad(theta2, *batch2, bigger))
 
 
@@ -72,21 +72,22 @@ def test_a_failing_worker_says_why_and_a_dead_one_says_so(two_cores):
     theta, (batch, *_) = setting(5)
     bad_labels = batch[1] + 100  # out of range: the worker's cross-entropy raises IndexError
     with pytest.raises(parallel.WorkerError, match="IndexError"):
-        parallel.gradients([(theta, *batch), (theta, batch[0], bad_labels)], CFG)
-    assert np.array_equal(parallel.gradients([(theta, *batch)] * 2, CFG)[1], flat_grad(theta, *batch, CFG))
+        parallel.side_by_side(flat_grad, [(theta, *batch), (theta, batch[0], bad_labels)], CFG)
+    expected = flat_grad(theta, *batch, CFG)
+    assert np.array_equal(parallel.side_by_side(flat_grad, [(theta, *batch)] * 2, CFG)[1], expected)
     worker = parallel._workers[0]
     worker.process.kill()
-    worker.submit(theta, *batch, CFG)
+    worker.submit(flat_grad, theta, *batch, CFG)
     with pytest.raises(parallel.WorkerError, match="died"):
         worker.result()
-    assert parallel.gradients([(theta, *batch)] * 2, CFG) and parallel._workers[0] is not worker  # replaced
-    assert np.array_equal(parallel.gradients([(theta, *batch)] * 2, CFG)[1], flat_grad(theta, *batch, CFG))
+    assert np.array_equal(parallel.side_by_side(flat_grad, [(theta, *batch)] * 2, CFG)[1], expected)
+    assert parallel._workers[0] is not worker  # replaced
 
 
 def test_workers_stop_with_their_context():
     theta, (batch, *_) = setting(6)
     with parallel.cores(2):
-        parallel.gradients([(theta, *batch)] * 2, CFG)
+        parallel.side_by_side(flat_grad, [(theta, *batch)] * 2, CFG)
         process = parallel._workers[0].process
         assert process.poll() is None
     assert process.poll() == 0 and process not in [w.process for w in parallel._workers]
@@ -114,7 +115,36 @@ def test_after_a_failure_every_reply_has_been_read():
     bad = (theta, batches[0][0], batches[0][1] + 100)
     with parallel.cores(3):
         with pytest.raises(parallel.WorkerError, match="IndexError"):
-            parallel.gradients([(theta, *batches[0]), bad, (theta * 2, *batches[1])], CFG)
+            parallel.side_by_side(flat_grad, [(theta, *batches[0]), bad, (theta * 2, *batches[1])], CFG)
         jobs = [(theta * s, *b) for s, b in zip((1.0, 0.5, 0.25), batches)]
-        for g, job in zip(parallel.gradients(jobs, CFG), jobs):
+        for g, job in zip(parallel.side_by_side(flat_grad, jobs, CFG), jobs):
             assert np.array_equal(g, flat_grad(*job, CFG))
+
+
+def test_ranges_cut_at_multiples_into_one_range_per_core():
+    with parallel.cores(3):
+        assert parallel.ranges(10) == [(0, 3), (3, 6), (6, 10)]
+        assert parallel.ranges(2) == [(0, 1), (1, 2)]  # never an empty range
+        for n, multiple in ((4705, 512), (100, 512), (1024, 512), (7, 1)):
+            cuts = parallel.ranges(n, multiple)
+            assert cuts[0][0] == 0 and cuts[-1][1] == n and all(a < b for a, b in cuts)
+            assert all(b % multiple == 0 for _, b in cuts[:-1])
+            assert all(b == c for (_, b), (c, _) in zip(cuts, cuts[1:]))
+            assert len(cuts) == min(3, -(-n // multiple))
+    with parallel.cores(1):
+        assert parallel.ranges(10) == [(0, 10)]
+
+
+def test_results_that_are_not_gradients_come_back_pickled(two_cores):
+    theta, batches = setting(8)
+    jobs = [(theta, *batch, 5) for batch in batches]  # chunk_totals in chunks of 5 examples
+    got = parallel.side_by_side(chunk_totals, jobs, CFG)
+    assert got == [chunk_totals(*job, CFG) for job in jobs] and len(got[0]) == 4  # 16 examples: 5 + 5 + 5 + 1
+
+
+def test_a_function_workers_cannot_import_is_refused_before_anything_is_sent(two_cores):
+    theta, (batch, *_) = setting(9)
+    with pytest.raises(Exception, match="pickle|lambda"):
+        parallel.side_by_side(lambda *args: flat_grad(*args), [(theta, *batch)] * 2, CFG)
+    assert np.array_equal(parallel.side_by_side(flat_grad, [(theta, *batch)] * 2, CFG)[1],
+                          flat_grad(theta, *batch, CFG))

@@ -15,7 +15,7 @@ from tinygrok.config import Config
 from tinygrok.data import Dataset, sample_batch
 from tinygrok.model import attention_layout, flat_grad
 from tinygrok.ops import sum_axis
-from tinygrok.parallel import gradients
+from tinygrok.parallel import side_by_side
 from tinygrok.pca import block_basis
 
 ETA = 1e-3  # the probe step, fixed in every experiment of the paper (§6.1)
@@ -30,8 +30,8 @@ def defect_sample(theta, batch_a, batch_b, cfg: Config, eta: float = ETA) -> dic
 
     To leading order delta = eta^2 (H_B g_A - H_A g_B), so D is a normalised curvature, independent of eta.
     """
-    g_a, g_b = gradients([(theta, *batch_a), (theta, *batch_b)], cfg)  # side by side, given the cores
-    g_ab, g_ba = gradients([(theta - eta * g_a, *batch_b), (theta - eta * g_b, *batch_a)], cfg)
+    g_a, g_b = side_by_side(flat_grad, [(theta, *batch_a), (theta, *batch_b)], cfg)  # given several cores
+    g_ab, g_ba = side_by_side(flat_grad, [(theta - eta * g_a, *batch_b), (theta - eta * g_b, *batch_a)], cfg)
     theta_ab = theta - eta * g_a - eta * g_ab
     theta_ba = theta - eta * g_b - eta * g_ba
     delta = theta_ab - theta_ba  # (P,)

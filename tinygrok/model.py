@@ -160,4 +160,10 @@ def flat_loss(theta, tokens, labels, cfg: Config):
     return loss_fn(unflatten(theta, cfg), tokens, labels, cfg.n_heads)
 
 
-flat_grad = grad(flat_loss)  # d loss / d theta: (theta (P,), tokens (N, 2), labels (N,), cfg) -> (P,)
+_grad_of_flat_loss = grad(flat_loss)
+
+
+def flat_grad(theta, tokens, labels, cfg: Config):
+    """d loss / d theta: theta (P,), tokens (N, 2), labels (N,) -> (P,). (A def, not `grad(flat_loss)` itself,
+    so that worker processes can import it by its name.)"""
+    return _grad_of_flat_loss(theta, tokens, labels, cfg)

@@ -1,13 +1,12 @@
 """Using several cores: `with cores(n):` runs tinygrok's work on n of them.
 
 More BLAS threads speed up only the matrix products; NumPy's element-wise loops and autograd's bookkeeping stay
-on one core (measured on a 2-core machine: a training step 1.1x faster with 2 BLAS threads than with 1). So work
-is split into independent pieces instead, one per core, each with BLAS on one thread:
-
-- evaluation chunks run on threads: forward passes trace nothing, and NumPy releases the GIL inside its loops;
-- gradients run in worker processes: autograd's tracing is not thread-safe (its trace counter is shared by all
-  threads) and its Python bookkeeping would hold the GIL. A commutator sample has two pairs of independent
-  gradients; a training batch is split into one shard per core (`batch_gradient`).
+on one core (measured on a 2-core machine: a training step 1.1x faster with 2 BLAS threads than with 1). So the
+work is cut into independent pieces instead, one per core, each with BLAS on one thread, and n - 1 of them run
+in worker processes (`side_by_side`): a commutator sample's two pairs of independent gradients, a training batch
+split into one shard per core (`batch_gradient`), the chunks of an evaluation. Processes, not threads: autograd's
+tracing is not thread-safe (its trace counter is shared by all threads), and Python's bookkeeping between NumPy
+calls holds the GIL (evaluation on two threads measured 150-310 ms, in two processes 130-160 ms).
 
 Outside these pieces (SVDs, Hessian-vector products) BLAS uses n threads. On a GPU backend everything is serial:
 the device is the parallel part.
@@ -23,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from threadpoolctl import ThreadpoolController, threadpool_limits
@@ -33,12 +31,12 @@ from tinygrok.config import Config
 from tinygrok.model import flat_grad
 
 _cores = 1  # n of the innermost cores(n) context
-_workers: list["GradientWorker"] = []  # its gradient worker processes, started when first needed
+_workers: list["Worker"] = []  # its worker processes, started when first needed
 
 
 @contextlib.contextmanager
 def cores(n: int):
-    """A context in which tinygrok uses n cores: BLAS threads, evaluation threads and gradient processes.
+    """A context in which tinygrok uses n cores: BLAS threads, and worker processes for side_by_side.
     Worker processes started inside it are stopped when it ends."""
     global _cores, _workers
     previous = _cores, _workers
@@ -65,37 +63,33 @@ def _serial() -> bool:
     return _cores == 1 or backend.NAME != "numpy"
 
 
-def parallel_map(fn, items: list) -> list:
-    """[fn(item) for item in items], on n threads with BLAS pinned to one thread each. For NumPy work that
-    autograd does not trace, such as evaluation; the results, in order, do not depend on n."""
-    if _serial() or len(items) < 2:
-        return [fn(item) for item in items]
-    with _one_blas_thread(), ThreadPoolExecutor(_cores) as pool:
-        return list(pool.map(fn, items))
+def side_by_side(fn, jobs: list[tuple], cfg: Config) -> list:
+    """[fn(*job, cfg) for job in jobs], n at a time: the first of each n here, the others in worker processes,
+    BLAS on one thread in each: the same values as computing them here one after another.
 
-
-def gradients(jobs: list[tuple], cfg: Config) -> list:
-    """[flat_grad(theta, tokens, labels, cfg) for (theta, tokens, labels) in jobs], n at a time: one here, the
-    others in worker processes. The same values as computing them one after another with BLAS on one thread."""
+    fn must be a module-level function (workers import it by name). Its first argument, theta (P,), goes to a
+    worker through shared memory, and so does a result of theta's size (a gradient); anything else is pickled.
+    """
     if _serial() or len(jobs) < 2:
-        return [flat_grad(*job, cfg) for job in jobs]
+        return [fn(*job, cfg) for job in jobs]
     _start_workers(max(job[0].nbytes for job in jobs))
     results = []
     for start in range(0, len(jobs), _cores):
         here, *there = jobs[start:start + _cores]
-        busy = _workers[:len(there)]
-        for worker, job in zip(busy, there):
-            worker.submit(*job, cfg)
+        busy = []
         try:
+            for worker, job in zip(_workers, there):
+                worker.submit(fn, *job, cfg)
+                busy.append(worker)
             with _one_blas_thread():
-                mine = flat_grad(*here, cfg)
-        finally:  # read the workers' replies even if this gradient failed, so none is left for the next call
+                mine = fn(*here, cfg)
+        finally:  # read the workers' replies even if this job failed, so none is left for the next call
             theirs = _collect(busy)
         results += [mine, *theirs]
     return results
 
 
-def _collect(workers: list["GradientWorker"]) -> list:
+def _collect(workers: list["Worker"]) -> list:
     """Every worker's result, in order; a failure is raised only once all replies have been read."""
     results, errors = [], []
     for worker in workers:
@@ -109,38 +103,45 @@ def _collect(workers: list["GradientWorker"]) -> list:
 
 
 def _start_workers(capacity: int) -> None:
-    """Make sure n - 1 gradient workers run, each able to take a theta of `capacity` bytes."""
+    """Make sure n - 1 workers run, each able to take a theta of `capacity` bytes."""
     for i, worker in enumerate(_workers):
         if worker.capacity < capacity or worker.process.poll() is not None:
             worker.close()
-            _workers[i] = GradientWorker(capacity)
-    _workers.extend(GradientWorker(capacity) for _ in range(_cores - 1 - len(_workers)))
+            _workers[i] = Worker(capacity)
+    _workers.extend(Worker(capacity) for _ in range(_cores - 1 - len(_workers)))
+
+
+def ranges(n: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """[0, n) cut into one contiguous range per core (one range when serial), cut only at multiples of
+    `multiple`, none of them empty."""
+    blocks = -(-n // multiple)
+    parts = 1 if _serial() else max(1, min(_cores, blocks))
+    cuts = [min(n, multiple * (blocks * i // parts)) for i in range(parts + 1)]
+    return list(zip(cuts, cuts[1:]))
 
 
 def batch_gradient(theta, tokens, labels, cfg: Config):
     """The gradient of the mean loss over a batch (N examples): with n cores, the size-weighted mean of the
     gradients of n contiguous shards, computed side by side. Mathematically the same as one gradient of the whole
     batch; in float32 the sums are grouped differently, so results are reproducible for a given n."""
-    n = len(tokens)
-    if _serial() or n < _cores:
+    shards = [(theta, tokens[a:b], labels[a:b]) for a, b in ranges(len(tokens))]
+    if len(shards) == 1:
         return flat_grad(theta, tokens, labels, cfg)
-    bounds = [n * i // _cores for i in range(_cores + 1)]
-    shards = [(theta, tokens[a:b], labels[a:b]) for a, b in zip(bounds, bounds[1:])]
     total = None
-    for (_, shard, _), grad in zip(shards, gradients(shards, cfg)):
-        grad *= len(shard) / n  # a Python float: the gradient's dtype is kept
+    for (_, shard, _), grad in zip(shards, side_by_side(flat_grad, shards, cfg)):
+        grad *= len(shard) / len(tokens)  # a Python float: the gradient's dtype is kept
         total = grad if total is None else total + grad
     return total  # (P,)
 
 
 class WorkerError(RuntimeError):
-    """A gradient worker process failed or died."""
+    """A worker process failed or died."""
 
 
-class GradientWorker:
-    """A Python process computing flat_grad on request. theta goes in and the gradient comes back through a
-    block of shared memory (2 x P numbers: nothing large is pickled); the batch and config go through its stdin,
-    its reply (None, or the error's traceback) through its stdout.
+class Worker:
+    """A Python process computing fn(theta, ..., cfg) on request. theta goes in, and a result of its size comes
+    back, through a block of shared memory (2 x P numbers: nothing large is pickled); fn, the other arguments and
+    the config go through its stdin, its reply through its stdout.
 
     A plain subprocess, not multiprocessing: its spawn method re-imports the caller's main script (which then
     needs an `if __name__ == "__main__"` guard), and fork copies this process's threads' locks."""
@@ -157,21 +158,22 @@ class GradientWorker:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=[self.memory_fd], env=env,
             start_new_session=True)  # Ctrl-C reaches only this process, which then closes the pipe
 
-    def submit(self, theta, tokens, labels, cfg: Config) -> None:
+    def submit(self, fn, theta, *args) -> None:
+        request = pickle.dumps((fn, theta.dtype.str, theta.size, args))  # first: it may fail (fn not importable)
         self.job = (theta.dtype, theta.size)
         _slots(self.memory, *self.job)[0] = theta
         with contextlib.suppress(BrokenPipeError):  # a dead worker: result() finds its output ended
-            pickle.dump((theta.dtype.str, theta.size, tokens, labels, cfg), self.process.stdin)
+            self.process.stdin.write(request)
             self.process.stdin.flush()
 
-    def result(self) -> np.ndarray:
+    def result(self):
         try:
-            error = pickle.load(self.process.stdout)
+            kind, value = pickle.load(self.process.stdout)
         except EOFError:
-            raise WorkerError(f"a gradient worker process died (exit code {self.process.wait()})") from None
-        if error:
-            raise WorkerError(f"a gradient worker failed:\n{error}")
-        return _slots(self.memory, *self.job)[1].copy()  # (P,)
+            raise WorkerError(f"a worker process died (exit code {self.process.wait()})") from None
+        if kind == "error":
+            raise WorkerError(f"a worker failed:\n{value}")
+        return _slots(self.memory, *self.job)[1].copy() if kind == "in memory" else value
 
     def close(self) -> None:
         with contextlib.suppress(BrokenPipeError):  # a dead worker's pipe
@@ -189,9 +191,9 @@ def _anonymous_file(size: int) -> int:
     """The descriptor of a nameless file of `size` bytes, for memory shared with a child process: in RAM
     (memfd) on Linux; elsewhere an unlinked temporary file. Nothing is left behind however the processes end."""
     if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("tinygrok-gradients")
+        fd = os.memfd_create("tinygrok-worker")
     else:
-        fd, path = tempfile.mkstemp(prefix="tinygrok-gradients-")
+        fd, path = tempfile.mkstemp(prefix="tinygrok-worker-")
         os.unlink(path)
     os.ftruncate(fd, size)
     return fd
@@ -203,8 +205,9 @@ def _slots(memory: mmap.mmap, dtype, size: int) -> np.ndarray:
 
 
 def serve(memory_fd: int, capacity: int) -> None:
-    """A gradient worker's loop: read a request from stdin, write the gradient into the shared memory, reply None
-    (or the error's traceback) on stdout, until stdin ends."""
+    """A worker's loop, until stdin ends: read a request, compute it with theta from the shared memory, reply
+    ("in memory", None) having written a result of theta's size there, ("value", result), or ("error",
+    traceback)."""
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print must not corrupt the replies
     threadpool_limits(1, user_api="blas")
@@ -212,14 +215,18 @@ def serve(memory_fd: int, capacity: int) -> None:
     memory = mmap.mmap(memory_fd, 2 * capacity)
     while True:
         try:
-            dtype, size, tokens, labels, cfg = pickle.load(requests)
+            fn, dtype, size, args = pickle.load(requests)
         except EOFError:
             return
         try:
             theta, out = _slots(memory, dtype, size)
-            out[:] = flat_grad(theta, tokens, labels, cfg)
-            error = None
+            result = fn(theta, *args)
+            if isinstance(result, np.ndarray) and result.shape == theta.shape:
+                out[:] = result
+                reply = ("in memory", None)
+            else:
+                reply = ("value", result)
         except Exception:
-            error = traceback.format_exc()
-        pickle.dump(error, replies)
+            reply = ("error", traceback.format_exc())
+        pickle.dump(reply, replies)
         replies.flush()

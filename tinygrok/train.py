@@ -39,23 +39,27 @@ def fresh_state(cfg: Config) -> TrainState:
 
 
 def evaluate(theta: np.ndarray, data: Dataset, cfg: Config) -> dict:
-    """Mean loss and exact accuracy on the whole train and test sets (§1.5), in chunks of examples (side by side
-    when there are several threads)."""
-    params = unflatten(theta, cfg)
-
-    def chunk_totals(chunk: tuple) -> tuple[float, int]:
-        tokens, labels = backend.to_device(chunk[0]), backend.to_device(chunk[1])
-        logits = forward(params, tokens, cfg.n_heads)  # (chunk, vocab)
-        return float(cross_entropy(logits, labels)) * len(logits), int(np.sum(np.argmax(logits, axis=1) == labels))
-
+    """Mean loss and exact accuracy on the whole train and test sets (§1.5), in chunks of examples; with several
+    cores, each takes a run of whole chunks. The numbers do not depend on the cores."""
+    size = EVAL_CHUNK if backend.NAME == "numpy" else DEVICE_EVAL_CHUNK
     row = {}
     for split, x, y in (("train", data.train_x, data.train_y), ("test", data.test_x, data.test_y)):
-        size = EVAL_CHUNK if backend.NAME == "numpy" else DEVICE_EVAL_CHUNK
-        chunks = [(x[i:i + size], y[i:i + size]) for i in range(0, len(x), size)]
-        totals = parallel.parallel_map(chunk_totals, chunks)
+        jobs = [(theta, x[a:b], y[a:b], size) for a, b in parallel.ranges(len(x), multiple=size)]
+        totals = [chunk for part in parallel.side_by_side(chunk_totals, jobs, cfg) for chunk in part]
         row[f"{split}_loss"] = sum(loss for loss, _ in totals) / len(x)
         row[f"{split}_acc"] = sum(hits for _, hits in totals) / len(x)
     return row
+
+
+def chunk_totals(theta, tokens, labels, size: int, cfg: Config) -> list[tuple[float, int]]:
+    """(summed loss, correct predictions) of each chunk of `size` examples, in order."""
+    params = unflatten(theta, cfg)
+    totals = []
+    for i in range(0, len(tokens), size):
+        x, y = backend.to_device(tokens[i:i + size]), backend.to_device(labels[i:i + size])
+        logits = forward(params, x, cfg.n_heads)  # (size, vocab)
+        totals.append((float(cross_entropy(logits, y)) * len(logits), int(np.sum(np.argmax(logits, axis=1) == y))))
+    return totals
 
 
 def train_step(state: TrainState, data: Dataset, cfg: Config, transform: GradTransform) -> tuple[TrainState, dict]:
