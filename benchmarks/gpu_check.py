@@ -137,7 +137,7 @@ def main(device: str) -> int:
     sample = defect_sample(fresh_state(paper).theta, sample_batch(data, 512, rng), sample_batch(data, 512, rng), paper)
     rows.append(("commutator sample at init: D", f"{sample['defect']:.3f}"))
     with parallel.cores(2):
-        rows.append(("train step ms, NumPy on the CPU (2 threads)", f"{step_ms('numpy', paper, lambda: None):.1f}"))
+        rows.append(("train step ms, NumPy on the CPU (2 cores)", f"{step_ms('numpy', paper, lambda: None):.1f}"))
     rows.append((f"train step ms, {device}", f"{step_ms(device, paper, sync):.1f}"))
     torch_ms = torch_step_ms(paper) if device == "cupy" else "not timed on the stand-in"
     rows.append(("train step ms, PyTorch reference on the GPU",

@@ -7,7 +7,7 @@ from tinygrok import parallel
 from tinygrok.commutator import defect_sample
 from tinygrok.data import make_dataset, sample_batch, stream
 from tinygrok.model import flat_grad, flatten, init_params
-from tinygrok.runs import METRICS, Run
+from tinygrok.runs import METRICS, Run, RunError
 from tinygrok.train import chunk_totals, train
 from test_train import SMALL
 
@@ -148,3 +148,14 @@ def test_a_function_workers_cannot_import_is_refused_before_anything_is_sent(two
         parallel.side_by_side(lambda *args: flat_grad(*args), [(theta, *batch)] * 2, CFG)
     assert np.array_equal(parallel.side_by_side(flat_grad, [(theta, *batch)] * 2, CFG)[1],
                           flat_grad(theta, *batch, CFG))
+
+
+def test_a_run_resumes_only_on_the_cores_it_was_trained_with(tmp_path, two_cores):
+    cfg = SMALL.replace(max_steps=60)
+    train(cfg, Run.create(tmp_path / "whole", cfg))
+    half = cfg.replace(max_steps=40)
+    train(half, Run.create(tmp_path / "part", half))
+    with parallel.cores(1), pytest.raises(RunError, match="--threads 2"):
+        train(cfg, Run(tmp_path / "part"), resume=True)
+    train(cfg, Run(tmp_path / "part"), resume=True)
+    assert (tmp_path / "part" / METRICS).read_bytes() == (tmp_path / "whole" / METRICS).read_bytes()

@@ -85,5 +85,5 @@ def test_evaluate_in_chunks_is_exact_accuracy_and_mean_loss(monkeypatch):
     logits = forward(unflatten(theta, cfg), data.test_x, cfg.n_heads)
     assert chunked["test_acc"] == whole["test_acc"] == np.mean(np.argmax(logits, 1) == data.test_y)
     assert chunked["test_loss"] == pytest.approx(float(cross_entropy(logits, data.test_y)), rel=1e-6)
-    with parallel.cores(2):  # chunks evaluated side by side on two worker threads: the same numbers
+    with parallel.cores(2):  # chunks evaluated side by side in two processes: the same numbers
         assert evaluate(theta, data, cfg) == chunked

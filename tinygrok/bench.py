@@ -1,4 +1,4 @@
-"""Timing tinygrok's workloads: medians over repeats, BLAS threads set explicitly, peak memory per workload."""
+"""Timing tinygrok's workloads: medians over repeats, the cores used set explicitly, peak memory per workload."""
 from __future__ import annotations
 
 import statistics
@@ -66,7 +66,7 @@ def workloads(cfg: Config) -> dict[str, Callable[[], object]]:
 
 
 def bench(cfg: Config, threads: int, repeats: int = 10) -> dict:
-    """Median ms of every workload, peak MiB of each, with `threads` BLAS threads; plus BLAS and versions."""
+    """Median ms of every workload on `threads` cores (parallel.cores), peak MiB of each; plus BLAS and versions."""
     with parallel.cores(threads):
         jobs = workloads(cfg)
         result = {f"{name}_ms": round(median_ms(fn, repeats), 3) for name, fn in jobs.items()}

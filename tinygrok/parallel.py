@@ -39,6 +39,8 @@ def cores(n: int):
     """A context in which tinygrok uses n cores: BLAS threads, and worker processes for side_by_side.
     Worker processes started inside it are stopped when it ends."""
     global _cores, _workers
+    if n < 1:
+        raise ValueError(f"cores({n}): at least one core")
     previous = _cores, _workers
     _cores, _workers = n, []
     try:
@@ -60,7 +62,12 @@ def _one_blas_thread():
 
 
 def _serial() -> bool:
-    return _cores == 1 or backend.NAME != "numpy"
+    return _cores == 1 or backend.NAME != "numpy" or os.name != "posix"
+
+
+def batch_shards() -> int:
+    """How many shards batch_gradient cuts a batch into here: a run's float32 numbers depend on it."""
+    return 1 if _serial() else _cores
 
 
 def side_by_side(fn, jobs: list[tuple], cfg: Config) -> list:
@@ -68,11 +75,12 @@ def side_by_side(fn, jobs: list[tuple], cfg: Config) -> list:
     BLAS on one thread in each: the same values as computing them here one after another.
 
     fn must be a module-level function (workers import it by name). Its first argument, theta (P,), goes to a
-    worker through shared memory, and so does a result of theta's size (a gradient); anything else is pickled.
+    worker through shared memory, and so does a result of theta's shape and dtype (a gradient); anything else is
+    pickled.
     """
     if _serial() or len(jobs) < 2:
         return [fn(*job, cfg) for job in jobs]
-    _start_workers(max(job[0].nbytes for job in jobs))
+    _start_workers(max(job[0].nbytes for job in jobs), min(_cores, len(jobs)) - 1)
     results = []
     for start in range(0, len(jobs), _cores):
         here, *there = jobs[start:start + _cores]
@@ -90,7 +98,8 @@ def side_by_side(fn, jobs: list[tuple], cfg: Config) -> list:
 
 
 def _collect(workers: list["Worker"]) -> list:
-    """Every worker's result, in order; a failure is raised only once all replies have been read."""
+    """Every worker's result, in order; a failure is raised only once every reply has been read (or its worker
+    stopped), so that no reply is left for the next call."""
     results, errors = [], []
     for worker in workers:
         try:
@@ -102,13 +111,13 @@ def _collect(workers: list["Worker"]) -> list:
     return results
 
 
-def _start_workers(capacity: int) -> None:
-    """Make sure n - 1 workers run, each able to take a theta of `capacity` bytes."""
+def _start_workers(capacity: int, count: int) -> None:
+    """Make sure at least `count` workers run, each able to take a theta of `capacity` bytes."""
     for i, worker in enumerate(_workers):
         if worker.capacity < capacity or worker.process.poll() is not None:
             worker.close()
             _workers[i] = Worker(capacity)
-    _workers.extend(Worker(capacity) for _ in range(_cores - 1 - len(_workers)))
+    _workers.extend(Worker(capacity) for _ in range(count - len(_workers)))
 
 
 def ranges(n: int, multiple: int = 1) -> list[tuple[int, int]]:
@@ -148,14 +157,16 @@ class Worker:
 
     def __init__(self, capacity: int):
         self.capacity = capacity  # bytes of theta it can take
+        self.job = None  # (dtype, P) of the request it is working on
         self.memory_fd = _anonymous_file(2 * capacity)
         self.memory = mmap.mmap(self.memory_fd, 2 * capacity)
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        paths = [package_root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}  # tinygrok importable, installed or not
+        start = (f"import sys; sys.path[0] = {package_root!r}; "  # this tinygrok, not one in the working directory
+                 f"from tinygrok.parallel import serve; serve({self.memory_fd}, {capacity})")
+        one_thread = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
         self.process = subprocess.Popen(
-            [sys.executable, "-c", f"from tinygrok.parallel import serve; serve({self.memory_fd}, {capacity})"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=[self.memory_fd], env=env,
+            [sys.executable, "-c", start], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            pass_fds=[self.memory_fd], env={**os.environ, **one_thread},
             start_new_session=True)  # Ctrl-C reaches only this process, which then closes the pipe
 
     def submit(self, fn, theta, *args) -> None:
@@ -169,19 +180,25 @@ class Worker:
     def result(self):
         try:
             kind, value = pickle.load(self.process.stdout)
-        except EOFError:
-            raise WorkerError(f"a worker process died (exit code {self.process.wait()})") from None
+        except BaseException as err:  # its reply is lost (or unread, on Ctrl-C): it must not serve another call
+            self.close()
+            if isinstance(err, Exception):
+                raise WorkerError(f"a worker process died (exit code {self.process.returncode})") from None
+            raise
         if kind == "error":
             raise WorkerError(f"a worker failed:\n{value}")
         return _slots(self.memory, *self.job)[1].copy() if kind == "in memory" else value
 
     def close(self) -> None:
+        if self.memory.closed:
+            return
         with contextlib.suppress(BrokenPipeError):  # a dead worker's pipe
             self.process.stdin.close()  # the worker reads the end of its input and returns
         try:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait()
         self.process.stdout.close()
         self.memory.close()
         os.close(self.memory_fd)
@@ -190,9 +207,9 @@ class Worker:
 def _anonymous_file(size: int) -> int:
     """The descriptor of a nameless file of `size` bytes, for memory shared with a child process: in RAM
     (memfd) on Linux; elsewhere an unlinked temporary file. Nothing is left behind however the processes end."""
-    if hasattr(os, "memfd_create"):
+    try:
         fd = os.memfd_create("tinygrok-worker")
-    else:
+    except (AttributeError, OSError):  # not Linux, or not allowed here
         fd, path = tempfile.mkstemp(prefix="tinygrok-worker-")
         os.unlink(path)
     os.ftruncate(fd, size)
@@ -208,8 +225,9 @@ def serve(memory_fd: int, capacity: int) -> None:
     """A worker's loop, until stdin ends: read a request, compute it with theta from the shared memory, reply
     ("in memory", None) having written a result of theta's size there, ("value", result), or ("error",
     traceback)."""
-    requests, replies = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # a stray print must not corrupt the replies
+    requests, replies = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything else written to stdout, even from C, goes to stderr: it must not corrupt the replies
+    sys.stdout = sys.stderr
     threadpool_limits(1, user_api="blas")
     backend.reuse_freed_memory()
     memory = mmap.mmap(memory_fd, 2 * capacity)
@@ -221,12 +239,12 @@ def serve(memory_fd: int, capacity: int) -> None:
         try:
             theta, out = _slots(memory, dtype, size)
             result = fn(theta, *args)
-            if isinstance(result, np.ndarray) and result.shape == theta.shape:
+            if isinstance(result, np.ndarray) and (result.shape, result.dtype) == (theta.shape, theta.dtype):
                 out[:] = result
-                reply = ("in memory", None)
+                reply = pickle.dumps(("in memory", None))
             else:
-                reply = ("value", result)
+                reply = pickle.dumps(("value", result))
         except Exception:
-            reply = ("error", traceback.format_exc())
-        pickle.dump(reply, replies)
+            reply = pickle.dumps(("error", traceback.format_exc()))
+        replies.write(reply)
         replies.flush()
