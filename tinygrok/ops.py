@@ -302,15 +302,6 @@ def normal_cdf_backward(g, x):
 defvjp(normal_cdf, lambda ans, x: lambda g: normal_cdf_backward(g, x))
 
 
-def gelu(x):
-    """x * Phi(x): torch's default (exact, non-tanh) GELU.
-
-    Composed rather than fused: autograd keeps Phi(x) from the forward pass for the product rule, so the
-    backward pass needs only phi(x), not a second evaluation of erf.
-    """
-    return x * normal_cdf(x)
-
-
 # ---------------------------------------------------------------- softmax over one axis
 @primitive
 def softmax(x, axis=-1):
@@ -324,7 +315,9 @@ defvjp(softmax, lambda y, x, axis=-1: lambda g: y * (g - sum_axis(g * y, axis, k
 
 # ---------------------------------------------------------------- mean cross-entropy with integer labels
 def one_hot(labels, n, dtype):
-    """(N,) int -> (N, n) float of `dtype`."""
+    """(N,) int in [0, n) -> (N, n) float of `dtype` (an IndexError for other labels, which would be all zeros)."""
+    if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < n):
+        raise IndexError(f"labels must lie in [0, {n}): found {int(labels.min())}..{int(labels.max())}")
     return (labels[:, None] == backend.array_module(labels).arange(n)).astype(dtype)
 
 
