@@ -3,6 +3,10 @@
 Pre-norm blocks x += attn(LN1(x)); x += mlp(LN2(x)), exact GELU, learned positions, final LayerNorm, untied
 unembedding read out at position 0, no mask, no dropout. Activations multiply on the left (`x @ W`, W is
 (d_in, d_out)) and are kept as one 2-D (T*N, d) array, position-major: row t*N + n is token t of example n.
+
+The gradient that training and the commutator use, flat_grad, is backpropagation written out over the same
+blocks (each block returns its activations); autograd's gradient through forward() is its tested reference and
+what second derivatives differentiate.
 """
 from __future__ import annotations
 
@@ -189,7 +193,7 @@ def flat_grad(theta, tokens, labels, cfg: Config):
 def _backprop(theta, tokens, labels, cfg: Config):
     """flat_grad by backpropagation written out: the forward pass keeps its activations, then each primitive's
     backward kernel runs in reverse order. The same numbers as autograd's gradient, bit for bit in float32
-    (tested), without building a graph of ~80 nodes per call: 2-3 ms less per gradient."""
+    (tested), without building a graph of ~80 nodes per call: about 3 ms less per gradient."""
     params, n = unflatten(theta, cfg), tokens.shape[0]
     x, blocks = trunk(params, tokens, cfg.n_heads, keep_activations=True)  # (N, d)
     x0 = layer_norm(x, params["ln_final.w"], params["ln_final.b"])  # (N, d)

@@ -1,12 +1,12 @@
 """Using several cores: `with cores(n):` runs tinygrok's work on n of them.
 
-More BLAS threads speed up only the matrix products; NumPy's element-wise loops and autograd's bookkeeping stay
+More BLAS threads speed up only the matrix products; NumPy's element-wise loops and the Python between them stay
 on one core (measured on a 2-core machine: a training step 1.1x faster with 2 BLAS threads than with 1). So the
 work is cut into independent pieces instead, one per core, each with BLAS on one thread, and n - 1 of them run
 in worker processes (`side_by_side`): a commutator sample's two pairs of independent gradients, a training batch
-split into one shard per core (`batch_gradient`), the chunks of an evaluation. Processes, not threads: autograd's
-tracing is not thread-safe (its trace counter is shared by all threads), and Python's bookkeeping between NumPy
-calls holds the GIL (evaluation on two threads measured 150-310 ms, in two processes 130-160 ms).
+split into one shard per core (`batch_gradient`), the chunks of an evaluation. Processes, not threads: the Python
+between NumPy calls holds the GIL (evaluation on two threads measured 150-310 ms, in two processes 130-160 ms),
+and autograd's tracing is not thread-safe (its trace counter is shared by all threads).
 
 Outside these pieces (SVDs, Hessian-vector products) BLAS uses n threads. On a GPU backend everything is serial:
 the device is the parallel part.
