@@ -17,9 +17,9 @@ import autograd.numpy as np
 from autograd import grad
 
 from tinygrok.config import Config
-from tinygrok.ops import (attention, attention_backward, cross_entropy, embed, head_rows, kernel, layer_norm,
-                          layer_norm_backward, linear, linear_backward, matmul, normal_cdf, normal_cdf_backward,
-                          one_hot, param_view, softmax, spread, sum_axis)
+from tinygrok.ops import (attention, attention_backward, cross_entropy, cross_entropy_backward, embed,
+                          embed_backward, head_rows, kernel, layer_norm, layer_norm_backward, linear, linear_backward,
+                          normal_cdf, normal_cdf_backward, param_view, spread, sum_axis)
 
 SEQ_LEN = 2  # the input is just [a, b] (PAPER.md §1.2)
 BLOCK_PARAMS = ("ln1.w", "ln1.b", "W_Q", "b_Q", "W_K", "b_K", "W_V", "b_V", "W_O", "b_O",
@@ -202,7 +202,7 @@ def _backprop(theta, tokens, labels, cfg: Config):
     logits = linear(x0, params["W_U"], params["b_U"])  # (N, vocab)
 
     grads = {}
-    g = (softmax(logits, 1) - one_hot(labels, logits.shape[1], logits.dtype)) / n  # (N, vocab): cross-entropy
+    g = cross_entropy_backward(logits, labels)  # (N, vocab)
     g, grads["W_U"], grads["b_U"] = linear_backward(g, x0, params["W_U"])  # (N, d)
     g, grads["ln_final.w"], grads["ln_final.b"] = layer_norm_backward(g, x, params["ln_final.w"])
     for layer in reversed(range(cfg.n_layers)):
@@ -210,7 +210,7 @@ def _backprop(theta, tokens, labels, cfg: Config):
         g, block_grads = _block_backward(g, blocks[layer], {k: params[prefix + k] for k in BLOCK_PARAMS})
         grads.update({prefix + k: v for k, v in block_grads.items()})  # g: (T*N, d)
     grads["W_pos"] = sum_axis(g.reshape(SEQ_LEN, n, cfg.d_model), 1)  # (T, d)
-    grads["W_E"] = matmul(one_hot(tokens.T.ravel(), cfg.p, g.dtype).T, g)  # (vocab, d)
+    grads["W_E"] = embed_backward(g, tokens.T.ravel(), cfg.p)  # (vocab, d)
     out = np.zeros_like(theta)  # (P,)
     for name, (start, shape) in layout(cfg).items():
         out[start:start + math.prod(shape)] = grads[name].ravel()

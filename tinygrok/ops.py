@@ -330,16 +330,12 @@ def cross_entropy(logits, labels):
     return np.mean(log_z - picked)
 
 
-def _cross_entropy_vjp(ans, logits, labels):
-    onehot = one_hot(labels, logits.shape[1], logits.dtype)  # (N, V), a constant
-
-    def vjp(g):  # scalar -> (N, V)
-        return g * (softmax(logits, 1) - onehot) / logits.shape[0]
-
-    return vjp
+def cross_entropy_backward(logits, labels):
+    """The gradient of cross_entropy with respect to its logits (N, V): (softmax(logits) - onehot(labels)) / N."""
+    return (softmax(logits, 1) - one_hot(labels, logits.shape[1], logits.dtype)) / logits.shape[0]
 
 
-defvjp(cross_entropy, _cross_entropy_vjp, None)
+defvjp(cross_entropy, lambda ans, logits, labels: lambda g: g * cross_entropy_backward(logits, labels), None)
 
 
 # ---------------------------------------------------------------- embedding lookup
@@ -349,12 +345,13 @@ def embed(table, idx):
     return table[idx]
 
 
-def _embed_vjp(ans, table, idx):
-    onehot_t = one_hot(idx, table.shape[0], table.dtype).T  # (V, M), a constant
-    return lambda g: matmul(onehot_t, g)  # (V, d): each row sums the gradients of its occurrences
+def embed_backward(g, idx, vocab: int):
+    """The gradient of embed's table (vocab, d) from its output's gradient g (M, d): each row sums the gradients
+    of its occurrences in idx (M,)."""
+    return matmul(one_hot(idx, vocab, g.dtype).T, g)  # (vocab, M) @ (M, d)
 
 
-defvjp(embed, _embed_vjp, None)
+defvjp(embed, lambda ans, table, idx: lambda g: embed_backward(g, idx, table.shape[0]), None)
 
 
 # ---------------------------------------------------------------- views into the flat parameter vector

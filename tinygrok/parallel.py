@@ -65,11 +65,6 @@ def _serial() -> bool:
     return _cores == 1 or backend.NAME != "numpy" or os.name != "posix"
 
 
-def batch_shards() -> int:
-    """How many shards batch_gradient cuts a batch into here: a run's float32 numbers depend on it."""
-    return 1 if _serial() else _cores
-
-
 def side_by_side(fn, jobs: list[tuple], cfg: Config) -> list:
     """[fn(*job, cfg) for job in jobs], n at a time: the first of each n here, the others in worker processes,
     BLAS on one thread in each: the same values as computing them here one after another.

@@ -63,7 +63,7 @@ def chunk_totals(theta, tokens, labels, size: int, cfg: Config) -> list[tuple[fl
 
 
 def train_step(state: TrainState, data: Dataset, cfg: Config, transform: GradTransform) -> tuple[TrainState, dict]:
-    """One optimizer step; returns the new state and the step's batch loss and pre-clipping gradient norm."""
+    """One optimizer step; returns the new state and the step's pre-clipping gradient norm."""
     x, y = sample_batch(data, cfg.batch_size, state.batch_rng)
     g = parallel.batch_gradient(state.theta, x, y, cfg)  # (P,)
     g, norm = clip_by_global_norm(g, cfg.clip_norm)
@@ -77,7 +77,7 @@ def train_step(state: TrainState, data: Dataset, cfg: Config, transform: GradTra
 def save_state(run: Run, state: TrainState, cfg: Config, wall_seconds: float) -> None:
     meta = {"step": state.step, "adam_t": state.adam.t, "batch_rng": state.batch_rng.bit_generator.state,
             "probe_rng": state.probe_rng.bit_generator.state, "wall_seconds": wall_seconds,
-            "batch_shards": parallel.batch_shards()}
+            "batch_shards": len(parallel.ranges(cfg.batch_size))}  # batch_gradient's shards: the numbers depend on it
     params = {name: backend.to_host(w) for name, w in unflatten(state.theta, cfg).items()}  # NumPy on disk
     moments = {"adam_m": backend.to_host(state.adam.m), "adam_v": backend.to_host(state.adam.v)}
     run.save_checkpoint(params, moments, meta)
@@ -92,9 +92,9 @@ def load_state(run: Run, cfg: Config) -> tuple[TrainState, float]:
     dtypes = {a.dtype for a in (*params.values(), *arrays.values())}
     if found != expected or dtypes != {np.dtype(cfg.dtype)} or not {"step", "adam_t"} <= set(meta):
         raise RunError(f"cannot resume: the checkpoint in {run.path} does not match its config.json")
-    shards = meta.get("batch_shards", 1)
-    if shards != parallel.batch_shards():
-        raise RunError(f"cannot resume {run.path} on {parallel.batch_shards()} core(s): it was trained with "
+    shards, here = meta.get("batch_shards", 1), len(parallel.ranges(cfg.batch_size))
+    if shards != here:
+        raise RunError(f"cannot resume {run.path} on {here} core(s): it was trained with "
                        f"--threads {shards}, and a batch's gradient sums in float32 depend on it; resume with "
                        f"--threads {shards} to continue it exactly")
     try:
