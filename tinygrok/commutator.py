@@ -31,9 +31,10 @@ def defect_sample(theta, batch_a, batch_b, cfg: Config, eta: float = ETA) -> dic
     To leading order delta = eta^2 (H_B g_A - H_A g_B), so D is a normalised curvature, independent of eta.
     """
     g_a, g_b = side_by_side(flat_grad, [(theta, *batch_a), (theta, *batch_b)], cfg)  # given several cores
-    g_ab, g_ba = side_by_side(flat_grad, [(theta - eta * g_a, *batch_b), (theta - eta * g_b, *batch_a)], cfg)
-    theta_ab = theta - eta * g_a - eta * g_ab
-    theta_ba = theta - eta * g_b - eta * g_ba
+    theta_a, theta_b = theta - eta * g_a, theta - eta * g_b  # (P,): one step each
+    g_ab, g_ba = side_by_side(flat_grad, [(theta_a, *batch_b), (theta_b, *batch_a)], cfg)
+    theta_ab = theta_a - eta * g_ab
+    theta_ba = theta_b - eta * g_ba
     delta = theta_ab - theta_ba  # (P,)
     scale = eta * float(np.linalg.norm(g_a)) * eta * float(np.linalg.norm(g_b)) + DEFECT_EPS
     return {"delta": delta, "defect": float(np.linalg.norm(delta)) / scale, "scale": scale,
