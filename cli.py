@@ -20,11 +20,9 @@ from tinygrok import backend, config, parallel
 from tinygrok.config import Config, ConfigError
 from tinygrok.runs import Run, RunError
 
-# One core by default: a training run's float32 numbers then do not depend on the machine (with n cores the batch
-# gradient is summed from n shards, so --threads 2 is reproducible only with --threads 2). README, "Speed".
-DEFAULT_THREADS = 1
-Threads = Annotated[int, typer.Option(min=1, help="cores to use: BLAS threads, and worker processes for "
-                                                  "gradients and evaluation")]
+Threads = Annotated[Optional[int], typer.Option(
+    min=1, help="cores to use (BLAS threads, and worker processes for gradients and evaluation); changes speed "
+                "only, never the numbers  [default: the cores available, at most --batch-shards]")]
 ArrayBackend = Annotated[str, typer.Option("--backend", help="array library: numpy, cupy (a CUDA GPU), or auto")]
 
 app = typer.Typer(help="tinygrok: watch a transformer grok, and measure why.", add_completion=False,
@@ -102,7 +100,7 @@ def train(
     out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/PRESET_OP_sSEED]")] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in --out from its checkpoint")] = False,
     force: Annotated[bool, typer.Option(help="clear an existing run directory and start again")] = False,
-    threads: Threads = DEFAULT_THREADS,
+    threads: Threads = None,
     array_backend: ArrayBackend = "numpy",
     plot: Annotated[bool, typer.Option(help="also draw accuracy and loss against step")] = False,
     overrides: Optional[dict] = None,
@@ -110,7 +108,7 @@ def train(
     """Train a transformer on one operation mod p until it groks (or max steps), with a live view."""
     use_backend(array_backend)
     cfg, run = resolve_run(preset, out, resume, force, overrides)
-    with parallel.cores(threads):
+    with parallel.cores(threads or parallel.default_cores(cfg)):
         summary = _train_live(cfg, run, resume)  # a RunError here (a mismatched checkpoint) is one line too
     _print_summary(summary)
     if plot:
@@ -172,7 +170,7 @@ def grok(
     out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/grok_PRESET_OP_sSEED]")] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in --out from its checkpoint")] = False,
     force: Annotated[bool, typer.Option(help="clear an existing run directory and start again")] = False,
-    threads: Threads = DEFAULT_THREADS,
+    threads: Threads = None,
     array_backend: ArrayBackend = "numpy",
 ):
     """The walkthrough: train until grokking while probing curvature, then show the geometry of what happened."""
@@ -185,7 +183,7 @@ def grok(
             raise ConfigError(f"--preset={preset!r} is invalid for grok: must be one of {', '.join(GROK_PRESETS)}")
         overrides = dict(op=op, seed=seed, max_steps=max_steps, **GROK_SETTINGS)
         cfg, run = resolve_run(preset, out or Path("runs") / f"grok_{preset}_{op}_s{seed}", resume, force, overrides)
-        with parallel.cores(threads):
+        with parallel.cores(threads or parallel.default_cores(cfg)):
             _train_live(cfg, run, resume)
             with console.status("analysing: trajectory PCA, execution basis, curvature projections ..."):
                 summary, _ = geometry.analyse(run)
@@ -256,13 +254,14 @@ def _open_run(run_dir: Path) -> Run:
 
 
 @app.command()
-def pca(run_dir: RunDir, threads: Threads = DEFAULT_THREADS):
+def pca(run_dir: RunDir, threads: Threads = None):
     """PCA of a run's attention-weight trajectory: PC1 share and random-walk z-score per matrix."""
     from tinygrok.geometry import analyse_pca
 
+    run = _open_run(run_dir)
     try:
-        with parallel.cores(threads):
-            result, basis = analyse_pca(_open_run(run_dir))
+        with parallel.cores(threads or parallel.default_cores(run.config())):
+            result, basis = analyse_pca(run)
     except RunError as err:
         fail(str(err))
     table = Table(title=f"trajectory PCA ({basis.shape[1]}-dim execution basis)")
@@ -276,7 +275,7 @@ def pca(run_dir: RunDir, threads: Threads = DEFAULT_THREADS):
 
 @app.command()
 def commutator(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help="defect samples per point")] = 5,
-               threads: Threads = DEFAULT_THREADS, array_backend: ArrayBackend = "numpy"):
+               threads: Threads = None, array_backend: ArrayBackend = "numpy"):
     """Curvature projections at a run's saved parameters: rho, exec/random, alignment."""
     from tinygrok import geometry
 
@@ -285,7 +284,7 @@ def commutator(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help
     if not (run.path / "thetas.npy").exists():
         fail(f"{run.path} saved no parameters to probe: train it with --theta-every (tinygrok grok does)")
     try:
-        with parallel.cores(threads):
+        with parallel.cores(threads or parallel.default_cores(run.config())):
             summary, rows = geometry.analyse(run, samples)
     except RunError as err:
         fail(str(err))
@@ -313,7 +312,7 @@ def plot(run_dir: RunDir):
 
 @app.command()
 def bench(
-    threads: Threads = DEFAULT_THREADS,
+    threads: Threads = None,
     array_backend: ArrayBackend = "numpy",
     repeats: Annotated[int, typer.Option(min=1, help="timed repeats per workload (the median is reported)")] = 10,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object instead of a table")] = False,
@@ -324,7 +323,8 @@ def bench(
     from tinygrok.bench import bench as run_bench
 
     use_backend(array_backend)
-    result = run_bench(config.preset("paper"), threads, repeats)
+    cfg = config.preset("paper")
+    result = run_bench(cfg, threads or parallel.default_cores(cfg), repeats)
     if json_out:
         print(json.dumps(result))
         return
@@ -340,7 +340,8 @@ def doctor():
     table = Table(title="tinygrok doctor", show_header=False)
     for key, value in backend.describe().items():
         table.add_row(key, str(value))
-    table.add_row("default train --threads", str(DEFAULT_THREADS))
+    table.add_row("default --threads", f"{parallel.default_cores(config.preset('paper'))} "
+                                        f"({parallel.available_cores()} cores available)")
     try:
         backend.cupy_module()
         table.add_row("--backend cupy", "available")

@@ -102,7 +102,7 @@ def test_gradient_evaluation_and_exact_bracket_match_numpy(device):
 
 def test_exact_bracket_on_the_device_with_axes_of_size_one(device):
     """A batch of one makes autograd undo broadcasting over axes of size 1 inside the HVP (autograd's own sum)."""
-    cfg = tiny_config(batch_size=1)
+    cfg = tiny_config(batch_size=1, batch_shards=1)
     data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
     backend.use("numpy")
     theta = fresh_state(cfg).theta

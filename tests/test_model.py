@@ -107,7 +107,7 @@ def test_hessian_vector_product_through_the_model():
 
 
 @pytest.mark.parametrize("overrides", [{}, {"n_layers": 1}, {"n_layers": 3, "shared_init": False}, {"n_heads": 4},
-                                       {"batch_size": 1}])
+                                       {"batch_size": 1, "batch_shards": 1}])
 def test_written_out_backprop_equals_autograds_gradient(overrides):
     """flat_grad's hand-written backward pass against autograd through the model's graph: to rounding in float64,
     and bit for bit in float32 (the same kernels, summed in the same order), so training is unchanged by it."""

@@ -37,6 +37,8 @@ class Config:
     eps: float = _opt(1e-8, "AdamW epsilon")
     clip_norm: float = _opt(1.0, "global gradient-norm clipping threshold (0 = off)")
     batch_size: int = _opt(512, "training batch, sampled with replacement")
+    batch_shards: int = _opt(2, "the batch gradient is the size-weighted mean over this many contiguous shards, "
+                                "on one core or side by side on several: the numbers never depend on --threads")
     max_steps: int = _opt(200_000, "stop here if the run has not grokked")
     eval_every: int = _opt(100, "steps between full train/test evaluations")
     stop_acc: float = _opt(0.98, "grokking = test accuracy at least this ...")
@@ -70,6 +72,7 @@ class Config:
             ("eps", self.eps > 0, "positive"),
             ("clip-norm", self.clip_norm >= 0, "zero (off) or positive"),
             ("batch-size", self.batch_size >= 1, "at least 1"),
+            ("batch-shards", 1 <= self.batch_shards <= self.batch_size, f"between 1 and batch-size ({self.batch_size})"),
             ("max-steps", self.max_steps >= 1, "at least 1"),
             ("eval-every", self.eval_every >= 1, "at least 1"),
             ("stop-acc", 0 < self.stop_acc <= 1, "in (0, 1]"),

@@ -3,8 +3,9 @@
 More BLAS threads speed up only the matrix products; NumPy's element-wise loops and the Python between them stay
 on one core (measured on a 2-core machine: a training step 1.1x faster with 2 BLAS threads than with 1). So the
 work is cut into independent pieces instead, one per core, each with BLAS on one thread, and n - 1 of them run
-in worker processes (`side_by_side`): a commutator sample's two pairs of independent gradients, a training batch
-split into one shard per core (`batch_gradient`), the chunks of an evaluation. Processes, not threads: the Python
+in worker processes (`side_by_side`): a commutator sample's two pairs of independent gradients, the shards a
+training batch is cut into (`batch_gradient`), the chunks of an evaluation. Every result is the same on any
+number of cores. Processes, not threads: the Python
 between NumPy calls holds the GIL (evaluation on two threads measured 150-310 ms, in two processes 130-160 ms),
 and autograd's tracing is not thread-safe (its trace counter is shared by all threads).
 
@@ -115,20 +116,36 @@ def _start_workers(capacity: int, count: int) -> None:
     _workers.extend(Worker(capacity) for _ in range(count - len(_workers)))
 
 
-def ranges(n: int, multiple: int = 1) -> list[tuple[int, int]]:
-    """[0, n) cut into one contiguous range per core (one range when serial), cut only at multiples of
-    `multiple`, none of them empty."""
+def available_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_cores(cfg: Config) -> int:
+    """The cores a run uses unless told otherwise: all there are, but no more than its batch has shards."""
+    return max(1, min(available_cores(), cfg.batch_shards))
+
+
+def split(n: int, parts: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """[0, n) cut into at most `parts` contiguous ranges of near-equal size, cut only at multiples of `multiple`,
+    none of them empty."""
     blocks = -(-n // multiple)
-    parts = 1 if _serial() else max(1, min(_cores, blocks))
+    parts = max(1, min(parts, blocks))
     cuts = [min(n, multiple * (blocks * i // parts)) for i in range(parts + 1)]
     return list(zip(cuts, cuts[1:]))
 
 
+def ranges(n: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """[0, n) cut into one contiguous range per core (one range when serial), at multiples of `multiple`."""
+    return split(n, 1 if _serial() else _cores, multiple)
+
+
 def batch_gradient(theta, tokens, labels, cfg: Config):
-    """The gradient of the mean loss over a batch (N examples): with n cores, the size-weighted mean of the
-    gradients of n contiguous shards, computed side by side. Mathematically the same as one gradient of the whole
-    batch; in float32 the sums are grouped differently, so results are reproducible for a given n."""
-    shards = [(theta, tokens[a:b], labels[a:b]) for a, b in ranges(len(tokens))]
+    """The gradient of the mean loss over a batch (N examples), always as the size-weighted mean of the gradients
+    of cfg.batch_shards contiguous shards, summed in shard order: side by side on several cores, one after another
+    on one. Mathematically one gradient of the whole batch; in float32 the grouping of the sums moves the last
+    bits, so it is fixed by the config, never by the number of cores."""
+    shards = [(theta, tokens[a:b], labels[a:b]) for a, b in split(len(tokens), cfg.batch_shards)]
     if len(shards) == 1:
         return flat_grad(theta, tokens, labels, cfg)
     total = None

@@ -77,7 +77,7 @@ def train_step(state: TrainState, data: Dataset, cfg: Config, transform: GradTra
 def save_state(run: Run, state: TrainState, cfg: Config, wall_seconds: float) -> None:
     meta = {"step": state.step, "adam_t": state.adam.t, "batch_rng": state.batch_rng.bit_generator.state,
             "probe_rng": state.probe_rng.bit_generator.state, "wall_seconds": wall_seconds,
-            "batch_shards": len(parallel.ranges(cfg.batch_size))}  # batch_gradient's shards: the numbers depend on it
+            "batch_shards": cfg.batch_shards}
     params = {name: backend.to_host(w) for name, w in unflatten(state.theta, cfg).items()}  # NumPy on disk
     moments = {"adam_m": backend.to_host(state.adam.m), "adam_v": backend.to_host(state.adam.v)}
     run.save_checkpoint(params, moments, meta)
@@ -92,11 +92,9 @@ def load_state(run: Run, cfg: Config) -> tuple[TrainState, float]:
     dtypes = {a.dtype for a in (*params.values(), *arrays.values())}
     if found != expected or dtypes != {np.dtype(cfg.dtype)} or not {"step", "adam_t"} <= set(meta):
         raise RunError(f"cannot resume: the checkpoint in {run.path} does not match its config.json")
-    shards, here = meta.get("batch_shards", 1), len(parallel.ranges(cfg.batch_size))
-    if shards != here:
-        raise RunError(f"cannot resume {run.path} on {here} core(s): it was trained with "
-                       f"--threads {shards}, and a batch's gradient sums in float32 depend on it; resume with "
-                       f"--threads {shards} to continue it exactly")
+    if meta.get("batch_shards", 1) != cfg.batch_shards:  # runs of tinygrok 0.1 cut batches by their --threads
+        raise RunError(f"cannot resume {run.path}: its checkpoint was trained with batches cut into "
+                       f"{meta.get('batch_shards', 1)} shard(s), its config.json says {cfg.batch_shards}")
     try:
         rngs = {}
         for name in ("batch", "probe"):
