@@ -29,7 +29,7 @@ from tinygrok.bench import median_ms, workloads  # noqa: E402
 from tinygrok.commutator import defect_sample  # noqa: E402
 from tinygrok.config import Config, preset  # noqa: E402
 from tinygrok.data import make_dataset, sample_batch, stream  # noqa: E402
-from tinygrok.model import flat_grad  # noqa: E402
+from tinygrok.fast import flat_grad  # noqa: E402
 from tinygrok.ops import sum_axis  # noqa: E402
 from tinygrok.runs import Run  # noqa: E402
 from tinygrok.train import fresh_state, train  # noqa: E402

@@ -7,7 +7,8 @@ from autograd.tracer import Box
 
 from conftest import tiny_config
 from tinygrok.data import stream
-from tinygrok.model import flat_loss, flatten, init_params
+from tinygrok import fast, model
+from tinygrok.model import flatten, init_params
 
 
 def _refuse_boxes(name, args, kwargs):
@@ -63,14 +64,19 @@ def test_guard_catches_plain_numpy(plain_numpy_refuses_boxes, name, plain):
         grad(plain)(numpy.ones(3))
 
 
-def test_gradient_uses_no_plain_numpy(plain_numpy_refuses_boxes):
+PATHS = [model.flat_loss, fast.flat_loss]  # the readable model, and the fast path's primitive graph
+
+
+@pytest.mark.parametrize("flat_loss", PATHS)
+def test_gradient_uses_no_plain_numpy(plain_numpy_refuses_boxes, flat_loss):
     cfg = tiny_config()
     theta = flatten(init_params(cfg, stream(0, "init")))
     tokens, labels = _batch(cfg)
     assert numpy.isfinite(grad(flat_loss)(theta, tokens, labels, cfg)).all()
 
 
-def test_second_order_uses_no_plain_numpy(plain_numpy_refuses_boxes):
+@pytest.mark.parametrize("flat_loss", PATHS)
+def test_second_order_uses_no_plain_numpy(plain_numpy_refuses_boxes, flat_loss):
     """Hessian-vector products trace the hand-written VJPs too."""
     cfg = tiny_config()
     theta = flatten(init_params(cfg, stream(0, "init")))

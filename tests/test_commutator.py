@@ -7,7 +7,8 @@ from tinygrok.commutator import (alignment, defect_sample, lie_bracket, random_b
                                  weight_svd_basis)
 from tinygrok.config import Config
 from tinygrok.data import make_dataset, sample_batch, stream
-from tinygrok.model import flat_grad, flatten, init_params, layout
+from tinygrok.fast import flat_grad
+from tinygrok.model import flatten, init_params, layout
 from tinygrok.runs import Run
 from tinygrok.train import train
 

@@ -18,8 +18,9 @@ from tinygrok import backend, geometry, ops, standin
 from tinygrok.commutator import defect_samples, lie_bracket
 from tinygrok.config import Config
 from tinygrok.data import make_dataset, sample_batch, stream
-from tinygrok.model import flat_grad
-from tinygrok.optim import AdamWState, adamw_step, clip_by_global_norm, identity_transform
+from tinygrok.fast import flat_grad
+from tinygrok import kernels
+from tinygrok.optim import AdamWState, adamw_step, clip_by_global_norm
 from tinygrok.pca import trajectory_pca
 from tinygrok.runs import METRICS, SNAPSHOTS, THETAS, Run
 from tinygrok.standin import HostMixingError
@@ -143,12 +144,13 @@ def test_probes_optimizer_and_clipping_on_the_device(device):
     assert all(isinstance(s["delta"], standin.DeviceArray) and s["defect"] > 0 for s in samples)
     g = flat_grad(theta, *sample_batch(data, cfg.batch_size, stream(0, "b")), cfg)
     clipped, norm = clip_by_global_norm(g * 100, 1.0)
-    new_theta, adam = adamw_step(theta, identity_transform(clipped, 0), AdamWState.zeros_like(theta), lr=1e-3,
-                                 beta1=0.9, beta2=0.98, eps=1e-8, weight_decay=1.0)
-    assert all(isinstance(a, standin.DeviceArray) and a.dtype == np.float32 for a in (clipped, new_theta, adam.m))
+    hp = dict(lr=1e-3, beta1=0.9, beta2=0.98, eps=1e-8, weight_decay=1.0)
+    new_theta, adam = adamw_step(theta, clipped, AdamWState.zeros_like(theta), **hp)
+    fast_theta, fast_m, _ = kernels.adamw_step(theta, clipped, adam.m * 0, adam.v * 0, 1, **hp)
+    for a in (clipped, new_theta, adam.m, fast_theta, fast_m):
+        assert isinstance(a, standin.DeviceArray) and a.dtype == np.float32
     assert float(np.linalg.norm(clipped)) == pytest.approx(1.0, rel=1e-5) and norm > 1
-    host = adamw_step(theta.get(), clipped.get(), AdamWState.zeros_like(theta.get()), lr=1e-3, beta1=0.9,
-                      beta2=0.98, eps=1e-8, weight_decay=1.0)[0]
+    host = adamw_step(theta.get(), clipped.get(), AdamWState.zeros_like(theta.get()), **hp)[0]
     np.testing.assert_array_equal(new_theta.get(), host)
 
 

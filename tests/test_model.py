@@ -1,4 +1,5 @@
-"""The model: size, initialisation, an independent reference forward, finite differences, float32 gradients."""
+"""The readable model: size, initialisation, an independent reference forward, finite differences, float32
+gradients, second order."""
 import autograd.numpy as anp
 import numpy as np
 import pytest
@@ -8,8 +9,8 @@ from autograd import grad
 from conftest import tiny_config
 from tinygrok.config import preset
 from tinygrok.data import stream
-from tinygrok.model import (BLOCK_PARAMS, flat_grad, flat_loss, flatten, forward, init_params, layout, loss_fn,
-                            param_count, unflatten)
+from tinygrok.model import (BLOCK_PARAMS, flat_loss, flatten, forward, init_params, layout, loss_fn, param_count,
+                            unflatten)
 
 
 def test_parameter_counts_match_the_paper():
@@ -102,24 +103,3 @@ def test_hessian_vector_product_through_the_model():
     hvp = grad(lambda t: anp.dot(gfun(t, tokens, labels, cfg), v))(theta)
     fd = (gfun(theta + 1e-5 * v, tokens, labels, cfg) - gfun(theta - 1e-5 * v, tokens, labels, cfg)) / 2e-5
     np.testing.assert_allclose(hvp, fd, rtol=1e-5, atol=1e-7)
-    through_flat_grad = grad(lambda t: anp.dot(flat_grad(t, tokens, labels, cfg), v))(theta)  # the kernel's path
-    np.testing.assert_allclose(through_flat_grad, hvp, rtol=1e-12, atol=1e-15)
-
-
-@pytest.mark.parametrize("overrides", [{}, {"n_layers": 1}, {"n_layers": 3, "shared_init": False}, {"n_heads": 4},
-                                       {"batch_size": 1, "batch_shards": 1}])
-def test_written_out_backprop_equals_autograds_gradient(overrides):
-    """flat_grad's hand-written backward pass against autograd through the model's graph: to rounding in float64,
-    and bit for bit in float32 (the same kernels, summed in the same order), so training is unchanged by it."""
-    from tinygrok.model import _autograd_flat_grad
-    for dtype, exact in (("float64", False), ("float32", True)):
-        cfg = tiny_config(dtype=dtype, d_model=16, d_ff=24, **overrides)
-        theta = flatten(init_params(cfg, stream(3, "init")))
-        rs = stream(3, "batch")
-        tokens, labels = rs.integers(0, cfg.p, (cfg.batch_size, 2)), rs.integers(0, cfg.p, cfg.batch_size)
-        ours, theirs = flat_grad(theta, tokens, labels, cfg), _autograd_flat_grad(theta, tokens, labels, cfg)
-        assert ours.dtype == theirs.dtype == np.dtype(dtype)
-        if exact:
-            assert np.array_equal(ours, theirs)
-        else:
-            np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)

@@ -6,7 +6,8 @@ from conftest import tiny_config
 from tinygrok import parallel
 from tinygrok.commutator import defect_sample
 from tinygrok.data import make_dataset, sample_batch, stream
-from tinygrok.model import flat_grad, flatten, init_params
+from tinygrok.fast import flat_grad
+from tinygrok.model import flatten, init_params
 from tinygrok.runs import METRICS, Run, RunError
 from tinygrok.train import chunk_totals, train
 from test_train import SMALL

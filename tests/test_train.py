@@ -7,7 +7,8 @@ from tinygrok.config import Config, preset
 from tinygrok.runs import METRICS, SNAPSHOTS, THETAS, Run
 import tinygrok.train as train_module
 from tinygrok.data import make_dataset
-from tinygrok.model import forward, unflatten
+from tinygrok.fast import forward
+from tinygrok.model import unflatten
 from tinygrok.ops import cross_entropy
 from tinygrok.train import evaluate, fresh_state, train
 

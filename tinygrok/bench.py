@@ -10,7 +10,7 @@ from tinygrok import backend, parallel
 from tinygrok.commutator import defect_sample
 from tinygrok.config import Config
 from tinygrok.data import make_dataset, sample_batch, stream
-from tinygrok.optim import identity_transform
+from tinygrok.interventions import Hook
 from tinygrok.train import evaluate, fresh_state, train_step
 
 
@@ -53,7 +53,7 @@ def workloads(cfg: Config) -> dict[str, Callable[[], object]]:
 
     def step(config):
         def run():
-            state["s"], _ = train_step(state["s"], data, config, identity_transform)
+            state["s"], _ = train_step(state["s"], data, config, Hook())
         return run
 
     return {

@@ -13,7 +13,8 @@ from autograd import grad
 
 from tinygrok.config import Config
 from tinygrok.data import Dataset, sample_batch
-from tinygrok.model import attention_layout, flat_grad
+from tinygrok.fast import flat_grad
+from tinygrok.model import attention_layout
 from tinygrok.ops import sum_axis
 from tinygrok.parallel import side_by_side
 from tinygrok.pca import block_basis

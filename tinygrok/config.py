@@ -36,6 +36,8 @@ class Config:
     beta2: float = _opt(0.98, "AdamW second-moment decay")
     eps: float = _opt(1e-8, "AdamW epsilon")
     clip_norm: float = _opt(1.0, "global gradient-norm clipping threshold (0 = off)")
+    hook: str = _opt("none", "intervention around each optimizer step: none, or NAME:KEY=VALUE,... "
+                             "(tinygrok/interventions.py), e.g. weight_noise:sigma=0.001,every=50")
     batch_size: int = _opt(512, "training batch, sampled with replacement")
     batch_shards: int = _opt(2, "the batch gradient is the size-weighted mean over this many contiguous shards, "
                                 "on one core or side by side on several: the numbers never depend on --threads")
@@ -52,7 +54,8 @@ class Config:
     onset_floor: float = _opt(20.0, "curvature onset needs the defect above this too (§7.1; slow regime: 5)")
 
     def __post_init__(self):
-        from tinygrok.data import OPERATIONS, is_prime  # late import: data.py imports nothing from here
+        from tinygrok import interventions  # late imports: neither imports anything from here
+        from tinygrok.data import OPERATIONS, is_prime
 
         checks = [
             ("op", self.op in OPERATIONS, f"one of {', '.join(OPERATIONS)}"),
@@ -89,6 +92,10 @@ class Config:
         for name, ok, allowed in checks:
             if not ok:
                 raise ConfigError(f"--{name}={getattr(self, name.replace('-', '_'))!r} is invalid: must be {allowed}")
+        try:
+            interventions.parse(self.hook)
+        except ValueError as err:
+            raise ConfigError(f"--hook={self.hook!r} is invalid: {err}") from None
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)

@@ -1,12 +1,12 @@
-"""The paper's transformer (PAPER.md §2) as pure functions over a flat dict of named parameters.
+"""The paper's transformer (PAPER.md §2), written to be read: its parameters, and the forward pass one formula a
+line.
 
-Pre-norm blocks x += attn(LN1(x)); x += mlp(LN2(x)), exact GELU, learned positions, final LayerNorm, untied
-unembedding read out at position 0, no mask, no dropout. Activations multiply on the left (`x @ W`, W is
-(d_in, d_out)) and are kept as one 2-D (T*N, d) array, position-major: row t*N + n is token t of example n.
+A 2-token input [a, b] -> token + position embeddings -> pre-norm blocks (x += attention(LN1(x)); x += mlp(LN2(x)),
+exact GELU, unmasked) -> final LayerNorm at position 0 -> untied unembedding -> logits over the p answers.
+Parameters are a flat dict of named arrays; activations multiply on the left (`x @ W`, W is (d_in, d_out)).
 
-The gradient that training and the commutator use, flat_grad, is backpropagation written out over the same
-blocks (each block returns its activations); autograd's gradient through forward() is its tested reference and
-what second derivatives differentiate.
+This is the reference that lessons and docs show. Training runs the same model on the fast path (fast.py:
+kernels, the last block at position 0 only, backpropagation written out), tested equal to this one.
 """
 from __future__ import annotations
 
@@ -14,14 +14,13 @@ import functools
 import math
 
 import autograd.numpy as np
-from autograd import grad
+from autograd.scipy.special import erf
 
 from tinygrok.config import Config
-from tinygrok.ops import (attention, attention_backward, cross_entropy, cross_entropy_backward, embed,
-                          embed_backward, head_rows, kernel, layer_norm, layer_norm_backward, linear, linear_backward,
-                          normal_cdf, normal_cdf_backward, param_view, spread, sum_axis)
+from tinygrok.ops import param_view
 
 SEQ_LEN = 2  # the input is just [a, b] (PAPER.md §1.2)
+LN_EPS = 1e-5  # torch.nn.LayerNorm's default
 BLOCK_PARAMS = ("ln1.w", "ln1.b", "W_Q", "b_Q", "W_K", "b_K", "W_V", "b_V", "W_O", "b_O",
                 "ln2.w", "ln2.b", "W_in", "b_in", "W_out", "b_out")
 ATTENTION_MATRICES = ("W_Q", "W_K", "W_V", "W_O")
@@ -112,128 +111,78 @@ def count_layers(params: dict) -> int:
     return sum(name.endswith(".W_Q") for name in params)
 
 
-def block(x, p: dict, n_heads: int, n_out: int) -> dict:
-    """One pre-norm transformer block, computed for the first n_out rows: x (T*N, d) -> its activations, the
-    output "out" (n_out, d) among them (the backward pass written out below reads the others).
-
-        x1 = x + W_O attention(LN1(x));   out = x1 + W_out GELU(W_in LN2(x1)),   GELU(u) = u Phi(u)
-    """
-    tn, d = x.shape
-    n, dh = tn // SEQ_LEN, d // n_heads
-    h = layer_norm(x, p["ln1.w"], p["ln1.b"])  # (T*N, d)
-    q = linear(_first_rows(h, n_out), p["W_Q"], p["b_Q"]).reshape(n_out // n, n * n_heads, dh)  # (Tq, N*H, dh)
-    k = linear(h, p["W_K"], p["b_K"]).reshape(SEQ_LEN, n * n_heads, dh)  # (T, N*H, dh)
-    v = linear(h, p["W_V"], p["b_V"]).reshape(SEQ_LEN, n * n_heads, dh)  # (T, N*H, dh)
-    a = attention(q, k, v).reshape(n_out, d)  # (n_out, d)
-    x1 = _first_rows(x, n_out) + linear(a, p["W_O"], p["b_O"])  # (n_out, d)
-    h2 = layer_norm(x1, p["ln2.w"], p["ln2.b"])  # (n_out, d)
-    u = linear(h2, p["W_in"], p["b_in"])  # (n_out, d_ff)
-    phi = normal_cdf(u)  # (n_out, d_ff), kept: GELU's derivative Phi + u phi needs it
-    m = u * phi  # (n_out, d_ff): exact GELU
-    return dict(x=x, h=h, q=q, k=k, v=v, a=a, x1=x1, h2=h2, u=u, phi=phi, m=m,
-                out=x1 + linear(m, p["W_out"], p["b_out"]))
+def block_params(params: dict, layer: int) -> dict:
+    """The parameters of one block, by their short names ("W_Q", "ln1.w", ...)."""
+    return {k: params[f"blocks.{layer}.{k}"] for k in BLOCK_PARAMS}
 
 
-def _first_rows(x, n: int):
-    """x (M, d) -> (n, d), without a copy or a graph node when n == M."""
-    return x if n == x.shape[0] else head_rows(x, n)
+# ---------------------------------------------------------------------- the forward pass
+def layer_norm(x, w, b):
+    """Normalise each row to mean 0 and variance 1, then scale and shift: x (..., d) -> (..., d)."""
+    mu = np.mean(x, axis=-1, keepdims=True)  # (..., 1)
+    var = np.mean((x - mu) ** 2, axis=-1, keepdims=True)  # (..., 1)
+    return (x - mu) / np.sqrt(var + LN_EPS) * w + b  # (..., d)
 
 
-def trunk(params: dict, tokens, n_heads: int, keep_activations: bool = False) -> tuple:
-    """Embedding and blocks: the last block's output (N, d), at position 0 only, and (if asked: they cost memory)
-    every block's activations.
+def gelu(u):
+    """The exact GELU, u Phi(u), with Phi the standard normal CDF."""
+    return u * 0.5 * (1 + erf(u / math.sqrt(2)))
 
-    Only position 0 is read out, so the last block computes position 0 alone (its keys and values still come
-    from every position): the same logits as the full computation, for about 20% less work.
-    """
-    n = tokens.shape[0]
-    d = params["W_pos"].shape[1]
-    x = embed(params["W_E"], tokens.T.ravel()).reshape(SEQ_LEN, n, d)  # (T, N, d)
-    positions = spread(params["W_pos"].reshape(SEQ_LEN, 1, d), (SEQ_LEN, n, d), 1, keepdims=True)  # (T, N, d)
-    x = (x + positions).reshape(SEQ_LEN * n, d)  # (T*N, d)
-    n_layers, blocks = count_layers(params), []
-    for layer in range(n_layers):
-        prefix = f"blocks.{layer}."
-        n_out = n if layer == n_layers - 1 else SEQ_LEN * n  # rows this block must produce
-        blocks.append(block(x, {k: params[prefix + k] for k in BLOCK_PARAMS}, n_heads, n_out))
-        x = blocks[-1]["out"]  # (n_out, d)
-        if not keep_activations:
-            blocks.pop()  # freed before the next block runs
-    return x, blocks
+
+def softmax(s):
+    """exp(s) / sum(exp(s)) over the last axis (shifted by the max: the same value, no overflow)."""
+    e = np.exp(s - np.max(s, axis=-1, keepdims=True))
+    return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def attention(x, p: dict, n_heads: int):
+    """Multi-head self-attention over both positions, unmasked: x (N, T, d) -> (N, T, d)."""
+    n, t, d = x.shape
+    dh = d // n_heads
+
+    def heads(y):  # (N, T, d) -> (N, H, T, dh): head h owns columns h*dh .. (h+1)*dh - 1
+        return np.transpose(np.reshape(y, (n, t, n_heads, dh)), (0, 2, 1, 3))
+
+    q = heads(x @ p["W_Q"] + p["b_Q"])  # (N, H, T, dh)
+    k = heads(x @ p["W_K"] + p["b_K"])  # (N, H, T, dh)
+    v = heads(x @ p["W_V"] + p["b_V"])  # (N, H, T, dh)
+    weights = softmax(q @ np.swapaxes(k, -1, -2) / math.sqrt(dh))  # (N, H, T, T): who attends to whom
+    a = np.reshape(np.transpose(weights @ v, (0, 2, 1, 3)), (n, t, d))  # (N, T, d): heads side by side
+    return a @ p["W_O"] + p["b_O"]  # (N, T, d)
+
+
+def mlp(x, p: dict):
+    """Two affine maps with a GELU between: x (N, T, d) -> (N, T, d_ff) -> (N, T, d)."""
+    return gelu(x @ p["W_in"] + p["b_in"]) @ p["W_out"] + p["b_out"]
+
+
+def block(x, p: dict, n_heads: int):
+    """One pre-norm transformer block: x (N, T, d) -> (N, T, d)."""
+    x = x + attention(layer_norm(x, p["ln1.w"], p["ln1.b"]), p, n_heads)  # (N, T, d)
+    return x + mlp(layer_norm(x, p["ln2.w"], p["ln2.b"]), p)  # (N, T, d)
 
 
 def forward(params: dict, tokens, n_heads: int):
     """Logits for each example: tokens (N, 2) int -> (N, vocab), read out at position 0."""
-    x0 = layer_norm(trunk(params, tokens, n_heads)[0], params["ln_final.w"], params["ln_final.b"])  # (N, d)
-    return linear(x0, params["W_U"], params["b_U"])  # (N, vocab)
+    x = params["W_E"][tokens] + params["W_pos"]  # (N, T, d): token embedding + position embedding
+    for layer in range(count_layers(params)):
+        x = block(x, block_params(params, layer), n_heads)  # (N, T, d)
+    x0 = layer_norm(x[:, 0], params["ln_final.w"], params["ln_final.b"])  # (N, d): position 0 only
+    return x0 @ params["W_U"] + params["b_U"]  # (N, vocab)
+
+
+def cross_entropy(logits, labels):
+    """Mean over examples of -log softmax(logits)[label]: logits (N, V), labels (N,) int -> scalar."""
+    shifted = logits - np.max(logits, axis=1, keepdims=True)  # (N, V)
+    log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))  # (N, V)
+    return -np.mean(log_probs[np.arange(len(labels)), labels])
 
 
 def loss_fn(params: dict, tokens, labels, n_heads: int):
-    """Mean cross-entropy of the model on (tokens, labels): the training objective, no weight-decay term."""
+    """The training objective: mean cross-entropy of the model on (tokens, labels), no weight-decay term."""
     return cross_entropy(forward(params, tokens, n_heads), labels)
 
 
 def flat_loss(theta, tokens, labels, cfg: Config):
-    """loss_fn as a function of the flat parameter vector theta (P,): the objective whose gradient flat_grad is."""
+    """loss_fn as a function of the flat parameter vector theta (P,)."""
     return loss_fn(unflatten(theta, cfg), tokens, labels, cfg.n_heads)
-
-
-def _autograd_flat_grad(theta, tokens, labels, cfg: Config):
-    """flat_grad by autograd, through the graph of flat_loss: the reference the hand-written one is tested against,
-    and what autograd differentiates when a gradient is itself differentiated (Hessian-vector products)."""
-    return grad(flat_loss)(theta, tokens, labels, cfg)
-
-
-def flat_grad(theta, tokens, labels, cfg: Config):
-    """d loss / d theta: theta (P,), tokens (N, 2), labels (N,) -> (P,). Differentiable (a Hessian-vector product
-    differentiates it); a def, so that worker processes can import it by its name."""
-    return _backprop(theta, tokens, labels, cfg)
-
-
-@kernel(_autograd_flat_grad)
-def _backprop(theta, tokens, labels, cfg: Config):
-    """flat_grad by backpropagation written out: the forward pass keeps its activations, then each primitive's
-    backward kernel runs in reverse order. The same numbers as autograd's gradient, bit for bit in float32
-    (tested), without building a graph of ~80 nodes per call: about 3 ms less per gradient. (Differentiating it
-    runs it once for its value, then traces the reference: a Hessian-vector product costs one gradient more.)"""
-    params, n = unflatten(theta, cfg), tokens.shape[0]
-    x, blocks = trunk(params, tokens, cfg.n_heads, keep_activations=True)  # (N, d)
-    x0 = layer_norm(x, params["ln_final.w"], params["ln_final.b"])  # (N, d)
-    logits = linear(x0, params["W_U"], params["b_U"])  # (N, vocab)
-
-    grads = {}
-    g = cross_entropy_backward(logits, labels)  # (N, vocab)
-    g, grads["W_U"], grads["b_U"] = linear_backward(g, x0, params["W_U"])  # (N, d)
-    g, grads["ln_final.w"], grads["ln_final.b"] = layer_norm_backward(g, x, params["ln_final.w"])
-    for layer in reversed(range(cfg.n_layers)):
-        prefix = f"blocks.{layer}."
-        g, block_grads = _block_backward(g, blocks[layer], {k: params[prefix + k] for k in BLOCK_PARAMS})
-        grads.update({prefix + k: v for k, v in block_grads.items()})  # g: (T*N, d)
-    grads["W_pos"] = sum_axis(g.reshape(SEQ_LEN, n, cfg.d_model), 1)  # (T, d)
-    grads["W_E"] = embed_backward(g, tokens.T.ravel(), cfg.p)  # (vocab, d)
-    out = np.zeros_like(theta)  # (P,)
-    for name, (start, shape) in layout(cfg).items():
-        out[start:start + math.prod(shape)] = grads[name].ravel()
-    return out
-
-
-def _block_backward(g, s: dict, p: dict):
-    """The gradients of a block's input x (T*N, d) and of its parameters, from its output's gradient g (n_out, d)
-    and its activations s."""
-    n_out, d = g.shape
-    grads = {}
-    g_m, grads["W_out"], grads["b_out"] = linear_backward(g, s["m"], p["W_out"])  # (n_out, d_ff)
-    g_u = g_m * s["phi"] + normal_cdf_backward(g_m * s["u"], s["u"])  # (n_out, d_ff): d(u Phi) = Phi + u phi
-    g_h2, grads["W_in"], grads["b_in"] = linear_backward(g_u, s["h2"], p["W_in"])  # (n_out, d)
-    g_x1, grads["ln2.w"], grads["ln2.b"] = layer_norm_backward(g_h2, s["x1"], p["ln2.w"])  # (n_out, d)
-    g_x1 += g  # the residual
-    g_a, grads["W_O"], grads["b_O"] = linear_backward(g_x1, s["a"], p["W_O"])  # (n_out, d)
-    g_q, g_k, g_v = attention_backward(g_a.reshape(s["q"].shape), s["q"], s["k"], s["v"])
-    g_hq, grads["W_Q"], grads["b_Q"] = linear_backward(g_q.reshape(n_out, d), s["h"][:n_out], p["W_Q"])
-    g_hk, grads["W_K"], grads["b_K"] = linear_backward(g_k.reshape(-1, d), s["h"], p["W_K"])  # (T*N, d)
-    g_h, grads["W_V"], grads["b_V"] = linear_backward(g_v.reshape(-1, d), s["h"], p["W_V"])  # (T*N, d)
-    g_h += g_hk  # in the order autograd sums them, so that float32 results are bit for bit the same
-    g_h[:n_out] += g_hq
-    g_x, grads["ln1.w"], grads["ln1.b"] = layer_norm_backward(g_h, s["x"], p["ln1.w"])  # (T*N, d)
-    g_x[:n_out] += g_x1  # the residual
-    return g_x, grads

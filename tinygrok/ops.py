@@ -1,10 +1,10 @@
-"""The few autograd primitives the model needs, each with a hand-written VJP.
+"""The fast path's autograd primitives: each pairs a plain-NumPy kernel (kernels.py) with a readable reference.
 
-Forward passes, and first-order backward passes, run as plain NumPy kernels on raw arrays: one call per
-primitive, no graph. Each backward kernel is itself a primitive whose derivatives come from a readable reference
-of the same formula, written with autograd.numpy and the device-safe reductions below, so gradients of gradients
-(Hessian-vector products, the exact commutator) work through it. Everything is backend-neutral (NumPy's
-dispatch sends device arrays to their own library) and keeps the input dtype: float32 in, float32 out.
+A primitive's forward pass, and its first-order backward pass, run the kernels on raw arrays: one call each, no
+graph. Each backward kernel is itself a primitive whose derivatives come from differentiating its reference (the
+same formula written with autograd.numpy and the device-safe reductions below), so gradients of gradients
+(Hessian-vector products, the exact commutator) work through it. Every primitive carries its reference as
+`.reference`; tests hold each kernel to it. Everything is backend-neutral and keeps the input dtype.
 """
 from __future__ import annotations
 
@@ -15,12 +15,10 @@ import numpy as np
 from autograd import make_vjp
 from autograd.builtins import tuple as ag_tuple
 from autograd.extend import SparseObject, defvjp, defvjp_argnums, primitive, vspace
+from autograd.scipy.special import erf
 
-from tinygrok import backend
-
-LN_EPS = 1e-5  # torch.nn.LayerNorm default (PAPER.md §2)
-INV_SQRT2 = 0.7071067811865476
-INV_SQRT2PI = 0.3989422804014327
+from tinygrok import kernels
+from tinygrok.kernels import INV_SQRT2, INV_SQRT2PI, LN_EPS
 
 
 # ---------------------------------------------------------------- sums, broadcasts and matrix products
@@ -71,21 +69,24 @@ defvjp(matmul, lambda ans, a, b: lambda g: matmul(g, anp.transpose(b)),  # (M, K
 
 
 # ---------------------------------------------------------------- fast kernels, differentiable references
-def kernel(reference):
-    """Make the decorated plain-NumPy function a primitive whose derivatives are those of `reference`.
+def paired(fast, reference):
+    """The plain-NumPy function `fast` as an autograd primitive, its readable `reference` kept beside it."""
+    fun = primitive(fast)
+    fun.reference = reference
+    return fun
 
-    `reference` computes the same values with autograd.numpy. A first-order gradient calls the kernel on raw
-    arrays: one fused call, no graph. Only when that gradient is itself differentiated (Hessian-vector
-    products, the exact commutator) does autograd trace `reference` to get the kernel's own derivatives.
-    Kernels may return tuples; their references then return autograd.builtins.tuple.
+
+def kernel(fast, reference):
+    """`fast` as a primitive whose derivatives are those of `reference`, which computes the same values with
+    autograd.numpy. A first-order gradient calls the kernel on raw arrays: one fused call, no graph. Only when
+    that gradient is itself differentiated (Hessian-vector products, the exact commutator) does autograd trace
+    `reference` to get the kernel's own derivatives. Kernels may return tuples; their references then return
+    autograd.builtins.tuple.
     """
-    def decorate(fast):
-        fun = primitive(fast)
-        defvjp_argnums(fun, lambda argnums, ans, args, kwargs:
-                       make_vjp(lambda *a: reference(*a, **kwargs), tuple(argnums))(*args)[0])
-        return fun
-
-    return decorate
+    fun = paired(fast, reference)
+    defvjp_argnums(fun, lambda argnums, ans, args, kwargs:
+                   make_vjp(lambda *a: reference(*a, **kwargs), tuple(argnums))(*args)[0])
+    return fun
 
 
 def backward_by(backward, n_args: int):
@@ -101,37 +102,12 @@ def backward_by(backward, n_args: int):
     return vjp_maker
 
 
-def _rowdot(a, b):
-    """sum_j a_ij b_ij for a, b (M, d) -> (M, 1), without a temporary (M, d) array."""
-    return np.einsum("md,md->m", a, b)[:, None]
-
-
 # ---------------------------------------------------------------- layer norm over the last axis
 def _normalise(x):
-    """(x - mean) / sqrt(var + eps) over the last axis, differentiably (the references' version)."""
+    """(x - mean) / sqrt(var + eps) over the last axis, differentiably: x (M, d) -> (M, d), and rstd (M, 1)."""
     xc = x - mean(x, -1)  # (M, d)
     rstd = 1.0 / anp.sqrt(mean(xc * xc, -1) + LN_EPS)  # (M, 1)
     return xc * rstd, rstd
-
-
-def _standardise(x):
-    """_normalise(x) in plain NumPy, three passes over x: (M, d) -> (M, d), (M, 1)."""
-    xc = x - np.mean(x, axis=-1, keepdims=True)  # (M, d)
-    rstd = _rowdot(xc, xc)  # (M, 1)
-    rstd *= 1.0 / x.shape[-1]
-    rstd += LN_EPS
-    rstd **= -0.5
-    xc *= rstd
-    return xc, rstd
-
-
-@primitive
-def layer_norm(x, w, b):
-    """LayerNorm with affine weight and bias: x (M, d), w (d,), b (d,) -> (M, d)."""
-    out, _ = _standardise(x)  # (M, d)
-    out *= w
-    out += b
-    return out
 
 
 def _layer_norm_backward_reference(g, x, w):
@@ -141,43 +117,29 @@ def _layer_norm_backward_reference(g, x, w):
                      sum_axis(g * xhat, 0), sum_axis(g, 0)))
 
 
-@kernel(_layer_norm_backward_reference)
-def layer_norm_backward(g, x, w):
-    """The gradients (of x (M, d), w (d,), b (d,)) of layer_norm's output gradient g (M, d)."""
-    xhat, rstd = _standardise(x)  # (M, d), (M, 1)
-    g_w, g_b = np.sum(g * xhat, axis=0), np.sum(g, axis=0)  # (d,), (d,)
-    gx = g * w  # (M, d)
-    along_xhat = _rowdot(gx, xhat)  # (M, 1)
-    gx -= np.mean(gx, axis=-1, keepdims=True)
-    xhat *= along_xhat / x.shape[-1]
-    gx -= xhat
-    gx *= rstd
-    return gx, g_w, g_b
-
-
+layer_norm = paired(kernels.layer_norm, lambda x, w, b: _normalise(x)[0] * w + b)  # (M, d)
+layer_norm_backward = kernel(kernels.layer_norm_backward, _layer_norm_backward_reference)
 defvjp_argnums(layer_norm, backward_by(layer_norm_backward, 2))  # from g, x, w
 
 
 # ---------------------------------------------------------------- affine map
-@primitive
-def linear(x, w, b):
-    """x @ w + b: x (M, d_in), w (d_in, d_out), b (d_out,) -> (M, d_out)."""
-    out = np.dot(x, w)  # (M, d_out)
-    out += b
-    return out
-
-
 def _linear_backward_reference(g, x, w):
     return ag_tuple((matmul(g, anp.transpose(w)), matmul(anp.transpose(x), g), sum_axis(g, 0)))
 
 
-@kernel(_linear_backward_reference)
-def linear_backward(g, x, w):
-    """The gradients (of x (M, d_in), w (d_in, d_out), b (d_out,)) of linear's output gradient g (M, d_out)."""
-    return np.dot(g, w.T), np.dot(x.T, g), np.sum(g, axis=0)
-
-
+linear = paired(kernels.linear, lambda x, w, b: matmul(x, w) + b)  # (M, d_out)
+linear_backward = kernel(kernels.linear_backward, _linear_backward_reference)
 defvjp_argnums(linear, backward_by(linear_backward, 2))  # from g, x, w
+
+
+# ---------------------------------------------------------------- softmax over one axis
+def _softmax_reference(x, axis=-1):
+    e = anp.exp(x - anp.max(x, axis=axis, keepdims=True))
+    return e / sum_axis(e, axis, keepdims=True)
+
+
+softmax = paired(kernels.softmax, _softmax_reference)
+defvjp(softmax, lambda y, x, axis=-1: lambda g: y * (g - sum_axis(g * y, axis, keepdims=True)))
 
 
 # ---------------------------------------------------------------- attention over a few positions
@@ -188,21 +150,10 @@ def _attention_probs(q, k):
     return softmax(scores, axis=1)
 
 
-def _probs(q, k):
-    """_attention_probs(q, k) in plain NumPy, contracted with einsum (3x faster than the broadcast product)."""
-    scores = np.einsum("tbe,ube->tub", q, k)  # (Tq, Tk, B)
-    scores *= q.shape[-1] ** -0.5
-    return softmax(scores, axis=1)
-
-
-@primitive
-def attention(q, k, v):
-    """Unmasked softmax(q k^T / sqrt(e)) v for every b: q (Tq, B, e), k and v (Tk, B, e) -> (Tq, B, e).
-
-    The paper's sequences have two positions, so B = N * heads independent 2 x 2 problems: contracted over the
-    position pairs with einsum, not as batched matmuls of 2 x 2 blocks.
-    """
-    return np.einsum("tub,ube->tbe", _probs(q, k), v)
+def _attention_reference(q, k, v):
+    (tq, b, e), tk = anp.shape(q), anp.shape(k)[0]
+    probs = _attention_probs(q, k)  # (Tq, Tk, B)
+    return sum_axis(anp.reshape(probs, (tq, tk, b, 1)) * anp.reshape(v, (1, tk, b, e)), 1)  # (Tq, B, e)
 
 
 def _attention_backward_reference(g, q, k, v):
@@ -217,19 +168,52 @@ def _attention_backward_reference(g, q, k, v):
                      sum_axis(anp.reshape(probs, (tq, tk, b, 1)) * g4, 0)))  # (Tk, B, e)
 
 
-@kernel(_attention_backward_reference)
-def attention_backward(g, q, k, v):
-    """The gradients (of q (Tq, B, e), k and v (Tk, B, e)) of attention's output gradient g (Tq, B, e)."""
-    probs = _probs(q, k)  # (Tq, Tk, B)
-    g_scores = np.einsum("tbe,ube->tub", g, v)  # (Tq, Tk, B), the gradient of probs for now
-    g_scores -= np.sum(g_scores * probs, axis=1, keepdims=True)
-    g_scores *= probs
-    g_scores *= q.shape[-1] ** -0.5
-    return (np.einsum("tub,ube->tbe", g_scores, k), np.einsum("tub,tbe->ube", g_scores, q),
-            np.einsum("tub,tbe->ube", probs, g))
-
-
+attention = paired(kernels.attention, _attention_reference)  # (Tq, B, e)
+attention_backward = kernel(kernels.attention_backward, _attention_backward_reference)
 defvjp_argnums(attention, backward_by(attention_backward, 3))  # from g, q, k, v
+
+
+# ---------------------------------------------------------------- Phi, the standard normal CDF (GELU(u) = u Phi(u))
+def _normal_cdf_reference(x):
+    return 0.5 * (1.0 + erf(x * INV_SQRT2))
+
+
+def _normal_cdf_backward_reference(g, x):
+    return g * INV_SQRT2PI * anp.exp(-0.5 * x * x)
+
+
+normal_cdf = paired(kernels.normal_cdf, _normal_cdf_reference)
+normal_cdf_backward = kernel(kernels.normal_cdf_backward, _normal_cdf_backward_reference)
+defvjp(normal_cdf, lambda ans, x: lambda g: normal_cdf_backward(g, x))
+
+
+# ---------------------------------------------------------------- mean cross-entropy with integer labels
+def _cross_entropy_reference(logits, labels):
+    n, vocab = anp.shape(logits)
+    shifted = logits - anp.max(logits, axis=1, keepdims=True)  # (N, V)
+    log_probs = shifted - anp.log(sum_axis(anp.exp(shifted), 1, keepdims=True))  # (N, V)
+    return -sum_axis(log_probs * one_hot(labels, vocab, logits.dtype), (0, 1)) / n
+
+
+def _cross_entropy_backward_reference(logits, labels):
+    return (softmax(logits, 1) - one_hot(labels, anp.shape(logits)[1], logits.dtype)) / anp.shape(logits)[0]
+
+
+one_hot = kernels.one_hot
+cross_entropy = paired(kernels.cross_entropy, _cross_entropy_reference)
+cross_entropy_backward = kernel(kernels.cross_entropy_backward, _cross_entropy_backward_reference)
+defvjp(cross_entropy, lambda ans, logits, labels: lambda g: g * cross_entropy_backward(logits, labels), None)
+
+
+# ---------------------------------------------------------------- embedding lookup
+def _embed_backward_reference(g, idx, vocab):
+    return matmul(anp.transpose(one_hot(idx, vocab, g.dtype)), g)  # (vocab, M) @ (M, d)
+
+
+embed = paired(lambda table, idx: table[idx], lambda table, idx: matmul(one_hot(idx, anp.shape(table)[0],
+                                                                                 table.dtype), table))  # (M, d)
+embed_backward = kernel(kernels.embed_backward, _embed_backward_reference)
+defvjp(embed, lambda ans, table, idx: lambda g: embed_backward(g, idx, anp.shape(table)[0]), None)
 
 
 # ---------------------------------------------------------------- leading rows of a matrix
@@ -249,109 +233,6 @@ def pad_rows(g, m):
 
 defvjp(head_rows, lambda ans, x, n: lambda g: pad_rows(g, anp.shape(x)[0]))
 defvjp(pad_rows, lambda ans, g, m: lambda gg: head_rows(gg, anp.shape(g)[0]))
-
-
-# ---------------------------------------------------------------- exact (erf) GELU
-_AS_P = 0.3275911  # Abramowitz & Stegun 7.1.26: erf(z) = 1 - t(a1 + a2 t + ... + a5 t^4) exp(-z^2), t = 1/(1+pz)
-_AS_A = (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)  # a5 .. a1
-
-
-def _normal_cdf_float32(x):
-    """Phi(x) = 1/2 + sign(x) (1/2 - tail(|x|)) with A&S 7.1.26 for erf(|x| / sqrt 2), in twenty in-place passes:
-    tail = t (a1 + ... + a5 t^4) exp(-x^2 / 2) / 2, t = 1 / (1 + p |x| / sqrt 2). |error| <= 1e-7 before
-    float32 rounding; about 6x faster than SciPy's erf, which computes in float64 element by element."""
-    t = np.abs(x)
-    t *= _AS_P * INV_SQRT2
-    t += 1.0
-    np.reciprocal(t, out=t)
-    tail = t * (0.5 * _AS_A[0])
-    for a in _AS_A[1:]:
-        tail += 0.5 * a
-        tail *= t
-    gauss = np.square(x)
-    gauss *= -0.5
-    tail *= np.exp(gauss, out=gauss)
-    np.subtract(0.5, tail, out=tail)
-    np.copysign(tail, x, out=tail)
-    tail += 0.5
-    return tail
-
-
-@primitive
-def normal_cdf(x):
-    """Phi(x) = (1 + erf(x / sqrt 2)) / 2, the standard normal CDF: SciPy's exact erf in float64, the
-    polynomial above in float32."""
-    return _normal_cdf_float32(x) if x.dtype == np.float32 else 0.5 * (1.0 + backend.erf(x * INV_SQRT2))
-
-
-def _normal_cdf_backward_reference(g, x):
-    return g * INV_SQRT2PI * anp.exp(-0.5 * x * x)
-
-
-@kernel(_normal_cdf_backward_reference)
-def normal_cdf_backward(g, x):
-    """g * phi(x), the gradient of normal_cdf: g and x (M, d) -> (M, d)."""
-    out = np.square(x)
-    out *= -0.5
-    np.exp(out, out=out)
-    out *= g
-    out *= INV_SQRT2PI
-    return out
-
-
-defvjp(normal_cdf, lambda ans, x: lambda g: normal_cdf_backward(g, x))
-
-
-# ---------------------------------------------------------------- softmax over one axis
-@primitive
-def softmax(x, axis=-1):
-    """exp(x) / sum(exp(x)) along `axis`, shifted by the max for stability."""
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)
-
-
-defvjp(softmax, lambda y, x, axis=-1: lambda g: y * (g - sum_axis(g * y, axis, keepdims=True)))
-
-
-# ---------------------------------------------------------------- mean cross-entropy with integer labels
-def one_hot(labels, n, dtype):
-    """(N,) int in [0, n) -> (N, n) float of `dtype` (an IndexError for other labels, which would be all zeros)."""
-    if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < n):
-        raise IndexError(f"labels must lie in [0, {n}): found {int(labels.min())}..{int(labels.max())}")
-    return (labels[:, None] == backend.array_module(labels).arange(n)).astype(dtype)
-
-
-@primitive
-def cross_entropy(logits, labels):
-    """mean_i [logsumexp(logits_i) - logits_i[label_i]]: logits (N, V), labels (N,) int -> scalar."""
-    shifted = logits - np.max(logits, axis=1, keepdims=True)  # (N, V)
-    log_z = np.log(np.sum(np.exp(shifted), axis=1))  # (N,)
-    picked = np.take_along_axis(shifted, labels[:, None], axis=1)[:, 0]  # (N,)
-    return np.mean(log_z - picked)
-
-
-def cross_entropy_backward(logits, labels):
-    """The gradient of cross_entropy with respect to its logits (N, V): (softmax(logits) - onehot(labels)) / N."""
-    return (softmax(logits, 1) - one_hot(labels, logits.shape[1], logits.dtype)) / logits.shape[0]
-
-
-defvjp(cross_entropy, lambda ans, logits, labels: lambda g: g * cross_entropy_backward(logits, labels), None)
-
-
-# ---------------------------------------------------------------- embedding lookup
-@primitive
-def embed(table, idx):
-    """Rows of `table` (V, d) picked by integer `idx` (M,) -> (M, d)."""
-    return table[idx]
-
-
-def embed_backward(g, idx, vocab: int):
-    """The gradient of embed's table (vocab, d) from its output's gradient g (M, d): each row sums the gradients
-    of its occurrences in idx (M,)."""
-    return matmul(one_hot(idx, vocab, g.dtype).T, g)  # (vocab, M) @ (M, d)
-
-
-defvjp(embed, lambda ans, table, idx: lambda g: embed_backward(g, idx, table.shape[0]), None)
 
 
 # ---------------------------------------------------------------- views into the flat parameter vector

@@ -1,26 +1,18 @@
-"""One optimizer step, written out (PAPER.md §3): global-norm clipping, a gradient transform, then AdamW.
+"""One optimizer step, written out (PAPER.md §3): global-norm clipping, then AdamW with decoupled weight decay.
 
 Everything acts on the flat parameter vector theta (P,) and its gradient (P,). Nothing is updated in place:
-each step returns new arrays, so values captured by autograd's traces are never modified behind its back.
+each step returns new arrays. This is the readable definition; training runs kernels.adamw_step, the same update
+in fewer passes over memory, tested equal to it. What a run may do between clipping and AdamW (an intervention)
+is interventions.py's.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_ divides by (norm + 1e-6)
-
-# (clipped grad (P,), step) -> grad (P,); step counts the updates made before this one (0 for the first).
-GradTransform = Callable[[np.ndarray, int], np.ndarray]
-
-
-def identity_transform(grad: np.ndarray, step: int) -> np.ndarray:
-    """The default gradient transform: leave the gradient as it is."""
-    return grad
 
 
 @dataclass(frozen=True)
@@ -47,22 +39,12 @@ def clip_by_global_norm(grad: np.ndarray, max_norm: float) -> tuple[np.ndarray, 
 
 def adamw_step(theta: np.ndarray, grad: np.ndarray, state: AdamWState, *, lr: float, beta1: float,
                beta2: float, eps: float, weight_decay: float) -> tuple[np.ndarray, AdamWState]:
-    """One AdamW step (Loshchilov & Hutter; torch.optim.AdamW's order of operations):
-
-        theta <- theta * (1 - lr * weight_decay)            decoupled decay, on every parameter
-        m <- beta1 m + (1 - beta1) g;   v <- beta2 v + (1 - beta2) g^2
-        theta <- theta - lr * m_hat / (sqrt(v_hat) + eps),  m_hat = m / (1 - beta1^t), v_hat = v / (1 - beta2^t)
-    """
+    """One AdamW step (Loshchilov & Hutter), in torch.optim.AdamW's order of operations."""
     t = state.t + 1
-    m = state.m * beta1  # new arrays, then updated in place: the old state is never modified
-    m += (1 - beta1) * grad
-    v = state.v * beta2
-    v += (1 - beta2) * (grad * grad)
-    denom = np.sqrt(v)  # sqrt(v_hat) + eps = sqrt(v) / sqrt(1 - beta2^t) + eps
-    denom *= 1.0 / math.sqrt(1 - beta2**t)
-    denom += eps
-    update = m * (lr / (1 - beta1**t))  # lr * m_hat
-    update /= denom
-    new_theta = theta * (1 - lr * weight_decay)  # decoupled decay
-    new_theta -= update
-    return new_theta, AdamWState(t, m, v)
+    m = beta1 * state.m + (1 - beta1) * grad  # first moment: a running mean of the gradient
+    v = beta2 * state.v + (1 - beta2) * grad * grad  # second moment: a running mean of its square
+    m_hat = m / (1 - beta1**t)  # bias correction: m and v start at zero, so early means are too small
+    v_hat = v / (1 - beta2**t)
+    theta = theta * (1 - lr * weight_decay)  # decoupled weight decay, on every parameter, not via the gradient
+    theta = theta - lr * m_hat / (np.sqrt(v_hat) + eps)  # each coordinate moves about lr, whatever its scale
+    return theta, AdamWState(t, m, v)

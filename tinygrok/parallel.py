@@ -29,7 +29,7 @@ from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from tinygrok import backend
 from tinygrok.config import Config
-from tinygrok.model import flat_grad
+from tinygrok.fast import flat_grad
 
 _cores = 1  # n of the innermost cores(n) context
 _workers: list["Worker"] = []  # its worker processes, started when first needed

@@ -1,21 +1,22 @@
 """The training loop (PAPER.md §3): sample -> grad -> clip -> transform -> AdamW -> evaluate -> checkpoint."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 
-from tinygrok import backend, parallel
+from tinygrok import backend, interventions, kernels, parallel
 from tinygrok.analysis import curvature_summary, detection_step, grok_summary
 from tinygrok.commutator import defect_samples, defect_stats
 from tinygrok.config import Config
 from tinygrok.data import Dataset, make_dataset, sample_batch, stream
-from tinygrok.model import (attention_vector, flatten, forward, init_params, layout, param_count,
-                            unflatten)
-from tinygrok.ops import cross_entropy
-from tinygrok.optim import AdamWState, GradTransform, adamw_step, clip_by_global_norm, identity_transform
+from tinygrok.fast import forward
+from tinygrok.interventions import Hook
+from tinygrok.model import attention_vector, flatten, init_params, layout, param_count, unflatten
+from tinygrok.optim import AdamWState, clip_by_global_norm
 from tinygrok.runs import SNAPSHOTS, THETAS, Run, RunError
 
 EVAL_CHUNK = 512  # examples per forward pass on a CPU: activations stay in the L2 cache (fastest measured)
@@ -31,11 +32,20 @@ class TrainState:
     step: int
     batch_rng: np.random.Generator
     probe_rng: np.random.Generator  # the commutator's batches: never the training batches' stream
+    hook_rng: np.random.Generator  # the intervention's randomness, if it has any
+
+    def streams(self) -> dict[str, np.random.Generator]:
+        """The random streams a checkpoint saves, by their names in it."""
+        return {"batch_rng": self.batch_rng, "probe_rng": self.probe_rng, "hook_rng": self.hook_rng}
+
+
+STREAM_NAMES = {"batch_rng": "batches", "probe_rng": "probes", "hook_rng": "hook"}  # data.stream's names
 
 
 def fresh_state(cfg: Config) -> TrainState:
     theta = backend.to_device(flatten(init_params(cfg, stream(cfg.seed, "init"))))
-    return TrainState(theta, AdamWState.zeros_like(theta), 0, stream(cfg.seed, "batches"), stream(cfg.seed, "probes"))
+    streams = {key: stream(cfg.seed, name) for key, name in STREAM_NAMES.items()}
+    return TrainState(theta, AdamWState.zeros_like(theta), 0, **streams)
 
 
 def evaluate(theta: np.ndarray, data: Dataset, cfg: Config) -> dict:
@@ -58,26 +68,30 @@ def chunk_totals(theta, tokens, labels, size: int, cfg: Config) -> list[tuple[fl
     for i in range(0, len(tokens), size):
         x, y = backend.to_device(tokens[i:i + size]), backend.to_device(labels[i:i + size])
         logits = forward(params, x, cfg.n_heads)  # (size, vocab)
-        totals.append((float(cross_entropy(logits, y)) * len(logits), int(np.sum(np.argmax(logits, axis=1) == y))))
+        totals.append((float(kernels.cross_entropy(logits, y)) * len(logits), int(np.sum(np.argmax(logits, axis=1) == y))))
     return totals
 
 
-def train_step(state: TrainState, data: Dataset, cfg: Config, transform: GradTransform) -> tuple[TrainState, dict]:
-    """One optimizer step; returns the new state and the step's pre-clipping gradient norm."""
+def train_step(state: TrainState, data: Dataset, cfg: Config, hook: Hook) -> tuple[TrainState, dict]:
+    """One optimizer step (optim.py's, with the fast AdamW); returns the new state and the step's pre-clipping
+    gradient norm."""
     x, y = sample_batch(data, cfg.batch_size, state.batch_rng)
     g = parallel.batch_gradient(state.theta, x, y, cfg)  # (P,)
     g, norm = clip_by_global_norm(g, cfg.clip_norm)
-    g = transform(g, state.step)
-    theta, adam = adamw_step(state.theta, g, state.adam, lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2,
-                             eps=cfg.eps, weight_decay=cfg.weight_decay)
-    return TrainState(theta, adam, state.step + 1, state.batch_rng, state.probe_rng), {"grad_norm": norm}
+    theta, g = hook.before_update(state.theta, g, state.step, state.hook_rng)
+    t = state.adam.t + 1
+    theta, m, v = kernels.adamw_step(theta, g, state.adam.m, state.adam.v, t, lr=cfg.lr, beta1=cfg.beta1,
+                                     beta2=cfg.beta2, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    theta = hook.after_update(theta, state.step + 1, state.hook_rng)
+    new = dataclasses.replace(state, theta=theta, adam=AdamWState(t, m, v), step=state.step + 1)
+    return new, {"grad_norm": norm}
 
 
 # ---------------------------------------------------------------------- checkpoints
 def save_state(run: Run, state: TrainState, cfg: Config, wall_seconds: float) -> None:
-    meta = {"step": state.step, "adam_t": state.adam.t, "batch_rng": state.batch_rng.bit_generator.state,
-            "probe_rng": state.probe_rng.bit_generator.state, "wall_seconds": wall_seconds,
-            "batch_shards": cfg.batch_shards}
+    meta = {"step": state.step, "adam_t": state.adam.t, "wall_seconds": wall_seconds,
+            "batch_shards": cfg.batch_shards,
+            **{key: rng.bit_generator.state for key, rng in state.streams().items()}}
     params = {name: backend.to_host(w) for name, w in unflatten(state.theta, cfg).items()}  # NumPy on disk
     moments = {"adam_m": backend.to_host(state.adam.m), "adam_v": backend.to_host(state.adam.v)}
     run.save_checkpoint(params, moments, meta)
@@ -95,24 +109,23 @@ def load_state(run: Run, cfg: Config) -> tuple[TrainState, float]:
     if meta.get("batch_shards", 1) != cfg.batch_shards:  # runs of tinygrok 0.1 cut batches by their --threads
         raise RunError(f"cannot resume {run.path}: its checkpoint was trained with batches cut into "
                        f"{meta.get('batch_shards', 1)} shard(s), its config.json says {cfg.batch_shards}")
+    streams = {key: stream(cfg.seed, name) for key, name in STREAM_NAMES.items()}
     try:
-        rngs = {}
-        for name in ("batch", "probe"):
-            rngs[name] = stream(cfg.seed, name + "s")
-            rngs[name].bit_generator.state = meta[f"{name}_rng"]
+        for key, rng in streams.items():
+            if key != "hook_rng" or key in meta:  # checkpoints of tinygrok 0.1 have no hook stream (nor hooks)
+                rng.bit_generator.state = meta[key]
     except (KeyError, TypeError, ValueError) as err:
         raise RunError(f"cannot resume: the checkpoint in {run.path} has no valid RNG state ({err})") from None
     adam = AdamWState(meta["adam_t"], backend.to_device(arrays["adam_m"]), backend.to_device(arrays["adam_v"]))
     theta = backend.to_device(flatten({k: params[k] for k in spec}))
-    return TrainState(theta, adam, meta["step"], rngs["batch"], rngs["probe"]), meta.get("wall_seconds", 0.0)
+    return TrainState(theta, adam, meta["step"], **streams), meta.get("wall_seconds", 0.0)
 
 
 # ---------------------------------------------------------------------- the loop
 StepCallback = Callable[[int, Optional[dict]], None]  # (step, metrics row or None) after every step
 
 
-def train(cfg: Config, run: Run, *, resume: bool = False, transform: GradTransform = identity_transform,
-          on_step: Optional[StepCallback] = None) -> dict:
+def train(cfg: Config, run: Run, *, resume: bool = False, on_step: Optional[StepCallback] = None) -> dict:
     """Train until grokking is detected (plus cfg.extra_steps) or cfg.max_steps; return the summary.
 
     Every cfg.eval_every steps: evaluate (and probe the curvature, if asked), append a metrics row, write a
@@ -128,7 +141,7 @@ def train(cfg: Config, run: Run, *, resume: bool = False, transform: GradTransfo
             run.truncate_rows(name, state.step // every + 1 if every else 0)
     else:
         state, wall_before, rows = fresh_state(cfg), 0.0, []
-    recorder = Recorder(cfg, run, data, rows)
+    hook, recorder = interventions.parse(cfg.hook), Recorder(cfg, run, data, rows)
     if not rows:
         recorder(state, {}, stop_at=cfg.max_steps, wall=wall_before)
 
@@ -136,7 +149,7 @@ def train(cfg: Config, run: Run, *, resume: bool = False, transform: GradTransfo
     stop_at = _stop_step(rows, cfg)
     while state.step < stop_at:
         t0 = time.perf_counter()
-        state, info = train_step(state, data, cfg, transform)
+        state, info = train_step(state, data, cfg, hook)
         train_seconds += time.perf_counter() - t0
         row = recorder(state, info, stop_at, wall_before + time.perf_counter() - start)
         if row is not None:

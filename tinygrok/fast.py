@@ -1,0 +1,148 @@
+"""The fast path: model.py's transformer computed for speed, and its gradient by backpropagation written out.
+
+- Activations are one 2-D (T*N, d) array, position-major (row t*N + n is token t of example n), so every
+  product is one 2-D matmul, and every step is a primitive of ops.py (a plain-NumPy kernel, no einsum or fancy
+  indexing for autograd to trace).
+- Only position 0 is read out, so the last block computes position 0 alone (its keys and values still come from
+  every position): the same logits as model.forward, for about 20% less work.
+- flat_grad, the gradient training and the commutator use, is backpropagation written out: each block returns
+  its activations, and the primitives' backward kernels run in reverse. Autograd's gradient through this module's
+  primitive graph is its tested reference, and what a Hessian-vector product differentiates.
+
+Tested equal to model.py's readable definitions (tests/test_fast.py). model.py never imports this module.
+"""
+from __future__ import annotations
+
+import math
+
+import autograd.numpy as np
+from autograd import grad
+
+from tinygrok.config import Config
+from tinygrok.model import SEQ_LEN, block_params, count_layers, layout, unflatten
+from tinygrok.ops import (attention, attention_backward, cross_entropy, cross_entropy_backward, embed,
+                          embed_backward, head_rows, kernel, layer_norm, layer_norm_backward, linear, linear_backward,
+                          normal_cdf, normal_cdf_backward, spread, sum_axis)
+
+
+def block(x, p: dict, n_heads: int, n_out: int) -> dict:
+    """One pre-norm transformer block, computed for the first n_out rows: x (T*N, d) -> its activations, the
+    output "out" (n_out, d) among them (the backward pass written out below reads the others).
+
+        x1 = x + W_O attention(LN1(x));   out = x1 + W_out GELU(W_in LN2(x1)),   GELU(u) = u Phi(u)
+    """
+    tn, d = x.shape
+    n, dh = tn // SEQ_LEN, d // n_heads
+    h = layer_norm(x, p["ln1.w"], p["ln1.b"])  # (T*N, d)
+    q = linear(_first_rows(h, n_out), p["W_Q"], p["b_Q"]).reshape(n_out // n, n * n_heads, dh)  # (Tq, N*H, dh)
+    k = linear(h, p["W_K"], p["b_K"]).reshape(SEQ_LEN, n * n_heads, dh)  # (T, N*H, dh)
+    v = linear(h, p["W_V"], p["b_V"]).reshape(SEQ_LEN, n * n_heads, dh)  # (T, N*H, dh)
+    a = attention(q, k, v).reshape(n_out, d)  # (n_out, d)
+    x1 = _first_rows(x, n_out) + linear(a, p["W_O"], p["b_O"])  # (n_out, d)
+    h2 = layer_norm(x1, p["ln2.w"], p["ln2.b"])  # (n_out, d)
+    u = linear(h2, p["W_in"], p["b_in"])  # (n_out, d_ff)
+    phi = normal_cdf(u)  # (n_out, d_ff), kept: GELU's derivative Phi + u phi needs it
+    m = u * phi  # (n_out, d_ff): exact GELU
+    return dict(x=x, h=h, q=q, k=k, v=v, a=a, x1=x1, h2=h2, u=u, phi=phi, m=m,
+                out=x1 + linear(m, p["W_out"], p["b_out"]))
+
+
+def _first_rows(x, n: int):
+    """x (M, d) -> (n, d), without a copy or a graph node when n == M."""
+    return x if n == x.shape[0] else head_rows(x, n)
+
+
+def trunk(params: dict, tokens, n_heads: int, keep_activations: bool = False) -> tuple:
+    """Embedding and blocks: the last block's output (N, d), at position 0 only, and (if asked: they cost memory)
+    every block's activations.
+
+    Only position 0 is read out, so the last block computes position 0 alone (its keys and values still come
+    from every position): the same logits as the full computation, for about 20% less work.
+    """
+    n = tokens.shape[0]
+    d = params["W_pos"].shape[1]
+    x = embed(params["W_E"], tokens.T.ravel()).reshape(SEQ_LEN, n, d)  # (T, N, d)
+    positions = spread(params["W_pos"].reshape(SEQ_LEN, 1, d), (SEQ_LEN, n, d), 1, keepdims=True)  # (T, N, d)
+    x = (x + positions).reshape(SEQ_LEN * n, d)  # (T*N, d)
+    n_layers, blocks = count_layers(params), []
+    for layer in range(n_layers):
+        n_out = n if layer == n_layers - 1 else SEQ_LEN * n  # rows this block must produce
+        blocks.append(block(x, block_params(params, layer), n_heads, n_out))
+        x = blocks[-1]["out"]  # (n_out, d)
+        if not keep_activations:
+            blocks.pop()  # freed before the next block runs
+    return x, blocks
+
+
+def forward(params: dict, tokens, n_heads: int):
+    """model.forward's logits, fast: tokens (N, 2) int -> (N, vocab)."""
+    x0 = layer_norm(trunk(params, tokens, n_heads)[0], params["ln_final.w"], params["ln_final.b"])  # (N, d)
+    return linear(x0, params["W_U"], params["b_U"])  # (N, vocab)
+
+
+def flat_loss(theta, tokens, labels, cfg: Config):
+    """model.flat_loss, fast: the mean cross-entropy as a function of theta (P,), through the primitives' graph."""
+    return cross_entropy(forward(unflatten(theta, cfg), tokens, cfg.n_heads), labels)
+
+
+def _autograd_flat_grad(theta, tokens, labels, cfg: Config):
+    """flat_grad by autograd, through the graph of flat_loss: the reference the hand-written one is tested against,
+    and what autograd differentiates when a gradient is itself differentiated (Hessian-vector products: the
+    primitives' graph keeps every derivative on the arrays' device)."""
+    return grad(flat_loss)(theta, tokens, labels, cfg)
+
+
+def flat_grad(theta, tokens, labels, cfg: Config):
+    """d loss / d theta: theta (P,), tokens (N, 2), labels (N,) -> (P,). Differentiable (a Hessian-vector product
+    differentiates it); a def, so that worker processes can import it by its name."""
+    return _backprop(theta, tokens, labels, cfg)
+
+
+def _written_out_backprop(theta, tokens, labels, cfg: Config):
+    """flat_grad by backpropagation written out: the forward pass keeps its activations, then each primitive's
+    backward kernel runs in reverse order. The same numbers as autograd's gradient, bit for bit in float32
+    (tested), without building a graph of ~80 nodes per call: about 3 ms less per gradient. (Differentiating it
+    runs it once for its value, then traces the reference: a Hessian-vector product costs one gradient more.)"""
+    params, n = unflatten(theta, cfg), tokens.shape[0]
+    x, blocks = trunk(params, tokens, cfg.n_heads, keep_activations=True)  # (N, d)
+    x0 = layer_norm(x, params["ln_final.w"], params["ln_final.b"])  # (N, d)
+    logits = linear(x0, params["W_U"], params["b_U"])  # (N, vocab)
+
+    grads = {}
+    g = cross_entropy_backward(logits, labels)  # (N, vocab)
+    g, grads["W_U"], grads["b_U"] = linear_backward(g, x0, params["W_U"])  # (N, d)
+    g, grads["ln_final.w"], grads["ln_final.b"] = layer_norm_backward(g, x, params["ln_final.w"])
+    for layer in reversed(range(cfg.n_layers)):
+        g, block_grads = _block_backward(g, blocks[layer], block_params(params, layer))
+        grads.update({f"blocks.{layer}.{k}": v for k, v in block_grads.items()})  # g: (T*N, d)
+    grads["W_pos"] = sum_axis(g.reshape(SEQ_LEN, n, cfg.d_model), 1)  # (T, d)
+    grads["W_E"] = embed_backward(g, tokens.T.ravel(), cfg.p)  # (vocab, d)
+    out = np.zeros_like(theta)  # (P,)
+    for name, (start, shape) in layout(cfg).items():
+        out[start:start + math.prod(shape)] = grads[name].ravel()
+    return out
+
+
+_backprop = kernel(_written_out_backprop, _autograd_flat_grad)
+
+
+def _block_backward(g, s: dict, p: dict):
+    """The gradients of a block's input x (T*N, d) and of its parameters, from its output's gradient g (n_out, d)
+    and its activations s."""
+    n_out, d = g.shape
+    grads = {}
+    g_m, grads["W_out"], grads["b_out"] = linear_backward(g, s["m"], p["W_out"])  # (n_out, d_ff)
+    g_u = g_m * s["phi"] + normal_cdf_backward(g_m * s["u"], s["u"])  # (n_out, d_ff): d(u Phi) = Phi + u phi
+    g_h2, grads["W_in"], grads["b_in"] = linear_backward(g_u, s["h2"], p["W_in"])  # (n_out, d)
+    g_x1, grads["ln2.w"], grads["ln2.b"] = layer_norm_backward(g_h2, s["x1"], p["ln2.w"])  # (n_out, d)
+    g_x1 += g  # the residual
+    g_a, grads["W_O"], grads["b_O"] = linear_backward(g_x1, s["a"], p["W_O"])  # (n_out, d)
+    g_q, g_k, g_v = attention_backward(g_a.reshape(s["q"].shape), s["q"], s["k"], s["v"])
+    g_hq, grads["W_Q"], grads["b_Q"] = linear_backward(g_q.reshape(n_out, d), s["h"][:n_out], p["W_Q"])
+    g_hk, grads["W_K"], grads["b_K"] = linear_backward(g_k.reshape(-1, d), s["h"], p["W_K"])  # (T*N, d)
+    g_h, grads["W_V"], grads["b_V"] = linear_backward(g_v.reshape(-1, d), s["h"], p["W_V"])  # (T*N, d)
+    g_h += g_hk  # in the order autograd sums them, so that float32 results are bit for bit the same
+    g_h[:n_out] += g_hq
+    g_x, grads["ln1.w"], grads["ln1.b"] = layer_norm_backward(g_h, s["x"], p["ln1.w"])  # (T*N, d)
+    g_x[:n_out] += g_x1  # the residual
+    return g_x, grads
