@@ -8,8 +8,8 @@ import pytest
 from tinygrok import geometry
 from tinygrok.config import Config
 from tinygrok.model import param_count
-from tinygrok.plots import plot_all
-from tinygrok.runs import Run
+from tinygrok import plots
+from tinygrok.runs import GEOMETRY, SUMMARY, Run
 from tinygrok.train import train
 
 CFG = Config(p=11, d_model=16, n_heads=2, d_ff=32, batch_size=32, eval_every=20, max_steps=200,
@@ -28,7 +28,7 @@ def test_summary_gains_the_geometry_numbers(analysed):
     assert set(summary["pc1"]) == {f"blocks.{l}.W_{m}" for l in (0, 1) for m in "QKVO"}
     assert all(0 < v <= 1 for v in summary["pc1"].values())
     assert summary["baseline_defect"] > 0 and summary["defect_growth_run"] >= summary["defect_growth"] >= 1
-    rows = [json.loads(line) for line in (run.path / "geometry.jsonl").read_text().splitlines()]
+    rows = run.geometry()
     assert [r["step"] for r in rows] == [0, 50, 100, 150, 200]
     k_exec, p = CFG.n_layers * 4 * 2, param_count(CFG)
     for r in rows:
@@ -36,7 +36,9 @@ def test_summary_gains_the_geometry_numbers(analysed):
         # random K-dim subspaces catch about sqrt(K/P) of a vector (P is small here, so only roughly)
         assert r["exec_random_proj"] == pytest.approx(math.sqrt(k_exec / p), rel=0.5)
     assert all("alignment_ratio" in r for r in rows[1:])
-    assert summary == json.loads((run.path / "summary.json").read_text())
+    assert summary == json.loads((run.path / SUMMARY).read_text())["results"] == run.summary()
+    assert run.stages() == ["train", "geometry"] and "wall_seconds" in run.environment()
+    assert (run.path / GEOMETRY).exists() and run.basis().shape == (param_count(CFG), k_exec)
 
 
 def test_execution_basis_spans_the_snapshot_motion(analysed):
@@ -56,6 +58,6 @@ def test_execution_basis_spans_the_snapshot_motion(analysed):
 
 def test_every_figure_is_drawn(analysed):
     run, _ = analysed
-    names = {p.name for p in plot_all(run.path)}
+    names = {p.name for p in plots.save_all(run.path)}
     assert names == {"training.png", "defect.png", "explained_variance.png", "trajectory.png", "projections.png"}
     assert all((run.path / n).stat().st_size > 10_000 for n in names)

@@ -1,11 +1,10 @@
 """A run's geometry, end to end, from its files: PCA of the attention trajectory and the execution basis
 (pca.py), curvature projections at the saved parameters (commutator.py), onset and lead (analysis.py).
 
-Writes pca.json and geometry.jsonl into the run directory and adds the headline numbers to summary.json.
+Writes pca.json, basis.npy and geometry.jsonl into the run directory and adds the headline numbers to the summary.
 """
 from __future__ import annotations
 
-import json
 import statistics
 
 import numpy as np
@@ -18,9 +17,7 @@ from tinygrok.config import Config
 from tinygrok.data import make_dataset, stream
 from tinygrok.model import attention_layout, param_count
 from tinygrok.pca import analyse_trajectories, execution_basis, run_trajectories
-from tinygrok.runs import SNAPSHOTS, SUMMARY, THETAS, Run, RunError, write_json
-
-PCA_JSON, GEOMETRY_JSONL = "pca.json", "geometry.jsonl"
+from tinygrok.runs import SNAPSHOTS, THETAS, Run, RunError
 BASIS_COMPONENTS = 2  # top-2 components per matrix: K = layers * 4 * 2 (§5.5)
 SVD_COMPONENTS = 3  # the reference control's top-3 singular pairs per matrix: K = layers * 4 * 3 (§6.4)
 
@@ -30,7 +27,7 @@ def trajectories_to_detection(run: Run) -> dict[str, np.ndarray]:
     the paper's PCA runs stopped there (§1.5, §5.1), while `tinygrok grok` trains 1,000 steps further for the
     curvature record."""
     cfg = run.config()
-    n_snapshots = len(run.rows(SNAPSHOTS)) if (run.path / SNAPSHOTS).exists() else 0
+    n_snapshots = len(run.rows(SNAPSHOTS)) if run.has(SNAPSHOTS) else 0
     end = detection_step(run.metrics(), cfg.stop_acc, cfg.stop_patience)
     keep = n_snapshots if end is None else min(n_snapshots, end // cfg.snapshot_every + 1)
     if keep < 3:
@@ -40,24 +37,25 @@ def trajectories_to_detection(run: Run) -> dict[str, np.ndarray]:
 
 
 def analyse_pca(run: Run) -> tuple[dict, np.ndarray]:
-    """PC1 share, top-5 ratios and null z-score per attention matrix (pca.json), and the execution basis B,
-    from the trajectories up to detection."""
+    """PC1 share, top-5 ratios and null z-score per attention matrix, and the execution basis B (P, K), from the
+    trajectories up to detection; both saved in the run (pca.json, basis.npy)."""
     cfg = run.config()
     trajectories = trajectories_to_detection(run)
     keep = len(next(iter(trajectories.values())))
     stats, pcas = analyse_trajectories(trajectories, stream(cfg.seed, "null"))
     result = {"snapshots": keep, "last_step": (keep - 1) * cfg.snapshot_every, **stats}
-    write_json(run.path / PCA_JSON, result)
     offsets = {name: start for name, (start, _) in attention_layout(cfg).items()}
-    return result, execution_basis(pcas, offsets, param_count(cfg), BASIS_COMPONENTS)
+    basis = execution_basis(pcas, offsets, param_count(cfg), BASIS_COMPONENTS)
+    run.write_pca(result, basis)
+    return result, basis
 
 
 def analyse_curvature(run: Run, basis: np.ndarray, k: int = 5) -> list[dict]:
-    """The commutator projections at every saved theta (geometry.jsonl); empty if the run saved none."""
-    if not (run.path / THETAS).exists():
+    """The commutator projections at every saved theta (saved in the run); empty if the run saved none."""
+    if not run.has(THETAS):
         return []
     rows = curvature_at_saved_thetas(run, run.config(), basis, k)
-    (run.path / GEOMETRY_JSONL).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run.write_geometry(rows)
     return rows
 
 
@@ -88,7 +86,7 @@ def curvature_at_saved_thetas(run: Run, cfg: Config, exec_basis: np.ndarray, k: 
 
 
 def summarise(run: Run, pca: dict, geometry: list[dict]) -> dict:
-    """The geometry headline numbers, merged into summary.json and returned."""
+    """The geometry headline numbers, added to the run's summary; returns all its results."""
     metrics = run.metrics()
     memorizing = set(memorization_phase(metrics))
     in_phase = [r for r in geometry if r["step"] in memorizing]
@@ -97,9 +95,7 @@ def summarise(run: Run, pca: dict, geometry: list[dict]) -> dict:
                 "exec_random_ratio": _median(r["exec_random_ratio"] for r in in_phase),
                 "exec_random_ratio_weight_svd": _median(r["weight_svd_random_ratio"] for r in in_phase),
                 "memorization_phase_probes": len(in_phase)}
-    summary = {**run.summary(), **headline} if (run.path / SUMMARY).exists() else headline
-    run.write_summary(summary)
-    return summary
+    return run.record("geometry", headline)
 
 
 def analyse(run: Run, k: int = 5) -> tuple[dict, list[dict]]:

@@ -3,11 +3,17 @@
     config.json       the fully resolved Config
     metrics.jsonl     one JSON row per evaluation, appended and flushed row by row
     checkpoint.npz    params (by name), AdamW state, step, RNG states; written to a temp file, then renamed
-    summary.json      grok steps, final accuracies, timing, versions; written at the end (atomically)
+    summary.json      {"results": ..., "environment": ..., "stages": [...]}: what the run measured (grok steps,
+                      accuracies, and after the analysis onset, lead, PC1, ...), apart from where and how fast it ran
+                      (versions, BLAS, threads, wall time), and the stages done ("train", "geometry", "figures")
     snapshots.npy     attention matrices every cfg.snapshot_every steps, appended row by row (a growing .npy,
                       not DESIGN.md's .npz: an .npz cannot be appended to, and a 200k-step run holds ~1 GB)
     thetas.npy        all parameters every cfg.theta_every steps, likewise
-    pca.json, geometry.jsonl, *.png   written by the analyses and plots (geometry.py, plots.py)
+    pca.json          the trajectory PCA (geometry.py); basis.npy, the execution basis B (P, K) built from it
+    geometry.jsonl    the defect's projections at each saved theta (geometry.py)
+    *.png             the figures (plots.py)
+
+Every module reads and writes these files through a Run: their names live here only.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ from tinygrok.config import Config, ConfigError
 
 CONFIG, METRICS, CHECKPOINT, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.npz", "summary.json"
 SNAPSHOTS, THETAS = "snapshots.npy", "thetas.npy"  # growing (S, D) arrays, one row per snapshot
+PCA, BASIS, GEOMETRY = "pca.json", "basis.npy", "geometry.jsonl"
 _NPY_HEADER_BYTES = 128  # fixed, so the header can be rewritten in place as rows are appended
 
 
@@ -166,9 +173,66 @@ class Run:
             raise RunError(f"cannot resume: checkpoint {path} is corrupt ({type(err).__name__}: {err})") from None
         return params, arrays, meta
 
+    def has(self, name: str) -> bool:
+        """Whether the run has written the file `name` (one of this module's names)."""
+        return (self.path / name).exists()
+
+    # ------------------------------------------------------------------ analyses
+    def write_pca(self, pca: dict, basis: np.ndarray) -> None:
+        write_json(self.path / PCA, pca)
+
+        def write(tmp: Path):
+            with open(tmp, "wb") as f:
+                np.save(f, basis)
+
+        _write_atomically(self.path / BASIS, write)
+
+    def pca(self) -> dict:
+        return self._json(PCA)
+
+    def basis(self) -> np.ndarray:
+        """The execution basis B (P, K) the analysis saved."""
+        if not self.has(BASIS):
+            raise RunError(f"{self.path} has no {BASIS}: run its analysis first (tinygrok pca {self.path})")
+        return np.load(self.path / BASIS)
+
+    def write_geometry(self, rows: list[dict]) -> None:
+        _write_atomically(self.path / GEOMETRY,
+                          lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in rows)))
+
+    def geometry(self) -> list[dict]:
+        return [json.loads(line) for line in self._text(GEOMETRY).splitlines() if line.strip()]
+
     # ------------------------------------------------------------------ summary
-    def write_summary(self, summary: dict) -> None:
+    def record(self, stage: str, results: dict, environment: dict | None = None) -> dict:
+        """Add a finished stage's results (and what it ran on) to summary.json; returns all results so far."""
+        summary = json.loads(self._text(SUMMARY)) if self.has(SUMMARY) else {"results": {}, "environment": {},
+                                                                              "stages": []}
+        summary["results"].update(results)
+        summary["environment"].update(environment or {})
+        summary["stages"] = [s for s in summary["stages"] if s != stage] + [stage]
         write_json(self.path / SUMMARY, summary)
+        return summary["results"]
 
     def summary(self) -> dict:
-        return json.loads((self.path / SUMMARY).read_text())
+        """What the run measured, so far (summary.json's results)."""
+        return self._json(SUMMARY)["results"]
+
+    def environment(self) -> dict:
+        """Where and how fast it ran: versions, BLAS, threads, wall time."""
+        return self._json(SUMMARY)["environment"]
+
+    def stages(self) -> list[str]:
+        """The stages finished: "train", then "geometry" and "figures" for a walkthrough."""
+        return self._json(SUMMARY)["stages"] if self.has(SUMMARY) else []
+
+    def _text(self, name: str) -> str:
+        if not self.has(name):
+            raise RunError(f"{self.path} has no {name}")
+        return (self.path / name).read_text()
+
+    def _json(self, name: str) -> dict:
+        try:
+            return json.loads(self._text(name))
+        except json.JSONDecodeError as err:
+            raise RunError(f"{self.path / name} is not valid JSON ({err})") from None

@@ -126,7 +126,8 @@ StepCallback = Callable[[int, Optional[dict]], None]  # (step, metrics row or No
 
 
 def train(cfg: Config, run: Run, *, resume: bool = False, on_step: Optional[StepCallback] = None) -> dict:
-    """Train until grokking is detected (plus cfg.extra_steps) or cfg.max_steps; return the summary.
+    """Train until grokking is detected (plus cfg.extra_steps) or cfg.max_steps; return the results (the
+    summary's; its environment holds the timing, versions and BLAS).
 
     Every cfg.eval_every steps: evaluate (and probe the curvature, if asked), append a metrics row, write a
     checkpoint. With `resume`, continue from the run's checkpoint: the result is bit-identical to a run that was
@@ -158,14 +159,14 @@ def train(cfg: Config, run: Run, *, resume: bool = False, on_step: Optional[Step
             on_step(state.step, row)
 
     wall = wall_before + time.perf_counter() - start
-    summary = {**grok_summary(rows, cfg.stop_acc, cfg.stop_patience),
+    results = {**grok_summary(rows, cfg.stop_acc, cfg.stop_patience),
                **(curvature_summary(rows, floor=cfg.onset_floor) if cfg.probe_every else {}),
                "final_train_acc": rows[-1]["train_acc"], "final_test_acc": rows[-1]["test_acc"],
-               "steps": state.step, "wall_seconds": round(wall, 3),
-               "train_step_ms": round(1e3 * train_seconds / max(1, state.step - first_step), 3),
-               "params": int(state.theta.size), **backend.describe()}
-    run.write_summary(summary)
-    return summary
+               "steps": state.step, "params": int(state.theta.size)}
+    environment = {"wall_seconds": round(wall, 3),
+                   "train_step_ms": round(1e3 * train_seconds / max(1, state.step - first_step), 3),
+                   **backend.describe()}
+    return run.record("train", results, environment)
 
 
 @dataclass
