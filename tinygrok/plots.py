@@ -1,32 +1,33 @@
-"""One function per figure; each reads a run directory and writes a PNG into it."""
+"""The figures of a run, drawn from its files: one function per figure, and `save`, which writes one into the run.
+
+Each figure function takes a run (a Run or its path) and, optionally, the Axes to draw on; it returns the Figure,
+a new one when no Axes are given, so in a notebook `plots.defect("runs/...")` shows inline. Nothing here chooses
+matplotlib's backend (the CLI picks Agg), and no figure is registered with pyplot, so none is left open.
+"""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only: no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from tinygrok.analysis import curvature_summary, grok_summary  # noqa: E402
-from tinygrok.model import param_count  # noqa: E402
-from tinygrok.geometry import trajectories_to_detection  # noqa: E402
-from tinygrok.pca import trajectory_pca  # noqa: E402
-from tinygrok.runs import Run  # noqa: E402
+from tinygrok.analysis import curvature_summary, grok_summary
+from tinygrok.geometry import SVD_COMPONENTS, trajectories_to_detection
+from tinygrok.model import param_count
+from tinygrok.pca import trajectory_pca
+from tinygrok.runs import GEOMETRY, PCA, Run
 
 
-def plot_training(run_dir: Path | str) -> Path:
-    """Train/test accuracy and loss against step (log scale, as in the grokking literature), grok steps marked."""
-    run = Run(run_dir)
+def training(run: Run | Path | str, axes=None) -> Figure:
+    """Train/test accuracy and loss against step (log scale, as in the grokking literature), grok steps marked;
+    on two Axes."""
+    run = _as_run(run)
     cfg, rows = run.config(), [r for r in run.metrics() if r["step"] > 0]
     if not rows:
         raise ValueError(f"{run.path} has no evaluations after step 0 to plot")
     steps = [r["step"] for r in rows]
     marks = grok_summary(rows, cfg.stop_acc, cfg.stop_patience)
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    fig, (ax_acc, ax_loss) = _axes(axes, 2, (11, 4))
     for split, colour in (("train", "tab:blue"), ("test", "tab:red")):
         ax_acc.plot(steps, [r[f"{split}_acc"] for r in rows], color=colour, label=split)
         ax_loss.plot(steps, [r[f"{split}_loss"] for r in rows], color=colour, label=split)
@@ -41,13 +42,13 @@ def plot_training(run_dir: Path | str) -> Path:
     ax_loss.set_ylabel("mean cross-entropy")
     ax_loss.set_yscale("log")
     fig.suptitle(f"{cfg.op} mod {cfg.p}, seed {cfg.seed}: memorization, then grokking")
-    return _save(fig, run, "training.png")
+    return fig
 
 
-def plot_defect(run_dir: Path | str) -> Path:
+def defect(run: Run | Path | str, ax=None) -> Figure:
     """The paper's central figure: commutator defect (log, median and quartiles) and test accuracy against step,
     with the curvature onset and grok_90 marked: curvature rises before generalisation does."""
-    run = Run(run_dir)
+    run = _as_run(run)
     cfg, metrics = run.config(), run.metrics()
     rows = [r for r in metrics if r.get("defect") is not None]
     if not rows:
@@ -55,7 +56,7 @@ def plot_defect(run_dir: Path | str) -> Path:
     marks = {**grok_summary(metrics, cfg.stop_acc, cfg.stop_patience),
              **curvature_summary(metrics, floor=cfg.onset_floor)}
     steps = [r["step"] for r in rows]
-    fig, ax = plt.subplots(figsize=(8, 4.5), constrained_layout=True)
+    fig, ax = _axes(ax, 1, (8, 4.5))
     ax.fill_between(steps, [r["defect_q25"] for r in rows], [r["defect_q75"] for r in rows], alpha=0.25,
                     color="tab:purple", label="defect, quartiles")
     ax.plot(steps, [r["defect"] for r in rows], color="tab:purple", label="defect D, median of samples")
@@ -74,35 +75,34 @@ def plot_defect(run_dir: Path | str) -> Path:
     more = acc.get_legend_handles_labels()
     ax.legend(handles[0] + more[0], handles[1] + more[1], loc="center left", fontsize=8)
     lead = marks.get("lead_steps")
-    fig.suptitle(f"Curvature rises before generalisation (lead {lead} steps)" if lead is not None
+    ax.set_title(f"Curvature rises before generalisation (lead {lead} steps)" if lead is not None
                  else "Commutator defect and accuracy")
-    return _save(fig, run, "defect.png")
+    return fig
 
 
-def plot_explained_variance(run_dir: Path | str) -> Path:
+def explained_variance(run: Run | Path | str, ax=None) -> Figure:
     """Explained variance of the top-5 principal components of each attention matrix's trajectory."""
-    run = Run(run_dir)
-    ratios = json.loads((run.path / "pca.json").read_text())["top_ratios"]
-    fig, ax = plt.subplots(figsize=(9, 4), constrained_layout=True)
+    ratios = _as_run(run).pca()["top_ratios"]
+    fig, ax = _axes(ax, 1, (9, 4))
     width = 0.8 / len(ratios)
     for i, (name, values) in enumerate(ratios.items()):
         ax.bar([k + i * width for k in range(len(values))], [100 * v for v in values], width, label=name)
     ax.set_xticks([k + 0.4 - width / 2 for k in range(5)], [f"PC{k + 1}" for k in range(5)])
     ax.set_ylabel("explained variance (%)")
     ax.legend(fontsize=7, ncol=2)
-    fig.suptitle("Attention-weight trajectories are nearly one-dimensional: PC1 dominates")
-    return _save(fig, run, "explained_variance.png")
+    ax.set_title("Attention-weight trajectories are nearly one-dimensional: PC1 dominates")
+    return fig
 
 
-def plot_trajectory(run_dir: Path | str) -> Path:
-    """Each attention matrix of the last layer, up to the detection step (as pca.json), projected on its own
-    PC1-PC2 plane, coloured by step."""
-    run = Run(run_dir)
+def trajectory(run: Run | Path | str, axes=None) -> Figure:
+    """Each attention matrix of the last layer, up to the detection step (as the PCA), projected on its own
+    PC1-PC2 plane, coloured by step; on one Axes per matrix."""
+    run = _as_run(run)
     cfg = run.config()
     last = f"blocks.{cfg.n_layers - 1}."
     trajectories = {k: v for k, v in trajectories_to_detection(run).items() if k.startswith(last)}
     steps = [i * cfg.snapshot_every for i in range(len(next(iter(trajectories.values()))))]
-    fig, axes = plt.subplots(1, len(trajectories), figsize=(4 * len(trajectories), 3.8), constrained_layout=True)
+    fig, axes = _axes(axes, len(trajectories), (4 * len(trajectories), 3.8))
     for ax, (name, traj) in zip(axes, trajectories.items()):
         pca = trajectory_pca(traj, k=2)
         coords = pca.scores  # (S, 2)
@@ -113,17 +113,16 @@ def plot_trajectory(run_dir: Path | str) -> Path:
         ax.set_ylabel("PC2")
     fig.colorbar(points, ax=axes, label="step")
     fig.suptitle("Last-layer attention weights on their first two principal components, up to grokking detection")
-    return _save(fig, run, "trajectory.png")
+    return fig
 
 
-def plot_projections(run_dir: Path | str) -> Path:
+def projections(run: Run | Path | str, ax=None) -> Figure:
     """proj/full of the defect: execution basis vs random bases of the same size vs sqrt(K/P)."""
-    run = Run(run_dir)
-    rows = [json.loads(line) for line in (run.path / "geometry.jsonl").read_text().splitlines()]
-    cfg = run.config()
-    k_exec, k_svd = cfg.n_layers * 4 * 2, cfg.n_layers * 4 * 3  # 2 PCA components, 3 singular pairs per matrix
+    run = _as_run(run)
+    rows, cfg = run.geometry(), run.config()
+    k_exec, k_svd = run.basis().shape[1], cfg.n_layers * 4 * SVD_COMPONENTS
     steps = [r["step"] for r in rows]
-    fig, ax = plt.subplots(figsize=(8, 4.5), constrained_layout=True)
+    fig, ax = _axes(ax, 1, (8, 4.5))
     ax.plot(steps, [r["exec_proj"] for r in rows], "o-", label=f"execution basis (trajectory PCA, K={k_exec})")
     ax.plot(steps, [r["exec_random_proj"] for r in rows], "s--", label=f"random bases, K={k_exec}")
     ax.plot(steps, [r["weight_svd_proj"] for r in rows], "^-", label=f"current-weight-SVD basis, K={k_svd}")
@@ -134,25 +133,51 @@ def plot_projections(run_dir: Path | str) -> Path:
     ax.set_ylabel("||projection of defect|| / ||defect||")
     ax.set_yscale("log")
     ax.legend(fontsize=8)
-    fig.suptitle("Where the curvature points: the defect's share in the execution subspaces and in random ones")
-    return _save(fig, run, "projections.png")
+    ax.set_title("Where the curvature points: the defect's share in the execution subspaces and in random ones")
+    return fig
 
 
-def plot_all(run_dir: Path | str) -> list[Path]:
-    """Every figure the run's files allow."""
-    run = Run(run_dir)
-    figures = [plot_training(run.path)]
+FIGURES = {"training": training, "defect": defect, "explained_variance": explained_variance,
+           "trajectory": trajectory, "projections": projections}  # saved as NAME.png
+
+
+def available(run: Run | Path | str) -> list[str]:
+    """The figures the run's files allow, by name."""
+    run = _as_run(run)
+    names = ["training"]
     if any(r.get("defect") is not None for r in run.metrics()):
-        figures.append(plot_defect(run.path))
-    if (run.path / "pca.json").exists():
-        figures += [plot_explained_variance(run.path), plot_trajectory(run.path)]
-    if (run.path / "geometry.jsonl").exists():
-        figures.append(plot_projections(run.path))
-    return figures
+        names.append("defect")
+    if run.has(PCA):
+        names += ["explained_variance", "trajectory"]
+    if run.has(GEOMETRY):
+        names.append("projections")
+    return names
 
 
-def _save(fig, run: Run, name: str) -> Path:
-    path = run.path / name
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def save(run: Run | Path | str, name: str) -> Path:
+    """Draw the figure `name` and write it into the run directory as NAME.png."""
+    run = _as_run(run)
+    path = run.path / f"{name}.png"
+    FIGURES[name](run).savefig(path, dpi=120)
     return path
+
+
+def save_all(run: Run | Path | str) -> list[Path]:
+    """Every figure the run's files allow, written into it."""
+    return [save(run, name) for name in available(run)]
+
+
+def _as_run(run: Run | Path | str) -> Run:
+    return run if isinstance(run, Run) else Run(run)
+
+
+def _axes(given, n: int, figsize: tuple):
+    """(figure, the Axes to draw on): the given ones (n of them, or one), or a new Figure with n side by side."""
+    if given is not None:
+        axes = list(given) if n > 1 else [given]
+        if len(axes) != n:
+            raise ValueError(f"this figure draws on {n} Axes, {len(axes)} given")
+        return axes[0].figure, (axes if n > 1 else axes[0])
+    fig = Figure(figsize=figsize, layout="constrained")
+    axes = fig.subplots(1, n)
+    return fig, (list(axes) if n > 1 else axes)
