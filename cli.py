@@ -1,6 +1,7 @@
 """`tinygrok`: thin commands that parse, validate, call the package and print with rich."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -10,15 +11,18 @@ import typing
 from pathlib import Path
 from typing import Annotated, Optional
 
-import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+import matplotlib
 
-from tinygrok import backend, config, parallel
-from tinygrok.config import Config, ConfigError
-from tinygrok.runs import Run, RunError
+matplotlib.use("Agg")  # the CLI writes figures to files; the library leaves the backend alone
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from tinygrok import backend, config, experiments, paper, parallel, plots  # noqa: E402
+from tinygrok.config import Config, ConfigError  # noqa: E402
+from tinygrok.runs import THETAS, Run, RunError  # noqa: E402
 
 Threads = Annotated[Optional[int], typer.Option(
     min=1, help="cores to use (BLAS threads, and worker processes for gradients and evaluation); changes speed "
@@ -73,31 +77,36 @@ def with_config_options(command):
     return wrapper
 
 
-def resolve_run(preset: str, out: Optional[Path], resume: bool, force: bool, overrides: dict) -> tuple[Config, Run]:
-    """The config and run directory a train command asks for; nothing on disk changes until all is valid."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    if resume:
-        if out is None:
-            raise RunError("--resume needs --out RUN_DIR, the run to continue")
-        if force:
-            raise RunError("--resume and --force contradict each other: pick one")
-        run = Run.open(out)
-        cfg = run.config()
-        differing = sorted(k for k, v in given.items() if getattr(cfg, k) != v)
-        if differing:
-            raise RunError(f"--resume continues {out} with its saved config; these options differ from it: "
-                           + ", ".join("--" + k.replace("_", "-") for k in differing))
-        return cfg, run
-    cfg = config.preset(preset, **given)
-    out = out or Path("runs") / f"{preset}_{cfg.op}_s{cfg.seed}"
-    return cfg, Run.create(out, cfg, force=force)
+def _existing(resume: bool, force: bool) -> str:
+    """What to do with an existing run directory, as experiments.execute says it."""
+    if resume and force:
+        raise RunError("--resume and --force contradict each other: pick one")
+    return "resume" if resume else "restart" if force else "refuse"
+
+
+def _execute(spec: experiments.RunSpec, out: Optional[Path], resume: bool, force: bool,
+             threads: Optional[int]) -> tuple[dict, Path]:
+    """Run the spec with a live view of training and a line per later stage; (results, run directory)."""
+    path = out or experiments.run_path(spec)
+    with parallel.cores(threads or parallel.default_cores(spec.config)), _live_view(spec.config) as (view, on_step):
+        def on_stage(stage: str) -> None:  # the view starts with training, once the run directory is checked
+            view.start() if stage == "train" else (view.stop(), console.print(STAGE_LINES[stage]))
+
+        results = experiments.execute(spec, path=path, existing=_existing(resume, force), on_step=on_step,
+                                      on_stage=on_stage)
+    return results, path
+
+
+STAGE_LINES = {"geometry": "analysing: trajectory PCA, execution basis, curvature projections ...",
+               "figures": "drawing the figures ..."}
 
 
 @app.command()
 @with_config_options
 def train(
     preset: Annotated[str, typer.Option(help=f"starting settings: {', '.join(config.PRESETS)}")] = "paper",
-    out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/PRESET_OP_sSEED]")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/ and a name from the settings "
+                                                     "that differ from the preset, e.g. runs/paper_add_s42]")] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in --out from its checkpoint")] = False,
     force: Annotated[bool, typer.Option(help="clear an existing run directory and start again")] = False,
     threads: Threads = None,
@@ -107,23 +116,25 @@ def train(
 ):
     """Train a transformer on one operation mod p until it groks (or max steps), with a live view."""
     use_backend(array_backend)
-    cfg, run = resolve_run(preset, out, resume, force, overrides)
-    with parallel.cores(threads or parallel.default_cores(cfg)):
-        summary = _train_live(cfg, run, resume)  # a RunError here (a mismatched checkpoint) is one line too
-    _print_summary(summary)
+    if resume and out is None:
+        raise RunError("--resume needs --out RUN_DIR, the run to continue")
+    spec = (experiments.saved_spec(out, "train", **overrides) if resume
+            else experiments.spec("train", preset, **overrides))
+    results, path = _execute(spec, out, resume, force, threads)
+    _print_summary(Run(path))
     if plot:
-        from tinygrok.plots import plot_training
-        console.print(f"figure: {plot_training(run.path)}")
-    console.print(f"run directory: [bold]{run.path}[/]  (redraw: tinygrok plot {run.path})")
+        console.print(f"figure: {plots.save(path, 'training')}")
+    console.print(f"run directory: [bold]{path}[/]  (redraw: tinygrok plot {path})")
 
 
-def _train_live(cfg: Config, run: Run, resume: bool) -> dict:
-    from tinygrok.train import train as train_run
-
+@contextlib.contextmanager
+def _live_view(cfg: Config):
+    """A progress bar for training, not yet shown: yields it (to start) and the on_step callback that drives it."""
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("{task.fields[metrics]}")]
     last = {"time": time.perf_counter(), "step": None}
-    with Progress(*columns, console=console, transient=False) as progress:
+    progress = Progress(*columns, console=console, transient=False)
+    try:
         task = progress.add_task(f"{cfg.op} mod {cfg.p}", total=cfg.max_steps, rate="", metrics="")
 
         def on_step(step: int, row: Optional[dict]) -> None:
@@ -141,22 +152,22 @@ def _train_live(cfg: Config, run: Run, resume: bool) -> dict:
             if not console.is_terminal and step % (10 * cfg.eval_every) == 0:
                 console.print(f"step {step}: train acc {row['train_acc']:.3f}, test acc {row['test_acc']:.3f}")
 
-        return train_run(cfg, run, resume=resume, on_step=on_step)
+        yield progress, on_step
+    finally:
+        if progress.live.is_started:
+            progress.stop()
 
 
-def _print_summary(summary: dict) -> None:
+def _print_summary(run: Run) -> None:
     table = Table(title="summary", show_header=False)
+    results, environment = run.summary(), run.environment()
     for key in ("grok_step_90", "grok_step", "memorization_step", "final_train_acc", "final_test_acc", "steps",
-                "wall_seconds", "train_step_ms", "params", "threads"):
-        value = summary.get(key)
-        table.add_row(key, _fmt(value, missing="never"))
+                "params"):
+        table.add_row(key, _fmt(results.get(key), missing="never"))
+    for key in ("wall_seconds", "train_step_ms", "threads"):
+        table.add_row(key, _fmt(environment.get(key)))
     console.print(table)
 
-
-# The walkthrough's additions to the paper preset (PAPER.md §6.2, generalization dynamics): K = 5 commutator
-# samples every 100 steps, training continued 1,000 steps past detection; all parameters saved every 200 steps.
-GROK_SETTINGS = dict(probe_every=100, probe_samples=5, extra_steps=1000, theta_every=200)
-GROK_PRESETS = ("paper", "classroom")  # evaluated every 100 steps, as the probe cadence needs
 
 RunDir = Annotated[Path, typer.Argument(help="a run directory")]
 
@@ -174,60 +185,35 @@ def grok(
     array_backend: ArrayBackend = "numpy",
 ):
     """The walkthrough: train until grokking while probing curvature, then show the geometry of what happened."""
-    from tinygrok import geometry
-    from tinygrok.plots import plot_all
-
     use_backend(array_backend)
     try:
-        if preset not in GROK_PRESETS:
-            raise ConfigError(f"--preset={preset!r} is invalid for grok: must be one of {', '.join(GROK_PRESETS)}")
-        overrides = dict(op=op, seed=seed, max_steps=max_steps, **GROK_SETTINGS)
-        cfg, run = resolve_run(preset, out or Path("runs") / f"grok_{preset}_{op}_s{seed}", resume, force, overrides)
-        with parallel.cores(threads or parallel.default_cores(cfg)):
-            _train_live(cfg, run, resume)
-            with console.status("analysing: trajectory PCA, execution basis, curvature projections ..."):
-                summary, _ = geometry.analyse(run)
-            figures = plot_all(run.path)
+        spec = experiments.spec("walkthrough", preset, op=op, seed=seed, max_steps=max_steps)
+        results, path = _execute(spec, out, resume, force, threads)
     except (ConfigError, RunError, ValueError) as err:
         fail(str(err))
-    _explain(summary)
-    console.print("figures: " + ", ".join(str(f) for f in figures))
-    console.print(f"run directory: [bold]{run.path}[/]  (again: tinygrok pca / commutator / plot {run.path})")
+    _explain(results, spec.config.op)
+    console.print("figures: " + ", ".join(str(path / f"{name}.png") for name in plots.available(path)))
+    console.print(f"run directory: [bold]{path}[/]  (again: tinygrok pca / commutator / plot {path})")
 
 
-EXPLANATIONS = [  # (summary key, label, the paper's value, what it means)
-    ("memorization_step", "memorization step", "300-500", "train accuracy reaches 95%: the training set is learnt"),
-    ("onset_step", "curvature onset", "1800-2100", "the commutator defect first exceeds 10x its early level (and 20)"),
-    ("grok_step_90", "grok step (90%)", "~2900 (add)", "test accuracy reaches 90%: the model generalises"),
-    ("lead_steps", "lead time", "600-1600", "grok step minus onset: how early curvature warns of grokking"),
-    ("defect_growth", "defect growth", "500-2000x (whole run)", "max defect up to the grok step / early baseline"),
-    ("defect_growth_run", "defect growth, whole run", "500-2000x", "max defect over the whole run / early baseline"),
-    ("rho", "rho = resid/full", "~1.000", "share of the curvature vector outside the execution subspace"),
-    ("exec_random_ratio", "exec/random (PCA basis)", "1.8-2.9", "curvature leaning into the execution subspace vs a "
-                                                                   "random one, during memorization"),
-    ("exec_random_ratio_weight_svd", "exec/random (weight SVD)", "1.8-2.9", "the same with the reference code's "
-                                                                             "current-weight-SVD basis"),
-]
-
-
-def _explain(summary: dict) -> None:
+def _explain(results: dict, op: Optional[str] = None) -> None:
+    """Each headline number beside the paper's figure for the same measure (tinygrok/paper.py)."""
     table = Table(title="what happened", show_lines=False)
     for column in ("quantity", "measured", "paper", "meaning"):
         table.add_column(column)
-    for key, label, paper, meaning in EXPLANATIONS:
-        table.add_row(label, _fmt(summary.get(key)), paper, meaning)
+    for ref in paper.WALKTHROUGH:
+        table.add_row(ref.label, ref.show(results.get(ref.key)), ref.describe(op), ref.meaning)
     console.print(table)
-    pc1 = summary.get("pc1")
-    if pc1:
-        console.print(_pc1_table(pc1))
+    if results.get("pc1"):
+        console.print(_pc1_table(results["pc1"]))
 
 
 def _pc1_table(pc1: dict) -> Table:
     """PC1 share per layer (rows) and attention matrix (columns)."""
     from tinygrok.model import ATTENTION_MATRICES
 
-    table = Table(title="PC1 share of each attention matrix's trajectory (paper: 68-83%): the fraction of its "
-                        "motion along a single direction")
+    table = Table(title=f"PC1 share of each attention matrix's trajectory (paper: {paper.PC1.quoted}): "
+                        f"{paper.PC1.meaning}")
     table.add_column("layer")
     for m in ATTENTION_MATRICES:
         table.add_column(m)
@@ -281,7 +267,7 @@ def commutator(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help
 
     use_backend(array_backend)
     run = _open_run(run_dir)
-    if not (run.path / "thetas.npy").exists():
+    if not run.has(THETAS):
         fail(f"{run.path} saved no parameters to probe: train it with --theta-every (tinygrok grok does)")
     try:
         with parallel.cores(threads or parallel.default_cores(run.config())):
@@ -295,16 +281,14 @@ def commutator(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help
         table.add_row(str(r["step"]), f"{r['defect']:.3g}", f"{r['exec_rho']:.6f}", f"{r['exec_random_ratio']:.2f}",
                       f"{r['weight_svd_random_ratio']:.2f}", _fmt(r.get("alignment_ratio")))
     console.print(table)
-    _explain(summary)
+    _explain(summary, run.config().op)
 
 
 @app.command()
 def plot(run_dir: RunDir):
     """Redraw every figure a run's files allow."""
-    from tinygrok.plots import plot_all
-
     try:
-        for figure in plot_all(run_dir):
+        for figure in plots.save_all(run_dir):
             console.print(f"figure: {figure}")
     except (RunError, ValueError) as err:
         fail(str(err))

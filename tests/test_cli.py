@@ -87,8 +87,11 @@ def test_train_writes_a_complete_run_and_resume_extends_nothing(existing_run):
     assert {"config.json", "metrics.jsonl", "checkpoint.npz", "summary.json"} <= set(snapshot(existing_run))
     summary = json.loads((existing_run / "summary.json").read_text())
     for key in ("grok_step_90", "grok_step", "memorization_step", "final_train_acc", "final_test_acc", "steps",
-                "wall_seconds", "params"):
-        assert key in summary
+                "params"):
+        assert key in summary["results"]
+    for key in ("wall_seconds", "train_step_ms", "threads", "numpy", "blas"):  # apart from the results
+        assert key in summary["environment"]
+    summary = summary["results"]
     assert summary["steps"] == 10 and json.loads((existing_run / "config.json").read_text())["p"] == 7
 
 
@@ -97,7 +100,7 @@ def test_force_restarts_and_plot_draws(tmp_path):
     assert tinygrok("train", *TINY, "--max-steps", "5", "--out", str(out)).returncode == 0
     result = tinygrok("train", *TINY, "--max-steps", "10", "--out", str(out), "--force", "--plot")
     assert result.returncode == 0, result.stderr
-    assert json.loads((out / "summary.json").read_text())["steps"] == 10
+    assert json.loads((out / "summary.json").read_text())["results"]["steps"] == 10
     assert (out / "training.png").stat().st_size > 10_000
     assert "tinygrok plot" in result.stdout
 
@@ -120,7 +123,7 @@ def test_grok_walkthrough_explains_and_draws(walkthrough):
     out, result = walkthrough
     for phrase in ("what happened", "lead time", "exec/random", "PC1 share"):
         assert phrase in result.stdout
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())["results"]
     assert {"onset_step", "lead_steps", "defect_growth", "pc1", "rho", "exec_random_ratio"} <= set(summary)
     assert json.loads((out / "config.json").read_text())["probe_every"] == 100
     for figure in ("training.png", "defect.png", "explained_variance.png", "trajectory.png", "projections.png"):
@@ -151,7 +154,7 @@ def test_grok_refuses_bad_input(tmp_path):
 def test_threads_option_reaches_numpy_blas(tmp_path):
     out = tmp_path / "t"
     assert tinygrok("train", *TINY, "--max-steps", "5", "--threads", "1", "--out", str(out)).returncode == 0
-    assert json.loads((out / "summary.json").read_text())["threads"] == 1
+    assert json.loads((out / "summary.json").read_text())["environment"]["threads"] == 1
 
 
 def test_bench_json_has_the_documented_keys_and_sane_times():

@@ -1,0 +1,97 @@
+"""The paper's reference numbers as data: each is what the paper (or its code's stored results) reports for the
+same measure tinygrok computes under one summary key, with the PAPER.md section it comes from.
+
+Where the paper's text and its own data part, the row says so and carries the number that measures the same
+thing as tinygrok's key (like with like); the text's figure stays in `quoted`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One reference number.
+
+    key: the summary key of tinygrok's measure; low, high: the paper's range (low == high for one value; both
+    None where it gives no number); by_op: op -> (low, high) where the paper gives per-operation numbers; quoted: as the
+    paper states it; measure: exactly what is measured; section: where in PAPER.md; meaning: what it tells.
+    """
+
+    key: str
+    label: str
+    low: Optional[float]
+    high: Optional[float]
+    quoted: str
+    measure: str
+    section: str
+    meaning: str
+    by_op: dict[str, tuple] = field(default_factory=dict)
+    digits: str = ".4g"  # how a measured value is best shown (rho needs six decimals to differ from 1)
+
+    def expected(self, op: Optional[str] = None) -> tuple[Optional[float], Optional[float]]:
+        """(low, high) for `op`: its own where the paper gives one, else the range over all operations."""
+        return self.by_op.get(op, (self.low, self.high))
+
+    def describe(self, op: Optional[str] = None) -> str:
+        """The paper's figure as a table shows it: the operation's own value where there is one, else as quoted."""
+        if op in self.by_op:
+            low, high = self.by_op[op]
+            return f"{low:g} ({op})" if low == high else f"{low:g}-{high:g} ({op})"
+        return self.quoted
+
+    def show(self, value) -> str:
+        """A measured value of this quantity, formatted."""
+        return "none" if value is None else format(value, self.digits) if isinstance(value, float) else str(value)
+
+    def contains(self, value: Optional[float], op: Optional[str] = None) -> Optional[bool]:
+        """Whether `value` lies in the paper's range (None where either has no number)."""
+        low, high = self.expected(op)
+        if value is None or low is None:
+            return None
+        return low <= value <= high
+
+
+WALKTHROUGH = (
+    Reference("memorization_step", "memorization step", 300, 500, "300-500 steps at lr 1e-3",
+              "first evaluation with train accuracy >= 0.95", "§4",
+              "train accuracy reaches 95%: the training set is learnt"),
+    Reference("onset_step", "curvature onset", 1800, 2100, "1800-2100",
+              "first probe (from the third) with median D > 10 x the first three probes' median and D > 20, K = 5 "
+              "samples every 100 steps", "§7.1, §10 #10",
+              "the commutator defect first exceeds 10x its early level (and 20)",
+              by_op={"x2_y2": (500, 700)}),
+    Reference("grok_step_90", "grok step (90%)", 1867, 3433, "~1900-3400 (Table 1)",
+              "first evaluation with test accuracy >= 0.90, mean of seeds 42/137/2024", "§4, §10 #4",
+              "test accuracy reaches 90%: the model generalises",
+              by_op={op: (v, v) for op, v in {"add": 2933, "sub": 3433, "mul": 2633, "x2_y2": 1867}.items()}),
+    Reference("lead_steps", "lead time", 600, 1600, "600-1600 (mean 1117)",
+              "grok_step_90 - onset_step", "§7.2, §10 #10",
+              "grok step minus onset: how early curvature warns of grokking"),
+    Reference("defect_growth", "defect growth to grok_90", 30, 30, "~30x (D: 2 -> 20 -> 60)",
+              "max D up to and including grok_step_90 / the early baseline", "§6.6",
+              "how much the curvature has grown by the time the model generalises"),
+    Reference("defect_growth_run", "defect growth, whole run", 513, 2141, "513-2141x",
+              "max D over the whole run (1,000 steps past detection) / the early baseline", "§6.6, §10 #13",
+              "how much it grows in all, grokking and after"),
+    Reference("rho", "rho = resid/full", 0.99994, 0.99999, "~1.000",
+              "median ||delta - B B^T delta|| / ||delta|| (B: trajectory PCA, K = 16) at the probed parameters",
+              "§6.3, §10 #5", "share of the curvature vector outside the execution subspace (near 1 for any "
+                              "16-dim subspace of 290,401 dimensions)", digits=".6f"),
+    Reference("exec_random_ratio", "exec/random (trajectory PCA)", 0.86, 1.09,
+              "0.86-1.09 (its data; its text: 1.8-2.9)",
+              "memorization-phase median of proj/full for B (trajectory PCA, K = 16) over random 16-dim bases",
+              "§6.4", "curvature leaning into the execution subspace vs a random one, during memorization"),
+    Reference("exec_random_ratio_weight_svd", "exec/random (weight SVD)", 1.81, 2.91, "1.8-2.9",
+              "the same with the current-weight-SVD basis (top-3 singular pairs per matrix, K = 24), the basis the "
+              "reference's control used (every 100 steps, 7 samples; tinygrok: every 200 steps, 5 samples)",
+              "§6.4, §10 #7", "the same with the reference code's basis",
+              by_op={op: (v, v) for op, v in {"add": 2.04, "sub": 1.81, "mul": 2.18, "x2_y2": 2.91}.items()}),
+)
+
+PC1 = Reference("pc1", "PC1 share", 0.628, 0.831, "68-83%; per matrix 62.8-83.1%",
+                "sigma_1^2 / sum sigma^2 of each attention matrix's centred trajectory up to detection, per matrix",
+                "§5.1, §5.4, §10 #1", "the fraction of a matrix's motion along a single direction")
+
+BY_KEY = {ref.key: ref for ref in (*WALKTHROUGH, PC1)}
