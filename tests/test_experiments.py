@@ -1,0 +1,175 @@
+"""The run recipe: callable from a process pool with the library alone, skipping finished runs, resuming killed
+ones; numbers that do not depend on the cores; hooks that resume bit for bit; run names that never collide."""
+import json
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinygrok import experiments, interventions
+from tinygrok.config import Config, ConfigError, preset
+from tinygrok.data import make_dataset, stream
+from tinygrok.runs import CHECKPOINT, METRICS, SUMMARY, Run, RunError
+from tinygrok.train import fresh_state, train_step
+from test_cli import CLI, assert_refused, tinygrok
+
+ROOT = Path(__file__).resolve().parents[1]
+NOISE = "weight_noise:sigma=0.003,every=50"
+
+
+def classroom(**settings):
+    return experiments.spec("train", "classroom", **{"max_steps": 400, **settings})
+
+
+def start_killable(args: list[str], cwd=None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd)
+
+
+def kill_after(process: subprocess.Popen, run_dir: Path, rows: int) -> None:
+    """SIGKILL the process once the run has written `rows` metric rows (so a checkpoint exists) and before it ends."""
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        metrics = run_dir / METRICS
+        if metrics.exists() and metrics.read_text().count("\n") >= rows:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            assert not (run_dir / SUMMARY).exists(), "the run finished before it could be killed"
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the run never reached {rows} rows: {process.stderr.read()}")
+
+
+def test_names_derive_from_every_setting_that_differs_from_the_preset():
+    grid = [classroom(lr=lr) for lr in (1e-3, 3e-3, 1e-2)]
+    assert [s.name for s in grid] == ["classroom_add_s42_lr0.001_max_steps400", "classroom_add_s42_max_steps400",
+                                      "classroom_add_s42_lr0.01_max_steps400"]  # 3e-3 is the preset's own lr
+    assert experiments.spec("walkthrough").name == "grok_paper_add_s42"
+    assert experiments.spec("train", op="mul", seed=7, hook=NOISE).name == \
+        "paper_mul_s7_hookweight_noise-sigma0.003-every50"
+    with pytest.raises(ConfigError, match="walkthrough"):
+        experiments.spec("walkthrough", "slow")
+
+
+def test_a_process_pool_runs_specs_skips_them_when_done_and_resumes_a_killed_one(tmp_path):
+    """Acceptance a: the library function alone, in worker processes."""
+    specs = [classroom(lr=3e-3), classroom(lr=1e-3)]
+    with ProcessPoolExecutor(2) as pool:
+        results = list(pool.map(experiments.execute, specs, [tmp_path] * 2))
+    runs = [Run(tmp_path / s.name) for s in specs]
+    assert [r["steps"] for r in results] == [400, 400] and [run.summary() for run in runs] == results
+    before = [(run.path / METRICS).read_bytes() for run in runs], [(run.path / SUMMARY).stat().st_mtime_ns
+                                                                   for run in runs]
+    with ProcessPoolExecutor(2) as pool:
+        again = list(pool.map(experiments.execute, specs, [tmp_path] * 2))
+    assert again == results  # skipped: nothing rewritten
+    assert before == ([(run.path / METRICS).read_bytes() for run in runs],
+                      [(run.path / SUMMARY).stat().st_mtime_ns for run in runs])
+
+    killed = classroom(max_steps=600)
+    script = ("from tinygrok import experiments as x; "
+              f"x.execute(x.spec('train', 'classroom', max_steps=600), {str(tmp_path / 'killed')!r})")
+    kill_after(start_killable(["-c", script]), tmp_path / "killed" / killed.name, 3)
+    experiments.execute(killed, tmp_path / "killed")
+    experiments.execute(killed, tmp_path / "whole")
+    assert (tmp_path / "killed" / killed.name / METRICS).read_bytes() == \
+        (tmp_path / "whole" / killed.name / METRICS).read_bytes()
+
+
+def test_a_directory_holding_other_settings_is_refused_unchanged(tmp_path):
+    spec = classroom(max_steps=100)
+    experiments.execute(spec, tmp_path)
+    before = (tmp_path / spec.name / "config.json").read_text()
+    other = experiments.RunSpec(spec.config.replace(lr=1e-2), "train", "classroom")
+    with pytest.raises(RunError, match="other settings.*lr"):
+        experiments.execute(other, path=tmp_path / spec.name)
+    assert (tmp_path / spec.name / "config.json").read_text() == before
+
+
+def test_threads_change_speed_only_and_a_run_resumes_on_other_cores(tmp_path):
+    """Acceptance b (CI-sized): --threads 1 and 2 give the same bytes; killed on 2 cores, resumed on 1, the same."""
+    common = ["train", "--preset", "classroom", "--max-steps", "400"]
+    for threads in ("1", "2"):
+        result = tinygrok(*common, "--threads", threads, "--out", str(tmp_path / threads))
+        assert result.returncode == 0, result.stderr
+    one = (tmp_path / "1" / METRICS).read_bytes()
+    assert one == (tmp_path / "2" / METRICS).read_bytes() and one.count(b"\n") == 5
+    kill_after(start_killable([CLI, *common, "--threads", "2", "--out", str(tmp_path / "k")]), tmp_path / "k", 3)
+    result = tinygrok("train", "--resume", "--out", str(tmp_path / "k"), "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "k" / METRICS).read_bytes() == one
+
+
+def test_a_stochastic_hook_resumes_bit_for_bit_and_another_hook_is_refused(tmp_path):
+    """Acceptance d: Gaussian noise on theta every 50 steps, from the hook's own stream, survives kill -9."""
+    common = ["train", "--preset", "classroom", "--max-steps", "400", "--hook", NOISE]
+    assert tinygrok(*common, "--out", str(tmp_path / "whole")).returncode == 0
+    assert json.loads((tmp_path / "whole" / "config.json").read_text())["hook"] == NOISE
+    kill_after(start_killable([CLI, *common, "--out", str(tmp_path / "k")]), tmp_path / "k", 3)
+    assert_refused(tinygrok("train", "--resume", "--out", str(tmp_path / "k"), "--hook", "none"), "--hook")
+    assert tinygrok("train", "--resume", "--out", str(tmp_path / "k")).returncode == 0
+    whole, resumed = (Run(tmp_path / n) for n in ("whole", "k"))
+    assert (resumed.path / METRICS).read_bytes() == (whole.path / METRICS).read_bytes()
+    assert np.array_equal(resumed.load_checkpoint()[0]["W_E"], whole.load_checkpoint()[0]["W_E"])
+    plain = tmp_path / "plain"
+    assert tinygrok("train", "--preset", "classroom", "--max-steps", "400", "--out", str(plain)).returncode == 0
+    assert (plain / METRICS).read_bytes() != (whole.path / METRICS).read_bytes()  # the noise did something
+
+
+def test_weight_noise_adds_sigma_z_after_every_50th_step_from_its_own_stream():
+    cfg = preset("classroom", batch_size=32, hook=NOISE)
+    data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
+    hook, plain_hook = interventions.parse(cfg.hook), interventions.parse("none")
+    noisy, plain = fresh_state(cfg), fresh_state(cfg)
+    z = stream(cfg.seed, "hook")  # the same draws as the run's hook stream
+    for step in range(1, 51):
+        noisy, _ = train_step(noisy, data, cfg, hook if step < 50 else plain_hook)
+        plain, _ = train_step(plain, data, cfg, plain_hook)
+    assert np.array_equal(noisy.theta, plain.theta)  # nothing before the 50th step, batches untouched
+    noisy_50 = hook.after_update(plain.theta, 50, noisy.hook_rng)
+    expected = plain.theta + 0.003 * z.standard_normal(plain.theta.size).astype(np.float32)
+    assert np.array_equal(noisy_50, expected)
+
+
+def test_a_gradient_hook_sees_the_clipped_gradient_before_adamw():
+    class ZeroGradient(interventions.Hook):
+        def before_update(self, theta, grad, step, rng):
+            assert np.linalg.norm(grad) <= 1.0 + 1e-6  # after clipping
+            return theta, grad * 0
+
+    cfg = preset("classroom", batch_size=32)
+    state = fresh_state(cfg)
+    new, _ = train_step(state, make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed), cfg, ZeroGradient())
+    np.testing.assert_allclose(new.theta, state.theta * (1 - cfg.lr * cfg.weight_decay), rtol=1e-6)  # decay only
+
+
+@pytest.mark.parametrize("spec,words", [("kick", "unknown hook"), ("weight_noise:scale=1", "no parameter 'scale'"),
+                                        ("weight_noise:every=x", "not a int"), ("weight_noise:every=0", "every >= 1")])
+def test_bad_hooks_are_refused_naming_the_option(spec, words):
+    with pytest.raises(ConfigError, match="--hook") as err:
+        Config(hook=spec)
+    assert words in str(err.value)
+
+
+def test_importing_the_plots_leaves_the_backend_alone_and_every_figure_draws_in_memory(tmp_path):
+    """Acceptance e."""
+    check = ("import matplotlib; matplotlib.use('svg'); import tinygrok.plots; "
+             "assert matplotlib.get_backend() == 'svg'")
+    assert subprocess.run([sys.executable, "-c", check], cwd=ROOT).returncode == 0
+    from matplotlib.figure import Figure
+
+    from tinygrok import plots
+    spec = experiments.spec("walkthrough", "classroom", max_steps=600, probe_samples=2)
+    run = Run(tmp_path / spec.name)
+    experiments.execute(spec, tmp_path)
+    assert plots.available(run) == list(plots.FIGURES) and run.stages() == ["train", "geometry", "figures"]
+    for name, draw in plots.FIGURES.items():
+        figure = draw(run)
+        assert isinstance(figure, Figure) and figure.axes and all(ax.has_data() for ax in figure.axes[:1]), name
+    given = Figure().subplots(1, 2)
+    assert plots.training(run, axes=given) is given[0].figure and given[1].get_yscale() == "log"
+    assert (run.path / CHECKPOINT).exists() and (run.path / "defect.png").stat().st_size > 10_000
