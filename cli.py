@@ -88,11 +88,12 @@ def _execute(spec: experiments.RunSpec, out: Optional[Path], resume: bool, force
              threads: Optional[int]) -> tuple[dict, Path]:
     """Run the spec with a live view of training and a line per later stage; (results, run directory)."""
     path = out or experiments.run_path(spec)
-    with parallel.cores(threads or parallel.default_cores(spec.config)), _live_view(spec.config) as (view, on_step):
+    with _live_view(spec.config) as (view, on_step):
         def on_stage(stage: str) -> None:  # the view starts with training, once the run directory is checked
             view.start() if stage == "train" else (view.stop(), console.print(STAGE_LINES[stage]))
 
-        results = experiments.execute(spec, path=path, existing=_existing(resume, force), on_step=on_step,
+        results = experiments.execute(spec, path=path, existing=_existing(resume, force),
+                                      cores=threads or parallel.default_cores(spec.config), on_step=on_step,
                                       on_stage=on_stage)
     return results, path
 

@@ -15,7 +15,7 @@ from typing import Optional
 
 from typing import Callable
 
-from tinygrok import config, geometry, plots
+from tinygrok import config, geometry, parallel, plots
 from tinygrok.config import Config, ConfigError
 from tinygrok.runs import CHECKPOINT, Run, RunError
 from tinygrok.train import StepCallback, train
@@ -79,28 +79,30 @@ def saved_spec(path: Path | str, recipe: str = "train", **given) -> RunSpec:
 
 
 def execute(spec: RunSpec, out: Path | str = "runs", *, path: Optional[Path | str] = None,
-            existing: str = "continue", on_step: Optional[StepCallback] = None,
+            existing: str = "continue", cores: int = 1, on_step: Optional[StepCallback] = None,
             on_stage: Optional[Callable[[str], None]] = None) -> dict:
     """Do every stage of `spec`'s recipe not yet done in out/spec.name (or in `path`), and return the run's results.
 
     existing, for a run directory that is there already: "continue" skips what is finished and resumes training
     from the checkpoint (or starts again if it died before its first); "resume" requires a checkpoint to resume
     from; "refuse" raises RunError; "restart" clears it and starts again. Nothing on disk changes before the
-    spec and the directory have been checked. Progress: on_step(step, metrics row or None) after every training
-    step, on_stage(name) before each stage.
+    spec and the directory have been checked. It uses `cores` cores (one by default: beside other runs in a pool);
+    the numbers do not depend on it. Progress: on_step(step, metrics row or None) after every training step,
+    on_stage(name) before each stage.
     """
     run = _prepare(spec, Path(path) if path is not None else run_path(spec, out), existing)
     todo = [stage for stage in STAGES[spec.recipe] if stage not in run.stages()]
-    for stage in todo:
-        if on_stage:
-            on_stage(stage)
-        if stage == "train":
-            train(spec.config, run, resume=run.has(CHECKPOINT), on_step=on_step)
-        elif stage == "geometry":
-            geometry.analyse(run)
-        else:
-            plots.save_all(run)
-            run.record("figures", {})
+    with parallel.cores(cores):
+        for stage in todo:
+            if on_stage:
+                on_stage(stage)
+            if stage == "train":
+                train(spec.config, run, resume=run.has(CHECKPOINT), on_step=on_step)
+            elif stage == "geometry":
+                geometry.analyse(run)
+            else:
+                plots.save_all(run)
+                run.record("figures", {})
     return run.summary()
 
 
