@@ -177,7 +177,7 @@ RunDir = Annotated[Path, typer.Argument(help="a run directory")]
 def grok(
     op: Annotated[str, typer.Option(help="the operation: add, sub, mul, x2_y2 grok; x2_xy_y2, x3_xy do not")] = "add",
     seed: Annotated[int, typer.Option(help="seed of every random stream")] = 42,
-    preset: Annotated[str, typer.Option(help="paper, or classroom for a one-minute version")] = "paper",
+    preset: Annotated[str, typer.Option(help="paper, or classroom for a version of seconds")] = "paper",
     max_steps: Annotated[Optional[int], typer.Option(help="stop here if it has not grokked")] = None,
     out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/grok_PRESET_OP_sSEED]")] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in --out from its checkpoint")] = False,
