@@ -84,18 +84,20 @@ def _existing(resume: bool, force: bool) -> str:
     return "resume" if resume else "restart" if force else "refuse"
 
 
-def _execute(spec: experiments.RunSpec, out: Optional[Path], resume: bool, force: bool,
-             threads: Optional[int]) -> tuple[dict, Path]:
-    """Run the spec with a live view of training and a line per later stage; (results, run directory)."""
-    path = out or experiments.run_path(spec)
+def _execute(spec: experiments.RunSpec, path: Path, resume: bool, force: bool, threads: Optional[int]) -> dict:
+    """Run the spec in `path` with a live view of training and a line per later stage; its results."""
     with _live_view(spec.config) as (view, on_step):
         def on_stage(stage: str) -> None:  # the view starts with training, once the run directory is checked
-            view.start() if stage == "train" else (view.stop(), console.print(STAGE_LINES[stage]))
+            if stage == "train":
+                view.start()
+            else:
+                view.stop()
+                console.print(STAGE_LINES[stage])
 
         results = experiments.execute(spec, path=path, existing=_existing(resume, force),
                                       cores=threads or parallel.default_cores(spec.config), on_step=on_step,
                                       on_stage=on_stage)
-    return results, path
+    return results
 
 
 STAGE_LINES = {"geometry": "analysing: trajectory PCA, execution basis, curvature projections ...",
@@ -121,7 +123,8 @@ def train(
         raise RunError("--resume needs --out RUN_DIR, the run to continue")
     spec = (experiments.saved_spec(out, "train", **overrides) if resume
             else experiments.spec("train", preset, **overrides))
-    results, path = _execute(spec, out, resume, force, threads)
+    path = out or experiments.run_path(spec)
+    _execute(spec, path, resume, force, threads)
     _print_summary(Run(path))
     if plot:
         console.print(f"figure: {plots.save(path, 'training')}")
@@ -175,11 +178,13 @@ RunDir = Annotated[Path, typer.Argument(help="a run directory")]
 
 @app.command()
 def grok(
-    op: Annotated[str, typer.Option(help="the operation: add, sub, mul, x2_y2 grok; x2_xy_y2, x3_xy do not")] = "add",
-    seed: Annotated[int, typer.Option(help="seed of every random stream")] = 42,
+    op: Annotated[Optional[str], typer.Option(
+        help="the operation: add, sub, mul, x2_y2 grok; x2_xy_y2, x3_xy do not  [default: add]")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="seed of every random stream  [default: 42]")] = None,
     preset: Annotated[str, typer.Option(help="paper, or classroom for a version of seconds")] = "paper",
     max_steps: Annotated[Optional[int], typer.Option(help="stop here if it has not grokked")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/grok_PRESET_OP_sSEED]")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/grok_PRESET_OP_sSEED, and any "
+                                                     "other setting that differs, e.g. _max_steps3000]")] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in --out from its checkpoint")] = False,
     force: Annotated[bool, typer.Option(help="clear an existing run directory and start again")] = False,
     threads: Threads = None,
@@ -187,13 +192,17 @@ def grok(
 ):
     """The walkthrough: train until grokking while probing curvature, then show the geometry of what happened."""
     use_backend(array_backend)
+    given = dict(op=op, seed=seed, max_steps=max_steps)  # None where not given: the preset's (add, 42)
     try:
-        spec = experiments.spec("walkthrough", preset, op=op, seed=seed, max_steps=max_steps)
-        results, path = _execute(spec, out, resume, force, threads)
+        spec = experiments.spec("walkthrough", preset, **given)
+        path = out or experiments.run_path(spec)
+        if resume:  # the run as it was started: only the options given here are checked against it
+            spec = experiments.saved_spec(path, "walkthrough", **given)
+        results = _execute(spec, path, resume, force, threads)
     except (ConfigError, RunError, ValueError) as err:
         fail(str(err))
     _explain(results, spec.config.op)
-    console.print("figures: " + ", ".join(str(path / f"{name}.png") for name in plots.available(path)))
+    console.print("figures: " + ", ".join(str(Run(path).figure(name)) for name in plots.available(path)))
     console.print(f"run directory: [bold]{path}[/]  (again: tinygrok pca / commutator / plot {path})")
 
 

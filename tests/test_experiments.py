@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinygrok import experiments, interventions
+from tinygrok import experiments, interventions, paper
 from tinygrok.config import Config, ConfigError, preset
 from tinygrok.data import make_dataset, stream
 from tinygrok.runs import CHECKPOINT, METRICS, SUMMARY, Run, RunError
@@ -167,9 +167,49 @@ def test_importing_the_plots_leaves_the_backend_alone_and_every_figure_draws_in_
     run = Run(tmp_path / spec.name)
     experiments.execute(spec, tmp_path)
     assert plots.available(run) == list(plots.FIGURES) and run.stages() == ["train", "geometry", "figures"]
+    assert {ref.key for ref in (*paper.WALKTHROUGH, paper.PC1)} <= set(run.summary())  # each beside its measure
     for name, draw in plots.FIGURES.items():
         figure = draw(run)
         assert isinstance(figure, Figure) and figure.axes and all(ax.has_data() for ax in figure.axes[:1]), name
     given = Figure().subplots(1, 2)
     assert plots.training(run, axes=given) is given[0].figure and given[1].get_yscale() == "log"
     assert (run.path / CHECKPOINT).exists() and (run.path / "defect.png").stat().st_size > 10_000
+
+
+def test_an_analysis_of_an_unfinished_walkthrough_is_redone_when_training_ends(tmp_path):
+    """Training is the first stage: recording it drops what an analysis of the half-trained run had recorded."""
+    from tinygrok import geometry
+    spec = experiments.spec("walkthrough", "classroom", max_steps=600, probe_samples=2)
+    script = ("from tinygrok import experiments as x; x.execute(x.spec('walkthrough', 'classroom', max_steps=600, "
+              f"probe_samples=2), {str(tmp_path)!r})")
+    run = Run(tmp_path / spec.name)
+    kill_after(start_killable(["-c", script]), run.path, 4)
+    early = geometry.analyse(run)[0]  # a look at the run so far (tinygrok pca / commutator do this)
+    assert run.stages() == ["geometry"]
+    final = experiments.execute(spec, tmp_path)
+    assert run.stages() == ["train", "geometry", "figures"] and final["steps"] == 600
+    assert run.pca()["last_step"] == 600 and final["pc1"] != early["pc1"]
+
+
+def test_settings_that_name_the_same_run_give_the_same_name():
+    assert classroom(lr=1.0000001e-3).name != classroom(lr=1e-3).name
+    assert classroom(hook="weight_noise").name == classroom(hook="weight_noise:sigma=0.001,every=50").name
+    assert Config(hook="weight_noise:every=50,sigma=1e-3").hook == "weight_noise:sigma=0.001,every=50"
+
+
+def test_a_saved_spec_continues_the_run_under_its_preset_and_name(tmp_path):
+    spec = classroom(max_steps=200)
+    experiments.execute(spec, tmp_path)
+    again = experiments.saved_spec(tmp_path / spec.name)
+    assert again == spec and again.name == spec.name
+    with pytest.raises(RunError, match="--lr"):
+        experiments.saved_spec(tmp_path / spec.name, lr=0.5)
+
+
+def test_a_summary_of_tinygrok_0_1_still_reads(tmp_path):
+    spec = classroom(max_steps=100)
+    experiments.execute(spec, tmp_path)
+    run = Run(tmp_path / spec.name)
+    flat = {**run.summary(), **run.environment()}
+    (run.path / SUMMARY).write_text(json.dumps(flat))  # how 0.1 wrote it
+    assert run.summary() == flat and run.stages() == ["train"] and run.environment() == {}

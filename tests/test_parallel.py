@@ -172,3 +172,14 @@ def test_a_checkpoint_cut_into_other_shards_is_refused(tmp_path):
     train(cfg, Run.create(tmp_path / "r", cfg))
     with pytest.raises(RunError, match="2 shard"):
         train(cfg.replace(batch_shards=1, max_steps=40), Run(tmp_path / "r"), resume=True)
+
+
+def test_the_geometry_analysis_gives_the_same_numbers_on_one_and_two_cores(tmp_path):
+    from tinygrok import geometry
+    cfg = SMALL.replace(max_steps=80, d_model=64, d_ff=128)  # large enough for BLAS to thread its products
+    train(cfg, Run.create(tmp_path / "r", cfg))
+    results = []
+    for n in (1, 2):
+        with parallel.cores(n):
+            results.append(geometry.analyse(Run(tmp_path / "r"), k=2))
+    assert results[0] == results[1]

@@ -93,9 +93,10 @@ class Config:
             if not ok:
                 raise ConfigError(f"--{name}={getattr(self, name.replace('-', '_'))!r} is invalid: must be {allowed}")
         try:
-            interventions.parse(self.hook)
+            hook = interventions.parse(self.hook)
         except ValueError as err:
             raise ConfigError(f"--hook={self.hook!r} is invalid: {err}") from None
+        object.__setattr__(self, "hook", hook.spec)  # one text per hook: "weight_noise:every=50" is written out
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)

@@ -48,10 +48,7 @@ class RunSpec:
         preset (with the recipe's settings), e.g. paper_add_s42_lr0.0003. Different specs never share a name."""
         cfg, base = self.config, config.preset(self.preset, **recipe_settings(self.recipe))
         parts = (["grok"] if self.recipe == "walkthrough" else []) + [self.preset, cfg.op, f"s{cfg.seed}"]
-        for f in dataclasses.fields(Config):
-            value = getattr(cfg, f.name)
-            if f.name not in ("op", "seed") and value != getattr(base, f.name):
-                parts.append(f.name + _path_safe(value))
+        parts += [name + _path_safe(getattr(cfg, name)) for name in _differences(cfg, base) if name not in ("op", "seed")]
         return "_".join(parts)
 
 
@@ -68,14 +65,18 @@ def spec(recipe: str = "train", preset: str = "paper", **settings) -> RunSpec:
 
 
 def saved_spec(path: Path | str, recipe: str = "train", **given) -> RunSpec:
-    """The spec of the run saved at `path`, to continue it: its own config.json. A RunError names the `given`
-    settings (None values are ignored) that differ from it."""
+    """The spec of the run saved at `path`, to continue it: its own config.json, and the preset it differs from
+    least. A RunError names the `given` settings (None values are ignored) that differ from it."""
     cfg = Run(path).config()
     differing = sorted(k for k, v in given.items() if v is not None and getattr(cfg, k) != v)
     if differing:
         raise RunError(f"{path} continues with its saved config; these options differ from it: "
                        + ", ".join("--" + k.replace("_", "-") for k in differing))
-    return RunSpec(cfg, recipe)
+    return RunSpec(cfg, recipe, min(config.PRESETS, key=lambda name: len(_differences(cfg, config.preset(name)))))
+
+
+def _differences(a: Config, b: Config) -> list[str]:
+    return [f.name for f in dataclasses.fields(Config) if getattr(a, f.name) != getattr(b, f.name)]
 
 
 def execute(spec: RunSpec, out: Path | str = "runs", *, path: Optional[Path | str] = None,
@@ -91,9 +92,10 @@ def execute(spec: RunSpec, out: Path | str = "runs", *, path: Optional[Path | st
     on_stage(name) before each stage.
     """
     run = _prepare(spec, Path(path) if path is not None else run_path(spec, out), existing)
-    todo = [stage for stage in STAGES[spec.recipe] if stage not in run.stages()]
     with parallel.cores(cores):
-        for stage in todo:
+        for stage in STAGES[spec.recipe]:
+            if stage in run.stages():  # read again after each stage: training drops a stale analysis
+                continue
             if on_stage:
                 on_stage(stage)
             if stage == "train":
@@ -124,8 +126,7 @@ def _prepare(spec: RunSpec, path: Path, existing: str) -> Run:
                        "it again")
     else:
         run = Run(path)
-    saved = run.config()
-    differing = [f.name for f in dataclasses.fields(Config) if getattr(saved, f.name) != getattr(spec.config, f.name)]
+    differing = _differences(run.config(), spec.config)
     if differing:
         raise RunError(f"{path} holds a run with other settings ({', '.join(differing)}): give it another "
                        "directory, or start it again (--force)")
@@ -135,5 +136,5 @@ def _prepare(spec: RunSpec, path: Path, existing: str) -> Run:
 
 
 def _path_safe(value) -> str:
-    text = f"{value:g}" if isinstance(value, float) else str(value)
-    return text.replace(":", "-").replace(",", "-").replace("=", "").replace("/", "-")
+    """A setting's value in a directory name: exact (repr keeps every digit of a float), without : , = or /."""
+    return repr(value).strip("'").replace(":", "-").replace(",", "-").replace("=", "").replace("/", "-")

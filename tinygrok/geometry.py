@@ -9,7 +9,7 @@ import statistics
 
 import numpy as np
 
-from tinygrok import backend
+from tinygrok import backend, parallel
 from tinygrok.analysis import curvature_summary, detection_step, memorization_phase
 from tinygrok.commutator import (alignment, defect_samples, defect_stats, random_basis, subspace_ratios,
                                  weight_svd_basis)
@@ -98,11 +98,14 @@ def summarise(run: Run, pca: dict, geometry: list[dict]) -> dict:
     return run.record("geometry", headline)
 
 
-def analyse(run: Run, k: int = 5) -> tuple[dict, list[dict]]:
-    """Everything above, in order: the updated summary, and the projections at each saved theta."""
-    pca, basis = analyse_pca(run)
-    rows = analyse_curvature(run, basis, k)
-    return summarise(run, pca, rows), rows
+def analyse(run: Run, k: int | None = None) -> tuple[dict, list[dict]]:
+    """Everything above, in order, with k defect samples at each saved theta (default: the run's probe_samples):
+    the updated summary, and the projections at each saved theta. BLAS on one thread: the same numbers on any
+    number of cores."""
+    with parallel.one_blas_thread():
+        pca, basis = analyse_pca(run)
+        rows = analyse_curvature(run, basis, k or run.config().probe_samples)
+        return summarise(run, pca, rows), rows
 
 
 def _median(values):

@@ -33,6 +33,13 @@ class Hook:
         """After the optimizer step that made `step` updates in all: returns theta, changed or not."""
         return theta
 
+    @property
+    def spec(self) -> str:
+        """The hook's one text form, every parameter written out: "weight_noise:sigma=0.001,every=50"."""
+        name = next(key for key, cls in HOOKS.items() if cls is type(self))
+        values = ",".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self))
+        return f"{name}:{values}" if values else name
+
 
 @dataclass(frozen=True)
 class WeightNoise(Hook):

@@ -17,10 +17,10 @@ import autograd.numpy as np
 from autograd.scipy.special import erf
 
 from tinygrok.config import Config
+from tinygrok.kernels import LN_EPS  # 1e-5, torch.nn.LayerNorm's default
 from tinygrok.ops import param_view
 
 SEQ_LEN = 2  # the input is just [a, b] (PAPER.md §1.2)
-LN_EPS = 1e-5  # torch.nn.LayerNorm's default
 BLOCK_PARAMS = ("ln1.w", "ln1.b", "W_Q", "b_Q", "W_K", "b_K", "W_V", "b_V", "W_O", "b_O",
                 "ln2.w", "ln2.b", "W_in", "b_in", "W_out", "b_out")
 ATTENTION_MATRICES = ("W_Q", "W_K", "W_V", "W_O")
@@ -125,14 +125,14 @@ def layer_norm(x, w, b):
 
 
 def gelu(u):
-    """The exact GELU, u Phi(u), with Phi the standard normal CDF."""
-    return u * 0.5 * (1 + erf(u / math.sqrt(2)))
+    """The exact GELU, u Phi(u), with Phi the standard normal CDF: elementwise, (...) -> (...)."""
+    return u * 0.5 * (1 + erf(u / math.sqrt(2)))  # (...)
 
 
 def softmax(s):
     """exp(s) / sum(exp(s)) over the last axis (shifted by the max: the same value, no overflow)."""
-    e = np.exp(s - np.max(s, axis=-1, keepdims=True))
-    return e / np.sum(e, axis=-1, keepdims=True)
+    e = np.exp(s - np.max(s, axis=-1, keepdims=True))  # (..., T)
+    return e / np.sum(e, axis=-1, keepdims=True)  # (..., T), each row sums to 1
 
 
 def attention(x, p: dict, n_heads: int):
@@ -152,8 +152,9 @@ def attention(x, p: dict, n_heads: int):
 
 
 def mlp(x, p: dict):
-    """Two affine maps with a GELU between: x (N, T, d) -> (N, T, d_ff) -> (N, T, d)."""
-    return gelu(x @ p["W_in"] + p["b_in"]) @ p["W_out"] + p["b_out"]
+    """Two affine maps with a GELU between: x (N, T, d) -> (N, T, d)."""
+    u = x @ p["W_in"] + p["b_in"]  # (N, T, d_ff)
+    return gelu(u) @ p["W_out"] + p["b_out"]  # (N, T, d)
 
 
 def block(x, p: dict, n_heads: int):
@@ -175,7 +176,7 @@ def cross_entropy(logits, labels):
     """Mean over examples of -log softmax(logits)[label]: logits (N, V), labels (N,) int -> scalar."""
     shifted = logits - np.max(logits, axis=1, keepdims=True)  # (N, V)
     log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))  # (N, V)
-    return -np.mean(log_probs[np.arange(len(labels)), labels])
+    return -np.mean(log_probs[np.arange(len(labels)), labels])  # (): the mean of each label's -log p
 
 
 def loss_fn(params: dict, tokens, labels, n_heads: int):

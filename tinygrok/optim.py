@@ -39,7 +39,7 @@ def clip_by_global_norm(grad: np.ndarray, max_norm: float) -> tuple[np.ndarray, 
 
 def adamw_step(theta: np.ndarray, grad: np.ndarray, state: AdamWState, *, lr: float, beta1: float,
                beta2: float, eps: float, weight_decay: float) -> tuple[np.ndarray, AdamWState]:
-    """One AdamW step (Loshchilov & Hutter), in torch.optim.AdamW's order of operations."""
+    """One AdamW step (Loshchilov & Hutter), as torch.optim.AdamW takes it: decay, then the Adam update."""
     t = state.t + 1
     m = beta1 * state.m + (1 - beta1) * grad  # first moment: a running mean of the gradient
     v = beta2 * state.v + (1 - beta2) * grad * grad  # second moment: a running mean of its square

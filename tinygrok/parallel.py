@@ -9,8 +9,9 @@ number of cores. Processes, not threads: the Python
 between NumPy calls holds the GIL (evaluation on two threads measured 150-310 ms, in two processes 130-160 ms),
 and autograd's tracing is not thread-safe (its trace counter is shared by all threads).
 
-Outside these pieces (SVDs, Hessian-vector products) BLAS uses n threads. On a GPU backend everything is serial:
-the device is the parallel part.
+Training and the geometry analysis keep BLAS on one thread throughout (`one_blas_thread`), so that what a run
+records never depends on n; elsewhere (Hessian-vector products, bench) BLAS uses n threads. On a GPU backend
+everything is serial: the device is the parallel part.
 """
 from __future__ import annotations
 
@@ -58,7 +59,9 @@ def _blas_controller() -> ThreadpoolController:
     return ThreadpoolController()  # scanning the loaded libraries takes milliseconds: once
 
 
-def _one_blas_thread():
+def one_blas_thread():
+    """A context in which BLAS runs on one thread: how many threads sum a product can move its last bits, so
+    everything tinygrok records is computed this way (the cores work side by side instead)."""
     return _blas_controller().limit(limits=1, user_api="blas")
 
 
@@ -85,7 +88,7 @@ def side_by_side(fn, jobs: list[tuple], cfg: Config) -> list:
             for worker, job in zip(_workers, there):
                 worker.submit(fn, *job, cfg)
                 busy.append(worker)
-            with _one_blas_thread():
+            with one_blas_thread():
                 mine = fn(*here, cfg)
         finally:  # read the workers' replies even if this job failed, so none is left for the next call
             theirs = _collect(busy)
@@ -147,7 +150,8 @@ def batch_gradient(theta, tokens, labels, cfg: Config):
     bits, so it is fixed by the config, never by the number of cores."""
     shards = [(theta, tokens[a:b], labels[a:b]) for a, b in split(len(tokens), cfg.batch_shards)]
     if len(shards) == 1:
-        return flat_grad(theta, tokens, labels, cfg)
+        with one_blas_thread():
+            return flat_grad(theta, tokens, labels, cfg)
     total = None
     for (_, shard, _), grad in zip(shards, side_by_side(flat_grad, shards, cfg)):
         grad *= len(shard) / len(tokens)  # a Python float: the gradient's dtype is kept

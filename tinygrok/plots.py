@@ -138,7 +138,7 @@ def projections(run: Run | Path | str, ax=None) -> Figure:
 
 
 FIGURES = {"training": training, "defect": defect, "explained_variance": explained_variance,
-           "trajectory": trajectory, "projections": projections}  # saved as NAME.png
+           "trajectory": trajectory, "projections": projections}  # saved as Run.figure(NAME)
 
 
 def available(run: Run | Path | str) -> list[str]:
@@ -157,7 +157,7 @@ def available(run: Run | Path | str) -> list[str]:
 def save(run: Run | Path | str, name: str) -> Path:
     """Draw the figure `name` and write it into the run directory as NAME.png."""
     run = _as_run(run)
-    path = run.path / f"{name}.png"
+    path = run.figure(name)
     FIGURES[name](run).savefig(path, dpi=120)
     return path
 

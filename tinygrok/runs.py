@@ -11,7 +11,7 @@
     thetas.npy        all parameters every cfg.theta_every steps, likewise
     pca.json          the trajectory PCA (geometry.py); basis.npy, the execution basis B (P, K) built from it
     geometry.jsonl    the defect's projections at each saved theta (geometry.py)
-    *.png             the figures (plots.py)
+    NAME.png          the figures (plots.py draws them; Run.figure names their files)
 
 Every module reads and writes these files through a Run: their names live here only.
 """
@@ -92,7 +92,10 @@ class Run:
         if not (self.path / CONFIG).is_file():
             raise RunError(f"{self.path} is not a tinygrok run: {CONFIG} is missing")
         try:
-            return Config.from_dict(json.loads((self.path / CONFIG).read_text()))
+            saved = json.loads((self.path / CONFIG).read_text())
+            if isinstance(saved, dict) and "batch_shards" not in saved:  # tinygrok 0.1 cut batches by --threads
+                saved["batch_shards"] = self._checkpoint_meta().get("batch_shards", 1)
+            return Config.from_dict(saved)
         except (json.JSONDecodeError, TypeError, ConfigError) as err:
             raise RunError(f"{self.path / CONFIG} is not a valid config: {err}") from None
 
@@ -159,6 +162,14 @@ class Run:
 
         _write_atomically(self.path / CHECKPOINT, write)
 
+    def _checkpoint_meta(self) -> dict:
+        """The checkpoint's meta (empty without a readable one), without loading its arrays."""
+        try:
+            with np.load(self.path / CHECKPOINT) as z:
+                return json.loads(str(z["meta"]))
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError):
+            return {}
+
     def load_checkpoint(self) -> tuple[dict, dict, dict]:
         """(params by name, other arrays, meta) from checkpoint.npz; RunError if missing or corrupt."""
         path = self.path / CHECKPOINT
@@ -205,9 +216,10 @@ class Run:
 
     # ------------------------------------------------------------------ summary
     def record(self, stage: str, results: dict, environment: dict | None = None) -> dict:
-        """Add a finished stage's results (and what it ran on) to summary.json; returns all results so far."""
-        summary = json.loads(self._text(SUMMARY)) if self.has(SUMMARY) else {"results": {}, "environment": {},
-                                                                              "stages": []}
+        """Add a finished stage's results (and what it ran on) to summary.json; returns all results so far.
+        Training comes first: recording it drops whatever an analysis of the unfinished run had recorded."""
+        summary = self._summary() if self.has(SUMMARY) and stage != "train" else {"results": {}, "environment": {},
+                                                                                   "stages": []}
         summary["results"].update(results)
         summary["environment"].update(environment or {})
         summary["stages"] = [s for s in summary["stages"] if s != stage] + [stage]
@@ -216,15 +228,25 @@ class Run:
 
     def summary(self) -> dict:
         """What the run measured, so far (summary.json's results)."""
-        return self._json(SUMMARY)["results"]
+        return self._summary()["results"]
 
     def environment(self) -> dict:
         """Where and how fast it ran: versions, BLAS, threads, wall time."""
-        return self._json(SUMMARY)["environment"]
+        return self._summary()["environment"]
 
     def stages(self) -> list[str]:
         """The stages finished: "train", then "geometry" and "figures" for a walkthrough."""
-        return self._json(SUMMARY)["stages"] if self.has(SUMMARY) else []
+        return self._summary()["stages"] if self.has(SUMMARY) else []
+
+    def figure(self, name: str) -> Path:
+        """Where the figure `name` (plots.FIGURES) is saved."""
+        return self.path / f"{name}.png"
+
+    def _summary(self) -> dict:
+        summary = self._json(SUMMARY)
+        if "results" not in summary:  # tinygrok 0.1 wrote one flat dict, at the end of training (and analysis)
+            return {"results": summary, "environment": {}, "stages": ["train"]}
+        return summary
 
     def _text(self, name: str) -> str:
         if not self.has(name):

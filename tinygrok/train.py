@@ -1,4 +1,4 @@
-"""The training loop (PAPER.md §3): sample -> grad -> clip -> transform -> AdamW -> evaluate -> checkpoint."""
+"""The training loop (PAPER.md §3): sample -> grad -> clip -> hook -> AdamW -> hook -> evaluate -> checkpoint."""
 from __future__ import annotations
 
 import dataclasses
@@ -143,29 +143,29 @@ def train(cfg: Config, run: Run, *, resume: bool = False, on_step: Optional[Step
     else:
         state, wall_before, rows = fresh_state(cfg), 0.0, []
     hook, recorder = interventions.parse(cfg.hook), Recorder(cfg, run, data, rows)
-    if not rows:
-        recorder(state, {}, stop_at=cfg.max_steps, wall=wall_before)
-
     start, first_step, train_seconds = time.perf_counter(), state.step, 0.0
-    stop_at = _stop_step(rows, cfg)
-    while state.step < stop_at:
-        t0 = time.perf_counter()
-        state, info = train_step(state, data, cfg, hook)
-        train_seconds += time.perf_counter() - t0
-        row = recorder(state, info, stop_at, wall_before + time.perf_counter() - start)
-        if row is not None:
-            stop_at = _stop_step(rows, cfg)
-        if on_step:
-            on_step(state.step, row)
+    with parallel.one_blas_thread():  # the cores work side by side: the numbers never depend on how many
+        if not rows:
+            recorder(state, {}, stop_at=cfg.max_steps, wall=wall_before)
+        stop_at = _stop_step(rows, cfg)
+        while state.step < stop_at:
+            t0 = time.perf_counter()
+            state, info = train_step(state, data, cfg, hook)
+            train_seconds += time.perf_counter() - t0
+            row = recorder(state, info, stop_at, wall_before + time.perf_counter() - start)
+            if row is not None:
+                stop_at = _stop_step(rows, cfg)
+            if on_step:
+                on_step(state.step, row)
 
     wall = wall_before + time.perf_counter() - start
     results = {**grok_summary(rows, cfg.stop_acc, cfg.stop_patience),
                **(curvature_summary(rows, floor=cfg.onset_floor) if cfg.probe_every else {}),
                "final_train_acc": rows[-1]["train_acc"], "final_test_acc": rows[-1]["test_acc"],
                "steps": state.step, "params": int(state.theta.size)}
-    environment = {"wall_seconds": round(wall, 3),
-                   "train_step_ms": round(1e3 * train_seconds / max(1, state.step - first_step), 3),
-                   **backend.describe()}
+    environment = {"wall_seconds": round(wall, 3), **backend.describe()}
+    if state.step > first_step:  # a resume of a run that had trained all its steps times none
+        environment["train_step_ms"] = round(1e3 * train_seconds / (state.step - first_step), 3)
     return run.record("train", results, environment)
 
 
