@@ -174,12 +174,27 @@ def test_a_checkpoint_cut_into_other_shards_is_refused(tmp_path):
         train(cfg.replace(batch_shards=1, max_steps=40), Run(tmp_path / "r"), resume=True)
 
 
-def test_the_geometry_analysis_gives_the_same_numbers_on_one_and_two_cores(tmp_path):
+def test_training_and_the_analysis_keep_blas_on_one_thread(tmp_path, monkeypatch):
+    """How many threads sum a product moves its last bits (a float64 dot of 100,000 numbers differs between one
+    and two OpenBLAS threads here), so all that a run records is computed on one BLAS thread per process."""
+    from threadpoolctl import threadpool_info
+
     from tinygrok import geometry
-    cfg = SMALL.replace(max_steps=80, d_model=64, d_ff=128)  # large enough for BLAS to thread its products
-    train(cfg, Run.create(tmp_path / "r", cfg))
-    results = []
-    for n in (1, 2):
-        with parallel.cores(n):
-            results.append(geometry.analyse(Run(tmp_path / "r"), k=2))
-    assert results[0] == results[1]
+    import tinygrok.train as train_module
+    seen = []
+
+    def spy(fn):
+        def wrapped(*args, **kwargs):
+            seen.append((fn.__name__, max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")))
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(train_module, "train_step", spy(train_module.train_step))
+    monkeypatch.setattr(geometry, "curvature_at_saved_thetas", spy(geometry.curvature_at_saved_thetas))
+    monkeypatch.setattr(geometry, "analyse_trajectories", spy(geometry.analyse_trajectories))
+    cfg = SMALL.replace(max_steps=40)
+    with parallel.cores(2):
+        train(cfg, Run.create(tmp_path / "r", cfg))
+        geometry.analyse(Run(tmp_path / "r"), k=1)
+    assert {name for name, _ in seen} == {"train_step", "curvature_at_saved_thetas", "analyse_trajectories"}
+    assert {threads for _, threads in seen} == {1}
