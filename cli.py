@@ -60,7 +60,7 @@ def with_config_options(command):
     extra = [
         inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
                           annotation=Annotated[Optional[types[f.type]], typer.Option(
-                              help=f"{f.metadata['help']} (paper: {f.default})", rich_help_panel="Config")])
+                              help=f"{f.metadata['help']} (default: {f.default})", rich_help_panel="Config")])
         for f in fields
     ]
 

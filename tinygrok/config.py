@@ -19,7 +19,9 @@ def _opt(default, help):  # noqa: A002 - the word the CLI uses
 
 @dataclass(frozen=True)
 class Config:
-    """Everything that determines a run. Defaults are the paper's fast regime (PAPER.md §1-3)."""
+    """Everything that determines a run. Defaults are the paper's fast regime (PAPER.md §1-3); batch_shards is
+    tinygrok's own (the reference takes one gradient of the whole batch: the same mathematics, other float32
+    rounding), and the snapshot, theta and probe cadences are what a run records."""
 
     op: str = _opt("add", "binary operation mod p: add, sub, mul, x2_y2, x2_xy_y2, x3_xy")
     p: int = _opt(97, "prime modulus (= vocabulary size)")
