@@ -213,3 +213,18 @@ def test_a_summary_of_tinygrok_0_1_still_reads(tmp_path):
     flat = {**run.summary(), **run.environment()}
     (run.path / SUMMARY).write_text(json.dumps(flat))  # how 0.1 wrote it
     assert run.summary() == flat and run.stages() == ["train"] and run.environment() == {}
+
+
+def test_the_l2_hook_adds_lam_theta_to_the_clipped_gradient():
+    """Adam's first step is theta - lr u / (|u| + eps), about lr against the sign of u = g + lam theta here."""
+    from tinygrok import parallel
+    from tinygrok.data import sample_batch
+    from tinygrok.optim import clip_by_global_norm
+    cfg = preset("classroom", batch_size=32, weight_decay=0.0, hook="l2:lam=0.5")
+    data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
+    state = fresh_state(cfg)
+    g, _ = clip_by_global_norm(parallel.batch_gradient(state.theta, *sample_batch(data, 32, stream(cfg.seed, "batches")),
+                                                       cfg), cfg.clip_norm)
+    new, _ = train_step(state, data, cfg, interventions.parse(cfg.hook))
+    u = g + np.float32(0.5) * state.theta
+    np.testing.assert_allclose(new.theta, state.theta - cfg.lr * u / (np.abs(u) + cfg.eps), rtol=1e-6, atol=1e-9)

@@ -61,7 +61,20 @@ class WeightNoise(Hook):
         return theta + self.sigma * backend.to_device(noise)
 
 
-HOOKS: dict[str, type] = {"none": Hook, "weight_noise": WeightNoise}
+@dataclass(frozen=True)
+class L2Penalty(Hook):
+    """g <- g + lam theta: an L2 penalty lam/2 ||theta||^2 through the gradient (added after clipping), the
+    regularisation AdamW's decoupled decay replaces. Adam then divides it, coordinate by coordinate, by
+    sqrt(v_hat): large-gradient weights are decayed less, which is why it is not weight decay (Loshchilov &
+    Hutter). Use it with weight_decay 0 to compare the two."""
+
+    lam: float = 1.0
+
+    def before_update(self, theta, grad, step: int, rng: np.random.Generator) -> tuple:
+        return theta, grad + self.lam * theta
+
+
+HOOKS: dict[str, type] = {"none": Hook, "weight_noise": WeightNoise, "l2": L2Penalty}
 
 
 def parse(spec: str) -> Hook:
