@@ -329,6 +329,47 @@ def bench(
 
 
 @app.command()
+def lesson(
+    number: Annotated[Optional[int], typer.Argument(help="the lesson to run; none: list them")] = None,
+    notebook: Annotated[bool, typer.Option(help="write the lesson as a notebook (.ipynb) beside it, to open in "
+                                                "Jupyter, instead of running it")] = False,
+):
+    """The classroom lessons: list them, run one as a script (its figures are saved), or write it as a notebook."""
+    import subprocess
+    import sys
+
+    from tinygrok import lessons
+
+    catalogue = {lesson.number: lesson for lesson in lessons.catalogue()}
+    if number is None:
+        table = Table(title=f"lessons in {lessons.LESSONS_DIR} (TINYGROK_FAST=1: every training under 2 minutes)")
+        for column in ("lesson", "title", "duration"):
+            table.add_column(column)
+        for item in catalogue.values():
+            table.add_row(str(item.number), item.title, item.duration)
+        console.print(table)
+        console.print("run one: tinygrok lesson N; open one in Jupyter: tinygrok lesson N --notebook")
+        return
+    if number not in catalogue:
+        fail(f"there is no lesson {number}: the lessons are {', '.join(map(str, catalogue))}")
+    path = catalogue[number].path
+    if notebook:
+        try:
+            import jupytext
+        except ImportError:
+            fail("--notebook needs jupytext: pip install -e '.[lessons]'")
+        target = path.with_suffix(".ipynb")
+        jupytext.write(jupytext.read(path), target)
+        console.print(f"notebook: {target}  (open it in Jupyter or VS Code)")
+        return
+    figures = Path(os.environ.get("TINYGROK_FIGURES", lessons.runs_dir() / "figures"))
+    result = subprocess.run([sys.executable, str(path)], env={**os.environ, "TINYGROK_FIGURES": str(figures)})
+    if result.returncode:
+        raise typer.Exit(result.returncode)
+    console.print(f"lesson {number} done; its figures are in {figures}")
+
+
+@app.command()
 def doctor():
     """Print versions, the BLAS library and its threads, and the array backend."""
     table = Table(title="tinygrok doctor", show_header=False)

@@ -1,0 +1,103 @@
+# %% [markdown]
+# # Lesson 5: The trajectory PCA, and the random-walk null
+#
+# **Duration:** 20 min in class; code: about 20 s on 2 cores (FAST: the same)
+#
+# **Learning goals**
+# - turn a run's saved attention weights into a trajectory and find its principal components;
+# - read the PC1 share: the fraction of the motion along a single direction;
+# - compare it with random walks of the same step sizes, and see why "PC1 ~ 70%" means something.
+
+# %% [markdown]
+# ## From snapshots to a PCA
+#
+# Every 100 steps a run saves its attention matrices W_Q, W_K, W_V, W_O of every block. For one matrix, stack the
+# snapshots as rows X_t = vec(W_t - W_0), centre each column, and take the singular values σ_i of X. The share of
+# the variance along the i-th principal direction is σ_i² / Σ_j σ_j²; PC1 is the first (PAPER.md §5.1). The
+# paper's range is printed first below (`tinygrok/paper.py` holds it).
+
+# %%
+import numpy as np
+from matplotlib.figure import Figure
+
+from tinygrok import experiments, geometry, lessons, paper, plots
+from tinygrok.data import stream
+from tinygrok.pca import pc1_share, random_walk_null
+
+run = lessons.run(experiments.spec("train", "classroom"))
+pca, basis = geometry.analyse_pca(run)  # writes pca.json and basis.npy into the run
+print(f"the paper: PC1 {paper.PC1.quoted}. This run: {pca['snapshots']} snapshots, up to step {pca['last_step']}")
+for name, share in pca["pc1"].items():
+    print(f"{name:14s} PC1 {share:.1%}, the next four: {[round(r, 3) for r in pca['top_ratios'][name][1:]]}")
+lessons.show(plots.explained_variance(run), "lesson5_explained_variance")
+
+# %% [markdown]
+# Read the table: some matrices spend most of their motion along one direction, others split it between two.
+# `plots.trajectory` draws each last-block matrix on its own first two principal directions, coloured by step.
+# The paths are smooth arcs, like a horseshoe: that is what PCA makes of almost any path that drifts steadily,
+# random walks included. So the shape alone proves little; the next section asks how far a share is above chance.
+
+# %%
+lessons.show(plots.trajectory(run), "lesson5_trajectory")
+
+# %% [markdown]
+# **Exercise 5a.** What is the PC1 share of a trajectory that moves along a straight line at constant speed?
+# (Predict it, then the check computes it.)
+
+# %%
+answer_5a = 1.0  # your answer
+line = np.outer(np.arange(20), stream(0, "line").standard_normal(500))  # 20 snapshots on one line
+lessons.check("5a", answer_5a, pc1_share(line), hint="All the motion is along one direction.")
+
+# %% [markdown]
+# ## Is 70% a lot? The random-walk null
+#
+# A random walk in many dimensions is not isotropic in its PCA: a long one puts about 6/π² of its variance on PC1
+# (a classic result on Brownian motion; exercise 5b measures it). So the fair comparison keeps each step's length and randomises
+# its direction: 10 such walks per matrix, and the z-score (PC1 - mean of the walks) / their spread.
+
+# %%
+null = {name: random_walk_null(traj, stream(0, "lesson5"))
+        for name, traj in geometry.trajectories_to_detection(run).items()}
+for name, result in null.items():
+    print(f"{name:14s} PC1 {result['pc1']:.1%}   random walks {result['null_mean']:.1%} ± {result['null_std']:.1%}"
+          f"   z = {result['z']:.1f}")
+
+fig = Figure(figsize=(8, 3.5), layout="constrained")
+ax = fig.subplots()
+names = list(null)
+ax.bar(np.arange(len(names)) - 0.2, [100 * null[n]["pc1"] for n in names], 0.4, label="the run")
+ax.bar(np.arange(len(names)) + 0.2, [100 * null[n]["null_mean"] for n in names], 0.4,
+       yerr=[100 * null[n]["null_std"] for n in names], label="random walks, same step sizes")
+ax.set_xticks(range(len(names)), [n.replace("blocks.", "") for n in names])
+ax.set_ylabel("PC1 share (%)")
+ax.legend()
+lessons.show(fig, "lesson5_null")
+
+# %% [markdown]
+# The bars answer the question per matrix. In this small model W_V and W_O are far more concentrated than random
+# walks with the same step sizes (the large positive z above), while W_Q and W_K are not (z near zero or below).
+# In the paper's model (lesson 7, or `tinygrok grok`) all four are well above their null.
+#
+# **Exercise 5b.** Check the 6/π² yourself: give the PC1 share you expect for a long random walk, and the check
+# averages 12 walks of 400 equal steps in 2,000 dimensions.
+
+# %%
+answer_5b = 6 / np.pi**2  # your answer
+walk_steps = np.outer(np.arange(400), np.ones(2000))  # only the step lengths matter to the null
+lessons.check("5b", answer_5b, random_walk_null(walk_steps, stream(1, "walks"), n_walks=12)["null_mean"], rel=0.1,
+              hint="A classic number: six over pi squared.")
+
+# %% [markdown]
+# **Exercise 5c.** Which matrix has the largest PC1 share in this run? Give its name, e.g. "blocks.0.W_Q".
+
+# %%
+answer_5c = "blocks.0.W_V"  # your answer
+lessons.check("5c", answer_5c, max(pca["pc1"], key=pca["pc1"].get), hint="Look at the first table above.")
+
+# %% [markdown]
+# ## Going further
+# - The paper's W_V is always the most concentrated. Is it here? Try other seeds: `experiments.spec("train",
+#   "classroom", seed=137)`.
+# - `tinygrok.pca.expanding_window_pc1` gives PC1 for the first t snapshots: how does it change as the run groks?
+# - Runs that never grok (`op="x2_xy_y2"`) have far lower PC1 in the paper (PAPER.md §10, row 2): check it.

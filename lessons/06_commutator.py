@@ -1,0 +1,112 @@
+# %% [markdown]
+# # Lesson 6: The commutator defect and the Lie bracket
+#
+# **Duration:** 25 min in class; code: about 20 s on 2 cores (FAST: the same)
+#
+# **Learning goals**
+# - take two gradient steps in both orders and measure how far apart they land: the commutator defect D;
+# - see that for small steps the gap is η² times a Lie bracket of the two gradient fields, H_B g_A - H_A g_B,
+#   computed exactly with Hessian-vector products;
+# - know why D measures curvature, and why it does not depend on the step size η.
+
+# %% [markdown]
+# ## Two steps, both orders
+#
+# From parameters θ, take two training batches A and B with plain cross-entropy gradients g_A(θ), g_B(θ) (no
+# Adam, no decay, no clipping: PAPER.md §6.1):
+#
+# θ_AB = θ - η g_A(θ) - η g_B(θ - η g_A(θ)),   θ_BA = θ - η g_B(θ) - η g_A(θ - η g_B(θ)),
+#
+# δ = θ_AB - θ_BA,   D = ||δ|| / (||η g_A|| ||η g_B||).
+#
+# On a flat (quadratic with equal curvature) landscape the two orders land in the same place. Expanding to second
+# order, δ = η² (H_B g_A - H_A g_B) + O(η³), with H_A, H_B the Hessians of the two batch losses: the defect is a
+# normalised curvature, and the η² cancels between numerator and denominator.
+
+# %%
+import numpy as np
+from matplotlib.figure import Figure
+
+from tinygrok import experiments, lessons, model
+from tinygrok.commutator import defect_sample, lie_bracket
+from tinygrok.data import make_dataset, sample_batch, stream
+
+run = lessons.run(experiments.spec("train", "classroom"))
+cfg = run.config().replace(dtype="float64")  # float64: the small-η limit needs the precision
+trained = model.flatten({k: v.astype(np.float64) for k, v in run.load_checkpoint()[0].items()})
+initial = model.flatten(model.init_params(cfg, stream(cfg.seed, "init")))
+data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
+rng = stream(0, "lesson6")
+batch_a, batch_b = sample_batch(data, cfg.batch_size, rng), sample_batch(data, cfg.batch_size, rng)
+for name, theta in (("at initialisation", initial), ("after grokking", trained)):
+    sample = defect_sample(theta, batch_a, batch_b, cfg)
+    print(f"{name:18s} D = {sample['defect']:8.2f}   ||eta g_A|| = {sample['step_norm']:.2e}")
+
+# %% [markdown]
+# **Exercise 6a.** What is D when both "batches" are the same batch A? Predict it; the check measures it.
+
+# %%
+answer_6a = 0.0  # your answer
+lessons.check("6a", answer_6a, defect_sample(trained, batch_a, batch_a, cfg)["defect"],
+              hint="Write out θ_AA: is there any difference between the two orders?")
+
+# %% [markdown]
+# ## The exact bracket, and the limit η -> 0
+#
+# `lie_bracket` computes H_B g_A - H_A g_B with two Hessian-vector products (autograd differentiates the gradient
+# once more). The defect's δ / η² should approach it, with an error that shrinks like η.
+
+# %%
+etas = np.logspace(-1, -5.5, 10)
+errors = {}
+for name, theta in (("at initialisation", initial), ("after grokking", trained)):
+    bracket = lie_bracket(theta, batch_a, batch_b, cfg)
+    errors[name] = np.array([np.linalg.norm(defect_sample(theta, batch_a, batch_b, cfg, eta)["delta"] / eta**2
+                                            - bracket) for eta in etas]) / np.linalg.norm(bracket)
+    print(name, " ".join(f"{eta:.0e}: {error:.1e}" for eta, error in zip(etas, errors[name])))
+
+fig = Figure(figsize=(6.5, 4), layout="constrained")
+ax = fig.subplots()
+for name, error in errors.items():
+    ax.loglog(etas, error, "o-", label=name)
+ax.loglog(etas, etas, ":", color="grey", label="slope 1 (error = η)")
+ax.axvline(1e-3, color="black", lw=0.8, ls="--", label="the paper's η = 1e-3")
+ax.set_xlabel("step size η")
+ax.set_ylabel("||δ/η² - bracket|| / ||bracket||")
+ax.legend(fontsize=8)
+ax.set_title("The defect converges to the Lie bracket as η -> 0")
+lessons.show(fig, "lesson6_bracket")
+
+# %% [markdown]
+# Read the figure from the right. The error falls in proportion to η (parallel to the dotted line); at
+# initialisation, at the smallest steps, float64 rounding of θ - η g takes over and it rises again. After grokking
+# the landscape is far more curved: the straight part starts only at smaller η, and at the paper's η the defect still differs from
+# its limit by the amount the figure shows (the printed errors give it exactly). D is an estimate of the bracket,
+# best early in training.
+#
+# **Exercise 6b.** Fit the slope of log(error) against log(η) for the run after grokking, for η from 1e-3 down to
+# 1e-5 (`np.polyfit`, degree 1). Which power of η is the error?
+
+# %%
+straight = (etas <= 1.01e-3) & (etas >= 0.99e-5)
+answer_6b = np.polyfit(np.log(etas[straight]), np.log(errors["after grokking"][straight]), 1)[0]  # your answer
+print(f"slope {answer_6b:.2f}")
+lessons.check("6b", answer_6b, 1.0, rel=0.2, hint="The next term of the expansion is O(η³); divided by η² ...")
+
+# %% [markdown]
+# **Exercise 6c.** D is normalised so that η cancels to first order. At initialisation, compute D at η = 1e-3 and
+# at η = 1e-4 (`defect_sample(..., eta=...)["defect"]`) and give their ratio.
+
+# %%
+answer_6c = (defect_sample(initial, batch_a, batch_b, cfg, 1e-3)["defect"]
+             / defect_sample(initial, batch_a, batch_b, cfg, 1e-4)["defect"])  # your answer
+print(f"ratio {answer_6c:.5f}")
+lessons.check("6c", answer_6c, 1.0, rel=0.01, hint="Both measure the same bracket, divided by the same norms.")
+
+# %% [markdown]
+# ## Going further
+# - Do it in float32 (`run.config()` as it is) with η = 1e-3, as the paper does: how many digits of δ survive?
+#   (PAPER.md §6.6: late in training the gradients are so small that θ - η g rounds back to θ.)
+# - Project δ onto the execution basis of lesson 5 (`run.basis()`): how much of it lies there?
+#   (`tinygrok.commutator.projection_fractions`)
+# - Lesson 7 follows D through a whole run.

@@ -1,0 +1,95 @@
+# %% [markdown]
+# # Lesson 7: Curvature onset, lead time, and predicting grokking
+#
+# **Duration:** 30 min in class; code: about 2 min on 2 cores, paper model (FAST: classroom model, 25 s)
+#
+# **Learning goals**
+# - read a run's commutator defect, probed every 100 steps while it trains, beside its test accuracy;
+# - apply the paper's onset rule yourself, and measure the lead time: how long before grokking curvature rises;
+# - decide whether you could have predicted grokking from what you would have seen at the onset.
+
+# %% [markdown]
+# ## A run with curvature probes
+#
+# `tinygrok grok` trains while it measures D (lesson 6) every 100 steps, with K = 5 pairs of batches (the median
+# is kept), and goes on 1,000 steps past grokking. By default this lesson trains the paper's model on addition
+# mod 97 (PAPER.md §6.2's protocol); with TINYGROK_FAST=1, the classroom model.
+
+# %%
+import numpy as np
+
+from tinygrok import analysis, experiments, lessons, paper, plots
+
+spec = experiments.spec("walkthrough", lessons.pick("paper", "classroom"))
+run = lessons.run(spec)
+cfg, rows = run.config(), run.metrics()
+probed = [r for r in rows if r.get("defect") is not None]
+print(f"{spec.preset} model, {cfg.op} mod {cfg.p}: {len(probed)} probes, the first three D:",
+      [round(r["defect"], 2) for r in probed[:3]])
+lessons.show(plots.defect(run), "lesson7_defect")
+
+# %% [markdown]
+# The defect (purple, log scale) starts at its early level and rises by an order of magnitude or more before test
+# accuracy (red) moves; it stays high, or keeps rising, afterwards. The dotted line is the curvature onset (where
+# the rule below fires), the dashed one the grok step.
+#
+# ## The onset rule (PAPER.md §7.1)
+#
+# baseline = max(median of D at the first three probes, 0.1); the onset is the first probe, from the third on,
+# with D > 10 × baseline and D > 20 (an absolute floor, so that tiny early defects do not count).
+#
+# **Exercise 7a.** Write the rule as a function of `probed` (a list of rows with "step" and "defect") and find
+# the onset step.
+
+# %%
+def onset_step(probed, factor=10.0, floor=20.0):  # your answer
+    baseline = max(np.median([r["defect"] for r in probed[:3]]), 0.1)
+    return next((r["step"] for r in probed[2:] if r["defect"] > factor * baseline and r["defect"] > floor), None)
+
+
+answer_7a = onset_step(probed, floor=cfg.onset_floor)
+lessons.check("7a", answer_7a, analysis.curvature_onset(rows, floor=cfg.onset_floor)["onset_step"],
+              hint="Baseline from the first three probes; then scan from the third probe on.")
+
+# %% [markdown]
+# **Exercise 7b.** The lead time is grok_step_90 - onset, where grok_step_90 is the first evaluation with test
+# accuracy >= 0.9 (PAPER.md §7.2). Compute it from `rows` and your onset.
+
+# %%
+answer_7b = analysis.first_step(rows, "test_acc", 0.9) - answer_7a  # your answer
+lessons.check("7b", answer_7b, run.summary()["lead_steps"], hint="first_step(rows, 'test_acc', 0.9) minus onset.")
+lead = paper.BY_KEY["lead_steps"]
+print(f"lead {answer_7b} steps; the paper: {lead.quoted} over 12 runs ({lead.section}); "
+      f"{'inside' if lead.contains(answer_7b) else 'outside'} its range")
+
+# %% [markdown]
+# ## Could you have predicted it?
+#
+# Stand at the onset step, knowing only the rows up to it. What did the accuracies say then?
+
+# %%
+at_onset = next(r for r in rows if r["step"] == answer_7a)
+print(f"at the onset (step {answer_7a}): train accuracy {at_onset['train_acc']:.3f}, "
+      f"test accuracy {at_onset['test_acc']:.3f}, D = {at_onset['defect']:.1f} "
+      f"({at_onset['defect'] / analysis.curvature_onset(rows)['baseline_defect']:.0f}x its early level)")
+
+# %% [markdown]
+# The training set was learnt long before, and test accuracy was still low: nothing in the accuracies announced
+# what was coming. The curvature had already risen tenfold.
+#
+# **Exercise 7c.** As a fraction of the grok step (grok_step_90), how early did the onset come? Give
+# lead / grok_step_90. (The paper's learning-rate sweep finds this fraction grows as training slows.)
+
+# %%
+answer_7c = answer_7b / analysis.first_step(rows, "test_acc", 0.9)  # your answer
+print(f"the lead is {answer_7c:.0%} of the grok step")
+lessons.check("7c", answer_7c, run.summary()["lead_steps"] / run.summary()["grok_step_90"], rel=1e-9,
+              hint="Divide the lead by the grok step.")
+
+# %% [markdown]
+# ## Going further
+# - One run is one sample: run other seeds (`experiments.spec("walkthrough", "paper", seed=137)`), and the other
+#   operations. The paper's sign test: all of its 12 runs had a positive lead (PAPER.md §7.3).
+# - A control: an operation that never groks, `op="x2_xy_y2", max_steps=7500`. Does its defect rise, and how far?
+#   Compare `run.summary()["defect_growth_run"]` with `paper.BY_KEY["defect_growth_run"]` and PAPER.md §10 #13.
+# - Change the rule: factor 5 or 20, floor 10 or 40. How robust is the lead?

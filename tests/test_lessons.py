@@ -1,0 +1,84 @@
+"""The lessons are acceptance tests: each runs top to bottom in FAST mode as a notebook in a real Jupyter kernel
+(converted by jupytext, executed by nbclient) and as a script, every exercise check passes, and a wrong answer
+fails the check."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+jupytext = pytest.importorskip("jupytext", reason="the lessons' extra: pip install -e '.[lessons]'")
+from nbclient import NotebookClient  # noqa: E402
+from nbclient.exceptions import CellExecutionError  # noqa: E402
+
+from test_cli import CLI  # noqa: E402
+from tinygrok import lessons  # noqa: E402
+
+CATALOGUE = lessons.catalogue()
+WRONG = {1: ("1a", "4704"), 2: ("2a", "0.5"), 3: ("3a", "(3, 2, 4, 16)"), 4: ("4c", '"no decay"'),
+         5: ("5c", '"blocks.0.W_Q"'), 6: ("6a", "1.0"), 7: ("7b", "0")}  # one wrong answer per lesson
+
+
+@pytest.fixture(scope="module")
+def fast_mode(tmp_path_factory):
+    """FAST mode, and one folder of runs for all lessons (a run made by one lesson is reused by the next)."""
+    runs = tmp_path_factory.mktemp("lesson-runs")
+    saved = {k: os.environ.get(k) for k in ("TINYGROK_FAST", "TINYGROK_RUNS", "TINYGROK_FIGURES")}
+    os.environ.update(TINYGROK_FAST="1", TINYGROK_RUNS=str(runs), TINYGROK_FIGURES=str(runs / "figures"))
+    yield runs
+    for key, value in saved.items():
+        os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+
+
+def test_there_are_seven_lessons_each_with_its_duration_and_exercises():
+    assert [lesson.number for lesson in CATALOGUE] == [1, 2, 3, 4, 5, 6, 7]
+    for lesson in CATALOGUE:
+        text = lesson.path.read_text()
+        assert lesson.duration != "?" and "**Learning goals**" in text and "## Going further" in text
+        assert len(re.findall(r"^answer_\w+ = ", text, re.M)) >= 2 and "lessons.show(" in text, lesson.path
+
+
+@pytest.mark.parametrize("lesson", CATALOGUE, ids=lambda lesson: lesson.path.stem)
+def test_a_lesson_runs_as_a_notebook_and_a_wrong_answer_fails_its_check(lesson, fast_mode, tmp_path):
+    notebook = jupytext.read(lesson.path)
+    client = NotebookClient(notebook, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}})
+    with client.setup_kernel():
+        for index, cell in enumerate(notebook.cells):
+            client.execute_cell(cell, index)
+        outputs = "".join(out.get("text", "") for cell in notebook.cells for out in cell.get("outputs", []))
+        assert len(re.findall(r"exercise \w+: right", outputs)) >= 2, outputs
+        inline = [out for cell in notebook.cells for out in cell.get("outputs", []) if "image/png" in out.get("data", {})]
+        assert inline, "no figure was drawn inline"
+
+        label, wrong = WRONG[lesson.number]
+        index = next(i for i, cell in enumerate(notebook.cells) if f"answer_{label} = " in cell.source)
+        cell = notebook.cells[index].copy()
+        cell.source = re.sub(rf"^answer_{label} = .*$", f"answer_{label} = {wrong}", cell.source, count=1, flags=re.M)
+        with pytest.raises(CellExecutionError, match=f"exercise {label}: .* is not right"):
+            client.execute_cell(cell, index)
+
+
+@pytest.mark.parametrize("lesson", CATALOGUE, ids=lambda lesson: lesson.path.stem)
+def test_a_lesson_runs_as_a_script_from_the_cli(lesson, fast_mode, tmp_path):
+    """After the notebooks, the runs are there: the scripts reuse them."""
+    result = subprocess.run([sys.executable, CLI, "lesson", str(lesson.number)], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "exercise" in result.stdout and "figure: " in result.stdout and "figures are in" in result.stdout
+
+
+def test_the_cli_lists_the_lessons_and_writes_a_notebook(tmp_path):
+    listing = subprocess.run([sys.executable, CLI, "lesson"], capture_output=True, text=True, timeout=60)
+    assert listing.returncode == 0 and all(lesson.title[:20] in listing.stdout for lesson in CATALOGUE)
+    missing = subprocess.run([sys.executable, CLI, "lesson", "9"], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "no lesson 9" in missing.stderr
+    target = lessons.LESSONS_DIR / "02_gradients.ipynb"
+    try:
+        written = subprocess.run([sys.executable, CLI, "lesson", "2", "--notebook"], capture_output=True, text=True,
+                                 timeout=60)
+        assert written.returncode == 0 and target.exists()
+        assert len(jupytext.read(target).cells) == len(jupytext.read(lessons.LESSONS_DIR / "02_gradients.py").cells)
+    finally:
+        target.unlink(missing_ok=True)

@@ -1,0 +1,100 @@
+"""What the classroom lessons (lessons/ beside the package) share: the FAST switch, where their runs and figures
+go, figures shown inline or saved, exercise checks that say right or wrong, and the list of lessons.
+
+TINYGROK_FAST=1 shrinks every training to what runs in under two minutes on two cores; TINYGROK_RUNS names the
+folder of the lessons' runs (default runs/lessons: a lesson run again reuses them), TINYGROK_FIGURES the folder a
+lesson run as a script saves its figures into (default: runs/lessons/figures).
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinygrok import experiments, parallel
+from tinygrok.runs import Run
+
+LESSONS_DIR = Path(__file__).resolve().parents[1] / "lessons"
+
+
+def fast() -> bool:
+    """Whether TINYGROK_FAST=1 asks for the short version."""
+    return os.environ.get("TINYGROK_FAST") == "1"
+
+
+def pick(real, quick):
+    """`real` normally, `quick` in FAST mode."""
+    return quick if fast() else real
+
+
+def runs_dir() -> Path:
+    return Path(os.environ.get("TINYGROK_RUNS", "runs/lessons"))
+
+
+def run(spec: experiments.RunSpec) -> Run:
+    """The spec's run in the lessons' folder, done on every core it can use (skipped if it is there already)."""
+    experiments.execute(spec, runs_dir(), cores=parallel.default_cores(spec.config))
+    return Run(experiments.run_path(spec, runs_dir()))
+
+
+def show(fig, name: str):
+    """Show a figure: inline in a notebook; from a script, saved as NAME.png (and the path printed)."""
+    try:
+        from IPython import get_ipython
+        kernel = get_ipython() is not None and hasattr(get_ipython(), "kernel")
+    except ImportError:
+        kernel = False
+    if kernel:  # as a PNG, whatever matplotlib's backend (a Figure made without pyplot has no inline display)
+        from IPython.display import Image, display
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100)
+        display(Image(data=buffer.getvalue()))
+        return None
+    folder = Path(os.environ.get("TINYGROK_FIGURES", runs_dir() / "figures"))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    fig.savefig(path, dpi=100)
+    print(f"figure: {path}")
+    return path
+
+
+class Wrong(AssertionError):
+    """An exercise's answer is not right."""
+
+
+def check(label: str, answer, expected, *, rel: float = 1e-6, hint: str = "") -> None:
+    """Print that exercise `label` is right, or raise Wrong (with the hint). Numbers and arrays are compared to a
+    relative tolerance `rel`; anything else must be equal."""
+    if answer is None:
+        raise Wrong(f"exercise {label}: no answer yet. {hint}".strip())
+    try:
+        right = np.shape(answer) == np.shape(expected) and bool(np.allclose(answer, expected, rtol=rel, atol=0))
+    except (TypeError, ValueError):
+        right = answer == expected
+    if not right:
+        raise Wrong(f"exercise {label}: {answer!r} is not right. {hint}".strip())
+    print(f"exercise {label}: right")
+
+
+@dataclass(frozen=True)
+class Lesson:
+    number: int
+    path: Path
+    title: str
+    duration: str  # as the lesson states it
+
+
+def catalogue() -> list[Lesson]:
+    """The lessons in lessons/, in order, with the title and duration each states in its first cell."""
+    found = []
+    for path in sorted(LESSONS_DIR.glob("[0-9][0-9]_*.py")):
+        text = path.read_text()
+        title = re.search(r"^# # Lesson \d+: (.+)$", text, re.M)
+        duration = re.search(r"^# \*\*Duration:\*\* (.+)$", text, re.M)
+        found.append(Lesson(int(path.name[:2]), path, title.group(1) if title else path.stem,
+                            duration.group(1) if duration else "?"))
+    return found
