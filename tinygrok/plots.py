@@ -41,7 +41,8 @@ def training(run: Run | Path | str, axes=None) -> Figure:
     ax_acc.set_ylabel("accuracy")
     ax_loss.set_ylabel("mean cross-entropy")
     ax_loss.set_yscale("log")
-    fig.suptitle(f"{cfg.op} mod {cfg.p}, seed {cfg.seed}: memorization, then grokking")
+    fig.suptitle(f"{cfg.op} mod {cfg.p}, seed {cfg.seed}: memorization, then grokking" if marks["grok_step_90"]
+                 else f"{cfg.op} mod {cfg.p}, seed {cfg.seed}: no grokking (test accuracy never reached 90%)")
     return fig
 
 
@@ -75,7 +76,7 @@ def defect(run: Run | Path | str, ax=None) -> Figure:
     more = acc.get_legend_handles_labels()
     ax.legend(handles[0] + more[0], handles[1] + more[1], loc="center left", fontsize=8)
     lead = marks.get("lead_steps")
-    ax.set_title(f"Curvature rises before generalisation (lead {lead} steps)" if lead is not None
+    ax.set_title(f"Curvature rises before generalisation (lead {lead} steps)" if lead is not None and lead > 0
                  else "Commutator defect and accuracy")
     return fig
 
@@ -90,7 +91,8 @@ def explained_variance(run: Run | Path | str, ax=None) -> Figure:
     ax.set_xticks([k + 0.4 - width / 2 for k in range(5)], [f"PC{k + 1}" for k in range(5)])
     ax.set_ylabel("explained variance (%)")
     ax.legend(fontsize=7, ncol=2)
-    ax.set_title("Attention-weight trajectories are nearly one-dimensional: PC1 dominates")
+    pc1 = [100 * values[0] for values in ratios.values()]
+    ax.set_title(f"How one-dimensional each attention matrix's trajectory is: PC1 holds {min(pc1):.0f}-{max(pc1):.0f}%")
     return fig
 
 
