@@ -6,14 +6,13 @@ import re
 import subprocess
 import sys
 
+import jupytext  # the lessons' extra (pip install -e ".[dev,lessons]"): CI installs it, so these tests never skip
 import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
-jupytext = pytest.importorskip("jupytext", reason="the lessons' extra: pip install -e '.[lessons]'")
-from nbclient import NotebookClient  # noqa: E402
-from nbclient.exceptions import CellExecutionError  # noqa: E402
-
-from test_cli import CLI  # noqa: E402
-from tinygrok import lessons  # noqa: E402
+from test_cli import CLI
+from tinygrok import lessons
 
 CATALOGUE = lessons.catalogue()
 WRONG = {1: ("1a", "4704"), 2: ("2a", "0.5"), 3: ("3a", "(3, 2, 4, 16)"), 4: ("4c", '"no decay"'),
