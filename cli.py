@@ -333,6 +333,7 @@ def lesson(
     number: Annotated[Optional[int], typer.Argument(help="the lesson to run; none: list them")] = None,
     notebook: Annotated[bool, typer.Option(help="write the lesson as a notebook (.ipynb) beside it, to open in "
                                                 "Jupyter, instead of running it")] = False,
+    solutions: Annotated[bool, typer.Option(help="with the exercises' solutions filled in (for teachers)")] = False,
 ):
     """The classroom lessons: list them, run one as a script (its figures are saved), or write it as a notebook."""
     import subprocess
@@ -353,17 +354,18 @@ def lesson(
     if number not in catalogue:
         fail(f"there is no lesson {number}: the lessons are {', '.join(map(str, catalogue))}")
     path = catalogue[number].path
+    source = lessons.with_solutions(path.read_text()) if solutions else path.read_text()
     if notebook:
         try:
             import jupytext
         except ImportError:
             fail("--notebook needs jupytext: pip install -e '.[lessons]'")
         target = path.with_suffix(".ipynb")
-        jupytext.write(jupytext.read(path), target)
+        jupytext.write(jupytext.reads(source, fmt="py:percent"), target)
         console.print(f"notebook: {target}  (open it in Jupyter or VS Code)")
         return
     figures = Path(os.environ.get("TINYGROK_FIGURES", lessons.runs_dir() / "figures"))
-    result = subprocess.run([sys.executable, str(path)], env={**os.environ, "TINYGROK_FIGURES": str(figures)})
+    result = subprocess.run([sys.executable, "-c", source], env={**os.environ, "TINYGROK_FIGURES": str(figures)})
     if result.returncode:
         raise typer.Exit(result.returncode)
     console.print(f"lesson {number} done; its figures are in {figures}")

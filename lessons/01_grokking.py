@@ -7,6 +7,9 @@
 # - the task: six binary operations mod a prime p, on token pairs [a, b], split in half into train and test;
 # - grokking: a transformer first memorizes its training pairs, then, much later, generalises to the test pairs;
 # - reading a run's metrics: the memorization step and the grok step.
+#
+# **Exercises** are lines `answer_X = None  # your answer`: replace `None` with your answer and run the cell; the
+# check under it says right, or not right with a hint. (Teachers: `tinygrok lesson 1 --solutions`.)
 
 # %% [markdown]
 # ## The task
@@ -42,7 +45,7 @@ print(f"add mod 97: {len(data.train_x)} training pairs, {len(data.test_x)} test 
 # **Exercise 1a.** How many training pairs does `mul` mod 97 have, with a 50% split? (Zero is left out of mul.)
 
 # %%
-answer_1a = 96 * 96 // 2  # your answer
+answer_1a = None  # your answer
 lessons.check("1a", answer_1a, len(make_dataset("mul", 97, 0.5, seed=42).train_x),
               hint="How many pairs (a, b) are there with 1 <= a, b <= 96? Half of them train.")
 
@@ -50,7 +53,7 @@ lessons.check("1a", answer_1a, len(make_dataset("mul", 97, 0.5, seed=42).train_x
 # **Exercise 1b.** What is `sub` for a = 3, b = 5 mod 97? (Python's `%` never gives a negative result.)
 
 # %%
-answer_1b = (3 - 5) % 97  # your answer
+answer_1b = None  # your answer
 lessons.check("1b", answer_1b, OPERATIONS["sub"][0](np.array(3), np.array(5)) % 97,
               hint="3 - 5 = -2; which number in 0..96 is -2 mod 97?")
 
@@ -81,7 +84,7 @@ lessons.show(plots.training(run), "lesson1_training")
 # step at which test accuracy is at least 0.5.
 
 # %%
-answer_1c = next(r["step"] for r in rows if r["test_acc"] >= 0.5)  # your answer
+answer_1c = None  # your answer
 lessons.check("1c", answer_1c, analysis.first_step(rows, "test_acc", 0.5),
               hint="Walk through rows in order and stop at the first one with test_acc >= 0.5.")
 

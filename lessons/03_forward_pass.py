@@ -64,7 +64,7 @@ print("x after attention", x1.shape)
 # **Exercise 3a.** For N = 3 examples, what is the shape of `q`? Give a tuple (N, H, T, dh) in numbers.
 
 # %%
-answer_3a = (3, 4, 2, 16)  # your answer
+answer_3a = None  # your answer
 lessons.check("3a", answer_3a, q.shape, hint="N examples, H = n_heads heads, T = 2 positions, dh = d / H.")
 
 # %% [markdown]
@@ -105,8 +105,7 @@ lessons.show(fig, "lesson3_answers")
 # two matrices and biases; the final layer norm; the unembedding and its bias.
 
 # %%
-d_, f_, p_ = 128, 256, 97
-answer_3b = p_ * d_ + 2 * d_ + 2 * (4 * d_ * d_ + 4 * d_ + 4 * d_ + d_ * f_ + f_ + f_ * d_ + d_) + 2 * d_ + d_ * p_ + p_
+answer_3b = None  # your answer
 lessons.check("3b", answer_3b, model.param_count(config.preset("paper")),
               hint="Go through model.param_shapes: W_E (p, d), W_pos (2, d), per block ..., W_U (d, p), b_U (p,).")
 
@@ -123,7 +122,8 @@ print(f"largest difference over all pairs: {difference:.1e} (logits of size {np.
 
 # %% [markdown]
 # ## Going further
-# - Plot `weights[:, h, 0, 1]` for every pair: do the heads attend differently for different a and b?
+# - Recompute `q`, `k` and `weights` for all the `pairs` (not just 3 examples) and draw `weights[:, head, 0, 1]`
+#   as a p x p image for head = 0, 1, 2, 3: do the heads attend differently for different a and b?
 # - Run the image for `op="sub"` or `op="x2_y2"` (train it with `lessons.run(experiments.spec("train",
 #   "classroom", op="sub"))`): what pattern does the right answer make?
 # - Read `tinygrok/fast.py`: where does it skip position 1 in the last block, and why is that allowed?

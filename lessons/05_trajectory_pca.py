@@ -45,7 +45,7 @@ lessons.show(plots.trajectory(run), "lesson5_trajectory")
 # (Predict it, then the check computes it.)
 
 # %%
-answer_5a = 1.0  # your answer
+answer_5a = None  # your answer
 line = np.outer(np.arange(20), stream(0, "line").standard_normal(500))  # 20 snapshots on one line
 lessons.check("5a", answer_5a, pc1_share(line), hint="All the motion is along one direction.")
 
@@ -77,13 +77,14 @@ lessons.show(fig, "lesson5_null")
 # %% [markdown]
 # The bars answer the question per matrix. In this small model W_V and W_O are far more concentrated than random
 # walks with the same step sizes (the large positive z above), while W_Q and W_K are not (z near zero or below).
-# In the paper's model (lesson 7, or `tinygrok grok`) all four are well above their null.
+# In the paper's model all eight are well above their null: run `tinygrok grok`, then `tinygrok pca
+# runs/grok_paper_add_s42` prints each z.
 #
 # **Exercise 5b.** Check the 6/π² yourself: give the PC1 share you expect for a long random walk, and the check
 # averages 12 walks of 400 equal steps in 2,000 dimensions.
 
 # %%
-answer_5b = 6 / np.pi**2  # your answer
+answer_5b = None  # your answer
 walk_steps = np.outer(np.arange(400), np.ones(2000))  # only the step lengths matter to the null
 lessons.check("5b", answer_5b, random_walk_null(walk_steps, stream(1, "walks"), n_walks=12)["null_mean"], rel=0.1,
               hint="A classic number: six over pi squared.")
@@ -92,7 +93,7 @@ lessons.check("5b", answer_5b, random_walk_null(walk_steps, stream(1, "walks"), 
 # **Exercise 5c.** Which matrix has the largest PC1 share in this run? Give its name, e.g. "blocks.0.W_Q".
 
 # %%
-answer_5c = "blocks.0.W_V"  # your answer
+answer_5c = None  # your answer
 lessons.check("5c", answer_5c, max(pca["pc1"], key=pca["pc1"].get), hint="Look at the first table above.")
 
 # %% [markdown]

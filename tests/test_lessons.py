@@ -1,6 +1,6 @@
-"""The lessons are acceptance tests: each runs top to bottom in FAST mode as a notebook in a real Jupyter kernel
-(converted by jupytext, executed by nbclient) and as a script, every exercise check passes, and a wrong answer
-fails the check."""
+"""The lessons are acceptance tests: in FAST mode each runs top to bottom as a notebook in a real Jupyter kernel
+(converted by jupytext, executed by nbclient) with the solutions filled in, every exercise check says right, and a
+wrong answer fails the check; as a student gets it (no answers yet), each runs as a script."""
 import os
 import re
 import subprocess
@@ -35,19 +35,22 @@ def test_there_are_seven_lessons_each_with_its_duration_and_exercises():
     for lesson in CATALOGUE:
         text = lesson.path.read_text()
         assert lesson.duration != "?" and "**Learning goals**" in text and "## Going further" in text
-        assert len(re.findall(r"^answer_\w+ = ", text, re.M)) >= 2 and "lessons.show(" in text, lesson.path
+        assert len(lessons.ANSWER_LINE.findall(text)) >= 2 and "lessons.show(" in text, lesson.path
+    labels = [label for lesson in CATALOGUE for label in lessons.ANSWER_LINE.findall(lesson.path.read_text())]
+    assert sorted(labels) == sorted(lessons.solutions())  # one solution for each exercise
 
 
 @pytest.mark.parametrize("lesson", CATALOGUE, ids=lambda lesson: lesson.path.stem)
 def test_a_lesson_runs_as_a_notebook_and_a_wrong_answer_fails_its_check(lesson, fast_mode, tmp_path):
-    notebook = jupytext.read(lesson.path)
+    notebook = jupytext.reads(lessons.with_solutions(lesson.path.read_text()), fmt="py:percent")
     client = NotebookClient(notebook, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}})
     with client.setup_kernel():
         for index, cell in enumerate(notebook.cells):
             client.execute_cell(cell, index)
         outputs = "".join(out.get("text", "") for cell in notebook.cells for out in cell.get("outputs", []))
-        assert len(re.findall(r"exercise \w+: right", outputs)) >= 2, outputs
+        answered = len(lessons.ANSWER_LINE.findall(lesson.path.read_text()))
+        assert len(re.findall(r"exercise \w+: right", outputs)) == answered >= 2, outputs
         inline = [out for cell in notebook.cells for out in cell.get("outputs", []) if "image/png" in out.get("data", {})]
         assert inline, "no figure was drawn inline"
 
@@ -61,11 +64,11 @@ def test_a_lesson_runs_as_a_notebook_and_a_wrong_answer_fails_its_check(lesson, 
 
 @pytest.mark.parametrize("lesson", CATALOGUE, ids=lambda lesson: lesson.path.stem)
 def test_a_lesson_runs_as_a_script_from_the_cli(lesson, fast_mode, tmp_path):
-    """After the notebooks, the runs are there: the scripts reuse them."""
+    """As a student gets it, with no answers yet. After the notebooks, the runs are there: the scripts reuse them."""
     result = subprocess.run([sys.executable, CLI, "lesson", str(lesson.number)], capture_output=True, text=True,
                             cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "exercise" in result.stdout and "figure: " in result.stdout and "figures are in" in result.stdout
+    assert "not answered yet" in result.stdout and "figure: " in result.stdout and "figures are in" in result.stdout
 
 
 def test_the_cli_lists_the_lessons_and_writes_a_notebook(tmp_path):

@@ -2,14 +2,18 @@
 go, figures shown inline or saved, exercise checks that say right or wrong, and the list of lessons.
 
 TINYGROK_FAST=1 shrinks every training to what runs in under two minutes on two cores; TINYGROK_RUNS names the
-folder of the lessons' runs (default runs/lessons: a lesson run again reuses them), TINYGROK_FIGURES the folder a
-lesson run as a script saves its figures into (default: runs/lessons/figures).
+folder of the lessons' runs (default runs/lessons beside lessons/: a lesson run again reuses them),
+TINYGROK_FIGURES the folder a lesson run as a script saves its figures into (default: runs/lessons/figures).
+
+An exercise is a line `answer_X = None  # your answer` and a check: replace None, run the cell, and the check
+says right, or raises Wrong with a hint. lessons/solutions.py holds one solution to each.
 """
 from __future__ import annotations
 
 import io
 import os
 import re
+import runpy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +36,9 @@ def pick(real, quick):
 
 
 def runs_dir() -> Path:
-    return Path(os.environ.get("TINYGROK_RUNS", "runs/lessons"))
+    """Where the lessons keep their runs: the same folder whether a lesson runs in a notebook (whose working
+    directory is lessons/) or from the command line."""
+    return Path(os.environ.get("TINYGROK_RUNS", LESSONS_DIR.parent / "runs" / "lessons"))
 
 
 def run(spec: experiments.RunSpec) -> Run:
@@ -67,10 +73,11 @@ class Wrong(AssertionError):
 
 
 def check(label: str, answer, expected, *, rel: float = 1e-6, hint: str = "") -> None:
-    """Print that exercise `label` is right, or raise Wrong (with the hint). Numbers and arrays are compared to a
-    relative tolerance `rel`; anything else must be equal."""
+    """Print that exercise `label` is right (or not answered yet, with the hint), or raise Wrong. Numbers and
+    arrays are compared to a relative tolerance `rel`; anything else must be equal."""
     if answer is None:
-        raise Wrong(f"exercise {label}: no answer yet. {hint}".strip())
+        print(f"exercise {label}: not answered yet. {hint}".strip())
+        return
     try:
         right = np.shape(answer) == np.shape(expected) and bool(np.allclose(answer, expected, rtol=rel, atol=0))
     except (TypeError, ValueError):
@@ -78,6 +85,20 @@ def check(label: str, answer, expected, *, rel: float = 1e-6, hint: str = "") ->
     if not right:
         raise Wrong(f"exercise {label}: {answer!r} is not right. {hint}".strip())
     print(f"exercise {label}: right")
+
+
+ANSWER_LINE = re.compile(r"^answer_(\w+) = None  # your answer$", re.M)
+
+
+def solutions() -> dict[str, str]:
+    """Exercise label -> a solution, as the expression to put in its answer line (lessons/solutions.py)."""
+    return runpy.run_path(str(LESSONS_DIR / "solutions.py"))["SOLUTIONS"]
+
+
+def with_solutions(source: str) -> str:
+    """A lesson's source with every `answer_X = None  # your answer` line filled in with the solution."""
+    known = solutions()
+    return ANSWER_LINE.sub(lambda m: f"answer_{m.group(1)} = {known[m.group(1)]}  # a solution", source)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,30 @@
+"""One solution to each exercise of the lessons, for teachers (and for the tests, which run every lesson with them
+filled in): `tinygrok lesson N --solutions` runs lesson N with them, `--notebook --solutions` writes it so.
+
+Each is the Python expression that replaces `None` in the lesson's line `answer_X = None  # your answer`.
+"""
+SOLUTIONS = {
+    "1a": "96 * 96 // 2",
+    "1b": "(3 - 5) % 97",
+    "1c": 'next(r["step"] for r in rows if r["test_acc"] >= 0.5)',
+    "2a": "1 - np.tanh(0.5) ** 2",
+    "2b": "lambda z, c: model.softmax(z) - np.eye(len(z))[c]",
+    "2c": "np.polyfit(np.log10(steps[right]), np.log10(np.array(errors)[right]), 1)[0]",
+    "3a": "(3, 4, 2, 16)",
+    "3b": "97 * 128 + 2 * 128 + 2 * (4 * 128 * 128 + 4 * 128 + 4 * 128 + 128 * 256 + 256 + 256 * 128 + 128)"
+          " + 2 * 128 + 128 * 97 + 97",
+    "4a": "theta * (1 - 0.1 * 1.0) - 0.1 * np.sign(g)",
+    "4b": "np.array([3.0, 4.0]) / (5 + 1e-6)",
+    "4c": '"AdamW, decay 1"',
+    "5a": "1.0",
+    "5b": "6 / np.pi**2",
+    "5c": '"blocks.0.W_V"',
+    "6a": "0.0",
+    "6b": 'np.polyfit(np.log(etas[straight]), np.log(errors["after grokking"][straight]), 1)[0]',
+    "6c": 'defect_sample(initial, batch_a, batch_b, cfg, 1e-3)["defect"] '
+          '/ defect_sample(initial, batch_a, batch_b, cfg, 1e-4)["defect"]',
+    "7a": 'lambda probed: next((r["step"] for r in probed[2:] if r["defect"] > 10 * max(np.median('
+          '[q["defect"] for q in probed[:3]]), 0.1) and r["defect"] > 20), None)',
+    "7b": 'analysis.first_step(rows, "test_acc", 0.9) - onset',
+    "7c": 'run.summary()["lead_steps"] / analysis.first_step(rows, "test_acc", 0.9)',
+}
