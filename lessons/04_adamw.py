@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Lesson 4: AdamW, weight decay and clipping
 #
-# **Duration:** 25 min in class; code: about 50 s on 2 cores (FAST: about 40 s)
+# **Duration:** 25 min in class; code: about 45 s on 2 cores (FAST: about 35 s)
 #
 # **Learning goals**
 # - read one optimizer step as tinygrok takes it: clip the gradient, then AdamW (`tinygrok/optim.py`);
