@@ -33,3 +33,36 @@ def test_lead_and_growth():
     assert s["onset_step"] == 300 and s["lead_steps"] == 400 - 300
     assert s["defect_growth"] == pytest.approx(60 / 2) and s["defect_growth_run"] == pytest.approx(1000 / 2)
     assert curvature_summary(rows([0, 0], [1, 1]))["onset_step"] is None
+
+
+def test_power_law_recovers_a_known_exponent_with_an_honest_standard_error():
+    """lead = 0.05 grok^1.27 with 10% log-normal noise, 43 runs over a 300x range (the paper's v1 sweep)."""
+    import math
+    import numpy as np
+    from tinygrok.analysis import power_law
+    rng = np.random.default_rng(0)
+    estimates = []
+    for _ in range(200):
+        grok = np.exp(rng.uniform(math.log(500), math.log(150_000), 43))
+        lead = 0.05 * grok**1.27 * np.exp(rng.normal(0, 0.1, 43))
+        estimates.append(power_law(grok, lead))
+    alphas = np.array([e["alpha"] for e in estimates])
+    assert abs(alphas.mean() - 1.27) < 0.003  # unbiased
+    ses = np.array([e["alpha_se"] for e in estimates])
+    assert ses.mean() == pytest.approx(alphas.std(), rel=0.15)  # the SE is the spread of the estimate
+    assert all(e["n"] == 43 and e["dropped"] == 0 and e["r2"] > 0.99 for e in estimates)
+
+
+def test_power_law_drops_non_positive_leads_and_counts_them():
+    from tinygrok.analysis import power_law
+    fit = power_law([1000, 2000, 4000, 8000, 500, 300], [100, 200, 400, 800, -50, None])
+    assert fit["alpha"] == pytest.approx(1.0) and fit["C"] == pytest.approx(0.1) and (fit["n"], fit["dropped"]) == (4, 2)
+    with pytest.raises(ValueError, match="at least 3"):
+        power_law([1000, 2000], [10, 20])
+
+
+def test_sign_test_and_mean_sd():
+    from tinygrok.analysis import mean_sd, sign_test
+    assert sign_test([1300, 1400, 600] * 4) == {"n": 12, "positive": 12, "p": 2**-12}  # the paper's p
+    assert sign_test([100, -100, 200, None, 0])["p"] == pytest.approx(4 / 8)  # P(X >= 2 | n = 3)
+    assert mean_sd([2933, None, 3433]) == {"mean": 3183, "sd": pytest.approx(353.55, rel=1e-4), "n": 2}

@@ -1,6 +1,8 @@
-"""Reading a run's metric rows: grok steps and memorization (PAPER.md §4), curvature onset and lead (§7)."""
+"""Reading a run's metric rows: grok steps and memorization (PAPER.md §4), curvature onset and lead (§7); and the
+statistics over many runs: mean and sd, the sign test, the power law of lead against grok step (§7.3, §7.4)."""
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Iterable, Optional
 
@@ -66,3 +68,40 @@ def curvature_summary(rows: list[dict], factor: float = 10.0, floor: float = 20.
 def memorization_phase(rows: list[dict]) -> list[int]:
     """Steps in the memorization phase of the controls (§4): train acc >= 0.95 and test acc < 0.3."""
     return [r["step"] for r in rows if r["train_acc"] >= 0.95 and r["test_acc"] < 0.3]
+
+
+# ---------------------------------------------------------------------- over many runs (PAPER.md §7.3, §7.4)
+def mean_sd(values: Iterable[Optional[float]]) -> dict:
+    """Mean, sample standard deviation and count of the values that are not None (sd None below two)."""
+    kept = [v for v in values if v is not None]
+    return {"mean": statistics.mean(kept) if kept else None,
+            "sd": statistics.stdev(kept) if len(kept) > 1 else None, "n": len(kept)}
+
+
+def sign_test(leads: Iterable[Optional[float]]) -> dict:
+    """One-sided sign test that leads are positive: of n leads (None dropped, ties at 0 dropped), k positive;
+    p = P(X >= k) for X ~ Binomial(n, 1/2). All 12 positive: p = 2^-12 (the paper's 2.4e-4)."""
+    signs = [v > 0 for v in leads if v is not None and v != 0]
+    n, k = len(signs), sum(signs)
+    p = sum(math.comb(n, i) for i in range(k, n + 1)) / 2**n if n else None
+    return {"n": n, "positive": k, "p": p}
+
+
+def power_law(grok_steps: Iterable[float], leads: Iterable[Optional[float]]) -> dict:
+    """lead = C grok^alpha, fitted by OLS of log(lead) on log(grok) over the runs with lead > 0 (§7.4): alpha, its
+    standard error, C, R^2, n, and how many runs were dropped (lead <= 0 or missing)."""
+    pairs = list(zip(grok_steps, leads))
+    kept = [(math.log(grok), math.log(lead)) for grok, lead in pairs if grok and lead is not None and lead > 0]
+    n = len(kept)
+    if n < 3:
+        raise ValueError(f"a power-law fit needs at least 3 runs with a positive lead, got {n}")
+    x, y = (list(v) for v in zip(*kept))
+    mx, my = statistics.mean(x), statistics.mean(y)
+    sxx = sum((a - mx) ** 2 for a in x)
+    if sxx == 0:
+        raise ValueError("a power-law fit needs runs with different grok steps")
+    alpha = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sxx
+    residuals = [b - my - alpha * (a - mx) for a, b in zip(x, y)]
+    ss_res, ss_tot = sum(r * r for r in residuals), sum((b - my) ** 2 for b in y)
+    return {"alpha": alpha, "alpha_se": math.sqrt(ss_res / (n - 2) / sxx), "C": math.exp(my - alpha * mx),
+            "r2": 1 - ss_res / ss_tot if ss_tot else 1.0, "n": n, "dropped": len(pairs) - n}
