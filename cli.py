@@ -328,6 +328,30 @@ def bench(
     console.print(table)
 
 
+@app.command("experiments")
+def experiments_(
+    repeats: Annotated[int, typer.Option(min=1, help="timed repeats of the bench behind the estimates")] = 3,
+):
+    """The paper's experiments: each grid's runs and an estimate of its CPU time, from a quick bench on one core."""
+    from tinygrok.bench import bench as run_bench
+
+    costs = run_bench(config.preset("paper"), 1, repeats)
+    table = Table(title="the paper's experiments (tinygrok/experiments.py); filters: --ops --seeds --lrs "
+                        "--max-steps --preset classroom")
+    for column in ("experiment", "what", "runs", "CPU time (one core)"):
+        table.add_column(column)
+    for name, rows in experiments.EXPERIMENTS.items():
+        specs = experiments.grid(name)
+        hours = sum(experiments.estimate_cpu_seconds(s, costs) for s in specs) / 3600
+        section, what = rows.__doc__.split(": ", 1)
+        table.add_row(name, f"{what.split(';')[0].split('. ')[0]} ({section})", str(len(specs)), f"{hours:.1f} h")
+    console.print(table)
+    console.print(f"estimated from a step of {costs['train_step_ms']:.1f} ms, an evaluation of {costs['eval_ms']:.0f} ms "
+                  f"and a commutator sample of {costs['commutator_sample_ms']:.0f} ms on one core, with grok steps "
+                  "guessed as 3,000 x (1e-3 / lr) (experiments.expected_steps)")
+
+
+
 @app.command()
 def lesson(
     number: Annotated[Optional[int], typer.Argument(help="the lesson to run; none: list them")] = None,

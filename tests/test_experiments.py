@@ -1,6 +1,7 @@
 """The run recipe: callable from a process pool with the library alone, skipping finished runs, resuming killed
 ones; numbers that do not depend on the cores; hooks that resume bit for bit; run names that never collide."""
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -228,3 +229,43 @@ def test_the_l2_hook_adds_lam_theta_to_the_clipped_gradient():
     new, _ = train_step(state, data, cfg, interventions.parse(cfg.hook))
     u = g + np.float32(0.5) * state.theta
     np.testing.assert_allclose(new.theta, state.theta - cfg.lr * u / (np.abs(u) + cfg.eps), rtol=1e-6, atol=1e-9)
+
+
+def test_the_paper_grids_and_their_filters():
+    grids = {name: experiments.grid(name) for name in experiments.EXPERIMENTS}
+    assert {name: len(specs) for name, specs in grids.items()} == {"table1": 15, "pca": 36, "lr-sweep": 72, "slow": 2}
+    assert len({s.name for specs in grids.values() for s in specs}) == 125  # no two runs share a directory
+    table1 = grids["table1"]
+    assert all(s.recipe == "walkthrough" and s.config.probe_every == 100 and s.config.probe_samples == 5
+               and s.config.extra_steps == 1000 for s in table1)
+    assert sorted((s.config.op, s.config.max_steps, s.config.weight_decay) for s in table1 if s.config.seed == 42
+                  and (s.config.op not in experiments.GROKKING_OPS or s.config.weight_decay == 0)) == \
+        [("add", 5000, 0.0), ("x2_xy_y2", 7500, 1.0), ("x3_xy", 7500, 1.0)]
+    assert {s.config.lr for s in grids["lr-sweep"]} == set(experiments.LEARNING_RATES)
+    small = experiments.grid("lr-sweep", experiments.Filters(ops=("add",), seeds=(42, 137), lrs=(1e-3, 1e-2),
+                                                             max_steps=3000, preset="classroom"))
+    assert len(small) == 4 and all(s.preset == "classroom" and s.config.max_steps == 3000 and s.config.p == 59
+                                   for s in small)
+    with pytest.raises(ConfigError, match="leave no run"):
+        experiments.grid("pca", experiments.Filters(lrs=(0.5,)))
+    with pytest.raises(ConfigError, match="unknown experiment 'table2'"):
+        experiments.grid("table2")
+    with pytest.raises(ConfigError, match="--preset"):
+        experiments.grid("slow", experiments.Filters(preset="classroom"))
+
+
+def test_cpu_estimates_follow_the_bench_and_the_expected_steps():
+    costs = {"train_step_ms": 30.0, "eval_ms": 200.0, "commutator_sample_ms": 100.0}
+    add = experiments.spec("walkthrough", op="add")
+    assert experiments.expected_steps(add.config) == 3000 + 1000
+    assert experiments.estimate_cpu_seconds(add, costs) == pytest.approx(4000 * (30 + 2 + 5) / 1e3)
+    slow_lr = experiments.spec("train", op="add", lr=1e-4)
+    assert experiments.expected_steps(slow_lr.config) == 30_000  # ~34k in the paper
+    assert experiments.expected_steps(experiments.spec("train", op="x3_xy").config) == 200_000  # never groks
+
+
+def test_the_experiments_command_lists_each_grid_with_an_estimate():
+    result = tinygrok("experiments", "--repeats", "1")
+    assert result.returncode == 0, result.stderr
+    for name, runs in (("table1", "15"), ("pca", "36"), ("lr-sweep", "72"), ("slow", "2")):
+        assert re.search(rf"{name}\s.*\s{runs}\s.*\d+\.\d h", result.stdout), result.stdout

@@ -17,6 +17,7 @@ from typing import Callable
 
 from tinygrok import config, geometry, parallel, plots
 from tinygrok.config import Config, ConfigError
+from tinygrok.model import param_count
 from tinygrok.runs import CHECKPOINT, Run, RunError
 from tinygrok.train import StepCallback, train
 
@@ -138,3 +139,103 @@ def _prepare(spec: RunSpec, path: Path, existing: str) -> Run:
 def _path_safe(value) -> str:
     """A setting's value in a directory name: exact (repr keeps every digit of a float), without : , = or /."""
     return repr(value).strip("'").replace(":", "-").replace(",", "-").replace("=", "").replace("/", "-")
+
+
+# ---------------------------------------------------------------------- the paper's experiments as named grids
+GROKKING_OPS = ("add", "sub", "mul", "x2_y2")
+NON_GROKKING_OPS = ("x2_xy_y2", "x3_xy")
+SEEDS = (42, 137, 2024)
+LEARNING_RATES = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # six half-decade rates, 300x (PAPER.md §7.4, inferred)
+PROBES = dict(probe_every=100, probe_samples=5, extra_steps=1000)  # §6.2: K = 5 every 100, 1,000 past detection
+
+Row = tuple  # (recipe, preset, settings): one run of a grid, before filters
+
+
+def _table1() -> list[Row]:
+    """§10 #4, #10-#13: the four grokking operations x 3 seeds with probes; non-grokking controls for 7,500 steps
+    and add without weight decay for 5,000, as the reference's generalization-dynamics runs."""
+    return ([("walkthrough", "paper", dict(op=op, seed=seed)) for op in GROKKING_OPS for seed in SEEDS]
+            + [("walkthrough", "paper", dict(op=op, seed=42, max_steps=7500)) for op in NON_GROKKING_OPS]
+            + [("walkthrough", "paper", dict(op="add", seed=42, weight_decay=0.0, max_steps=5000))])
+
+
+def _pca() -> list[Row]:
+    """§5.4: 6 operations x weight decay {1, 0} x 3 seeds; no-decay runs for 50,000 steps, snapshots every 500."""
+    no_decay = dict(weight_decay=0.0, max_steps=50_000, snapshot_every=500)
+    return [("train", "paper", dict(op=op, seed=seed, **(no_decay if wd == 0 else {})))
+            for op in GROKKING_OPS + NON_GROKKING_OPS for wd in (1.0, 0.0) for seed in SEEDS]
+
+
+def _lr_sweep() -> list[Row]:
+    """§7.4, §10 #15-#20: six learning rates x the four grokking operations x 3 seeds, probed every 100 steps."""
+    return [("train", "paper", dict(op=op, seed=seed, lr=lr, **PROBES))
+            for lr in LEARNING_RATES for op in GROKKING_OPS for seed in SEEDS]
+
+
+def _slow() -> list[Row]:
+    """§9.2: the slow regime (3 layers, lr 5e-5, weight decay 0.1), add, seeds 42 and 137, K = 5 probes every
+    5,000 steps, 20,000 steps past detection, at most 650,000 steps. GPU-scale."""
+    return [("train", "slow", dict(op="add", seed=seed, probe_every=5000, probe_samples=5, extra_steps=20_000,
+                                   max_steps=650_000)) for seed in (42, 137)]
+
+
+EXPERIMENTS = {"table1": _table1, "pca": _pca, "lr-sweep": _lr_sweep, "slow": _slow}
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What makes a grid smaller: only these operations, seeds and learning rates (None: all), max_steps as a
+    cap on every run, and preset "classroom" in place of "paper" (CPU-sized)."""
+
+    ops: Optional[tuple] = None
+    seeds: Optional[tuple] = None
+    lrs: Optional[tuple] = None
+    max_steps: Optional[int] = None
+    preset: Optional[str] = None
+
+    def describe(self) -> str:
+        given = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in given.items()) or "none"
+
+
+def grid(name: str, filters: Filters = Filters()) -> list[RunSpec]:
+    """The run specs of the named experiment, filtered. A ConfigError for an unknown name or empty result."""
+    if name not in EXPERIMENTS:
+        raise ConfigError(f"unknown experiment {name!r}: must be one of {', '.join(EXPERIMENTS)}")
+    if filters.preset not in (None, "paper", "classroom") or (filters.preset and name == "slow"):
+        raise ConfigError(f"--preset={filters.preset!r} is invalid here: the paper's experiments run on paper, or "
+                          "classroom (CPU-sized; not for slow)")
+    specs = []
+    for recipe, preset, settings in EXPERIMENTS[name]():
+        preset = filters.preset or preset
+        cfg = config.preset(preset, **recipe_settings(recipe), **settings)
+        if any(wanted is not None and value not in wanted for wanted, value in
+               ((filters.ops, cfg.op), (filters.seeds, cfg.seed), (filters.lrs, cfg.lr))):
+            continue
+        if filters.max_steps is not None:
+            settings = {**settings, "max_steps": min(cfg.max_steps, filters.max_steps)}
+        specs.append(spec(recipe, preset, **settings))
+    if not specs:
+        raise ConfigError(f"the filters ({filters.describe()}) leave no run of {name}")
+    return specs
+
+
+def expected_steps(cfg: Config) -> int:
+    """A guess at a run's length: a grokking operation with weight decay in the 2-layer model groks near
+    3,000 x (1e-3 / lr) steps (PAPER.md §10 #16: ~3k at 1e-3, ~34k at 1e-4), then trains its extra steps;
+    anything else runs to max_steps."""
+    if cfg.op in GROKKING_OPS and cfg.weight_decay > 0 and cfg.n_layers == 2:
+        return min(cfg.max_steps, round(3000 * 1e-3 / cfg.lr) + cfg.extra_steps)
+    return cfg.max_steps
+
+
+def estimate_cpu_seconds(spec: RunSpec, costs: dict) -> float:
+    """One core's time for the run, from `tinygrok bench`'s milliseconds at the paper's size (train_step_ms,
+    eval_ms, commutator_sample_ms), scaled by the model's size: steps x (a step + its share of the evaluations
+    and probes). The post-hoc analysis of a walkthrough is not counted (about 20 s at the paper's size)."""
+    cfg = spec.config
+    per_step = costs["train_step_ms"] + costs["eval_ms"] / cfg.eval_every
+    if cfg.probe_every:
+        per_step += cfg.probe_samples * costs["commutator_sample_ms"] / cfg.probe_every
+    size = param_count(cfg) / param_count(config.preset("paper"))
+    return expected_steps(cfg) * per_step * size / 1e3
