@@ -343,8 +343,7 @@ def experiments_(
     for name, rows in experiments.EXPERIMENTS.items():
         specs = experiments.grid(name)
         hours = sum(experiments.estimate_cpu_seconds(s, costs) for s in specs) / 3600
-        section, what = rows.__doc__.split(": ", 1)
-        table.add_row(name, f"{what.split(';')[0].split('. ')[0]} ({section})", str(len(specs)), f"{hours:.1f} h")
+        table.add_row(name, rows.__doc__.splitlines()[0], str(len(specs)), f"{hours:.1f} h")
     console.print(table)
     console.print(f"estimated from a step of {costs['train_step_ms']:.1f} ms, an evaluation of {costs['eval_ms']:.0f} ms "
                   f"and a commutator sample of {costs['commutator_sample_ms']:.0f} ms on one core, with grok steps "

@@ -152,29 +152,34 @@ Row = tuple  # (recipe, preset, settings): one run of a grid, before filters
 
 
 def _table1() -> list[Row]:
-    """§10 #4, #10-#13: the four grokking operations x 3 seeds with probes; non-grokking controls for 7,500 steps
-    and add without weight decay for 5,000, as the reference's generalization-dynamics runs."""
+    """Table 1, onset and lead: 4 grokking operations x 3 seeds, probed, and 3 controls (§10 #4, #10-#13).
+
+    The controls, as the reference's generalization-dynamics runs: the two non-grokking operations for 7,500 steps
+    and add without weight decay for 5,000."""
     return ([("walkthrough", "paper", dict(op=op, seed=seed)) for op in GROKKING_OPS for seed in SEEDS]
             + [("walkthrough", "paper", dict(op=op, seed=42, max_steps=7500)) for op in NON_GROKKING_OPS]
             + [("walkthrough", "paper", dict(op="add", seed=42, weight_decay=0.0, max_steps=5000))])
 
 
 def _pca() -> list[Row]:
-    """§5.4: 6 operations x weight decay {1, 0} x 3 seeds; no-decay runs for 50,000 steps, snapshots every 500."""
+    """Trajectory PCA: 6 operations x weight decay {1, 0} x 3 seeds (§5.4).
+
+    No-decay runs for 50,000 steps with snapshots every 500; the non-grokking operations run all 200,000 steps."""
     no_decay = dict(weight_decay=0.0, max_steps=50_000, snapshot_every=500)
     return [("train", "paper", dict(op=op, seed=seed, **(no_decay if wd == 0 else {})))
             for op in GROKKING_OPS + NON_GROKKING_OPS for wd in (1.0, 0.0) for seed in SEEDS]
 
 
 def _lr_sweep() -> list[Row]:
-    """§7.4, §10 #15-#20: six learning rates x the four grokking operations x 3 seeds, probed every 100 steps."""
+    """The lead-time power law: 6 learning rates x 4 grokking operations x 3 seeds, probed (§7.4, §10 #15-#20)."""
     return [("train", "paper", dict(op=op, seed=seed, lr=lr, **PROBES))
             for lr in LEARNING_RATES for op in GROKKING_OPS for seed in SEEDS]
 
 
 def _slow() -> list[Row]:
-    """§9.2: the slow regime (3 layers, lr 5e-5, weight decay 0.1), add, seeds 42 and 137, K = 5 probes every
-    5,000 steps, 20,000 steps past detection, at most 650,000 steps. GPU-scale."""
+    """The slow regime, GPU-scale: 3 layers, lr 5e-5, add, seeds 42 and 137 (§9.2).
+
+    K = 5 probes every 5,000 steps, 20,000 steps past detection, at most 650,000 steps."""
     return [("train", "slow", dict(op="add", seed=seed, probe_every=5000, probe_samples=5, extra_steps=20_000,
                                    max_steps=650_000)) for seed in (42, 137)]
 
