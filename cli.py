@@ -351,6 +351,70 @@ def experiments_(
 
 
 
+def _listed(text: Optional[str], kind, option: str) -> Optional[tuple]:
+    """A comma-separated option as a tuple of `kind`, or None; a one-line error naming the option otherwise."""
+    if text is None:
+        return None
+    try:
+        return tuple(kind(item) for item in text.split(",") if item.strip())
+    except ValueError:
+        fail(f"{option}={text!r} is invalid: must be a comma-separated list of {kind.__name__}s")
+
+
+@app.command("sweep")
+def sweep_(
+    experiment: Annotated[str, typer.Argument(help=f"one of: {', '.join(experiments.EXPERIMENTS)}")],
+    out: Annotated[Path, typer.Option(help="the sweep directory: one run directory per spec, and index.json")],
+    workers: Annotated[int, typer.Option(min=1, help="local worker processes, one core each")] = 2,
+    ops: Annotated[Optional[str], typer.Option(help="only these operations, e.g. add,sub")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="only these seeds, e.g. 42,137")] = None,
+    lrs: Annotated[Optional[str], typer.Option(help="only these learning rates, e.g. 1e-3,1e-2")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(min=1, help="cap every run at this many steps")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="classroom: the CPU-sized model instead of the paper's")] = None,
+):
+    """Run one of the paper's experiments: its grid of runs, side by side, skipping what is done."""
+    from rich.live import Live
+
+    from tinygrok import sweep
+
+    filters = experiments.Filters(_listed(ops, str, "--ops"), _listed(seeds, int, "--seeds"),
+                                  _listed(lrs, float, "--lrs"), max_steps, preset)
+    try:
+        specs = experiments.grid(experiment, filters)
+        index = sweep.load_index(out, experiment, filters.describe(), specs)
+    except (ConfigError, RunError) as err:
+        fail(str(err))
+    start = time.perf_counter()
+    with Live(console=console, auto_refresh=False) as live:
+        def show(index: dict) -> None:
+            live.update(_sweep_table(index, out, start), refresh=True)
+
+        index = sweep.run_grid(specs, out, index, sweep.local_executor(workers), on_change=show)
+    console.print()
+    counts = sweep.summary(index)
+    console.print(f"{experiment}: {counts['done']} runs done, {counts['failed']} failed, in "
+                  f"{time.perf_counter() - start:.0f} s; sweep directory {out}")
+    if counts["failed"]:
+        raise typer.Exit(1)
+
+
+def _sweep_table(index: dict, out: Path, start: float) -> Table:
+    """Each run's state (running ones with their step and test accuracy), and the whole sweep's progress."""
+    from tinygrok import sweep
+
+    counts = sweep.summary(index)
+    finished, total, seconds = counts["done"] + counts["failed"], len(index["runs"]), time.perf_counter() - start
+    eta = f", ETA {seconds / finished * (total - finished) / 60:.0f} min" if finished else ""
+    table = Table(title=f"{index['experiment']}: {finished}/{total} finished, {seconds:.0f} s{eta}")
+    for column in ("run", "state", "step", "test acc"):
+        table.add_column(column)
+    for name, entry in index["runs"].items():
+        row = sweep.progress(out, name) if entry["state"] == "running" else None
+        state = entry["state"] if entry["state"] != "failed" else f"failed: {entry['error']}"
+        table.add_row(name, escape(state), str(row["step"]) if row else "", f"{row['test_acc']:.3f}" if row else "")
+    return table
+
+
 @app.command()
 def lesson(
     number: Annotated[Optional[int], typer.Argument(help="the lesson to run; none: list them")] = None,

@@ -200,7 +200,8 @@ class Filters:
 
     def describe(self) -> str:
         given = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-        return ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in given.items()) or "none"
+        text = {k: ",".join(map(str, v)) if isinstance(v, tuple) else str(v) for k, v in given.items()}
+        return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in text.items()) or "none"
 
 
 def grid(name: str, filters: Filters = Filters()) -> list[RunSpec]:

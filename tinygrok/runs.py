@@ -56,6 +56,14 @@ def write_json(path: Path, obj: dict) -> None:
     _write_atomically(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2) + "\n"))
 
 
+def read_json(path: Path) -> dict:
+    """A JSON file, or a RunError naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise RunError(f"{path} cannot be read as JSON ({err})") from None
+
+
 class Run:
     """A run directory on disk."""
 
@@ -254,7 +262,6 @@ class Run:
         return (self.path / name).read_text()
 
     def _json(self, name: str) -> dict:
-        try:
-            return json.loads(self._text(name))
-        except json.JSONDecodeError as err:
-            raise RunError(f"{self.path / name} is not valid JSON ({err})") from None
+        if not self.has(name):
+            raise RunError(f"{self.path} has no {name}")
+        return read_json(self.path / name)

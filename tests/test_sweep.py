@@ -1,0 +1,70 @@
+"""Sweeps: a grid run on local worker processes, skipped when done, resumed after kill -9 with the same results,
+failures retried once and reported, and bad input refused in one line."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from test_cli import CLI, assert_refused, tinygrok
+from tinygrok import experiments, sweep
+from tinygrok.runs import METRICS, Run
+
+TINY = ["table1", "--preset", "classroom", "--ops", "add", "--seeds", "42,137", "--max-steps", "400"]
+
+
+def results(out):
+    index = json.loads((out / sweep.INDEX).read_text())
+    return {name: (entry["state"], (out / name / METRICS).read_bytes()) for name, entry in index["runs"].items()}
+
+
+def test_a_sweep_killed_mid_grid_resumes_and_equals_an_uninterrupted_one(tmp_path):
+    whole = tinygrok("sweep", *TINY, "--out", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    expected = results(tmp_path / "whole")
+    assert len(expected) == 3 and all(state == "done" for state, _ in expected.values())
+
+    out = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, CLI, "sweep", *TINY, "--out", str(out)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(p.read_text().count("\n") >= 3 for p in out.glob("*/" + METRICS)):
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # the sweep and its worker processes
+    process.wait()
+    index = json.loads((out / sweep.INDEX).read_text())
+    assert any(entry["state"] != "done" for entry in index["runs"].values()), "killed too late"
+    finished_before = {name for name, entry in index["runs"].items() if entry["state"] == "done"}
+    mtimes = {name: (out / name / METRICS).stat().st_mtime_ns for name in finished_before}
+    again = tinygrok("sweep", *TINY, "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert results(out) == expected
+    assert all((out / name / METRICS).stat().st_mtime_ns == mtimes[name] for name in finished_before)  # not retrained
+    rerun = tinygrok("sweep", *TINY, "--out", str(out))
+    assert rerun.returncode == 0 and "3 runs done" in rerun.stdout
+
+
+def test_a_failing_run_is_retried_once_then_reported(tmp_path):
+    specs = experiments.grid("table1", experiments.Filters(("add",), (42,), None, 300, "classroom"))
+    taken = specs[0]
+    other = experiments.spec("train", "classroom", max_steps=50)
+    experiments.execute(other, path=tmp_path / taken.name)  # its directory holds another run: execute refuses
+    index = sweep.load_index(tmp_path, "table1", "test", specs)
+    index = sweep.run_grid(specs, tmp_path, index, sweep.local_executor(1))
+    entry = index["runs"][taken.name]
+    assert entry["state"] == "failed" and entry["attempts"] == 2 and "other settings" in entry["error"]
+    assert sweep.summary(index) == {"queued": 0, "running": 0, "done": 1, "failed": 1}
+    assert Run(tmp_path / taken.name).config().max_steps == 50  # left as it was
+
+
+def test_bad_sweeps_are_refused_in_one_line(tmp_path):
+    assert_refused(tinygrok("sweep", "table2", "--out", str(tmp_path / "a")), "unknown experiment")
+    assert_refused(tinygrok("sweep", "pca", "--lrs", "0.5", "--out", str(tmp_path / "b")), "leave no run")
+    assert_refused(tinygrok("sweep", "pca", "--seeds", "x", "--out", str(tmp_path / "c")), "--seeds")
+    first = tinygrok("sweep", *TINY[:-4], "--seeds", "42", "--max-steps", "300", "--out", str(tmp_path / "d"))
+    assert first.returncode == 0, first.stderr
+    assert_refused(tinygrok("sweep", "pca", "--ops", "add", "--seeds", "42", "--max-steps", "100",
+                            "--preset", "classroom", "--out", str(tmp_path / "d")), "holds the sweep of table1")

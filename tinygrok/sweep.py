@@ -1,0 +1,115 @@
+"""Running a grid of run specs on a concurrent.futures Executor: local worker processes, or a Dask cluster.
+
+Each run goes to experiments.execute in its own directory (named by its spec) inside the sweep directory, so a
+finished run is skipped and an interrupted one resumes from its checkpoint, wherever it runs. The sweep directory
+keeps index.json (written atomically): the experiment, the filters, and each run's state (queued, running, done,
+failed), attempts and error. A failed run is retried once, then reported with its error; if the executor itself
+breaks (a local worker process killed), a fresh one takes the runs that were not done.
+"""
+from __future__ import annotations
+
+from concurrent.futures import FIRST_COMPLETED, Executor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Callable, Optional
+
+from tinygrok import experiments
+from tinygrok.experiments import RunSpec
+from tinygrok.runs import Run, RunError, read_json, write_json
+
+INDEX = "index.json"
+STATES = ("queued", "running", "done", "failed")
+
+
+def load_index(out: Path, experiment: str, filters: str, specs: list[RunSpec]) -> dict:
+    """The sweep directory's index, or a new one; a RunError if the directory holds another experiment's sweep."""
+    path = Path(out) / INDEX
+    if path.exists():
+        index = read_json(path)
+        if (index.get("experiment"), index.get("filters")) != (experiment, filters):
+            raise RunError(f"{out} holds the sweep of {index.get('experiment')} ({index.get('filters')}), not "
+                           f"{experiment} ({filters}): give this one another --out")
+    else:
+        index = {"experiment": experiment, "filters": filters, "runs": {}}
+    for spec in specs:
+        entry = index["runs"].setdefault(spec.name, {"state": "queued", "attempts": 0, "error": None})
+        if entry["state"] != "done":  # failed, or running when the last sweep was killed: another chance
+            entry.update(state="queued", attempts=0)
+    return index
+
+
+def run_grid(specs: list[RunSpec], out: Path, index: dict, make_executor: Callable[[], Executor], *,
+             retries: int = 1, on_change: Optional[Callable[[dict], None]] = None, poll_seconds: float = 1.0) -> dict:
+    """Run every spec whose state is not done, on executors from make_executor(), keeping `index` (saved in out)
+    up to date; returns it. on_change(index) is called after every change and every poll."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    by_name = {spec.name: spec for spec in specs}
+    todo = [name for name in by_name if index["runs"][name]["state"] != "done"]
+    while todo:
+        todo = _run_on(make_executor(), todo, by_name, out, index, retries, on_change, poll_seconds)
+    return index
+
+
+def _run_on(executor: Executor, names: list[str], by_name: dict, out: Path, index: dict, retries: int,
+            on_change, poll_seconds: float) -> list[str]:
+    """Run `names` on one executor; returns those left to run when it broke (empty when it did not)."""
+    def submit(name: str):
+        index["runs"][name].update(state="running")
+        return executor.submit(experiments.execute, by_name[name], out)
+
+    def save():
+        write_json(out / INDEX, index)
+        if on_change:
+            on_change(index)
+
+    with executor:
+        pending = {submit(name): name for name in names}
+        save()
+        while pending:
+            done, _ = wait(pending, timeout=poll_seconds, return_when=FIRST_COMPLETED)
+            for future in done:
+                name = pending.pop(future)
+                entry = index["runs"][name]
+                try:
+                    entry.update(state="done", results=future.result(), error=None)
+                except BrokenProcessPool:  # the pool lost a worker: a new pool runs what is not done
+                    entry.update(state="queued")
+                    left = [name, *pending.values()]
+                    for other in pending.values():
+                        index["runs"][other].update(state="queued")
+                    save()
+                    return left
+                except Exception as err:  # noqa: BLE001 - a run's failure is recorded, not raised
+                    entry["attempts"] += 1
+                    entry.update(state="failed", error=f"{type(err).__name__}: {err}")
+                    if entry["attempts"] <= retries:
+                        pending[submit(name)] = name
+            save()
+    return []
+
+
+def summary(index: dict) -> dict[str, int]:
+    """How many runs are in each state."""
+    counts = {state: 0 for state in STATES}
+    for entry in index["runs"].values():
+        counts[entry["state"]] += 1
+    return counts
+
+
+def progress(out: Path, name: str) -> Optional[dict]:
+    """The latest metrics row of a run in the sweep (step, accuracies), or None before its first."""
+    try:
+        rows = Run(Path(out) / name).metrics()
+    except (RunError, ValueError, OSError):
+        return None
+    return rows[-1] if rows else None
+
+
+def local_executor(workers: int) -> Callable[[], Executor]:
+    """Local worker processes, one core each (experiments.execute runs on one core by default)."""
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no copied locks or threads
+    return lambda: ProcessPoolExecutor(workers, mp_context=context)
