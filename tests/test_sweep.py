@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 from test_cli import CLI, assert_refused, tinygrok
 from tinygrok import experiments, sweep
