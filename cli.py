@@ -366,6 +366,8 @@ def sweep_(
     experiment: Annotated[str, typer.Argument(help=f"one of: {', '.join(experiments.EXPERIMENTS)}")],
     out: Annotated[Path, typer.Option(help="the sweep directory: one run directory per spec, and index.json")],
     workers: Annotated[int, typer.Option(min=1, help="local worker processes, one core each")] = 2,
+    scheduler: Annotated[Optional[str], typer.Option(help="a Dask scheduler, tcp://HOST:PORT, whose workers run the "
+                                                          "grid instead (pip install -e '.[cluster]')")] = None,
     ops: Annotated[Optional[str], typer.Option(help="only these operations, e.g. add,sub")] = None,
     seeds: Annotated[Optional[str], typer.Option(help="only these seeds, e.g. 42,137")] = None,
     lrs: Annotated[Optional[str], typer.Option(help="only these learning rates, e.g. 1e-3,1e-2")] = None,
@@ -382,6 +384,7 @@ def sweep_(
     try:
         specs = experiments.grid(experiment, filters)
         index = sweep.load_index(out, experiment, filters.describe(), specs)
+        executors = sweep.dask_executor(scheduler) if scheduler else sweep.local_executor(workers)
     except (ConfigError, RunError) as err:
         fail(str(err))
     start = time.perf_counter()
@@ -389,7 +392,7 @@ def sweep_(
         def show(index: dict) -> None:
             live.update(_sweep_table(index, out, start), refresh=True)
 
-        index = sweep.run_grid(specs, out, index, sweep.local_executor(workers), on_change=show)
+        index = sweep.run_grid(specs, out, index, executors, on_change=show)
     console.print()
     counts = sweep.summary(index)
     console.print(f"{experiment}: {counts['done']} runs done, {counts['failed']} failed, in "

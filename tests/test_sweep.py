@@ -67,3 +67,34 @@ def test_bad_sweeps_are_refused_in_one_line(tmp_path):
     assert first.returncode == 0, first.stderr
     assert_refused(tinygrok("sweep", "pca", "--ops", "add", "--seeds", "42", "--max-steps", "100",
                             "--preset", "classroom", "--out", str(tmp_path / "d")), "holds the sweep of table1")
+
+
+def test_a_grid_on_a_dask_cluster_survives_a_killed_worker_and_equals_local_processes(tmp_path):
+    """The path --scheduler takes, on a real LocalCluster of 2 worker processes; one is killed mid-run."""
+    from distributed import Client, LocalCluster
+
+    specs = experiments.grid("table1", experiments.Filters(("add",), (42, 137), None, 400, "classroom"))
+    local = sweep.run_grid(specs, tmp_path / "local", sweep.load_index(tmp_path / "local", "table1", "t", specs),
+                           sweep.local_executor(2))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        out = tmp_path / "dask"
+        pids = list(client.run(os.getpid).values())
+        killed = []
+
+        def kill_one_worker_mid_run(index):
+            running = [name for name, entry in index["runs"].items() if entry["state"] == "running"]
+            if not killed and any((sweep.progress(out, name) or {}).get("step", 0) >= 100 for name in running):
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+
+        index = sweep.run_grid(specs, out, sweep.load_index(out, "table1", "t", specs),
+                               sweep.dask_executor(cluster.scheduler_address), on_change=kill_one_worker_mid_run,
+                               poll_seconds=0.05)
+    assert killed and sweep.summary(index)["done"] == len(specs) == 3
+    assert results(out) == results(tmp_path / "local") and sweep.summary(local)["done"] == 3
+
+
+def test_an_unreachable_scheduler_is_refused_in_one_line(tmp_path):
+    assert_refused(tinygrok("sweep", *TINY, "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path)),
+                   "cannot reach a Dask scheduler")

@@ -106,6 +106,21 @@ def progress(out: Path, name: str) -> Optional[dict]:
     return rows[-1] if rows else None
 
 
+def dask_executor(address: str) -> Callable[[], Executor]:
+    """Executors of the Dask cluster whose scheduler is at `address` (tcp://HOST:PORT): its workers run the specs,
+    and a run whose worker dies is given to another by the scheduler (it resumes from its checkpoint, so the run
+    directories must be on a file system every worker sees)."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise RunError("--scheduler needs dask.distributed: pip install -e '.[cluster]'") from None
+    try:
+        client = Client(address, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as err:
+        raise RunError(f"cannot reach a Dask scheduler at {address} ({type(err).__name__}: {err})") from None
+    return client.get_executor
+
+
 def local_executor(workers: int) -> Callable[[], Executor]:
     """Local worker processes, one core each (experiments.execute runs on one core by default)."""
     from concurrent.futures import ProcessPoolExecutor
