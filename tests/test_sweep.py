@@ -12,7 +12,7 @@ from test_cli import CLI, assert_refused, tinygrok
 from tinygrok import experiments, sweep
 from tinygrok.runs import METRICS, Run
 
-TINY = ["table1", "--preset", "classroom", "--ops", "add", "--seeds", "42,137", "--max-steps", "400"]
+TINY = ["table1", "--preset", "classroom", "--ops", "add", "--seeds", "42,137", "--max-steps", "300"]
 
 
 def results(out):
@@ -73,7 +73,7 @@ def test_a_grid_on_a_dask_cluster_survives_a_killed_worker_and_equals_local_proc
     """The path --scheduler takes, on a real LocalCluster of 2 worker processes; one is killed mid-run."""
     from distributed import Client, LocalCluster
 
-    specs = experiments.grid("table1", experiments.Filters(("add",), (42, 137), None, 400, "classroom"))
+    specs = experiments.grid("table1", experiments.Filters(("add",), (42, 137), None, 300, "classroom"))
     local = sweep.run_grid(specs, tmp_path / "local", sweep.load_index(tmp_path / "local", "table1", "t", specs),
                            sweep.local_executor(2))
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
