@@ -55,7 +55,7 @@ def _run_on(executor: Executor, names: list[str], by_name: dict, out: Path, inde
             on_change, poll_seconds: float) -> list[str]:
     """Run `names` on one executor; returns those left to run when it broke (empty when it did not)."""
     def submit(name: str):
-        index["runs"][name].update(state="running")
+        index["runs"][name].update(state="queued")
         return executor.submit(experiments.execute, by_name[name], out)
 
     def save():
@@ -68,6 +68,9 @@ def _run_on(executor: Executor, names: list[str], by_name: dict, out: Path, inde
         save()
         while pending:
             done, _ = wait(pending, timeout=poll_seconds, return_when=FIRST_COMPLETED)
+            for future, name in pending.items():  # queued in the executor, or started
+                if future not in done:
+                    index["runs"][name]["state"] = "running" if future.running() else "queued"
             for future in done:
                 name = pending.pop(future)
                 entry = index["runs"][name]
