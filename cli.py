@@ -419,6 +419,18 @@ def _sweep_table(index: dict, out: Path, start: float) -> Table:
 
 
 @app.command()
+def report(sweep_dir: Annotated[Path, typer.Argument(help="a sweep directory (tinygrok sweep --out)")]):
+    """Write report.md into a sweep directory: every run, and the statistics over them beside the paper's."""
+    from tinygrok import report as sweep_report
+
+    try:
+        path = sweep_report.write(sweep_dir)
+    except RunError as err:
+        fail(str(err))
+    console.print(f"report: {path}")
+
+
+@app.command()
 def lesson(
     number: Annotated[Optional[int], typer.Argument(help="the lesson to run; none: list them")] = None,
     notebook: Annotated[bool, typer.Option(help="write the lesson as a notebook (.ipynb) beside it, to open in "

@@ -98,3 +98,16 @@ def test_a_grid_on_a_dask_cluster_survives_a_killed_worker_and_equals_local_proc
 def test_an_unreachable_scheduler_is_refused_in_one_line(tmp_path):
     assert_refused(tinygrok("sweep", *TINY, "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path)),
                    "cannot reach a Dask scheduler")
+
+
+def test_the_report_lists_every_run_and_the_statistics_beside_the_paper(tmp_path):
+    from tinygrok import report
+    result = tinygrok("sweep", *TINY, "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert tinygrok("report", str(tmp_path)).returncode == 0
+    text = (tmp_path / report.REPORT).read_text()
+    runs = report.collect(tmp_path)
+    assert len(runs) == 3 and all(r["name"] in text for r in runs)
+    assert "| add | 2 |" in text and "2933 (add)" in text  # two grokking runs of add, beside Table 1
+    assert "add (wd 0, seed 42)" in text and "29 (add)" in text  # the no-decay control, beside the paper's 29x
+    assert_refused(tinygrok("report", str(tmp_path / "nowhere")), "index.json")

@@ -94,4 +94,10 @@ PC1 = Reference("pc1", "PC1 share", 0.628, 0.831, "68-83%; per matrix 62.8-83.1%
                 "sigma_1^2 / sum sigma^2 of each attention matrix's centred trajectory up to detection, per matrix",
                 "§5.1, §5.4, §10 #1", "the fraction of a matrix's motion along a single direction")
 
+GROWTH_WITHOUT_GROKKING = Reference(
+    "defect_growth_run", "defect growth, no grokking", 29, 47, "x2_xy_y2 47x, x3_xy 31x, add without decay 29x",
+    "max D over the run / the early baseline, for runs that do not grok", "§6.7, §10 #13",
+    "curvature grows far less where the model never generalises",
+    by_op={"x2_xy_y2": (47, 47), "x3_xy": (31, 31), "add": (29, 29)})
+
 BY_KEY = {ref.key: ref for ref in (*WALKTHROUGH, PC1)}

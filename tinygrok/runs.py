@@ -56,6 +56,11 @@ def write_json(path: Path, obj: dict) -> None:
     _write_atomically(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2) + "\n"))
 
 
+def write_text(path: Path, text: str) -> Path:
+    _write_atomically(path, lambda tmp: tmp.write_text(text))
+    return path
+
+
 def read_json(path: Path) -> dict:
     """A JSON file, or a RunError naming it."""
     try:
