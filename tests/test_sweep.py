@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 
 from test_cli import CLI, assert_refused, tinygrok
 from tinygrok import experiments, sweep
@@ -20,10 +21,17 @@ def results(out):
     return {name: (entry["state"], (out / name / METRICS).read_bytes()) for name, entry in index["runs"].items()}
 
 
-def test_a_sweep_killed_mid_grid_resumes_and_equals_an_uninterrupted_one(tmp_path):
-    whole = tinygrok("sweep", *TINY, "--out", str(tmp_path / "whole"))
-    assert whole.returncode == 0, whole.stderr
-    expected = results(tmp_path / "whole")
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    """The tiny sweep, uninterrupted."""
+    out = tmp_path_factory.mktemp("sweeps") / "whole"
+    result = tinygrok("sweep", *TINY, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_a_sweep_killed_mid_grid_resumes_and_equals_an_uninterrupted_one(whole, tmp_path):
+    expected = results(whole)
     assert len(expected) == 3 and all(state == "done" for state, _ in expected.values())
 
     out = tmp_path / "killed"
@@ -100,13 +108,11 @@ def test_an_unreachable_scheduler_is_refused_in_one_line(tmp_path):
                    "cannot reach a Dask scheduler")
 
 
-def test_the_report_lists_every_run_and_the_statistics_beside_the_paper(tmp_path):
+def test_the_report_lists_every_run_and_the_statistics_beside_the_paper(whole, tmp_path):
     from tinygrok import report
-    result = tinygrok("sweep", *TINY, "--out", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    assert tinygrok("report", str(tmp_path)).returncode == 0
-    text = (tmp_path / report.REPORT).read_text()
-    runs = report.collect(tmp_path)
+    assert tinygrok("report", str(whole)).returncode == 0
+    text = (whole / report.REPORT).read_text()
+    runs = report.collect(whole)
     assert len(runs) == 3 and all(r["name"] in text for r in runs)
     assert "| add | 2 |" in text and "2933 (add)" in text  # two grokking runs of add, beside Table 1
     assert "add (wd 0, seed 42)" in text and "29 (add)" in text  # the no-decay control, beside the paper's 29x

@@ -118,7 +118,7 @@ def dask_executor(address: str) -> Callable[[], Executor]:
     except ImportError:
         raise RunError("--scheduler needs dask.distributed: pip install -e '.[cluster]'") from None
     try:
-        client = Client(address, timeout="10s")
+        client = Client(address, timeout="5s")
     except (OSError, TimeoutError, ValueError) as err:
         raise RunError(f"cannot reach a Dask scheduler at {address} ({type(err).__name__}: {err})") from None
     return client.get_executor
