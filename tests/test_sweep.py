@@ -91,8 +91,8 @@ def test_a_grid_on_a_dask_cluster_survives_a_killed_worker_and_equals_local_proc
         killed = []
 
         def kill_one_worker_mid_run(index):
-            running = [name for name, entry in index["runs"].items() if entry["state"] == "running"]
-            if not killed and any((sweep.progress(out, name) or {}).get("step", 0) >= 100 for name in running):
+            unfinished = [name for name, entry in index["runs"].items() if entry["state"] != "done"]
+            if not killed and any((sweep.progress(out, name) or {}).get("step", 0) >= 100 for name in unfinished):
                 os.kill(pids[0], signal.SIGKILL)
                 killed.append(pids[0])
 

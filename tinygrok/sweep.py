@@ -68,9 +68,10 @@ def _run_on(executor: Executor, names: list[str], by_name: dict, out: Path, inde
         save()
         while pending:
             done, _ = wait(pending, timeout=poll_seconds, return_when=FIRST_COMPLETED)
-            for future, name in pending.items():  # queued in the executor, or started
+            for future, name in pending.items():  # started, as the executor (local) or the run's files (Dask) say
                 if future not in done:
-                    index["runs"][name]["state"] = "running" if future.running() else "queued"
+                    started = future.running() or progress(out, name) is not None
+                    index["runs"][name]["state"] = "running" if started else "queued"
             for future in done:
                 name = pending.pop(future)
                 entry = index["runs"][name]
