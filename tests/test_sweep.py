@@ -117,3 +117,13 @@ def test_the_report_lists_every_run_and_the_statistics_beside_the_paper(whole, t
     assert "| add | 2 |" in text and "2933 (add)" in text  # two grokking runs of add, beside Table 1
     assert "add (wd 0, seed 42)" in text and "29 (add)" in text  # the no-decay control, beside the paper's 29x
     assert_refused(tinygrok("report", str(tmp_path / "nowhere")), "index.json")
+
+
+def test_the_report_fits_the_power_law_over_learning_rates():
+    from tinygrok import report
+    runs = [{"lr": lr, "grok_step": grok, "onset_step": grok - lead}
+            for lr, grok, lead in ((1e-2, 1000, 100), (1e-3, 3000, 400), (1e-4, 30000, 8000), (1e-4, 40000, -5))]
+    text = "\n".join(report._power_law(runs))
+    assert "alpha = 1.29" in text and "n 3, 1 runs dropped" in text and "1.27 ± 0.03" in text
+    assert report._power_law(runs[:2] + runs[:1]) and "No fit" in "\n".join(report._power_law(runs[:2]))
+    assert report._power_law([dict(runs[0])]) == []  # one rate: no section

@@ -100,4 +100,9 @@ GROWTH_WITHOUT_GROKKING = Reference(
     "curvature grows far less where the model never generalises",
     by_op={"x2_xy_y2": (47, 47), "x3_xy": (31, 31), "add": (29, 29)})
 
+POWER_LAW = Reference(
+    "alpha", "lead-time power law", 1.24, 1.30, "alpha = 1.27 ± 0.03, R² 0.97, n 43 (v1, 6 learning rates)",
+    "OLS slope of log(detection - onset) on log(detection step) over runs with a positive lead", "§7.4, §10 #20",
+    "lead grows faster than the grok time: slower training gives proportionally earlier warning")
+
 BY_KEY = {ref.key: ref for ref in (*WALKTHROUGH, PC1)}

@@ -42,7 +42,7 @@ def write(out: Path) -> Path:
                                       *(_cell(r.get(k)) for k in ("grok_step_90", "grok_step", "onset_step",
                                                                   "lead_steps", "defect_growth", "defect_growth_run")),
                                       _pc1_range(r)] for r in runs]), ""]
-    lines += _per_op(grokking(runs)) + _sign_test(grokking(runs)) + _growth(runs)
+    lines += _per_op(grokking(runs)) + _sign_test(grokking(runs)) + _growth(runs) + _power_law(grokking(runs))
     return write_text(Path(out) / REPORT, "\n".join(lines) + "\n")
 
 
@@ -77,6 +77,23 @@ def _growth(runs: list[dict]) -> list[str]:
               paper.GROWTH_WITHOUT_GROKKING.describe(r["op"])] for r in others]
     return ["## Defect growth over the whole run, grokking vs not (max D / early baseline)", "",
             _table(["runs", "measured", "paper"], rows), ""]
+
+
+def _power_law(runs: list[dict]) -> list[str]:
+    """Over several learning rates: lead = detection - onset against the detection step, as the paper fits it."""
+    rates = sorted({r["lr"] for r in runs})
+    if len(rates) < 2:
+        return []
+    leads = [r["grok_step"] - r["onset_step"] if r.get("grok_step") and r.get("onset_step") is not None else None
+             for r in runs]
+    head = ["## Lead against grok step over learning rates (PAPER.md §7.4)", ""]
+    try:
+        fit = analysis.power_law([r.get("grok_step") for r in runs], leads)
+    except ValueError as err:
+        return head + [f"No fit over the rates {', '.join(f'{lr:g}' for lr in rates)}: {err}.", ""]
+    return head + [f"alpha = {fit['alpha']:.2f} ± {fit['alpha_se']:.2f} (R² {fit['r2']:.3f}, n {fit['n']}, "
+                   f"{fit['dropped']} runs dropped with no positive lead) over the rates "
+                   f"{', '.join(f'{lr:g}' for lr in rates)}; the paper: {paper.POWER_LAW.quoted}.", ""]
 
 
 def _pc1_range(r: dict) -> str:
