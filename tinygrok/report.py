@@ -67,12 +67,12 @@ def _sign_test(runs: list[dict]) -> list[str]:
 
 
 def _growth(runs: list[dict]) -> list[str]:
-    others = [r for r in runs if r not in grokking(runs)]
-    if not others or not grokking(runs):
+    grokked = grokking(runs)
+    others = [r for r in runs if r not in grokked]
+    if not others or not grokked:
         return []
     ref = paper.BY_KEY["defect_growth_run"]
-    rows = [["grokking runs", _mean_sd(analysis.mean_sd(r.get("defect_growth_run") for r in grokking(runs))),
-             ref.quoted]]
+    rows = [["grokking runs", _mean_sd(analysis.mean_sd(r.get("defect_growth_run") for r in grokked)), ref.quoted]]
     rows += [[f"{r['op']} (wd {r['weight_decay']:g}, seed {r['seed']})", _cell(r.get("defect_growth_run")),
               paper.GROWTH_WITHOUT_GROKKING.describe(r["op"])] for r in others]
     return ["## Defect growth over the whole run, grokking vs not (max D / early baseline)", "",
