@@ -192,6 +192,17 @@ def test_an_analysis_of_an_unfinished_walkthrough_is_redone_when_training_ends(t
     assert run.pca()["last_step"] == 600 and final["pc1"] != early["pc1"]
 
 
+def test_the_pca_recipe_trains_then_records_the_trajectory_pca(tmp_path):
+    from tinygrok.pca import pc1_share, run_trajectories
+    spec = experiments.spec("pca", "classroom", max_steps=300)
+    results = experiments.execute(spec, tmp_path)
+    run = Run(tmp_path / spec.name)
+    assert run.stages() == ["train", "pca"] and results["steps"] == 300 and run.has("basis.npy")
+    trajectories = run_trajectories(run, spec.config)  # snapshots at steps 0, 100, 200, 300
+    assert len(trajectories) == 8 and all(len(t) == 4 for t in trajectories.values())
+    assert results["pc1"] == {name: pytest.approx(pc1_share(t), rel=1e-9) for name, t in trajectories.items()}
+
+
 def test_settings_that_name_the_same_run_give_the_same_name():
     assert classroom(lr=1.0000001e-3).name != classroom(lr=1e-3).name
     assert classroom(hook="weight_noise").name == classroom(hook="weight_noise:sigma=0.001,every=50").name
@@ -242,6 +253,8 @@ def test_the_paper_grids_and_their_filters():
                   and (s.config.op not in experiments.GROKKING_OPS or s.config.weight_decay == 0)) == \
         [("add", 5000, 0.0), ("x2_xy_y2", 7500, 1.0), ("x3_xy", 7500, 1.0)]
     assert {s.config.lr for s in grids["lr-sweep"]} == set(experiments.LEARNING_RATES)
+    assert all(s.recipe == "pca" and s.config.snapshot_every == (100 if s.config.weight_decay else 500)
+               for s in grids["pca"])
     small = experiments.grid("lr-sweep", experiments.Filters(ops=("add",), seeds=(42, 137), lrs=(1e-3, 1e-2),
                                                              max_steps=3000, preset="classroom"))
     assert len(small) == 4 and all(s.preset == "classroom" and s.config.max_steps == 3000 and s.config.p == 59

@@ -1,8 +1,9 @@
 """The run recipe: one function that any caller (a CLI command, a process pool, a Dask worker, a lesson) calls to
 get a run done.
 
-A RunSpec is a Config plus what to do with it: "train" (train until grokking, or max steps), or "walkthrough"
-(train while probing curvature, then the trajectory PCA, the curvature geometry and the figures). `execute(spec,
+A RunSpec is a Config plus what to do with it: "train" (train until grokking, or max steps), "pca" (train, then the
+trajectory PCA), or "walkthrough" (train while probing curvature, then the trajectory PCA, the curvature geometry
+and the figures). `execute(spec,
 out)` runs it in out/spec.name, skipping a finished run and resuming an interrupted one, and returns the run's
 results. Everything here is picklable and top-level, so `executor.submit(execute, spec, out)` works as it is.
 """
@@ -26,13 +27,14 @@ from tinygrok.train import StepCallback, train
 # for the curvature geometry.
 WALKTHROUGH_SETTINGS = dict(probe_every=100, probe_samples=5, extra_steps=1000, theta_every=200)
 WALKTHROUGH_PRESETS = ("paper", "classroom")  # evaluated every 100 steps, as the probe cadence needs
-STAGES = {"train": ("train",), "walkthrough": ("train", "geometry", "figures")}  # what each recipe does, in order
+# what each recipe does, in order
+STAGES = {"train": ("train",), "pca": ("train", "pca"), "walkthrough": ("train", "geometry", "figures")}
 EXISTING = ("continue", "resume", "refuse", "restart")  # what execute does with a run directory that exists
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What to run: the config, the recipe ("train" or "walkthrough"), and the preset the config was made from
+    """What to run: the config, the recipe ("train", "pca" or "walkthrough"), and the preset the config was made from
     (its name lists the settings that differ from it)."""
 
     config: Config
@@ -101,6 +103,8 @@ def execute(spec: RunSpec, out: Path | str = "runs", *, path: Optional[Path | st
                 on_stage(stage)
             if stage == "train":
                 train(spec.config, run, resume=run.has(CHECKPOINT), on_step=on_step)
+            elif stage == "pca":
+                geometry.analyse_trajectory(run)
             elif stage == "geometry":
                 geometry.analyse(run)
             else:
@@ -166,7 +170,7 @@ def _pca() -> list[Row]:
 
     No-decay runs for 50,000 steps with snapshots every 500; the non-grokking operations run all 200,000 steps."""
     no_decay = dict(weight_decay=0.0, max_steps=50_000, snapshot_every=500)
-    return [("train", "paper", dict(op=op, seed=seed, **(no_decay if wd == 0 else {})))
+    return [("pca", "paper", dict(op=op, seed=seed, **(no_decay if wd == 0 else {})))
             for op in GROKKING_OPS + NON_GROKKING_OPS for wd in (1.0, 0.0) for seed in SEEDS]
 
 

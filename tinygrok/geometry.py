@@ -50,6 +50,14 @@ def analyse_pca(run: Run) -> tuple[dict, np.ndarray]:
     return result, basis
 
 
+def analyse_trajectory(run: Run) -> dict:
+    """The trajectory PCA alone, for runs that are not probed (the pca experiment): pca.json, basis.npy, and PC1
+    per matrix added to the summary as the "pca" stage; returns all the run's results. BLAS on one thread."""
+    with parallel.one_blas_thread():
+        pca, _ = analyse_pca(run)
+    return run.record("pca", {"pc1": pca["pc1"]})
+
+
 def analyse_curvature(run: Run, basis: np.ndarray, k: int = 5) -> list[dict]:
     """The commutator projections at every saved theta (saved in the run); empty if the run saved none."""
     if not run.has(THETAS):

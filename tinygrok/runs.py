@@ -5,7 +5,8 @@
     checkpoint.npz    params (by name), AdamW state, step, RNG states; written to a temp file, then renamed
     summary.json      {"results": ..., "environment": ..., "stages": [...]}: what the run measured (grok steps,
                       accuracies, and after the analysis onset, lead, PC1, ...), apart from where and how fast it ran
-                      (versions, BLAS, threads, wall time), and the stages done ("train", "geometry", "figures")
+                      (versions, BLAS, threads, wall time), and the stages done ("train", then "pca", or
+                      "geometry" and "figures")
     snapshots.npy     attention matrices every cfg.snapshot_every steps, appended row by row (a growing .npy,
                       not DESIGN.md's .npz: an .npz cannot be appended to, and a 200k-step run holds ~1 GB)
     thetas.npy        all parameters every cfg.theta_every steps, likewise
@@ -248,7 +249,8 @@ class Run:
         return self._summary()["environment"]
 
     def stages(self) -> list[str]:
-        """The stages finished: "train", then "geometry" and "figures" for a walkthrough."""
+        """The stages finished: "train", then "pca" (experiments' pca recipe) or "geometry" and "figures" (a
+        walkthrough)."""
         return self._summary()["stages"] if self.has(SUMMARY) else []
 
     def figure(self, name: str) -> Path:
