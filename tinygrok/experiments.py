@@ -19,6 +19,7 @@ from typing import Callable
 from tinygrok import config, geometry, parallel, plots
 from tinygrok.config import Config, ConfigError
 from tinygrok.model import param_count
+from tinygrok.paper import GROKKING_OPS, NON_GROKKING_OPS
 from tinygrok.runs import CHECKPOINT, Run, RunError
 from tinygrok.train import StepCallback, train
 
@@ -146,8 +147,6 @@ def _path_safe(value) -> str:
 
 
 # ---------------------------------------------------------------------- the paper's experiments as named grids
-GROKKING_OPS = ("add", "sub", "mul", "x2_y2")
-NON_GROKKING_OPS = ("x2_xy_y2", "x3_xy")
 SEEDS = (42, 137, 2024)
 LEARNING_RATES = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # six half-decade rates, 300x (PAPER.md §7.4, inferred)
 PROBES = dict(probe_every=100, probe_samples=5, extra_steps=1000)  # §6.2: K = 5 every 100, 1,000 past detection

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+GROKKING_OPS = ("add", "sub", "mul", "x2_y2")  # grok at weight decay 1 (§4)
+NON_GROKKING_OPS = ("x2_xy_y2", "x3_xy")  # never do, in 200,000 steps
+
 
 @dataclass(frozen=True)
 class Reference:
@@ -28,7 +31,7 @@ class Reference:
     section: str
     meaning: str
     by_op: dict[str, tuple] = field(default_factory=dict)
-    digits: str = ".4g"  # how a measured value is best shown (rho needs six decimals to differ from 1)
+    digits: str = ".4g"  # how a value is best shown (rho needs six decimals to differ from 1; shares are %)
 
     def expected(self, op: Optional[str] = None) -> tuple[Optional[float], Optional[float]]:
         """(low, high) for `op`: its own where the paper gives one, else the range over all operations."""
@@ -38,7 +41,7 @@ class Reference:
         """The paper's figure as a table shows it: the operation's own value where there is one, else as quoted."""
         if op in self.by_op:
             low, high = self.by_op[op]
-            return f"{low:g} ({op})" if low == high else f"{low:g}-{high:g} ({op})"
+            return f"{self.show(low)} ({op})" if low == high else f"{self.show(low)}-{self.show(high)} ({op})"
         return self.quoted
 
     def show(self, value) -> str:
@@ -90,9 +93,26 @@ WALKTHROUGH = (
               by_op={op: (v, v) for op, v in {"add": 2.04, "sub": 1.81, "mul": 2.18, "x2_y2": 2.91}.items()}),
 )
 
-PC1 = Reference("pc1", "PC1 share", 0.628, 0.831, "68-83%; per matrix 62.8-83.1%",
-                "sigma_1^2 / sum sigma^2 of each attention matrix's centred trajectory up to detection, per matrix",
-                "§5.1, §5.4, §10 #1", "the fraction of a matrix's motion along a single direction")
+PC1_MEASURE = "sigma_1^2 / sum sigma^2 of each attention matrix's centred trajectory up to detection, per matrix"
+PC1 = Reference("pc1", "PC1 share", 0.628, 0.831, "68-83%; per matrix 62.8-83.1%", PC1_MEASURE,
+                "§5.1, §5.4, §10 #1", "the fraction of a matrix's motion along a single direction",
+                by_op={"add": (0.638, 0.815), "sub": (0.663, 0.798), "mul": (0.635, 0.808), "x2_y2": (0.667, 0.824)},
+                digits=".1%")
+PC1_NO_GROKKING = Reference(
+    "pc1", "PC1 share, no grokking", 0.378, 0.532, "42-49% (per matrix, seed means: 37.8-53.2%)",
+    PC1_MEASURE + ", over all 200,000 steps", "§5.4", "a trajectory that never generalises is far less one-dimensional",
+    by_op={"x2_xy_y2": (0.378, 0.485), "x3_xy": (0.439, 0.532)}, digits=".1%")
+PC1_NO_DECAY = Reference(
+    "pc1", "PC1 share, no weight decay", 0.49, 0.75, "49-75%", PC1_MEASURE + ", over 50,000 steps", "§5.4",
+    "without weight decay the trajectory is still low-dimensional, but no more than a grokking one",
+    by_op={"add": (0.619, 0.691)}, digits=".1%")
+
+
+def pc1_reference(op: str, weight_decay: float) -> Reference:
+    """The paper's PC1 range for runs of `op` at this weight decay (§5.4: the seed means of each matrix)."""
+    if weight_decay == 0:
+        return PC1_NO_DECAY
+    return PC1 if op in GROKKING_OPS else PC1_NO_GROKKING
 
 GROWTH_WITHOUT_GROKKING = Reference(
     "defect_growth_run", "defect growth, no grokking", 29, 47, "x2_xy_y2 47x, x3_xy 31x, add without decay 29x",
