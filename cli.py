@@ -367,7 +367,7 @@ def sweep_(
     out: Annotated[Path, typer.Option(help="the sweep directory: one run directory per spec, and index.json")],
     workers: Annotated[int, typer.Option(min=1, help="local worker processes, one core each")] = 2,
     scheduler: Annotated[Optional[str], typer.Option(help="a Dask scheduler, tcp://HOST:PORT, whose workers run the "
-                                                          "grid instead (pip install -e '.[cluster]')")] = None,
+                                                          "grid instead (pip install -e '.\\[cluster]')")] = None,
     ops: Annotated[Optional[str], typer.Option(help="only these operations, e.g. add,sub")] = None,
     seeds: Annotated[Optional[str], typer.Option(help="only these seeds, e.g. 42,137")] = None,
     lrs: Annotated[Optional[str], typer.Option(help="only these learning rates, e.g. 1e-3,1e-2")] = None,
@@ -420,7 +420,8 @@ def _sweep_table(index: dict, out: Path, start: float) -> Table:
 
 @app.command()
 def report(sweep_dir: Annotated[Path, typer.Argument(help="a sweep directory (tinygrok sweep --out)")]):
-    """Write report.md into a sweep directory: every run, and the statistics over them beside the paper's."""
+    """Write report.md and its figures into a sweep directory: every run, and the statistics over them beside the
+    paper's."""
     from tinygrok import report as sweep_report
 
     try:
