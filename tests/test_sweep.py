@@ -1,6 +1,7 @@
 """Sweeps: a grid run on local worker processes, skipped when done, resumed after kill -9 with the same results,
 failures retried once and reported, and bad input refused in one line."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -114,8 +115,15 @@ def test_the_report_lists_every_run_and_the_statistics_beside_the_paper(whole, t
     text = (whole / report.REPORT).read_text()
     runs = report.collect(whole)
     assert len(runs) == 3 and all(r["name"] in text for r in runs)
-    assert "| add | 2 |" in text and "2933 (add)" in text  # two grokking runs of add, beside Table 1
+    assert "| add | 0.003 | 2 |" in text and "the classroom preset" in text and "2933 (add)" in text  # two grokking runs of add, beside Table 1
     assert "add (wd 0, seed 42)" in text and "29 (add)" in text  # the no-decay control, beside the paper's 29x
+    pc1 = [v for r in runs if r["weight_decay"] for v in r["pc1"].values()]  # 2 runs x 8 matrices, vs §5.4
+    overlaps = "yes" if min(pc1) <= 0.815 and max(pc1) >= 0.638 else "**no**"
+    assert (f"| PC1 share (add, wd 1, 300 steps, every matrix) | {sum(pc1) / 16:.1%} ± " in text
+            and "(n 16) | 63.8%-81.5% (add) |" in text and f"up to detection, per matrix | {overlaps} |" in text)
+    assert "PC1 share, no weight decay (add, wd 0, 300 steps, every matrix)" in text
+    for figure in ("defect_by_op", "pc1_by_op"):  # one rate: no power law to draw
+        assert f"![{figure}]({figure}.png)" in text and (whole / f"{figure}.png").stat().st_size > 10_000
     assert_refused(tinygrok("report", str(tmp_path / "nowhere")), "index.json")
 
 
@@ -123,7 +131,13 @@ def test_the_report_fits_the_power_law_over_learning_rates():
     from tinygrok import report
     runs = [{"lr": lr, "grok_step": grok, "onset_step": grok - lead}
             for lr, grok, lead in ((1e-2, 1000, 100), (1e-3, 3000, 400), (1e-4, 30000, 8000), (1e-4, 40000, -5))]
-    text = "\n".join(report._power_law(runs))
-    assert "alpha = 1.29" in text and "n 3, 1 runs dropped" in text and "1.27 ± 0.03" in text
-    assert report._power_law(runs[:2] + runs[:1]) and "No fit" in "\n".join(report._power_law(runs[:2]))
-    assert report._power_law([dict(runs[0])]) == []  # one rate: no section
+    fit, lines = report._power_law(runs)
+    assert fit["alpha"] == pytest.approx(math.log(80) / math.log(30), rel=0.1) and fit["n"] == 3
+    text = "\n".join(lines)
+    assert f"alpha = {fit['alpha']:.2f}" in text and "n 3, 1 runs dropped" in text and "1.27 ± 0.03" in text
+    assert report._power_law(runs[:2])[0] is None and "No fit" in "\n".join(report._power_law(runs[:2])[1])
+    assert report._power_law([dict(runs[0])]) == (None, [])  # one rate: no section
+    figure = report.lead_vs_grok(runs, fit)
+    fitted = figure.axes[0].lines[-2]  # the fitted line through the runs' points
+    x, y = fitted.get_data()
+    assert y[-1] / y[0] == pytest.approx((x[-1] / x[0]) ** fit["alpha"])

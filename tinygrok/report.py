@@ -2,10 +2,16 @@
 numbers (paper.py), measured like with like. Reads only files: index.json and the runs' directories."""
 from __future__ import annotations
 
+import math
+import statistics
 from pathlib import Path
+from typing import Optional
 
-from tinygrok import analysis, paper
-from tinygrok.experiments import GROKKING_OPS
+import numpy as np
+from matplotlib.figure import Figure
+
+from tinygrok import analysis, config, paper
+from tinygrok.experiments import saved_spec
 from tinygrok.runs import Run, read_json, write_text
 from tinygrok.sweep import INDEX, summary
 
@@ -13,48 +19,62 @@ REPORT = "report.md"
 
 
 def collect(out: Path) -> list[dict]:
-    """One dict per finished run of the sweep: its config's op, seed, lr, weight decay, and its results."""
+    """One dict per finished run of the sweep: its config's op, seed, lr, weight decay, its preset, whether it
+    ran at its preset's learning rate (where the paper's numbers but the power law were measured), its results."""
     runs = []
     for name, entry in read_json(Path(out) / INDEX)["runs"].items():
         if entry["state"] == "done":
-            cfg = Run(Path(out) / name).config()
+            spec = saved_spec(Path(out) / name)
+            cfg = spec.config
             runs.append({"name": name, "op": cfg.op, "seed": cfg.seed, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
+                         "preset": spec.preset, "preset_lr": cfg.lr == config.preset(spec.preset).lr,
                          **entry["results"]})
     return runs
 
 
 def grokking(runs: list[dict]) -> list[dict]:
     """The runs of grokking operations with weight decay: those the paper's statistics are over."""
-    return [r for r in runs if r["op"] in GROKKING_OPS and r["weight_decay"] > 0]
+    return [r for r in runs if r["op"] in paper.GROKKING_OPS and r["weight_decay"] > 0]
 
 
 def write(out: Path) -> Path:
-    """Write report.md into the sweep directory and return its path."""
+    """Write report.md and its figures into the sweep directory and return the report's path."""
     index, runs = read_json(Path(out) / INDEX), collect(out)
-    counts = summary(index)
+    grokked, counts = grokking(runs), summary(index)
+    fit, power_law_lines = _power_law(grokked)
     lines = [f"# {index['experiment']}: {counts['done']} runs done, {counts['failed']} failed",
              "", f"Filters: {index['filters']}.", ""]
+    presets = sorted({r["preset"] for r in runs} - {"paper"})
+    lines += [f"These runs use the {', '.join(presets)} preset (config.py), not the paper's model: expect its "
+              "numbers to differ from the paper's.", ""] if presets else []
     lines += [f"- failed: {name}: {entry['error']}" for name, entry in index["runs"].items()
               if entry["state"] == "failed"]
-    lines += ["## Runs", "", _table(["run", "op", "seed", "lr", "wd", "grok_90", "detection", "onset", "lead",
-                                     "growth to grok_90", "growth, run", "PC1"],
-                                    [[r["name"], r["op"], r["seed"], f"{r['lr']:g}", f"{r['weight_decay']:g}",
-                                      *(_cell(r.get(k)) for k in ("grok_step_90", "grok_step", "onset_step",
-                                                                  "lead_steps", "defect_growth", "defect_growth_run")),
-                                      _pc1_range(r)] for r in runs]), ""]
-    lines += _per_op(grokking(runs)) + _sign_test(grokking(runs)) + _growth(runs) + _power_law(grokking(runs))
+    lines += _measured_vs_paper(runs, fit) + _runs(runs) + _per_op(grokked) + _sign_test(grokked) + _growth(runs)
+    lines += power_law_lines + _figures(Path(out), runs, fit)
     return write_text(Path(out) / REPORT, "\n".join(lines) + "\n")
 
 
+def _runs(runs: list[dict]) -> list[str]:
+    header = ["run", "op", "seed", "lr", "wd", "grok_90", "detection", "onset", "lead", "growth to grok_90",
+              "growth, run", "PC1"]
+    keys = ("grok_step_90", "grok_step", "onset_step", "lead_steps", "defect_growth", "defect_growth_run")
+    rows = [[r["name"], r["op"], r["seed"], f"{r['lr']:g}", f"{r['weight_decay']:g}", *(_cell(r.get(k)) for k in keys),
+             _pc1_range(r)] for r in runs]
+    return ["## Runs", "", _table(header, rows), ""]
+
+
 def _per_op(runs: list[dict]) -> list[str]:
+    """grok_90, onset and lead per operation and learning rate; Table 1's figures beside those at lr 1e-3."""
     rows = []
-    for op in sorted({r["op"] for r in runs}):
-        mine = [r for r in runs if r["op"] == op]
-        stats = {key: analysis.mean_sd(r.get(key) for r in mine) for key in ("grok_step_90", "onset_step", "lead_steps")}
-        rows.append([op, len(mine), *(_mean_sd(stats[k]) for k in stats),
-                     paper.BY_KEY["grok_step_90"].describe(op), paper.BY_KEY["lead_steps"].describe()])
+    for op, lr in sorted({(r["op"], r["lr"]) for r in runs}):
+        mine = [r for r in runs if (r["op"], r["lr"]) == (op, lr)]
+        stats = [analysis.mean_sd(r.get(key) for r in mine) for key in ("grok_step_90", "onset_step", "lead_steps")]
+        at_preset_lr = all(r["preset_lr"] for r in mine)
+        rows.append([op, f"{lr:g}", len(mine), *map(_mean_sd, stats),
+                     paper.BY_KEY["grok_step_90"].describe(op) if at_preset_lr else "",
+                     paper.BY_KEY["lead_steps"].describe() if at_preset_lr else ""])
     return ["## Per operation (grokking runs, mean ± sd)", "",
-            _table(["op", "runs", "grok_90", "onset", "lead", "paper grok_90 (Table 1)", "paper lead"], rows), ""]
+            _table(["op", "lr", "runs", "grok_90", "onset", "lead", "paper grok_90 (Table 1)", "paper lead"], rows), ""]
 
 
 def _sign_test(runs: list[dict]) -> list[str]:
@@ -79,21 +99,185 @@ def _growth(runs: list[dict]) -> list[str]:
             _table(["runs", "measured", "paper"], rows), ""]
 
 
-def _power_law(runs: list[dict]) -> list[str]:
-    """Over several learning rates: lead = detection - onset against the detection step, as the paper fits it."""
-    rates = sorted({r["lr"] for r in runs})
-    if len(rates) < 2:
-        return []
+def power_law(runs: list[dict]) -> Optional[dict]:
+    """Over several learning rates, the fit of lead = detection - onset against the detection step, as the paper
+    fits it (PAPER.md §7.4); None over one rate; a ValueError where the runs cannot be fitted."""
+    if len({r["lr"] for r in runs}) < 2:
+        return None
     leads = [r["grok_step"] - r["onset_step"] if r.get("grok_step") and r.get("onset_step") is not None else None
              for r in runs]
+    return analysis.power_law([r.get("grok_step") for r in runs], leads)
+
+
+def _power_law(runs: list[dict]) -> tuple[Optional[dict], list[str]]:
+    """The fit, and its section (none over one rate)."""
+    rates = ", ".join(f"{lr:g}" for lr in sorted({r["lr"] for r in runs}))
     head = ["## Lead against grok step over learning rates (PAPER.md §7.4)", ""]
     try:
-        fit = analysis.power_law([r.get("grok_step") for r in runs], leads)
+        fit = power_law(runs)
     except ValueError as err:
-        return head + [f"No fit over the rates {', '.join(f'{lr:g}' for lr in rates)}: {err}.", ""]
-    return head + [f"alpha = {fit['alpha']:.2f} ± {fit['alpha_se']:.2f} (R² {fit['r2']:.3f}, n {fit['n']}, "
-                   f"{fit['dropped']} runs dropped with no positive lead) over the rates "
-                   f"{', '.join(f'{lr:g}' for lr in rates)}; the paper: {paper.POWER_LAW.quoted}.", ""]
+        return None, head + [f"No fit over the rates {rates}: {err}.", ""]
+    if fit is None:
+        return None, []
+    return fit, head + [f"alpha = {fit['alpha']:.2f} ± {fit['alpha_se']:.2f} (R² {fit['r2']:.3f}, n {fit['n']}, "
+                        f"{fit['dropped']} runs dropped with no positive lead) over the rates {rates}; the paper: "
+                        f"{paper.POWER_LAW.quoted}.", ""]
+
+
+def _measured_vs_paper(runs: list[dict], fit: Optional[dict]) -> list[str]:
+    """Every paper.py figure this sweep measures, beside it: at the paper's learning rate, per operation where
+    the paper gives one, the grokking runs against the walkthrough's figures; PC1 per operation and weight decay;
+    growth in the runs that do not grok; and the power law."""
+    at_lr = [r for r in runs if r["preset_lr"]]
+    grokked = grokking(at_lr)
+    rows = []
+    for ref in paper.WALKTHROUGH:
+        groups = [(op, [r for r in grokked if r["op"] == op]) for op in _ops(grokked)] if ref.by_op else \
+            [(None, grokked)]
+        rows += [_compare(ref, [r.get(ref.key) for r in mine], op) for op, mine in groups]
+    rows += [_compare(paper.GROWTH_WITHOUT_GROKKING, [r.get("defect_growth_run") for r in mine], op,
+                      f"{op}, wd {wd:g}, {_steps(mine)} steps")
+             for (op, wd), mine in _groups([r for r in at_lr if r not in grokked])]
+    rows += [_compare(paper.pc1_reference(op, wd), [v for r in mine for v in (r.get("pc1") or {}).values()], op,
+                      f"{op}, wd {wd:g}, {_steps(mine)} steps, every matrix")
+             for (op, wd), mine in _groups(at_lr)]
+    if fit:
+        ref = paper.POWER_LAW
+        rows.append([ref.label, f"{fit['alpha']:.2f} ± {fit['alpha_se']:.2f} (n {fit['n']})", ref.quoted,
+                     ref.measure, _verdict(ref.contains(fit["alpha"]))])
+    rows = [row for row in rows if row]
+    for row, above in reversed(list(zip(rows[1:], rows))):  # each measure written once, on its first row
+        row[3] = "" if row[3] == above[3] else row[3]
+    return ["## Measured vs paper", "",
+            "Over this sweep's runs at their preset's learning rate (the power law: over all rates): mean ± sd "
+            "[min-max] (n), beside "
+            "the paper's figure for the same measure (tinygrok/paper.py); *overlaps*: the measured range meets the "
+            "paper's.", "", _table(["quantity", "measured", "paper", "measure", "overlaps"], rows), ""]
+
+
+def _compare(ref: paper.Reference, values: list, op: Optional[str], label: Optional[str] = None) -> list:
+    """A row of the measured-vs-paper table; empty when no run measured it."""
+    kept = [v for v in values if v is not None]
+    if not kept:
+        return []
+    stats, low, high = analysis.mean_sd(kept), *ref.expected(op)
+    measured = f"{ref.show(stats['mean'])}" + (f" ± {ref.show(stats['sd'])}" if stats["sd"] is not None else "") + \
+        (f" [{ref.show(min(kept))}-{ref.show(max(kept))}]" if len(kept) > 1 else "") + f" (n {len(kept)})"
+    point_vs_point = low == high and len(kept) == 1  # no spread on either side to be within
+    overlaps = None if low is None or point_vs_point else min(kept) <= high and max(kept) >= low
+    return [f"{ref.label} ({label or op or 'all'})", measured, ref.describe(op), ref.measure, _verdict(overlaps)]
+
+
+def _verdict(inside: Optional[bool]) -> str:
+    return {True: "yes", False: "**no**", None: ""}[inside]
+
+
+def _ops(runs: list[dict]) -> list[str]:
+    return sorted({r["op"] for r in runs})
+
+
+def _groups(runs: list[dict]) -> list[tuple[tuple, list[dict]]]:
+    """The runs by (op, weight decay)."""
+    keys = sorted({(r["op"], r["weight_decay"]) for r in runs}, key=lambda k: (k[0], -k[1]))
+    return [(key, [r for r in runs if (r["op"], r["weight_decay"]) == key]) for key in keys]
+
+
+def _steps(runs: list[dict]) -> str:
+    steps = sorted({r["steps"] for r in runs})
+    return f"{steps[0]}-{steps[-1]}" if len(steps) > 1 else str(steps[0])
+
+
+# ---------------------------------------------------------------------- figures over the sweep's runs
+def defect_curves(out: Path, runs: list[dict]) -> Optional[Figure]:
+    """The commutator defect of every probed run against step, one panel per operation, each run's onset (dot)
+    and grok_90 (dotted line, its colour) marked: curvature rises before accuracy does, run after run."""
+    probed = [r for r in runs if r.get("baseline_defect") is not None]
+    if not probed:
+        return None
+    ops = _ops(probed)
+    fig = Figure(figsize=(4.5 * min(len(ops), 3), 3.6 * math.ceil(len(ops) / 3)), layout="constrained")
+    axes = fig.subplots(math.ceil(len(ops) / 3), min(len(ops), 3), squeeze=False).ravel()
+    several_lrs = len({r["lr"] for r in probed}) > 1
+    for ax, op in zip(axes, ops):
+        for i, r in enumerate(sorted((r for r in probed if r["op"] == op), key=lambda r: (r["lr"], r["seed"]))):
+            rows = [row for row in Run(out / r["name"]).metrics() if row.get("defect") is not None]
+            line, = ax.plot([row["step"] for row in rows], [row["defect"] for row in rows], lw=1, color=f"C{i}",
+                            label=f"s{r['seed']}" + (f" lr {r['lr']:g}" if several_lrs else "")
+                            + (f" wd {r['weight_decay']:g}" if r["weight_decay"] != 1 else ""))
+            if r.get("onset_step") is not None:
+                ax.plot(r["onset_step"], next(row["defect"] for row in rows if row["step"] == r["onset_step"]), "o",
+                        color=line.get_color())
+            if r.get("grok_step_90") is not None:
+                ax.axvline(r["grok_step_90"], color=line.get_color(), ls=":", lw=1)
+        ax.set(yscale="log", xscale="log" if several_lrs else "linear", xlabel="step", ylabel="defect D (median)",
+               title=op)
+        ax.legend(fontsize=7)
+    for ax in axes[len(ops):]:
+        ax.set_visible(False)
+    fig.suptitle("Commutator defect per run: onset (dot) comes before grok_90 (dotted)")
+    return fig
+
+
+def lead_vs_grok(runs: list[dict], fit: Optional[dict]) -> Optional[Figure]:
+    """Lead (detection - onset) against the detection step on log-log axes, each learning rate its colour, with
+    the fitted power law, and the paper's exponent through the same centre, over the fitted runs."""
+    if fit is None:
+        return None
+    fig = Figure(figsize=(6, 4.5), layout="constrained")
+    ax = fig.subplots()
+    fitted = [r for r in runs if r.get("grok_step") and r.get("onset_step") is not None
+              and r["grok_step"] > r["onset_step"]]
+    for i, lr in enumerate(sorted({r["lr"] for r in runs})):
+        points = [(r["grok_step"], r["grok_step"] - r["onset_step"]) for r in fitted if r["lr"] == lr]
+        if points:
+            ax.plot(*zip(*points), "o", color=f"C{i}", label=f"lr {lr:g}")
+    grok = np.geomspace(min(r["grok_step"] for r in fitted), max(r["grok_step"] for r in fitted), 50)
+    centre = math.exp(statistics.mean(math.log(r["grok_step"]) for r in fitted))
+    paper_alpha = (paper.POWER_LAW.low + paper.POWER_LAW.high) / 2
+    ax.plot(grok, fit["C"] * grok ** fit["alpha"], "k-", label=f"fit: alpha {fit['alpha']:.2f} ± {fit['alpha_se']:.2f}")
+    ax.plot(grok, fit["C"] * centre ** (fit["alpha"] - paper_alpha) * grok ** paper_alpha, "k--", lw=1,
+            label=f"paper: alpha {paper_alpha:.2f}")
+    ax.set(xscale="log", yscale="log", xlabel="grok step (detection)", ylabel="lead = detection - onset",
+           title=f"Lead time against grok time (R² {fit['r2']:.3f}, n {fit['n']})")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def pc1_by_op(runs: list[dict]) -> Optional[Figure]:
+    """PC1 share of every attention matrix, per operation and weight decay (one dot per matrix and run), beside
+    the paper's range for the same operation and weight decay (grey bar)."""
+    groups = [(key, mine) for key, mine in _groups(runs) if any(r.get("pc1") for r in mine)]
+    if not groups:
+        return None
+    fig = Figure(figsize=(1.3 * len(groups) + 2, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for x, ((op, wd), mine) in enumerate(groups):
+        low, high = paper.pc1_reference(op, wd).expected(op)
+        ax.bar(x, 100 * (high - low), bottom=100 * low, width=0.6, color="lightgrey",
+               label="paper (seed means per matrix)" if x == 0 else None)
+        values = [100 * v for r in mine for v in (r.get("pc1") or {}).values()]
+        ax.plot(x + np.linspace(-0.2, 0.2, len(values)), values, "o", ms=4, color="C0" if wd else "C1")
+    ax.set_xticks(range(len(groups)), [f"{op}\nwd {wd:g}\n{_steps(mine)} steps" for (op, wd), mine in groups],
+                  fontsize=8)
+    ax.set(ylabel="PC1 share (%)", title="How one-dimensional the attention trajectories are, by operation")
+    ax.legend(fontsize=8)
+    return fig
+
+
+FIGURES = {"defect_by_op": lambda out, runs, fit: defect_curves(out, runs),
+           "lead_vs_grok": lambda out, runs, fit: lead_vs_grok(grokking(runs), fit),
+           "pc1_by_op": lambda out, runs, fit: pc1_by_op(runs)}
+
+
+def _figures(out: Path, runs: list[dict], fit: Optional[dict]) -> list[str]:
+    """Draw every figure the runs allow into the sweep directory; the report's lines that show them."""
+    lines = []
+    for name, draw in FIGURES.items():
+        fig = draw(out, runs, fit)
+        if fig is not None:
+            fig.savefig(out / f"{name}.png", dpi=110)
+            lines += [f"![{name}]({name}.png)", ""]
+    return ["## Figures", "", *lines] if lines else []
 
 
 def _pc1_range(r: dict) -> str:
