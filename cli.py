@@ -15,9 +15,10 @@ import matplotlib
 
 matplotlib.use("Agg")  # the CLI writes figures to files; the library leaves the backend alone
 import typer  # noqa: E402
-from rich.console import Console  # noqa: E402
+from rich.console import Console, Group  # noqa: E402
 from rich.markup import escape  # noqa: E402
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,  # noqa: E402
+                           TimeRemainingColumn)
 from rich.table import Table  # noqa: E402
 
 from tinygrok import backend, config, experiments, paper, parallel, plots  # noqa: E402
@@ -388,9 +389,13 @@ def sweep_(
     except (ConfigError, RunError) as err:
         fail(str(err))
     start = time.perf_counter()
+    expected = {spec.name: experiments.expected_steps(spec.config) for spec in specs}
+    bar = Progress(TextColumn("all runs"), BarColumn(), TextColumn("{task.percentage:>3.0f}% of the expected steps"),
+                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)
+    task = bar.add_task("sweep", total=sum(expected.values()))
     with Live(console=console, auto_refresh=False) as live:
         def show(index: dict) -> None:
-            live.update(_sweep_table(index, out, start), refresh=True)
+            live.update(_sweep_view(index, out, expected, bar, task), refresh=True)
 
         index = sweep.run_grid(specs, out, index, executors, on_change=show)
     console.print()
@@ -401,21 +406,24 @@ def sweep_(
         raise typer.Exit(1)
 
 
-def _sweep_table(index: dict, out: Path, start: float) -> Table:
-    """Each run's state (running ones with their step and test accuracy), and the whole sweep's progress."""
+def _sweep_view(index: dict, out: Path, expected: dict[str, int], bar: Progress, task) -> Group:
+    """Each run's state (running ones with their step and test accuracy), and a bar over the whole sweep's
+    expected steps (experiments.expected_steps: a finished run counts in full) with its ETA."""
     from tinygrok import sweep
 
     counts = sweep.summary(index)
-    finished, total, seconds = counts["done"] + counts["failed"], len(index["runs"]), time.perf_counter() - start
-    eta = f", ETA {seconds / finished * (total - finished) / 60:.0f} min" if finished else ""
-    table = Table(title=f"{index['experiment']}: {finished}/{total} finished, {seconds:.0f} s{eta}")
+    table = Table(title=f"{index['experiment']}: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
     for column in ("run", "state", "step", "test acc"):
         table.add_column(column)
+    steps = 0
     for name, entry in index["runs"].items():
         row = sweep.progress(out, name) if entry["state"] == "running" else None
+        steps += expected[name] if entry["state"] in ("done", "failed") else min(row["step"], expected[name]) if row \
+            else 0
         state = entry["state"] if entry["state"] != "failed" else f"failed: {entry['error']}"
         table.add_row(name, escape(state), str(row["step"]) if row else "", f"{row['test_acc']:.3f}" if row else "")
-    return table
+    bar.update(task, completed=steps)
+    return Group(table, bar)
 
 
 @app.command()

@@ -53,6 +53,7 @@ def test_a_sweep_killed_mid_grid_resumes_and_equals_an_uninterrupted_one(whole, 
     assert all((out / name / METRICS).stat().st_mtime_ns == mtimes[name] for name in finished_before)  # not retrained
     rerun = tinygrok("sweep", *TINY, "--out", str(out))
     assert rerun.returncode == 0 and "3 runs done" in rerun.stdout
+    assert "3 done" in rerun.stdout and "100% of the expected steps" in rerun.stdout  # the table and the bar
 
 
 def test_a_failing_run_is_retried_once_then_reported(tmp_path):
