@@ -131,14 +131,14 @@ def test_weight_noise_adds_sigma_z_after_every_50th_step_from_its_own_stream():
         noisy, _ = train_step(noisy, data, cfg, hook if step < 50 else plain_hook)
         plain, _ = train_step(plain, data, cfg, plain_hook)
     assert np.array_equal(noisy.theta, plain.theta)  # nothing before the 50th step, batches untouched
-    noisy_50 = hook.after_update(plain.theta, 50, noisy.hook_rng)
+    noisy_50 = hook.after_update(plain.theta, 50, interventions.Context(cfg, data, noisy.hook_rng))
     expected = plain.theta + 0.003 * z.standard_normal(plain.theta.size).astype(np.float32)
     assert np.array_equal(noisy_50, expected)
 
 
 def test_a_gradient_hook_sees_the_clipped_gradient_before_adamw():
     class ZeroGradient(interventions.Hook):
-        def before_update(self, theta, grad, step, rng):
+        def before_update(self, theta, grad, step, ctx):
             assert np.linalg.norm(grad) <= 1.0 + 1e-6  # after clipping
             return theta, grad * 0
 
@@ -148,7 +148,7 @@ def test_a_gradient_hook_sees_the_clipped_gradient_before_adamw():
     np.testing.assert_allclose(new.theta, state.theta * (1 - cfg.lr * cfg.weight_decay), rtol=1e-6)  # decay only
 
 
-@pytest.mark.parametrize("spec,words", [("kick", "unknown hook"), ("weight_noise:scale=1", "no parameter 'scale'"),
+@pytest.mark.parametrize("spec,words", [("shove", "unknown hook"), ("weight_noise:scale=1", "no parameter 'scale'"),
                                         ("weight_noise:every=x", "not a int"), ("weight_noise:every=0", "every >= 1")])
 def test_bad_hooks_are_refused_naming_the_option(spec, words):
     with pytest.raises(ConfigError, match="--hook") as err:

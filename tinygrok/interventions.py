@@ -1,43 +1,80 @@
 """Interventions as part of a run: what may change the clipped gradient, and theta, around each optimizer step.
 
-A run names its hook with the hook's parameters in the config, as text: `hook = "weight_noise:sigma=0.001,every=50"`
+A run names its hook with the hook's parameters in the config, as text: `hook = "project:s=0.5,basis=pca,start=500"`
 (`--hook` on the command line). So config.json records it, and a resume restores it. One training step is
 
     g = clip(gradient at theta)
-    theta, g = hook.before_update(theta, g, step, rng)     step: the updates made before this one
+    theta, g = hook.before_update(theta, g, step, ctx)     step: the updates made before this one
     theta = AdamW(theta, g)
-    theta = hook.after_update(theta, step + 1, rng)
+    theta = hook.after_update(theta, step + 1, ctx)
 
-and the hook draws its randomness only from `rng`, the run's own "hook" stream, saved in every checkpoint. The
-default, "none", changes nothing.
+where ctx holds what a hook may use besides theta and g: the config, the training data, the execution basis B
+(P, K) the run was given (hook_basis.npy in its directory), and the run's own "hook" random stream, saved in
+every checkpoint; a hook draws randomness from nothing else. The default, "none", changes nothing.
+
+The causal interventions of PAPER.md §8.2 (all from step `start` = 500), with B orthonormal, P = I - B B^T the
+projection onto its orthogonal complement:
+
+    project         g <- g - s P g = g_par + (1 - s) g_perp, every step         (s = 1: no orthogonal gradient)
+    penalty         the same with s = lambda, on every 10th step only
+    kick            once, at step 500: theta <- theta + alpha ||eta g_A|| u, u = P delta / ||P delta||, delta the
+                    commutator of the median-D sample of 9
+    noise           every 50 steps: theta <- theta + eps P z / ||P z||, z ~ N(0, I)
+    sustained_kick  every 50 steps, after the optimizer step: the kick, from 5 samples
+    random_kick     every 50 steps, after the optimizer step: theta <- theta + alpha 1.5e-3 P z / ||P z||
+
+`basis` says which B the run is given: "pca" (the baseline run's trajectory PCA, §5.5) or "random" (a random
+orthonormal basis of the same size, the ablation).
 """
 from __future__ import annotations
 
 import dataclasses
+import statistics
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 from tinygrok import backend
+from tinygrok.config import Config
+from tinygrok.data import Dataset
+
+BASES = ("pca", "random")  # which execution basis an intervention run is given (experiments.intervention_basis)
+RANDOM_KICK_STEP = 1.5e-3  # the reference's hard-coded "typical ||eta g_A||" for the random kicks (§8.2)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a hook may use besides theta and the gradient."""
+
+    cfg: Config
+    data: Dataset  # the training set: a commutator kick draws its batches from it
+    rng: np.random.Generator  # the run's own "hook" stream
+    basis: Optional[np.ndarray] = None  # B (P, K), orthonormal columns, in theta's dtype; None if not given
 
 
 @dataclass(frozen=True)
 class Hook:
     """The identity hook ("none"). A hook overrides either method or both."""
 
-    def before_update(self, theta, grad, step: int, rng: np.random.Generator) -> tuple:
+    def before_update(self, theta, grad, step: int, ctx: Context) -> tuple:
         """After clipping, before AdamW: returns (theta, grad), either one changed or not."""
         return theta, grad
 
-    def after_update(self, theta, step: int, rng: np.random.Generator):
+    def after_update(self, theta, step: int, ctx: Context):
         """After the optimizer step that made `step` updates in all: returns theta, changed or not."""
         return theta
+
+    @property
+    def needs_basis(self) -> bool:
+        """Whether the run must be given an execution basis (hook_basis.npy)."""
+        return "basis" in {f.name for f in dataclasses.fields(self)}
 
     @property
     def spec(self) -> str:
         """The hook's one text form, every parameter written out: "weight_noise:sigma=0.001,every=50"."""
         name = next(key for key, cls in HOOKS.items() if cls is type(self))
-        values = ",".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self))
+        values = ",".join(f"{f.name}={_text(getattr(self, f.name))}" for f in dataclasses.fields(self))
         return f"{name}:{values}" if values else name
 
 
@@ -50,14 +87,12 @@ class WeightNoise(Hook):
     every: int = 50
 
     def __post_init__(self):
-        if not (self.sigma >= 0 and self.every >= 1):
-            raise ValueError(f"weight_noise needs sigma >= 0 and every >= 1, got sigma={self.sigma}, "
-                             f"every={self.every}")
+        _check(self, self.sigma >= 0 and self.every >= 1, "sigma >= 0 and every >= 1")
 
-    def after_update(self, theta, step: int, rng: np.random.Generator):
+    def after_update(self, theta, step: int, ctx: Context):
         if step % self.every:
             return theta
-        noise = rng.standard_normal(theta.size).astype(theta.dtype)  # (P,), drawn on the host: the same anywhere
+        noise = ctx.rng.standard_normal(theta.size).astype(theta.dtype)  # (P,), drawn on the host: the same anywhere
         return theta + self.sigma * backend.to_device(noise)
 
 
@@ -70,11 +105,169 @@ class L2Penalty(Hook):
 
     lam: float = 1.0
 
-    def before_update(self, theta, grad, step: int, rng: np.random.Generator) -> tuple:
+    def before_update(self, theta, grad, step: int, ctx: Context) -> tuple:
         return theta, grad + self.lam * theta
 
 
-HOOKS: dict[str, type] = {"none": Hook, "weight_noise": WeightNoise, "l2": L2Penalty}
+# ---------------------------------------------------------------------- the causal interventions (§8.2)
+def orthogonal_part(x, basis):
+    """P x = x - B B^T x: the part of x outside the span of B's orthonormal columns. (P,) -> (P,)"""
+    return x - basis @ (basis.T @ x)
+
+
+def unit(x):
+    return x / np.linalg.norm(x)
+
+
+@dataclass(frozen=True)
+class Project(Hook):
+    """Gradient suppression (1B-project): g <- g - s (g - B B^T g) = g_par + (1 - s) g_perp on every step from
+    `start`, after clipping and before AdamW (whose per-coordinate scaling then acts on the projected gradient).
+    s = 0 changes nothing; s = 1 leaves no gradient outside the execution subspace."""
+
+    s: float = 0.5
+    basis: str = "pca"
+    start: int = 500
+
+    def __post_init__(self):
+        _check(self, 0 <= self.s <= 1 and self.start >= 0 and self.basis in BASES,
+               f"0 <= s <= 1, start >= 0 and basis one of {', '.join(BASES)}")
+
+    def acts(self, step: int) -> bool:
+        return step >= self.start
+
+    def before_update(self, theta, grad, step: int, ctx: Context) -> tuple:
+        if not self.acts(step):
+            return theta, grad
+        return theta, grad - self.s * orthogonal_part(grad, ctx.basis)
+
+
+@dataclass(frozen=True)
+class Penalty(Project):
+    """1B-penalty: the projection of `project` with s = lambda, on the steps from `start` that are multiples of
+    10 only (the paper's primary lambda: 0.5)."""
+
+    def acts(self, step: int) -> bool:
+        return step >= self.start and step % 10 == 0
+
+
+@dataclass(frozen=True)
+class Noise(Hook):
+    """1A-noise: every `every` steps from `start`, before the optimizer step, theta <- theta + eps P z / ||P z||,
+    z ~ N(0, I_P): noise of norm eps (absolute) outside the execution subspace."""
+
+    eps: float = 0.1
+    basis: str = "pca"
+    start: int = 500
+    every: int = 50
+
+    def __post_init__(self):
+        _check(self, self.eps >= 0 and self.start >= 0 and self.every >= 1 and self.basis in BASES,
+               f"eps >= 0, start >= 0, every >= 1 and basis one of {', '.join(BASES)}")
+
+    def before_update(self, theta, grad, step: int, ctx: Context) -> tuple:
+        if step < self.start or step % self.every:
+            return theta, grad
+        return theta + self.eps * _orthogonal_direction(theta, ctx), grad
+
+
+@dataclass(frozen=True)
+class Kick(Hook):
+    """1A-kick: once, at step `start`, before the optimizer step: of `samples` commutator samples at theta take
+    the defect vector delta of the median-D one; u = P delta / ||P delta|| (its part outside the execution
+    subspace, normalised); theta <- theta + alpha ||eta g_A|| u, ||eta g_A|| from one more sample. The samples'
+    batches come from the hook's stream (the reference drew them from its training stream)."""
+
+    alpha: float = 10.0
+    basis: str = "pca"
+    start: int = 500
+    samples: int = 9
+
+    def __post_init__(self):
+        _check(self, self.alpha >= 0 and self.start >= 0 and self.samples >= 1 and self.basis in BASES,
+               f"alpha >= 0, start >= 0, samples >= 1 and basis one of {', '.join(BASES)}")
+
+    def before_update(self, theta, grad, step: int, ctx: Context) -> tuple:
+        if step != self.start:
+            return theta, grad
+        return theta + _curvature_kick(theta, self.alpha, self.samples, ctx), grad
+
+
+@dataclass(frozen=True)
+class SustainedKick(Hook):
+    """Sustained commutator kicks: the kick of `kick`, from `samples` samples, every `every` steps from `start`,
+    after the optimizer step. (`step` counts the updates made; the reference's loop index, which its condition
+    tests, is step - 1.)"""
+
+    alpha: float = 100.0
+    basis: str = "pca"
+    start: int = 500
+    every: int = 50
+    samples: int = 5
+
+    def __post_init__(self):
+        _check(self, self.alpha >= 0 and self.start >= 0 and self.every >= 1 and self.samples >= 1
+               and self.basis in BASES, f"alpha >= 0, start >= 0, every >= 1, samples >= 1 and basis one of "
+                                        f"{', '.join(BASES)}")
+
+    def after_update(self, theta, step: int, ctx: Context):
+        if step - 1 < self.start or (step - 1) % self.every:
+            return theta
+        return theta + _curvature_kick(theta, self.alpha, self.samples, ctx)
+
+
+@dataclass(frozen=True)
+class RandomKick(Hook):
+    """The sustained kicks' control: every `every` steps from `start`, after the optimizer step,
+    theta <- theta + alpha 1.5e-3 P z / ||P z||, z ~ N(0, I_P) (1.5e-3: the reference's typical ||eta g_A||)."""
+
+    alpha: float = 100.0
+    basis: str = "pca"
+    start: int = 500
+    every: int = 50
+
+    def __post_init__(self):
+        _check(self, self.alpha >= 0 and self.start >= 0 and self.every >= 1 and self.basis in BASES,
+               f"alpha >= 0, start >= 0, every >= 1 and basis one of {', '.join(BASES)}")
+
+    def after_update(self, theta, step: int, ctx: Context):
+        if step - 1 < self.start or (step - 1) % self.every:
+            return theta
+        return theta + self.alpha * RANDOM_KICK_STEP * _orthogonal_direction(theta, ctx)
+
+
+def _orthogonal_direction(theta, ctx: Context):
+    """P z / ||P z|| for z ~ N(0, I_P) from the hook's stream (drawn on the host: the same on any backend)."""
+    z = backend.to_device(ctx.rng.standard_normal(theta.size).astype(theta.dtype))
+    return unit(orthogonal_part(z, ctx.basis))
+
+
+def _curvature_kick(theta, alpha: float, samples: int, ctx: Context):
+    """alpha ||eta g_A|| u: u the unit orthogonal part of the median-D sample's delta (§8.2)."""
+    from tinygrok.commutator import defect_samples  # late: commutator imports the model, which needs the config
+
+    probes = defect_samples(theta, ctx.data, ctx.cfg, ctx.rng, samples)
+    median = statistics.median_low([p["defect"] for p in probes])
+    delta = next(p["delta"] for p in probes if p["defect"] == median)
+    size = defect_samples(theta, ctx.data, ctx.cfg, ctx.rng, 1)[0]["step_norm"]
+    return (alpha * size) * unit(orthogonal_part(delta, ctx.basis))
+
+
+def _text(value) -> str:
+    """A parameter's value as the hook's text writes it: a number exactly (repr), a name as it is."""
+    return value if isinstance(value, str) else repr(value)
+
+
+def _check(hook: Hook, ok: bool, needs: str) -> None:
+    if not ok:
+        name = next(key for key, cls in HOOKS.items() if cls is type(hook))
+        values = ", ".join(f"{f.name}={getattr(hook, f.name)!r}" for f in dataclasses.fields(hook))
+        raise ValueError(f"{name} needs {needs}, got {values}")
+
+
+HOOKS: dict[str, type] = {"none": Hook, "weight_noise": WeightNoise, "l2": L2Penalty, "project": Project,
+                          "penalty": Penalty, "kick": Kick, "noise": Noise, "sustained_kick": SustainedKick,
+                          "random_kick": RandomKick}
 
 
 def parse(spec: str) -> Hook:

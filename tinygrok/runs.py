@@ -12,6 +12,7 @@
     thetas.npy        all parameters every cfg.theta_every steps, likewise
     pca.json          the trajectory PCA (geometry.py); basis.npy, the execution basis B (P, K) built from it
     geometry.jsonl    the defect's projections at each saved theta (geometry.py)
+    hook_basis.npy    the execution basis an intervention's hook uses, given before training (interventions.py)
     NAME.png          the figures (plots.py draws them; Run.figure names their files)
 
 Every module reads and writes these files through a Run: their names live here only.
@@ -32,6 +33,7 @@ from tinygrok.config import Config, ConfigError
 CONFIG, METRICS, CHECKPOINT, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.npz", "summary.json"
 SNAPSHOTS, THETAS = "snapshots.npy", "thetas.npy"  # growing (S, D) arrays, one row per snapshot
 PCA, BASIS, GEOMETRY = "pca.json", "basis.npy", "geometry.jsonl"
+HOOK_BASIS = "hook_basis.npy"  # the execution basis an intervention run is given (from its baseline)
 _NPY_HEADER_BYTES = 128  # fixed, so the header can be rewritten in place as rows are appended
 
 
@@ -44,6 +46,14 @@ def _write_atomically(path: Path, write) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
     os.replace(tmp, path)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    def write(tmp: Path):
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+    _write_atomically(path, write)
 
 
 def _npy_header(shape: tuple, dtype) -> bytes:
@@ -205,12 +215,7 @@ class Run:
     # ------------------------------------------------------------------ analyses
     def write_pca(self, pca: dict, basis: np.ndarray) -> None:
         write_json(self.path / PCA, pca)
-
-        def write(tmp: Path):
-            with open(tmp, "wb") as f:
-                np.save(f, basis)
-
-        _write_atomically(self.path / BASIS, write)
+        _save_npy(self.path / BASIS, basis)
 
     def pca(self) -> dict:
         return self._json(PCA)
@@ -220,6 +225,16 @@ class Run:
         if not self.has(BASIS):
             raise RunError(f"{self.path} has no {BASIS}: run its analysis first (tinygrok pca {self.path})")
         return np.load(self.path / BASIS)
+
+    def write_hook_basis(self, basis: np.ndarray) -> None:
+        """Give the run the execution basis (P, K) its intervention hook uses (interventions.py)."""
+        _save_npy(self.path / HOOK_BASIS, basis)
+
+    def hook_basis(self) -> np.ndarray:
+        if not self.has(HOOK_BASIS):
+            raise RunError(f"{self.path} has no {HOOK_BASIS}, the execution basis its hook needs: run it with "
+                           "tinygrok intervene, which builds one from a baseline run")
+        return np.load(self.path / HOOK_BASIS)
 
     def write_geometry(self, rows: list[dict]) -> None:
         _write_atomically(self.path / GEOMETRY,

@@ -72,17 +72,19 @@ def chunk_totals(theta, tokens, labels, size: int, cfg: Config) -> list[tuple[fl
     return totals
 
 
-def train_step(state: TrainState, data: Dataset, cfg: Config, hook: Hook) -> tuple[TrainState, dict]:
-    """One optimizer step (optim.py's, with the fast AdamW); returns the new state and the step's pre-clipping
-    gradient norm."""
+def train_step(state: TrainState, data: Dataset, cfg: Config, hook: Hook,
+               basis: Optional[np.ndarray] = None) -> tuple[TrainState, dict]:
+    """One optimizer step (optim.py's, with the fast AdamW), the hook around it (given `basis`, if it needs the
+    execution basis); returns the new state and the step's pre-clipping gradient norm."""
     x, y = sample_batch(data, cfg.batch_size, state.batch_rng)
     g = parallel.batch_gradient(state.theta, x, y, cfg)  # (P,)
     g, norm = clip_by_global_norm(g, cfg.clip_norm)
-    theta, g = hook.before_update(state.theta, g, state.step, state.hook_rng)
+    ctx = interventions.Context(cfg, data, state.hook_rng, basis)
+    theta, g = hook.before_update(state.theta, g, state.step, ctx)
     t = state.adam.t + 1
     theta, m, v = kernels.adamw_step(theta, g, state.adam.m, state.adam.v, t, lr=cfg.lr, beta1=cfg.beta1,
                                      beta2=cfg.beta2, eps=cfg.eps, weight_decay=cfg.weight_decay)
-    theta = hook.after_update(theta, state.step + 1, state.hook_rng)
+    theta = hook.after_update(theta, state.step + 1, ctx)
     new = dataclasses.replace(state, theta=theta, adam=AdamWState(t, m, v), step=state.step + 1)
     return new, {"grad_norm": norm}
 
@@ -143,6 +145,7 @@ def train(cfg: Config, run: Run, *, resume: bool = False, on_step: Optional[Step
     else:
         state, wall_before, rows = fresh_state(cfg), 0.0, []
     hook, recorder = interventions.parse(cfg.hook), Recorder(cfg, run, data, rows)
+    basis = backend.to_device(run.hook_basis().astype(cfg.dtype)) if hook.needs_basis else None
     start, first_step, train_seconds = time.perf_counter(), state.step, 0.0
     with parallel.one_blas_thread():  # the cores work side by side: the numbers never depend on how many
         if not rows:
@@ -150,7 +153,7 @@ def train(cfg: Config, run: Run, *, resume: bool = False, on_step: Optional[Step
         stop_at = _stop_step(rows, cfg)
         while state.step < stop_at:
             t0 = time.perf_counter()
-            state, info = train_step(state, data, cfg, hook)
+            state, info = train_step(state, data, cfg, hook, basis)
             train_seconds += time.perf_counter() - t0
             row = recorder(state, info, stop_at, wall_before + time.perf_counter() - start)
             if row is not None:

@@ -1,0 +1,135 @@
+"""The causal interventions of PAPER.md §8: each hook's algebra, when it acts, where its randomness comes from,
+and that a run with it resumes bit for bit."""
+import numpy as np
+import pytest
+
+from tinygrok.commutator import defect_samples, random_basis
+from tinygrok.config import preset
+from tinygrok.data import make_dataset
+from tinygrok.interventions import Context, orthogonal_part, parse
+from tinygrok.model import param_count
+from tinygrok.runs import METRICS, Run
+from tinygrok.train import fresh_state, train
+
+CFG = preset("classroom", batch_size=64)
+DATA = make_dataset(CFG.op, CFG.p, CFG.train_frac, CFG.seed)
+P = param_count(CFG)
+BASIS = random_basis(P, 16, np.random.default_rng(0)).astype(np.float32)  # (P, 16), orthonormal columns
+
+
+def context(rng_seed: int = 1) -> Context:
+    return Context(CFG, DATA, np.random.default_rng(rng_seed), BASIS)
+
+
+def vector(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(P).astype(np.float32)
+
+
+def parallel_part(x):
+    return BASIS.T @ x  # (16,): coordinates in the execution subspace
+
+
+def test_project_keeps_the_parallel_part_and_scales_the_orthogonal_part_by_one_minus_s():
+    g, theta = vector(1), vector(2)
+    for s in (0.0, 0.25, 0.5, 0.75, 1.0):
+        _, out = parse(f"project:s={s}").before_update(theta, g, 500, context())
+        np.testing.assert_allclose(parallel_part(out), parallel_part(g), atol=1e-4)
+        np.testing.assert_allclose(orthogonal_part(out, BASIS), (1 - s) * orthogonal_part(g, BASIS), atol=1e-5)
+    assert np.array_equal(parse("project:s=0.0").before_update(theta, g, 900, context())[1], g)  # dose 0: identity
+    once = parse("project:s=1.0").before_update(theta, g, 500, context())[1]
+    twice = parse("project:s=1.0").before_update(theta, once, 501, context())[1]
+    np.testing.assert_allclose(twice, once, atol=1e-6)  # idempotent: a projection
+    assert np.linalg.norm(orthogonal_part(once, BASIS)) < 1e-5 * np.linalg.norm(g)  # nothing orthogonal left
+    assert np.array_equal(parse("project:s=1.0").before_update(theta, g, 499, context())[1], g)  # not before 500
+
+
+def test_penalty_acts_on_every_10th_step_from_the_start_only():
+    g, theta, hook = vector(1), vector(2), parse("penalty:s=0.5,start=500")
+    acted = [step for step in range(480, 560) if not np.array_equal(hook.before_update(theta, g, step, context())[1], g)]
+    assert acted == [500, 510, 520, 530, 540, 550]
+
+
+@pytest.mark.parametrize("spec,steps,norm", [("noise:eps=0.1", (500, 550, 600), 0.1),
+                                             ("random_kick:alpha=50.0", (501, 551, 601), 50 * 1.5e-3)])
+def test_noise_and_random_kicks_are_orthogonal_to_the_basis_with_the_requested_norm(spec, steps, norm):
+    hook, theta, ctx = parse(spec), vector(2), context()
+    for step in range(495, 610):
+        moved = hook.after_update(theta, step, ctx) if "kick" in spec else hook.before_update(theta, None, step, ctx)[0]
+        if step not in steps:
+            assert np.array_equal(moved, theta), step
+            continue
+        kick = (moved - theta).astype(np.float64)
+        assert np.linalg.norm(kick) == pytest.approx(norm, rel=1e-3)
+        assert np.linalg.norm(parallel_part(kick)) < 1e-4 * norm
+
+
+def test_noise_draws_from_the_hook_stream_only():
+    a = parse("noise:eps=0.1").before_update(vector(2), None, 500, context(7))[0]
+    b = parse("noise:eps=0.1").before_update(vector(2), None, 500, context(7))[0]
+    c = parse("noise:eps=0.1").before_update(vector(2), None, 500, context(8))[0]
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("spec,step", [("kick:alpha=10.0,start=500", 500), ("sustained_kick:alpha=50.0", 551)])
+def test_commutator_kicks_follow_the_median_sample_outside_the_basis(spec, step):
+    hook = parse(spec)
+    theta = fresh_state(CFG).theta
+    ctx, rng = context(), np.random.default_rng(1)  # the same draws as the hook's stream
+    probes = defect_samples(theta, DATA, CFG, rng, hook.samples)
+    median = sorted(probes, key=lambda p: p["defect"])[(hook.samples - 1) // 2]
+    size = defect_samples(theta, DATA, CFG, rng, 1)[0]["step_norm"]
+    moved = hook.after_update(theta, step, ctx) if "sustained" in spec else hook.before_update(theta, 0, step, ctx)[0]
+    kick = (moved - theta).astype(np.float64)
+    assert np.linalg.norm(kick) == pytest.approx(hook.alpha * size, rel=1e-3)
+    assert np.linalg.norm(parallel_part(kick)) < 1e-4 * np.linalg.norm(kick)
+    direction = orthogonal_part(median["delta"], BASIS)
+    assert kick @ direction / np.linalg.norm(kick) / np.linalg.norm(direction) == pytest.approx(1, abs=1e-4)
+    quiet = [s for s in (step - 1, step + 1, step + 10) if not np.array_equal(
+        hook.after_update(theta, s, ctx) if "sustained" in spec else hook.before_update(theta, 0, s, ctx)[0], theta)]
+    assert quiet == []
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("spec", ["project:s=0.75,start=50", "penalty:s=0.5,start=50", "noise:eps=0.1,start=50",
+                                  "kick:alpha=10.0,start=150,samples=3", "random_kick:alpha=50.0,start=50",
+                                  "sustained_kick:alpha=50.0,start=50,samples=2"])
+def test_a_run_with_each_hook_resumes_bit_for_bit(spec, tmp_path):
+    cfg = CFG.replace(max_steps=300, hook=spec)
+
+    def run_in(path):
+        run = Run.create(path, cfg)
+        run.write_hook_basis(BASIS)
+        return run
+
+    whole = run_in(tmp_path / "whole")
+    train(cfg, whole)
+    crashed = run_in(tmp_path / "crashed")
+
+    def crash_after_the_checkpoint(step, row):
+        if step == 230:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train(cfg, crashed, on_step=crash_after_the_checkpoint)
+    train(cfg, crashed, resume=True)
+    assert (crashed.path / METRICS).read_bytes() == (whole.path / METRICS).read_bytes()
+    plain = Run.create(tmp_path / "plain", cfg.replace(hook="none"))
+    train(plain.config(), plain)
+    assert (plain.path / METRICS).read_bytes() != (whole.path / METRICS).read_bytes()  # the hook did something
+
+
+def test_a_run_without_its_basis_is_refused(tmp_path):
+    cfg = CFG.replace(max_steps=100, hook="project:s=0.5")
+    with pytest.raises(Exception, match="hook_basis.npy"):
+        train(cfg, Run.create(tmp_path / "run", cfg))
+
+
+def test_bad_intervention_parameters_are_refused():
+    for spec, words in (("project:s=1.5", "0 <= s <= 1"), ("noise:basis=svd", "basis one of pca, random"),
+                        ("kick:samples=0", "samples >= 1")):
+        with pytest.raises(ValueError, match=words.replace("(", r"\(")):
+            parse(spec)
+    assert parse("project:s=0.5").spec == "project:s=0.5,basis=pca,start=500"  # every parameter written out
