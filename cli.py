@@ -85,7 +85,7 @@ def _existing(resume: bool, force: bool) -> str:
     return "resume" if resume else "restart" if force else "refuse"
 
 
-def _execute(spec: experiments.RunSpec, path: Path, resume: bool, force: bool, threads: Optional[int]) -> dict:
+def _execute(spec: experiments.RunSpec, path: Path, existing: str, threads: Optional[int]) -> dict:
     """Run the spec in `path` with a live view of training and a line per later stage; its results."""
     with _live_view(spec.config) as (view, on_step):
         def on_stage(stage: str) -> None:  # the view starts with training, once the run directory is checked
@@ -95,13 +95,14 @@ def _execute(spec: experiments.RunSpec, path: Path, resume: bool, force: bool, t
                 view.stop()
                 console.print(STAGE_LINES[stage])
 
-        results = experiments.execute(spec, path=path, existing=_existing(resume, force),
+        results = experiments.execute(spec, path=path, existing=existing,
                                       cores=threads or parallel.default_cores(spec.config), on_step=on_step,
                                       on_stage=on_stage)
     return results
 
 
-STAGE_LINES = {"geometry": "analysing: trajectory PCA, execution basis, curvature projections ...",
+STAGE_LINES = {"pca": "the trajectory PCA and the execution basis ...",
+               "geometry": "analysing: trajectory PCA, execution basis, curvature projections ...",
                "figures": "drawing the figures ..."}
 
 
@@ -125,11 +126,49 @@ def train(
     spec = (experiments.saved_spec(out, "train", **overrides) if resume
             else experiments.spec("train", preset, **overrides))
     path = out or experiments.run_path(spec)
-    _execute(spec, path, resume, force, threads)
+    _execute(spec, path, _existing(resume, force), threads)
     _print_summary(Run(path))
     if plot:
         console.print(f"figure: {plots.save(path, 'training')}")
     console.print(f"run directory: [bold]{path}[/]  (redraw: tinygrok plot {path})")
+
+
+@app.command()
+@with_config_options
+def intervene(
+    arm: Annotated[str, typer.Option(help="project, penalty, kick, noise, sustained-kick or random-kick (PAPER.md "
+                                          "§8.2; tinygrok/interventions.py)")],
+    dose: Annotated[Optional[float], typer.Option(help="its strength: project's and penalty's s, noise's eps, the "
+                                                       "kicks' alpha  [default: the paper's primary]")] = None,
+    basis: Annotated[str, typer.Option(help="pca: the baseline run's execution basis; random: a random one of the "
+                                            "same size (the ablation)")] = "pca",
+    preset: Annotated[str, typer.Option(help=f"starting settings: {', '.join(config.PRESETS)}")] = "paper",
+    out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/intervene_PRESET_OP_sSEED_hook...]; "
+                                                     "its baseline goes beside it")] = None,
+    resume: Annotated[bool, typer.Option(help="continue the run in --out from its checkpoint")] = False,
+    force: Annotated[bool, typer.Option(help="clear an existing run directory and start again")] = False,
+    threads: Threads = None,
+    array_backend: ArrayBackend = "numpy",
+    overrides: Optional[dict] = None,
+):
+    """One causal intervention (§8.1): a baseline run to detection gives the execution basis (built once, then
+    reused), and a probed run from the same seed trains with the intervention, to 1,000 steps past detection or
+    the 15,000-step cap (not grokked: DNF)."""
+    use_backend(array_backend)
+    if overrides.pop("hook") is not None:
+        raise RunError("--hook is set by --arm, --dose and --basis here")
+    spec = experiments.intervention(arm, dose, basis, preset, **overrides)
+    path = out or experiments.run_path(spec)
+    if basis == "pca":
+        base = experiments.baseline(spec)
+        console.print(f"baseline (phase 1): {path.parent / base.name}")
+        _execute(base, path.parent / base.name, "continue", threads)
+        console.print(f"intervention (phase 2): {spec.config.hook}")
+    results = _execute(spec, path, _existing(resume, force), threads)
+    grok = results.get("grok_step")
+    console.print(f"grok step (detection): {grok}" if grok is not None else
+                  f"DNF: not grokked within {spec.config.max_steps} steps")
+    console.print(f"run directory: [bold]{path}[/]")
 
 
 @contextlib.contextmanager
@@ -199,7 +238,7 @@ def grok(
         path = out or experiments.run_path(spec)
         if resume:  # the run as it was started: only the options given here are checked against it
             spec = experiments.saved_spec(path, "walkthrough", **given)
-        results = _execute(spec, path, resume, force, threads)
+        results = _execute(spec, path, _existing(resume, force), threads)
     except (ConfigError, RunError, ValueError) as err:
         fail(str(err))
     _explain(results, spec.config.op)

@@ -133,3 +133,50 @@ def test_bad_intervention_parameters_are_refused():
         with pytest.raises(ValueError, match=words.replace("(", r"\(")):
             parse(spec)
     assert parse("project:s=0.5").spec == "project:s=0.5,basis=pca,start=500"  # every parameter written out
+
+
+def test_intervention_grids_put_each_baseline_first_and_name_every_arm():
+    from tinygrok import experiments
+    grids = {name: experiments.grid(name) for name in ("dose-response", "interventions-add", "kicks")}
+    assert {name: len(specs) for name, specs in grids.items()} == {"dose-response": 12 + 60,
+                                                                   "interventions-add": 3 + 63, "kicks": 3 + 27}
+    waves = experiments.waves(grids["dose-response"])
+    assert [len(w) for w in waves] == [12, 60] and all(s.recipe == "pca" for s in waves[0])
+    for s in waves[1]:
+        base = experiments.baseline(s)
+        assert base.name in {b.name for b in waves[0]} and base.config.hook == "none" and not base.config.probe_every
+        assert (base.config.op, base.config.seed, base.config.lr) == (s.config.op, s.config.seed, s.config.lr)
+        assert s.config.probe_every == 100 and s.config.extra_steps == 1000 and s.config.max_steps == 15_000
+    hooks = sorted(s.config.hook for s in grids["interventions-add"] if s.config.seed == 42 and s.recipe == "intervene")
+    assert len(hooks) == len(set(hooks)) == 1 + 4 * 4 + 4 and "none" in hooks and "project:s=1.0,basis=random,start=500" in hooks
+
+
+def test_intervene_builds_the_baseline_once_and_gives_the_run_its_basis(tmp_path):
+    from test_cli import tinygrok
+    result = tinygrok("intervene", "--arm", "project", "--dose", "1.0", "--preset", "classroom", "--max-steps", "300",
+                      "--out", str(tmp_path / "project"))
+    assert result.returncode == 0, result.stderr
+    assert "DNF: not grokked within 300 steps" in result.stdout
+    baseline, run = Run(tmp_path / "classroom_add_s42_max_steps300"), Run(tmp_path / "project")
+    assert baseline.stages() == ["train", "pca"] and run.summary()["steps"] == 300
+    assert np.array_equal(run.hook_basis(), baseline.basis().astype(np.float32))  # B from the baseline's PCA
+    assert run.config().hook == "project:s=1.0,basis=pca,start=500" and run.config().probe_every == 100
+    built = (baseline.path / METRICS).stat().st_mtime_ns
+    again = tinygrok("intervene", "--arm", "project", "--dose", "0.5", "--preset", "classroom", "--max-steps", "300",
+                     "--out", str(tmp_path / "half"))
+    assert again.returncode == 0 and (baseline.path / METRICS).stat().st_mtime_ns == built  # reused, not retrained
+
+    random = tinygrok("intervene", "--arm", "random-kick", "--basis", "random", "--preset", "classroom",
+                      "--max-steps", "200", "--out", str(tmp_path / "random"))
+    assert random.returncode == 0, random.stderr
+    basis = Run(tmp_path / "random").hook_basis().astype(np.float64)
+    assert basis.shape == (P, 16) and np.allclose(basis.T @ basis, np.eye(16), atol=1e-5)  # orthonormal
+    assert not (tmp_path / "classroom_add_s42_max_steps200").exists()  # a random basis needs no baseline
+    assert Run(tmp_path / "random").config().hook == "random_kick:alpha=100.0,basis=random,start=500,every=50"
+
+
+def test_an_intervention_without_its_baseline_is_refused(tmp_path):
+    from tinygrok import experiments
+    from tinygrok.runs import RunError
+    with pytest.raises(RunError, match="needs its baseline run"):
+        experiments.execute(experiments.intervention("project", 0.5, preset="classroom", max_steps=100), tmp_path)

@@ -2,8 +2,9 @@
 get a run done.
 
 A RunSpec is a Config plus what to do with it: "train" (train until grokking, or max steps), "pca" (train, then the
-trajectory PCA), or "walkthrough" (train while probing curvature, then the trajectory PCA, the curvature geometry
-and the figures). `execute(spec,
+trajectory PCA), "walkthrough" (train while probing curvature, then the trajectory PCA, the curvature geometry
+and the figures), or "intervene" (PAPER.md §8.1's second phase: train with an intervention hook, probed, given the
+execution basis of its baseline, the "pca" run of the same seed beside it; `baseline(spec)`). `execute(spec,
 out)` runs it in out/spec.name, skipping a finished run and resuming an interrupted one, and returns the run's
 results. Everything here is picklable and top-level, so `executor.submit(execute, spec, out)` works as it is.
 """
@@ -12,15 +13,17 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
-from typing import Callable
+import numpy as np
 
-from tinygrok import config, geometry, parallel, plots
+from tinygrok import config, geometry, interventions, parallel, plots
+from tinygrok.commutator import random_basis
 from tinygrok.config import Config, ConfigError
-from tinygrok.model import param_count
+from tinygrok.data import stream
+from tinygrok.model import attention_layout, param_count
 from tinygrok.paper import GROKKING_OPS, NON_GROKKING_OPS
-from tinygrok.runs import CHECKPOINT, Run, RunError
+from tinygrok.runs import CHECKPOINT, HOOK_BASIS, Run, RunError
 from tinygrok.train import StepCallback, train
 
 # The walkthrough's additions to its preset (PAPER.md §6.2, the generalization-dynamics runs): K = 5 commutator
@@ -28,8 +31,12 @@ from tinygrok.train import StepCallback, train
 # for the curvature geometry.
 WALKTHROUGH_SETTINGS = dict(probe_every=100, probe_samples=5, extra_steps=1000, theta_every=200)
 WALKTHROUGH_PRESETS = ("paper", "classroom")  # evaluated every 100 steps, as the probe cadence needs
+# The second phase of an intervention (§8.1): K = 5 probes every 100 steps, 1,000 steps past detection, and the
+# paper's 15,000-step cap for its sweeps (DNF: not grokked by then).
+INTERVENTION_SETTINGS = dict(probe_every=100, probe_samples=5, extra_steps=1000, max_steps=15_000)
 # what each recipe does, in order
-STAGES = {"train": ("train",), "pca": ("train", "pca"), "walkthrough": ("train", "geometry", "figures")}
+STAGES = {"train": ("train",), "pca": ("train", "pca"), "walkthrough": ("train", "geometry", "figures"),
+          "intervene": ("train",)}
 EXISTING = ("continue", "resume", "refuse", "restart")  # what execute does with a run directory that exists
 
 
@@ -51,13 +58,14 @@ class RunSpec:
         """The run directory's name: [grok_]PRESET_OP_sSEED, then every other setting that differs from the
         preset (with the recipe's settings), e.g. paper_add_s42_lr0.0003. Different specs never share a name."""
         cfg, base = self.config, config.preset(self.preset, **recipe_settings(self.recipe))
-        parts = (["grok"] if self.recipe == "walkthrough" else []) + [self.preset, cfg.op, f"s{cfg.seed}"]
+        prefix = {"walkthrough": ["grok"], "intervene": ["intervene"]}.get(self.recipe, [])
+        parts = prefix + [self.preset, cfg.op, f"s{cfg.seed}"]
         parts += [name + _path_safe(getattr(cfg, name)) for name in _differences(cfg, base) if name not in ("op", "seed")]
         return "_".join(parts)
 
 
 def recipe_settings(recipe: str) -> dict:
-    return WALKTHROUGH_SETTINGS if recipe == "walkthrough" else {}
+    return {"walkthrough": WALKTHROUGH_SETTINGS, "intervene": INTERVENTION_SETTINGS}.get(recipe, {})
 
 
 def spec(recipe: str = "train", preset: str = "paper", **settings) -> RunSpec:
@@ -65,7 +73,8 @@ def spec(recipe: str = "train", preset: str = "paper", **settings) -> RunSpec:
     if recipe == "walkthrough" and preset not in WALKTHROUGH_PRESETS:
         raise ConfigError(f"--preset={preset!r} is invalid for the walkthrough (tinygrok grok): must be one of "
                           f"{', '.join(WALKTHROUGH_PRESETS)}")
-    return RunSpec(config.preset(preset, **{**recipe_settings(recipe), **settings}), recipe, preset)
+    given = {key: value for key, value in settings.items() if value is not None}
+    return RunSpec(config.preset(preset, **{**recipe_settings(recipe), **given}), recipe, preset)
 
 
 def saved_spec(path: Path | str, recipe: str = "train", **given) -> RunSpec:
@@ -103,6 +112,8 @@ def execute(spec: RunSpec, out: Path | str = "runs", *, path: Optional[Path | st
             if on_stage:
                 on_stage(stage)
             if stage == "train":
+                if interventions.parse(spec.config.hook).needs_basis and not run.has(HOOK_BASIS):
+                    run.write_hook_basis(intervention_basis(spec, run.path.parent))
                 train(spec.config, run, resume=run.has(CHECKPOINT), on_step=on_step)
             elif stage == "pca":
                 geometry.analyse_trajectory(run)
@@ -112,6 +123,49 @@ def execute(spec: RunSpec, out: Path | str = "runs", *, path: Optional[Path | st
                 plots.save_all(run)
                 run.record("figures", {})
     return run.summary()
+
+
+def intervention(arm: str, dose: Optional[float] = None, basis: str = "pca", preset: str = "paper",
+                 **settings) -> RunSpec:
+    """The spec of an intervention run: arm (a hook of interventions.py) at `dose` (its strength: project's s,
+    kick's alpha, noise's eps, ...; None: the paper's primary), given the "pca" or a "random" execution basis."""
+    try:
+        hook = interventions.parse(arm.replace("-", "_")).with_dose(dose, basis)
+    except ValueError as err:
+        raise ConfigError(f"--arm {arm} --dose {dose}: {err}") from None
+    return spec("intervene", preset, hook=hook.spec, **settings)
+
+
+def baseline(spec: RunSpec) -> RunSpec:
+    """The baseline of an intervention run (§8.1 phase 1): the same model, data and seed, no hook, no probes,
+    trained to detection, then its trajectory PCA (the "pca" recipe, whose basis.npy the intervention uses). Its
+    max_steps is the intervention's cap."""
+    base = config.preset(spec.preset)
+    cfg = spec.config.replace(hook="none", probe_every=base.probe_every, probe_samples=base.probe_samples,
+                              extra_steps=base.extra_steps)
+    return RunSpec(cfg, "pca", spec.preset)
+
+
+def intervention_basis(spec: RunSpec, beside: Path) -> np.ndarray:
+    """The execution basis B (P, K) the intervention run `spec` is given: its baseline's (in `beside`, which must
+    be finished), or for basis "random" a random orthonormal one of the same size (its own "random_basis" stream;
+    the reference: a Gaussian matrix's QR, seeded seed + 77777)."""
+    cfg, hook = spec.config, interventions.parse(spec.config.hook)
+    if hook.basis == "random":
+        k = len(attention_layout(cfg)) * geometry.BASIS_COMPONENTS
+        return random_basis(param_count(cfg), k, stream(cfg.seed, "random_basis")).astype(cfg.dtype)
+    base = Run(Path(beside) / baseline(spec).name)
+    if "pca" not in base.stages():
+        raise RunError(f"the intervention {spec.name} needs its baseline run {base.path} finished first "
+                       "(tinygrok intervene and tinygrok sweep run it)")
+    return base.basis().astype(cfg.dtype)  # the dtype training uses it in
+
+
+def waves(specs: list[RunSpec]) -> list[list[RunSpec]]:
+    """The specs in the order they can run: the baselines the others need first, then the others."""
+    needed = {baseline(s).name for s in specs if s.recipe == "intervene"} & {s.name for s in specs}
+    first = [s for s in specs if s.name in needed]
+    return [wave for wave in (first, [s for s in specs if s.name not in needed]) if wave]
 
 
 def run_path(spec: RunSpec, out: Path | str = "runs") -> Path:
@@ -187,7 +241,40 @@ def _slow() -> list[Row]:
                                    max_steps=650_000)) for seed in (42, 137)]
 
 
-EXPERIMENTS = {"table1": _table1, "pca": _pca, "lr-sweep": _lr_sweep, "slow": _slow}
+DOSES = (0.0, 0.25, 0.5, 0.75, 1.0)  # project's s: 0 is the probed baseline (§8.2, multi-op dose-response)
+ARM_DOSES = {"kick": (1.0, 5.0, 10.0, 20.0), "noise": (0.01, 0.05, 0.1, 0.5), "penalty": (0.1, 0.3, 0.5, 0.9),
+             "project": (0.25, 0.5, 0.75, 1.0)}  # figI5's sweeps on add; the paper's primary doses: 10, 0.1, 0.5, 0.5
+KICK_ALPHAS = (50.0, 100.0, 200.0, 500.0)  # figI8
+
+
+def _arm(arm: str, dose: float, basis: str = "pca") -> str:
+    return interventions.parse(arm).with_dose(dose, basis).spec
+
+
+def _dose_response() -> list[Row]:
+    """Dose-response: project at s = 0, 0.25, 0.5, 0.75, 1 x 4 grokking operations x 3 seeds, probed, with each
+    seed's baseline for its basis (§8.2 multi-op, §8.3 figI10)."""
+    return [("intervene", "paper", dict(op=op, seed=seed, hook=_arm("project", s)))
+            for op in GROKKING_OPS for seed in SEEDS for s in DOSES]
+
+
+def _interventions_add() -> list[Row]:
+    """The interventions on add: no hook, and kick, noise, penalty, project at four doses each, and project with
+    a random basis at the same four (§8.3 figI4, figI5, figI6), x 3 seeds."""
+    arms = ["none"] + [_arm(arm, dose) for arm, doses in ARM_DOSES.items() for dose in doses]
+    arms += [_arm("project", s, "random") for s in ARM_DOSES["project"]]
+    return [("intervene", "paper", dict(op="add", seed=seed, hook=hook)) for seed in SEEDS for hook in arms]
+
+
+def _kicks() -> list[Row]:
+    """Sustained kicks on add: every 50 steps along curvature (commutator) or at random, alpha 50-500, and no
+    hook, x 3 seeds (§8.3 figI8)."""
+    arms = ["none"] + [_arm(arm, a) for arm in ("sustained_kick", "random_kick") for a in KICK_ALPHAS]
+    return [("intervene", "paper", dict(op="add", seed=seed, hook=hook)) for seed in SEEDS for hook in arms]
+
+
+EXPERIMENTS = {"table1": _table1, "pca": _pca, "lr-sweep": _lr_sweep, "slow": _slow, "dose-response": _dose_response,
+               "interventions-add": _interventions_add, "kicks": _kicks}
 
 
 @dataclass(frozen=True)
@@ -226,7 +313,9 @@ def grid(name: str, filters: Filters = Filters()) -> list[RunSpec]:
         specs.append(spec(recipe, preset, **settings))
     if not specs:
         raise ConfigError(f"the filters ({filters.describe()}) leave no run of {name}")
-    return specs
+    baselines = {b.name: b for b in (baseline(s) for s in specs if interventions.parse(s.config.hook).needs_basis
+                                     and interventions.parse(s.config.hook).basis == "pca")}
+    return list(baselines.values()) + specs
 
 
 def expected_steps(cfg: Config) -> int:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 import numpy as np
 
@@ -64,6 +64,16 @@ class Hook:
     def after_update(self, theta, step: int, ctx: Context):
         """After the optimizer step that made `step` updates in all: returns theta, changed or not."""
         return theta
+
+    DOSE: ClassVar[str] = ""  # the parameter an intervention's strength sets (tinygrok intervene --dose)
+
+    def with_dose(self, dose: Optional[float], basis: str = "pca") -> "Hook":
+        """This intervention at strength `dose` (None: its default, the paper's primary), given the `basis`
+        execution basis."""
+        if not self.DOSE:
+            raise ValueError(f"{self.spec} is not an intervention with a dose: the arms are "
+                             + ", ".join(name for name, cls in HOOKS.items() if cls.DOSE))
+        return dataclasses.replace(self, **({self.DOSE: dose} if dose is not None else {}), basis=basis)
 
     @property
     def needs_basis(self) -> bool:
@@ -125,6 +135,8 @@ class Project(Hook):
     `start`, after clipping and before AdamW (whose per-coordinate scaling then acts on the projected gradient).
     s = 0 changes nothing; s = 1 leaves no gradient outside the execution subspace."""
 
+    DOSE: ClassVar[str] = "s"
+
     s: float = 0.5
     basis: str = "pca"
     start: int = 500
@@ -156,6 +168,8 @@ class Noise(Hook):
     """1A-noise: every `every` steps from `start`, before the optimizer step, theta <- theta + eps P z / ||P z||,
     z ~ N(0, I_P): noise of norm eps (absolute) outside the execution subspace."""
 
+    DOSE: ClassVar[str] = "eps"
+
     eps: float = 0.1
     basis: str = "pca"
     start: int = 500
@@ -178,6 +192,8 @@ class Kick(Hook):
     subspace, normalised); theta <- theta + alpha ||eta g_A|| u, ||eta g_A|| from one more sample. The samples'
     batches come from the hook's stream (the reference drew them from its training stream)."""
 
+    DOSE: ClassVar[str] = "alpha"
+
     alpha: float = 10.0
     basis: str = "pca"
     start: int = 500
@@ -198,6 +214,8 @@ class SustainedKick(Hook):
     """Sustained commutator kicks: the kick of `kick`, from `samples` samples, every `every` steps from `start`,
     after the optimizer step. (`step` counts the updates made; the reference's loop index, which its condition
     tests, is step - 1.)"""
+
+    DOSE: ClassVar[str] = "alpha"
 
     alpha: float = 100.0
     basis: str = "pca"
@@ -220,6 +238,8 @@ class SustainedKick(Hook):
 class RandomKick(Hook):
     """The sustained kicks' control: every `every` steps from `start`, after the optimizer step,
     theta <- theta + alpha 1.5e-3 P z / ||P z||, z ~ N(0, I_P) (1.5e-3: the reference's typical ||eta g_A||)."""
+
+    DOSE: ClassVar[str] = "alpha"
 
     alpha: float = 100.0
     basis: str = "pca"

@@ -41,13 +41,15 @@ def load_index(out: Path, experiment: str, filters: str, specs: list[RunSpec]) -
 def run_grid(specs: list[RunSpec], out: Path, index: dict, make_executor: Callable[[], Executor], *,
              retries: int = 1, on_change: Optional[Callable[[dict], None]] = None, poll_seconds: float = 1.0) -> dict:
     """Run every spec whose state is not done, on executors from make_executor(), keeping `index` (saved in out)
-    up to date; returns it. on_change(index) is called after every change and every poll."""
+    up to date; returns it. The baselines of interventions run first (experiments.waves). on_change(index) is
+    called after every change and every poll."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     by_name = {spec.name: spec for spec in specs}
-    todo = [name for name in by_name if index["runs"][name]["state"] != "done"]
-    while todo:
-        todo = _run_on(make_executor(), todo, by_name, out, index, retries, on_change, poll_seconds)
+    for wave in experiments.waves(specs):
+        todo = [spec.name for spec in wave if index["runs"][spec.name]["state"] != "done"]
+        while todo:
+            todo = _run_on(make_executor(), todo, by_name, out, index, retries, on_change, poll_seconds)
     return index
 
 
