@@ -8,6 +8,7 @@ breaks (a local worker process killed), a fresh one takes the runs that were not
 """
 from __future__ import annotations
 
+import time
 from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Callable, Optional
 
 from tinygrok import experiments
 from tinygrok.experiments import RunSpec
-from tinygrok.runs import Run, RunError, read_json, write_json
+from tinygrok.runs import METRICS, Run, RunError, read_json, write_json
 
 INDEX = "index.json"
 STATES = ("queued", "running", "done", "failed")
@@ -65,15 +66,17 @@ def _run_on(executor: Executor, names: list[str], by_name: dict, out: Path, inde
         if on_change:
             on_change(index)
 
+    began = time.time()
     with executor:
         pending = {submit(name): name for name in names}
         save()
         while pending:
             done, _ = wait(pending, timeout=poll_seconds, return_when=FIRST_COMPLETED)
-            for future, name in pending.items():  # started, as the executor (local) or the run's files (Dask) say
+            # running: a run whose metrics were written since this executor began (a process pool's futures say
+            # they run while they still wait in its queue; Dask's do not say)
+            for future, name in pending.items():
                 if future not in done:
-                    started = future.running() or progress(out, name) is not None
-                    index["runs"][name]["state"] = "running" if started else "queued"
+                    index["runs"][name]["state"] = "running" if _written_since(out / name, began) else "queued"
             for future in done:
                 name = pending.pop(future)
                 entry = index["runs"][name]
@@ -93,6 +96,13 @@ def _run_on(executor: Executor, names: list[str], by_name: dict, out: Path, inde
                         pending[submit(name)] = name
             save()
     return []
+
+
+def _written_since(run_dir: Path, began: float) -> bool:
+    try:
+        return (run_dir / METRICS).stat().st_mtime >= began
+    except OSError:
+        return False
 
 
 def summary(index: dict) -> dict[str, int]:
