@@ -180,3 +180,16 @@ def test_an_intervention_without_its_baseline_is_refused(tmp_path):
     from tinygrok.runs import RunError
     with pytest.raises(RunError, match="needs its baseline run"):
         experiments.execute(experiments.intervention("project", 0.5, preset="classroom", max_steps=100), tmp_path)
+
+
+def test_the_report_gives_grok_step_delay_and_dnf_per_arm_beside_the_paper():
+    from tinygrok import report
+    runs = [{"op": "add", "recipe": "intervene", "hook": hook, "grok_step": step, "max_steps": 15000}
+            for hook, step in (("none", 3000), ("none", 3400), ("project:s=0.5,basis=pca,start=500", 3500),
+                               ("project:s=0.5,basis=pca,start=500", 3700), ("project:s=1.0,basis=pca,start=500", None),
+                               ("project:s=0.0,basis=pca,start=500", 3200))]
+    text = "\n".join(report._interventions(runs))
+    assert "| add | none | 0 | pca | 3/3 | 3200 ± 200 (n 3) |  | ~3233 (figI4; figI10 ~3200) |" in text
+    assert "| add | project | 0.5 | pca | 2/2 | 3600 ± 141 (n 2) | +400 | ~3470, +300 (figI10) |" in text
+    assert "| add | project | 1 | pca | 0/1 | none |  | DNF (0/3) (figI10, figI5) |" in text
+    assert report.dose_response(runs).axes[0].get_title().startswith("add")

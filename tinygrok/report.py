@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 from matplotlib.figure import Figure
 
-from tinygrok import analysis, config, paper
+from tinygrok import analysis, config, interventions, paper
 from tinygrok.experiments import saved_spec
 from tinygrok.runs import Run, read_json, write_text
 from tinygrok.sweep import INDEX, summary
@@ -19,8 +19,9 @@ REPORT = "report.md"
 
 
 def collect(out: Path) -> list[dict]:
-    """One dict per finished run of the sweep: its config's op, seed, lr, weight decay, its preset, whether it
-    ran at its preset's learning rate (where the paper's numbers but the power law were measured), its results."""
+    """One dict per finished run of the sweep: its config's op, seed, lr, weight decay, hook and max_steps, its
+    preset, whether it ran at its preset's learning rate (where the paper's numbers but the power law were
+    measured), its recipe, and its results."""
     runs = []
     for name, entry in read_json(Path(out) / INDEX)["runs"].items():
         if entry["state"] == "done":
@@ -28,13 +29,15 @@ def collect(out: Path) -> list[dict]:
             cfg = spec.config
             runs.append({"name": name, "op": cfg.op, "seed": cfg.seed, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
                          "preset": spec.preset, "preset_lr": cfg.lr == config.preset(spec.preset).lr,
+                         "recipe": entry.get("recipe", "train"), "hook": cfg.hook, "max_steps": cfg.max_steps,
                          **entry["results"]})
     return runs
 
 
 def grokking(runs: list[dict]) -> list[dict]:
-    """The runs of grokking operations with weight decay: those the paper's statistics are over."""
-    return [r for r in runs if r["op"] in paper.GROKKING_OPS and r["weight_decay"] > 0]
+    """The runs of grokking operations with weight decay and no intervention: those the paper's statistics are
+    over."""
+    return [r for r in runs if r["op"] in paper.GROKKING_OPS and r["weight_decay"] > 0 and r["hook"] == "none"]
 
 
 def write(out: Path) -> Path:
@@ -50,7 +53,7 @@ def write(out: Path) -> Path:
     lines += [f"- failed: {name}: {entry['error']}" for name, entry in index["runs"].items()
               if entry["state"] == "failed"]
     lines += _measured_vs_paper(runs, fit) + _runs(runs) + _per_op(grokked) + _sign_test(grokked) + _growth(runs)
-    lines += power_law_lines + _figures(Path(out), runs, fit)
+    lines += power_law_lines + _interventions(runs) + _figures(Path(out), runs, fit)
     return write_text(Path(out) / REPORT, "\n".join(lines) + "\n")
 
 
@@ -124,6 +127,35 @@ def _power_law(runs: list[dict]) -> tuple[Optional[dict], list[str]]:
                         f"{paper.POWER_LAW.quoted}.", ""]
 
 
+def arm(run: dict) -> tuple[str, float, str]:
+    """(hook name, dose, basis) of an intervention run; the identity arms (no hook, project at s = 0) are
+    ("none", 0.0, "pca")."""
+    hook = interventions.parse(run["hook"])
+    dose = getattr(hook, hook.DOSE) if hook.DOSE else 0.0
+    name = "none" if hook.spec == "none" or (hook.DOSE == "s" and dose == 0) else run["hook"].partition(":")[0]
+    return name, dose, getattr(hook, "basis", "pca")
+
+
+def _interventions(runs: list[dict]) -> list[str]:
+    """Grok step (detection) per operation and arm, the delay over the operation's runs without intervention,
+    DNF counted, beside the paper's (§8.3)."""
+    runs = [r for r in runs if r["recipe"] == "intervene"]
+    if not runs:
+        return []
+    rows = []
+    for op in _ops(runs):
+        mine = [r for r in runs if r["op"] == op]
+        plain = analysis.mean_sd(r.get("grok_step") for r in mine if arm(r)[0] == "none")["mean"]
+        for key in sorted({arm(r) for r in mine}, key=lambda k: (k[0] != "none", k)):
+            these = [r for r in mine if arm(r) == key]
+            steps = analysis.mean_sd(r.get("grok_step") for r in these)
+            delay = "" if plain is None or steps["mean"] is None or key[0] == "none" else f"{steps['mean'] - plain:+.0f}"
+            rows.append([op, key[0], f"{key[1]:g}", key[2], f"{steps['n']}/{len(these)}", _mean_sd(steps), delay,
+                         paper.intervention(op, *key)])
+    return ["## Interventions (PAPER.md §8): grok step = detection (98% x 3); DNF = not grokked by the cap", "",
+            _table(["op", "arm", "dose", "basis", "grokked", "grok step", "delay", "paper"], rows), ""]
+
+
 def _measured_vs_paper(runs: list[dict], fit: Optional[dict]) -> list[str]:
     """Every paper.py figure this sweep measures, beside it: at the paper's learning rate, per operation where
     the paper gives one, the grokking runs against the walkthrough's figures; PC1 per operation and weight decay;
@@ -191,7 +223,7 @@ def _steps(runs: list[dict]) -> str:
 def defect_curves(out: Path, runs: list[dict]) -> Optional[Figure]:
     """The commutator defect of every probed run against step, one panel per operation, each run's onset (dot)
     and grok_90 (dotted line, its colour) marked: curvature rises before accuracy does, run after run."""
-    probed = [r for r in runs if r.get("baseline_defect") is not None]
+    probed = [r for r in runs if r.get("baseline_defect") is not None and r["hook"] == "none"]
     if not probed:
         return None
     ops = _ops(probed)
@@ -264,9 +296,41 @@ def pc1_by_op(runs: list[dict]) -> Optional[Figure]:
     return fig
 
 
+def dose_response(runs: list[dict]) -> Optional[Figure]:
+    """Grok step (detection) against project's dose s, one panel per operation: every run (x at the cap: DNF), the
+    mean of those that grokked, and the paper's means (figI10, hollow); the random basis dashed, where run."""
+    runs = [r for r in runs if r["recipe"] == "intervene" and arm(r)[0] in ("none", "project")]
+    if len({arm(r)[1] for r in runs}) < 2:
+        return None
+    ops = _ops(runs)
+    fig = Figure(figsize=(4 * len(ops), 3.8), layout="constrained")
+    for ax, op in zip(fig.subplots(1, len(ops), squeeze=False).ravel(), ops):
+        for colour, basis in (("C0", "pca"), ("C3", "random")):
+            mine = [r for r in runs if r["op"] == op and (arm(r)[2] == basis or arm(r)[0] == "none")]
+            doses = sorted({arm(r)[1] for r in mine})
+            if basis == "random" and not any(arm(r)[2] == "random" for r in mine):
+                continue
+            for r in mine:
+                ax.plot(arm(r)[1], r["grok_step"] or r["max_steps"], "o" if r.get("grok_step") else "x",
+                        color=colour, alpha=0.5, ms=5)
+            means = [(d, analysis.mean_sd(r.get("grok_step") for r in mine if arm(r)[1] == d)["mean"]) for d in doses]
+            ax.plot(*zip(*[m for m in means if m[1] is not None]), "-" if basis == "pca" else "--", color=colour,
+                    label=f"{basis} basis, mean of those that grokked")
+        keys = [(op, "none", 0.0, "pca")] + [(op, "project", s, "pca") for s in (0.25, 0.5, 0.75)]
+        known = [(key[2], paper.INTERVENTIONS[key][0]) for key in keys if key in paper.INTERVENTIONS]
+        if known:
+            ax.plot(*zip(*known), "s", mfc="none", color="k", label="paper (figI10)")
+        ax.set(xlabel="dose s (share of the orthogonal gradient removed)", ylabel="grok step (detection)",
+               title=f"{op}: x = not grokked by the cap")
+        ax.legend(fontsize=7)
+    fig.suptitle("Removing the gradient outside the execution subspace delays grokking, and at s = 1 prevents it")
+    return fig
+
+
 FIGURES = {"defect_by_op": lambda out, runs, fit: defect_curves(out, runs),
            "lead_vs_grok": lambda out, runs, fit: lead_vs_grok(grokking(runs), fit),
-           "pc1_by_op": lambda out, runs, fit: pc1_by_op(runs)}
+           "pc1_by_op": lambda out, runs, fit: pc1_by_op(runs),
+           "dose_response": lambda out, runs, fit: dose_response(runs)}
 
 
 def _figures(out: Path, runs: list[dict], fit: Optional[dict]) -> list[str]:

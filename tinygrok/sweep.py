@@ -34,6 +34,7 @@ def load_index(out: Path, experiment: str, filters: str, specs: list[RunSpec]) -
         index = {"experiment": experiment, "filters": filters, "runs": {}}
     for spec in specs:
         entry = index["runs"].setdefault(spec.name, {"state": "queued", "attempts": 0, "error": None})
+        entry["recipe"] = spec.recipe
         if entry["state"] != "done":  # failed, or running when the last sweep was killed: another chance
             entry.update(state="queued", attempts=0)
     return index
