@@ -16,7 +16,7 @@ from tinygrok import lessons
 
 CATALOGUE = lessons.catalogue()
 WRONG = {1: ("1a", "4704"), 2: ("2a", "0.5"), 3: ("3a", "(3, 2, 4, 16)"), 4: ("4c", '"no decay"'),
-         5: ("5c", '"blocks.0.W_Q"'), 6: ("6a", "1.0"), 7: ("7b", "0")}  # one wrong answer per lesson
+         5: ("5c", '"blocks.0.W_Q"'), 6: ("6a", "1.0"), 7: ("7b", "0"), 8: ("8a", "[1.0, 2.0, 3.0]")}  # one wrong answer per lesson
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +30,8 @@ def fast_mode(tmp_path_factory):
         os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
 
 
-def test_there_are_seven_lessons_each_with_its_duration_and_exercises():
-    assert [lesson.number for lesson in CATALOGUE] == [1, 2, 3, 4, 5, 6, 7]
+def test_there_are_eight_lessons_each_with_its_duration_and_exercises():
+    assert [lesson.number for lesson in CATALOGUE] == [1, 2, 3, 4, 5, 6, 7, 8]
     for lesson in CATALOGUE:
         text = lesson.path.read_text()
         assert lesson.duration != "?" and "**Learning goals**" in text and "## Going further" in text

@@ -1,0 +1,133 @@
+# %% [markdown]
+# # Lesson 8: Interventions: take the orthogonal gradient away, kick along the curvature
+#
+# **Duration:** 30 min in class; code: about 2 min on 2 cores, classroom model (FAST: about 1 min)
+#
+# **Learning goals**
+# - read a causal intervention as a few lines around the optimizer step (`tinygrok/interventions.py`);
+# - see that grokking needs the part of the gradient outside the execution subspace: remove it, and it never comes;
+# - see that pushing the weights along the curvature directions does not bring grokking sooner: curvature is a
+#   warning sign, not the lever.
+
+# %% [markdown]
+# ## The execution subspace, and the gradient's two parts
+#
+# The attention weights move along a few directions while the model trains (lesson 5). Take the top two principal
+# directions of each attention matrix's trajectory, up to grokking, in a first *baseline* run: 2 x 4 matrices x 2
+# layers = 16 directions, the columns of an orthonormal B (P x 16). Any gradient splits in two:
+#
+# g = g_par + g_perp, with g_par = B Bᵀ g (inside the subspace) and g_perp = g - B Bᵀ g (outside it).
+#
+# The *project* intervention (PAPER.md §8.2) replaces the clipped gradient, on every step from step 500, by
+#
+# g <- g - s g_perp = g_par + (1 - s) g_perp,
+#
+# and lets AdamW take it from there. At s = 0 nothing changes; at s = 1 the model can only move inside the 16
+# directions (and weight decay still shrinks everything).
+#
+# **Exercise 8a.** In R³ take B with columns e1 and e2 (the x-y plane) and g = (1, 2, 3). Write g after the
+# projection with s = 0.5, as a list of three numbers.
+
+# %%
+import numpy as np
+from matplotlib.figure import Figure
+
+from tinygrok import experiments, interventions, lessons
+
+answer_8a = None  # your answer
+B = np.eye(3)[:, :2]
+g = np.array([1.0, 2.0, 3.0])
+lessons.check("8a", answer_8a, g - 0.5 * interventions.orthogonal_part(g, B),
+              hint="Keep the x and y parts; halve the part outside the plane.")
+
+# %% [markdown]
+# ## Phase 1: the baseline, and its basis
+#
+# A run trained to grokking (detection: test accuracy >= 98% three evaluations in a row), then its trajectory PCA:
+# the execution basis B is saved in the run as basis.npy. Phase 2 starts again from the same seed with a hook.
+
+# %%
+CAP = lessons.pick(6000, 2500)  # steps: a run not grokked by then did not finish (DNF)
+settings = dict(max_steps=CAP, probe_every=0, extra_steps=lessons.pick(500, 0))  # no curvature probes needed here
+
+
+def intervention(arm: str, dose: float):
+    return lessons.run(experiments.intervention(arm, dose, preset="classroom", **settings))
+
+
+baseline = lessons.run(experiments.baseline(experiments.intervention("project", 0.0, preset="classroom",
+                                                                     **settings)))
+print(f"baseline: grokked at step {baseline.summary()['grok_step']}; execution basis {baseline.basis().shape}")
+
+# %% [markdown]
+# ## Phase 2: the dose
+#
+# Two runs from the same seed: s = 0 (the gradient as it is) and s = 1 (no gradient outside the subspace).
+
+# %%
+runs = {s: intervention("project", s) for s in (0.0, 1.0)}
+for s, run in runs.items():
+    step = run.summary()["grok_step"]
+    print(f"s = {s}: " + (f"grokked at step {step}" if step else f"did not grok within {CAP} steps (DNF)"))
+
+# %% [markdown]
+# **Exercise 8b.** Which doses grokked within the cap? Give them as a set, e.g. `{0.0}`.
+
+# %%
+answer_8b = None  # your answer
+lessons.check("8b", answer_8b, {s for s, run in runs.items() if run.summary()["grok_step"] is not None},
+              hint="Read each run's summary()['grok_step']: None means it never grokked.")
+
+# %% [markdown]
+# ## Kicking along the curvature
+#
+# If curvature (the commutator defect, lesson 6) rises before grokking, would pushing the weights along the
+# curvature directions make grokking come sooner? The *sustained kick* (PAPER.md §8.2): every 50 steps from step
+# 500, after the optimizer step, take the commutator defect vector δ of the median of 5 samples, keep its part
+# outside the subspace, u = P δ / ||P δ||, and move θ <- θ + α ||η g_A|| u (α = 100: a hundred probe steps). Its
+# control, the *random kick*, moves θ as far, every 50 steps, in a random direction outside the subspace.
+
+# %%
+runs["curvature kicks"] = intervention("sustained_kick", 100.0)
+runs["random kicks"] = intervention("random_kick", 100.0)
+fig = Figure(figsize=(8, 4), layout="constrained")
+ax = fig.subplots()
+for label, run in runs.items():
+    rows = run.metrics()
+    ax.plot([r["step"] for r in rows], [r["test_acc"] for r in rows],
+            label=f"project s = {label}" if label in (0.0, 1.0) else f"{label}, alpha 100")
+ax.axvline(500, color="grey", ls=":", label="interventions start")
+ax.set(xlabel="step", ylabel="test accuracy", title="Without the orthogonal gradient there is no grokking")
+ax.legend()
+lessons.show(fig, "lesson8_interventions")
+for label in ("curvature kicks", "random kicks"):
+    print(f"{label}: grokked at step {runs[label].summary()['grok_step']}")
+
+# %% [markdown]
+# **Exercise 8c.** By how many steps did the curvature kicks move the grok step, compared with s = 0 (kicks minus
+# s = 0)? Negative: earlier.
+
+# %%
+answer_8c = None  # your answer
+lessons.check("8c", answer_8c, runs["curvature kicks"].summary()["grok_step"] - runs[0.0].summary()["grok_step"],
+              rel=1e-9, hint="Subtract the two runs' summary()['grok_step'].")
+
+# %% [markdown]
+# Compare with the random kicks. In the paper's model neither kind moved grokking: 27 of 27 kicked runs grokked at
+# about the baseline's step, ~3,200 (PAPER.md §8.3). In this small model, with one seed, the curvature kicks may
+# bring it a few hundred steps earlier while random ones do not: a difference between the models, or chance? One
+# seed cannot tell; the going-further list says how to find out. Either way the asymmetry stands: taking the
+# orthogonal gradient away stops grokking, while moving along the curvature does not replace it.
+#
+# ## Going further
+# - The dose-response: s = 0.25, 0.5, 0.75 (`intervention("project", 0.5)`). The paper: on add, +34, +300 and
+#   +800 steps, and no grokking at s = 1 (PAPER.md §8.3). `tinygrok sweep dose-response --ops add` runs the
+#   paper's grid, and `tinygrok report` draws it.
+# - The ablation: the same projection with a random 16-dimensional basis,
+#   `lessons.run(experiments.intervention("project", 1.0, "random", preset="classroom", **settings))`. Does
+#   removing everything outside a *random* subspace stop grokking too? What does that say about the claim?
+# - Other seeds: `experiments.intervention("sustained_kick", 100.0, preset="classroom", seed=137, **settings)`,
+#   and the same for random kicks and s = 0. Do curvature kicks bring grokking earlier for every seed? On the
+#   paper's model: `tinygrok sweep kicks` (27 runs; hours on a CPU).
+# - Noise outside the subspace (`"noise"`, eps = 0.1) and a single large kick at step 500 (`"kick"`, alpha = 10):
+#   the paper's other arms.
