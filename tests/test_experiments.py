@@ -275,6 +275,8 @@ def test_cpu_estimates_follow_the_bench_and_the_expected_steps():
     slow_lr = experiments.spec("train", op="add", lr=1e-4)
     assert experiments.expected_steps(slow_lr.config) == 30_000  # ~34k in the paper
     assert experiments.expected_steps(experiments.spec("train", op="x3_xy").config) == 200_000  # never groks
+    assert experiments.expected_steps(experiments.intervention("project", 1.0).config) == 15_000  # DNF: the cap
+    assert experiments.expected_steps(experiments.intervention("project", 0.5).config) == 4000
 
 
 def test_the_experiments_command_lists_each_grid_with_an_estimate():

@@ -252,23 +252,27 @@ def _arm(arm: str, dose: float, basis: str = "pca") -> str:
 
 
 def _dose_response() -> list[Row]:
-    """Dose-response: project at s = 0, 0.25, 0.5, 0.75, 1 x 4 grokking operations x 3 seeds, probed, with each
-    seed's baseline for its basis (§8.2 multi-op, §8.3 figI10)."""
+    """Dose-response: project at s = 0 to 1 x 4 grokking operations x 3 seeds (§8.3 figI10).
+
+    s = 0, 0.25, 0.5, 0.75, 1, probed, each seed's baseline first (its basis)."""
     return [("intervene", "paper", dict(op=op, seed=seed, hook=_arm("project", s)))
             for op in GROKKING_OPS for seed in SEEDS for s in DOSES]
 
 
 def _interventions_add() -> list[Row]:
-    """The interventions on add: no hook, and kick, noise, penalty, project at four doses each, and project with
-    a random basis at the same four (§8.3 figI4, figI5, figI6), x 3 seeds."""
+    """The interventions on add: kick, noise, penalty, project, random-basis project (§8.3 figI4-I6).
+
+    No hook, and kick, noise, penalty, project at four doses each, and project with a random basis at the same
+    four, x 3 seeds."""
     arms = ["none"] + [_arm(arm, dose) for arm, doses in ARM_DOSES.items() for dose in doses]
     arms += [_arm("project", s, "random") for s in ARM_DOSES["project"]]
     return [("intervene", "paper", dict(op="add", seed=seed, hook=hook)) for seed in SEEDS for hook in arms]
 
 
 def _kicks() -> list[Row]:
-    """Sustained kicks on add: every 50 steps along curvature (commutator) or at random, alpha 50-500, and no
-    hook, x 3 seeds (§8.3 figI8)."""
+    """Sustained kicks on add, along curvature or at random, alpha 50-500 (§8.3 figI8).
+
+    Every 50 steps from step 500, after the optimizer step; and no hook; x 3 seeds."""
     arms = ["none"] + [_arm(arm, a) for arm in ("sustained_kick", "random_kick") for a in KICK_ALPHAS]
     return [("intervene", "paper", dict(op="add", seed=seed, hook=hook)) for seed in SEEDS for hook in arms]
 
@@ -320,8 +324,11 @@ def grid(name: str, filters: Filters = Filters()) -> list[RunSpec]:
 
 def expected_steps(cfg: Config) -> int:
     """A guess at a run's length: a grokking operation with weight decay in the 2-layer model groks near
-    3,000 x (1e-3 / lr) steps (PAPER.md §10 #16: ~3k at 1e-3, ~34k at 1e-4), then trains its extra steps;
-    anything else runs to max_steps."""
+    3,000 x (1e-3 / lr) steps (PAPER.md §10 #16: ~3k at 1e-3, ~34k at 1e-4), then trains its extra steps, unless
+    the projection removes all its orthogonal gradient; anything else runs to max_steps."""
+    hook = interventions.parse(cfg.hook)
+    if isinstance(hook, interventions.Project) and type(hook) is not interventions.Penalty and hook.s == 1:
+        return cfg.max_steps  # no gradient outside the execution subspace: no grokking (§8.3)
     if cfg.op in GROKKING_OPS and cfg.weight_decay > 0 and cfg.n_layers == 2:
         return min(cfg.max_steps, round(3000 * 1e-3 / cfg.lr) + cfg.extra_steps)
     return cfg.max_steps
