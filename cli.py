@@ -158,13 +158,13 @@ def intervene(
     if overrides.pop("hook") is not None:
         raise RunError("--hook is set by --arm, --dose and --basis here")
     spec = experiments.intervention(arm, dose, basis, preset, **overrides)
-    path = out or experiments.run_path(spec)
+    path, existing = out or experiments.run_path(spec), _existing(resume, force)
     if basis == "pca":
         base = experiments.baseline(spec)
         console.print(f"baseline (phase 1): {path.parent / base.name}")
         _execute(base, path.parent / base.name, "continue", threads)
         console.print(f"intervention (phase 2): {spec.config.hook}")
-    results = _execute(spec, path, _existing(resume, force), threads)
+    results = _execute(spec, path, existing, threads)
     grok = results.get("grok_step")
     console.print(f"grok step (detection): {grok}" if grok is not None else
                   f"DNF: not grokked within {spec.config.max_steps} steps")

@@ -6,6 +6,7 @@ import pytest
 from tinygrok.commutator import defect_samples, random_basis
 from tinygrok.config import preset
 from tinygrok.data import make_dataset
+from tinygrok import interventions
 from tinygrok.interventions import Context, orthogonal_part, parse
 from tinygrok.model import param_count
 from tinygrok.runs import METRICS, Run
@@ -40,17 +41,20 @@ def test_project_keeps_the_parallel_part_and_scales_the_orthogonal_part_by_one_m
     twice = parse("project:s=1.0").before_update(theta, once, 501, context())[1]
     np.testing.assert_allclose(twice, once, atol=1e-6)  # idempotent: a projection
     assert np.linalg.norm(orthogonal_part(once, BASIS)) < 1e-5 * np.linalg.norm(g)  # nothing orthogonal left
-    assert np.array_equal(parse("project:s=1.0").before_update(theta, g, 499, context())[1], g)  # not before 500
+    assert np.array_equal(parse("project:s=1.0").before_update(theta, g, 498, context())[1], g)  # update 499: not yet
+    assert not np.array_equal(parse("project:s=1.0").before_update(theta, g, 499, context())[1], g)  # update 500
 
 
-def test_penalty_acts_on_every_10th_step_from_the_start_only():
+def test_penalty_acts_on_every_10th_update_from_the_start_only():
+    """Updates count from 1, as in the reference's loop: before_update(step) acts on update step + 1."""
     g, theta, hook = vector(1), vector(2), parse("penalty:s=0.5,start=500")
-    acted = [step for step in range(480, 560) if not np.array_equal(hook.before_update(theta, g, step, context())[1], g)]
-    assert acted == [500, 510, 520, 530, 540, 550]
+    acted = [step + 1 for step in range(480, 560)
+             if not np.array_equal(hook.before_update(theta, g, step, context())[1], g)]
+    assert acted == [500, 510, 520, 530, 540, 550, 560]
 
 
-@pytest.mark.parametrize("spec,steps,norm", [("noise:eps=0.1", (500, 550, 600), 0.1),
-                                             ("random_kick:alpha=50.0", (501, 551, 601), 50 * 1.5e-3)])
+@pytest.mark.parametrize("spec,steps,norm", [("noise:eps=0.1", (499, 549, 599), 0.1),  # before updates 500, 550, 600
+                                             ("random_kick:alpha=50.0", (500, 550, 600), 50 * 1.5e-3)])  # after them
 def test_noise_and_random_kicks_are_orthogonal_to_the_basis_with_the_requested_norm(spec, steps, norm):
     hook, theta, ctx = parse(spec), vector(2), context()
     for step in range(495, 610):
@@ -64,19 +68,17 @@ def test_noise_and_random_kicks_are_orthogonal_to_the_basis_with_the_requested_n
 
 
 def test_noise_draws_from_the_hook_stream_only():
-    a = parse("noise:eps=0.1").before_update(vector(2), None, 500, context(7))[0]
-    b = parse("noise:eps=0.1").before_update(vector(2), None, 500, context(7))[0]
-    c = parse("noise:eps=0.1").before_update(vector(2), None, 500, context(8))[0]
+    a, b, c = (parse("noise:eps=0.1").before_update(vector(2), None, 549, context(seed))[0] for seed in (7, 7, 8))
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
-@pytest.mark.parametrize("spec,step", [("kick:alpha=10.0,start=500", 500), ("sustained_kick:alpha=50.0", 551)])
+@pytest.mark.parametrize("spec,step", [("kick:alpha=10.0,start=500", 499), ("sustained_kick:alpha=50.0", 550)])
 def test_commutator_kicks_follow_the_median_sample_outside_the_basis(spec, step):
     hook = parse(spec)
     theta = fresh_state(CFG).theta
     ctx, rng = context(), np.random.default_rng(1)  # the same draws as the hook's stream
     probes = defect_samples(theta, DATA, CFG, rng, hook.samples)
-    median = sorted(probes, key=lambda p: p["defect"])[(hook.samples - 1) // 2]
+    median = sorted(probes, key=lambda p: p["defect"])[hook.samples // 2]
     size = defect_samples(theta, DATA, CFG, rng, 1)[0]["step_norm"]
     moved = hook.after_update(theta, step, ctx) if "sustained" in spec else hook.before_update(theta, 0, step, ctx)[0]
     kick = (moved - theta).astype(np.float64)
@@ -190,6 +192,21 @@ def test_the_report_gives_grok_step_delay_and_dnf_per_arm_beside_the_paper():
                                ("project:s=0.0,basis=pca,start=500", 3200))]
     text = "\n".join(report._interventions(runs))
     assert "| add | none | 0 | pca | 3/3 | 3200 ± 200 (n 3) |  | ~3233 (figI4; figI10 ~3200) |" in text
-    assert "| add | project | 0.5 | pca | 2/2 | 3600 ± 141 (n 2) | +400 | ~3470, +300 (figI10) |" in text
-    assert "| add | project | 1 | pca | 0/1 | none |  | DNF (0/3) (figI10, figI5) |" in text
+    assert "| add | project | 0.5 | pca | 2/2 | 3600 ± 141 (n 2) | +400 | ~3470, +300 (figI10; figI4: 3533) |" in text
+    assert "| add | project | 1 | pca | 0/1 | DNF |  | DNF (0/3) (figI10, figI5) |" in text
     assert report.dose_response(runs).axes[0].get_title().startswith("add")
+
+
+def test_a_zero_direction_gives_no_kick():
+    """The reference skips a kick whose direction vanishes (a float32 defect can be exactly 0, PAPER.md §6.6)."""
+    assert not np.any(interventions.direction(np.zeros(5, np.float32)))
+    assert np.linalg.norm(interventions.direction(vector(3))) == pytest.approx(1, rel=1e-6)
+
+
+@pytest.mark.parametrize("args,words", [(["--arm", "bogus"], "the arms are project, penalty"),
+                                        (["--arm", "project", "--dose", "2"], "0 <= s <= 1"),
+                                        (["--arm", "project", "--resume", "--force"], "contradict")])
+def test_bad_interventions_are_refused_in_one_line_before_any_training(args, words, tmp_path):
+    from test_cli import assert_refused, tinygrok
+    assert_refused(tinygrok("intervene", *args, "--preset", "classroom", "--out", str(tmp_path / "run")), words)
+    assert not any(tmp_path.iterdir())  # no baseline was trained

@@ -129,10 +129,14 @@ def intervention(arm: str, dose: Optional[float] = None, basis: str = "pca", pre
                  **settings) -> RunSpec:
     """The spec of an intervention run: arm (a hook of interventions.py) at `dose` (its strength: project's s,
     kick's alpha, noise's eps, ...; None: the paper's primary), given the "pca" or a "random" execution basis."""
+    given = f"--arm {arm}" + (f" --dose {dose}" if dose is not None else "") + f" --basis {basis}"
+    if arm.replace("-", "_") not in interventions.ARMS:
+        raise ConfigError(f"{given}: the arms are {', '.join(interventions.ARMS)} (by name alone: --dose and "
+                          "--basis set their parameters)")
     try:
         hook = interventions.parse(arm.replace("-", "_")).with_dose(dose, basis)
     except ValueError as err:
-        raise ConfigError(f"--arm {arm} --dose {dose}: {err}") from None
+        raise ConfigError(f"{given}: {err}") from None
     return spec("intervene", preset, hook=hook.spec, **settings)
 
 

@@ -13,7 +13,8 @@ where ctx holds what a hook may use besides theta and g: the config, the trainin
 every checkpoint; a hook draws randomness from nothing else. The default, "none", changes nothing.
 
 The causal interventions of PAPER.md §8.2 (all from step `start` = 500), with B orthonormal, P = I - B B^T the
-projection onto its orthogonal complement:
+projection onto its orthogonal complement. Their schedules count updates from 1, as the reference's loop does:
+before_update acts on the update about to be made, number step + 1; after_update after update number `step`.
 
     project         g <- g - s P g = g_par + (1 - s) g_perp, every step         (s = 1: no orthogonal gradient)
     penalty         the same with s = lambda, on every 10th step only
@@ -29,7 +30,6 @@ orthonormal basis of the same size, the ablation).
 from __future__ import annotations
 
 import dataclasses
-import statistics
 from dataclasses import dataclass
 from typing import ClassVar, Optional
 
@@ -71,8 +71,7 @@ class Hook:
         """This intervention at strength `dose` (None: its default, the paper's primary), given the `basis`
         execution basis."""
         if not self.DOSE:
-            raise ValueError(f"{self.spec} is not an intervention with a dose: the arms are "
-                             + ", ".join(name for name, cls in HOOKS.items() if cls.DOSE))
+            raise ValueError(f"{self.spec} is not an intervention with a dose: the arms are {', '.join(ARMS)}")
         return dataclasses.replace(self, **({self.DOSE: dose} if dose is not None else {}), basis=basis)
 
     @property
@@ -125,8 +124,10 @@ def orthogonal_part(x, basis):
     return x - basis @ (basis.T @ x)
 
 
-def unit(x):
-    return x / np.linalg.norm(x)
+def direction(x):
+    """x / ||x||, or zero where x is (numerically) zero: then there is no kick, as the reference skips it."""
+    norm = float(np.linalg.norm(x))
+    return x / norm if norm > 1e-15 else x * 0
 
 
 @dataclass(frozen=True)
@@ -145,11 +146,11 @@ class Project(Hook):
         _check(self, 0 <= self.s <= 1 and self.start >= 0 and self.basis in BASES,
                f"0 <= s <= 1, start >= 0 and basis one of {', '.join(BASES)}")
 
-    def acts(self, step: int) -> bool:
-        return step >= self.start
+    def acts(self, update: int) -> bool:
+        return update >= self.start
 
     def before_update(self, theta, grad, step: int, ctx: Context) -> tuple:
-        if not self.acts(step):
+        if not self.acts(step + 1):
             return theta, grad
         return theta, grad - self.s * orthogonal_part(grad, ctx.basis)
 
@@ -159,8 +160,8 @@ class Penalty(Project):
     """1B-penalty: the projection of `project` with s = lambda, on the steps from `start` that are multiples of
     10 only (the paper's primary lambda: 0.5)."""
 
-    def acts(self, step: int) -> bool:
-        return step >= self.start and step % 10 == 0
+    def acts(self, update: int) -> bool:
+        return update >= self.start and update % 10 == 0
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ class Noise(Hook):
                f"eps >= 0, start >= 0, every >= 1 and basis one of {', '.join(BASES)}")
 
     def before_update(self, theta, grad, step: int, ctx: Context) -> tuple:
-        if step < self.start or step % self.every:
+        if step + 1 < self.start or (step + 1) % self.every:
             return theta, grad
         return theta + self.eps * _orthogonal_direction(theta, ctx), grad
 
@@ -204,7 +205,7 @@ class Kick(Hook):
                f"alpha >= 0, start >= 0, samples >= 1 and basis one of {', '.join(BASES)}")
 
     def before_update(self, theta, grad, step: int, ctx: Context) -> tuple:
-        if step != self.start:
+        if step + 1 != self.start:
             return theta, grad
         return theta + _curvature_kick(theta, self.alpha, self.samples, ctx), grad
 
@@ -212,8 +213,7 @@ class Kick(Hook):
 @dataclass(frozen=True)
 class SustainedKick(Hook):
     """Sustained commutator kicks: the kick of `kick`, from `samples` samples, every `every` steps from `start`,
-    after the optimizer step. (`step` counts the updates made; the reference's loop index, which its condition
-    tests, is step - 1.)"""
+    after the optimizer step."""
 
     DOSE: ClassVar[str] = "alpha"
 
@@ -229,7 +229,7 @@ class SustainedKick(Hook):
                                         f"{', '.join(BASES)}")
 
     def after_update(self, theta, step: int, ctx: Context):
-        if step - 1 < self.start or (step - 1) % self.every:
+        if step < self.start or step % self.every:
             return theta
         return theta + _curvature_kick(theta, self.alpha, self.samples, ctx)
 
@@ -251,7 +251,7 @@ class RandomKick(Hook):
                f"alpha >= 0, start >= 0, every >= 1 and basis one of {', '.join(BASES)}")
 
     def after_update(self, theta, step: int, ctx: Context):
-        if step - 1 < self.start or (step - 1) % self.every:
+        if step < self.start or step % self.every:
             return theta
         return theta + self.alpha * RANDOM_KICK_STEP * _orthogonal_direction(theta, ctx)
 
@@ -259,18 +259,17 @@ class RandomKick(Hook):
 def _orthogonal_direction(theta, ctx: Context):
     """P z / ||P z|| for z ~ N(0, I_P) from the hook's stream (drawn on the host: the same on any backend)."""
     z = backend.to_device(ctx.rng.standard_normal(theta.size).astype(theta.dtype))
-    return unit(orthogonal_part(z, ctx.basis))
+    return direction(orthogonal_part(z, ctx.basis))
 
 
 def _curvature_kick(theta, alpha: float, samples: int, ctx: Context):
     """alpha ||eta g_A|| u: u the unit orthogonal part of the median-D sample's delta (§8.2)."""
     from tinygrok.commutator import defect_samples  # late: commutator imports the model, which needs the config
 
-    probes = defect_samples(theta, ctx.data, ctx.cfg, ctx.rng, samples)
-    median = statistics.median_low([p["defect"] for p in probes])
-    delta = next(p["delta"] for p in probes if p["defect"] == median)
+    probes = sorted(defect_samples(theta, ctx.data, ctx.cfg, ctx.rng, samples), key=lambda p: p["defect"])
+    delta = probes[len(probes) // 2]["delta"]  # the median sample's (the upper middle one of an even number)
     size = defect_samples(theta, ctx.data, ctx.cfg, ctx.rng, 1)[0]["step_norm"]
-    return (alpha * size) * unit(orthogonal_part(delta, ctx.basis))
+    return (alpha * size) * direction(orthogonal_part(delta, ctx.basis))
 
 
 def _text(value) -> str:
@@ -288,6 +287,8 @@ def _check(hook: Hook, ok: bool, needs: str) -> None:
 HOOKS: dict[str, type] = {"none": Hook, "weight_noise": WeightNoise, "l2": L2Penalty, "project": Project,
                           "penalty": Penalty, "kick": Kick, "noise": Noise, "sustained_kick": SustainedKick,
                           "random_kick": RandomKick}
+
+ARMS = [name for name, cls in HOOKS.items() if cls.DOSE]  # the causal interventions, each with a strength
 
 
 def parse(spec: str) -> Hook:

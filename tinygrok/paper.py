@@ -108,8 +108,11 @@ PC1_NO_DECAY = Reference(
     by_op={"add": (0.619, 0.691)}, digits=".1%")
 
 
-def pc1_reference(op: str, weight_decay: float) -> Reference:
-    """The paper's PC1 range for runs of `op` at this weight decay (§5.4: the seed means of each matrix)."""
+def pc1_reference(op: str, weight_decay: float, n_layers: int = 2) -> Optional[Reference]:
+    """The paper's PC1 range for runs of `op` at this weight decay (§5.4: the seed means of each matrix), for the
+    2-layer model at weight decay 1 or 0; None otherwise (the slow regime's differ, §9.1)."""
+    if n_layers != 2 or weight_decay not in (0.0, 1.0):
+        return None
     if weight_decay == 0:
         return PC1_NO_DECAY
     return PC1 if op in GROKKING_OPS else PC1_NO_GROKKING
@@ -137,6 +140,7 @@ INTERVENTIONS: dict[tuple, tuple[Optional[int], str]] = {
         "add": (3300, 3470, 4070), "sub": (3770, 4170, 4330), "mul": (3000, 3070, 3470),
         "x2_y2": (2730, 3000, 3130)}.items() for s, step in zip((0.25, 0.5, 0.75), steps)},
     **{(op, "project", 1.0, "pca"): (None, "figI10, figI5") for op in GROKKING_OPS},
+    ("add", "project", 0.5, "pca"): (3470, "figI10; figI4: 3533"),
     **{(op, "none", 0.0, "pca"): (step, "figI10") for op, step in {"sub": 3730, "mul": 2830, "x2_y2": 2630}.items()},
     ("add", "none", 0.0, "pca"): (3233, "figI4; figI10 ~3200"),
     **{("add", arm, dose, "pca"): (step, "figI5") for arm, values in {

@@ -19,7 +19,7 @@ REPORT = "report.md"
 
 
 def collect(out: Path) -> list[dict]:
-    """One dict per finished run of the sweep: its config's op, seed, lr, weight decay, hook and max_steps, its
+    """One dict per finished run of the sweep: its config's op, seed, lr, weight decay, hook, max_steps, layers, its
     preset, whether it ran at its preset's learning rate (where the paper's numbers but the power law were
     measured), its recipe, and its results."""
     runs = []
@@ -30,14 +30,21 @@ def collect(out: Path) -> list[dict]:
             runs.append({"name": name, "op": cfg.op, "seed": cfg.seed, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
                          "preset": spec.preset, "preset_lr": cfg.lr == config.preset(spec.preset).lr,
                          "recipe": entry.get("recipe", "train"), "hook": cfg.hook, "max_steps": cfg.max_steps,
+                         "n_layers": cfg.n_layers,
                          **entry["results"]})
     return runs
+
+
+def plain(runs: list[dict]) -> list[dict]:
+    """The runs without an intervention (an intervention sweep's probed no-hook arm left out: it is its baseline
+    again, with probes that change no number)."""
+    return [r for r in runs if r["hook"] == "none" and r["recipe"] != "intervene"]
 
 
 def grokking(runs: list[dict]) -> list[dict]:
     """The runs of grokking operations with weight decay and no intervention: those the paper's statistics are
     over."""
-    return [r for r in runs if r["op"] in paper.GROKKING_OPS and r["weight_decay"] > 0 and r["hook"] == "none"]
+    return [r for r in plain(runs) if r["op"] in paper.GROKKING_OPS and r["weight_decay"] > 0]
 
 
 def write(out: Path) -> Path:
@@ -91,7 +98,7 @@ def _sign_test(runs: list[dict]) -> list[str]:
 
 def _growth(runs: list[dict]) -> list[str]:
     grokked = grokking(runs)
-    others = [r for r in runs if r not in grokked]
+    others = [r for r in plain(runs) if r not in grokked]
     if not others or not grokked:
         return []
     ref = paper.BY_KEY["defect_growth_run"]
@@ -150,7 +157,8 @@ def _interventions(runs: list[dict]) -> list[str]:
             these = [r for r in mine if arm(r) == key]
             steps = analysis.mean_sd(r.get("grok_step") for r in these)
             delay = "" if plain is None or steps["mean"] is None or key[0] == "none" else f"{steps['mean'] - plain:+.0f}"
-            rows.append([op, key[0], f"{key[1]:g}", key[2], f"{steps['n']}/{len(these)}", _mean_sd(steps), delay,
+            rows.append([op, key[0], f"{key[1]:g}", key[2], f"{steps['n']}/{len(these)}",
+                         _mean_sd(steps) if steps["n"] else "DNF", delay,
                          paper.intervention(op, *key)])
     return ["## Interventions (PAPER.md §8): grok step = detection (98% x 3); DNF = not grokked by the cap", "",
             _table(["op", "arm", "dose", "basis", "grokked", "grok step", "delay", "paper"], rows), ""]
@@ -160,7 +168,7 @@ def _measured_vs_paper(runs: list[dict], fit: Optional[dict]) -> list[str]:
     """Every paper.py figure this sweep measures, beside it: at the paper's learning rate, per operation where
     the paper gives one, the grokking runs against the walkthrough's figures; PC1 per operation and weight decay;
     growth in the runs that do not grok; and the power law."""
-    at_lr = [r for r in runs if r["preset_lr"]]
+    at_lr = [r for r in plain(runs) if r["preset_lr"]]
     grokked = grokking(at_lr)
     rows = []
     for ref in paper.WALKTHROUGH:
@@ -170,9 +178,9 @@ def _measured_vs_paper(runs: list[dict], fit: Optional[dict]) -> list[str]:
     rows += [_compare(paper.GROWTH_WITHOUT_GROKKING, [r.get("defect_growth_run") for r in mine], op,
                       f"{op}, wd {wd:g}, {_steps(mine)} steps")
              for (op, wd), mine in _groups([r for r in at_lr if r not in grokked])]
-    rows += [_compare(paper.pc1_reference(op, wd), [v for r in mine for v in (r.get("pc1") or {}).values()], op,
-                      f"{op}, wd {wd:g}, {_steps(mine)} steps, every matrix")
-             for (op, wd), mine in _groups(at_lr)]
+    rows += [_compare(paper.pc1_reference(op, wd, mine[0]["n_layers"]),
+                      [v for r in mine for v in (r.get("pc1") or {}).values()], op,
+                      f"{op}, wd {wd:g}, {_steps(mine)} steps, every matrix") for (op, wd), mine in _groups(at_lr)]
     if fit:
         ref = paper.POWER_LAW
         rows.append([ref.label, f"{fit['alpha']:.2f} ± {fit['alpha_se']:.2f} (n {fit['n']})", ref.quoted,
@@ -187,10 +195,10 @@ def _measured_vs_paper(runs: list[dict], fit: Optional[dict]) -> list[str]:
             "paper's.", "", _table(["quantity", "measured", "paper", "measure", "overlaps"], rows), ""]
 
 
-def _compare(ref: paper.Reference, values: list, op: Optional[str], label: Optional[str] = None) -> list:
-    """A row of the measured-vs-paper table; empty when no run measured it."""
+def _compare(ref: Optional[paper.Reference], values: list, op: Optional[str], label: Optional[str] = None) -> list:
+    """A row of the measured-vs-paper table; empty when no run measured it, or the paper has no such figure."""
     kept = [v for v in values if v is not None]
-    if not kept:
+    if not kept or ref is None:
         return []
     stats, low, high = analysis.mean_sd(kept), *ref.expected(op)
     measured = f"{ref.show(stats['mean'])}" + (f" ± {ref.show(stats['sd'])}" if stats["sd"] is not None else "") + \
@@ -223,7 +231,7 @@ def _steps(runs: list[dict]) -> str:
 def defect_curves(out: Path, runs: list[dict]) -> Optional[Figure]:
     """The commutator defect of every probed run against step, one panel per operation, each run's onset (dot)
     and grok_90 (dotted line, its colour) marked: curvature rises before accuracy does, run after run."""
-    probed = [r for r in runs if r.get("baseline_defect") is not None and r["hook"] == "none"]
+    probed = [r for r in plain(runs) if r.get("baseline_defect") is not None]
     if not probed:
         return None
     ops = _ops(probed)
@@ -278,15 +286,17 @@ def lead_vs_grok(runs: list[dict], fit: Optional[dict]) -> Optional[Figure]:
 def pc1_by_op(runs: list[dict]) -> Optional[Figure]:
     """PC1 share of every attention matrix, per operation and weight decay (one dot per matrix and run), beside
     the paper's range for the same operation and weight decay (grey bar)."""
-    groups = [(key, mine) for key, mine in _groups(runs) if any(r.get("pc1") for r in mine)]
+    groups = [(key, mine) for key, mine in _groups(plain(runs)) if any(r.get("pc1") for r in mine)]
     if not groups:
         return None
     fig = Figure(figsize=(1.3 * len(groups) + 2, 4.5), layout="constrained")
     ax = fig.subplots()
     for x, ((op, wd), mine) in enumerate(groups):
-        low, high = paper.pc1_reference(op, wd).expected(op)
-        ax.bar(x, 100 * (high - low), bottom=100 * low, width=0.6, color="lightgrey",
-               label="paper (seed means per matrix)" if x == 0 else None)
+        ref = paper.pc1_reference(op, wd, mine[0]["n_layers"])
+        if ref:
+            low, high = ref.expected(op)
+            ax.bar(x, 100 * (high - low), bottom=100 * low, width=0.6, color="lightgrey",
+                   label="paper (seed means per matrix)" if x == 0 else None)
         values = [100 * v for r in mine for v in (r.get("pc1") or {}).values()]
         ax.plot(x + np.linspace(-0.2, 0.2, len(values)), values, "o", ms=4, color="C0" if wd else "C1")
     ax.set_xticks(range(len(groups)), [f"{op}\nwd {wd:g}\n{_steps(mine)} steps" for (op, wd), mine in groups],
@@ -319,7 +329,7 @@ def dose_response(runs: list[dict]) -> Optional[Figure]:
         keys = [(op, "none", 0.0, "pca")] + [(op, "project", s, "pca") for s in (0.25, 0.5, 0.75)]
         known = [(key[2], paper.INTERVENTIONS[key][0]) for key in keys if key in paper.INTERVENTIONS]
         if known:
-            ax.plot(*zip(*known), "s", mfc="none", color="k", label="paper (figI10)")
+            ax.plot(*zip(*known), "s", mfc="none", color="k", label="paper (§8.3)")
         ax.set(xlabel="dose s (share of the orthogonal gradient removed)", ylabel="grok step (detection)",
                title=f"{op}: x = not grokked by the cap")
         ax.legend(fontsize=7)
