@@ -1,5 +1,7 @@
 """The causal interventions of PAPER.md §8: each hook's algebra, when it acts, where its randomness comes from,
 and that a run with it resumes bit for bit."""
+import re
+
 import numpy as np
 import pytest
 
@@ -130,9 +132,9 @@ def test_a_run_without_its_basis_is_refused(tmp_path):
 
 
 def test_bad_intervention_parameters_are_refused():
-    for spec, words in (("project:s=1.5", "0 <= s <= 1"), ("noise:basis=svd", "basis one of pca, random"),
-                        ("kick:samples=0", "samples >= 1")):
-        with pytest.raises(ValueError, match=words.replace("(", r"\(")):
+    for spec, words in (("project:s=1.5", "project: s=1.5 is not allowed: s is in [0, 1]"),
+                        ("noise:basis=svd", "basis one of pca, random"), ("kick:samples=0", "samples=0 is not")):
+        with pytest.raises(ValueError, match=re.escape(words)):
             parse(spec)
     assert parse("project:s=0.5").spec == "project:s=0.5,basis=pca,start=500"  # every parameter written out
 
@@ -204,7 +206,7 @@ def test_a_zero_direction_gives_no_kick():
 
 
 @pytest.mark.parametrize("args,words", [(["--arm", "bogus"], "the arms are project, penalty"),
-                                        (["--arm", "project", "--dose", "2"], "0 <= s <= 1"),
+                                        (["--arm", "project", "--dose", "2"], "s=2.0 is not allowed"),
                                         (["--arm", "project", "--resume", "--force"], "contradict")])
 def test_bad_interventions_are_refused_in_one_line_before_any_training(args, words, tmp_path):
     from test_cli import assert_refused, tinygrok

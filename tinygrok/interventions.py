@@ -55,7 +55,16 @@ class Context:
 
 @dataclass(frozen=True)
 class Hook:
-    """The identity hook ("none"). A hook overrides either method or both."""
+    """The identity hook ("none"). A hook overrides either method or both. Its parameters are checked by name: s
+    in [0, 1], every and samples at least 1, basis one of BASES, any other number at least 0."""
+
+    def __post_init__(self):
+        bad = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if not _allowed(f.name, getattr(self, f.name))}
+        if bad:
+            name = next(key for key, cls in HOOKS.items() if cls is type(self))
+            raise ValueError(f"{name}: " + ", ".join(f"{k}={v!r}" for k, v in bad.items()) + " is not allowed: s is in [0, 1], "
+                             f"every and samples at least 1, basis one of {', '.join(BASES)}, the others at least 0")
 
     def before_update(self, theta, grad, step: int, ctx: Context) -> tuple:
         """After clipping, before AdamW: returns (theta, grad), either one changed or not."""
@@ -95,9 +104,6 @@ class WeightNoise(Hook):
     sigma: float = 1e-3
     every: int = 50
 
-    def __post_init__(self):
-        _check(self, self.sigma >= 0 and self.every >= 1, "sigma >= 0 and every >= 1")
-
     def after_update(self, theta, step: int, ctx: Context):
         if step % self.every:
             return theta
@@ -130,6 +136,18 @@ def direction(x):
     return x / norm if norm > 1e-15 else x * 0
 
 
+def _allowed(name: str, value) -> bool:
+    if name == "basis":
+        return value in BASES
+    low, high = {"s": (0, 1), "every": (1, None), "samples": (1, None)}.get(name, (0, None))
+    return value >= low and (high is None or value <= high)
+
+
+def _due(update: int, start: int, every: int) -> bool:
+    """Whether an arm acting every `every` updates from update `start` acts on (or after) this one."""
+    return update >= start and update % every == 0
+
+
 @dataclass(frozen=True)
 class Project(Hook):
     """Gradient suppression (1B-project): g <- g - s (g - B B^T g) = g_par + (1 - s) g_perp on every step from
@@ -141,10 +159,6 @@ class Project(Hook):
     s: float = 0.5
     basis: str = "pca"
     start: int = 500
-
-    def __post_init__(self):
-        _check(self, 0 <= self.s <= 1 and self.start >= 0 and self.basis in BASES,
-               f"0 <= s <= 1, start >= 0 and basis one of {', '.join(BASES)}")
 
     def acts(self, update: int) -> bool:
         return update >= self.start
@@ -161,7 +175,7 @@ class Penalty(Project):
     10 only (the paper's primary lambda: 0.5)."""
 
     def acts(self, update: int) -> bool:
-        return update >= self.start and update % 10 == 0
+        return _due(update, self.start, 10)
 
 
 @dataclass(frozen=True)
@@ -176,12 +190,8 @@ class Noise(Hook):
     start: int = 500
     every: int = 50
 
-    def __post_init__(self):
-        _check(self, self.eps >= 0 and self.start >= 0 and self.every >= 1 and self.basis in BASES,
-               f"eps >= 0, start >= 0, every >= 1 and basis one of {', '.join(BASES)}")
-
     def before_update(self, theta, grad, step: int, ctx: Context) -> tuple:
-        if step + 1 < self.start or (step + 1) % self.every:
+        if not _due(step + 1, self.start, self.every):
             return theta, grad
         return theta + self.eps * _orthogonal_direction(theta, ctx), grad
 
@@ -199,10 +209,6 @@ class Kick(Hook):
     basis: str = "pca"
     start: int = 500
     samples: int = 9
-
-    def __post_init__(self):
-        _check(self, self.alpha >= 0 and self.start >= 0 and self.samples >= 1 and self.basis in BASES,
-               f"alpha >= 0, start >= 0, samples >= 1 and basis one of {', '.join(BASES)}")
 
     def before_update(self, theta, grad, step: int, ctx: Context) -> tuple:
         if step + 1 != self.start:
@@ -223,13 +229,8 @@ class SustainedKick(Hook):
     every: int = 50
     samples: int = 5
 
-    def __post_init__(self):
-        _check(self, self.alpha >= 0 and self.start >= 0 and self.every >= 1 and self.samples >= 1
-               and self.basis in BASES, f"alpha >= 0, start >= 0, every >= 1, samples >= 1 and basis one of "
-                                        f"{', '.join(BASES)}")
-
     def after_update(self, theta, step: int, ctx: Context):
-        if step < self.start or step % self.every:
+        if not _due(step, self.start, self.every):
             return theta
         return theta + _curvature_kick(theta, self.alpha, self.samples, ctx)
 
@@ -246,12 +247,8 @@ class RandomKick(Hook):
     start: int = 500
     every: int = 50
 
-    def __post_init__(self):
-        _check(self, self.alpha >= 0 and self.start >= 0 and self.every >= 1 and self.basis in BASES,
-               f"alpha >= 0, start >= 0, every >= 1 and basis one of {', '.join(BASES)}")
-
     def after_update(self, theta, step: int, ctx: Context):
-        if step < self.start or step % self.every:
+        if not _due(step, self.start, self.every):
             return theta
         return theta + self.alpha * RANDOM_KICK_STEP * _orthogonal_direction(theta, ctx)
 
@@ -275,13 +272,6 @@ def _curvature_kick(theta, alpha: float, samples: int, ctx: Context):
 def _text(value) -> str:
     """A parameter's value as the hook's text writes it: a number exactly (repr), a name as it is."""
     return value if isinstance(value, str) else repr(value)
-
-
-def _check(hook: Hook, ok: bool, needs: str) -> None:
-    if not ok:
-        name = next(key for key, cls in HOOKS.items() if cls is type(hook))
-        values = ", ".join(f"{f.name}={getattr(hook, f.name)!r}" for f in dataclasses.fields(hook))
-        raise ValueError(f"{name} needs {needs}, got {values}")
 
 
 HOOKS: dict[str, type] = {"none": Hook, "weight_noise": WeightNoise, "l2": L2Penalty, "project": Project,
