@@ -29,6 +29,9 @@ Threads = Annotated[Optional[int], typer.Option(
     min=1, help="cores to use (BLAS threads, and worker processes for gradients and evaluation); changes speed "
                 "only, never the numbers  [default: the cores available, at most --batch-shards]")]
 ArrayBackend = Annotated[str, typer.Option("--backend", help="array library: numpy, cupy (a CUDA GPU), or auto")]
+Preset = Annotated[str, typer.Option(help=f"starting settings: {', '.join(config.PRESETS)}")]
+Resume = Annotated[bool, typer.Option(help="continue the run in --out from its checkpoint")]
+Force = Annotated[bool, typer.Option(help="clear an existing run directory and start again")]
 
 app = typer.Typer(help="tinygrok: watch a transformer grok, and measure why.", add_completion=False,
                   pretty_exceptions_enable=False, no_args_is_help=True)
@@ -109,11 +112,11 @@ STAGE_LINES = {"pca": "the trajectory PCA and the execution basis ...",
 @app.command()
 @with_config_options
 def train(
-    preset: Annotated[str, typer.Option(help=f"starting settings: {', '.join(config.PRESETS)}")] = "paper",
+    preset: Preset = "paper",
     out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/ and a name from the settings "
                                                      "that differ from the preset, e.g. runs/paper_add_s42]")] = None,
-    resume: Annotated[bool, typer.Option(help="continue the run in --out from its checkpoint")] = False,
-    force: Annotated[bool, typer.Option(help="clear an existing run directory and start again")] = False,
+    resume: Resume = False,
+    force: Force = False,
     threads: Threads = None,
     array_backend: ArrayBackend = "numpy",
     plot: Annotated[bool, typer.Option(help="also draw accuracy and loss against step")] = False,
@@ -142,11 +145,11 @@ def intervene(
                                                        "kicks' alpha  [default: the paper's primary]")] = None,
     basis: Annotated[str, typer.Option(help="pca: the baseline run's execution basis; random: a random one of the "
                                             "same size (the ablation)")] = "pca",
-    preset: Annotated[str, typer.Option(help=f"starting settings: {', '.join(config.PRESETS)}")] = "paper",
+    preset: Preset = "paper",
     out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/intervene_PRESET_OP_sSEED_hook...]; "
                                                      "its baseline goes beside it")] = None,
-    resume: Annotated[bool, typer.Option(help="continue the run in --out from its checkpoint")] = False,
-    force: Annotated[bool, typer.Option(help="clear an existing run directory and start again")] = False,
+    resume: Resume = False,
+    force: Force = False,
     threads: Threads = None,
     array_backend: ArrayBackend = "numpy",
     overrides: Optional[dict] = None,
@@ -225,8 +228,8 @@ def grok(
     max_steps: Annotated[Optional[int], typer.Option(help="stop here if it has not grokked")] = None,
     out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/grok_PRESET_OP_sSEED, and any "
                                                      "other setting that differs, e.g. _max_steps3000]")] = None,
-    resume: Annotated[bool, typer.Option(help="continue the run in --out from its checkpoint")] = False,
-    force: Annotated[bool, typer.Option(help="clear an existing run directory and start again")] = False,
+    resume: Resume = False,
+    force: Force = False,
     threads: Threads = None,
     array_backend: ArrayBackend = "numpy",
 ):
