@@ -439,6 +439,7 @@ def sweep_(
         def show(index: dict) -> None:
             live.update(_sweep_view(index, out, expected, bar, task), refresh=True)
 
+        show(index)
         index = sweep.run_grid(specs, out, index, executors, on_change=show)
     console.print()
     counts = sweep.summary(index)

@@ -29,5 +29,5 @@ SOLUTIONS = {
     "7c": 'run.summary()["lead_steps"] / analysis.first_step(rows, "test_acc", 0.9)',
     "8a": "[1.0, 2.0, 1.5]",
     "8b": "{0.0}",
-    "8c": 'runs["curvature kicks"].summary()["grok_step"] - runs[0.0].summary()["grok_step"]',
+    "8c": '(runs["curvature kicks"].summary()["grok_step"], runs["random kicks"].summary()["grok_step"])',
 }
