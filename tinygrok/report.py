@@ -362,12 +362,17 @@ def _pc1_range(r: dict) -> str:
 def _mean_sd(stats: dict) -> str:
     if stats["mean"] is None:
         return "none"
-    return f"{stats['mean']:.4g}" + (f" ± {stats['sd']:.3g}" if stats["sd"] is not None else "") + \
+    return _number(stats["mean"], 4) + (f" ± {_number(stats['sd'], 3)}" if stats["sd"] is not None else "") + \
         (f" (n {stats['n']})" if stats["n"] else "")
 
 
 def _cell(value) -> str:
-    return "none" if value is None else f"{value:.3g}" if isinstance(value, float) else str(value)
+    return "none" if value is None else _number(value, 3) if isinstance(value, float) else str(value)
+
+
+def _number(value: float, digits: int) -> str:
+    """`digits` significant digits, but whole numbers of steps written out (33933, not 3.393e+04)."""
+    return f"{value:.0f}" if abs(value) >= 10 ** digits else f"{value:.{digits}g}"
 
 
 def _table(header: list[str], rows: list[list]) -> str:
