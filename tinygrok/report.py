@@ -88,11 +88,13 @@ def _per_op(runs: list[dict]) -> list[str]:
 
 
 def _sign_test(runs: list[dict]) -> list[str]:
-    test = analysis.sign_test(r.get("lead_steps") for r in runs)
+    """Over the runs at their preset's learning rate, as the paper's 12 (PAPER.md §7.3)."""
+    test = analysis.sign_test(r.get("lead_steps") for r in runs if r["preset_lr"])
     if not test["n"]:
         return []
     return ["## Onset before grok_90 (PAPER.md §7.3)", "",
-            f"{test['positive']} of {test['n']} leads positive; one-sided sign test p = {test['p']:.2e} "
+            f"{test['positive']} of {test['n']} leads positive at the preset's learning rate; one-sided sign test "
+            f"p = {test['p']:.2e} "
             f"(the paper: 12 of 12, p = 2^-12 = {2**-12:.2e}).", ""]
 
 
@@ -183,8 +185,9 @@ def _measured_vs_paper(runs: list[dict], fit: Optional[dict]) -> list[str]:
                       f"{op}, wd {wd:g}, {_steps(mine)} steps, every matrix") for (op, wd), mine in _groups(at_lr)]
     if fit:
         ref = paper.POWER_LAW
-        rows.append([ref.label, f"{fit['alpha']:.2f} ± {fit['alpha_se']:.2f} (n {fit['n']})", ref.quoted,
-                     ref.measure, _verdict(ref.contains(fit["alpha"]))])
+        low, high = fit["alpha"] - fit["alpha_se"], fit["alpha"] + fit["alpha_se"]  # its range: ± its SE
+        rows.append([ref.label, f"{fit['alpha']:.2f} ± {fit['alpha_se']:.2f} (SE, n {fit['n']})", ref.quoted,
+                     ref.measure, _verdict(low <= ref.high and high >= ref.low)])
     rows = [row for row in rows if row]
     for row, above in reversed(list(zip(rows[1:], rows))):  # each measure written once, on its first row
         row[3] = "" if row[3] == above[3] else row[3]
@@ -234,27 +237,28 @@ def defect_curves(out: Path, runs: list[dict]) -> Optional[Figure]:
     probed = [r for r in plain(runs) if r.get("baseline_defect") is not None]
     if not probed:
         return None
-    ops = _ops(probed)
-    fig = Figure(figsize=(4.5 * min(len(ops), 3), 3.6 * math.ceil(len(ops) / 3)), layout="constrained")
+    ops, rates = _ops(probed), sorted({r["lr"] for r in probed})
+    fig = Figure(figsize=(max(8.0, 4.5 * min(len(ops), 3)), 3.6 * math.ceil(len(ops) / 3) + 0.4),
+                 layout="constrained")
     axes = fig.subplots(math.ceil(len(ops) / 3), min(len(ops), 3), squeeze=False).ravel()
-    several_lrs = len({r["lr"] for r in probed}) > 1
     for ax, op in zip(axes, ops):
         for i, r in enumerate(sorted((r for r in probed if r["op"] == op), key=lambda r: (r["lr"], r["seed"]))):
             rows = [row for row in Run(out / r["name"]).metrics() if row.get("defect") is not None]
-            line, = ax.plot([row["step"] for row in rows], [row["defect"] for row in rows], lw=1, color=f"C{i}",
-                            label=f"s{r['seed']}" + (f" lr {r['lr']:g}" if several_lrs else "")
+            colour = f"C{rates.index(r['lr'])}" if len(rates) > 1 else f"C{i}"  # several rates: one colour each
+            line, = ax.plot([row["step"] for row in rows], [row["defect"] for row in rows], lw=1, color=colour,
+                            label=f"s{r['seed']}" + (f" lr {r['lr']:g}" if len(rates) > 1 else "")
                             + (f" wd {r['weight_decay']:g}" if r["weight_decay"] != 1 else ""))
             if r.get("onset_step") is not None:
                 ax.plot(r["onset_step"], next(row["defect"] for row in rows if row["step"] == r["onset_step"]), "o",
                         color=line.get_color())
             if r.get("grok_step_90") is not None:
                 ax.axvline(r["grok_step_90"], color=line.get_color(), ls=":", lw=1)
-        ax.set(yscale="log", xscale="log" if several_lrs else "linear", xlabel="step", ylabel="defect D (median)",
-               title=op)
-        ax.legend(fontsize=7)
+        ax.set(yscale="log", xscale="log" if len(rates) > 1 else "linear", xlabel="step",
+               ylabel="defect D (median)", title=op)
+        ax.legend(fontsize=7, ncol=1 + len(rates) // 3)
     for ax in axes[len(ops):]:
         ax.set_visible(False)
-    fig.suptitle("Commutator defect per run: onset (dot) comes before grok_90 (dotted)")
+    fig.suptitle("Commutator defect per run: its onset (dot) and grok_90 (dotted line)")
     return fig
 
 
