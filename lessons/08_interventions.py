@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Lesson 8: Interventions: take the orthogonal gradient away, kick along the curvature
 #
-# **Duration:** 30 min in class; code: about 2 min on 2 cores, classroom model (FAST: about 1 min)
+# **Duration:** 30 min in class; code: a few minutes on 2 cores, classroom model (FAST: under 2 minutes)
 #
 # **Learning goals**
 # - read a causal intervention as a few lines around the optimizer step (`tinygrok/interventions.py`);

@@ -74,7 +74,7 @@ def _runs(runs: list[dict]) -> list[str]:
 
 
 def _per_op(runs: list[dict]) -> list[str]:
-    """grok_90, onset and lead per operation and learning rate; Table 1's figures beside those at lr 1e-3."""
+    """grok_90, onset and lead per operation and learning rate; Table 1's figures beside those at the preset's rate."""
     rows = []
     for op, lr in sorted({(r["op"], r["lr"]) for r in runs}):
         mine = [r for r in runs if (r["op"], r["lr"]) == (op, lr)]
