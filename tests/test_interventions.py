@@ -98,10 +98,10 @@ class Crash(Exception):
 
 
 @pytest.mark.parametrize("spec", ["project:s=0.75,start=50", "penalty:s=0.5,start=50", "noise:eps=0.1,start=50",
-                                  "kick:alpha=10.0,start=150,samples=3", "random_kick:alpha=50.0,start=50",
+                                  "kick:alpha=10.0,start=120,samples=3", "random_kick:alpha=50.0,start=50",
                                   "sustained_kick:alpha=50.0,start=50,samples=2"])
 def test_a_run_with_each_hook_resumes_bit_for_bit(spec, tmp_path):
-    cfg = CFG.replace(max_steps=300, hook=spec)
+    cfg = CFG.replace(max_steps=200, hook=spec)
 
     def run_in(path):
         run = Run.create(path, cfg)
@@ -113,7 +113,7 @@ def test_a_run_with_each_hook_resumes_bit_for_bit(spec, tmp_path):
     crashed = run_in(tmp_path / "crashed")
 
     def crash_after_the_checkpoint(step, row):
-        if step == 230:
+        if step == 150:  # past the checkpoint at 100 (and the kick at update 120: the resume does it again)
             raise Crash
 
     with pytest.raises(Crash):
@@ -157,25 +157,25 @@ def test_intervention_grids_put_each_baseline_first_and_name_every_arm():
 
 def test_intervene_builds_the_baseline_once_and_gives_the_run_its_basis(tmp_path):
     from test_cli import tinygrok
-    result = tinygrok("intervene", "--arm", "project", "--dose", "1.0", "--preset", "classroom", "--max-steps", "300",
+    result = tinygrok("intervene", "--arm", "project", "--dose", "1.0", "--preset", "classroom", "--max-steps", "200",
                       "--out", str(tmp_path / "project"))
     assert result.returncode == 0, result.stderr
-    assert "DNF: not grokked within 300 steps" in result.stdout
-    baseline, run = Run(tmp_path / "classroom_add_s42_max_steps300"), Run(tmp_path / "project")
-    assert baseline.stages() == ["train", "pca"] and run.summary()["steps"] == 300
+    assert "DNF: not grokked within 200 steps" in result.stdout
+    baseline, run = Run(tmp_path / "classroom_add_s42_max_steps200"), Run(tmp_path / "project")
+    assert baseline.stages() == ["train", "pca"] and run.summary()["steps"] == 200
     assert np.array_equal(run.hook_basis(), baseline.basis().astype(np.float32))  # B from the baseline's PCA
     assert run.config().hook == "project:s=1.0,basis=pca,start=500" and run.config().probe_every == 100
     built = (baseline.path / METRICS).stat().st_mtime_ns
-    again = tinygrok("intervene", "--arm", "project", "--dose", "0.5", "--preset", "classroom", "--max-steps", "300",
+    again = tinygrok("intervene", "--arm", "project", "--dose", "0.5", "--preset", "classroom", "--max-steps", "200",
                      "--out", str(tmp_path / "half"))
     assert again.returncode == 0 and (baseline.path / METRICS).stat().st_mtime_ns == built  # reused, not retrained
 
     random = tinygrok("intervene", "--arm", "random-kick", "--basis", "random", "--preset", "classroom",
-                      "--max-steps", "200", "--out", str(tmp_path / "random"))
+                      "--max-steps", "150", "--out", str(tmp_path / "random"))
     assert random.returncode == 0, random.stderr
     basis = Run(tmp_path / "random").hook_basis().astype(np.float64)
     assert basis.shape == (P, 16) and np.allclose(basis.T @ basis, np.eye(16), atol=1e-5)  # orthonormal
-    assert not (tmp_path / "classroom_add_s42_max_steps200").exists()  # a random basis needs no baseline
+    assert not (tmp_path / "classroom_add_s42_max_steps150").exists()  # a random basis needs no baseline
     assert Run(tmp_path / "random").config().hook == "random_kick:alpha=100.0,basis=random,start=500,every=50"
 
 
