@@ -12,17 +12,17 @@ where ctx holds what a hook may use besides theta and g: the config, the trainin
 (P, K) the run was given (hook_basis.npy in its directory), and the run's own "hook" random stream, saved in
 every checkpoint; a hook draws randomness from nothing else. The default, "none", changes nothing.
 
-The causal interventions of PAPER.md §8.2 (all from step `start` = 500), with B orthonormal, P = I - B B^T the
+The causal interventions of PAPER.md §8.2 (all from update `start` = 500), with B orthonormal, P = I - B B^T the
 projection onto its orthogonal complement. Their schedules count updates from 1, as the reference's loop does:
 before_update acts on the update about to be made, number step + 1; after_update after update number `step`.
 
-    project         g <- g - s P g = g_par + (1 - s) g_perp, every step         (s = 1: no orthogonal gradient)
-    penalty         the same with s = lambda, on every 10th step only
-    kick            once, at step 500: theta <- theta + alpha ||eta g_A|| u, u = P delta / ||P delta||, delta the
+    project         g <- g - s P g = g_par + (1 - s) g_perp, every update       (s = 1: no orthogonal gradient)
+    penalty         the same with s = lambda, on every 10th update only
+    kick            once, at update 500: theta <- theta + alpha ||eta g_A|| u, u = P delta / ||P delta||, delta the
                     commutator of the median-D sample of 9
-    noise           every 50 steps: theta <- theta + eps P z / ||P z||, z ~ N(0, I)
-    sustained_kick  every 50 steps, after the optimizer step: the kick, from 5 samples
-    random_kick     every 50 steps, after the optimizer step: theta <- theta + alpha 1.5e-3 P z / ||P z||
+    noise           every 50 updates: theta <- theta + eps P z / ||P z||, z ~ N(0, I)
+    sustained_kick  every 50 updates, after the optimizer step: the kick, from 5 samples
+    random_kick     every 50 updates, after the optimizer step: theta <- theta + alpha 1.5e-3 P z / ||P z||
 
 `basis` says which B the run is given: "pca" (the baseline run's trajectory PCA, §5.5) or "random" (a random
 orthonormal basis of the same size, the ablation).
@@ -58,13 +58,19 @@ class Hook:
     """The identity hook ("none"). A hook overrides either method or both. Its parameters are checked by name: s
     in [0, 1], every and samples at least 1, basis one of BASES, any other number at least 0."""
 
+    DOSE: ClassVar[str] = ""  # the parameter an intervention's strength sets (tinygrok intervene --dose)
+
     def __post_init__(self):
         bad = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                if not _allowed(f.name, getattr(self, f.name))}
         if bad:
-            name = next(key for key, cls in HOOKS.items() if cls is type(self))
-            raise ValueError(f"{name}: " + ", ".join(f"{k}={v!r}" for k, v in bad.items()) + " is not allowed: s is in [0, 1], "
-                             f"every and samples at least 1, basis one of {', '.join(BASES)}, the others at least 0")
+            raise ValueError(f"{self.name}: " + ", ".join(f"{k}={v!r}" for k, v in bad.items()) + " is not allowed: "
+                             f"s is in [0, 1], every and samples at least 1, basis one of {', '.join(BASES)}, the "
+                             "others at least 0")
+
+    @property
+    def name(self) -> str:
+        return next(key for key, cls in HOOKS.items() if cls is type(self))
 
     def before_update(self, theta, grad, step: int, ctx: Context) -> tuple:
         """After clipping, before AdamW: returns (theta, grad), either one changed or not."""
@@ -73,8 +79,6 @@ class Hook:
     def after_update(self, theta, step: int, ctx: Context):
         """After the optimizer step that made `step` updates in all: returns theta, changed or not."""
         return theta
-
-    DOSE: ClassVar[str] = ""  # the parameter an intervention's strength sets (tinygrok intervene --dose)
 
     def with_dose(self, dose: Optional[float], basis: str = "pca") -> "Hook":
         """This intervention at strength `dose` (None: its default, the paper's primary), given the `basis`
@@ -91,9 +95,8 @@ class Hook:
     @property
     def spec(self) -> str:
         """The hook's one text form, every parameter written out: "weight_noise:sigma=0.001,every=50"."""
-        name = next(key for key, cls in HOOKS.items() if cls is type(self))
         values = ",".join(f"{f.name}={_text(getattr(self, f.name))}" for f in dataclasses.fields(self))
-        return f"{name}:{values}" if values else name
+        return f"{self.name}:{values}" if values else self.name
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,8 @@ PC1 = Reference("pc1", "PC1 share", 0.628, 0.831, "68-83%; per matrix 62.8-83.1%
                 digits=".1%")
 PC1_NO_GROKKING = Reference(
     "pc1", "PC1 share, no grokking", 0.378, 0.532, "42-49% (per matrix, seed means: 37.8-53.2%)",
-    PC1_MEASURE + ", over all 200,000 steps", "§5.4", "a trajectory that never generalises is far less one-dimensional",
+    PC1_MEASURE + ", over all 200,000 steps", "§5.4",
+    "a trajectory that never generalises is far less one-dimensional",
     by_op={"x2_xy_y2": (0.378, 0.485), "x3_xy": (0.439, 0.532)}, digits=".1%")
 PC1_NO_DECAY = Reference(
     "pc1", "PC1 share, no weight decay", 0.49, 0.75, "49-75%", PC1_MEASURE + ", over 50,000 steps", "§5.4",

@@ -154,11 +154,12 @@ def _interventions(runs: list[dict]) -> list[str]:
     rows = []
     for op in _ops(runs):
         mine = [r for r in runs if r["op"] == op]
-        plain = analysis.mean_sd(r.get("grok_step") for r in mine if arm(r)[0] == "none")["mean"]
+        untouched = analysis.mean_sd(r.get("grok_step") for r in mine if arm(r)[0] == "none")["mean"]
         for key in sorted({arm(r) for r in mine}, key=lambda k: (k[0] != "none", k)):
             these = [r for r in mine if arm(r) == key]
             steps = analysis.mean_sd(r.get("grok_step") for r in these)
-            delay = "" if plain is None or steps["mean"] is None or key[0] == "none" else f"{steps['mean'] - plain:+.0f}"
+            delay = "" if untouched is None or steps["mean"] is None or key[0] == "none" else \
+                f"{steps['mean'] - untouched:+.0f}"
             rows.append([op, key[0], f"{key[1]:g}", key[2], f"{steps['n']}/{len(these)}",
                          _mean_sd(steps) if steps["n"] else "DNF", delay,
                          paper.intervention(op, *key)])
@@ -278,7 +279,8 @@ def lead_vs_grok(runs: list[dict], fit: Optional[dict]) -> Optional[Figure]:
     grok = np.geomspace(min(r["grok_step"] for r in fitted), max(r["grok_step"] for r in fitted), 50)
     centre = math.exp(statistics.mean(math.log(r["grok_step"]) for r in fitted))
     paper_alpha = (paper.POWER_LAW.low + paper.POWER_LAW.high) / 2
-    ax.plot(grok, fit["C"] * grok ** fit["alpha"], "k-", label=f"fit: alpha {fit['alpha']:.2f} ± {fit['alpha_se']:.2f}")
+    ax.plot(grok, fit["C"] * grok ** fit["alpha"], "k-",
+            label=f"fit: alpha {fit['alpha']:.2f} ± {fit['alpha_se']:.2f}")
     ax.plot(grok, fit["C"] * centre ** (fit["alpha"] - paper_alpha) * grok ** paper_alpha, "k--", lw=1,
             label=f"paper: alpha {paper_alpha:.2f}")
     ax.set(xscale="log", yscale="log", xlabel="grok step (detection)", ylabel="lead = detection - onset",
