@@ -162,7 +162,7 @@ def intervene(
         raise RunError("--hook is set by --arm, --dose and --basis here")
     spec = experiments.intervention(arm, dose, basis, preset, **overrides)
     path, existing = out or experiments.run_path(spec), _existing(resume, force)
-    if basis == "pca":
+    if experiments.needs_baseline(spec):
         base = experiments.baseline(spec)
         console.print(f"baseline (phase 1): {path.parent / base.name}")
         _execute(base, path.parent / base.name, "continue", threads)

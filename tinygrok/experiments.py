@@ -165,9 +165,15 @@ def intervention_basis(spec: RunSpec, beside: Path) -> np.ndarray:
     return base.basis().astype(cfg.dtype)  # the dtype training uses it in
 
 
+def needs_baseline(spec: RunSpec) -> bool:
+    """Whether the run is given its baseline's execution basis (an intervention with basis "pca")."""
+    hook = interventions.parse(spec.config.hook)
+    return spec.recipe == "intervene" and hook.needs_basis and hook.basis == "pca"
+
+
 def waves(specs: list[RunSpec]) -> list[list[RunSpec]]:
     """The specs in the order they can run: the baselines the others need first, then the others."""
-    needed = {baseline(s).name for s in specs if s.recipe == "intervene"} & {s.name for s in specs}
+    needed = {baseline(s).name for s in specs if needs_baseline(s)}
     first = [s for s in specs if s.name in needed]
     return [wave for wave in (first, [s for s in specs if s.name not in needed]) if wave]
 
@@ -321,8 +327,7 @@ def grid(name: str, filters: Filters = Filters()) -> list[RunSpec]:
         specs.append(spec(recipe, preset, **settings))
     if not specs:
         raise ConfigError(f"the filters ({filters.describe()}) leave no run of {name}")
-    baselines = {b.name: b for b in (baseline(s) for s in specs if interventions.parse(s.config.hook).needs_basis
-                                     and interventions.parse(s.config.hook).basis == "pca")}
+    baselines = {b.name: b for b in (baseline(s) for s in specs if needs_baseline(s))}
     return list(baselines.values()) + specs
 
 
