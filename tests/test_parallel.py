@@ -185,7 +185,8 @@ def test_training_and_the_analysis_keep_blas_on_one_thread(tmp_path, monkeypatch
 
     def spy(fn):
         def wrapped(*args, **kwargs):
-            seen.append((fn.__name__, max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")))
+            threads = max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+            seen.append((fn.__name__, threads, np.float32(1e-20) * np.float32(1e-20)))
             return fn(*args, **kwargs)
         return wrapped
 
@@ -196,5 +197,27 @@ def test_training_and_the_analysis_keep_blas_on_one_thread(tmp_path, monkeypatch
     with parallel.cores(2):
         train(cfg, Run.create(tmp_path / "r", cfg))
         geometry.analyse(Run(tmp_path / "r"), k=1)
-    assert {name for name, _ in seen} == {"train_step", "curvature_at_saved_thetas", "analyse_trajectories"}
-    assert {threads for _, threads in seen} == {1}
+    assert {name for name, _, _ in seen} == {"train_step", "curvature_at_saved_thetas", "analyse_trajectories"}
+    assert {threads for _, threads, _ in seen} == {1}
+    assert {subnormal for _, _, subnormal in seen} == {0.0}  # 1e-40 is flushed to zero
+
+
+def test_subnormals_are_flushed_only_inside_the_context():
+    tiny, normal = np.float32(1e-20), np.float32(1e-19)
+    with parallel.recorded_arithmetic():
+        assert tiny * tiny == 0 and np.all(np.full(8, tiny) * tiny == 0)
+        assert normal * normal == np.float32(1e-38)  # the smallest normal float32 is 1.18e-38: kept
+    assert tiny * tiny == np.float32(1e-40) != 0
+
+
+def test_workers_flush_subnormals_too(two_cores):
+    """A near-zero theta (a collapsed run's) makes subnormal numbers inside the gradient: the workers' gradients
+    are the ones computed here with them flushed, which differ from those computed with them kept."""
+    theta, batches = setting(0)
+    theta = theta * np.float32(1e-4)
+    got = parallel.side_by_side(flat_grad, [(theta, *batch) for batch in batches[:2]], CFG)
+    with parallel.recorded_arithmetic():
+        flushed = [flat_grad(theta, *batch, CFG) for batch in batches[:2]]
+    kept = [flat_grad(theta, *batch, CFG) for batch in batches[:2]]
+    assert all(np.array_equal(a, b) for a, b in zip(got, flushed))
+    assert not any(np.array_equal(a, b) for a, b in zip(got, kept))

@@ -53,7 +53,7 @@ def analyse_pca(run: Run) -> tuple[dict, np.ndarray]:
 def analyse_trajectory(run: Run) -> dict:
     """The trajectory PCA alone, for runs that are not probed (the pca experiment): pca.json, basis.npy, and PC1
     per matrix added to the summary as the "pca" stage; returns all the run's results. BLAS on one thread."""
-    with parallel.one_blas_thread():
+    with parallel.recorded_arithmetic():
         pca, _ = analyse_pca(run)
     return run.record("pca", {"pc1": pca["pc1"]})
 
@@ -110,7 +110,7 @@ def analyse(run: Run, k: int | None = None) -> tuple[dict, list[dict]]:
     """Everything above, in order, with k defect samples at each saved theta (default: the run's probe_samples):
     the updated summary, and the projections at each saved theta. BLAS on one thread: the same numbers on any
     number of cores."""
-    with parallel.one_blas_thread():
+    with parallel.recorded_arithmetic():
         pca, basis = analyse_pca(run)
         rows = analyse_curvature(run, basis, k or run.config().probe_samples)
         return summarise(run, pca, rows), rows

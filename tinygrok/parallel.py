@@ -9,8 +9,8 @@ number of cores. Processes, not threads: the Python
 between NumPy calls holds the GIL (evaluation on two threads measured 150-310 ms, in two processes 130-160 ms),
 and autograd's tracing is not thread-safe (its trace counter is shared by all threads).
 
-Training and the geometry analysis keep BLAS on one thread throughout (`one_blas_thread`), so that what a run
-records never depends on n; elsewhere (Hessian-vector products, bench) BLAS uses n threads. On a GPU backend
+Training and the geometry analysis keep BLAS on one thread throughout (`recorded_arithmetic`, which also flushes
+subnormal numbers to zero), so that what a run records never depends on n; elsewhere (Hessian-vector products, bench) BLAS uses n threads. On a GPU backend
 everything is serial: the device is the parallel part.
 """
 from __future__ import annotations
@@ -59,10 +59,13 @@ def _blas_controller() -> ThreadpoolController:
     return ThreadpoolController()  # scanning the loaded libraries takes milliseconds: once
 
 
-def one_blas_thread():
-    """A context in which BLAS runs on one thread: how many threads sum a product can move its last bits, so
-    everything tinygrok records is computed this way (the cores work side by side instead)."""
-    return _blas_controller().limit(limits=1, user_api="blas")
+@contextlib.contextmanager
+def recorded_arithmetic():
+    """The arithmetic of everything tinygrok records: BLAS on one thread (how many threads sum a product can move
+    its last bits; the cores work side by side instead) and subnormal numbers flushed to zero
+    (backend.subnormals_flushed: without it a collapsing run is ~15 times slower)."""
+    with _blas_controller().limit(limits=1, user_api="blas"), backend.subnormals_flushed():
+        yield
 
 
 def _serial() -> bool:
@@ -88,7 +91,7 @@ def side_by_side(fn, jobs: list[tuple], cfg: Config) -> list:
             for worker, job in zip(_workers, there):
                 worker.submit(fn, *job, cfg)
                 busy.append(worker)
-            with one_blas_thread():
+            with recorded_arithmetic():
                 mine = fn(*here, cfg)
         finally:  # read the workers' replies even if this job failed, so none is left for the next call
             theirs = _collect(busy)
@@ -150,7 +153,7 @@ def batch_gradient(theta, tokens, labels, cfg: Config):
     bits, so it is fixed by the config, never by the number of cores."""
     shards = [(theta, tokens[a:b], labels[a:b]) for a, b in split(len(tokens), cfg.batch_shards)]
     if len(shards) == 1:
-        with one_blas_thread():
+        with recorded_arithmetic():
             return flat_grad(theta, tokens, labels, cfg)
     total = None
     for (_, shard, _), grad in zip(shards, side_by_side(flat_grad, shards, cfg)):
@@ -244,7 +247,6 @@ def serve(memory_fd: int, capacity: int) -> None:
     requests, replies = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything else written to stdout, even from C, goes to stderr: it must not corrupt the replies
     sys.stdout = sys.stderr
-    threadpool_limits(1, user_api="blas")
     backend.reuse_freed_memory()
     memory = mmap.mmap(memory_fd, 2 * capacity)
     while True:
@@ -254,7 +256,8 @@ def serve(memory_fd: int, capacity: int) -> None:
             return
         try:
             theta, out = _slots(memory, dtype, size)
-            result = fn(theta, *args)
+            with recorded_arithmetic():
+                result = fn(theta, *args)
             if isinstance(result, np.ndarray) and (result.shape, result.dtype) == (theta.shape, theta.dtype):
                 out[:] = result
                 reply = pickle.dumps(("in memory", None))

@@ -147,7 +147,7 @@ def train(cfg: Config, run: Run, *, resume: bool = False, on_step: Optional[Step
     hook, recorder = interventions.parse(cfg.hook), Recorder(cfg, run, data, rows)
     basis = backend.to_device(run.hook_basis().astype(cfg.dtype)) if hook.needs_basis else None
     start, first_step, train_seconds = time.perf_counter(), state.step, 0.0
-    with parallel.one_blas_thread():  # the cores work side by side: the numbers never depend on how many
+    with parallel.recorded_arithmetic():  # the cores work side by side: the numbers never depend on how many
         if not rows:
             recorder(state, {}, stop_at=cfg.max_steps, wall=wall_before)
         stop_at = _stop_step(rows, cfg)
