@@ -470,13 +470,18 @@ def _sweep_view(index: dict, out: Path, expected: dict[str, int], bar: Progress,
 
 
 @app.command()
-def report(sweep_dir: Annotated[Path, typer.Argument(help="a sweep directory (tinygrok sweep --out)")]):
-    """Write report.md and its figures into a sweep directory: every run, and the statistics over them beside the
-    paper's."""
+def report(
+    sweep_dirs: Annotated[list[Path], typer.Argument(help="one or more sweep directories (tinygrok sweep --out)")],
+    out: Annotated[Optional[Path], typer.Option(help="where report.md and its figures go (default: the first "
+                                                     "sweep directory)")] = None,
+):
+    """Write report.md and its figures: every run of the sweeps, and the statistics over them beside the paper's."""
     from tinygrok import report as sweep_report
 
     try:
-        path = sweep_report.write(sweep_dir)
+        if out:
+            out.mkdir(parents=True, exist_ok=True)
+        path = sweep_report.write(sweep_dirs, out)
     except RunError as err:
         fail(str(err))
     console.print(f"report: {path}")

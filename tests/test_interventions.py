@@ -189,14 +189,28 @@ def test_an_intervention_without_its_baseline_is_refused(tmp_path):
 def test_the_report_gives_grok_step_delay_and_dnf_per_arm_beside_the_paper():
     from tinygrok import report
     runs = [{"op": "add", "recipe": "intervene", "hook": hook, "grok_step": step, "max_steps": 15000}
-            for hook, step in (("none", 3000), ("none", 3400), ("project:s=0.5,basis=pca,start=500", 3500),
+            for hook, step in (("none", 3000), ("none", 3400), ("project:s=0.5,basis=pca,start=500", 3300),
                                ("project:s=0.5,basis=pca,start=500", 3700), ("project:s=1.0,basis=pca,start=500", None),
                                ("project:s=0.0,basis=pca,start=500", 3200))]
     text = "\n".join(report._interventions(runs))
-    assert "| add | none | 0 | pca | 3/3 | 3200 ± 200 (n 3) |  | ~3233 (figI4; figI10 ~3200) |" in text
-    assert "| add | project | 0.5 | pca | 2/2 | 3600 ± 141 (n 2) | +400 | ~3470, +300 (figI10; figI4: 3533) |" in text
-    assert "| add | project | 1 | pca | 0/1 | DNF |  | DNF (0/3) (figI10, figI5) |" in text
+    assert "| add | none | 0 | pca | 3/3 | 3200 ± 200 (n 3) | 3000-3400 |  |  | ~3233 (figI4; figI10 ~3200) |" in text
+    assert ("| add | project | 0.5 | pca | 2/2 | 3500 ± 283 (n 2) | 3300-3700 | +300 | 1/2 | ~3470, +300 (figI10; "
+            "figI4: 3533) |") in text
+    assert "| add | project | 1 | pca | 0/1 | DNF |  |  | 0/1 | DNF (0/3) (figI10, figI5) |" in text
     assert report.dose_response(runs).axes[0].get_title().startswith("add")
+
+
+def test_without_a_probed_arm_the_interventions_are_measured_against_their_baselines():
+    """A sweep of arms alone (no probed no-hook arm) measures them against the baselines it ran first."""
+    from tinygrok import report
+    base = [{"name": f"base{seed}", "op": "mul", "recipe": "pca", "hook": "none", "grok_step": step,
+             "max_steps": 15000} for seed, step in ((1, 2800), (2, 3000))]
+    arms = [{"name": f"kick{seed}", "op": "mul", "recipe": "intervene", "hook": "kick:alpha=10.0",
+             "baseline": f"base{seed}", "grok_step": step, "max_steps": 15000} for seed, step in ((1, 2900), (2, 3100))]
+    assert report.untouched(base + arms, "mul") == base
+    text = "\n".join(report._interventions(base + arms))
+    assert "| mul | none | 0 | pca | 2/2 | 2900 ± 141 (n 2) | 2800-3000 |" in text
+    assert "| mul | kick | 10 | pca | 2/2 | 3000 ± 141 (n 2) | 2900-3100 | +100 | 1/2 |" in text
 
 
 def test_a_zero_direction_gives_no_kick():

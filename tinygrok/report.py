@@ -10,8 +10,7 @@ from typing import Optional
 import numpy as np
 from matplotlib.figure import Figure
 
-from tinygrok import analysis, config, interventions, paper
-from tinygrok.experiments import saved_spec
+from tinygrok import analysis, config, experiments, interventions, paper
 from tinygrok.runs import Run, read_json, write_text
 from tinygrok.sweep import INDEX, summary
 
@@ -19,18 +18,19 @@ REPORT = "report.md"
 
 
 def collect(out: Path) -> list[dict]:
-    """One dict per finished run of the sweep: its config's op, seed, lr, weight decay, hook, max_steps, layers, its
-    preset, whether it ran at its preset's learning rate (where the paper's numbers but the power law were
-    measured), its recipe, and its results."""
+    """One dict per finished run of the sweep: its directory, its config's op, seed, lr, weight decay, hook,
+    max_steps, layers, its preset, whether it ran at its preset's learning rate (where the paper's numbers but the
+    power law were measured), its recipe, an intervention's baseline (its name), and its results."""
     runs = []
     for name, entry in read_json(Path(out) / INDEX)["runs"].items():
         if entry["state"] == "done":
-            spec = saved_spec(Path(out) / name)
-            cfg = spec.config
-            runs.append({"name": name, "op": cfg.op, "seed": cfg.seed, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
-                         "preset": spec.preset, "preset_lr": cfg.lr == config.preset(spec.preset).lr,
-                         "recipe": entry.get("recipe", "train"), "hook": cfg.hook, "max_steps": cfg.max_steps,
-                         "n_layers": cfg.n_layers,
+            spec = experiments.saved_spec(Path(out) / name)
+            cfg, recipe = spec.config, entry.get("recipe", "train")
+            runs.append({"name": name, "path": Path(out) / name, "op": cfg.op, "seed": cfg.seed, "lr": cfg.lr,
+                         "weight_decay": cfg.weight_decay, "preset": spec.preset,
+                         "preset_lr": cfg.lr == config.preset(spec.preset).lr, "recipe": recipe, "hook": cfg.hook,
+                         "max_steps": cfg.max_steps, "n_layers": cfg.n_layers,
+                         "baseline": experiments.baseline(spec).name if recipe == "intervene" else None,
                          **entry["results"]})
     return runs
 
@@ -47,21 +47,32 @@ def grokking(runs: list[dict]) -> list[dict]:
     return [r for r in plain(runs) if r["op"] in paper.GROKKING_OPS and r["weight_decay"] > 0]
 
 
-def write(out: Path) -> Path:
-    """Write report.md and its figures into the sweep directory and return the report's path."""
-    index, runs = read_json(Path(out) / INDEX), collect(out)
-    grokked, counts = grokking(runs), summary(index)
+def write(sweeps: list[Path], into: Optional[Path] = None) -> Path:
+    """Write report.md and its figures over the runs of one or more sweep directories into `into` (default: the
+    first of them) and return the report's path. A run found in several (a baseline copied beside its
+    interventions) counts once."""
+    into = Path(into or sweeps[0])
+    indexes = {Path(out): read_json(Path(out) / INDEX) for out in sweeps}
+    runs = {}
+    for out in indexes:
+        for r in collect(out):
+            runs.setdefault(r["name"], r)
+    runs = list(runs.values())
+    grokked = grokking(runs)
     fit, power_law_lines = _power_law(grokked)
-    lines = [f"# {index['experiment']}: {counts['done']} runs done, {counts['failed']} failed",
-             "", f"Filters: {index['filters']}.", ""]
+    lines = []
+    for out, index in indexes.items():
+        counts = summary(index)
+        lines += [f"# {index['experiment']}: {counts['done']} runs done, {counts['failed']} failed",
+                  "", f"Filters: {index['filters']}." + (f" Directory: {out}." if len(indexes) > 1 else ""), ""]
+        lines += [f"- failed: {name}: {entry['error']}" for name, entry in index["runs"].items()
+                  if entry["state"] == "failed"]
     presets = sorted({r["preset"] for r in runs} - {"paper"})
     lines += [f"These runs use the {', '.join(presets)} preset (config.py), not the paper's model: expect its "
               "numbers to differ from the paper's.", ""] if presets else []
-    lines += [f"- failed: {name}: {entry['error']}" for name, entry in index["runs"].items()
-              if entry["state"] == "failed"]
     lines += _measured_vs_paper(runs, fit) + _runs(runs) + _per_op(grokked) + _sign_test(grokked) + _growth(runs)
-    lines += power_law_lines + _interventions(runs) + _figures(Path(out), runs, fit)
-    return write_text(Path(out) / REPORT, "\n".join(lines) + "\n")
+    lines += power_law_lines + _interventions(runs) + _figures(into, runs, fit)
+    return write_text(into / REPORT, "\n".join(lines) + "\n")
 
 
 def _runs(runs: list[dict]) -> list[str]:
@@ -145,26 +156,42 @@ def arm(run: dict) -> tuple[str, float, str]:
     return name, dose, getattr(hook, "basis", "pca")
 
 
+def untouched(runs: list[dict], op: str) -> list[dict]:
+    """The runs of `op` without an intervention that its interventions are measured against: the probed no-hook
+    arm, else the interventions' baselines (§8.1 phase 1: the same training, as probes change no number)."""
+    mine = [r for r in runs if r["op"] == op and r["recipe"] == "intervene"]
+    probed = [r for r in mine if arm(r)[0] == "none"]
+    return probed or [r for r in runs if r["name"] in {r["baseline"] for r in mine}]
+
+
 def _interventions(runs: list[dict]) -> list[str]:
-    """Grok step (detection) per operation and arm, the delay over the operation's runs without intervention,
-    DNF counted, beside the paper's (§8.3)."""
-    runs = [r for r in runs if r["recipe"] == "intervene"]
-    if not runs:
-        return []
+    """Grok step (detection) per operation and arm, its range over seeds, the delay over the operation's runs
+    without intervention and how many runs grok within their range, DNF counted, beside the paper's (§8.3)."""
+    runs = [r for r in runs if r["recipe"] == "intervene" or r["hook"] == "none"]
     rows = []
-    for op in _ops(runs):
-        mine = [r for r in runs if r["op"] == op]
-        untouched = analysis.mean_sd(r.get("grok_step") for r in mine if arm(r)[0] == "none")["mean"]
-        for key in sorted({arm(r) for r in mine}, key=lambda k: (k[0] != "none", k)):
-            these = [r for r in mine if arm(r) == key]
-            steps = analysis.mean_sd(r.get("grok_step") for r in these)
-            delay = "" if untouched is None or steps["mean"] is None or key[0] == "none" else \
-                f"{steps['mean'] - untouched:+.0f}"
-            rows.append([op, key[0], f"{key[1]:g}", key[2], f"{steps['n']}/{len(these)}",
-                         _mean_sd(steps) if steps["n"] else "DNF", delay,
-                         paper.intervention(op, *key)])
+    for op in _ops([r for r in runs if r["recipe"] == "intervene"]):
+        reference = untouched(runs, op)
+        steps_then = [r["grok_step"] for r in reference if r.get("grok_step") is not None]
+        untouched_mean = analysis.mean_sd(steps_then)["mean"]
+        arms = [r for r in runs if r["op"] == op and r["recipe"] == "intervene" and arm(r)[0] != "none"]
+        for key, these in [(("none", 0.0, "pca"), reference)] + [
+                (key, [r for r in arms if arm(r) == key]) for key in sorted({arm(r) for r in arms})]:
+            steps = [r["grok_step"] for r in these if r.get("grok_step") is not None]
+            stats = analysis.mean_sd(steps)
+            delay = "" if untouched_mean is None or not steps or key[0] == "none" else \
+                f"{stats['mean'] - untouched_mean:+.0f}"
+            within = "" if key[0] == "none" or not steps_then else \
+                f"{sum(min(steps_then) <= v <= max(steps_then) for v in steps)}/{len(these)}"
+            rows.append([op, key[0], f"{key[1]:g}", key[2], f"{len(steps)}/{len(these)}",
+                         _mean_sd(stats) if steps else "DNF", f"{min(steps)}-{max(steps)}" if steps else "",
+                         delay, within, paper.intervention(op, *key)])
+    if not rows:
+        return []
     return ["## Interventions (PAPER.md §8): grok step = detection (98% x 3); DNF = not grokked by the cap", "",
-            _table(["op", "arm", "dose", "basis", "grokked", "grok step", "delay", "paper"], rows), ""]
+            "*within* counts the runs that grok inside the range of the runs without intervention (none: the "
+            "probed arm, or the baselines).", "",
+            _table(["op", "arm", "dose", "basis", "grokked", "grok step", "range", "delay", "within", "paper"],
+                   rows), ""]
 
 
 def _measured_vs_paper(runs: list[dict], fit: Optional[dict]) -> list[str]:
@@ -232,7 +259,7 @@ def _steps(runs: list[dict]) -> str:
 
 
 # ---------------------------------------------------------------------- figures over the sweep's runs
-def defect_curves(out: Path, runs: list[dict]) -> Optional[Figure]:
+def defect_curves(runs: list[dict]) -> Optional[Figure]:
     """The commutator defect of every probed run against step, one panel per operation, each run's onset (dot)
     and grok_90 (dotted line, its colour) marked: curvature rises before accuracy does, run after run."""
     probed = [r for r in plain(runs) if r.get("baseline_defect") is not None]
@@ -244,7 +271,7 @@ def defect_curves(out: Path, runs: list[dict]) -> Optional[Figure]:
     axes = fig.subplots(math.ceil(len(ops) / 3), min(len(ops), 3), squeeze=False).ravel()
     for ax, op in zip(axes, ops):
         for i, r in enumerate(sorted((r for r in probed if r["op"] == op), key=lambda r: (r["lr"], r["seed"]))):
-            rows = [row for row in Run(out / r["name"]).metrics() if row.get("defect") is not None]
+            rows = [row for row in Run(r["path"]).metrics() if row.get("defect") is not None]
             colour = f"C{rates.index(r['lr'])}" if len(rates) > 1 else f"C{i}"  # several rates: one colour each
             line, = ax.plot([row["step"] for row in rows], [row["defect"] for row in rows], lw=1, color=colour,
                             label=f"s{r['seed']}" + (f" lr {r['lr']:g}" if len(rates) > 1 else "")
@@ -315,14 +342,14 @@ def pc1_by_op(runs: list[dict]) -> Optional[Figure]:
 def dose_response(runs: list[dict]) -> Optional[Figure]:
     """Grok step (detection) against project's dose s, one panel per operation: every run (x at the cap: DNF), the
     mean of those that grokked, and the paper's means (figI10, hollow); the random basis dashed, where run."""
-    runs = [r for r in runs if r["recipe"] == "intervene" and arm(r)[0] in ("none", "project")]
-    if len({arm(r)[1] for r in runs}) < 2:
+    projected = [r for r in runs if r["recipe"] == "intervene" and arm(r)[0] == "project"]
+    ops = _ops(projected)
+    if not ops:
         return None
-    ops = _ops(runs)
     fig = Figure(figsize=(4 * len(ops), 3.8), layout="constrained")
     for ax, op in zip(fig.subplots(1, len(ops), squeeze=False).ravel(), ops):
         for colour, basis in (("C0", "pca"), ("C3", "random")):
-            mine = [r for r in runs if r["op"] == op and (arm(r)[2] == basis or arm(r)[0] == "none")]
+            mine = untouched(runs, op) + [r for r in projected if r["op"] == op and arm(r)[2] == basis]
             doses = sorted({arm(r)[1] for r in mine})
             if basis == "random" and not any(arm(r)[2] == "random" for r in mine):
                 continue
@@ -343,17 +370,17 @@ def dose_response(runs: list[dict]) -> Optional[Figure]:
     return fig
 
 
-FIGURES = {"defect_by_op": lambda out, runs, fit: defect_curves(out, runs),
-           "lead_vs_grok": lambda out, runs, fit: lead_vs_grok(grokking(runs), fit),
-           "pc1_by_op": lambda out, runs, fit: pc1_by_op(runs),
-           "dose_response": lambda out, runs, fit: dose_response(runs)}
+FIGURES = {"defect_by_op": lambda runs, fit: defect_curves(runs),
+           "lead_vs_grok": lambda runs, fit: lead_vs_grok(grokking(runs), fit),
+           "pc1_by_op": lambda runs, fit: pc1_by_op(runs),
+           "dose_response": lambda runs, fit: dose_response(runs)}
 
 
 def _figures(out: Path, runs: list[dict], fit: Optional[dict]) -> list[str]:
-    """Draw every figure the runs allow into the sweep directory; the report's lines that show them."""
+    """Draw every figure the runs allow into the report's directory; the report's lines that show them."""
     lines = []
     for name, draw in FIGURES.items():
-        fig = draw(out, runs, fit)
+        fig = draw(runs, fit)
         if fig is not None:
             fig.savefig(out / f"{name}.png", dpi=110)
             lines += [f"![{name}]({name}.png)", ""]
