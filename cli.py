@@ -338,6 +338,29 @@ def commutator(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help
 
 
 @app.command()
+def dimensions(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help="defect samples per phase")] = 5,
+               threads: Threads = None):
+    """The dimension sweep (figC3): proj/full of the curvature against the subspace size K at step 200,
+    memorization, detection and detection + 500, for the weight-SVD, trajectory-PCA and random bases."""
+    from tinygrok import geometry
+
+    run = _open_run(run_dir)
+    try:
+        with parallel.cores(threads or parallel.default_cores(run.config())):
+            rows = geometry.dimension_sweep(run, k_samples=samples)
+    except RunError as err:
+        fail(str(err))
+    table = Table(title="proj/full of the defect by subspace size (enriched: above sqrt(K/P))")
+    for column in ("phase", "step", "K", "weight SVD", "trajectory PCA", "random", "sqrt(K/P)"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["phase"], str(r["step"]), str(r["K"]),
+                      *(f"{r[key]:.4f}" for key in ("weight_svd", "pca", "random", "theory")))
+    console.print(table)
+    console.print(f"figure: {plots.save(run, 'dimensions')}")
+
+
+@app.command()
 def plot(run_dir: RunDir):
     """Redraw every figure a run's files allow."""
     try:

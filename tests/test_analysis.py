@@ -66,3 +66,14 @@ def test_sign_test_and_mean_sd():
     assert sign_test([1300, 1400, 600] * 4) == {"n": 12, "positive": 12, "p": 2**-12}  # the paper's p
     assert sign_test([100, -100, 200, None, 0])["p"] == pytest.approx(4 / 8)  # P(X >= 2 | n = 3)
     assert mean_sd([2933, None, 3433]) == {"mean": 3183, "sd": pytest.approx(353.55, rel=1e-4), "n": 2}
+
+
+def test_memorization_phase_and_defect_levels_on_hand_made_rows():
+    from tinygrok.analysis import by_defect_level, memorization_phase
+    r = rows([0.0, 0.01, 0.1, 0.2, 0.29, 0.31, 0.9], train_accs=[0.1, 0.5, 0.95, 0.99, 1.0, 1.0, 1.0])
+    assert memorization_phase(r) == [200, 300, 400]  # train >= 0.95 and test < 0.3
+    geometry = [{"step": 100 * i, "defect": d, "ratio": v} for i, (d, v) in
+                enumerate([(4.9, 9.0), (5.0, 3.0), (14.9, 2.0), (15.0, 1.5), (29.0, 1.0), (30.0, 0.8), (31.0, 0.6),
+                           (200.0, 0.5), (20.0, float("nan"))])]
+    assert by_defect_level(geometry, "ratio") == {"5-15": 2.5, "15-30": 1.25, ">=30": 0.6}  # 4.9 and NaN left out
+    assert by_defect_level(geometry[:1], "ratio") == {"5-15": None, "15-30": None, ">=30": None}

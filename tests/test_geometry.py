@@ -61,3 +61,29 @@ def test_every_figure_is_drawn(analysed):
     names = {p.name for p in plots.save_all(run.path)}
     assert names == {"training.png", "defect.png", "explained_variance.png", "trajectory.png", "projections.png"}
     assert all((run.path / n).stat().st_size > 10_000 for n in names)
+
+
+def test_the_dimension_sweep_grows_with_the_subspace_at_four_phases(analysed, tmp_path):
+    """On a copy of the small run whose metrics say it memorized at step 40 and grokked (detection at 160):
+    one row per phase and size; nested subspaces catch more of each defect as k grows; random bases about
+    sqrt(K/P) (P is small, so roughly); the file and its figure written. A run that never grokked is refused."""
+    import shutil
+    from tinygrok.runs import RunError
+    run, _ = analysed
+    with pytest.raises(RunError, match="memorized and grokked"):
+        geometry.dimension_sweep(run, ks=(1,))
+    copy = Run(shutil.copytree(run.path, tmp_path / "grokked"))
+    rows = [{**r, "train_acc": 1.0 if r["step"] >= 40 else 0.1, "test_acc": 1.0 if r["step"] >= 120 else 0.1}
+            for r in run.metrics()]
+    (copy.path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    got = geometry.dimension_sweep(copy, ks=(1, 2, 4), k_samples=2, n_random=2)
+    assert [(r["phase"], r["step"], r["K"]) for r in got[::3]] == [
+        ("early", 200, 8), ("memorization", 0, 8), ("detection", 150, 8), ("detection + 500", 200, 8)]
+    assert [r["K"] for r in got[:3]] == [8, 16, 32] and copy.dimensions() == got
+    for phase in range(4):
+        for key in ("weight_svd", "pca"):
+            values = [r[key] for r in got[3 * phase:3 * phase + 3]]
+            assert values == sorted(values) and 0 < values[-1] <= 1
+    for r in got:
+        assert r["random"] == pytest.approx(r["theory"], rel=0.5) and r["theory"] == math.sqrt(r["K"] / param_count(CFG))
+    assert plots.save(copy, "dimensions").stat().st_size > 10_000

@@ -70,6 +70,21 @@ def memorization_phase(rows: list[dict]) -> list[int]:
     return [r["step"] for r in rows if r["train_acc"] >= 0.95 and r["test_acc"] < 0.3]
 
 
+DEFECT_LEVELS = ((5.0, 15.0), (15.0, 30.0), (30.0, math.inf))  # the controls' bins of the defect D (§6.4)
+
+
+def by_defect_level(rows: list[dict], key: str, levels=DEFECT_LEVELS) -> dict[str, Optional[float]]:
+    """The median of rows' `key` within each level [low, high) of their defect D (rows with a NaN value or no D
+    left out): inside the memorization phase exec/random falls as D rises (§6.4), so a median over a window
+    depends on how many high-D rows it holds; per level it does not. Label ("5-15", ">=30") -> median or None."""
+    out = {}
+    for low, high in levels:
+        values = [r[key] for r in rows if r.get("defect") is not None and low <= r["defect"] < high
+                  and r.get(key) is not None and r[key] == r[key]]
+        out[f">={low:g}" if high == math.inf else f"{low:g}-{high:g}"] = statistics.median(values) if values else None
+    return out
+
+
 # ---------------------------------------------------------------------- over many runs (PAPER.md §7.3, §7.4)
 def mean_sd(values: Iterable[Optional[float]]) -> dict:
     """Mean, sample standard deviation and count of the values that are not None (sd None below two)."""

@@ -84,14 +84,18 @@ def random_basis(n_params: int, k: int, rng: np.random.Generator) -> np.ndarray:
     return g @ np.linalg.inv(np.linalg.cholesky(g.T @ g).T)
 
 
+def singular_directions(w: np.ndarray, k: int) -> np.ndarray:
+    """The unit rank-one matrices u_i v_i^T of w's top-k singular pairs (all of them if it has fewer), flattened:
+    (k, D), orthonormal rows."""
+    u, _, vt = np.linalg.svd(w.astype(np.float64))
+    return np.stack([np.outer(u[:, i], vt[i]).ravel() for i in range(min(k, *w.shape))])
+
+
 def weight_svd_basis(theta: np.ndarray, cfg: Config, k: int = 3) -> np.ndarray:
     """The basis the reference code's random-subspace control actually used (§6.4): for every layer and attention
     matrix W, the top-k rank-one matrices u_i v_i^T of W's SVD at theta, at W's offset: (P, layers*4*k)."""
-    blocks = []
-    for start, shape in attention_layout(cfg).values():
-        u, _, vt = np.linalg.svd(theta[start:start + math.prod(shape)].reshape(shape).astype(np.float64))
-        blocks.append((start, np.stack([np.outer(u[:, i], vt[i]).ravel() for i in range(k)])))  # (k, D)
-    return block_basis(blocks, theta.size)
+    return block_basis([(start, singular_directions(theta[start:start + math.prod(shape)].reshape(shape), k))
+                        for start, shape in attention_layout(cfg).values()], theta.size)
 
 
 def subspace_ratios(samples: list, bases: dict[str, np.ndarray], random_bases: dict[int, list]) -> dict:

@@ -5,21 +5,23 @@ Writes pca.json, basis.npy and geometry.jsonl into the run directory and adds th
 """
 from __future__ import annotations
 
+import math
 import statistics
 
 import numpy as np
 
 from tinygrok import backend, parallel
-from tinygrok.analysis import curvature_summary, detection_step, memorization_phase
-from tinygrok.commutator import (alignment, defect_samples, defect_stats, random_basis, subspace_ratios,
-                                 weight_svd_basis)
+from tinygrok.analysis import by_defect_level, curvature_summary, detection_step, grok_summary, memorization_phase
+from tinygrok.commutator import (alignment, defect_samples, defect_stats, random_basis, singular_directions,
+                                 subspace_ratios, weight_svd_basis)
 from tinygrok.config import Config
 from tinygrok.data import make_dataset, stream
 from tinygrok.model import attention_layout, param_count
-from tinygrok.pca import analyse_trajectories, execution_basis, run_trajectories
+from tinygrok.pca import analyse_trajectories, execution_basis, run_trajectories, trajectory_pca
 from tinygrok.runs import SNAPSHOTS, THETAS, Run, RunError
 BASIS_COMPONENTS = 2  # top-2 components per matrix: K = layers * 4 * 2 (§5.5)
 SVD_COMPONENTS = 3  # the reference control's top-3 singular pairs per matrix: K = layers * 4 * 3 (§6.4)
+ALIGNMENT_SAMPLES = 12  # the converse's commutator vectors per saved theta (§6.5)
 
 
 def trajectories_to_detection(run: Run) -> dict[str, np.ndarray]:
@@ -55,7 +57,7 @@ def analyse_trajectory(run: Run) -> dict:
     per matrix added to the summary as the "pca" stage; returns all the run's results. BLAS on one thread."""
     with parallel.recorded_arithmetic():
         pca, _ = analyse_pca(run)
-    return run.record("pca", {"pc1": pca["pc1"]})
+    return run.record("pca", {"pc1": pca["pc1"], "pc1_null_z": pca["null_z"]})
 
 
 def analyse_curvature(run: Run, basis: np.ndarray, k: int = 5) -> list[dict]:
@@ -73,7 +75,8 @@ def curvature_at_saved_thetas(run: Run, cfg: Config, exec_basis: np.ndarray, k: 
     basis (retrospective trajectory PCA, §5.5), the current-weight-SVD basis (what the reference's control used,
     §6.4) and n_random random bases of each size (drawn once for the whole run, as the defects do not depend on
     them; the reference drew 5 fresh ones per sample); plus the alignment (§6.5) of the step since the previous
-    saved theta with the k defects (the paper: 12). Batches come from a "posthoc" stream of their own."""
+    saved theta with ALIGNMENT_SAMPLES defects (the first k of them those above). Batches come from a "posthoc"
+    stream of their own."""
     data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
     rng = stream(cfg.seed, "posthoc")
     n_params, k_svd = param_count(cfg), len(attention_layout(cfg)) * SVD_COMPONENTS
@@ -82,12 +85,13 @@ def curvature_at_saved_thetas(run: Run, cfg: Config, exec_basis: np.ndarray, k: 
     rows, previous = [], None
     for i, saved in enumerate(run.rows(THETAS)):
         theta = np.array(saved)  # host: bases and projections are computed here, the probes on the device
-        samples = [{**s, "delta": backend.to_host(s["delta"])}
-                   for s in defect_samples(backend.to_device(theta), data, cfg, rng, k)]
+        drawn = [{**s, "delta": backend.to_host(s["delta"])}
+                 for s in defect_samples(backend.to_device(theta), data, cfg, rng, max(k, ALIGNMENT_SAMPLES))]
+        samples = drawn[:k]
         bases = {"exec": exec_basis, "weight_svd": weight_svd_basis(theta, cfg, SVD_COMPONENTS)}
         row = {"step": i * cfg.theta_every, **defect_stats(samples), **subspace_ratios(samples, bases, random_bases)}
         if previous is not None:
-            row["alignment_ratio"] = alignment(theta - previous, [s["delta"] for s in samples])["ratio"]
+            row["alignment_ratio"] = alignment(theta - previous, [s["delta"] for s in drawn])["ratio"]
         rows.append(row)
         previous = theta
     return rows
@@ -99,9 +103,11 @@ def summarise(run: Run, pca: dict, geometry: list[dict]) -> dict:
     memorizing = set(memorization_phase(metrics))
     in_phase = [r for r in geometry if r["step"] in memorizing]
     headline = {**curvature_summary(metrics, floor=run.config().onset_floor), "pc1": pca["pc1"],
-                "rho": _median(r["exec_rho"] for r in geometry),
+                "pc1_null_z": pca["null_z"], "rho": _median(r["exec_rho"] for r in geometry),
                 "exec_random_ratio": _median(r["exec_random_ratio"] for r in in_phase),
                 "exec_random_ratio_weight_svd": _median(r["weight_svd_random_ratio"] for r in in_phase),
+                "exec_random_by_defect": by_defect_level(in_phase, "exec_random_ratio"),
+                "exec_random_by_defect_weight_svd": by_defect_level(in_phase, "weight_svd_random_ratio"),
                 "memorization_phase_probes": len(in_phase)}
     return run.record("geometry", headline)
 
@@ -114,6 +120,67 @@ def analyse(run: Run, k: int | None = None) -> tuple[dict, list[dict]]:
         pca, basis = analyse_pca(run)
         rows = analyse_curvature(run, basis, k or run.config().probe_samples)
         return summarise(run, pca, rows), rows
+
+
+# ---------------------------------------------------------------------- the dimension sweep (§6.4, figC3)
+DIMENSIONS = (1, 2, 3, 4, 8, 16, 32)  # directions per attention matrix: K = layers * 4 * k
+
+
+def dimension_sweep(run: Run, ks: tuple = DIMENSIONS, k_samples: int = 5, n_random: int = 3) -> list[dict]:
+    """proj/full of the commutator defect against the subspace's size, at the four phases of figC3: step 200,
+    memorization (train acc >= 0.95), detection and detection + 500 (each at the saved theta at or before it).
+    For k directions per attention matrix: the top-k of its current-weight SVD, of its trajectory PCA (up to
+    detection), and the first K = layers*4*k columns of n_random random bases of the largest size; each the
+    median over k_samples defects (as subspace_ratios); beside sqrt(K/P), a random subspace's expectation.
+    Written into the run (dimensions.jsonl) and returned: one row per phase and k."""
+    with parallel.recorded_arithmetic():  # as every number a run records
+        rows = _dimension_rows(run, ks, k_samples, n_random)
+    run.write_dimensions(rows)
+    return rows
+
+
+def _dimension_rows(run: Run, ks: tuple, k_samples: int, n_random: int) -> list[dict]:
+    cfg, metrics = run.config(), run.metrics()
+    detected = detection_step(metrics, cfg.stop_acc, cfg.stop_patience)
+    memorized = grok_summary(metrics)["memorization_step"]
+    if detected is None or memorized is None or not run.has(THETAS):
+        raise RunError(f"the dimension sweep needs a run that memorized and grokked, with its parameters saved "
+                       f"(--theta-every): {run.path} is not one")
+    layout, n_params, thetas = attention_layout(cfg), param_count(cfg), run.rows(THETAS)
+    pca = {name: trajectory_pca(traj, max(ks)).components for name, traj in trajectories_to_detection(run).items()}
+    data, rng = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed), stream(cfg.seed, "dimensions")
+    rows = []
+    for phase, wanted in (("early", 200), ("memorization", memorized), ("detection", detected),
+                          ("detection + 500", detected + 500)):
+        index = min(wanted // cfg.theta_every, len(thetas) - 1)
+        theta = np.array(thetas[index])
+        samples = [(backend.to_host(s["delta"]).astype(np.float64), s["scale"])
+                   for s in defect_samples(backend.to_device(theta), data, cfg, rng, k_samples)]
+        svd = {name: singular_directions(theta[start:start + math.prod(shape)].reshape(shape), max(ks))
+               for name, (start, shape) in layout.items()}
+        along = {"weight_svd": [_per_matrix(delta, layout, svd) for delta, _ in samples],
+                 "pca": [_per_matrix(delta, layout, pca) for delta, _ in samples]}  # (matrices, k) per sample
+        randoms = [[basis.T @ delta for delta, _ in samples]  # (K,) per sample, one random basis at a time
+                   for basis in (random_basis(n_params, len(layout) * max(ks), rng) for _ in range(n_random))]
+        scales = np.array([scale for _, scale in samples])
+        full = np.median([np.linalg.norm(delta) for delta, _ in samples] / scales)
+        for k in ks:
+            size = len(layout) * k
+            norms = {name: [np.linalg.norm(c[:, :k]) for c in coords] for name, coords in along.items()}
+            norms["random"] = np.mean([[np.linalg.norm(c[:size]) for c in basis] for basis in randoms], axis=0)
+            rows.append({"phase": phase, "step": index * cfg.theta_every, "k": k, "K": size,
+                         **{name: float(np.median(np.array(v) / scales) / full) for name, v in norms.items()},
+                         "theory": math.sqrt(size / n_params)})
+    return rows
+
+
+def _per_matrix(delta: np.ndarray, layout: dict, directions: dict) -> np.ndarray:
+    """delta's coordinates along each attention matrix's directions (rows (k, D) at the matrix's offset):
+    (matrices, k), zero where a matrix has fewer (a trajectory of few snapshots has few components)."""
+    coords = np.zeros((len(layout), max(len(d) for d in directions.values())))
+    for i, (name, (start, shape)) in enumerate(layout.items()):
+        coords[i, :len(directions[name])] = directions[name] @ delta[start:start + math.prod(shape)]
+    return coords
 
 
 def _median(values):

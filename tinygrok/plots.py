@@ -15,7 +15,7 @@ from tinygrok.analysis import curvature_summary, grok_summary
 from tinygrok.geometry import SVD_COMPONENTS, trajectories_to_detection
 from tinygrok.model import param_count
 from tinygrok.pca import trajectory_pca
-from tinygrok.runs import GEOMETRY, PCA, Run
+from tinygrok.runs import DIMENSIONS, GEOMETRY, PCA, Run
 
 
 def training(run: Run | Path | str, axes=None) -> Figure:
@@ -139,8 +139,28 @@ def projections(run: Run | Path | str, ax=None) -> Figure:
     return fig
 
 
+def dimensions(run: Run | Path | str, axes=None) -> Figure:
+    """proj/full of the defect against the subspace size K at four phases (tinygrok dimensions: the weight-SVD,
+    trajectory-PCA and random bases, and sqrt(K/P)); on four Axes."""
+    run = _as_run(run)
+    rows = run.dimensions()
+    phases = list(dict.fromkeys(r["phase"] for r in rows))
+    fig, axes = _axes(axes, len(phases), (4 * len(phases), 4))
+    for ax, phase in zip(axes, phases):
+        mine = [r for r in rows if r["phase"] == phase]
+        sizes = [r["K"] for r in mine]
+        for key, style, label in (("weight_svd", "^-", "current-weight SVD"), ("pca", "o-", "trajectory PCA"),
+                                  ("random", "s--", "random bases"), ("theory", "k:", "sqrt(K/P)")):
+            ax.plot(sizes, [r[key] for r in mine], style, ms=4, label=label)
+        ax.set(xscale="log", yscale="log", xlabel="K (directions in all)", title=f"{phase} (step {mine[0]['step']})")
+    axes[0].set_ylabel("||projection of defect|| / ||defect||")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("How much of the curvature each subspace holds, by its size: above the dotted line = enriched")
+    return fig
+
+
 FIGURES = {"training": training, "defect": defect, "explained_variance": explained_variance,
-           "trajectory": trajectory, "projections": projections}  # saved as Run.figure(NAME)
+           "trajectory": trajectory, "projections": projections, "dimensions": dimensions}  # Run.figure(NAME)
 
 
 def available(run: Run | Path | str) -> list[str]:
@@ -153,6 +173,8 @@ def available(run: Run | Path | str) -> list[str]:
         names += ["explained_variance", "trajectory"]
     if run.has(GEOMETRY):
         names.append("projections")
+    if run.has(DIMENSIONS):
+        names.append("dimensions")
     return names
 
 

@@ -33,6 +33,7 @@ from tinygrok.config import Config, ConfigError
 CONFIG, METRICS, CHECKPOINT, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.npz", "summary.json"
 SNAPSHOTS, THETAS = "snapshots.npy", "thetas.npy"  # growing (S, D) arrays, one row per snapshot
 PCA, BASIS, GEOMETRY = "pca.json", "basis.npy", "geometry.jsonl"
+DIMENSIONS = "dimensions.jsonl"  # proj/full against the subspace size at four phases (geometry.dimension_sweep)
 HOOK_BASIS = "hook_basis.npy"  # the execution basis an intervention run is given (from its baseline)
 _NPY_HEADER_BYTES = 128  # fixed, so the header can be rewritten in place as rows are appended
 
@@ -237,11 +238,22 @@ class Run:
         return np.load(self.path / HOOK_BASIS)
 
     def write_geometry(self, rows: list[dict]) -> None:
-        _write_atomically(self.path / GEOMETRY,
-                          lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in rows)))
+        self._write_rows(GEOMETRY, rows)
 
     def geometry(self) -> list[dict]:
-        return [json.loads(line) for line in self._text(GEOMETRY).splitlines() if line.strip()]
+        return self._rows(GEOMETRY)
+
+    def write_dimensions(self, rows: list[dict]) -> None:
+        self._write_rows(DIMENSIONS, rows)
+
+    def dimensions(self) -> list[dict]:
+        return self._rows(DIMENSIONS)
+
+    def _write_rows(self, name: str, rows: list[dict]) -> None:
+        _write_atomically(self.path / name, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in rows)))
+
+    def _rows(self, name: str) -> list[dict]:
+        return [json.loads(line) for line in self._text(name).splitlines() if line.strip()]
 
     # ------------------------------------------------------------------ summary
     def record(self, stage: str, results: dict, environment: dict | None = None) -> dict:
