@@ -226,6 +226,8 @@ def grok(
     seed: Annotated[Optional[int], typer.Option(help="seed of every random stream  [default: 42]")] = None,
     preset: Annotated[str, typer.Option(help="paper, or classroom for a version of seconds")] = "paper",
     max_steps: Annotated[Optional[int], typer.Option(help="stop here if it has not grokked")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="float32 (as the paper) or float64 (its rounding artefacts "
+                                                      "gone, PAPER.md §6.6)  [default: float32]")] = None,
     out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/grok_PRESET_OP_sSEED, and any "
                                                      "other setting that differs, e.g. _max_steps3000]")] = None,
     resume: Resume = False,
@@ -235,7 +237,7 @@ def grok(
 ):
     """The walkthrough: train until grokking while probing curvature, then show the geometry of what happened."""
     use_backend(array_backend)
-    given = dict(op=op, seed=seed, max_steps=max_steps)  # None where not given: the preset's (add, 42)
+    given = dict(op=op, seed=seed, max_steps=max_steps, dtype=dtype)  # None where not given: the preset's
     try:
         spec = experiments.spec("walkthrough", preset, **given)
         path = out or experiments.run_path(spec)

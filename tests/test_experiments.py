@@ -167,10 +167,11 @@ def test_importing_the_plots_leaves_the_backend_alone_and_every_figure_draws_in_
     spec = experiments.spec("walkthrough", "classroom", max_steps=600, probe_samples=2)
     run = Run(tmp_path / spec.name)
     experiments.execute(spec, tmp_path)
-    assert plots.available(run) == list(plots.FIGURES) and run.stages() == ["train", "geometry", "figures"]
+    assert plots.available(run) == [name for name in plots.FIGURES if name != "dimensions"]  # tinygrok dimensions'
+    assert run.stages() == ["train", "geometry", "figures"]
     assert {ref.key for ref in (*paper.WALKTHROUGH, paper.PC1)} <= set(run.summary())  # each beside its measure
-    for name, draw in plots.FIGURES.items():
-        figure = draw(run)
+    for name in plots.available(run):
+        figure = plots.FIGURES[name](run)
         assert isinstance(figure, Figure) and figure.axes and all(ax.has_data() for ax in figure.axes[:1]), name
     given = Figure().subplots(1, 2)
     assert plots.training(run, axes=given) is given[0].figure and given[1].get_yscale() == "log"
@@ -243,9 +244,15 @@ def test_the_l2_hook_adds_lam_theta_to_the_clipped_gradient():
 
 
 def test_the_paper_grids_and_their_filters():
-    grids = {name: experiments.grid(name) for name in ("table1", "pca", "lr-sweep", "slow")}  # interventions: their own
-    assert {name: len(specs) for name, specs in grids.items()} == {"table1": 15, "pca": 36, "lr-sweep": 72, "slow": 2}
-    assert len({s.name for specs in grids.values() for s in specs}) == 125  # no two runs share a directory
+    grids = {name: experiments.grid(name) for name in ("table1", "pca", "lr-sweep", "slow", "controls",
+                                                       "float64-check")}  # interventions: their own test
+    assert {name: len(specs) for name, specs in grids.items()} == {"table1": 15, "pca": 36, "lr-sweep": 72, "slow": 2,
+                                                                   "controls": 12, "float64-check": 2}
+    assert len({s.name for specs in grids.values() for s in specs}) == 139 - 1  # float32's add s42 is table1's
+    assert all(s.recipe == "walkthrough" and (s.config.probe_every, s.config.probe_samples, s.config.theta_every,
+                                              s.config.extra_steps) == (100, 7, 100, 1500) for s in grids["controls"])
+    assert [(s.config.op, s.config.seed, s.config.dtype) for s in grids["float64-check"]] == [
+        ("add", 42, "float32"), ("add", 42, "float64")]
     table1 = grids["table1"]
     assert all(s.recipe == "walkthrough" and s.config.probe_every == 100 and s.config.probe_samples == 5
                and s.config.extra_steps == 1000 for s in table1)

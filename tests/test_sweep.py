@@ -142,3 +142,38 @@ def test_the_report_fits_the_power_law_over_learning_rates():
     fitted = figure.axes[0].lines[-2]  # the fitted line through the runs' points
     x, y = fitted.get_data()
     assert y[-1] / y[0] == pytest.approx((x[-1] / x[0]) ** fit["alpha"])
+
+
+def test_the_report_gives_exec_random_per_run_and_defect_level_beside_the_paper():
+    from tinygrok import report
+    levels = {"5-15": 2.5, "15-30": 1.5, ">=30": None}
+    runs = [{"name": f"r{seed}", "op": "add", "seed": seed, "recipe": "walkthrough", "hook": "none",
+             "memorization_phase_probes": 12, "exec_random_ratio_weight_svd": svd, "exec_random_ratio": pca,
+             "exec_random_by_defect_weight_svd": levels, "exec_random_by_defect": {k: 1.0 for k in levels}}
+            for seed, svd, pca in ((42, 2.0, 0.9), (137, 2.2, 1.1))]
+    text = "\n".join(report._controls(runs))
+    assert "| add | 42 | 12 | 2 | 2.5 / 1.5 / none | 2.04 (add) | 0.9 | 1 / 1 / 1 | 0.86 (add) |" in text
+    assert "| **add** | mean ± sd |  | 2.1 ± 0.141 (n 2) |  |  | 1 ± 0.141 (n 2) |  |  |" in text
+    assert "(5-15 / 15-30 / >=30)" in text and report._controls([dict(runs[0], hook="kick:alpha=10.0")]) == []
+
+
+def test_the_report_sets_a_float32_run_beside_its_float64_twin(tmp_path):
+    from tinygrok import analysis, report
+    from tinygrok.runs import Run
+    defects = {"float32": [2.0, 2.0, 30.0, 0.0, 4000.0, 0.0], "float64": [2.0, 2.1, 31.0, 900.0, 1200.0, 800.0]}
+    runs = []
+    for dtype, ds in defects.items():
+        rows = [{"step": 100 * i, "train_acc": 1.0, "test_acc": 0.1 if i < 3 else 0.95, "defect": d}
+                for i, d in enumerate(ds)]
+        path = tmp_path / dtype
+        path.mkdir()
+        (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        runs.append({"name": dtype, "path": path, "op": "add", "seed": 42, "lr": 1e-3, "weight_decay": 1.0,
+                     "n_layers": 2, "max_steps": 100, "dtype": dtype, "recipe": "walkthrough", "hook": "none",
+                     **analysis.grok_summary(rows), **analysis.curvature_summary(rows)})
+    assert analysis.defect_features(Run(tmp_path / "float32").metrics()) == {
+        "zero_defects": 2, "probes": 6, "max_defect_before_grok": 30.0, "max_defect_after_grok": 4000.0}
+    assert report.precision_pairs(runs) == [tuple(runs)] and report.precision_pairs(runs[:1]) == []
+    text = "\n".join(report._precision(runs))
+    assert "| max D after grok_90 | 4000 | 1200 |" in text and "| probes with D exactly 0 | 2 | 0 |" in text
+    assert report.precision_overlay(runs).axes[0].get_title() == "add, seed 42"

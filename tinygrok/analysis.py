@@ -65,6 +65,17 @@ def curvature_summary(rows: list[dict], factor: float = 10.0, floor: float = 20.
             "defect_growth_run": max(r["defect"] for r in probed) / onset["baseline_defect"]}
 
 
+def defect_features(rows: list[dict]) -> dict:
+    """What float32 rounding may make of the defect record (§6.6): probes whose median D is exactly 0, and the
+    largest D up to and including grok_90 (the pre-grokking rise) and after it (the post-grokking spikes)."""
+    grok_90 = first_step(rows, "test_acc", 0.90)
+    probed = [r for r in rows if r.get("defect") is not None]
+    before = [r["defect"] for r in probed if grok_90 is None or r["step"] <= grok_90]
+    after = [r["defect"] for r in probed if grok_90 is not None and r["step"] > grok_90]
+    return {"zero_defects": sum(r["defect"] == 0 for r in probed), "probes": len(probed),
+            "max_defect_before_grok": max(before, default=None), "max_defect_after_grok": max(after, default=None)}
+
+
 def memorization_phase(rows: list[dict]) -> list[int]:
     """Steps in the memorization phase of the controls (§4): train acc >= 0.95 and test acc < 0.3."""
     return [r["step"] for r in rows if r["train_acc"] >= 0.95 and r["test_acc"] < 0.3]

@@ -214,6 +214,9 @@ def _path_safe(value) -> str:
 SEEDS = (42, 137, 2024)
 LEARNING_RATES = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # six half-decade rates, 300x (PAPER.md §7.4, inferred)
 PROBES = dict(probe_every=100, probe_samples=5, extra_steps=1000)  # §6.2: K = 5 every 100, 1,000 past detection
+# the reference's random-subspace control (§6.2, §6.4): K = 7 samples every 100 steps, 1,500 steps past detection;
+# all parameters saved every 100 steps, for exec/random at each of them
+CONTROLS = dict(probe_samples=7, theta_every=100, extra_steps=1500)
 
 Row = tuple  # (recipe, preset, settings): one run of a grid, before filters
 
@@ -287,8 +290,25 @@ def _kicks() -> list[Row]:
     return [("intervene", "paper", dict(op="add", seed=seed, hook=hook)) for seed in SEEDS for hook in arms]
 
 
+def _controls() -> list[Row]:
+    """exec/random with the reference's own control protocol: 4 grokking operations x 3 seeds (§6.4).
+
+    The walkthrough with K = 7 defect samples every 100 steps (its onset too), parameters saved every 100 steps
+    (the weight-SVD and trajectory-PCA bases' projections at each, 5 random bases of each size), 1,500 steps
+    past detection."""
+    return [("walkthrough", "paper", dict(op=op, seed=seed, **CONTROLS)) for op in GROKKING_OPS for seed in SEEDS]
+
+
+def _float64_check() -> list[Row]:
+    """The walkthrough of add, seed 42, in float32 and in float64: which features of the defect are float32's.
+
+    §6.6: exact zeros, quantised values and post-grokking spikes may be rounding; float64 tells."""
+    return [("walkthrough", "paper", dict(op="add", seed=42, dtype=dtype)) for dtype in ("float32", "float64")]
+
+
 EXPERIMENTS = {"table1": _table1, "pca": _pca, "lr-sweep": _lr_sweep, "slow": _slow, "dose-response": _dose_response,
-               "interventions-add": _interventions_add, "kicks": _kicks}
+               "interventions-add": _interventions_add, "kicks": _kicks, "controls": _controls,
+               "float64-check": _float64_check}
 
 
 @dataclass(frozen=True)
@@ -318,7 +338,7 @@ def grid(name: str, filters: Filters = Filters()) -> list[RunSpec]:
     specs = []
     for recipe, preset, settings in EXPERIMENTS[name]():
         preset = filters.preset or preset
-        cfg = config.preset(preset, **recipe_settings(recipe), **settings)
+        cfg = config.preset(preset, **{**recipe_settings(recipe), **settings})
         if any(wanted is not None and value not in wanted for wanted, value in
                ((filters.ops, cfg.op), (filters.seeds, cfg.seed), (filters.lrs, cfg.lr))):
             continue

@@ -85,7 +85,8 @@ WALKTHROUGH = (
     Reference("exec_random_ratio", "exec/random (trajectory PCA)", 0.86, 1.09,
               "0.86-1.09 (its data; its text: 1.8-2.9)",
               "memorization-phase median of proj/full for B (trajectory PCA, K = 16) over random 16-dim bases",
-              "§6.4", "curvature leaning into the execution subspace vs a random one, during memorization"),
+              "§6.4", "curvature leaning into the execution subspace vs a random one, during memorization",
+              by_op={op: (v, v) for op, v in {"add": 0.86, "sub": 1.03, "mul": 1.09}.items()}),
     Reference("exec_random_ratio_weight_svd", "exec/random (weight SVD)", 1.81, 2.91, "1.8-2.9",
               "the same with the current-weight-SVD basis (top-3 singular pairs per matrix, K = 24), the basis the "
               "reference's control used (every 100 steps, 7 samples; tinygrok: every 200 steps, 5 samples)",

@@ -29,7 +29,7 @@ def collect(out: Path) -> list[dict]:
             runs.append({"name": name, "path": Path(out) / name, "op": cfg.op, "seed": cfg.seed, "lr": cfg.lr,
                          "weight_decay": cfg.weight_decay, "preset": spec.preset,
                          "preset_lr": cfg.lr == config.preset(spec.preset).lr, "recipe": recipe, "hook": cfg.hook,
-                         "max_steps": cfg.max_steps, "n_layers": cfg.n_layers,
+                         "max_steps": cfg.max_steps, "n_layers": cfg.n_layers, "dtype": cfg.dtype,
                          "baseline": experiments.baseline(spec).name if recipe == "intervene" else None,
                          **entry["results"]})
     return runs
@@ -71,6 +71,7 @@ def write(sweeps: list[Path], into: Optional[Path] = None) -> Path:
     lines += [f"These runs use the {', '.join(presets)} preset (config.py), not the paper's model: expect its "
               "numbers to differ from the paper's.", ""] if presets else []
     lines += _measured_vs_paper(runs, fit) + _runs(runs) + _per_op(grokked) + _sign_test(grokked) + _growth(runs)
+    lines += _controls(runs) + _precision(runs)
     lines += power_law_lines + _interventions(runs) + _figures(into, runs, fit)
     return write_text(into / REPORT, "\n".join(lines) + "\n")
 
@@ -120,6 +121,55 @@ def _growth(runs: list[dict]) -> list[str]:
               paper.GROWTH_WITHOUT_GROKKING.describe(r["op"])] for r in others]
     return ["## Defect growth over the whole run, grokking vs not (max D / early baseline)", "",
             _table(["runs", "measured", "paper"], rows), ""]
+
+
+def _controls(runs: list[dict]) -> list[str]:
+    """exec/random per run, both bases: the memorization-phase median and the same per defect level (§6.4)."""
+    probed = sorted((r for r in plain(runs) if r.get("exec_random_by_defect")), key=lambda r: (r["op"], r["seed"]))
+    if not probed:
+        return []
+    svd, pca = paper.BY_KEY["exec_random_ratio_weight_svd"], paper.BY_KEY["exec_random_ratio"]
+    levels = " / ".join(probed[0]["exec_random_by_defect"])
+    rows = [[r["op"], r["seed"], r["memorization_phase_probes"], _cell(r["exec_random_ratio_weight_svd"]),
+             " / ".join(map(_cell, r["exec_random_by_defect_weight_svd"].values())), svd.describe(r["op"]),
+             _cell(r["exec_random_ratio"]), " / ".join(map(_cell, r["exec_random_by_defect"].values())),
+             pca.describe(r["op"])] for r in probed]
+    for op in _ops(probed):
+        mine = [r for r in probed if r["op"] == op]
+        rows.append([f"**{op}**", "mean ± sd", "", _mean_sd(analysis.mean_sd(r["exec_random_ratio_weight_svd"]
+                                                                         for r in mine)), "", "",
+                     _mean_sd(analysis.mean_sd(r["exec_random_ratio"] for r in mine)), "", ""])
+    return ["## exec/random: is the curvature enriched in the execution subspace? (PAPER.md §6.4)", "",
+            "proj/full of the defect onto each basis over the same for random bases of its size, median over the "
+            f"memorization phase (train acc >= 0.95, test acc < 0.3), and per defect level D ({levels}), where the "
+            "ratio falls as D rises. Weight SVD: the reference control's basis (K = 24); trajectory PCA: the "
+            "paper's execution basis (K = 16).", "",
+            _table(["op", "seed", "records", "weight SVD", "weight SVD by D", "paper", "trajectory PCA",
+                    "trajectory PCA by D", "paper"], rows), ""]
+
+
+def precision_pairs(runs: list[dict]) -> list[tuple[dict, dict]]:
+    """(float32 run, float64 run) of the same probed settings otherwise: the float64 check's pairs."""
+    probed = [r for r in plain(runs) if r.get("baseline_defect") is not None]
+    return [(a, b) for a in probed for b in probed if (a["dtype"], b["dtype"]) == ("float32", "float64")
+            and all(a[key] == b[key] for key in ("op", "seed", "lr", "weight_decay", "n_layers", "max_steps"))]
+
+
+def _precision(runs: list[dict]) -> list[str]:
+    """The same run in float32 and float64, feature by feature (§6.6): what survives without float32 rounding."""
+    lines = []
+    for single, double in precision_pairs(runs):
+        features = [analysis.defect_features(Run(r["path"]).metrics()) for r in (single, double)]
+        rows = [[label, *(_cell(r.get(key)) for r in (single, double))] for key, label in (
+            ("grok_step_90", "grok_90"), ("onset_step", "onset"), ("lead_steps", "lead"),
+            ("baseline_defect", "early D (baseline)"), ("defect_growth", "growth to grok_90 (pre-grokking rise)"),
+            ("defect_growth_run", "growth over the run"))]
+        rows += [[label, *(_cell(f[key]) for f in features)] for key, label in (
+            ("max_defect_before_grok", "max D up to grok_90"), ("max_defect_after_grok", "max D after grok_90"),
+            ("zero_defects", "probes with D exactly 0"), ("probes", "probes"))]
+        lines += [f"## float32 against float64: {single['op']}, seed {single['seed']} (PAPER.md §6.6)", "",
+                  _table(["feature", "float32", "float64"], rows), ""]
+    return lines
 
 
 def power_law(runs: list[dict]) -> Optional[dict]:
@@ -370,10 +420,64 @@ def dose_response(runs: list[dict]) -> Optional[Figure]:
     return fig
 
 
+def exec_random_by_step(runs: list[dict]) -> Optional[Figure]:
+    """exec/random against step for every controls run, one panel per operation, both bases (weight SVD solid,
+    trajectory PCA dashed), each seed's memorization phase shaded in its colour and its grok_90 dotted."""
+    probed = [r for r in plain(runs) if r.get("exec_random_by_defect")]
+    if not probed:
+        return None
+    ops = _ops(probed)
+    fig = Figure(figsize=(4.5 * len(ops), 3.8), layout="constrained")
+    for ax, op in zip(fig.subplots(1, len(ops), squeeze=False).ravel(), ops):
+        for i, r in enumerate(sorted((r for r in probed if r["op"] == op), key=lambda r: r["seed"])):
+            run, colour = Run(r["path"]), f"C{i}"
+            rows = run.geometry()
+            steps = [row["step"] for row in rows]
+            ax.plot(steps, [row["weight_svd_random_ratio"] for row in rows], color=colour, lw=1,
+                    label=f"s{r['seed']} weight SVD")
+            ax.plot(steps, [row["exec_random_ratio"] for row in rows], color=colour, lw=1, ls="--",
+                    label=f"s{r['seed']} trajectory PCA")
+            phase = analysis.memorization_phase(run.metrics())
+            if phase:
+                ax.axvspan(min(phase), max(phase), color=colour, alpha=0.08)
+            if r.get("grok_step_90") is not None:
+                ax.axvline(r["grok_step_90"], color=colour, ls=":", lw=1)
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set(yscale="log", xlabel="step", ylabel="exec/random (proj/full over random bases')", title=op)
+        ax.legend(fontsize=6, ncol=2)
+    fig.suptitle("Curvature in the execution subspace vs random subspaces (1 = no enrichment); shaded: memorization")
+    return fig
+
+
+def precision_overlay(runs: list[dict]) -> Optional[Figure]:
+    """The defect of each float32/float64 pair against step, overlaid, with test accuracy (right axis)."""
+    pairs = precision_pairs(runs)
+    if not pairs:
+        return None
+    fig = Figure(figsize=(7 * len(pairs), 4.2), layout="constrained")
+    for ax, pair in zip(fig.subplots(1, len(pairs), squeeze=False).ravel(), pairs):
+        accuracy = ax.twinx()
+        for r, colour in zip(pair, ("C0", "C3")):
+            rows = Run(r["path"]).metrics()
+            probed = [row for row in rows if row.get("defect") is not None]
+            ax.plot([row["step"] for row in probed], [row["defect"] for row in probed], color=colour, lw=1,
+                    label=f"{r['dtype']}: defect D")
+            accuracy.plot([row["step"] for row in rows], [row["test_acc"] for row in rows], color=colour, lw=0.8,
+                          ls=":", label=f"{r['dtype']}: test accuracy")
+        ax.set(yscale="symlog", xlabel="step", ylabel="defect D (median; symlog: 0 shows)",
+               title=f"{pair[0]['op']}, seed {pair[0]['seed']}")
+        accuracy.set_ylabel("test accuracy (dotted)")
+        ax.legend(fontsize=8, loc="upper left")
+    fig.suptitle("The same run in float32 and float64: which features of the defect are rounding")
+    return fig
+
+
 FIGURES = {"defect_by_op": lambda runs, fit: defect_curves(runs),
            "lead_vs_grok": lambda runs, fit: lead_vs_grok(grokking(runs), fit),
            "pc1_by_op": lambda runs, fit: pc1_by_op(runs),
-           "dose_response": lambda runs, fit: dose_response(runs)}
+           "dose_response": lambda runs, fit: dose_response(runs),
+           "exec_random_by_step": lambda runs, fit: exec_random_by_step(runs),
+           "precision_overlay": lambda runs, fit: precision_overlay(runs)}
 
 
 def _figures(out: Path, runs: list[dict], fit: Optional[dict]) -> list[str]:
