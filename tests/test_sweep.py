@@ -177,3 +177,14 @@ def test_the_report_sets_a_float32_run_beside_its_float64_twin(tmp_path):
     text = "\n".join(report._precision(runs))
     assert "| max D after grok_90 | 4000 | 1200 |" in text and "| probes with D exactly 0 | 2 | 0 |" in text
     assert report.precision_overlay(runs).axes[0].get_title() == "add, seed 42"
+
+
+def test_the_report_gives_the_pc1_z_scores_beside_figure_e():
+    from tinygrok import report
+    common = dict(seed=42, lr=1e-3, weight_decay=1.0, preset_lr=True, recipe="pca", hook="none", n_layers=2,
+                  steps=3000)
+    runs = [dict(common, name="a", op="add", pc1={"m": 0.7}, pc1_null_z={"m": 55.0, "n": 70.0}),
+            dict(common, name="b", op="x3_xy", pc1={"m": 0.5}, pc1_null_z={"m": 10.0})]
+    text = "\n".join(report._measured_vs_paper(runs, None))
+    assert "| PC1 z-score vs random walks (add, wd 1, every matrix) | 62.5 ± 10.6 [55.0-70.0] (n 2) | 5-20 sigma" in text
+    assert "| PC1 z-score vs random walks (x3_xy, wd 1, every matrix) | 10.0 (n 1) | -75 to -30 (x3_xy) |  | **no** |" in text

@@ -41,7 +41,8 @@ class Reference:
         """The paper's figure as a table shows it: the operation's own value where there is one, else as quoted."""
         if op in self.by_op:
             low, high = self.by_op[op]
-            return f"{self.show(low)} ({op})" if low == high else f"{self.show(low)}-{self.show(high)} ({op})"
+            between = " to " if low < 0 else "-"  # -75 to -30, not -75--30
+            return f"{self.show(low)} ({op})" if low == high else f"{self.show(low)}{between}{self.show(high)} ({op})"
         return self.quoted
 
     def show(self, value) -> str:
@@ -108,6 +109,13 @@ PC1_NO_DECAY = Reference(
     "pc1", "PC1 share, no weight decay", 0.49, 0.75, "49-75%", PC1_MEASURE + ", over 50,000 steps", "§5.4",
     "without weight decay the trajectory is still low-dimensional, but no more than a grokking one",
     by_op={"add": (0.619, 0.691)}, digits=".1%")
+
+PC1_NULL_Z = Reference(
+    "pc1_null_z", "PC1 z-score vs random walks", 40, 110, "5-20 sigma (text); figE: +40 to +110 (grokking ops), "
+    "-30 to -75 (x2_xy_y2, x3_xy)", "(PC1 - mean PC1 of 10 random walks with the run's step norms) / their sd, per "
+    "matrix (figE: the last layer's, seed means)", "§5.3, §10 #3",
+    "how far the trajectory is from a random walk of the same step sizes: far more one-dimensional",
+    by_op={op: (-75, -30) for op in NON_GROKKING_OPS}, digits=".1f")
 
 
 def pc1_reference(op: str, weight_decay: float, n_layers: int = 2) -> Optional[Reference]:

@@ -261,6 +261,8 @@ def _measured_vs_paper(runs: list[dict], fit: Optional[dict]) -> list[str]:
     rows += [_compare(paper.pc1_reference(op, wd, mine[0]["n_layers"]),
                       [v for r in mine for v in (r.get("pc1") or {}).values()], op,
                       f"{op}, wd {wd:g}, {_steps(mine)} steps, every matrix") for (op, wd), mine in _groups(at_lr)]
+    rows += [_compare(paper.PC1_NULL_Z, [v for r in mine for v in (r.get("pc1_null_z") or {}).values()], op,
+                      f"{op}, wd {wd:g}, every matrix") for (op, wd), mine in _groups(at_lr) if wd == 1]
     if fit:
         ref = paper.POWER_LAW
         low, high = fit["alpha"] - fit["alpha_se"], fit["alpha"] + fit["alpha_se"]  # its range: ± its SE
