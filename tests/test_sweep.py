@@ -186,5 +186,7 @@ def test_the_report_gives_the_pc1_z_scores_beside_figure_e():
     runs = [dict(common, name="a", op="add", pc1={"m": 0.7}, pc1_null_z={"m": 55.0, "n": 70.0}),
             dict(common, name="b", op="x3_xy", pc1={"m": 0.5}, pc1_null_z={"m": 10.0})]
     text = "\n".join(report._measured_vs_paper(runs, None))
-    assert "| PC1 z-score vs random walks (add, wd 1, every matrix) | 62.5 ± 10.6 [55.0-70.0] (n 2) | 5-20 sigma" in text
-    assert "| PC1 z-score vs random walks (x3_xy, wd 1, every matrix) | 10.0 (n 1) | -75 to -30 (x3_xy) |  | **no** |" in text
+    assert "| PC1 z-score vs random walks (add, wd 1, every matrix) | 62.5 ± 10.6 [55.0-70.0] (n 2) | 5-20 sigma" \
+        in text
+    assert ("| PC1 z-score vs random walks (x3_xy, wd 1, every matrix) | 10.0 (n 1) | -75 to -30 (x3_xy) |  | "
+            "**no** |") in text

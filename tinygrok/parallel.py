@@ -10,8 +10,8 @@ between NumPy calls holds the GIL (evaluation on two threads measured 150-310 ms
 and autograd's tracing is not thread-safe (its trace counter is shared by all threads).
 
 Training and the geometry analysis keep BLAS on one thread throughout (`recorded_arithmetic`, which also flushes
-subnormal numbers to zero), so that what a run records never depends on n; elsewhere (Hessian-vector products, bench) BLAS uses n threads. On a GPU backend
-everything is serial: the device is the parallel part.
+subnormal numbers to zero), so that what a run records never depends on n; elsewhere (Hessian-vector products,
+bench) BLAS uses n threads. On a GPU backend everything is serial: the device is the parallel part.
 """
 from __future__ import annotations
 
