@@ -108,6 +108,7 @@ def summarise(run: Run, pca: dict, geometry: list[dict]) -> dict:
                 "exec_random_ratio_weight_svd": _median(r["weight_svd_random_ratio"] for r in in_phase),
                 "exec_random_by_defect": by_defect_level(in_phase, "exec_random_ratio"),
                 "exec_random_by_defect_weight_svd": by_defect_level(in_phase, "weight_svd_random_ratio"),
+                "alignment_ratio": _median(r["alignment_ratio"] for r in geometry if "alignment_ratio" in r),
                 "memorization_phase_probes": len(in_phase)}
     return run.record("geometry", headline)
 

@@ -93,6 +93,11 @@ WALKTHROUGH = (
               "reference's control used (every 100 steps, 7 samples; tinygrok: every 200 steps, 5 samples)",
               "§6.4, §10 #7", "the same with the reference code's basis",
               by_op={op: (v, v) for op, v in {"add": 2.04, "sub": 1.81, "mul": 2.18, "x2_y2": 2.91}.items()}),
+    Reference("alignment_ratio", "alignment with curvature", 0.81, 1.91, "0.81-1.91 (seed 42)",
+              "median over the saved thetas of mean |cos(step since the previous one, delta_k)| over 12 defects, "
+              "over sqrt(2 / (pi P)) (two random directions' mean |cos|)", "§6.5, §10 #24",
+              "whether the weights move along the curvature directions (1: no more than a random direction)",
+              by_op={op: (v, v) for op, v in {"add": 0.81, "sub": 0.89, "mul": 1.04, "x2_y2": 1.91}.items()}),
 )
 
 PC1_MEASURE = "sigma_1^2 / sum sigma^2 of each attention matrix's centred trajectory up to detection, per matrix"
