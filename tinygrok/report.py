@@ -398,7 +398,7 @@ def dose_response(runs: list[dict]) -> Optional[Figure]:
     ops = _ops(projected)
     if not ops:
         return None
-    fig = Figure(figsize=(4 * len(ops), 3.8), layout="constrained")
+    fig = Figure(figsize=(max(7.5, 4 * len(ops)), 3.8), layout="constrained")  # room for the title
     for ax, op in zip(fig.subplots(1, len(ops), squeeze=False).ravel(), ops):
         for colour, basis in (("C0", "pca"), ("C3", "random")):
             mine = untouched(runs, op) + [r for r in projected if r["op"] == op and arm(r)[2] == basis]
@@ -418,7 +418,7 @@ def dose_response(runs: list[dict]) -> Optional[Figure]:
         ax.set(xlabel="dose s (share of the orthogonal gradient removed)", ylabel="grok step (detection)",
                title=f"{op}: x = not grokked by the cap")
         ax.legend(fontsize=7)
-    fig.suptitle("Removing the gradient outside the execution subspace delays grokking, and at s = 1 prevents it")
+    fig.suptitle("Removing the orthogonal gradient delays grokking; at s = 1 it prevents it")
     return fig
 
 
