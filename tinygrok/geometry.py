@@ -22,6 +22,7 @@ from tinygrok.runs import SNAPSHOTS, THETAS, Run, RunError
 BASIS_COMPONENTS = 2  # top-2 components per matrix: K = layers * 4 * 2 (§5.5)
 SVD_COMPONENTS = 3  # the reference control's top-3 singular pairs per matrix: K = layers * 4 * 3 (§6.4)
 ALIGNMENT_SAMPLES = 12  # the converse's commutator vectors per saved theta (§6.5)
+ALIGNMENT_SPAN = 200  # steps the alignment's step spans: the reference's checkpoints were 200 steps apart (§6.5)
 
 
 def trajectories_to_detection(run: Run) -> dict[str, np.ndarray]:
@@ -74,26 +75,26 @@ def curvature_at_saved_thetas(run: Run, cfg: Config, exec_basis: np.ndarray, k: 
     """At every saved theta of the run (thetas.npy): k defect samples and their projections onto the execution
     basis (retrospective trajectory PCA, §5.5), the current-weight-SVD basis (what the reference's control used,
     §6.4) and n_random random bases of each size (drawn once for the whole run, as the defects do not depend on
-    them; the reference drew 5 fresh ones per sample); plus the alignment (§6.5) of the step since the previous
-    saved theta with ALIGNMENT_SAMPLES defects (the first k of them those above). Batches come from a "posthoc"
-    stream of their own."""
+    them; the reference drew 5 fresh ones per sample); plus the alignment (§6.5) of the step since the saved theta
+    ALIGNMENT_SPAN steps before (or the previous one, if none was saved then) with ALIGNMENT_SAMPLES defects (the
+    first k of them those above). Batches come from a "posthoc" stream of their own."""
     data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
     rng = stream(cfg.seed, "posthoc")
     n_params, k_svd = param_count(cfg), len(attention_layout(cfg)) * SVD_COMPONENTS
     random_bases = {size: [random_basis(n_params, size, rng) for _ in range(n_random)]
                     for size in {exec_basis.shape[1], k_svd}}
-    rows, previous = [], None
-    for i, saved in enumerate(run.rows(THETAS)):
+    thetas, rows = run.rows(THETAS), []
+    lag = ALIGNMENT_SPAN // cfg.theta_every if ALIGNMENT_SPAN % cfg.theta_every == 0 else 1  # saved thetas back
+    for i, saved in enumerate(thetas):
         theta = np.array(saved)  # host: bases and projections are computed here, the probes on the device
         drawn = [{**s, "delta": backend.to_host(s["delta"])}
                  for s in defect_samples(backend.to_device(theta), data, cfg, rng, max(k, ALIGNMENT_SAMPLES))]
         samples = drawn[:k]
         bases = {"exec": exec_basis, "weight_svd": weight_svd_basis(theta, cfg, SVD_COMPONENTS)}
         row = {"step": i * cfg.theta_every, **defect_stats(samples), **subspace_ratios(samples, bases, random_bases)}
-        if previous is not None:
-            row["alignment_ratio"] = alignment(theta - previous, [s["delta"] for s in drawn])["ratio"]
+        if i >= lag:
+            row["alignment_ratio"] = alignment(theta - thetas[i - lag], [s["delta"] for s in drawn])["ratio"]
         rows.append(row)
-        previous = theta
     return rows
 
 
