@@ -86,12 +86,14 @@ WALKTHROUGH = (
     Reference("exec_random_ratio", "exec/random (trajectory PCA)", 0.86, 1.09,
               "0.86-1.09 (its data; its text: 1.8-2.9)",
               "memorization-phase median of proj/full for B (trajectory PCA, K = 16) over random 16-dim bases",
-              "§6.4", "curvature leaning into the execution subspace vs a random one, during memorization",
+              "§6.4", "curvature leaning into the execution subspace vs a random one, during memorization: "
+                      "about 1 (none) in tinygrok's controls, 0.81-1.13, as in the reference's data",
               by_op={op: (v, v) for op, v in {"add": 0.86, "sub": 1.03, "mul": 1.09}.items()}),
     Reference("exec_random_ratio_weight_svd", "exec/random (weight SVD)", 1.81, 2.91, "1.8-2.9",
               "the same with the current-weight-SVD basis (top-3 singular pairs per matrix, K = 24), the basis the "
               "reference's control used (every 100 steps, 7 samples; tinygrok: every 200 steps, 5 samples)",
-              "§6.4, §10 #7", "the same with the reference code's basis",
+              "§6.4, §10 #7", "the same with the reference code's basis: ~2 at low defect (1.83-2.46 for D in "
+                              "5-15 in tinygrok's controls), falling as D rises",
               by_op={op: (v, v) for op, v in {"add": 2.04, "sub": 1.81, "mul": 2.18, "x2_y2": 2.91}.items()}),
     Reference("alignment_ratio", "alignment with curvature", 0.81, 1.91, "0.81-1.91 (seed 42)",
               "median over the saved thetas of mean |cos(step since the previous one, delta_k)| over 12 defects, "
