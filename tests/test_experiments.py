@@ -193,6 +193,18 @@ def test_an_analysis_of_an_unfinished_walkthrough_is_redone_when_training_ends(t
     assert run.pca()["last_step"] == 600 and final["pc1"] != early["pc1"]
 
 
+def test_the_walkthrough_runs_end_to_end_in_float64(tmp_path):
+    """tinygrok grok --dtype float64: training, probes, the analysis and the figures, all in float64."""
+    from tinygrok import plots
+    result = tinygrok("grok", "--preset", "classroom", "--dtype", "float64", "--max-steps", "200", "--out",
+                      str(tmp_path / "f64"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = Run(tmp_path / "f64")
+    assert run.config().dtype == "float64" and run.rows("thetas.npy").dtype == np.float64
+    assert run.stages() == ["train", "geometry", "figures"] and run.summary()["rho"] > 0.99
+    assert plots.available(run) == ["training", "defect", "explained_variance", "trajectory", "projections"]
+
+
 def test_the_pca_recipe_trains_then_records_the_trajectory_pca(tmp_path):
     from tinygrok.pca import pc1_share, run_trajectories
     spec = experiments.spec("pca", "classroom", max_steps=300)
