@@ -503,6 +503,8 @@ def report(
     """Write report.md and its figures: every run of the sweeps, and the statistics over them beside the paper's."""
     from tinygrok import report as sweep_report
 
+    if out and out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file: the report needs a directory for report.md and its figures")
     try:
         if out:
             out.mkdir(parents=True, exist_ok=True)

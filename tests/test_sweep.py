@@ -126,6 +126,8 @@ def test_the_report_lists_every_run_and_the_statistics_beside_the_paper(whole, t
     for figure in ("defect_by_op", "pc1_by_op"):  # one rate: no power law to draw
         assert f"![{figure}]({figure}.png)" in text and (whole / f"{figure}.png").stat().st_size > 10_000
     assert_refused(tinygrok("report", str(tmp_path / "nowhere")), "index.json")
+    (tmp_path / "a-file").write_text("")
+    assert_refused(tinygrok("report", str(whole), "--out", str(tmp_path / "a-file")), "is a file")
 
 
 def test_the_report_fits_the_power_law_over_learning_rates():
