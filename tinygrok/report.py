@@ -31,7 +31,7 @@ def collect(out: Path) -> list[dict]:
                          "preset_lr": cfg.lr == config.preset(spec.preset).lr, "recipe": recipe, "hook": cfg.hook,
                          "max_steps": cfg.max_steps, "n_layers": cfg.n_layers, "dtype": cfg.dtype,
                          "baseline": experiments.baseline(spec).name if recipe == "intervene" else None,
-                         **entry["results"]})
+                         **Run(Path(out) / name).summary()})  # the run's own: an analysis redone since counts
     return runs
 
 
