@@ -5,6 +5,7 @@ The CLI options, the saved `config.json` and the README's tables are all generat
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -108,11 +109,29 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
+        """The Config saved as `d` (config.json): every field, each of its type, or a ConfigError naming them."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown, missing = sorted(set(d) - set(fields)), sorted(set(fields) - set(d))
+        if unknown or missing:
+            raise ConfigError(", ".join(([f"unknown field(s) {', '.join(unknown)}"] if unknown else [])
+                                        + ([f"missing field(s) {', '.join(missing)}"] if missing else []))
+                              + " (written by another version of tinygrok?)")
+        for name, value in d.items():
+            if not _is_a(value, fields[name].type):
+                raise ConfigError(f"{name} is {json.dumps(value)}: must be {_KINDS[fields[name].type]}")
         return cls(**d)
+
+
+_KINDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
+
+
+def _is_a(value, kind: str) -> bool:
+    """Whether a JSON value is of the field type `kind` (an int will do for a float; a bool is not a number)."""
+    if isinstance(value, bool):
+        return kind == "bool"
+    if kind == "float":
+        return isinstance(value, (int, float))
+    return isinstance(value, {"int": int, "str": str, "bool": bool}[kind])
 
 
 PRESETS: dict[str, dict] = {
