@@ -19,7 +19,11 @@ Every module reads and writes these files through a Run: their names live here o
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import io
 import json
+import math
 import os
 import shutil
 import struct
@@ -39,22 +43,45 @@ _NPY_HEADER_BYTES = 128  # fixed, so the header can be rewritten in place as row
 
 
 class RunError(Exception):
-    """A run directory cannot be used as asked (exists, missing, corrupt)."""
+    """A run directory cannot be used as asked (exists, missing, corrupt, in use)."""
 
 
-def _write_atomically(path: Path, write) -> None:
-    """Call write(tmp_path), then rename tmp over `path`: readers never see a half-written file."""
+class WriteError(RunError):
+    """A write failed (a full disk, ...); the files as they were before it are intact."""
+
+
+def _write(f, data: bytes) -> None:
+    """Every byte a run writes passes here: one place to see them all (the kill tests stop a process inside it)."""
+    f.write(data)
+
+
+@contextlib.contextmanager
+def _failing_as_write_error(path: Path):
+    """An OSError while writing `path` becomes a WriteError that names the file and what failed."""
+    try:
+        yield
+    except OSError as err:
+        raise WriteError(f"could not write {path}: {err.strerror or err}; what was written before is intact, "
+                         "and the run can be resumed once the cause is fixed") from None
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary file, then rename it over `path`: readers (and a resume after a crash) see the
+    old file or the new one, never a mixture. A failed write removes its temporary file."""
     tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    with _failing_as_write_error(path):
+        try:
+            with open(tmp, "wb") as f:
+                _write(f, data)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    def write(tmp: Path):
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-
-    _write_atomically(path, write)
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
 
 
 def _npy_header(shape: tuple, dtype) -> bytes:
@@ -64,21 +91,28 @@ def _npy_header(shape: tuple, dtype) -> bytes:
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode("latin1")
 
 
+def _json_lines(rows: list[dict]) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in rows).encode()
+
+
 def write_json(path: Path, obj: dict) -> None:
-    _write_atomically(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2) + "\n"))
+    _write_atomically(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def write_text(path: Path, text: str) -> Path:
-    _write_atomically(path, lambda tmp: tmp.write_text(text))
+    _write_atomically(path, text.encode())
     return path
 
 
 def read_json(path: Path) -> dict:
-    """A JSON file, or a RunError naming it."""
+    """A JSON object from a file, or a RunError naming it."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        obj = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise RunError(f"{path} cannot be read as JSON ({err})") from None
+    if not isinstance(obj, dict):
+        raise RunError(f"{path} holds a JSON {type(obj).__name__}, not the object tinygrok writes there")
+    return obj
 
 
 class Run:
@@ -90,7 +124,7 @@ class Run:
     # ------------------------------------------------------------------ opening
     @classmethod
     def create(cls, path: Path | str, cfg: Config, force: bool = False) -> "Run":
-        """A new run at `path`; an existing non-empty directory is refused unless `force` (then it is cleared)."""
+        """A new run at `path`; an existing non-empty directory is refused unless `force` (then it is emptied)."""
         run = cls(path)
         if run.path.exists() and not run.path.is_dir():
             raise RunError(f"{run.path} exists and is not a directory")
@@ -100,7 +134,8 @@ class Run:
                                "or --force to start it again")
             if not (run.path / CONFIG).is_file():
                 raise RunError(f"{run.path} is not empty and not a tinygrok run: refusing to clear it with --force")
-            shutil.rmtree(run.path)
+            for entry in run.path.iterdir():  # the directory itself stays: a writer's lock is on it
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         run.path.mkdir(parents=True, exist_ok=True)
         write_json(run.path / CONFIG, cfg.to_dict())
         return run
@@ -116,49 +151,94 @@ class Run:
     def config(self) -> Config:
         if not (self.path / CONFIG).is_file():
             raise RunError(f"{self.path} is not a tinygrok run: {CONFIG} is missing")
+        saved = read_json(self.path / CONFIG)
+        if "batch_shards" not in saved:  # tinygrok 0.1 cut batches by --threads
+            saved["batch_shards"] = self._checkpoint_meta().get("batch_shards", 1)
         try:
-            saved = json.loads((self.path / CONFIG).read_text())
-            if isinstance(saved, dict) and "batch_shards" not in saved:  # tinygrok 0.1 cut batches by --threads
-                saved["batch_shards"] = self._checkpoint_meta().get("batch_shards", 1)
             return Config.from_dict(saved)
-        except (json.JSONDecodeError, TypeError, ConfigError) as err:
+        except ConfigError as err:
             raise RunError(f"{self.path / CONFIG} is not a valid config: {err}") from None
+
+    @contextlib.contextmanager
+    def writing(self):
+        """Hold the run's lock while writing into it: another process that tries is refused with a RunError.
+        The lock is the kernel's (flock on the directory), so a killed process cannot leave it stuck; it is
+        re-entrant within a process."""
+        with directory_lock(self.path):
+            yield self
 
     # ------------------------------------------------------------------ metrics
     def append_metrics(self, row: dict) -> None:
-        with open(self.path / METRICS, "a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
+        path = self.path / METRICS
+        with _failing_as_write_error(path), open(path, "ab") as f:
+            _write(f, _json_lines([row]))
 
     def metrics(self) -> list[dict]:
-        path = self.path / METRICS
-        if not path.exists():
+        """The metrics rows; a RunError naming the line that is not one (a torn last line: resume repairs it)."""
+        if not self.has(METRICS):
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return self._metric_rows(self._text(METRICS))
 
     def truncate_metrics(self, last_step: int) -> list[dict]:
-        """Drop rows after `last_step` (they were measured after the checkpoint a resume restarts from)."""
-        rows = [r for r in self.metrics() if r["step"] <= last_step]
-        _write_atomically(self.path / METRICS, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in rows)))
+        """Drop rows after `last_step` (they were measured after the checkpoint a resume restarts from), and a
+        last line the run was killed while writing."""
+        text = self._text(METRICS) if self.has(METRICS) else ""
+        complete = text[:text.rfind("\n") + 1]  # a line without its newline was cut short by a kill
+        rows = [r for r in self._metric_rows(complete) if r["step"] <= last_step]
+        _write_atomically(self.path / METRICS, _json_lines(rows))
+        return rows
+
+    def _metric_rows(self, text: str) -> list[dict]:
+        rows = self._parse_rows(METRICS, text)
+        for number, row in enumerate(rows, 1):
+            if not isinstance(row.get("step"), int):
+                raise RunError(f"{self.path / METRICS} line {number} is not a metrics row: it has no step")
+        return rows
+
+    def _parse_rows(self, name: str, text: str) -> list[dict]:
+        """The JSON objects of a .jsonl file, one per line; a RunError naming the first line that is not one."""
+        rows = []
+        for number, line in enumerate(text.splitlines(keepends=True), 1):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                torn = not line.endswith("\n")  # a kill while the line was written
+                raise RunError(f"{self.path / name} line {number} is not a JSON row ({err.msg})" + (
+                    ": it was cut short by a kill; resume the run to repair it" if torn else "")) from None
+            if not isinstance(row, dict):
+                raise RunError(f"{self.path / name} line {number} is a JSON {type(row).__name__}, not a row")
+            rows.append(row)
         return rows
 
     # ------------------------------------------------------------------ growing arrays
     def append_rows(self, name: str, rows: np.ndarray) -> None:
         """Append rows (n, D) to the .npy file `name`: data first, then the header's row count, so a crash
         leaves a valid file holding every fully written row. np.load opens it like any .npy."""
-        rows = np.ascontiguousarray(rows)
-        path = self.path / name
-        n_old = len(self.rows(name)) if path.exists() else 0
-        with open(path, "r+b" if path.exists() else "w+b") as f:
+        rows, path = np.ascontiguousarray(rows), self.path / name
+        if not path.exists():  # created whole, with its first rows, so it never exists without a header
+            return _write_atomically(path, _npy_header(rows.shape, rows.dtype) + rows.tobytes())
+        n_old = len(self.rows(name, rows.shape[1], rows.dtype))
+        with _failing_as_write_error(path), open(path, "r+b") as f:
             f.seek(_NPY_HEADER_BYTES + n_old * rows[0].nbytes)
-            f.write(rows.tobytes())
+            _write(f, rows.tobytes())
             f.truncate()
             f.seek(0)
-            f.write(_npy_header((n_old + len(rows),) + rows.shape[1:], rows.dtype))
+            _write(f, _npy_header((n_old + len(rows),) + rows.shape[1:], rows.dtype))
 
-    def rows(self, name: str) -> np.ndarray:
-        """The (S, D) array in `name`, memory-mapped (read-only)."""
-        return np.load(self.path / name, mmap_mode="r")
+    def rows(self, name: str, width: int | None = None, dtype=None) -> np.ndarray:
+        """The (S, D) array in `name`, memory-mapped (read-only); a RunError if it is not one (of D = `width`
+        columns of `dtype`, where given: by default those of the run's config)."""
+        path = self.path / name
+        try:
+            rows = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as err:
+            raise RunError(f"{path} cannot be read as a .npy array ({err})") from None
+        width = width or _row_width(name, self.config())
+        dtype = np.dtype(dtype or self.config().dtype)
+        if rows.ndim != 2 or rows.shape[1] != width or rows.dtype != dtype:
+            raise RunError(f"{path} holds a {rows.dtype} array of shape {rows.shape}, not rows of {width} "
+                           f"{dtype} values as this run's config.json says")
+        return rows
 
     def truncate_rows(self, name: str, n: int) -> None:
         """Keep the first n rows of `name` (a resume drops snapshots taken after its checkpoint): the header
@@ -168,10 +248,10 @@ class Run:
             return
         rows = self.rows(name)
         n = min(n, len(rows))
-        shape, dtype, row_bytes = (n,) + rows.shape[1:], rows.dtype, rows[0].nbytes if len(rows) else 0
+        shape, dtype, row_bytes = (n,) + rows.shape[1:], rows.dtype, rows.shape[1] * rows.dtype.itemsize
         del rows  # release the memory map before resizing the file
-        with open(path, "r+b") as f:
-            f.write(_npy_header(shape, dtype))
+        with _failing_as_write_error(path), open(path, "r+b") as f:
+            _write(f, _npy_header(shape, dtype))
             f.truncate(_NPY_HEADER_BYTES + n * row_bytes)
 
     # ------------------------------------------------------------------ checkpoint
@@ -180,12 +260,9 @@ class Run:
         payload = {f"param:{k}": np.asarray(v) for k, v in params.items()}
         payload.update({k: np.asarray(v) for k, v in arrays.items()})
         payload["meta"] = np.array(json.dumps(meta))
-
-        def write(tmp: Path):
-            with open(tmp, "wb") as f:
-                np.savez(f, **payload)
-
-        _write_atomically(self.path / CHECKPOINT, write)
+        buffer = io.BytesIO()
+        np.savez(buffer, **payload)
+        _write_atomically(self.path / CHECKPOINT, buffer.getvalue())
 
     def _checkpoint_meta(self) -> dict:
         """The checkpoint's meta (empty without a readable one), without loading its arrays."""
@@ -216,7 +293,7 @@ class Run:
     # ------------------------------------------------------------------ analyses
     def write_pca(self, pca: dict, basis: np.ndarray) -> None:
         write_json(self.path / PCA, pca)
-        _save_npy(self.path / BASIS, basis)
+        _write_atomically(self.path / BASIS, _npy_bytes(basis))
 
     def pca(self) -> dict:
         return self._json(PCA)
@@ -229,7 +306,7 @@ class Run:
 
     def write_hook_basis(self, basis: np.ndarray) -> None:
         """Give the run the execution basis (P, K) its intervention hook uses (interventions.py)."""
-        _save_npy(self.path / HOOK_BASIS, basis)
+        _write_atomically(self.path / HOOK_BASIS, _npy_bytes(basis))
 
     def hook_basis(self) -> np.ndarray:
         if not self.has(HOOK_BASIS):
@@ -250,10 +327,10 @@ class Run:
         return self._rows(DIMENSIONS)
 
     def _write_rows(self, name: str, rows: list[dict]) -> None:
-        _write_atomically(self.path / name, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in rows)))
+        _write_atomically(self.path / name, _json_lines(rows))
 
     def _rows(self, name: str) -> list[dict]:
-        return [json.loads(line) for line in self._text(name).splitlines() if line.strip()]
+        return self._parse_rows(name, self._text(name))
 
     # ------------------------------------------------------------------ summary
     def record(self, stage: str, results: dict, environment: dict | None = None) -> dict:
@@ -293,9 +370,52 @@ class Run:
     def _text(self, name: str) -> str:
         if not self.has(name):
             raise RunError(f"{self.path} has no {name}")
-        return (self.path / name).read_text()
+        try:
+            return (self.path / name).read_text()
+        except (OSError, UnicodeDecodeError) as err:
+            raise RunError(f"{self.path / name} cannot be read as text ({err})") from None
 
     def _json(self, name: str) -> dict:
         if not self.has(name):
             raise RunError(f"{self.path} has no {name}")
         return read_json(self.path / name)
+
+
+def _row_width(name: str, cfg: Config) -> int:
+    """The columns of a growing array: the attention matrices' entries (snapshots) or all parameters (thetas)."""
+    from tinygrok.model import attention_layout, param_count  # late: the model is not needed to read a run
+
+    if name == SNAPSHOTS:
+        return sum(math.prod(shape) for _, shape in attention_layout(cfg).values())
+    if name == THETAS:
+        return param_count(cfg)
+    raise ValueError(f"{name} is not one of a run's growing arrays")
+
+
+_held_locks: dict[Path, tuple[int, int]] = {}  # directory -> (its open descriptor, how many holders here)
+
+
+@contextlib.contextmanager
+def directory_lock(path: Path):
+    """An exclusive, non-blocking flock on the directory `path` for the duration (see Run.writing)."""
+    key = Path(path).resolve()
+    if key not in _held_locks:
+        fd = os.open(key, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunError(f"{path} is being written by another process (a training, resume or analysis): "
+                           "wait for it to finish, or give this one another directory") from None
+        _held_locks[key] = (fd, 0)
+    fd, holders = _held_locks[key]
+    _held_locks[key] = (fd, holders + 1)
+    try:
+        yield
+    finally:
+        fd, holders = _held_locks[key]
+        if holders == 1:
+            del _held_locks[key]
+            os.close(fd)  # closing the last descriptor releases the lock
+        else:
+            _held_locks[key] = (fd, holders - 1)
