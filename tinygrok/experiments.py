@@ -10,6 +10,7 @@ results. Everything here is picklable and top-level, so `executor.submit(execute
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,8 @@ from tinygrok.config import Config, ConfigError
 from tinygrok.data import stream
 from tinygrok.model import attention_layout, param_count
 from tinygrok.paper import GROKKING_OPS, NON_GROKKING_OPS
-from tinygrok.runs import CHECKPOINT, HOOK_BASIS, Run, RunError
-from tinygrok.train import StepCallback, train
+from tinygrok.runs import CHECKPOINT, HOOK_BASIS, METRICS, Run, RunError
+from tinygrok.train import StepCallback, diverged, train
 
 # The walkthrough's additions to its preset (PAPER.md §6.2, the generalization-dynamics runs): K = 5 commutator
 # samples every 100 steps, training continued 1,000 steps past detection; all parameters saved every 200 steps
@@ -98,14 +99,20 @@ def execute(spec: RunSpec, out: Path | str = "runs", *, path: Optional[Path | st
     """Do every stage of `spec`'s recipe not yet done in out/spec.name (or in `path`), and return the run's results.
 
     existing, for a run directory that is there already: "continue" skips what is finished and resumes training
-    from the checkpoint (or starts again if it died before its first); "resume" requires a checkpoint to resume
-    from; "refuse" raises RunError; "restart" clears it and starts again. Nothing on disk changes before the
+    from the checkpoint (or starts again if it died before its first); "resume" does the same but requires the run
+    to be there; "refuse" raises RunError; "restart" clears it and starts again. Nothing on disk changes before the
     spec and the directory have been checked. It uses `cores` cores (one by default: beside other runs in a pool);
-    the numbers do not depend on it. Progress: on_step(step, metrics row or None) after every training step,
-    on_stage(name) before each stage.
+    the numbers do not depend on it. Progress: on_step(step, metrics row or None, end step or None) after every
+    training step, on_stage(name) before each stage. One process at a time writes a run (Run.writing); a run
+    that diverged raises train.Diverged.
     """
-    run = _prepare(spec, Path(path) if path is not None else run_path(spec, out), existing)
-    with parallel.cores(cores):
+    path = Path(path) if path is not None else run_path(spec, out)
+    if existing == "resume" and not path.is_dir():
+        Run(path).config()  # a RunError: there is no run to resume
+    with _writer_of(path), parallel.cores(cores):
+        run = _prepare(spec, path, existing)
+        if failure := diverged(run):  # it stops at the same step however often it is run
+            raise failure
         for stage in STAGES[spec.recipe]:
             if stage in run.stages():  # read again after each stage: training drops a stale analysis
                 continue
@@ -183,24 +190,45 @@ def run_path(spec: RunSpec, out: Path | str = "runs") -> Path:
     return Path(out) / spec.name
 
 
+@contextlib.contextmanager
+def _writer_of(path: Path):
+    """Hold the lock of the run directory `path`, creating it if need be (and removing it again, empty, if the run
+    was refused)."""
+    if path.exists() and not path.is_dir():
+        raise RunError(f"{path} exists and is not a directory")
+    created = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        with Run(path).writing():
+            yield
+    except BaseException:
+        if created and not any(path.iterdir()):
+            path.rmdir()
+        raise
+
+
 def _prepare(spec: RunSpec, path: Path, existing: str) -> Run:
-    """The run directory `path`, checked against the spec and `existing`, created if need be."""
+    """The run directory `path` (which exists, locked), checked against the spec and `existing`, set up if need be."""
     if existing not in EXISTING:
         raise ValueError(f"existing={existing!r}: must be one of {', '.join(EXISTING)}")
-    if existing == "resume":
-        run = Run.open(path)  # a config and a readable checkpoint, or a RunError
-    elif existing == "restart" or not path.exists() or (path.is_dir() and not any(path.iterdir())):
+    for leftover in path.glob("*.tmp"):  # a write that a kill interrupted before its rename: never valid
+        leftover.unlink()
+    if existing == "restart" or not any(path.iterdir()):
         return Run.create(path, spec.config, force=existing == "restart")
-    elif existing == "refuse":
+    if existing == "refuse":
         raise RunError(f"run directory {path} already exists: pass --resume to continue it or --force to start "
                        "it again")
-    else:
-        run = Run(path)
+    run = Run(path)
     differing = _differences(run.config(), spec.config)
     if differing:
         raise RunError(f"{path} holds a run with other settings ({', '.join(differing)}): give it another "
                        "directory, or start it again (--force)")
-    if not run.has(CHECKPOINT) and not run.stages():  # died before its first checkpoint: nothing to keep
+    if run.has(CHECKPOINT):
+        run.load_checkpoint()  # refused now, before anything changes, if it cannot be read
+    elif run.stages() or run.has(METRICS) and (path / METRICS).read_bytes().count(b"\n") > 1:
+        raise RunError(f"cannot resume: {path / CHECKPOINT} is missing, and starting again would lose what the run "
+                       "recorded: start it again with --force, or restore the checkpoint")
+    else:  # died before its first checkpoint: nothing to keep
         return Run.create(path, spec.config, force=True)
     return run
 

@@ -41,24 +41,25 @@ def trajectories_to_detection(run: Run) -> dict[str, np.ndarray]:
 
 def analyse_pca(run: Run) -> tuple[dict, np.ndarray]:
     """PC1 share, top-5 ratios and null z-score per attention matrix, and the execution basis B (P, K), from the
-    trajectories up to detection; both saved in the run (pca.json, basis.npy)."""
-    cfg = run.config()
-    trajectories = trajectories_to_detection(run)
-    keep = len(next(iter(trajectories.values())))
-    stats, pcas = analyse_trajectories(trajectories, stream(cfg.seed, "null"))
-    result = {"snapshots": keep, "last_step": (keep - 1) * cfg.snapshot_every, **stats}
-    offsets = {name: start for name, (start, _) in attention_layout(cfg).items()}
-    basis = execution_basis(pcas, offsets, param_count(cfg), BASIS_COMPONENTS)
-    run.write_pca(result, basis)
+    trajectories up to detection; both saved in the run (pca.json, basis.npy), holding its lock."""
+    with run.writing():
+        cfg = run.config()
+        trajectories = trajectories_to_detection(run)
+        keep = len(next(iter(trajectories.values())))
+        stats, pcas = analyse_trajectories(trajectories, stream(cfg.seed, "null"))
+        result = {"snapshots": keep, "last_step": (keep - 1) * cfg.snapshot_every, **stats}
+        offsets = {name: start for name, (start, _) in attention_layout(cfg).items()}
+        basis = execution_basis(pcas, offsets, param_count(cfg), BASIS_COMPONENTS)
+        run.write_pca(result, basis)
     return result, basis
 
 
 def analyse_trajectory(run: Run) -> dict:
     """The trajectory PCA alone, for runs that are not probed (the pca experiment): pca.json, basis.npy, and PC1
     per matrix added to the summary as the "pca" stage; returns all the run's results. BLAS on one thread."""
-    with parallel.recorded_arithmetic():
+    with run.writing(), parallel.recorded_arithmetic():
         pca, _ = analyse_pca(run)
-    return run.record("pca", {"pc1": pca["pc1"], "pc1_null_z": pca["null_z"]})
+        return run.record("pca", {"pc1": pca["pc1"], "pc1_null_z": pca["null_z"]})
 
 
 def analyse_curvature(run: Run, basis: np.ndarray, k: int = 5) -> list[dict]:
@@ -117,8 +118,8 @@ def summarise(run: Run, pca: dict, geometry: list[dict]) -> dict:
 def analyse(run: Run, k: int | None = None) -> tuple[dict, list[dict]]:
     """Everything above, in order, with k defect samples at each saved theta (default: the run's probe_samples):
     the updated summary, and the projections at each saved theta. BLAS on one thread: the same numbers on any
-    number of cores."""
-    with parallel.recorded_arithmetic():
+    number of cores. It holds the run's lock."""
+    with run.writing(), parallel.recorded_arithmetic():
         pca, basis = analyse_pca(run)
         rows = analyse_curvature(run, basis, k or run.config().probe_samples)
         return summarise(run, pca, rows), rows
@@ -134,10 +135,10 @@ def dimension_sweep(run: Run, ks: tuple = DIMENSIONS, k_samples: int = 5, n_rand
     For k directions per attention matrix: the top-k of its current-weight SVD, of its trajectory PCA (up to
     detection), and the first K = layers*4*k columns of n_random random bases of the largest size; each the
     median over k_samples defects (as subspace_ratios); beside sqrt(K/P), a random subspace's expectation.
-    Written into the run (dimensions.jsonl) and returned: one row per phase and k."""
-    with parallel.recorded_arithmetic():  # as every number a run records
+    Written into the run (dimensions.jsonl), holding its lock, and returned: one row per phase and k."""
+    with run.writing(), parallel.recorded_arithmetic():  # as every number a run records
         rows = _dimension_rows(run, ks, k_samples, n_random)
-    run.write_dimensions(rows)
+        run.write_dimensions(rows)
     return rows
 
 

@@ -3,8 +3,9 @@
 Each run goes to experiments.execute in its own directory (named by its spec) inside the sweep directory, so a
 finished run is skipped and an interrupted one resumes from its checkpoint, wherever it runs. The sweep directory
 keeps index.json (written atomically): the experiment, the filters, and each run's state (queued, running, done,
-failed), attempts and error. A failed run is retried once, then reported with its error; if the executor itself
-breaks (a local worker process killed), a fresh one takes the runs that were not done.
+diverged, failed), attempts and error. A failed run is retried once, then reported with its error; a run that
+diverged (a non-finite number: train.Diverged) is reported so and not retried, as it would diverge again at the
+same step; if the executor itself breaks (a local worker process killed), a fresh one takes the runs not done.
 """
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from typing import Callable, Optional
 from tinygrok import experiments
 from tinygrok.experiments import RunSpec
 from tinygrok.runs import METRICS, Run, RunError, read_json, write_json
+from tinygrok.train import Diverged
 
 INDEX = "index.json"
-STATES = ("queued", "running", "done", "failed")
+STATES = ("queued", "running", "done", "diverged", "failed")
+FINISHED = ("done", "diverged")  # a sweep run again skips these
 
 
 def load_index(out: Path, experiment: str, filters: str, specs: list[RunSpec]) -> dict:
@@ -35,7 +38,7 @@ def load_index(out: Path, experiment: str, filters: str, specs: list[RunSpec]) -
     for spec in specs:
         entry = index["runs"].setdefault(spec.name, {"state": "queued", "attempts": 0, "error": None})
         entry["recipe"] = spec.recipe
-        if entry["state"] != "done":  # failed, or running when the last sweep was killed: another chance
+        if entry["state"] not in FINISHED:  # failed, or running when the last sweep was killed: another chance
             entry.update(state="queued", attempts=0)
     return index
 
@@ -49,7 +52,7 @@ def run_grid(specs: list[RunSpec], out: Path, index: dict, make_executor: Callab
     out.mkdir(parents=True, exist_ok=True)
     by_name = {spec.name: spec for spec in specs}
     for wave in experiments.waves(specs):
-        todo = [spec.name for spec in wave if index["runs"][spec.name]["state"] != "done"]
+        todo = [spec.name for spec in wave if index["runs"][spec.name]["state"] not in FINISHED]
         while todo:
             todo = _run_on(make_executor(), todo, by_name, out, index, retries, on_change, poll_seconds)
     return index
@@ -90,6 +93,8 @@ def _run_on(executor: Executor, names: list[str], by_name: dict, out: Path, inde
                         index["runs"][other].update(state="queued")
                     save()
                     return left
+                except Diverged as err:
+                    entry.update(state="diverged", error=str(err))
                 except Exception as err:  # noqa: BLE001 - a run's failure is recorded, not raised
                     entry["attempts"] += 1
                     entry.update(state="failed", error=f"{type(err).__name__}: {err}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -40,6 +41,24 @@ class TrainState:
 
 
 STREAM_NAMES = {"batch_rng": "batches", "probe_rng": "probes", "hook_rng": "hook"}  # data.stream's names
+DIVERGED_STAGE = "diverged"  # summary.json's stage of a run stopped by a non-finite number
+
+
+class Diverged(Exception):
+    """Training produced a non-finite number at `step`: the run stopped there, its last good checkpoint kept."""
+
+    def __init__(self, step: int, quantity: str, value: float | str):
+        super().__init__(step, quantity, value)  # picklable: a sweep's worker sends it back whole
+        self.step, self.quantity, self.value = step, quantity, value
+
+    def __str__(self) -> str:
+        return (f"the run diverged at step {self.step}: {self.quantity} is {self.value}; it stopped there, its last "
+                "good checkpoint kept and diverged_at in summary.json (a smaller --lr may help)")
+
+
+def _check_finite(step: int, quantity: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise Diverged(step, quantity, value)
 
 
 def fresh_state(cfg: Config) -> TrainState:
@@ -79,12 +98,16 @@ def train_step(state: TrainState, data: Dataset, cfg: Config, hook: Hook,
     x, y = sample_batch(data, cfg.batch_size, state.batch_rng)
     g = parallel.batch_gradient(state.theta, x, y, cfg)  # (P,)
     g, norm = clip_by_global_norm(g, cfg.clip_norm)
+    _check_finite(state.step + 1, "the gradient norm", norm)  # a non-finite loss has a non-finite gradient
     ctx = interventions.Context(cfg, data, state.hook_rng, basis)
     theta, g = hook.before_update(state.theta, g, state.step, ctx)
     t = state.adam.t + 1
     theta, m, v = kernels.adamw_step(theta, g, state.adam.m, state.adam.v, t, lr=cfg.lr, beta1=cfg.beta1,
                                      beta2=cfg.beta2, eps=cfg.eps, weight_decay=cfg.weight_decay)
     theta = hook.after_update(theta, state.step + 1, ctx)
+    finite = np.isfinite(theta)  # (P,) bool, on theta's device
+    if not bool(finite.all()):
+        raise Diverged(state.step + 1, "a parameter", float(theta[~finite][0]))
     new = dataclasses.replace(state, theta=theta, adam=AdamWState(t, m, v), step=state.step + 1)
     return new, {"grad_norm": norm}
 
@@ -124,7 +147,8 @@ def load_state(run: Run, cfg: Config) -> tuple[TrainState, float]:
 
 
 # ---------------------------------------------------------------------- the loop
-StepCallback = Callable[[int, Optional[dict]], None]  # (step, metrics row or None) after every step
+# after every step: (step, its metrics row or None, the step the run will end at once that is known, else None)
+StepCallback = Callable[[int, Optional[dict], Optional[int]], None]
 
 
 def train(cfg: Config, run: Run, *, resume: bool = False, on_step: Optional[StepCallback] = None) -> dict:
@@ -133,8 +157,14 @@ def train(cfg: Config, run: Run, *, resume: bool = False, on_step: Optional[Step
 
     Every cfg.eval_every steps: evaluate (and probe the curvature, if asked), append a metrics row, write a
     checkpoint. With `resume`, continue from the run's checkpoint: the result is bit-identical to a run that was
-    never interrupted.
+    never interrupted. A non-finite gradient norm, parameter or loss stops the run (Diverged) at that step, its
+    last good checkpoint kept, with diverged_at in summary.json. It holds the run's lock (Run.writing).
     """
+    with run.writing():
+        return _train(cfg, run, resume, on_step)
+
+
+def _train(cfg: Config, run: Run, resume: bool, on_step: Optional[StepCallback]) -> dict:
     backend.reuse_freed_memory()
     data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
     if resume:
@@ -147,29 +177,45 @@ def train(cfg: Config, run: Run, *, resume: bool = False, on_step: Optional[Step
     hook, recorder = interventions.parse(cfg.hook), Recorder(cfg, run, data, rows)
     basis = backend.to_device(run.hook_basis().astype(cfg.dtype)) if hook.needs_basis else None
     start, first_step, train_seconds = time.perf_counter(), state.step, 0.0
-    with parallel.recorded_arithmetic():  # the cores work side by side: the numbers never depend on how many
-        if not rows:
-            recorder(state, {}, stop_at=cfg.max_steps, wall=wall_before)
-        stop_at = _stop_step(rows, cfg)
-        while state.step < stop_at:
-            t0 = time.perf_counter()
-            state, info = train_step(state, data, cfg, hook, basis)
-            train_seconds += time.perf_counter() - t0
-            row = recorder(state, info, stop_at, wall_before + time.perf_counter() - start)
-            if row is not None:
-                stop_at = _stop_step(rows, cfg)
-            if on_step:
-                on_step(state.step, row)
-
-    wall = wall_before + time.perf_counter() - start
-    results = {**grok_summary(rows, cfg.stop_acc, cfg.stop_patience),
-               **(curvature_summary(rows, floor=cfg.onset_floor) if cfg.probe_every else {}),
-               "final_train_acc": rows[-1]["train_acc"], "final_test_acc": rows[-1]["test_acc"],
-               "steps": state.step, "params": int(state.theta.size)}
-    environment = {"wall_seconds": round(wall, 3), **backend.describe()}
+    try:
+        with parallel.recorded_arithmetic():  # the cores work side by side: the numbers never depend on how many
+            if not rows:
+                recorder(state, {}, stop_at=cfg.max_steps, wall=wall_before)
+            stop_at, known = _stop_step(rows, cfg)
+            while state.step < stop_at:
+                t0 = time.perf_counter()
+                state, info = train_step(state, data, cfg, hook, basis)
+                train_seconds += time.perf_counter() - t0
+                row = recorder(state, info, stop_at, wall_before + time.perf_counter() - start)
+                if row is not None:
+                    stop_at, known = _stop_step(rows, cfg)
+                if on_step:
+                    on_step(state.step, row, stop_at if known else None)
+    except Diverged as err:
+        run.record(DIVERGED_STAGE, {**_results(rows, cfg), "diverged_at": err.step, "diverged": err.quantity,
+                                    "diverged_value": str(err.value), "steps": err.step - 1},
+                   {"wall_seconds": round(wall_before + time.perf_counter() - start, 3), **backend.describe()})
+        raise
+    environment = {"wall_seconds": round(wall_before + time.perf_counter() - start, 3), **backend.describe()}
     if state.step > first_step:  # a resume of a run that had trained all its steps times none
         environment["train_step_ms"] = round(1e3 * train_seconds / (state.step - first_step), 3)
-    return run.record("train", results, environment)
+    return run.record("train", {**_results(rows, cfg), "steps": state.step}, environment)
+
+
+def _results(rows: list[dict], cfg: Config) -> dict:
+    """What the metrics rows say about the run: grok steps, curvature onset and lead, final accuracies."""
+    return {**grok_summary(rows, cfg.stop_acc, cfg.stop_patience),
+            **(curvature_summary(rows, floor=cfg.onset_floor) if cfg.probe_every else {}),
+            "final_train_acc": rows[-1]["train_acc"] if rows else None,
+            "final_test_acc": rows[-1]["test_acc"] if rows else None, "params": param_count(cfg)}
+
+
+def diverged(run: Run) -> Optional[Diverged]:
+    """How the run diverged, if it did (summary.json, as train recorded it)."""
+    if DIVERGED_STAGE not in run.stages():
+        return None
+    results = run.summary()
+    return Diverged(results["diverged_at"], results["diverged"], results["diverged_value"])
 
 
 @dataclass
@@ -191,6 +237,8 @@ class Recorder:
         if step % cfg.eval_every and step != stop_at:
             return None
         row = {"step": step, **evaluate(state.theta, self.data, cfg), **info}
+        for split in ("train", "test"):
+            _check_finite(step, f"the {split} loss", row[f"{split}_loss"])
         if _due(step, cfg.probe_every):
             samples = defect_samples(state.theta, self.data, cfg, state.probe_rng, cfg.probe_samples)
             row.update(defect_stats(samples))
@@ -204,7 +252,8 @@ def _due(step: int, every: int) -> bool:
     return every > 0 and step % every == 0
 
 
-def _stop_step(rows: list[dict], cfg: Config) -> int:
-    """cfg.max_steps, or cfg.extra_steps past the detection step once grokking has been detected."""
+def _stop_step(rows: list[dict], cfg: Config) -> tuple[int, bool]:
+    """The step to stop at: cfg.max_steps, or cfg.extra_steps past the detection step once grokking has been
+    detected; and whether that end is known (it is once grokking is detected: before, the run may still grok)."""
     detected = detection_step(rows, cfg.stop_acc, cfg.stop_patience)
-    return cfg.max_steps if detected is None else min(cfg.max_steps, detected + cfg.extra_steps)
+    return (cfg.max_steps, False) if detected is None else (min(cfg.max_steps, detected + cfg.extra_steps), True)
