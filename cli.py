@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import inspect
 import os
+import sys
 import time
 import typing
 from pathlib import Path
@@ -17,13 +18,13 @@ matplotlib.use("Agg")  # the CLI writes figures to files; the library leaves the
 import typer  # noqa: E402
 from rich.console import Console, Group  # noqa: E402
 from rich.markup import escape  # noqa: E402
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,  # noqa: E402
-                           TimeRemainingColumn)
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from tinygrok import backend, config, experiments, paper, parallel, plots  # noqa: E402
 from tinygrok.config import Config, ConfigError  # noqa: E402
-from tinygrok.runs import THETAS, Run, RunError  # noqa: E402
+from tinygrok.runs import THETAS, Run, RunError, WriteError  # noqa: E402
+from tinygrok.train import Diverged  # noqa: E402
 
 Threads = Annotated[Optional[int], typer.Option(
     min=1, help="cores to use (BLAS threads, and worker processes for gradients and evaluation); changes speed "
@@ -33,16 +34,45 @@ Preset = Annotated[str, typer.Option(help=f"starting settings: {', '.join(config
 Resume = Annotated[bool, typer.Option(help="continue the run in --out from its checkpoint")]
 Force = Annotated[bool, typer.Option(help="clear an existing run directory and start again")]
 
-app = typer.Typer(help="tinygrok: watch a transformer grok, and measure why.", add_completion=False,
-                  pretty_exceptions_enable=False, no_args_is_help=True)
 console = Console()
 err_console = Console(stderr=True)
+EXIT_DIVERGED = 3  # exit code of a run stopped by a non-finite number (2: bad input; 1: a failed write)
 
 
-def fail(message: str) -> None:
-    """A one-line error, exit code 2, no traceback."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+def fail(message: str, code: int = 2) -> None:
+    """A one-line error, exit code `code`, no traceback."""
+    err_console.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+class OneLineErrors(typer.core.TyperGroup):
+    """Every command's errors as one line on stderr: typer's own (a value out of range, a missing argument) and
+    tinygrok's (exit 2), a failed write (exit 1), a run that diverged (exit 3)."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        try:
+            try:
+                code = super().main(*args, standalone_mode=False, **kwargs)
+            except typer.TyperException as err:  # typer's (its click's) usage errors: a bad value, a missing argument
+                fail(err.format_message(), err.exit_code)
+            except WriteError as err:
+                fail(str(err), 1)
+            except (ConfigError, RunError) as err:
+                fail(str(err))
+            except Diverged as err:
+                fail(str(err), EXIT_DIVERGED)
+            except typer.Abort:
+                fail("aborted", 1)
+        except typer.Exit as exit_:
+            code = exit_.exit_code
+        code = code if isinstance(code, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+app = typer.Typer(help="tinygrok: watch a transformer grok, and measure why.", add_completion=False,
+                  pretty_exceptions_enable=False, no_args_is_help=True, cls=OneLineErrors)
 
 
 def use_backend(array_backend: str) -> None:
@@ -71,10 +101,7 @@ def with_config_options(command):
     @functools.wraps(command)
     def wrapper(**kwargs):
         overrides = {f.name: kwargs.pop(f.name) for f in fields}
-        try:
-            return command(**kwargs, overrides=overrides)
-        except (ConfigError, RunError) as err:
-            fail(str(err))
+        return command(**kwargs, overrides=overrides)
 
     wrapper.__signature__ = sig.replace(
         parameters=[p for p in sig.parameters.values() if p.name != "overrides"] + extra)
@@ -176,23 +203,25 @@ def intervene(
 
 @contextlib.contextmanager
 def _live_view(cfg: Config):
-    """A progress bar for training, not yet shown: yields it (to start) and the on_step callback that drives it."""
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("{task.fields[metrics]}")]
+    """A progress view of training, not yet shown: yields it (to start) and the on_step callback that drives it.
+    It shows the step, elapsed time, steps/s and the accuracies; a bar and an ETA only once the end is known (a
+    run ends 'extra_steps' after grokking is detected: before that, max_steps is only a cap)."""
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("step {task.completed}"),
+               TimeElapsedColumn(), TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[metrics]}")]
     last = {"time": time.perf_counter(), "step": None}
     progress = Progress(*columns, console=console, transient=False)
     try:
-        task = progress.add_task(f"{cfg.op} mod {cfg.p}", total=cfg.max_steps, rate="", metrics="")
+        task = progress.add_task(f"{cfg.op} mod {cfg.p}", total=None, rate="", metrics="")
 
-        def on_step(step: int, row: Optional[dict]) -> None:
-            progress.update(task, completed=step)
+        def on_step(step: int, row: Optional[dict], end: Optional[int]) -> None:
+            progress.update(task, completed=step, total=end)
             if row is None:
                 return
             now = time.perf_counter()
-            if last["step"] is not None:
+            if last["step"] is not None and now > last["time"]:
                 rate = (step - last["step"]) / (now - last["time"])
-                eta = (cfg.max_steps - step) / rate
-                progress.update(task, rate=f"{rate:.1f} steps/s, max-steps ETA {eta / 60:.0f} min")
+                eta = f", ends at step {end} in ~{(end - step) / rate / 60:.1f} min" if end else ""
+                progress.update(task, rate=f"{rate:.1f} steps/s{eta}")
             last.update(time=now, step=step)
             progress.update(task, metrics=f"loss {row['train_loss']:.3f}  train {row['train_acc']:.3f}  "
                                           f"test {row['test_acc']:.3f}")
@@ -238,14 +267,11 @@ def grok(
     """The walkthrough: train until grokking while probing curvature, then show the geometry of what happened."""
     use_backend(array_backend)
     given = dict(op=op, seed=seed, max_steps=max_steps, dtype=dtype)  # None where not given: the preset's
-    try:
-        spec = experiments.spec("walkthrough", preset, **given)
-        path = out or experiments.run_path(spec)
-        if resume:  # the run as it was started: only the options given here are checked against it
-            spec = experiments.saved_spec(path, "walkthrough", **given)
-        results = _execute(spec, path, _existing(resume, force), threads)
-    except (ConfigError, RunError, ValueError) as err:
-        fail(str(err))
+    spec = experiments.spec("walkthrough", preset, **given)
+    path = out or experiments.run_path(spec)
+    if resume:  # the run as it was started: only the options given here are checked against it
+        spec = experiments.saved_spec(path, "walkthrough", **given)
+    results = _execute(spec, path, _existing(resume, force), threads)
     _explain(results, spec.config.op)
     console.print("figures: " + ", ".join(str(Run(path).figure(name)) for name in plots.available(path)))
     console.print(f"run directory: [bold]{path}[/]  (again: tinygrok pca / commutator / plot {path})")
@@ -286,12 +312,10 @@ def _fmt(value, missing: str = "none") -> str:
 
 
 def _open_run(run_dir: Path) -> Run:
-    try:
-        run = Run(run_dir)
-        run.config()
-        return run
-    except RunError as err:
-        fail(str(err))
+    """The run in `run_dir`, its config.json checked (a RunError names what is wrong)."""
+    run = Run(run_dir)
+    run.config()
+    return run
 
 
 @app.command()
@@ -300,11 +324,8 @@ def pca(run_dir: RunDir, threads: Threads = None):
     from tinygrok.geometry import analyse_pca
 
     run = _open_run(run_dir)
-    try:
-        with parallel.cores(threads or parallel.default_cores(run.config())):
-            result, basis = analyse_pca(run)
-    except RunError as err:
-        fail(str(err))
+    with parallel.cores(threads or parallel.default_cores(run.config())):
+        result, basis = analyse_pca(run)
     table = Table(title=f"trajectory PCA ({basis.shape[1]}-dim execution basis)")
     for column in ("matrix", "PC1", "PC1..5", "z vs random walk"):
         table.add_column(column)
@@ -324,11 +345,8 @@ def commutator(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help
     run = _open_run(run_dir)
     if not run.has(THETAS):
         fail(f"{run.path} saved no parameters to probe: train it with --theta-every (tinygrok grok does)")
-    try:
-        with parallel.cores(threads or parallel.default_cores(run.config())):
-            summary, rows = geometry.analyse(run, samples)
-    except RunError as err:
-        fail(str(err))
+    with parallel.cores(threads or parallel.default_cores(run.config())):
+        summary, rows = geometry.analyse(run, samples)
     table = Table(title="commutator defect at saved parameters")
     for column in ("step", "D", "rho", "exec/random (PCA)", "exec/random (SVD)", "alignment"):
         table.add_column(column)
@@ -347,11 +365,8 @@ def dimensions(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help
     from tinygrok import geometry
 
     run = _open_run(run_dir)
-    try:
-        with parallel.cores(threads or parallel.default_cores(run.config())):
-            rows = geometry.dimension_sweep(run, k_samples=samples)
-    except RunError as err:
-        fail(str(err))
+    with parallel.cores(threads or parallel.default_cores(run.config())):
+        rows = geometry.dimension_sweep(run, k_samples=samples)
     table = Table(title="proj/full of the defect by subspace size (enriched: above sqrt(K/P))")
     for column in ("phase", "step", "K", "weight SVD", "trajectory PCA", "random", "sqrt(K/P)"):
         table.add_column(column)
@@ -365,11 +380,8 @@ def dimensions(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help
 @app.command()
 def plot(run_dir: RunDir):
     """Redraw every figure a run's files allow."""
-    try:
-        for figure in plots.save_all(run_dir):
-            console.print(f"figure: {figure}")
-    except (RunError, ValueError) as err:
-        fail(str(err))
+    for figure in plots.save_all(_open_run(run_dir)):
+        console.print(f"figure: {figure}")
 
 
 @app.command()
@@ -449,16 +461,14 @@ def sweep_(
 
     filters = experiments.Filters(_listed(ops, str, "--ops"), _listed(seeds, int, "--seeds"),
                                   _listed(lrs, float, "--lrs"), max_steps, preset)
-    try:
-        specs = experiments.grid(experiment, filters)
-        index = sweep.load_index(out, experiment, filters.describe(), specs)
-        executors = sweep.dask_executor(scheduler) if scheduler else sweep.local_executor(workers)
-    except (ConfigError, RunError) as err:
-        fail(str(err))
+    specs = experiments.grid(experiment, filters)
+    index = sweep.load_index(out, experiment, filters.describe(), specs)
+    executors = sweep.dask_executor(scheduler) if scheduler else sweep.local_executor(workers)
     start = time.perf_counter()
     expected = {spec.name: experiments.expected_steps(spec.config) for spec in specs}
     bar = Progress(TextColumn("all runs"), BarColumn(), TextColumn("{task.percentage:>3.0f}% of the expected steps"),
-                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)
+                   TimeElapsedColumn(), TextColumn("ETA at the expected steps"), TimeRemainingColumn(),
+                   console=console)
     task = bar.add_task("sweep", total=sum(expected.values()))
     with Live(console=console, auto_refresh=False) as live:
         def show(index: dict) -> None:
@@ -468,8 +478,8 @@ def sweep_(
         index = sweep.run_grid(specs, out, index, executors, on_change=show)
     console.print()
     counts = sweep.summary(index)
-    console.print(f"{experiment}: {counts['done']} runs done, {counts['failed']} failed, in "
-                  f"{time.perf_counter() - start:.0f} s; sweep directory {out}")
+    console.print(f"{experiment}: {counts['done']} runs done, {counts['diverged']} diverged, {counts['failed']} "
+                  f"failed, in {time.perf_counter() - start:.0f} s; sweep directory {out}")
     if counts["failed"]:
         raise typer.Exit(1)
 
@@ -486,9 +496,9 @@ def _sweep_view(index: dict, out: Path, expected: dict[str, int], bar: Progress,
     steps = 0
     for name, entry in index["runs"].items():
         row = sweep.progress(out, name) if entry["state"] == "running" else None
-        steps += expected[name] if entry["state"] in ("done", "failed") else min(row["step"], expected[name]) if row \
-            else 0
-        state = entry["state"] if entry["state"] != "failed" else f"failed: {entry['error']}"
+        finished = entry["state"] in (*sweep.FINISHED, "failed")
+        steps += expected[name] if finished else min(row["step"], expected[name]) if row else 0
+        state = entry["state"] + (f": {entry['error']}" if entry["state"] in ("diverged", "failed") else "")
         table.add_row(name, escape(state), str(row["step"]) if row else "", f"{row['test_acc']:.3f}" if row else "")
     bar.update(task, completed=steps)
     return Group(table, bar)
@@ -505,12 +515,9 @@ def report(
 
     if out and out.exists() and not out.is_dir():
         fail(f"--out {out} is a file: the report needs a directory for report.md and its figures")
-    try:
-        if out:
-            out.mkdir(parents=True, exist_ok=True)
-        path = sweep_report.write(sweep_dirs, out)
-    except RunError as err:
-        fail(str(err))
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    path = sweep_report.write(sweep_dirs, out)
     console.print(f"report: {path}")
 
 

@@ -74,7 +74,7 @@ def test_resume_missing_or_corrupt_checkpoint(existing_run, tmp_path):
     assert_refused(tinygrok("train", "--resume", "--out", str(broken)), "corrupt", "checkpoint")
     assert snapshot(broken) == before
     (broken / "checkpoint.npz").unlink()
-    assert_refused(tinygrok("train", "--resume", "--out", str(broken)), "no checkpoint")
+    assert_refused(tinygrok("train", "--resume", "--out", str(broken)), "checkpoint.npz is missing")
 
 
 def test_resume_refuses_changed_settings(existing_run):

@@ -112,7 +112,7 @@ def test_a_run_with_each_hook_resumes_bit_for_bit(spec, tmp_path):
     train(cfg, whole)
     crashed = run_in(tmp_path / "crashed")
 
-    def crash_after_the_checkpoint(step, row):
+    def crash_after_the_checkpoint(step, row, end):
         if step == 150:  # past the checkpoint at 100 (and the kick at update 120: the resume does it again)
             raise Crash
 

@@ -65,7 +65,7 @@ def test_a_failing_run_is_retried_once_then_reported(tmp_path):
     index = sweep.run_grid(specs, tmp_path, index, sweep.local_executor(1))
     entry = index["runs"][taken.name]
     assert entry["state"] == "failed" and entry["attempts"] == 2 and "other settings" in entry["error"]
-    assert sweep.summary(index) == {"queued": 0, "running": 0, "done": 1, "failed": 1}
+    assert sweep.summary(index) == {"queued": 0, "running": 0, "done": 1, "diverged": 0, "failed": 1}
     assert Run(tmp_path / taken.name).config().max_steps == 50  # left as it was
 
 

@@ -33,7 +33,7 @@ def test_same_seed_gives_bit_identical_metrics(tmp_path):
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
     train(SMALL, Run.create(tmp_path / "whole", SMALL))
 
-    def crash_at_70(step, row):  # after the step-60 checkpoint, with 10 unsaved steps
+    def crash_at_70(step, row, end):  # after the step-60 checkpoint, with 10 unsaved steps
         if step == 70:
             raise Interrupt
 
