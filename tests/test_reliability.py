@@ -136,6 +136,12 @@ def test_a_diverging_run_stops_at_that_step_and_keeps_its_last_good_checkpoint(t
     assert "Traceback" not in line and snapshot(path) == before  # run again, it stops at once: nothing changes
 
 
+def test_divergence_from_the_command_line_is_one_line_and_exit_3(tmp_path):
+    options = ["--preset", "classroom", "--lr", "1e30", "--weight-decay", "0", "--max-steps", "30"]
+    assert_one_line(invoke("train", *options, "--out", str(tmp_path / "r")), cli.EXIT_DIVERGED,
+                    "diverged at step 2: the gradient norm is nan")  # NumPy's overflow warnings silenced
+
+
 def test_a_non_finite_parameter_or_loss_stops_the_run(tmp_path):
     from tinygrok import train as train_module
 

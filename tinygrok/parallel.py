@@ -62,9 +62,11 @@ def _blas_controller() -> ThreadpoolController:
 @contextlib.contextmanager
 def recorded_arithmetic():
     """The arithmetic of everything tinygrok records: BLAS on one thread (how many threads sum a product can move
-    its last bits; the cores work side by side instead) and subnormal numbers flushed to zero
-    (backend.subnormals_flushed: without it a collapsing run is ~15 times slower)."""
-    with _blas_controller().limit(limits=1, user_api="blas"), backend.subnormals_flushed():
+    its last bits; the cores work side by side instead), subnormal numbers flushed to zero
+    (backend.subnormals_flushed: without it a collapsing run is ~15 times slower), and NumPy's overflow warnings
+    silenced: training checks for non-finite numbers itself and stops with one line (train.Diverged)."""
+    with _blas_controller().limit(limits=1, user_api="blas"), backend.subnormals_flushed(), \
+            np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         yield
 
 
