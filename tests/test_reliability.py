@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 import cli
-from tinygrok import config, experiments, runs, sweep
+from tinygrok import config, experiments, report, runs, sweep
 from tinygrok.runs import CHECKPOINT, CONFIG, METRICS, SNAPSHOTS, SUMMARY, Run
 from tinygrok.train import Diverged, train
 
@@ -165,6 +165,8 @@ def test_a_sweep_reports_a_diverged_run_as_diverged_and_does_not_retry_it(tmp_pa
     assert entry["state"] == "diverged" and entry["attempts"] == 0 and "step 2" in entry["error"]
     assert sweep.summary(index)["done"] == 1 and sweep.summary(index)["failed"] == 0
     assert sweep.load_index(tmp_path, "mixed", "", specs)["runs"][specs[1].name]["state"] == "diverged"
+    text = report.write([tmp_path]).read_text()
+    assert "1 runs done, 1 diverged, 0 failed" in text and f"- diverged: {specs[1].name}: the run diverged" in text
 
 
 # ---------------------------------------------------------------------- one writer

@@ -63,10 +63,12 @@ def write(sweeps: list[Path], into: Optional[Path] = None) -> Path:
     lines = []
     for out, index in indexes.items():
         counts = summary(index)
-        lines += [f"# {index['experiment']}: {counts['done']} runs done, {counts['failed']} failed",
+        lines += [f"# {index['experiment']}: {counts['done']} runs done, {counts['diverged']} diverged, "
+                  f"{counts['failed']} failed",
                   "", f"Filters: {index['filters']}." + (f" Directory: {out}." if len(indexes) > 1 else ""), ""]
-        lines += [f"- failed: {name}: {entry['error']}" for name, entry in index["runs"].items()
-                  if entry["state"] == "failed"]
+        unfinished = [f"- {entry['state']}: {name}: {entry['error']}" for name, entry in index["runs"].items()
+                      if entry["state"] in ("diverged", "failed")]
+        lines += unfinished + ([""] if unfinished else [])
     presets = sorted({r["preset"] for r in runs} - {"paper"})
     lines += [f"These runs use the {', '.join(presets)} preset (config.py), not the paper's model: expect its "
               "numbers to differ from the paper's.", ""] if presets else []
