@@ -233,8 +233,8 @@ class Run:
             rows = np.load(path, mmap_mode="r")
         except (OSError, ValueError) as err:
             raise RunError(f"{path} cannot be read as a .npy array ({err})") from None
-        width = width or _row_width(name, self.config())
-        dtype = np.dtype(dtype or self.config().dtype)
+        cfg = None if width and dtype else self.config()  # read config.json once, and only when needed
+        width, dtype = width or _row_width(name, cfg), np.dtype(dtype or cfg.dtype)
         if rows.ndim != 2 or rows.shape[1] != width or rows.dtype != dtype:
             raise RunError(f"{path} holds a {rows.dtype} array of shape {rows.shape}, not rows of {width} "
                            f"{dtype} values as this run's config.json says")
