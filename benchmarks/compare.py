@@ -5,7 +5,9 @@
 
 For each BLAS thread count (set explicitly for both: threadpoolctl and torch.set_num_threads) and each workload
 (training step at batch 512 and on the whole training set, a full evaluation of all pairs, one commutator-defect
-sample), a worker process per library times `repeats` calls; the libraries alternate for `rounds` rounds, so a
+sample; and with --runs, one evaluation interval of each run protocol: 100 training steps, an evaluation and, for
+the generalization-dynamics run, K = 5 commutator samples, reported per step), a worker process per library
+times `repeats` calls; the libraries alternate for `rounds` rounds, so a
 drifting shared machine affects both alike, and medians over all calls are compared (with the range of the
 ratios of the rounds' own medians, to show how much the machine moved). Separate processes keep
 OpenBLAS's and torch's OpenMP thread pools from spinning against each other (alternating them call by call in
@@ -14,6 +16,7 @@ one process made torch's 2-thread step 2.4x slower than its 1-thread step).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -56,6 +59,24 @@ def torch_workloads(cfg) -> dict:
     }
 
 
+EVAL_EVERY = 100  # steps between evaluations, in both protocols (PAPER.md §3)
+RUNS = {"training_run": 0, "dynamics_run": 5}  # commutator samples per evaluation: none, or K = 5 (§6.2)
+
+
+def run_interval(jobs: dict, samples: int, arithmetic=contextlib.nullcontext):
+    """One evaluation interval of a run, as both libraries' runs count it: EVAL_EVERY training steps, an evaluation
+    of all pairs and `samples` commutator samples, under `arithmetic` (tinygrok's training loop runs in
+    parallel.recorded_arithmetic: BLAS on one thread per process, the cores side by side)."""
+    def interval():
+        with arithmetic():
+            for _ in range(EVAL_EVERY):
+                jobs["train_step"]()
+            jobs["eval"]()
+            for _ in range(samples):
+                jobs["commutator_sample"]()
+    return interval
+
+
 def worker(library: str, threads: int, repeats: int, overrides: dict, only: list) -> dict:
     """{workload: [ms, ...]} for one library at the paper settings with `overrides`, after two warm-up calls of
     each workload (all, or those named in `only`)."""
@@ -63,7 +84,9 @@ def worker(library: str, threads: int, repeats: int, overrides: dict, only: list
     torch.set_num_threads(threads)
     with parallel.cores(threads):
         jobs = workloads(cfg) if library == "tinygrok" else torch_workloads(cfg)
-        jobs = {k: f for k, f in jobs.items() if not only or k in only}
+        arithmetic = parallel.recorded_arithmetic if library == "tinygrok" else contextlib.nullcontext
+        jobs.update({name: run_interval(jobs, samples, arithmetic) for name, samples in RUNS.items()})
+        jobs = {k: f for k, f in jobs.items() if k in only or not only and k not in RUNS}
         times = {}
         for name, fn in jobs.items():
             fn(), fn()
@@ -71,7 +94,8 @@ def worker(library: str, threads: int, repeats: int, overrides: dict, only: list
             for _ in range(repeats):
                 start = time.perf_counter()
                 fn()
-                times[name].append(1e3 * (time.perf_counter() - start))
+                per_call = EVAL_EVERY if name in RUNS else 1  # a run interval is reported per step
+                times[name].append(1e3 * (time.perf_counter() - start) / per_call)
         if library == "tinygrok" and not only:
             times["peak_mib"] = {name: peak_mib(fn) for name, fn in jobs.items()}
     return times
@@ -103,6 +127,8 @@ def main():
     parser.add_argument("--worker", choices=["tinygrok", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--config", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--only", nargs="*", default=[], help=argparse.SUPPRESS)
+    parser.add_argument("--runs", action="store_true", help="time the two run protocols (ms per step, evaluation "
+                                                            "and probes included) instead of the single workloads")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, args.threads[0], args.repeats, json.loads(args.config), args.only)))
@@ -112,7 +138,9 @@ def main():
         rounds, peaks = [], {}  # rounds[i][library][workload] = [ms, ...]
         before = cpu_ticks()
         for _ in range(args.rounds):
-            rounds.append({library: run_worker(library, threads, args.repeats) for library in ("tinygrok", "torch")})
+            only = list(RUNS) if args.runs else []
+            rounds.append({library: run_worker(library, threads, args.repeats, only=only)
+                           for library in ("tinygrok", "torch")})
             peaks.update(rounds[-1]["tinygrok"].pop("peak_mib", {}))
         ticks, stolen = (b - a for a, b in zip(before, cpu_ticks()))
         steal[threads] = round(100 * stolen / max(ticks, 1), 1)
@@ -122,7 +150,7 @@ def main():
                          for one in rounds]  # how much the shared machine moved the ratio
             rows.append({"threads": threads, "workload": name, "tinygrok_ms": round(t, 2), "torch_ms": round(r, 2),
                          "ratio": round(t / r, 3), "round_ratios": [round(x, 3) for x in per_round],
-                         "tinygrok_peak_mib": round(peaks[name], 1)})
+                         "tinygrok_peak_mib": round(peaks.get(name, float("nan")), 1)})
     info = {**{k: v for k, v in backend.describe().items() if k != "threads"}, "torch": torch.__version__,
             "env": {v: os.environ.get(v) for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS")}}
     print(f"{'threads':>7} {'workload':<22} {'tinygrok ms':>11} {'torch ms':>9} {'ratio':>6} {'rounds':>11} "
