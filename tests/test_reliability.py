@@ -188,6 +188,15 @@ def test_a_second_writer_is_refused_and_a_killed_one_leaves_no_lock(run_copy):
         pass
 
 
+def test_a_second_sweep_into_the_same_directory_is_refused(tmp_path):
+    with runs.directory_lock(tmp_path):  # a sweep runs there ...
+        other = subprocess.run([sys.executable, "-m", "cli", "sweep", "table1", "--out", str(tmp_path), "--preset",
+                                "classroom", "--ops", "add", "--seeds", "42", "--max-steps", "10"],
+                               capture_output=True, text=True, cwd=Path(cli.__file__).parent)
+    assert other.returncode == 2 and "being written by another process" in other.stderr  # ... so another is refused
+    assert len(other.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
+
+
 # ---------------------------------------------------------------------- disk full
 def test_a_full_disk_keeps_the_last_checkpoint_and_the_rows_and_says_what_failed(trained, tmp_path, monkeypatch):
     path, original, checkpoints = tmp_path / "run", runs._write, []

@@ -405,7 +405,7 @@ def directory_lock(path: Path):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise RunError(f"{path} is being written by another process (a training, resume or analysis): "
+            raise RunError(f"{path} is being written by another process (a training, resume, analysis or sweep): "
                            "wait for it to finish, or give this one another directory") from None
         _held_locks[key] = (fd, 0)
     fd, holders = _held_locks[key]

@@ -17,7 +17,7 @@ from typing import Callable, Optional
 
 from tinygrok import experiments
 from tinygrok.experiments import RunSpec
-from tinygrok.runs import METRICS, Run, RunError, read_json, write_json
+from tinygrok.runs import METRICS, Run, RunError, directory_lock, read_json, write_json
 from tinygrok.train import Diverged
 
 INDEX = "index.json"
@@ -51,10 +51,11 @@ def run_grid(specs: list[RunSpec], out: Path, index: dict, make_executor: Callab
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     by_name = {spec.name: spec for spec in specs}
-    for wave in experiments.waves(specs):
-        todo = [spec.name for spec in wave if index["runs"][spec.name]["state"] not in FINISHED]
-        while todo:
-            todo = _run_on(make_executor(), todo, by_name, out, index, retries, on_change, poll_seconds)
+    with directory_lock(out):  # one sweep at a time writes a sweep directory (each run also locks its own)
+        for wave in experiments.waves(specs):
+            todo = [spec.name for spec in wave if index["runs"][spec.name]["state"] not in FINISHED]
+            while todo:
+                todo = _run_on(make_executor(), todo, by_name, out, index, retries, on_change, poll_seconds)
     return index
 
 
