@@ -80,13 +80,13 @@ def cuts(name: str, size: int) -> tuple:
 
 
 def moments(writes: list[tuple[str, int]]) -> list[tuple[str, int, float]]:
-    """(file, n-th write to it, cut): every write with TINYGROK_KILLS=all, else the first, a middle and the last two
-    writes of each file (for a growing array: rows and header), with each of their cuts."""
+    """(file, n-th write to it, cut): every write with TINYGROK_KILLS=all, else the first, a middle and the last
+    write of each file, with each of their cuts."""
     chosen = []
     for name in {name for name, _ in writes}:
         sizes = [size for n, size in writes if n == name]
         n = len(sizes)
-        picks = range(1, n + 1) if EVERYWHERE else sorted({1, (n + 1) // 2, max(n - 1, 1), n})
+        picks = range(1, n + 1) if EVERYWHERE else sorted({1, max(n // 2, 1), n})  # n // 2: a row, not a header
         chosen += [(name, nth, cut) for nth in picks for cut in cuts(name, sizes[nth - 1])]
     return sorted(chosen)
 
