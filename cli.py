@@ -54,6 +54,8 @@ class OneLineErrors(typer.core.TyperGroup):
             try:
                 code = super().main(*args, standalone_mode=False, **kwargs)
             except typer.TyperException as err:  # typer's (its click's) usage errors: a bad value, a missing argument
+                if not err.format_message():  # no arguments at all: the help was shown
+                    raise typer.Exit(err.exit_code) from None
                 fail(err.format_message(), err.exit_code)
             except WriteError as err:
                 fail(str(err), 1)

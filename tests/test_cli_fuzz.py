@@ -108,3 +108,5 @@ def test_typer_s_own_errors_read_as_tinygrok_s(places):
     for args in (["commutator", places["run"], "--samples", "0"], ["train", "--p", "x"], ["pca"], ["nosuchcommand"]):
         result = CliRunner().invoke(cli.app, args)
         assert result.exit_code == 2 and result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    bare = CliRunner().invoke(cli.app, [])  # no command: the help, and no error line
+    assert "Usage: " in bare.stdout and "COMMAND" in bare.stdout and bare.stderr == ""
