@@ -194,12 +194,17 @@ def _train(cfg: Config, run: Run, resume: bool, on_step: Optional[StepCallback])
     except Diverged as err:
         run.record(DIVERGED_STAGE, {**_results(rows, cfg), "diverged_at": err.step, "diverged": err.quantity,
                                     "diverged_value": str(err.value), "steps": err.step - 1},
-                   {"wall_seconds": round(wall_before + time.perf_counter() - start, 3), **backend.describe()})
+                   _environment(wall_before + time.perf_counter() - start))
         raise
-    environment = {"wall_seconds": round(wall_before + time.perf_counter() - start, 3), **backend.describe()}
+    environment = _environment(wall_before + time.perf_counter() - start)
     if state.step > first_step:  # a resume of a run that had trained all its steps times none
         environment["train_step_ms"] = round(1e3 * train_seconds / (state.step - first_step), 3)
     return run.record("train", {**_results(rows, cfg), "steps": state.step}, environment)
+
+
+def _environment(wall_seconds: float) -> dict:
+    """Where and how long the run trained: its wall time so far, versions, BLAS, threads."""
+    return {"wall_seconds": round(wall_seconds, 3), **backend.describe()}
 
 
 def _results(rows: list[dict], cfg: Config) -> dict:
