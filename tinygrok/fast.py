@@ -18,33 +18,46 @@ import math
 import autograd.numpy as np
 from autograd import grad
 
+from tinygrok import kernels
 from tinygrok.config import Config
 from tinygrok.model import SEQ_LEN, block_params, count_layers, layout, unflatten
 from tinygrok.ops import (attention, attention_backward, cross_entropy, cross_entropy_backward, embed,
-                          embed_backward, head_rows, kernel, layer_norm, layer_norm_backward, linear, linear_backward,
-                          normal_cdf, normal_cdf_backward, spread, sum_axis)
+                          embed_backward, head_rows, kernel, layer_norm, linear, linear_backward, normal_cdf, spread,
+                          sum_axis)
 
 
-def block(x, p: dict, n_heads: int, n_out: int) -> dict:
+def block(x, p: dict, n_heads: int, n_out: int, keep: bool = False) -> dict:
     """One pre-norm transformer block, computed for the first n_out rows: x (T*N, d) -> its activations, the
-    output "out" (n_out, d) among them (the backward pass written out below reads the others).
+    output "out" (n_out, d) among them (the backward pass written out below reads the others; with `keep`, on raw
+    arrays only, also what its kernels would otherwise compute again: the layer norms' standardised inputs and
+    GELU's Gaussian).
 
         x1 = x + W_O attention(LN1(x));   out = x1 + W_out GELU(W_in LN2(x1)),   GELU(u) = u Phi(u)
     """
     tn, d = x.shape
     n, dh = tn // SEQ_LEN, d // n_heads
-    h = layer_norm(x, p["ln1.w"], p["ln1.b"])  # (T*N, d)
+    h, ln1 = _layer_norm(x, p["ln1.w"], p["ln1.b"], keep)  # (T*N, d)
     q = linear(_first_rows(h, n_out), p["W_Q"], p["b_Q"]).reshape(n_out // n, n * n_heads, dh)  # (Tq, N*H, dh)
     k = linear(h, p["W_K"], p["b_K"]).reshape(SEQ_LEN, n * n_heads, dh)  # (T, N*H, dh)
     v = linear(h, p["W_V"], p["b_V"]).reshape(SEQ_LEN, n * n_heads, dh)  # (T, N*H, dh)
     a = attention(q, k, v).reshape(n_out, d)  # (n_out, d)
     x1 = _first_rows(x, n_out) + linear(a, p["W_O"], p["b_O"])  # (n_out, d)
-    h2 = layer_norm(x1, p["ln2.w"], p["ln2.b"])  # (n_out, d)
+    h2, ln2 = _layer_norm(x1, p["ln2.w"], p["ln2.b"], keep)  # (n_out, d)
     u = linear(h2, p["W_in"], p["b_in"])  # (n_out, d_ff)
-    phi = normal_cdf(u)  # (n_out, d_ff), kept: GELU's derivative Phi + u phi needs it
+    phi, gauss = kernels.normal_cdf_and_gaussian(u) if keep else (normal_cdf(u), None)  # (n_out, d_ff) each
     m = u * phi  # (n_out, d_ff): exact GELU
-    return dict(x=x, h=h, q=q, k=k, v=v, a=a, x1=x1, h2=h2, u=u, phi=phi, m=m,
+    return dict(x=x, h=h, ln1=ln1, q=q, k=k, v=v, a=a, x1=x1, h2=h2, ln2=ln2, u=u, phi=phi, gauss=gauss, m=m,
                 out=x1 + linear(m, p["W_out"], p["b_out"]))
+
+
+def _layer_norm(x, w, b, keep: bool) -> tuple:
+    """LN(x) (M, d), and with `keep` (raw arrays only) x's standardised (x-hat (M, d), rstd (M, 1)), else None."""
+    if not keep:
+        return layer_norm(x, w, b), None
+    xhat, rstd = kernels.standardise(x)
+    out = xhat * w  # as kernels.layer_norm computes it in place
+    out += b
+    return out, (xhat, rstd)
 
 
 def _first_rows(x, n: int):
@@ -67,7 +80,7 @@ def trunk(params: dict, tokens, n_heads: int, keep_activations: bool = False) ->
     n_layers, blocks = count_layers(params), []
     for layer in range(n_layers):
         n_out = n if layer == n_layers - 1 else SEQ_LEN * n  # rows this block must produce
-        blocks.append(block(x, block_params(params, layer), n_heads, n_out))
+        blocks.append(block(x, block_params(params, layer), n_heads, n_out, keep_activations))
         x = blocks[-1]["out"]  # (n_out, d)
         if not keep_activations:
             blocks.pop()  # freed before the next block runs
@@ -105,13 +118,13 @@ def _written_out_backprop(theta, tokens, labels, cfg: Config):
     runs it once for its value, then traces the reference: a Hessian-vector product costs one gradient more.)"""
     params, n = unflatten(theta, cfg), tokens.shape[0]
     x, blocks = trunk(params, tokens, cfg.n_heads, keep_activations=True)  # (N, d)
-    x0 = layer_norm(x, params["ln_final.w"], params["ln_final.b"])  # (N, d)
+    x0, final = _layer_norm(x, params["ln_final.w"], params["ln_final.b"], keep=True)  # (N, d)
     logits = linear(x0, params["W_U"], params["b_U"])  # (N, vocab)
 
     grads = {}
     g = cross_entropy_backward(logits, labels)  # (N, vocab)
     g, grads["W_U"], grads["b_U"] = linear_backward(g, x0, params["W_U"])  # (N, d)
-    g, grads["ln_final.w"], grads["ln_final.b"] = layer_norm_backward(g, x, params["ln_final.w"])
+    g, grads["ln_final.w"], grads["ln_final.b"] = kernels.standardised_backward(g, *final, params["ln_final.w"])
     for layer in reversed(range(cfg.n_layers)):
         g, block_grads = _block_backward(g, blocks[layer], block_params(params, layer))
         grads.update({f"blocks.{layer}.{k}": v for k, v in block_grads.items()})  # g: (T*N, d)
@@ -132,9 +145,9 @@ def _block_backward(g, s: dict, p: dict):
     n_out, d = g.shape
     grads = {}
     g_m, grads["W_out"], grads["b_out"] = linear_backward(g, s["m"], p["W_out"])  # (n_out, d_ff)
-    g_u = g_m * s["phi"] + normal_cdf_backward(g_m * s["u"], s["u"])  # (n_out, d_ff): d(u Phi) = Phi + u phi
+    g_u = g_m * s["phi"] + kernels.gaussian_backward(g_m * s["u"], s["gauss"])  # (n_out, d_ff): d(u Phi) = Phi + u phi
     g_h2, grads["W_in"], grads["b_in"] = linear_backward(g_u, s["h2"], p["W_in"])  # (n_out, d)
-    g_x1, grads["ln2.w"], grads["ln2.b"] = layer_norm_backward(g_h2, s["x1"], p["ln2.w"])  # (n_out, d)
+    g_x1, grads["ln2.w"], grads["ln2.b"] = kernels.standardised_backward(g_h2, *s["ln2"], p["ln2.w"])  # (n_out, d)
     g_x1 += g  # the residual
     g_a, grads["W_O"], grads["b_O"] = linear_backward(g_x1, s["a"], p["W_O"])  # (n_out, d)
     g_q, g_k, g_v = attention_backward(g_a.reshape(s["q"].shape), s["q"], s["k"], s["v"])
@@ -143,6 +156,6 @@ def _block_backward(g, s: dict, p: dict):
     g_h, grads["W_V"], grads["b_V"] = linear_backward(g_v.reshape(-1, d), s["h"], p["W_V"])  # (T*N, d)
     g_h += g_hk  # in the order autograd sums them, so that float32 results are bit for bit the same
     g_h[:n_out] += g_hq
-    g_x, grads["ln1.w"], grads["ln1.b"] = layer_norm_backward(g_h, s["x"], p["ln1.w"])  # (T*N, d)
+    g_x, grads["ln1.w"], grads["ln1.b"] = kernels.standardised_backward(g_h, *s["ln1"], p["ln1.w"])  # (T*N, d)
     g_x[:n_out] += g_x1  # the residual
     return g_x, grads

@@ -45,13 +45,16 @@ def layer_norm(x, w, b):
 
 def layer_norm_backward(g, x, w):
     """The gradients (of x (M, d), w (d,), b (d,)) of layer_norm's output gradient g (M, d)."""
-    xhat, rstd = standardise(x)  # (M, d), (M, 1)
+    return standardised_backward(g, *standardise(x), w)
+
+
+def standardised_backward(g, xhat, rstd, w):
+    """layer_norm_backward from x's standardise(x) = xhat (M, d), rstd (M, 1), kept from the forward pass."""
     g_w, g_b = np.sum(g * xhat, axis=0), np.sum(g, axis=0)  # (d,), (d,)
     gx = g * w  # (M, d)
     along_xhat = rowdot(gx, xhat)  # (M, 1)
     gx -= np.mean(gx, axis=-1, keepdims=True)
-    xhat *= along_xhat / x.shape[-1]
-    gx -= xhat
+    gx -= xhat * (along_xhat / xhat.shape[-1])
     gx *= rstd
     return gx, g_w, g_b
 
@@ -112,7 +115,8 @@ _AS_A = (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)  # a
 def _normal_cdf_float32(x):
     """Phi(x) = 1/2 + sign(x) (1/2 - tail(|x|)) with A&S 7.1.26 for erf(|x| / sqrt 2), in twenty in-place passes:
     tail = t (a1 + ... + a5 t^4) exp(-x^2 / 2) / 2, t = 1 / (1 + p |x| / sqrt 2). |error| <= 1e-7 before
-    float32 rounding; about 6x faster than SciPy's erf, which computes in float64 element by element."""
+    float32 rounding; about 6x faster than SciPy's erf, which computes in float64 element by element. Returns
+    Phi(x) and the exp(-x^2 / 2) it computed on the way (GELU's backward pass needs it)."""
     t = np.abs(x)
     t *= _AS_P * INV_SQRT2
     t += 1.0
@@ -121,27 +125,40 @@ def _normal_cdf_float32(x):
     for a in _AS_A[1:]:
         tail += 0.5 * a
         tail *= t
-    gauss = np.square(x)
-    gauss *= -0.5
-    tail *= np.exp(gauss, out=gauss)
+    gauss = gaussian(x)
+    tail *= gauss
     np.subtract(0.5, tail, out=tail)
     np.copysign(tail, x, out=tail)
     tail += 0.5
-    return tail
+    return tail, gauss
+
+
+def gaussian(x):
+    """exp(-x^2 / 2), elementwise: the standard normal density times sqrt(2 pi)."""
+    out = np.square(x)
+    out *= -0.5
+    return np.exp(out, out=out)
 
 
 def normal_cdf(x):
     """Phi(x) = (1 + erf(x / sqrt 2)) / 2: the polynomial above in float32, the exact erf (on x's device) in
     float64."""
-    return _normal_cdf_float32(x) if x.dtype == np.float32 else 0.5 * (1.0 + backend.erf(x * INV_SQRT2))
+    return _normal_cdf_float32(x)[0] if x.dtype == np.float32 else 0.5 * (1.0 + backend.erf(x * INV_SQRT2))
+
+
+def normal_cdf_and_gaussian(x):
+    """Phi(x), and gaussian(x) for its derivative: x (M, d) -> two (M, d) arrays."""
+    return _normal_cdf_float32(x) if x.dtype == np.float32 else (normal_cdf(x), gaussian(x))
 
 
 def normal_cdf_backward(g, x):
     """g * phi(x), the gradient of normal_cdf: g and x (M, d) -> (M, d)."""
-    out = np.square(x)
-    out *= -0.5
-    np.exp(out, out=out)
-    out *= g
+    return gaussian_backward(g, gaussian(x))
+
+
+def gaussian_backward(g, gauss):
+    """normal_cdf_backward from gauss = gaussian(x) (M, d), kept from the forward pass: g * gauss / sqrt(2 pi)."""
+    out = gauss * g
     out *= INV_SQRT2PI
     return out
 
