@@ -5,9 +5,10 @@
   indexing for autograd to trace).
 - Only position 0 is read out, so the last block computes position 0 alone (its keys and values still come from
   every position): the same logits as model.forward, for about 20% less work.
-- flat_grad, the gradient training and the commutator use, is backpropagation written out: each block returns
-  its activations, and the primitives' backward kernels run in reverse. Autograd's gradient through this module's
-  primitive graph is its tested reference, and what a Hessian-vector product differentiates.
+- flat_grad, the gradient training and the commutator use, is backpropagation written out: the forward pass
+  calls the kernels directly and keeps every block's activations, then the backward kernels run in reverse.
+  Autograd's gradient through this module's primitive graph is its tested reference, and what a Hessian-vector
+  product differentiates.
 
 Tested equal to model.py's readable definitions (tests/test_fast.py). model.py never imports this module.
 """
@@ -18,41 +19,46 @@ import math
 import autograd.numpy as np
 from autograd import grad
 
-from tinygrok import kernels
+from tinygrok import kernels, ops
 from tinygrok.config import Config
 from tinygrok.model import SEQ_LEN, block_params, count_layers, layout, unflatten
-from tinygrok.ops import (attention, attention_backward, cross_entropy, cross_entropy_backward, embed,
-                          embed_backward, head_rows, kernel, layer_norm, linear, linear_backward, normal_cdf, spread,
-                          sum_axis)
+from tinygrok.ops import cross_entropy, kernel, layer_norm, linear
 
 
-def block(x, p: dict, n_heads: int, n_out: int, keep: bool = False) -> dict:
+def block(x, p: dict, n_heads: int, n_out: int, raw: bool = False) -> dict:
     """One pre-norm transformer block, computed for the first n_out rows: x (T*N, d) -> its activations, the
-    output "out" (n_out, d) among them (the backward pass written out below reads the others; with `keep`, on raw
-    arrays only, also what its kernels would otherwise compute again: the layer norms' standardised inputs and
-    GELU's Gaussian).
+    output "out" (n_out, d) among them (the backward pass written out below reads the others). `raw`: for that
+    backward pass, on arrays nothing traces: the kernels are called directly, and what the backward kernels would
+    otherwise compute again is kept too (the layer norms' standardised inputs, GELU's Gaussian).
 
         x1 = x + W_O attention(LN1(x));   out = x1 + W_out GELU(W_in LN2(x1)),   GELU(u) = u Phi(u)
     """
+    f = _functions(raw)
     tn, d = x.shape
     n, dh = tn // SEQ_LEN, d // n_heads
-    h, ln1 = _layer_norm(x, p["ln1.w"], p["ln1.b"], keep)  # (T*N, d)
-    q = linear(_first_rows(h, n_out), p["W_Q"], p["b_Q"]).reshape(n_out // n, n * n_heads, dh)  # (Tq, N*H, dh)
-    k = linear(h, p["W_K"], p["b_K"]).reshape(SEQ_LEN, n * n_heads, dh)  # (T, N*H, dh)
-    v = linear(h, p["W_V"], p["b_V"]).reshape(SEQ_LEN, n * n_heads, dh)  # (T, N*H, dh)
-    a = attention(q, k, v).reshape(n_out, d)  # (n_out, d)
-    x1 = _first_rows(x, n_out) + linear(a, p["W_O"], p["b_O"])  # (n_out, d)
-    h2, ln2 = _layer_norm(x1, p["ln2.w"], p["ln2.b"], keep)  # (n_out, d)
-    u = linear(h2, p["W_in"], p["b_in"])  # (n_out, d_ff)
-    phi, gauss = kernels.normal_cdf_and_gaussian(u) if keep else (normal_cdf(u), None)  # (n_out, d_ff) each
+    h, ln1 = _layer_norm(x, p["ln1.w"], p["ln1.b"], raw)  # (T*N, d)
+    q = f.linear(_first_rows(h, n_out, f), p["W_Q"], p["b_Q"]).reshape(n_out // n, n * n_heads, dh)  # (Tq, N*H, dh)
+    k = f.linear(h, p["W_K"], p["b_K"]).reshape(SEQ_LEN, n * n_heads, dh)  # (T, N*H, dh)
+    v = f.linear(h, p["W_V"], p["b_V"]).reshape(SEQ_LEN, n * n_heads, dh)  # (T, N*H, dh)
+    a = f.attention(q, k, v).reshape(n_out, d)  # (n_out, d)
+    x1 = _first_rows(x, n_out, f) + f.linear(a, p["W_O"], p["b_O"])  # (n_out, d)
+    h2, ln2 = _layer_norm(x1, p["ln2.w"], p["ln2.b"], raw)  # (n_out, d)
+    u = f.linear(h2, p["W_in"], p["b_in"])  # (n_out, d_ff)
+    phi, gauss = kernels.normal_cdf_and_gaussian(u) if raw else (ops.normal_cdf(u), None)  # (n_out, d_ff) each
     m = u * phi  # (n_out, d_ff): exact GELU
     return dict(x=x, h=h, ln1=ln1, q=q, k=k, v=v, a=a, x1=x1, h2=h2, ln2=ln2, u=u, phi=phi, gauss=gauss, m=m,
-                out=x1 + linear(m, p["W_out"], p["b_out"]))
+                out=x1 + f.linear(m, p["W_out"], p["b_out"]))
 
 
-def _layer_norm(x, w, b, keep: bool) -> tuple:
-    """LN(x) (M, d), and with `keep` (raw arrays only) x's standardised (x-hat (M, d), rstd (M, 1)), else None."""
-    if not keep:
+def _functions(raw: bool):
+    """Where the forward pass takes its functions from: the plain kernels on raw arrays, else the primitives
+    (the same kernels, wrapped for autograd: a few microseconds more per call)."""
+    return kernels if raw else ops
+
+
+def _layer_norm(x, w, b, raw: bool) -> tuple:
+    """LN(x) (M, d); and if `raw`, x's standardised (x-hat (M, d), rstd (M, 1)), kept for the backward pass."""
+    if not raw:
         return layer_norm(x, w, b), None
     xhat, rstd = kernels.standardise(x)
     out = xhat * w  # as kernels.layer_norm computes it in place
@@ -60,29 +66,30 @@ def _layer_norm(x, w, b, keep: bool) -> tuple:
     return out, (xhat, rstd)
 
 
-def _first_rows(x, n: int):
+def _first_rows(x, n: int, f):
     """x (M, d) -> (n, d), without a copy or a graph node when n == M."""
-    return x if n == x.shape[0] else head_rows(x, n)
+    return x if n == x.shape[0] else f.head_rows(x, n)
 
 
-def trunk(params: dict, tokens, n_heads: int, keep_activations: bool = False) -> tuple:
-    """Embedding and blocks: the last block's output (N, d), at position 0 only, and (if asked: they cost memory)
-    every block's activations.
+def trunk(params: dict, tokens, n_heads: int, raw: bool = False) -> tuple:
+    """Embedding and blocks: the last block's output (N, d), at position 0 only, and if `raw` (the written-out
+    backprop's forward pass, see block) every block's activations.
 
     Only position 0 is read out, so the last block computes position 0 alone (its keys and values still come
     from every position): the same logits as the full computation, for about 20% less work.
     """
+    f = _functions(raw)
     n = tokens.shape[0]
     d = params["W_pos"].shape[1]
-    x = embed(params["W_E"], tokens.T.ravel()).reshape(SEQ_LEN, n, d)  # (T, N, d)
-    positions = spread(params["W_pos"].reshape(SEQ_LEN, 1, d), (SEQ_LEN, n, d), 1, keepdims=True)  # (T, N, d)
+    x = f.embed(params["W_E"], tokens.T.ravel()).reshape(SEQ_LEN, n, d)  # (T, N, d)
+    positions = f.spread(params["W_pos"].reshape(SEQ_LEN, 1, d), (SEQ_LEN, n, d), 1, keepdims=True)  # (T, N, d)
     x = (x + positions).reshape(SEQ_LEN * n, d)  # (T*N, d)
     n_layers, blocks = count_layers(params), []
     for layer in range(n_layers):
         n_out = n if layer == n_layers - 1 else SEQ_LEN * n  # rows this block must produce
-        blocks.append(block(x, block_params(params, layer), n_heads, n_out, keep_activations))
+        blocks.append(block(x, block_params(params, layer), n_heads, n_out, raw))
         x = blocks[-1]["out"]  # (n_out, d)
-        if not keep_activations:
+        if not raw:
             blocks.pop()  # freed before the next block runs
     return x, blocks
 
@@ -113,23 +120,24 @@ def flat_grad(theta, tokens, labels, cfg: Config):
 
 def _written_out_backprop(theta, tokens, labels, cfg: Config):
     """flat_grad by backpropagation written out: the forward pass keeps its activations, then each primitive's
-    backward kernel runs in reverse order. The same numbers as autograd's gradient, bit for bit in float32
-    (tested), without building a graph of ~80 nodes per call: about 3 ms less per gradient. (Differentiating it
-    runs it once for its value, then traces the reference: a Hessian-vector product costs one gradient more.)"""
-    params, n = unflatten(theta, cfg), tokens.shape[0]
-    x, blocks = trunk(params, tokens, cfg.n_heads, keep_activations=True)  # (N, d)
-    x0, final = _layer_norm(x, params["ln_final.w"], params["ln_final.b"], keep=True)  # (N, d)
-    logits = linear(x0, params["W_U"], params["b_U"])  # (N, vocab)
+    backward kernel runs in reverse order, all on raw arrays. The same numbers as autograd's gradient, bit for bit
+    in float32 (tested), without building a graph of ~80 nodes per call: about 3 ms less per gradient, and calling
+    the kernels unwrapped another ~0.8 ms. (Differentiating it runs it once for its value, then traces the
+    reference: a Hessian-vector product costs one gradient more.)"""
+    params, n = kernels.views(theta, layout(cfg)), tokens.shape[0]
+    x, blocks = trunk(params, tokens, cfg.n_heads, raw=True)  # (N, d)
+    x0, final = _layer_norm(x, params["ln_final.w"], params["ln_final.b"], raw=True)  # (N, d)
+    logits = kernels.linear(x0, params["W_U"], params["b_U"])  # (N, vocab)
 
     grads = {}
-    g = cross_entropy_backward(logits, labels)  # (N, vocab)
-    g, grads["W_U"], grads["b_U"] = linear_backward(g, x0, params["W_U"])  # (N, d)
+    g = kernels.cross_entropy_backward(logits, labels)  # (N, vocab)
+    g, grads["W_U"], grads["b_U"] = kernels.linear_backward(g, x0, params["W_U"])  # (N, d)
     g, grads["ln_final.w"], grads["ln_final.b"] = kernels.standardised_backward(g, *final, params["ln_final.w"])
     for layer in reversed(range(cfg.n_layers)):
         g, block_grads = _block_backward(g, blocks[layer], block_params(params, layer))
         grads.update({f"blocks.{layer}.{k}": v for k, v in block_grads.items()})  # g: (T*N, d)
-    grads["W_pos"] = sum_axis(g.reshape(SEQ_LEN, n, cfg.d_model), 1)  # (T, d)
-    grads["W_E"] = embed_backward(g, tokens.T.ravel(), cfg.p)  # (vocab, d)
+    grads["W_pos"] = kernels.sum_axis(g.reshape(SEQ_LEN, n, cfg.d_model), 1)  # (T, d)
+    grads["W_E"] = kernels.embed_backward(g, tokens.T.ravel(), cfg.p)  # (vocab, d)
     out = np.zeros_like(theta)  # (P,)
     for name, (start, shape) in layout(cfg).items():
         out[start:start + math.prod(shape)] = grads[name].ravel()
@@ -144,16 +152,16 @@ def _block_backward(g, s: dict, p: dict):
     and its activations s."""
     n_out, d = g.shape
     grads = {}
-    g_m, grads["W_out"], grads["b_out"] = linear_backward(g, s["m"], p["W_out"])  # (n_out, d_ff)
+    g_m, grads["W_out"], grads["b_out"] = kernels.linear_backward(g, s["m"], p["W_out"])  # (n_out, d_ff)
     g_u = g_m * s["phi"] + kernels.gaussian_backward(g_m * s["u"], s["gauss"])  # (n_out, d_ff): d(u Phi) = Phi + u phi
-    g_h2, grads["W_in"], grads["b_in"] = linear_backward(g_u, s["h2"], p["W_in"])  # (n_out, d)
+    g_h2, grads["W_in"], grads["b_in"] = kernels.linear_backward(g_u, s["h2"], p["W_in"])  # (n_out, d)
     g_x1, grads["ln2.w"], grads["ln2.b"] = kernels.standardised_backward(g_h2, *s["ln2"], p["ln2.w"])  # (n_out, d)
     g_x1 += g  # the residual
-    g_a, grads["W_O"], grads["b_O"] = linear_backward(g_x1, s["a"], p["W_O"])  # (n_out, d)
-    g_q, g_k, g_v = attention_backward(g_a.reshape(s["q"].shape), s["q"], s["k"], s["v"])
-    g_hq, grads["W_Q"], grads["b_Q"] = linear_backward(g_q.reshape(n_out, d), s["h"][:n_out], p["W_Q"])
-    g_hk, grads["W_K"], grads["b_K"] = linear_backward(g_k.reshape(-1, d), s["h"], p["W_K"])  # (T*N, d)
-    g_h, grads["W_V"], grads["b_V"] = linear_backward(g_v.reshape(-1, d), s["h"], p["W_V"])  # (T*N, d)
+    g_a, grads["W_O"], grads["b_O"] = kernels.linear_backward(g_x1, s["a"], p["W_O"])  # (n_out, d)
+    g_q, g_k, g_v = kernels.attention_backward(g_a.reshape(s["q"].shape), s["q"], s["k"], s["v"])
+    g_hq, grads["W_Q"], grads["b_Q"] = kernels.linear_backward(g_q.reshape(n_out, d), s["h"][:n_out], p["W_Q"])
+    g_hk, grads["W_K"], grads["b_K"] = kernels.linear_backward(g_k.reshape(-1, d), s["h"], p["W_K"])  # (T*N, d)
+    g_h, grads["W_V"], grads["b_V"] = kernels.linear_backward(g_v.reshape(-1, d), s["h"], p["W_V"])  # (T*N, d)
     g_h += g_hk  # in the order autograd sums them, so that float32 results are bit for bit the same
     g_h[:n_out] += g_hq
     g_x, grads["ln1.w"], grads["ln1.b"] = kernels.standardised_backward(g_h, *s["ln1"], p["ln1.w"])  # (T*N, d)

@@ -23,6 +23,37 @@ def rowdot(a, b):
     return np.einsum("md,md->m", a, b)[:, None]
 
 
+# ---------------------------------------------------------------- sums, broadcasts, rows and views
+def sum_axis(x, axis, keepdims=False):
+    """x summed over `axis` (an int or a tuple of ints)."""
+    return np.sum(x, axis=axis, keepdims=keepdims)
+
+
+def spread(g, shape, axis, keepdims=False):
+    """The adjoint of sum_axis: g repeated along `axis` to `shape` (a read-only broadcast view)."""
+    return np.broadcast_to(g if keepdims else np.expand_dims(g, axis), shape)
+
+
+def head_rows(x, n):
+    """x[:n] for x (M, d) -> (n, d) (the position-0 rows of the position-major activations)."""
+    return x[:n]
+
+
+def embed(table, idx):
+    """The rows of table (V, d) at idx (M,) -> (M, d)."""
+    return table[idx]
+
+
+def param_view(theta, start, shape):
+    """The block theta[start : start + prod(shape)] of a flat vector, reshaped to `shape` (no copy)."""
+    return theta[start:start + math.prod(shape)].reshape(shape)
+
+
+def views(theta, layout: dict) -> dict:
+    """model.unflatten without autograd: name -> param_view of theta (P,), for each (start, shape) of `layout`."""
+    return {name: param_view(theta, start, shape) for name, (start, shape) in layout.items()}
+
+
 # ---------------------------------------------------------------- layer norm over the last axis
 def standardise(x):
     """(x - mean) / sqrt(var + eps) over the last axis in three passes: x (M, d) -> (M, d), and rstd (M, 1)."""

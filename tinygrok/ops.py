@@ -8,8 +8,6 @@ same formula written with autograd.numpy and the device-safe reductions below), 
 """
 from __future__ import annotations
 
-import math
-
 import autograd.numpy as anp
 import numpy as np
 from autograd import make_vjp
@@ -25,17 +23,8 @@ from tinygrok.kernels import INV_SQRT2, INV_SQRT2PI, LN_EPS
 # autograd's own VJPs for sum, mean and dot build NumPy arrays (shape arrays, np.asarray), which a GPU array
 # library refuses. These three pairs close under differentiation without leaving the arrays' device; the
 # references below and every VJP in this module use them instead.
-@primitive
-def sum_axis(x, axis, keepdims=False):
-    """x summed over `axis` (an int or a tuple of ints)."""
-    return np.sum(x, axis=axis, keepdims=keepdims)
-
-
-@primitive
-def spread(g, shape, axis, keepdims=False):
-    """The adjoint of sum_axis: g repeated along `axis` to `shape` (a read-only broadcast view)."""
-    return np.broadcast_to(g if keepdims else np.expand_dims(g, axis), shape)
-
+sum_axis = primitive(kernels.sum_axis)
+spread = primitive(kernels.spread)  # its adjoint
 
 defvjp(sum_axis, lambda ans, x, axis, keepdims=False: lambda g: spread(g, anp.shape(x), axis, keepdims))
 defvjp(spread, lambda ans, g, shape, axis, keepdims=False: lambda gg: sum_axis(gg, axis, keepdims))
@@ -210,17 +199,13 @@ def _embed_backward_reference(g, idx, vocab):
     return matmul(anp.transpose(one_hot(idx, vocab, g.dtype)), g)  # (vocab, M) @ (M, d)
 
 
-embed = paired(lambda table, idx: table[idx], lambda table, idx: matmul(one_hot(idx, anp.shape(table)[0],
-                                                                                 table.dtype), table))  # (M, d)
+embed = paired(kernels.embed, lambda table, idx: matmul(one_hot(idx, anp.shape(table)[0], table.dtype), table))
 embed_backward = kernel(kernels.embed_backward, _embed_backward_reference)
 defvjp(embed, lambda ans, table, idx: lambda g: embed_backward(g, idx, anp.shape(table)[0]), None)
 
 
 # ---------------------------------------------------------------- leading rows of a matrix
-@primitive
-def head_rows(x, n):
-    """x[:n] for x (M, d) -> (n, d) (the position-0 rows of the position-major activations)."""
-    return x[:n]
+head_rows = primitive(kernels.head_rows)
 
 
 @primitive
@@ -236,10 +221,7 @@ defvjp(pad_rows, lambda ans, g, m: lambda gg: head_rows(gg, anp.shape(g)[0]))
 
 
 # ---------------------------------------------------------------- views into the flat parameter vector
-@primitive
-def param_view(theta, start, shape):
-    """The block theta[start : start + prod(shape)] of a flat vector, reshaped to `shape` (no copy)."""
-    return theta[start:start + math.prod(shape)].reshape(shape)
+param_view = primitive(kernels.param_view)
 
 
 @primitive
