@@ -14,8 +14,6 @@ Tested equal to model.py's readable definitions (tests/test_fast.py). model.py n
 """
 from __future__ import annotations
 
-import math
-
 import autograd.numpy as np
 from autograd import grad
 
@@ -138,10 +136,7 @@ def _written_out_backprop(theta, tokens, labels, cfg: Config):
         grads.update({f"blocks.{layer}.{k}": v for k, v in block_grads.items()})  # g: (T*N, d)
     grads["W_pos"] = kernels.sum_axis(g.reshape(SEQ_LEN, n, cfg.d_model), 1)  # (T, d)
     grads["W_E"] = kernels.embed_backward(g, tokens.T.ravel(), cfg.p)  # (vocab, d)
-    out = np.zeros_like(theta)  # (P,)
-    for name, (start, shape) in layout(cfg).items():
-        out[start:start + math.prod(shape)] = grads[name].ravel()
-    return out
+    return np.concatenate([grads[name].ravel() for name in layout(cfg)])  # (P,), in theta's order
 
 
 _backprop = kernel(_written_out_backprop, _autograd_flat_grad)
