@@ -108,6 +108,20 @@ def test_every_primitive_is_paired_with_a_reference_it_equals():
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_what_the_forward_pass_keeps_is_what_the_backward_kernels_would_compute(dtype):
+    """The written-out backprop keeps GELU's Gaussian and the layer norms' x-hat and rstd from its forward pass:
+    they must be the very arrays the backward kernels compute from x (bit for bit), and the right values."""
+    rng = np.random.default_rng(2)
+    x, g, w = (rng.standard_normal((6, 8)).astype(dtype) * 3 for _ in range(3))
+    phi, gauss = kernels.normal_cdf_and_gaussian(x)
+    assert np.array_equal(phi, kernels.normal_cdf(x)) and phi.dtype == gauss.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(gauss, np.exp(-0.5 * x.astype(float) ** 2), rtol=1e-6 if dtype == "float32" else 1e-15)
+    assert np.array_equal(kernels.gaussian_backward(g, gauss), ops.normal_cdf_backward(g, x))
+    kept = kernels.standardised_backward(g, *kernels.standardise(x), w[0])
+    assert all(np.array_equal(a, b) for a, b in zip(kept, ops.layer_norm_backward(g, x, w[0])))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_fast_adamw_equals_the_readable_adamw(dtype):
     rng = np.random.default_rng(1)
     hp = dict(lr=3e-3, beta1=0.9, beta2=0.98, eps=1e-8, weight_decay=1.0)
