@@ -123,6 +123,13 @@ class DeviceArray(np.lib.mixins.NDArrayOperatorsMixin):
     nbytes = property(lambda self: self._data.nbytes)
     T = property(lambda self: DeviceArray(self._data.T))
 
+    def view(self, dtype=None):
+        """A view with another dtype. CuPy reads a class given here as a dtype too, so an array class (autograd's
+        concatenate asks for view(numpy.ndarray)) is refused, as CuPy would fail on it."""
+        if isinstance(dtype, type) and not issubclass(dtype, np.generic):
+            raise TypeError(f"view({dtype.__name__}): a device array takes a dtype here, not an array class")
+        return DeviceArray(self._data.view() if dtype is None else self._data.view(dtype))
+
     def __getattr__(self, name):
         """Array methods (reshape, ravel, astype, sum, ...) run on the device and return device arrays."""
         method = getattr(self._data, name)

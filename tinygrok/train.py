@@ -235,8 +235,9 @@ class Recorder:
 
     def __call__(self, state: TrainState, info: dict, stop_at: int, wall: float) -> Optional[dict]:
         cfg, step = self.cfg, state.step
-        if _due(step, cfg.snapshot_every):
-            self.run.append_rows(SNAPSHOTS, backend.to_host(attention_vector(state.theta, cfg))[None])
+        if _due(step, cfg.snapshot_every):  # cut out on the host: autograd's concatenate asks the arrays it
+            # joins for a view as NumPy's ndarray, which a GPU array library refuses
+            self.run.append_rows(SNAPSHOTS, attention_vector(backend.to_host(state.theta), cfg)[None])
         if _due(step, cfg.theta_every):
             self.run.append_rows(THETAS, backend.to_host(state.theta)[None])
         if step % cfg.eval_every and step != stop_at:
