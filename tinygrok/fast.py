@@ -1,8 +1,8 @@
 """The fast path: model.py's transformer computed for speed, and its gradient by backpropagation written out.
 
 - Activations are one 2-D (T*N, d) array, position-major (row t*N + n is token t of example n), so every
-  product is one 2-D matmul, and every step is a primitive of ops.py (a plain-NumPy kernel, no einsum or fancy
-  indexing for autograd to trace).
+  product is one 2-D matmul, and every step is a kernel of kernels.py, which autograd traces as a primitive of
+  ops.py (no einsum or fancy indexing for it to trace).
 - Only position 0 is read out, so the last block computes position 0 alone (its keys and values still come from
   every position): the same logits as model.forward, for about 20% less work.
 - flat_grad, the gradient training and the commutator use, is backpropagation written out: the forward pass
@@ -14,7 +14,6 @@ Tested equal to model.py's readable definitions (tests/test_fast.py). model.py n
 """
 from __future__ import annotations
 
-import autograd.numpy as np
 from autograd import grad
 
 from tinygrok import kernels, ops
@@ -42,7 +41,7 @@ def block(x, p: dict, n_heads: int, n_out: int, raw: bool = False) -> dict:
     x1 = _first_rows(x, n_out, f) + f.linear(a, p["W_O"], p["b_O"])  # (n_out, d)
     h2, ln2 = _layer_norm(x1, p["ln2.w"], p["ln2.b"], raw)  # (n_out, d)
     u = f.linear(h2, p["W_in"], p["b_in"])  # (n_out, d_ff)
-    phi, gauss = kernels.normal_cdf_and_gaussian(u) if raw else (ops.normal_cdf(u), None)  # (n_out, d_ff) each
+    phi, gauss = _normal_cdf(u, raw)  # (n_out, d_ff) each
     m = u * phi  # (n_out, d_ff): exact GELU
     return dict(x=x, h=h, ln1=ln1, q=q, k=k, v=v, a=a, x1=x1, h2=h2, ln2=ln2, u=u, phi=phi, gauss=gauss, m=m,
                 out=x1 + f.linear(m, p["W_out"], p["b_out"]))
@@ -62,6 +61,11 @@ def _layer_norm(x, w, b, raw: bool) -> tuple:
     out = xhat * w  # as kernels.layer_norm computes it in place
     out += b
     return out, (xhat, rstd)
+
+
+def _normal_cdf(u, raw: bool) -> tuple:
+    """Phi(u) (M, d_ff); and if `raw`, exp(-u^2 / 2), kept for the backward pass, else None."""
+    return kernels.normal_cdf_and_gaussian(u) if raw else (ops.normal_cdf(u), None)
 
 
 def _first_rows(x, n: int, f):
@@ -124,19 +128,19 @@ def _written_out_backprop(theta, tokens, labels, cfg: Config):
     reference: a Hessian-vector product costs one gradient more.)"""
     params, n = kernels.views(theta, layout(cfg)), tokens.shape[0]
     x, blocks = trunk(params, tokens, cfg.n_heads, raw=True)  # (N, d)
-    x0, final = _layer_norm(x, params["ln_final.w"], params["ln_final.b"], raw=True)  # (N, d)
+    x0, ln_final = _layer_norm(x, params["ln_final.w"], params["ln_final.b"], raw=True)  # (N, d)
     logits = kernels.linear(x0, params["W_U"], params["b_U"])  # (N, vocab)
 
     grads = {}
     g = kernels.cross_entropy_backward(logits, labels)  # (N, vocab)
     g, grads["W_U"], grads["b_U"] = kernels.linear_backward(g, x0, params["W_U"])  # (N, d)
-    g, grads["ln_final.w"], grads["ln_final.b"] = kernels.standardised_backward(g, *final, params["ln_final.w"])
+    g, grads["ln_final.w"], grads["ln_final.b"] = kernels.layer_norm_backward_from(g, *ln_final, params["ln_final.w"])
     for layer in reversed(range(cfg.n_layers)):
         g, block_grads = _block_backward(g, blocks[layer], block_params(params, layer))
         grads.update({f"blocks.{layer}.{k}": v for k, v in block_grads.items()})  # g: (T*N, d)
     grads["W_pos"] = kernels.sum_axis(g.reshape(SEQ_LEN, n, cfg.d_model), 1)  # (T, d)
     grads["W_E"] = kernels.embed_backward(g, tokens.T.ravel(), cfg.p)  # (vocab, d)
-    return np.concatenate([grads[name].ravel() for name in layout(cfg)])  # (P,), in theta's order
+    return kernels.joined(grads[name] for name in layout(cfg))  # (P,), in theta's order
 
 
 _backprop = kernel(_written_out_backprop, _autograd_flat_grad)
@@ -148,9 +152,9 @@ def _block_backward(g, s: dict, p: dict):
     n_out, d = g.shape
     grads = {}
     g_m, grads["W_out"], grads["b_out"] = kernels.linear_backward(g, s["m"], p["W_out"])  # (n_out, d_ff)
-    g_u = g_m * s["phi"] + kernels.gaussian_backward(g_m * s["u"], s["gauss"])  # (n_out, d_ff): d(u Phi) = Phi + u phi
+    g_u = g_m * s["phi"] + kernels.normal_cdf_backward_from(g_m * s["u"], s["gauss"])  # (n_out, d_ff): Phi + u phi
     g_h2, grads["W_in"], grads["b_in"] = kernels.linear_backward(g_u, s["h2"], p["W_in"])  # (n_out, d)
-    g_x1, grads["ln2.w"], grads["ln2.b"] = kernels.standardised_backward(g_h2, *s["ln2"], p["ln2.w"])  # (n_out, d)
+    g_x1, grads["ln2.w"], grads["ln2.b"] = kernels.layer_norm_backward_from(g_h2, *s["ln2"], p["ln2.w"])  # (n_out, d)
     g_x1 += g  # the residual
     g_a, grads["W_O"], grads["b_O"] = kernels.linear_backward(g_x1, s["a"], p["W_O"])  # (n_out, d)
     g_q, g_k, g_v = kernels.attention_backward(g_a.reshape(s["q"].shape), s["q"], s["k"], s["v"])
@@ -159,6 +163,6 @@ def _block_backward(g, s: dict, p: dict):
     g_h, grads["W_V"], grads["b_V"] = kernels.linear_backward(g_v.reshape(-1, d), s["h"], p["W_V"])  # (T*N, d)
     g_h += g_hk  # in the order autograd sums them, so that float32 results are bit for bit the same
     g_h[:n_out] += g_hq
-    g_x, grads["ln1.w"], grads["ln1.b"] = kernels.standardised_backward(g_h, *s["ln1"], p["ln1.w"])  # (T*N, d)
+    g_x, grads["ln1.w"], grads["ln1.b"] = kernels.layer_norm_backward_from(g_h, *s["ln1"], p["ln1.w"])  # (T*N, d)
     g_x[:n_out] += g_x1  # the residual
     return g_x, grads

@@ -54,6 +54,12 @@ def views(theta, layout: dict) -> dict:
     return {name: param_view(theta, start, shape) for name, (start, shape) in layout.items()}
 
 
+def joined(arrays) -> object:
+    """The arrays flattened and joined end to end into one vector, on their device (model.flatten without
+    autograd, whose concatenate returns a NumPy array whatever it was given)."""
+    return np.concatenate([np.ravel(a) for a in arrays])
+
+
 # ---------------------------------------------------------------- layer norm over the last axis
 def standardise(x):
     """(x - mean) / sqrt(var + eps) over the last axis in three passes: x (M, d) -> (M, d), and rstd (M, 1)."""
@@ -76,10 +82,10 @@ def layer_norm(x, w, b):
 
 def layer_norm_backward(g, x, w):
     """The gradients (of x (M, d), w (d,), b (d,)) of layer_norm's output gradient g (M, d)."""
-    return standardised_backward(g, *standardise(x), w)
+    return layer_norm_backward_from(g, *standardise(x), w)
 
 
-def standardised_backward(g, xhat, rstd, w):
+def layer_norm_backward_from(g, xhat, rstd, w):
     """layer_norm_backward from x's standardise(x) = xhat (M, d), rstd (M, 1), kept from the forward pass."""
     g_w, g_b = np.sum(g * xhat, axis=0), np.sum(g, axis=0)  # (d,), (d,)
     gx = g * w  # (M, d)
@@ -184,10 +190,10 @@ def normal_cdf_and_gaussian(x):
 
 def normal_cdf_backward(g, x):
     """g * phi(x), the gradient of normal_cdf: g and x (M, d) -> (M, d)."""
-    return gaussian_backward(g, gaussian(x))
+    return normal_cdf_backward_from(g, gaussian(x))
 
 
-def gaussian_backward(g, gauss):
+def normal_cdf_backward_from(g, gauss):
     """normal_cdf_backward from gauss = gaussian(x) (M, d), kept from the forward pass: g * gauss / sqrt(2 pi)."""
     out = gauss * g
     out *= INV_SQRT2PI
