@@ -480,8 +480,8 @@ def sweep_(
         index = sweep.run_grid(specs, out, index, executors, on_change=show)
     console.print()
     counts = sweep.summary(index)
-    console.print(f"{experiment}: {counts['done']} runs done, {counts['diverged']} diverged, {counts['failed']} "
-                  f"failed, in {time.perf_counter() - start:.0f} s; sweep directory {out}")
+    console.print(f"{experiment}: {sweep.outcome(counts)}, in {time.perf_counter() - start:.0f} s; "
+                  f"sweep directory {out}")
     if counts["failed"]:
         raise typer.Exit(1)
 

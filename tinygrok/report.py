@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from tinygrok import analysis, config, experiments, interventions, paper
 from tinygrok.runs import Run, read_json, write_text
-from tinygrok.sweep import INDEX, summary
+from tinygrok.sweep import INDEX, outcome, summary
 
 REPORT = "report.md"
 
@@ -63,8 +63,7 @@ def write(sweeps: list[Path], into: Optional[Path] = None) -> Path:
     lines = []
     for out, index in indexes.items():
         counts = summary(index)
-        lines += [f"# {index['experiment']}: {counts['done']} runs done, {counts['diverged']} diverged, "
-                  f"{counts['failed']} failed",
+        lines += [f"# {index['experiment']}: {outcome(counts)}",
                   "", f"Filters: {index['filters']}." + (f" Directory: {out}." if len(indexes) > 1 else ""), ""]
         unfinished = [f"- {entry['state']}: {name}: {entry['error']}" for name, entry in index["runs"].items()
                       if entry["state"] in ("diverged", "failed")]

@@ -120,6 +120,11 @@ def summary(index: dict) -> dict[str, int]:
     return counts
 
 
+def outcome(counts: dict[str, int]) -> str:
+    """summary's counts in words: "N runs done, M diverged, K failed"."""
+    return f"{counts['done']} runs done, {counts['diverged']} diverged, {counts['failed']} failed"
+
+
 def progress(out: Path, name: str) -> Optional[dict]:
     """The latest metrics row of a run in the sweep (step, accuracies), or None before its first."""
     try:
