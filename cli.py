@@ -21,7 +21,7 @@ from rich.markup import escape  # noqa: E402
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from tinygrok import backend, config, experiments, paper, parallel, plots  # noqa: E402
+from tinygrok import backend, config, experiments, paper, parallel, plots, undefined  # noqa: E402
 from tinygrok.config import Config, ConfigError  # noqa: E402
 from tinygrok.runs import THETAS, Run, RunError, WriteError  # noqa: E402
 from tinygrok.train import Diverged  # noqa: E402
@@ -287,8 +287,15 @@ def _explain(results: dict, op: Optional[str] = None) -> None:
     for ref in paper.WALKTHROUGH:
         table.add_row(ref.label, ref.show(results.get(ref.key)), ref.describe(op), ref.meaning)
     console.print(table)
+    _print_undefined(results.get("undefined") or {}, "the medians above leave them out")
     if results.get("pc1"):
         console.print(_pc1_table(results["pc1"]))
+
+
+def _print_undefined(counts: dict, consequence: str) -> None:
+    """Which values had no value, how often and why (undefined.py), where there are any."""
+    for line in undefined.describe(counts):
+        console.print(f"[yellow]{escape(line)}[/]: {consequence}")
 
 
 def _pc1_table(pc1: dict) -> Table:
@@ -306,11 +313,11 @@ def _pc1_table(pc1: dict) -> Table:
     return table
 
 
-def _fmt(value, missing: str = "none") -> str:
-    """A table cell: `missing` for None, 4 significant digits for floats."""
+def _fmt(value, digits: str = ".4g", missing: str = "none") -> str:
+    """A table cell: `missing` for None, floats formatted by `digits`."""
     if value is None:
         return missing
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return format(value, digits) if isinstance(value, float) else str(value)
 
 
 def _open_run(run_dir: Path) -> Run:
@@ -353,8 +360,10 @@ def commutator(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help
     for column in ("step", "D", "rho", "exec/random (PCA)", "exec/random (SVD)", "alignment"):
         table.add_column(column)
     for r in rows:
-        table.add_row(str(r["step"]), f"{r['defect']:.3g}", f"{r['exec_rho']:.6f}", f"{r['exec_random_ratio']:.2f}",
-                      f"{r['weight_svd_random_ratio']:.2f}", _fmt(r.get("alignment_ratio")))
+        cells = [_fmt(r[key], digits, "undefined") for key, digits in (
+            ("exec_rho", ".6f"), ("exec_random_ratio", ".2f"), ("weight_svd_random_ratio", ".2f"))]
+        aligned = _fmt(r["alignment_ratio"], missing="undefined") if "alignment_ratio" in r else "none"
+        table.add_row(str(r["step"]), f"{r['defect']:.3g}", *cells, aligned)
     console.print(table)
     _explain(summary, run.config().op)
 
@@ -374,8 +383,9 @@ def dimensions(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help
         table.add_column(column)
     for r in rows:
         table.add_row(r["phase"], str(r["step"]), str(r["K"]),
-                      *(f"{r[key]:.4f}" for key in ("weight_svd", "pca", "random", "theory")))
+                      *(_fmt(r[key], ".4f", "undefined") for key in ("weight_svd", "pca", "random", "theory")))
     console.print(table)
+    _print_undefined(undefined.tally(rows), "left out of the figure")
     console.print(f"figure: {plots.save(run, 'dimensions')}")
 
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from tinygrok import geometry
+from tinygrok import geometry, undefined
 from tinygrok.config import Config
 from tinygrok.model import param_count
 from tinygrok import plots
@@ -87,3 +87,58 @@ def test_the_dimension_sweep_grows_with_the_subspace_at_four_phases(analysed, tm
     for r in got:
         assert r["random"] == pytest.approx(r["theory"], rel=0.5) and r["theory"] == math.sqrt(r["K"] / param_count(CFG))
     assert plots.save(copy, "dimensions").stat().st_size > 10_000
+
+
+@pytest.fixture
+def zeroed(analysed, tmp_path, monkeypatch):
+    """A copy of the small run, analysed again with every defect vector from step 100 on exactly 0."""
+    import shutil
+    run = Run(shutil.copytree(analysed[0].path, tmp_path / "zeroed"))
+    thetas = [np.asarray(t) for t in run.rows("thetas.npy")]
+    measure = geometry.defect_samples
+
+    def zero_late(theta, *args):
+        drawn = measure(theta, *args)
+        late = min(range(len(thetas)), key=lambda i: np.abs(thetas[i] - theta).max()) >= 2  # step >= 100
+        return [{**s, "delta": 0 * s["delta"], "defect": 0.0} for s in drawn] if late else drawn
+    monkeypatch.setattr(geometry, "defect_samples", zero_late)
+    return run, geometry.analyse(run, k=3)[0]
+
+
+def test_a_run_whose_late_defects_are_zero_is_analysed_and_counts_them(zeroed):
+    run, summary = zeroed
+    rows = run.geometry()
+    assert [r["exec_rho"] is None for r in rows] == [False, False, True, True, True]
+    assert [r["zero_defect_samples"] for r in rows] == [0, 0, 3, 3, 3]
+    assert rows[-1]["alignment_ratio"] is None
+    assert summary["undefined"]["exec_rho"] == {"records": 3, "of": 5, "why": undefined.WHY["_rho"]}
+    assert summary["undefined"]["weight_svd_random_ratio"]["records"] == 3
+    assert summary["undefined"]["alignment_ratio"] == {"records": 1, "of": 1, "why": undefined.WHY["alignment_ratio"]}
+    assert summary["rho"] == pytest.approx(np.median([r["exec_rho"] for r in rows[:2]]))
+    assert summary["alignment_ratio"] is None
+    text = (run.path / GEOMETRY).read_text() + (run.path / SUMMARY).read_text()
+    assert "null" in text and "NaN" not in text and "Infinity" not in text
+    assert json.loads((run.path / SUMMARY).read_text())["results"]["undefined"] == summary["undefined"]
+
+
+def test_the_commutator_command_and_the_figures_show_undefined_values(zeroed, capsys):
+    import cli
+    run, _ = zeroed
+    cli.commutator(run.path, samples=3, threads=1, array_backend="numpy")
+    shown = capsys.readouterr().out
+    assert shown.split("what happened")[0].count("undefined") == 3 * 3 + 1  # three steps; the alignment at 200
+    assert "exec_rho, weight_svd_rho: undefined in 3 of 5 records (every defect sample is exactly 0" in " ".join(shown.split())
+    assert plots.save(run, "projections").stat().st_size > 10_000
+
+
+def test_the_dimension_sweep_is_undefined_where_the_defect_is_zero(zeroed):
+    run, _ = zeroed
+    rows = [{**r, "train_acc": 1.0 if r["step"] >= 40 else 0.1, "test_acc": 1.0 if r["step"] >= 120 else 0.1}
+            for r in run.metrics()]
+    (run.path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    got = geometry.dimension_sweep(run, ks=(1, 2), k_samples=2, n_random=2)
+    assert [(r["phase"], r["pca"] is None) for r in got[::2]] == [
+        ("early", True), ("memorization", False), ("detection", True), ("detection + 500", True)]
+    assert all(r["weight_svd"] is None and r["random"] is None and r["theory"] > 0 for r in got if r["pca"] is None)
+    assert undefined.tally(got)["pca"] == {"records": 6, "of": 8, "why": undefined.ZERO_DEFECT}
+    assert plots.save(run, "dimensions").stat().st_size > 10_000

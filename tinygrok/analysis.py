@@ -6,6 +6,8 @@ import math
 import statistics
 from typing import Iterable, Optional
 
+from tinygrok import undefined
+
 
 def first_step(rows: Iterable[dict], key: str, threshold: float) -> Optional[int]:
     """The first evaluated step whose `key` is at least `threshold` (grok_90: key test_acc, threshold 0.9)."""
@@ -85,14 +87,13 @@ DEFECT_LEVELS = ((5.0, 15.0), (15.0, 30.0), (30.0, math.inf))  # the controls' b
 
 
 def by_defect_level(rows: list[dict], key: str, levels=DEFECT_LEVELS) -> dict[str, Optional[float]]:
-    """The median of rows' `key` within each level [low, high) of their defect D (rows with a NaN value or no D
-    left out): inside the memorization phase exec/random falls as D rises (§6.4), so a median over a window
+    """The median of rows' `key` within each level [low, high) of their defect D (rows with an undefined value or
+    no D left out): inside the memorization phase exec/random falls as D rises (§6.4), so a median over a window
     depends on how many high-D rows it holds; per level it does not. Label ("5-15", ">=30") -> median or None."""
     out = {}
     for low, high in levels:
-        values = [r[key] for r in rows if r.get("defect") is not None and low <= r["defect"] < high
-                  and r.get(key) is not None and r[key] == r[key]]
-        out[f">={low:g}" if high == math.inf else f"{low:g}-{high:g}"] = statistics.median(values) if values else None
+        values = [r.get(key) for r in rows if r.get("defect") is not None and low <= r["defect"] < high]
+        out[f">={low:g}" if high == math.inf else f"{low:g}-{high:g}"] = undefined.median(values)
     return out
 
 

@@ -7,10 +7,12 @@ Probe batches come from the caller's own random stream, so probing never changes
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import numpy as np
 from autograd import grad
 
+from tinygrok import undefined
 from tinygrok.config import Config
 from tinygrok.data import Dataset, sample_batch
 from tinygrok.fast import flat_grad
@@ -66,14 +68,12 @@ def lie_bracket(theta, batch_a, batch_b, cfg: Config):
 
 
 # ---------------------------------------------------------------------- projections (§6.3, §6.4)
-def projection_fractions(delta: np.ndarray, basis: np.ndarray) -> tuple[float, float]:
-    """(||B B^T delta|| / ||delta||, ||delta - B B^T delta|| / ||delta||) = (proj/full, rho) for orthonormal B."""
+def projection_fractions(delta: np.ndarray, basis: np.ndarray) -> tuple[Optional[float], Optional[float]]:
+    """(||B B^T delta|| / ||delta||, ||delta - B B^T delta|| / ||delta||) = (proj/full, rho) for orthonormal B;
+    both undefined (None) for delta = 0."""
     full = float(np.linalg.norm(delta))
-    if full == 0:
-        return math.nan, math.nan
-    coeffs = basis.T @ delta  # (K,)
-    proj = float(np.linalg.norm(coeffs))
-    return proj / full, math.sqrt(max(0.0, full**2 - proj**2)) / full
+    proj = float(np.linalg.norm(basis.T @ delta))  # ||B^T delta|| = ||B B^T delta||
+    return undefined.ratio(proj, full), undefined.ratio(math.sqrt(max(0.0, full**2 - proj**2)), full)
 
 
 def random_basis(n_params: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -103,6 +103,8 @@ def subspace_ratios(samples: list, bases: dict[str, np.ndarray], random_bases: d
     random_bases[K], their ratio (exec/random, §6.4) and rho (§6.3). As the reference computes them:
     proj/full = median_k(||B^T delta_k|| / s_k) / median_k(||delta_k|| / s_k), s_k the sample's normaliser;
     random: the mean over the random bases inside each sample, then the median. Theory for random: sqrt(K/P).
+    Where the median defect is exactly 0 they are undefined (None); rho is the median over the samples whose
+    delta is not 0 (undefined.py).
     """
     deltas = [(s["delta"].astype(np.float64), s["scale"]) for s in samples]  # once, not per basis
 
@@ -113,18 +115,23 @@ def subspace_ratios(samples: list, bases: dict[str, np.ndarray], random_bases: d
     out = {}
     for name, basis in bases.items():
         randoms = random_bases[basis.shape[1]]
-        proj = median_proj(lambda d: np.linalg.norm(basis.T @ d)) / full
-        rand = median_proj(lambda d: np.mean([np.linalg.norm(r.T @ d) for r in randoms])) / full
-        out.update({f"{name}_proj": proj, f"{name}_random_proj": rand, f"{name}_random_ratio": proj / rand,
-                    f"{name}_rho": float(np.median([projection_fractions(d, basis)[1] for d, _ in deltas]))})
+        proj = undefined.ratio(median_proj(lambda d: np.linalg.norm(basis.T @ d)), full)
+        rand = undefined.ratio(median_proj(lambda d: np.mean([np.linalg.norm(r.T @ d) for r in randoms])), full)
+        out.update({f"{name}_proj": proj, f"{name}_random_proj": rand,
+                    f"{name}_random_ratio": undefined.ratio(proj, rand),
+                    f"{name}_rho": undefined.median(projection_fractions(d, basis)[1] for d, _ in deltas)})
     return out
 
 
 def alignment(dtheta: np.ndarray, deltas: list) -> dict:
     """Trajectory-curvature alignment (§6.5): mean |cos(dtheta, delta_k)| and its ratio to sqrt(2/(pi P)),
-    the mean |cos| of two random directions in R^P."""
-    unit = dtheta / np.linalg.norm(dtheta)
-    mean_cos = float(np.mean([abs(unit @ d) / np.linalg.norm(d) for d in deltas if np.linalg.norm(d) > 0]))
+    the mean |cos| of two random directions in R^P. A delta_k = 0 has no angle and is left out (counted in
+    "zero_deltas"); with dtheta = 0 or every delta_k = 0 both are undefined (None)."""
+    step = float(np.linalg.norm(dtheta))
+    unit = dtheta / step if step else dtheta  # (P,); a zero step has no direction, and no cosine below
+    cosines = [abs(unit @ d) / np.linalg.norm(d) for d in deltas if step and np.any(d)]
+    mean_cos = float(np.mean(cosines)) if cosines else None
     baseline = math.sqrt(2 / (math.pi * dtheta.size))
-    return {"mean_abs_cos": mean_cos, "ratio": mean_cos / baseline}
+    return {"mean_abs_cos": mean_cos, "ratio": undefined.ratio(mean_cos, baseline),
+            "zero_deltas": sum(not np.any(d) for d in deltas)}
 

@@ -6,11 +6,10 @@ Writes pca.json, basis.npy and geometry.jsonl into the run directory and adds th
 from __future__ import annotations
 
 import math
-import statistics
 
 import numpy as np
 
-from tinygrok import backend, parallel
+from tinygrok import backend, parallel, undefined
 from tinygrok.analysis import by_defect_level, curvature_summary, detection_step, grok_summary, memorization_phase
 from tinygrok.commutator import (alignment, defect_samples, defect_stats, random_basis, singular_directions,
                                  subspace_ratios, weight_svd_basis)
@@ -92,7 +91,8 @@ def curvature_at_saved_thetas(run: Run, cfg: Config, exec_basis: np.ndarray, k: 
                  for s in defect_samples(backend.to_device(theta), data, cfg, rng, max(k, ALIGNMENT_SAMPLES))]
         samples = drawn[:k]
         bases = {"exec": exec_basis, "weight_svd": weight_svd_basis(theta, cfg, SVD_COMPONENTS)}
-        row = {"step": i * cfg.theta_every, **defect_stats(samples), **subspace_ratios(samples, bases, random_bases)}
+        row = {"step": i * cfg.theta_every, **defect_stats(samples), **subspace_ratios(samples, bases, random_bases),
+               "zero_defect_samples": sum(not np.any(s["delta"]) for s in samples)}
         if i >= lag:
             row["alignment_ratio"] = alignment(theta - thetas[i - lag], [s["delta"] for s in drawn])["ratio"]
         rows.append(row)
@@ -100,18 +100,19 @@ def curvature_at_saved_thetas(run: Run, cfg: Config, exec_basis: np.ndarray, k: 
 
 
 def summarise(run: Run, pca: dict, geometry: list[dict]) -> dict:
-    """The geometry headline numbers, added to the run's summary; returns all its results."""
+    """The geometry headline numbers, added to the run's summary; returns all its results. Medians leave the
+    undefined records out; "undefined" counts them, per quantity, and says why (undefined.py)."""
     metrics = run.metrics()
     memorizing = set(memorization_phase(metrics))
     in_phase = [r for r in geometry if r["step"] in memorizing]
     headline = {**curvature_summary(metrics, floor=run.config().onset_floor), "pc1": pca["pc1"],
-                "pc1_null_z": pca["null_z"], "rho": _median(r["exec_rho"] for r in geometry),
-                "exec_random_ratio": _median(r["exec_random_ratio"] for r in in_phase),
-                "exec_random_ratio_weight_svd": _median(r["weight_svd_random_ratio"] for r in in_phase),
+                "pc1_null_z": pca["null_z"], "rho": undefined.median(r["exec_rho"] for r in geometry),
+                "exec_random_ratio": undefined.median(r["exec_random_ratio"] for r in in_phase),
+                "exec_random_ratio_weight_svd": undefined.median(r["weight_svd_random_ratio"] for r in in_phase),
                 "exec_random_by_defect": by_defect_level(in_phase, "exec_random_ratio"),
                 "exec_random_by_defect_weight_svd": by_defect_level(in_phase, "weight_svd_random_ratio"),
-                "alignment_ratio": _median(r["alignment_ratio"] for r in geometry if "alignment_ratio" in r),
-                "memorization_phase_probes": len(in_phase)}
+                "alignment_ratio": undefined.median(r.get("alignment_ratio") for r in geometry),
+                "memorization_phase_probes": len(in_phase), "undefined": undefined.tally(geometry)}
     return run.record("geometry", headline)
 
 
@@ -134,8 +135,9 @@ def dimension_sweep(run: Run, ks: tuple = DIMENSIONS, k_samples: int = 5, n_rand
     memorization (train acc >= 0.95), detection and detection + 500 (each at the saved theta at or before it).
     For k directions per attention matrix: the top-k of its current-weight SVD, of its trajectory PCA (up to
     detection), and the first K = layers*4*k columns of n_random random bases of the largest size; each the
-    median over k_samples defects (as subspace_ratios); beside sqrt(K/P), a random subspace's expectation.
-    Written into the run (dimensions.jsonl), holding its lock, and returned: one row per phase and k."""
+    median over k_samples defects (as subspace_ratios: undefined where the median defect is 0); beside
+    sqrt(K/P), a random subspace's expectation. Written into the run (dimensions.jsonl), holding its lock, and
+    returned: one row per phase and k."""
     with run.writing(), parallel.recorded_arithmetic():  # as every number a run records
         rows = _dimension_rows(run, ks, k_samples, n_random)
         run.write_dimensions(rows)
@@ -166,13 +168,14 @@ def _dimension_rows(run: Run, ks: tuple, k_samples: int, n_random: int) -> list[
         randoms = [[basis.T @ delta for delta, _ in samples]  # (K,) per sample, one random basis at a time
                    for basis in (random_basis(n_params, len(layout) * max(ks), rng) for _ in range(n_random))]
         scales = np.array([scale for _, scale in samples])
-        full = np.median([np.linalg.norm(delta) for delta, _ in samples] / scales)
+        full = float(np.median([np.linalg.norm(delta) for delta, _ in samples] / scales))
         for k in ks:
             size = len(layout) * k
             norms = {name: [np.linalg.norm(c[:, :k]) for c in coords] for name, coords in along.items()}
             norms["random"] = np.mean([[np.linalg.norm(c[:size]) for c in basis] for basis in randoms], axis=0)
             rows.append({"phase": phase, "step": index * cfg.theta_every, "k": k, "K": size,
-                         **{name: float(np.median(np.array(v) / scales) / full) for name, v in norms.items()},
+                         **{name: undefined.ratio(float(np.median(np.array(v) / scales)), full)
+                            for name, v in norms.items()},
                          "theory": math.sqrt(size / n_params)})
     return rows
 
@@ -184,8 +187,3 @@ def _per_matrix(delta: np.ndarray, layout: dict, directions: dict) -> np.ndarray
     for i, (name, (start, shape)) in enumerate(layout.items()):
         coords[i, :len(directions[name])] = directions[name] @ delta[start:start + math.prod(shape)]
     return coords
-
-
-def _median(values):
-    values = [v for v in values if v == v]  # drop NaN (a defect of exactly 0 has no direction)
-    return statistics.median(values) if values else None

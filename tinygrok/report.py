@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 from matplotlib.figure import Figure
 
-from tinygrok import analysis, config, experiments, interventions, paper
+from tinygrok import analysis, config, experiments, interventions, paper, undefined
 from tinygrok.runs import Run, read_json, write_text
 from tinygrok.sweep import INDEX, outcome, summary
 
@@ -71,7 +71,8 @@ def write(sweeps: list[Path], into: Optional[Path] = None) -> Path:
     presets = sorted({r["preset"] for r in runs} - {"paper"})
     lines += [f"These runs use the {', '.join(presets)} preset (config.py), not the paper's model: expect its "
               "numbers to differ from the paper's.", ""] if presets else []
-    lines += _measured_vs_paper(runs, fit) + _runs(runs) + _per_op(grokked) + _sign_test(grokked) + _growth(runs)
+    lines += _measured_vs_paper(runs, fit) + _runs(runs) + _undefined(runs) + _per_op(grokked)
+    lines += _sign_test(grokked) + _growth(runs)
     lines += _controls(runs) + _precision(runs)
     lines += power_law_lines + _interventions(runs) + _figures(into, runs, fit)
     return write_text(into / REPORT, "\n".join(lines) + "\n")
@@ -84,6 +85,17 @@ def _runs(runs: list[dict]) -> list[str]:
     rows = [[r["name"], r["op"], r["seed"], f"{r['lr']:g}", f"{r['weight_decay']:g}", *(_cell(r.get(k)) for k in keys),
              _pc1_range(r)] for r in runs]
     return ["## Runs", "", _table(header, rows), ""]
+
+
+def _undefined(runs: list[dict]) -> list[str]:
+    """Each run's values that do not exist (a defect of exactly 0, tinygrok/undefined.py): how many, and why."""
+    rows = [[r["name"], keys, f"{c['records']} of {c['of']}", c["why"]]
+            for r in runs for keys, c in undefined.grouped(r.get("undefined") or {})]
+    if not rows:
+        return []
+    return ["## Undefined values", "", "Records whose value does not exist, left out of every median, table and fit "
+            "above and below (float32 can make the defect exactly 0, PAPER.md §6.6).", "",
+            _table(["run", "quantities", "records", "why"], rows), ""]
 
 
 def _per_op(runs: list[dict]) -> list[str]:
