@@ -257,6 +257,9 @@ def grok(
     seed: Annotated[Optional[int], typer.Option(help="seed of every random stream  [default: 42]")] = None,
     preset: Annotated[str, typer.Option(help="paper, or classroom for a version of seconds")] = "paper",
     max_steps: Annotated[Optional[int], typer.Option(help="stop here if it has not grokked")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(
+        help="AdamW's decoupled weight decay; 0 is the paper's control, which memorizes and never groks  "
+             "[default: the preset's]")] = None,
     dtype: Annotated[Optional[str], typer.Option(help="float32 (as the paper) or float64 (its rounding artefacts "
                                                       "gone, PAPER.md §6.6)  [default: float32]")] = None,
     out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/grok_PRESET_OP_sSEED, and any "
@@ -268,7 +271,7 @@ def grok(
 ):
     """The walkthrough: train until grokking while probing curvature, then show the geometry of what happened."""
     use_backend(array_backend)
-    given = dict(op=op, seed=seed, max_steps=max_steps, dtype=dtype)  # None where not given: the preset's
+    given = dict(op=op, seed=seed, max_steps=max_steps, weight_decay=weight_decay, dtype=dtype)  # None: the preset's
     spec = experiments.spec("walkthrough", preset, **given)
     path = out or experiments.run_path(spec)
     if resume:  # the run as it was started: only the options given here are checked against it

@@ -2,6 +2,7 @@
 import hashlib
 import importlib.util
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -128,6 +129,25 @@ def test_grok_walkthrough_explains_and_draws(walkthrough):
     assert json.loads((out / "config.json").read_text())["probe_every"] == 100
     for figure in ("training.png", "defect.png", "explained_variance.png", "trajectory.png", "projections.png"):
         assert (out / figure).exists()
+
+
+def test_a_classroom_walkthrough_without_weight_decay_runs_end_to_end(tmp_path):
+    """The paper's control memorizes and never groks; late in it float32 makes the defect exactly 0 (§6.6): the
+    analysis leaves those records out of its medians, counts them, and says so."""
+    out = tmp_path / "no_wd"
+    result = tinygrok("grok", "--preset", "classroom", "--weight-decay", "0", "--max-steps", "5000", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())["results"]
+    rows = [json.loads(line) for line in (out / "geometry.jsonl").read_text().splitlines()]
+    assert summary["grok_step"] is None and summary["memorization_step"] is not None
+    zero = [r["step"] for r in rows if r["exec_rho"] is None]
+    assert zero and all(r["defect"] == 0 for r in rows if r["step"] in zero)
+    assert summary["undefined"]["exec_rho"] == {"records": len(zero), "of": len(rows),
+                                                "why": "every defect sample is exactly 0: no direction to measure"}
+    assert summary["rho"] == statistics.median(r["exec_rho"] for r in rows if r["exec_rho"] is not None)
+    assert f"exec_rho, weight_svd_rho: undefined in {len(zero)} of {len(rows)} records" in " ".join(result.stdout.split())
+    for name in ("summary.json", "geometry.jsonl"):
+        assert "NaN" not in (out / name).read_text() and "Infinity" not in (out / name).read_text()
 
 
 def test_pca_and_commutator_commands_on_a_run(walkthrough):
