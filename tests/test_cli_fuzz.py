@@ -14,7 +14,7 @@ import typer
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 from typer.testing import CliRunner
 
-import cli
+from tinygrok.cli import app as cli
 from tinygrok import experiments, sweep
 from tinygrok.config import Config
 
@@ -30,7 +30,7 @@ def places(tmp_path_factory) -> dict[str, str]:
     """Paths of every kind: a file, nothing, an empty directory, a tiny finished run, a sweep directory."""
     root = tmp_path_factory.mktemp("fuzz")
     run = root / "sweep" / "run"
-    result = subprocess.run([sys.executable, cli.__file__, "train", *TINY, "--out", str(run)], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "tinygrok", "train", *TINY, "--out", str(run)], capture_output=True,
                             text=True)
     assert result.returncode == 0, result.stderr
     (root / "sweep" / sweep.INDEX).write_text('{"experiment": "table1", "filters": "", "runs": {}}')

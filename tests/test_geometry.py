@@ -122,7 +122,7 @@ def test_a_run_whose_late_defects_are_zero_is_analysed_and_counts_them(zeroed):
 
 
 def test_the_commutator_command_and_the_figures_show_undefined_values(zeroed, capsys):
-    import cli
+    from tinygrok.cli import app as cli
     run, _ = zeroed
     cli.commutator(run.path, samples=3, threads=1, array_backend="numpy")
     shown = capsys.readouterr().out

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import cli
+from tinygrok.cli import app as cli
 from tinygrok import config, experiments, report, runs, sweep
 from tinygrok.runs import CHECKPOINT, CONFIG, METRICS, SNAPSHOTS, SUMMARY, Run
 from tinygrok.train import Diverged, train
@@ -173,8 +173,8 @@ def test_a_sweep_reports_a_diverged_run_as_diverged_and_does_not_retry_it(tmp_pa
 def test_a_second_writer_is_refused_and_a_killed_one_leaves_no_lock(run_copy):
     with Run(run_copy).writing():  # this process writes the run ...
         before = snapshot(run_copy)
-        other = subprocess.run([sys.executable, "-m", "cli", "pca", str(run_copy)], capture_output=True, text=True,
-                               cwd=Path(cli.__file__).parent)  # ... so another is refused
+        other = subprocess.run([sys.executable, "-m", "tinygrok", "pca", str(run_copy)], capture_output=True,
+                               text=True)  # ... so another is refused
         assert other.returncode == 2 and "being written by another process" in other.stderr
         assert len(other.stderr.strip().splitlines()) == 1 and snapshot(run_copy) == before
         with Run(run_copy).writing():  # re-entrant within the process
@@ -190,9 +190,9 @@ def test_a_second_writer_is_refused_and_a_killed_one_leaves_no_lock(run_copy):
 
 def test_a_second_sweep_into_the_same_directory_is_refused(tmp_path):
     with runs.directory_lock(tmp_path):  # a sweep runs there ...
-        other = subprocess.run([sys.executable, "-m", "cli", "sweep", "table1", "--out", str(tmp_path), "--preset",
+        other = subprocess.run([sys.executable, "-m", "tinygrok", "sweep", "table1", "--out", str(tmp_path), "--preset",
                                 "classroom", "--ops", "add", "--seeds", "42", "--max-steps", "10"],
-                               capture_output=True, text=True, cwd=Path(cli.__file__).parent)
+                               capture_output=True, text=True)
     assert other.returncode == 2 and "being written by another process" in other.stderr  # ... so another is refused
     assert len(other.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
 

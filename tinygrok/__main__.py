@@ -1,0 +1,4 @@
+"""`python -m tinygrok`: the command line."""
+from tinygrok.cli.app import main
+
+main()

@@ -1,0 +1,455 @@
+"""`tinygrok`: thin commands that parse and validate their options, call the package, and hand what it computed
+to views.py to print."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import os
+import sys
+import time
+import typing
+from pathlib import Path
+from typing import Annotated, Optional
+
+import matplotlib
+
+matplotlib.use("Agg")  # the CLI writes figures to files; the library leaves the backend alone
+import typer  # noqa: E402
+from rich.markup import escape  # noqa: E402
+
+from tinygrok import backend, config, experiments, parallel, plots, undefined  # noqa: E402
+from tinygrok.cli import views  # noqa: E402
+from tinygrok.cli.views import console, err_console  # noqa: E402
+from tinygrok.config import Config, ConfigError  # noqa: E402
+from tinygrok.runs import THETAS, Run, RunError, WriteError  # noqa: E402
+from tinygrok.train import Diverged  # noqa: E402
+
+Threads = Annotated[Optional[int], typer.Option(
+    min=1, help="cores to use (BLAS threads, and worker processes for gradients and evaluation); changes speed "
+                "only, never the numbers  [default: the cores available, at most --batch-shards]")]
+ArrayBackend = Annotated[str, typer.Option("--backend", help="array library: numpy, cupy (a CUDA GPU), or auto")]
+Preset = Annotated[str, typer.Option(help=f"starting settings: {', '.join(config.PRESETS)}")]
+Resume = Annotated[bool, typer.Option(help="continue the run in --out from its checkpoint")]
+Force = Annotated[bool, typer.Option(help="clear an existing run directory and start again")]
+
+EXIT_DIVERGED = 3  # exit code of a run stopped by a non-finite number (2: bad input; 1: a failed write)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """A one-line error, exit code `code`, no traceback."""
+    err_console.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+class OneLineErrors(typer.core.TyperGroup):
+    """Every command's errors as one line on stderr: typer's own (a value out of range, a missing argument) and
+    tinygrok's (exit 2), a failed write (exit 1), a run that diverged (exit 3)."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        try:
+            try:
+                code = super().main(*args, standalone_mode=False, **kwargs)
+            except typer.TyperException as err:  # typer's (its click's) usage errors: a bad value, a missing argument
+                if not err.format_message():  # no arguments at all: the help was shown
+                    raise typer.Exit(err.exit_code) from None
+                fail(err.format_message(), err.exit_code)
+            except WriteError as err:
+                fail(str(err), 1)
+            except (ConfigError, RunError) as err:
+                fail(str(err))
+            except Diverged as err:
+                fail(str(err), EXIT_DIVERGED)
+            except typer.Abort:
+                fail("aborted", 1)
+        except typer.Exit as exit_:
+            code = exit_.exit_code
+        code = code if isinstance(code, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+app = typer.Typer(help="tinygrok: watch a transformer grok, and measure why.", add_completion=False,
+                  pretty_exceptions_enable=False, no_args_is_help=True, cls=OneLineErrors)
+
+
+def use_backend(array_backend: str) -> None:
+    """Switch to the array backend; a one-line error where it (or its GPU) is missing."""
+    try:
+        backend.use(array_backend)
+    except backend.BackendError as err:
+        fail(str(err))
+
+
+def with_config_options(command):
+    """Give a command one --option per Config field (help from the field); they arrive as `overrides`."""
+    fields = dataclasses.fields(Config)
+    types = {"int": int, "float": float, "str": str, "bool": bool}
+    hints = typing.get_type_hints(command, include_extras=True)  # the Annotated options, not their names as text
+    sig = inspect.signature(command)
+    sig = sig.replace(parameters=[p.replace(annotation=hints.get(p.name, p.annotation))
+                                  for p in sig.parameters.values()])
+    extra = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                          annotation=Annotated[Optional[types[f.type]], typer.Option(
+                              help=f"{f.metadata['help']} (default: {f.default})", rich_help_panel="Config")])
+        for f in fields
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        overrides = {f.name: kwargs.pop(f.name) for f in fields}
+        return command(**kwargs, overrides=overrides)
+
+    wrapper.__signature__ = sig.replace(
+        parameters=[p for p in sig.parameters.values() if p.name != "overrides"] + extra)
+    return wrapper
+
+
+def _existing(resume: bool, force: bool) -> str:
+    """What to do with an existing run directory, as experiments.execute says it."""
+    if resume and force:
+        raise RunError("--resume and --force contradict each other: pick one")
+    return "resume" if resume else "restart" if force else "refuse"
+
+
+def _execute(spec: experiments.RunSpec, path: Path, existing: str, threads: Optional[int]) -> dict:
+    """Run the spec in `path` with a live view of training and a line per later stage; its results."""
+    with views.live_training(spec.config) as (view, on_step):
+        def on_stage(stage: str) -> None:  # the view starts with training, once the run directory is checked
+            if stage == "train":
+                view.start()
+            else:
+                view.stop()
+                console.print(views.STAGE_LINES[stage])
+
+        results = experiments.execute(spec, path=path, existing=existing,
+                                      cores=threads or parallel.default_cores(spec.config), on_step=on_step,
+                                      on_stage=on_stage)
+    return results
+
+
+@app.command()
+@with_config_options
+def train(
+    preset: Preset = "paper",
+    out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/ and a name from the settings "
+                                                     "that differ from the preset, e.g. runs/paper_add_s42]")] = None,
+    resume: Resume = False,
+    force: Force = False,
+    threads: Threads = None,
+    array_backend: ArrayBackend = "numpy",
+    plot: Annotated[bool, typer.Option(help="also draw accuracy and loss against step")] = False,
+    overrides: Optional[dict] = None,
+):
+    """Train a transformer on one operation mod p until it groks (or max steps), with a live view."""
+    use_backend(array_backend)
+    if resume and out is None:
+        raise RunError("--resume needs --out RUN_DIR, the run to continue")
+    spec = (experiments.saved_spec(out, "train", **overrides) if resume
+            else experiments.spec("train", preset, **overrides))
+    path = out or experiments.run_path(spec)
+    _execute(spec, path, _existing(resume, force), threads)
+    views.print_summary(Run(path))
+    if plot:
+        console.print(f"figure: {plots.save(path, 'training')}")
+    console.print(f"run directory: [bold]{path}[/]  (redraw: tinygrok plot {path})")
+
+
+@app.command()
+@with_config_options
+def intervene(
+    arm: Annotated[str, typer.Option(help="project, penalty, kick, noise, sustained-kick or random-kick (PAPER.md "
+                                          "§8.2; tinygrok/interventions.py)")],
+    dose: Annotated[Optional[float], typer.Option(help="its strength: project's and penalty's s, noise's eps, the "
+                                                       "kicks' alpha  [default: the paper's primary]")] = None,
+    basis: Annotated[str, typer.Option(help="pca: the baseline run's execution basis; random: a random one of the "
+                                            "same size (the ablation)")] = "pca",
+    preset: Preset = "paper",
+    out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/intervene_PRESET_OP_sSEED_hook...]; "
+                                                     "its baseline goes beside it")] = None,
+    resume: Resume = False,
+    force: Force = False,
+    threads: Threads = None,
+    array_backend: ArrayBackend = "numpy",
+    overrides: Optional[dict] = None,
+):
+    """One causal intervention (§8.1): a baseline run to detection gives the execution basis (built once, then
+    reused), and a probed run from the same seed trains with the intervention, to 1,000 steps past detection or
+    the 15,000-step cap (not grokked: DNF)."""
+    use_backend(array_backend)
+    if overrides.pop("hook") is not None:
+        raise RunError("--hook is set by --arm, --dose and --basis here")
+    spec = experiments.intervention(arm, dose, basis, preset, **overrides)
+    path, existing = out or experiments.run_path(spec), _existing(resume, force)
+    if experiments.needs_baseline(spec):
+        base = experiments.baseline(spec)
+        console.print(f"baseline (phase 1): {path.parent / base.name}")
+        _execute(base, path.parent / base.name, "continue", threads)
+        console.print(f"intervention (phase 2): {spec.config.hook}")
+    results = _execute(spec, path, existing, threads)
+    grok = results.get("grok_step")
+    console.print(f"grok step (detection): {grok}" if grok is not None else
+                  f"DNF: not grokked within {spec.config.max_steps} steps")
+    console.print(f"run directory: [bold]{path}[/]")
+
+
+RunDir = Annotated[Path, typer.Argument(help="a run directory")]
+
+
+@app.command()
+def grok(
+    op: Annotated[Optional[str], typer.Option(
+        help="the operation: add, sub, mul, x2_y2 grok; x2_xy_y2, x3_xy do not  [default: add]")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="seed of every random stream  [default: 42]")] = None,
+    preset: Annotated[str, typer.Option(help="paper, or classroom for a version of seconds")] = "paper",
+    max_steps: Annotated[Optional[int], typer.Option(help="stop here if it has not grokked")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(
+        help="AdamW's decoupled weight decay; 0 is the paper's control, which memorizes and never groks  "
+             "[default: the preset's]")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="float32 (as the paper) or float64 (its rounding artefacts "
+                                                      "gone, PAPER.md §6.6)  [default: float32]")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/grok_PRESET_OP_sSEED, and any "
+                                                     "other setting that differs, e.g. _max_steps3000]")] = None,
+    resume: Resume = False,
+    force: Force = False,
+    threads: Threads = None,
+    array_backend: ArrayBackend = "numpy",
+):
+    """The walkthrough: train until grokking while probing curvature, then show the geometry of what happened."""
+    use_backend(array_backend)
+    given = dict(op=op, seed=seed, max_steps=max_steps, weight_decay=weight_decay, dtype=dtype)  # None: the preset's
+    spec = experiments.spec("walkthrough", preset, **given)
+    path = out or experiments.run_path(spec)
+    if resume:  # the run as it was started: only the options given here are checked against it
+        spec = experiments.saved_spec(path, "walkthrough", **given)
+    results = _execute(spec, path, _existing(resume, force), threads)
+    views.explain(results, spec.config.op)
+    console.print("figures: " + ", ".join(str(Run(path).figure(name)) for name in plots.available(path)))
+    console.print(f"run directory: [bold]{path}[/]  (again: tinygrok pca / commutator / plot {path})")
+
+
+def _open_run(run_dir: Path) -> Run:
+    """The run in `run_dir`, its config.json checked (a RunError names what is wrong)."""
+    run = Run(run_dir)
+    run.config()
+    return run
+
+
+@app.command()
+def pca(run_dir: RunDir, threads: Threads = None):
+    """PCA of a run's attention-weight trajectory: PC1 share and random-walk z-score per matrix."""
+    from tinygrok.geometry import analyse_pca
+
+    run = _open_run(run_dir)
+    with parallel.cores(threads or parallel.default_cores(run.config())):
+        result, basis = analyse_pca(run)
+    console.print(views.pca_table(result, basis.shape[1]))
+
+
+@app.command()
+def commutator(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help="defect samples per point")] = 5,
+               threads: Threads = None, array_backend: ArrayBackend = "numpy"):
+    """Curvature projections at a run's saved parameters: rho, exec/random, alignment."""
+    from tinygrok import geometry
+
+    use_backend(array_backend)
+    run = _open_run(run_dir)
+    if not run.has(THETAS):
+        fail(f"{run.path} saved no parameters to probe: train it with --theta-every (tinygrok grok does)")
+    with parallel.cores(threads or parallel.default_cores(run.config())):
+        summary, rows = geometry.analyse(run, samples)
+    console.print(views.commutator_table(rows))
+    views.explain(summary, run.config().op)
+
+
+@app.command()
+def dimensions(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help="defect samples per phase")] = 5,
+               threads: Threads = None):
+    """The dimension sweep (figC3): proj/full of the curvature against the subspace size K at step 200,
+    memorization, detection and detection + 500, for the weight-SVD, trajectory-PCA and random bases."""
+    from tinygrok import geometry
+
+    run = _open_run(run_dir)
+    with parallel.cores(threads or parallel.default_cores(run.config())):
+        rows = geometry.dimension_sweep(run, k_samples=samples)
+    console.print(views.dimensions_table(rows))
+    views.print_undefined(undefined.tally(rows), "left out of the figure")
+    console.print(f"figure: {plots.save(run, 'dimensions')}")
+
+
+@app.command()
+def plot(run_dir: RunDir):
+    """Redraw every figure a run's files allow."""
+    for figure in plots.save_all(_open_run(run_dir)):
+        console.print(f"figure: {figure}")
+
+
+@app.command()
+def bench(
+    threads: Threads = None,
+    array_backend: ArrayBackend = "numpy",
+    repeats: Annotated[int, typer.Option(min=1, help="timed repeats per workload (the median is reported)")] = 10,
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object instead of a table")] = False,
+):
+    """Time tinygrok at the paper settings: a training step, a full evaluation, a commutator sample."""
+    import json
+
+    from tinygrok.bench import bench as run_bench
+
+    use_backend(array_backend)
+    cfg = config.preset("paper")
+    result = run_bench(cfg, threads or parallel.default_cores(cfg), repeats)
+    if json_out:
+        print(json.dumps(result))
+        return
+    console.print(views.facts(f"tinygrok at the paper settings (median of {repeats})", result))
+
+
+@app.command("experiments")
+def experiments_(
+    repeats: Annotated[int, typer.Option(min=1, help="timed repeats of the bench behind the estimates")] = 3,
+):
+    """The paper's experiments: each grid's runs and an estimate of its CPU time, from a quick bench on one core."""
+    from tinygrok.bench import bench as run_bench
+
+    costs = run_bench(config.preset("paper"), 1, repeats)
+    rows = []
+    for name, grid in experiments.EXPERIMENTS.items():
+        specs = experiments.grid(name)
+        hours = sum(experiments.estimate_cpu_seconds(s, costs) for s in specs) / 3600
+        rows.append((name, grid.__doc__.splitlines()[0], str(len(specs)), f"{hours:.1f} h"))
+    console.print(views.make_table("the paper's experiments (tinygrok/experiments.py); filters: --ops --seeds "
+                                   "--lrs --max-steps --preset classroom",
+                                   ("experiment", "what", "runs", "CPU time (one core)"), rows))
+    console.print(f"estimated from a step of {costs['train_step_ms']:.1f} ms, an evaluation of {costs['eval_ms']:.0f} ms "
+                  f"and a commutator sample of {costs['commutator_sample_ms']:.0f} ms on one core, with grok steps "
+                  "guessed as 3,000 x (1e-3 / lr) (experiments.expected_steps)")
+
+
+
+def _listed(text: Optional[str], kind, option: str) -> Optional[tuple]:
+    """A comma-separated option as a tuple of `kind`, or None; a one-line error naming the option otherwise."""
+    if text is None:
+        return None
+    try:
+        return tuple(kind(item) for item in text.split(",") if item.strip())
+    except ValueError:
+        fail(f"{option}={text!r} is invalid: must be a comma-separated list of {kind.__name__}s")
+
+
+@app.command("sweep")
+def sweep_(
+    experiment: Annotated[str, typer.Argument(help=f"one of: {', '.join(experiments.EXPERIMENTS)}")],
+    out: Annotated[Path, typer.Option(help="the sweep directory: one run directory per spec, and index.json")],
+    workers: Annotated[int, typer.Option(min=1, help="local worker processes, one core each")] = 2,
+    scheduler: Annotated[Optional[str], typer.Option(help="a Dask scheduler, tcp://HOST:PORT, whose workers run the "
+                                                          "grid instead (pip install -e '.\\[cluster]')")] = None,
+    ops: Annotated[Optional[str], typer.Option(help="only these operations, e.g. add,sub")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="only these seeds, e.g. 42,137")] = None,
+    lrs: Annotated[Optional[str], typer.Option(help="only these learning rates, e.g. 1e-3,1e-2")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(min=1, help="cap every run at this many steps")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="classroom: the CPU-sized model instead of the paper's")] = None,
+):
+    """Run one of the paper's experiments: its grid of runs, side by side, skipping what is done."""
+    from rich.live import Live
+
+    from tinygrok import sweep
+
+    filters = experiments.Filters(_listed(ops, str, "--ops"), _listed(seeds, int, "--seeds"),
+                                  _listed(lrs, float, "--lrs"), max_steps, preset)
+    specs = experiments.grid(experiment, filters)
+    index = sweep.load_index(out, experiment, filters.describe(), specs)
+    executors = sweep.dask_executor(scheduler) if scheduler else sweep.local_executor(workers)
+    start = time.perf_counter()
+    expected = {spec.name: experiments.expected_steps(spec.config) for spec in specs}
+    bar, task = views.sweep_bar(sum(expected.values()))
+    with Live(console=console, auto_refresh=False) as live:
+        def show(index: dict) -> None:
+            live.update(views.sweep_state(index, out, expected, bar, task), refresh=True)
+
+        show(index)
+        index = sweep.run_grid(specs, out, index, executors, on_change=show)
+    console.print()
+    counts = sweep.summary(index)
+    console.print(f"{experiment}: {sweep.outcome(counts)}, in {time.perf_counter() - start:.0f} s; "
+                  f"sweep directory {out}")
+    if counts["failed"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    sweep_dirs: Annotated[list[Path], typer.Argument(help="one or more sweep directories (tinygrok sweep --out)")],
+    out: Annotated[Optional[Path], typer.Option(help="where report.md and its figures go (default: the first "
+                                                     "sweep directory)")] = None,
+):
+    """Write report.md and its figures: every run of the sweeps, and the statistics over them beside the paper's."""
+    from tinygrok import report as sweep_report
+
+    if out and out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file: the report needs a directory for report.md and its figures")
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    path = sweep_report.write(sweep_dirs, out)
+    console.print(f"report: {path}")
+
+
+@app.command()
+def lesson(
+    number: Annotated[Optional[int], typer.Argument(help="the lesson to run; none: list them")] = None,
+    notebook: Annotated[bool, typer.Option(help="write the lesson as a notebook (.ipynb) beside it, to open in "
+                                                "Jupyter, instead of running it")] = False,
+    solutions: Annotated[bool, typer.Option(help="with the exercises' solutions filled in (for teachers)")] = False,
+):
+    """The classroom lessons: list them, run one as a script (its figures are saved), or write it as a notebook."""
+    import subprocess
+    import sys
+
+    from tinygrok import lessons
+
+    catalogue = {lesson.number: lesson for lesson in lessons.catalogue()}
+    if number is None:
+        console.print(views.make_table(f"lessons in {lessons.LESSONS_DIR} (TINYGROK_FAST=1: every training under "
+                                       "2 minutes)", ("lesson", "title", "duration"),
+                                       [(str(item.number), item.title, item.duration) for item in catalogue.values()]))
+        console.print("run one: tinygrok lesson N; open one in Jupyter: tinygrok lesson N --notebook")
+        return
+    if number not in catalogue:
+        fail(f"there is no lesson {number}: the lessons are {', '.join(map(str, catalogue))}")
+    path = catalogue[number].path
+    source = lessons.with_solutions(path.read_text()) if solutions else path.read_text()
+    if notebook:
+        try:
+            import jupytext
+        except ImportError:
+            fail("--notebook needs jupytext: pip install -e '.[lessons]'")
+        target = path.with_suffix(".ipynb")
+        jupytext.write(jupytext.reads(source, fmt="py:percent"), target)
+        console.print(f"notebook: {target}  (open it in Jupyter or VS Code)")
+        return
+    figures = Path(os.environ.get("TINYGROK_FIGURES", lessons.runs_dir() / "figures"))
+    result = subprocess.run([sys.executable, "-c", source], env={**os.environ, "TINYGROK_FIGURES": str(figures)})
+    if result.returncode:
+        raise typer.Exit(result.returncode)
+    console.print(f"lesson {number} done; its figures are in {figures}")
+
+
+@app.command()
+def doctor():
+    """Print versions, the BLAS library and its threads, and the array backend."""
+    facts = {**backend.describe(), "default --threads": f"{parallel.default_cores(config.preset('paper'))} "
+                                                         f"({parallel.available_cores()} cores available)"}
+    try:
+        backend.cupy_module()
+        facts["--backend cupy"] = "available"
+    except backend.BackendError as err:
+        facts["--backend cupy"] = escape(str(err))
+    facts.update({var: os.environ.get(var, "(unset)")
+                  for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")})
+    console.print(views.facts("tinygrok doctor", facts))
+
+
+def main():
+    app()

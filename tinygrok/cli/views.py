@@ -1,0 +1,175 @@
+"""How the commands print: rich tables of a run's numbers beside the paper's, the live view of training, the
+sweep's state. Each takes what a command computed and only shows it."""
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Optional
+
+from rich.console import Console, Group
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from tinygrok import paper, sweep, undefined
+from tinygrok.config import Config
+from tinygrok.model import ATTENTION_MATRICES
+from tinygrok.runs import Run
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def make_table(title: str, columns, rows, **options) -> Table:
+    """A rich table with these columns and rows (each row a sequence of strings)."""
+    shown = Table(title=title, **options)
+    for column in columns:
+        shown.add_column(column)
+    for row in rows:
+        shown.add_row(*row)
+    return shown
+
+
+STAGE_LINES = {"pca": "the trajectory PCA and the execution basis ...",
+               "geometry": "analysing: trajectory PCA, execution basis, curvature projections ...",
+               "figures": "drawing the figures ..."}
+
+
+@contextlib.contextmanager
+def live_training(cfg: Config):
+    """A progress view of training, not yet shown: yields it (to start) and the on_step callback that drives it.
+    It shows the step, elapsed time, steps/s and the accuracies; a bar and an ETA only once the end is known (a
+    run ends 'extra_steps' after grokking is detected: before that, max_steps is only a cap)."""
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("step {task.completed}"),
+               TimeElapsedColumn(), TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[metrics]}")]
+    last = {"time": time.perf_counter(), "step": None}
+    progress = Progress(*columns, console=console, transient=False)
+    try:
+        task = progress.add_task(f"{cfg.op} mod {cfg.p}", total=None, rate="", metrics="")
+
+        def on_step(step: int, row: Optional[dict], end: Optional[int]) -> None:
+            progress.update(task, completed=step, total=end)
+            if row is None:
+                return
+            now = time.perf_counter()
+            if last["step"] is not None and now > last["time"]:
+                rate = (step - last["step"]) / (now - last["time"])
+                eta = f", ends at step {end} in ~{(end - step) / rate / 60:.1f} min" if end else ""
+                progress.update(task, rate=f"{rate:.1f} steps/s{eta}")
+            last.update(time=now, step=step)
+            progress.update(task, metrics=f"loss {row['train_loss']:.3f}  train {row['train_acc']:.3f}  "
+                                          f"test {row['test_acc']:.3f}")
+            if not console.is_terminal and step % (10 * cfg.eval_every) == 0:
+                console.print(f"step {step}: train acc {row['train_acc']:.3f}, test acc {row['test_acc']:.3f}")
+
+        yield progress, on_step
+    finally:
+        if progress.live.is_started:
+            progress.stop()
+
+
+def print_summary(run: Run) -> None:
+    table = Table(title="summary", show_header=False)
+    results, environment = run.summary(), run.environment()
+    for key in ("grok_step_90", "grok_step", "memorization_step", "final_train_acc", "final_test_acc", "steps",
+                "params"):
+        table.add_row(key, cell(results.get(key), missing="never"))
+    for key in ("wall_seconds", "train_step_ms", "threads"):
+        table.add_row(key, cell(environment.get(key)))
+    console.print(table)
+
+
+def explain(results: dict, op: Optional[str] = None) -> None:
+    """Each headline number beside the paper's figure for the same measure (tinygrok/paper.py)."""
+    table = Table(title="what happened", show_lines=False)
+    for column in ("quantity", "measured", "paper", "meaning"):
+        table.add_column(column)
+    for ref in paper.WALKTHROUGH:
+        table.add_row(ref.label, ref.show(results.get(ref.key)), ref.describe(op), ref.meaning)
+    console.print(table)
+    print_undefined(results.get("undefined") or {}, "the medians above leave them out")
+    if results.get("pc1"):
+        console.print(pc1_table(results["pc1"]))
+
+
+def print_undefined(counts: dict, consequence: str) -> None:
+    """Which values had no value, how often and why (undefined.py), where there are any."""
+    for line in undefined.describe(counts):
+        console.print(f"[yellow]{escape(line)}[/]: {consequence}")
+
+
+def pc1_table(pc1: dict) -> Table:
+    """PC1 share per layer (rows) and attention matrix (columns)."""
+    table = Table(title=f"PC1 share of each attention matrix's trajectory (paper: {paper.PC1.quoted}): "
+                        f"{paper.PC1.meaning}")
+    table.add_column("layer")
+    for m in ATTENTION_MATRICES:
+        table.add_column(m)
+    layers = sorted({int(name.split(".")[1]) for name in pc1})
+    for layer in layers:
+        table.add_row(str(layer), *(f"{100 * pc1[f'blocks.{layer}.{m}']:.1f}%" for m in ATTENTION_MATRICES))
+    return table
+
+
+def cell(value, digits: str = ".4g", missing: str = "none") -> str:
+    """A table cell: `missing` for None, floats formatted by `digits`."""
+    if value is None:
+        return missing
+    return format(value, digits) if isinstance(value, float) else str(value)
+
+
+def sweep_bar(total_steps: int) -> tuple[Progress, TaskID]:
+    """A bar over a whole sweep's expected steps, with its ETA."""
+    bar = Progress(TextColumn("all runs"), BarColumn(), TextColumn("{task.percentage:>3.0f}% of the expected steps"),
+                   TimeElapsedColumn(), TextColumn("ETA at the expected steps"), TimeRemainingColumn(),
+                   console=console)
+    return bar, bar.add_task("sweep", total=total_steps)
+
+
+def sweep_state(index: dict, out: Path, expected: dict[str, int], bar: Progress, task) -> Group:
+    """Each run's state (running ones with their step and test accuracy), and a bar over the whole sweep's
+    expected steps (experiments.expected_steps: a finished run counts in full) with its ETA."""
+    counts = sweep.summary(index)
+    table = Table(title=f"{index['experiment']}: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+    for column in ("run", "state", "step", "test acc"):
+        table.add_column(column)
+    steps = 0
+    for name, entry in index["runs"].items():
+        row = sweep.progress(out, name) if entry["state"] == "running" else None
+        finished = entry["state"] in (*sweep.FINISHED, "failed")
+        steps += expected[name] if finished else min(row["step"], expected[name]) if row else 0
+        state = entry["state"] + (f": {entry['error']}" if entry["state"] in ("diverged", "failed") else "")
+        table.add_row(name, escape(state), str(row["step"]) if row else "", f"{row['test_acc']:.3f}" if row else "")
+    bar.update(task, completed=steps)
+    return Group(table, bar)
+
+
+def pca_table(result: dict, basis_size: int) -> Table:
+    return make_table(f"trajectory PCA ({basis_size}-dim execution basis)", ("matrix", "PC1", "PC1..5", "z vs random walk"),
+                 [(name, f"{100 * share:.1f}%", " ".join(f"{100 * r:.0f}" for r in result["top_ratios"][name]),
+                   f"{result['null_z'][name]:.1f}") for name, share in result["pc1"].items()])
+
+
+def commutator_table(rows: list[dict]) -> Table:
+    """The geometry at each saved theta; "undefined" where a quantity has no value (undefined.py)."""
+    def cells(r):
+        defined = [cell(r[key], digits, "undefined") for key, digits in (
+            ("exec_rho", ".6f"), ("exec_random_ratio", ".2f"), ("weight_svd_random_ratio", ".2f"))]
+        aligned = cell(r["alignment_ratio"], missing="undefined") if "alignment_ratio" in r else "none"
+        return (str(r["step"]), f"{r['defect']:.3g}", *defined, aligned)
+    return make_table("commutator defect at saved parameters",
+                 ("step", "D", "rho", "exec/random (PCA)", "exec/random (SVD)", "alignment"), map(cells, rows))
+
+
+def dimensions_table(rows: list[dict]) -> Table:
+    return make_table("proj/full of the defect by subspace size (enriched: above sqrt(K/P))",
+                 ("phase", "step", "K", "weight SVD", "trajectory PCA", "random", "sqrt(K/P)"),
+                 [(r["phase"], str(r["step"]), str(r["K"]),
+                   *(cell(r[key], ".4f", "undefined") for key in ("weight_svd", "pca", "random", "theory")))
+                  for r in rows])
+
+
+def facts(title: str, items: dict) -> Table:
+    """Key-value pairs, one a row (bench, doctor)."""
+    return make_table(title, ("", ""), [(key, str(value)) for key, value in items.items()], show_header=False)
