@@ -76,11 +76,8 @@ def test_the_cli_lists_the_lessons_and_writes_a_notebook(tmp_path):
     assert listing.returncode == 0 and all(lesson.title[:20] in listing.stdout for lesson in CATALOGUE)
     missing = subprocess.run([sys.executable, CLI, "lesson", "9"], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "no lesson 9" in missing.stderr
-    target = lessons.LESSONS_DIR / "02_gradients.ipynb"
-    try:
-        written = subprocess.run([sys.executable, CLI, "lesson", "2", "--notebook"], capture_output=True, text=True,
-                                 timeout=60)
-        assert written.returncode == 0 and target.exists()
-        assert len(jupytext.read(target).cells) == len(jupytext.read(lessons.LESSONS_DIR / "02_gradients.py").cells)
-    finally:
-        target.unlink(missing_ok=True)
+    written = subprocess.run([sys.executable, CLI, "lesson", "2", "--notebook"], capture_output=True, text=True,
+                             timeout=60, cwd=tmp_path)  # into the current directory
+    target = tmp_path / "02_gradients.ipynb"
+    assert written.returncode == 0 and target.exists()
+    assert len(jupytext.read(target).cells) == len(jupytext.read(lessons.LESSONS_DIR / "02_gradients.py").cells)

@@ -1,8 +1,9 @@
-"""What the classroom lessons (lessons/ beside the package) share: the FAST switch, where their runs and figures
-go, figures shown inline or saved, exercise checks that say right or wrong, and the list of lessons.
+"""What the classroom lessons share: the FAST switch, where their runs and figures go, figures shown inline or
+saved, exercise checks that say right or wrong, and the list of lessons (lessons/ of a checkout, shipped in the
+wheel as the package data tinygrok.lesson_files).
 
 TINYGROK_FAST=1 shrinks every training to what runs in under two minutes on two cores; TINYGROK_RUNS names the
-folder of the lessons' runs (default runs/lessons beside lessons/: a lesson run again reuses them),
+folder of the lessons' runs (default runs/lessons in the current directory: a lesson run again reuses them),
 TINYGROK_FIGURES the folder a lesson run as a script saves its figures into (default: runs/lessons/figures).
 
 An exercise is a line `answer_X = None  # your answer` and a check: replace None, run the cell, and the check
@@ -10,6 +11,7 @@ says right, or raises Wrong with a hint. lessons/solutions.py holds one solution
 """
 from __future__ import annotations
 
+import importlib.resources
 import io
 import os
 import re
@@ -22,7 +24,7 @@ import numpy as np
 from tinygrok import experiments, parallel
 from tinygrok.runs import Run
 
-LESSONS_DIR = Path(__file__).resolve().parents[1] / "lessons"
+LESSONS_DIR = Path(str(importlib.resources.files("tinygrok.lesson_files")))
 
 
 def fast() -> bool:
@@ -36,9 +38,9 @@ def pick(real, quick):
 
 
 def runs_dir() -> Path:
-    """Where the lessons keep their runs: the same folder whether a lesson runs in a notebook (whose working
-    directory is lessons/) or from the command line."""
-    return Path(os.environ.get("TINYGROK_RUNS", LESSONS_DIR.parent / "runs" / "lessons"))
+    """Where the lessons keep their runs: runs/lessons in the current directory, the same folder whether a lesson
+    runs from the command line or in a notebook (`tinygrok lesson N --notebook` writes it there)."""
+    return Path(os.environ.get("TINYGROK_RUNS", Path.cwd() / "runs" / "lessons"))
 
 
 def run(spec: experiments.RunSpec) -> Run:

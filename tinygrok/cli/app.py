@@ -399,8 +399,8 @@ def report(
 @app.command()
 def lesson(
     number: Annotated[Optional[int], typer.Argument(help="the lesson to run; none: list them")] = None,
-    notebook: Annotated[bool, typer.Option(help="write the lesson as a notebook (.ipynb) beside it, to open in "
-                                                "Jupyter, instead of running it")] = False,
+    notebook: Annotated[bool, typer.Option(help="write the lesson as a notebook (.ipynb) into the current "
+                                                "directory, to open in Jupyter, instead of running it")] = False,
     solutions: Annotated[bool, typer.Option(help="with the exercises' solutions filled in (for teachers)")] = False,
 ):
     """The classroom lessons: list them, run one as a script (its figures are saved), or write it as a notebook."""
@@ -425,7 +425,7 @@ def lesson(
             import jupytext
         except ImportError:
             fail("--notebook needs jupytext: pip install -e '.[lessons]'")
-        target = path.with_suffix(".ipynb")
+        target = Path(path.with_suffix(".ipynb").name)
         jupytext.write(jupytext.reads(source, fmt="py:percent"), target)
         console.print(f"notebook: {target}  (open it in Jupyter or VS Code)")
         return
