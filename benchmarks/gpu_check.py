@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tinygrok import backend, parallel  # noqa: E402
 from tinygrok.bench import median_ms, workloads  # noqa: E402
 from tinygrok.commutator import defect_sample  # noqa: E402
+from tinygrok.parallel import Derivatives  # noqa: E402
 from tinygrok.config import Config, preset  # noqa: E402
 from tinygrok.data import make_dataset, sample_batch, stream  # noqa: E402
 from tinygrok.fast import flat_grad  # noqa: E402
@@ -134,7 +135,8 @@ def main(device: str) -> int:
     paper = Config()
     data = make_dataset(paper.op, paper.p, paper.train_frac, paper.seed)
     rng = stream(0, "gpu-check")
-    sample = defect_sample(fresh_state(paper).theta, sample_batch(data, 512, rng), sample_batch(data, 512, rng), paper)
+    sample = defect_sample(fresh_state(paper).theta, sample_batch(data, 512, rng), sample_batch(data, 512, rng),
+                           Derivatives(paper))
     rows.append(("commutator sample at init: D", f"{sample['defect']:.3f}"))
     with parallel.cores(2):
         rows.append(("train step ms, NumPy on the CPU (2 cores)", f"{step_ms('numpy', paper, lambda: None):.1f}"))

@@ -30,6 +30,7 @@ from matplotlib.figure import Figure
 from tinygrok import experiments, lessons, model
 from tinygrok.commutator import defect_sample, lie_bracket
 from tinygrok.data import make_dataset, sample_batch, stream
+from tinygrok.parallel import Derivatives
 
 run = lessons.run(experiments.spec("train", "classroom"))
 cfg = run.config().replace(dtype="float64")  # float64: the small-η limit needs the precision
@@ -37,9 +38,10 @@ trained = model.flatten({k: v.astype(cfg.dtype) for k, v in run.load_checkpoint(
 initial = model.flatten(model.init_params(cfg, stream(cfg.seed, "init")))
 data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
 rng = stream(0, "lesson6")
+derivatives = Derivatives(cfg)  # how the probes get gradients and Hessian-vector products: tinygrok's fast engine
 batch_a, batch_b = sample_batch(data, cfg.batch_size, rng), sample_batch(data, cfg.batch_size, rng)
 for name, theta in (("at initialisation", initial), ("after grokking", trained)):
-    sample = defect_sample(theta, batch_a, batch_b, cfg)
+    sample = defect_sample(theta, batch_a, batch_b, derivatives)
     print(f"{name:18s} D = {sample['defect']:8.2f}   ||eta g_A|| = {sample['step_norm']:.2e}")
 
 # %% [markdown]
@@ -47,7 +49,7 @@ for name, theta in (("at initialisation", initial), ("after grokking", trained))
 
 # %%
 answer_6a = None  # your answer
-lessons.check("6a", answer_6a, defect_sample(trained, batch_a, batch_a, cfg)["defect"],
+lessons.check("6a", answer_6a, defect_sample(trained, batch_a, batch_a, derivatives)["defect"],
               hint="Write out θ_AA: is there any difference between the two orders?")
 
 # %% [markdown]
@@ -60,8 +62,8 @@ lessons.check("6a", answer_6a, defect_sample(trained, batch_a, batch_a, cfg)["de
 etas = np.logspace(-1, -5.5, 10)
 errors = {}
 for name, theta in (("at initialisation", initial), ("after grokking", trained)):
-    bracket = lie_bracket(theta, batch_a, batch_b, cfg)
-    errors[name] = np.array([np.linalg.norm(defect_sample(theta, batch_a, batch_b, cfg, eta)["delta"] / eta**2
+    bracket = lie_bracket(theta, batch_a, batch_b, derivatives)
+    errors[name] = np.array([np.linalg.norm(defect_sample(theta, batch_a, batch_b, derivatives, eta)["delta"] / eta**2
                                             - bracket) for eta in etas]) / np.linalg.norm(bracket)
     print(name, " ".join(f"{eta:.0e}: {error:.1e}" for eta, error in zip(etas, errors[name])))
 

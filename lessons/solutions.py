@@ -21,8 +21,8 @@ SOLUTIONS = {
     "5c": '"blocks.0.W_V"',
     "6a": "0.0",
     "6b": 'np.polyfit(np.log(etas[straight]), np.log(errors["after grokking"][straight]), 1)[0]',
-    "6c": 'defect_sample(initial, batch_a, batch_b, cfg, 1e-3)["defect"] '
-          '/ defect_sample(initial, batch_a, batch_b, cfg, 1e-4)["defect"]',
+    "6c": 'defect_sample(initial, batch_a, batch_b, derivatives, 1e-3)["defect"] '
+          '/ defect_sample(initial, batch_a, batch_b, derivatives, 1e-4)["defect"]',
     "7a": 'lambda probed: next((r["step"] for r in probed[2:] if r["defect"] > 10 * max(np.median('
           '[q["defect"] for q in probed[:3]]), 0.1) and r["defect"] > 20), None)',
     "7b": 'analysis.first_step(rows, "test_acc", 0.9) - onset',

@@ -7,7 +7,6 @@ Hypothesis runs derandomized (a fixed seed) and a bounded number of examples.
 """
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import typer

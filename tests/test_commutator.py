@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
+from tinygrok.parallel import Derivatives
 from tinygrok.commutator import (alignment, defect_sample, lie_bracket, random_basis, subspace_ratios,
                                  weight_svd_basis)
 from tinygrok.config import Config
@@ -20,9 +21,9 @@ def test_defect_over_eta_squared_converges_to_the_lie_bracket():
     data = make_dataset(cfg.op, cfg.p, 0.5, 7)
     rng = stream(7, "probes")
     a, b = sample_batch(data, 16, rng), sample_batch(data, 16, rng)
-    bracket = lie_bracket(theta, a, b, cfg)
+    bracket = lie_bracket(theta, a, b, Derivatives(cfg))
     etas = np.array([1e-1, 3e-2, 1e-2, 3e-3, 1e-3])
-    errors = np.array([np.linalg.norm(defect_sample(theta, a, b, cfg, eta)["delta"] / eta**2 - bracket)
+    errors = np.array([np.linalg.norm(defect_sample(theta, a, b, Derivatives(cfg), eta)["delta"] / eta**2 - bracket)
                        for eta in etas]) / np.linalg.norm(bracket)
     slope = np.polyfit(np.log(etas), np.log(errors), 1)[0]
     assert 0.8 < slope < 1.2, (slope, errors)
@@ -34,10 +35,10 @@ def test_defect_normalisation():
     theta = flatten(init_params(cfg, stream(8, "init")))
     data = make_dataset(cfg.op, cfg.p, 0.5, 8)
     a = sample_batch(data, 16, stream(8, "x"))
-    same = defect_sample(theta, a, a, cfg)
+    same = defect_sample(theta, a, a, Derivatives(cfg))
     assert same["defect"] == 0.0  # one batch commutes with itself exactly
     b = sample_batch(data, 16, stream(8, "y"))
-    s = defect_sample(theta, a, b, cfg, eta=1e-3)
+    s = defect_sample(theta, a, b, Derivatives(cfg), eta=1e-3)
     assert s["defect"] == pytest.approx(np.linalg.norm(s["delta"]) / s["scale"])
     norms = [np.linalg.norm(1e-3 * flat_grad(theta, *batch, cfg)) for batch in (a, b)]
     assert s["scale"] == pytest.approx(norms[0] * norms[1] + 1e-12, rel=1e-12)

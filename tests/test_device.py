@@ -14,6 +14,7 @@ import scipy.special
 from autograd import grad
 from autograd.test_util import check_grads
 
+from tinygrok.parallel import Derivatives
 from tinygrok import backend, geometry, ops, standin
 from tinygrok.commutator import defect_samples, lie_bracket
 from tinygrok.config import Config
@@ -90,11 +91,11 @@ def test_gradient_evaluation_and_exact_bracket_match_numpy(device):
     backend.use("numpy")
     theta = fresh_state(cfg).theta
     batch_a, batch_b = (sample_batch(data, cfg.batch_size, stream(0, s)) for s in "ab")
-    expected = flat_grad(theta, *batch_a, cfg), evaluate(theta, data, cfg), lie_bracket(theta, batch_a, batch_b, cfg)
+    expected = flat_grad(theta, *batch_a, cfg), evaluate(theta, data, cfg), lie_bracket(theta, batch_a, batch_b, Derivatives(cfg))
     backend.use("standin")
     got = (flat_grad(backend.to_device(theta), *on_device(*batch_a), cfg),
            evaluate(backend.to_device(theta), data, cfg),
-           lie_bracket(backend.to_device(theta), on_device(*batch_a), on_device(*batch_b), cfg))
+           lie_bracket(backend.to_device(theta), on_device(*batch_a), on_device(*batch_b), Derivatives(cfg)))
     assert isinstance(got[0], standin.DeviceArray) and isinstance(got[2], standin.DeviceArray)
     np.testing.assert_allclose(got[0].get(), expected[0], rtol=1e-12, atol=1e-15)
     assert got[1] == pytest.approx(expected[1], rel=1e-12)
@@ -108,9 +109,9 @@ def test_exact_bracket_on_the_device_with_axes_of_size_one(device):
     backend.use("numpy")
     theta = fresh_state(cfg).theta
     batch_a, batch_b = (sample_batch(data, 1, stream(0, s)) for s in "ab")
-    expected = lie_bracket(theta, batch_a, batch_b, cfg)
+    expected = lie_bracket(theta, batch_a, batch_b, Derivatives(cfg))
     backend.use("standin")
-    got = lie_bracket(backend.to_device(theta), on_device(*batch_a), on_device(*batch_b), cfg)
+    got = lie_bracket(backend.to_device(theta), on_device(*batch_a), on_device(*batch_b), Derivatives(cfg))
     np.testing.assert_allclose(got.get(), expected, rtol=1e-10, atol=1e-13)
 
 
@@ -141,9 +142,9 @@ def test_probes_optimizer_and_clipping_on_the_device(device):
     cfg = tiny_config(dtype="float32")
     data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
     theta = fresh_state(cfg).theta
-    samples = defect_samples(theta, data, cfg, stream(0, "probe"), 2)
+    samples = defect_samples(theta, data, cfg, stream(0, "probe"), 2, Derivatives(cfg))
     assert all(isinstance(s["delta"], standin.DeviceArray) and s["defect"] > 0 for s in samples)
-    g = flat_grad(theta, *sample_batch(data, cfg.batch_size, stream(0, "b")), cfg)
+    g = flat_grad(theta, *map(backend.to_device, sample_batch(data, cfg.batch_size, stream(0, "b"))), cfg)
     clipped, norm = clip_by_global_norm(g * 100, 1.0)
     hp = dict(lr=1e-3, beta1=0.9, beta2=0.98, eps=1e-8, weight_decay=1.0)
     new_theta, adam = adamw_step(theta, clipped, AdamWState.zeros_like(theta), **hp)

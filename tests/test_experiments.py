@@ -131,7 +131,7 @@ def test_weight_noise_adds_sigma_z_after_every_50th_step_from_its_own_stream():
         noisy, _ = train_step(noisy, data, cfg, hook if step < 50 else plain_hook)
         plain, _ = train_step(plain, data, cfg, plain_hook)
     assert np.array_equal(noisy.theta, plain.theta)  # nothing before the 50th step, batches untouched
-    noisy_50 = hook.after_update(plain.theta, 50, interventions.Context(cfg, data, noisy.hook_rng))
+    noisy_50 = hook.after_update(plain.theta, 50, interventions.Context(noisy.hook_rng))
     expected = plain.theta + 0.003 * z.standard_normal(plain.theta.size).astype(np.float32)
     assert np.array_equal(noisy_50, expected)
 
@@ -206,7 +206,8 @@ def test_the_walkthrough_runs_end_to_end_in_float64(tmp_path):
 
 
 def test_the_pca_recipe_trains_then_records_the_trajectory_pca(tmp_path):
-    from tinygrok.pca import pc1_share, run_trajectories
+    from tinygrok.geometry import run_trajectories
+    from tinygrok.pca import pc1_share
     spec = experiments.spec("pca", "classroom", max_steps=300)
     results = experiments.execute(spec, tmp_path)
     run = Run(tmp_path / spec.name)

@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 
+from tinygrok.parallel import Derivatives
 from tinygrok.commutator import defect_samples, random_basis
 from tinygrok.config import preset
 from tinygrok.data import make_dataset
@@ -21,7 +22,8 @@ BASIS = random_basis(P, 16, np.random.default_rng(0)).astype(np.float32)  # (P, 
 
 
 def context(rng_seed: int = 1) -> Context:
-    return Context(CFG, DATA, np.random.default_rng(rng_seed), BASIS)
+    rng = np.random.default_rng(rng_seed)
+    return Context(rng, BASIS, lambda theta, k: defect_samples(theta, DATA, CFG, rng, k, Derivatives(CFG)))
 
 
 def vector(seed: int) -> np.ndarray:
@@ -79,9 +81,9 @@ def test_commutator_kicks_follow_the_median_sample_outside_the_basis(spec, step)
     hook = parse(spec)
     theta = fresh_state(CFG).theta
     ctx, rng = context(), np.random.default_rng(1)  # the same draws as the hook's stream
-    probes = defect_samples(theta, DATA, CFG, rng, hook.samples)
+    probes = defect_samples(theta, DATA, CFG, rng, hook.samples, Derivatives(CFG))
     median = sorted(probes, key=lambda p: p["defect"])[hook.samples // 2]
-    size = defect_samples(theta, DATA, CFG, rng, 1)[0]["step_norm"]
+    size = defect_samples(theta, DATA, CFG, rng, 1, Derivatives(CFG))[0]["step_norm"]
     moved = hook.after_update(theta, step, ctx) if "sustained" in spec else hook.before_update(theta, 0, step, ctx)[0]
     kick = (moved - theta).astype(np.float64)
     assert np.linalg.norm(kick) == pytest.approx(hook.alpha * size, rel=1e-3)

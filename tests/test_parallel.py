@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
+from tinygrok.parallel import Derivatives
 from tinygrok import parallel
 from tinygrok.commutator import defect_sample
 from tinygrok.data import make_dataset, sample_batch, stream
@@ -52,9 +53,9 @@ def test_batch_gradient_is_the_size_weighted_mean_of_the_shards(two_cores):
 
 def test_commutator_sample_is_the_same_on_two_cores(two_cores):
     theta, (a, b, _) = setting(3)
-    parallel_sample = defect_sample(theta, a, b, CFG)
+    parallel_sample = defect_sample(theta, a, b, Derivatives(CFG))
     with parallel.cores(1):
-        serial_sample = defect_sample(theta, a, b, CFG)
+        serial_sample = defect_sample(theta, a, b, Derivatives(CFG))
     assert np.array_equal(parallel_sample["delta"], serial_sample["delta"])
     assert parallel_sample["defect"] == serial_sample["defect"] > 0
 

@@ -61,7 +61,8 @@ def workloads(cfg: Config) -> dict[str, Callable[[], object]]:
         "train_step_full_batch": step(full),
         "eval": lambda: evaluate(state["s"].theta, data, cfg),
         "commutator_sample": lambda: defect_sample(state["s"].theta, sample_batch(data, cfg.batch_size, rng),
-                                                   sample_batch(data, cfg.batch_size, rng), cfg),
+                                                   sample_batch(data, cfg.batch_size, rng),
+                                                   parallel.Derivatives(cfg)),
     }
 
 

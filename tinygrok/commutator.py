@@ -2,30 +2,38 @@
 defect onto the execution basis, random bases and the current-weight-SVD basis.
 
 Gradients here are the plain mean cross-entropy gradients at theta: no weight decay, no clipping, no Adam (§6.1).
-Probe batches come from the caller's own random stream, so probing never changes the training trajectory.
+How they are computed is the engine's (parallel.Derivatives: the fast path, side by side); the formulas here take
+it as an argument. Probe batches come from the caller's own random stream, so probing never changes the training
+trajectory.
 """
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Protocol
 
 import numpy as np
-from autograd import grad
 
 from tinygrok import undefined
 from tinygrok.config import Config
 from tinygrok.data import Dataset, sample_batch
-from tinygrok.fast import flat_grad
 from tinygrok.model import attention_layout
-from tinygrok.ops import sum_axis
-from tinygrok.parallel import side_by_side
 from tinygrok.pca import block_basis
 
 ETA = 1e-3  # the probe step, fixed in every experiment of the paper (§6.1)
 DEFECT_EPS = 1e-12  # the reference's guard in the denominator
 
 
-def defect_sample(theta, batch_a, batch_b, cfg: Config, eta: float = ETA) -> dict:
+class Derivatives(Protocol):
+    """What a probe needs of the batch loss L(theta) (its engine: parallel.Derivatives)."""
+
+    def gradients(self, jobs: list[tuple]) -> list:
+        """[grad L_batch(theta) for (theta, tokens, labels) in jobs], each (P,)."""
+
+    def hvp(self, theta, batch: tuple, v):
+        """H_batch(theta) v: (P,) -> (P,)."""
+
+
+def defect_sample(theta, batch_a, batch_b, derivatives: Derivatives, eta: float = ETA) -> dict:
     """One commutator sample (§6.1, eq. 2-4): take the two gradient steps in both orders and compare.
 
         theta_AB = theta - eta g_A(theta) - eta g_B(theta - eta g_A(theta))      (and A <-> B for theta_BA)
@@ -33,9 +41,9 @@ def defect_sample(theta, batch_a, batch_b, cfg: Config, eta: float = ETA) -> dic
 
     To leading order delta = eta^2 (H_B g_A - H_A g_B), so D is a normalised curvature, independent of eta.
     """
-    g_a, g_b = side_by_side(flat_grad, [(theta, *batch_a), (theta, *batch_b)], cfg)  # given several cores
+    g_a, g_b = derivatives.gradients([(theta, *batch_a), (theta, *batch_b)])  # (P,) each
     theta_a, theta_b = theta - eta * g_a, theta - eta * g_b  # (P,): one step each
-    g_ab, g_ba = side_by_side(flat_grad, [(theta_a, *batch_b), (theta_b, *batch_a)], cfg)
+    g_ab, g_ba = derivatives.gradients([(theta_a, *batch_b), (theta_b, *batch_a)])
     theta_ab = theta_a - eta * g_ab
     theta_ba = theta_b - eta * g_ba
     delta = theta_ab - theta_ba  # (P,)
@@ -44,10 +52,11 @@ def defect_sample(theta, batch_a, batch_b, cfg: Config, eta: float = ETA) -> dic
             "step_norm": eta * float(np.linalg.norm(g_a))}
 
 
-def defect_samples(theta, data: Dataset, cfg: Config, rng: np.random.Generator, k: int, eta: float = ETA) -> list:
-    """k independent samples, each on two fresh training batches drawn from `rng`."""
+def defect_samples(theta, data: Dataset, cfg: Config, rng: np.random.Generator, k: int, derivatives: Derivatives,
+                   eta: float = ETA) -> list:
+    """k independent samples, each on two fresh training batches of cfg.batch_size drawn from `rng`."""
     return [defect_sample(theta, sample_batch(data, cfg.batch_size, rng), sample_batch(data, cfg.batch_size, rng),
-                          cfg, eta) for _ in range(k)]
+                          derivatives, eta) for _ in range(k)]
 
 
 def defect_stats(samples: list) -> dict:
@@ -56,15 +65,10 @@ def defect_stats(samples: list) -> dict:
     return {"defect": float(median), "defect_q25": float(q25), "defect_q75": float(q75)}
 
 
-def hvp(theta, batch, v, cfg: Config):
-    """H v, the Hessian of the batch loss at theta times v: (P,) -> (P,), by differentiating <grad, v>."""
-    return grad(lambda t: sum_axis(flat_grad(t, *batch, cfg) * v, 0))(theta)
-
-
-def lie_bracket(theta, batch_a, batch_b, cfg: Config):
+def lie_bracket(theta, batch_a, batch_b, derivatives: Derivatives):
     """H_B g_A - H_A g_B: the exact eta -> 0 limit of delta / eta^2 (P,)."""
-    g_a, g_b = flat_grad(theta, *batch_a, cfg), flat_grad(theta, *batch_b, cfg)
-    return hvp(theta, batch_b, g_a, cfg) - hvp(theta, batch_a, g_b, cfg)
+    g_a, g_b = derivatives.gradients([(theta, *batch_a), (theta, *batch_b)])
+    return derivatives.hvp(theta, batch_b, g_a) - derivatives.hvp(theta, batch_a, g_b)
 
 
 # ---------------------------------------------------------------------- projections (§6.3, §6.4)

@@ -7,7 +7,6 @@ from typing import Callable
 
 import numpy as np
 
-from tinygrok import backend
 
 # name -> (formula on integer arrays, smallest operand). mul leaves out 0 as the reference code does (§1.1).
 OPERATIONS: dict[str, tuple[Callable, int]] = {
@@ -55,10 +54,10 @@ def make_dataset(op: str, p: int, train_frac: float, seed: int) -> Dataset:
 
 
 def sample_batch(data: Dataset, batch_size: int, rng: np.random.Generator) -> tuple:
-    """A training batch drawn with replacement (§1.4) from the caller's own random stream, on the backend's
-    device: tokens (batch, 2) and labels (batch,)."""
+    """A training batch drawn with replacement (§1.4) from the caller's own random stream: tokens (batch, 2) and
+    labels (batch,), NumPy arrays (whoever computes on a device moves them there)."""
     idx = rng.integers(0, len(data.train_x), size=batch_size)
-    return backend.to_device(data.train_x[idx]), backend.to_device(data.train_y[idx])
+    return data.train_x[idx], data.train_y[idx]
 
 
 def stream(seed: int, name: str) -> np.random.Generator:

@@ -18,7 +18,7 @@ from autograd import grad
 
 from tinygrok import kernels, ops
 from tinygrok.config import Config
-from tinygrok.model import SEQ_LEN, block_params, count_layers, layout, unflatten
+from tinygrok.model import SEQ_LEN, block_params, count_layers, layout
 from tinygrok.ops import cross_entropy, kernel, layer_norm, linear
 
 
@@ -104,7 +104,13 @@ def forward(params: dict, tokens, n_heads: int):
 
 def flat_loss(theta, tokens, labels, cfg: Config):
     """model.flat_loss, fast: the mean cross-entropy as a function of theta (P,), through the primitives' graph."""
-    return cross_entropy(forward(unflatten(theta, cfg), tokens, cfg.n_heads), labels)
+    return cross_entropy(forward(traced_views(theta, cfg), tokens, cfg.n_heads), labels)
+
+
+def traced_views(theta, cfg: Config) -> dict:
+    """model.unflatten through ops.param_view: each view's gradient is scattered into one (P,) vector on theta's
+    device, instead of a dense zero vector per view."""
+    return {name: ops.param_view(theta, start, shape) for name, (start, shape) in layout(cfg).items()}
 
 
 def _autograd_flat_grad(theta, tokens, labels, cfg: Config):

@@ -16,12 +16,24 @@ from tinygrok.commutator import (alignment, defect_samples, defect_stats, random
 from tinygrok.config import Config
 from tinygrok.data import make_dataset, stream
 from tinygrok.model import attention_layout, param_count
-from tinygrok.pca import analyse_trajectories, execution_basis, run_trajectories, trajectory_pca
+from tinygrok.pca import analyse_trajectories, execution_basis, trajectory_pca
 from tinygrok.runs import SNAPSHOTS, THETAS, Run, RunError
 BASIS_COMPONENTS = 2  # top-2 components per matrix: K = layers * 4 * 2 (§5.5)
 SVD_COMPONENTS = 3  # the reference control's top-3 singular pairs per matrix: K = layers * 4 * 3 (§6.4)
 ALIGNMENT_SAMPLES = 12  # the converse's commutator vectors per saved theta (§6.5)
 ALIGNMENT_SPAN = 200  # steps the alignment's step spans: the reference's checkpoints were 200 steps apart (§6.5)
+
+
+def run_trajectories(run: Run, cfg: Config, n: int | None = None) -> dict[str, np.ndarray]:
+    """name -> (S, d_in*d_out) trajectory of every attention matrix from the run's snapshots.npy (its first n
+    snapshots if n is given; only those are read and converted)."""
+    snaps = run.rows(SNAPSHOTS)[:n]  # (S, sum of sizes), memory-mapped
+    out, col = {}, 0
+    for name, (_, shape) in attention_layout(cfg).items():
+        size = math.prod(shape)
+        out[name] = np.asarray(snaps[:, col:col + size], dtype=np.float64)
+        col += size
+    return out
 
 
 def trajectories_to_detection(run: Run) -> dict[str, np.ndarray]:
@@ -88,7 +100,8 @@ def curvature_at_saved_thetas(run: Run, cfg: Config, exec_basis: np.ndarray, k: 
     for i, saved in enumerate(thetas):
         theta = np.array(saved)  # host: bases and projections are computed here, the probes on the device
         drawn = [{**s, "delta": backend.to_host(s["delta"])}
-                 for s in defect_samples(backend.to_device(theta), data, cfg, rng, max(k, ALIGNMENT_SAMPLES))]
+                 for s in defect_samples(backend.to_device(theta), data, cfg, rng, max(k, ALIGNMENT_SAMPLES),
+                                                 parallel.Derivatives(cfg))]
         samples = drawn[:k]
         bases = {"exec": exec_basis, "weight_svd": weight_svd_basis(theta, cfg, SVD_COMPONENTS)}
         row = {"step": i * cfg.theta_every, **defect_stats(samples), **subspace_ratios(samples, bases, random_bases),
@@ -160,7 +173,8 @@ def _dimension_rows(run: Run, ks: tuple, k_samples: int, n_random: int) -> list[
         index = min(wanted // cfg.theta_every, len(thetas) - 1)
         theta = np.array(thetas[index])
         samples = [(backend.to_host(s["delta"]).astype(np.float64), s["scale"])
-                   for s in defect_samples(backend.to_device(theta), data, cfg, rng, k_samples)]
+                   for s in defect_samples(backend.to_device(theta), data, cfg, rng, k_samples,
+                                                 parallel.Derivatives(cfg))]
         svd = {name: singular_directions(theta[start:start + math.prod(shape)].reshape(shape), max(ks))
                for name, (start, shape) in layout.items()}
         along = {"weight_svd": [_per_matrix(delta, layout, svd) for delta, _ in samples],

@@ -8,9 +8,10 @@ A run names its hook with the hook's parameters in the config, as text: `hook = 
     theta = AdamW(theta, g)
     theta = hook.after_update(theta, step + 1, ctx)
 
-where ctx holds what a hook may use besides theta and g: the config, the training data, the execution basis B
-(P, K) the run was given (hook_basis.npy in its directory), and the run's own "hook" random stream, saved in
-every checkpoint; a hook draws randomness from nothing else. The default, "none", changes nothing.
+where ctx holds what a hook may use besides theta and g: the run's own "hook" random stream, saved in every
+checkpoint (a hook draws randomness from nothing else), the execution basis B (P, K) the run was given
+(hook_basis.npy in its directory), commutator samples at theta on batches from that stream, and the way to the
+run's array device. The default, "none", changes nothing.
 
 The causal interventions of PAPER.md §8.2 (all from update `start` = 500), with B orthonormal, P = I - B B^T the
 projection onto its orthogonal complement. Their schedules count updates from 1, as the reference's loop does:
@@ -31,13 +32,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import Callable, ClassVar, Optional
 
 import numpy as np
-
-from tinygrok import backend
-from tinygrok.config import Config
-from tinygrok.data import Dataset
 
 BASES = ("pca", "random")  # which execution basis an intervention run is given (experiments.intervention_basis)
 RANDOM_KICK_STEP = 1.5e-3  # the reference's hard-coded "typical ||eta g_A||" for the random kicks (§8.2)
@@ -47,10 +44,11 @@ RANDOM_KICK_STEP = 1.5e-3  # the reference's hard-coded "typical ||eta g_A||" fo
 class Context:
     """What a hook may use besides theta and the gradient."""
 
-    cfg: Config
-    data: Dataset  # the training set: a commutator kick draws its batches from it
     rng: np.random.Generator  # the run's own "hook" stream
     basis: Optional[np.ndarray] = None  # B (P, K), orthonormal columns, in theta's dtype; None if not given
+    defects: Optional[Callable] = None  # (theta, k) -> k commutator samples at theta, their batches from rng
+    device: Callable = np.asarray  # a host array -> the run's array backend (noise is drawn on the host: the same
+    #                                numbers on any backend)
 
 
 @dataclass(frozen=True)
@@ -111,7 +109,7 @@ class WeightNoise(Hook):
         if step % self.every:
             return theta
         noise = ctx.rng.standard_normal(theta.size).astype(theta.dtype)  # (P,), drawn on the host: the same anywhere
-        return theta + self.sigma * backend.to_device(noise)
+        return theta + self.sigma * ctx.device(noise)
 
 
 @dataclass(frozen=True)
@@ -258,17 +256,15 @@ class RandomKick(Hook):
 
 def _orthogonal_direction(theta, ctx: Context):
     """P z / ||P z|| for z ~ N(0, I_P) from the hook's stream (drawn on the host: the same on any backend)."""
-    z = backend.to_device(ctx.rng.standard_normal(theta.size).astype(theta.dtype))
+    z = ctx.device(ctx.rng.standard_normal(theta.size).astype(theta.dtype))
     return direction(orthogonal_part(z, ctx.basis))
 
 
 def _curvature_kick(theta, alpha: float, samples: int, ctx: Context):
     """alpha ||eta g_A|| u: u the unit orthogonal part of the median-D sample's delta (§8.2)."""
-    from tinygrok.commutator import defect_samples  # late: commutator imports the model, which needs the config
-
-    probes = sorted(defect_samples(theta, ctx.data, ctx.cfg, ctx.rng, samples), key=lambda p: p["defect"])
+    probes = sorted(ctx.defects(theta, samples), key=lambda p: p["defect"])
     delta = probes[len(probes) // 2]["delta"]  # the median sample's (the upper middle one of an even number)
-    size = defect_samples(theta, ctx.data, ctx.cfg, ctx.rng, 1)[0]["step_norm"]
+    size = ctx.defects(theta, 1)[0]["step_norm"]
     return (alpha * size) * direction(orthogonal_part(delta, ctx.basis))
 
 

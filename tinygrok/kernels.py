@@ -12,8 +12,8 @@ import math
 import numpy as np
 
 from tinygrok import backend
+from tinygrok.model import LN_EPS
 
-LN_EPS = 1e-5  # torch.nn.LayerNorm default (PAPER.md §2)
 INV_SQRT2 = 0.7071067811865476
 INV_SQRT2PI = 0.3989422804014327
 

@@ -17,10 +17,9 @@ import autograd.numpy as np
 from autograd.scipy.special import erf
 
 from tinygrok.config import Config
-from tinygrok.kernels import LN_EPS  # 1e-5, torch.nn.LayerNorm's default
-from tinygrok.ops import param_view
 
 SEQ_LEN = 2  # the input is just [a, b] (PAPER.md §1.2)
+LN_EPS = 1e-5  # torch.nn.LayerNorm's default (PAPER.md §2)
 BLOCK_PARAMS = ("ln1.w", "ln1.b", "W_Q", "b_Q", "W_K", "b_K", "W_V", "b_V", "W_O", "b_O",
                 "ln2.w", "ln2.b", "W_in", "b_in", "W_out", "b_out")
 ATTENTION_MATRICES = ("W_Q", "W_K", "W_V", "W_O")
@@ -103,8 +102,10 @@ def flatten(params: dict):
 
 
 def unflatten(theta, cfg: Config) -> dict:
-    """Named views into theta (P,); differentiable, and the gradient of all views comes back as one (P,)."""
-    return {name: param_view(theta, start, shape) for name, (start, shape) in layout(cfg).items()}
+    """Named views into theta (P,), each its block of theta reshaped; differentiable (the gradients of all the
+    views come back as one (P,))."""
+    return {name: np.reshape(theta[start:start + math.prod(shape)], shape)
+            for name, (start, shape) in layout(cfg).items()}
 
 
 def count_layers(params: dict) -> int:

@@ -16,7 +16,8 @@ from autograd.extend import SparseObject, defvjp, defvjp_argnums, primitive, vsp
 from autograd.scipy.special import erf
 
 from tinygrok import kernels
-from tinygrok.kernels import INV_SQRT2, INV_SQRT2PI, LN_EPS
+from tinygrok.kernels import INV_SQRT2, INV_SQRT2PI
+from tinygrok.model import LN_EPS
 
 
 # ---------------------------------------------------------------- sums, broadcasts and matrix products

@@ -24,13 +24,16 @@ import subprocess
 import sys
 import tempfile
 import traceback
+from dataclasses import dataclass
 
 import numpy as np
+from autograd import grad
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from tinygrok import backend
 from tinygrok.config import Config
 from tinygrok.fast import flat_grad
+from tinygrok.ops import sum_axis
 
 _cores = 1  # n of the innermost cores(n) context
 _workers: list["Worker"] = []  # its worker processes, started when first needed
@@ -101,6 +104,24 @@ def side_by_side(fn, jobs: list[tuple], cfg: Config) -> list:
     return results
 
 
+@dataclass(frozen=True)
+class Derivatives:
+    """What the curvature probes (commutator.py) need of the loss, from the fast path: plain mean cross-entropy
+    gradients at several (theta, tokens, labels), side by side given several cores, and Hessian-vector products.
+    Batches drawn on the host go to the array backend's device here."""
+
+    cfg: Config
+
+    def gradients(self, jobs: list[tuple]) -> list:
+        """[d loss_batch / d theta at theta for (theta, tokens, labels) in jobs], each (P,)."""
+        return side_by_side(flat_grad, [(theta, *map(backend.to_device, batch)) for theta, *batch in jobs], self.cfg)
+
+    def hvp(self, theta, batch: tuple, v):
+        """H v, the Hessian of the batch loss at theta times v: (P,) -> (P,), by differentiating <grad, v>."""
+        tokens, labels = map(backend.to_device, batch)
+        return grad(lambda t: sum_axis(flat_grad(t, tokens, labels, self.cfg) * v, 0))(theta)
+
+
 def _collect(workers: list["Worker"]) -> list:
     """Every worker's result, in order; a failure is raised only once every reply has been read (or its worker
     stopped), so that no reply is left for the next call."""
@@ -158,9 +179,9 @@ def batch_gradient(theta, tokens, labels, cfg: Config):
         with recorded_arithmetic():
             return flat_grad(theta, tokens, labels, cfg)
     total = None
-    for (_, shard, _), grad in zip(shards, side_by_side(flat_grad, shards, cfg)):
-        grad *= len(shard) / len(tokens)  # a Python float: the gradient's dtype is kept
-        total = grad if total is None else total + grad
+    for (_, shard, _), part in zip(shards, side_by_side(flat_grad, shards, cfg)):
+        part *= len(shard) / len(tokens)  # a Python float: the gradient's dtype is kept
+        total = part if total is None else total + part
     return total  # (P,)
 
 

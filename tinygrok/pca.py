@@ -6,14 +6,9 @@ All arithmetic is float64, whatever the training dtype.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
-
-from tinygrok.config import Config
-from tinygrok.model import attention_layout
-from tinygrok.runs import SNAPSHOTS, Run
 
 
 @dataclass(frozen=True)
@@ -113,18 +108,6 @@ def execution_basis(pcas: dict[str, TrajectoryPCA], offsets: dict[str, int], n_p
 
 
 # ---------------------------------------------------------------------- a run's attention trajectory
-def run_trajectories(run: Run, cfg: Config, n: int | None = None) -> dict[str, np.ndarray]:
-    """name -> (S, d_in*d_out) trajectory of every attention matrix from the run's snapshots.npy (its first n
-    snapshots if n is given; only those are read and converted)."""
-    snaps = run.rows(SNAPSHOTS)[:n]  # (S, sum of sizes), memory-mapped
-    out, col = {}, 0
-    for name, (_, shape) in attention_layout(cfg).items():
-        size = math.prod(shape)
-        out[name] = np.asarray(snaps[:, col:col + size], dtype=np.float64)
-        col += size
-    return out
-
-
 def analyse_trajectories(trajectories: dict[str, np.ndarray], rng: np.random.Generator,
                          k: int = 5) -> tuple[dict, dict[str, TrajectoryPCA]]:
     """Per matrix: PC1 share, the top-k explained-variance ratios and the z-score against the random-walk null

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from tinygrok.config import Config
 from tinygrok.data import Dataset, make_dataset, sample_batch, stream
 from tinygrok.fast import forward
 from tinygrok.interventions import Hook
-from tinygrok.model import attention_vector, flatten, init_params, layout, param_count, unflatten
+from tinygrok.model import attention_vector, flatten, init_params, layout, param_count
 from tinygrok.optim import AdamWState, clip_by_global_norm
 from tinygrok.runs import SNAPSHOTS, THETAS, Run, RunError
 
@@ -82,7 +83,7 @@ def evaluate(theta: np.ndarray, data: Dataset, cfg: Config) -> dict:
 
 def chunk_totals(theta, tokens, labels, size: int, cfg: Config) -> list[tuple[float, int]]:
     """(summed loss, correct predictions) of each chunk of `size` examples, in order."""
-    params = unflatten(theta, cfg)
+    params = kernels.views(theta, layout(cfg))
     totals = []
     for i in range(0, len(tokens), size):
         x, y = backend.to_device(tokens[i:i + size]), backend.to_device(labels[i:i + size])
@@ -95,11 +96,12 @@ def train_step(state: TrainState, data: Dataset, cfg: Config, hook: Hook,
                basis: Optional[np.ndarray] = None) -> tuple[TrainState, dict]:
     """One optimizer step (optim.py's, with the fast AdamW), the hook around it (given `basis`, if it needs the
     execution basis); returns the new state and the step's pre-clipping gradient norm."""
-    x, y = sample_batch(data, cfg.batch_size, state.batch_rng)
+    x, y = map(backend.to_device, sample_batch(data, cfg.batch_size, state.batch_rng))
     g = parallel.batch_gradient(state.theta, x, y, cfg)  # (P,)
     g, norm = clip_by_global_norm(g, cfg.clip_norm)
     _check_finite(state.step + 1, "the gradient norm", norm)  # a non-finite loss has a non-finite gradient
-    ctx = interventions.Context(cfg, data, state.hook_rng, basis)
+    ctx = interventions.Context(state.hook_rng, basis, functools.partial(_hook_defects, data=data, cfg=cfg,
+                                                                          rng=state.hook_rng), backend.to_device)
     theta, g = hook.before_update(state.theta, g, state.step, ctx)
     t = state.adam.t + 1
     theta, m, v = kernels.adamw_step(theta, g, state.adam.m, state.adam.v, t, lr=cfg.lr, beta1=cfg.beta1,
@@ -112,12 +114,17 @@ def train_step(state: TrainState, data: Dataset, cfg: Config, hook: Hook,
     return new, {"grad_norm": norm}
 
 
+def _hook_defects(theta, k: int, data: Dataset, cfg: Config, rng: np.random.Generator) -> list:
+    """k commutator samples at theta for a hook, on batches from its stream."""
+    return defect_samples(theta, data, cfg, rng, k, parallel.Derivatives(cfg))
+
+
 # ---------------------------------------------------------------------- checkpoints
 def save_state(run: Run, state: TrainState, cfg: Config, wall_seconds: float) -> None:
     meta = {"step": state.step, "adam_t": state.adam.t, "wall_seconds": wall_seconds,
             "batch_shards": cfg.batch_shards,
             **{key: rng.bit_generator.state for key, rng in state.streams().items()}}
-    params = {name: backend.to_host(w) for name, w in unflatten(state.theta, cfg).items()}  # NumPy on disk
+    params = {name: backend.to_host(w) for name, w in kernels.views(state.theta, layout(cfg)).items()}  # NumPy on disk
     moments = {"adam_m": backend.to_host(state.adam.m), "adam_v": backend.to_host(state.adam.v)}
     run.save_checkpoint(params, moments, meta)
 
@@ -246,7 +253,8 @@ class Recorder:
         for split in ("train", "test"):
             _check_finite(step, f"the {split} loss", row[f"{split}_loss"])
         if _due(step, cfg.probe_every):
-            samples = defect_samples(state.theta, self.data, cfg, state.probe_rng, cfg.probe_samples)
+            samples = defect_samples(state.theta, self.data, cfg, state.probe_rng, cfg.probe_samples,
+                                     parallel.Derivatives(cfg))
             row.update(defect_stats(samples))
         self.rows.append(row)
         self.run.append_metrics(row)
