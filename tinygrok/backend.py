@@ -26,6 +26,8 @@ from autograd.numpy.numpy_boxes import ArrayBox
 from autograd.numpy.numpy_vspaces import ArrayVSpace
 from threadpoolctl import threadpool_info
 
+from tinygrok import standin
+
 BACKENDS = ("numpy", "cupy", "auto")  # what --backend accepts; tests also use "standin" (tinygrok/standin.py)
 NAME = "numpy"  # the array backend in use
 xp = np  # its array module: asarray, zeros, arange, ... make arrays on its device
@@ -96,8 +98,7 @@ def use(name: str) -> str:
         module = cupy_module()
         import cupyx.scipy.special as special
     elif name == "standin":
-        from tinygrok import standin as module
-        special = module
+        module = special = standin
     else:
         raise BackendError(f"--backend={name!r} is invalid: must be one of {', '.join(BACKENDS)}")
     register_device_arrays(module.ndarray, module, special)

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from tinygrok.config import Config, ConfigError
+from tinygrok.model import attention_layout, param_count
 
 CONFIG, METRICS, CHECKPOINT, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.npz", "summary.json"
 SNAPSHOTS, THETAS = "snapshots.npy", "thetas.npy"  # growing (S, D) arrays, one row per snapshot
@@ -383,8 +384,6 @@ class Run:
 
 def _row_width(name: str, cfg: Config) -> int:
     """The columns of a growing array: the attention matrices' entries (snapshots) or all parameters (thetas)."""
-    from tinygrok.model import attention_layout, param_count  # late: the model is not needed to read a run
-
     if name == SNAPSHOTS:
         return sum(math.prod(shape) for _, shape in attention_layout(cfg).values())
     if name == THETAS:
