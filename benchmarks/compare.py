@@ -32,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch_reference as ref  # noqa: E402
-from tinygrok import backend, parallel  # noqa: E402
-from tinygrok.bench import peak_mib, workloads  # noqa: E402
-from tinygrok.config import preset  # noqa: E402
-from tinygrok.data import make_dataset, stream  # noqa: E402
+from tinygrok.engine import backend, parallel  # noqa: E402
+from tinygrok.lab.bench import peak_mib, workloads  # noqa: E402
+from tinygrok.science.config import preset  # noqa: E402
+from tinygrok.science.data import make_dataset, stream  # noqa: E402
 
 
 def torch_workloads(cfg) -> dict:

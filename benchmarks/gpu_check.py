@@ -24,16 +24,16 @@ from autograd import grad
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tinygrok import backend, parallel  # noqa: E402
-from tinygrok.bench import median_ms, workloads  # noqa: E402
-from tinygrok.commutator import defect_sample  # noqa: E402
-from tinygrok.parallel import Derivatives  # noqa: E402
-from tinygrok.config import Config, preset  # noqa: E402
-from tinygrok.data import make_dataset, sample_batch, stream  # noqa: E402
-from tinygrok.fast import flat_grad  # noqa: E402
-from tinygrok.ops import sum_axis  # noqa: E402
-from tinygrok.runs import Run  # noqa: E402
-from tinygrok.train import fresh_state, train  # noqa: E402
+from tinygrok.engine import backend, parallel  # noqa: E402
+from tinygrok.engine.fast import flat_grad  # noqa: E402
+from tinygrok.engine.ops import sum_axis  # noqa: E402
+from tinygrok.engine.parallel import Derivatives  # noqa: E402
+from tinygrok.lab.bench import median_ms, workloads  # noqa: E402
+from tinygrok.run.runs import Run  # noqa: E402
+from tinygrok.run.train import fresh_state, train  # noqa: E402
+from tinygrok.science.commutator import defect_sample  # noqa: E402
+from tinygrok.science.config import Config, preset  # noqa: E402
+from tinygrok.science.data import make_dataset, sample_batch, stream  # noqa: E402
 
 REFLECTED = {  # f(device constant c, boxed x): operators whose left operand is not autograd's box
     "c * x": lambda c, x: c * x, "c + x": lambda c, x: c + x, "c - x": lambda c, x: c - x,

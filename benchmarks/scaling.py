@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compare import run_worker  # noqa: E402
-from tinygrok import parallel  # noqa: E402
+from tinygrok.engine import parallel  # noqa: E402
 
 SWEEPS = {  # name -> (config field, values); the rest stays at the paper settings (d_ff = 2 d_model)
     "batch_size": [256, 512, 1024, 2048, 4096],

@@ -32,8 +32,10 @@
 # %%
 import numpy as np
 
-from tinygrok import analysis, experiments, lessons, plots
-from tinygrok.data import OPERATIONS, all_pairs, make_dataset
+from tinygrok.lab import experiments, lessons
+from tinygrok.run import plots
+from tinygrok.science import analysis
+from tinygrok.science.data import OPERATIONS, all_pairs, make_dataset
 
 for op in OPERATIONS:
     x, y = all_pairs(op, 97)

@@ -16,16 +16,18 @@
 #
 # dL/dz = (p - onehot(y)) / N,  and since z = x W,  dL/dW = x^T (p - onehot(y)) / N.
 #
-# tinygrok's readable model (`tinygrok/model.py`) defines `softmax` and `cross_entropy` exactly like this.
+# tinygrok's readable model (`tinygrok/science/model.py`) defines `softmax` and `cross_entropy` exactly like this.
 
 # %%
 import autograd.numpy as anp
 import numpy as np
 from autograd import grad
 
-from tinygrok import fast, lessons, model
-from tinygrok.config import Config
-from tinygrok.data import stream
+from tinygrok.engine import fast
+from tinygrok.lab import lessons
+from tinygrok.science import model
+from tinygrok.science.config import Config
+from tinygrok.science.data import stream
 
 rng = stream(0, "lesson2")
 x, W = rng.standard_normal((8, 5)), rng.standard_normal((5, 4))

@@ -9,7 +9,7 @@
 # - see what multi-head attention computes over just two positions;
 # - count the parameters, and check that the fast path training uses computes the same logits.
 #
-# The code is `tinygrok/model.py`: open it beside this lesson. Each line there is one formula with its shape.
+# The code is `tinygrok/science/model.py`: open it beside this lesson. Each line there is one formula with its shape.
 
 # %% [markdown]
 # ## A trained model to look into
@@ -21,8 +21,10 @@
 import numpy as np
 from matplotlib.figure import Figure
 
-from tinygrok import config, experiments, fast, lessons, model
-from tinygrok.data import all_pairs
+from tinygrok.engine import fast
+from tinygrok.lab import experiments, lessons
+from tinygrok.science import config, model
+from tinygrok.science.data import all_pairs
 
 run = lessons.run(experiments.spec("train", "classroom"))
 cfg = run.config()
@@ -126,4 +128,4 @@ print(f"largest difference over all pairs: {difference:.1e} (logits of size {np.
 #   as a p x p image for head = 0, 1, 2, 3: do the heads attend differently for different a and b?
 # - Run the image for `op="sub"` or `op="x2_y2"` (train it with `lessons.run(experiments.spec("train",
 #   "classroom", op="sub"))`): what pattern does the right answer make?
-# - Read `tinygrok/fast.py`: where does it skip position 1 in the last block, and why is that allowed?
+# - Read `tinygrok/engine/fast.py`: where does it skip position 1 in the last block, and why is that allowed?

@@ -4,7 +4,7 @@
 # **Duration:** 25 min in class; code: about 45 s on 2 cores (FAST: about 35 s)
 #
 # **Learning goals**
-# - read one optimizer step as tinygrok takes it: clip the gradient, then AdamW (`tinygrok/optim.py`);
+# - read one optimizer step as tinygrok takes it: clip the gradient, then AdamW (`tinygrok/science/optim.py`);
 # - tell decoupled weight decay from an L2 penalty in the loss, and see why they differ under Adam;
 # - see that grokking needs regularisation: without decay (or an L2 penalty) the model memorizes and stays there.
 
@@ -24,8 +24,8 @@
 import numpy as np
 from matplotlib.figure import Figure
 
-from tinygrok import experiments, lessons
-from tinygrok.optim import AdamWState, adamw_step, clip_by_global_norm
+from tinygrok.lab import experiments, lessons
+from tinygrok.science.optim import AdamWState, adamw_step, clip_by_global_norm
 
 theta = np.array([1.0, -2.0])
 g = np.array([0.5, -0.1])

@@ -14,15 +14,17 @@
 # Every 100 steps a run saves its attention matrices W_Q, W_K, W_V, W_O of every block. For one matrix, stack the
 # snapshots as rows X_t = vec(W_t - W_0), centre each column, and take the singular values σ_i of X. The share of
 # the variance along the i-th principal direction is σ_i² / Σ_j σ_j²; PC1 is the first (PAPER.md §5.1). The
-# paper's range is printed first below (`tinygrok/paper.py` holds it).
+# paper's range is printed first below (`tinygrok/science/paper.py` holds it).
 
 # %%
 import numpy as np
 from matplotlib.figure import Figure
 
-from tinygrok import experiments, geometry, lessons, paper, plots
-from tinygrok.data import stream
-from tinygrok.pca import pc1_share, random_walk_null
+from tinygrok.lab import experiments, lessons
+from tinygrok.run import geometry, plots
+from tinygrok.science import paper
+from tinygrok.science.data import stream
+from tinygrok.science.pca import pc1_share, random_walk_null
 
 run = lessons.run(experiments.spec("train", "classroom"))
 pca, basis = geometry.analyse_pca(run)  # writes pca.json and basis.npy into the run
@@ -100,5 +102,5 @@ lessons.check("5c", answer_5c, max(pca["pc1"], key=pca["pc1"].get), hint="Look a
 # ## Going further
 # - The paper's W_V is always the most concentrated. Is it here? Try other seeds: `experiments.spec("train",
 #   "classroom", seed=137)`.
-# - `tinygrok.pca.expanding_window_pc1` gives PC1 for the first t snapshots: how does it change as the run groks?
+# - `tinygrok.science.pca.expanding_window_pc1` gives PC1 for the first t snapshots: how does it change as the run groks?
 # - Runs that never grok (`op="x2_xy_y2"`) have far lower PC1 in the paper (PAPER.md §10, row 2): check it.

@@ -27,10 +27,11 @@
 import numpy as np
 from matplotlib.figure import Figure
 
-from tinygrok import experiments, lessons, model
-from tinygrok.commutator import defect_sample, lie_bracket
-from tinygrok.data import make_dataset, sample_batch, stream
-from tinygrok.parallel import Derivatives
+from tinygrok.engine.parallel import Derivatives
+from tinygrok.lab import experiments, lessons
+from tinygrok.science import model
+from tinygrok.science.commutator import defect_sample, lie_bracket
+from tinygrok.science.data import make_dataset, sample_batch, stream
 
 run = lessons.run(experiments.spec("train", "classroom"))
 cfg = run.config().replace(dtype="float64")  # float64: the small-η limit needs the precision
@@ -108,5 +109,5 @@ lessons.check("6c", answer_6c, 1.0, rel=0.01, hint="Both measure the same bracke
 #   of δ survive?
 #   (PAPER.md §6.6: late in training the gradients are so small that θ - η g rounds back to θ.)
 # - Project δ onto the execution basis of lesson 5 (`run.basis()`): how much of it lies there?
-#   (`tinygrok.commutator.projection_fractions`)
+#   (`tinygrok.science.commutator.projection_fractions`)
 # - Lesson 7 follows D through a whole run.

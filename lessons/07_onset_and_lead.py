@@ -18,7 +18,9 @@
 # %%
 import numpy as np
 
-from tinygrok import analysis, experiments, lessons, paper, plots
+from tinygrok.lab import experiments, lessons
+from tinygrok.run import plots
+from tinygrok.science import analysis, paper
 
 spec = experiments.spec("walkthrough", lessons.pick("paper", "classroom"))
 run = lessons.run(spec)

@@ -4,7 +4,7 @@
 # **Duration:** 30 min in class; code: a few minutes on 2 cores, classroom model (FAST: under 2 minutes)
 #
 # **Learning goals**
-# - read a causal intervention as a few lines around the optimizer step (`tinygrok/interventions.py`);
+# - read a causal intervention as a few lines around the optimizer step (`tinygrok/science/interventions.py`);
 # - see that grokking needs the part of the gradient outside the execution subspace: remove it, and it never comes;
 # - see that pushing the weights along the curvature directions does not bring grokking sooner: curvature is a
 #   warning sign, not the lever.
@@ -32,7 +32,8 @@
 import numpy as np
 from matplotlib.figure import Figure
 
-from tinygrok import experiments, interventions, lessons
+from tinygrok.lab import experiments, lessons
+from tinygrok.science import interventions
 
 answer_8a = None  # your answer
 B = np.eye(3)[:, :2]

@@ -1,8 +1,8 @@
 """Shared fixtures: a tiny model config that trains in seconds, and deterministic BLAS threads."""
 import pytest
 
-from tinygrok import parallel
-from tinygrok.config import Config
+from tinygrok.engine import parallel
+from tinygrok.science.config import Config
 
 
 @pytest.fixture(autouse=True, scope="session")

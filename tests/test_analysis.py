@@ -1,7 +1,7 @@
 """The rules of PAPER.md §4 and §7 on hand-made metric rows."""
 import pytest
 
-from tinygrok.analysis import curvature_onset, curvature_summary, detection_step, first_step, grok_summary
+from tinygrok.science.analysis import curvature_onset, curvature_summary, detection_step, first_step, grok_summary
 
 
 def rows(test_accs, defects=None, train_accs=None):
@@ -39,7 +39,7 @@ def test_power_law_recovers_a_known_exponent_with_an_honest_standard_error():
     """lead = 0.05 grok^1.27 with 10% log-normal noise, 43 runs over a 300x range (the paper's v1 sweep)."""
     import math
     import numpy as np
-    from tinygrok.analysis import power_law
+    from tinygrok.science.analysis import power_law
     rng = np.random.default_rng(0)
     estimates = []
     for _ in range(200):
@@ -54,7 +54,7 @@ def test_power_law_recovers_a_known_exponent_with_an_honest_standard_error():
 
 
 def test_power_law_drops_non_positive_leads_and_counts_them():
-    from tinygrok.analysis import power_law
+    from tinygrok.science.analysis import power_law
     fit = power_law([1000, 2000, 4000, 8000, 500, 300], [100, 200, 400, 800, -50, None])
     assert fit["alpha"] == pytest.approx(1.0) and fit["C"] == pytest.approx(0.1) and (fit["n"], fit["dropped"]) == (4, 2)
     with pytest.raises(ValueError, match="at least 3"):
@@ -62,14 +62,14 @@ def test_power_law_drops_non_positive_leads_and_counts_them():
 
 
 def test_sign_test_and_mean_sd():
-    from tinygrok.analysis import mean_sd, sign_test
+    from tinygrok.science.analysis import mean_sd, sign_test
     assert sign_test([1300, 1400, 600] * 4) == {"n": 12, "positive": 12, "p": 2**-12}  # the paper's p
     assert sign_test([100, -100, 200, None, 0])["p"] == pytest.approx(4 / 8)  # P(X >= 2 | n = 3)
     assert mean_sd([2933, None, 3433]) == {"mean": 3183, "sd": pytest.approx(353.55, rel=1e-4), "n": 2}
 
 
 def test_memorization_phase_and_defect_levels_on_hand_made_rows():
-    from tinygrok.analysis import by_defect_level, memorization_phase
+    from tinygrok.science.analysis import by_defect_level, memorization_phase
     r = rows([0.0, 0.01, 0.1, 0.2, 0.29, 0.31, 0.9], train_accs=[0.1, 0.5, 0.95, 0.99, 1.0, 1.0, 1.0])
     assert memorization_phase(r) == [200, 300, 400]  # train >= 0.95 and test < 0.3
     geometry = [{"step": 100 * i, "defect": d, "ratio": v} for i, (d, v) in

@@ -6,9 +6,10 @@ from autograd import grad
 from autograd.tracer import Box
 
 from conftest import tiny_config
-from tinygrok.data import stream
-from tinygrok import fast, model
-from tinygrok.model import flatten, init_params
+from tinygrok.engine import fast
+from tinygrok.science import model
+from tinygrok.science.data import stream
+from tinygrok.science.model import flatten, init_params
 
 
 def _refuse_boxes(name, args, kwargs):

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 from typer.testing import CliRunner
 
 from tinygrok.cli import app as cli
-from tinygrok import experiments, sweep
-from tinygrok.config import Config
+from tinygrok.lab import experiments, sweep
+from tinygrok.science.config import Config
 
 TINY = ["--p", "7", "--d-model", "8", "--n-heads", "2", "--d-ff", "8", "--batch-size", "8", "--eval-every", "5",
         "--theta-every", "5", "--snapshot-every", "5", "--max-steps", "15"]
@@ -50,7 +50,7 @@ def stubbed(places):
         mp.setattr(experiments, "execute", execute)
         mp.setattr(sweep, "run_grid", lambda specs, out, index, *a, **k: index)
         mp.setattr(sweep, "dask_executor", lambda address: None)
-        mp.setattr("tinygrok.bench.bench", lambda cfg, threads, repeats: {"train_step_ms": 1.0, "eval_ms": 1.0,
+        mp.setattr("tinygrok.lab.bench.bench", lambda cfg, threads, repeats: {"train_step_ms": 1.0, "eval_ms": 1.0,
                                                                           "commutator_sample_ms": 1.0})
         mp.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0))
         mp.setattr("jupytext.write", lambda *a, **k: None)

@@ -3,15 +3,15 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from tinygrok.parallel import Derivatives
-from tinygrok.commutator import (alignment, defect_sample, lie_bracket, random_basis, subspace_ratios,
+from tinygrok.engine.fast import flat_grad
+from tinygrok.engine.parallel import Derivatives
+from tinygrok.run.runs import Run
+from tinygrok.run.train import train
+from tinygrok.science.commutator import (alignment, defect_sample, lie_bracket, random_basis, subspace_ratios,
                                  weight_svd_basis)
-from tinygrok.config import Config
-from tinygrok.data import make_dataset, sample_batch, stream
-from tinygrok.fast import flat_grad
-from tinygrok.model import flatten, init_params, layout
-from tinygrok.runs import Run
-from tinygrok.train import train
+from tinygrok.science.config import Config
+from tinygrok.science.data import make_dataset, sample_batch, stream
+from tinygrok.science.model import flatten, init_params, layout
 
 
 def test_defect_over_eta_squared_converges_to_the_lie_bracket():

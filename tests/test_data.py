@@ -4,8 +4,8 @@ import random
 import numpy as np
 import pytest
 
-from tinygrok.config import Config, ConfigError
-from tinygrok.data import OPERATIONS, all_pairs, is_prime, make_dataset, sample_batch, stream
+from tinygrok.science.config import Config, ConfigError
+from tinygrok.science.data import OPERATIONS, all_pairs, is_prime, make_dataset, sample_batch, stream
 
 
 @pytest.mark.parametrize("op,a,b,expected", [

@@ -1,4 +1,4 @@
-"""The GPU code path, run on the strict CPU stand-in for CuPy (tinygrok/standin.py), registered with autograd
+"""The GPU code path, run on the strict CPU stand-in for CuPy (tinygrok/engine/standin.py), registered with autograd
 through the same backend.use() as CuPy. Training, evaluation, probes, Hessian-vector products, PCA and the
 optimizer run on device arrays without touching the host, and match NumPy."""
 import importlib.util
@@ -14,18 +14,19 @@ import scipy.special
 from autograd import grad
 from autograd.test_util import check_grads
 
-from tinygrok.parallel import Derivatives
-from tinygrok import backend, geometry, ops, standin
-from tinygrok.commutator import defect_samples, lie_bracket
-from tinygrok.config import Config
-from tinygrok.data import make_dataset, sample_batch, stream
-from tinygrok.fast import flat_grad
-from tinygrok import kernels
-from tinygrok.optim import AdamWState, adamw_step, clip_by_global_norm
-from tinygrok.pca import trajectory_pca
-from tinygrok.runs import METRICS, SNAPSHOTS, THETAS, Run
-from tinygrok.standin import HostMixingError
-from tinygrok.train import evaluate, fresh_state, train
+from tinygrok.engine import backend, ops, standin
+from tinygrok.engine import kernels
+from tinygrok.engine.fast import flat_grad
+from tinygrok.engine.parallel import Derivatives
+from tinygrok.engine.standin import HostMixingError
+from tinygrok.run import geometry
+from tinygrok.run.runs import METRICS, SNAPSHOTS, THETAS, Run
+from tinygrok.run.train import evaluate, fresh_state, train
+from tinygrok.science.commutator import defect_samples, lie_bracket
+from tinygrok.science.config import Config
+from tinygrok.science.data import make_dataset, sample_batch, stream
+from tinygrok.science.optim import AdamWState, adamw_step, clip_by_global_norm
+from tinygrok.science.pca import trajectory_pca
 
 from conftest import tiny_config
 

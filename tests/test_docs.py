@@ -2,7 +2,7 @@
 import re
 from pathlib import Path
 
-from tinygrok.config import PRESETS
+from tinygrok.science.config import PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinygrok import experiments, interventions, paper
-from tinygrok.config import Config, ConfigError, preset
-from tinygrok.data import make_dataset, stream
-from tinygrok.runs import CHECKPOINT, METRICS, SUMMARY, Run, RunError
-from tinygrok.train import fresh_state, train_step
+from tinygrok.lab import experiments
+from tinygrok.run.runs import CHECKPOINT, METRICS, SUMMARY, Run, RunError
+from tinygrok.run.train import fresh_state, train_step
+from tinygrok.science import interventions, paper
+from tinygrok.science.config import Config, ConfigError, preset
+from tinygrok.science.data import make_dataset, stream
 from test_cli import CLI, assert_refused, tinygrok
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +73,7 @@ def test_a_process_pool_runs_specs_skips_them_when_done_and_resumes_a_killed_one
                       [(run.path / SUMMARY).stat().st_mtime_ns for run in runs])
 
     killed = classroom(max_steps=600)
-    script = ("from tinygrok import experiments as x; "
+    script = ("from tinygrok.lab import experiments as x; "
               f"x.execute(x.spec('train', 'classroom', max_steps=600), {str(tmp_path / 'killed')!r})")
     kill_after(start_killable(["-c", script]), tmp_path / "killed" / killed.name, 3)
     experiments.execute(killed, tmp_path / "killed")
@@ -158,12 +159,12 @@ def test_bad_hooks_are_refused_naming_the_option(spec, words):
 
 def test_importing_the_plots_leaves_the_backend_alone_and_every_figure_draws_in_memory(tmp_path):
     """Acceptance e."""
-    check = ("import matplotlib; matplotlib.use('svg'); import tinygrok.plots; "
+    check = ("import matplotlib; matplotlib.use('svg'); import tinygrok.run.plots; "
              "assert matplotlib.get_backend() == 'svg'")
     assert subprocess.run([sys.executable, "-c", check], cwd=ROOT).returncode == 0
     from matplotlib.figure import Figure
 
-    from tinygrok import plots
+    from tinygrok.run import plots
     spec = experiments.spec("walkthrough", "classroom", max_steps=600, probe_samples=2)
     run = Run(tmp_path / spec.name)
     experiments.execute(spec, tmp_path)
@@ -180,9 +181,9 @@ def test_importing_the_plots_leaves_the_backend_alone_and_every_figure_draws_in_
 
 def test_an_analysis_of_an_unfinished_walkthrough_is_redone_when_training_ends(tmp_path):
     """Training is the first stage: recording it drops what an analysis of the half-trained run had recorded."""
-    from tinygrok import geometry
+    from tinygrok.run import geometry
     spec = experiments.spec("walkthrough", "classroom", max_steps=600, probe_samples=2)
-    script = ("from tinygrok import experiments as x; x.execute(x.spec('walkthrough', 'classroom', max_steps=600, "
+    script = ("from tinygrok.lab import experiments as x; x.execute(x.spec('walkthrough', 'classroom', max_steps=600, "
               f"probe_samples=2), {str(tmp_path)!r})")
     run = Run(tmp_path / spec.name)
     kill_after(start_killable(["-c", script]), run.path, 4)
@@ -195,7 +196,7 @@ def test_an_analysis_of_an_unfinished_walkthrough_is_redone_when_training_ends(t
 
 def test_the_walkthrough_runs_end_to_end_in_float64(tmp_path):
     """tinygrok grok --dtype float64: training, probes, the analysis and the figures, all in float64."""
-    from tinygrok import plots
+    from tinygrok.run import plots
     result = tinygrok("grok", "--preset", "classroom", "--dtype", "float64", "--max-steps", "200", "--out",
                       str(tmp_path / "f64"))
     assert result.returncode == 0, result.stderr[-2000:]
@@ -206,8 +207,8 @@ def test_the_walkthrough_runs_end_to_end_in_float64(tmp_path):
 
 
 def test_the_pca_recipe_trains_then_records_the_trajectory_pca(tmp_path):
-    from tinygrok.geometry import run_trajectories
-    from tinygrok.pca import pc1_share
+    from tinygrok.run.geometry import run_trajectories
+    from tinygrok.science.pca import pc1_share
     spec = experiments.spec("pca", "classroom", max_steps=300)
     results = experiments.execute(spec, tmp_path)
     run = Run(tmp_path / spec.name)
@@ -243,9 +244,9 @@ def test_a_summary_of_tinygrok_0_1_still_reads(tmp_path):
 
 def test_the_l2_hook_adds_lam_theta_to_the_clipped_gradient():
     """Adam's first step is theta - lr u / (|u| + eps), about lr against the sign of u = g + lam theta here."""
-    from tinygrok import parallel
-    from tinygrok.data import sample_batch
-    from tinygrok.optim import clip_by_global_norm
+    from tinygrok.engine import parallel
+    from tinygrok.science.data import sample_batch
+    from tinygrok.science.optim import clip_by_global_norm
     cfg = preset("classroom", batch_size=32, weight_decay=0.0, hook="l2:lam=0.5")
     data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
     state = fresh_state(cfg)

@@ -1,20 +1,17 @@
 """The fast path equals the readable one: fast.py against model.py, each ops.py primitive against its reference,
-the fast AdamW against optim.py's; and the layers stay one-way."""
-import ast
-from pathlib import Path
-
+the fast AdamW against optim.py's (that the layers stay one-way is tests/test_layers.py's)."""
 import autograd.numpy as anp
 import numpy as np
 import pytest
 from autograd import grad
 
 from conftest import tiny_config
-from tinygrok import fast, kernels, model, ops
-from tinygrok.config import preset
-from tinygrok.data import make_dataset, sample_batch, stream
-from tinygrok.optim import AdamWState, adamw_step
+from tinygrok.engine import fast, kernels, ops
+from tinygrok.science import model
+from tinygrok.science.config import preset
+from tinygrok.science.data import make_dataset, sample_batch, stream
+from tinygrok.science.optim import AdamWState, adamw_step
 
-PACKAGE = Path(__file__).resolve().parents[1] / "tinygrok"
 SHAPES = [{}, {"n_layers": 1}, {"n_layers": 3, "shared_init": False}, {"n_heads": 4}]
 # float32: the readable path uses SciPy's erf, the fast one a polynomial within 1e-7 of it, and the two sum in
 # different orders (heads, positions, 2-D vs 4-D matmuls). Measured at the paper's size (d = 128, batch 512):
@@ -140,16 +137,3 @@ def test_fast_adamw_equals_the_readable_adamw(dtype):
         else:  # a few roundings in another order, 20 times over: within 8 ulps of the largest value
             np.testing.assert_allclose(fast_value, readable, rtol=0, atol=8 * 1.2e-7 * np.abs(readable).max())
 
-
-def imports_of(module: str) -> set[str]:
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
-    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    return names | {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-
-
-def test_layers_are_one_way():
-    """model -> kernels -> ops -> fast: plain-NumPy kernels know nothing of autograd, the readable model nothing of
-    the fast path (it is what the engine is tested equal to)."""
-    assert not any(name.startswith("autograd") for name in imports_of("kernels"))
-    assert not {"tinygrok.ops", "tinygrok.fast"} & imports_of("kernels")
-    assert not {"tinygrok.kernels", "tinygrok.ops", "tinygrok.fast", "tinygrok.parallel"} & imports_of("model")

@@ -5,12 +5,13 @@ import math
 import numpy as np
 import pytest
 
-from tinygrok import geometry, undefined
-from tinygrok.config import Config
-from tinygrok.model import param_count
-from tinygrok import plots
-from tinygrok.runs import GEOMETRY, SUMMARY, Run
-from tinygrok.train import train
+from tinygrok.run import geometry
+from tinygrok.run import plots
+from tinygrok.run.runs import GEOMETRY, SUMMARY, Run
+from tinygrok.run.train import train
+from tinygrok.science import undefined
+from tinygrok.science.config import Config
+from tinygrok.science.model import param_count
 
 CFG = Config(p=11, d_model=16, n_heads=2, d_ff=32, batch_size=32, eval_every=20, max_steps=200,
              snapshot_every=20, theta_every=50, probe_every=20, probe_samples=3)
@@ -47,7 +48,7 @@ def test_execution_basis_spans_the_snapshot_motion(analysed):
     _, basis = geometry.analyse_pca(run)
     thetas = run.rows("thetas.npy")
     motion = np.asarray(thetas[-1], dtype=np.float64) - np.asarray(thetas[0], dtype=np.float64)
-    from tinygrok.model import attention_layout
+    from tinygrok.science.model import attention_layout
     mask = np.zeros(motion.size, dtype=bool)
     for start, shape in attention_layout(CFG).values():
         mask[start:start + shape[0] * shape[1]] = True
@@ -68,7 +69,7 @@ def test_the_dimension_sweep_grows_with_the_subspace_at_four_phases(analysed, tm
     one row per phase and size; nested subspaces catch more of each defect as k grows; random bases about
     sqrt(K/P) (P is small, so roughly); the file and its figure written. A run that never grokked is refused."""
     import shutil
-    from tinygrok.runs import RunError
+    from tinygrok.run.runs import RunError
     run, _ = analysed
     with pytest.raises(RunError, match="memorized and grokked"):
         geometry.dimension_sweep(run, ks=(1,))

@@ -5,15 +5,15 @@ import re
 import numpy as np
 import pytest
 
-from tinygrok.parallel import Derivatives
-from tinygrok.commutator import defect_samples, random_basis
-from tinygrok.config import preset
-from tinygrok.data import make_dataset
-from tinygrok import interventions
-from tinygrok.interventions import Context, orthogonal_part, parse
-from tinygrok.model import param_count
-from tinygrok.runs import METRICS, Run
-from tinygrok.train import fresh_state, train
+from tinygrok.engine.parallel import Derivatives
+from tinygrok.run.runs import METRICS, Run
+from tinygrok.run.train import fresh_state, train
+from tinygrok.science import interventions
+from tinygrok.science.commutator import defect_samples, random_basis
+from tinygrok.science.config import preset
+from tinygrok.science.data import make_dataset
+from tinygrok.science.interventions import Context, orthogonal_part, parse
+from tinygrok.science.model import param_count
 
 CFG = preset("classroom", batch_size=64)
 DATA = make_dataset(CFG.op, CFG.p, CFG.train_frac, CFG.seed)
@@ -142,7 +142,7 @@ def test_bad_intervention_parameters_are_refused():
 
 
 def test_intervention_grids_put_each_baseline_first_and_name_every_arm():
-    from tinygrok import experiments
+    from tinygrok.lab import experiments
     grids = {name: experiments.grid(name) for name in ("dose-response", "interventions-add", "kicks")}
     assert {name: len(specs) for name, specs in grids.items()} == {"dose-response": 12 + 60,
                                                                    "interventions-add": 3 + 63, "kicks": 3 + 27}
@@ -182,14 +182,14 @@ def test_intervene_builds_the_baseline_once_and_gives_the_run_its_basis(tmp_path
 
 
 def test_an_intervention_without_its_baseline_is_refused(tmp_path):
-    from tinygrok import experiments
-    from tinygrok.runs import RunError
+    from tinygrok.lab import experiments
+    from tinygrok.run.runs import RunError
     with pytest.raises(RunError, match="needs its baseline run"):
         experiments.execute(experiments.intervention("project", 0.5, preset="classroom", max_steps=100), tmp_path)
 
 
 def test_the_report_gives_grok_step_delay_and_dnf_per_arm_beside_the_paper():
-    from tinygrok import report
+    from tinygrok.lab import report
     runs = [{"op": "add", "recipe": "intervene", "hook": hook, "grok_step": step, "max_steps": 15000}
             for hook, step in (("none", 3000), ("none", 3400), ("project:s=0.5,basis=pca,start=500", 3300),
                                ("project:s=0.5,basis=pca,start=500", 3700), ("project:s=1.0,basis=pca,start=500", None),
@@ -204,7 +204,7 @@ def test_the_report_gives_grok_step_delay_and_dnf_per_arm_beside_the_paper():
 
 def test_without_a_probed_arm_the_interventions_are_measured_against_their_baselines():
     """A sweep of arms alone (no probed no-hook arm) measures them against the baselines it ran first."""
-    from tinygrok import report
+    from tinygrok.lab import report
     base = [{"name": f"base{seed}", "op": "mul", "recipe": "pca", "hook": "none", "grok_step": step,
              "max_steps": 15000} for seed, step in ((1, 2800), (2, 3000))]
     arms = [{"name": f"kick{seed}", "op": "mul", "recipe": "intervene", "hook": "kick:alpha=10.0",

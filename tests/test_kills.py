@@ -21,8 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinygrok import config, experiments, runs, sweep
-from tinygrok.runs import CHECKPOINT, METRICS, SNAPSHOTS, SUMMARY, THETAS, Run
+from tinygrok.lab import experiments, sweep
+from tinygrok.run import runs
+from tinygrok.run.runs import CHECKPOINT, METRICS, SNAPSHOTS, SUMMARY, THETAS, Run
+from tinygrok.science import config
 
 CFG = dict(max_steps=40, eval_every=10, snapshot_every=5, theta_every=10, probe_every=20, probe_samples=2)
 SPEC = experiments.RunSpec(config.preset("classroom", **CFG), "train", "classroom")

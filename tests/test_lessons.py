@@ -12,7 +12,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from test_cli import CLI
-from tinygrok import lessons
+from tinygrok.lab import lessons
 
 CATALOGUE = lessons.catalogue()
 WRONG = {1: ("1a", "4704"), 2: ("2a", "0.5"), 3: ("3a", "(3, 2, 4, 16)"), 4: ("4c", '"no decay"'),

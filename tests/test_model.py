@@ -7,9 +7,9 @@ import scipy.special as sp
 from autograd import grad
 
 from conftest import tiny_config
-from tinygrok.config import preset
-from tinygrok.data import stream
-from tinygrok.model import (BLOCK_PARAMS, flat_loss, flatten, forward, init_params, layout, loss_fn, param_count,
+from tinygrok.science.config import preset
+from tinygrok.science.data import stream
+from tinygrok.science.model import (BLOCK_PARAMS, flat_loss, flatten, forward, init_params, layout, loss_fn, param_count,
                             unflatten)
 
 

@@ -6,7 +6,7 @@ import scipy.special as sp
 from autograd import grad
 from autograd.test_util import check_grads
 
-from tinygrok import ops
+from tinygrok.engine import ops
 
 rng = np.random.default_rng(0)
 

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from tinygrok.optim import AdamWState, adamw_step, clip_by_global_norm
+from tinygrok.science.optim import AdamWState, adamw_step, clip_by_global_norm
 
 HP = dict(lr=0.01, beta1=0.9, beta2=0.98, eps=1e-8, weight_decay=1.0)
 

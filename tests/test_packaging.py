@@ -44,7 +44,7 @@ def test_the_wheel_has_no_top_level_cli_and_ships_the_lessons(wheel):
 
 def test_from_the_wheel_the_lessons_are_listed_and_lesson_1_runs(wheel, tmp_path):
     _, site = wheel
-    where = in_wheel(site, "-c", "import tinygrok, tinygrok.lessons as l; print(tinygrok.__file__, l.LESSONS_DIR)",
+    where = in_wheel(site, "-c", "import tinygrok, tinygrok.lab.lessons as l; print(tinygrok.__file__, l.LESSONS_DIR)",
                      cwd=tmp_path)
     assert where.stdout.split() == [str(site / "tinygrok" / "__init__.py"), str(site / "tinygrok" / "lesson_files")]
     listing = in_wheel(site, "-m", "tinygrok", "lesson", cwd=tmp_path)

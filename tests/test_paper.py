@@ -2,7 +2,7 @@
 like."""
 import pytest
 
-from tinygrok import paper
+from tinygrok.science import paper
 
 
 def test_growth_to_grok_90_and_over_the_whole_run_have_their_own_figures():

@@ -3,14 +3,14 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from tinygrok.parallel import Derivatives
-from tinygrok import parallel
-from tinygrok.commutator import defect_sample
-from tinygrok.data import make_dataset, sample_batch, stream
-from tinygrok.fast import flat_grad
-from tinygrok.model import flatten, init_params
-from tinygrok.runs import METRICS, Run, RunError
-from tinygrok.train import chunk_totals, train
+from tinygrok.engine import parallel
+from tinygrok.engine.fast import flat_grad
+from tinygrok.engine.parallel import Derivatives
+from tinygrok.run.runs import METRICS, Run, RunError
+from tinygrok.run.train import chunk_totals, train
+from tinygrok.science.commutator import defect_sample
+from tinygrok.science.data import make_dataset, sample_batch, stream
+from tinygrok.science.model import flatten, init_params
 from test_train import SMALL
 
 CFG = tiny_config(dtype="float32")
@@ -180,8 +180,8 @@ def test_training_and_the_analysis_keep_blas_on_one_thread(tmp_path, monkeypatch
     and two OpenBLAS threads here), so all that a run records is computed on one BLAS thread per process."""
     from threadpoolctl import threadpool_info
 
-    from tinygrok import geometry
-    import tinygrok.train as train_module
+    from tinygrok.run import geometry
+    import tinygrok.run.train as train_module
     seen = []
 
     def spy(fn):

@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from tinygrok.commutator import projection_fractions
-from tinygrok.pca import execution_basis, expanding_window_pc1, pc1_share, random_walk_null, trajectory_pca
+from tinygrok.science.commutator import projection_fractions
+from tinygrok.science.pca import execution_basis, expanding_window_pc1, pc1_share, random_walk_null, trajectory_pca
 
 rng = np.random.default_rng(0)
 

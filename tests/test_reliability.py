@@ -14,9 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 from tinygrok.cli import app as cli
-from tinygrok import config, experiments, report, runs, sweep
-from tinygrok.runs import CHECKPOINT, CONFIG, METRICS, SNAPSHOTS, SUMMARY, Run
-from tinygrok.train import Diverged, train
+from tinygrok.lab import experiments, report, sweep
+from tinygrok.run import runs
+from tinygrok.run.runs import CHECKPOINT, CONFIG, METRICS, SNAPSHOTS, SUMMARY, Run
+from tinygrok.run.train import Diverged, train
+from tinygrok.science import config
 
 SMALL = config.preset("classroom", max_steps=30, eval_every=10, snapshot_every=10)
 SPEC = experiments.RunSpec(SMALL, "train", "classroom")
@@ -143,7 +145,7 @@ def test_divergence_from_the_command_line_is_one_line_and_exit_3(tmp_path):
 
 
 def test_a_non_finite_parameter_or_loss_stops_the_run(tmp_path):
-    from tinygrok import train as train_module
+    from tinygrok.run import train as train_module
 
     state = train_module.fresh_state(SMALL)
     state.theta[5] = np.inf

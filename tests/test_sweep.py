@@ -11,8 +11,8 @@ import time
 import pytest
 
 from test_cli import CLI, assert_refused, tinygrok
-from tinygrok import experiments, sweep
-from tinygrok.runs import METRICS, Run
+from tinygrok.lab import experiments, sweep
+from tinygrok.run.runs import METRICS, Run
 
 TINY = ["table1", "--preset", "classroom", "--ops", "add", "--seeds", "42,137", "--max-steps", "300"]
 
@@ -111,7 +111,7 @@ def test_an_unreachable_scheduler_is_refused_in_one_line(tmp_path):
 
 
 def test_the_report_lists_every_run_and_the_statistics_beside_the_paper(whole, tmp_path):
-    from tinygrok import report
+    from tinygrok.lab import report
     assert tinygrok("report", str(whole)).returncode == 0
     text = (whole / report.REPORT).read_text()
     runs = report.collect(whole)
@@ -131,7 +131,7 @@ def test_the_report_lists_every_run_and_the_statistics_beside_the_paper(whole, t
 
 
 def test_the_report_fits_the_power_law_over_learning_rates():
-    from tinygrok import report
+    from tinygrok.lab import report
     runs = [{"lr": lr, "grok_step": grok, "onset_step": grok - lead}
             for lr, grok, lead in ((1e-2, 1000, 100), (1e-3, 3000, 400), (1e-4, 30000, 8000), (1e-4, 40000, -5))]
     fit, lines = report._power_law(runs)
@@ -147,7 +147,7 @@ def test_the_report_fits_the_power_law_over_learning_rates():
 
 
 def test_the_report_gives_exec_random_per_run_and_defect_level_beside_the_paper():
-    from tinygrok import report
+    from tinygrok.lab import report
     levels = {"5-15": 2.5, "15-30": 1.5, ">=30": None}
     runs = [{"name": f"r{seed}", "op": "add", "seed": seed, "recipe": "walkthrough", "hook": "none",
              "memorization_phase_probes": 12, "exec_random_ratio_weight_svd": svd, "exec_random_ratio": pca,
@@ -160,8 +160,9 @@ def test_the_report_gives_exec_random_per_run_and_defect_level_beside_the_paper(
 
 
 def test_the_report_sets_a_float32_run_beside_its_float64_twin(tmp_path):
-    from tinygrok import analysis, report
-    from tinygrok.runs import Run
+    from tinygrok.science import analysis
+    from tinygrok.lab import report
+    from tinygrok.run.runs import Run
     defects = {"float32": [2.0, 2.0, 30.0, 0.0, 4000.0, 0.0], "float64": [2.0, 2.1, 31.0, 900.0, 1200.0, 800.0]}
     runs = []
     for dtype, ds in defects.items():
@@ -182,7 +183,7 @@ def test_the_report_sets_a_float32_run_beside_its_float64_twin(tmp_path):
 
 
 def test_the_report_gives_the_pc1_z_scores_beside_figure_e():
-    from tinygrok import report
+    from tinygrok.lab import report
     common = dict(seed=42, lr=1e-3, weight_decay=1.0, preset_lr=True, recipe="pca", hook="none", n_layers=2,
                   steps=3000)
     runs = [dict(common, name="a", op="add", pc1={"m": 0.7}, pc1_null_z={"m": 55.0, "n": 70.0}),

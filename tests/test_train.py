@@ -2,15 +2,15 @@
 import numpy as np
 import pytest
 
-from tinygrok import parallel
-from tinygrok.config import Config, preset
-from tinygrok.runs import METRICS, SNAPSHOTS, THETAS, Run
-import tinygrok.train as train_module
-from tinygrok.data import make_dataset
-from tinygrok.fast import forward
-from tinygrok.model import unflatten
-from tinygrok.ops import cross_entropy
-from tinygrok.train import evaluate, fresh_state, train
+from tinygrok.engine import parallel
+from tinygrok.run.runs import METRICS, SNAPSHOTS, THETAS, Run
+from tinygrok.science.config import Config, preset
+import tinygrok.run.train as train_module
+from tinygrok.engine.fast import forward
+from tinygrok.engine.ops import cross_entropy
+from tinygrok.run.train import evaluate, fresh_state, train
+from tinygrok.science.data import make_dataset
+from tinygrok.science.model import unflatten
 
 SMALL = Config(p=11, d_model=16, n_heads=2, d_ff=32, batch_size=32, eval_every=20, max_steps=120,
                snapshot_every=20, theta_every=40, probe_every=40, probe_samples=2)

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from tinygrok import analysis, undefined
-from tinygrok.commutator import alignment, projection_fractions, random_basis, subspace_ratios
+from tinygrok.science import analysis, undefined
+from tinygrok.science.commutator import alignment, projection_fractions, random_basis, subspace_ratios
 
 P, K = 400, 4
 RNG = np.random.default_rng(0)
@@ -76,7 +76,7 @@ def test_a_zero_baseline_is_floored_by_the_onset_rule_so_growth_stays_defined():
 
 
 def test_the_report_lists_each_runs_undefined_values():
-    from tinygrok import report
+    from tinygrok.lab import report
     counts = undefined.tally([{"exec_rho": None, "weight_svd_rho": None}, {"exec_rho": 0.9, "weight_svd_rho": 0.9}])
     lines = report._undefined([{"name": "r1", "undefined": counts}, {"name": "r2", "undefined": {}}])
     assert f"| r1 | exec_rho, weight_svd_rho | 1 of 2 | {undefined.WHY['_rho']} |" in lines[-2]

@@ -1,8 +1,17 @@
 """tinygrok: a from-scratch NumPy + autograd transformer that groks modular arithmetic, and the geometry of why
 (arXiv 2602.16746, reproduced; PAPER.md is the spec).
 
-Read it in this order: config.py (every setting) -> data.py (the task and its split) -> model.py (the transformer,
-one formula a line) -> optim.py (AdamW and clipping) -> commutator.py (the defect and the Lie bracket) -> pca.py
-(the execution subspace) -> analysis.py (grok steps, onset, lead) -> train.py (one run) -> the lessons.
-The command line is tinygrok/cli (`tinygrok` or `python -m tinygrok`).
+The package is five layers, each importing only those below it (pyproject.toml's import-linter contract):
+
+    cli       the typer commands (app.py) and their rich views (views.py)
+    lab       many runs: the run recipe and the paper's grids, sweeps, the report, bench, the lessons' helpers
+    run       one run on disk: its directory, the training loop, its geometry and figures
+    engine    what makes the science fast, tested equal to it: kernels, primitives, worker processes, backends
+    science   what a student reads: pure functions over arrays, nothing of processes, devices or files
+
+Read it in this order: science/config.py (every setting) -> science/data.py (the task and its split) ->
+science/model.py (the transformer, one formula a line) -> science/optim.py (AdamW and clipping) ->
+science/commutator.py (the defect and the Lie bracket) -> science/pca.py (the execution subspace) ->
+science/interventions.py (what may change a step) -> science/analysis.py (grok steps, onset, lead) ->
+run/train.py (one run) -> the lessons. The command line is `tinygrok`, or `python -m tinygrok`.
 """

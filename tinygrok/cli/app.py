@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import json
 import os
+import subprocess
 import sys
 import time
 import typing
@@ -16,14 +18,20 @@ import matplotlib
 
 matplotlib.use("Agg")  # the CLI writes figures to files; the library leaves the backend alone
 import typer  # noqa: E402
+from rich.live import Live  # noqa: E402
 from rich.markup import escape  # noqa: E402
 
-from tinygrok import backend, config, experiments, parallel, plots, undefined  # noqa: E402
 from tinygrok.cli import views  # noqa: E402
 from tinygrok.cli.views import console, err_console  # noqa: E402
-from tinygrok.config import Config, ConfigError  # noqa: E402
-from tinygrok.runs import THETAS, Run, RunError, WriteError  # noqa: E402
-from tinygrok.train import Diverged  # noqa: E402
+from tinygrok.engine import backend, parallel  # noqa: E402
+from tinygrok.lab import bench as benchmark  # noqa: E402
+from tinygrok.lab import experiments, lessons, sweep  # noqa: E402
+from tinygrok.lab import report as sweep_report  # noqa: E402
+from tinygrok.run import geometry, plots  # noqa: E402
+from tinygrok.run.runs import THETAS, Run, RunError, WriteError  # noqa: E402
+from tinygrok.run.train import Diverged  # noqa: E402
+from tinygrok.science import config, undefined  # noqa: E402
+from tinygrok.science.config import Config, ConfigError  # noqa: E402
 
 Threads = Annotated[Optional[int], typer.Option(
     min=1, help="cores to use (BLAS threads, and worker processes for gradients and evaluation); changes speed "
@@ -161,7 +169,7 @@ def train(
 @with_config_options
 def intervene(
     arm: Annotated[str, typer.Option(help="project, penalty, kick, noise, sustained-kick or random-kick (PAPER.md "
-                                          "§8.2; tinygrok/interventions.py)")],
+                                          "§8.2; tinygrok/science/interventions.py)")],
     dose: Annotated[Optional[float], typer.Option(help="its strength: project's and penalty's s, noise's eps, the "
                                                        "kicks' alpha  [default: the paper's primary]")] = None,
     basis: Annotated[str, typer.Option(help="pca: the baseline run's execution basis; random: a random one of the "
@@ -240,11 +248,9 @@ def _open_run(run_dir: Path) -> Run:
 @app.command()
 def pca(run_dir: RunDir, threads: Threads = None):
     """PCA of a run's attention-weight trajectory: PC1 share and random-walk z-score per matrix."""
-    from tinygrok.geometry import analyse_pca
-
     run = _open_run(run_dir)
     with parallel.cores(threads or parallel.default_cores(run.config())):
-        result, basis = analyse_pca(run)
+        result, basis = geometry.analyse_pca(run)
     console.print(views.pca_table(result, basis.shape[1]))
 
 
@@ -252,8 +258,6 @@ def pca(run_dir: RunDir, threads: Threads = None):
 def commutator(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help="defect samples per point")] = 5,
                threads: Threads = None, array_backend: ArrayBackend = "numpy"):
     """Curvature projections at a run's saved parameters: rho, exec/random, alignment."""
-    from tinygrok import geometry
-
     use_backend(array_backend)
     run = _open_run(run_dir)
     if not run.has(THETAS):
@@ -269,8 +273,6 @@ def dimensions(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help
                threads: Threads = None):
     """The dimension sweep (figC3): proj/full of the curvature against the subspace size K at step 200,
     memorization, detection and detection + 500, for the weight-SVD, trajectory-PCA and random bases."""
-    from tinygrok import geometry
-
     run = _open_run(run_dir)
     with parallel.cores(threads or parallel.default_cores(run.config())):
         rows = geometry.dimension_sweep(run, k_samples=samples)
@@ -294,13 +296,9 @@ def bench(
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object instead of a table")] = False,
 ):
     """Time tinygrok at the paper settings: a training step, a full evaluation, a commutator sample."""
-    import json
-
-    from tinygrok.bench import bench as run_bench
-
     use_backend(array_backend)
     cfg = config.preset("paper")
-    result = run_bench(cfg, threads or parallel.default_cores(cfg), repeats)
+    result = benchmark.bench(cfg, threads or parallel.default_cores(cfg), repeats)
     if json_out:
         print(json.dumps(result))
         return
@@ -312,15 +310,13 @@ def experiments_(
     repeats: Annotated[int, typer.Option(min=1, help="timed repeats of the bench behind the estimates")] = 3,
 ):
     """The paper's experiments: each grid's runs and an estimate of its CPU time, from a quick bench on one core."""
-    from tinygrok.bench import bench as run_bench
-
-    costs = run_bench(config.preset("paper"), 1, repeats)
+    costs = benchmark.bench(config.preset("paper"), 1, repeats)
     rows = []
     for name, grid in experiments.EXPERIMENTS.items():
         specs = experiments.grid(name)
         hours = sum(experiments.estimate_cpu_seconds(s, costs) for s in specs) / 3600
         rows.append((name, grid.__doc__.splitlines()[0], str(len(specs)), f"{hours:.1f} h"))
-    console.print(views.make_table("the paper's experiments (tinygrok/experiments.py); filters: --ops --seeds "
+    console.print(views.make_table("the paper's experiments (tinygrok/lab/experiments.py); filters: --ops --seeds "
                                    "--lrs --max-steps --preset classroom",
                                    ("experiment", "what", "runs", "CPU time (one core)"), rows))
     console.print(f"estimated from a step of {costs['train_step_ms']:.1f} ms, an evaluation of {costs['eval_ms']:.0f} ms "
@@ -353,10 +349,6 @@ def sweep_(
     preset: Annotated[Optional[str], typer.Option(help="classroom: the CPU-sized model instead of the paper's")] = None,
 ):
     """Run one of the paper's experiments: its grid of runs, side by side, skipping what is done."""
-    from rich.live import Live
-
-    from tinygrok import sweep
-
     filters = experiments.Filters(_listed(ops, str, "--ops"), _listed(seeds, int, "--seeds"),
                                   _listed(lrs, float, "--lrs"), max_steps, preset)
     specs = experiments.grid(experiment, filters)
@@ -386,8 +378,6 @@ def report(
                                                      "sweep directory)")] = None,
 ):
     """Write report.md and its figures: every run of the sweeps, and the statistics over them beside the paper's."""
-    from tinygrok import report as sweep_report
-
     if out and out.exists() and not out.is_dir():
         fail(f"--out {out} is a file: the report needs a directory for report.md and its figures")
     if out:
@@ -404,11 +394,6 @@ def lesson(
     solutions: Annotated[bool, typer.Option(help="with the exercises' solutions filled in (for teachers)")] = False,
 ):
     """The classroom lessons: list them, run one as a script (its figures are saved), or write it as a notebook."""
-    import subprocess
-    import sys
-
-    from tinygrok import lessons
-
     catalogue = {lesson.number: lesson for lesson in lessons.catalogue()}
     if number is None:
         console.print(views.make_table(f"lessons in {lessons.LESSONS_DIR} (TINYGROK_FAST=1: every training under "

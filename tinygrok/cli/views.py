@@ -12,10 +12,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tinygrok import paper, sweep, undefined
-from tinygrok.config import Config
-from tinygrok.model import ATTENTION_MATRICES
-from tinygrok.runs import Run
+from tinygrok.lab import sweep
+from tinygrok.run.runs import Run
+from tinygrok.science import paper, undefined
+from tinygrok.science.config import Config
+from tinygrok.science.model import ATTENTION_MATRICES
 
 console = Console()
 err_console = Console(stderr=True)
@@ -81,7 +82,7 @@ def print_summary(run: Run) -> None:
 
 
 def explain(results: dict, op: Optional[str] = None) -> None:
-    """Each headline number beside the paper's figure for the same measure (tinygrok/paper.py)."""
+    """Each headline number beside the paper's figure for the same measure (tinygrok/science/paper.py)."""
     table = Table(title="what happened", show_lines=False)
     for column in ("quantity", "measured", "paper", "meaning"):
         table.add_column(column)

@@ -6,7 +6,7 @@ import math
 import statistics
 from typing import Iterable, Optional
 
-from tinygrok import undefined
+from tinygrok.science import undefined
 
 
 def first_step(rows: Iterable[dict], key: str, threshold: float) -> Optional[int]:

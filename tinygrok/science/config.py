@@ -9,6 +9,9 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from tinygrok.science import interventions
+from tinygrok.science.data import OPERATIONS, is_prime
+
 
 class ConfigError(ValueError):
     """A setting is out of range; the message names the option and what is allowed."""
@@ -40,7 +43,7 @@ class Config:
     eps: float = _opt(1e-8, "AdamW epsilon")
     clip_norm: float = _opt(1.0, "global gradient-norm clipping threshold (0 = off)")
     hook: str = _opt("none", "intervention around each optimizer step: none, or NAME:KEY=VALUE,... "
-                             "(tinygrok/interventions.py), e.g. weight_noise:sigma=0.001,every=50")
+                             "(tinygrok/science/interventions.py), e.g. weight_noise:sigma=0.001,every=50")
     batch_size: int = _opt(512, "training batch, sampled with replacement")
     batch_shards: int = _opt(2, "the batch gradient is the size-weighted mean over this many contiguous shards, "
                                 "on one core or side by side on several: the numbers never depend on --threads")
@@ -57,9 +60,6 @@ class Config:
     onset_floor: float = _opt(20.0, "curvature onset needs the defect above this too (§7.1; slow regime: 5)")
 
     def __post_init__(self):
-        from tinygrok import interventions  # late imports: neither imports anything from here
-        from tinygrok.data import OPERATIONS, is_prime
-
         checks = [
             ("op", self.op in OPERATIONS, f"one of {', '.join(OPERATIONS)}"),
             ("p", is_prime(self.p), "a prime number"),

@@ -26,9 +26,9 @@ from autograd.numpy.numpy_boxes import ArrayBox
 from autograd.numpy.numpy_vspaces import ArrayVSpace
 from threadpoolctl import threadpool_info
 
-from tinygrok import standin
+from tinygrok.engine import standin
 
-BACKENDS = ("numpy", "cupy", "auto")  # what --backend accepts; tests also use "standin" (tinygrok/standin.py)
+BACKENDS = ("numpy", "cupy", "auto")  # what --backend accepts; tests also use "standin" (tinygrok/engine/standin.py)
 NAME = "numpy"  # the array backend in use
 xp = np  # its array module: asarray, zeros, arange, ... make arrays on its device
 

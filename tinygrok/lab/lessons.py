@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygrok import experiments, parallel
-from tinygrok.runs import Run
+from tinygrok.engine import parallel
+from tinygrok.lab import experiments
+from tinygrok.run.runs import Run
 
 LESSONS_DIR = Path(str(importlib.resources.files("tinygrok.lesson_files")))
 

@@ -15,9 +15,9 @@ from autograd.builtins import tuple as ag_tuple
 from autograd.extend import SparseObject, defvjp, defvjp_argnums, primitive, vspace
 from autograd.scipy.special import erf
 
-from tinygrok import kernels
-from tinygrok.kernels import INV_SQRT2, INV_SQRT2PI
-from tinygrok.model import LN_EPS
+from tinygrok.engine import kernels
+from tinygrok.engine.kernels import INV_SQRT2, INV_SQRT2PI
+from tinygrok.science.model import LN_EPS
 
 
 # ---------------------------------------------------------------- sums, broadcasts and matrix products

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from tinygrok.analysis import curvature_summary, grok_summary
-from tinygrok.geometry import SVD_COMPONENTS, trajectories_to_detection
-from tinygrok.model import param_count
-from tinygrok.pca import trajectory_pca
-from tinygrok.runs import DIMENSIONS, GEOMETRY, PCA, Run
+from tinygrok.run.geometry import SVD_COMPONENTS, trajectories_to_detection
+from tinygrok.run.runs import DIMENSIONS, GEOMETRY, PCA, Run
+from tinygrok.science.analysis import curvature_summary, grok_summary
+from tinygrok.science.model import param_count
+from tinygrok.science.pca import trajectory_pca
 
 
 def training(run: Run | Path | str, axes=None) -> Figure:

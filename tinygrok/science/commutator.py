@@ -13,11 +13,11 @@ from typing import Optional, Protocol
 
 import numpy as np
 
-from tinygrok import undefined
-from tinygrok.config import Config
-from tinygrok.data import Dataset, sample_batch
-from tinygrok.model import attention_layout
-from tinygrok.pca import block_basis
+from tinygrok.science import undefined
+from tinygrok.science.config import Config
+from tinygrok.science.data import Dataset, sample_batch
+from tinygrok.science.model import attention_layout
+from tinygrok.science.pca import block_basis
 
 ETA = 1e-3  # the probe step, fixed in every experiment of the paper (§6.1)
 DEFECT_EPS = 1e-12  # the reference's guard in the denominator

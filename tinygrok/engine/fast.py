@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from autograd import grad
 
-from tinygrok import kernels, ops
-from tinygrok.config import Config
-from tinygrok.model import SEQ_LEN, block_params, count_layers, layout
-from tinygrok.ops import cross_entropy, kernel, layer_norm, linear
+from tinygrok.engine import kernels, ops
+from tinygrok.engine.ops import cross_entropy, kernel, layer_norm, linear
+from tinygrok.science.config import Config
+from tinygrok.science.model import SEQ_LEN, block_params, count_layers, layout
 
 
 def block(x, p: dict, n_heads: int, n_out: int, raw: bool = False) -> dict:

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygrok.config import Config, ConfigError
-from tinygrok.model import attention_layout, param_count
+from tinygrok.science.config import Config, ConfigError
+from tinygrok.science.model import attention_layout, param_count
 
 CONFIG, METRICS, CHECKPOINT, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.npz", "summary.json"
 SNAPSHOTS, THETAS = "snapshots.npy", "thetas.npy"  # growing (S, D) arrays, one row per snapshot

@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from tinygrok import backend
-from tinygrok.model import LN_EPS
+from tinygrok.engine import backend
+from tinygrok.science.model import LN_EPS
 
 INV_SQRT2 = 0.7071067811865476
 INV_SQRT2PI = 0.3989422804014327

@@ -30,10 +30,10 @@ import numpy as np
 from autograd import grad
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
-from tinygrok import backend
-from tinygrok.config import Config
-from tinygrok.fast import flat_grad
-from tinygrok.ops import sum_axis
+from tinygrok.engine import backend
+from tinygrok.engine.fast import flat_grad
+from tinygrok.engine.ops import sum_axis
+from tinygrok.science.config import Config
 
 _cores = 1  # n of the innermost cores(n) context
 _workers: list["Worker"] = []  # its worker processes, started when first needed
@@ -204,7 +204,7 @@ class Worker:
         self.memory = mmap.mmap(self.memory_fd, 2 * capacity)
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         start = (f"import sys; sys.path[0] = {package_root!r}; "  # this tinygrok, not one in the working directory
-                 f"from tinygrok.parallel import serve; serve({self.memory_fd}, {capacity})")
+                 f"from tinygrok.engine.parallel import serve; serve({self.memory_fd}, {capacity})")
         one_thread = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
         self.process = subprocess.Popen(
             [sys.executable, "-c", start], stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -6,12 +6,12 @@ import time
 import tracemalloc
 from typing import Callable
 
-from tinygrok import backend, parallel
-from tinygrok.commutator import defect_sample
-from tinygrok.config import Config
-from tinygrok.data import make_dataset, sample_batch, stream
-from tinygrok.interventions import Hook
-from tinygrok.train import evaluate, fresh_state, train_step
+from tinygrok.engine import backend, parallel
+from tinygrok.run.train import evaluate, fresh_state, train_step
+from tinygrok.science.commutator import defect_sample
+from tinygrok.science.config import Config
+from tinygrok.science.data import make_dataset, sample_batch, stream
+from tinygrok.science.interventions import Hook
 
 
 def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2,

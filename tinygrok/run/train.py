@@ -10,16 +10,17 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from tinygrok import backend, interventions, kernels, parallel
-from tinygrok.analysis import curvature_summary, detection_step, grok_summary
-from tinygrok.commutator import defect_samples, defect_stats
-from tinygrok.config import Config
-from tinygrok.data import Dataset, make_dataset, sample_batch, stream
-from tinygrok.fast import forward
-from tinygrok.interventions import Hook
-from tinygrok.model import attention_vector, flatten, init_params, layout, param_count
-from tinygrok.optim import AdamWState, clip_by_global_norm
-from tinygrok.runs import SNAPSHOTS, THETAS, Run, RunError
+from tinygrok.engine import backend, kernels, parallel
+from tinygrok.engine.fast import forward
+from tinygrok.run.runs import SNAPSHOTS, THETAS, Run, RunError
+from tinygrok.science import interventions
+from tinygrok.science.analysis import curvature_summary, detection_step, grok_summary
+from tinygrok.science.commutator import defect_samples, defect_stats
+from tinygrok.science.config import Config
+from tinygrok.science.data import Dataset, make_dataset, sample_batch, stream
+from tinygrok.science.interventions import Hook
+from tinygrok.science.model import attention_vector, flatten, init_params, layout, param_count
+from tinygrok.science.optim import AdamWState, clip_by_global_norm
 
 EVAL_CHUNK = 512  # examples per forward pass on a CPU: activations stay in the L2 cache (fastest measured)
 DEVICE_EVAL_CHUNK = 16_384  # on a GPU: few large passes, each ending in a synchronising copy of two numbers

@@ -9,16 +9,17 @@ same step; if the executor itself breaks (a local worker process killed), a fres
 """
 from __future__ import annotations
 
+import multiprocessing
 import time
-from concurrent.futures import FIRST_COMPLETED, Executor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Callable, Optional
 
-from tinygrok import experiments
-from tinygrok.experiments import RunSpec
-from tinygrok.runs import METRICS, Run, RunError, directory_lock, read_json, write_json
-from tinygrok.train import Diverged
+from tinygrok.lab import experiments
+from tinygrok.lab.experiments import RunSpec
+from tinygrok.run.runs import METRICS, Run, RunError, directory_lock, read_json, write_json
+from tinygrok.run.train import Diverged
 
 INDEX = "index.json"
 STATES = ("queued", "running", "done", "diverged", "failed")
@@ -151,8 +152,5 @@ def dask_executor(address: str) -> Callable[[], Executor]:
 
 def local_executor(workers: int) -> Callable[[], Executor]:
     """Local worker processes, one core each (experiments.execute runs on one core by default)."""
-    from concurrent.futures import ProcessPoolExecutor
-    import multiprocessing
-
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no copied locks or threads
     return lambda: ProcessPoolExecutor(workers, mp_context=context)

@@ -16,7 +16,7 @@ import math
 import autograd.numpy as np
 from autograd.scipy.special import erf
 
-from tinygrok.config import Config
+from tinygrok.science.config import Config
 
 SEQ_LEN = 2  # the input is just [a, b] (PAPER.md §1.2)
 LN_EPS = 1e-5  # torch.nn.LayerNorm's default (PAPER.md §2)

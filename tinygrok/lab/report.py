@@ -10,9 +10,10 @@ from typing import Optional
 import numpy as np
 from matplotlib.figure import Figure
 
-from tinygrok import analysis, config, experiments, interventions, paper, undefined
-from tinygrok.runs import Run, read_json, write_text
-from tinygrok.sweep import INDEX, outcome, summary
+from tinygrok.lab import experiments
+from tinygrok.lab.sweep import INDEX, outcome, summary
+from tinygrok.run.runs import Run, read_json, write_text
+from tinygrok.science import analysis, config, interventions, paper, undefined
 
 REPORT = "report.md"
 
@@ -88,7 +89,7 @@ def _runs(runs: list[dict]) -> list[str]:
 
 
 def _undefined(runs: list[dict]) -> list[str]:
-    """Each run's values that do not exist (a defect of exactly 0, tinygrok/undefined.py): how many, and why."""
+    """Each run's values that do not exist (a defect of exactly 0, tinygrok/science/undefined.py): how many, and why."""
     rows = [[r["name"], keys, f"{c['records']} of {c['of']}", c["why"]]
             for r in runs for keys, c in undefined.grouped(r.get("undefined") or {})]
     if not rows:
@@ -287,7 +288,7 @@ def _measured_vs_paper(runs: list[dict], fit: Optional[dict]) -> list[str]:
     return ["## Measured vs paper", "",
             "Over this sweep's runs at their preset's learning rate (the power law: over all rates): mean ± sd "
             "[min-max] (n), beside "
-            "the paper's figure for the same measure (tinygrok/paper.py); *overlaps*: the measured range meets the "
+            "the paper's figure for the same measure (tinygrok/science/paper.py); *overlaps*: the measured range meets the "
             "paper's.", "", _table(["quantity", "measured", "paper", "measure", "overlaps"], rows), ""]
 
 

@@ -1,0 +1,2 @@
+"""One run on disk: its directory (every file name, atomic writes, locks, resume: runs), the training loop that
+fills it (train), the geometry computed from what it recorded (geometry) and its figures (plots)."""
