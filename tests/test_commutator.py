@@ -7,11 +7,12 @@ from tinygrok.engine.fast import flat_grad
 from tinygrok.engine.parallel import Derivatives
 from tinygrok.run.runs import Run
 from tinygrok.run.train import train
-from tinygrok.science.commutator import (alignment, defect_sample, lie_bracket, random_basis, subspace_ratios,
+from tinygrok.science.commutator import (alignment, defect_sample, lie_bracket, subspace_ratios,
                                  weight_svd_basis)
 from tinygrok.science.config import Config
 from tinygrok.science.data import make_dataset, sample_batch, stream
 from tinygrok.science.model import flatten, init_params, layout
+from tinygrok.science.pca import random_basis
 
 
 def test_defect_over_eta_squared_converges_to_the_lie_bracket():

@@ -9,11 +9,12 @@ from tinygrok.engine.parallel import Derivatives
 from tinygrok.run.runs import METRICS, Run
 from tinygrok.run.train import fresh_state, train
 from tinygrok.science import interventions
-from tinygrok.science.commutator import defect_samples, random_basis
+from tinygrok.science.commutator import defect_samples
 from tinygrok.science.config import preset
 from tinygrok.science.data import make_dataset
 from tinygrok.science.interventions import Context, orthogonal_part, parse
 from tinygrok.science.model import param_count
+from tinygrok.science.pca import random_basis
 
 CFG = preset("classroom", batch_size=64)
 DATA = make_dataset(CFG.op, CFG.p, CFG.train_frac, CFG.seed)

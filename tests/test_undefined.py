@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from tinygrok.science import analysis, undefined
-from tinygrok.science.commutator import alignment, projection_fractions, random_basis, subspace_ratios
+from tinygrok.science.commutator import alignment, projection_fractions, subspace_ratios
+from tinygrok.science.pca import random_basis
 
 P, K = 400, 4
 RNG = np.random.default_rng(0)

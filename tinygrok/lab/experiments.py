@@ -23,11 +23,11 @@ from tinygrok.run import geometry, plots
 from tinygrok.run.runs import CHECKPOINT, HOOK_BASIS, METRICS, Run, RunError
 from tinygrok.run.train import StepCallback, diverged, train
 from tinygrok.science import config, interventions
-from tinygrok.science.commutator import random_basis
 from tinygrok.science.config import Config, ConfigError
 from tinygrok.science.data import stream
 from tinygrok.science.model import attention_layout, param_count
 from tinygrok.science.paper import GROKKING_OPS, NON_GROKKING_OPS
+from tinygrok.science.pca import random_basis
 
 # The walkthrough's additions to its preset (PAPER.md §6.2, the generalization-dynamics runs): K = 5 commutator
 # samples every 100 steps, training continued 1,000 steps past detection; all parameters saved every 200 steps

@@ -13,12 +13,12 @@ from tinygrok.engine import backend, parallel
 from tinygrok.run.runs import SNAPSHOTS, THETAS, Run, RunError
 from tinygrok.science import undefined
 from tinygrok.science.analysis import by_defect_level, curvature_summary, detection_step, grok_summary, memorization_phase
-from tinygrok.science.commutator import (alignment, defect_samples, defect_stats, random_basis, singular_directions,
+from tinygrok.science.commutator import (alignment, defect_samples, defect_stats, singular_directions,
                                  subspace_ratios, weight_svd_basis)
 from tinygrok.science.config import Config
 from tinygrok.science.data import make_dataset, stream
 from tinygrok.science.model import attention_layout, param_count
-from tinygrok.science.pca import analyse_trajectories, execution_basis, trajectory_pca
+from tinygrok.science.pca import analyse_trajectories, execution_basis, random_basis, trajectory_pca
 BASIS_COMPONENTS = 2  # top-2 components per matrix: K = layers * 4 * 2 (§5.5)
 SVD_COMPONENTS = 3  # the reference control's top-3 singular pairs per matrix: K = layers * 4 * 3 (§6.4)
 ALIGNMENT_SAMPLES = 12  # the converse's commutator vectors per saved theta (§6.5)

@@ -80,14 +80,6 @@ def projection_fractions(delta: np.ndarray, basis: np.ndarray) -> tuple[Optional
     return undefined.ratio(proj, full), undefined.ratio(math.sqrt(max(0.0, full**2 - proj**2)), full)
 
 
-def random_basis(n_params: int, k: int, rng: np.random.Generator) -> np.ndarray:
-    """A uniformly random k-dimensional orthonormal basis of R^P (P, k): a Gaussian matrix G orthonormalised as
-    G R^-1 with R^T R = G^T G (Cholesky QR: exact enough, as G is near-orthogonal when k << P; 30x faster
-    than Householder QR at P = 290,401)."""
-    g = rng.standard_normal((n_params, k))
-    return g @ np.linalg.inv(np.linalg.cholesky(g.T @ g).T)
-
-
 def singular_directions(w: np.ndarray, k: int) -> np.ndarray:
     """The unit rank-one matrices u_i v_i^T of w's top-k singular pairs (all of them if it has fewer), flattened:
     (k, D), orthonormal rows."""

