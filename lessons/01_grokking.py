@@ -32,7 +32,7 @@
 # %%
 import numpy as np
 
-from tinygrok.lab import experiments, lessons
+from tinygrok.lab import lessons, recipes
 from tinygrok.run import plots
 from tinygrok.science import analysis
 from tinygrok.science.data import OPERATIONS, all_pairs, make_dataset
@@ -67,7 +67,7 @@ lessons.check("1b", answer_1b, OPERATIONS["sub"][0](np.array(3), np.array(5)) % 
 # steps), with AdamW and weight decay (lesson 4), and keeps the run in `runs/lessons/`.
 
 # %%
-run = lessons.run(experiments.spec("train", "classroom"))
+run = lessons.run(recipes.spec("train", "classroom"))
 rows = run.metrics()
 steps = analysis.grok_summary(rows)
 print(f"memorized (train accuracy >= 95%) at step {steps['memorization_step']}")
@@ -92,7 +92,7 @@ lessons.check("1c", answer_1c, analysis.first_step(rows, "test_acc", 0.5),
 
 # %% [markdown]
 # ## Going further
-# - Train an operation that never groks: `experiments.spec("train", "classroom", op="x2_xy_y2", max_steps=3000)`.
+# - Train an operation that never groks: `recipes.spec("train", "classroom", op="x2_xy_y2", max_steps=3000)`.
 #   What do its training and test accuracies do?
 # - Give the model less data: `train_frac=0.3`. Does it still grok, and later or sooner?
 # - The paper's own model: `tinygrok train --op add` (p = 97, width 128), or lesson 7.

@@ -22,11 +22,11 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from tinygrok.engine import fast
-from tinygrok.lab import experiments, lessons
+from tinygrok.lab import lessons, recipes
 from tinygrok.science import config, model
 from tinygrok.science.data import all_pairs
 
-run = lessons.run(experiments.spec("train", "classroom"))
+run = lessons.run(recipes.spec("train", "classroom"))
 cfg = run.config()
 params = run.load_checkpoint()[0]  # name -> array, e.g. "blocks.0.W_Q" (d, d)
 for name in ("W_E", "W_pos", "blocks.0.W_Q", "blocks.0.W_in", "W_U"):
@@ -126,6 +126,6 @@ print(f"largest difference over all pairs: {difference:.1e} (logits of size {np.
 # ## Going further
 # - Recompute `q`, `k` and `weights` for all the `pairs` (not just 3 examples) and draw `weights[:, head, 0, 1]`
 #   as a p x p image for head = 0, 1, 2, 3: do the heads attend differently for different a and b?
-# - Run the image for `op="sub"` or `op="x2_y2"` (train it with `lessons.run(experiments.spec("train",
+# - Run the image for `op="sub"` or `op="x2_y2"` (train it with `lessons.run(recipes.spec("train",
 #   "classroom", op="sub"))`): what pattern does the right answer make?
 # - Read `tinygrok/engine/fast.py`: where does it skip position 1 in the last block, and why is that allowed?

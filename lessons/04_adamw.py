@@ -24,7 +24,7 @@
 import numpy as np
 from matplotlib.figure import Figure
 
-from tinygrok.lab import experiments, lessons
+from tinygrok.lab import lessons, recipes
 from tinygrok.science.optim import AdamWState, adamw_step, clip_by_global_norm
 
 theta = np.array([1.0, -2.0])
@@ -63,7 +63,7 @@ steps = lessons.pick(4000, 3000)
 variants = {"AdamW, decay 1": dict(),  # lesson 1's run: it stops at grokking anyway
             "Adam + L2 0.001": dict(weight_decay=0.0, hook="l2:lam=0.001", max_steps=steps),
             "no decay": dict(weight_decay=0.0, max_steps=steps)}
-runs = {name: lessons.run(experiments.spec("train", "classroom", **settings)) for name, settings in variants.items()}
+runs = {name: lessons.run(recipes.spec("train", "classroom", **settings)) for name, settings in variants.items()}
 for name, run in runs.items():
     result = run.summary()
     print(f"{name:16s} memorized at {result['memorization_step']}, test acc >= 90% at {result['grok_step_90']}, "

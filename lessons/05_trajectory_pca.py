@@ -20,13 +20,13 @@
 import numpy as np
 from matplotlib.figure import Figure
 
-from tinygrok.lab import experiments, lessons
+from tinygrok.lab import lessons, recipes
 from tinygrok.run import geometry, plots
 from tinygrok.science import paper
 from tinygrok.science.data import stream
 from tinygrok.science.pca import pc1_share, random_walk_null
 
-run = lessons.run(experiments.spec("train", "classroom"))
+run = lessons.run(recipes.spec("train", "classroom"))
 pca, basis = geometry.analyse_pca(run)  # writes pca.json and basis.npy into the run
 print(f"the paper: PC1 {paper.PC1.quoted}. This run: {pca['snapshots']} snapshots, up to step {pca['last_step']}")
 for name, share in pca["pc1"].items():
@@ -100,7 +100,7 @@ lessons.check("5c", answer_5c, max(pca["pc1"], key=pca["pc1"].get), hint="Look a
 
 # %% [markdown]
 # ## Going further
-# - The paper's W_V is always the most concentrated. Is it here? Try other seeds: `experiments.spec("train",
+# - The paper's W_V is always the most concentrated. Is it here? Try other seeds: `recipes.spec("train",
 #   "classroom", seed=137)`.
 # - `tinygrok.science.pca.expanding_window_pc1` gives PC1 for the first t snapshots: how does it change as the run groks?
 # - Runs that never grok (`op="x2_xy_y2"`) have far lower PC1 in the paper (PAPER.md §10, row 2): check it.

@@ -28,12 +28,12 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from tinygrok.engine.parallel import Derivatives
-from tinygrok.lab import experiments, lessons
+from tinygrok.lab import lessons, recipes
 from tinygrok.science import model
 from tinygrok.science.commutator import defect_sample, lie_bracket
 from tinygrok.science.data import make_dataset, sample_batch, stream
 
-run = lessons.run(experiments.spec("train", "classroom"))
+run = lessons.run(recipes.spec("train", "classroom"))
 cfg = run.config().replace(dtype="float64")  # float64: the small-η limit needs the precision
 trained = model.flatten({k: v.astype(cfg.dtype) for k, v in run.load_checkpoint()[0].items()})
 initial = model.flatten(model.init_params(cfg, stream(cfg.seed, "init")))

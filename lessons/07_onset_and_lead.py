@@ -18,11 +18,11 @@
 # %%
 import numpy as np
 
-from tinygrok.lab import experiments, lessons
+from tinygrok.lab import lessons, recipes
 from tinygrok.run import plots
 from tinygrok.science import analysis, paper
 
-spec = experiments.spec("walkthrough", lessons.pick("paper", "classroom"))
+spec = recipes.spec("walkthrough", lessons.pick("paper", "classroom"))
 run = lessons.run(spec)
 cfg, rows = run.config(), run.metrics()
 probed = [r for r in rows if r.get("defect") is not None]
@@ -91,7 +91,7 @@ lessons.check("7c", answer_7c, run.summary()["lead_steps"] / run.summary()["grok
 
 # %% [markdown]
 # ## Going further
-# - One run is one sample: run other seeds (`experiments.spec("walkthrough", "paper", seed=137)`), and the other
+# - One run is one sample: run other seeds (`recipes.spec("walkthrough", "paper", seed=137)`), and the other
 #   operations. The paper's sign test: all of its 12 runs had a positive lead (PAPER.md §7.3).
 # - A control: an operation that never groks, `op="x2_xy_y2", max_steps=7500`. Does its defect rise, and how far?
 #   Compare `run.summary()["defect_growth_run"]` with `paper.BY_KEY["defect_growth_run"]` and PAPER.md §10 #13.

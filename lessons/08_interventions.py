@@ -32,7 +32,7 @@
 import numpy as np
 from matplotlib.figure import Figure
 
-from tinygrok.lab import experiments, lessons
+from tinygrok.lab import lessons, recipes
 from tinygrok.science import interventions
 
 answer_8a = None  # your answer
@@ -53,7 +53,7 @@ settings = dict(max_steps=CAP, probe_every=0, extra_steps=lessons.pick(500, 0)) 
 
 
 def intervention(arm: str, dose: float):
-    return lessons.run(experiments.intervention(arm, dose, preset="classroom", **settings))
+    return lessons.run(recipes.intervention(arm, dose, preset="classroom", **settings))
 
 
 def outcome(run) -> str:
@@ -61,7 +61,7 @@ def outcome(run) -> str:
     return f"grokked at step {step}" if step else f"did not grok within {CAP} steps (DNF)"
 
 
-baseline = lessons.run(experiments.baseline(experiments.intervention("project", 0.0, preset="classroom",
+baseline = lessons.run(recipes.baseline(recipes.intervention("project", 0.0, preset="classroom",
                                                                      **settings)))
 print(f"baseline: grokked at step {baseline.summary()['grok_step']}; execution basis {baseline.basis().shape}")
 
@@ -131,9 +131,9 @@ lessons.check("8c", answer_8c, (runs["curvature kicks"].summary()["grok_step"],
 #   +800 steps, and no grokking at s = 1 (PAPER.md §8.3). `tinygrok sweep dose-response --ops add` runs the
 #   paper's grid, and `tinygrok report` draws it.
 # - The ablation: the same projection with a random 16-dimensional basis,
-#   `lessons.run(experiments.intervention("project", 1.0, "random", preset="classroom", **settings))`. Does
+#   `lessons.run(recipes.intervention("project", 1.0, "random", preset="classroom", **settings))`. Does
 #   removing everything outside a *random* subspace stop grokking too? What does that say about the claim?
-# - Other seeds: `experiments.intervention("sustained_kick", 100.0, preset="classroom", seed=137, **settings)`,
+# - Other seeds: `recipes.intervention("sustained_kick", 100.0, preset="classroom", seed=137, **settings)`,
 #   and the same for random kicks and s = 0, and smaller kicks (alpha = 20). Do curvature kicks hold grokking
 #   back for every seed, and at every size? On the paper's model: `tinygrok sweep kicks` (27 runs; hours on a CPU).
 # - Noise outside the subspace (`"noise"`, eps = 0.1) and a single large kick at step 500 (`"kick"`, alpha = 10):

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 from typer.testing import CliRunner
 
 from tinygrok.cli import app as cli
-from tinygrok.lab import experiments, sweep
+from tinygrok.lab import recipes, sweep
 from tinygrok.science.config import Config
 
 TINY = ["--p", "7", "--d-model", "8", "--n-heads", "2", "--d-ff", "8", "--batch-size", "8", "--eval-every", "5",
@@ -47,7 +47,7 @@ def stubbed(places):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(places["root"])  # default run directories land here, not in the repository
-        mp.setattr(experiments, "execute", execute)
+        mp.setattr(recipes, "execute", execute)
         mp.setattr(sweep, "run_grid", lambda specs, out, index, *a, **k: index)
         mp.setattr(sweep, "dask_executor", lambda address: None)
         mp.setattr("tinygrok.lab.bench.bench", lambda cfg, threads, repeats: {"train_step_ms": 1.0, "eval_ms": 1.0,

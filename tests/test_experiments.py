@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinygrok.lab import experiments
+from tinygrok.lab import grids, recipes
 from tinygrok.run.runs import CHECKPOINT, METRICS, SUMMARY, Run, RunError
 from tinygrok.run.train import fresh_state, train_step
 from tinygrok.science import interventions, paper
@@ -25,7 +25,7 @@ NOISE = "weight_noise:sigma=0.003,every=50"
 
 
 def classroom(**settings):
-    return experiments.spec("train", "classroom", **{"max_steps": 400, **settings})
+    return recipes.spec("train", "classroom", **{"max_steps": 400, **settings})
 
 
 def start_killable(args: list[str], cwd=None) -> subprocess.Popen:
@@ -50,45 +50,45 @@ def test_names_derive_from_every_setting_that_differs_from_the_preset():
     grid = [classroom(lr=lr) for lr in (1e-3, 3e-3, 1e-2)]
     assert [s.name for s in grid] == ["classroom_add_s42_lr0.001_max_steps400", "classroom_add_s42_max_steps400",
                                       "classroom_add_s42_lr0.01_max_steps400"]  # 3e-3 is the preset's own lr
-    assert experiments.spec("walkthrough").name == "grok_paper_add_s42"
-    assert experiments.spec("train", op="mul", seed=7, hook=NOISE).name == \
+    assert recipes.spec("walkthrough").name == "grok_paper_add_s42"
+    assert recipes.spec("train", op="mul", seed=7, hook=NOISE).name == \
         "paper_mul_s7_hookweight_noise-sigma0.003-every50"
     with pytest.raises(ConfigError, match="walkthrough"):
-        experiments.spec("walkthrough", "slow")
+        recipes.spec("walkthrough", "slow")
 
 
 def test_a_process_pool_runs_specs_skips_them_when_done_and_resumes_a_killed_one(tmp_path):
     """Acceptance a: the library function alone, in worker processes."""
     specs = [classroom(lr=3e-3), classroom(lr=1e-3)]
     with ProcessPoolExecutor(2) as pool:
-        results = list(pool.map(experiments.execute, specs, [tmp_path] * 2))
+        results = list(pool.map(recipes.execute, specs, [tmp_path] * 2))
     runs = [Run(tmp_path / s.name) for s in specs]
     assert [r["steps"] for r in results] == [400, 400] and [run.summary() for run in runs] == results
     before = [(run.path / METRICS).read_bytes() for run in runs], [(run.path / SUMMARY).stat().st_mtime_ns
                                                                    for run in runs]
     with ProcessPoolExecutor(2) as pool:
-        again = list(pool.map(experiments.execute, specs, [tmp_path] * 2))
+        again = list(pool.map(recipes.execute, specs, [tmp_path] * 2))
     assert again == results  # skipped: nothing rewritten
     assert before == ([(run.path / METRICS).read_bytes() for run in runs],
                       [(run.path / SUMMARY).stat().st_mtime_ns for run in runs])
 
     killed = classroom(max_steps=600)
-    script = ("from tinygrok.lab import experiments as x; "
+    script = ("from tinygrok.lab import recipes as x; "
               f"x.execute(x.spec('train', 'classroom', max_steps=600), {str(tmp_path / 'killed')!r})")
     kill_after(start_killable(["-c", script]), tmp_path / "killed" / killed.name, 3)
-    experiments.execute(killed, tmp_path / "killed")
-    experiments.execute(killed, tmp_path / "whole")
+    recipes.execute(killed, tmp_path / "killed")
+    recipes.execute(killed, tmp_path / "whole")
     assert (tmp_path / "killed" / killed.name / METRICS).read_bytes() == \
         (tmp_path / "whole" / killed.name / METRICS).read_bytes()
 
 
 def test_a_directory_holding_other_settings_is_refused_unchanged(tmp_path):
     spec = classroom(max_steps=100)
-    experiments.execute(spec, tmp_path)
+    recipes.execute(spec, tmp_path)
     before = (tmp_path / spec.name / "config.json").read_text()
-    other = experiments.RunSpec(spec.config.replace(lr=1e-2), "train", "classroom")
+    other = recipes.RunSpec(spec.config.replace(lr=1e-2), "train", "classroom")
     with pytest.raises(RunError, match="other settings.*lr"):
-        experiments.execute(other, path=tmp_path / spec.name)
+        recipes.execute(other, path=tmp_path / spec.name)
     assert (tmp_path / spec.name / "config.json").read_text() == before
 
 
@@ -165,9 +165,9 @@ def test_importing_the_plots_leaves_the_backend_alone_and_every_figure_draws_in_
     from matplotlib.figure import Figure
 
     from tinygrok.run import plots
-    spec = experiments.spec("walkthrough", "classroom", max_steps=600, probe_samples=2)
+    spec = recipes.spec("walkthrough", "classroom", max_steps=600, probe_samples=2)
     run = Run(tmp_path / spec.name)
-    experiments.execute(spec, tmp_path)
+    recipes.execute(spec, tmp_path)
     assert plots.available(run) == [name for name in plots.FIGURES if name != "dimensions"]  # tinygrok dimensions'
     assert run.stages() == ["train", "geometry", "figures"]
     assert {ref.key for ref in (*paper.WALKTHROUGH, paper.PC1)} <= set(run.summary())  # each beside its measure
@@ -182,14 +182,14 @@ def test_importing_the_plots_leaves_the_backend_alone_and_every_figure_draws_in_
 def test_an_analysis_of_an_unfinished_walkthrough_is_redone_when_training_ends(tmp_path):
     """Training is the first stage: recording it drops what an analysis of the half-trained run had recorded."""
     from tinygrok.run import geometry
-    spec = experiments.spec("walkthrough", "classroom", max_steps=600, probe_samples=2)
-    script = ("from tinygrok.lab import experiments as x; x.execute(x.spec('walkthrough', 'classroom', max_steps=600, "
+    spec = recipes.spec("walkthrough", "classroom", max_steps=600, probe_samples=2)
+    script = ("from tinygrok.lab import recipes as x; x.execute(x.spec('walkthrough', 'classroom', max_steps=600, "
               f"probe_samples=2), {str(tmp_path)!r})")
     run = Run(tmp_path / spec.name)
     kill_after(start_killable(["-c", script]), run.path, 4)
     early = geometry.analyse(run)[0]  # a look at the run so far (tinygrok pca / commutator do this)
     assert run.stages() == ["geometry"]
-    final = experiments.execute(spec, tmp_path)
+    final = recipes.execute(spec, tmp_path)
     assert run.stages() == ["train", "geometry", "figures"] and final["steps"] == 600
     assert run.pca()["last_step"] == 600 and final["pc1"] != early["pc1"]
 
@@ -209,8 +209,8 @@ def test_the_walkthrough_runs_end_to_end_in_float64(tmp_path):
 def test_the_pca_recipe_trains_then_records_the_trajectory_pca(tmp_path):
     from tinygrok.run.geometry import run_trajectories
     from tinygrok.science.pca import pc1_share
-    spec = experiments.spec("pca", "classroom", max_steps=300)
-    results = experiments.execute(spec, tmp_path)
+    spec = recipes.spec("pca", "classroom", max_steps=300)
+    results = recipes.execute(spec, tmp_path)
     run = Run(tmp_path / spec.name)
     assert run.stages() == ["train", "pca"] and results["steps"] == 300 and run.has("basis.npy")
     trajectories = run_trajectories(run, spec.config)  # snapshots at steps 0, 100, 200, 300
@@ -226,16 +226,16 @@ def test_settings_that_name_the_same_run_give_the_same_name():
 
 def test_a_saved_spec_continues_the_run_under_its_preset_and_name(tmp_path):
     spec = classroom(max_steps=200)
-    experiments.execute(spec, tmp_path)
-    again = experiments.saved_spec(tmp_path / spec.name)
+    recipes.execute(spec, tmp_path)
+    again = recipes.saved_spec(tmp_path / spec.name)
     assert again == spec and again.name == spec.name
     with pytest.raises(RunError, match="--lr"):
-        experiments.saved_spec(tmp_path / spec.name, lr=0.5)
+        recipes.saved_spec(tmp_path / spec.name, lr=0.5)
 
 
 def test_a_summary_of_tinygrok_0_1_still_reads(tmp_path):
     spec = classroom(max_steps=100)
-    experiments.execute(spec, tmp_path)
+    recipes.execute(spec, tmp_path)
     run = Run(tmp_path / spec.name)
     flat = {**run.summary(), **run.environment()}
     (run.path / SUMMARY).write_text(json.dumps(flat))  # how 0.1 wrote it
@@ -258,46 +258,46 @@ def test_the_l2_hook_adds_lam_theta_to_the_clipped_gradient():
 
 
 def test_the_paper_grids_and_their_filters():
-    grids = {name: experiments.grid(name) for name in ("table1", "pca", "lr-sweep", "slow", "controls",
+    by_name = {name: grids.grid(name) for name in ("table1", "pca", "lr-sweep", "slow", "controls",
                                                        "float64-check")}  # interventions: their own test
-    assert {name: len(specs) for name, specs in grids.items()} == {"table1": 15, "pca": 36, "lr-sweep": 72, "slow": 2,
+    assert {name: len(specs) for name, specs in by_name.items()} == {"table1": 15, "pca": 36, "lr-sweep": 72, "slow": 2,
                                                                    "controls": 12, "float64-check": 2}
-    assert len({s.name for specs in grids.values() for s in specs}) == 139 - 1  # float32's add s42 is table1's
+    assert len({s.name for specs in by_name.values() for s in specs}) == 139 - 1  # float32's add s42 is table1's
     assert all(s.recipe == "walkthrough" and (s.config.probe_every, s.config.probe_samples, s.config.theta_every,
-                                              s.config.extra_steps) == (100, 7, 100, 1500) for s in grids["controls"])
-    assert [(s.config.op, s.config.seed, s.config.dtype) for s in grids["float64-check"]] == [
+                                              s.config.extra_steps) == (100, 7, 100, 1500) for s in by_name["controls"])
+    assert [(s.config.op, s.config.seed, s.config.dtype) for s in by_name["float64-check"]] == [
         ("add", 42, "float32"), ("add", 42, "float64")]
-    table1 = grids["table1"]
+    table1 = by_name["table1"]
     assert all(s.recipe == "walkthrough" and s.config.probe_every == 100 and s.config.probe_samples == 5
                and s.config.extra_steps == 1000 for s in table1)
     assert sorted((s.config.op, s.config.max_steps, s.config.weight_decay) for s in table1 if s.config.seed == 42
-                  and (s.config.op not in experiments.GROKKING_OPS or s.config.weight_decay == 0)) == \
+                  and (s.config.op not in grids.GROKKING_OPS or s.config.weight_decay == 0)) == \
         [("add", 5000, 0.0), ("x2_xy_y2", 7500, 1.0), ("x3_xy", 7500, 1.0)]
-    assert {s.config.lr for s in grids["lr-sweep"]} == set(experiments.LEARNING_RATES)
+    assert {s.config.lr for s in by_name["lr-sweep"]} == set(grids.LEARNING_RATES)
     assert all(s.recipe == "pca" and s.config.snapshot_every == (100 if s.config.weight_decay else 500)
-               for s in grids["pca"])
-    small = experiments.grid("lr-sweep", experiments.Filters(ops=("add",), seeds=(42, 137), lrs=(1e-3, 1e-2),
+               for s in by_name["pca"])
+    small = grids.grid("lr-sweep", grids.Filters(ops=("add",), seeds=(42, 137), lrs=(1e-3, 1e-2),
                                                              max_steps=3000, preset="classroom"))
     assert len(small) == 4 and all(s.preset == "classroom" and s.config.max_steps == 3000 and s.config.p == 59
                                    for s in small)
     with pytest.raises(ConfigError, match="leave no run"):
-        experiments.grid("pca", experiments.Filters(lrs=(0.5,)))
+        grids.grid("pca", grids.Filters(lrs=(0.5,)))
     with pytest.raises(ConfigError, match="unknown experiment 'table2'"):
-        experiments.grid("table2")
+        grids.grid("table2")
     with pytest.raises(ConfigError, match="--preset"):
-        experiments.grid("slow", experiments.Filters(preset="classroom"))
+        grids.grid("slow", grids.Filters(preset="classroom"))
 
 
 def test_cpu_estimates_follow_the_bench_and_the_expected_steps():
     costs = {"train_step_ms": 30.0, "eval_ms": 200.0, "commutator_sample_ms": 100.0}
-    add = experiments.spec("walkthrough", op="add")
-    assert experiments.expected_steps(add.config) == 3000 + 1000
-    assert experiments.estimate_cpu_seconds(add, costs) == pytest.approx(4000 * (30 + 2 + 5) / 1e3)
-    slow_lr = experiments.spec("train", op="add", lr=1e-4)
-    assert experiments.expected_steps(slow_lr.config) == 30_000  # ~34k in the paper
-    assert experiments.expected_steps(experiments.spec("train", op="x3_xy").config) == 200_000  # never groks
-    assert experiments.expected_steps(experiments.intervention("project", 1.0).config) == 15_000  # DNF: the cap
-    assert experiments.expected_steps(experiments.intervention("project", 0.5).config) == 4000
+    add = recipes.spec("walkthrough", op="add")
+    assert grids.expected_steps(add.config) == 3000 + 1000
+    assert grids.estimate_cpu_seconds(add, costs) == pytest.approx(4000 * (30 + 2 + 5) / 1e3)
+    slow_lr = recipes.spec("train", op="add", lr=1e-4)
+    assert grids.expected_steps(slow_lr.config) == 30_000  # ~34k in the paper
+    assert grids.expected_steps(recipes.spec("train", op="x3_xy").config) == 200_000  # never groks
+    assert grids.expected_steps(recipes.intervention("project", 1.0).config) == 15_000  # DNF: the cap
+    assert grids.expected_steps(recipes.intervention("project", 0.5).config) == 4000
 
 
 def test_the_experiments_command_lists_each_grid_with_an_estimate():

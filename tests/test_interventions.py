@@ -5,8 +5,10 @@ import re
 import numpy as np
 import pytest
 
+from test_cli import assert_refused, tinygrok
 from tinygrok.engine.parallel import Derivatives
-from tinygrok.run.runs import METRICS, Run
+from tinygrok.lab import grids, recipes, report
+from tinygrok.run.runs import METRICS, Run, RunError
 from tinygrok.run.train import fresh_state, train
 from tinygrok.science import interventions
 from tinygrok.science.commutator import defect_samples
@@ -143,23 +145,21 @@ def test_bad_intervention_parameters_are_refused():
 
 
 def test_intervention_grids_put_each_baseline_first_and_name_every_arm():
-    from tinygrok.lab import experiments
-    grids = {name: experiments.grid(name) for name in ("dose-response", "interventions-add", "kicks")}
-    assert {name: len(specs) for name, specs in grids.items()} == {"dose-response": 12 + 60,
+    by_name = {name: grids.grid(name) for name in ("dose-response", "interventions-add", "kicks")}
+    assert {name: len(specs) for name, specs in by_name.items()} == {"dose-response": 12 + 60,
                                                                    "interventions-add": 3 + 63, "kicks": 3 + 27}
-    waves = experiments.waves(grids["dose-response"])
+    waves = recipes.waves(by_name["dose-response"])
     assert [len(w) for w in waves] == [12, 60] and all(s.recipe == "pca" for s in waves[0])
     for s in waves[1]:
-        base = experiments.baseline(s)
+        base = recipes.baseline(s)
         assert base.name in {b.name for b in waves[0]} and base.config.hook == "none" and not base.config.probe_every
         assert (base.config.op, base.config.seed, base.config.lr) == (s.config.op, s.config.seed, s.config.lr)
         assert s.config.probe_every == 100 and s.config.extra_steps == 1000 and s.config.max_steps == 15_000
-    hooks = sorted(s.config.hook for s in grids["interventions-add"] if s.config.seed == 42 and s.recipe == "intervene")
+    hooks = sorted(s.config.hook for s in by_name["interventions-add"] if s.config.seed == 42 and s.recipe == "intervene")
     assert len(hooks) == len(set(hooks)) == 1 + 4 * 4 + 4 and "none" in hooks and "project:s=1.0,basis=random,start=500" in hooks
 
 
 def test_intervene_builds_the_baseline_once_and_gives_the_run_its_basis(tmp_path):
-    from test_cli import tinygrok
     result = tinygrok("intervene", "--arm", "project", "--dose", "1.0", "--preset", "classroom", "--max-steps", "200",
                       "--out", str(tmp_path / "project"))
     assert result.returncode == 0, result.stderr
@@ -183,14 +183,11 @@ def test_intervene_builds_the_baseline_once_and_gives_the_run_its_basis(tmp_path
 
 
 def test_an_intervention_without_its_baseline_is_refused(tmp_path):
-    from tinygrok.lab import experiments
-    from tinygrok.run.runs import RunError
     with pytest.raises(RunError, match="needs its baseline run"):
-        experiments.execute(experiments.intervention("project", 0.5, preset="classroom", max_steps=100), tmp_path)
+        recipes.execute(recipes.intervention("project", 0.5, preset="classroom", max_steps=100), tmp_path)
 
 
 def test_the_report_gives_grok_step_delay_and_dnf_per_arm_beside_the_paper():
-    from tinygrok.lab import report
     runs = [{"op": "add", "recipe": "intervene", "hook": hook, "grok_step": step, "max_steps": 15000}
             for hook, step in (("none", 3000), ("none", 3400), ("project:s=0.5,basis=pca,start=500", 3300),
                                ("project:s=0.5,basis=pca,start=500", 3700), ("project:s=1.0,basis=pca,start=500", None),
@@ -205,7 +202,6 @@ def test_the_report_gives_grok_step_delay_and_dnf_per_arm_beside_the_paper():
 
 def test_without_a_probed_arm_the_interventions_are_measured_against_their_baselines():
     """A sweep of arms alone (no probed no-hook arm) measures them against the baselines it ran first."""
-    from tinygrok.lab import report
     base = [{"name": f"base{seed}", "op": "mul", "recipe": "pca", "hook": "none", "grok_step": step,
              "max_steps": 15000} for seed, step in ((1, 2800), (2, 3000))]
     arms = [{"name": f"kick{seed}", "op": "mul", "recipe": "intervene", "hook": "kick:alpha=10.0",
@@ -226,6 +222,5 @@ def test_a_zero_direction_gives_no_kick():
                                         (["--arm", "project", "--dose", "2"], "s=2.0 is not allowed"),
                                         (["--arm", "project", "--resume", "--force"], "contradict")])
 def test_bad_interventions_are_refused_in_one_line_before_any_training(args, words, tmp_path):
-    from test_cli import assert_refused, tinygrok
     assert_refused(tinygrok("intervene", *args, "--preset", "classroom", "--out", str(tmp_path / "run")), words)
     assert not any(tmp_path.iterdir())  # no baseline was trained

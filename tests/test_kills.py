@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinygrok.lab import experiments, sweep
+from tinygrok.lab import recipes, sweep
 from tinygrok.run import runs
 from tinygrok.run.runs import CHECKPOINT, METRICS, SNAPSHOTS, SUMMARY, THETAS, Run
 from tinygrok.science import config
 
 CFG = dict(max_steps=40, eval_every=10, snapshot_every=5, theta_every=10, probe_every=20, probe_samples=2)
-SPEC = experiments.RunSpec(config.preset("classroom", **CFG), "train", "classroom")
+SPEC = recipes.RunSpec(config.preset("classroom", **CFG), "train", "classroom")
 KINDS = (METRICS, SNAPSHOTS, THETAS, CHECKPOINT, SUMMARY)
 PAGE = 4096
 EVERYWHERE = os.environ.get("TINYGROK_KILLS") == "all"
@@ -105,7 +105,7 @@ def files(path: Path) -> dict:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     path = tmp_path_factory.mktemp("kills") / "whole"
-    writes = counted_writes(lambda: experiments.execute(SPEC, path=path))
+    writes = counted_writes(lambda: recipes.execute(SPEC, path=path))
     return files(path), writes
 
 
@@ -116,13 +116,13 @@ def test_a_run_killed_inside_any_write_resumes_to_the_same_files(uninterrupted, 
     print(f"{len(chosen)} kills:", ", ".join(f"{name} #{nth} at {cut:.2f}" for name, nth, cut in chosen))
     for i, (name, nth, cut) in enumerate(chosen):
         path = tmp_path / str(i)
-        assert killed_inside(lambda: experiments.execute(SPEC, path=path), name, nth, cut), (name, nth, cut)
-        experiments.execute(SPEC, path=path, existing="resume")  # as tinygrok train --resume
+        assert killed_inside(lambda: recipes.execute(SPEC, path=path), name, nth, cut), (name, nth, cut)
+        recipes.execute(SPEC, path=path, existing="resume")  # as tinygrok train --resume
         assert files(path) == expected, (name, nth, cut)
 
 
 # ---------------------------------------------------------------------- a tiny sweep
-SWEEP = [experiments.RunSpec(config.preset("classroom", seed=seed, **CFG), "train", "classroom") for seed in (1, 2)]
+SWEEP = [recipes.RunSpec(config.preset("classroom", seed=seed, **CFG), "train", "classroom") for seed in (1, 2)]
 
 
 def run_sweep(out: Path) -> dict:
@@ -153,7 +153,7 @@ def test_a_sweep_killed_inside_any_write_runs_again_to_the_same_files(tmp_path):
 
 def test_a_torn_last_metrics_line_is_repaired_on_resume_and_named_before(tmp_path):
     path = tmp_path / "run"
-    experiments.execute(experiments.RunSpec(SPEC.config.replace(max_steps=20), "train", "classroom"), path=path)
+    recipes.execute(recipes.RunSpec(SPEC.config.replace(max_steps=20), "train", "classroom"), path=path)
     whole = (path / METRICS).read_bytes()
     (path / METRICS).write_bytes(whole + b'{"step": 30, "train_lo')
     with pytest.raises(runs.RunError, match=r"metrics.jsonl line 4 .*cut short by a kill; resume the run"):

@@ -14,14 +14,14 @@ import pytest
 from typer.testing import CliRunner
 
 from tinygrok.cli import app as cli
-from tinygrok.lab import experiments, report, sweep
+from tinygrok.lab import recipes, report, sweep
 from tinygrok.run import runs
 from tinygrok.run.runs import CHECKPOINT, CONFIG, METRICS, SNAPSHOTS, SUMMARY, Run
 from tinygrok.run.train import Diverged, train
 from tinygrok.science import config
 
 SMALL = config.preset("classroom", max_steps=30, eval_every=10, snapshot_every=10)
-SPEC = experiments.RunSpec(SMALL, "train", "classroom")
+SPEC = recipes.RunSpec(SMALL, "train", "classroom")
 
 
 def invoke(*args: str):
@@ -44,7 +44,7 @@ def snapshot(path: Path) -> dict:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("runs") / "run"
-    experiments.execute(SPEC, path=path)
+    recipes.execute(SPEC, path=path)
     return path
 
 
@@ -124,7 +124,7 @@ DIVERGES = SMALL.replace(lr=1e30, weight_decay=0.0)  # one Adam step moves each 
 def test_a_diverging_run_stops_at_that_step_and_keeps_its_last_good_checkpoint(tmp_path):
     path = tmp_path / "run"
     with pytest.raises(Diverged) as caught:
-        experiments.execute(experiments.RunSpec(DIVERGES, "train", "classroom"), path=path)
+        recipes.execute(recipes.RunSpec(DIVERGES, "train", "classroom"), path=path)
     err = caught.value
     assert err.step == 2 and err.quantity == "the gradient norm" and not np.isfinite(err.value)
     run = Run(path)
@@ -160,7 +160,7 @@ def test_a_non_finite_parameter_or_loss_stops_the_run(tmp_path):
 def test_a_sweep_reports_a_diverged_run_as_diverged_and_does_not_retry_it(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    specs = [SPEC, experiments.RunSpec(DIVERGES, "train", "classroom")]
+    specs = [SPEC, recipes.RunSpec(DIVERGES, "train", "classroom")]
     index = sweep.load_index(tmp_path, "mixed", "", specs)
     index = sweep.run_grid(specs, tmp_path, index, lambda: ThreadPoolExecutor(1), poll_seconds=60)
     entry = index["runs"][specs[1].name]

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from test_cli import CLI, assert_refused, tinygrok
-from tinygrok.lab import experiments, sweep
+from tinygrok.lab import grids, recipes, sweep
 from tinygrok.run.runs import METRICS, Run
 
 TINY = ["table1", "--preset", "classroom", "--ops", "add", "--seeds", "42,137", "--max-steps", "300"]
@@ -57,10 +57,10 @@ def test_a_sweep_killed_mid_grid_resumes_and_equals_an_uninterrupted_one(whole, 
 
 
 def test_a_failing_run_is_retried_once_then_reported(tmp_path):
-    specs = experiments.grid("table1", experiments.Filters(("add",), (42,), None, 300, "classroom"))
+    specs = grids.grid("table1", grids.Filters(("add",), (42,), None, 300, "classroom"))
     taken = specs[0]
-    other = experiments.spec("train", "classroom", max_steps=50)
-    experiments.execute(other, path=tmp_path / taken.name)  # its directory holds another run: execute refuses
+    other = recipes.spec("train", "classroom", max_steps=50)
+    recipes.execute(other, path=tmp_path / taken.name)  # its directory holds another run: execute refuses
     index = sweep.load_index(tmp_path, "table1", "test", specs)
     index = sweep.run_grid(specs, tmp_path, index, sweep.local_executor(1))
     entry = index["runs"][taken.name]
@@ -83,7 +83,7 @@ def test_a_grid_on_a_dask_cluster_survives_a_killed_worker_and_equals_local_proc
     """The path --scheduler takes, on a real LocalCluster of 2 worker processes; one is killed mid-run."""
     from distributed import Client, LocalCluster
 
-    specs = experiments.grid("table1", experiments.Filters(("add",), (42, 137), None, 300, "classroom"))
+    specs = grids.grid("table1", grids.Filters(("add",), (42, 137), None, 300, "classroom"))
     local = sweep.run_grid(specs, tmp_path / "local", sweep.load_index(tmp_path / "local", "table1", "t", specs),
                            sweep.local_executor(2))
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \

@@ -25,7 +25,7 @@ from tinygrok.cli import views  # noqa: E402
 from tinygrok.cli.views import console, err_console  # noqa: E402
 from tinygrok.engine import backend, parallel  # noqa: E402
 from tinygrok.lab import bench as benchmark  # noqa: E402
-from tinygrok.lab import experiments, lessons, sweep  # noqa: E402
+from tinygrok.lab import grids, lessons, recipes, sweep  # noqa: E402
 from tinygrok.lab import report as sweep_report  # noqa: E402
 from tinygrok.run import geometry, plots  # noqa: E402
 from tinygrok.run.runs import THETAS, Run, RunError, WriteError  # noqa: E402
@@ -116,13 +116,13 @@ def with_config_options(command):
 
 
 def _existing(resume: bool, force: bool) -> str:
-    """What to do with an existing run directory, as experiments.execute says it."""
+    """What to do with an existing run directory, as recipes.execute says it."""
     if resume and force:
         raise RunError("--resume and --force contradict each other: pick one")
     return "resume" if resume else "restart" if force else "refuse"
 
 
-def _execute(spec: experiments.RunSpec, path: Path, existing: str, threads: Optional[int]) -> dict:
+def _execute(spec: recipes.RunSpec, path: Path, existing: str, threads: Optional[int]) -> dict:
     """Run the spec in `path` with a live view of training and a line per later stage; its results."""
     with views.live_training(spec.config) as (view, on_step):
         def on_stage(stage: str) -> None:  # the view starts with training, once the run directory is checked
@@ -132,7 +132,7 @@ def _execute(spec: experiments.RunSpec, path: Path, existing: str, threads: Opti
                 view.stop()
                 console.print(views.STAGE_LINES[stage])
 
-        results = experiments.execute(spec, path=path, existing=existing,
+        results = recipes.execute(spec, path=path, existing=existing,
                                       cores=threads or parallel.default_cores(spec.config), on_step=on_step,
                                       on_stage=on_stage)
     return results
@@ -155,9 +155,9 @@ def train(
     use_backend(array_backend)
     if resume and out is None:
         raise RunError("--resume needs --out RUN_DIR, the run to continue")
-    spec = (experiments.saved_spec(out, "train", **overrides) if resume
-            else experiments.spec("train", preset, **overrides))
-    path = out or experiments.run_path(spec)
+    spec = (recipes.saved_spec(out, "train", **overrides) if resume
+            else recipes.spec("train", preset, **overrides))
+    path = out or recipes.run_path(spec)
     _execute(spec, path, _existing(resume, force), threads)
     views.print_summary(Run(path))
     if plot:
@@ -189,10 +189,10 @@ def intervene(
     use_backend(array_backend)
     if overrides.pop("hook") is not None:
         raise RunError("--hook is set by --arm, --dose and --basis here")
-    spec = experiments.intervention(arm, dose, basis, preset, **overrides)
-    path, existing = out or experiments.run_path(spec), _existing(resume, force)
-    if experiments.needs_baseline(spec):
-        base = experiments.baseline(spec)
+    spec = recipes.intervention(arm, dose, basis, preset, **overrides)
+    path, existing = out or recipes.run_path(spec), _existing(resume, force)
+    if recipes.needs_baseline(spec):
+        base = recipes.baseline(spec)
         console.print(f"baseline (phase 1): {path.parent / base.name}")
         _execute(base, path.parent / base.name, "continue", threads)
         console.print(f"intervention (phase 2): {spec.config.hook}")
@@ -228,10 +228,10 @@ def grok(
     """The walkthrough: train until grokking while probing curvature, then show the geometry of what happened."""
     use_backend(array_backend)
     given = dict(op=op, seed=seed, max_steps=max_steps, weight_decay=weight_decay, dtype=dtype)  # None: the preset's
-    spec = experiments.spec("walkthrough", preset, **given)
-    path = out or experiments.run_path(spec)
+    spec = recipes.spec("walkthrough", preset, **given)
+    path = out or recipes.run_path(spec)
     if resume:  # the run as it was started: only the options given here are checked against it
-        spec = experiments.saved_spec(path, "walkthrough", **given)
+        spec = recipes.saved_spec(path, "walkthrough", **given)
     results = _execute(spec, path, _existing(resume, force), threads)
     views.explain(results, spec.config.op)
     console.print("figures: " + ", ".join(str(Run(path).figure(name)) for name in plots.available(path)))
@@ -312,16 +312,16 @@ def experiments_(
     """The paper's experiments: each grid's runs and an estimate of its CPU time, from a quick bench on one core."""
     costs = benchmark.bench(config.preset("paper"), 1, repeats)
     rows = []
-    for name, grid in experiments.EXPERIMENTS.items():
-        specs = experiments.grid(name)
-        hours = sum(experiments.estimate_cpu_seconds(s, costs) for s in specs) / 3600
+    for name, grid in grids.EXPERIMENTS.items():
+        specs = grids.grid(name)
+        hours = sum(grids.estimate_cpu_seconds(s, costs) for s in specs) / 3600
         rows.append((name, grid.__doc__.splitlines()[0], str(len(specs)), f"{hours:.1f} h"))
-    console.print(views.make_table("the paper's experiments (tinygrok/lab/experiments.py); filters: --ops --seeds "
+    console.print(views.make_table("the paper's experiments (tinygrok/lab/grids.py); filters: --ops --seeds "
                                    "--lrs --max-steps --preset classroom",
                                    ("experiment", "what", "runs", "CPU time (one core)"), rows))
     console.print(f"estimated from a step of {costs['train_step_ms']:.1f} ms, an evaluation of {costs['eval_ms']:.0f} ms "
                   f"and a commutator sample of {costs['commutator_sample_ms']:.0f} ms on one core, with grok steps "
-                  "guessed as 3,000 x (1e-3 / lr) (experiments.expected_steps)")
+                  "guessed as 3,000 x (1e-3 / lr) (grids.expected_steps)")
 
 
 
@@ -337,7 +337,7 @@ def _listed(text: Optional[str], kind, option: str) -> Optional[tuple]:
 
 @app.command("sweep")
 def sweep_(
-    experiment: Annotated[str, typer.Argument(help=f"one of: {', '.join(experiments.EXPERIMENTS)}")],
+    experiment: Annotated[str, typer.Argument(help=f"one of: {', '.join(grids.EXPERIMENTS)}")],
     out: Annotated[Path, typer.Option(help="the sweep directory: one run directory per spec, and index.json")],
     workers: Annotated[int, typer.Option(min=1, help="local worker processes, one core each")] = 2,
     scheduler: Annotated[Optional[str], typer.Option(help="a Dask scheduler, tcp://HOST:PORT, whose workers run the "
@@ -349,13 +349,13 @@ def sweep_(
     preset: Annotated[Optional[str], typer.Option(help="classroom: the CPU-sized model instead of the paper's")] = None,
 ):
     """Run one of the paper's experiments: its grid of runs, side by side, skipping what is done."""
-    filters = experiments.Filters(_listed(ops, str, "--ops"), _listed(seeds, int, "--seeds"),
+    filters = grids.Filters(_listed(ops, str, "--ops"), _listed(seeds, int, "--seeds"),
                                   _listed(lrs, float, "--lrs"), max_steps, preset)
-    specs = experiments.grid(experiment, filters)
+    specs = grids.grid(experiment, filters)
     index = sweep.load_index(out, experiment, filters.describe(), specs)
     executors = sweep.dask_executor(scheduler) if scheduler else sweep.local_executor(workers)
     start = time.perf_counter()
-    expected = {spec.name: experiments.expected_steps(spec.config) for spec in specs}
+    expected = {spec.name: grids.expected_steps(spec.config) for spec in specs}
     bar, task = views.sweep_bar(sum(expected.values()))
     with Live(console=console, auto_refresh=False) as live:
         def show(index: dict) -> None:

@@ -130,7 +130,7 @@ def sweep_bar(total_steps: int) -> tuple[Progress, TaskID]:
 
 def sweep_state(index: dict, out: Path, expected: dict[str, int], bar: Progress, task) -> Group:
     """Each run's state (running ones with their step and test accuracy), and a bar over the whole sweep's
-    expected steps (experiments.expected_steps: a finished run counts in full) with its ETA."""
+    expected steps (grids.expected_steps: a finished run counts in full) with its ETA."""
     counts = sweep.summary(index)
     table = Table(title=f"{index['experiment']}: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
     for column in ("run", "state", "step", "test acc"):

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from tinygrok.engine import parallel
-from tinygrok.lab import experiments
+from tinygrok.lab import recipes
 from tinygrok.run.runs import Run
 
 LESSONS_DIR = Path(str(importlib.resources.files("tinygrok.lesson_files")))
@@ -44,10 +44,10 @@ def runs_dir() -> Path:
     return Path(os.environ.get("TINYGROK_RUNS", Path.cwd() / "runs" / "lessons"))
 
 
-def run(spec: experiments.RunSpec) -> Run:
+def run(spec: recipes.RunSpec) -> Run:
     """The spec's run in the lessons' folder, done on every core it can use (skipped if it is there already)."""
-    experiments.execute(spec, runs_dir(), cores=parallel.default_cores(spec.config))
-    return Run(experiments.run_path(spec, runs_dir()))
+    recipes.execute(spec, runs_dir(), cores=parallel.default_cores(spec.config))
+    return Run(recipes.run_path(spec, runs_dir()))
 
 
 def show(fig, name: str):

@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 from matplotlib.figure import Figure
 
-from tinygrok.lab import experiments
+from tinygrok.lab import recipes
 from tinygrok.lab.sweep import INDEX, outcome, summary
 from tinygrok.run.runs import Run, read_json, write_text
 from tinygrok.science import analysis, config, interventions, paper, undefined
@@ -25,13 +25,13 @@ def collect(out: Path) -> list[dict]:
     runs = []
     for name, entry in read_json(Path(out) / INDEX)["runs"].items():
         if entry["state"] == "done":
-            spec = experiments.saved_spec(Path(out) / name)
+            spec = recipes.saved_spec(Path(out) / name)
             cfg, recipe = spec.config, entry.get("recipe", "train")
             runs.append({"name": name, "path": Path(out) / name, "op": cfg.op, "seed": cfg.seed, "lr": cfg.lr,
                          "weight_decay": cfg.weight_decay, "preset": spec.preset,
                          "preset_lr": cfg.lr == config.preset(spec.preset).lr, "recipe": recipe, "hook": cfg.hook,
                          "max_steps": cfg.max_steps, "n_layers": cfg.n_layers, "dtype": cfg.dtype,
-                         "baseline": experiments.baseline(spec).name if recipe == "intervene" else None,
+                         "baseline": recipes.baseline(spec).name if recipe == "intervene" else None,
                          **Run(Path(out) / name).summary()})  # the run's own: an analysis redone since counts
     return runs
 

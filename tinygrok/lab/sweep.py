@@ -1,6 +1,6 @@
 """Running a grid of run specs on a concurrent.futures Executor: local worker processes, or a Dask cluster.
 
-Each run goes to experiments.execute in its own directory (named by its spec) inside the sweep directory, so a
+Each run goes to recipes.execute in its own directory (named by its spec) inside the sweep directory, so a
 finished run is skipped and an interrupted one resumes from its checkpoint, wherever it runs. The sweep directory
 keeps index.json (written atomically): the experiment, the filters, and each run's state (queued, running, done,
 diverged, failed), attempts and error. A failed run is retried once, then reported with its error; a run that
@@ -16,8 +16,8 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Callable, Optional
 
-from tinygrok.lab import experiments
-from tinygrok.lab.experiments import RunSpec
+from tinygrok.lab import recipes
+from tinygrok.lab.recipes import RunSpec
 from tinygrok.run.runs import METRICS, Run, RunError, directory_lock, read_json, write_json
 from tinygrok.run.train import Diverged
 
@@ -47,13 +47,13 @@ def load_index(out: Path, experiment: str, filters: str, specs: list[RunSpec]) -
 def run_grid(specs: list[RunSpec], out: Path, index: dict, make_executor: Callable[[], Executor], *,
              retries: int = 1, on_change: Optional[Callable[[dict], None]] = None, poll_seconds: float = 1.0) -> dict:
     """Run every spec whose state is not done, on executors from make_executor(), keeping `index` (saved in out)
-    up to date; returns it. The baselines of interventions run first (experiments.waves). on_change(index) is
+    up to date; returns it. The baselines of interventions run first (recipes.waves). on_change(index) is
     called after every change and every poll."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     by_name = {spec.name: spec for spec in specs}
     with directory_lock(out):  # one sweep at a time writes a sweep directory (each run also locks its own)
-        for wave in experiments.waves(specs):
+        for wave in recipes.waves(specs):
             todo = [spec.name for spec in wave if index["runs"][spec.name]["state"] not in FINISHED]
             while todo:
                 todo = _run_on(make_executor(), todo, by_name, out, index, retries, on_change, poll_seconds)
@@ -65,7 +65,7 @@ def _run_on(executor: Executor, names: list[str], by_name: dict, out: Path, inde
     """Run `names` on one executor; returns those left to run when it broke (empty when it did not)."""
     def submit(name: str):
         index["runs"][name].update(state="queued")
-        return executor.submit(experiments.execute, by_name[name], out)
+        return executor.submit(recipes.execute, by_name[name], out)
 
     def save():
         write_json(out / INDEX, index)
@@ -151,6 +151,6 @@ def dask_executor(address: str) -> Callable[[], Executor]:
 
 
 def local_executor(workers: int) -> Callable[[], Executor]:
-    """Local worker processes, one core each (experiments.execute runs on one core by default)."""
+    """Local worker processes, one core each (recipes.execute runs on one core by default)."""
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no copied locks or threads
     return lambda: ProcessPoolExecutor(workers, mp_context=context)

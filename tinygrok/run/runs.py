@@ -354,7 +354,7 @@ class Run:
         return self._summary()["environment"]
 
     def stages(self) -> list[str]:
-        """The stages finished: "train", then "pca" (experiments' pca recipe) or "geometry" and "figures" (a
+        """The stages finished: "train", then "pca" (the pca recipe of recipes.py) or "geometry" and "figures" (a
         walkthrough)."""
         return self._summary()["stages"] if self.has(SUMMARY) else []
 

@@ -36,7 +36,7 @@ from typing import Callable, ClassVar, Optional
 
 import numpy as np
 
-BASES = ("pca", "random")  # which execution basis an intervention run is given (experiments.intervention_basis)
+BASES = ("pca", "random")  # which execution basis an intervention run is given (recipes.intervention_basis)
 RANDOM_KICK_STEP = 1.5e-3  # the reference's hard-coded "typical ||eta g_A||" for the random kicks (§8.2)
 
 
