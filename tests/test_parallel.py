@@ -29,6 +29,11 @@ def setting(seed: int, cfg=CFG):
     return theta, [sample_batch(data, 16, rng) for _ in range(3)]
 
 
+def test_workers_import_this_tinygrok():
+    """A worker's sys.path[0] is the folder holding this tinygrok package (a checkout run without installing)."""
+    assert (parallel.PACKAGE_ROOT / "tinygrok" / "engine" / "parallel.py").samefile(parallel.__file__)
+
+
 def test_gradients_in_workers_equal_gradients_here(two_cores):
     theta, batches = setting(1)
     jobs = [(theta * scale, *batch) for scale, batch in zip((1.0, 0.9, 1.1), batches)]  # 3 jobs: 2 rounds

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from autograd import grad
@@ -34,6 +35,8 @@ from tinygrok.engine import backend
 from tinygrok.engine.fast import flat_grad
 from tinygrok.engine.ops import sum_axis
 from tinygrok.science.config import Config
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder this tinygrok/ is in: what a worker imports
 
 _cores = 1  # n of the innermost cores(n) context
 _workers: list["Worker"] = []  # its worker processes, started when first needed
@@ -202,8 +205,7 @@ class Worker:
         self.job = None  # (dtype, P) of the request it is working on
         self.memory_fd = _anonymous_file(2 * capacity)
         self.memory = mmap.mmap(self.memory_fd, 2 * capacity)
-        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        start = (f"import sys; sys.path[0] = {package_root!r}; "  # this tinygrok, not one in the working directory
+        start = (f"import sys; sys.path[0] = {str(PACKAGE_ROOT)!r}; "  # this tinygrok, not one in the working directory
                  f"from tinygrok.engine.parallel import serve; serve({self.memory_fd}, {capacity})")
         one_thread = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
         self.process = subprocess.Popen(
