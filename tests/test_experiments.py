@@ -150,7 +150,7 @@ def test_a_gradient_hook_sees_the_clipped_gradient_before_adamw():
 
 
 @pytest.mark.parametrize("spec,words", [("shove", "unknown hook"), ("weight_noise:scale=1", "no parameter 'scale'"),
-                                        ("weight_noise:every=x", "not a int"), ("weight_noise:every=0", "every=0 is not allowed")])
+                                        ("weight_noise:every=x", "every is a whole number >= 1"), ("weight_noise:every=0", "every=0 is not allowed")])
 def test_bad_hooks_are_refused_naming_the_option(spec, words):
     with pytest.raises(ConfigError, match="--hook") as err:
         Config(hook=spec)

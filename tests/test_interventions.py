@@ -1,5 +1,6 @@
 """The causal interventions of PAPER.md §8: each hook's algebra, when it acts, where its randomness comes from,
 and that a run with it resumes bit for bit."""
+import dataclasses
 import re
 
 import numpy as np
@@ -138,7 +139,7 @@ def test_a_run_without_its_basis_is_refused(tmp_path):
 
 def test_bad_intervention_parameters_are_refused():
     for spec, words in (("project:s=1.5", "project: s=1.5 is not allowed: s is in [0, 1]"),
-                        ("noise:basis=svd", "basis one of pca, random"), ("kick:samples=0", "samples=0 is not")):
+                        ("noise:basis=svd", "basis is one of pca, random"), ("kick:samples=0", "samples=0 is not")):
         with pytest.raises(ValueError, match=re.escape(words)):
             parse(spec)
     assert parse("project:s=0.5").spec == "project:s=0.5,basis=pca,start=500"  # every parameter written out
@@ -224,3 +225,50 @@ def test_a_zero_direction_gives_no_kick():
 def test_bad_interventions_are_refused_in_one_line_before_any_training(args, words, tmp_path):
     assert_refused(tinygrok("intervene", *args, "--preset", "classroom", "--out", str(tmp_path / "run")), words)
     assert not any(tmp_path.iterdir())  # no baseline was trained
+
+
+def test_a_hook_is_one_declaration_that_the_rest_reads():
+    """Validation, the text form, --arm and the grids all come from the hook classes' declarations."""
+    assert interventions.ARMS == [name for name, cls in interventions.HOOKS.items() if cls.DOSE]
+    assert {"project", "penalty", "kick", "noise", "sustained_kick", "random_kick"} <= set(interventions.ARMS)
+    assert interventions.HOOKS["penalty"].DOSE == "s" and interventions.HOOKS["l2"].PAPER == {}  # not inherited
+    add = {s.config.hook for s in grids.grid("interventions-add", grids.Filters(seeds=(42,)))}
+    for arm in ("kick", "noise", "penalty", "project"):
+        assert {parse(h).with_dose(None).spec for h in add if h.startswith(arm + ":")} >= {
+            parse(arm).with_dose(dose).spec for dose in interventions.HOOKS[arm].SWEEP}
+    help_text = tinygrok("intervene", "--help").stdout
+    assert all(arm.replace("_", "-") in help_text for arm in interventions.ARMS)
+    assert report.arm({"hook": "project:s=0.0,basis=random,start=500"}) == ("none", 0.0, "pca")  # the identity
+    assert report.arm({"hook": "kick:alpha=5.0,basis=pca,start=500,samples=9"}) == ("kick", 5.0, "pca")
+
+
+@pytest.fixture
+def toggle_hook():
+    """A hook with a boolean and an integer parameter, registered for one test."""
+    class Toggle(interventions.Hook, name="toggle"):
+        DOSE = "k"
+        flip: bool = interventions.param(False, "whether to negate the gradient")
+        k: int = interventions.param(2, "a whole-number strength", low=1, high=5)
+
+        def before_update(self, theta, grad, step, ctx):
+            return theta, -grad if self.flip else grad
+
+    toggle = dataclasses.dataclass(frozen=True)(Toggle)
+    yield toggle
+    del interventions.HOOKS["toggle"]
+
+
+def test_parameters_parse_by_their_declared_type(toggle_hook):
+    assert parse("toggle:flip=false").flip is False and parse("toggle:flip=true").flip is True  # not bool("false")
+    assert parse("toggle:flip=true").spec == "toggle:flip=true,k=2"
+    for text, words in (("toggle:flip=1", "flip is true or false"), ("toggle:k=6", "k is in [1, 5]"),
+                        ("toggle:k=2.5", "k is in [1, 5]")):
+        with pytest.raises(ValueError, match=re.escape(words)):
+            parse(text)
+    with pytest.raises(ValueError, match="flip=0 is not allowed"):
+        toggle_hook(flip=0)  # a number is not a bool, even in Python
+    assert parse("toggle").with_dose(3.0).k == 3  # --dose is a float on the command line
+    with pytest.raises(ValueError, match="k=2.5 is not allowed"):
+        parse("toggle").with_dose(2.5)
+    g = vector(1)
+    assert np.array_equal(parse("toggle:flip=true").before_update(None, g, 0, context())[1], -g)

@@ -30,7 +30,7 @@ from tinygrok.lab import report as sweep_report  # noqa: E402
 from tinygrok.run import geometry, plots  # noqa: E402
 from tinygrok.run.runs import THETAS, Run, RunError, WriteError  # noqa: E402
 from tinygrok.run.train import Diverged  # noqa: E402
-from tinygrok.science import config, undefined  # noqa: E402
+from tinygrok.science import config, interventions, undefined  # noqa: E402
 from tinygrok.science.config import Config, ConfigError  # noqa: E402
 
 Threads = Annotated[Optional[int], typer.Option(
@@ -165,13 +165,16 @@ def train(
     console.print(f"run directory: [bold]{path}[/]  (redraw: tinygrok plot {path})")
 
 
+ARMS = [name.replace("_", "-") for name in interventions.ARMS]  # as --arm takes them
+DOSES = "; ".join(f"{name.replace('_', '-')}'s {interventions.HOOKS[name].explain(interventions.HOOKS[name].DOSE)}"
+                  for name in interventions.ARMS)
+
 @app.command()
 @with_config_options
 def intervene(
-    arm: Annotated[str, typer.Option(help="project, penalty, kick, noise, sustained-kick or random-kick (PAPER.md "
-                                          "§8.2; tinygrok/science/interventions.py)")],
-    dose: Annotated[Optional[float], typer.Option(help="its strength: project's and penalty's s, noise's eps, the "
-                                                       "kicks' alpha  [default: the paper's primary]")] = None,
+    arm: Annotated[str, typer.Option(help=f"one of {', '.join(ARMS)} (PAPER.md §8.2; "
+                                          "tinygrok/science/interventions.py)")],
+    dose: Annotated[Optional[float], typer.Option(help=f"its strength: {DOSES}  [default: the paper's primary]")] = None,
     basis: Annotated[str, typer.Option(help="pca: the baseline run's execution basis; random: a random one of the "
                                             "same size (the ablation)")] = "pca",
     preset: Preset = "paper",

@@ -61,9 +61,6 @@ def _slow() -> list[Row]:
 
 
 DOSES = (0.0, 0.25, 0.5, 0.75, 1.0)  # project's s: 0 is the probed baseline (§8.2, multi-op dose-response)
-ARM_DOSES = {"kick": (1.0, 5.0, 10.0, 20.0), "noise": (0.01, 0.05, 0.1, 0.5), "penalty": (0.1, 0.3, 0.5, 0.9),
-             "project": (0.25, 0.5, 0.75, 1.0)}  # figI5's sweeps on add; the paper's primary doses: 10, 0.1, 0.5, 0.5
-KICK_ALPHAS = (50.0, 100.0, 200.0, 500.0)  # figI8
 
 
 def _arm(arm: str, dose: float, basis: str = "pca") -> str:
@@ -83,8 +80,9 @@ def _interventions_add() -> list[Row]:
 
     No hook, and kick, noise, penalty, project at four doses each, and project with a random basis at the same
     four, x 3 seeds."""
-    arms = ["none"] + [_arm(arm, dose) for arm, doses in ARM_DOSES.items() for dose in doses]
-    arms += [_arm("project", s, "random") for s in ARM_DOSES["project"]]
+    sweeps = {arm: interventions.HOOKS[arm].SWEEP for arm in ("kick", "noise", "penalty", "project")}  # figI5
+    arms = ["none"] + [_arm(arm, dose) for arm, doses in sweeps.items() for dose in doses]
+    arms += [_arm("project", s, "random") for s in sweeps["project"]]  # figI6
     return [("intervene", "paper", dict(op="add", seed=seed, hook=hook)) for seed in SEEDS for hook in arms]
 
 
@@ -92,7 +90,8 @@ def _kicks() -> list[Row]:
     """Sustained kicks on add, along curvature or at random, alpha 50-500 (§8.3 figI8).
 
     Every 50 steps from step 500, after the optimizer step; and no hook; x 3 seeds."""
-    arms = ["none"] + [_arm(arm, a) for arm in ("sustained_kick", "random_kick") for a in KICK_ALPHAS]
+    sweeps = {arm: interventions.HOOKS[arm].SWEEP for arm in ("sustained_kick", "random_kick")}  # figI8
+    arms = ["none"] + [_arm(arm, alpha) for arm, alphas in sweeps.items() for alpha in alphas]
     return [("intervene", "paper", dict(op="add", seed=seed, hook=hook)) for seed in SEEDS for hook in arms]
 
 
@@ -160,10 +159,9 @@ def grid(name: str, filters: Filters = Filters()) -> list[RunSpec]:
 def expected_steps(cfg: Config) -> int:
     """A guess at a run's length: a grokking operation with weight decay in the 2-layer model groks near
     3,000 x (1e-3 / lr) steps (PAPER.md §10 #16: ~3k at 1e-3, ~34k at 1e-4), then trains its extra steps, unless
-    the projection removes all its orthogonal gradient; anything else runs to max_steps."""
-    hook = interventions.parse(cfg.hook)
-    if isinstance(hook, interventions.Project) and type(hook) is not interventions.Penalty and hook.s == 1:
-        return cfg.max_steps  # no gradient outside the execution subspace: no grokking (§8.3)
+    its hook prevents grokking (Hook.prevents_grokking); anything else runs to max_steps."""
+    if interventions.parse(cfg.hook).prevents_grokking():
+        return cfg.max_steps
     if cfg.op in GROKKING_OPS and cfg.weight_decay > 0 and cfg.n_layers == 2:
         return min(cfg.max_steps, round(3000 * 1e-3 / cfg.lr) + cfg.extra_steps)
     return cfg.max_steps

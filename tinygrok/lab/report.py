@@ -215,9 +215,9 @@ def arm(run: dict) -> tuple[str, float, str]:
     """(hook name, dose, basis) of an intervention run; the identity arms (no hook, project at s = 0) are
     ("none", 0.0, "pca")."""
     hook = interventions.parse(run["hook"])
-    dose = getattr(hook, hook.DOSE) if hook.DOSE else 0.0
-    name = "none" if hook.spec == "none" or (hook.DOSE == "s" and dose == 0) else run["hook"].partition(":")[0]
-    return name, dose, getattr(hook, "basis", "pca")
+    if hook.is_identity:
+        return "none", 0.0, "pca"
+    return hook.NAME, getattr(hook, hook.DOSE) if hook.DOSE else 0.0, getattr(hook, "basis", "pca")
 
 
 def untouched(runs: list[dict], op: str) -> list[dict]:

@@ -102,7 +102,8 @@ def train_step(state: TrainState, data: Dataset, cfg: Config, hook: Hook,
     g, norm = clip_by_global_norm(g, cfg.clip_norm)
     _check_finite(state.step + 1, "the gradient norm", norm)  # a non-finite loss has a non-finite gradient
     ctx = interventions.Context(state.hook_rng, basis, functools.partial(_hook_defects, data=data, cfg=cfg,
-                                                                          rng=state.hook_rng), backend.to_device)
+                                                                          rng=state.hook_rng), backend.to_device,
+                                functools.partial(stream, cfg.seed))
     theta, g = hook.before_update(state.theta, g, state.step, ctx)
     t = state.adam.t + 1
     theta, m, v = kernels.adamw_step(theta, g, state.adam.m, state.adam.v, t, lr=cfg.lr, beta1=cfg.beta1,

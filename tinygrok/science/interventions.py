@@ -27,17 +27,42 @@ before_update acts on the update about to be made, number step + 1; after_update
 
 `basis` says which B the run is given: "pca" (the baseline run's trajectory PCA, §5.5) or "random" (a random
 orthonormal basis of the same size, the ablation).
+
+A hook is one declaration, here, from which everything else derives: its name (`class X(Hook, name="x")`), its
+parameters (`param`: type, allowed values, default, meaning), its formula (the docstring), whether it needs an
+execution basis (it has a `basis` parameter), the parameter its dose sets (DOSE), the doses the paper swept
+(SWEEP) and what the paper reports (PAPER). Config validation, `--hook` and `--arm`, the grids and the report read
+them from HOOKS.
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Callable, ClassVar, Optional
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar, NamedTuple, Optional
 
 import numpy as np
 
 BASES = ("pca", "random")  # which execution basis an intervention run is given (recipes.intervention_basis)
 RANDOM_KICK_STEP = 1.5e-3  # the reference's hard-coded "typical ||eta g_A||" for the random kicks (§8.2)
+HOOKS: dict[str, type] = {}  # name -> Hook class, in the order they are declared (Hook.__init_subclass__)
+
+
+def param(default, meaning: str, low: Optional[float] = 0, high: Optional[float] = None,
+          choices: Optional[tuple] = None):
+    """A hook's parameter: its default, what it means, and what is allowed (low <= value <= high, or one of
+    choices). Its type is the field's annotation."""
+    return field(default=default, metadata=dict(meaning=meaning, low=low, high=high, choices=choices))
+
+
+class Reported(NamedTuple):
+    """What the paper reports for an arm at one dose (§8.3): the mean grok step over seeds 42/137/2024 read off its
+    figure (about ±50 steps; None: no seed grokked within the cap, DNF 0/3), the figure, the delay over the
+    baseline where the paper states it, and a text in place of the step where the paper gives no number."""
+
+    step: Optional[int]
+    source: str
+    delay: Optional[int] = None
+    text: str = ""
 
 
 @dataclass(frozen=True)
@@ -49,26 +74,34 @@ class Context:
     defects: Optional[Callable] = None  # (theta, k) -> k commutator samples at theta, their batches from rng
     device: Callable = np.asarray  # a host array -> the run's array backend (noise is drawn on the host: the same
     #                                numbers on any backend)
+    stream: Optional[Callable] = None  # name -> a new generator of the run's named random stream (data.stream):
+    #                                    the same numbers at every call, so a hook that draws something once (a
+    #                                    fixed subspace) draws it again identically after a resume
 
 
 @dataclass(frozen=True)
 class Hook:
-    """The identity hook ("none"). A hook overrides either method or both. Its parameters are checked by name: s
-    in [0, 1], every and samples at least 1, basis one of BASES, any other number at least 0."""
+    """The identity hook ("none"). A hook overrides either method or both, and declares itself as the module's
+    docstring says."""
 
-    DOSE: ClassVar[str] = ""  # the parameter an intervention's strength sets (tinygrok intervene --dose)
+    NAME: ClassVar[str] = "none"
+    DOSE: ClassVar[str] = ""  # the parameter an intervention's strength sets (tinygrok intervene --dose); "": none
+    SWEEP: ClassVar[tuple] = ()  # the doses the paper swept on add (the grids)
+    PAPER: ClassVar[dict] = {  # (op, dose, basis) -> Reported: the runs without intervention (figI4, figI10)
+        ("add", 0.0, "pca"): Reported(3233, "figI4; figI10 ~3200"),
+        **{(op, 0.0, "pca"): Reported(step, "figI10") for op, step in {"sub": 3730, "mul": 2830, "x2_y2": 2630}.items()}}
+
+    def __init_subclass__(cls, name: str = "", **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.SWEEP, cls.PAPER = vars(cls).get("SWEEP", ()), vars(cls).get("PAPER", {})  # each hook's own, not inherited
+        if name:
+            cls.NAME, HOOKS[name] = name, cls
 
     def __post_init__(self):
-        bad = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-               if not _allowed(f.name, getattr(self, f.name))}
+        bad = [f"{f.name}={getattr(self, f.name)!r} is not allowed: {f.name} is {_allowed(f)}"
+               for f in dataclasses.fields(self) if not _admits(f, getattr(self, f.name))]
         if bad:
-            raise ValueError(f"{self.name}: " + ", ".join(f"{k}={v!r}" for k, v in bad.items()) + " is not allowed: "
-                             f"s is in [0, 1], every and samples at least 1, basis one of {', '.join(BASES)}, the "
-                             "others at least 0")
-
-    @property
-    def name(self) -> str:
-        return next(key for key, cls in HOOKS.items() if cls is type(self))
+            raise ValueError(f"{self.NAME}: " + "; ".join(bad))
 
     def before_update(self, theta, grad, step: int, ctx: Context) -> tuple:
         """After clipping, before AdamW: returns (theta, grad), either one changed or not."""
@@ -80,30 +113,101 @@ class Hook:
 
     def with_dose(self, dose: Optional[float], basis: str = "pca") -> "Hook":
         """This intervention at strength `dose` (None: its default, the paper's primary), given the `basis`
-        execution basis."""
+        execution basis (if it takes one)."""
         if not self.DOSE:
             raise ValueError(f"{self.spec} is not an intervention with a dose: the arms are {', '.join(ARMS)}")
-        return dataclasses.replace(self, **({self.DOSE: dose} if dose is not None else {}), basis=basis)
+        changes = {"basis": basis} if self.needs_basis else {}
+        if dose is not None:
+            kind = _kind(_field(type(self), self.DOSE))
+            if kind == "int" and dose != int(dose):
+                raise ValueError(f"{self.NAME}: {self.DOSE}={dose!r} is not allowed: {self.DOSE} is a whole number")
+            changes[self.DOSE] = int(dose) if kind == "int" else float(dose)
+        return dataclasses.replace(self, **changes)
 
     @property
     def needs_basis(self) -> bool:
-        """Whether the run must be given an execution basis (hook_basis.npy)."""
-        return "basis" in {f.name for f in dataclasses.fields(self)}
+        """Whether the run must be given an execution basis (hook_basis.npy): whether the hook has a `basis`."""
+        return any(f.name == "basis" for f in dataclasses.fields(self))
+
+    @property
+    def is_identity(self) -> bool:
+        """Whether this hook changes nothing (a report counts it among the runs without intervention)."""
+        return type(self) is Hook
+
+    def prevents_grokking(self) -> bool:
+        """Whether the paper finds grokking impossible under this hook (a run's expected length: its cap)."""
+        return False
 
     @property
     def spec(self) -> str:
         """The hook's one text form, every parameter written out: "weight_noise:sigma=0.001,every=50"."""
         values = ",".join(f"{f.name}={_text(getattr(self, f.name))}" for f in dataclasses.fields(self))
-        return f"{self.name}:{values}" if values else self.name
+        return f"{self.NAME}:{values}" if values else self.NAME
+
+    @classmethod
+    def explain(cls, name: str) -> str:
+        """One parameter as help shows it: "s, the share of the orthogonal gradient removed (in [0, 1], 0.5)"."""
+        f = _field(cls, name)
+        return f"{name}, {f.metadata['meaning']} ({_allowed(f)}, default {_text(f.default)})"
+
+
+HOOKS["none"] = Hook
+
+
+def _field(cls: type, name: str) -> dataclasses.Field:
+    return next(f for f in dataclasses.fields(cls) if f.name == name)
+
+
+def _kind(f: dataclasses.Field) -> str:
+    """A parameter's type as a name: "float", "int", "str" or "bool" (annotations may be text or the type)."""
+    return getattr(f.type, "__name__", f.type)
+
+
+def _admits(f: dataclasses.Field, value) -> bool:
+    """Whether the parameter `f` allows `value`: of its type (an int will do for a float), within its range."""
+    kind, m = _kind(f), f.metadata
+    if kind == "bool" or isinstance(value, bool):
+        return kind == "bool" and isinstance(value, bool)
+    if not isinstance(value, {"float": (int, float), "int": int, "str": str}[kind]):
+        return False
+    if m["choices"] is not None:
+        return value in m["choices"]
+    return (m["low"] is None or value >= m["low"]) and (m["high"] is None or value <= m["high"])
+
+
+def _allowed(f: dataclasses.Field) -> str:
+    m = f.metadata
+    if m["choices"] is not None:
+        return "one of " + ", ".join(m["choices"])
+    if _kind(f) == "bool":
+        return "true or false"
+    kind = "a whole number" if _kind(f) == "int" else "a number"
+    if m["high"] is not None:
+        return f"in [{_text(m['low'])}, {_text(m['high'])}]"
+    return f"{kind} >= {_text(m['low'])}" if m["low"] is not None else kind
+
+
+def _text(value) -> str:
+    """A parameter's value as the hook's text writes it: a number exactly (repr), a name as it is."""
+    return value if isinstance(value, str) else repr(value).lower() if isinstance(value, bool) else repr(value)
+
+
+def _parsed(text: str, kind: str):
+    """A parameter's value from the hook's text: by the parameter's type (a bool is true or false)."""
+    if kind == "bool":
+        if text not in ("true", "false"):
+            raise ValueError
+        return text == "true"
+    return {"float": float, "int": int, "str": str}[kind](text)
 
 
 @dataclass(frozen=True)
-class WeightNoise(Hook):
+class WeightNoise(Hook, name="weight_noise"):
     """theta <- theta + sigma z, z ~ N(0, I_P), after every `every`-th optimizer step: isotropic noise on the
     weights, drawn from the hook's own stream (so the batches and probes stay as they were)."""
 
-    sigma: float = 1e-3
-    every: int = 50
+    sigma: float = param(1e-3, "the noise's standard deviation, per parameter")
+    every: int = param(50, "optimizer steps between two draws", low=1)
 
     def after_update(self, theta, step: int, ctx: Context):
         if step % self.every:
@@ -113,13 +217,13 @@ class WeightNoise(Hook):
 
 
 @dataclass(frozen=True)
-class L2Penalty(Hook):
+class L2Penalty(Hook, name="l2"):
     """g <- g + lam theta: an L2 penalty lam/2 ||theta||^2 through the gradient (added after clipping), the
     regularisation AdamW's decoupled decay replaces. Adam then divides it, coordinate by coordinate, by
     sqrt(v_hat): large-gradient weights are decayed less, which is why it is not weight decay (Loshchilov &
     Hutter). Use it with weight_decay 0 to compare the two."""
 
-    lam: float = 1.0
+    lam: float = param(1.0, "the penalty's coefficient")
 
     def before_update(self, theta, grad, step: int, ctx: Context) -> tuple:
         return theta, grad + self.lam * theta
@@ -137,29 +241,38 @@ def direction(x):
     return x / norm if norm > 1e-15 else x * 0
 
 
-def _allowed(name: str, value) -> bool:
-    if name == "basis":
-        return value in BASES
-    low, high = {"s": (0, 1), "every": (1, None), "samples": (1, None)}.get(name, (0, None))
-    return value >= low and (high is None or value <= high)
-
-
 def _due(update: int, start: int, every: int) -> bool:
     """Whether an arm acting every `every` updates from update `start` acts on (or after) this one."""
     return update >= start and update % every == 0
 
 
+BASIS = "the execution basis: pca (the baseline run's trajectory PCA) or random (the ablation)"
+START = "the first update it acts on (or after)"
+EVERY = "updates between two actions"
+
+
 @dataclass(frozen=True)
-class Project(Hook):
+class Project(Hook, name="project"):
     """Gradient suppression (1B-project): g <- g - s (g - B B^T g) = g_par + (1 - s) g_perp on every step from
     `start`, after clipping and before AdamW (whose per-coordinate scaling then acts on the projected gradient).
     s = 0 changes nothing; s = 1 leaves no gradient outside the execution subspace."""
 
     DOSE: ClassVar[str] = "s"
+    SWEEP: ClassVar[tuple] = (0.25, 0.5, 0.75, 1.0)  # figI5 (random basis: figI6)
+    # figI10's means per operation; the multi-op script's docstring gives add's delays over its baseline
+    PAPER: ClassVar[dict] = {
+        **{(op, s, "pca"): Reported(step, "figI10", delay) for op, steps in {
+            "add": (3300, 3470, 4070), "sub": (3770, 4170, 4330), "mul": (3000, 3070, 3470),
+            "x2_y2": (2730, 3000, 3130)}.items()
+           for s, step, delay in zip((0.25, 0.5, 0.75), steps, (34, 300, 800) if op == "add" else (None,) * 3)},
+        **{(op, 1.0, "pca"): Reported(None, "figI10, figI5") for op in ("add", "sub", "mul", "x2_y2")},
+        ("add", 0.5, "pca"): Reported(3470, "figI10; figI4: 3533", 300),
+        ("add", 1.0, "random"): Reported(None, "figI6"),
+        **{("add", s, "random"): Reported(None, "figI6", text="< 50 steps of delay") for s in (0.25, 0.5, 0.75)}}
 
-    s: float = 0.5
-    basis: str = "pca"
-    start: int = 500
+    s: float = param(0.5, "the share of the orthogonal gradient removed", high=1)
+    basis: str = param("pca", BASIS, choices=BASES)
+    start: int = param(500, START)
 
     def acts(self, update: int) -> bool:
         return update >= self.start
@@ -169,47 +282,46 @@ class Project(Hook):
             return theta, grad
         return theta, grad - self.s * orthogonal_part(grad, ctx.basis)
 
+    @property
+    def is_identity(self) -> bool:
+        return self.s == 0
+
+    def prevents_grokking(self) -> bool:
+        return self.s == 1  # §8.3: no gradient outside the execution subspace, no grokking
+
 
 @dataclass(frozen=True)
-class Penalty(Project):
+class Penalty(Project, name="penalty"):
     """1B-penalty: the projection of `project` with s = lambda, on the steps from `start` that are multiples of
     10 only (the paper's primary lambda: 0.5)."""
+
+    SWEEP: ClassVar[tuple] = (0.1, 0.3, 0.5, 0.9)  # figI5
+    PAPER: ClassVar[dict] = {("add", dose, "pca"): Reported(step, "figI5")
+                             for dose, step in {0.1: 3333, 0.3: 3200, 0.5: 3267, 0.9: 3200}.items()}
 
     def acts(self, update: int) -> bool:
         return _due(update, self.start, 10)
 
-
-@dataclass(frozen=True)
-class Noise(Hook):
-    """1A-noise: every `every` steps from `start`, before the optimizer step, theta <- theta + eps P z / ||P z||,
-    z ~ N(0, I_P): noise of norm eps (absolute) outside the execution subspace."""
-
-    DOSE: ClassVar[str] = "eps"
-
-    eps: float = 0.1
-    basis: str = "pca"
-    start: int = 500
-    every: int = 50
-
-    def before_update(self, theta, grad, step: int, ctx: Context) -> tuple:
-        if not _due(step + 1, self.start, self.every):
-            return theta, grad
-        return theta + self.eps * _orthogonal_direction(theta, ctx), grad
+    def prevents_grokking(self) -> bool:
+        return False  # nine updates in ten keep their orthogonal part
 
 
 @dataclass(frozen=True)
-class Kick(Hook):
+class Kick(Hook, name="kick"):
     """1A-kick: once, at step `start`, before the optimizer step: of `samples` commutator samples at theta take
     the defect vector delta of the median-D one; u = P delta / ||P delta|| (its part outside the execution
     subspace, normalised); theta <- theta + alpha ||eta g_A|| u, ||eta g_A|| from one more sample. The samples'
     batches come from the hook's stream (the reference drew them from its training stream)."""
 
     DOSE: ClassVar[str] = "alpha"
+    SWEEP: ClassVar[tuple] = (1.0, 5.0, 10.0, 20.0)  # figI5
+    PAPER: ClassVar[dict] = {("add", dose, "pca"): Reported(step, "figI5")
+                             for dose, step in {1.0: 3200, 5.0: 3200, 10.0: 3233, 20.0: 3200}.items()}
 
-    alpha: float = 10.0
-    basis: str = "pca"
-    start: int = 500
-    samples: int = 9
+    alpha: float = param(10.0, "the kick's size, in steps of ||eta g_A||")
+    basis: str = param("pca", BASIS, choices=BASES)
+    start: int = param(500, "the update it acts on, once")
+    samples: int = param(9, "commutator samples the median-D one is taken from", low=1)
 
     def before_update(self, theta, grad, step: int, ctx: Context) -> tuple:
         if step + 1 != self.start:
@@ -218,17 +330,41 @@ class Kick(Hook):
 
 
 @dataclass(frozen=True)
-class SustainedKick(Hook):
+class Noise(Hook, name="noise"):
+    """1A-noise: every `every` steps from `start`, before the optimizer step, theta <- theta + eps P z / ||P z||,
+    z ~ N(0, I_P): noise of norm eps (absolute) outside the execution subspace."""
+
+    DOSE: ClassVar[str] = "eps"
+    SWEEP: ClassVar[tuple] = (0.01, 0.05, 0.1, 0.5)  # figI5
+    PAPER: ClassVar[dict] = {("add", dose, "pca"): Reported(step, "figI5")
+                             for dose, step in {0.01: 3167, 0.05: 3200, 0.1: 3200, 0.5: 3167}.items()}
+
+    eps: float = param(0.1, "the noise's norm")
+    basis: str = param("pca", BASIS, choices=BASES)
+    start: int = param(500, START)
+    every: int = param(50, EVERY, low=1)
+
+    def before_update(self, theta, grad, step: int, ctx: Context) -> tuple:
+        if not _due(step + 1, self.start, self.every):
+            return theta, grad
+        return theta + self.eps * _orthogonal_direction(theta, ctx), grad
+
+
+@dataclass(frozen=True)
+class SustainedKick(Hook, name="sustained_kick"):
     """Sustained commutator kicks: the kick of `kick`, from `samples` samples, every `every` steps from `start`,
     after the optimizer step."""
 
     DOSE: ClassVar[str] = "alpha"
+    SWEEP: ClassVar[tuple] = (50.0, 100.0, 200.0, 500.0)  # figI8
+    PAPER: ClassVar[dict] = {("add", dose, "pca"): Reported(step, "figI8")
+                             for dose, step in zip(SWEEP, (3233, 3200, 3167, 3200))}
 
-    alpha: float = 100.0
-    basis: str = "pca"
-    start: int = 500
-    every: int = 50
-    samples: int = 5
+    alpha: float = param(100.0, "the kick's size, in steps of ||eta g_A||")
+    basis: str = param("pca", BASIS, choices=BASES)
+    start: int = param(500, START)
+    every: int = param(50, EVERY, low=1)
+    samples: int = param(5, "commutator samples the median-D one is taken from", low=1)
 
     def after_update(self, theta, step: int, ctx: Context):
         if not _due(step, self.start, self.every):
@@ -237,16 +373,19 @@ class SustainedKick(Hook):
 
 
 @dataclass(frozen=True)
-class RandomKick(Hook):
+class RandomKick(Hook, name="random_kick"):
     """The sustained kicks' control: every `every` steps from `start`, after the optimizer step,
     theta <- theta + alpha 1.5e-3 P z / ||P z||, z ~ N(0, I_P) (1.5e-3: the reference's typical ||eta g_A||)."""
 
     DOSE: ClassVar[str] = "alpha"
+    SWEEP: ClassVar[tuple] = (50.0, 100.0, 200.0, 500.0)  # figI8
+    PAPER: ClassVar[dict] = {("add", dose, "pca"): Reported(step, "figI8")
+                             for dose, step in zip(SWEEP, (3200, 3200, 3167, 3300))}
 
-    alpha: float = 100.0
-    basis: str = "pca"
-    start: int = 500
-    every: int = 50
+    alpha: float = param(100.0, "the kick's size, in steps of 1.5e-3")
+    basis: str = param("pca", BASIS, choices=BASES)
+    start: int = param(500, START)
+    every: int = param(50, EVERY, low=1)
 
     def after_update(self, theta, step: int, ctx: Context):
         if not _due(step, self.start, self.every):
@@ -268,15 +407,7 @@ def _curvature_kick(theta, alpha: float, samples: int, ctx: Context):
     return (alpha * size) * direction(orthogonal_part(delta, ctx.basis))
 
 
-def _text(value) -> str:
-    """A parameter's value as the hook's text writes it: a number exactly (repr), a name as it is."""
-    return value if isinstance(value, str) else repr(value)
-
-
-HOOKS: dict[str, type] = {"none": Hook, "weight_noise": WeightNoise, "l2": L2Penalty, "project": Project,
-                          "penalty": Penalty, "kick": Kick, "noise": Noise, "sustained_kick": SustainedKick,
-                          "random_kick": RandomKick}
-
+# ---------------------------------------------------------------------- what the rest of tinygrok reads
 ARMS = [name for name, cls in HOOKS.items() if cls.DOSE]  # the causal interventions, each with a strength
 
 
@@ -293,7 +424,8 @@ def parse(spec: str) -> Hook:
             raise ValueError(f"hook {name!r} has no parameter {key!r}" + (
                 f": it takes {', '.join(fields)}" if fields else ": it takes none"))
         try:
-            kwargs[key] = type(fields[key].default)(value)
+            kwargs[key] = _parsed(value, _kind(fields[key]))
         except ValueError:
-            raise ValueError(f"hook {name!r}: {key}={value!r} is not a {type(fields[key].default).__name__}") from None
+            raise ValueError(f"hook {name!r}: {key}={value!r} is not allowed: {key} is {_allowed(fields[key])}"
+                             ) from None
     return HOOKS[name](**kwargs)

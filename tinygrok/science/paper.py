@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from tinygrok.science import interventions
+
 GROKKING_OPS = ("add", "sub", "mul", "x2_y2")  # grok at weight decay 1 (§4)
 NON_GROKKING_OPS = ("x2_xy_y2", "x3_xy")  # never do, in 200,000 steps
 
@@ -149,35 +151,16 @@ BY_KEY = {ref.key: ref for ref in (*WALKTHROUGH, PC1)}
 
 
 # ---------------------------------------------------------------------- the interventions (§8.3)
-# Mean grok step (the detection step, 98% x 3) over seeds 42/137/2024, read off the paper's figures (about ±50
-# steps); None: no seed grokked within the cap (DNF, 0/3). Keyed by (op, hook name, dose, basis); the identity
-# arms (no hook, project at s = 0) under ("none", 0.0).
-INTERVENTIONS: dict[tuple, tuple[Optional[int], str]] = {
-    **{(op, "project", s, "pca"): (step, "figI10") for op, steps in {
-        "add": (3300, 3470, 4070), "sub": (3770, 4170, 4330), "mul": (3000, 3070, 3470),
-        "x2_y2": (2730, 3000, 3130)}.items() for s, step in zip((0.25, 0.5, 0.75), steps)},
-    **{(op, "project", 1.0, "pca"): (None, "figI10, figI5") for op in GROKKING_OPS},
-    ("add", "project", 0.5, "pca"): (3470, "figI10; figI4: 3533"),
-    **{(op, "none", 0.0, "pca"): (step, "figI10") for op, step in {"sub": 3730, "mul": 2830, "x2_y2": 2630}.items()},
-    ("add", "none", 0.0, "pca"): (3233, "figI4; figI10 ~3200"),
-    **{("add", arm, dose, "pca"): (step, "figI5") for arm, values in {
-        "kick": {1.0: 3200, 5.0: 3200, 10.0: 3233, 20.0: 3200}, "noise": {0.01: 3167, 0.05: 3200, 0.1: 3200,
-                                                                           0.5: 3167},
-        "penalty": {0.1: 3333, 0.3: 3200, 0.5: 3267, 0.9: 3200}}.items() for dose, step in values.items()},
-    **{("add", arm, alpha, "pca"): (step, "figI8") for arm, steps in {
-        "sustained_kick": (3233, 3200, 3167, 3200), "random_kick": (3200, 3200, 3167, 3300)}.items()
-       for alpha, step in zip((50.0, 100.0, 200.0, 500.0), steps)},
-    ("add", "project", 1.0, "random"): (None, "figI6"),
-}
-# add, project: the multi-op script's docstring gives the delays over the baseline (+34 / +300 / +800 / DNF), the
-# random basis "< 50 steps" at intermediate s (figI6; its values are unknown).
-DOSE_DELAYS_ADD = {0.25: 34, 0.5: 300, 0.75: 800}
+# Each arm declares what the paper reports for it (interventions.py: PAPER); here they are gathered, keyed by
+# (op, hook name, dose, basis), the identity arms (no hook, project at s = 0) under ("none", 0.0).
+INTERVENTIONS: dict[tuple, interventions.Reported] = {
+    (op, name, dose, basis): reported for name, hook in interventions.HOOKS.items()
+    for (op, dose, basis), reported in hook.PAPER.items()}
 
 
 def intervention(op: str, arm: str, dose: float, basis: str) -> str:
     """What the paper reports for this arm, as a table shows it ("" where it reports nothing)."""
     if (op, arm, dose, basis) not in INTERVENTIONS:
-        return "< 50 steps of delay (figI6)" if (op, arm, basis) == ("add", "project", "random") else ""
-    step, source = INTERVENTIONS[op, arm, dose, basis]
-    delay = DOSE_DELAYS_ADD.get(dose) if (op, arm, basis) == ("add", "project", "pca") else None
-    return ("DNF (0/3)" if step is None else f"~{step}") + (f", +{delay}" if delay else "") + f" ({source})"
+        return ""
+    step, source, delay, text = INTERVENTIONS[op, arm, dose, basis]
+    return (text or ("DNF (0/3)" if step is None else f"~{step}")) + (f", +{delay}" if delay else "") + f" ({source})"
