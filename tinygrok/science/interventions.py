@@ -24,6 +24,7 @@ before_update acts on the update about to be made, number step + 1; after_update
     noise           every 50 updates: theta <- theta + eps P z / ||P z||, z ~ N(0, I)
     sustained_kick  every 50 updates, after the optimizer step: the kick, from 5 samples
     random_kick     every 50 updates, after the optimizer step: theta <- theta + alpha 1.5e-3 P z / ||P z||
+    keep_random     not the paper's: every update, g <- R R^T g, R a random orthonormal basis of k directions
 
 `basis` says which B the run is given: "pca" (the baseline run's trajectory PCA, §5.5) or "random" (a random
 orthonormal basis of the same size, the ablation).
@@ -41,6 +42,8 @@ from dataclasses import dataclass, field
 from typing import Callable, ClassVar, NamedTuple, Optional
 
 import numpy as np
+
+from tinygrok.science.pca import random_basis
 
 BASES = ("pca", "random")  # which execution basis an intervention run is given (recipes.intervention_basis)
 RANDOM_KICK_STEP = 1.5e-3  # the reference's hard-coded "typical ||eta g_A||" for the random kicks (§8.2)
@@ -392,6 +395,31 @@ class RandomKick(Hook, name="random_kick"):
             return theta
         return theta + self.alpha * RANDOM_KICK_STEP * _orthogonal_direction(theta, ctx)
 
+
+@dataclass(frozen=True)
+class KeepRandom(Hook, name="keep_random"):
+    """Keep only a random rank-k subspace of the gradient: g <- R R^T g on every update from `start`, after
+    clipping and before AdamW, R (P, k) a uniformly random orthonormal basis drawn once, from the run's
+    "keep_random" stream (so a resumed run draws the same R). Not in the paper: its author reports in a follow-up
+    note that keeping any rank-3 subspace speeds grokking about 2.3x."""
+
+    DOSE: ClassVar[str] = "k"
+
+    k: int = param(3, "the number of gradient directions kept", low=1)
+    start: int = param(500, START)
+
+    def before_update(self, theta, grad, step: int, ctx: Context) -> tuple:
+        if step + 1 < self.start:
+            return theta, grad
+        kept = self._subspace(theta, ctx)  # (P, k)
+        return theta, kept @ (kept.T @ grad)
+
+    def _subspace(self, theta, ctx: Context):
+        """R, drawn at its first use and kept with the hook, which lives as long as its run's training call."""
+        if "subspace" not in vars(self):
+            basis = random_basis(theta.size, self.k, ctx.stream("keep_random")).astype(theta.dtype)  # on the host
+            object.__setattr__(self, "subspace", ctx.device(basis))
+        return vars(self)["subspace"]
 
 def _orthogonal_direction(theta, ctx: Context):
     """P z / ||P z|| for z ~ N(0, I_P) from the hook's stream (drawn on the host: the same on any backend)."""
