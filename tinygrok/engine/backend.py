@@ -186,7 +186,7 @@ def subnormals_flushed() -> Iterator[bool]:
 
     Why: x86 computes with subnormals in microcode, ~100 times slower. A run whose weights decay towards zero
     (the projection intervention at s = 1, PAPER.md §8) spends nearly all its time there: one gradient at such
-    a run's step 15,000 took 317 ms against 20 ms with subnormals flushed (tinygrok's own measurement). Numbers
+    such a run was 15 times slower with subnormals than without (docs/speed.md). Numbers
     that are not subnormal are computed exactly as before. Linux on x86-64 (glibc's fenv); elsewhere a no-op.
     """
     libm = _libm()

@@ -129,8 +129,8 @@ def flat_grad(theta, tokens, labels, cfg: Config):
 def _written_out_backprop(theta, tokens, labels, cfg: Config):
     """flat_grad by backpropagation written out: the forward pass keeps its activations, then each primitive's
     backward kernel runs in reverse order, all on raw arrays. The same numbers as autograd's gradient, bit for bit
-    in float32 (tested), without building a graph of ~80 nodes per call: about 3 ms less per gradient, and calling
-    the kernels unwrapped another ~0.8 ms. (Differentiating it runs it once for its value, then traces the
+    in float32 (tested), without building a graph of ~80 nodes per call or calling the kernels through their autograd
+    wrappers (docs/speed.md says how much that saves). (Differentiating it runs it once for its value, then traces the
     reference: a Hessian-vector product costs one gradient more.)"""
     params, n = kernels.views(theta, layout(cfg)), tokens.shape[0]
     x, blocks = trunk(params, tokens, cfg.n_heads, raw=True)  # (N, d)

@@ -117,8 +117,8 @@ def softmax(x, axis=-1):
 
 
 def attention_probs(q, k):
-    """softmax_k(q . k / sqrt(e)) for q (Tq, B, e), k (Tk, B, e) -> (Tq, Tk, B), contracted with einsum (3x faster
-    than the broadcast product)."""
+    """softmax_k(q . k / sqrt(e)) for q (Tq, B, e), k (Tk, B, e) -> (Tq, Tk, B), contracted with einsum (faster than
+    the broadcast product: docs/speed.md)."""
     scores = np.einsum("tbe,ube->tub", q, k)  # (Tq, Tk, B)
     scores *= q.shape[-1] ** -0.5
     return softmax(scores, axis=1)
@@ -152,7 +152,7 @@ _AS_A = (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)  # a
 def _normal_cdf_float32(x):
     """Phi(x) = 1/2 + sign(x) (1/2 - tail(|x|)) with A&S 7.1.26 for erf(|x| / sqrt 2), in twenty in-place passes:
     tail = t (a1 + ... + a5 t^4) exp(-x^2 / 2) / 2, t = 1 / (1 + p |x| / sqrt 2). |error| <= 1e-7 before
-    float32 rounding; about 6x faster than SciPy's erf, which computes in float64 element by element. Returns
+    float32 rounding; faster than SciPy's erf, which computes in float64 element by element. Returns
     Phi(x) and the exp(-x^2 / 2) it computed on the way (GELU's backward pass needs it)."""
     t = np.abs(x)
     t *= _AS_P * INV_SQRT2

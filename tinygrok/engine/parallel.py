@@ -1,13 +1,12 @@
 """Using several cores: `with cores(n):` runs tinygrok's work on n of them.
 
 More BLAS threads speed up only the matrix products; NumPy's element-wise loops and the Python between them stay
-on one core (measured on a 2-core machine: a training step 1.1x faster with 2 BLAS threads than with 1). So the
-work is cut into independent pieces instead, one per core, each with BLAS on one thread, and n - 1 of them run
-in worker processes (`side_by_side`): a commutator sample's two pairs of independent gradients, the shards a
-training batch is cut into (`batch_gradient`), the chunks of an evaluation. Every result is the same on any
-number of cores. Processes, not threads: the Python
-between NumPy calls holds the GIL (evaluation on two threads measured 150-310 ms, in two processes 130-160 ms),
-and autograd's tracing is not thread-safe (its trace counter is shared by all threads).
+on one core (docs/speed.md: where the time goes). So the work is cut into independent pieces instead, one per
+core, each with BLAS on one thread, and n - 1 of them run in worker processes (`side_by_side`): a commutator
+sample's two pairs of independent gradients, the shards a training batch is cut into (`batch_gradient`), the
+chunks of an evaluation. Every result is the same on any number of cores. Processes, not threads: the Python
+between NumPy calls holds the GIL (evaluation on two threads is slower than in two processes), and autograd's
+tracing is not thread-safe (its trace counter is shared by all threads).
 
 Training and the geometry analysis keep BLAS on one thread throughout (`recorded_arithmetic`, which also flushes
 subnormal numbers to zero), so that what a run records never depends on n; elsewhere (Hessian-vector products,

@@ -170,7 +170,7 @@ def expected_steps(cfg: Config) -> int:
 def estimate_cpu_seconds(spec: RunSpec, costs: dict) -> float:
     """One core's time for the run, from `tinygrok bench`'s milliseconds at the paper's size (train_step_ms,
     eval_ms, commutator_sample_ms), scaled by the model's size: steps x (a step + its share of the evaluations
-    and probes). The post-hoc analysis of a walkthrough is not counted (about 20 s at the paper's size)."""
+    and probes). The post-hoc analysis of a walkthrough is not counted."""
     cfg = spec.config
     per_step = costs["train_step_ms"] + costs["eval_ms"] / cfg.eval_every
     if cfg.probe_every:

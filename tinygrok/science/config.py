@@ -141,7 +141,7 @@ PRESETS: dict[str, dict] = {
     # attention snapshots every 2,000; the curvature onset floor is 5 there, not 20.
     "slow": dict(n_layers=3, lr=5e-5, weight_decay=0.1, beta2=0.999, max_steps=800_000, eval_every=1000,
                  snapshot_every=2000, onset_floor=5.0),
-    # CPU-sized, measured to grok in 13-18 seconds on 2 cores (README, "Presets").
+    # CPU-sized: groks in seconds on 2 cores (docs/speed.md), the model the lessons and tests train.
     "classroom": dict(p=59, d_model=64, d_ff=128, lr=3e-3, batch_size=256, max_steps=10_000),
 }
 

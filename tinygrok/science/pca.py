@@ -110,8 +110,8 @@ def execution_basis(pcas: dict[str, TrajectoryPCA], offsets: dict[str, int], n_p
 # ---------------------------------------------------------------------- a run's attention trajectory
 def random_basis(n_params: int, k: int, rng: np.random.Generator) -> np.ndarray:
     """A uniformly random k-dimensional orthonormal basis of R^P (P, k): a Gaussian matrix G orthonormalised as
-    G R^-1 with R^T R = G^T G (Cholesky QR: exact enough, as G is near-orthogonal when k << P; 30x faster
-    than Householder QR at P = 290,401)."""
+    G R^-1 with R^T R = G^T G (Cholesky QR: exact enough, as G is near-orthogonal when k << P, and far cheaper
+    than Householder QR when P is large)."""
     g = rng.standard_normal((n_params, k))
     return g @ np.linalg.inv(np.linalg.cholesky(g.T @ g).T)
 
