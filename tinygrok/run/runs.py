@@ -33,9 +33,11 @@ from pathlib import Path
 import numpy as np
 
 from tinygrok.science.config import Config, ConfigError
+from tinygrok.science.data import stream
 from tinygrok.science.model import attention_layout, param_count
 
 CONFIG, METRICS, CHECKPOINT, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.npz", "summary.json"
+CHECKPOINT_STREAMS = {"batch_rng": "batches", "probe_rng": "probes", "hook_rng": "hook"}  # key -> data.stream name
 SNAPSHOTS, THETAS = "snapshots.npy", "thetas.npy"  # growing (S, D) arrays, one row per snapshot
 PCA, BASIS, GEOMETRY = "pca.json", "basis.npy", "geometry.jsonl"
 DIMENSIONS = "dimensions.jsonl"  # proj/full against the subspace size at four phases (geometry.dimension_sweep)
@@ -152,9 +154,7 @@ class Run:
     def config(self) -> Config:
         if not (self.path / CONFIG).is_file():
             raise RunError(f"{self.path} is not a tinygrok run: {CONFIG} is missing")
-        saved = read_json(self.path / CONFIG)
-        if "batch_shards" not in saved:  # tinygrok 0.1 cut batches by --threads
-            saved["batch_shards"] = self._checkpoint_meta().get("batch_shards", 1)
+        saved = _upgraded_config(read_json(self.path / CONFIG), self._checkpoint_meta)
         try:
             return Config.from_dict(saved)
         except ConfigError as err:
@@ -285,7 +285,7 @@ class Run:
                 meta = json.loads(str(z["meta"]))
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as err:
             raise RunError(f"cannot resume: checkpoint {path} is corrupt ({type(err).__name__}: {err})") from None
-        return params, arrays, meta
+        return params, arrays, _upgraded_checkpoint_meta(meta, lambda: self.config().seed)
 
     def has(self, name: str) -> bool:
         """Whether the run has written the file `name` (one of this module's names)."""
@@ -363,10 +363,7 @@ class Run:
         return self.path / f"{name}.png"
 
     def _summary(self) -> dict:
-        summary = self._json(SUMMARY)
-        if "results" not in summary:  # tinygrok 0.1 wrote one flat dict, at the end of training (and analysis)
-            return {"results": summary, "environment": {}, "stages": ["train"]}
-        return summary
+        return _upgraded_summary(self._json(SUMMARY))
 
     def _text(self, name: str) -> str:
         if not self.has(name):
@@ -418,3 +415,24 @@ def directory_lock(path: Path):
             os.close(fd)  # closing the last descriptor releases the lock
         else:
             _held_locks[key] = (fd, holders - 1)
+
+
+# ---------------------------------------------------------------------- run directories of tinygrok 0.1
+# What tinygrok 0.1 wrote otherwise is read here, as this version writes it, and nowhere else.
+def _upgraded_config(saved: dict, checkpoint_meta) -> dict:
+    """A config.json without batch_shards: 0.1 cut batches by --threads, which its checkpoint's meta recorded."""
+    return saved if "batch_shards" in saved else {**saved, "batch_shards": checkpoint_meta().get("batch_shards", 1)}
+
+
+def _upgraded_summary(summary: dict) -> dict:
+    """A flat summary.json: 0.1 wrote its results alone, at the end of training (and analysis)."""
+    return summary if "results" in summary else {"results": summary, "environment": {}, "stages": ["train"]}
+
+
+def _upgraded_checkpoint_meta(meta: dict, seed) -> dict:
+    """A checkpoint without batch_shards (one shard: 0.1's --threads 1) or the hook's stream (0.1 had no hooks:
+    the stream as it starts)."""
+    if "hook_rng" not in meta:
+        meta = {**meta, "hook_rng": stream(seed(), CHECKPOINT_STREAMS["hook_rng"]).bit_generator.state}
+    return {"batch_shards": 1, **meta}
+

@@ -12,7 +12,7 @@ import numpy as np
 
 from tinygrok.engine import backend, kernels, parallel
 from tinygrok.engine.fast import forward
-from tinygrok.run.runs import SNAPSHOTS, THETAS, Run, RunError
+from tinygrok.run.runs import CHECKPOINT_STREAMS, SNAPSHOTS, THETAS, Run, RunError
 from tinygrok.science import interventions
 from tinygrok.science.analysis import curvature_summary, detection_step, grok_summary
 from tinygrok.science.commutator import defect_samples, defect_stats
@@ -42,7 +42,6 @@ class TrainState:
         return {"batch_rng": self.batch_rng, "probe_rng": self.probe_rng, "hook_rng": self.hook_rng}
 
 
-STREAM_NAMES = {"batch_rng": "batches", "probe_rng": "probes", "hook_rng": "hook"}  # data.stream's names
 DIVERGED_STAGE = "diverged"  # summary.json's stage of a run stopped by a non-finite number
 
 
@@ -65,7 +64,7 @@ def _check_finite(step: int, quantity: str, value: float) -> None:
 
 def fresh_state(cfg: Config) -> TrainState:
     theta = backend.to_device(flatten(init_params(cfg, stream(cfg.seed, "init"))))
-    streams = {key: stream(cfg.seed, name) for key, name in STREAM_NAMES.items()}
+    streams = {key: stream(cfg.seed, name) for key, name in CHECKPOINT_STREAMS.items()}
     return TrainState(theta, AdamWState.zeros_like(theta), 0, **streams)
 
 
@@ -140,14 +139,13 @@ def load_state(run: Run, cfg: Config) -> tuple[TrainState, float]:
     dtypes = {a.dtype for a in (*params.values(), *arrays.values())}
     if found != expected or dtypes != {np.dtype(cfg.dtype)} or not {"step", "adam_t"} <= set(meta):
         raise RunError(f"cannot resume: the checkpoint in {run.path} does not match its config.json")
-    if meta.get("batch_shards", 1) != cfg.batch_shards:  # runs of tinygrok 0.1 cut batches by their --threads
+    if meta["batch_shards"] != cfg.batch_shards:
         raise RunError(f"cannot resume {run.path}: its checkpoint was trained with batches cut into "
-                       f"{meta.get('batch_shards', 1)} shard(s), its config.json says {cfg.batch_shards}")
-    streams = {key: stream(cfg.seed, name) for key, name in STREAM_NAMES.items()}
+                       f"{meta['batch_shards']} shard(s), its config.json says {cfg.batch_shards}")
+    streams = {key: stream(cfg.seed, name) for key, name in CHECKPOINT_STREAMS.items()}
     try:
         for key, rng in streams.items():
-            if key != "hook_rng" or key in meta:  # checkpoints of tinygrok 0.1 have no hook stream (nor hooks)
-                rng.bit_generator.state = meta[key]
+            rng.bit_generator.state = meta[key]
     except (KeyError, TypeError, ValueError) as err:
         raise RunError(f"cannot resume: the checkpoint in {run.path} has no valid RNG state ({err})") from None
     adam = AdamWState(meta["adam_t"], backend.to_device(arrays["adam_m"]), backend.to_device(arrays["adam_v"]))
