@@ -1,7 +1,12 @@
-"""The README stays true: its set-up commands are what CI runs, and its tables match the code."""
+"""The README stays true: its set-up commands are what CI runs, its tables match the code, its Python example runs;
+the README is a front door and docs/ holds the measurements, each page naming its commits once."""
+import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+from tinygrok.lab import lessons
 from tinygrok.science.config import PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,3 +33,44 @@ def test_presets_table_lists_every_preset_with_its_values():
             if key in ("d_model", "d_ff", "p", "lr", "batch_size", "beta2", "weight_decay", "n_layers"):
                 shown = f"{value:g}".replace("e-0", "e-") if isinstance(value, float) else str(value)
                 assert shown in rows[name], f"README's {name} row lacks {key}={value}"
+
+
+COMMIT = re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,12}\b")  # a short commit hash
+DOCS = ["results", "differences", "speed", "architecture"]
+
+
+def test_the_readme_is_a_front_door_without_commit_hashes():
+    assert len(README.splitlines()) <= 200
+    assert not COMMIT.findall(README)
+    for page in DOCS:
+        assert f"(docs/{page}.md)" in README
+
+
+def test_docs_name_their_commits_only_in_the_table_at_their_top():
+    """A page's numbers say once, at its top, which commits and machine they come from; no sentence names one."""
+    for page in DOCS:
+        lines = (ROOT / "docs" / f"{page}.md").read_text().splitlines()
+        for number, line in enumerate(lines):
+            if COMMIT.search(line):
+                assert line.startswith("|") and number < 15, f"docs/{page}.md:{number + 1}: {line}"
+
+
+def test_every_relative_link_leads_to_a_file():
+    for path in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        for target in re.findall(r"\]\(([^)#:]+)\)", path.read_text()):
+            assert (path.parent / target).exists(), f"{path.name} links to {target}, which is not there"
+
+
+def test_the_lessons_table_lists_the_lessons_as_they_are():
+    titles = re.findall(r"^\| (\d) \| ([^|]+) \|", README, re.M)
+    assert [(int(n), t.strip()) for n, t in titles] == [(item.number, item.title) for item in lessons.catalogue()]
+
+
+def test_the_python_example_runs_and_groks(tmp_path):
+    example = README.split("## From Python", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    result = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    grok_90, detected = map(int, re.search(r"grokked at step (\d+) - detected at (\d+)", result.stdout).groups())
+    assert 0 < grok_90 <= detected < 10_000
+    last = ast.literal_eval(result.stdout.split("last evaluation: ", 1)[1].strip())
+    assert last["test_acc"] >= 0.98 and last["step"] >= detected
