@@ -106,7 +106,7 @@ def curvature_at_saved_thetas(run: Run, cfg: Config, exec_basis: np.ndarray, k: 
         samples = drawn[:k]
         bases = {"exec": exec_basis, "weight_svd": weight_svd_basis(theta, cfg, SVD_COMPONENTS)}
         row = {"step": i * cfg.theta_every, **defect_stats(samples), **subspace_ratios(samples, bases, random_bases),
-               "zero_defect_samples": sum(not np.any(s["delta"]) for s in samples)}
+               "zero_defect_samples": sum(s["defect"] == 0 for s in samples)}
         if i >= lag:
             row["alignment_ratio"] = alignment(theta - thetas[i - lag], [s["delta"] for s in drawn])["ratio"]
         rows.append(row)

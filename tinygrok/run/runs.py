@@ -94,8 +94,8 @@ def _npy_header(shape: tuple, dtype) -> bytes:
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode("latin1")
 
 
-def _json_lines(rows: list[dict]) -> bytes:
-    return "".join(json.dumps(r) + "\n" for r in rows).encode()
+def _json_lines(rows: list[dict], allow_nan: bool = True) -> bytes:
+    return "".join(json.dumps(r, allow_nan=allow_nan) + "\n" for r in rows).encode()
 
 
 def write_json(path: Path, obj: dict) -> None:
@@ -328,7 +328,8 @@ class Run:
         return self._rows(DIMENSIONS)
 
     def _write_rows(self, name: str, rows: list[dict]) -> None:
-        _write_atomically(self.path / name, _json_lines(rows))
+        """geometry.jsonl and dimensions.jsonl: an undefined value is null there, never NaN or inf."""
+        _write_atomically(self.path / name, _json_lines(rows, allow_nan=False))
 
     def _rows(self, name: str) -> list[dict]:
         return self._parse_rows(name, self._text(name))

@@ -125,9 +125,10 @@ def alignment(dtheta: np.ndarray, deltas: list) -> dict:
     "zero_deltas"); with dtheta = 0 or every delta_k = 0 both are undefined (None)."""
     step = float(np.linalg.norm(dtheta))
     unit = dtheta / step if step else dtheta  # (P,); a zero step has no direction, and no cosine below
-    cosines = [abs(unit @ d) / np.linalg.norm(d) for d in deltas if step and np.any(d)]
+    norms = [float(np.linalg.norm(d)) for d in deltas]  # 0 also for a float32 delta whose norm underflows
+    cosines = [abs(unit @ d) / norm for d, norm in zip(deltas, norms) if step and norm > 0]
     mean_cos = float(np.mean(cosines)) if cosines else None
     baseline = math.sqrt(2 / (math.pi * dtheta.size))
     return {"mean_abs_cos": mean_cos, "ratio": undefined.ratio(mean_cos, baseline),
-            "zero_deltas": sum(not np.any(d) for d in deltas)}
+            "zero_deltas": sum(norm == 0 for norm in norms)}
 

@@ -46,14 +46,7 @@ def median(values: Iterable[Optional[float]]) -> Optional[float]:
 def reason(key: str) -> str:
     """Why the quantity under `key` can be undefined (WHY, by the key's ending)."""
     why = [text for ending, text in WHY.items() if key.endswith(ending)]
-    if not why:
-        raise KeyError(f"{key} may not be undefined: WHY in {__name__} does not say why it could be")
-    return why[0]
-
-
-def reasons(row: dict) -> dict[str, str]:
-    """The row's undefined values, each with why: what a record stores beside them (empty if all are defined)."""
-    return {key: reason(key) for key, value in row.items() if not defined(value)}
+    return why[0] if why else "not a number here (no rule in undefined.WHY says when it may be undefined)"
 
 
 def tally(rows: list[dict]) -> dict[str, dict]:
