@@ -155,10 +155,11 @@ def intervention(arm: str, dose: Optional[float] = None, basis: str = "pca", pre
                  **settings) -> RunSpec:
     """The spec of an intervention run: arm (a hook of interventions.py) at `dose` (its strength: project's s,
     kick's alpha, noise's eps, ...; None: the paper's primary), given the "pca" or a "random" execution basis."""
-    given = f"--arm {arm}" + (f" --dose {dose}" if dose is not None else "") + f" --basis {basis}"
+    given = f"--arm {arm}" + (f" --dose {dose}" if dose is not None else "") + (
+        f" --basis {basis}" if basis != "pca" else "")  # what was given (pca: the default)
     if arm.replace("-", "_") not in interventions.ARMS:
-        raise ConfigError(f"{given}: the arms are {', '.join(interventions.ARMS)} (by name alone: --dose and "
-                          "--basis set their parameters)")
+        arms = ", ".join(name.replace("_", "-") for name in interventions.ARMS)
+        raise ConfigError(f"{given}: the arms are {arms} (by name alone: --dose and --basis set their parameters)")
     try:
         hook = interventions.parse(arm.replace("-", "_")).with_dose(dose, basis)
     except ValueError as err:
