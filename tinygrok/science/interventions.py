@@ -120,11 +120,9 @@ class Hook:
         if not self.DOSE:
             raise ValueError(f"{self.spec} is not an intervention with a dose: the arms are {', '.join(ARMS)}")
         changes = {"basis": basis} if self.needs_basis else {}
-        if dose is not None:
-            kind = _kind(_field(type(self), self.DOSE))
-            if kind == "int" and dose != int(dose):
-                raise ValueError(f"{self.NAME}: {self.DOSE}={dose!r} is not allowed: {self.DOSE} is a whole number")
-            changes[self.DOSE] = int(dose) if kind == "int" else float(dose)
+        if dose is not None:  # --dose is a float: a whole one fits an int parameter, any other is refused below
+            whole = _kind(_field(type(self), self.DOSE)) == "int" and float(dose).is_integer()
+            changes[self.DOSE] = int(dose) if whole else float(dose)
         return dataclasses.replace(self, **changes)
 
     @property
