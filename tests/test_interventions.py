@@ -103,11 +103,12 @@ class Crash(Exception):
     pass
 
 
-@pytest.mark.parametrize("spec", ["project:s=0.75,start=50", "penalty:s=0.5,start=50", "noise:eps=0.1,start=50",
-                                  "kick:alpha=10.0,start=120,samples=3", "random_kick:alpha=50.0,start=50",
-                                  "sustained_kick:alpha=50.0,start=50,samples=2"])
-def test_a_run_with_each_hook_resumes_bit_for_bit(spec, tmp_path):
-    cfg = CFG.replace(max_steps=200, hook=spec)
+@pytest.mark.parametrize("spec, batches", [
+    ("project:s=0.75,start=50", "own"), ("project:s=0.75,start=50", "sibling"), ("penalty:s=0.5,start=50", "own"),
+    ("noise:eps=0.1,start=50", "own"), ("kick:alpha=10.0,start=120,samples=3", "own"),
+    ("random_kick:alpha=50.0,start=50", "own"), ("sustained_kick:alpha=50.0,start=50,samples=2", "own")])
+def test_a_run_with_each_hook_resumes_bit_for_bit(spec, batches, tmp_path):
+    cfg = CFG.replace(max_steps=200, hook=spec, batches=batches)
 
     def run_in(path):
         run = Run.create(path, cfg)
@@ -169,6 +170,7 @@ def test_intervene_builds_the_baseline_once_and_gives_the_run_its_basis(tmp_path
     assert baseline.stages() == ["train", "pca"] and run.summary()["steps"] == 200
     assert np.array_equal(run.hook_basis(), baseline.basis().astype(np.float32))  # B from the baseline's PCA
     assert run.config().hook == "project:s=1.0,basis=pca,start=500" and run.config().probe_every == 100
+    assert run.config().batches == "sibling" and baseline.config().batches == "own"  # the paper's protocol
     built = (baseline.path / METRICS).stat().st_mtime_ns
     again = tinygrok("intervene", "--arm", "project", "--dose", "0.5", "--preset", "classroom", "--max-steps", "200",
                      "--out", str(tmp_path / "half"))

@@ -57,7 +57,7 @@ def test_a_sweep_killed_mid_grid_resumes_and_equals_an_uninterrupted_one(whole, 
 
 
 def test_a_failing_run_is_retried_once_then_reported(tmp_path):
-    specs = grids.grid("table1", grids.Filters(("add",), (42,), None, 300, "classroom"))
+    specs = grids.grid("table1", grids.Filters(("add",), (42,), None, None, 300, "classroom"))
     taken = specs[0]
     other = recipes.spec("train", "classroom", max_steps=50)
     recipes.execute(other, path=tmp_path / taken.name)  # its directory holds another run: execute refuses
@@ -83,7 +83,7 @@ def test_a_grid_on_a_dask_cluster_survives_a_killed_worker_and_equals_local_proc
     """The path --scheduler takes, on a real LocalCluster of 2 worker processes; one is killed mid-run."""
     from distributed import Client, LocalCluster
 
-    specs = grids.grid("table1", grids.Filters(("add",), (42, 137), None, 300, "classroom"))
+    specs = grids.grid("table1", grids.Filters(("add",), (42, 137), None, None, 300, "classroom"))
     local = sweep.run_grid(specs, tmp_path / "local", sweep.load_index(tmp_path / "local", "table1", "t", specs),
                            sweep.local_executor(2))
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \

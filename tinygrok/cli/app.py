@@ -90,29 +90,35 @@ def use_backend(array_backend: str) -> None:
         fail(str(err))
 
 
-def with_config_options(command):
-    """Give a command one --option per Config field (help from the field); they arrive as `overrides`."""
-    fields = dataclasses.fields(Config)
-    types = {"int": int, "float": float, "str": str, "bool": bool}
-    hints = typing.get_type_hints(command, include_extras=True)  # the Annotated options, not their names as text
-    sig = inspect.signature(command)
-    sig = sig.replace(parameters=[p.replace(annotation=hints.get(p.name, p.annotation))
-                                  for p in sig.parameters.values()])
-    extra = [
-        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                          annotation=Annotated[Optional[types[f.type]], typer.Option(
-                              help=f"{f.metadata['help']} (default: {f.default})", rich_help_panel="Config")])
-        for f in fields
-    ]
+def with_config_options(recipe: str):
+    """Give a command one --option per Config field (help from the field, default from the paper preset and
+    the recipe's own settings); they arrive as `overrides`."""
+    defaults = recipes.spec(recipe).config
 
-    @functools.wraps(command)
-    def wrapper(**kwargs):
-        overrides = {f.name: kwargs.pop(f.name) for f in fields}
-        return command(**kwargs, overrides=overrides)
+    def decorate(command):
+        fields = dataclasses.fields(Config)
+        types = {"int": int, "float": float, "str": str, "bool": bool}
+        hints = typing.get_type_hints(command, include_extras=True)  # the Annotated options, not names as text
+        sig = inspect.signature(command)
+        sig = sig.replace(parameters=[p.replace(annotation=hints.get(p.name, p.annotation))
+                                      for p in sig.parameters.values()])
+        extra = [
+            inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                              annotation=Annotated[Optional[types[f.type]], typer.Option(
+                                  help=f"{f.metadata['help']} (default: {getattr(defaults, f.name)})",
+                                  rich_help_panel="Config")])
+            for f in fields
+        ]
 
-    wrapper.__signature__ = sig.replace(
-        parameters=[p for p in sig.parameters.values() if p.name != "overrides"] + extra)
-    return wrapper
+        @functools.wraps(command)
+        def wrapper(**kwargs):
+            overrides = {f.name: kwargs.pop(f.name) for f in fields}
+            return command(**kwargs, overrides=overrides)
+
+        wrapper.__signature__ = sig.replace(
+            parameters=[p for p in sig.parameters.values() if p.name != "overrides"] + extra)
+        return wrapper
+    return decorate
 
 
 def _existing(resume: bool, force: bool) -> str:
@@ -139,7 +145,7 @@ def _execute(spec: recipes.RunSpec, path: Path, existing: str, threads: Optional
 
 
 @app.command()
-@with_config_options
+@with_config_options("train")
 def train(
     preset: Preset = "paper",
     out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/ and a name from the settings "
@@ -170,7 +176,7 @@ DOSES = "; ".join(f"{name.replace('_', '-')}'s {interventions.HOOKS[name].explai
                   for name in interventions.ARMS)
 
 @app.command()
-@with_config_options
+@with_config_options("intervene")
 def intervene(
     arm: Annotated[str, typer.Option(help=f"one of {', '.join(ARMS)} (PAPER.md §8.2; "
                                           "tinygrok/science/interventions.py)")],
@@ -178,8 +184,8 @@ def intervene(
     basis: Annotated[str, typer.Option(help="pca: the baseline run's execution basis; random: a random one of the "
                                             "same size (the ablation)")] = "pca",
     preset: Preset = "paper",
-    out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/intervene_PRESET_OP_sSEED_hook...]; "
-                                                     "its baseline goes beside it")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/intervene_BATCHES_PRESET_OP_sSEED_"
+                                                     "hook...]; its baseline goes beside it")] = None,
     resume: Resume = False,
     force: Force = False,
     threads: Threads = None,
@@ -188,7 +194,8 @@ def intervene(
 ):
     """One causal intervention (§8.1): a baseline run to detection gives the execution basis (built once, then
     reused), and a probed run from the same seed trains with the intervention, to 1,000 steps past detection or
-    the 15,000-step cap (not grokked: DNF)."""
+    the 15,000-step cap (not grokked: DNF); on a sibling's batches unless --batches own (then the basis is the
+    run's own future path, and the run equals its baseline up to the intervention's start)."""
     use_backend(array_backend)
     if overrides.pop("hook") is not None:
         raise RunError("--hook is set by --arm, --dose and --basis here")
@@ -348,12 +355,18 @@ def sweep_(
     ops: Annotated[Optional[str], typer.Option(help="only these operations, e.g. add,sub")] = None,
     seeds: Annotated[Optional[str], typer.Option(help="only these seeds, e.g. 42,137")] = None,
     lrs: Annotated[Optional[str], typer.Option(help="only these learning rates, e.g. 1e-3,1e-2")] = None,
+    doses: Annotated[Optional[str], typer.Option(help="only the interventions at these doses, e.g. 0.75,1 (the runs "
+                                                      "without intervention stay)")] = None,
     max_steps: Annotated[Optional[int], typer.Option(min=1, help="cap every run at this many steps")] = None,
     preset: Annotated[Optional[str], typer.Option(help="classroom: the CPU-sized model instead of the paper's")] = None,
+    batches: Annotated[Optional[str], typer.Option(
+        help="the intervention runs' batches: sibling (the paper's protocol: the execution basis comes from a "
+             "sibling trajectory) or own (the basis is the run's own future path)  [default: sibling]")] = None,
 ):
     """Run one of the paper's experiments: its grid of runs, side by side, skipping what is done."""
     filters = grids.Filters(_listed(ops, str, "--ops"), _listed(seeds, int, "--seeds"),
-                                  _listed(lrs, float, "--lrs"), max_steps, preset)
+                            _listed(lrs, float, "--lrs"), _listed(doses, float, "--doses"), max_steps, preset,
+                            batches)
     specs = grids.grid(experiment, filters)
     index = sweep.load_index(out, experiment, filters.describe(), specs)
     executors = sweep.dask_executor(scheduler) if scheduler else sweep.local_executor(workers)

@@ -118,19 +118,29 @@ EXPERIMENTS = {"table1": _table1, "pca": _pca, "lr-sweep": _lr_sweep, "slow": _s
 
 @dataclass(frozen=True)
 class Filters:
-    """What makes a grid smaller: only these operations, seeds and learning rates (None: all), max_steps as a
-    cap on every run, and preset "classroom" in place of "paper" (CPU-sized)."""
+    """What makes a grid smaller or another variant: only these operations, seeds and learning rates (None: all),
+    only these doses of the interventions (their runs without intervention kept), max_steps as a cap on every run,
+    preset "classroom" in place of "paper" (CPU-sized), and the intervention runs' batches ("own" in place of the
+    paper's protocol, "sibling"; recipes.INTERVENTION_SETTINGS)."""
 
     ops: Optional[tuple] = None
     seeds: Optional[tuple] = None
     lrs: Optional[tuple] = None
+    doses: Optional[tuple] = None
     max_steps: Optional[int] = None
     preset: Optional[str] = None
+    batches: Optional[str] = None
 
     def describe(self) -> str:
         given = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
         text = {k: ",".join(map(str, v)) if isinstance(v, tuple) else str(v) for k, v in given.items()}
         return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in text.items()) or "none"
+
+
+def _dose(cfg: Config) -> Optional[float]:
+    """The dose of the run's intervention; None for a run without one (a doses filter keeps it)."""
+    hook = interventions.parse(cfg.hook)
+    return None if hook.is_identity or not hook.DOSE else getattr(hook, hook.DOSE)
 
 
 def grid(name: str, filters: Filters = Filters()) -> list[RunSpec]:
@@ -144,14 +154,18 @@ def grid(name: str, filters: Filters = Filters()) -> list[RunSpec]:
     for recipe, preset, settings in EXPERIMENTS[name]():
         preset = filters.preset or preset
         cfg = config.preset(preset, **{**recipe_settings(recipe), **settings})
-        if any(wanted is not None and value not in wanted for wanted, value in
-               ((filters.ops, cfg.op), (filters.seeds, cfg.seed), (filters.lrs, cfg.lr))):
+        if any(wanted is not None and value is not None and value not in wanted for wanted, value in
+               ((filters.ops, cfg.op), (filters.seeds, cfg.seed), (filters.lrs, cfg.lr), (filters.doses, _dose(cfg)))):
             continue
         if filters.max_steps is not None:
             settings = {**settings, "max_steps": min(cfg.max_steps, filters.max_steps)}
+        if recipe == "intervene":
+            settings = {**settings, "batches": filters.batches}
         specs.append(spec(recipe, preset, **settings))
     if not specs:
         raise ConfigError(f"the filters ({filters.describe()}) leave no run of {name}")
+    if filters.batches is not None and not any(s.recipe == "intervene" for s in specs):
+        raise ConfigError(f"--batches sets the intervention runs' batches: {name} has none")
     baselines = {b.name: b for b in (baseline(s) for s in specs if needs_baseline(s))}
     return list(baselines.values()) + specs
 

@@ -35,9 +35,10 @@ from tinygrok.science.pca import random_basis
 # for the curvature geometry.
 WALKTHROUGH_SETTINGS = dict(probe_every=100, probe_samples=5, extra_steps=1000, theta_every=200)
 WALKTHROUGH_PRESETS = ("paper", "classroom")  # evaluated every 100 steps, as the probe cadence needs
-# The second phase of an intervention (§8.1): K = 5 probes every 100 steps, 1,000 steps past detection, and the
-# paper's 15,000-step cap for its sweeps (DNF: not grokked by then).
-INTERVENTION_SETTINGS = dict(probe_every=100, probe_samples=5, extra_steps=1000, max_steps=15_000)
+# The second phase of an intervention (§8.1): K = 5 probes every 100 steps, 1,000 steps past detection, the
+# paper's 15,000-step cap for its sweeps (DNF: not grokked by then), and the paper's protocol: a sibling's batches,
+# so that the execution basis from the baseline is a sibling trajectory's (batches="own": the run's own future).
+INTERVENTION_SETTINGS = dict(probe_every=100, probe_samples=5, extra_steps=1000, max_steps=15_000, batches="sibling")
 EXISTING = ("continue", "resume", "refuse", "restart")  # what execute does with a run directory that exists
 
 
@@ -56,12 +57,14 @@ class RunSpec:
 
     @property
     def name(self) -> str:
-        """The run directory's name: [grok_]PRESET_OP_sSEED, then every other setting that differs from the
-        preset (with the recipe's settings), e.g. paper_add_s42_lr0.0003. Different specs never share a name."""
+        """The run directory's name: [grok_ | intervene_BATCHES_]PRESET_OP_sSEED, then every other setting that
+        differs from the preset (with the recipe's settings), e.g. paper_add_s42_lr0.0003 or
+        intervene_sibling_paper_add_s42_hookproject-s0.5. Different specs never share a name."""
         cfg, base = self.config, config.preset(self.preset, **recipe_settings(self.recipe))
-        prefix = {"walkthrough": ["grok"], "intervene": ["intervene"]}.get(self.recipe, [])
+        prefix = {"walkthrough": ["grok"], "intervene": ["intervene", cfg.batches]}.get(self.recipe, [])
         parts = prefix + [self.preset, cfg.op, f"s{cfg.seed}"]
-        parts += [name + _path_safe(getattr(cfg, name)) for name in _differences(cfg, base) if name not in ("op", "seed")]
+        named = ("op", "seed", "batches") if self.recipe == "intervene" else ("op", "seed")
+        parts += [name + _path_safe(getattr(cfg, name)) for name in _differences(cfg, base) if name not in named]
         return "_".join(parts)
 
 
@@ -168,12 +171,12 @@ def intervention(arm: str, dose: Optional[float] = None, basis: str = "pca", pre
 
 
 def baseline(spec: RunSpec) -> RunSpec:
-    """The baseline of an intervention run (§8.1 phase 1): the same model, data and seed, no hook, no probes,
-    trained to detection, then its trajectory PCA (the "pca" recipe, whose basis.npy the intervention uses). Its
-    max_steps is the intervention's cap."""
+    """The baseline of an intervention run (§8.1 phase 1): the same model, data and seed, no hook, no probes, no
+    saved thetas, on the seed's own batches, trained to detection, then its trajectory PCA (the "pca" recipe,
+    whose basis.npy the intervention uses). Its max_steps is the intervention's cap."""
     base = config.preset(spec.preset)
     cfg = spec.config.replace(hook="none", probe_every=base.probe_every, probe_samples=base.probe_samples,
-                              extra_steps=base.extra_steps)
+                              extra_steps=base.extra_steps, theta_every=base.theta_every, batches=base.batches)
     return RunSpec(cfg, "pca", spec.preset)
 
 

@@ -418,11 +418,15 @@ def directory_lock(path: Path):
             _held_locks[key] = (fd, holders - 1)
 
 
-# ---------------------------------------------------------------------- run directories of tinygrok 0.1
-# What tinygrok 0.1 wrote otherwise is read here, as this version writes it, and nowhere else.
+# ---------------------------------------------------------------------- run directories of earlier versions
+# What tinygrok 0.1 (or a version before a setting was added) wrote otherwise is read here, as this version writes
+# it, and nowhere else.
 def _upgraded_config(saved: dict, checkpoint_meta) -> dict:
-    """A config.json without batch_shards: 0.1 cut batches by --threads, which its checkpoint's meta recorded."""
-    return saved if "batch_shards" in saved else {**saved, "batch_shards": checkpoint_meta().get("batch_shards", 1)}
+    """A config.json without batch_shards (0.1 cut batches by --threads, which its checkpoint's meta recorded) or
+    without batches (written before the sibling protocol: its runs drew the seed's own batches)."""
+    if "batch_shards" not in saved:
+        saved = {**saved, "batch_shards": checkpoint_meta().get("batch_shards", 1)}
+    return {"batches": "own", **saved}
 
 
 def _upgraded_summary(summary: dict) -> dict:

@@ -16,7 +16,7 @@ from tinygrok.run.runs import CHECKPOINT_STREAMS, SNAPSHOTS, THETAS, Run, RunErr
 from tinygrok.science import interventions
 from tinygrok.science.analysis import curvature_summary, detection_step, grok_summary
 from tinygrok.science.commutator import defect_samples, defect_stats
-from tinygrok.science.config import Config
+from tinygrok.science.config import BATCH_STREAMS, Config
 from tinygrok.science.data import Dataset, make_dataset, sample_batch, stream
 from tinygrok.science.interventions import Hook
 from tinygrok.science.model import attention_vector, flatten, init_params, layout, param_count
@@ -64,8 +64,13 @@ def _check_finite(step: int, quantity: str, value: float) -> None:
 
 def fresh_state(cfg: Config) -> TrainState:
     theta = backend.to_device(flatten(init_params(cfg, stream(cfg.seed, "init"))))
-    streams = {key: stream(cfg.seed, name) for key, name in CHECKPOINT_STREAMS.items()}
-    return TrainState(theta, AdamWState.zeros_like(theta), 0, **streams)
+    return TrainState(theta, AdamWState.zeros_like(theta), 0, **initial_streams(cfg))
+
+
+def initial_streams(cfg: Config) -> dict[str, np.random.Generator]:
+    """The run's random streams as they start, by their keys in a checkpoint: the batches' as cfg.batches says."""
+    names = {**CHECKPOINT_STREAMS, "batch_rng": BATCH_STREAMS[cfg.batches]}
+    return {key: stream(cfg.seed, name) for key, name in names.items()}
 
 
 def evaluate(theta: np.ndarray, data: Dataset, cfg: Config) -> dict:
@@ -142,7 +147,7 @@ def load_state(run: Run, cfg: Config) -> tuple[TrainState, float]:
     if meta["batch_shards"] != cfg.batch_shards:
         raise RunError(f"cannot resume {run.path}: its checkpoint was trained with batches cut into "
                        f"{meta['batch_shards']} shard(s), its config.json says {cfg.batch_shards}")
-    streams = {key: stream(cfg.seed, name) for key, name in CHECKPOINT_STREAMS.items()}
+    streams = initial_streams(cfg)
     try:
         for key, rng in streams.items():
             rng.bit_generator.state = meta[key]

@@ -45,6 +45,8 @@ class Config:
     hook: str = _opt("none", "intervention around each optimizer step: none, or NAME:KEY=VALUE,... "
                              "(tinygrok/science/interventions.py), e.g. weight_noise:sigma=0.001,every=50")
     batch_size: int = _opt(512, "training batch, sampled with replacement")
+    batches: str = _opt("own", "the batches' random stream: own (the seed's) or sibling (another, fixed one: the same "
+                               "init and split, other batches; an intervention run's default, PAPER.md §8.1)")
     batch_shards: int = _opt(2, "the batch gradient is the size-weighted mean over this many contiguous shards, "
                                 "on one core or side by side on several: the numbers never depend on --threads")
     max_steps: int = _opt(200_000, "stop here if the run has not grokked")
@@ -78,6 +80,7 @@ class Config:
             ("eps", self.eps > 0, "positive"),
             ("clip-norm", self.clip_norm >= 0, "zero (off) or positive"),
             ("batch-size", self.batch_size >= 1, "at least 1"),
+            ("batches", self.batches in BATCH_STREAMS, " or ".join(BATCH_STREAMS)),
             ("batch-shards", 1 <= self.batch_shards <= self.batch_size, f"between 1 and batch-size ({self.batch_size})"),
             ("max-steps", self.max_steps >= 1, "at least 1"),
             ("eval-every", self.eval_every >= 1, "at least 1"),
@@ -121,6 +124,11 @@ class Config:
                 raise ConfigError(f"{name} is {json.dumps(value)}: must be {_KINDS[fields[name].type]}")
         return cls(**d)
 
+
+# Config.batches -> the data.stream the training batches are drawn from. "sibling" is the paper's intervention
+# protocol (§8.1): its phase-2 runs draw other batches than the phase-1 baseline whose trajectory gives the
+# execution basis B, so B is a sibling run's PCA; on "own" batches B would be the run's own future path.
+BATCH_STREAMS = {"own": "batches", "sibling": "sibling batches"}
 
 _KINDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
 
