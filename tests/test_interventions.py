@@ -191,28 +191,50 @@ def test_an_intervention_without_its_baseline_is_refused(tmp_path):
 
 
 def test_the_report_gives_grok_step_delay_and_dnf_per_arm_beside_the_paper():
-    runs = [{"op": "add", "recipe": "intervene", "hook": hook, "grok_step": step, "max_steps": 15000}
+    runs = [{"op": "add", "recipe": "intervene", "batches": "sibling", "hook": hook, "grok_step": step,
+             "max_steps": 15000}
             for hook, step in (("none", 3000), ("none", 3400), ("project:s=0.5,basis=pca,start=500", 3300),
                                ("project:s=0.5,basis=pca,start=500", 3700), ("project:s=1.0,basis=pca,start=500", None),
                                ("project:s=0.0,basis=pca,start=500", 3200))]
     text = "\n".join(report._interventions(runs))
-    assert "| add | none | 0 | pca | 3/3 | 3200 ± 200 (n 3) | 3000-3400 |  |  | ~3233 (figI4; figI10 ~3200) |" in text
-    assert ("| add | project | 0.5 | pca | 2/2 | 3500 ± 283 (n 2) | 3300-3700 | +300 | 1/2 | ~3470, +300 (figI10; "
-            "figI4: 3533) |") in text
-    assert "| add | project | 1 | pca | 0/1 | DNF |  |  | 0/1 | DNF (0/3) (figI10, figI5) |" in text
+    assert ("| add | sibling | none | 0 | pca | 3/3 | 3200 ± 200 (n 3) | 3000-3400 |  |  | ~3233 (figI4; figI10 "
+            "~3200) |") in text
+    assert ("| add | sibling | project | 0.5 | pca | 2/2 | 3500 ± 283 (n 2) | 3300-3700 | +300 | 1/2 | ~3470, +300 "
+            "(figI10; figI4: 3533) |") in text
+    assert "| add | sibling | project | 1 | pca | 0/1 | DNF |  |  | 0/1 | DNF (0/3) (figI10, figI5) |" in text
     assert report.dose_response(runs).axes[0].get_title().startswith("add")
 
 
+def test_each_protocol_is_measured_against_its_own_runs_without_intervention():
+    """Sibling-batch arms against the sibling s = 0 run, own-batch arms against the own one: never across. A
+    sibling arm without a sibling s = 0 run has no delay (its baseline is on other batches)."""
+    runs = [{"name": f"{batches}{hook[:9]}", "op": "add", "recipe": "intervene", "batches": batches, "hook": hook,
+             "grok_step": step, "max_steps": 15000, "baseline": "base"}
+            for batches, hook, step in (("own", "project:s=0.0,basis=pca,start=500", 3000),
+                                        ("own", "project:s=0.5,basis=pca,start=500", 4000),
+                                        ("sibling", "project:s=0.0,basis=pca,start=500", 3400),
+                                        ("sibling", "project:s=0.5,basis=pca,start=500", 3600))]
+    text = "\n".join(report._interventions(runs))
+    assert "| add | own | project | 0.5 | pca | 1/1 | 4000 (n 1) | 4000-4000 | +1000 |" in text
+    assert "| add | sibling | project | 0.5 | pca | 1/1 | 3600 (n 1) | 3600-3600 | +200 |" in text
+    base = {"name": "base", "op": "add", "recipe": "pca", "batches": "own", "hook": "none", "grok_step": 3000,
+            "max_steps": 15000}
+    alone = "\n".join(report._interventions([base, runs[3]]))
+    assert "| add | sibling | none | 0 | pca | 0/0 | not run |" in alone
+    assert "| add | sibling | project | 0.5 | pca | 1/1 | 3600 (n 1) | 3600-3600 |  |  |" in alone
+
+
 def test_without_a_probed_arm_the_interventions_are_measured_against_their_baselines():
-    """A sweep of arms alone (no probed no-hook arm) measures them against the baselines it ran first."""
-    base = [{"name": f"base{seed}", "op": "mul", "recipe": "pca", "hook": "none", "grok_step": step,
+    """A sweep of arms alone (no probed no-hook arm) on own batches measures them against the baselines it ran
+    first."""
+    base = [{"name": f"base{seed}", "op": "mul", "recipe": "pca", "batches": "own", "hook": "none", "grok_step": step,
              "max_steps": 15000} for seed, step in ((1, 2800), (2, 3000))]
-    arms = [{"name": f"kick{seed}", "op": "mul", "recipe": "intervene", "hook": "kick:alpha=10.0",
+    arms = [{"name": f"kick{seed}", "op": "mul", "recipe": "intervene", "batches": "own", "hook": "kick:alpha=10.0",
              "baseline": f"base{seed}", "grok_step": step, "max_steps": 15000} for seed, step in ((1, 2900), (2, 3100))]
-    assert report.untouched(base + arms, "mul") == base
+    assert report.untouched(base + arms, "mul", "own") == base
     text = "\n".join(report._interventions(base + arms))
-    assert "| mul | none | 0 | pca | 2/2 | 2900 ± 141 (n 2) | 2800-3000 |" in text
-    assert "| mul | kick | 10 | pca | 2/2 | 3000 ± 141 (n 2) | 2900-3100 | +100 | 1/2 |" in text
+    assert "| mul | own | none | 0 | pca | 2/2 | 2900 ± 141 (n 2) | 2800-3000 |" in text
+    assert "| mul | own | kick | 10 | pca | 2/2 | 3000 ± 141 (n 2) | 2900-3100 | +100 | 1/2 |" in text
 
 
 def test_a_zero_direction_gives_no_kick():

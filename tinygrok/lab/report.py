@@ -20,7 +20,7 @@ REPORT = "report.md"
 
 def collect(out: Path) -> list[dict]:
     """One dict per finished run of the sweep: its directory, its config's op, seed, lr, weight decay, hook,
-    max_steps, layers, its preset, whether it ran at its preset's learning rate (where the paper's numbers but the
+    max_steps, layers, dtype, batches, its preset, whether it ran at its preset's learning rate (where the paper's numbers but the
     power law were measured), its recipe, an intervention's baseline (its name), and its results."""
     runs = []
     for name, entry in read_json(Path(out) / INDEX)["runs"].items():
@@ -31,6 +31,7 @@ def collect(out: Path) -> list[dict]:
                          "weight_decay": cfg.weight_decay, "preset": spec.preset,
                          "preset_lr": cfg.lr == config.preset(spec.preset).lr, "recipe": recipe, "hook": cfg.hook,
                          "max_steps": cfg.max_steps, "n_layers": cfg.n_layers, "dtype": cfg.dtype,
+                         "batches": cfg.batches,
                          "baseline": recipes.baseline(spec).name if recipe == "intervene" else None,
                          **Run(Path(out) / name).summary()})  # the run's own: an analysis redone since counts
     return runs
@@ -220,24 +221,29 @@ def arm(run: dict) -> tuple[str, float, str]:
     return hook.NAME, getattr(hook, hook.DOSE) if hook.DOSE else 0.0, getattr(hook, "basis", "pca")
 
 
-def untouched(runs: list[dict], op: str) -> list[dict]:
-    """The runs of `op` without an intervention that its interventions are measured against: the probed no-hook
-    arm, else the interventions' baselines (§8.1 phase 1: the same training, as probes change no number)."""
-    mine = [r for r in runs if r["op"] == op and r["recipe"] == "intervene"]
+def untouched(runs: list[dict], op: str, batches: str) -> list[dict]:
+    """The runs of `op` without an intervention that its interventions on `batches` are measured against: the
+    identity arms (no hook, project at s = 0) on the same batches; on "own" batches, else the interventions'
+    baselines (§8.1 phase 1: the same training, as probes change no number)."""
+    mine = [r for r in runs if r["op"] == op and r["recipe"] == "intervene" and r["batches"] == batches]
     probed = [r for r in mine if arm(r)[0] == "none"]
-    return probed or [r for r in runs if r["name"] in {r["baseline"] for r in mine}]
+    if probed or batches != "own":
+        return probed
+    return [r for r in runs if r["name"] in {r["baseline"] for r in mine}]
 
 
 def _interventions(runs: list[dict]) -> list[str]:
-    """Grok step (detection) per operation and arm, its range over seeds, the delay over the operation's runs
-    without intervention and how many runs grok within their range, DNF counted, beside the paper's (§8.3)."""
+    """Grok step (detection) per operation, protocol (the runs' batches) and arm, its range over seeds, the delay
+    over the runs without intervention on the same batches and how many runs grok within their range, DNF
+    counted, beside the paper's (§8.3, measured on its protocol: sibling)."""
     runs = [r for r in runs if r["recipe"] == "intervene" or r["hook"] == "none"]
     rows = []
-    for op in _ops([r for r in runs if r["recipe"] == "intervene"]):
-        reference = untouched(runs, op)
+    for op, batches in sorted({(r["op"], r["batches"]) for r in runs if r["recipe"] == "intervene"}):
+        reference = untouched(runs, op, batches)
         steps_then = [r["grok_step"] for r in reference if r.get("grok_step") is not None]
         untouched_mean = analysis.mean_sd(steps_then)["mean"]
-        arms = [r for r in runs if r["op"] == op and r["recipe"] == "intervene" and arm(r)[0] != "none"]
+        arms = [r for r in runs if r["op"] == op and r["recipe"] == "intervene" and r["batches"] == batches
+                and arm(r)[0] != "none"]
         for key, these in [(("none", 0.0, "pca"), reference)] + [
                 (key, [r for r in arms if arm(r) == key]) for key in sorted({arm(r) for r in arms})]:
             steps = [r["grok_step"] for r in these if r.get("grok_step") is not None]
@@ -246,16 +252,19 @@ def _interventions(runs: list[dict]) -> list[str]:
                 f"{stats['mean'] - untouched_mean:+.0f}"
             within = "" if key[0] == "none" or not steps_then else \
                 f"{sum(min(steps_then) <= v <= max(steps_then) for v in steps)}/{len(these)}"
-            rows.append([op, key[0], f"{key[1]:g}", key[2], f"{len(steps)}/{len(these)}",
-                         _mean_sd(stats) if steps else "DNF", f"{min(steps)}-{max(steps)}" if steps else "",
-                         delay, within, paper.intervention(op, *key)])
+            rows.append([op, batches, key[0], f"{key[1]:g}", key[2], f"{len(steps)}/{len(these)}",
+                         _mean_sd(stats) if steps else ("DNF" if these else "not run"),
+                         f"{min(steps)}-{max(steps)}" if steps else "", delay, within, paper.intervention(op, *key)])
     if not rows:
         return []
     return ["## Interventions (PAPER.md §8): grok step = detection (98% x 3); DNF = not grokked by the cap", "",
-            "*within* counts the runs that grok inside the range of the runs without intervention (none: the "
-            "probed arm, or the baselines).", "",
-            _table(["op", "arm", "dose", "basis", "grokked", "grok step", "range", "delay", "within", "paper"],
-                   rows), ""]
+            "*batches* is the protocol: sibling (the paper's: the intervention runs, s = 0 included, draw other "
+            "batches than the baseline whose trajectory gives the execution basis) or own (the basis is the run's "
+            "own future path). Delays and *within* are over the runs without intervention on the same batches "
+            "(none: the probed no-hook and s = 0 arms; on own batches, else the baselines); *within* counts the "
+            "runs that grok inside their range. The paper's numbers are its protocol's.", "",
+            _table(["op", "batches", "arm", "dose", "basis", "grokked", "grok step", "range", "delay", "within",
+                    "paper"], rows), ""]
 
 
 def _measured_vs_paper(runs: list[dict], fit: Optional[dict]) -> list[str]:
@@ -407,24 +416,27 @@ def pc1_by_op(runs: list[dict]) -> Optional[Figure]:
 
 def dose_response(runs: list[dict]) -> Optional[Figure]:
     """Grok step (detection) against project's dose s, one panel per operation: every run (x at the cap: DNF), the
-    mean of those that grokked, and the paper's means (figI10, hollow); the random basis dashed, where run."""
+    mean of those that grokked, and the paper's means (figI10, hollow); the random basis dashed, each protocol
+    (batches) in its colours, where run."""
     projected = [r for r in runs if r["recipe"] == "intervene" and arm(r)[0] == "project"]
     ops = _ops(projected)
     if not ops:
         return None
     fig = Figure(figsize=(max(7.5, 4 * len(ops)), 3.8), layout="constrained")  # room for the title
+    lines = [("C0", "pca", "sibling"), ("C3", "random", "sibling"), ("C2", "pca", "own"), ("C1", "random", "own")]
     for ax, op in zip(fig.subplots(1, len(ops), squeeze=False).ravel(), ops):
-        for colour, basis in (("C0", "pca"), ("C3", "random")):
-            mine = untouched(runs, op) + [r for r in projected if r["op"] == op and arm(r)[2] == basis]
-            doses = sorted({arm(r)[1] for r in mine})
-            if basis == "random" and not any(arm(r)[2] == "random" for r in mine):
+        for colour, basis, batches in lines:
+            arms = [r for r in projected if r["op"] == op and arm(r)[2] == basis and r["batches"] == batches]
+            if not arms:
                 continue
+            mine = untouched(runs, op, batches) + arms
             for r in mine:
                 ax.plot(arm(r)[1], r["grok_step"] or r["max_steps"], "o" if r.get("grok_step") else "x",
                         color=colour, alpha=0.5, ms=5)
+            doses = sorted({arm(r)[1] for r in mine})
             means = [(d, analysis.mean_sd(r.get("grok_step") for r in mine if arm(r)[1] == d)["mean"]) for d in doses]
             ax.plot(*zip(*[m for m in means if m[1] is not None]), "-" if basis == "pca" else "--", color=colour,
-                    label=f"{basis} basis, mean of those that grokked")
+                    label=f"{basis} basis, {batches} batches: mean of those that grokked")
         keys = [(op, "none", 0.0, "pca")] + [(op, "project", s, "pca") for s in (0.25, 0.5, 0.75)]
         known = [(key[2], paper.INTERVENTIONS[key][0]) for key in keys if key in paper.INTERVENTIONS]
         if known:
