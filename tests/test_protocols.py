@@ -69,12 +69,15 @@ def test_a_run_directory_from_before_the_setting_reads_and_resumes_as_own(tmp_pa
     assert (old.path / METRICS).read_bytes() == (whole.path / METRICS).read_bytes()
 
 
-def test_the_grids_run_the_sibling_protocol_unless_asked_for_own():
+def test_the_grids_run_the_sibling_protocol_unless_asked_for_own_and_filter_by_arm_and_dose():
     default = grids.grid("dose-response", grids.Filters(ops=("add",), seeds=(42,), doses=(0.5,)))
     own = grids.grid("dose-response", grids.Filters(ops=("add",), seeds=(42,), doses=(0.5,), batches="own"))
     for specs, batches in ((default, "sibling"), (own, "own")):
         assert [(s.recipe, s.config.batches, s.config.hook) for s in specs] == [
             ("pca", "own", "none"), ("intervene", batches, "project:s=0.0,basis=pca,start=500"),
             ("intervene", batches, "project:s=0.5,basis=pca,start=500")]  # s = 0 kept: the delays' reference
+    arms = grids.grid("interventions-add", grids.Filters(seeds=(42,), arms=("kick",), doses=(10.0, 0.1)))
+    assert [(s.recipe, s.config.hook) for s in arms] == [  # the baseline, and kick alone: no noise at 0.1, no none
+        ("pca", "none"), ("intervene", "kick:alpha=10.0,basis=pca,start=500,samples=9")]
     with pytest.raises(ConfigError, match="--batches sets the intervention runs' batches: table1 has none"):
         grids.grid("table1", grids.Filters(batches="own"))

@@ -57,7 +57,7 @@ def test_a_sweep_killed_mid_grid_resumes_and_equals_an_uninterrupted_one(whole, 
 
 
 def test_a_failing_run_is_retried_once_then_reported(tmp_path):
-    specs = grids.grid("table1", grids.Filters(("add",), (42,), None, None, 300, "classroom"))
+    specs = grids.grid("table1", grids.Filters(ops=("add",), seeds=(42,), max_steps=300, preset="classroom"))
     taken = specs[0]
     other = recipes.spec("train", "classroom", max_steps=50)
     recipes.execute(other, path=tmp_path / taken.name)  # its directory holds another run: execute refuses
@@ -73,6 +73,8 @@ def test_bad_sweeps_are_refused_in_one_line(tmp_path):
     assert_refused(tinygrok("sweep", "table2", "--out", str(tmp_path / "a")), "unknown experiment")
     assert_refused(tinygrok("sweep", "pca", "--lrs", "0.5", "--out", str(tmp_path / "b")), "leave no run")
     assert_refused(tinygrok("sweep", "pca", "--seeds", "x", "--out", str(tmp_path / "c")), "--seeds")
+    assert_refused(tinygrok("sweep", "kicks", "--arms", "kick,projekt", "--out", str(tmp_path / "c")),
+                   "--arms='kick,projekt' is invalid: projekt is not an arm; they are none, project,")
     first = tinygrok("sweep", *TINY[:-4], "--seeds", "42", "--max-steps", "300", "--out", str(tmp_path / "d"))
     assert first.returncode == 0, first.stderr
     assert_refused(tinygrok("sweep", "pca", "--ops", "add", "--seeds", "42", "--max-steps", "100",
@@ -83,7 +85,7 @@ def test_a_grid_on_a_dask_cluster_survives_a_killed_worker_and_equals_local_proc
     """The path --scheduler takes, on a real LocalCluster of 2 worker processes; one is killed mid-run."""
     from distributed import Client, LocalCluster
 
-    specs = grids.grid("table1", grids.Filters(("add",), (42, 137), None, None, 300, "classroom"))
+    specs = grids.grid("table1", grids.Filters(ops=("add",), seeds=(42, 137), max_steps=300, preset="classroom"))
     local = sweep.run_grid(specs, tmp_path / "local", sweep.load_index(tmp_path / "local", "table1", "t", specs),
                            sweep.local_executor(2))
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \

@@ -345,6 +345,18 @@ def _listed(text: Optional[str], kind, option: str) -> Optional[tuple]:
         fail(f"{option}={text!r} is invalid: must be a comma-separated list of {kind.__name__}s")
 
 
+def _arms(text: Optional[str]) -> Optional[tuple]:
+    """--arms as hook names (random-kick is random_kick), or None; a one-line error for an unknown one."""
+    names = _listed(text, str, "--arms")
+    if names is None:
+        return None
+    names = tuple(name.strip().replace("-", "_") for name in names)
+    if unknown := [name for name in names if name not in ("none", *interventions.ARMS)]:
+        fail(f"--arms={text!r} is invalid: {', '.join(unknown)} is not an arm; they are none, "
+             + ", ".join(name.replace("_", "-") for name in interventions.ARMS))
+    return names
+
+
 @app.command("sweep")
 def sweep_(
     experiment: Annotated[str, typer.Argument(help=f"one of: {', '.join(grids.EXPERIMENTS)}")],
@@ -355,6 +367,7 @@ def sweep_(
     ops: Annotated[Optional[str], typer.Option(help="only these operations, e.g. add,sub")] = None,
     seeds: Annotated[Optional[str], typer.Option(help="only these seeds, e.g. 42,137")] = None,
     lrs: Annotated[Optional[str], typer.Option(help="only these learning rates, e.g. 1e-3,1e-2")] = None,
+    arms: Annotated[Optional[str], typer.Option(help="only these intervention arms, e.g. project,none")] = None,
     doses: Annotated[Optional[str], typer.Option(help="only the interventions at these doses, e.g. 0.75,1 (the runs "
                                                       "without intervention stay)")] = None,
     max_steps: Annotated[Optional[int], typer.Option(min=1, help="cap every run at this many steps")] = None,
@@ -365,8 +378,8 @@ def sweep_(
 ):
     """Run one of the paper's experiments: its grid of runs, side by side, skipping what is done."""
     filters = grids.Filters(_listed(ops, str, "--ops"), _listed(seeds, int, "--seeds"),
-                            _listed(lrs, float, "--lrs"), _listed(doses, float, "--doses"), max_steps, preset,
-                            batches)
+                            _listed(lrs, float, "--lrs"), _arms(arms), _listed(doses, float, "--doses"), max_steps,
+                            preset, batches)
     specs = grids.grid(experiment, filters)
     index = sweep.load_index(out, experiment, filters.describe(), specs)
     executors = sweep.dask_executor(scheduler) if scheduler else sweep.local_executor(workers)

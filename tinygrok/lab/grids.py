@@ -119,13 +119,15 @@ EXPERIMENTS = {"table1": _table1, "pca": _pca, "lr-sweep": _lr_sweep, "slow": _s
 @dataclass(frozen=True)
 class Filters:
     """What makes a grid smaller or another variant: only these operations, seeds and learning rates (None: all),
-    only these doses of the interventions (their runs without intervention kept), max_steps as a cap on every run,
+    only these intervention arms (hook names, "none" among them) and doses (the runs without intervention kept),
+    and their baselines, max_steps as a cap on every run,
     preset "classroom" in place of "paper" (CPU-sized), and the intervention runs' batches ("own" in place of the
     paper's protocol, "sibling"; recipes.INTERVENTION_SETTINGS)."""
 
     ops: Optional[tuple] = None
     seeds: Optional[tuple] = None
     lrs: Optional[tuple] = None
+    arms: Optional[tuple] = None
     doses: Optional[tuple] = None
     max_steps: Optional[int] = None
     preset: Optional[str] = None
@@ -156,6 +158,8 @@ def grid(name: str, filters: Filters = Filters()) -> list[RunSpec]:
         cfg = config.preset(preset, **{**recipe_settings(recipe), **settings})
         if any(wanted is not None and value is not None and value not in wanted for wanted, value in
                ((filters.ops, cfg.op), (filters.seeds, cfg.seed), (filters.lrs, cfg.lr), (filters.doses, _dose(cfg)))):
+            continue
+        if filters.arms is not None and recipe == "intervene" and interventions.parse(cfg.hook).NAME not in filters.arms:
             continue
         if filters.max_steps is not None:
             settings = {**settings, "max_steps": min(cfg.max_steps, filters.max_steps)}
