@@ -118,11 +118,10 @@ EXPERIMENTS = {"table1": _table1, "pca": _pca, "lr-sweep": _lr_sweep, "slow": _s
 
 @dataclass(frozen=True)
 class Filters:
-    """What makes a grid smaller or another variant: only these operations, seeds and learning rates (None: all),
+    """What makes a grid smaller or another variant: only these operations, seeds and learning rates (None: all);
     only these intervention arms (hook names, "none" among them) and doses (the runs without intervention kept),
-    and their baselines, max_steps as a cap on every run,
-    preset "classroom" in place of "paper" (CPU-sized), and the intervention runs' batches ("own" in place of the
-    paper's protocol, "sibling"; recipes.INTERVENTION_SETTINGS)."""
+    with their baselines; max_steps as a cap on every run; preset "classroom" in place of "paper" (CPU-sized);
+    and the intervention runs' batches ("own" in place of the paper's protocol, "sibling")."""
 
     ops: Optional[tuple] = None
     seeds: Optional[tuple] = None
@@ -159,7 +158,8 @@ def grid(name: str, filters: Filters = Filters()) -> list[RunSpec]:
         if any(wanted is not None and value is not None and value not in wanted for wanted, value in
                ((filters.ops, cfg.op), (filters.seeds, cfg.seed), (filters.lrs, cfg.lr), (filters.doses, _dose(cfg)))):
             continue
-        if filters.arms is not None and recipe == "intervene" and interventions.parse(cfg.hook).NAME not in filters.arms:
+        arm = interventions.parse(cfg.hook).NAME
+        if filters.arms is not None and recipe == "intervene" and arm not in filters.arms:
             continue
         if filters.max_steps is not None:
             settings = {**settings, "max_steps": min(cfg.max_steps, filters.max_steps)}

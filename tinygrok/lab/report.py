@@ -20,8 +20,8 @@ REPORT = "report.md"
 
 def collect(out: Path) -> list[dict]:
     """One dict per finished run of the sweep: its directory, its config's op, seed, lr, weight decay, hook,
-    max_steps, layers, dtype, batches, its preset, whether it ran at its preset's learning rate (where the paper's numbers but the
-    power law were measured), its recipe, an intervention's baseline (its name), and its results."""
+    max_steps, layers, dtype, batches, its preset, whether it ran at its preset's learning rate (where the paper's
+    numbers but the power law were measured), its recipe, an intervention's baseline (its name), and its results."""
     runs = []
     for name, entry in read_json(Path(out) / INDEX)["runs"].items():
         if entry["state"] == "done":
