@@ -46,6 +46,14 @@ lessons.check("8a", answer_8a, g - 0.5 * interventions.orthogonal_part(g, B),
 #
 # A run trained to grokking (detection: test accuracy >= 98% three evaluations in a row), then its trajectory PCA:
 # the execution basis B is saved in the run as basis.npy. Phase 2 starts again from the same seed with a hook.
+#
+# Phase 2 shares the baseline's initial weights and train/test split but draws *other batches*
+# (`batches="sibling"`, the default of `recipes.intervention`): in the paper's code its curvature probes draw from
+# the training random stream and shift every batch, so B is the PCA of a *sibling* trajectory. With
+# `batches="own"` phase 2 retraces the baseline until the hook starts, and B is the PCA of the run's own future
+# path. That choice matters: on the paper's model (add, 3 seeds) s = 0.75 delays grokking by +333 steps on sibling
+# batches (the paper: +800), by about +3000 on its own; the run's own B holds 55% of the steps it takes, a
+# sibling's 27% (docs/results.md).
 
 # %%
 CAP = lessons.pick(6000, 2500)  # steps: a run not grokked by then did not finish (DNF)
@@ -129,7 +137,7 @@ lessons.check("8c", answer_8c, (runs["curvature kicks"].summary()["grok_step"],
 # ## Going further
 # - The dose-response: s = 0.25, 0.5, 0.75 (`intervention("project", 0.5)`). The paper: on add, +34, +300 and
 #   +800 steps, and no grokking at s = 1 (PAPER.md §8.3). `tinygrok sweep dose-response --ops add` runs the
-#   paper's grid, and `tinygrok report` draws it.
+#   paper's grid (`--batches own` for the other protocol), and `tinygrok report` draws it.
 # - The ablation: the same projection with a random 16-dimensional basis,
 #   `lessons.run(recipes.intervention("project", 1.0, "random", preset="classroom", **settings))`. Does
 #   removing everything outside a *random* subspace stop grokking too? What does that say about the claim?
