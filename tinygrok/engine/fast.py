@@ -5,6 +5,10 @@
   ops.py (no einsum or fancy indexing for it to trace).
 - Only position 0 is read out, so the last block computes position 0 alone (its keys and values still come from
   every position): the same logits as model.forward, for about 20% less work.
+- The first block's input W_E[token] + W_pos[position] takes one of 2 x p values per row, so its layer norm and its
+  Q, K, V projections are computed once per (position, token) on that table (194 rows at the paper's p) and
+  gathered, instead of once per example and position (512 rows a shard); their backward sums the gathered rows'
+  gradients per table row first. The same numbers in real arithmetic.
 - flat_grad, the gradient training and the commutator use, is backpropagation written out: the forward pass
   calls the kernels directly and keeps every block's activations, then the backward kernels run in reverse.
   Autograd's gradient through this module's primitive graph is its tested reference, and what a Hessian-vector
@@ -16,35 +20,50 @@ from __future__ import annotations
 
 from autograd import grad
 
-from tinygrok.engine import kernels, ops
+from tinygrok.engine import backend, kernels, ops
 from tinygrok.engine.ops import cross_entropy, kernel, layer_norm, linear
 from tinygrok.science.config import Config
 from tinygrok.science.model import SEQ_LEN, block_params, count_layers, layout
 
 
-def block(x, p: dict, n_heads: int, n_out: int, raw: bool = False) -> dict:
+def block(x, p: dict, n_heads: int, n_out: int, raw: bool = False, rows=None) -> dict:
     """One pre-norm transformer block, computed for the first n_out rows: x (T*N, d) -> its activations, the
-    output "out" (n_out, d) among them (the backward pass written out below reads the others). `raw`: for that
-    backward pass, on arrays nothing traces: the kernels are called directly, and what the backward kernels would
-    otherwise compute again is kept too (the layer norms' standardised inputs, GELU's Gaussian).
+    output "out" (n_out, d) among them (the backward pass written out below reads the others). Given `rows` (T*N,)
+    (the first block), x is the table of the input's distinct rows (T*V, d), and activation row i is x[rows[i]]:
+    LN1 and the Q, K, V projections run on the table, then are gathered. `raw`: for that backward pass, on arrays
+    nothing traces: the kernels are called directly, and what the backward kernels would otherwise compute again is
+    kept too (the layer norms' standardised inputs, GELU's Gaussian).
 
         x1 = x + W_O attention(LN1(x));   out = x1 + W_out GELU(W_in LN2(x1)),   GELU(u) = u Phi(u)
     """
     f = _functions(raw)
-    tn, d = x.shape
-    n, dh = tn // SEQ_LEN, d // n_heads
-    h, ln1 = _layer_norm(x, p["ln1.w"], p["ln1.b"], raw)  # (T*N, d)
-    q = f.linear(_first_rows(h, n_out, f), p["W_Q"], p["b_Q"]).reshape(n_out // n, n * n_heads, dh)  # (Tq, N*H, dh)
-    k = f.linear(h, p["W_K"], p["b_K"]).reshape(SEQ_LEN, n * n_heads, dh)  # (T, N*H, dh)
-    v = f.linear(h, p["W_V"], p["b_V"]).reshape(SEQ_LEN, n * n_heads, dh)  # (T, N*H, dh)
+    n, d = (x.shape[0] if rows is None else len(rows)) // SEQ_LEN, x.shape[1]
+    dh = d // n_heads
+    h, ln1 = _layer_norm(x, p["ln1.w"], p["ln1.b"], raw)  # (T*N, d), or the table's (T*V, d)
+    q = _projected(h, p["W_Q"], p["b_Q"], rows, n_out, f).reshape(n_out // n, n * n_heads, dh)  # (Tq, N*H, dh)
+    k = _projected(h, p["W_K"], p["b_K"], rows, SEQ_LEN * n, f).reshape(SEQ_LEN, n * n_heads, dh)  # (T, N*H, dh)
+    v = _projected(h, p["W_V"], p["b_V"], rows, SEQ_LEN * n, f).reshape(SEQ_LEN, n * n_heads, dh)  # (T, N*H, dh)
     a = f.attention(q, k, v).reshape(n_out, d)  # (n_out, d)
-    x1 = _first_rows(x, n_out, f) + f.linear(a, p["W_O"], p["b_O"])  # (n_out, d)
+    x1 = _gathered(x, rows, n_out, f) + f.linear(a, p["W_O"], p["b_O"])  # (n_out, d)
     h2, ln2 = _layer_norm(x1, p["ln2.w"], p["ln2.b"], raw)  # (n_out, d)
     u = f.linear(h2, p["W_in"], p["b_in"])  # (n_out, d_ff)
     phi, gauss = _normal_cdf(u, raw)  # (n_out, d_ff) each
     m = u * phi  # (n_out, d_ff): exact GELU
-    return dict(x=x, h=h, ln1=ln1, q=q, k=k, v=v, a=a, x1=x1, h2=h2, ln2=ln2, u=u, phi=phi, gauss=gauss, m=m,
-                out=x1 + f.linear(m, p["W_out"], p["b_out"]))
+    return dict(x=x, rows=rows, h=h, ln1=ln1, q=q, k=k, v=v, a=a, x1=x1, h2=h2, ln2=ln2, u=u, phi=phi, gauss=gauss,
+                m=m, out=x1 + f.linear(m, p["W_out"], p["b_out"]))
+
+
+def _projected(h, w, b, rows, n: int, f):
+    """The first n activation rows of h @ w + b -> (n, e): computed on those rows, or given `rows`, on the table h
+    (T*V, d) and then gathered."""
+    if rows is None:
+        return f.linear(_first_rows(h, n, f), w, b)
+    return f.embed(f.linear(h, w, b), rows[:n])
+
+
+def _gathered(x, rows, n: int, f):
+    """The first n activation rows of x -> (n, d): x's own, or given `rows`, gathered from the table x (T*V, d)."""
+    return _first_rows(x, n, f) if rows is None else f.embed(x, rows[:n])
 
 
 def _functions(raw: bool):
@@ -81,19 +100,31 @@ def trunk(params: dict, tokens, n_heads: int, raw: bool = False) -> tuple:
     from every position): the same logits as the full computation, for about 20% less work.
     """
     f = _functions(raw)
-    n = tokens.shape[0]
-    d = params["W_pos"].shape[1]
-    x = f.embed(params["W_E"], tokens.T.ravel()).reshape(SEQ_LEN, n, d)  # (T, N, d)
-    positions = f.spread(params["W_pos"].reshape(SEQ_LEN, 1, d), (SEQ_LEN, n, d), 1, keepdims=True)  # (T, N, d)
-    x = (x + positions).reshape(SEQ_LEN * n, d)  # (T*N, d)
+    n, vocab = tokens.shape[0], params["W_E"].shape[0]
+    x, rows = embedding_table(params, f), table_rows(tokens, vocab)  # (T*V, d), (T*N,)
     n_layers, blocks = count_layers(params), []
     for layer in range(n_layers):
         n_out = n if layer == n_layers - 1 else SEQ_LEN * n  # rows this block must produce
-        blocks.append(block(x, block_params(params, layer), n_heads, n_out, raw))
+        blocks.append(block(x, block_params(params, layer), n_heads, n_out, raw, rows if layer == 0 else None))
         x = blocks[-1]["out"]  # (n_out, d)
         if not raw:
             blocks.pop()  # freed before the next block runs
     return x, blocks
+
+
+def embedding_table(params: dict, f):
+    """Every value the first block's input row can take, W_E[token] + W_pos[t]: (T*V, d), row t*V + token."""
+    vocab, d = params["W_E"].shape
+    tokens = f.spread(params["W_E"].reshape(1, vocab, d), (SEQ_LEN, vocab, d), 0, keepdims=True)  # (T, V, d)
+    positions = f.spread(params["W_pos"].reshape(SEQ_LEN, 1, d), (SEQ_LEN, vocab, d), 1, keepdims=True)  # (T, V, d)
+    return (tokens + positions).reshape(SEQ_LEN * vocab, d)
+
+
+def table_rows(tokens, vocab: int):
+    """Each activation row's row of the embedding table, position-major: tokens (N, T) int -> (T*N,), row t*N + n
+    holding t*V + tokens[n, t]."""
+    offsets = backend.array_module(tokens).arange(SEQ_LEN)[:, None] * vocab  # (T, 1)
+    return (tokens.T + offsets).ravel()
 
 
 def forward(params: dict, tokens, n_heads: int):
@@ -132,7 +163,7 @@ def _written_out_backprop(theta, tokens, labels, cfg: Config):
     in float32 (tested), without building a graph of ~80 nodes per call or calling the kernels through their autograd
     wrappers (docs/speed.md says how much that saves). (Differentiating it runs it once for its value, then traces the
     reference: a Hessian-vector product costs one gradient more.)"""
-    params, n = kernels.views(theta, layout(cfg)), tokens.shape[0]
+    params = kernels.views(theta, layout(cfg))
     x, blocks = trunk(params, tokens, cfg.n_heads, raw=True)  # (N, d)
     x0, ln_final = _layer_norm(x, params["ln_final.w"], params["ln_final.b"], raw=True)  # (N, d)
     logits = kernels.linear(x0, params["W_U"], params["b_U"])  # (N, vocab)
@@ -143,9 +174,9 @@ def _written_out_backprop(theta, tokens, labels, cfg: Config):
     g, grads["ln_final.w"], grads["ln_final.b"] = kernels.layer_norm_backward_from(g, *ln_final, params["ln_final.w"])
     for layer in reversed(range(cfg.n_layers)):
         g, block_grads = _block_backward(g, blocks[layer], block_params(params, layer))
-        grads.update({f"blocks.{layer}.{k}": v for k, v in block_grads.items()})  # g: (T*N, d)
-    grads["W_pos"] = kernels.sum_axis(g.reshape(SEQ_LEN, n, cfg.d_model), 1)  # (T, d)
-    grads["W_E"] = kernels.embed_backward(g, tokens.T.ravel(), cfg.p)  # (vocab, d)
+        grads.update({f"blocks.{layer}.{k}": v for k, v in block_grads.items()})  # g: (T*N, d) or (T*V, d)
+    g = g.reshape(SEQ_LEN, cfg.p, cfg.d_model)  # the embedding table's gradient, (T, V, d)
+    grads["W_E"], grads["W_pos"] = kernels.sum_axis(g, 0), kernels.sum_axis(g, 1)  # (V, d), (T, d)
     return kernels.joined(grads[name] for name in layout(cfg))  # (P,), in theta's order
 
 
@@ -153,8 +184,8 @@ _backprop = kernel(_written_out_backprop, _autograd_flat_grad)
 
 
 def _block_backward(g, s: dict, p: dict):
-    """The gradients of a block's input x (T*N, d) and of its parameters, from its output's gradient g (n_out, d)
-    and its activations s."""
+    """The gradients of a block's input x (T*N, d), or of its table (T*V, d), and of its parameters, from its
+    output's gradient g (n_out, d) and its activations s."""
     n_out, d = g.shape
     grads = {}
     g_m, grads["W_out"], grads["b_out"] = kernels.linear_backward(g, s["m"], p["W_out"])  # (n_out, d_ff)
@@ -164,11 +195,19 @@ def _block_backward(g, s: dict, p: dict):
     g_x1 += g  # the residual
     g_a, grads["W_O"], grads["b_O"] = kernels.linear_backward(g_x1, s["a"], p["W_O"])  # (n_out, d)
     g_q, g_k, g_v = kernels.attention_backward(g_a.reshape(s["q"].shape), s["q"], s["k"], s["v"])
-    g_hq, grads["W_Q"], grads["b_Q"] = kernels.linear_backward(g_q.reshape(n_out, d), s["h"][:n_out], p["W_Q"])
-    g_hk, grads["W_K"], grads["b_K"] = kernels.linear_backward(g_k.reshape(-1, d), s["h"], p["W_K"])  # (T*N, d)
-    g_h, grads["W_V"], grads["b_V"] = kernels.linear_backward(g_v.reshape(-1, d), s["h"], p["W_V"])  # (T*N, d)
+    g_q = _by_source_row(g_q.reshape(n_out, d), s)  # (n_out, d), or (T*V, d)
+    g_hq, grads["W_Q"], grads["b_Q"] = kernels.linear_backward(g_q, s["h"][:len(g_q)], p["W_Q"])
+    g_hk, grads["W_K"], grads["b_K"] = kernels.linear_backward(_by_source_row(g_k.reshape(-1, d), s), s["h"], p["W_K"])
+    g_h, grads["W_V"], grads["b_V"] = kernels.linear_backward(_by_source_row(g_v.reshape(-1, d), s), s["h"], p["W_V"])
     g_h += g_hk  # in the order autograd sums them, so that float32 results are bit for bit the same
-    g_h[:n_out] += g_hq
-    g_x, grads["ln1.w"], grads["ln1.b"] = kernels.layer_norm_backward_from(g_h, *s["ln1"], p["ln1.w"])  # (T*N, d)
-    g_x[:n_out] += g_x1  # the residual
+    g_h[:len(g_hq)] += g_hq
+    g_x, grads["ln1.w"], grads["ln1.b"] = kernels.layer_norm_backward_from(g_h, *s["ln1"], p["ln1.w"])  # like x
+    g_x1 = _by_source_row(g_x1, s)
+    g_x[:len(g_x1)] += g_x1  # the residual
     return g_x, grads
+
+
+def _by_source_row(g, s: dict):
+    """The gradient g (n, e) of a block's first n activation rows, as the gradient of the rows they came from:
+    themselves, or in the first block, the table's (T*V, e), each row summing the gradients gathered from it."""
+    return g if s["rows"] is None else kernels.embed_backward(g, s["rows"][:len(g)], len(s["x"]))

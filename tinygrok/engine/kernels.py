@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.sparse
 
 from tinygrok.engine import backend
 from tinygrok.science.model import LN_EPS
@@ -41,7 +42,7 @@ def head_rows(x, n):
 
 def embed(table, idx):
     """The rows of table (V, d) at idx (M,) -> (M, d)."""
-    return table[idx]
+    return np.take(table, idx, axis=0)
 
 
 def param_view(theta, start, shape):
@@ -224,8 +225,14 @@ def cross_entropy_backward(logits, labels):
 # ---------------------------------------------------------------- embedding lookup
 def embed_backward(g, idx, vocab: int):
     """The gradient of an embedding table (vocab, d) from its output's gradient g (M, d): each row sums the
-    gradients of its occurrences in idx (M,)."""
-    return np.dot(one_hot(idx, vocab, g.dtype).T, g)  # (vocab, M) @ (M, d)
+    gradients of its occurrences in idx (M,). On the host as the transposed one-hot matrix, stored sparse (column
+    i holds a one in row idx[i]), times g: M d additions, in the order of idx. On a device as the dense product."""
+    if not isinstance(g, np.ndarray):
+        return np.dot(one_hot(idx, vocab, g.dtype).T, g)  # (vocab, M) @ (M, d)
+    if len(idx) and not (0 <= int(idx.min()) and int(idx.max()) < vocab):
+        raise IndexError(f"indices must lie in [0, {vocab}): found {int(idx.min())}..{int(idx.max())}")
+    m = len(idx)
+    return scipy.sparse.csc_array((np.ones(m, g.dtype), idx, np.arange(m + 1)), shape=(vocab, m)) @ g  # (vocab, d)
 
 
 # ---------------------------------------------------------------- AdamW
