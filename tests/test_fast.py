@@ -130,15 +130,18 @@ def test_every_primitive_is_paired_with_a_reference_it_equals():
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_what_the_forward_pass_keeps_is_what_the_backward_kernels_would_compute(dtype):
-    """The written-out backprop's forward pass keeps the layer norms' x-hat and rstd and GELU's Gaussian: the
-    layer norm it computes on the way is kernels.layer_norm bit for bit, and what it keeps is what the backward
-    kernels would compute from x."""
+    """The written-out backprop's forward pass keeps the layer norms' x-hat and rstd, the attention probabilities
+    and GELU's Gaussian: what it computes on the way is kernels.layer_norm and kernels.attention bit for bit, and
+    what it keeps is what the backward kernels would compute from their inputs."""
     rng = np.random.default_rng(2)
     x, w, b = rng.standard_normal((6, 8)).astype(dtype) * 3, *rng.standard_normal((2, 8)).astype(dtype)
     out, kept = fast._layer_norm(x, w, b, raw=True)
     assert np.array_equal(out, kernels.layer_norm(x, w, b)) and out.dtype == np.dtype(dtype)
     assert all(np.array_equal(a, b) for a, b in zip(kept, kernels.standardise(x)))
     assert fast._layer_norm(x, w, b, raw=False)[1] is None
+    q, k, v = rng.standard_normal((3, 2, 6, 4)).astype(dtype)  # (T, B, e) each
+    a, probs = fast._attention(q, k, v, raw=True)
+    assert np.array_equal(a, kernels.attention(q, k, v)) and np.array_equal(probs, kernels.attention_probs(q, k))
     phi, gauss = fast._normal_cdf(x, raw=True)
     assert np.array_equal(phi, kernels.normal_cdf(x)) and gauss.dtype == np.dtype(dtype)
     np.testing.assert_allclose(gauss, np.exp(-0.5 * x.astype(float) ** 2), rtol=1e-6 if dtype == "float32" else 1e-15)

@@ -32,7 +32,7 @@ def block(x, p: dict, n_heads: int, n_out: int, raw: bool = False, rows=None) ->
     (the first block), x is the table of the input's distinct rows (T*V, d), and activation row i is x[rows[i]]:
     LN1 and the Q, K, V projections run on the table, then are gathered. `raw`: for that backward pass, on arrays
     nothing traces: the kernels are called directly, and what the backward kernels would otherwise compute again is
-    kept too (the layer norms' standardised inputs, GELU's Gaussian).
+    kept too (the layer norms' standardised inputs, the attention probabilities, GELU's Gaussian).
 
         x1 = x + W_O attention(LN1(x));   out = x1 + W_out GELU(W_in LN2(x1)),   GELU(u) = u Phi(u)
     """
@@ -43,13 +43,14 @@ def block(x, p: dict, n_heads: int, n_out: int, raw: bool = False, rows=None) ->
     q = _projected(h, p["W_Q"], p["b_Q"], rows, n_out, f).reshape(n_out // n, n * n_heads, dh)  # (Tq, N*H, dh)
     k = _projected(h, p["W_K"], p["b_K"], rows, SEQ_LEN * n, f).reshape(SEQ_LEN, n * n_heads, dh)  # (T, N*H, dh)
     v = _projected(h, p["W_V"], p["b_V"], rows, SEQ_LEN * n, f).reshape(SEQ_LEN, n * n_heads, dh)  # (T, N*H, dh)
-    a = f.attention(q, k, v).reshape(n_out, d)  # (n_out, d)
+    a, probs = _attention(q, k, v, raw)
+    a = a.reshape(n_out, d)  # (n_out, d)
     x1 = _gathered(x, rows, n_out, f) + f.linear(a, p["W_O"], p["b_O"])  # (n_out, d)
     h2, ln2 = _layer_norm(x1, p["ln2.w"], p["ln2.b"], raw)  # (n_out, d)
     u = f.linear(h2, p["W_in"], p["b_in"])  # (n_out, d_ff)
     phi, gauss = _normal_cdf(u, raw)  # (n_out, d_ff) each
     m = u * phi  # (n_out, d_ff): exact GELU
-    return dict(x=x, rows=rows, h=h, ln1=ln1, q=q, k=k, v=v, a=a, x1=x1, h2=h2, ln2=ln2, u=u, phi=phi, gauss=gauss,
+    return dict(x=x, rows=rows, h=h, ln1=ln1, q=q, k=k, v=v, probs=probs, a=a, x1=x1, h2=h2, ln2=ln2, u=u, phi=phi, gauss=gauss,
                 m=m, out=x1 + f.linear(m, p["W_out"], p["b_out"]))
 
 
@@ -80,6 +81,15 @@ def _layer_norm(x, w, b, raw: bool) -> tuple:
     out = xhat * w  # as kernels.layer_norm computes it in place
     out += b
     return out, (xhat, rstd)
+
+
+def _attention(q, k, v, raw: bool) -> tuple:
+    """attention(q, k, v) (Tq, N*H, dh); and if `raw`, its probabilities (Tq, T, N*H), kept for the backward
+    pass, else None."""
+    if not raw:
+        return ops.attention(q, k, v), None
+    probs = kernels.attention_probs(q, k)
+    return kernels.attention_from(probs, v), probs
 
 
 def _normal_cdf(u, raw: bool) -> tuple:
@@ -194,7 +204,7 @@ def _block_backward(g, s: dict, p: dict):
     g_x1, grads["ln2.w"], grads["ln2.b"] = kernels.layer_norm_backward_from(g_h2, *s["ln2"], p["ln2.w"])  # (n_out, d)
     g_x1 += g  # the residual
     g_a, grads["W_O"], grads["b_O"] = kernels.linear_backward(g_x1, s["a"], p["W_O"])  # (n_out, d)
-    g_q, g_k, g_v = kernels.attention_backward(g_a.reshape(s["q"].shape), s["q"], s["k"], s["v"])
+    g_q, g_k, g_v = kernels.attention_backward_from(g_a.reshape(s["q"].shape), s["q"], s["k"], s["v"], s["probs"])
     g_q = _by_source_row(g_q.reshape(n_out, d), s)  # (n_out, d), or (T*V, d)
     g_hq, grads["W_Q"], grads["b_Q"] = kernels.linear_backward(g_q, s["h"][:len(g_q)], p["W_Q"])
     g_hk, grads["W_K"], grads["b_K"] = kernels.linear_backward(_by_source_row(g_k.reshape(-1, d), s), s["h"], p["W_K"])

@@ -131,12 +131,21 @@ def attention(q, k, v):
     The paper's sequences have two positions, so B = N * heads independent 2 x 2 problems: contracted over the
     position pairs with einsum, not as batched matmuls of 2 x 2 blocks.
     """
-    return np.einsum("tub,ube->tbe", attention_probs(q, k), v)
+    return attention_from(attention_probs(q, k), v)
+
+
+def attention_from(probs, v):
+    """attention from its probabilities (Tq, Tk, B) = attention_probs(q, k): probs v -> (Tq, B, e)."""
+    return np.einsum("tub,ube->tbe", probs, v)
 
 
 def attention_backward(g, q, k, v):
     """The gradients (of q (Tq, B, e), k and v (Tk, B, e)) of attention's output gradient g (Tq, B, e)."""
-    probs = attention_probs(q, k)  # (Tq, Tk, B)
+    return attention_backward_from(g, q, k, v, attention_probs(q, k))
+
+
+def attention_backward_from(g, q, k, v, probs):
+    """attention_backward from probs = attention_probs(q, k) (Tq, Tk, B), kept from the forward pass."""
     g_scores = np.einsum("tbe,ube->tub", g, v)  # (Tq, Tk, B), the gradient of probs for now
     g_scores -= np.sum(g_scores * probs, axis=1, keepdims=True)
     g_scores *= probs
