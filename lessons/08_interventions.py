@@ -52,7 +52,7 @@ lessons.check("8a", answer_8a, g - 0.5 * interventions.orthogonal_part(g, B),
 # the training random stream and shift every batch, so B is the PCA of a *sibling* trajectory. With
 # `batches="own"` phase 2 retraces the baseline until the hook starts, and B is the PCA of the run's own future
 # path. That choice matters: on the paper's model (add, 3 seeds) s = 0.75 delays grokking by +333 steps on sibling
-# batches (the paper: +800); for seed 42, +500 on sibling batches and +5500 on its own. The run's own B holds 55%
+# batches (the paper: +800) and by +3000 on the run's own (seed 42: +500 against +5500). The run's own B holds 55%
 # of the steps it takes, a sibling's 27% (docs/results.md).
 
 # %%
