@@ -50,8 +50,8 @@ def block(x, p: dict, n_heads: int, n_out: int, raw: bool = False, rows=None) ->
     u = f.linear(h2, p["W_in"], p["b_in"])  # (n_out, d_ff)
     phi, gauss = _normal_cdf(u, raw)  # (n_out, d_ff) each
     m = u * phi  # (n_out, d_ff): exact GELU
-    return dict(x=x, rows=rows, h=h, ln1=ln1, q=q, k=k, v=v, probs=probs, a=a, x1=x1, h2=h2, ln2=ln2, u=u, phi=phi, gauss=gauss,
-                m=m, out=x1 + f.linear(m, p["W_out"], p["b_out"]))
+    return dict(x=x, rows=rows, h=h, ln1=ln1, q=q, k=k, v=v, probs=probs, a=a, x1=x1, h2=h2, ln2=ln2, u=u, phi=phi,
+                gauss=gauss, m=m, out=x1 + f.linear(m, p["W_out"], p["b_out"]))
 
 
 def _projected(h, w, b, rows, n: int, f):
@@ -59,7 +59,7 @@ def _projected(h, w, b, rows, n: int, f):
     (T*V, d) and then gathered."""
     if rows is None:
         return f.linear(_first_rows(h, n, f), w, b)
-    return f.embed(f.linear(h, w, b), rows[:n])
+    return _gathered(f.linear(h, w, b), rows, n, f)
 
 
 def _gathered(x, rows, n: int, f):

@@ -211,10 +211,15 @@ def normal_cdf_backward_from(g, gauss):
 
 
 # ---------------------------------------------------------------- mean cross-entropy with integer labels
+def check_indices(idx, n: int) -> None:
+    """An IndexError unless every entry of idx (M,) int lies in [0, n)."""
+    if len(idx) and not (0 <= int(idx.min()) and int(idx.max()) < n):
+        raise IndexError(f"indices must lie in [0, {n}): found {int(idx.min())}..{int(idx.max())}")
+
+
 def one_hot(labels, n, dtype):
     """(N,) int in [0, n) -> (N, n) float of `dtype` (an IndexError for other labels, which would be all zeros)."""
-    if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < n):
-        raise IndexError(f"labels must lie in [0, {n}): found {int(labels.min())}..{int(labels.max())}")
+    check_indices(labels, n)
     return (labels[:, None] == backend.array_module(labels).arange(n)).astype(dtype)
 
 
@@ -238,8 +243,7 @@ def embed_backward(g, idx, vocab: int):
     i holds a one in row idx[i]), times g: M d additions, in the order of idx. On a device as the dense product."""
     if not isinstance(g, np.ndarray):
         return np.dot(one_hot(idx, vocab, g.dtype).T, g)  # (vocab, M) @ (M, d)
-    if len(idx) and not (0 <= int(idx.min()) and int(idx.max()) < vocab):
-        raise IndexError(f"indices must lie in [0, {vocab}): found {int(idx.min())}..{int(idx.max())}")
+    check_indices(idx, vocab)
     m = len(idx)
     return scipy.sparse.csc_array((np.ones(m, g.dtype), idx, np.arange(m + 1)), shape=(vocab, m)) @ g  # (vocab, d)
 
