@@ -260,9 +260,9 @@ def test_the_l2_hook_adds_lam_theta_to_the_clipped_gradient():
 def test_the_paper_grids_and_their_filters():
     by_name = {name: grids.grid(name) for name in ("table1", "pca", "lr-sweep", "slow", "controls",
                                                        "float64-check")}  # interventions: their own test
-    assert {name: len(specs) for name, specs in by_name.items()} == {"table1": 15, "pca": 36, "lr-sweep": 72, "slow": 2,
-                                                                   "controls": 12, "float64-check": 2}
-    assert len({s.name for specs in by_name.values() for s in specs}) == 139 - 1  # float32's add s42 is table1's
+    assert {name: len(specs) for name, specs in by_name.items()} == {"table1": 15, "pca": 36, "lr-sweep": 108,
+                                                                   "slow": 2, "controls": 12, "float64-check": 2}
+    assert len({s.name for specs in by_name.values() for s in specs}) == 175 - 1  # float32's add s42 is table1's
     assert all(s.recipe == "walkthrough" and (s.config.probe_every, s.config.probe_samples, s.config.theta_every,
                                               s.config.extra_steps) == (100, 7, 100, 1500) for s in by_name["controls"])
     assert [(s.config.op, s.config.seed, s.config.dtype) for s in by_name["float64-check"]] == [
@@ -274,6 +274,10 @@ def test_the_paper_grids_and_their_filters():
                   and (s.config.op not in grids.GROKKING_OPS or s.config.weight_decay == 0)) == \
         [("add", 5000, 0.0), ("x2_xy_y2", 7500, 1.0), ("x3_xy", 7500, 1.0)]
     assert {s.config.lr for s in by_name["lr-sweep"]} == set(grids.LEARNING_RATES)
+    assert {s.config.op: s.config.max_steps for s in by_name["lr-sweep"]} == {  # the reference's LR sweep's cap
+        **{op: 200_000 for op in grids.GROKKING_OPS}, "x2_xy_y2": 50_000, "x3_xy": 50_000}
+    assert all(s.recipe == "probed" and (s.config.n_layers, s.config.probe_every, s.config.theta_every,
+                                         s.config.extra_steps) == (3, 5000, 50_000, 20_000) for s in by_name["slow"])
     assert all(s.recipe == "pca" and s.config.snapshot_every == (100 if s.config.weight_decay else 500)
                for s in by_name["pca"])
     small = grids.grid("lr-sweep", grids.Filters(ops=("add",), seeds=(42, 137), lrs=(1e-3, 1e-2),
@@ -303,5 +307,5 @@ def test_cpu_estimates_follow_the_bench_and_the_expected_steps():
 def test_the_experiments_command_lists_each_grid_with_an_estimate():
     result = tinygrok("experiments", "--repeats", "1")
     assert result.returncode == 0, result.stderr
-    for name, runs in (("table1", "15"), ("pca", "36"), ("lr-sweep", "72"), ("slow", "2")):
+    for name, runs in (("table1", "15"), ("pca", "36"), ("lr-sweep", "108"), ("slow", "2")):
         assert re.search(rf"{name}\s.*\s{runs}\s.*\d+\.\d h", result.stdout), result.stdout

@@ -161,6 +161,19 @@ def test_intervention_grids_put_each_baseline_first_and_name_every_arm():
     assert len(hooks) == len(set(hooks)) == 1 + 4 * 4 + 4 and "none" in hooks and "project:s=1.0,basis=random,start=500" in hooks
 
 
+def test_the_primary_and_random_basis_grids_are_the_paper_figures_subsets():
+    whole = {s.name for s in grids.grid("interventions-add")}
+    primary, random = grids.grid("interventions-primary"), grids.grid("random-basis")
+    assert {s.name for s in primary} <= whole and {s.name for s in random} <= whole
+    hooks = {s.config.hook for s in primary if s.config.seed == 42 and s.recipe == "intervene"}
+    assert hooks == {"none", "kick:alpha=10.0,basis=pca,start=500,samples=9",  # figI4
+                     "noise:eps=0.1,basis=pca,start=500,every=50", "penalty:s=0.5,basis=pca,start=500",
+                     "project:s=0.5,basis=pca,start=500"}
+    assert {s.config.hook for s in random if s.recipe == "intervene" and s.config.seed == 42} == {
+        "none", *(f"project:s={d},basis=random,start=500" for d in (0.25, 0.5, 0.75, 1.0))}  # figI6
+    assert all(s.recipe == "intervene" for s in random)  # a random basis needs no baseline run
+
+
 def test_intervene_builds_the_baseline_once_and_gives_the_run_its_basis(tmp_path):
     result = tinygrok("intervene", "--arm", "project", "--dose", "1.0", "--preset", "classroom", "--max-steps", "200",
                       "--out", str(tmp_path / "project"))

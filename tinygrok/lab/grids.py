@@ -47,17 +47,21 @@ def _pca() -> list[Row]:
 
 
 def _lr_sweep() -> list[Row]:
-    """The lead-time power law: 6 learning rates x 4 grokking operations x 3 seeds, probed (§7.4, §10 #15-#20)."""
-    return [("train", "paper", dict(op=op, seed=seed, lr=lr, **PROBES))
-            for lr in LEARNING_RATES for op in GROKKING_OPS for seed in SEEDS]
+    """The lead-time power law: 6 learning rates x 6 operations x 3 seeds, probed (§7.4, §10 #15-#20).
+
+    The non-grokking operations for at most 50,000 steps, as in the reference's LR sweep (§12)."""
+    return [("train", "paper", dict(op=op, seed=seed, lr=lr, **PROBES,
+                                    **({"max_steps": 50_000} if op in NON_GROKKING_OPS else {})))
+            for lr in LEARNING_RATES for op in GROKKING_OPS + NON_GROKKING_OPS for seed in SEEDS]
 
 
 def _slow() -> list[Row]:
     """The slow regime, GPU-scale: 3 layers, lr 5e-5, add, seeds 42 and 137 (§9.2).
 
-    K = 5 probes every 5,000 steps, 20,000 steps past detection, at most 650,000 steps."""
-    return [("train", "slow", dict(op="add", seed=seed, probe_every=5000, probe_samples=5, extra_steps=20_000,
-                                   max_steps=650_000)) for seed in (42, 137)]
+    K = 5 probes every 5,000 steps, 20,000 steps past detection, at most 650,000 steps; then the trajectory PCA
+    and the curvature geometry (rho) at the parameters saved every 50,000 steps (the reference: at the last)."""
+    return [("probed", "slow", dict(op="add", seed=seed, probe_every=5000, probe_samples=5, extra_steps=20_000,
+                                    max_steps=650_000, theta_every=50_000)) for seed in (42, 137)]
 
 
 DOSES = (0.0, 0.25, 0.5, 0.75, 1.0)  # project's s: 0 is the probed baseline (§8.2, multi-op dose-response)
@@ -83,6 +87,22 @@ def _interventions_add() -> list[Row]:
     sweeps = {arm: interventions.HOOKS[arm].SWEEP for arm in ("kick", "noise", "penalty", "project")}  # figI5
     arms = ["none"] + [_arm(arm, dose) for arm, doses in sweeps.items() for dose in doses]
     arms += [_arm("project", s, "random") for s in sweeps["project"]]  # figI6
+    return [("intervene", "paper", dict(op="add", seed=seed, hook=hook)) for seed in SEEDS for hook in arms]
+
+
+def _interventions_primary() -> list[Row]:
+    """figI4: no hook, and kick, noise, penalty and project at the paper's primary strengths, on add (§8.3).
+
+    Each arm at its default (the paper's primary: alpha 10, eps 0.1, lambda 0.5, s 0.5), x 3 seeds."""
+    arms = ["none"] + [interventions.parse(arm).with_dose(None).spec for arm in ("kick", "noise", "penalty", "project")]
+    return [("intervene", "paper", dict(op="add", seed=seed, hook=hook)) for seed in SEEDS for hook in arms]
+
+
+def _random_basis() -> list[Row]:
+    """figI6: project with a random orthonormal basis in place of the trajectory PCA's, on add (§8.3).
+
+    s = 0.25 to 1 and no hook, x 3 seeds."""
+    arms = ["none"] + [_arm("project", s, "random") for s in interventions.HOOKS["project"].SWEEP]
     return [("intervene", "paper", dict(op="add", seed=seed, hook=hook)) for seed in SEEDS for hook in arms]
 
 
@@ -112,7 +132,8 @@ def _float64_check() -> list[Row]:
 
 
 EXPERIMENTS = {"table1": _table1, "pca": _pca, "lr-sweep": _lr_sweep, "slow": _slow, "dose-response": _dose_response,
-               "interventions-add": _interventions_add, "kicks": _kicks, "controls": _controls,
+               "interventions-add": _interventions_add, "interventions-primary": _interventions_primary,
+               "random-basis": _random_basis, "kicks": _kicks, "controls": _controls,
                "float64-check": _float64_check}
 
 

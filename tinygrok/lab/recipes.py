@@ -2,8 +2,9 @@
 get a run done.
 
 A RunSpec is a Config plus a recipe, the named stages to do with it in order (RECIPES): "train" (train until
-grokking, or max steps), "pca" (train, then the trajectory PCA), "walkthrough" (train while probing curvature, then
-the trajectory PCA, the curvature geometry and the figures), or "intervene" (PAPER.md §8.1's second phase: train
+grokking, or max steps), "pca" (train, then the trajectory PCA), "probed" (train, then the trajectory PCA and the
+curvature geometry at the saved parameters), "walkthrough" (train while probing curvature, then the trajectory PCA,
+the curvature geometry and the figures), or "intervene" (PAPER.md §8.1's second phase: train
 with an intervention hook, probed, given the execution basis of its baseline, the "pca" run of the same seed beside
 it; `baseline(spec)`). Each stage is a function in STAGES: a new kind of experiment registers its stages there and
 names them in RECIPES. `execute(spec, out)` runs a spec in out/spec.name, skipping the stages a run has finished
@@ -150,8 +151,8 @@ def _figures(spec: RunSpec, run: Run, on_step: Optional[StepCallback]) -> None:
 Stage = Callable[[RunSpec, Run, Optional[StepCallback]], None]
 STAGES: dict[str, Stage] = {"train": _train, "pca": _pca, "geometry": _geometry, "figures": _figures}
 # the stages of each recipe, in order
-RECIPES = {"train": ("train",), "pca": ("train", "pca"), "walkthrough": ("train", "geometry", "figures"),
-           "intervene": ("train",)}
+RECIPES = {"train": ("train",), "pca": ("train", "pca"), "probed": ("train", "geometry"),
+           "walkthrough": ("train", "geometry", "figures"), "intervene": ("train",)}
 
 
 def intervention(arm: str, dose: Optional[float] = None, basis: str = "pca", preset: str = "paper",
