@@ -164,3 +164,144 @@ def intervention(op: str, arm: str, dose: float, basis: str) -> str:
         return ""
     step, source, delay, text = INTERVENTIONS[op, arm, dose, basis]
     return (text or ("DNF (0/3)" if step is None else f"~{step}")) + (f", +{delay}" if delay else "") + f" ({source})"
+
+
+# ---------------------------------------------------------------------- the claims, one by one (tinygrok reproduce)
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper as the results page of `tinygrok reproduce` shows it (PAPER.md §10's rows, and
+    §8.3's and §9's claims): where it is, what it says, the paper's figure as quoted and the reference's stored data
+    where PAPER.md gives them; and how tinygrok measures it: `measure` (a measure of lab/results.py) over the runs
+    of the stage `stage` that `where` selects, judged against the paper's [low, high] (None: no number to judge by).
+    `differs`: why tinygrok's number is expected to differ, where it is known (shown when it does)."""
+
+    number: str
+    words: str
+    quoted: str
+    measure: str
+    stage: str = ""
+    where: dict = field(default_factory=dict)
+    low: Optional[float] = None
+    high: Optional[float] = None
+    stored: str = ""
+    differs: str = ""
+
+
+_TABLE1 = {"add": 2933, "sub": 3433, "mul": 2633, "x2_y2": 1867}  # §10 #4: mean grok_90 of seeds 42/137/2024
+_LR_GROK = {1e-4: (29433, 36767), 1e-3: (2600, 3667), 1e-2: (567, 4000)}  # §10 #16: the op means' range
+_LR_DEFECT = {1e-4: (9332, 11148), 1e-3: (1447, 3545), 1e-2: (18, 64)}  # §10 #17
+_LR_LEAD = {1e-4: (23033, 32900), 1e-3: (733, 1400), 1e-2: (-1550, -633)}  # §10 #18
+_PRIMARY = {"none": 3233, "kick": 3233, "noise": 3200, "penalty": 3267, "project": 3533}  # figI4
+_SIBLING = "the execution basis is a sibling trajectory's, whose alignment with the run's path varies by seed " \
+           "([differences](differences.md))"
+_FLOAT32 = "float32 rounding dominates late defects ([differences](differences.md), PAPER.md §6.6)"
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("§10 #1", "grokking runs' attention trajectories are nearly one-dimensional",
+          "PC1 68-83% (v1); per matrix 62.8-83.1% (stored)", "per_matrix", "pca",
+          dict(ops="grokking", weight_decay=1.0, key="pc1"), 0.628, 0.831,
+          "per matrix 62.8-83.1%, per-run mean 68.2-76.8%"),
+    Claim("§10 #2", "runs that never grok are far less one-dimensional", "PC1 42-49% (200,000 steps)",
+          "per_matrix", "pca", dict(ops="non_grokking", weight_decay=1.0, key="pc1"), 0.378, 0.532,
+          "per matrix, seed means 37.8-53.2%", "the machine scale stops them at 10,000 steps, not 200,000"),
+    Claim("§10 #2", "without weight decay the trajectory is low-dimensional too", "PC1 49-75% (50,000 steps)",
+          "per_matrix", "pca", dict(ops="grokking", weight_decay=0.0, key="pc1"), 0.49, 0.75, "add 61.9-69.1%",
+          "the machine scale stops them at 10,000 steps, not 50,000"),
+    Claim("§10 #3", "PC1 is far above a random walk with the same step sizes",
+          "5-20 sigma (text); figE +40 to +110", "per_matrix", "pca",
+          dict(ops="grokking", weight_decay=1.0, key="pc1_null_z"), 40, 110),
+    *(Claim("§10 #4", f"{op} groks (Table 1)", f"grok_90 ~{step} (mean of 3 seeds)", "mean", "table1",
+            dict(ops=op, key="grok_step_90"), step, step) for op, step in _TABLE1.items()),
+    Claim("§10 #4", "x2_xy_y2 and x3_xy never grok", "never", "grokked", "table1",
+          dict(ops="non_grokking", weight_decay=1.0), 0, 0),
+    Claim("§10 #5", "the curvature lies outside the execution subspace", "rho ≈ 1.000", "mean", "table1",
+          dict(ops="grokking", key="rho"), 0.99994, 0.99999, "0.99994-0.99999 over 36 conditions"),
+    Claim("§10 #6", "the defect's share inside the execution subspace is small", "proj/full 0.005-0.03",
+          "exec_proj", "table1", dict(ops="grokking"), 0.005, 0.03),
+    Claim("§10 #7", "curvature is enriched in the execution subspace over random ones (the reference's basis)",
+          "exec/random 1.8-2.9 (weight SVD, memorization phase)", "mean", "controls",
+          dict(ops="grokking", key="exec_random_ratio_weight_svd"), 1.81, 2.91, "add 2.04, sub 1.81, mul 2.18, "
+          "x2_y2 2.91"),
+    Claim("§10 #7", "the same with the trajectory-PCA execution basis", "0.86-1.09 (the reference's data)",
+          "mean", "controls", dict(ops="grokking", key="exec_random_ratio"), 0.86, 1.09,
+          "add 0.86, sub 1.03, mul 1.09"),
+    Claim("§10 #8", "exec/random at K = 16 / 32", "2.46/2.09 (add) ... 2.52/2.65 (x2_y2)", "unmeasured",
+          where=dict(why="the dimension sweep (`tinygrok dimensions RUN`) is not one of the grids")),
+    Claim("§10 #9", "curvature grows far more in grokking runs than in runs that do not grok",
+          "10-1000x (grokking over non-grokking growth)", "growth_ratio", "table1", {}, 10, 1000),
+    Claim("§10 #10", "the curvature onset precedes grok_90", "leads 600-1600 steps, mean 1117 (12/12)", "mean",
+          "table1", dict(ops="grokking", key="lead_steps"), 600, 1600,
+          "1300,1400,600 / 1100,1600,1500 / 600,900,700 / 1400,1200,1100"),
+    Claim("§10 #10", "the onset comes at 1800-2100 steps", "onset 1800-2100 (add, sub, mul)", "mean", "table1",
+          dict(ops=("add", "sub", "mul"), key="onset_step"), 1800, 2100),
+    Claim("§10 #10", "x2_y2's onset comes early", "onset 500-700", "mean", "table1",
+          dict(ops="x2_y2", key="onset_step"), 500, 700),
+    Claim("§10 #11", "all leads are positive: a sign test", "p = 2^-12 ≈ 2.4e-4 (12 of 12)", "sign_test",
+          "table1", dict(ops="grokking"), 0, 2**-12),
+    Claim("§10 #12", "the hero run: sub, seed 137", "onset 2000, grok_90 3600, lead 1600", "mean", "table1",
+          dict(ops="sub", seed=137, key="lead_steps"), 1600, 1600),
+    Claim("§10 #13", "grokking runs' defect grows 500-2000x", "513-2141x (max D / early baseline)", "mean",
+          "table1", dict(ops="grokking", key="defect_growth_run"), 513, 2141),
+    Claim("§10 #13", "runs that do not grok grow their defect 30-50x", "x2_xy_y2 47x, x3_xy 31x, add no-wd 29x",
+          "mean", "table1", dict(ops="not_grokking", key="defect_growth_run"), 29, 47),
+    Claim("§10 #14", "the onset precedes grok_50 too", "lead to grok_50: mean 708", "lead_50", "table1",
+          dict(ops="grokking"), 708, 708),
+    Claim("§10 #15", "the four grokking operations grok at every learning rate", "3/3 at every rate",
+          "grokked", "lr-sweep", dict(ops="grokking"), 1, 1),
+    Claim("§10 #15", "x2_xy_y2 and x3_xy grok at none", "0/3 at every rate", "grokked", "lr-sweep-non-grokking",
+          dict(ops="non_grokking"), 0, 0, differs="the machine scale stops them at 10,000 steps"),
+    *(Claim("§10 #16", f"grok (detection) step at lr {lr:g}", f"{low}-{high} (op means)", "mean", "lr-sweep",
+            dict(ops="grokking", lr=lr, key="grok_step"), low, high) for lr, (low, high) in _LR_GROK.items()),
+    *(Claim("§10 #17", f"max defect at lr {lr:g}", f"{low}-{high} (op means)", "max_defect", "lr-sweep",
+            dict(ops="grokking", lr=lr), low, high) for lr, (low, high) in _LR_DEFECT.items()),
+    *(Claim("§10 #18", f"lead (grok_90 - onset) at lr {lr:g}", f"{low} to {high} (op means)", "mean", "lr-sweep",
+            dict(ops="grokking", lr=lr, key="lead_steps"), low, high) for lr, (low, high) in _LR_LEAD.items()),
+    Claim("§10 #19", "the lead is most of the run at lr 1e-4", "lead / detection ≈ 0.93", "lead_fraction",
+          "lr-sweep", dict(ops="grokking", lr=1e-4), 0.90, 0.96),
+    Claim("§10 #19", "about half of it at lr 1e-3", "lead / detection 0.46-0.49", "lead_fraction", "lr-sweep",
+          dict(ops="grokking", lr=1e-3), 0.46, 0.49),
+    Claim("§10 #20", "the lead follows a power law in the grok step", "alpha = 1.27 ± 0.03 (v1, R² 0.97, n 43)",
+          "power_law", "lr-sweep", dict(ops="grokking"), 1.24, 1.30, "3 rates: 1.26 ± 0.04, R² 0.977, n 29"),
+    Claim("§10 #21", "add's lead at lr 1e-4", "≈ 33,000", "mean", "lr-sweep", dict(ops="add", lr=1e-4,
+                                                                                   key="lead_steps"), 33000, 33000),
+    Claim("§10 #22", "alignment of the step with curvature in the LR study", "0.18-0.86 (1e-4), 1.4-1.8 (1e-2)",
+          "unmeasured", where=dict(why="the LR sweep saves no parameters, which the alignment is measured at")),
+    Claim("§10 #23", "add's defect at the spike, lr 1e-4 (step 28,000, seed 42)", "5589", "defect_at",
+          "lr-sweep", dict(ops="add", lr=1e-4, seed=42, step=28000), 5589, 5589, differs=_FLOAT32),
+    Claim("§10 #24", "the weights move along curvature directions no more than at random", "0.81-1.91 (seed 42)",
+          "mean", "table1", dict(ops="grokking", key="alignment_ratio"), 0.81, 1.91,
+          "add 0.81, sub 0.89, mul 1.04, x2_y2 1.91"),
+    Claim("§10 #27", "the training set is learnt first", "train acc >= 95% at 300-500 steps", "mean", "table1",
+          dict(ops="grokking", key="memorization_step"), 300, 500),
+    *(Claim("§8.3 figI4", f"add with {arm} at its primary strength groks on time" if arm != "none" else
+            "add without intervention (the interventions' baseline)", f"grok step ~{step} (3/3)", "arm_step",
+            "interventions-primary", dict(arm=arm), step, step) for arm, step in _PRIMARY.items()),
+    Claim("§8.3 figI5", "kicks, noise and the penalty change nothing at any strength", "3167-3333 at every dose",
+          "arm_step", "interventions-add", dict(arm=("kick", "noise", "penalty")), 3167, 3333),
+    *(Claim("§8.3", f"removing a share s = {s:g} of the orthogonal gradient delays grokking (add)",
+            f"+{delay} steps", "delay", "dose-response", dict(ops="add", dose=s), delay, delay, differs=_SIBLING)
+      for s, delay in ((0.25, 34), (0.5, 300), (0.75, 800))),
+    Claim("§8.3 figI10", "at s = 0.75 every operation is delayed", "+600-800 (the plot: +500 to +870)", "delay",
+          "dose-response", dict(ops="grokking", dose=0.75), 500, 870, differs=_SIBLING),
+    Claim("§8.3 figI10", "removing all of it (s = 1) prevents grokking", "0/12 (every operation)", "grokked",
+          "dose-response", dict(ops="grokking", dose=1.0), 0, 0),
+    Claim("§8.3 figI6", "a random basis in place of the execution basis changes little at s <= 0.75",
+          "< 50 steps from the baseline", "delay", "random-basis", dict(ops="add", dose=(0.25, 0.5, 0.75)), -50, 50),
+    Claim("§8.3 figI6", "a random basis at s = 1 prevents grokking too", "0/3", "grokked", "random-basis",
+          dict(ops="add", dose=1.0), 0, 0),
+    Claim("§8.3 figI8", "sustained kicks along curvature or at random change nothing", "27/27 grok, ~3200",
+          "arm_step", "kicks", dict(arm=("sustained_kick", "random_kick")), 3167, 3300),
+    Claim("§9.2 Table 2", "the slow regime groks late", "detection 612,000 / 572,000 (seeds 42 / 137)", "mean",
+          "slow", dict(key="grok_step"), 572_000, 612_000),
+    Claim("§9.2 Table 2", "its grok_90", "585,000 / 550,000", "mean", "slow", dict(key="grok_step_90"),
+          550_000, 585_000),
+    Claim("§9.2", "its onset by the released rule (floor 5)", "10,000 (both seeds)", "mean", "slow",
+          dict(key="onset_step"), 10_000, 10_000),
+    Claim("§9.2 Table 2", "its lead", "575,000 / 540,000 (mean 557,500)", "mean", "slow", dict(key="lead_steps"),
+          540_000, 575_000),
+    Claim("§9.2", "its curvature lies outside the execution subspace", "rho 0.999997-1.000000", "mean", "slow",
+          dict(key="rho"), 0.999997, 1.0),
+    Claim("§9.1 figH", "its last layer's trajectories are more one-dimensional", "PC1 84.6-94.3% (W_Q 85.5, W_K "
+          "84.6, W_V 94.3, W_O 87.7)", "per_matrix", "slow", dict(key="pc1", layer="last"), 0.846, 0.943),
+    Claim("§9.3", "the onset precedes grokking in the slow regime", "2/2 runs", "positive_leads", "slow", {}, 1, 1),
+)
