@@ -27,6 +27,8 @@ from tinygrok.engine import backend, parallel  # noqa: E402
 from tinygrok.lab import bench as benchmark  # noqa: E402
 from tinygrok.lab import grids, lessons, recipes, sweep  # noqa: E402
 from tinygrok.lab import report as sweep_report  # noqa: E402
+from tinygrok.lab import reproduce as reproduction  # noqa: E402
+from tinygrok.lab import results  # noqa: E402
 from tinygrok.run import geometry, plots  # noqa: E402
 from tinygrok.run.runs import THETAS, Run, RunError, WriteError  # noqa: E402
 from tinygrok.run.train import Diverged  # noqa: E402
@@ -398,6 +400,37 @@ def sweep_(
                   f"sweep directory {out}")
     if counts["failed"]:
         raise typer.Exit(1)
+
+
+@app.command()
+def reproduce(
+    out: Annotated[Path, typer.Option(help="the reproduction's directory: a sweep directory per grid, and "
+                                           "results.md")],
+    scale: Annotated[str, typer.Option(help=f"one of: {', '.join(reproduction.SCALES)} (classroom: every claim's "
+                                            "machinery in ~15 min; machine: the paper's model in a night on 2 "
+                                            "cores; full: every grid as the paper ran it, for a cluster)")] = "machine",
+    workers: Annotated[int, typer.Option(min=1, help="local worker processes, one core each")] = 2,
+    scheduler: Annotated[Optional[str], typer.Option(help="a Dask scheduler, tcp://HOST:PORT, whose workers run "
+                                                          "the grids instead")] = None,
+    estimate: Annotated[bool, typer.Option(help="print the plan (every grid, its runs and CPU time) and stop")] = False,
+):
+    """Reproduce the paper claim by claim: every grid of the scale, resumably (the same command again continues),
+    then results.md beside the paper's numbers."""
+    plan = reproduction.stages(scale)
+    if estimate:
+        costs = benchmark.bench(config.preset("paper"), 1, 3)
+        rows = reproduction.estimate(plan, costs)
+        console.print(views.reproduction_plan(scale, rows, costs, workers))
+        return
+    executors = sweep.dask_executor(scheduler) if scheduler else sweep.local_executor(workers)
+    with Live(console=console, auto_refresh=False) as live:
+        def show(stage: reproduction.Stage, index: dict) -> None:
+            live.update(escape(views.stage_state(stage.label, index, out)), refresh=True)
+
+        state = reproduction.run(scale, plan, out, executors, on_change=show)
+    page = results.write(out, plan)
+    console.print(f"{scale} reproduction: {reproduction.wall_seconds(state):.0f} s of wall time in "
+                  f"{len(state['parts'])} part(s); results page {page}")
 
 
 @app.command()

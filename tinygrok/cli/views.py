@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from tinygrok.lab import reproduce as reproduction
 from tinygrok.lab import sweep
 from tinygrok.run.runs import Run
 from tinygrok.science import paper, undefined
@@ -174,3 +175,31 @@ def dimensions_table(rows: list[dict]) -> Table:
 def facts(title: str, items: dict) -> Table:
     """Key-value pairs, one a row (bench, doctor)."""
     return make_table(title, ("", ""), [(key, str(value)) for key, value in items.items()], show_header=False)
+
+
+def reproduction_plan(scale: str, rows: list[dict], costs: dict, workers: int) -> Group:
+    """`tinygrok reproduce --estimate`: every stage's grid, runs, CPU time and what it leaves out; the totals."""
+    table = make_table(f"tinygrok reproduce --scale {scale}: the plan (tinygrok/lab/reproduce.py)",
+                       ("stage", "experiment", "runs", "CPU time (one core)", "longest run", "left out"),
+                       [(r["stage"].label, r["stage"].experiment, str(r["runs"]), _hours(r["cpu_seconds"]),
+                         _hours(r["longest"]), r["stage"].cut or "nothing") for r in rows])
+    total = sum(r["cpu_seconds"] for r in rows)
+    return Group(table, f"{sum(r['runs'] for r in rows)} runs, {_hours(total)} of CPU time: about "
+                        f"{_hours(reproduction.wall_estimate(rows, workers))} on {workers} cores (each stage its CPU "
+                        f"time shared out, or its longest run); from a step of {costs['train_step_ms']:.1f} ms, an "
+                        f"evaluation of {costs['eval_ms']:.0f} ms and a commutator sample of "
+                        f"{costs['commutator_sample_ms']:.0f} ms on one core, grok steps guessed by "
+                        "grids.expected_steps")
+
+
+def stage_state(label: str, index: dict, out: Path) -> str:
+    """One line of a reproduction's progress: the stage, its runs' states, the running ones' steps."""
+    counts = sweep.summary(index)
+    running = [f"{name} at {row['step']}" for name, entry in index["runs"].items()
+               if entry["state"] == "running" and (row := sweep.progress(out / label, name))]
+    return f"{label}: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n) + (
+        "; " + ", ".join(running) if running else "")
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 360 else f"{seconds / 60:.0f} min"

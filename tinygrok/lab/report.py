@@ -86,7 +86,7 @@ def _runs(runs: list[dict]) -> list[str]:
     keys = ("grok_step_90", "grok_step", "onset_step", "lead_steps", "defect_growth", "defect_growth_run")
     rows = [[r["name"], r["op"], r["seed"], f"{r['lr']:g}", f"{r['weight_decay']:g}", *(_cell(r.get(k)) for k in keys),
              _pc1_range(r)] for r in runs]
-    return ["## Runs", "", _table(header, rows), ""]
+    return ["## Runs", "", table(header, rows), ""]
 
 
 def _undefined(runs: list[dict]) -> list[str]:
@@ -97,7 +97,7 @@ def _undefined(runs: list[dict]) -> list[str]:
         return []
     return ["## Undefined values", "", "Records whose value does not exist, left out of every median, table and fit "
             "above and below (float32 can make the defect exactly 0, PAPER.md §6.6).", "",
-            _table(["run", "quantities", "records", "why"], rows), ""]
+            table(["run", "quantities", "records", "why"], rows), ""]
 
 
 def _per_op(runs: list[dict]) -> list[str]:
@@ -111,7 +111,7 @@ def _per_op(runs: list[dict]) -> list[str]:
                      paper.BY_KEY["grok_step_90"].describe(op) if at_preset_lr else "",
                      paper.BY_KEY["lead_steps"].describe() if at_preset_lr else ""])
     return ["## Per operation (grokking runs, mean ± sd)", "",
-            _table(["op", "lr", "runs", "grok_90", "onset", "lead", "paper grok_90 (Table 1)", "paper lead"], rows), ""]
+            table(["op", "lr", "runs", "grok_90", "onset", "lead", "paper grok_90 (Table 1)", "paper lead"], rows), ""]
 
 
 def _sign_test(runs: list[dict]) -> list[str]:
@@ -135,7 +135,7 @@ def _growth(runs: list[dict]) -> list[str]:
     rows += [[f"{r['op']} (wd {r['weight_decay']:g}, seed {r['seed']})", _cell(r.get("defect_growth_run")),
               paper.GROWTH_WITHOUT_GROKKING.describe(r["op"])] for r in others]
     return ["## Defect growth over the whole run, grokking vs not (max D / early baseline)", "",
-            _table(["runs", "measured", "paper"], rows), ""]
+            table(["runs", "measured", "paper"], rows), ""]
 
 
 def _controls(runs: list[dict]) -> list[str]:
@@ -159,7 +159,7 @@ def _controls(runs: list[dict]) -> list[str]:
             f"memorization phase (train acc >= 0.95, test acc < 0.3), and per defect level D ({levels}), where the "
             "ratio falls as D rises. Weight SVD: the reference control's basis (K = 24); trajectory PCA: the "
             "paper's execution basis (K = 16).", "",
-            _table(["op", "seed", "records", "weight SVD", "weight SVD by D", "paper", "trajectory PCA",
+            table(["op", "seed", "records", "weight SVD", "weight SVD by D", "paper", "trajectory PCA",
                     "trajectory PCA by D", "paper"], rows), ""]
 
 
@@ -183,7 +183,7 @@ def _precision(runs: list[dict]) -> list[str]:
             ("max_defect_before_grok", "max D up to grok_90"), ("max_defect_after_grok", "max D after grok_90"),
             ("zero_defects", "probes with D exactly 0"), ("probes", "probes"))]
         lines += [f"## float32 against float64: {single['op']}, seed {single['seed']} (PAPER.md §6.6)", "",
-                  _table(["feature", "float32", "float64"], rows), ""]
+                  table(["feature", "float32", "float64"], rows), ""]
     return lines
 
 
@@ -263,7 +263,7 @@ def _interventions(runs: list[dict]) -> list[str]:
             "own future path). Delays and *within* are over the runs without intervention on the same batches "
             "(none: the probed no-hook and s = 0 arms; on own batches, else the baselines); *within* counts the "
             "runs that grok inside their range. The paper's numbers are its protocol's.", "",
-            _table(["op", "batches", "arm", "dose", "basis", "grokked", "grok step", "range", "delay", "within",
+            table(["op", "batches", "arm", "dose", "basis", "grokked", "grok step", "range", "delay", "within",
                     "paper"], rows), ""]
 
 
@@ -298,7 +298,7 @@ def _measured_vs_paper(runs: list[dict], fit: Optional[dict]) -> list[str]:
             "Over this sweep's runs at their preset's learning rate (the power law: over all rates): mean ± sd "
             "[min-max] (n), beside "
             "the paper's figure for the same measure (tinygrok/science/paper.py); *overlaps*: the measured range meets the "
-            "paper's.", "", _table(["quantity", "measured", "paper", "measure", "overlaps"], rows), ""]
+            "paper's.", "", table(["quantity", "measured", "paper", "measure", "overlaps"], rows), ""]
 
 
 def _compare(ref: Optional[paper.Reference], values: list, op: Optional[str], label: Optional[str] = None) -> list:
@@ -527,19 +527,19 @@ def _pc1_range(r: dict) -> str:
 def _mean_sd(stats: dict) -> str:
     if stats["mean"] is None:
         return "none"
-    return _number(stats["mean"], 4) + (f" ± {_number(stats['sd'], 3)}" if stats["sd"] is not None else "") + \
+    return number(stats["mean"], 4) + (f" ± {number(stats['sd'], 3)}" if stats["sd"] is not None else "") + \
         (f" (n {stats['n']})" if stats["n"] else "")
 
 
 def _cell(value) -> str:
-    return "none" if value is None else _number(value, 3) if isinstance(value, float) else str(value)
+    return "none" if value is None else number(value, 3) if isinstance(value, float) else str(value)
 
 
-def _number(value: float, digits: int) -> str:
+def number(value: float, digits: int) -> str:
     """`digits` significant digits, but whole numbers of steps written out (33933, not 3.393e+04)."""
     return f"{value:.0f}" if abs(value) >= 10 ** digits else f"{value:.{digits}g}"
 
 
-def _table(header: list[str], rows: list[list]) -> str:
+def table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])

@@ -1,0 +1,154 @@
+"""`tinygrok reproduce`: the paper's experiments at one scale, from one command, into one directory.
+
+A scale is a plan: stages run one after another, each a grid of grids.py (filtered) run by sweep.run_grid in its own
+sweep directory DIR/LABEL, so the same command again skips what is done and resumes what was interrupted. Then the
+results page (results.py) is written over all of them. DIR/reproduce.json keeps the scale and the wall time of
+every part the command ran in, so that a reproduction resumed over several days still knows its total.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from tinygrok.lab import grids, sweep
+from tinygrok.lab.grids import Filters
+from tinygrok.lab.recipes import RunSpec
+from tinygrok.run.runs import RunError, read_json, write_json
+from tinygrok.science.config import ConfigError
+from tinygrok.science.paper import GROKKING_OPS, NON_GROKKING_OPS
+
+STATE = "reproduce.json"
+RELEASED_LRS = (1e-4, 1e-3, 1e-2)  # the learning rates of the reference's released LR sweep (§7.4)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One grid of a plan: the experiment, its filters, the sweep directory's name in the reproduction's, and
+    what the filters leave out (said in the plan and on the results page; "" when nothing is)."""
+
+    label: str
+    experiment: str
+    filters: Filters = Filters()
+    cut: str = ""
+
+    def specs(self) -> list[RunSpec]:
+        return grids.grid(self.experiment, self.filters)
+
+
+def _classroom() -> tuple[Stage, ...]:
+    """Every claim's machinery on the CPU-sized model (the slow regime: the paper's 3-layer model for 4,000
+    steps), seed 42 and 137, in about a quarter of an hour on 2 cores."""
+    small = dict(preset="classroom", seeds=(42, 137))
+    return (Stage("table1", "table1", Filters(**small), "the classroom model, seeds 42 and 137"),
+            Stage("controls", "controls", Filters(ops=("add",), **small), "the classroom model, add"),
+            Stage("float64-check", "float64-check", Filters(preset="classroom"), "the classroom model"),
+            Stage("lr-sweep", "lr-sweep", Filters(ops=("add", "x2_xy_y2"), lrs=(1e-3, 3e-3, 1e-2), max_steps=6000,
+                                                  **small), "the classroom model, add and x2_xy_y2, 3 rates"),
+            Stage("pca", "pca", Filters(ops=("add", "x2_xy_y2"), max_steps=3000, **small),
+                  "the classroom model, add and x2_xy_y2, at most 3,000 steps"),
+            Stage("dose-response", "dose-response", Filters(ops=("add",), doses=(0.5, 1.0), max_steps=6000, **small),
+                  "the classroom model, add, s = 0.5 and 1, at most 6,000 steps"),
+            Stage("interventions-primary", "interventions-primary", Filters(**small), "the classroom model"),
+            Stage("kicks", "kicks", Filters(doses=(100.0,), **small), "the classroom model, alpha 100"),
+            Stage("slow", "slow", Filters(seeds=(42,), max_steps=4000),
+                  "seed 42, 4,000 steps: the machinery only, far from grokking"))
+
+
+def _machine() -> tuple[Stage, ...]:
+    """The paper's model on one machine, in about a night on 2 cores: every grid but the full LR sweep and the
+    long non-grokking PCA runs, and the slow regime."""
+    return (Stage("table1", "table1"), Stage("controls", "controls"), Stage("float64-check", "float64-check"),
+            Stage("lr-sweep", "lr-sweep", Filters(ops=GROKKING_OPS, lrs=RELEASED_LRS),
+                  "the reference's released rates 1e-4, 1e-3, 1e-2 (of six)"),
+            Stage("lr-sweep-non-grokking", "lr-sweep", Filters(ops=NON_GROKKING_OPS, lrs=RELEASED_LRS,
+                                                               max_steps=10_000),
+                  "x2_xy_y2 and x3_xy at the released rates, at most 10,000 steps (the reference: 50,000)"),
+            Stage("pca", "pca", Filters(max_steps=10_000),
+                  "at most 10,000 steps (the paper: 50,000 without weight decay, 200,000 for x2_xy_y2 and x3_xy)"),
+            Stage("dose-response", "dose-response"),
+            Stage("interventions-primary", "interventions-primary", cut="the primary strengths only (figI4)"),
+            Stage("random-basis", "random-basis"),
+            Stage("kicks", "kicks", Filters(doses=(100.0,)), "alpha 100 only (figI8: 50-500)"),
+            Stage("slow", "slow"))
+
+
+def _full() -> tuple[Stage, ...]:
+    """Every grid as the paper ran it: for a cluster."""
+    return tuple(Stage(name, name) for name in ("table1", "controls", "float64-check", "lr-sweep", "pca",
+                                                "dose-response", "interventions-add", "kicks", "slow"))
+
+
+SCALES: dict[str, Callable[[], tuple[Stage, ...]]] = {"classroom": _classroom, "machine": _machine, "full": _full}
+
+
+def stages(scale: str) -> tuple[Stage, ...]:
+    """The plan of the named scale; a ConfigError for an unknown one."""
+    if scale not in SCALES:
+        raise ConfigError(f"--scale={scale!r} is invalid: must be one of {', '.join(SCALES)}")
+    return SCALES[scale]()
+
+
+def estimate(plan: tuple[Stage, ...], costs: dict) -> list[dict]:
+    """Per stage: its runs, their one-core CPU time and the longest run's (grids.estimate_cpu_seconds, from
+    `tinygrok bench`'s costs), in seconds."""
+    rows = []
+    for stage in plan:
+        seconds = [grids.estimate_cpu_seconds(spec, costs) for spec in stage.specs()]
+        rows.append({"stage": stage, "runs": len(seconds), "cpu_seconds": sum(seconds), "longest": max(seconds)})
+    return rows
+
+
+def wall_estimate(rows: list[dict], workers: int) -> float:
+    """Seconds on `workers` cores: each stage takes its CPU time shared out, or its longest run if longer."""
+    return sum(max(r["cpu_seconds"] / workers, r["longest"]) for r in rows)
+
+
+def run(scale: str, plan: tuple[Stage, ...], out: Path, make_executor: Callable, *,
+        on_change: Optional[Callable[[Stage, dict], None]] = None) -> dict:
+    """Run every stage of `plan` not yet done into out/LABEL, in order, then return reproduce.json's state: the
+    scale, each part's wall seconds (this one added), and the stages' run counts. A RunError if `out` holds
+    another scale's reproduction."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = _state(out, scale)
+    began, saved = time.time(), [0.0]
+    state["parts"].append({"began": began, "seconds": 0.0})
+
+    def save(every: float = 0.0) -> None:  # this part's wall time so far; at most every `every` seconds
+        if time.time() - saved[0] >= every:
+            state["parts"][-1]["seconds"] = round(time.time() - began, 1)
+            write_json(out / STATE, state)
+            saved[0] = time.time()
+
+    try:
+        for stage in plan:
+            specs = stage.specs()
+            index = sweep.load_index(out / stage.label, stage.experiment, stage.filters.describe(), specs)
+
+            def changed(index: dict, stage: Stage = stage) -> None:
+                save(every=30.0)  # a kill loses at most half a minute of the wall time's count
+                if on_change:
+                    on_change(stage, index)
+
+            index = sweep.run_grid(specs, out / stage.label, index, make_executor, on_change=changed)
+            state["stages"][stage.label] = sweep.summary(index)
+    finally:
+        save()
+    return state
+
+
+def _state(out: Path, scale: str) -> dict:
+    path = out / STATE
+    if not path.exists():
+        return {"scale": scale, "parts": [], "stages": {}}
+    state = read_json(path)
+    if state["scale"] != scale:
+        raise RunError(f"{out} holds the {state['scale']} reproduction, not {scale}: give this one another --out")
+    return state
+
+
+def wall_seconds(state: dict) -> float:
+    """The reproduction's wall time so far, summed over the parts it ran in."""
+    return sum(part["seconds"] for part in state["parts"])
