@@ -2,9 +2,12 @@
 import hashlib
 import importlib.util
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,16 @@ TINY = ["--p", "7", "--d-model", "8", "--n-heads", "2", "--d-ff", "8", "--batch-
 
 def tinygrok(*args, cwd=None):
     return subprocess.run([sys.executable, CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def killed_when(command: list, ready, timeout: float = 120) -> None:
+    """Run `command` until ready() holds (or `timeout` seconds), then kill -9 it with every process it started."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline and not ready():
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def snapshot(path: Path) -> dict:

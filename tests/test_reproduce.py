@@ -1,15 +1,12 @@
 """tinygrok reproduce: a plan of grids run into one directory, killed mid-way and resumed, then a results page with
 one row per claim of paper.CLAIMS; the plan's estimate; the verdicts' rules."""
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from test_cli import assert_refused, tinygrok
+from test_cli import assert_refused, killed_when, tinygrok
 from tinygrok.lab import reproduce, results, sweep
 from tinygrok.run.runs import METRICS, Run
 from tinygrok.science import paper
@@ -36,13 +33,8 @@ def claim_rows(page: str) -> list[list[str]]:
 
 def test_a_reproduction_killed_mid_way_resumes_and_builds_every_claim_row_from_paper(tmp_path):
     out = tmp_path / "tiny"
-    process = subprocess.Popen([sys.executable, "-c", TINY, str(out)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not any(p.read_text().count("\n") >= 3 for p in out.glob("*/*/" + METRICS)):
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)  # the command and its worker processes
-    process.wait()
+    killed_when([sys.executable, "-c", TINY, str(out)],  # the command and its worker processes
+                lambda: any(p.read_text().count("\n") >= 3 for p in out.glob("*/*/" + METRICS)))
     assert not (out / "lr-sweep").exists(), "killed too late"
     again = subprocess.run([sys.executable, "-c", TINY, str(out)], capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
@@ -66,7 +58,8 @@ def test_a_reproduction_killed_mid_way_resumes_and_builds_every_claim_row_from_p
         if row and claim.measure == "unmeasured":
             assert row[5] == f"not measured: {claim.where['why']}"
         elif row and claim.stage not in ("table1", "lr-sweep"):
-            assert row[3] == "—" and row[5] == f"not measured at this scale: its grid ({claim.stage}) is not in the plan"
+            assert row[3] == "—"
+            assert row[5] == f"not measured at this scale: its grid ({claim.stage}) is not in the plan"
     memorized = Run(walk).summary()["memorization_step"]
     row = by_words["the training set is learnt first"]
     assert row[3] == f"{memorized} (n 1)" and row[2] == "train acc >= 95% at 300-500 steps"
@@ -112,11 +105,21 @@ def test_a_claim_is_judged_by_its_mean_against_the_paper_range(values, verdict):
     assert found == verdict and number.endswith("(n 2)")
 
 
-def test_a_point_value_replicates_within_the_measured_range_or_20_percent_of_one_value():
+def test_a_point_value_replicates_within_two_standard_errors_or_20_percent_of_one_value():
     claim = paper.Claim("§x", "hero", "1600", "mean", "table1", dict(ops="sub", key="lead_steps"), 1600, 1600)
     planned = {"table1": reproduce.Stage("table1", "table1")}
     judged = [results.measure(claim, {"table1": [run("sub", s, lead_steps=v) for s, v in zip((42, 137), leads)]},
-                              planned)[1] for leads in ((1300, 1700), (1300, 1500), (1400,), (1200,))]
-    assert judged == ["**replicates**", "differs", "**replicates** (within 20%)", "differs"]
+                              planned)[1] for leads in ((1300, 1700), (1300, 1400), (1400,), (1200,))]
+    assert judged == ["**replicates**", "differs", "**replicates** (within 20%)", "differs"]  # 1500 ± 2 x 200: in
     empty = results.measure(claim, {"table1": [run("sub", 42, lead_steps=None)]}, planned)
     assert empty == ("", "not measured at this scale: none of its 1 runs defines it")
+    assert results.measure(claim, {"table1": [run("add", 42, lead_steps=1600)]}, planned)[1] == \
+        "not measured at this scale: none of its stage's runs has these settings"
+
+
+def test_a_share_of_runs_is_judged_exactly():
+    claim = paper.Claim("§x", "they all grok", "3/3", "grokked", "table1", dict(ops="grokking"), 1, 1)
+    planned = {"table1": reproduce.Stage("table1", "table1")}
+    two_of_three = [run(seed=s, grok_step=g) for s, g in ((42, 3000), (137, None), (2024, 3100))]
+    assert results.measure(claim, {"table1": two_of_three}, planned) == ("2/3 grok", "differs")
+    assert results.measure(claim, {"table1": two_of_three[::2]}, planned) == ("2/2 grok", "**replicates**")

@@ -4,13 +4,11 @@ import json
 import math
 import os
 import signal
-import subprocess
 import sys
-import time
 
 import pytest
 
-from test_cli import CLI, assert_refused, tinygrok
+from test_cli import CLI, assert_refused, killed_when, tinygrok
 from tinygrok.lab import grids, recipes, sweep
 from tinygrok.run.runs import METRICS, Run
 
@@ -36,13 +34,8 @@ def test_a_sweep_killed_mid_grid_resumes_and_equals_an_uninterrupted_one(whole, 
     assert len(expected) == 3 and all(state == "done" for state, _ in expected.values())
 
     out = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, CLI, "sweep", *TINY, "--out", str(out)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not any(p.read_text().count("\n") >= 3 for p in out.glob("*/" + METRICS)):
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)  # the sweep and its worker processes
-    process.wait()
+    killed_when([sys.executable, CLI, "sweep", *TINY, "--out", str(out)],  # the sweep and its worker processes
+                lambda: any(p.read_text().count("\n") >= 3 for p in out.glob("*/" + METRICS)))
     index = json.loads((out / sweep.INDEX).read_text())
     assert any(entry["state"] != "done" for entry in index["runs"].values()), "killed too late"
     finished_before = {name for name, entry in index["runs"].items() if entry["state"] == "done"}

@@ -41,17 +41,23 @@ def _classroom() -> tuple[Stage, ...]:
     """Every claim's machinery on the CPU-sized model (the slow regime: the paper's 3-layer model for 4,000
     steps), seed 42 and 137, in about a quarter of an hour on 2 cores."""
     small = dict(preset="classroom", seeds=(42, 137))
-    return (Stage("table1", "table1", Filters(**small), "the classroom model, seeds 42 and 137"),
+    return (Stage("table1", "table1", Filters(max_steps=5000, **small),
+                  "the classroom model, seeds 42 and 137, at most 5,000 steps"),
             Stage("controls", "controls", Filters(ops=("add",), **small), "the classroom model, add"),
             Stage("float64-check", "float64-check", Filters(preset="classroom"), "the classroom model"),
-            Stage("lr-sweep", "lr-sweep", Filters(ops=("add", "x2_xy_y2"), lrs=(1e-3, 3e-3, 1e-2), max_steps=6000,
-                                                  **small), "the classroom model, add and x2_xy_y2, 3 rates"),
+            Stage("lr-sweep", "lr-sweep", Filters(ops=("add",), lrs=(1e-3, 3e-3, 1e-2), max_steps=6000, **small),
+                  "the classroom model, add, 3 rates, at most 6,000 steps"),
+            Stage("lr-sweep-non-grokking", "lr-sweep", Filters(ops=("x2_xy_y2",), lrs=(3e-3, 1e-2), max_steps=3000,
+                                                               preset="classroom", seeds=(42,)),
+                  "the classroom model, x2_xy_y2, seed 42, 2 rates, at most 3,000 steps"),
             Stage("pca", "pca", Filters(ops=("add", "x2_xy_y2"), max_steps=3000, **small),
                   "the classroom model, add and x2_xy_y2, at most 3,000 steps"),
-            Stage("dose-response", "dose-response", Filters(ops=("add",), doses=(0.5, 1.0), max_steps=6000, **small),
-                  "the classroom model, add, s = 0.5 and 1, at most 6,000 steps"),
-            Stage("interventions-primary", "interventions-primary", Filters(**small), "the classroom model"),
-            Stage("kicks", "kicks", Filters(doses=(100.0,), **small), "the classroom model, alpha 100"),
+            Stage("dose-response", "dose-response", Filters(ops=("add",), doses=(0.5, 1.0), max_steps=4000, **small),
+                  "the classroom model, add, s = 0.5 and 1, at most 4,000 steps"),
+            Stage("interventions-primary", "interventions-primary", Filters(preset="classroom", seeds=(42,)),
+                  "the classroom model, seed 42"),
+            Stage("kicks", "kicks", Filters(doses=(100.0,), max_steps=4000, preset="classroom", seeds=(42,)),
+                  "the classroom model, seed 42, alpha 100, at most 4,000 steps"),
             Stage("slow", "slow", Filters(seeds=(42,), max_steps=4000),
                   "seed 42, 4,000 steps: the machinery only, far from grokking"))
 

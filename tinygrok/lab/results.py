@@ -3,8 +3,9 @@ measured over the finished runs of its stage, beside the paper's number, with a 
 Reads only files: reproduce.json, each stage's index.json and its runs' directories.
 
 Verdicts: *replicates* when the mean lies in the paper's range, or a point value of the paper lies within the
-measured range (within 20% of a single measured value); *differs* otherwise (saying so when the ranges overlap);
-*not measured* where this scale has no such runs, or none of them defines the quantity, with the reason.
+mean ± 2 standard errors (within 20% of a single measured value; a fit's own ± its standard error); *differs*
+otherwise (saying so when the measured range overlaps the paper's); *not measured* where this scale has no such
+runs, or none of them defines the quantity, with the reason.
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ POINT_TOLERANCE = 0.2  # a single measured value "replicates" a point value of t
 @dataclass(frozen=True)
 class Measured:
     """What a measure found: the values it is judged by (one per run, or one fitted number), how to show them
-    ("" for mean ± sd [range] (n)), and the interval judged against the paper's (default: the values' range)."""
+    ("" for mean ± sd [range] (n)), and the interval a point value of the paper is judged against (default: the
+    mean ± 2 standard errors)."""
 
     values: list
     shown: str = ""
@@ -84,8 +86,13 @@ def _per_matrix(runs, key, layer=None, **_) -> Measured:
 
 
 def _grokked(runs, **_) -> Measured:
-    values = [float(r.get("grok_step") is not None) for r in runs]
-    return Measured(values, f"{sum(values):.0f}/{len(values)} grok" if values else "")
+    return _share([r.get("grok_step") is not None for r in runs], "grok")
+
+
+def _share(hits: list[bool], what: str) -> Measured:
+    """How many of the runs do something: judged by the share itself, k/n exactly."""
+    share = sum(hits) / len(hits) if hits else None
+    return Measured([share] if hits else [], f"{sum(hits)}/{len(hits)} {what}", (share, share))
 
 
 def _exec_proj(runs, **_) -> Measured:
@@ -112,8 +119,7 @@ def _sign_test(runs, **_) -> Measured:
 
 
 def _positive_leads(runs, **_) -> Measured:
-    values = [float(r["lead_steps"] > 0) for r in runs if r.get("lead_steps") is not None]
-    return Measured(values, f"{sum(values):.0f}/{len(values)} positive" if values else "")
+    return _share([r["lead_steps"] > 0 for r in runs if r.get("lead_steps") is not None], "positive")
 
 
 def _lead_50(runs, **_) -> Measured:
@@ -189,25 +195,37 @@ def measure(claim: Claim, stages: dict[str, list[dict]], planned: dict[str, Stag
     if not stage_runs:
         return "", "not measured yet: no run of its stage has finished"
     chosen = stage_runs if claim.measure == "growth_ratio" else select(stage_runs, **claim.where)
+    if not chosen:
+        return "", "not measured at this scale: none of its stage's runs has these settings"
     found = MEASURES[claim.measure](chosen, stage_runs=stage_runs, **claim.where)
     if not found.values:
         return "", f"not measured at this scale: none of its {len(chosen)} runs defines it"
-    return found.shown or _summary(found.values), _verdict(claim, found) + _cut(planned[claim.stage])
+    return found.shown or _summary(found.values, claim.digits), _verdict(claim, found) + _cut(planned[claim.stage])
 
 
 def _verdict(claim: Claim, found: Measured) -> str:
     if claim.low is None:
         return "measured (the paper gives no number to judge by)"
-    mean = statistics.mean(found.values)
-    low, high = found.interval or (min(found.values), max(found.values))
-    if claim.low <= mean <= claim.high or (claim.low == claim.high and low <= claim.low <= high and
-                                           (len(found.values) > 1 or found.interval)):
+    values, mean = found.values, statistics.mean(found.values)
+    if claim.low <= mean <= claim.high:
         return "**replicates**"
-    if claim.low == claim.high and len(found.values) == 1 and not found.interval and \
-            abs(mean - claim.low) <= POINT_TOLERANCE * abs(claim.low):
-        return "**replicates** (within 20%)"
-    overlap = " (the ranges overlap)" if low <= claim.high and high >= claim.low else ""
+    if claim.low == claim.high:
+        if found.interval is None and len(values) == 1:
+            within = abs(mean - claim.low) <= POINT_TOLERANCE * abs(claim.low)
+            return "**replicates** (within 20%)" if within else _differs(claim, values)
+        low, high = found.interval or (mean - 2 * _se(values), mean + 2 * _se(values))
+        if low <= claim.low <= high:
+            return "**replicates**"
+    return _differs(claim, values)
+
+
+def _differs(claim: Claim, values: list) -> str:
+    overlap = " (the ranges overlap)" if min(values) <= claim.high and max(values) >= claim.low else ""
     return "differs" + overlap + (f": {claim.differs}" if claim.differs else "")
+
+
+def _se(values: list) -> float:
+    return statistics.stdev(values) / len(values) ** 0.5
 
 
 def _cut(stage: Stage) -> str:
@@ -229,16 +247,17 @@ def write(out: Path, plan: tuple[Stage, ...]) -> Path:
                      " ".join(figures.get(claim.stage, [])) or "—"])
     counts = {word: sum(v.startswith(word) or v.startswith(f"**{word}") for v in verdicts)
               for word in ("replicates", "differs", "not measured")}
-    lines = [*_header(out, plan), "", "# tinygrok against the paper, claim by claim", "",
+    header = ["section", "claim", "paper", "tinygrok", "reference's stored data", "verdict", "figures"]
+    lines = [*_header(out), "", "# tinygrok against the paper, claim by claim", "",
              f"{len(paper.CLAIMS)} claims (tinygrok/science/paper.py's CLAIMS): {counts['replicates']} replicate, "
              f"{counts['differs']} differ, {counts['not measured']} not measured. " + __doc__.split("\n\n")[1]
              .replace("\n", " "), "",
-             report.table(["section", "claim", "paper", "tinygrok", "reference's stored data", "verdict", "figures"], rows),
+             report.table(header, rows),
              "", "## The stages", "", _stage_table(out, plan), ""]
     return write_text(out / RESULTS, "\n".join(lines) + "\n")
 
 
-def _header(out: Path, plan: tuple[Stage, ...]) -> list[str]:
+def _header(out: Path) -> list[str]:
     """The table at the top: the command, the commit, the machine, the wall time."""
     state = read_json(out / STATE) if (out / STATE).exists() else {"scale": "?", "parts": []}
     machine = f"{platform.machine()}, {parallel.available_cores()} cores, {platform.python_implementation()} " \
@@ -290,19 +309,20 @@ def _figures(out: Path, label: str, runs: list[dict]) -> list[str]:
     return links
 
 
-def _summary(values: list) -> str:
-    return _mean_sd(values) + (f" [{_number(min(values))}-{_number(max(values))}]" if len(values) > 1 else "") + \
-        f" (n {len(values)})"
+def _summary(values: list, digits: str = "") -> str:
+    """mean ± sd [min, max] (n)."""
+    spread = f" [{_number(min(values), digits)}, {_number(max(values), digits)}]" if len(values) > 1 else ""
+    return _mean_sd(values, digits) + spread + f" (n {len(values)})"
 
 
-def _mean_sd(values: list) -> str:
-    sd = f" ± {_number(statistics.stdev(values))}" if len(values) > 1 else ""
-    return _number(statistics.mean(values)) + sd
+def _mean_sd(values: list, digits: str = "") -> str:
+    sd = f" ± {_number(statistics.stdev(values), digits)}" if len(values) > 1 else ""
+    return _number(statistics.mean(values), digits) + sd
 
 
 def _signed(values: list) -> str:
     return f"{statistics.mean(values):+.0f} ({_number(min(values))} to {_number(max(values))}, n {len(values)})"
 
 
-def _number(value: float) -> str:
-    return report.number(value, 3)
+def _number(value: float, digits: str = "") -> str:
+    return format(value, digits) if digits else report.number(value, 3)

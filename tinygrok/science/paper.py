@@ -173,7 +173,8 @@ class Claim:
     §8.3's and §9's claims): where it is, what it says, the paper's figure as quoted and the reference's stored data
     where PAPER.md gives them; and how tinygrok measures it: `measure` (a measure of lab/results.py) over the runs
     of the stage `stage` that `where` selects, judged against the paper's [low, high] (None: no number to judge by).
-    `differs`: why tinygrok's number is expected to differ, where it is known (shown when it does)."""
+    `differs`: why tinygrok's number is expected to differ, where it is known (shown when it does); `digits`: how
+    its values are shown (PC1 shares as percentages)."""
 
     number: str
     words: str
@@ -185,6 +186,7 @@ class Claim:
     high: Optional[float] = None
     stored: str = ""
     differs: str = ""
+    digits: str = ""
 
 
 _TABLE1 = {"add": 2933, "sub": 3433, "mul": 2633, "x2_y2": 1867}  # §10 #4: mean grok_90 of seeds 42/137/2024
@@ -200,13 +202,13 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("§10 #1", "grokking runs' attention trajectories are nearly one-dimensional",
           "PC1 68-83% (v1); per matrix 62.8-83.1% (stored)", "per_matrix", "pca",
           dict(ops="grokking", weight_decay=1.0, key="pc1"), 0.628, 0.831,
-          "per matrix 62.8-83.1%, per-run mean 68.2-76.8%"),
+          "per matrix 62.8-83.1%, per-run mean 68.2-76.8%", digits=".1%"),
     Claim("§10 #2", "runs that never grok are far less one-dimensional", "PC1 42-49% (200,000 steps)",
           "per_matrix", "pca", dict(ops="non_grokking", weight_decay=1.0, key="pc1"), 0.378, 0.532,
-          "per matrix, seed means 37.8-53.2%", "the machine scale stops them at 10,000 steps, not 200,000"),
+          "per matrix, seed means 37.8-53.2%", "a shorter trajectory is more one-dimensional", digits=".1%"),
     Claim("§10 #2", "without weight decay the trajectory is low-dimensional too", "PC1 49-75% (50,000 steps)",
-          "per_matrix", "pca", dict(ops="grokking", weight_decay=0.0, key="pc1"), 0.49, 0.75, "add 61.9-69.1%",
-          "the machine scale stops them at 10,000 steps, not 50,000"),
+          "per_matrix", "pca", dict(ops=GROKKING_OPS, weight_decay=0.0, key="pc1"), 0.49, 0.75, "add 61.9-69.1%",
+          digits=".1%"),
     Claim("§10 #3", "PC1 is far above a random walk with the same step sizes",
           "5-20 sigma (text); figE +40 to +110", "per_matrix", "pca",
           dict(ops="grokking", weight_decay=1.0, key="pc1_null_z"), 40, 110),
@@ -215,7 +217,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("§10 #4", "x2_xy_y2 and x3_xy never grok", "never", "grokked", "table1",
           dict(ops="non_grokking", weight_decay=1.0), 0, 0),
     Claim("§10 #5", "the curvature lies outside the execution subspace", "rho ≈ 1.000", "mean", "table1",
-          dict(ops="grokking", key="rho"), 0.99994, 0.99999, "0.99994-0.99999 over 36 conditions"),
+          dict(ops="grokking", key="rho"), 0.99994, 0.99999, "0.99994-0.99999 over 36 conditions", digits=".6f"),
     Claim("§10 #6", "the defect's share inside the execution subspace is small", "proj/full 0.005-0.03",
           "exec_proj", "table1", dict(ops="grokking"), 0.005, 0.03),
     Claim("§10 #7", "curvature is enriched in the execution subspace over random ones (the reference's basis)",
@@ -249,7 +251,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("§10 #15", "the four grokking operations grok at every learning rate", "3/3 at every rate",
           "grokked", "lr-sweep", dict(ops="grokking"), 1, 1),
     Claim("§10 #15", "x2_xy_y2 and x3_xy grok at none", "0/3 at every rate", "grokked", "lr-sweep-non-grokking",
-          dict(ops="non_grokking"), 0, 0, differs="the machine scale stops them at 10,000 steps"),
+          dict(ops="non_grokking"), 0, 0),
     *(Claim("§10 #16", f"grok (detection) step at lr {lr:g}", f"{low}-{high} (op means)", "mean", "lr-sweep",
             dict(ops="grokking", lr=lr, key="grok_step"), low, high) for lr, (low, high) in _LR_GROK.items()),
     *(Claim("§10 #17", f"max defect at lr {lr:g}", f"{low}-{high} (op means)", "max_defect", "lr-sweep",
@@ -300,8 +302,9 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("§9.2 Table 2", "its lead", "575,000 / 540,000 (mean 557,500)", "mean", "slow", dict(key="lead_steps"),
           540_000, 575_000),
     Claim("§9.2", "its curvature lies outside the execution subspace", "rho 0.999997-1.000000", "mean", "slow",
-          dict(key="rho"), 0.999997, 1.0),
+          dict(key="rho"), 0.999997, 1.0, digits=".6f"),
     Claim("§9.1 figH", "its last layer's trajectories are more one-dimensional", "PC1 84.6-94.3% (W_Q 85.5, W_K "
-          "84.6, W_V 94.3, W_O 87.7)", "per_matrix", "slow", dict(key="pc1", layer="last"), 0.846, 0.943),
+          "84.6, W_V 94.3, W_O 87.7)", "per_matrix", "slow", dict(key="pc1", layer="last"), 0.846, 0.943,
+          digits=".1%"),
     Claim("§9.3", "the onset precedes grokking in the slow regime", "2/2 runs", "positive_leads", "slow", {}, 1, 1),
 )
