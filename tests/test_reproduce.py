@@ -1,5 +1,6 @@
 """tinygrok reproduce: a plan of grids run into one directory, killed mid-way and resumed, then a results page with
 one row per claim of paper.CLAIMS; the plan's estimate; the verdicts' rules."""
+import inspect
 import json
 import subprocess
 import sys
@@ -7,7 +8,7 @@ import sys
 import pytest
 
 from test_cli import assert_refused, killed_when, tinygrok
-from tinygrok.lab import reproduce, results, sweep
+from tinygrok.lab import report, reproduce, results, sweep
 from tinygrok.run.runs import METRICS, Run
 from tinygrok.science import paper
 
@@ -56,10 +57,10 @@ def test_a_reproduction_killed_mid_way_resumes_and_builds_every_claim_row_from_p
     for claim in paper.CLAIMS:
         row = by_words[claim.words] if list(by_words).count(claim.words) == 1 else None
         if row and claim.measure == "unmeasured":
-            assert row[5] == f"not measured: {claim.where['why']}"
-        elif row and claim.stage not in ("table1", "lr-sweep"):
+            assert row[5] == f"not measured: {claim.args['why']}"
+        elif row and not {"table1", "lr-sweep"} & set(claim.stages):
             assert row[3] == "—"
-            assert row[5] == f"not measured at this scale: its grid ({claim.stage}) is not in the plan"
+            assert row[5] == f"not measured at this scale: its grid ({claim.stages[0]}) is not in the plan"
     memorized = Run(walk).summary()["memorization_step"]
     row = by_words["the training set is learnt first"]
     assert row[3] == f"{memorized} (n 1)" and row[2] == "train acc >= 95% at 300-500 steps"
@@ -86,7 +87,11 @@ def test_every_scale_plans_grids_that_exist_and_the_classroom_one_fits_a_quarter
              for scale in reproduce.SCALES}
     assert hours["classroom"] < 0.3 and hours["machine"] < 12 and hours["full"] > hours["machine"]
     labels = {stage.label for stage in reproduce.stages("machine")}
-    assert {claim.stage for claim in paper.CLAIMS if claim.measure != "unmeasured"} - labels == {"interventions-add"}
+    never = {"§10 #8", "§10 #22"}  # no grid measures them: their rows say why
+    expected = {"machine": never | {"§8.3 figI5"}, "full": never}  # figI5's dose sweeps only at the full scale
+    for scale, unmeasured in expected.items():
+        labels = {stage.label for stage in reproduce.stages(scale)}
+        assert {claim.number for claim in paper.CLAIMS if not labels & set(claim.stages)} == unmeasured
 
 
 def run(op="add", seed=42, **results_):
@@ -98,28 +103,93 @@ def run(op="add", seed=42, **results_):
     ((2000, 2100), "**replicates**"),  # the mean in the paper's range
     ((1500, 2800), "differs (the ranges overlap)"), ((600, 700), "differs")])
 def test_a_claim_is_judged_by_its_mean_against_the_paper_range(values, verdict):
-    claim = paper.Claim("§x", "a claim", "1800-2100", "mean", "table1", dict(ops="grokking", key="onset_step"),
-                        1800, 2100)
+    claim = paper.Claim("§x", "a claim", "1800-2100", "mean", ("table1",), dict(ops="grokking"), 1800, 2100,
+                        args=dict(key="onset_step"))
     runs = [run(seed=s, onset_step=v) for s, v in zip((42, 137), values)]
-    number, found = results.measure(claim, {"table1": runs}, {"table1": reproduce.Stage("table1", "table1")})
+    number, _, found = results.measure(claim, {"table1": runs}, {"table1": reproduce.Stage("table1", "table1")})
     assert found == verdict and number.endswith("(n 2)")
 
 
 def test_a_point_value_replicates_within_two_standard_errors_or_20_percent_of_one_value():
-    claim = paper.Claim("§x", "hero", "1600", "mean", "table1", dict(ops="sub", key="lead_steps"), 1600, 1600)
+    claim = paper.Claim("§x", "hero", "1600", "mean", ("table1",), dict(ops="sub"), 1600, 1600,
+                        args=dict(key="lead_steps"))
     planned = {"table1": reproduce.Stage("table1", "table1")}
     judged = [results.measure(claim, {"table1": [run("sub", s, lead_steps=v) for s, v in zip((42, 137), leads)]},
-                              planned)[1] for leads in ((1300, 1700), (1300, 1400), (1400,), (1200,))]
+                              planned)[2] for leads in ((1300, 1700), (1300, 1400), (1400,), (1200,))]
     assert judged == ["**replicates**", "differs", "**replicates** (within 20%)", "differs"]  # 1500 ± 2 x 200: in
     empty = results.measure(claim, {"table1": [run("sub", 42, lead_steps=None)]}, planned)
-    assert empty == ("", "not measured at this scale: none of its 1 runs defines it")
-    assert results.measure(claim, {"table1": [run("add", 42, lead_steps=1600)]}, planned)[1] == \
+    assert empty == ("", "not measured", "not measured at this scale: none of its 1 runs defines it")
+    assert results.measure(claim, {"table1": [run("add", 42, lead_steps=1600)]}, planned)[2] == \
         "not measured at this scale: none of its stage's runs has these settings"
 
 
 def test_a_share_of_runs_is_judged_exactly():
-    claim = paper.Claim("§x", "they all grok", "3/3", "grokked", "table1", dict(ops="grokking"), 1, 1)
+    claim = paper.Claim("§x", "they all grok", "3/3", "grokked", ("table1",), dict(ops="grokking"), 1, 1)
     planned = {"table1": reproduce.Stage("table1", "table1")}
     two_of_three = [run(seed=s, grok_step=g) for s, g in ((42, 3000), (137, None), (2024, 3100))]
-    assert results.measure(claim, {"table1": two_of_three}, planned) == ("2/3 grok", "differs")
-    assert results.measure(claim, {"table1": two_of_three[::2]}, planned) == ("2/2 grok", "**replicates**")
+    assert results.measure(claim, {"table1": two_of_three}, planned) == ("2/3 grok", "differs", "differs")
+    assert results.measure(claim, {"table1": two_of_three[::2]}, planned)[1:] == ("replicates", "**replicates**")
+
+
+def intervention(seed, hook, grok_step, op="add"):
+    return run(op, seed, recipe="intervene", hook=hook, batches="sibling", grok_step=grok_step)
+
+
+def test_interventions_are_selected_by_arm_dose_and_basis_and_delayed_against_the_probed_baseline():
+    runs = [run(seed=42, recipe="pca", grok_step=3000),  # the baseline: not what delays are measured against
+            intervention(42, "none", 3200), intervention(137, "none", 3400),
+            intervention(42, "project:s=0.5,basis=pca,start=500", 3600),
+            intervention(137, "project:s=0.5,basis=pca,start=500", None),
+            intervention(42, "project:s=0.5,basis=random,start=500", 3300),
+            intervention(42, "noise:eps=0.5,basis=pca,start=500,every=50", 3250),
+            intervention(42, "kick:alpha=10.0,basis=pca,start=500,samples=9", 3100),
+            intervention(42, "kick:alpha=5.0,basis=pca,start=500,samples=9", 3150)]
+    pca = results.select(runs, ops="add", dose=0.5, arm="project", basis="pca")
+    assert [r["grok_step"] for r in pca] == [3600, None]
+    assert results.MEASURES["delay"](pca, stage_runs=runs) == results.Measured([300.0], "+300 (300 to 300, n 1), "
+                                                                                        "1/2 DNF")
+    assert [r["hook"] for r in results.select(runs, arm="kick", dose="primary")] == [runs[-2]["hook"]]
+    assert len(results.select(runs, arm="none")) == 2 and len(results.select(runs)) == 1  # phase 2's, the baseline
+    steps = results.MEASURES["grok_steps"](results.select(runs, arm="project"), stage_runs=runs)
+    assert steps.values == [3600, 3300] and steps.shown == "3450 ± 212, 2/3 grok"
+    claim = paper.Claim("§x", "s = 1 delays", "+800", "delay", ("dose",), dict(dose=0.5, arm="project",
+                                                                               basis="pca", seed=137), 800, 800)
+    assert results.measure(claim, {"dose": runs}, {"dose": reproduce.Stage("dose", "dose-response")}) == (
+        "1/1 DNF", "differs", "differs: none of its runs grokked")
+
+
+def test_the_measures_that_read_a_runs_files(tmp_path):
+    def on_disk(name, probes, geometry=(), **fields):
+        path = tmp_path / name
+        path.mkdir()
+        (path / METRICS).write_text("".join(json.dumps({"step": step, "test_acc": acc, "defect": d}) + "\n"
+                                            for step, acc, d in probes))
+        (path / "geometry.jsonl").write_text("".join(json.dumps(g) + "\n" for g in geometry))
+        return run(name=name, path=path, **fields)
+    grokked = on_disk("g", [(0, 0.0, 2.0), (100, 0.2, 40.0), (200, 0.95, 300.0), (300, 1.0, 500.0)],
+                      [{"weight_svd_proj": 0.01}, {"weight_svd_proj": 0.03}, {"weight_svd_proj": None}],
+                      grok_step=300, grok_step_90=200, onset_step=100)
+    never = on_disk("n", [(0, 0.0, 2.0), (100, 0.0, 8.0), (200, 0.01, 10.0)], op="x3_xy", grok_step=None)
+    runs = [grokked, never]
+    ratio = results.MEASURES["final_defect_ratio"](runs)
+    assert ratio.values == [50.0] and ratio.shown == "50 (D 500 over 10; n 1 and 1)"
+    assert results.MEASURES["geometry_median"]([grokked], key="weight_svd_proj").values == [0.02]
+    assert results.MEASURES["defect_at"](runs, step=100).values == [40.0, 8.0]
+    assert results.MEASURES["defect_before_grok"](runs).values == [40.0]  # the probe before grok_90 (200)
+    assert results.MEASURES["max_defect"](runs).values == [500.0, 10.0]
+    assert results.MEASURES["lead_50"](runs).values == [100]  # test acc 0.95 >= 0.5 at 200, onset 100
+    layers = {"blocks.0.W_Q": 0.6, "blocks.1.W_Q": 0.8, "blocks.1.W_K": float("nan")}
+    assert results.MEASURES["per_matrix"]([run(pc1=layers, n_layers=2)], key="pc1", layer="last").values == [0.8]
+
+
+def test_every_claim_names_a_measure_and_settings_that_exist():
+    selectable = set(inspect.signature(results.select).parameters) - {"runs"}
+    for claim in paper.CLAIMS:
+        assert set(claim.where) <= selectable, claim
+        if claim.measure == "unmeasured":
+            assert set(claim.args) == {"why"} and not claim.stages
+            continue
+        parameters = inspect.signature(results.MEASURES[claim.measure]).parameters
+        assert set(claim.args) <= set(parameters) - {"runs", "_"}, claim
+        assert claim.low is not None and claim.low <= claim.high and claim.stages, claim
+        assert claim.figure in ("", *report.FIGURES), claim

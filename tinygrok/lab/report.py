@@ -508,14 +508,20 @@ FIGURES = {"defect_by_op": lambda runs, fit: defect_curves(runs),
            "precision_overlay": lambda runs, fit: precision_overlay(runs)}
 
 
-def _figures(out: Path, runs: list[dict], fit: Optional[dict]) -> list[str]:
-    """Draw every figure the runs allow into the report's directory; the report's lines that show them."""
-    lines = []
+def draw_figures(out: Path, runs: list[dict], fit: Optional[dict], prefix: str = "") -> dict[str, str]:
+    """Draw every figure the runs allow into `out`, as PREFIXNAME.png: FIGURES' name -> its file's name."""
+    files = {}
     for name, draw in FIGURES.items():
         fig = draw(runs, fit)
         if fig is not None:
-            fig.savefig(out / f"{name}.png", dpi=110)
-            lines += [f"![{name}]({name}.png)", ""]
+            files[name] = f"{prefix}{name}.png"
+            fig.savefig(out / files[name], dpi=110)
+    return files
+
+
+def _figures(out: Path, runs: list[dict], fit: Optional[dict]) -> list[str]:
+    """The report's figures, drawn into its directory, and the lines that show them."""
+    lines = [line for name, file in draw_figures(out, runs, fit).items() for line in (f"![{name}]({file})", "")]
     return ["## Figures", "", *lines] if lines else []
 
 

@@ -1,14 +1,10 @@
 """A reproduction's results page: DIR/results.md, one row per claim of paper.CLAIMS (PAPER.md §10, §8.3, §9), each
-measured over the finished runs of its stage, beside the paper's number, with a verdict and its stage's figures.
-Reads only files: reproduce.json, each stage's index.json and its runs' directories.
-
-Verdicts: *replicates* when the mean lies in the paper's range, or a point value of the paper lies within the
-mean ± 2 standard errors (within 20% of a single measured value; a fit's own ± its standard error); *differs*
-otherwise (saying so when the measured range overlaps the paper's); *not measured* where this scale has no such
-runs, or none of them defines the quantity, with the reason.
+measured over the finished runs of its stage, beside the paper's number, with a verdict and the figure it is seen
+in. Reads only files: reproduce.json, each stage's index.json and its runs' directories.
 """
 from __future__ import annotations
 
+import math
 import platform
 import statistics
 import subprocess
@@ -21,18 +17,22 @@ from tinygrok.lab import report
 from tinygrok.lab.reproduce import STATE, Stage, wall_seconds
 from tinygrok.lab.sweep import INDEX, summary
 from tinygrok.run.runs import Run, read_json, write_text
-from tinygrok.science import analysis, paper
+from tinygrok.science import analysis, interventions, paper
 from tinygrok.science.paper import GROKKING_OPS, NON_GROKKING_OPS, Claim
 
 RESULTS = "results.md"
 POINT_TOLERANCE = 0.2  # a single measured value "replicates" a point value of the paper within 20% of it
+VERDICTS = ("replicates", "differs", "not measured")
+RULES = ("*replicates*: the mean lies in the paper's range, or a point value of the paper lies within the mean ± 2 "
+         "standard errors (within 20% of a single measured value; a fit's own ± 2 standard errors meet the range; "
+         "a share of runs, exactly); *differs*: otherwise (saying so when the measured range meets the paper's); "
+         "*not measured*: this scale has no such runs, or none of them defines the quantity, with the reason.")
 
 
 @dataclass(frozen=True)
 class Measured:
     """What a measure found: the values it is judged by (one per run, or one fitted number), how to show them
-    ("" for mean ± sd [range] (n)), and the interval a point value of the paper is judged against (default: the
-    mean ± 2 standard errors)."""
+    ("" for mean ± sd [range] (n)), and, for a fit or a share, the interval it is judged by instead of the mean's."""
 
     values: list
     shown: str = ""
@@ -40,12 +40,13 @@ class Measured:
 
 
 # ---------------------------------------------------------------------- which runs
-def select(runs: list[dict], ops=None, weight_decay=None, lr=None, seed=None, dose=None, arm=None,
-           **_) -> list[dict]:
+def select(runs: list[dict], ops=None, weight_decay=None, lr=None, seed=None, arm=None, dose=None,
+           basis=None) -> list[dict]:
     """The runs a claim is measured over. ops: an operation, a tuple of them, "grokking" (the grokking operations
     with weight decay), "non_grokking" (the operations that never grok) or "not_grokking" (those and the runs
-    without weight decay). Without dose or arm: the runs without intervention; with dose (one or a tuple): the
-    interventions at that dose; with arm: that arm's runs (or arms', "none": the runs without intervention)."""
+    without weight decay). Without arm: the runs without intervention. arm (a name or a tuple; "none": the probed
+    runs without intervention of §8.1's phase 2): those intervention runs, at `dose` (one, a tuple, or "primary":
+    each arm's default, the paper's primary) with `basis`."""
     def op_matches(r):
         if ops == "grokking":
             return r["op"] in GROKKING_OPS and r["weight_decay"] > 0
@@ -58,68 +59,81 @@ def select(runs: list[dict], ops=None, weight_decay=None, lr=None, seed=None, do
     chosen = [r for r in runs if op_matches(r) and all(
         wanted is None or r[key] == wanted for key, wanted in (("weight_decay", weight_decay), ("lr", lr),
                                                                 ("seed", seed)))]
-    if arm is not None:  # the intervention runs of these arms ("none": the probed runs without one, §8.1 phase 2)
-        arms = (arm,) if isinstance(arm, str) else arm
-        return [r for r in chosen if r["recipe"] == "intervene" and _arm_of(r)[0] in arms]
-    if dose is not None:
-        doses = dose if isinstance(dose, tuple) else (dose,)
-        return [r for r in chosen if r["recipe"] == "intervene" and _arm_of(r)[0] != "none"
-                and _arm_of(r)[1] in doses]
-    return report.plain(chosen)
+    if arm is None:
+        return report.plain(chosen)
+    arms = (arm,) if isinstance(arm, str) else arm
+    doses = (dose,) if isinstance(dose, (int, float)) else dose
+    return [r for r in chosen if r["recipe"] == "intervene" and report.arm(r)[0] in arms
+            and (doses is None or report.arm(r)[1] in (_primary(r) if doses == "primary" else doses))
+            and (basis is None or report.arm(r)[2] == basis)]
 
 
-def _arm_of(r: dict) -> tuple:
-    """An intervention run's (arm, dose, basis); ("none", 0, "pca") for the runs without one."""
-    return report.arm(r) if r["recipe"] == "intervene" else ("none", 0.0, "pca")
+def _primary(r: dict) -> tuple:
+    """The paper's primary dose of the run's arm (its default), as a one-element tuple."""
+    hook = interventions.parse(r["hook"])
+    return (getattr(type(hook)(), hook.DOSE),) if hook.DOSE else ()  # the arm with every setting its default
 
 
 # ---------------------------------------------------------------------- the measures
+def _finite(values) -> list:
+    return [v for v in values if v is not None and math.isfinite(v)]
+
+
 def _mean(runs, key, **_) -> Measured:
-    return Measured([r[key] for r in runs if r.get(key) is not None])
+    return Measured(_finite(r.get(key) for r in runs))
 
 
 def _per_matrix(runs, key, layer=None, **_) -> Measured:
     """Every attention matrix's value (of the last layer only, given layer="last")."""
     def kept(r, name):
         return layer is None or name.startswith(f"blocks.{r['n_layers'] - 1}.")
-    return Measured([v for r in runs for name, v in (r.get(key) or {}).items() if kept(r, name)])
+    return Measured(_finite(v for r in runs for name, v in (r.get(key) or {}).items() if kept(r, name)))
+
+
+def _share(hits: list[bool], what: str) -> Measured:
+    """How many of the runs do something: judged by the share itself, k/n exactly."""
+    if not hits:
+        return Measured([])
+    share = sum(hits) / len(hits)
+    return Measured([share], f"{sum(hits)}/{len(hits)} {what}", (share, share))
 
 
 def _grokked(runs, **_) -> Measured:
     return _share([r.get("grok_step") is not None for r in runs], "grok")
 
 
-def _share(hits: list[bool], what: str) -> Measured:
-    """How many of the runs do something: judged by the share itself, k/n exactly."""
-    share = sum(hits) / len(hits) if hits else None
-    return Measured([share] if hits else [], f"{sum(hits)}/{len(hits)} {what}", (share, share))
-
-
-def _exec_proj(runs, **_) -> Measured:
-    """Each run's median proj/full of the defect on the execution basis over its saved parameters."""
-    medians = [statistics.median(v) for r in runs
-               if (v := [g["exec_proj"] for g in Run(r["path"]).geometry() if g.get("exec_proj") is not None])]
-    return Measured(medians)
-
-
-def _growth_ratio(runs, **_) -> Measured:
-    grow, flat = (_mean(select(runs, ops=ops), "defect_growth_run").values for ops in ("grokking", "not_grokking"))
-    if not grow or not flat:
-        return Measured([])
-    ratio = statistics.mean(grow) / statistics.mean(flat)
-    return Measured([ratio], f"{ratio:.3g} ({statistics.mean(grow):.0f}x over {statistics.mean(flat):.0f}x; "
-                             f"n {len(grow)} and {len(flat)})")
+def _positive_leads(runs, **_) -> Measured:
+    return _share([r["lead_steps"] > 0 for r in runs if r.get("lead_steps") is not None], "positive")
 
 
 def _sign_test(runs, **_) -> Measured:
-    test = analysis.sign_test(r.get("lead_steps") for r in runs)
-    if not test["n"]:
+    """The share of positive leads, judged; the one-sided sign test's p beside it (§7.3)."""
+    found, test = _positive_leads(runs), analysis.sign_test(r.get("lead_steps") for r in runs)
+    return Measured(found.values, f"{found.shown}, p = {test['p']:.2g}", found.interval) if found.values else found
+
+
+def _geometry_median(runs, key, **_) -> Measured:
+    """Each run's median of `key` over its saved parameters (geometry.jsonl)."""
+    medians = [statistics.median(v) for r in runs if (v := _finite(g.get(key) for g in Run(r["path"]).geometry()))]
+    return Measured(medians)
+
+
+def _probes(r: dict) -> list[dict]:
+    return [row for row in Run(r["path"]).metrics() if row.get("defect") is not None]
+
+
+def _final_defect_ratio(runs, **_) -> Measured:
+    """The defect at the grokking runs' detection step over the last defect of the runs that never grok, at weight
+    decay 1 (§6.7: the median D at each run's last checkpoint, grokking runs ending at their grokking point)."""
+    def at_detection(r):
+        return next((p["defect"] for p in _probes(r) if p["step"] >= r["grok_step"]), None)
+    grok = _finite(at_detection(r) for r in select(runs, ops="grokking") if r.get("grok_step") is not None)
+    flat = _finite(_probes(r)[-1]["defect"] for r in select(runs, ops="non_grokking", weight_decay=1.0) if _probes(r))
+    if not grok or not flat or not statistics.mean(flat):
         return Measured([])
-    return Measured([test["p"]], f"p = {test['p']:.2g} ({test['positive']} of {test['n']} positive)")
-
-
-def _positive_leads(runs, **_) -> Measured:
-    return _share([r["lead_steps"] > 0 for r in runs if r.get("lead_steps") is not None], "positive")
+    ratio = statistics.mean(grok) / statistics.mean(flat)
+    return Measured([ratio], f"{ratio:.3g} (D {statistics.mean(grok):.0f} over {statistics.mean(flat):.0f}; "
+                             f"n {len(grok)} and {len(flat)})")
 
 
 def _lead_50(runs, **_) -> Measured:
@@ -132,41 +146,57 @@ def _lead_50(runs, **_) -> Measured:
 
 
 def _max_defect(runs, **_) -> Measured:
-    return Measured([max(d) for r in runs if (d := [row["defect"] for row in Run(r["path"]).metrics()
-                                                     if row.get("defect") is not None])])
+    return Measured([max(p["defect"] for p in probes) for r in runs if (probes := _probes(r))])
 
 
 def _defect_at(runs, step, **_) -> Measured:
-    return Measured([row["defect"] for r in runs for row in Run(r["path"]).metrics()
-                     if row["step"] == step and row.get("defect") is not None])
+    return Measured([p["defect"] for r in runs for p in _probes(r) if p["step"] == step])
+
+
+def _defect_before_grok(runs, **_) -> Measured:
+    """The last probe's defect before grok_90 (Table 2's "at grok point")."""
+    return Measured(_finite(next((p["defect"] for p in reversed(_probes(r)) if p["step"] < r["grok_step_90"]), None)
+                            for r in runs if r.get("grok_step_90") is not None))
 
 
 def _lead_fraction(runs, **_) -> Measured:
+    """(detection - onset) / detection: the lead as a share of the training to grokking (§7.2, the LR sweep's)."""
     return Measured([(r["grok_step"] - r["onset_step"]) / r["grok_step"] for r in runs
                      if r.get("grok_step") and r.get("onset_step") is not None])
 
 
+def _normalised_lead(runs, **_) -> Measured:
+    """(grok_90 - onset) / detection (§7.2, figY)."""
+    return Measured([r["lead_steps"] / r["grok_step"] for r in runs
+                     if r.get("grok_step") and r.get("lead_steps") is not None])
+
+
 def _power_law(runs, **_) -> Measured:
-    try:
-        fit = report.power_law(runs)
-    except ValueError:
-        return Measured([])
+    fit = _fit(runs)
     if fit is None:
         return Measured([])
     return Measured([fit["alpha"]], f"{fit['alpha']:.2f} ± {fit['alpha_se']:.2f} (R² {fit['r2']:.3f}, n "
-                                    f"{fit['n']})", (fit["alpha"] - fit["alpha_se"], fit["alpha"] + fit["alpha_se"]))
+                                    f"{fit['n']})", (fit["alpha"] - 2 * fit["alpha_se"],
+                                                     fit["alpha"] + 2 * fit["alpha_se"]))
 
 
-def _arm_step(runs, **_) -> Measured:
+def _fit(runs: list[dict]) -> Optional[dict]:
+    """The lead-time power law over the runs (report.power_law), None where there is none to fit."""
+    try:
+        return report.power_law(runs)
+    except ValueError:
+        return None
+
+
+def _grok_steps(runs, **_) -> Measured:
     """The grok (detection) steps of the runs that grokked, and how many did."""
     steps = [r["grok_step"] for r in runs if r.get("grok_step") is not None]
-    return Measured(steps, _mean_sd(steps) + f", {len(steps)}/{len(runs)} grok" if steps else
-                    f"DNF, 0/{len(runs)} grok" if runs else "")
+    return Measured(steps, f"{_mean_sd(steps)}, {len(steps)}/{len(runs)} grok" if steps else f"0/{len(runs)} grok")
 
 
 def _delay(runs, stage_runs, **_) -> Measured:
     """Each grokked intervention run's grok step minus the mean of its operation's runs without intervention on
-    the same batches (report.untouched)."""
+    the same batches (report.untouched); the runs that did not grok are counted."""
     delays, dnf = [], 0
     for r in runs:
         before = [u["grok_step"] for u in report.untouched(stage_runs, r["op"], r["batches"])
@@ -175,57 +205,67 @@ def _delay(runs, stage_runs, **_) -> Measured:
             dnf += 1
         elif before:
             delays.append(r["grok_step"] - statistics.mean(before))
-    return Measured(delays, _signed(delays) + (f", {dnf} DNF" if dnf else "") if delays else "")
+    shown = f"{statistics.mean(delays):+.0f} ({_number(min(delays))} to {_number(max(delays))}, n {len(delays)})" \
+        if delays else ""
+    return Measured(delays, ", ".join(filter(None, [shown, f"{dnf}/{len(runs)} DNF" if dnf else ""])))
 
 
 MEASURES: dict[str, Callable[..., Measured]] = {
-    "mean": _mean, "per_matrix": _per_matrix, "grokked": _grokked, "exec_proj": _exec_proj,
-    "growth_ratio": _growth_ratio, "sign_test": _sign_test, "positive_leads": _positive_leads, "lead_50": _lead_50,
-    "max_defect": _max_defect, "defect_at": _defect_at, "lead_fraction": _lead_fraction, "power_law": _power_law,
-    "arm_step": _arm_step, "delay": _delay}
+    "mean": _mean, "per_matrix": _per_matrix, "grokked": _grokked, "positive_leads": _positive_leads,
+    "sign_test": _sign_test, "geometry_median": _geometry_median, "final_defect_ratio": _final_defect_ratio,
+    "lead_50": _lead_50, "max_defect": _max_defect, "defect_at": _defect_at, "defect_before_grok": _defect_before_grok,
+    "lead_fraction": _lead_fraction, "normalised_lead": _normalised_lead, "power_law": _power_law,
+    "grok_steps": _grok_steps, "delay": _delay}
 
 
-def measure(claim: Claim, stages: dict[str, list[dict]], planned: dict[str, Stage]) -> tuple[str, str]:
-    """(tinygrok's number, the verdict) of a claim over the finished runs of each planned stage."""
+# ---------------------------------------------------------------------- a claim's row
+def stage_of(claim: Claim, planned: dict[str, Stage]) -> Optional[str]:
+    """The first of the claim's stages that the plan has."""
+    return next((label for label in claim.stages if label in planned), None)
+
+
+def measure(claim: Claim, stages: dict[str, list[dict]], planned: dict[str, Stage]) -> tuple[str, str, str]:
+    """(tinygrok's number, the verdict (one of VERDICTS), its words) of a claim, over the finished runs of its
+    stage."""
     if claim.measure == "unmeasured":
-        return "", f"not measured: {claim.where['why']}"
-    if claim.stage not in planned:
-        return "", f"not measured at this scale: its grid ({claim.stage}) is not in the plan"
-    stage_runs = stages.get(claim.stage, [])
+        return "", "not measured", f"not measured: {claim.args['why']}"
+    label = stage_of(claim, planned)
+    if label is None:
+        return "", "not measured", f"not measured at this scale: its grid ({claim.stages[0]}) is not in the plan"
+    stage_runs = stages.get(label, [])
     if not stage_runs:
-        return "", "not measured yet: no run of its stage has finished"
-    chosen = stage_runs if claim.measure == "growth_ratio" else select(stage_runs, **claim.where)
+        return "", "not measured", "not measured yet: no run of its stage has finished"
+    chosen = select(stage_runs, **claim.where)
     if not chosen:
-        return "", "not measured at this scale: none of its stage's runs has these settings"
-    found = MEASURES[claim.measure](chosen, stage_runs=stage_runs, **claim.where)
+        return "", "not measured", "not measured at this scale: none of its stage's runs has these settings"
+    found = MEASURES[claim.measure](chosen, stage_runs=stage_runs, **claim.args)
     if not found.values:
-        return "", f"not measured at this scale: none of its {len(chosen)} runs defines it"
-    return found.shown or _summary(found.values, claim.digits), _verdict(claim, found) + _cut(planned[claim.stage])
+        if found.shown:  # the runs are there, but none grokked: nothing to take a delay of
+            return found.shown, "differs", "differs: none of its runs grokked" + _cut(planned[label])
+        return "", "not measured", f"not measured at this scale: none of its {len(chosen)} runs defines it"
+    kind, words = _verdict(claim, found)
+    return found.shown or _summary(found.values, claim.digits), kind, words + _cut(planned[label])
 
 
-def _verdict(claim: Claim, found: Measured) -> str:
-    if claim.low is None:
-        return "measured (the paper gives no number to judge by)"
+def _verdict(claim: Claim, found: Measured) -> tuple[str, str]:
     values, mean = found.values, statistics.mean(found.values)
+    if found.interval is not None:
+        low, high = found.interval
+        meets = low <= claim.high and high >= claim.low
+        return ("replicates", "**replicates**") if meets else _differs(claim, values)
     if claim.low <= mean <= claim.high:
-        return "**replicates**"
-    if claim.low == claim.high:
-        if found.interval is None and len(values) == 1:
-            within = abs(mean - claim.low) <= POINT_TOLERANCE * abs(claim.low)
-            return "**replicates** (within 20%)" if within else _differs(claim, values)
-        low, high = found.interval or (mean - 2 * _se(values), mean + 2 * _se(values))
-        if low <= claim.low <= high:
-            return "**replicates**"
+        return "replicates", "**replicates**"
+    if claim.low == claim.high and len(values) == 1:
+        within = abs(mean - claim.low) <= POINT_TOLERANCE * abs(claim.low)
+        return ("replicates", "**replicates** (within 20%)") if within else _differs(claim, values)
+    if claim.low == claim.high and abs(mean - claim.low) <= 2 * statistics.stdev(values) / len(values) ** 0.5:
+        return "replicates", "**replicates**"
     return _differs(claim, values)
 
 
-def _differs(claim: Claim, values: list) -> str:
+def _differs(claim: Claim, values: list) -> tuple[str, str]:
     overlap = " (the ranges overlap)" if min(values) <= claim.high and max(values) >= claim.low else ""
-    return "differs" + overlap + (f": {claim.differs}" if claim.differs else "")
-
-
-def _se(values: list) -> float:
-    return statistics.stdev(values) / len(values) ** 0.5
+    return "differs", "differs" + overlap + (f": {claim.differs}" if claim.differs else "")
 
 
 def _cut(stage: Stage) -> str:
@@ -234,26 +274,24 @@ def _cut(stage: Stage) -> str:
 
 # ---------------------------------------------------------------------- the page
 def write(out: Path, plan: tuple[Stage, ...]) -> Path:
-    """DIR/results.md and its figures (each stage's, from report.FIGURES) over what has finished so far."""
+    """DIR/results.md and its figures (each stage's, report.draw_figures) over what has finished so far."""
     out = Path(out)
     planned = {stage.label: stage for stage in plan}
     stages = {label: report.collect(out / label) for label in planned if (out / label / INDEX).exists()}
-    figures = {label: _figures(out, label, runs) for label, runs in stages.items()}
-    rows, verdicts = [], []
+    figures = {label: report.draw_figures(out, runs, _fit(report.grokking(runs)), f"{label}_")
+               for label, runs in stages.items()}
+    rows, kinds = [], []
     for claim in paper.CLAIMS:
-        number, verdict = measure(claim, stages, planned)
-        verdicts.append(verdict)
-        rows.append([claim.number, claim.words, claim.quoted, number or "—", claim.stored or "—", verdict,
-                     " ".join(figures.get(claim.stage, [])) or "—"])
-    counts = {word: sum(v.startswith(word) or v.startswith(f"**{word}") for v in verdicts)
-              for word in ("replicates", "differs", "not measured")}
-    header = ["section", "claim", "paper", "tinygrok", "reference's stored data", "verdict", "figures"]
+        number, kind, words = measure(claim, stages, planned)
+        kinds.append(kind)
+        figure = figures.get(stage_of(claim, planned), {}).get(claim.figure)
+        rows.append([claim.number, claim.words, claim.quoted, number or "—", claim.stored or "—", words,
+                     f"[{claim.figure}]({figure})" if figure else "—"])
+    counts = ", ".join(f"{kinds.count(kind)} {kind}" for kind in VERDICTS)
+    header = ["section", "claim", "paper", "tinygrok", "reference's stored data", "verdict", "figure"]
     lines = [*_header(out), "", "# tinygrok against the paper, claim by claim", "",
-             f"{len(paper.CLAIMS)} claims (tinygrok/science/paper.py's CLAIMS): {counts['replicates']} replicate, "
-             f"{counts['differs']} differ, {counts['not measured']} not measured. " + __doc__.split("\n\n")[1]
-             .replace("\n", " "), "",
-             report.table(header, rows),
-             "", "## The stages", "", _stage_table(out, plan), ""]
+             f"{len(paper.CLAIMS)} claims (tinygrok/science/paper.py's CLAIMS): {counts}. {RULES}", "",
+             report.table(header, rows), "", "## The stages", "", _stage_table(out, plan), ""]
     return write_text(out / RESULTS, "\n".join(lines) + "\n")
 
 
@@ -294,21 +332,6 @@ def _stage_table(out: Path, plan: tuple[Stage, ...]) -> str:
     return report.table(["stage", "experiment", "runs", "CPU time of its finished runs", "left out"], rows)
 
 
-def _figures(out: Path, label: str, runs: list[dict]) -> list[str]:
-    """Draw the stage's figures beside results.md; their links."""
-    try:
-        fit = report.power_law(report.grokking(runs))
-    except ValueError:
-        fit = None
-    links = []
-    for name, draw in report.FIGURES.items():
-        fig = draw(runs, fit)
-        if fig is not None:
-            fig.savefig(out / f"{label}_{name}.png", dpi=110)
-            links.append(f"[{name}]({label}_{name}.png)")
-    return links
-
-
 def _summary(values: list, digits: str = "") -> str:
     """mean ± sd [min, max] (n)."""
     spread = f" [{_number(min(values), digits)}, {_number(max(values), digits)}]" if len(values) > 1 else ""
@@ -318,10 +341,6 @@ def _summary(values: list, digits: str = "") -> str:
 def _mean_sd(values: list, digits: str = "") -> str:
     sd = f" ± {_number(statistics.stdev(values), digits)}" if len(values) > 1 else ""
     return _number(statistics.mean(values), digits) + sd
-
-
-def _signed(values: list) -> str:
-    return f"{statistics.mean(values):+.0f} ({_number(min(values))} to {_number(max(values))}, n {len(values)})"
 
 
 def _number(value: float, digits: str = "") -> str:
