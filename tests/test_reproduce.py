@@ -76,6 +76,12 @@ def test_the_plan_estimate_lists_every_stage_and_a_total(tmp_path):
     assert f"{runs} runs" in text and "h of CPU time" in text and "on 2 cores" in text
     assert not (tmp_path / "never").exists()  # an estimate runs nothing
     assert_refused(tinygrok("reproduce", "--scale", "huge", "--out", str(tmp_path / "x")), "--scale", "huge")
+    (tmp_path / "file").write_text("")
+    assert_refused(tinygrok("reproduce", "--scale", "classroom", "--out", str(tmp_path / "file")), "is a file")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / reproduce.STATE).write_text(json.dumps({"scale": "machine", "parts": [], "stages": {}}))
+    assert_refused(tinygrok("reproduce", "--scale", "classroom", "--out", str(tmp_path / "other")), "machine")
+    assert sorted(p.name for p in (tmp_path / "other").iterdir()) == [reproduce.STATE]  # nothing ran
 
 
 def test_every_scale_plans_grids_that_exist_and_the_classroom_one_fits_a_quarter_hour():

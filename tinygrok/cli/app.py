@@ -417,6 +417,8 @@ def reproduce(
     """Reproduce the paper claim by claim: every grid of the scale, resumably (the same command again continues),
     then results.md beside the paper's numbers."""
     plan = reproduction.stages(scale)
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file: a reproduction needs a directory")
     if estimate:
         costs = benchmark.bench(config.preset("paper"), 1, 3)
         rows = reproduction.estimate(plan, costs)
