@@ -39,7 +39,7 @@ def test_a_reproduction_killed_mid_way_resumes_and_builds_every_claim_row_from_p
     assert not (out / "lr-sweep").exists(), "killed too late"
     again = subprocess.run([sys.executable, "-c", TINY, str(out)], capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
-    assert "tiny reproduction" in again.stdout and "results page" in again.stdout
+    assert "tiny reproduction" in again.stdout and "results page" in again.stdout and "stage 2 of 2" in again.stdout
 
     for stage in ("table1", "lr-sweep"):
         index = json.loads((out / stage / sweep.INDEX).read_text())

@@ -427,7 +427,8 @@ def reproduce(
     executors = sweep.dask_executor(scheduler) if scheduler else sweep.local_executor(workers)
     with Live(console=console, auto_refresh=False) as live:
         def show(stage: reproduction.Stage, index: dict) -> None:
-            live.update(escape(views.stage_state(stage.label, index, out)), refresh=True)
+            place = f"stage {plan.index(stage) + 1} of {len(plan)}, "
+            live.update(escape(place + views.stage_state(stage.label, index, out)), refresh=True)
 
         state = reproduction.run(scale, plan, out, executors, on_change=show)
     page = results.write(out, plan)
