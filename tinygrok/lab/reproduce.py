@@ -120,14 +120,15 @@ def run(scale: str, plan: tuple[Stage, ...], out: Path, make_executor: Callable,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state = _state(out, scale)
-    began, saved = time.time(), [0.0]
+    began, saved = time.time(), 0.0  # the first change saves at once
     state["parts"].append({"began": began, "seconds": 0.0})
 
     def save(every: float = 0.0) -> None:  # this part's wall time so far; at most every `every` seconds
-        if time.time() - saved[0] >= every:
+        nonlocal saved
+        if time.time() - saved >= every:
             state["parts"][-1]["seconds"] = round(time.time() - began, 1)
             write_json(out / STATE, state)
-            saved[0] = time.time()
+            saved = time.time()
 
     try:
         for stage in plan:

@@ -128,7 +128,8 @@ def _final_defect_ratio(runs, **_) -> Measured:
     def at_detection(r):
         return next((p["defect"] for p in _probes(r) if p["step"] >= r["grok_step"]), None)
     grok = _finite(at_detection(r) for r in select(runs, ops="grokking") if r.get("grok_step") is not None)
-    flat = _finite(_probes(r)[-1]["defect"] for r in select(runs, ops="non_grokking", weight_decay=1.0) if _probes(r))
+    ends = [_probes(r) for r in select(runs, ops="non_grokking", weight_decay=1.0)]
+    flat = _finite(probes[-1]["defect"] for probes in ends if probes)
     if not grok or not flat or not statistics.mean(flat):
         return Measured([])
     ratio = statistics.mean(grok) / statistics.mean(flat)
