@@ -6,7 +6,8 @@
 # **Learning goals**
 # - read a run's commutator defect, probed every 100 steps while it trains, beside its test accuracy;
 # - apply the paper's onset rule yourself, and measure the lead time: how long before grokking curvature rises;
-# - decide whether you could have predicted grokking from what you would have seen at the onset.
+# - decide whether you could have predicted grokking from what you would have seen at the onset;
+# - watch a forecast of the grok step move as the defect grows, and check it against the truth.
 
 # %% [markdown]
 # ## A run with curvature probes
@@ -88,6 +89,50 @@ print(f"at the onset (step {onset}): train accuracy {at_onset['train_acc']:.3f},
 answer_7c = None  # your answer
 lessons.check("7c", answer_7c, run.summary()["lead_steps"] / run.summary()["grok_step_90"], rel=1e-9,
               hint="Divide the lead by the grok step.")
+
+# %% [markdown]
+# ## Forecasting the grok step
+#
+# The onset says that curvature has risen, not when the run will generalise: at lr 1e-3 onsets near 1,900 steps
+# come before grok steps near 3,000, at lr 1e-4 onsets near 2,400 before grok steps near 34,000. tinygrok's
+# forecaster (`tinygrok/science/forecast.py`) reads what a run has shown up to step t (how far the defect has
+# grown over its baseline, test accuracy, how far the test loss has fallen from its peak) with its learning rate
+# and weight decay, in two linear models fitted on stored runs of the paper's model: P(the run groks), and log10
+# of the steps still to go, with an 80% interval from the fitted runs' residuals. `tinygrok train` and `tinygrok
+# grok` show it live. Here it is replayed on one of the runs it was fitted on (add, lr 1e-3, seed 42): in-sample,
+# so its honest scores, each run forecast by a forecaster fitted without it, are on docs/results.md.
+
+# %%
+from tinygrok.run import forecasts
+
+stored = next(r for r in forecasts.shipped_records() if (r.op, r.lr, r.seed) == ("add", 1e-3, 42))
+made = forecasts.replay_record(stored)
+for row, f in zip(stored.rows, made):
+    if f is not None and row["step"] % 500 == 0 and row["step"] < stored.grok_90:
+        print(f"step {row['step']:>5}: {f.words()}")
+print(f"the truth: grok_90 = {stored.grok_90}")
+lessons.show(plots.forecast(stored), "lesson7_forecast")
+
+# %% [markdown]
+# Watch the forecast move as the defect grows (green line against the dashed truth): early on it is the learning
+# rate's guess; past the onset the defect's growth and the test loss pull it in.
+#
+# **Exercise 7d.** `before` holds (step, forecast) at each probe before grok_90, and `close` says whether that
+# forecast lies within 10% of the truth (|grok_step - grok_90| <= 0.1 grok_90). Find the first probe step from
+# which every forecast is close (None if the last one is not). How far ahead of grok_90 is it?
+
+# %%
+before = [(row["step"], f) for row, f in zip(stored.rows, made) if row["step"] < stored.grok_90]
+close = [f is not None and abs(f.grok_step - stored.grok_90) <= 0.1 * stored.grok_90 for _, f in before]
+answer_7d = None  # your answer
+settled = None
+for (step, _), ok in reversed(list(zip(before, close))):  # from grok_90 backwards, while the forecast is close
+    if not ok:
+        break
+    settled = step
+lessons.check("7d", answer_7d, settled, hint="Walk the probes before grok_90 backwards while the forecast is close.")
+print(f"within 10% from step {settled}, {stored.grok_90 - settled} steps ahead of grok_90" if settled else
+      "the forecast never settled within 10% before grok_90")
 
 # %% [markdown]
 # ## Going further

@@ -27,6 +27,7 @@ SOLUTIONS = {
           '[q["defect"] for q in probed[:3]]), 0.1) and r["defect"] > 20), None)',
     "7b": 'analysis.first_step(rows, "test_acc", 0.9) - onset',
     "7c": 'run.summary()["lead_steps"] / analysis.first_step(rows, "test_acc", 0.9)',
+    "7d": 'next((step for i, (step, _) in enumerate(before) if all(close[i:])), None)',
     "8a": "[1.0, 2.0, 1.5]",
     "8b": "{0.0}",
     "8c": '(runs["curvature kicks"].summary()["grok_step"], runs["random kicks"].summary()["grok_step"])',

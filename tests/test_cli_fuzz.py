@@ -52,7 +52,7 @@ def stubbed(places):
         mp.setattr(sweep, "dask_executor", lambda address: None)
         mp.setattr("tinygrok.lab.bench.bench", lambda cfg, threads, repeats: {"train_step_ms": 1.0, "eval_ms": 1.0,
                                                                           "commutator_sample_ms": 1.0})
-        mp.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0))
+        mp.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, "", ""))  # as with text=True
         mp.setattr("jupytext.write", lambda *a, **k: None)
         yield
 

@@ -40,6 +40,7 @@ def test_the_wheel_has_no_top_level_cli_and_ships_the_lessons(wheel):
     assert top == {"tinygrok"}
     lessons = sorted(n for n in names if n.startswith("tinygrok/lesson_files/") and n[22:24].isdigit())
     assert len(lessons) == 8 and "tinygrok/lesson_files/solutions.py" in names
+    assert {"tinygrok/run/forecaster.json", "tinygrok/run/forecast_runs.jsonl.gz"} <= set(names)  # the forecaster
 
 
 def test_from_the_wheel_the_lessons_are_listed_and_lesson_1_runs(wheel, tmp_path):

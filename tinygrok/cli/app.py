@@ -28,11 +28,12 @@ from tinygrok.lab import bench as benchmark  # noqa: E402
 from tinygrok.lab import grids, lessons, recipes, sweep  # noqa: E402
 from tinygrok.lab import report as sweep_report  # noqa: E402
 from tinygrok.lab import reproduce as reproduction  # noqa: E402
-from tinygrok.lab import results  # noqa: E402
-from tinygrok.run import geometry, plots  # noqa: E402
+from tinygrok.lab import forecasting, results  # noqa: E402
+from tinygrok.run import forecasts, geometry, plots  # noqa: E402
 from tinygrok.run.runs import THETAS, Run, RunError, WriteError  # noqa: E402
 from tinygrok.run.train import Diverged  # noqa: E402
 from tinygrok.science import config, interventions, undefined  # noqa: E402
+from tinygrok.science.forecast import fit as fit_forecaster  # noqa: E402
 from tinygrok.science.config import Config, ConfigError  # noqa: E402
 
 Threads = Annotated[Optional[int], typer.Option(
@@ -298,6 +299,39 @@ def plot(run_dir: RunDir):
     """Redraw every figure a run's files allow."""
     for figure in plots.save_all(_open_run(run_dir)):
         console.print(f"figure: {figure}")
+
+
+@app.command("forecast")
+def forecast_(run_dir: RunDir):
+    """Replay the grok forecast over a run as training showed it: at its curvature onset and at 25/50/75% of its
+    grok step, against the truth, and the figure (forecast.png)."""
+    run = _open_run(run_dir)
+    rec, made = forecasts.replay(run)
+    points = forecasting.at_points(rec, made) if rec.grok_90 is not None else {}
+    console.print(views.forecast_table(rec, points, forecasting.first_confident(rec, made), made[-1]))
+    console.print(f"figure: {plots.save(run, 'forecast')}")
+
+
+@app.command("forecast-fit")
+def forecast_fit(
+    paths: Annotated[list[Path], typer.Argument(help="run directories, or sweep directories holding them")],
+    out: Annotated[Path, typer.Option(help="where forecaster.json and forecast_runs.jsonl.gz go [default: the "
+                                           "package's own, the shipped forecaster]")] = forecasts.SHIPPED.parent,
+):
+    """Refit the grok forecaster on trained runs (with probes, all of one model) and write it with their records."""
+    records, model = forecasting.collect(paths)
+    fitted = fit_forecaster(records)
+    for path in forecasts.write_shipped(fitted, model, records, out):
+        console.print(f"wrote {path}")
+    console.print(views.forecaster_table(fitted, records))
+
+
+@app.command("forecast-score")
+def forecast_score(records: Annotated[Optional[Path], typer.Option(
+        help="a forecast_runs.jsonl.gz [default: the runs the shipped forecaster was fitted on]")] = None):
+    """Score the forecaster and its baselines, leave-one-seed-out and leave-one-learning-rate-out (markdown)."""
+    console.print(forecasting.markdown(forecasts.shipped_records(records or forecasts.RECORDS)), markup=False,
+                  highlight=False, soft_wrap=True)
 
 
 @app.command()

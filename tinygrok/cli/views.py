@@ -17,6 +17,7 @@ from tinygrok.lab import sweep
 from tinygrok.run.runs import Run
 from tinygrok.science import paper, undefined
 from tinygrok.science.config import Config
+from tinygrok.science.forecast import FEATURES, Forecast, Forecaster, Record
 from tinygrok.science.model import ATTENTION_MATRICES
 
 console = Console()
@@ -60,10 +61,13 @@ def live_training(cfg: Config):
                 eta = f", ends at step {end} in ~{(end - step) / rate / 60:.1f} min" if end else ""
                 progress.update(task, rate=f"{rate:.1f} steps/s{eta}")
             last.update(time=now, step=step)
+            if "forecast" in row:  # kept: the forecast is made at probes only
+                last["forecast"] = "  " + Forecast(step, **row["forecast"]).words()
             progress.update(task, metrics=f"loss {row['train_loss']:.3f}  train {row['train_acc']:.3f}  "
-                                          f"test {row['test_acc']:.3f}")
+                                          f"test {row['test_acc']:.3f}{last.get('forecast', '')}")
             if not console.is_terminal and step % (10 * cfg.eval_every) == 0:
-                console.print(f"step {step}: train acc {row['train_acc']:.3f}, test acc {row['test_acc']:.3f}")
+                console.print(f"step {step}: train acc {row['train_acc']:.3f}, test acc {row['test_acc']:.3f}"
+                              f"{last.get('forecast', '')}", soft_wrap=True)
 
         yield progress, on_step
     finally:
@@ -119,6 +123,32 @@ def cell(value, digits: str = ".4g", missing: str = "none") -> str:
     if value is None:
         return missing
     return format(value, digits) if isinstance(value, float) else str(value)
+
+
+def forecast_table(rec: Record, points: dict[str, Optional[Forecast]], first: Optional[Forecast],
+                   last: Optional[Forecast]) -> Table:
+    """A run's grok forecasts at the scored points, its first confident one and its last, against the truth."""
+    def row(label: str, f: Optional[Forecast]) -> tuple:
+        if f is None:
+            return (label, "", "no forecast yet", "", "", "")
+        error = "" if rec.grok_90 is None else f"{(f.grok_step - rec.grok_90) / rec.grok_90:+.0%}"
+        return (label, f"{f.step:,}", f"{f.grok_step:,.0f}", f"{f.low:,.0f}-{f.high:,.0f}", f"{f.p_grok:.2f}", error)
+
+    rows = [row(label, f) for label, f in points.items()]
+    rows += [row("first confident", first), row("last probe", last)]
+    truth = "never reached test accuracy 0.9" if rec.grok_90 is None else f"grok_90 = {rec.grok_90:,}"
+    return make_table(f"grok forecast of {rec.name} ({truth})",
+                      ("when", "step", "forecast grok_90", "80% interval", "P(grok)", "error"), rows)
+
+
+def forecaster_table(forecaster: Forecaster, records: list[Record]) -> Table:
+    """The fitted coefficients, feature by feature, and what they were fitted on."""
+    rows = [(name, f"{a:+.3f}", f"{b:+.3f}") for name, a, b in zip(FEATURES, forecaster.a, forecaster.b)]
+    grokking = sum(r.grok_90 is not None for r in records)
+    e10, e90 = forecaster.interval
+    return make_table(f"forecaster fitted on {len(records)} runs ({grokking} grok); log10 residual 80%: "
+                      f"{e10:+.3f} to {e90:+.3f}", ("feature", "P(grok): logistic", "log10(T - t): least squares"),
+                      rows)
 
 
 def sweep_bar(total_steps: int) -> tuple[Progress, TaskID]:

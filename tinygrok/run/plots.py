@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from tinygrok.run import forecasts
 from tinygrok.run.geometry import SVD_COMPONENTS, trajectories_to_detection
 from tinygrok.run.runs import DIMENSIONS, GEOMETRY, PCA, Run
-from tinygrok.science.analysis import curvature_summary, grok_summary
+from tinygrok.science.analysis import curvature_onset, curvature_summary, grok_summary
+from tinygrok.science.forecast import Record
 from tinygrok.science.model import param_count
 from tinygrok.science.pca import trajectory_pca
 
@@ -158,9 +160,37 @@ def dimensions(run: Run | Path | str, axes=None) -> Figure:
     fig.suptitle("How much of the curvature each subspace holds, by its size: above the dotted line = enriched")
     return fig
 
+def forecast(run: Run | Path | str | Record, ax=None) -> Figure:
+    """The grok forecast against step, replayed as training showed it: the forecast step and its 80% interval,
+    the truth (grok_90) and the curvature onset marked, and P(grok) beside. For a run, or a stored record."""
+    rec, made = ((run, forecasts.replay_record(run)) if isinstance(run, Record) else forecasts.replay(_as_run(run)))
+    shown = [(r["step"], f) for r, f in zip(rec.rows, made) if f is not None]
+    steps = [s for s, _ in shown]
+    fig, ax = _axes(ax, 1, (8, 4.5))
+    ax.fill_between(steps, [f.low for _, f in shown], [f.high for _, f in shown], alpha=0.25, color="tab:green",
+                    label="80% interval")
+    ax.plot(steps, [f.grok_step for _, f in shown], color="tab:green", label="forecast grok_90")
+    if rec.grok_90 is not None:
+        ax.axhline(rec.grok_90, color="black", ls="--", label=f"true grok_90 = {rec.grok_90}")
+    onset = curvature_onset(list(rec.rows))["onset_step"]  # the paper model's floor, the only one forecast
+    if onset is not None:
+        ax.axvline(onset, color="black", ls=":", label=f"onset_step = {onset}")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("forecast grok step")
+    p = ax.twinx()
+    p.plot(steps, [f.p_grok for _, f in shown], color="tab:red", alpha=0.6, label="P(grok)")
+    p.set_ylim(0, 1.02)
+    p.set_ylabel("P(grok)")
+    handles, more = ax.get_legend_handles_labels(), p.get_legend_handles_labels()
+    ax.legend(handles[0] + more[0], handles[1] + more[1], loc="upper right", fontsize=8)
+    ax.set_title(f"Grok forecast of {rec.op}, lr {rec.lr:g}, seed {rec.seed}")
+    return fig
+
 
 FIGURES = {"training": training, "defect": defect, "explained_variance": explained_variance,
-           "trajectory": trajectory, "projections": projections, "dimensions": dimensions}  # Run.figure(NAME)
+           "trajectory": trajectory, "projections": projections, "dimensions": dimensions,
+           "forecast": forecast}  # Run.figure(NAME)
 
 
 def available(run: Run | Path | str) -> list[str]:

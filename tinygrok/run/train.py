@@ -12,6 +12,7 @@ import numpy as np
 
 from tinygrok.engine import backend, kernels, parallel
 from tinygrok.engine.fast import forward
+from tinygrok.run import forecasts
 from tinygrok.run.runs import CHECKPOINT_STREAMS, SNAPSHOTS, THETAS, Run, RunError
 from tinygrok.science import interventions
 from tinygrok.science.analysis import curvature_summary, detection_step, grok_summary
@@ -186,7 +187,7 @@ def _train(cfg: Config, run: Run, resume: bool, on_step: Optional[StepCallback])
             run.truncate_rows(name, state.step // every + 1 if every else 0)
     else:
         state, wall_before, rows = fresh_state(cfg), 0.0, []
-    hook, recorder = interventions.parse(cfg.hook), Recorder(cfg, run, data, rows)
+    hook, recorder = interventions.parse(cfg.hook), Recorder(cfg, run, data, rows, forecasts.live(cfg))
     basis = backend.to_device(run.hook_basis().astype(cfg.dtype)) if hook.needs_basis else None
     start, first_step, train_seconds = time.perf_counter(), state.step, 0.0
     try:
@@ -237,13 +238,15 @@ def diverged(run: Run) -> Optional[Diverged]:
 
 @dataclass
 class Recorder:
-    """What the loop writes after a step: snapshots, and at evaluation steps a metrics row (with the probe)
-    and a checkpoint. Appends to `rows` and returns the new row, or None between evaluations."""
+    """What the loop writes after a step: snapshots, and at evaluation steps a metrics row (with the probe and,
+    where the shipped forecaster applies, its grok forecast) and a checkpoint. Appends to `rows` and returns the
+    new row, or None between evaluations."""
 
     cfg: Config
     run: Run
     data: Dataset
     rows: list
+    forecast: Optional[Callable] = None  # rows -> the grok forecast after the last one (forecasts.live)
 
     def __call__(self, state: TrainState, info: dict, stop_at: int, wall: float) -> Optional[dict]:
         cfg, step = self.cfg, state.step
@@ -261,6 +264,8 @@ class Recorder:
             samples = defect_samples(state.theta, self.data, cfg, state.probe_rng, cfg.probe_samples,
                                      parallel.Derivatives(cfg))
             row.update(defect_stats(samples))
+            if self.forecast and (f := self.forecast(self.rows + [row])):
+                row["forecast"] = f.row()
         self.rows.append(row)
         self.run.append_metrics(row)
         save_state(self.run, state, cfg, wall)

@@ -1,0 +1,125 @@
+"""The grok forecaster: it never sees the future, its fit recovers a known law, the shipped data is what a refit
+gives, it is live in training and replayed by `tinygrok forecast`, and bad input gets one line."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from test_cli import TINY, assert_refused, tinygrok
+from tinygrok.cli import views
+from tinygrok.lab import forecasting
+from tinygrok.run import forecasts
+from tinygrok.science import forecast
+from tinygrok.science.config import preset
+from tinygrok.science.forecast import FEATURES, Record, feature_matrix, fit
+
+
+def synthetic_rows(rng, n: int, start: int = 0) -> list[dict]:
+    """n probed rows, every 100 steps: a rising defect, accuracies and losses that wander."""
+    steps = start + 100 * np.arange(n)
+    return [{"step": int(s), "defect": float(d), "train_acc": float(a), "test_acc": float(b),
+             "train_loss": float(l1), "test_loss": float(l2)}
+            for s, d, a, b, l1, l2 in zip(steps, np.exp(rng.normal(0, 1, n).cumsum()), rng.uniform(0, 1, n),
+                                          rng.uniform(0, 1, n), rng.uniform(0.01, 5, n), rng.uniform(0.01, 5, n))]
+
+
+def test_a_forecast_at_step_t_is_unchanged_when_the_records_after_t_change():
+    rng = np.random.default_rng(0)
+    rows = synthetic_rows(rng, 40)
+    changed = rows[:20] + synthetic_rows(rng, 20, start=2000)  # the same first 20 probes, another future
+    assert feature_matrix(rows, 1e-3, 1.0)[:20].tobytes() == feature_matrix(changed, 1e-3, 1.0)[:20].tobytes()
+    model, _ = forecasts.shipped()
+    before, after = model.forecasts(rows, 1e-3, 1.0), model.forecasts(changed, 1e-3, 1.0)
+    assert before[:20] == after[:20] and before[20:] != after[20:]
+    assert before[:2] == [None, None]  # the defect's baseline takes three probes
+    cfg = preset("paper", probe_every=100)
+    assert forecasts.live(cfg)(rows[:20]) == before[19] == forecasts.live(cfg)(changed[:20])
+
+
+def test_the_fitter_recovers_a_known_law_from_synthetic_runs():
+    """Runs of three probes each (one forecast apiece): T - t = 10^(x . b + e), e ~ N(0, 0.1), and 'groks' drawn
+    with P = sigmoid(x . a); the fit finds b, the residual quantiles, and a."""
+    rng = np.random.default_rng(1)
+    b_true = np.array([1.0, -0.5, 0.3, -0.4, -0.8, -0.6, 0.0])
+    a_true = np.array([1.5, 0.0, -0.2, 0.8, 2.0, 0.0, 0.0])
+    records = []
+    for i in range(3000):
+        rows, lr = synthetic_rows(rng, 3, start=int(rng.integers(1, 50)) * 100), 10 ** rng.uniform(-4, -2)
+        x = feature_matrix(rows, lr, 1.0)[2]
+        groks = rng.random() < 1 / (1 + math.exp(-x @ a_true))
+        T = rows[2]["step"] + 10 ** (x @ b_true + rng.normal(0, 0.1))
+        records.append(Record(f"run{i}", "add", i, lr, 1.0, math.ceil(T) if groks else None, tuple(rows)))
+    model = fit(records)
+    b_ok = np.abs(np.array(model.b)[1:6] - b_true[1:6])  # the intercept and the constant wd column share 1.0
+    assert b_ok.max() < 0.02, dict(zip(FEATURES[1:6], b_ok))
+    assert abs(model.b[0] + model.b[6] - 1.0) < 0.03
+    assert model.interval == pytest.approx((-0.128, 0.128), abs=0.015)  # N(0, 0.1)'s 10% and 90% quantiles
+    a_fit = np.array(model.a)
+    assert np.abs(a_fit[[2, 3, 4]] - a_true[[2, 3, 4]]).max() < 0.25, a_fit
+
+
+def test_the_lr_law_baseline_recovers_its_power_law():
+    rows = tuple(synthetic_rows(np.random.default_rng(2), 5))
+    records = [Record(f"r{lr}", "add", 0, lr, 1.0, round(3000 * (lr / 1e-3) ** -0.9), rows)
+               for lr in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)]
+    predict = forecast.lr_law_predictor(records)
+    assert predict(records[0], 5).grok_step == pytest.approx(3000 * 10 ** 0.9, rel=1e-3)
+
+
+def test_a_refit_from_the_stored_run_list_reproduces_the_shipped_forecaster():
+    records = forecasts.shipped_records()
+    model, shipped_model = forecasts.shipped()
+    refit = fit(records)
+    assert refit.runs == model.runs == tuple(r.name for r in records)
+    np.testing.assert_allclose(refit.b, model.b, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(refit.interval, model.interval, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(refit.a, model.a, rtol=1e-6, atol=1e-8)
+    assert shipped_model == forecasts.model_of(preset("paper", probe_every=100))
+
+
+def test_the_score_holds_every_stored_run_once_per_scheme():
+    records = forecasts.shipped_records()
+    for scheme in forecasting.SCHEMES:
+        cells = forecasting.score(records, scheme)["forecaster"]
+        assert len(cells["alarms"]) == sum(r.grok_90 is None for r in records)
+        assert len(cells["first"]) == sum(r.grok_90 is not None for r in records)
+
+
+@pytest.fixture(scope="module")
+def paper_run(tmp_path_factory):
+    """The paper's model for 300 steps, probed every 100: forecasts from the third probe on."""
+    out = tmp_path_factory.mktemp("forecast") / "paper"
+    result = tinygrok("train", "--max-steps", "300", "--probe-every", "100", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_training_records_the_live_forecast_and_tinygrok_forecast_replays_it(paper_run):
+    rows = [json.loads(line) for line in (paper_run / "metrics.jsonl").read_text().splitlines()]
+    assert [("forecast" in r) for r in rows] == [False, False, True, True]
+    from tinygrok.run.runs import Run
+    _, replayed = forecasts.replay(Run(paper_run))
+    assert [r["forecast"] for r in rows[2:]] == [f.row() for f in replayed[2:]]
+    result = tinygrok("forecast", str(paper_run))
+    assert result.returncode == 0, result.stderr
+    assert "grok forecast of paper" in result.stdout and (paper_run / "forecast.png").stat().st_size > 10_000
+
+
+def test_the_live_view_shows_the_forecast():
+    f = forecast.Forecast(1000, 0.9, 3300, 2900, 3800)
+    row = {"step": 1000, "train_loss": 0.1, "train_acc": 1.0, "test_acc": 0.1, "forecast": f.row()}
+    with views.console.capture() as captured, views.live_training(preset("paper")) as (_, on_step):
+        on_step(1000, row, None)
+    assert "grok forecast: step ~3,300, 80%: 2,900-3,800 (P(grok) 0.90)" in captured.get()
+
+
+def test_bad_input_to_the_forecast_gets_one_line(tmp_path):
+    no_probes = tmp_path / "no_probes"
+    assert tinygrok("train", "--max-steps", "1", "--out", str(no_probes)).returncode == 0
+    assert_refused(tinygrok("forecast", str(no_probes)), "no curvature probes")
+    small = tmp_path / "small"
+    assert tinygrok("train", *TINY, "--max-steps", "15", "--probe-every", "5", "--out", str(small)).returncode == 0
+    assert_refused(tinygrok("forecast", str(small)), "another model", "d_model 8 (fitted: 128)")
+    assert_refused(tinygrok("forecast", str(tmp_path / "missing")))
+    assert_refused(tinygrok("forecast-fit", str(tmp_path / "missing")), "no trained runs")

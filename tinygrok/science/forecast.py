@@ -1,0 +1,221 @@
+"""Forecasting the grok step while a run trains (PAPER.md §7): will it grok, and when, with an 80% interval.
+
+The forecaster reads a run's probed metric rows up to step t only (the defect D, accuracies, losses) and its
+settings (learning rate, weight decay). Six numbers describe the record at t (FEATURES), and two linear models,
+fitted on stored runs, turn them into the forecast:
+
+    P(the run groks) = sigmoid(x . a)                logistic regression, over every probe of every run;
+    log10(T - t)     = x . b + e                     least squares, over the grokking runs' probes before T;
+
+where T is grok_90 (the first evaluation with test accuracy >= 0.9). The 80% interval is t + 10^(x . b + e10)
+to t + 10^(x . b + e90), e10 and e90 the 10% and 90% quantiles of the fitted residuals. Every run weighs the
+same in both fits, however many probes it has (a run at lr 1e-4 has 35x those of one at 1e-2).
+
+Why these features: the learning rate alone sets T roughly (~34k, ~3k, ~1k steps at 1e-4, 1e-3, 1e-2); the
+defect's growth over its baseline says how far curvature has risen (§7.1); test accuracy and the fall of the test
+loss from its peak say how far generalisation has gone; weight decay 0 never groks. The onset alone cannot
+give T (lead = c T^alpha with alpha > 1 makes onset = T - lead non-monotone in T), so it is not a feature.
+
+Baselines (scored beside it): the learning rate alone (T = C lr^beta), the curvature onset plus the median lead,
+and the test loss's peak plus the median delay from peak to grok_90.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+from scipy.optimize import minimize
+
+from tinygrok.science.analysis import curvature_onset
+
+FEATURES = ("1", "log10 lr", "log10 step", "log10 defect growth", "test accuracy", "log10 test-loss fall",
+            "weight decay > 0")
+ROW_KEYS = ("step", "defect", "train_acc", "test_acc", "train_loss", "test_loss")  # what a record keeps of a row
+INTERVAL = (0.10, 0.90)  # the central 80%
+CONFIDENT_WIDTH = 0.5  # confident: P(grok) >= 0.5 and the interval at most half the forecast step wide
+RIDGE = 1e-2  # the logistic fit's L2 penalty (not on the intercept): weight decay 0 separates perfectly
+
+
+@dataclass(frozen=True)
+class Record:
+    """What the forecaster knows of one run: its name and settings, its probed rows (ROW_KEYS, in step order)
+    and its grok_90 (None if the run never reached test accuracy 0.9)."""
+
+    name: str
+    op: str
+    seed: int
+    lr: float
+    weight_decay: float
+    grok_90: Optional[int]
+    rows: tuple
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """At `step`: P(grok) and, if it groks, grok_90 at `grok_step`, 80% between `low` and `high`."""
+
+    step: int
+    p_grok: float
+    grok_step: float
+    low: float
+    high: float
+
+    @property
+    def confident(self) -> bool:
+        return self.p_grok >= 0.5 and self.high - self.low <= CONFIDENT_WIDTH * self.grok_step
+
+    def row(self) -> dict:
+        """As a metrics row records it."""
+        return {"p_grok": round(self.p_grok, 4), "grok_step": round(self.grok_step), "low": round(self.low),
+                "high": round(self.high)}
+
+    def words(self) -> str:
+        return (f"grok forecast: step ~{self.grok_step:,.0f}, 80%: {self.low:,.0f}-{self.high:,.0f} "
+                f"(P(grok) {self.p_grok:.2f})")
+
+
+def feature_matrix(rows, lr: float, weight_decay: float) -> np.ndarray:
+    """(n, 7): row i describes the probed rows[:i + 1] only, so a forecast never sees the future; NaN for the
+    first two rows (the defect's baseline takes three probes, as the onset rule's, §7.1)."""
+    defect = np.array([r["defect"] for r in rows], dtype=float)  # (n,)
+    test_loss = np.array([r["test_loss"] for r in rows], dtype=float)  # (n,)
+    n = len(rows)
+    x = np.full((n, len(FEATURES)), np.nan)
+    if n < 3:
+        return x
+    baseline = max(statistics.median(defect[:3]), 0.1)
+    x[2:] = np.column_stack([
+        np.ones(n), np.full(n, math.log10(lr)), np.log10(np.maximum([r["step"] for r in rows], 1)),
+        np.log10(np.maximum.accumulate(defect) / baseline + 1e-12), [r["test_acc"] for r in rows],
+        np.log10(np.maximum.accumulate(test_loss) / test_loss), np.full(n, float(weight_decay > 0))])[2:]
+    return x
+
+
+def _pairs(records, grokking_only: bool):
+    """The fit's data: features, each probe's run (index), and the probe's step, over the probes before T."""
+    xs, run, steps = [], [], []
+    for i, rec in enumerate(records):
+        if grokking_only and rec.grok_90 is None:
+            continue
+        x = feature_matrix(rec.rows, rec.lr, rec.weight_decay)
+        keep = [j for j, r in enumerate(rec.rows) if j >= 2 and (rec.grok_90 is None or r["step"] < rec.grok_90)]
+        xs.append(x[keep]), run.extend([i] * len(keep)), steps.extend(rec.rows[j]["step"] for j in keep)
+    if not xs:
+        raise ValueError("the forecaster needs runs with at least 3 probes before grok_90")
+    return np.concatenate(xs), np.array(run), np.array(steps, dtype=float)
+
+
+def _run_weights(run: np.ndarray) -> np.ndarray:
+    """1 / (the run's number of probes): every run weighs the same."""
+    counts = np.bincount(run)
+    return 1.0 / counts[run]
+
+
+def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """The q-quantile of values with weights (the smallest value whose cumulative weight reaches q)."""
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(weights[order]) / weights.sum()
+    return float(values[order][np.searchsorted(cumulative, q)])
+
+
+@dataclass(frozen=True)
+class Forecaster:
+    """The fitted forecaster: logistic coefficients a, least-squares coefficients b (both over FEATURES), the
+    residual quantiles e10, e90, and the names of the runs it was fitted on."""
+
+    a: tuple
+    b: tuple
+    interval: tuple
+    runs: tuple
+
+    def at(self, x: np.ndarray, step: int) -> Forecast:
+        """The forecast from one feature row at `step`."""
+        p = 1.0 / (1.0 + math.exp(-float(x @ np.array(self.a))))
+        centre = float(x @ np.array(self.b))
+        low, high = (step + 10 ** (centre + e) for e in self.interval)
+        return Forecast(step, p, step + 10 ** centre, low, high)
+
+    def forecasts(self, rows, lr: float, weight_decay: float) -> list[Optional[Forecast]]:
+        """The forecast after each probed row (None for the first two)."""
+        x = feature_matrix(rows, lr, weight_decay)
+        return [None if i < 2 else self.at(x[i], rows[i]["step"]) for i in range(len(rows))]
+
+
+def fit(records) -> Forecaster:
+    """Fit both models on the records (see the module's docstring)."""
+    records = list(records)
+    x, run, steps = _pairs(records, grokking_only=True)
+    w = _run_weights(run)
+    y = np.log10(np.array([records[i].grok_90 for i in run]) - steps)  # (n,) log10 of the steps still to go
+    b = np.linalg.solve(x.T @ (w[:, None] * x) + 1e-9 * np.eye(x.shape[1]), x.T @ (w * y))
+    residual = y - x @ b
+    interval = tuple(weighted_quantile(residual, w, q) for q in INTERVAL)
+    xa, run_a, _ = _pairs(records, grokking_only=False)
+    label = np.array([records[i].grok_90 is not None for i in run_a], dtype=float)
+    a = _logistic(xa, label, _run_weights(run_a))
+    return Forecaster(tuple(map(float, a)), tuple(map(float, b)), interval, tuple(r.name for r in records))
+
+
+def _logistic(x: np.ndarray, label: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted L2-penalised logistic regression by L-BFGS (the intercept not penalised)."""
+    penalty = np.r_[0.0, np.full(x.shape[1] - 1, RIDGE)]
+    sign = 2 * label - 1  # (n,) +1 groks, -1 does not
+
+    def loss(a):
+        margin = sign * (x @ a)
+        value = w @ np.logaddexp(0.0, -margin) + 0.5 * penalty @ (a * a)
+        grad = -x.T @ (w * sign / (1.0 + np.exp(margin))) + penalty * a
+        return value, grad
+
+    return minimize(loss, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B", options={"gtol": 1e-10}).x
+
+
+# ---------------------------------------------------------------------- baselines
+Predictor = Callable[[Record, int], Optional[Forecast]]  # (a run, how many of its rows are known) -> forecast
+
+
+def forecaster_predictor(records) -> Predictor:
+    model = fit(records)
+    return lambda rec, n: model.forecasts(rec.rows[:n], rec.lr, rec.weight_decay)[-1] if n >= 3 else None
+
+
+def lr_law_predictor(records) -> Predictor:
+    """T = C lr^beta, by least squares of log10 T on log10 lr over the grokking runs; 80% from its residuals."""
+    grokked = [r for r in records if r.grok_90 is not None]
+    x = np.column_stack([np.ones(len(grokked)), np.log10([r.lr for r in grokked])])
+    y = np.log10([r.grok_90 for r in grokked])
+    coef = np.linalg.lstsq(x, y, rcond=None)[0]
+    e = tuple(float(np.quantile(y - x @ coef, q)) for q in INTERVAL)
+
+    def predict(rec: Record, n: int) -> Forecast:
+        centre = coef[0] + coef[1] * math.log10(rec.lr)
+        return Forecast(rec.rows[n - 1]["step"], 1.0, 10 ** centre, 10 ** (centre + e[0]), 10 ** (centre + e[1]))
+    return predict
+
+
+def _delay_predictor(records, mark: Callable[[tuple], Optional[int]]) -> Predictor:
+    """T = mark + the median of (T - mark) over the grokking runs; 80% from its quantiles."""
+    delays = [r.grok_90 - m for r in records if r.grok_90 is not None and (m := mark(r.rows)) is not None]
+    median, low, high = (float(np.quantile(delays, q)) for q in (0.5, *INTERVAL))
+
+    def predict(rec: Record, n: int) -> Optional[Forecast]:
+        m = mark(rec.rows[:n])
+        return None if m is None else Forecast(rec.rows[n - 1]["step"], 1.0, m + median, m + low, m + high)
+    return predict
+
+
+def onset_predictor(records) -> Predictor:
+    """The curvature onset (§7.1) plus the median lead."""
+    return _delay_predictor(records, lambda rows: curvature_onset(list(rows))["onset_step"])
+
+
+def loss_peak_predictor(records) -> Predictor:
+    """The test loss's highest point so far plus the median delay from it to grok_90 (a loss-only signal)."""
+    return _delay_predictor(records, lambda rows: max(rows, key=lambda r: r["test_loss"])["step"] if rows else None)
+
+
+METHODS = {"forecaster": forecaster_predictor, "learning rate alone": lr_law_predictor,
+           "onset + median lead": onset_predictor, "test-loss peak + median delay": loss_peak_predictor}
