@@ -3,6 +3,7 @@ sweep's state. Each takes what a command computed and only shows it."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from pathlib import Path
 from typing import Optional
@@ -143,7 +144,8 @@ def forecast_table(rec: Record, points: dict[str, Optional[Forecast]], first: Op
 
 def forecaster_table(forecaster: Forecaster, records: list[Record]) -> Table:
     """The fitted coefficients, feature by feature, and what they were fitted on."""
-    rows = [(name, f"{a:+.3f}", f"{b:+.3f}") for name, a, b in zip(FEATURES, forecaster.a, forecaster.b)]
+    rows = [(name, f"{a:+.3f}", f"{b:+.3f}" if b is not None else "")
+            for name, a, b in itertools.zip_longest(FEATURES, forecaster.a, forecaster.b)]
     grokking = sum(r.grok_90 is not None for r in records)
     e10, e90 = forecaster.interval
     return make_table(f"forecaster fitted on {len(records)} runs ({grokking} grok); log10 residual 80%: "

@@ -5,10 +5,11 @@ settings (learning rate, weight decay). Six numbers describe the record at t (FE
 fitted on stored runs, turn them into the forecast:
 
     P(the run groks) = sigmoid(x . a)                logistic regression, over every probe of every run;
-    log10(T - t)     = x . b + e                     least squares, over the grokking runs' probes before T;
+    log10(T - t)     = x' . b + e                    least squares, over the grokking runs' probes before T,
+                                                     x' = x without weight decay > 0 (always 1 there);
 
 where T is grok_90 (the first evaluation with test accuracy >= 0.9). The 80% interval is t + 10^(x . b + e10)
-to t + 10^(x . b + e90), e10 and e90 the 10% and 90% quantiles of the fitted residuals. Every run weighs the
+to t + 10^(x' . b + e90), e10 and e90 the 10% and 90% quantiles of the fitted residuals. Every run weighs the
 same in both fits, however many probes it has (a run at lr 1e-4 has 35x those of one at 1e-2).
 
 Why these features: the learning rate alone sets T roughly (~34k, ~3k, ~1k steps at 1e-4, 1e-3, 1e-2); the
@@ -37,6 +38,8 @@ ROW_KEYS = ("step", "defect", "train_acc", "test_acc", "train_loss", "test_loss"
 INTERVAL = (0.10, 0.90)  # the central 80%
 CONFIDENT_WIDTH = 0.5  # confident: P(grok) >= 0.5 and the interval at most half the forecast step wide
 RIDGE = 1e-2  # the logistic fit's L2 penalty (not on the intercept): weight decay 0 separates perfectly
+REGRESSION = len(FEATURES) - 1  # the least squares' features: all but weight decay > 0
+MAX_LOG_STEPS = 9.0  # log10 of the most steps to go a forecast says (beyond a billion it means "never")
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ def feature_matrix(rows, lr: float, weight_decay: float) -> np.ndarray:
     """(n, 7): row i describes the probed rows[:i + 1] only, so a forecast never sees the future; NaN for the
     first two rows (the defect's baseline takes three probes, as the onset rule's, §7.1)."""
     defect = np.array([r["defect"] for r in rows], dtype=float)  # (n,)
-    test_loss = np.array([r["test_loss"] for r in rows], dtype=float)  # (n,)
+    test_loss = np.maximum([r["test_loss"] for r in rows], 1e-30)  # (n,); float32 can round a loss to 0
     n = len(rows)
     x = np.full((n, len(FEATURES)), np.nan)
     if n < 3:
@@ -102,7 +105,9 @@ def _pairs(records, grokking_only: bool):
             continue
         x = feature_matrix(rec.rows, rec.lr, rec.weight_decay)
         keep = [j for j, r in enumerate(rec.rows) if j >= 2 and (rec.grok_90 is None or r["step"] < rec.grok_90)]
-        xs.append(x[keep]), run.extend([i] * len(keep)), steps.extend(rec.rows[j]["step"] for j in keep)
+        xs.append(x[keep])
+        run.extend([i] * len(keep))
+        steps.extend(rec.rows[j]["step"] for j in keep)
     if not xs:
         raise ValueError("the forecaster needs runs with at least 3 probes before grok_90")
     return np.concatenate(xs), np.array(run), np.array(steps, dtype=float)
@@ -123,8 +128,8 @@ def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> floa
 
 @dataclass(frozen=True)
 class Forecaster:
-    """The fitted forecaster: logistic coefficients a, least-squares coefficients b (both over FEATURES), the
-    residual quantiles e10, e90, and the names of the runs it was fitted on."""
+    """The fitted forecaster: logistic coefficients a (over FEATURES), least-squares coefficients b (over the
+    first REGRESSION of them), the residual quantiles e10, e90, and the names of the runs it was fitted on."""
 
     a: tuple
     b: tuple
@@ -133,8 +138,8 @@ class Forecaster:
 
     def at(self, x: np.ndarray, step: int) -> Forecast:
         """The forecast from one feature row at `step`."""
-        p = 1.0 / (1.0 + math.exp(-float(x @ np.array(self.a))))
-        centre = float(x @ np.array(self.b))
+        p = 0.5 * (1.0 + math.tanh(0.5 * float(x @ np.array(self.a))))  # the sigmoid, without overflow
+        centre = min(float(x[:REGRESSION] @ np.array(self.b)), MAX_LOG_STEPS)
         low, high = (step + 10 ** (centre + e) for e in self.interval)
         return Forecast(step, p, step + 10 ** centre, low, high)
 
@@ -148,7 +153,7 @@ def fit(records) -> Forecaster:
     """Fit both models on the records (see the module's docstring)."""
     records = list(records)
     x, run, steps = _pairs(records, grokking_only=True)
-    w = _run_weights(run)
+    x, w = x[:, :REGRESSION], _run_weights(run)
     y = np.log10(np.array([records[i].grok_90 for i in run]) - steps)  # (n,) log10 of the steps still to go
     b = np.linalg.solve(x.T @ (w[:, None] * x) + 1e-9 * np.eye(x.shape[1]), x.T @ (w * y))
     residual = y - x @ b
