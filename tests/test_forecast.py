@@ -1,5 +1,6 @@
 """The grok forecaster: it never sees the future, its fit recovers a known law, the shipped data is what a refit
 gives, it is live in training and replayed by `tinygrok forecast`, and bad input gets one line."""
+import dataclasses
 import json
 import math
 
@@ -16,12 +17,13 @@ from tinygrok.science.forecast import FEATURES, Record, feature_matrix, fit
 
 
 def synthetic_rows(rng, n: int, start: int = 0) -> list[dict]:
-    """n probed rows, every 100 steps: a rising defect, accuracies and losses that wander."""
+    """n probed rows, every 100 steps: a wandering defect, accuracies and losses (test accuracy below 0.9: not
+    grokked yet)."""
     steps = start + 100 * np.arange(n)
     return [{"step": int(s), "defect": float(d), "train_acc": float(a), "test_acc": float(b),
              "train_loss": float(l1), "test_loss": float(l2)}
             for s, d, a, b, l1, l2 in zip(steps, np.exp(rng.normal(0, 1, n).cumsum()), rng.uniform(0, 1, n),
-                                          rng.uniform(0, 1, n), rng.uniform(0.01, 5, n), rng.uniform(0.01, 5, n))]
+                                          rng.uniform(0, 0.85, n), rng.uniform(0.01, 5, n), rng.uniform(0.01, 5, n))]
 
 
 def test_a_forecast_at_step_t_is_unchanged_when_the_records_after_t_change():
@@ -122,3 +124,41 @@ def test_bad_input_to_the_forecast_gets_one_line(tmp_path):
     assert_refused(tinygrok("forecast", str(small)), "another model", "d_model 8 (fitted: 128)")
     assert_refused(tinygrok("forecast", str(tmp_path / "missing")))
     assert_refused(tinygrok("forecast-fit", str(tmp_path / "missing")), "no trained runs")
+
+
+def test_no_method_reads_a_run_past_the_probes_it_is_given():
+    records = forecasts.shipped_records()
+    rec = max((r for r in records if r.grok_90 is not None), key=lambda r: len(r.rows))
+    n = len(rec.rows) // 2
+    future = tuple({**r, "defect": 1e4 * r["defect"], "test_acc": 1.0, "test_loss": 1e-3} for r in rec.rows[n:])
+    changed = dataclasses.replace(rec, rows=rec.rows[:n] + future)
+    for name, make in forecast.METHODS.items():
+        predict = make(records)
+        assert all(predict(rec, k) == predict(changed, k) for k in range(1, n + 1)), name
+
+
+def test_the_score_of_a_known_forecast(monkeypatch):
+    """A stand-in method that always says 1,100 (900-1,300) for a run that groks at 1,000, and the same for one
+    that never groks; it checks that it is never asked about a run it was fitted on."""
+    defects = [1, 1, 1, 1, 1, 50, 60, 70, 80, 90]  # the onset (D > 10 x 1 and > 20) at step 500
+    rows = tuple({"step": 100 * i, "defect": d, "train_acc": 1.0, "test_acc": 0.1, "train_loss": 0.1,
+                  "test_loss": 5.0} for i, d in enumerate(defects))
+    groks = Record("groks", "add", 1, 1e-3, 1.0, 1000, rows)
+    never = Record("never", "x3_xy", 2, 1e-3, 1.0, None, rows)
+
+    def stand_in(train):
+        names = {r.name for r in train}
+
+        def predict(rec, n):
+            assert rec.name not in names
+            return forecast.Forecast(rec.rows[n - 1]["step"], 1.0, 1100.0, 900.0, 1300.0)
+        return predict
+
+    monkeypatch.setattr(forecasting, "METHODS", {"stand-in": stand_in})
+    cells = forecasting.score([groks, never], "leave one seed out")["stand-in"]
+    assert [forecasting.point_cell(cells["points"][label]) for label, _ in forecasting.POINTS] == \
+        ["err 10%, 1/1 in 80%, width 40%"] * 4
+    assert [f.step for f in forecasting.at_points(groks, [stand_in([])(groks, n) for n in range(1, 11)]).values()] \
+        == [500, 200, 500, 700]
+    assert forecasting.first_cell(cells["first"]) == "1/1 runs, 100% of T ahead, 1/1 hold T"
+    assert forecasting.alarm_cell(cells["alarms"]) == "1/1 runs"

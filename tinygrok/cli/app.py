@@ -33,6 +33,7 @@ from tinygrok.run import forecasts, geometry, plots  # noqa: E402
 from tinygrok.run.runs import THETAS, Run, RunError, WriteError  # noqa: E402
 from tinygrok.run.train import Diverged  # noqa: E402
 from tinygrok.science import config, interventions, undefined  # noqa: E402
+from tinygrok.science.forecast import before_grok  # noqa: E402
 from tinygrok.science.forecast import fit as fit_forecaster  # noqa: E402
 from tinygrok.science.config import Config, ConfigError  # noqa: E402
 
@@ -308,7 +309,9 @@ def forecast_(run_dir: RunDir):
     run = _open_run(run_dir)
     rec, made = forecasts.replay(run)
     points = forecasting.at_points(rec, made) if rec.grok_90 is not None else {}
-    console.print(views.forecast_table(rec, points, forecasting.first_confident(rec, made), made[-1]))
+    shown = before_grok(rec, made)
+    last = shown[-1] if shown else None
+    console.print(views.forecast_table(rec, points, forecasting.first_confident(rec, made), last))
     console.print(f"figure: {plots.save(run, 'forecast')}")
 
 
@@ -320,7 +323,10 @@ def forecast_fit(
 ):
     """Refit the grok forecaster on trained runs (with probes, all of one model) and write it with their records."""
     records, model = forecasting.collect(paths)
-    fitted = fit_forecaster(records)
+    try:
+        fitted = fit_forecaster(records)
+    except ValueError as err:
+        fail(f"cannot fit the forecaster on these {len(records)} runs: {err}")
     for path in forecasts.write_shipped(fitted, model, records, out):
         console.print(f"wrote {path}")
     console.print(views.forecaster_table(fitted, records))

@@ -62,8 +62,10 @@ def live_training(cfg: Config):
                 eta = f", ends at step {end} in ~{(end - step) / rate / 60:.1f} min" if end else ""
                 progress.update(task, rate=f"{rate:.1f} steps/s{eta}")
             last.update(time=now, step=step)
-            if "forecast" in row:  # kept: the forecast is made at probes only
+            if "forecast" in row:  # kept: the forecast is made at probes only, and until the run has grokked
                 last["forecast"] = "  " + Forecast(step, **row["forecast"]).words()
+            elif row["test_acc"] >= 0.9 and last.get("forecast", "").startswith("  grok forecast"):
+                last["forecast"] = f"  grokked at step {step} (test accuracy >= 0.9)"
             progress.update(task, metrics=f"loss {row['train_loss']:.3f}  train {row['train_acc']:.3f}  "
                                           f"test {row['test_acc']:.3f}{last.get('forecast', '')}")
             if not console.is_terminal and step % (10 * cfg.eval_every) == 0:
@@ -136,7 +138,7 @@ def forecast_table(rec: Record, points: dict[str, Optional[Forecast]], first: Op
         return (label, f"{f.step:,}", f"{f.grok_step:,.0f}", f"{f.low:,.0f}-{f.high:,.0f}", f"{f.p_grok:.2f}", error)
 
     rows = [row(label, f) for label, f in points.items()]
-    rows += [row("first confident", first), row("last probe", last)]
+    rows += [row("first confident", first), row("last before grok_90" if rec.grok_90 else "last", last)]
     truth = "never reached test accuracy 0.9" if rec.grok_90 is None else f"grok_90 = {rec.grok_90:,}"
     return make_table(f"grok forecast of {rec.name} ({truth})",
                       ("when", "step", "forecast grok_90", "80% interval", "P(grok)", "error"), rows)

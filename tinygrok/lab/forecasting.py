@@ -15,7 +15,7 @@ from typing import Callable, Optional
 from tinygrok.run.forecasts import mismatch, model_of, record_of
 from tinygrok.run.runs import Run, RunError
 from tinygrok.science.analysis import curvature_onset
-from tinygrok.science.forecast import METHODS, Forecast, Predictor, Record
+from tinygrok.science.forecast import METHODS, Forecast, Predictor, Record, before_grok
 
 POINTS = (("at onset", None), ("at 25%", 0.25), ("at 50%", 0.50), ("at 75%", 0.75))
 SCHEMES: dict[str, Callable[[Record], object]] = {"leave one seed out": lambda r: r.seed,
@@ -60,33 +60,32 @@ def _fitted(make, train: list[Record]) -> Optional[Predictor]:
 
 def _score_run(predict: Optional[Predictor], rec: Record, cells: dict) -> None:
     forecasts = [predict(rec, n) if predict else None for n in range(1, len(rec.rows) + 1)]
-    if rec.grok_90 is None:
-        cells["alarms"].append(any(f is not None and f.confident for f in forecasts))
+    if rec.grok_90 is None:  # None where nothing could be fitted without the run: no forecast, no alarm either
+        cells["alarms"].append(any(f is not None and f.confident for f in forecasts) if predict else None)
         return
     T = rec.grok_90
     for label, f in at_points(rec, forecasts).items():
         cells["points"][label].append(None if f is None else
                                       (abs(f.grok_step - T) / T, f.low <= T <= f.high, (f.high - f.low) / T))
     first = first_confident(rec, forecasts)
-    cells["first"].append(None if first is None else (T - first.step, first.low <= T <= first.high))
+    cells["first"].append(None if first is None else ((T - first.step) / T, first.low <= T <= first.high))
 
 
 def at_points(rec: Record, forecasts: list[Optional[Forecast]]) -> dict[str, Optional[Forecast]]:
-    """A grokking run's forecast at each of POINTS: the one after the last probe at or before it (and before
-    grok_90); None where there is none yet."""
-    onset = curvature_onset(list(rec.rows))["onset_step"]
+    """A grokking run's forecast at each of POINTS: the one after the last probe at or before it; None where
+    there is none yet, or where the point is not before grok_90 (an onset at or after it warns of nothing)."""
+    onset = curvature_onset(list(rec.rows))["onset_step"]  # the fast regime's rule, the forecaster's model's
     chosen = {}
     for label, fraction in POINTS:
         at = onset if fraction is None else fraction * rec.grok_90
-        known = [i for i, r in enumerate(rec.rows) if at is not None and r["step"] <= at and r["step"] < rec.grok_90]
+        known = [] if at is None or at >= rec.grok_90 else [i for i, r in enumerate(rec.rows) if r["step"] <= at]
         chosen[label] = forecasts[known[-1]] if known else None
     return chosen
 
 
 def first_confident(rec: Record, forecasts: list[Optional[Forecast]]) -> Optional[Forecast]:
     """The first confident forecast before grok_90 (or over the whole run, for one that never groks)."""
-    return next((f for f, r in zip(forecasts, rec.rows)
-                 if (rec.grok_90 is None or r["step"] < rec.grok_90) and f is not None and f.confident), None)
+    return next((f for f in before_grok(rec, forecasts) if f.confident), None)
 
 
 def point_cell(scored: list) -> str:
@@ -101,11 +100,20 @@ def point_cell(scored: list) -> str:
 
 
 def first_cell(first: list) -> str:
+    """'20/24 runs, 45% of T ahead, 15/20 hold T': the first confident forecasts, their median lead as a share
+    of the grok step, and how many of their intervals held it."""
     made = [f for f in first if f is not None]
     if not made:
         return f"none (n {len(first)})"
-    return (f"{len(made)}/{len(first)} runs, lead {statistics.median(f[0] for f in made):,.0f} steps, "
+    return (f"{len(made)}/{len(first)} runs, {statistics.median(f[0] for f in made):.0%} of T ahead, "
             f"{sum(f[1] for f in made)}/{len(made)} hold T")
+
+
+def alarm_cell(alarms: list) -> str:
+    """'1/7 runs' that never grok with a confident forecast that they would; runs with no forecast apart."""
+    made = [a for a in alarms if a is not None]
+    missing = f", {len(alarms) - len(made)} no forecast" if len(made) < len(alarms) else ""
+    return f"{sum(made)}/{len(made)} runs{missing}"
 
 
 def markdown(records: list[Record]) -> str:
@@ -116,8 +124,7 @@ def markdown(records: list[Record]) -> str:
         header = ["method", *(label for label, _ in POINTS), "first confident forecast", "false alarms"]
         lines = [f"**{scheme}**\n", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for name, cells in score(records, scheme).items():
-            alarms = cells["alarms"]
             lines.append("| " + " | ".join([name, *(point_cell(cells["points"][label]) for label, _ in POINTS),
-                                            first_cell(cells["first"]), f"{sum(alarms)}/{len(alarms)} runs"]) + " |")
+                                            first_cell(cells["first"]), alarm_cell(cells["alarms"])]) + " |")
         parts.append("\n".join(lines) + "\n")
     return "\n".join(parts)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from tinygrok.run.runs import Run, RunError, read_json, write_json
+from tinygrok.science.analysis import first_step
 from tinygrok.science.config import Config
 from tinygrok.science.forecast import ROW_KEYS, Forecast, Forecaster, Record
 
@@ -37,12 +38,15 @@ def mismatch(cfg: Config, model: dict) -> Optional[str]:
 def record_of(run: Run) -> Record:
     """The run's record (a RunError, in one line, if it has no probes or no metrics)."""
     cfg, rows = run.config(), run.metrics()
-    probed = [{key: r[key] for key in ROW_KEYS} for r in rows if r.get("defect") is not None]
+    try:
+        probed = [{key: r[key] for key in ROW_KEYS} for r in rows if r.get("defect") is not None]
+    except KeyError as err:
+        raise RunError(f"{run.path}'s metrics.jsonl has a probed row without {err}") from None
     if not probed:
         raise RunError(f"{run.path} has no curvature probes: the forecaster reads the defect "
                        "(train it with --probe-every 100)")
-    grok_90 = next((r["step"] for r in rows if r["test_acc"] >= 0.9), None)
-    return Record(run.path.name, cfg.op, cfg.seed, cfg.lr, cfg.weight_decay, grok_90, tuple(probed))
+    return Record(run.path.name, cfg.op, cfg.seed, cfg.lr, cfg.weight_decay, first_step(rows, "test_acc", 0.9),
+                  tuple(probed))
 
 
 @functools.lru_cache(maxsize=1)
@@ -53,12 +57,13 @@ def shipped() -> tuple[Forecaster, dict]:
 
 
 def live(cfg: Config):
-    """A function rows -> the forecast after the last row (None until there is one) for a run of cfg, or None
-    where the shipped forecaster does not apply to it."""
+    """A function rows -> the forecast after the last row for a run of cfg (None before there is one, and once
+    the run has grokked: test accuracy >= 0.9), or None where the shipped forecaster does not apply to it."""
     forecaster, model = shipped()
     if mismatch(cfg, model):
         return None
-    return lambda rows: _last(forecaster, [r for r in rows if r.get("defect") is not None], cfg)
+    return lambda rows: (None if first_step(rows, "test_acc", 0.9) is not None else
+                         _last(forecaster, [r for r in rows if r.get("defect") is not None], cfg))
 
 
 def replay(run: Run) -> tuple[Record, list[Optional[Forecast]]]:

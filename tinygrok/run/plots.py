@@ -15,7 +15,7 @@ from tinygrok.run import forecasts
 from tinygrok.run.geometry import SVD_COMPONENTS, trajectories_to_detection
 from tinygrok.run.runs import DIMENSIONS, GEOMETRY, PCA, Run
 from tinygrok.science.analysis import curvature_onset, curvature_summary, grok_summary
-from tinygrok.science.forecast import Record
+from tinygrok.science.forecast import Record, before_grok
 from tinygrok.science.model import param_count
 from tinygrok.science.pca import trajectory_pca
 
@@ -160,11 +160,13 @@ def dimensions(run: Run | Path | str, axes=None) -> Figure:
     fig.suptitle("How much of the curvature each subspace holds, by its size: above the dotted line = enriched")
     return fig
 
+
 def forecast(run: Run | Path | str | Record, ax=None) -> Figure:
-    """The grok forecast against step, replayed as training showed it: the forecast step and its 80% interval,
-    the truth (grok_90) and the curvature onset marked, and P(grok) beside. For a run, or a stored record."""
+    """The grok forecast against step, replayed as training showed it (up to grok_90): the forecast step and its
+    80% interval, the truth (grok_90) and the curvature onset marked, and P(grok) beside. For a run, or a stored
+    record."""
     rec, made = ((run, forecasts.replay_record(run)) if isinstance(run, Record) else forecasts.replay(_as_run(run)))
-    shown = [(r["step"], f) for r, f in zip(rec.rows, made) if f is not None]
+    shown = [(f.step, f) for f in before_grok(rec, made)]  # what training showed
     steps = [s for s, _ in shown]
     fig, ax = _axes(ax, 1, (8, 4.5))
     ax.fill_between(steps, [f.low for _, f in shown], [f.high for _, f in shown], alpha=0.25, color="tab:green",

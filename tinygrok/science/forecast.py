@@ -4,11 +4,12 @@ The forecaster reads a run's probed metric rows up to step t only (the defect D,
 settings (learning rate, weight decay). Six numbers describe the record at t (FEATURES), and two linear models,
 fitted on stored runs, turn them into the forecast:
 
-    P(the run groks) = sigmoid(x . a)                logistic regression, over every probe of every run;
+    P(the run groks) = sigmoid(x . a)                logistic regression, over the probes of every run
+                                                     (a grokking run's before T);
     log10(T - t)     = x' . b + e                    least squares, over the grokking runs' probes before T,
                                                      x' = x without weight decay > 0 (always 1 there);
 
-where T is grok_90 (the first evaluation with test accuracy >= 0.9). The 80% interval is t + 10^(x . b + e10)
+where T is grok_90 (the first evaluation with test accuracy >= 0.9). The 80% interval is t + 10^(x' . b + e10)
 to t + 10^(x' . b + e90), e10 and e90 the 10% and 90% quantiles of the fitted residuals. Every run weighs the
 same in both fits, however many probes it has (a run at lr 1e-4 has 35x those of one at 1e-2).
 
@@ -17,8 +18,12 @@ defect's growth over its baseline says how far curvature has risen (§7.1); test
 loss from its peak say how far generalisation has gone; weight decay 0 never groks. The onset alone cannot
 give T (lead = c T^alpha with alpha > 1 makes onset = T - lead non-monotone in T), so it is not a feature.
 
+"P(grok)" is the chance that the run groks at all, as the fitted runs did within their caps; "confident" is a
+forecast with P(grok) >= 0.5 and an interval at most half as wide as its step (late in a long run that width is
+easily met, so there P(grok) decides alone).
+
 Baselines (scored beside it): the learning rate alone (T = C lr^beta), the curvature onset plus the median lead,
-and the test loss's peak plus the median delay from peak to grok_90.
+and the test loss's peak (once it has halved since) plus the median delay from it to grok_90.
 """
 from __future__ import annotations
 
@@ -78,6 +83,13 @@ class Forecast:
     def words(self) -> str:
         return (f"grok forecast: step ~{self.grok_step:,.0f}, 80%: {self.low:,.0f}-{self.high:,.0f} "
                 f"(P(grok) {self.p_grok:.2f})")
+
+
+def before_grok(rec: Record, forecasts: list[Optional[Forecast]]) -> list[Forecast]:
+    """The forecasts made before the run reached grok_90 (all, for one that never did): what a person watching
+    it saw, and what is scored."""
+    return [f for f, r in zip(forecasts, rec.rows)
+            if f is not None and (rec.grok_90 is None or r["step"] < rec.grok_90)]
 
 
 def feature_matrix(rows, lr: float, weight_decay: float) -> np.ndarray:
@@ -144,9 +156,9 @@ class Forecaster:
         return Forecast(step, p, step + 10 ** centre, low, high)
 
     def forecasts(self, rows, lr: float, weight_decay: float) -> list[Optional[Forecast]]:
-        """The forecast after each probed row (None for the first two)."""
+        """The forecast after each probed row (None for the first two, and where a record is not finite)."""
         x = feature_matrix(rows, lr, weight_decay)
-        return [None if i < 2 else self.at(x[i], rows[i]["step"]) for i in range(len(rows))]
+        return [self.at(x[i], rows[i]["step"]) if np.isfinite(x[i]).all() else None for i in range(len(rows))]
 
 
 def fit(records) -> Forecaster:
@@ -155,13 +167,20 @@ def fit(records) -> Forecaster:
     x, run, steps = _pairs(records, grokking_only=True)
     x, w = x[:, :REGRESSION], _run_weights(run)
     y = np.log10(np.array([records[i].grok_90 for i in run]) - steps)  # (n,) log10 of the steps still to go
-    b = np.linalg.solve(x.T @ (w[:, None] * x) + 1e-9 * np.eye(x.shape[1]), x.T @ (w * y))
+    _check_design(x, "the grokking runs' probes")
+    b = np.linalg.solve(x.T @ (w[:, None] * x), x.T @ (w * y))
     residual = y - x @ b
     interval = tuple(weighted_quantile(residual, w, q) for q in INTERVAL)
     xa, run_a, _ = _pairs(records, grokking_only=False)
     label = np.array([records[i].grok_90 is not None for i in run_a], dtype=float)
     a = _logistic(xa, label, _run_weights(run_a))
     return Forecaster(tuple(map(float, a)), tuple(map(float, b)), interval, tuple(r.name for r in records))
+
+
+def _check_design(x: np.ndarray, what: str) -> None:
+    """A ValueError where least squares on x has no unique answer (e.g. every run at one learning rate)."""
+    if np.linalg.matrix_rank(x) < x.shape[1]:
+        raise ValueError(f"{what} cannot separate the features' effects (one learning rate only?)")
 
 
 def _logistic(x: np.ndarray, label: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -192,6 +211,7 @@ def lr_law_predictor(records) -> Predictor:
     grokked = [r for r in records if r.grok_90 is not None]
     x = np.column_stack([np.ones(len(grokked)), np.log10([r.lr for r in grokked])])
     y = np.log10([r.grok_90 for r in grokked])
+    _check_design(x, "the grokking runs")
     coef = np.linalg.lstsq(x, y, rcond=None)[0]
     e = tuple(float(np.quantile(y - x @ coef, q)) for q in INTERVAL)
 
@@ -202,8 +222,12 @@ def lr_law_predictor(records) -> Predictor:
 
 
 def _delay_predictor(records, mark: Callable[[tuple], Optional[int]]) -> Predictor:
-    """T = mark + the median of (T - mark) over the grokking runs; 80% from its quantiles."""
-    delays = [r.grok_90 - m for r in records if r.grok_90 is not None and (m := mark(r.rows)) is not None]
+    """T = mark + the median of (T - mark) over the grokking runs, each marked on its probes before T as a
+    forecast would see them; 80% from the quantiles."""
+    delays = [r.grok_90 - m for r in records if r.grok_90 is not None
+              and (m := mark(tuple(q for q in r.rows if q["step"] < r.grok_90))) is not None]
+    if not delays:
+        raise ValueError("no grokking run has the mark to measure a delay from")
     median, low, high = (float(np.quantile(delays, q)) for q in (0.5, *INTERVAL))
 
     def predict(rec: Record, n: int) -> Optional[Forecast]:
@@ -217,9 +241,19 @@ def onset_predictor(records) -> Predictor:
     return _delay_predictor(records, lambda rows: curvature_onset(list(rows))["onset_step"])
 
 
+def loss_peak(rows) -> Optional[int]:
+    """The step of the test loss's highest point so far, once the loss has fallen to half of it since (None
+    before): memorization's peak, confirmed (a loss-only signal)."""
+    if not rows:
+        return None
+    peak = max(range(len(rows)), key=lambda i: rows[i]["test_loss"])
+    fallen = min(r["test_loss"] for r in rows[peak:]) <= 0.5 * rows[peak]["test_loss"]
+    return rows[peak]["step"] if fallen else None
+
+
 def loss_peak_predictor(records) -> Predictor:
-    """The test loss's highest point so far plus the median delay from it to grok_90 (a loss-only signal)."""
-    return _delay_predictor(records, lambda rows: max(rows, key=lambda r: r["test_loss"])["step"] if rows else None)
+    """The test loss's peak (loss_peak) plus the median delay from it to grok_90."""
+    return _delay_predictor(records, loss_peak)
 
 
 METHODS = {"forecaster": forecaster_predictor, "learning rate alone": lr_law_predictor,
