@@ -161,4 +161,5 @@ def test_the_score_of_a_known_forecast(monkeypatch):
     assert [f.step for f in forecasting.at_points(groks, [stand_in([])(groks, n) for n in range(1, 11)]).values()] \
         == [500, 200, 500, 700]
     assert forecasting.first_cell(cells["first"]) == "1/1 runs, 100% of T ahead, 1/1 hold T"
-    assert forecasting.alarm_cell(cells["alarms"]) == "1/1 runs"
+    assert forecasting.alarm_cell(cells["alarms"]) == "1/1 runs, 100% of probes"
+    assert forecasting.alarm_cell([(0, 10), (5, 10), None]) == "1/2 runs, 25% of probes, 1 no forecast"

@@ -4,7 +4,8 @@ Scored leave-one-seed-out and leave-one-learning-rate-out: every run is forecast
 baseline) fitted on the runs that share neither its seed, or its learning rate. For a run that groks: at its
 curvature onset and at 25%, 50% and 75% of its grok_90 T, the absolute error |T_hat - T| / T, whether the 80%
 interval holds T, and the interval's width / T; and how far ahead of T the first confident forecast came. For a
-run that never groks: whether any forecast over the whole run was a confident "it groks" (a false alarm).
+run that never groks: whether any forecast over the whole run was a confident "it groks" (a false alarm), and at
+what share of its probes.
 """
 from __future__ import annotations
 
@@ -60,8 +61,9 @@ def _fitted(make, train: list[Record]) -> Optional[Predictor]:
 
 def _score_run(predict: Optional[Predictor], rec: Record, cells: dict) -> None:
     forecasts = [predict(rec, n) if predict else None for n in range(1, len(rec.rows) + 1)]
-    if rec.grok_90 is None:  # None where nothing could be fitted without the run: no forecast, no alarm either
-        cells["alarms"].append(any(f is not None and f.confident for f in forecasts) if predict else None)
+    if rec.grok_90 is None:  # (alarms, probes); None where nothing could be fitted without the run
+        cells["alarms"].append((sum(f is not None and f.confident for f in forecasts), len(forecasts))
+                               if predict else None)
         return
     T = rec.grok_90
     for label, f in at_points(rec, forecasts).items():
@@ -110,10 +112,14 @@ def first_cell(first: list) -> str:
 
 
 def alarm_cell(alarms: list) -> str:
-    """'1/7 runs' that never grok with a confident forecast that they would; runs with no forecast apart."""
+    """'1/7 runs, 4% of probes': the runs that never grok with a confident forecast that they would, at any
+    probe, and the share of all their probes with one; runs with no forecast apart."""
     made = [a for a in alarms if a is not None]
     missing = f", {len(alarms) - len(made)} no forecast" if len(made) < len(alarms) else ""
-    return f"{sum(made)}/{len(made)} runs{missing}"
+    if not made:
+        return f"no runs{missing}"
+    share = sum(k for k, _ in made) / sum(n for _, n in made)
+    return f"{sum(k > 0 for k, _ in made)}/{len(made)} runs, {share:.0%} of probes{missing}"
 
 
 def markdown(records: list[Record]) -> str:
