@@ -105,7 +105,8 @@ lessons.check("7c", answer_7c, run.summary()["lead_steps"] / run.summary()["grok
 # %%
 from tinygrok.run import forecasts
 
-stored = next(r for r in forecasts.shipped_records() if (r.op, r.lr, r.seed) == ("add", 1e-3, 42))
+stored = next(r for r in forecasts.shipped_records()  # the walkthrough's run (others: no decay, an intervention)
+              if (r.op, r.lr, r.seed, r.weight_decay) == ("add", 1e-3, 42, 1.0) and r.grok_90 is not None)
 made = forecasts.replay_record(stored)
 for row, f in zip(stored.rows, made):
     if f is not None and row["step"] % 500 == 0 and row["step"] < stored.grok_90:
