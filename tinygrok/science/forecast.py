@@ -202,6 +202,7 @@ Predictor = Callable[[Record, int], Optional[Forecast]]  # (a run, how many of i
 
 
 def forecaster_predictor(records) -> Predictor:
+    """The forecaster fitted on the records, as a Predictor (what the score compares with the baselines)."""
     model = fit(records)
     return lambda rec, n: model.forecasts(rec.rows[:n], rec.lr, rec.weight_decay)[-1] if n >= 3 else None
 
