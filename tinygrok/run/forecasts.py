@@ -69,11 +69,10 @@ def live(cfg: Config):
 def replay(run: Run) -> tuple[Record, list[Optional[Forecast]]]:
     """The run's record and the shipped forecaster's forecast after each of its probes, as training would have
     shown them (a RunError, in one line, where the forecaster does not apply to the run)."""
-    forecaster, model = shipped()
-    if why := mismatch(run.config(), model):
+    if why := mismatch(run.config(), shipped()[1]):
         raise RunError(f"cannot forecast {run.path}: {why}")
     rec = record_of(run)
-    return rec, forecaster.forecasts(rec.rows, rec.lr, rec.weight_decay)
+    return rec, replay_record(rec)
 
 
 def replay_record(rec: Record) -> list[Optional[Forecast]]:

@@ -28,7 +28,6 @@ and the test loss's peak (once it has halved since) plus the median delay from i
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -101,7 +100,7 @@ def feature_matrix(rows, lr: float, weight_decay: float) -> np.ndarray:
     x = np.full((n, len(FEATURES)), np.nan)
     if n < 3:
         return x
-    baseline = max(statistics.median(defect[:3]), 0.1)
+    baseline = curvature_onset(list(rows[:3]))["baseline_defect"]  # the onset rule's baseline, max(median, 0.1)
     x[2:] = np.column_stack([
         np.ones(n), np.full(n, math.log10(lr)), np.log10(np.maximum([r["step"] for r in rows], 1)),
         np.log10(np.maximum.accumulate(defect) / baseline + 1e-12), [r["test_acc"] for r in rows],
