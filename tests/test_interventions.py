@@ -183,7 +183,7 @@ def test_intervene_builds_the_baseline_once_and_gives_the_run_its_basis(tmp_path
     assert baseline.stages() == ["train", "pca"] and run.summary()["steps"] == 200
     assert np.array_equal(run.hook_basis(), baseline.basis().astype(np.float32))  # B from the baseline's PCA
     assert run.config().hook == "project:s=1.0,basis=pca,start=500" and run.config().probe_every == 100
-    assert run.config().batches == "sibling" and baseline.config().batches == "own"  # the paper's protocol
+    assert run.config().batches == "shifted" and baseline.config().batches == "own"  # the reference code's protocol
     built = (baseline.path / METRICS).stat().st_mtime_ns
     again = tinygrok("intervene", "--arm", "project", "--dose", "0.5", "--preset", "classroom", "--max-steps", "200",
                      "--out", str(tmp_path / "half"))
@@ -256,7 +256,7 @@ def test_a_zero_direction_gives_no_kick():
     assert np.linalg.norm(interventions.direction(vector(3))) == pytest.approx(1, rel=1e-6)
 
 
-@pytest.mark.parametrize("args,words", [(["--arm", "bogus"], "the arms are project, penalty"),
+@pytest.mark.parametrize("args,words", [(["--arm", "bogus"], "the arms are project, project-attention, penalty"),
                                         (["--arm", "project", "--dose", "2"], "s=2.0 is not allowed"),
                                         (["--arm", "project", "--resume", "--force"], "contradict")])
 def test_bad_interventions_are_refused_in_one_line_before_any_training(args, words, tmp_path):

@@ -1,16 +1,20 @@
-"""The two intervention protocols (PAPER.md §8.1): on "sibling" batches (the paper's) a run shares its baseline's
-init and split and draws other batches from the first update on, so the baseline's execution basis is a sibling
-trajectory's; on "own" batches it retraces its baseline until the hook starts, so the basis is its own future
-path. Measuring never changes training in either."""
+"""The three intervention protocols (docs/differences.md): on "shifted" batches (the reference code's) update k
+trains on the baseline's batch k + 2K ceil(k / probe_every), as the reference's probes take two batches a sample
+from its training stream; on "sibling" batches a run shares its baseline's init and split and draws other batches
+from the first update on; on "own" batches it retraces its baseline until the hook starts, and measuring never
+changes training."""
 import json
+import math
 
 import numpy as np
 import pytest
 
 from tinygrok.lab import grids, recipes
 from tinygrok.run.runs import CONFIG, METRICS, SNAPSHOTS, Run
+from tinygrok.run import train as training
 from tinygrok.run.train import train
 from tinygrok.science.config import ConfigError, preset
+from tinygrok.science.data import make_dataset, sample_batch, stream
 from tinygrok.science.model import param_count
 from tinygrok.science.pca import random_basis
 
@@ -35,6 +39,40 @@ def test_an_own_run_retraces_its_baseline_until_the_hook_starts(tmp_path):
     assert not np.array_equal(a[500], b[500])  # update 500 is the first the hook acts on (start=500)
 
 
+def baseline_batch_numbers(monkeypatch, cfg, runs) -> list[int]:
+    """Which of the baseline's batches (numbered from 1, as its updates) each update trains on, in order, over the
+    training calls `runs` makes: derived from the streams by matching every batch drawn for an update against the
+    seed's own batch stream."""
+    data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
+    rng = stream(cfg.seed, "batches")
+    number = {sample_batch(data, cfg.batch_size, rng)[0].tobytes(): k for k in range(1, 1000)}
+    drawn = []
+
+    def recording(*args):
+        batch = sample_batch(*args)
+        drawn.append(number[batch[0].tobytes()])
+        return batch
+
+    monkeypatch.setattr(training, "sample_batch", recording)
+    runs()
+    return drawn
+
+
+@pytest.mark.parametrize("hook, extra", [("project:s=0.5,start=5", 0), ("kick:alpha=1.0,start=15,samples=1", 4)])
+def test_a_shifted_run_trains_on_the_baseline_batch_k_plus_2K_ceil_k_over_probe_every_through_a_resume(
+        tmp_path, monkeypatch, hook, extra):
+    """K = 3 samples every 10 updates: 6 batches skipped at step 0 and after every probe. A kick's samples skip
+    theirs too (the reference drew them from its training stream): 2 x (1 + 1) after update 15."""
+    cfg = CFG.replace(batch_size=16, eval_every=10, probe_every=10, probe_samples=3, hook=hook, batches="shifted",
+                      snapshot_every=0, max_steps=25)
+    run = Run.create(tmp_path / "run", cfg)
+    run.write_hook_basis(BASIS)
+    drawn = baseline_batch_numbers(monkeypatch, cfg, lambda: (train(cfg, run), train(cfg.replace(max_steps=45), run,
+                                                                                      resume=True)))
+    expected = [k + 2 * 3 * math.ceil(k / 10) + (extra if k > 15 else 0) for k in range(1, 46)]
+    assert drawn == expected  # 25 updates, killed (its checkpoint at 25), then 20 more after the resume
+
+
 def test_a_sibling_run_shares_init_and_split_and_draws_other_batches_from_update_one(tmp_path):
     baseline = trained(tmp_path / "baseline", max_steps=3)
     sibling = trained(tmp_path / "sibling", max_steps=3, hook="project:s=0.0", batches="sibling", probe_every=100)
@@ -47,14 +85,14 @@ def test_a_sibling_run_shares_init_and_split_and_draws_other_batches_from_update
 
 
 def test_the_run_name_and_config_json_carry_the_protocol(tmp_path):
-    sibling, own = (recipes.intervention("project", 0.5, preset="classroom", **given) for given in ({}, {"batches": "own"}))
-    assert sibling.name == "intervene_sibling_classroom_add_s42_hookproject-s0.5-basispca-start500"
+    shifted, own = (recipes.intervention("project", 0.5, preset="classroom", **given) for given in ({}, {"batches": "own"}))
+    assert shifted.name == "intervene_shifted_classroom_add_s42_hookproject-s0.5-basispca-start500"
     assert own.name == "intervene_own_classroom_add_s42_hookproject-s0.5-basispca-start500"
-    assert recipes.baseline(sibling).name == recipes.baseline(own).name == "classroom_add_s42_max_steps15000"
-    assert recipes.baseline(sibling).config.batches == "own"  # one baseline: the seed's batches
-    Run.create(tmp_path / "run", sibling.config)
-    assert json.loads((tmp_path / "run" / CONFIG).read_text())["batches"] == "sibling"
-    with pytest.raises(ConfigError, match="--batches='mine' is invalid: must be own or sibling"):
+    assert recipes.baseline(shifted).name == recipes.baseline(own).name == "classroom_add_s42_max_steps15000"
+    assert recipes.baseline(shifted).config.batches == "own"  # one baseline: the seed's batches, no probes
+    Run.create(tmp_path / "run", shifted.config)
+    assert json.loads((tmp_path / "run" / CONFIG).read_text())["batches"] == "shifted"
+    with pytest.raises(ConfigError, match="--batches='mine' is invalid: must be own or shifted or sibling"):
         CFG.replace(batches="mine")
 
 
@@ -69,10 +107,10 @@ def test_a_run_directory_from_before_the_setting_reads_and_resumes_as_own(tmp_pa
     assert (old.path / METRICS).read_bytes() == (whole.path / METRICS).read_bytes()
 
 
-def test_the_grids_run_the_sibling_protocol_unless_asked_for_own_and_filter_by_arm_and_dose():
+def test_the_grids_run_the_shifted_protocol_unless_asked_for_another_and_filter_by_arm_and_dose():
     default = grids.grid("dose-response", grids.Filters(ops=("add",), seeds=(42,), doses=(0.5,)))
     own = grids.grid("dose-response", grids.Filters(ops=("add",), seeds=(42,), doses=(0.5,), batches="own"))
-    for specs, batches in ((default, "sibling"), (own, "own")):
+    for specs, batches in ((default, "shifted"), (own, "own")):
         assert [(s.recipe, s.config.batches, s.config.hook) for s in specs] == [
             ("pca", "own", "none"), ("intervene", batches, "project:s=0.0,basis=pca,start=500"),
             ("intervene", batches, "project:s=0.5,basis=pca,start=500")]  # s = 0 kept: the delays' reference

@@ -198,8 +198,9 @@ def intervene(
 ):
     """One causal intervention (§8.1): a baseline run to detection gives the execution basis (built once, then
     reused), and a probed run from the same seed trains with the intervention, to 1,000 steps past detection or
-    the 15,000-step cap (not grokked: DNF); on a sibling's batches unless --batches own (then the basis is the
-    run's own future path, and the run equals its baseline up to the intervention's start)."""
+    the 15,000-step cap (not grokked: DNF); on the reference code's batches (shifted: the seed's own, moved on by
+    the batches its probes take) unless --batches own (the basis is the run's own future path) or sibling (another
+    stream's)."""
     use_backend(array_backend)
     if overrides.pop("hook") is not None:
         raise RunError("--hook is set by --arm, --dose and --basis here")
@@ -407,7 +408,7 @@ def sweep_(
     scheduler: Annotated[Optional[str], typer.Option(help="a Dask scheduler, tcp://HOST:PORT, whose workers run the "
                                                           "grid instead (pip install -e '.\\[cluster]')")] = None,
     ops: Annotated[Optional[str], typer.Option(help="only these operations, e.g. add,sub")] = None,
-    seeds: Annotated[Optional[str], typer.Option(help="only these seeds, e.g. 42,137")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="these seeds in place of the paper's 42,137,2024, e.g. 42,137 or 1,2,3")] = None,
     lrs: Annotated[Optional[str], typer.Option(help="only these learning rates, e.g. 1e-3,1e-2")] = None,
     arms: Annotated[Optional[str], typer.Option(help="only these intervention arms, e.g. project,none")] = None,
     doses: Annotated[Optional[str], typer.Option(help="only the interventions at these doses, e.g. 0.75,1 (the runs "
@@ -415,8 +416,9 @@ def sweep_(
     max_steps: Annotated[Optional[int], typer.Option(min=1, help="cap every run at this many steps")] = None,
     preset: Annotated[Optional[str], typer.Option(help="classroom: the CPU-sized model instead of the paper's")] = None,
     batches: Annotated[Optional[str], typer.Option(
-        help="the intervention runs' batches: sibling (the paper's protocol: the execution basis comes from a "
-             "sibling trajectory) or own (the basis is the run's own future path)  [default: sibling]")] = None,
+        help="the intervention runs' batches: shifted (the reference code's: the seed's own, moved on by the "
+             "batches its probes take), own (the basis is the run's own future path) or sibling (another stream's) "
+             " [default: shifted]")] = None,
 ):
     """Run one of the paper's experiments: its grid of runs, side by side, skipping what is done."""
     filters = grids.Filters(_listed(ops, str, "--ops"), _listed(seeds, int, "--seeds"),

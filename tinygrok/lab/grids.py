@@ -25,37 +25,39 @@ PROBES = dict(probe_every=100, probe_samples=5, extra_steps=1000)  # §6.2: K = 
 CONTROLS = dict(probe_samples=7, theta_every=100, extra_steps=1500)
 
 Row = tuple  # (recipe, preset, settings): one run of a grid, before filters
+# A grid is a function of the seeds its seeded runs take (the paper's SEEDS unless --seeds names others); runs the
+# paper made with one seed only keep theirs.
 
 
-def _table1() -> list[Row]:
+def _table1(seeds: tuple) -> list[Row]:
     """Table 1, onset and lead: 4 grokking operations x 3 seeds, probed, and 3 controls (§10 #4, #10-#13).
 
     The controls, as the reference's generalization-dynamics runs: the two non-grokking operations for 7,500 steps
     and add without weight decay for 5,000."""
-    return ([("walkthrough", "paper", dict(op=op, seed=seed)) for op in GROKKING_OPS for seed in SEEDS]
+    return ([("walkthrough", "paper", dict(op=op, seed=seed)) for op in GROKKING_OPS for seed in seeds]
             + [("walkthrough", "paper", dict(op=op, seed=42, max_steps=7500)) for op in NON_GROKKING_OPS]
             + [("walkthrough", "paper", dict(op="add", seed=42, weight_decay=0.0, max_steps=5000))])
 
 
-def _pca() -> list[Row]:
+def _pca(seeds: tuple) -> list[Row]:
     """Trajectory PCA: 6 operations x weight decay {1, 0} x 3 seeds (§5.4).
 
     No-decay runs for 50,000 steps with snapshots every 500; the non-grokking operations run all 200,000 steps."""
     no_decay = dict(weight_decay=0.0, max_steps=50_000, snapshot_every=500)
     return [("pca", "paper", dict(op=op, seed=seed, **(no_decay if wd == 0 else {})))
-            for op in GROKKING_OPS + NON_GROKKING_OPS for wd in (1.0, 0.0) for seed in SEEDS]
+            for op in GROKKING_OPS + NON_GROKKING_OPS for wd in (1.0, 0.0) for seed in seeds]
 
 
-def _lr_sweep() -> list[Row]:
+def _lr_sweep(seeds: tuple) -> list[Row]:
     """The lead-time power law: 6 learning rates x 6 operations x 3 seeds, probed (§7.4, §10 #15-#20).
 
     The non-grokking operations for at most 50,000 steps, as in the reference's LR sweep (§12)."""
     return [("train", "paper", dict(op=op, seed=seed, lr=lr, **PROBES,
                                     **({"max_steps": 50_000} if op in NON_GROKKING_OPS else {})))
-            for lr in LEARNING_RATES for op in GROKKING_OPS + NON_GROKKING_OPS for seed in SEEDS]
+            for lr in LEARNING_RATES for op in GROKKING_OPS + NON_GROKKING_OPS for seed in seeds]
 
 
-def _slow() -> list[Row]:
+def _slow(seeds: tuple) -> list[Row]:
     """The slow regime, GPU-scale: 3 layers, lr 5e-5, add, seeds 42 and 137 (§9.2).
 
     K = 5 probes every 5,000 steps, 20,000 steps past detection, at most 650,000 steps; then the trajectory PCA
@@ -71,15 +73,15 @@ def _arm(arm: str, dose: float, basis: str = "pca") -> str:
     return interventions.parse(arm).with_dose(dose, basis).spec
 
 
-def _dose_response() -> list[Row]:
+def _dose_response(seeds: tuple) -> list[Row]:
     """Dose-response: project at s = 0 to 1 x 4 grokking operations x 3 seeds (§8.3 figI10).
 
     s = 0, 0.25, 0.5, 0.75, 1, probed, each seed's baseline first (its basis)."""
     return [("intervene", "paper", dict(op=op, seed=seed, hook=_arm("project", s)))
-            for op in GROKKING_OPS for seed in SEEDS for s in DOSES]
+            for op in GROKKING_OPS for seed in seeds for s in DOSES]
 
 
-def _interventions_add() -> list[Row]:
+def _interventions_add(seeds: tuple) -> list[Row]:
     """The interventions on add: kick, noise, penalty, project, random-basis project (§8.3 figI4-I6).
 
     No hook, and kick, noise, penalty, project at four doses each, and project with a random basis at the same
@@ -87,44 +89,55 @@ def _interventions_add() -> list[Row]:
     sweeps = {arm: interventions.HOOKS[arm].SWEEP for arm in ("kick", "noise", "penalty", "project")}  # figI5
     arms = ["none"] + [_arm(arm, dose) for arm, doses in sweeps.items() for dose in doses]
     arms += [_arm("project", s, "random") for s in sweeps["project"]]  # figI6
-    return [("intervene", "paper", dict(op="add", seed=seed, hook=hook)) for seed in SEEDS for hook in arms]
+    return [("intervene", "paper", dict(op="add", seed=seed, hook=hook)) for seed in seeds for hook in arms]
 
 
-def _interventions_primary() -> list[Row]:
+def _interventions_primary(seeds: tuple) -> list[Row]:
     """figI4: no hook, and kick, noise, penalty and project at the paper's primary strengths, on add (§8.3).
 
     Each arm at its default (the paper's primary: alpha 10, eps 0.1, lambda 0.5, s 0.5), x 3 seeds."""
     arms = ["none"] + [interventions.parse(arm).with_dose(None).spec for arm in ("kick", "noise", "penalty", "project")]
-    return [("intervene", "paper", dict(op="add", seed=seed, hook=hook)) for seed in SEEDS for hook in arms]
+    return [("intervene", "paper", dict(op="add", seed=seed, hook=hook)) for seed in seeds for hook in arms]
 
 
-def _random_basis() -> list[Row]:
+def _random_basis(seeds: tuple) -> list[Row]:
     """figI6: project with a random orthonormal basis in place of the trajectory PCA's, on add (§8.3).
 
     s = 0.25 to 1 and no hook, x 3 seeds."""
     arms = ["none"] + [_arm("project", s, "random") for s in interventions.HOOKS["project"].SWEEP]
-    return [("intervene", "paper", dict(op="add", seed=seed, hook=hook)) for seed in SEEDS for hook in arms]
+    return [("intervene", "paper", dict(op="add", seed=seed, hook=hook)) for seed in seeds for hook in arms]
 
 
-def _kicks() -> list[Row]:
+def _kicks(seeds: tuple) -> list[Row]:
     """Sustained kicks on add, along curvature or at random, alpha 50-500 (§8.3 figI8).
 
     Every 50 steps from step 500, after the optimizer step; and no hook; x 3 seeds."""
     sweeps = {arm: interventions.HOOKS[arm].SWEEP for arm in ("sustained_kick", "random_kick")}  # figI8
     arms = ["none"] + [_arm(arm, alpha) for arm, alphas in sweeps.items() for alpha in alphas]
-    return [("intervene", "paper", dict(op="add", seed=seed, hook=hook)) for seed in SEEDS for hook in arms]
+    return [("intervene", "paper", dict(op="add", seed=seed, hook=hook)) for seed in seeds for hook in arms]
 
 
-def _controls() -> list[Row]:
+def _attention_only(seeds: tuple) -> list[Row]:
+    """Not the paper's: project inside the attention matrices only, s = 0.75 and 1, with the baseline's trajectory
+    PCA basis and with a random one of the same size inside the same matrices, on add; and no hook; x 3 seeds.
+
+    Whether holding only the attention matrices to B stops grokking while a random subspace does not (§8.3's
+    s = 1 control freezes every other parameter too)."""
+    sweep = interventions.HOOKS["project_attention"].SWEEP
+    arms = ["none"] + [_arm("project_attention", s, basis) for basis in ("pca", "random") for s in sweep]
+    return [("intervene", "paper", dict(op="add", seed=seed, hook=hook)) for seed in seeds for hook in arms]
+
+
+def _controls(seeds: tuple) -> list[Row]:
     """exec/random with the reference's own control protocol: 4 grokking operations x 3 seeds (§6.4).
 
     The walkthrough with K = 7 defect samples every 100 steps (its onset too), parameters saved every 100 steps
     (the weight-SVD and trajectory-PCA bases' projections at each, 5 random bases of each size), 1,500 steps
     past detection."""
-    return [("walkthrough", "paper", dict(op=op, seed=seed, **CONTROLS)) for op in GROKKING_OPS for seed in SEEDS]
+    return [("walkthrough", "paper", dict(op=op, seed=seed, **CONTROLS)) for op in GROKKING_OPS for seed in seeds]
 
 
-def _float64_check() -> list[Row]:
+def _float64_check(seeds: tuple) -> list[Row]:
     """The walkthrough of add, seed 42, in float32 and in float64: which features of the defect are float32's.
 
     §6.6: exact zeros, quantised values and post-grokking spikes may be rounding; float64 tells."""
@@ -133,16 +146,17 @@ def _float64_check() -> list[Row]:
 
 EXPERIMENTS = {"table1": _table1, "pca": _pca, "lr-sweep": _lr_sweep, "slow": _slow, "dose-response": _dose_response,
                "interventions-add": _interventions_add, "interventions-primary": _interventions_primary,
-               "random-basis": _random_basis, "kicks": _kicks, "controls": _controls,
+               "random-basis": _random_basis, "attention-only": _attention_only, "kicks": _kicks, "controls": _controls,
                "float64-check": _float64_check}
 
 
 @dataclass(frozen=True)
 class Filters:
-    """What makes a grid smaller or another variant: only these operations, seeds and learning rates (None: all);
+    """What makes a grid smaller or another variant: these seeds in place of the paper's three (the runs the paper
+    made with one seed kept where it is among them); only these operations and learning rates (None: all);
     only these intervention arms (hook names, "none" among them) and doses (the runs without intervention kept),
     with their baselines; max_steps as a cap on every run; preset "classroom" in place of "paper" (CPU-sized);
-    and the intervention runs' batches ("own" in place of the paper's protocol, "sibling")."""
+    and the intervention runs' batches ("own" or "sibling" in place of the reference's, "shifted")."""
 
     ops: Optional[tuple] = None
     seeds: Optional[tuple] = None
@@ -173,7 +187,7 @@ def grid(name: str, filters: Filters = Filters()) -> list[RunSpec]:
         raise ConfigError(f"--preset={filters.preset!r} is invalid here: the paper's experiments run on paper, or "
                           "classroom (CPU-sized; not for slow)")
     specs = []
-    for recipe, preset, settings in EXPERIMENTS[name]():
+    for recipe, preset, settings in EXPERIMENTS[name](filters.seeds or SEEDS):
         preset = filters.preset or preset
         cfg = config.preset(preset, **{**recipe_settings(recipe), **settings})
         if any(wanted is not None and value is not None and value not in wanted for wanted, value in

@@ -28,7 +28,7 @@ from tinygrok.run.train import StepCallback, diverged, train
 from tinygrok.science import config, interventions
 from tinygrok.science.config import Config, ConfigError
 from tinygrok.science.data import stream
-from tinygrok.science.model import attention_layout, param_count
+from tinygrok.science.model import attention_indices, attention_layout, param_count
 from tinygrok.science.pca import random_basis
 
 # The walkthrough's additions to its preset (PAPER.md §6.2, the generalization-dynamics runs): K = 5 commutator
@@ -37,9 +37,9 @@ from tinygrok.science.pca import random_basis
 WALKTHROUGH_SETTINGS = dict(probe_every=100, probe_samples=5, extra_steps=1000, theta_every=200)
 WALKTHROUGH_PRESETS = ("paper", "classroom")  # evaluated every 100 steps, as the probe cadence needs
 # The second phase of an intervention (§8.1): K = 5 probes every 100 steps, 1,000 steps past detection, the
-# paper's 15,000-step cap for its sweeps (DNF: not grokked by then), and the paper's protocol: a sibling's batches,
-# so that the execution basis from the baseline is a sibling trajectory's (batches="own": the run's own future).
-INTERVENTION_SETTINGS = dict(probe_every=100, probe_samples=5, extra_steps=1000, max_steps=15_000, batches="sibling")
+# paper's 15,000-step cap for its sweeps (DNF: not grokked by then), and the reference code's batches: the seed's
+# own stream, shifted by the batches its probes take (config.BATCH_STREAMS says what B is to the run on each).
+INTERVENTION_SETTINGS = dict(probe_every=100, probe_samples=5, extra_steps=1000, max_steps=15_000, batches="shifted")
 EXISTING = ("continue", "resume", "refuse", "restart")  # what execute does with a run directory that exists
 
 
@@ -184,11 +184,17 @@ def baseline(spec: RunSpec) -> RunSpec:
 def intervention_basis(spec: RunSpec, beside: Path) -> np.ndarray:
     """The execution basis B (P, K) the intervention run `spec` is given: its baseline's (in `beside`, which must
     be finished), or for basis "random" a random orthonormal one of the same size (its own "random_basis" stream;
-    the reference: a Gaussian matrix's QR, seeded seed + 77777)."""
+    the reference: a Gaussian matrix's QR, seeded seed + 77777), inside the attention matrices for an arm that
+    acts there only."""
     cfg, hook = spec.config, interventions.parse(spec.config.hook)
     if hook.basis == "random":
-        k = len(attention_layout(cfg)) * geometry.BASIS_COMPONENTS
-        return random_basis(param_count(cfg), k, stream(cfg.seed, "random_basis")).astype(cfg.dtype)
+        k, rng = len(attention_layout(cfg)) * geometry.BASIS_COMPONENTS, stream(cfg.seed, "random_basis")
+        if not hook.INSIDE_ATTENTION:
+            return random_basis(param_count(cfg), k, rng).astype(cfg.dtype)
+        inside = attention_indices(cfg)
+        basis = np.zeros((param_count(cfg), k), dtype=cfg.dtype)  # (P, K)
+        basis[inside] = random_basis(len(inside), k, rng)
+        return basis
     base = Run(Path(beside) / baseline(spec).name)
     if "pca" not in base.stages():
         raise RunError(f"the intervention {spec.name} needs its baseline run {base.path} finished first "

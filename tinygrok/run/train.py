@@ -18,9 +18,9 @@ from tinygrok.science import interventions
 from tinygrok.science.analysis import curvature_summary, detection_step, grok_summary
 from tinygrok.science.commutator import defect_samples, defect_stats
 from tinygrok.science.config import BATCH_STREAMS, Config
-from tinygrok.science.data import Dataset, make_dataset, sample_batch, stream
+from tinygrok.science.data import Dataset, make_dataset, sample_batch, skip_batches, stream
 from tinygrok.science.interventions import Hook
-from tinygrok.science.model import attention_vector, flatten, init_params, layout, param_count
+from tinygrok.science.model import attention_indices, attention_vector, flatten, init_params, layout, param_count
 from tinygrok.science.optim import AdamWState, clip_by_global_norm
 
 EVAL_CHUNK = 512  # examples per forward pass on a CPU: activations stay in the L2 cache (fastest measured)
@@ -106,9 +106,9 @@ def train_step(state: TrainState, data: Dataset, cfg: Config, hook: Hook,
     g = parallel.batch_gradient(state.theta, x, y, cfg)  # (P,)
     g, norm = clip_by_global_norm(g, cfg.clip_norm)
     _check_finite(state.step + 1, "the gradient norm", norm)  # a non-finite loss has a non-finite gradient
-    ctx = interventions.Context(state.hook_rng, basis, functools.partial(_hook_defects, data=data, cfg=cfg,
-                                                                          rng=state.hook_rng), backend.to_device,
-                                functools.partial(stream, cfg.seed))
+    defects = functools.partial(_hook_defects, data=data, cfg=cfg, rng=state.hook_rng, batch_rng=state.batch_rng)
+    ctx = interventions.Context(state.hook_rng, basis, defects, backend.to_device, functools.partial(stream, cfg.seed),
+                                _attention_mask(cfg))
     theta, g = hook.before_update(state.theta, g, state.step, ctx)
     t = state.adam.t + 1
     theta, m, v = kernels.adamw_step(theta, g, state.adam.m, state.adam.v, t, lr=cfg.lr, beta1=cfg.beta1,
@@ -121,9 +121,33 @@ def train_step(state: TrainState, data: Dataset, cfg: Config, hook: Hook,
     return new, {"grad_norm": norm}
 
 
-def _hook_defects(theta, k: int, data: Dataset, cfg: Config, rng: np.random.Generator) -> list:
-    """k commutator samples at theta for a hook, on batches from its stream."""
-    return defect_samples(theta, data, cfg, rng, k, parallel.Derivatives(cfg))
+def _hook_defects(theta, k: int, data: Dataset, cfg: Config, rng: np.random.Generator,
+                  batch_rng: np.random.Generator) -> list:
+    """k commutator samples at theta for a hook, on batches from its stream (the training stream moves past them
+    on shifted batches)."""
+    samples = defect_samples(theta, data, cfg, rng, k, parallel.Derivatives(cfg))
+    skip_probed_batches(batch_rng, data, cfg, k)
+    return samples
+
+
+def skip_probed_batches(batch_rng: np.random.Generator, data: Dataset, cfg: Config, samples: int) -> None:
+    """On "shifted" batches, the training stream moves past the two batches each commutator sample takes in the
+    reference, whose probes draw from its training stream (§8.1); on the others the probes change no batch."""
+    if cfg.batches == "shifted":
+        skip_batches(data, cfg.batch_size, batch_rng, 2 * samples)
+
+
+def _attention_mask(cfg: Config):
+    """(P,) 1 on the attention matrices' weights (W_Q, W_K, W_V, W_O of every layer), 0 elsewhere, on the run's
+    device."""
+    return _device_mask(cfg, backend.NAME)
+
+
+@functools.lru_cache(maxsize=8)
+def _device_mask(cfg: Config, backend_name: str):
+    mask = np.zeros(param_count(cfg), dtype=cfg.dtype)
+    mask[attention_indices(cfg)] = 1
+    return backend.to_device(mask)
 
 
 # ---------------------------------------------------------------------- checkpoints
@@ -264,6 +288,7 @@ class Recorder:
             samples = defect_samples(state.theta, self.data, cfg, state.probe_rng, cfg.probe_samples,
                                      parallel.Derivatives(cfg))
             row.update(defect_stats(samples))
+            skip_probed_batches(state.batch_rng, self.data, cfg, cfg.probe_samples)
             if self.forecast and (f := self.forecast(self.rows + [row])):
                 row["forecast"] = f.row()
         self.rows.append(row)

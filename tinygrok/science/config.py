@@ -45,8 +45,9 @@ class Config:
     hook: str = _opt("none", "intervention around each optimizer step: none, or NAME:KEY=VALUE,... "
                              "(tinygrok/science/interventions.py), e.g. weight_noise:sigma=0.001,every=50")
     batch_size: int = _opt(512, "training batch, sampled with replacement")
-    batches: str = _opt("own", "the batches' random stream: own (the seed's) or sibling (another, fixed one: the same "
-                               "init and split, other batches; an intervention run's default, PAPER.md §8.1)")
+    batches: str = _opt("own", "the training batches: own (the seed's stream), shifted (the seed's stream, two "
+                               "batches skipped per probe sample, as the reference's probes take them: an intervention "
+                               "run's default, docs/differences.md) or sibling (another stream: other batches)")
     batch_shards: int = _opt(2, "the batch gradient is the size-weighted mean over this many contiguous shards, "
                                 "on one core or side by side on several: the numbers never depend on --threads")
     max_steps: int = _opt(200_000, "stop here if the run has not grokked")
@@ -125,10 +126,12 @@ class Config:
         return cls(**d)
 
 
-# Config.batches -> the data.stream the training batches are drawn from. "sibling" is the paper's intervention
-# protocol (§8.1): its phase-2 runs draw other batches than the phase-1 baseline whose trajectory gives the
-# execution basis B, so B is a sibling run's PCA; on "own" batches B would be the run's own future path.
-BATCH_STREAMS = {"own": "batches", "sibling": "sibling batches"}
+# Config.batches -> the data.stream the training batches are drawn from. The intervention protocols (§8.1) differ
+# in what the baseline's execution basis B is to the run: on "own" batches B is the run's own future path; on
+# "shifted" ones (the reference's: its probes draw their batches from the training stream) the run's update k
+# trains on the baseline's batch k + 2K ceil(k / probe_every), so B is a closely related path; on "sibling"
+# batches B is an independent run's path.
+BATCH_STREAMS = {"own": "batches", "shifted": "batches", "sibling": "sibling batches"}
 
 _KINDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
 

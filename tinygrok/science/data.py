@@ -60,6 +60,13 @@ def sample_batch(data: Dataset, batch_size: int, rng: np.random.Generator) -> tu
     return data.train_x[idx], data.train_y[idx]
 
 
+def skip_batches(data: Dataset, batch_size: int, rng: np.random.Generator, count: int) -> None:
+    """Draw `count` training batches from `rng` and throw them away: the stream moves on exactly as if they had
+    been trained on (or probed with, as the reference's probes take theirs from its training stream, §8.1)."""
+    for _ in range(count):
+        sample_batch(data, batch_size, rng)
+
+
 def stream(seed: int, name: str) -> np.random.Generator:
     """A named, independent random stream: init, batches and probes never draw from each other."""
     return np.random.default_rng([seed, *name.encode()])

@@ -18,6 +18,7 @@ projection onto its orthogonal complement. Their schedules count updates from 1,
 before_update acts on the update about to be made, number step + 1; after_update after update number `step`.
 
     project         g <- g - s P g = g_par + (1 - s) g_perp, every update       (s = 1: no orthogonal gradient)
+    project_attention  not the paper's: the same inside the attention matrices only, g <- g - s (M g - B B^T g)
     penalty         the same with s = lambda, on every 10th update only
     kick            once, at update 500: theta <- theta + alpha ||eta g_A|| u, u = P delta / ||P delta||, delta the
                     commutator of the median-D sample of 9
@@ -27,7 +28,7 @@ before_update acts on the update about to be made, number step + 1; after_update
     keep_random     not the paper's: every update, g <- R R^T g, R a random orthonormal basis of k directions
 
 `basis` says which B the run is given: "pca" (the baseline run's trajectory PCA, §5.5) or "random" (a random
-orthonormal basis of the same size, the ablation).
+orthonormal basis of the same size, the ablation; for project_attention, random inside the attention matrices).
 
 A hook is one declaration, here, from which everything else derives: its name (`class X(Hook, name="x")`), its
 parameters (`param`: type, allowed values, default, meaning), its formula (the docstring), whether it needs an
@@ -80,6 +81,7 @@ class Context:
     stream: Optional[Callable] = None  # name -> a new generator of the run's named random stream (data.stream):
     #                                    the same numbers at every call, so a hook that draws something once (a
     #                                    fixed subspace) draws it again identically after a resume
+    attention: Optional[np.ndarray] = None  # (P,) 1 on the attention matrices' weights (where B lies), 0 elsewhere
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class Hook:
     NAME: ClassVar[str] = "none"
     DOSE: ClassVar[str] = ""  # the parameter an intervention's strength sets (tinygrok intervene --dose); "": none
     SWEEP: ClassVar[tuple] = ()  # the doses the paper swept on add (the grids)
+    INSIDE_ATTENTION: ClassVar[bool] = False  # whether its basis "random" lies inside the attention matrices only
     PAPER: ClassVar[dict] = {  # (op, dose, basis) -> Reported: the runs without intervention (figI4, figI10)
         ("add", 0.0, "pca"): Reported(3233, "figI4; figI10 ~3200"),
         **{(op, 0.0, "pca"): Reported(step, "figI10") for op, step in {"sub": 3730, "mul": 2830, "x2_y2": 2630}.items()}}
@@ -289,6 +292,30 @@ class Project(Hook, name="project"):
 
     def prevents_grokking(self) -> bool:
         return self.s == 1  # §8.3: no gradient outside the execution subspace, no grokking
+
+
+@dataclass(frozen=True)
+class ProjectAttention(Project, name="project_attention"):
+    """Not the paper's: the projection of `project` inside the attention matrices only, where B lies (§5.5):
+    g <- g - s (M g - B B^T g), M the diagonal 0/1 mask of the weights of W_Q, W_K, W_V, W_O in every layer.
+    Embeddings, MLPs, layer norms and biases keep their whole gradient. `project` at s = 1 leaves every parameter
+    outside the attention matrices no gradient, so its failure to grok says nothing about B itself; here, at
+    s = 1, only the attention matrices are held to B's span (basis "random": to a random subspace of the same size
+    inside them)."""
+
+    SWEEP: ClassVar[tuple] = (0.75, 1.0)
+    INSIDE_ATTENTION: ClassVar[bool] = True
+
+    basis: str = param("pca", "the execution basis: pca (the baseline run's trajectory PCA) or random (a random "
+                              "one inside the attention matrices)", choices=BASES)
+
+    def before_update(self, theta, grad, step: int, ctx: Context) -> tuple:
+        if not self.acts(step + 1):
+            return theta, grad
+        return theta, grad - self.s * (ctx.attention * grad - ctx.basis @ (ctx.basis.T @ grad))
+
+    def prevents_grokking(self) -> bool:
+        return False  # unknown: what this control measures
 
 
 @dataclass(frozen=True)

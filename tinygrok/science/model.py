@@ -91,6 +91,12 @@ def attention_layout(cfg: Config) -> dict[str, tuple[int, tuple[int, ...]]]:
     return {name: spec for name, spec in layout(cfg).items() if name.split(".")[-1] in ATTENTION_MATRICES}
 
 
+def attention_indices(cfg: Config) -> np.ndarray:
+    """Where those matrices lie in theta: their coordinates, in layout order (8 d^2,) for 2 layers."""
+    return np.concatenate([np.arange(start, start + math.prod(shape)) for start, shape in
+                           attention_layout(cfg).values()])
+
+
 def attention_vector(theta, cfg: Config):
     """Those matrices of theta (P,), flattened and concatenated in layout order: one snapshot row (8 d^2,)."""
     return np.concatenate([theta[start:start + math.prod(shape)] for start, shape in attention_layout(cfg).values()])
