@@ -119,12 +119,13 @@ def _kicks(seeds: tuple) -> list[Row]:
 
 def _attention_only(seeds: tuple) -> list[Row]:
     """Not the paper's: project inside the attention matrices only, s = 0.75 and 1, with the baseline's trajectory
-    PCA basis and with a random one of the same size inside the same matrices, on add; and no hook; x 3 seeds.
+    PCA basis and with a random one of the same size inside the same matrices, on add; and project at s = 0 (the
+    dose-response's, the delays' reference); x 3 seeds.
 
     Whether holding only the attention matrices to B stops grokking while a random subspace does not (§8.3's
     s = 1 control freezes every other parameter too)."""
     sweep = interventions.HOOKS["project_attention"].SWEEP
-    arms = ["none"] + [_arm("project_attention", s, basis) for basis in ("pca", "random") for s in sweep]
+    arms = [_arm("project", 0.0)] + [_arm("project_attention", s, basis) for basis in ("pca", "random") for s in sweep]
     return [("intervene", "paper", dict(op="add", seed=seed, hook=hook)) for seed in seeds for hook in arms]
 
 
