@@ -16,7 +16,7 @@ from tinygrok.science.commutator import defect_samples
 from tinygrok.science.config import preset
 from tinygrok.science.data import make_dataset
 from tinygrok.science.interventions import Context, orthogonal_part, parse
-from tinygrok.science.model import param_count
+from tinygrok.science.model import attention_indices, param_count
 from tinygrok.science.pca import random_basis
 
 CFG = preset("classroom", batch_size=64)
@@ -51,6 +51,26 @@ def test_project_keeps_the_parallel_part_and_scales_the_orthogonal_part_by_one_m
     assert np.linalg.norm(orthogonal_part(once, BASIS)) < 1e-5 * np.linalg.norm(g)  # nothing orthogonal left
     assert np.array_equal(parse("project:s=1.0").before_update(theta, g, 498, context())[1], g)  # update 499: not yet
     assert not np.array_equal(parse("project:s=1.0").before_update(theta, g, 499, context())[1], g)  # update 500
+
+
+def test_project_attention_acts_inside_the_attention_matrices_only():
+    """Outside the attention matrices' weights the gradient is untouched; inside them it keeps its part in B and
+    (1 - s) of the rest; the random basis it is given lies inside the same matrices."""
+    inside = attention_indices(CFG)
+    mask = np.zeros(P, np.float32)
+    mask[inside] = 1
+    basis = recipes.intervention_basis(recipes.intervention("project_attention", 1.0, "random", preset="classroom"),
+                                       beside=None)  # (P, 16): a random one needs no baseline
+    np.testing.assert_allclose(basis.T @ basis, np.eye(16), atol=1e-5)
+    assert not np.any(basis[mask == 0])  # nothing outside the attention matrices
+    ctx = dataclasses.replace(context(), basis=basis, attention=mask)
+    g, theta = vector(1), vector(2)
+    for s in (0.75, 1.0):
+        out = parse(f"project_attention:s={s}").before_update(theta, g, 500, ctx)[1]
+        assert np.array_equal(out[mask == 0], g[mask == 0])
+        np.testing.assert_allclose(basis.T @ out, basis.T @ g, atol=1e-4)
+        inside_rest = mask * g - basis @ (basis.T @ g)  # the attention gradient outside B
+        np.testing.assert_allclose(mask * out - basis @ (basis.T @ out), (1 - s) * inside_rest, atol=1e-5)
 
 
 def test_penalty_acts_on_every_10th_update_from_the_start_only():
@@ -203,18 +223,23 @@ def test_an_intervention_without_its_baseline_is_refused(tmp_path):
         recipes.execute(recipes.intervention("project", 0.5, preset="classroom", max_steps=100), tmp_path)
 
 
-def test_the_report_gives_grok_step_delay_and_dnf_per_arm_beside_the_paper():
-    runs = [{"op": "add", "recipe": "intervene", "batches": "sibling", "hook": hook, "grok_step": step,
+def test_the_report_gives_grok_step_delays_paired_by_seed_and_dnf_per_arm_beside_the_paper():
+    """Seed 1's s = 0.5 run groks 100 steps after its own s = 0 run, seed 2's 500 after its own: +300 ± 283,
+    though the unpaired means differ by 300 too; s = 1 does not grok."""
+    half, whole = "project:s=0.5,basis=pca,start=500", "project:s=1.0,basis=pca,start=500"
+    runs = [{"op": "add", "recipe": "intervene", "batches": "shifted", "hook": hook, "seed": seed, "grok_step": step,
              "max_steps": 15000}
-            for hook, step in (("none", 3000), ("none", 3400), ("project:s=0.5,basis=pca,start=500", 3300),
-                               ("project:s=0.5,basis=pca,start=500", 3700), ("project:s=1.0,basis=pca,start=500", None),
-                               ("project:s=0.0,basis=pca,start=500", 3200))]
+            for hook, seed, step in (("none", 1, 3000), ("none", 2, 3400), (half, 1, 3100), (half, 2, 3900),
+                                     (whole, 1, None), ("project:s=0.0,basis=pca,start=500", 3, 3200))]
     text = "\n".join(report._interventions(runs))
-    assert ("| add | sibling | none | 0 | pca | 3/3 | 3200 ± 200 (n 3) | 3000-3400 |  |  | ~3233 (figI4; figI10 "
+    assert ("| add | shifted | none | 0 | pca | 3/3 | 3200 ± 200 (n 3) | 3000-3400 |  | ~3233 (figI4; figI10 "
             "~3200) |") in text
-    assert ("| add | sibling | project | 0.5 | pca | 2/2 | 3500 ± 283 (n 2) | 3300-3700 | +300 | 1/2 | ~3470, +300 "
-            "(figI10; figI4: 3533) |") in text
-    assert "| add | sibling | project | 1 | pca | 0/1 | DNF |  |  | 0/1 | DNF (0/3) (figI10, figI5) |" in text
+    assert ("| add | shifted | project | 0.5 | pca | 2/2 | 3500 ± 566 (n 2) | 3100-3900 | +300 ± 283 [+100 to +500] "
+            "(n 2) | ~3470, +300 (figI10; figI4: 3533) |") in text
+    assert "| add | shifted | project | 1 | pca | 0/1 | DNF |  | 1/1 DNF | DNF (0/3) (figI10, figI5) |" in text
+    assert "| seed | none | project 0.5 | project 1 |" in text
+    assert "| 1 | 3000 | 3100 (+100) | DNF |" in text and "| 2 | 3400 | 3900 (+500) |  |" in text
+    assert "| 3 | 3200 |  |  |" in text
     assert report.dose_response(runs).axes[0].get_title().startswith("add")
 
 
@@ -222,32 +247,33 @@ def test_each_protocol_is_measured_against_its_own_runs_without_intervention():
     """Sibling-batch arms against the sibling s = 0 run, own-batch arms against the own one: never across. A
     sibling arm without a sibling s = 0 run has no delay (its baseline is on other batches)."""
     runs = [{"name": f"{batches}{hook[:9]}", "op": "add", "recipe": "intervene", "batches": batches, "hook": hook,
-             "grok_step": step, "max_steps": 15000, "baseline": "base"}
+             "seed": 42, "grok_step": step, "max_steps": 15000, "baseline": "base"}
             for batches, hook, step in (("own", "project:s=0.0,basis=pca,start=500", 3000),
                                         ("own", "project:s=0.5,basis=pca,start=500", 4000),
                                         ("sibling", "project:s=0.0,basis=pca,start=500", 3400),
                                         ("sibling", "project:s=0.5,basis=pca,start=500", 3600))]
     text = "\n".join(report._interventions(runs))
-    assert "| add | own | project | 0.5 | pca | 1/1 | 4000 (n 1) | 4000-4000 | +1000 |" in text
-    assert "| add | sibling | project | 0.5 | pca | 1/1 | 3600 (n 1) | 3600-3600 | +200 |" in text
-    base = {"name": "base", "op": "add", "recipe": "pca", "batches": "own", "hook": "none", "grok_step": 3000,
-            "max_steps": 15000}
+    assert "| add | own | project | 0.5 | pca | 1/1 | 4000 (n 1) | 4000-4000 | +1000 [+1000 to +1000] (n 1) |" in text
+    assert "| add | sibling | project | 0.5 | pca | 1/1 | 3600 (n 1) | 3600-3600 | +200 [+200 to +200] (n 1) |" in text
+    base = {"name": "base", "op": "add", "recipe": "pca", "batches": "own", "hook": "none", "seed": 42,
+            "grok_step": 3000, "max_steps": 15000}
     alone = "\n".join(report._interventions([base, runs[3]]))
     assert "| add | sibling | none | 0 | pca | 0/0 | not run |" in alone
-    assert "| add | sibling | project | 0.5 | pca | 1/1 | 3600 (n 1) | 3600-3600 |  |  |" in alone
+    assert "| add | sibling | project | 0.5 | pca | 1/1 | 3600 (n 1) | 3600-3600 |  |" in alone
 
 
 def test_without_a_probed_arm_the_interventions_are_measured_against_their_baselines():
     """A sweep of arms alone (no probed no-hook arm) on own batches measures them against the baselines it ran
     first."""
-    base = [{"name": f"base{seed}", "op": "mul", "recipe": "pca", "batches": "own", "hook": "none", "grok_step": step,
-             "max_steps": 15000} for seed, step in ((1, 2800), (2, 3000))]
+    base = [{"name": f"base{seed}", "op": "mul", "recipe": "pca", "batches": "own", "hook": "none", "seed": seed,
+             "grok_step": step, "max_steps": 15000} for seed, step in ((1, 2800), (2, 3000))]
     arms = [{"name": f"kick{seed}", "op": "mul", "recipe": "intervene", "batches": "own", "hook": "kick:alpha=10.0",
-             "baseline": f"base{seed}", "grok_step": step, "max_steps": 15000} for seed, step in ((1, 2900), (2, 3100))]
+             "seed": seed, "baseline": f"base{seed}", "grok_step": step, "max_steps": 15000}
+            for seed, step in ((1, 2900), (2, 3100))]
     assert report.untouched(base + arms, "mul", "own") == base
     text = "\n".join(report._interventions(base + arms))
     assert "| mul | own | none | 0 | pca | 2/2 | 2900 ± 141 (n 2) | 2800-3000 |" in text
-    assert "| mul | own | kick | 10 | pca | 2/2 | 3000 ± 141 (n 2) | 2900-3100 | +100 | 1/2 |" in text
+    assert "| mul | own | kick | 10 | pca | 2/2 | 3000 ± 141 (n 2) | 2900-3100 | +100 ± 0 [+100 to +100] (n 2) |" in text
 
 
 def test_a_zero_direction_gives_no_kick():

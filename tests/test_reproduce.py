@@ -152,8 +152,8 @@ def test_interventions_are_selected_by_arm_dose_and_basis_and_delayed_against_th
             intervention(42, "kick:alpha=5.0,basis=pca,start=500,samples=9", 3150)]
     pca = results.select(runs, ops="add", dose=0.5, arm="project", basis="pca")
     assert [r["grok_step"] for r in pca] == [3600, None]
-    assert results.MEASURES["delay"](pca, stage_runs=runs) == results.Measured([300.0], "+300 (300 to 300, n 1), "
-                                                                                        "1/2 DNF")
+    assert results.MEASURES["delay"](pca, stage_runs=runs) == results.Measured([400], "+400 [+400 to +400] (n 1), "
+                                                                                      "1/2 DNF")  # seed 42's own
     assert [r["hook"] for r in results.select(runs, arm="kick", dose="primary")] == [runs[-2]["hook"]]
     assert len(results.select(runs, arm="none")) == 2 and len(results.select(runs)) == 1  # phase 2's, the baseline
     steps = results.MEASURES["grok_steps"](results.select(runs, arm="project"), stage_runs=runs)
@@ -164,18 +164,14 @@ def test_interventions_are_selected_by_arm_dose_and_basis_and_delayed_against_th
         "1/1 DNF", "differs", "differs: none of its runs grokked")
 
 
-def test_the_measures_that_read_a_runs_files(tmp_path):
-    def on_disk(name, probes, geometry=(), **fields):
-        path = tmp_path / name
-        path.mkdir()
-        (path / METRICS).write_text("".join(json.dumps({"step": step, "test_acc": acc, "defect": d}) + "\n"
-                                            for step, acc, d in probes))
-        (path / "geometry.jsonl").write_text("".join(json.dumps(g) + "\n" for g in geometry))
-        return run(name=name, path=path, **fields)
-    grokked = on_disk("g", [(0, 0.0, 2.0), (100, 0.2, 40.0), (200, 0.95, 300.0), (300, 1.0, 500.0)],
+def test_the_measures_that_read_a_runs_rows():
+    def probed(name, probes, geometry=(), **fields):
+        rows = [{"step": step, "test_acc": acc, "defect": d} for step, acc, d in probes]
+        return run(name=name, metrics=rows, geometry=list(geometry), **fields)
+    grokked = probed("g", [(0, 0.0, 2.0), (100, 0.2, 40.0), (200, 0.95, 300.0), (300, 1.0, 500.0)],
                       [{"weight_svd_proj": 0.01}, {"weight_svd_proj": 0.03}, {"weight_svd_proj": None}],
                       grok_step=300, grok_step_90=200, onset_step=100)
-    never = on_disk("n", [(0, 0.0, 2.0), (100, 0.0, 8.0), (200, 0.01, 10.0)], op="x3_xy", grok_step=None)
+    never = probed("n", [(0, 0.0, 2.0), (100, 0.0, 8.0), (200, 0.01, 10.0)], op="x3_xy", grok_step=None)
     runs = [grokked, never]
     ratio = results.MEASURES["final_defect_ratio"](runs)
     assert ratio.values == [50.0] and ratio.shown == "50 (D 500 over 10; n 1 and 1)"

@@ -154,22 +154,18 @@ def test_the_report_gives_exec_random_per_run_and_defect_level_beside_the_paper(
     assert "(5-15 / 15-30 / >=30)" in text and report._controls([dict(runs[0], hook="kick:alpha=10.0")]) == []
 
 
-def test_the_report_sets_a_float32_run_beside_its_float64_twin(tmp_path):
+def test_the_report_sets_a_float32_run_beside_its_float64_twin():
     from tinygrok.science import analysis
     from tinygrok.lab import report
-    from tinygrok.run.runs import Run
     defects = {"float32": [2.0, 2.0, 30.0, 0.0, 4000.0, 0.0], "float64": [2.0, 2.1, 31.0, 900.0, 1200.0, 800.0]}
     runs = []
     for dtype, ds in defects.items():
         rows = [{"step": 100 * i, "train_acc": 1.0, "test_acc": 0.1 if i < 3 else 0.95, "defect": d}
                 for i, d in enumerate(ds)]
-        path = tmp_path / dtype
-        path.mkdir()
-        (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        runs.append({"name": dtype, "path": path, "op": "add", "seed": 42, "lr": 1e-3, "weight_decay": 1.0,
+        runs.append({"name": dtype, "metrics": rows, "op": "add", "seed": 42, "lr": 1e-3, "weight_decay": 1.0,
                      "n_layers": 2, "max_steps": 100, "dtype": dtype, "recipe": "walkthrough", "hook": "none",
                      **analysis.grok_summary(rows), **analysis.curvature_summary(rows)})
-    assert analysis.defect_features(Run(tmp_path / "float32").metrics()) == {
+    assert analysis.defect_features(runs[0]["metrics"]) == {
         "zero_defects": 2, "probes": 6, "max_defect_before_grok": 30.0, "max_defect_after_grok": 4000.0}
     assert report.precision_pairs(runs) == [tuple(runs)] and report.precision_pairs(runs[:1]) == []
     text = "\n".join(report._precision(runs))

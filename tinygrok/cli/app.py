@@ -25,12 +25,12 @@ from tinygrok.cli import views  # noqa: E402
 from tinygrok.cli.views import console, err_console  # noqa: E402
 from tinygrok.engine import backend, parallel  # noqa: E402
 from tinygrok.lab import bench as benchmark  # noqa: E402
-from tinygrok.lab import grids, lessons, recipes, sweep  # noqa: E402
+from tinygrok.lab import grids, lessons, recipes, records, sweep  # noqa: E402
 from tinygrok.lab import report as sweep_report  # noqa: E402
 from tinygrok.lab import reproduce as reproduction  # noqa: E402
 from tinygrok.lab import forecasting, results  # noqa: E402
 from tinygrok.run import forecasts, geometry, plots  # noqa: E402
-from tinygrok.run.runs import THETAS, Run, RunError, WriteError  # noqa: E402
+from tinygrok.run.runs import THETAS, Run, RunError, WriteError, read_json  # noqa: E402
 from tinygrok.run.train import Diverged  # noqa: E402
 from tinygrok.science import config, interventions, undefined  # noqa: E402
 from tinygrok.science.forecast import before_grok  # noqa: E402
@@ -480,17 +480,35 @@ def reproduce(
 
 @app.command()
 def report(
-    sweep_dirs: Annotated[list[Path], typer.Argument(help="one or more sweep directories (tinygrok sweep --out)")],
+    sweep_dirs: Annotated[list[Path], typer.Argument(help="one or more sweep directories (tinygrok sweep --out) or "
+                                                          "folders of run records (tinygrok record)")],
     out: Annotated[Optional[Path], typer.Option(help="where report.md and its figures go (default: the first "
                                                      "sweep directory)")] = None,
 ):
-    """Write report.md and its figures: every run of the sweeps, and the statistics over them beside the paper's."""
+    """Write report.md and its figures: every run of the sweeps or records, and the statistics over them beside
+    the paper's."""
     if out and out.exists() and not out.is_dir():
         fail(f"--out {out} is a file: the report needs a directory for report.md and its figures")
     if out:
         out.mkdir(parents=True, exist_ok=True)
     path = sweep_report.write(sweep_dirs, out)
     console.print(f"report: {path}")
+
+
+@app.command()
+def record(
+    sweep_dirs: Annotated[list[Path], typer.Argument(help="one or more sweep directories (tinygrok sweep --out)")],
+    into: Annotated[Path, typer.Option(help="the folder of run records, e.g. docs/records")],
+):
+    """Write the record of every finished run of the sweeps into a folder (records.py): what reports and the
+    results page read of a run, a few KB, without its checkpoints or snapshots."""
+    written = 0
+    for out in sweep_dirs:
+        for name, entry in read_json(out / sweep.INDEX)["runs"].items():
+            if entry["state"] == "done":
+                records.save(records.of_run(out / name, entry.get("recipe", "train")), into)
+                written += 1
+    console.print(f"{written} run records in {into}")
 
 
 @app.command()

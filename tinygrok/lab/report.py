@@ -10,31 +10,41 @@ from typing import Optional
 import numpy as np
 from matplotlib.figure import Figure
 
-from tinygrok.lab import recipes
+from tinygrok.lab import recipes, records
 from tinygrok.lab.sweep import INDEX, outcome, summary
-from tinygrok.run.runs import Run, read_json, write_text
+from tinygrok.run.runs import RunError, read_json, write_text
 from tinygrok.science import analysis, config, interventions, paper, undefined
+from tinygrok.science.config import Config
 
 REPORT = "report.md"
 
 
 def collect(out: Path) -> list[dict]:
-    """One dict per finished run of the sweep: its directory, its config's op, seed, lr, weight decay, hook,
-    max_steps, layers, dtype, batches, its preset, whether it ran at its preset's learning rate (where the paper's
-    numbers but the power law were measured), its recipe, an intervention's baseline (its name), and its results."""
-    runs = []
-    for name, entry in read_json(Path(out) / INDEX)["runs"].items():
-        if entry["state"] == "done":
-            spec = recipes.saved_spec(Path(out) / name)
-            cfg, recipe = spec.config, entry.get("recipe", "train")
-            runs.append({"name": name, "path": Path(out) / name, "op": cfg.op, "seed": cfg.seed, "lr": cfg.lr,
-                         "weight_decay": cfg.weight_decay, "preset": spec.preset,
-                         "preset_lr": cfg.lr == config.preset(spec.preset).lr, "recipe": recipe, "hook": cfg.hook,
-                         "max_steps": cfg.max_steps, "n_layers": cfg.n_layers, "dtype": cfg.dtype,
-                         "batches": cfg.batches,
-                         "baseline": recipes.baseline(spec).name if recipe == "intervene" else None,
-                         **Run(Path(out) / name).summary()})  # the run's own: an analysis redone since counts
-    return runs
+    """One dict per finished run of the sweep in `out` (entry), from its record."""
+    index = read_json(Path(out) / INDEX)
+    return [entry(records.of_run(Path(out) / name, run.get("recipe", "train")))
+            for name, run in index["runs"].items() if run["state"] == "done"]
+
+
+def collect_records(folder: Path) -> tuple[list[dict], list[str]]:
+    """One dict per run recorded in `folder` (entry), and a line for each file there that is not a record."""
+    found, problems = records.load_all(folder)
+    return [entry(record) for record in found.values()], problems
+
+
+def entry(record: dict) -> dict:
+    """A run as reports read it: its name, its config's op, seed, lr, weight decay, hook, max_steps, layers, dtype,
+    batches, its preset, whether it ran at its preset's learning rate (where the paper's numbers but the power
+    law were measured), its recipe, an intervention's baseline (its name), its results, its metric and geometry
+    rows."""
+    cfg = Config.from_dict(record["config"])
+    spec = recipes.RunSpec(cfg, record["recipe"], record["preset"])
+    return {"name": record["name"], "op": cfg.op, "seed": cfg.seed, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
+            "preset": spec.preset, "preset_lr": cfg.lr == config.preset(spec.preset).lr, "recipe": spec.recipe,
+            "hook": cfg.hook, "max_steps": cfg.max_steps, "n_layers": cfg.n_layers, "dtype": cfg.dtype,
+            "batches": cfg.batches, "baseline": recipes.baseline(spec).name if spec.recipe == "intervene" else None,
+            **record["results"], "metrics": record["metrics"], "geometry": record["geometry"],
+            "wall_seconds": record["environment"].get("wall_seconds", 0.0)}
 
 
 def plain(runs: list[dict]) -> list[dict]:
@@ -49,27 +59,19 @@ def grokking(runs: list[dict]) -> list[dict]:
     return [r for r in plain(runs) if r["op"] in paper.GROKKING_OPS and r["weight_decay"] > 0]
 
 
-def write(sweeps: list[Path], into: Optional[Path] = None) -> Path:
-    """Write report.md and its figures over the runs of one or more sweep directories into `into` (default: the
-    first of them) and return the report's path. A run found in several (a baseline copied beside its
-    interventions) counts once."""
-    into = Path(into or sweeps[0])
-    indexes = {Path(out): read_json(Path(out) / INDEX) for out in sweeps}
-    runs = {}
-    for out in indexes:
-        for r in collect(out):
+def write(sources: list[Path], into: Optional[Path] = None) -> Path:
+    """Write report.md and its figures over the runs of one or more sweep directories or folders of run records
+    into `into` (default: the first of them) and return the report's path. A run found in several (a baseline
+    copied beside its interventions) counts once."""
+    into, runs, lines = Path(into or sources[0]), {}, []
+    for source in map(Path, sources):
+        found, head = _sweep(source) if (source / INDEX).exists() else _records(source)
+        for r in found:
             runs.setdefault(r["name"], r)
+        lines += head + ([f"Directory: {source}.", ""] if len(sources) > 1 else [])
     runs = list(runs.values())
     grokked = grokking(runs)
     fit, power_law_lines = _power_law(grokked)
-    lines = []
-    for out, index in indexes.items():
-        counts = summary(index)
-        lines += [f"# {index['experiment']}: {outcome(counts)}",
-                  "", f"Filters: {index['filters']}." + (f" Directory: {out}." if len(indexes) > 1 else ""), ""]
-        unfinished = [f"- {entry['state']}: {name}: {entry['error']}" for name, entry in index["runs"].items()
-                      if entry["state"] in ("diverged", "failed")]
-        lines += unfinished + ([""] if unfinished else [])
     presets = sorted({r["preset"] for r in runs} - {"paper"})
     lines += [f"These runs use the {', '.join(presets)} preset (config.py), not the paper's model: expect its "
               "numbers to differ from the paper's.", ""] if presets else []
@@ -78,6 +80,24 @@ def write(sweeps: list[Path], into: Optional[Path] = None) -> Path:
     lines += _controls(runs) + _precision(runs)
     lines += power_law_lines + _interventions(runs) + _figures(into, runs, fit)
     return write_text(into / REPORT, "\n".join(lines) + "\n")
+
+
+def _sweep(out: Path) -> tuple[list[dict], list[str]]:
+    """A sweep directory's finished runs, and its heading: the experiment, how its runs ended, its filters."""
+    index = read_json(out / INDEX)
+    unfinished = [f"- {entry['state']}: {name}: {entry['error']}" for name, entry in index["runs"].items()
+                  if entry["state"] in ("diverged", "failed")]
+    return collect(out), [f"# {index['experiment']}: {outcome(summary(index))}", "",
+                          f"Filters: {index['filters']}.", ""] + unfinished + ([""] if unfinished else [])
+
+
+def _records(folder: Path) -> tuple[list[dict], list[str]]:
+    """A folder's run records, and its heading: how many, and each file that is not a record."""
+    if not folder.is_dir():
+        raise RunError(f"{folder} is neither a sweep directory (it has no {INDEX}) nor a folder of run records")
+    found, problems = collect_records(folder)
+    return found, [f"# {len(found)} run records", ""] + [f"- skipped: {line}" for line in problems] + (
+        [""] if problems else [])
 
 
 def _runs(runs: list[dict]) -> list[str]:
@@ -174,7 +194,7 @@ def _precision(runs: list[dict]) -> list[str]:
     """The same run in float32 and float64, feature by feature (§6.6): what survives without float32 rounding."""
     lines = []
     for single, double in precision_pairs(runs):
-        features = [analysis.defect_features(Run(r["path"]).metrics()) for r in (single, double)]
+        features = [analysis.defect_features(r["metrics"]) for r in (single, double)]
         rows = [[label, *(_cell(r.get(key)) for r in (single, double))] for key, label in (
             ("grok_step_90", "grok_90"), ("onset_step", "onset"), ("lead_steps", "lead"),
             ("baseline_defect", "early D (baseline)"), ("defect_growth", "growth to grok_90 (pre-grokking rise)"),
@@ -232,39 +252,81 @@ def untouched(runs: list[dict], op: str, batches: str) -> list[dict]:
     return [r for r in runs if r["name"] in {r["baseline"] for r in mine}]
 
 
-def _interventions(runs: list[dict]) -> list[str]:
-    """Grok step (detection) per operation, protocol (the runs' batches) and arm, its range over seeds, the delay
-    over the runs without intervention on the same batches and how many runs grok within their range, DNF
-    counted, beside the paper's (§8.3, measured on its protocol: sibling)."""
+def paired_delays(runs: list[dict], reference: list[dict]) -> tuple[list[int], int]:
+    """Each grokked run's grok step minus that of the run without intervention of the same seed in `reference`
+    (its operation's, on its batches), and how many of `runs` did not grok (DNF). Pairing by seed keeps the
+    seeds' own spread out of the delays; a run whose seed has no grokked reference has none."""
+    before = {r["seed"]: r["grok_step"] for r in reference if r.get("grok_step") is not None}
+    delays = [r["grok_step"] - before[r["seed"]] for r in runs
+              if r.get("grok_step") is not None and r["seed"] in before]
+    return delays, sum(r.get("grok_step") is None for r in runs)
+
+
+def delays_text(delays: list[int], dnf: int, runs: int) -> str:
+    """Paired delays as every table shows them: mean ± sd [min to max] (n), and how many of the runs did not grok."""
+    stats = analysis.mean_sd(delays)
+    shown = "" if not delays else f"{stats['mean']:+.0f}" + (f" ± {stats['sd']:.0f}" if stats["sd"] is not None
+                                                             else "") + \
+        f" [{min(delays):+d} to {max(delays):+d}] (n {len(delays)})"
+    return ", ".join(filter(None, [shown, f"{dnf}/{runs} DNF" if dnf else ""]))
+
+
+def _arm_groups(runs: list[dict]) -> list[tuple[str, str, list[dict], list[tuple[tuple, list[dict]]]]]:
+    """(op, batches, its runs without intervention, [(arm key, its runs)]) for every operation and protocol of
+    the intervention runs."""
     runs = [r for r in runs if r["recipe"] == "intervene" or r["hook"] == "none"]
-    rows = []
+    groups = []
     for op, batches in sorted({(r["op"], r["batches"]) for r in runs if r["recipe"] == "intervene"}):
-        reference = untouched(runs, op, batches)
-        steps_then = [r["grok_step"] for r in reference if r.get("grok_step") is not None]
-        untouched_mean = analysis.mean_sd(steps_then)["mean"]
         arms = [r for r in runs if r["op"] == op and r["recipe"] == "intervene" and r["batches"] == batches
                 and arm(r)[0] != "none"]
-        for key, these in [(("none", 0.0, "pca"), reference)] + [
-                (key, [r for r in arms if arm(r) == key]) for key in sorted({arm(r) for r in arms})]:
+        groups.append((op, batches, untouched(runs, op, batches),
+                       [(key, [r for r in arms if arm(r) == key]) for key in sorted({arm(r) for r in arms})]))
+    return groups
+
+
+def _interventions(runs: list[dict]) -> list[str]:
+    """Grok step (detection) per operation, protocol (the runs' batches) and arm, its range over seeds, the delay
+    paired by seed over the runs without intervention on the same batches, DNF counted, beside the paper's (§8.3);
+    then each seed's grok steps and delays."""
+    rows, seed_tables = [], []
+    for op, batches, reference, arms in _arm_groups(runs):
+        for key, these in [(("none", 0.0, "pca"), reference)] + arms:
             steps = [r["grok_step"] for r in these if r.get("grok_step") is not None]
-            stats = analysis.mean_sd(steps)
-            delay = "" if untouched_mean is None or not steps or key[0] == "none" else \
-                f"{stats['mean'] - untouched_mean:+.0f}"
-            within = "" if key[0] == "none" or not steps_then else \
-                f"{sum(min(steps_then) <= v <= max(steps_then) for v in steps)}/{len(these)}"
+            delay = "" if key[0] == "none" else delays_text(*paired_delays(these, reference), len(these))
             rows.append([op, batches, key[0], f"{key[1]:g}", key[2], f"{len(steps)}/{len(these)}",
-                         _mean_sd(stats) if steps else ("DNF" if these else "not run"),
-                         f"{min(steps)}-{max(steps)}" if steps else "", delay, within, paper.intervention(op, *key)])
+                         _mean_sd(analysis.mean_sd(steps)) if steps else ("DNF" if these else "not run"),
+                         f"{min(steps)}-{max(steps)}" if steps else "", delay, paper.intervention(op, *key)])
+        seed_tables += _per_seed(op, batches, reference, arms)
     if not rows:
         return []
     return ["## Interventions (PAPER.md §8): grok step = detection (98% x 3); DNF = not grokked by the cap", "",
-            "*batches* is the protocol: sibling (the paper's: the intervention runs, s = 0 included, draw other "
-            "batches than the baseline whose trajectory gives the execution basis) or own (the basis is the run's "
-            "own future path). Delays and *within* are over the runs without intervention on the same batches "
-            "(none: the probed no-hook and s = 0 arms; on own batches, else the baselines); *within* counts the "
-            "runs that grok inside their range. The paper's numbers are its protocol's.", "",
-            table(["op", "batches", "arm", "dose", "basis", "grokked", "grok step", "range", "delay", "within",
-                    "paper"], rows), ""]
+            "*batches* is the protocol (docs/differences.md): shifted (the reference code's: the run trains on its "
+            "baseline's batches, moved on by those its probes take), own (the basis is the run's own future path) "
+            "or sibling (an independent run's path). A delay is a run's grok step minus that of the run without "
+            "intervention (none: the probed no-hook and s = 0 arms; on own batches, else the baselines) of the same "
+            "seed and batches: mean ± sd [range] over seeds. The paper's numbers are the reference code's.", "",
+            table(["op", "batches", "arm", "dose", "basis", "grokked", "grok step", "range", "delay, paired",
+                   "paper"], rows), ""] + seed_tables
+
+
+def _per_seed(op: str, batches: str, reference: list[dict], arms: list[tuple[tuple, list[dict]]]) -> list[str]:
+    """One row per seed: its grok step without intervention, then under each arm with its delay (DNF: none)."""
+    seeds = sorted({r["seed"] for r in reference} | {r["seed"] for _, these in arms for r in these})
+    before = {r["seed"]: r.get("grok_step") for r in reference}
+
+    def cell(runs: list[dict], seed: int, paired: bool = True) -> str:
+        run = next((r for r in runs if r["seed"] == seed), None)
+        if run is None:
+            return ""
+        if run.get("grok_step") is None:
+            return "DNF"
+        base = before.get(seed) if paired else None
+        return f"{run['grok_step']}" + (f" ({run['grok_step'] - base:+d})" if base is not None else "")
+
+    rows = [[seed, cell(reference, seed, paired=False)] + [cell(these, seed) for _, these in arms] for seed in seeds]
+    header = ["seed", "none"] + [f"{name} {dose:g}" + (f" ({basis})" if basis != "pca" else "")
+                                 for (name, dose, basis), _ in arms]
+    return [f"### {op}, {batches} batches: grok step per seed (delay)", "", table(header, rows), ""]
 
 
 def _measured_vs_paper(runs: list[dict], fit: Optional[dict]) -> list[str]:
@@ -346,7 +408,7 @@ def defect_curves(runs: list[dict]) -> Optional[Figure]:
     axes = fig.subplots(math.ceil(len(ops) / 3), min(len(ops), 3), squeeze=False).ravel()
     for ax, op in zip(axes, ops):
         for i, r in enumerate(sorted((r for r in probed if r["op"] == op), key=lambda r: (r["lr"], r["seed"]))):
-            rows = [row for row in Run(r["path"]).metrics() if row.get("defect") is not None]
+            rows = [row for row in r["metrics"] if row.get("defect") is not None]
             colour = f"C{rates.index(r['lr'])}" if len(rates) > 1 else f"C{i}"  # several rates: one colour each
             line, = ax.plot([row["step"] for row in rows], [row["defect"] for row in rows], lw=1, color=colour,
                             label=f"s{r['seed']}" + (f" lr {r['lr']:g}" if len(rates) > 1 else "")
@@ -423,7 +485,8 @@ def dose_response(runs: list[dict]) -> Optional[Figure]:
     if not ops:
         return None
     fig = Figure(figsize=(max(7.5, 4 * len(ops)), 3.8), layout="constrained")  # room for the title
-    lines = [("C0", "pca", "sibling"), ("C3", "random", "sibling"), ("C2", "pca", "own"), ("C1", "random", "own")]
+    lines = [("C0", "pca", "shifted"), ("C3", "random", "shifted"), ("C2", "pca", "own"), ("C1", "random", "own"),
+             ("C4", "pca", "sibling"), ("C5", "random", "sibling")]
     for ax, op in zip(fig.subplots(1, len(ops), squeeze=False).ravel(), ops):
         for colour, basis, batches in lines:
             arms = [r for r in projected if r["op"] == op and arm(r)[2] == basis and r["batches"] == batches]
@@ -458,14 +521,13 @@ def exec_random_by_step(runs: list[dict]) -> Optional[Figure]:
     fig = Figure(figsize=(4.5 * len(ops), 3.8), layout="constrained")
     for ax, op in zip(fig.subplots(1, len(ops), squeeze=False).ravel(), ops):
         for i, r in enumerate(sorted((r for r in probed if r["op"] == op), key=lambda r: r["seed"])):
-            run, colour = Run(r["path"]), f"C{i}"
-            rows = run.geometry()
+            rows, colour = r["geometry"], f"C{i}"
             steps = [row["step"] for row in rows]
             ax.plot(steps, [row["weight_svd_random_ratio"] for row in rows], color=colour, lw=1,
                     label=f"s{r['seed']} weight SVD")
             ax.plot(steps, [row["exec_random_ratio"] for row in rows], color=colour, lw=1, ls="--",
                     label=f"s{r['seed']} trajectory PCA")
-            phase = analysis.memorization_phase(run.metrics())
+            phase = analysis.memorization_phase(r["metrics"])
             if phase:
                 ax.axvspan(min(phase), max(phase), color=colour, alpha=0.08)
             if r.get("grok_step_90") is not None:
@@ -486,7 +548,7 @@ def precision_overlay(runs: list[dict]) -> Optional[Figure]:
     for ax, pair in zip(fig.subplots(1, len(pairs), squeeze=False).ravel(), pairs):
         accuracy = ax.twinx()
         for r, colour in zip(pair, ("C0", "C3")):
-            rows = Run(r["path"]).metrics()
+            rows = r["metrics"]
             probed = [row for row in rows if row.get("defect") is not None]
             ax.plot([row["step"] for row in probed], [row["defect"] for row in probed], color=colour, lw=1,
                     label=f"{r['dtype']}: defect D")

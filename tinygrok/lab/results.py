@@ -114,12 +114,12 @@ def _sign_test(runs, **_) -> Measured:
 
 def _geometry_median(runs, key, **_) -> Measured:
     """Each run's median of `key` over its saved parameters (geometry.jsonl)."""
-    medians = [statistics.median(v) for r in runs if (v := _finite(g.get(key) for g in Run(r["path"]).geometry()))]
+    medians = [statistics.median(v) for r in runs if (v := _finite(g.get(key) for g in r["geometry"]))]
     return Measured(medians)
 
 
 def _probes(r: dict) -> list[dict]:
-    return [row for row in Run(r["path"]).metrics() if row.get("defect") is not None]
+    return [row for row in r["metrics"] if row.get("defect") is not None]
 
 
 def _final_defect_ratio(runs, **_) -> Measured:
@@ -140,7 +140,7 @@ def _final_defect_ratio(runs, **_) -> Measured:
 def _lead_50(runs, **_) -> Measured:
     leads = []
     for r in runs:
-        grok_50 = analysis.first_step(Run(r["path"]).metrics(), "test_acc", 0.5)
+        grok_50 = analysis.first_step(r["metrics"], "test_acc", 0.5)
         if grok_50 is not None and r.get("onset_step") is not None:
             leads.append(grok_50 - r["onset_step"])
     return Measured(leads)
@@ -196,19 +196,14 @@ def _grok_steps(runs, **_) -> Measured:
 
 
 def _delay(runs, stage_runs, **_) -> Measured:
-    """Each grokked intervention run's grok step minus the mean of its operation's runs without intervention on
-    the same batches (report.untouched); the runs that did not grok are counted."""
+    """Each grokked intervention run's grok step minus that of its operation's run without intervention of the
+    same seed on the same batches (report.paired_delays); the runs that did not grok are counted."""
     delays, dnf = [], 0
-    for r in runs:
-        before = [u["grok_step"] for u in report.untouched(stage_runs, r["op"], r["batches"])
-                  if u.get("grok_step") is not None]
-        if r.get("grok_step") is None:
-            dnf += 1
-        elif before:
-            delays.append(r["grok_step"] - statistics.mean(before))
-    shown = f"{statistics.mean(delays):+.0f} ({_number(min(delays))} to {_number(max(delays))}, n {len(delays)})" \
-        if delays else ""
-    return Measured(delays, ", ".join(filter(None, [shown, f"{dnf}/{len(runs)} DNF" if dnf else ""])))
+    for op, batches in sorted({(r["op"], r["batches"]) for r in runs}):
+        these = [r for r in runs if (r["op"], r["batches"]) == (op, batches)]
+        paired, missed = report.paired_delays(these, report.untouched(stage_runs, op, batches))
+        delays, dnf = delays + paired, dnf + missed
+    return Measured(delays, report.delays_text(delays, dnf, len(runs)))
 
 
 MEASURES: dict[str, Callable[..., Measured]] = {

@@ -103,7 +103,11 @@ def write_json(path: Path, obj: dict) -> None:
 
 
 def write_text(path: Path, text: str) -> Path:
-    _write_atomically(path, text.encode())
+    return write_bytes(path, text.encode())
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    _write_atomically(path, data)
     return path
 
 
