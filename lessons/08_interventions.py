@@ -47,13 +47,12 @@ lessons.check("8a", answer_8a, g - 0.5 * interventions.orthogonal_part(g, B),
 # A run trained to grokking (detection: test accuracy >= 98% three evaluations in a row), then its trajectory PCA:
 # the execution basis B is saved in the run as basis.npy. Phase 2 starts again from the same seed with a hook.
 #
-# Phase 2 shares the baseline's initial weights and train/test split but draws *other batches*
-# (`batches="sibling"`, the default of `recipes.intervention`): in the paper's code its curvature probes draw from
-# the training random stream and shift every batch, so B is the PCA of a *sibling* trajectory. With
-# `batches="own"` phase 2 retraces the baseline until the hook starts, and B is the PCA of the run's own future
-# path. That choice matters: on the paper's model (add, 3 seeds) s = 0.75 delays grokking by +333 steps on sibling
-# batches (the paper: +800) and by +3000 on the run's own (seed 42: +500 against +5500). The run's own B holds 55%
-# of the steps it takes, a sibling's 27% (docs/results.md).
+# Phase 2 starts from the baseline's initial weights and train/test split; which batches it trains on decides what B
+# is to it (`batches=`, docs/differences.md):
+# - *shifted* (the default, the reference code's): the baseline's batches, moved on by the two batches each
+#   curvature probe sample takes, so B is the PCA of a closely related path.
+# - *own*: exactly the baseline's batches, so B is the PCA of the run's own future path.
+# - *sibling*: another random stream's batches, so B is the PCA of an independent run's path.
 
 # %%
 CAP = lessons.pick(6000, 2500)  # steps: a run not grokked by then did not finish (DNF)

@@ -1,6 +1,7 @@
 """The rules of PAPER.md §4 and §7 on hand-made metric rows."""
 import pytest
 
+from tinygrok.science import analysis
 from tinygrok.science.analysis import curvature_onset, curvature_summary, detection_step, first_step, grok_summary
 
 
@@ -77,3 +78,22 @@ def test_memorization_phase_and_defect_levels_on_hand_made_rows():
                            (200.0, 0.5), (20.0, float("nan"))])]
     assert by_defect_level(geometry, "ratio") == {"5-15": 2.5, "15-30": 1.25, ">=30": 0.6}  # 4.9 and NaN left out
     assert by_defect_level(geometry[:1], "ratio") == {"5-15": None, "15-30": None, ">=30": None}
+
+
+@pytest.mark.parametrize("delays, expected", [
+    ((500, 200, 300), "differs"),  # +333 ± 153: the 95% interval [-46, +712] misses +800
+    ((5500, 1300, 2200), "too few runs to tell"),  # +3000 ± 2211: [-2492, +8492] holds +800, 3000 is not near it
+    ((700, 1100, 600), "replicates"),  # +800 ± 265: holds +800, the mean on it
+    ((900,), "replicates"), ((1000,), "differs")])  # one run: within 20% or not
+def test_one_verdict_rule_judges_a_point_value_by_the_interval_and_the_margin(delays, expected):
+    """The dose-response's +800 (PAPER.md §8.3) against delays measured on three seeds: the sibling protocol's
+    +500 / +200 / +300 and the own protocol's +5500 / +1300 / +2200 (docs/differences.md), the reference code's
+    +700 / +1100 / +600."""
+    assert analysis.verdict(list(delays), 800, 800) == expected
+
+
+def test_a_range_holds_the_mean_and_an_interval_meets_the_range():
+    assert analysis.verdict([1700, 2200], 1800, 2100) == "replicates"  # the mean, 1950, inside
+    assert analysis.verdict([1500, 1600], 1800, 2100) == "differs"
+    assert analysis.verdict([1.2], 1.24, 1.30, interval=(1.1, 1.25)) == "replicates"
+    assert analysis.verdict([1.2], 1.24, 1.30, interval=(1.1, 1.2)) == "differs"

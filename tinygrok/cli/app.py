@@ -446,21 +446,27 @@ def sweep_(
 
 @app.command()
 def reproduce(
-    out: Annotated[Path, typer.Option(help="the reproduction's directory: a sweep directory per grid, and "
-                                           "results.md")],
+    out: Annotated[Path, typer.Option(help="where the runs train: a sweep directory per grid (needed only until "
+                                           "their records are written)")],
     scale: Annotated[str, typer.Option(help=f"one of: {', '.join(reproduction.SCALES)} (classroom: every claim's "
                                             "machinery in ~15 min; machine: the paper's model in a night on 2 "
                                             "cores; full: every grid as the paper ran it, for a cluster)")] = "machine",
+    records_dir: Annotated[Optional[Path], typer.Option(
+        "--records", help="the folder of the runs' records, the reproduction's state: a run recorded there is not "
+                          "run again  [default: OUT/records]")] = None,
+    page: Annotated[Optional[Path], typer.Option(help="the results page  [default: OUT/results.md]")] = None,
     workers: Annotated[int, typer.Option(min=1, help="local worker processes, one core each")] = 2,
     scheduler: Annotated[Optional[str], typer.Option(help="a Dask scheduler, tcp://HOST:PORT, whose workers run "
                                                           "the grids instead")] = None,
     estimate: Annotated[bool, typer.Option(help="print the plan (every grid, its runs and CPU time) and stop")] = False,
 ):
     """Reproduce the paper claim by claim: every grid of the scale, resumably (the same command again continues),
-    then results.md beside the paper's numbers."""
+    each finished run's record kept, then the results page beside the paper's numbers."""
     plan = reproduction.stages(scale)
-    if out.exists() and not out.is_dir():
-        fail(f"--out {out} is a file: a reproduction needs a directory")
+    records_dir, page = records_dir or out / "records", page or out / "results.md"
+    for path, what in ((out, "--out"), (records_dir, "--records")):
+        if path.exists() and not path.is_dir():
+            fail(f"{what} {path} is a file: a reproduction needs a directory")
     if estimate:
         costs = benchmark.bench(config.preset("paper"), 1, 3)
         rows = reproduction.estimate(plan, costs)
@@ -472,10 +478,31 @@ def reproduce(
             place = f"stage {plan.index(stage) + 1} of {len(plan)}, "
             live.update(escape(place + views.stage_state(stage.label, index, out)), refresh=True)
 
-        state = reproduction.run(scale, plan, out, executors, on_change=show)
-    page = results.write(out, plan)
+        state = reproduction.run(scale, plan, out, records_dir, executors, on_change=show)
+    results.write(records_dir, page)
     console.print(f"{scale} reproduction: {reproduction.wall_seconds(state):.0f} s of wall time in "
-                  f"{len(state['parts'])} part(s); results page {page}")
+                  f"{len(state['parts'])} part(s); records in {records_dir}; results page {page}")
+
+
+@app.command("merge-records")
+def merge_records(
+    sources: Annotated[list[Path], typer.Argument(help="folders of one scale's run records (tinygrok reproduce "
+                                                       "--records), from other machines or days")],
+    into: Annotated[Path, typer.Option(help="the folder they merge into (it may hold records already)")],
+):
+    """Merge folders of a reproduction's run records into one: each run's record once, the wall times added."""
+    state = reproduction.merge(sources, into)
+    console.print(f"{into}: the {state['scale']} reproduction's records, {len(state['parts'])} part(s)")
+
+
+@app.command("results")
+def results_page(
+    records_dir: Annotated[Path, typer.Option("--records", help="a reproduction's folder of run records")],
+    out: Annotated[Path, typer.Option(help="the results page to write, e.g. docs/results.md (its figures go "
+                                           "beside it)")],
+):
+    """Write a reproduction's results page from its records alone: every claim of the paper, measured, judged."""
+    console.print(f"results page {results.write(records_dir, out)}")
 
 
 @app.command()

@@ -15,8 +15,10 @@ import ctypes.util
 import functools
 import os
 import platform
+import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -147,9 +149,35 @@ def blas() -> dict:
 
 
 def describe() -> dict:
-    """Versions, backend and BLAS: written into every summary and printed by `tinygrok doctor`."""
-    return {"backend": NAME, "python": platform.python_version(),
+    """The code's commit, the machine, versions, backend and BLAS: written into every summary and printed by
+    `tinygrok doctor`."""
+    return {"commit": code_commit(), "machine": machine(), "backend": NAME, "python": platform.python_version(),
             **{pkg: _version(pkg) for pkg in ("tinygrok", "numpy", "autograd", "scipy")}, **blas()}
+
+
+@functools.cache
+def code_commit() -> str:
+    """The git commit of the running tinygrok ("+" if it has uncommitted changes), or "unknown" outside a checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[2]), *args], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    try:
+        return git("rev-parse", "--short=10", "HEAD") + ("+" if git("status", "--porcelain", "--untracked-files=no")
+                                                         else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+@functools.cache
+def machine() -> str:
+    """This machine in a few words: its processor and its cores, e.g. "x86_64 (AMD EPYC), 2 cores"."""
+    try:
+        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), "")
+    except OSError:
+        model = ""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return platform.machine() + (f" ({model})" if model else "") + f", {cores} cores"
 
 
 def reuse_freed_memory() -> bool:

@@ -350,17 +350,17 @@ def _measured_vs_paper(runs: list[dict], fit: Optional[dict]) -> list[str]:
                       f"{op}, wd {wd:g}, every matrix") for (op, wd), mine in _groups(at_lr) if wd == 1]
     if fit:
         ref = paper.POWER_LAW
-        low, high = fit["alpha"] - fit["alpha_se"], fit["alpha"] + fit["alpha_se"]  # its range: ± its SE
+        interval = (fit["alpha"] - 2 * fit["alpha_se"], fit["alpha"] + 2 * fit["alpha_se"])
         rows.append([ref.label, f"{fit['alpha']:.2f} ± {fit['alpha_se']:.2f} (SE, n {fit['n']})", ref.quoted,
-                     ref.measure, _verdict(low <= ref.high and high >= ref.low)])
+                     ref.measure, analysis.verdict([fit["alpha"]], ref.low, ref.high, interval)])
     rows = [row for row in rows if row]
     for row, above in reversed(list(zip(rows[1:], rows))):  # each measure written once, on its first row
         row[3] = "" if row[3] == above[3] else row[3]
     return ["## Measured vs paper", "",
             "Over this sweep's runs at their preset's learning rate (the power law: over all rates): mean ± sd "
             "[min-max] (n), beside "
-            "the paper's figure for the same measure (tinygrok/science/paper.py); *overlaps*: the measured range meets the "
-            "paper's.", "", table(["quantity", "measured", "paper", "measure", "overlaps"], rows), ""]
+            "the paper's figure for the same measure (tinygrok/science/paper.py), and the verdict: "
+            f"{analysis.VERDICT_RULE}", "", table(["quantity", "measured", "paper", "measure", "verdict"], rows), ""]
 
 
 def _compare(ref: Optional[paper.Reference], values: list, op: Optional[str], label: Optional[str] = None) -> list:
@@ -371,13 +371,8 @@ def _compare(ref: Optional[paper.Reference], values: list, op: Optional[str], la
     stats, low, high = analysis.mean_sd(kept), *ref.expected(op)
     measured = f"{ref.show(stats['mean'])}" + (f" ± {ref.show(stats['sd'])}" if stats["sd"] is not None else "") + \
         (f" [{ref.show(min(kept))}-{ref.show(max(kept))}]" if len(kept) > 1 else "") + f" (n {len(kept)})"
-    point_vs_point = low == high and len(kept) == 1  # no spread on either side to be within
-    overlaps = None if low is None or point_vs_point else min(kept) <= high and max(kept) >= low
-    return [f"{ref.label} ({label or op or 'all'})", measured, ref.describe(op), ref.measure, _verdict(overlaps)]
-
-
-def _verdict(inside: Optional[bool]) -> str:
-    return {True: "yes", False: "**no**", None: ""}[inside]
+    judged = "" if low is None else analysis.verdict(kept, low, high)
+    return [f"{ref.label} ({label or op or 'all'})", measured, ref.describe(op), ref.measure, judged]
 
 
 def _ops(runs: list[dict]) -> list[str]:

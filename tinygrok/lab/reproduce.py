@@ -1,9 +1,12 @@
-"""`tinygrok reproduce`: the paper's experiments at one scale, from one command, into one directory.
+"""`tinygrok reproduce`: the paper's experiments at one scale, from one command, into one folder of run records.
 
 A scale is a plan: stages run one after another, each a grid of grids.py (filtered) run by sweep.run_grid in its own
-sweep directory DIR/LABEL, so the same command again skips what is done and resumes what was interrupted. Then the
-results page (results.py) is written over all of them. DIR/reproduce.json keeps the scale and the wall time of
-every part the command ran in, so that a reproduction resumed over several days still knows its total.
+sweep directory DIR/LABEL, so the same command again resumes what was interrupted. Every finished run leaves its
+record (records.py) in the records folder, and a run with a record is not run again: the folder, not DIR, is the
+reproduction's state, so it can be carried (committed) from machine to machine and day to day while DIR is lost.
+The folder's reproduce.json keeps the scale and the wall time of every part the command ran in, per stage, so that
+a reproduction resumed over several days still knows its total. The results page (results.py) is a function of
+the folder alone.
 """
 from __future__ import annotations
 
@@ -12,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from tinygrok.lab import grids, sweep
+from tinygrok.lab import grids, records, recipes, sweep
 from tinygrok.lab.grids import Filters
 from tinygrok.lab.recipes import RunSpec
-from tinygrok.run.runs import RunError, read_json, write_json
+from tinygrok.run.runs import RunError, read_json, write_bytes, write_json
 from tinygrok.science.config import ConfigError
 from tinygrok.science.paper import GROKKING_OPS, NON_GROKKING_OPS
 
@@ -75,8 +78,12 @@ def _machine() -> tuple[Stage, ...]:
             Stage("pca", "pca", Filters(max_steps=10_000),
                   "at most 10,000 steps (the paper: 50,000 without weight decay, 200,000 for x2_xy_y2 and x3_xy)"),
             Stage("dose-response", "dose-response"),
+            Stage("dose-response-seeds", "dose-response", Filters(ops=("add",), seeds=(1, 2, 3)),
+                  "not the paper's: add with three more seeds, 1, 2 and 3 (how far the seeds' spread goes)"),
             Stage("interventions-primary", "interventions-primary", cut="the primary strengths only (figI4)"),
             Stage("random-basis", "random-basis"),
+            Stage("attention-only", "attention-only", cut="not the paper's: the projection inside the attention "
+                                                          "matrices only"),
             Stage("kicks", "kicks", Filters(doses=(100.0,)), "alpha 100 only (figI8: 50-500)"),
             Stage("slow", "slow"))
 
@@ -112,48 +119,94 @@ def wall_estimate(rows: list[dict], workers: int) -> float:
     return sum(max(r["cpu_seconds"] / workers, r["longest"]) for r in rows)
 
 
-def run(scale: str, plan: tuple[Stage, ...], out: Path, make_executor: Callable, *,
+def run(scale: str, plan: tuple[Stage, ...], out: Path, folder: Path, make_executor: Callable, *,
         on_change: Optional[Callable[[Stage, dict], None]] = None) -> dict:
-    """Run every stage of `plan` not yet done into out/LABEL, in order, then return reproduce.json's state: the
-    scale, each part's wall seconds (this one added), and the stages' run counts. A RunError if `out` holds
-    another scale's reproduction."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    state = _state(out, scale)
-    began, saved = time.time(), 0.0  # the first change saves at once
-    state["parts"].append({"began": began, "seconds": 0.0})
+    """Run every run of `plan` that has no record in `folder` into out/LABEL, stage by stage, recording each as it
+    finishes; then return the folder's reproduce.json: the scale, each part's wall seconds and each stage's (this
+    part's added). A RunError if the folder holds another scale's reproduction."""
+    out, folder = Path(out), Path(folder)
+    state = _state(folder, scale)
+    state["parts"].append({"began": round(time.time()), "seconds": 0.0})
+    write_json(folder / STATE, state)
+    for stage in plan:
+        todo = _unrecorded(stage.specs(), folder)
+        if not todo:
+            continue
+        index = sweep.load_index(out / stage.label, stage.experiment, stage.filters.describe(), todo)
+        last = time.time()
 
-    def save(every: float = 0.0) -> None:  # this part's wall time so far; at most every `every` seconds
-        nonlocal saved
-        if time.time() - saved >= every:
-            state["parts"][-1]["seconds"] = round(time.time() - began, 1)
-            write_json(out / STATE, state)
-            saved = time.time()
+        def changed(index: dict, stage: Stage = stage) -> None:
+            nonlocal last
+            _record_finished(out / stage.label, index, folder)
+            if time.time() - last >= 30:  # a kill loses at most half a minute of the wall time's count
+                last = _count(state, stage, last, folder)
+            if on_change:
+                on_change(stage, index)
 
-    try:
-        for stage in plan:
-            specs = stage.specs()
-            index = sweep.load_index(out / stage.label, stage.experiment, stage.filters.describe(), specs)
-
-            def changed(index: dict, stage: Stage = stage) -> None:
-                save(every=30.0)  # a kill loses at most half a minute of the wall time's count
-                if on_change:
-                    on_change(stage, index)
-
-            index = sweep.run_grid(specs, out / stage.label, index, make_executor, on_change=changed)
-            state["stages"][stage.label] = sweep.summary(index)
-    finally:
-        save()
+        try:
+            index = sweep.run_grid(todo, out / stage.label, index, make_executor, on_change=changed)
+            _record_finished(out / stage.label, index, folder)
+        finally:
+            _count(state, stage, last, folder)
     return state
 
 
-def _state(out: Path, scale: str) -> dict:
-    path = out / STATE
+def _count(state: dict, stage: Stage, since: float, folder: Path) -> float:
+    """Add the wall time since `since` to this part's and the stage's, save reproduce.json; returns now."""
+    now = time.time()
+    state["parts"][-1]["seconds"] = round(state["parts"][-1]["seconds"] + now - since, 1)
+    state["stages"][stage.label] = round(state["stages"].get(stage.label, 0.0) + now - since, 1)
+    write_json(folder / STATE, state)
+    return now
+
+
+def _unrecorded(specs: list[RunSpec], folder: Path) -> list[RunSpec]:
+    """The specs without a record in `folder`, and the baselines they need (whose directories give their basis)."""
+    recorded = set(records.load_all(folder)[0])
+    needed = {recipes.baseline(s).name for s in specs if s.name not in recorded and recipes.needs_baseline(s)}
+    return [s for s in specs if s.name not in recorded or s.name in needed]
+
+
+def _record_finished(out: Path, index: dict, folder: Path) -> None:
+    """Write the record of every finished run of the sweep in `out` that `folder` lacks (an existing record is
+    never rewritten: a run done again leaves the first one)."""
+    for name, entry in index["runs"].items():
+        if entry["state"] == "done" and not (folder / (name + records.SUFFIX)).exists():
+            records.save(records.of_run(out / name, entry["recipe"]), folder)
+
+
+def _state(folder: Path, scale: str) -> dict:
+    path = folder / STATE
     if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
         return {"scale": scale, "parts": [], "stages": {}}
     state = read_json(path)
     if state["scale"] != scale:
-        raise RunError(f"{out} holds the {state['scale']} reproduction, not {scale}: give this one another --out")
+        raise RunError(f"{folder} holds the records of the {state['scale']} reproduction, not {scale}: give this "
+                       "one other --records")
+    return state
+
+
+def merge(sources: list[Path], into: Path) -> dict:
+    """Bring several folders of records of one scale's reproduction (other machines', days', workers') into
+    `into`: each run's record once (the one already there, else the first found), every part's and stage's wall
+    time added; returns the merged reproduce.json. A RunError for a folder of another scale, or none."""
+    into = Path(into)
+    states = [read_json(Path(source) / STATE) for source in sources if (Path(source) / STATE).exists()]
+    if len(states) < len(sources):
+        raise RunError("every folder merged must be a reproduction's records (with its reproduce.json)")
+    state = _state(into, states[0]["scale"]) if states else {}
+    for source, other in zip(sources, states):
+        if other["scale"] != state["scale"]:
+            raise RunError(f"{source} holds the {other['scale']} reproduction's records, not {state['scale']}'s")
+        for name in records.load_all(Path(source))[0]:  # records only: what is not one stays where it is
+            path = Path(source) / (name + records.SUFFIX)
+            if not (into / path.name).exists():
+                write_bytes(into / path.name, path.read_bytes())
+        state["parts"] += other["parts"]
+        for label, seconds in other["stages"].items():
+            state["stages"][label] = round(state["stages"].get(label, 0.0) + seconds, 1)
+    write_json(into / STATE, state)
     return state
 
 

@@ -1,32 +1,25 @@
-"""A reproduction's results page: DIR/results.md, one row per claim of paper.CLAIMS (PAPER.md §10, §8.3, §9), each
-measured over the finished runs of its stage, beside the paper's number, with a verdict and the figure it is seen
-in. Reads only files: reproduce.json, each stage's index.json and its runs' directories.
+"""A reproduction's results page: one row per claim of paper.CLAIMS (PAPER.md §10, §8.3, §9), each measured over
+the recorded runs of its stage, beside the paper's number, with a verdict and the figure it is seen in. A function
+of a folder of run records (records.py) and its reproduce.json alone.
 """
 from __future__ import annotations
 
 import math
-import platform
 import statistics
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from tinygrok.engine import backend, parallel
-from tinygrok.lab import report
-from tinygrok.lab.reproduce import STATE, Stage, wall_seconds
-from tinygrok.lab.sweep import INDEX, summary
-from tinygrok.run.runs import Run, read_json, write_text
+from tinygrok.lab import records, report, reproduce
+from tinygrok.lab.reproduce import STATE, Stage
+from tinygrok.run.runs import RunError, read_json, write_text
 from tinygrok.science import analysis, interventions, paper
 from tinygrok.science.paper import GROKKING_OPS, NON_GROKKING_OPS, Claim
 
 RESULTS = "results.md"
-POINT_TOLERANCE = 0.2  # a single measured value "replicates" a point value of the paper within 20% of it
-VERDICTS = ("replicates", "differs", "not measured")
-RULES = ("*replicates*: the mean lies in the paper's range, or a point value of the paper lies within the mean ± 2 "
-         "standard errors (within 20% of a single measured value; a fit's own ± 2 standard errors meet the range; "
-         "a share of runs, exactly); *differs*: otherwise (saying so when the measured range meets the paper's); "
-         "*not measured*: this scale has no such runs, or none of them defines the quantity, with the reason.")
+VERDICTS = ("replicates", "too few runs to tell", "differs", "not measured")
+RULES = analysis.VERDICT_RULE + " *not measured*: this scale has no such runs, or none of them defines the quantity, " \
+    "with the reason."
 
 
 @dataclass(frozen=True)
@@ -244,24 +237,14 @@ def measure(claim: Claim, stages: dict[str, list[dict]], planned: dict[str, Stag
 
 
 def _verdict(claim: Claim, found: Measured) -> tuple[str, str]:
-    values, mean = found.values, statistics.mean(found.values)
-    if found.interval is not None:
-        low, high = found.interval
-        meets = low <= claim.high and high >= claim.low
-        return ("replicates", "**replicates**") if meets else _differs(claim, values)
-    if claim.low <= mean <= claim.high:
-        return "replicates", "**replicates**"
-    if claim.low == claim.high and len(values) == 1:
-        within = abs(mean - claim.low) <= POINT_TOLERANCE * abs(claim.low)
-        return ("replicates", "**replicates** (within 20%)") if within else _differs(claim, values)
-    if claim.low == claim.high and abs(mean - claim.low) <= 2 * statistics.stdev(values) / len(values) ** 0.5:
-        return "replicates", "**replicates**"
-    return _differs(claim, values)
-
-
-def _differs(claim: Claim, values: list) -> tuple[str, str]:
-    overlap = " (the ranges overlap)" if min(values) <= claim.high and max(values) >= claim.low else ""
-    return "differs", "differs" + overlap + (f": {claim.differs}" if claim.differs else "")
+    """The verdict (analysis.verdict, the one rule) and its words: why it differs, where that is known."""
+    kind = analysis.verdict(found.values, claim.low, claim.high, found.interval)
+    if kind == "replicates":
+        return kind, "**replicates**"
+    values = found.values
+    overlap = " (the ranges overlap)" if kind == "differs" and min(values) <= claim.high and max(values) >= claim.low \
+        else ""
+    return kind, kind + overlap + (f": {claim.differs}" if claim.differs and kind == "differs" else "")
 
 
 def _cut(stage: Stage) -> str:
@@ -269,13 +252,25 @@ def _cut(stage: Stage) -> str:
 
 
 # ---------------------------------------------------------------------- the page
-def write(out: Path, plan: tuple[Stage, ...]) -> Path:
-    """DIR/results.md and its figures (each stage's, report.draw_figures) over what has finished so far."""
-    out = Path(out)
+def write(folder: Path, page: Path) -> Path:
+    """The results page at `page` (its figures in a folder beside it, PAGE_figures), a function of the records
+    folder alone (records.py; the scale and wall times in its reproduce.json): every claim measured over the
+    recorded runs of its stage, what the records are and where and how long they ran. A RunError if the folder is
+    no reproduction's."""
+    folder, page = Path(folder), Path(page)
+    if not (folder / STATE).exists():
+        raise RunError(f"{folder} holds no reproduction's records (it has no {STATE}: tinygrok reproduce "
+                       "--records writes it)")
+    state = read_json(folder / STATE)
+    plan = reproduce.stages(state["scale"])
+    found, problems = records.load_all(folder)
     planned = {stage.label: stage for stage in plan}
-    stages = {label: report.collect(out / label) for label in planned if (out / label / INDEX).exists()}
-    figures = {label: report.draw_figures(out, runs, _fit(report.grokking(runs)), f"{label}_")
-               for label, runs in stages.items()}
+    stages = {stage.label: [report.entry(found[s.name]) for s in stage.specs() if s.name in found] for stage in plan}
+    figures_dir = page.with_name(page.stem + "_figures")
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    figures = {label: {name: f"{figures_dir.name}/{file}" for name, file in report.draw_figures(
+        figures_dir, runs, _fit(report.grokking(runs)), f"{label}_").items()} for label, runs in stages.items()
+        if runs}
     rows, kinds = [], []
     for claim in paper.CLAIMS:
         number, kind, words = measure(claim, stages, planned)
@@ -285,47 +280,38 @@ def write(out: Path, plan: tuple[Stage, ...]) -> Path:
                      f"[{claim.figure}]({figure})" if figure else "—"])
     counts = ", ".join(f"{kinds.count(kind)} {kind}" for kind in VERDICTS)
     header = ["section", "claim", "paper", "tinygrok", "reference's stored data", "verdict", "figure"]
-    lines = [*_header(out), "", "# tinygrok against the paper, claim by claim", "",
+    lines = ["# tinygrok against the paper, claim by claim", "", *_header(folder, page, state, found), "",
              f"{len(paper.CLAIMS)} claims (tinygrok/science/paper.py's CLAIMS): {counts}. {RULES}", "",
-             report.table(header, rows), "", "## The stages", "", _stage_table(out, plan), ""]
-    return write_text(out / RESULTS, "\n".join(lines) + "\n")
+             report.table(header, rows), "", "## The stages", "", _stage_table(plan, stages, state), ""]
+    lines += [f"Not records, left out: {'; '.join(problems)}.", ""] if problems else []
+    return write_text(page, "\n".join(lines) + "\n")
 
 
-def _header(out: Path) -> list[str]:
-    """The table at the top: the command, the commit, the machine, the wall time."""
-    state = read_json(out / STATE) if (out / STATE).exists() else {"scale": "?", "parts": []}
-    machine = f"{platform.machine()}, {parallel.available_cores()} cores, {platform.python_implementation()} " \
-              f"{platform.python_version()}, {backend.NAME}"
-    return ["| | |", "|---|---|", f"| command | `tinygrok reproduce --scale {state['scale']} --out {out}` |",
-            f"| commit | {_commit()} |", f"| machine | {machine} |",
-            f"| wall time | {wall_seconds(state) / 3600:.2f} h in {len(state['parts'])} part(s) |"]
+def _header(folder: Path, page: Path, state: dict, found: dict) -> list[str]:
+    """The table at the top: the command, the code and the machines the records come from, the time."""
+    def counted(values: list[str]) -> str:
+        return ", ".join(f"{value} ({values.count(value)} runs)" for value in sorted(set(values)))
+    cpu = sum(r["environment"].get("wall_seconds", 0.0) for r in found.values())
+    return ["| | |", "|---|---|",
+            f"| command | `tinygrok results --records {folder} --out {page}` (the runs: `tinygrok reproduce --scale "
+            f"{state['scale']} --records {folder}`) |",
+            f"| code | {counted([r['environment'].get('commit', 'unknown') for r in found.values()]) or 'no runs'} |",
+            f"| machine | {counted([r['environment'].get('machine', 'unknown') for r in found.values()]) or 'no runs'} "
+            "|",
+            f"| time | {reproduce.wall_seconds(state) / 3600:.2f} h of wall time in {len(state['parts'])} part(s); "
+            f"{cpu / 3600:.2f} h of CPU time (its runs' own, one core each) |"]
 
 
-def _commit() -> str:
-    root = parallel.PACKAGE_ROOT
-    try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    return head + (" (with uncommitted changes)" if dirty else "")
-
-
-def _stage_table(out: Path, plan: tuple[Stage, ...]) -> str:
+def _stage_table(plan: tuple[Stage, ...], stages: dict[str, list[dict]], state: dict) -> str:
     rows = []
     for stage in plan:
-        path = out / stage.label
-        if not (path / INDEX).exists():
-            rows.append([stage.label, stage.experiment, "not started", "", stage.cut or "nothing"])
-            continue
-        index = read_json(path / INDEX)
-        done = [name for name, e in index["runs"].items() if e["state"] == "done"]
-        seconds = sum(Run(path / name).environment().get("wall_seconds", 0.0) for name in done)
-        counts = ", ".join(f"{n} {state}" for state, n in summary(index).items() if n)
-        rows.append([stage.label, stage.experiment, counts, f"{seconds / 3600:.2f} h", stage.cut or "nothing"])
-    return report.table(["stage", "experiment", "runs", "CPU time of its finished runs", "left out"], rows)
+        runs = stages[stage.label]
+        cpu = sum(r["wall_seconds"] for r in runs)
+        rows.append([stage.label, stage.experiment, f"{len(runs)} of {len(stage.specs())}",
+                     f"{state['stages'].get(stage.label, 0.0) / 3600:.2f} h", f"{cpu / 3600:.2f} h",
+                     stage.cut or "nothing"])
+    return report.table(["stage", "experiment", "runs recorded", "wall time", "CPU time of its runs", "left out"],
+                        rows)
 
 
 def _summary(values: list, digits: str = "") -> str:

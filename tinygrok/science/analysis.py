@@ -6,6 +6,8 @@ import math
 import statistics
 from typing import Iterable, Optional
 
+import scipy.stats
+
 from tinygrok.science import undefined
 
 
@@ -103,6 +105,31 @@ def mean_sd(values: Iterable[Optional[float]]) -> dict:
     kept = [v for v in values if v is not None]
     return {"mean": statistics.mean(kept) if kept else None,
             "sd": statistics.stdev(kept) if len(kept) > 1 else None, "n": len(kept)}
+
+
+POINT_MARGIN = 0.2  # a point value of the paper replicates only if tinygrok's mean is within 20% of it
+VERDICT_RULE = (
+    "*replicates*: a range of the paper holds tinygrok's mean (a fit's ± 2 standard errors, or a share of runs "
+    "itself, meets it); a point value of the paper lies inside the 95% interval of tinygrok's mean (Student's t; "
+    "one run: no interval) and the mean is within 20% of it. *too few runs to tell*: the point lies inside the "
+    "interval but the mean is not within 20% of it (the interval is wider than the effect). *differs*: otherwise.")
+
+
+def verdict(values: list[float], low: float, high: float, interval: Optional[tuple] = None) -> str:
+    """The one rule that judges tinygrok's values against the paper's [low, high] (low == high: a point value);
+    VERDICT_RULE says it in words. Returns "replicates", "too few runs to tell" or "differs"."""
+    mean = statistics.mean(values)
+    if interval is not None:
+        return "replicates" if interval[0] <= high and interval[1] >= low else "differs"
+    if low < high:
+        return "replicates" if low <= mean <= high else "differs"
+    close = abs(mean - low) <= POINT_MARGIN * abs(low)
+    if len(values) == 1:
+        return "replicates" if close else "differs"
+    half = scipy.stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    if abs(mean - low) > half:
+        return "differs"
+    return "replicates" if close else "too few runs to tell"
 
 
 def sign_test(leads: Iterable[Optional[float]]) -> dict:
