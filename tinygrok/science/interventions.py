@@ -61,12 +61,14 @@ def param(default, meaning: str, low: Optional[float] = 0, high: Optional[float]
 class Reported(NamedTuple):
     """What the paper reports for an arm at one dose (§8.3): the mean grok step over seeds 42/137/2024 read off its
     figure (about ±50 steps; None: no seed grokked within the cap, DNF 0/3), the figure, the delay over the
-    baseline where the paper states it, and a text in place of the step where the paper gives no number."""
+    baseline where the paper states it, a text in place of the step where the paper gives no number, and the
+    figI4 summary table's step where it gives this arm at this dose another one."""
 
     step: Optional[int]
     source: str
     delay: Optional[int] = None
     text: str = ""
+    figi4: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -270,7 +272,7 @@ class Project(Hook, name="project"):
             "x2_y2": (2730, 3000, 3130)}.items()
            for s, step, delay in zip((0.25, 0.5, 0.75), steps, (34, 300, 800) if op == "add" else (None,) * 3)},
         **{(op, 1.0, "pca"): Reported(None, "figI10, figI5") for op in ("add", "sub", "mul", "x2_y2")},
-        ("add", 0.5, "pca"): Reported(3470, "figI10; figI4: 3533", 300),
+        ("add", 0.5, "pca"): Reported(3470, "figI10", 300, figi4=3533),
         ("add", 1.0, "random"): Reported(None, "figI6"),
         **{("add", s, "random"): Reported(None, "figI6", text="< 50 steps of delay") for s in (0.25, 0.5, 0.75)}}
 

@@ -13,6 +13,7 @@ from tinygrok.science import interventions
 
 GROKKING_OPS = ("add", "sub", "mul", "x2_y2")  # grok at weight decay 1 (§4)
 NON_GROKKING_OPS = ("x2_xy_y2", "x3_xy")  # never do, in 200,000 steps
+TABLE1 = {"add": 2933, "sub": 3433, "mul": 2633, "x2_y2": 1867}  # §10 #4: mean grok_90 of seeds 42/137/2024
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,10 @@ class Reference:
             return f"{self.show(low)} ({op})" if low == high else f"{self.show(low)}{between}{self.show(high)} ({op})"
         return self.quoted
 
+    def per_op(self) -> str:
+        """The paper's value for each operation, e.g. "add 2.04, sub 1.81" (its point values only)."""
+        return ", ".join(f"{op} {self.show(low)}" for op, (low, high) in self.by_op.items() if low == high)
+
     def show(self, value) -> str:
         """A measured value of this quantity, formatted."""
         return "none" if value is None else format(value, self.digits) if isinstance(value, float) else str(value)
@@ -71,7 +76,7 @@ WALKTHROUGH = (
     Reference("grok_step_90", "grok step (90%)", 1867, 3433, "~1900-3400 (Table 1)",
               "first evaluation with test accuracy >= 0.90, mean of seeds 42/137/2024", "§4, §10 #4",
               "test accuracy reaches 90%: the model generalises",
-              by_op={op: (v, v) for op, v in {"add": 2933, "sub": 3433, "mul": 2633, "x2_y2": 1867}.items()}),
+              by_op={op: (v, v) for op, v in TABLE1.items()}),
     Reference("lead_steps", "lead time", 600, 1600, "600-1600 (mean 1117)",
               "grok_step_90 - onset_step", "§7.2, §10 #10",
               "grok step minus onset: how early curvature warns of grokking"),
@@ -162,8 +167,22 @@ def intervention(op: str, arm: str, dose: float, basis: str) -> str:
     """What the paper reports for this arm, as a table shows it ("" where it reports nothing)."""
     if (op, arm, dose, basis) not in INTERVENTIONS:
         return ""
-    step, source, delay, text = INTERVENTIONS[op, arm, dose, basis]
-    return (text or ("DNF (0/3)" if step is None else f"~{step}")) + (f", +{delay}" if delay else "") + f" ({source})"
+    step, source, delay, text, figi4 = INTERVENTIONS[op, arm, dose, basis]
+    return (text or ("DNF (0/3)" if step is None else f"~{step}")) + (f", +{delay}" if delay else "") + \
+        f" ({source}" + (f"; figI4: {figi4}" if figi4 else "") + ")"
+
+
+def primary_step(arm: str) -> int:
+    """figI4's grok step for add under `arm` at its primary strength (its default; "none": no intervention)."""
+    hook = interventions.parse(arm)
+    reported = INTERVENTIONS["add", hook.NAME, getattr(hook, hook.DOSE) if hook.DOSE else 0.0, "pca"]
+    return reported.figi4 or reported.step
+
+
+def _step_range(arms: tuple) -> tuple[int, int]:
+    """The lowest and highest grok step the paper reports for add under these arms, at any dose."""
+    steps = [r.step for (op, arm, _, _), r in INTERVENTIONS.items() if op == "add" and arm in arms and r.step]
+    return min(steps), max(steps)
 
 
 # ---------------------------------------------------------------------- the claims, one by one (tinygrok reproduce)
@@ -192,13 +211,9 @@ class Claim:
     args: dict = field(default_factory=dict)
 
 
-_TABLE1 = {"add": 2933, "sub": 3433, "mul": 2633, "x2_y2": 1867}  # §10 #4: mean grok_90 of seeds 42/137/2024
 _LR_GROK = {1e-4: (29433, 36767), 1e-3: (2600, 3667), 1e-2: (567, 4000)}  # §10 #16: the op means' range
 _LR_DEFECT = {1e-4: (9332, 11148), 1e-3: (1447, 3545), 1e-2: (18, 64)}  # §10 #17
 _LR_LEAD = {1e-4: (23033, 32900), 1e-3: (733, 1400), 1e-2: (-1550, -633)}  # §10 #18
-_PRIMARY = {"none": 3233, "kick": 3233, "noise": 3200, "penalty": 3267, "project": 3533}  # figI4
-_SIBLING = "the execution basis is a sibling trajectory's, whose alignment with the run's path varies by seed " \
-           "([differences](differences.md))"
 _FLOAT32 = "float32 rounding dominates late defects ([differences](differences.md), PAPER.md §6.6)"
 _PCA, _TABLE, _LR = ("pca",), ("table1",), ("lr-sweep",)
 _FIGI4 = ("interventions-primary", "interventions-add")  # the primary arms: their own grid, or in the whole one
@@ -208,37 +223,42 @@ _PROJECT = dict(arm="project", basis="pca")
 CLAIMS: tuple[Claim, ...] = (
     Claim("§10 #1", "grokking runs' attention trajectories are nearly one-dimensional",
           "PC1 68-83% (v1); per matrix 62.8-83.1% (stored)", "per_matrix", _PCA,
-          dict(ops="grokking", weight_decay=1.0), 0.628, 0.831, "per matrix 62.8-83.1%, per-run mean 68.2-76.8%",
+          dict(ops="grokking", weight_decay=1.0), PC1.low, PC1.high, "per matrix 62.8-83.1%, per-run mean 68.2-76.8%",
           digits=".1%", figure="pc1_by_op", args=dict(key="pc1")),
     Claim("§10 #2", "runs that never grok are far less one-dimensional", "PC1 42-49% (200,000 steps)",
-          "per_matrix", _PCA, dict(ops="non_grokking", weight_decay=1.0), 0.378, 0.532,
+          "per_matrix", _PCA, dict(ops="non_grokking", weight_decay=1.0), PC1_NO_GROKKING.low, PC1_NO_GROKKING.high,
           "per matrix, seed means 37.8-53.2%", "a shorter trajectory is more one-dimensional", digits=".1%",
           figure="pc1_by_op", args=dict(key="pc1")),
     Claim("§10 #2", "without weight decay the trajectory is low-dimensional too", "PC1 49-75% (50,000 steps)",
-          "per_matrix", _PCA, dict(weight_decay=0.0), 0.49, 0.75, "add 61.9-69.1%", digits=".1%",
+          "per_matrix", _PCA, dict(weight_decay=0.0), PC1_NO_DECAY.low, PC1_NO_DECAY.high, "add 61.9-69.1%",
+          digits=".1%",
           figure="pc1_by_op", args=dict(key="pc1")),
     Claim("§10 #3", "PC1 is far above a random walk with the same step sizes (the last layer)",
-          "5-20 sigma (text); figE +40 to +110", "per_matrix", _PCA, dict(ops="grokking", weight_decay=1.0), 40, 110,
+          "5-20 sigma (text); figE +40 to +110", "per_matrix", _PCA, dict(ops="grokking", weight_decay=1.0),
+          PC1_NULL_Z.low, PC1_NULL_Z.high,
           digits=".1f", args=dict(key="pc1_null_z", layer="last")),
     Claim("§10 #3", "the non-grokking operations' PC1 is below a random walk's (the last layer)",
-          "figE -75 to -30", "per_matrix", _PCA, dict(ops="non_grokking", weight_decay=1.0), -75, -30,
+          "figE -75 to -30", "per_matrix", _PCA, dict(ops="non_grokking", weight_decay=1.0),
+          *PC1_NULL_Z.expected(NON_GROKKING_OPS[0]),
           digits=".1f", args=dict(key="pc1_null_z", layer="last")),
     *(Claim("§10 #4", f"{op} groks (Table 1)", f"grok_90 ~{step} (mean of 3 seeds)", "mean", _TABLE, dict(ops=op),
-            step, step, figure="defect_by_op", args=dict(key="grok_step_90")) for op, step in _TABLE1.items()),
+            step, step, figure="defect_by_op", args=dict(key="grok_step_90")) for op, step in TABLE1.items()),
     Claim("§10 #4", "x2_xy_y2 and x3_xy never grok", "never", "grokked", _TABLE,
           dict(ops="non_grokking", weight_decay=1.0), 0, 0),
     Claim("§10 #5", "the curvature lies outside the execution subspace", "rho ≈ 1.000", "mean", _TABLE,
-          dict(ops="grokking"), 0.99994, 0.99999, "0.99994-0.99999 over 36 conditions", digits=".6f",
+          dict(ops="grokking"), *BY_KEY["rho"].expected(), "0.99994-0.99999 over 36 conditions", digits=".6f",
           args=dict(key="rho")),
     Claim("§10 #6", "the defect's share in the reference's execution basis (weight SVD) is small",
           "proj/full 0.005-0.03 (figC1)", "geometry_median", ("controls",), dict(ops="grokking"), 0.005, 0.03,
           figure="exec_random_by_step", args=dict(key="weight_svd_proj")),
     Claim("§10 #7", "curvature is enriched in the execution subspace over random ones (the reference's basis)",
           "exec/random 1.8-2.9 (weight SVD, memorization phase)", "mean", ("controls",), dict(ops="grokking"),
-          1.81, 2.91, "add 2.04, sub 1.81, mul 2.18, x2_y2 2.91", figure="exec_random_by_step",
+          *BY_KEY["exec_random_ratio_weight_svd"].expected(), BY_KEY["exec_random_ratio_weight_svd"].per_op(),
+          figure="exec_random_by_step",
           args=dict(key="exec_random_ratio_weight_svd")),
     Claim("§10 #7", "the same with the trajectory-PCA execution basis", "0.86-1.09 (the reference's data)",
-          "mean", ("controls",), dict(ops="grokking"), 0.86, 1.09, "add 0.86, sub 1.03, mul 1.09",
+          "mean", ("controls",), dict(ops="grokking"), *BY_KEY["exec_random_ratio"].expected(),
+          BY_KEY["exec_random_ratio"].per_op(),
           figure="exec_random_by_step", args=dict(key="exec_random_ratio")),
     Claim("§10 #8", "exec/random at K = 16 / 32", "2.46/2.09 (add) ... 2.52/2.65 (x2_y2)", "unmeasured",
           args=dict(why="the dimension sweep (`tinygrok dimensions RUN`) is not one of the grids")),
@@ -246,20 +266,24 @@ CLAIMS: tuple[Claim, ...] = (
           "10-1000x (the stored data: 6-50x)", "final_defect_ratio", _TABLE, {}, 6, 50,
           "last-checkpoint medians: add 1920/955/1206 ... x2_xy_y2 66/67/56, x3_xy 36/43/37", _FLOAT32),
     Claim("§10 #10", "the curvature onset precedes grok_90", "leads 600-1600 steps, mean 1117 (12/12)", "mean",
-          _TABLE, dict(ops="grokking"), 600, 1600, "1300,1400,600 / 1100,1600,1500 / 600,900,700 / 1400,1200,1100",
+          _TABLE, dict(ops="grokking"), *BY_KEY["lead_steps"].expected(),
+          "1300,1400,600 / 1100,1600,1500 / 600,900,700 / 1400,1200,1100",
           figure="defect_by_op", args=dict(key="lead_steps")),
     Claim("§10 #10", "the onset comes at 1800-2100 steps", "onset 1800-2100 (add, sub, mul)", "mean", _TABLE,
-          dict(ops=("add", "sub", "mul")), 1800, 2100, figure="defect_by_op", args=dict(key="onset_step")),
-    Claim("§10 #10", "x2_y2's onset comes early", "onset 500-700", "mean", _TABLE, dict(ops="x2_y2"), 500, 700,
+          dict(ops=("add", "sub", "mul")), *BY_KEY["onset_step"].expected(), figure="defect_by_op",
+          args=dict(key="onset_step")),
+    Claim("§10 #10", "x2_y2's onset comes early", "onset 500-700", "mean", _TABLE, dict(ops="x2_y2"),
+          *BY_KEY["onset_step"].expected("x2_y2"),
           figure="defect_by_op", args=dict(key="onset_step")),
     Claim("§10 #11", "all leads are positive: a sign test", "12 of 12, p = 2^-12 ≈ 2.4e-4", "sign_test", _TABLE,
           dict(ops="grokking"), 1, 1),
     Claim("§10 #12", "the hero run: sub, seed 137", "onset 2000, grok_90 3600, lead 1600", "mean", _TABLE,
           dict(ops="sub", seed=137), 1600, 1600, args=dict(key="lead_steps")),
     Claim("§10 #13", "grokking runs' defect grows 500-2000x", "513-2141x (max D / early baseline)", "mean", _TABLE,
-          dict(ops="grokking"), 513, 2141, args=dict(key="defect_growth_run")),
+          dict(ops="grokking"), *BY_KEY["defect_growth_run"].expected(), args=dict(key="defect_growth_run")),
     Claim("§10 #13", "runs that do not grok grow their defect 30-50x", "x2_xy_y2 47x, x3_xy 31x, add no-wd 29x",
-          "mean", _TABLE, dict(ops="not_grokking"), 29, 47, differs=_FLOAT32, args=dict(key="defect_growth_run")),
+          "mean", _TABLE, dict(ops="not_grokking"), *GROWTH_WITHOUT_GROKKING.expected(), differs=_FLOAT32,
+          args=dict(key="defect_growth_run")),
     Claim("§10 #14", "the onset precedes grok_50 too", "lead to grok_50: mean 708", "lead_50", _TABLE,
           dict(ops="grokking"), 708, 708),
     Claim("§10 #15", "the four grokking operations grok at every learning rate", "3/3 at every rate",
@@ -279,7 +303,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("§10 #19", "about half of it at lr 1e-3", "(detection - onset) / detection 0.46-0.49", "lead_fraction",
           _LR, dict(ops="grokking", lr=1e-3), 0.46, 0.49),
     Claim("§10 #20", "the lead follows a power law in the grok step", "alpha = 1.27 ± 0.03 (v1, R² 0.97, n 43)",
-          "power_law", _LR, dict(ops="grokking"), 1.24, 1.30, "3 rates: 1.26 ± 0.04, R² 0.977, n 29",
+          "power_law", _LR, dict(ops="grokking"), POWER_LAW.low, POWER_LAW.high, "3 rates: 1.26 ± 0.04, R² 0.977, n 29",
           figure="lead_vs_grok"),
     Claim("§10 #21", "the hero LR run: add, seed 42, lead at lr 1e-4", "≈ 33,000", "mean", _LR,
           dict(ops="add", lr=1e-4, seed=42), 33000, 33000, args=dict(key="lead_steps")),
@@ -288,26 +312,28 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("§10 #23", "add's defect at the spike, lr 1e-4 (step 28,000, seed 42)", "5589", "defect_at", _LR,
           dict(ops="add", lr=1e-4, seed=42), 5589, 5589, differs=_FLOAT32, args=dict(step=28000)),
     Claim("§10 #24", "the weights move along curvature directions no more than at random", "0.81-1.91 (seed 42)",
-          "mean", _TABLE, dict(ops="grokking"), 0.81, 1.91, "add 0.81, sub 0.89, mul 1.04, x2_y2 1.91",
+          "mean", _TABLE, dict(ops="grokking"), *BY_KEY["alignment_ratio"].expected(),
+          BY_KEY["alignment_ratio"].per_op(),
           args=dict(key="alignment_ratio")),
     Claim("§10 #27", "the training set is learnt first", "train acc >= 95% at 300-500 steps", "mean", _TABLE,
-          dict(ops="grokking"), 300, 500, args=dict(key="memorization_step")),
+          dict(ops="grokking"), *BY_KEY["memorization_step"].expected(), args=dict(key="memorization_step")),
     *(Claim("§10 #26, §8.3 figI4", f"add with {arm} at its primary strength groks on time" if arm != "none" else
             "add without intervention (the interventions' baseline)", f"grok step ~{step} (3/3)", "grok_steps",
             _FIGI4, dict(arm=arm, dose=None if arm == "none" else "primary"), step, step)
-      for arm, step in _PRIMARY.items()),
+      for arm, step in ((arm, primary_step(arm)) for arm in ("none", "kick", "noise", "penalty", "project"))),
     Claim("§8.3 figI4", "the baseline's onset", "mean onset 1900", "mean", _FIGI4, dict(arm="none"), 1900, 1900,
           args=dict(key="onset_step")),
     Claim("§8.3 figI4", "the baseline's lead (grok_90 - onset)", "mean lead 1033", "mean", _FIGI4, dict(arm="none"),
           1033, 1033, args=dict(key="lead_steps")),
     Claim("§8.3 figI5", "kicks, noise and the penalty change nothing at any strength", "3167-3333 at every dose",
-          "grok_steps", ("interventions-add",), dict(arm=("kick", "noise", "penalty")), 3167, 3333),
+          "grok_steps", ("interventions-add",), dict(arm=("kick", "noise", "penalty")),
+          *_step_range(("kick", "noise", "penalty"))),
     *(Claim("§8.3", f"removing a share s = {s:g} of the orthogonal gradient delays grokking (add)",
             f"+{delay} steps", "delay", ("dose-response",), dict(ops="add", dose=s, **_PROJECT), delay, delay,
-            differs=_SIBLING, figure="dose_response") for s, delay in ((0.25, 34), (0.5, 300), (0.75, 800))),
+            figure="dose_response") for s, delay in ((s, INTERVENTIONS["add", "project", s, "pca"].delay)
+                                                      for s in (0.25, 0.5, 0.75))),
     Claim("§8.3 figI10", "at s = 0.75 every operation is delayed", "+600-800 (the plot: +500 to +870)", "delay",
-          ("dose-response",), dict(ops="grokking", dose=0.75, **_PROJECT), 500, 870, differs=_SIBLING,
-          figure="dose_response"),
+          ("dose-response",), dict(ops="grokking", dose=0.75, **_PROJECT), 500, 870, figure="dose_response"),
     Claim("§8.3 figI10", "removing all of it (s = 1) prevents grokking", "0/12 (every operation)", "grokked",
           ("dose-response",), dict(ops="grokking", dose=1.0, **_PROJECT), 0, 0, figure="dose_response"),
     Claim("§8.3 figI6", "a random basis in place of the execution basis changes little at s <= 0.75",
@@ -316,7 +342,8 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("§8.3 figI6", "a random basis at s = 1 prevents grokking too", "0/3", "grokked", _FIGI6,
           dict(ops="add", dose=1.0, arm="project", basis="random"), 0, 0),
     Claim("§8.3 figI8", "sustained kicks along curvature or at random change nothing", "~3200 (3167-3300)",
-          "grok_steps", ("kicks",), dict(arm=("sustained_kick", "random_kick")), 3167, 3300),
+          "grok_steps", ("kicks",), dict(arm=("sustained_kick", "random_kick")),
+          *_step_range(("sustained_kick", "random_kick"))),
     Claim("§8.3 figI8", "every kicked run groks", "27/27", "grokked", ("kicks",),
           dict(arm=("sustained_kick", "random_kick")), 1, 1),
     Claim("§10 #25, §9.2 Table 2", "the slow regime groks late", "detection 612,000 / 572,000 (seeds 42 / 137)",
