@@ -565,14 +565,16 @@ FIGURES = {"defect_by_op": lambda runs, fit: defect_curves(runs),
            "precision_overlay": lambda runs, fit: precision_overlay(runs)}
 
 
-def draw_figures(out: Path, runs: list[dict], fit: Optional[dict], prefix: str = "") -> dict[str, str]:
-    """Draw every figure the runs allow into `out`, as PREFIXNAME.png: FIGURES' name -> its file's name."""
+def draw_figures(out: Optional[Path], runs: list[dict], fit: Optional[dict], prefix: str = "") -> dict[str, str]:
+    """Draw every figure the runs allow into `out` (None: draw, save nothing), as PREFIXNAME.png: FIGURES' name ->
+    its file's name."""
     files = {}
     for name, draw in FIGURES.items():
         fig = draw(runs, fit)
         if fig is not None:
             files[name] = f"{prefix}{name}.png"
-            fig.savefig(out / files[name], dpi=110)
+            if out is not None:
+                fig.savefig(out / files[name], dpi=110)
     return files
 
 

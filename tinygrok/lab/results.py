@@ -253,10 +253,18 @@ def _cut(stage: Stage) -> str:
 
 # ---------------------------------------------------------------------- the page
 def write(folder: Path, page: Path) -> Path:
-    """The results page at `page` (its figures in a folder beside it, PAGE_figures), a function of the records
-    folder alone (records.py; the scale and wall times in its reproduce.json): every claim measured over the
-    recorded runs of its stage, what the records are and where and how long they ran. A RunError if the folder is
-    no reproduction's."""
+    """The results page at `page` (its figures in a folder beside it, PAGE_figures): text(folder, page)."""
+    page = Path(page)
+    figures = page.with_name(page.stem + "_figures")
+    figures.mkdir(parents=True, exist_ok=True)
+    return write_text(page, text(folder, page, figures))
+
+
+def text(folder: Path, page: Path, figures_dir: Optional[Path] = None) -> str:
+    """The results page meant for `page`, a function of the records folder alone (records.py; the scale and wall
+    times in its reproduce.json): every claim measured over the recorded runs of its stage, what the records are
+    and where and how long they ran; its figures drawn into `figures_dir` (None: drawn, not saved). A RunError if the
+    folder is no reproduction's."""
     folder, page = Path(folder), Path(page)
     if not (folder / STATE).exists():
         raise RunError(f"{folder} holds no reproduction's records (it has no {STATE}: tinygrok reproduce "
@@ -266,9 +274,8 @@ def write(folder: Path, page: Path) -> Path:
     found, problems = records.load_all(folder)
     planned = {stage.label: stage for stage in plan}
     stages = {stage.label: [report.entry(found[s.name]) for s in stage.specs() if s.name in found] for stage in plan}
-    figures_dir = page.with_name(page.stem + "_figures")
-    figures_dir.mkdir(parents=True, exist_ok=True)
-    figures = {label: {name: f"{figures_dir.name}/{file}" for name, file in report.draw_figures(
+    links = page.stem + "_figures"
+    figures = {label: {name: f"{links}/{file}" for name, file in report.draw_figures(
         figures_dir, runs, _fit(report.grokking(runs)), f"{label}_").items()} for label, runs in stages.items()
         if runs}
     rows, kinds = [], []
@@ -284,7 +291,7 @@ def write(folder: Path, page: Path) -> Path:
              f"{len(paper.CLAIMS)} claims (tinygrok/science/paper.py's CLAIMS): {counts}. {RULES}", "",
              report.table(header, rows), "", "## The stages", "", _stage_table(plan, stages, state), ""]
     lines += [f"Not records, left out: {'; '.join(problems)}.", ""] if problems else []
-    return write_text(page, "\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def _header(folder: Path, page: Path, state: dict, found: dict) -> list[str]:
