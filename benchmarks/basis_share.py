@@ -1,8 +1,9 @@
-"""How much of the gradient lies in the execution basis B, for the two intervention protocols (PAPER.md §8.1).
+"""How much of the gradient lies in the execution basis B, for the intervention protocols (docs/differences.md).
 
 On "own" batches an intervention run retraces its baseline until the projection starts, so the baseline's B is
-the PCA of the run's own future path; on "sibling" batches (the paper's protocol) B is a sibling trajectory's.
-This trains, for one seed of add, the project arm at s = 0 and at `--doses` on both batches, saving all
+the PCA of the run's own future path; on "shifted" batches (the reference code's) a closely related path's; on
+"sibling" batches an independent run's.
+This trains, for one seed of add, the project arm at s = 0 and at `--doses` on each protocol, saving all
 parameters every `--every` steps, and at every saved theta from update 500 to the detection step of the s = 0 run
 on the same batches takes the gradient of the mean loss over the whole training set, g, and reports
 proj/full = ||B^T g_A|| / ||g_A|| of its attention-block part g_A (the coordinates B lives on) for the baseline's
@@ -16,7 +17,6 @@ command runs again.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import numpy as np
@@ -28,16 +28,13 @@ from tinygrok.run.runs import THETAS, Run
 from tinygrok.science.analysis import detection_step, mean_sd
 from tinygrok.science.commutator import projection_fractions
 from tinygrok.science.data import make_dataset, stream
-from tinygrok.science.model import attention_layout
+from tinygrok.science.model import attention_indices
 from tinygrok.science.pca import random_basis
 
 START = 500  # the projection's first update (project's start)
 COLUMNS = ("gradient", "gradient, random", "whole gradient", "steps", "steps, random")
 
 
-def attention_indices(cfg) -> np.ndarray:
-    """The positions in theta (P,) of the attention block's matrices, in layout order."""
-    return np.concatenate([np.arange(start, start + math.prod(shape)) for start, shape in attention_layout(cfg).values()])
 
 
 def shares(run: Run, basis: np.ndarray, random_block: np.ndarray, last_step: int) -> list[dict]:
@@ -69,7 +66,7 @@ def main() -> None:
     with threadpool_limits(1):
         print("BLAS threads: 1 (threadpoolctl); one process")
         table = []
-        for batches in ("own", "sibling"):
+        for batches in ("own", "shifted", "sibling"):
             specs = [recipes.intervention("project", s, preset=args.preset, batches=batches, seed=args.seed,
                                           theta_every=args.every)
                      for s in [0.0, *args.doses]]

@@ -60,7 +60,7 @@ class RunSpec:
     def name(self) -> str:
         """The run directory's name: [grok_ | intervene_BATCHES_]PRESET_OP_sSEED, then every other setting that
         differs from the preset (with the recipe's settings), e.g. paper_add_s42_lr0.0003 or
-        intervene_sibling_paper_add_s42_hookproject-s0.5. Different specs never share a name."""
+        intervene_shifted_paper_add_s42_hookproject-s0.5. Different specs never share a name."""
         cfg, base = self.config, config.preset(self.preset, **recipe_settings(self.recipe))
         prefix = {"walkthrough": ["grok"], "intervene": ["intervene", cfg.batches]}.get(self.recipe, [])
         parts = prefix + [self.preset, cfg.op, f"s{cfg.seed}"]
