@@ -100,7 +100,7 @@ lessons.check("7c", answer_7c, run.summary()["lead_steps"] / run.summary()["grok
 # and weight decay, in two linear models fitted on stored runs of the paper's model: P(the run groks), and log10
 # of the steps still to go, with an 80% interval from the fitted runs' residuals. `tinygrok train` and `tinygrok
 # grok` show it live. Here it is replayed on one of the runs it was fitted on (add, lr 1e-3, seed 42): in-sample,
-# so its honest scores, each run forecast by a forecaster fitted without it, are on docs/results.md.
+# so its honest scores, each run forecast by a forecaster fitted without it, are on docs/beyond.md.
 
 # %%
 from tinygrok.run import forecasts

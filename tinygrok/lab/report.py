@@ -78,7 +78,7 @@ def write(sources: list[Path], into: Optional[Path] = None) -> Path:
     lines += _measured_vs_paper(runs, fit) + _runs(runs) + _undefined(runs) + _per_op(grokked)
     lines += _sign_test(grokked) + _growth(runs)
     lines += _controls(runs) + _precision(runs)
-    lines += power_law_lines + _interventions(runs) + _figures(into, runs, fit)
+    lines += power_law_lines + interventions(runs) + _figures(into, runs, fit)
     return write_text(into / REPORT, "\n".join(lines) + "\n")
 
 
@@ -284,11 +284,11 @@ def _arm_groups(runs: list[dict]) -> list[tuple[str, str, list[dict], list[tuple
     return groups
 
 
-def _interventions(runs: list[dict]) -> list[str]:
+def interventions(runs: list[dict]) -> list[str]:
     """Grok step (detection) per operation, protocol (the runs' batches) and arm, its range over seeds, the delay
     paired by seed over the runs without intervention on the same batches, DNF counted, beside the paper's (§8.3);
     then each seed's grok steps and delays."""
-    rows, seed_tables = [], []
+    rows = []
     for op, batches, reference, arms in _arm_groups(runs):
         for key, these in [(("none", 0.0, "pca"), reference)] + arms:
             steps = [r["grok_step"] for r in these if r.get("grok_step") is not None]
@@ -296,7 +296,6 @@ def _interventions(runs: list[dict]) -> list[str]:
             rows.append([op, batches, key[0], f"{key[1]:g}", key[2], f"{len(steps)}/{len(these)}",
                          _mean_sd(analysis.mean_sd(steps)) if steps else ("DNF" if these else "not run"),
                          f"{min(steps)}-{max(steps)}" if steps else "", delay, paper.intervention(op, *key)])
-        seed_tables += _per_seed(op, batches, reference, arms)
     if not rows:
         return []
     return ["## Interventions (PAPER.md §8): grok step = detection (98% x 3); DNF = not grokked by the cap", "",
@@ -306,7 +305,13 @@ def _interventions(runs: list[dict]) -> list[str]:
             "intervention (none: the probed no-hook and s = 0 arms; on own batches, else the baselines) of the same "
             "seed and batches: mean ± sd [range] over seeds. The paper's numbers are the reference code's.", "",
             table(["op", "batches", "arm", "dose", "basis", "grokked", "grok step", "range", "delay, paired",
-                   "paper"], rows), ""] + seed_tables
+                   "paper"], rows), ""] + seed_tables(runs)
+
+
+def seed_tables(runs: list[dict]) -> list[str]:
+    """Per operation and protocol of the intervention runs: each seed's grok step without intervention, then under
+    each arm with its delay."""
+    return [line for group in _arm_groups(runs) for line in _per_seed(*group)]
 
 
 def _per_seed(op: str, batches: str, reference: list[dict], arms: list[tuple[tuple, list[dict]]]) -> list[str]:
