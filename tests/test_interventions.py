@@ -231,7 +231,7 @@ def test_the_report_gives_grok_step_delays_paired_by_seed_and_dnf_per_arm_beside
              "max_steps": 15000}
             for hook, seed, step in (("none", 1, 3000), ("none", 2, 3400), (half, 1, 3100), (half, 2, 3900),
                                      (whole, 1, None), ("project:s=0.0,basis=pca,start=500", 3, 3200))]
-    text = "\n".join(report.interventions(runs))
+    text = "\n".join(report.intervention_tables(runs))
     assert ("| add | shifted | none | 0 | pca | 3/3 | 3200 ± 200 (n 3) | 3000-3400 |  | ~3233 (figI4; figI10 "
             "~3200) |") in text
     assert ("| add | shifted | project | 0.5 | pca | 2/2 | 3500 ± 566 (n 2) | 3100-3900 | +300 ± 283 [+100 to +500] "
@@ -252,12 +252,12 @@ def test_each_protocol_is_measured_against_its_own_runs_without_intervention():
                                         ("own", "project:s=0.5,basis=pca,start=500", 4000),
                                         ("sibling", "project:s=0.0,basis=pca,start=500", 3400),
                                         ("sibling", "project:s=0.5,basis=pca,start=500", 3600))]
-    text = "\n".join(report.interventions(runs))
+    text = "\n".join(report.intervention_tables(runs))
     assert "| add | own | project | 0.5 | pca | 1/1 | 4000 (n 1) | 4000-4000 | +1000 [+1000 to +1000] (n 1) |" in text
     assert "| add | sibling | project | 0.5 | pca | 1/1 | 3600 (n 1) | 3600-3600 | +200 [+200 to +200] (n 1) |" in text
     base = {"name": "base", "op": "add", "recipe": "pca", "batches": "own", "hook": "none", "seed": 42,
             "grok_step": 3000, "max_steps": 15000}
-    alone = "\n".join(report.interventions([base, runs[3]]))
+    alone = "\n".join(report.intervention_tables([base, runs[3]]))
     assert "| add | sibling | none | 0 | pca | 0/0 | not run |" in alone
     assert "| add | sibling | project | 0.5 | pca | 1/1 | 3600 (n 1) | 3600-3600 |  |" in alone
 
@@ -271,7 +271,7 @@ def test_without_a_probed_arm_the_interventions_are_measured_against_their_basel
              "seed": seed, "baseline": f"base{seed}", "grok_step": step, "max_steps": 15000}
             for seed, step in ((1, 2900), (2, 3100))]
     assert report.untouched(base + arms, "mul", "own") == base
-    text = "\n".join(report.interventions(base + arms))
+    text = "\n".join(report.intervention_tables(base + arms))
     assert "| mul | own | none | 0 | pca | 2/2 | 2900 ± 141 (n 2) | 2800-3000 |" in text
     assert "| mul | own | kick | 10 | pca | 2/2 | 3000 ± 141 (n 2) | 2900-3100 | +100 ± 0 [+100 to +100] (n 2) |" in text
 

@@ -78,7 +78,7 @@ def write(sources: list[Path], into: Optional[Path] = None) -> Path:
     lines += _measured_vs_paper(runs, fit) + _runs(runs) + _undefined(runs) + _per_op(grokked)
     lines += _sign_test(grokked) + _growth(runs)
     lines += _controls(runs) + _precision(runs)
-    lines += power_law_lines + interventions(runs) + _figures(into, runs, fit)
+    lines += power_law_lines + intervention_tables(runs) + _figures(into, runs, fit)
     return write_text(into / REPORT, "\n".join(lines) + "\n")
 
 
@@ -284,7 +284,7 @@ def _arm_groups(runs: list[dict]) -> list[tuple[str, str, list[dict], list[tuple
     return groups
 
 
-def interventions(runs: list[dict]) -> list[str]:
+def intervention_tables(runs: list[dict]) -> list[str]:
     """Grok step (detection) per operation, protocol (the runs' batches) and arm, its range over seeds, the delay
     paired by seed over the runs without intervention on the same batches, DNF counted, beside the paper's (§8.3);
     then each seed's grok steps and delays."""

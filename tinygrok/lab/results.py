@@ -290,7 +290,7 @@ def text(folder: Path, page: Path, figures_dir: Optional[Path] = None) -> str:
     lines = ["# tinygrok against the paper, claim by claim", "", *_header(folder, page, state, found), "",
              f"{len(paper.CLAIMS)} claims (tinygrok/science/paper.py's CLAIMS): {counts}. {RULES}", "",
              report.table(header, rows), "", "## The stages", "", _stage_table(plan, stages, state), ""]
-    lines += report.interventions([report.entry(record) for record in found.values()])
+    lines += report.intervention_tables([report.entry(record) for record in found.values()])
     lines += [f"Not records, left out: {'; '.join(problems)}.", ""] if problems else []
     return "\n".join(lines) + "\n"
 
