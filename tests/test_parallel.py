@@ -150,7 +150,7 @@ def test_ranges_cut_at_multiples_into_one_range_per_core():
 
 def test_results_that_are_not_gradients_come_back_pickled(two_cores):
     theta, batches = setting(8)
-    jobs = [(theta, *batch, 5) for batch in batches]  # chunk_totals in chunks of 5 examples
+    jobs = [(theta, *batch, 5, "fast") for batch in batches]  # chunk_totals in chunks of 5 examples
     got = parallel.side_by_side(chunk_totals, jobs, CFG)
     assert got == [chunk_totals(*job, CFG) for job in jobs] and len(got[0]) == 4  # 16 examples: 5 + 5 + 5 + 1
 

@@ -25,6 +25,7 @@ import tempfile
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from autograd import grad
@@ -113,15 +114,17 @@ class Derivatives:
     Batches drawn on the host go to the array backend's device here."""
 
     cfg: Config
+    gradient: Callable = flat_grad  # (theta, tokens, labels, cfg) -> (P,): the engine's (engines.py)
 
     def gradients(self, jobs: list[tuple]) -> list:
         """[d loss_batch / d theta at theta for (theta, tokens, labels) in jobs], each (P,)."""
-        return side_by_side(flat_grad, [(theta, *map(backend.to_device, batch)) for theta, *batch in jobs], self.cfg)
+        return side_by_side(self.gradient, [(theta, *map(backend.to_device, batch)) for theta, *batch in jobs],
+                            self.cfg)
 
     def hvp(self, theta, batch: tuple, v):
         """H v, the Hessian of the batch loss at theta times v: (P,) -> (P,), by differentiating <grad, v>."""
         tokens, labels = map(backend.to_device, batch)
-        return grad(lambda t: sum_axis(flat_grad(t, tokens, labels, self.cfg) * v, 0))(theta)
+        return grad(lambda t: sum_axis(self.gradient(t, tokens, labels, self.cfg) * v, 0))(theta)
 
 
 def _collect(workers: list["Worker"]) -> list:
@@ -171,17 +174,18 @@ def ranges(n: int, multiple: int = 1) -> list[tuple[int, int]]:
     return split(n, 1 if _serial() else _cores, multiple)
 
 
-def batch_gradient(theta, tokens, labels, cfg: Config):
+def batch_gradient(theta, tokens, labels, cfg: Config, gradient: Callable = flat_grad):
     """The gradient of the mean loss over a batch (N examples), always as the size-weighted mean of the gradients
     of cfg.batch_shards contiguous shards, summed in shard order: side by side on several cores, one after another
     on one. Mathematically one gradient of the whole batch; in float32 the grouping of the sums moves the last
-    bits, so it is fixed by the config, never by the number of cores."""
+    bits, so it is fixed by the config, never by the number of cores. `gradient`: the engine's (engines.py), a
+    module-level function."""
     shards = [(theta, tokens[a:b], labels[a:b]) for a, b in split(len(tokens), cfg.batch_shards)]
     if len(shards) == 1:
         with recorded_arithmetic():
-            return flat_grad(theta, tokens, labels, cfg)
+            return gradient(theta, tokens, labels, cfg)
     total = None
-    for (_, shard, _), part in zip(shards, side_by_side(flat_grad, shards, cfg)):
+    for (_, shard, _), part in zip(shards, side_by_side(gradient, shards, cfg)):
         part *= len(shard) / len(tokens)  # a Python float: the gradient's dtype is kept
         total = part if total is None else total + part
     return total  # (P,)

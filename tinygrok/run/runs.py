@@ -426,11 +426,12 @@ def directory_lock(path: Path):
 # What tinygrok 0.1 (or a version before a setting was added) wrote otherwise is read here, as this version writes
 # it, and nowhere else.
 def _upgraded_config(saved: dict, checkpoint_meta) -> dict:
-    """A config.json without batch_shards (0.1 cut batches by --threads, which its checkpoint's meta recorded) or
-    without batches (written before the sibling protocol: its runs drew the seed's own batches)."""
+    """A config.json without batch_shards (0.1 cut batches by --threads, which its checkpoint's meta recorded),
+    without batches (written before the intervention protocols: its runs drew the seed's own batches) or without
+    engine (written before the readable engine trained: the fast one ran, as auto chooses for an unchanged model)."""
     if "batch_shards" not in saved:
         saved = {**saved, "batch_shards": checkpoint_meta().get("batch_shards", 1)}
-    return {"batches": "own", **saved}
+    return {"batches": "own", "engine": "auto", **saved}
 
 
 def _upgraded_summary(summary: dict) -> dict:

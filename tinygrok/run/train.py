@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -10,8 +11,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from tinygrok.engine import backend, kernels, parallel
-from tinygrok.engine.fast import forward
+from tinygrok.engine import backend, engines, kernels, parallel
+from tinygrok.engine.engines import ENGINES, Engine
 from tinygrok.run import forecasts
 from tinygrok.run.runs import CHECKPOINT_STREAMS, SNAPSHOTS, THETAS, Run, RunError
 from tinygrok.science import interventions
@@ -23,6 +24,7 @@ from tinygrok.science.interventions import Hook
 from tinygrok.science.model import attention_indices, attention_vector, flatten, init_params, layout, param_count
 from tinygrok.science.optim import AdamWState, clip_by_global_norm
 
+LOG = logging.getLogger(__name__)  # the engine's line, when auto trains on the readable one
 EVAL_CHUNK = 512  # examples per forward pass on a CPU: activations stay in the L2 cache (fastest measured)
 DEVICE_EVAL_CHUNK = 16_384  # on a GPU: few large passes, each ending in a synchronising copy of two numbers
 
@@ -74,45 +76,47 @@ def initial_streams(cfg: Config) -> dict[str, np.random.Generator]:
     return {key: stream(cfg.seed, name) for key, name in names.items()}
 
 
-def evaluate(theta: np.ndarray, data: Dataset, cfg: Config) -> dict:
-    """Mean loss and exact accuracy on the whole train and test sets (§1.5), in chunks of examples; with several
-    cores, each takes a run of whole chunks. The numbers do not depend on the cores."""
+def evaluate(theta: np.ndarray, data: Dataset, cfg: Config, engine: str = "fast") -> dict:
+    """Mean loss and exact accuracy on the whole train and test sets (§1.5), in chunks of examples, by the named
+    engine's forward pass; with several cores, each takes a run of whole chunks. The numbers do not depend on the
+    cores."""
     size = EVAL_CHUNK if backend.NAME == "numpy" else DEVICE_EVAL_CHUNK
     row = {}
     for split, x, y in (("train", data.train_x, data.train_y), ("test", data.test_x, data.test_y)):
-        jobs = [(theta, x[a:b], y[a:b], size) for a, b in parallel.ranges(len(x), multiple=size)]
+        jobs = [(theta, x[a:b], y[a:b], size, engine) for a, b in parallel.ranges(len(x), multiple=size)]
         totals = [chunk for part in parallel.side_by_side(chunk_totals, jobs, cfg) for chunk in part]
         row[f"{split}_loss"] = sum(loss for loss, _ in totals) / len(x)
         row[f"{split}_acc"] = sum(hits for _, hits in totals) / len(x)
     return row
 
 
-def chunk_totals(theta, tokens, labels, size: int, cfg: Config) -> list[tuple[float, int]]:
+def chunk_totals(theta, tokens, labels, size: int, engine: str, cfg: Config) -> list[tuple[float, int]]:
     """(summed loss, correct predictions) of each chunk of `size` examples, in order."""
-    params = kernels.views(theta, layout(cfg))
     totals = []
     for i in range(0, len(tokens), size):
         x, y = backend.to_device(tokens[i:i + size]), backend.to_device(labels[i:i + size])
-        logits = forward(params, x, cfg.n_heads)  # (size, vocab)
+        logits = ENGINES[engine].logits(theta, x, cfg)  # (size, vocab)
         totals.append((float(kernels.cross_entropy(logits, y)) * len(logits), int(np.sum(np.argmax(logits, axis=1) == y))))
     return totals
 
 
-def train_step(state: TrainState, data: Dataset, cfg: Config, hook: Hook,
-               basis: Optional[np.ndarray] = None) -> tuple[TrainState, dict]:
-    """One optimizer step (optim.py's, with the fast AdamW), the hook around it (given `basis`, if it needs the
-    execution basis); returns the new state and the step's pre-clipping gradient norm."""
+def train_step(state: TrainState, data: Dataset, cfg: Config, hook: Hook, basis: Optional[np.ndarray] = None,
+               engine: Engine = ENGINES["fast"]) -> tuple[TrainState, dict]:
+    """One optimizer step (optim.py's: clip, then AdamW) on the engine's gradient and AdamW, the hook around it
+    (given `basis`, if it needs the execution basis); returns the new state and the step's pre-clipping gradient
+    norm."""
     x, y = map(backend.to_device, sample_batch(data, cfg.batch_size, state.batch_rng))
-    g = parallel.batch_gradient(state.theta, x, y, cfg)  # (P,)
+    g = parallel.batch_gradient(state.theta, x, y, cfg, engine.gradient)  # (P,)
     g, norm = clip_by_global_norm(g, cfg.clip_norm)
     _check_finite(state.step + 1, "the gradient norm", norm)  # a non-finite loss has a non-finite gradient
-    defects = functools.partial(_hook_defects, data=data, cfg=cfg, rng=state.hook_rng, batch_rng=state.batch_rng)
+    defects = functools.partial(_hook_defects, data=data, cfg=cfg, rng=state.hook_rng, batch_rng=state.batch_rng,
+                                derivatives=parallel.Derivatives(cfg, engine.gradient))
     ctx = interventions.Context(state.hook_rng, basis, defects, backend.to_device, functools.partial(stream, cfg.seed),
                                 _attention_mask(cfg))
     theta, g = hook.before_update(state.theta, g, state.step, ctx)
     t = state.adam.t + 1
-    theta, m, v = kernels.adamw_step(theta, g, state.adam.m, state.adam.v, t, lr=cfg.lr, beta1=cfg.beta1,
-                                     beta2=cfg.beta2, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    theta, m, v = engine.adamw(theta, g, state.adam.m, state.adam.v, t, lr=cfg.lr, beta1=cfg.beta1,
+                               beta2=cfg.beta2, eps=cfg.eps, weight_decay=cfg.weight_decay)
     theta = hook.after_update(theta, state.step + 1, ctx)
     finite = np.isfinite(theta)  # (P,) bool, on theta's device
     if not bool(finite.all()):
@@ -122,10 +126,10 @@ def train_step(state: TrainState, data: Dataset, cfg: Config, hook: Hook,
 
 
 def _hook_defects(theta, k: int, data: Dataset, cfg: Config, rng: np.random.Generator,
-                  batch_rng: np.random.Generator) -> list:
+                  batch_rng: np.random.Generator, derivatives: parallel.Derivatives) -> list:
     """k commutator samples at theta for a hook, on batches from its stream (the training stream moves past them
     on shifted batches)."""
-    samples = defect_samples(theta, data, cfg, rng, k, parallel.Derivatives(cfg))
+    samples = defect_samples(theta, data, cfg, rng, k, derivatives)
     skip_probed_batches(batch_rng, data, cfg, k)
     return samples
 
@@ -211,7 +215,11 @@ def _train(cfg: Config, run: Run, resume: bool, on_step: Optional[StepCallback])
             run.truncate_rows(name, state.step // every + 1 if every else 0)
     else:
         state, wall_before, rows = fresh_state(cfg), 0.0, []
-    hook, recorder = interventions.parse(cfg.hook), Recorder(cfg, run, data, rows, forecasts.live(cfg))
+    engine, why = engines.choose(cfg, state.theta, data)
+    if why:
+        LOG.warning(why)
+    hook = interventions.parse(cfg.hook)
+    recorder = Recorder(cfg, run, data, rows, engine, forecasts.live(cfg))
     basis = backend.to_device(run.hook_basis().astype(cfg.dtype)) if hook.needs_basis else None
     start, first_step, train_seconds = time.perf_counter(), state.step, 0.0
     try:
@@ -221,7 +229,7 @@ def _train(cfg: Config, run: Run, resume: bool, on_step: Optional[StepCallback])
             stop_at, known = _stop_step(rows, cfg)
             while state.step < stop_at:
                 t0 = time.perf_counter()
-                state, info = train_step(state, data, cfg, hook, basis)
+                state, info = train_step(state, data, cfg, hook, basis, engine)
                 train_seconds += time.perf_counter() - t0
                 row = recorder(state, info, stop_at, wall_before + time.perf_counter() - start)
                 if row is not None:
@@ -231,17 +239,19 @@ def _train(cfg: Config, run: Run, resume: bool, on_step: Optional[StepCallback])
     except Diverged as err:
         run.record(DIVERGED_STAGE, {**_results(rows, cfg), "diverged_at": err.step, "diverged": err.quantity,
                                     "diverged_value": str(err.value), "steps": err.step - 1},
-                   _environment(wall_before + time.perf_counter() - start))
+                   _environment(wall_before + time.perf_counter() - start, engine, why))
         raise
-    environment = _environment(wall_before + time.perf_counter() - start)
+    environment = _environment(wall_before + time.perf_counter() - start, engine, why)
     if state.step > first_step:  # a resume of a run that had trained all its steps times none
         environment["train_step_ms"] = round(1e3 * train_seconds / (state.step - first_step), 3)
     return run.record("train", {**_results(rows, cfg), "steps": state.step}, environment)
 
 
-def _environment(wall_seconds: float) -> dict:
-    """Where and how long the run trained: its wall time so far, versions, BLAS, threads."""
-    return {"wall_seconds": round(wall_seconds, 3), **backend.describe()}
+def _environment(wall_seconds: float, engine: Engine, why: str) -> dict:
+    """Where, how long and on what the run trained: its wall time so far, the engine (and why, if auto did not
+    choose the fast one), versions, BLAS, threads."""
+    return {"wall_seconds": round(wall_seconds, 3), "engine": engine.name, **({"engine_check": why} if why else {}),
+            **backend.describe()}
 
 
 def _results(rows: list[dict], cfg: Config) -> dict:
@@ -270,6 +280,7 @@ class Recorder:
     run: Run
     data: Dataset
     rows: list
+    engine: Engine
     forecast: Optional[Callable] = None  # rows -> the grok forecast after the last one (forecasts.live)
 
     def __call__(self, state: TrainState, info: dict, stop_at: int, wall: float) -> Optional[dict]:
@@ -281,12 +292,12 @@ class Recorder:
             self.run.append_rows(THETAS, backend.to_host(state.theta)[None])
         if step % cfg.eval_every and step != stop_at:
             return None
-        row = {"step": step, **evaluate(state.theta, self.data, cfg), **info}
+        row = {"step": step, **evaluate(state.theta, self.data, cfg, self.engine.name), **info}
         for split in ("train", "test"):
             _check_finite(step, f"the {split} loss", row[f"{split}_loss"])
         if _due(step, cfg.probe_every):
             samples = defect_samples(state.theta, self.data, cfg, state.probe_rng, cfg.probe_samples,
-                                     parallel.Derivatives(cfg))
+                                     parallel.Derivatives(cfg, self.engine.gradient))
             row.update(defect_stats(samples))
             skip_probed_batches(state.batch_rng, self.data, cfg, cfg.probe_samples)
             if self.forecast and (f := self.forecast(self.rows + [row])):

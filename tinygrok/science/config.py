@@ -56,6 +56,8 @@ class Config:
     stop_patience: int = _opt(3, "... on this many consecutive evaluations")
     extra_steps: int = _opt(0, "keep training this many steps after grokking is detected")
     dtype: str = _opt("float32", "float32 (as the paper) or float64")
+    engine: str = _opt("auto", "which code trains: readable (model.py and optim.py, by autograd), fast (the "
+                               "accelerated engine) or auto (fast once checked equal to readable, else readable)")
     snapshot_every: int = _opt(100, "steps between snapshots of the attention weights, for PCA (0 = off)")
     theta_every: int = _opt(0, "steps between snapshots of all parameters, for curvature analysis (0 = off)")
     probe_every: int = _opt(0, "steps between commutator-defect probes, a multiple of eval-every (0 = off)")
@@ -89,6 +91,7 @@ class Config:
             ("stop-patience", self.stop_patience >= 1, "at least 1"),
             ("extra-steps", self.extra_steps >= 0, "zero or positive"),
             ("dtype", self.dtype in ("float32", "float64"), "float32 or float64"),
+            ("engine", self.engine in ENGINE_NAMES, " or ".join(ENGINE_NAMES)),
             ("snapshot-every", self.snapshot_every >= 0, "zero (off) or positive"),
             ("theta-every", self.theta_every >= 0, "zero (off) or positive"),
             ("probe-every", self.probe_every >= 0 and self.probe_every % self.eval_every == 0,
@@ -133,6 +136,7 @@ class Config:
 # batches B is an independent run's path.
 BATCH_STREAMS = {"own": "batches", "shifted": "batches", "sibling": "sibling batches"}
 
+ENGINE_NAMES = ("auto", "readable", "fast")  # engine/engines.py: which code trains
 _KINDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
 
 

@@ -1,0 +1,82 @@
+"""The model you read is the model that trains (engines.py): the readable engine (model.py, autograd, optim.py)
+and the fast one compute the same run; auto trains on the fast one only once it has checked it against the
+readable one, so a changed model.py is never silently ignored."""
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from tinygrok.engine import engines, parallel
+from tinygrok.engine.fast import flat_grad
+from tinygrok.run.runs import METRICS, Run
+from tinygrok.run.train import fresh_state, train
+from tinygrok.science import model
+from tinygrok.science.commutator import defect_sample
+from tinygrok.science.config import preset
+from tinygrok.science.data import make_dataset, sample_batch, stream
+
+CFG = preset("classroom", max_steps=200)
+DATA = make_dataset(CFG.op, CFG.p, CFG.train_frac, CFG.seed)
+
+
+def trained(path, **changes) -> Run:
+    cfg = CFG.replace(**changes)
+    run = Run.create(path, cfg)
+    train(cfg, run)
+    return run
+
+
+def rows(run: Run) -> list[dict]:
+    return [json.loads(line) for line in (run.path / METRICS).read_text().splitlines()]
+
+
+def test_auto_checks_the_fast_engine_and_trains_on_it_bit_for_bit(tmp_path, caplog):
+    assert engines.self_check(fresh_state(CFG).theta, DATA, CFG) is None
+    with caplog.at_level(logging.WARNING):
+        auto = trained(tmp_path / "auto")
+    fast = trained(tmp_path / "fast", engine="fast")
+    assert (auto.path / METRICS).read_bytes() == (fast.path / METRICS).read_bytes()
+    assert auto.environment()["engine"] == "fast" and not caplog.records
+
+
+def test_a_changed_model_is_noticed_in_one_line_and_trained_on_the_readable_engine(tmp_path, monkeypatch, caplog):
+    """GELU replaced by ReLU in model.py (one core: the change is this process's)."""
+    plain = trained(tmp_path / "plain")
+    monkeypatch.setattr(model, "gelu", lambda u: np.maximum(u, 0))
+    with parallel.cores(1), caplog.at_level(logging.WARNING):
+        changed = trained(tmp_path / "relu")
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "the fast engine's logits differ from model.py's and optim.py's" in line and "readable engine" in line
+    assert changed.environment()["engine"] == "readable" and changed.environment()["engine_check"] == line
+    assert [r["train_loss"] for r in rows(changed)][1:] != [r["train_loss"] for r in rows(plain)][1:]
+
+
+def test_a_changed_optimizer_is_noticed(monkeypatch):
+    written = engines.optim.adamw_step
+    monkeypatch.setattr(engines.optim, "adamw_step", lambda theta, g, state, **hyper: written(
+        theta, g, state, **{**hyper, "weight_decay": 0.0}))  # the decay left out
+    assert "AdamW steps differ" in engines.self_check(fresh_state(CFG).theta, DATA, CFG)
+
+
+def test_the_engines_train_the_same_float64_run_within_1e_9_for_500_steps(tmp_path):
+    runs = [trained(tmp_path / name, engine=name, dtype="float64", max_steps=500) for name in ("readable", "fast")]
+    readable, fast = map(rows, runs)
+    assert [r["step"] for r in readable] == [r["step"] for r in fast] == list(range(0, 501, 100))
+    for a, b in zip(readable, fast):
+        for key in ("train_loss", "test_loss", "grad_norm"):
+            if key in a:
+                assert a[key] == pytest.approx(b[key], rel=1e-9), (a["step"], key)
+        assert (a["train_acc"], a["test_acc"]) == (b["train_acc"], b["test_acc"])
+
+
+def test_the_commutator_defect_is_the_same_through_either_engine():
+    cfg = CFG.replace(dtype="float64")
+    theta = fresh_state(cfg).theta
+    rng = stream(0, "test")
+    a, b = (sample_batch(DATA, 64, rng) for _ in range(2))
+    readable, fast = (defect_sample(theta, a, b, parallel.Derivatives(cfg, gradient))
+                      for gradient in (engines.readable_grad, flat_grad))
+    assert readable["defect"] == pytest.approx(fast["defect"], rel=1e-10)
+    # delta is the difference of two parameter vectors of norm ~||theta||: each carries ~1e-16 ||theta|| of rounding
+    assert np.linalg.norm(readable["delta"] - fast["delta"]) < 1e-15 * np.linalg.norm(theta)
