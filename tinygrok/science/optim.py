@@ -1,8 +1,9 @@
 """One optimizer step, written out (PAPER.md §3): global-norm clipping, then AdamW with decoupled weight decay.
 
 Everything acts on the flat parameter vector theta (P,) and its gradient (P,). Nothing is updated in place:
-each step returns new arrays. This is the readable definition; training runs kernels.adamw_step, the same update
-in fewer passes over memory, tested equal to it. What a run may do between clipping and AdamW (an intervention)
+each step returns new arrays. Clipping always runs from here; AdamW too on the readable engine, while the fast one
+runs kernels.adamw_step, the same update in fewer passes over memory, once a run has checked it equal to this one
+(engine/engines.py). What a run may do between clipping and AdamW (an intervention)
 is interventions.py's.
 """
 from __future__ import annotations
