@@ -21,7 +21,7 @@ from tinygrok.engine.fast import flat_grad, forward as fast_forward
 from tinygrok.science import optim
 from tinygrok.science.config import Config
 from tinygrok.science.data import Dataset
-from tinygrok.science.model import flat_loss, forward as readable_forward, layout, unflatten
+from tinygrok.science.model import flatten, forward as readable_forward, layout, loss_fn, unflatten
 from tinygrok.science.optim import AdamWState
 
 CHECK_EXAMPLES = 8  # training examples the self-check compares the engines on
@@ -29,8 +29,9 @@ CHECK_TOLERANCE = 1e-8  # relative, in float64: the engines' loss, gradient and 
 
 
 def readable_grad(theta, tokens, labels, cfg: Config):
-    """The mean loss's gradient by autograd through model.py: (P,) -> (P,)."""
-    return grad(flat_loss)(theta, tokens, labels, cfg)
+    """The mean loss's gradient by autograd through model.py: (P,) -> (P,). Differentiated with respect to the
+    parameters by name, then flattened: autograd's gradient of a slice of theta would be a zero (P,) array each."""
+    return flatten(grad(loss_fn)(unflatten(theta, cfg), tokens, labels, cfg.n_heads))
 
 
 def readable_logits(theta, tokens, cfg: Config):

@@ -7,6 +7,7 @@ import tracemalloc
 from typing import Callable
 
 from tinygrok.engine import backend, parallel
+from tinygrok.engine.engines import ENGINES
 from tinygrok.run.train import evaluate, fresh_state, train_step
 from tinygrok.science.commutator import defect_sample
 from tinygrok.science.config import Config
@@ -43,9 +44,11 @@ def peak_mib(fn: Callable[[], object]) -> float:
 
 
 def workloads(cfg: Config) -> dict[str, Callable[[], object]]:
-    """The named workloads of a training run: one optimizer step (batch cfg.batch_size, and the whole training
-    set), one full evaluation, one commutator-defect sample (four gradients)."""
+    """The named workloads of a training run on its engine (auto: the fast one): one optimizer step (batch
+    cfg.batch_size, and the whole training set), one full evaluation, one commutator-defect sample (four
+    gradients)."""
     backend.reuse_freed_memory()
+    engine = ENGINES["readable" if cfg.engine == "readable" else "fast"]
     data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
     state = {"s": fresh_state(cfg)}
     rng = stream(cfg.seed, "bench")
@@ -53,16 +56,16 @@ def workloads(cfg: Config) -> dict[str, Callable[[], object]]:
 
     def step(config):
         def run():
-            state["s"], _ = train_step(state["s"], data, config, Hook())
+            state["s"], _ = train_step(state["s"], data, config, Hook(), engine=engine)
         return run
 
     return {
         "train_step": step(cfg),
         "train_step_full_batch": step(full),
-        "eval": lambda: evaluate(state["s"].theta, data, cfg),
+        "eval": lambda: evaluate(state["s"].theta, data, cfg, engine.name),
         "commutator_sample": lambda: defect_sample(state["s"].theta, sample_batch(data, cfg.batch_size, rng),
                                                    sample_batch(data, cfg.batch_size, rng),
-                                                   parallel.Derivatives(cfg)),
+                                                   parallel.Derivatives(cfg, engine.gradient)),
     }
 
 

@@ -126,6 +126,19 @@ def block_params(params: dict, layer: int) -> dict:
 
 
 # ---------------------------------------------------------------------- the forward pass
+def linear(x, w, b):
+    """x w + b on the last axis: (..., d_in) -> (..., d_out), one 2-D product over every row at once (so that its
+    gradient is a 2-D product too, not one product per example summed afterwards)."""
+    rows = np.reshape(x, (-1, x.shape[-1]))  # (M, d_in)
+    return np.reshape(rows @ w + b, x.shape[:-1] + (w.shape[1],))  # (..., d_out)
+
+
+def one_hot(indices, n: int, dtype):
+    """1 where the last axis equals the index, else 0: (...) int -> (..., n). Picking rows by a product with it
+    is indexing whose gradient is a product too."""
+    return (np.asarray(indices)[..., None] == np.arange(n)).astype(dtype)  # (..., n)
+
+
 def layer_norm(x, w, b):
     """Normalise each row to mean 0 and variance 1, then scale and shift: x (..., d) -> (..., d)."""
     mu = np.mean(x, axis=-1, keepdims=True)  # (..., 1)
@@ -152,18 +165,18 @@ def attention(x, p: dict, n_heads: int):
     def heads(y):  # (N, T, d) -> (N, H, T, dh): head h owns columns h*dh .. (h+1)*dh - 1
         return np.transpose(np.reshape(y, (n, t, n_heads, dh)), (0, 2, 1, 3))
 
-    q = heads(x @ p["W_Q"] + p["b_Q"])  # (N, H, T, dh)
-    k = heads(x @ p["W_K"] + p["b_K"])  # (N, H, T, dh)
-    v = heads(x @ p["W_V"] + p["b_V"])  # (N, H, T, dh)
+    q = heads(linear(x, p["W_Q"], p["b_Q"]))  # (N, H, T, dh)
+    k = heads(linear(x, p["W_K"], p["b_K"]))  # (N, H, T, dh)
+    v = heads(linear(x, p["W_V"], p["b_V"]))  # (N, H, T, dh)
     weights = softmax(q @ np.swapaxes(k, -1, -2) / math.sqrt(dh))  # (N, H, T, T): who attends to whom
     a = np.reshape(np.transpose(weights @ v, (0, 2, 1, 3)), (n, t, d))  # (N, T, d): heads side by side
-    return a @ p["W_O"] + p["b_O"]  # (N, T, d)
+    return linear(a, p["W_O"], p["b_O"])  # (N, T, d)
 
 
 def mlp(x, p: dict):
     """Two affine maps with a GELU between: x (N, T, d) -> (N, T, d)."""
-    u = x @ p["W_in"] + p["b_in"]  # (N, T, d_ff)
-    return gelu(u) @ p["W_out"] + p["b_out"]  # (N, T, d)
+    u = linear(x, p["W_in"], p["b_in"])  # (N, T, d_ff)
+    return linear(gelu(u), p["W_out"], p["b_out"])  # (N, T, d)
 
 
 def block(x, p: dict, n_heads: int):
@@ -174,7 +187,8 @@ def block(x, p: dict, n_heads: int):
 
 def forward(params: dict, tokens, n_heads: int):
     """Logits for each example: tokens (N, 2) int -> (N, vocab), read out at position 0."""
-    x = params["W_E"][tokens] + params["W_pos"]  # (N, T, d): token embedding + position embedding
+    w_e = params["W_E"]  # (p, d): row i embeds the number i
+    x = linear(one_hot(tokens, len(w_e), w_e.dtype), w_e, 0) + params["W_pos"]  # (N, T, d): W_E[tokens] + W_pos
     for layer in range(count_layers(params)):
         x = block(x, block_params(params, layer), n_heads)  # (N, T, d)
     x0 = layer_norm(x[:, 0], params["ln_final.w"], params["ln_final.b"])  # (N, d): position 0 only
@@ -185,7 +199,8 @@ def cross_entropy(logits, labels):
     """Mean over examples of -log softmax(logits)[label]: logits (N, V), labels (N,) int -> scalar."""
     shifted = logits - np.max(logits, axis=1, keepdims=True)  # (N, V)
     log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))  # (N, V)
-    return -np.mean(log_probs[np.arange(len(labels)), labels])  # (): the mean of each label's -log p
+    picked = np.sum(log_probs * one_hot(labels, logits.shape[1], logits.dtype), axis=1)  # (N,): log p of the label
+    return -np.mean(picked)  # ()
 
 
 def loss_fn(params: dict, tokens, labels, n_heads: int):
