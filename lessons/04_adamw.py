@@ -1,10 +1,11 @@
 # %% [markdown]
 # # Lesson 4: AdamW, weight decay and clipping
 #
-# **Duration:** 25 min in class; code: about 45 s on 2 cores (FAST: about 35 s)
+# **Duration:** 35 min in class; code: about 2 min on 2 cores (FAST: about 1.5 min)
 #
 # **Learning goals**
 # - read one optimizer step as tinygrok takes it: clip the gradient, then AdamW (`tinygrok/science/optim.py`);
+# - write the training loop yourself, with autograd's gradient of `model.py`, and watch it grok;
 # - tell decoupled weight decay from an L2 penalty in the loss, and see why they differ under Adam;
 # - see that grokking needs regularisation: without decay (or an L2 penalty) the model memorizes and stays there.
 
@@ -93,8 +94,83 @@ grokked = {name: run.summary()["grok_step_90"] for name, run in runs.items() if 
 lessons.check("4c", answer_4c, min(grokked, key=grokked.get), hint="Read the printed grok steps above.")
 
 # %% [markdown]
+# ## Write the training loop
+#
+# Nothing more happens in a training step than what you have read: draw a batch, take the gradient of the loss,
+# clip it, take an AdamW step. Here is that loop, for the classroom model, with every piece from `model.py` and
+# `optim.py`: only the gradient is missing.
+#
+# **Exercise 4d.** Write the gradient as a function of (theta, x, y): the gradient of `model.flat_loss(theta, x,
+# y, cfg)` (the mean cross-entropy of the model with the flat parameters theta on the batch) with respect to
+# theta, by autograd's `grad`. Then run the loop below: it trains with your function.
+
+# %%
+from autograd import grad
+
+from tinygrok.engine import engines, parallel
+from tinygrok.run.runs import Run
+from tinygrok.science import config, model
+from tinygrok.science.data import make_dataset, sample_batch, stream
+
+cfg = config.preset("classroom")
+data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
+theta0 = model.flatten(model.init_params(cfg, stream(cfg.seed, "init")))  # (P,): the flat parameters
+x, y = sample_batch(data, cfg.batch_size, stream(cfg.seed, "a batch"))
+
+answer_4d = None  # your answer
+lessons.check("4d", None if answer_4d is None else answer_4d(theta0, x, y), engines.readable_grad(theta0, x, y, cfg),
+              rel=1e-5, hint="grad(f) is the function theta -> the gradient of f at theta; f takes x, y, cfg too.")
+
+# %%
+gradient = answer_4d or (lambda theta, x, y: engines.readable_grad(theta, x, y, cfg))  # yours, once it is right
+hyper = dict(lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps, weight_decay=cfg.weight_decay)
+theta, state, batches = theta0, AdamWState.zeros_like(theta0), stream(cfg.seed, "batches")
+curve = []
+with parallel.recorded_arithmetic():  # BLAS on one thread, as training runs
+    for step in range(1, lessons.pick(2000, 1600) + 1):
+        x, y = sample_batch(data, cfg.batch_size, batches)  # a batch, drawn with replacement
+        g, _ = clip_by_global_norm(gradient(theta, x, y), cfg.clip_norm)  # the gradient, clipped to norm 1
+        theta, state = adamw_step(theta, g, state, **hyper)  # decay, then Adam
+        if step % 100 == 0:
+            logits = model.forward(model.unflatten(theta, cfg), data.test_x, cfg.n_heads)  # (N_test, p)
+            curve.append((step, np.mean(logits.argmax(1) == data.test_y)))
+print("test accuracy every 100 steps:", " ".join(f"{acc:.2f}" for _, acc in curve))
+fig = Figure(figsize=(6, 3.5), layout="constrained")
+ax = fig.subplots()
+ax.plot(*zip(*curve))
+ax.set(xlabel="step", ylabel="test accuracy", title="Your loop, model.py and optim.py: it groks")
+lessons.show(fig, "lesson4_your_loop")
+
+# %% [markdown]
+# That is the model that trains in tinygrok too. `tinygrok train` runs these same lines, or (by default) a faster
+# engine written for speed, but only once a check at the start of the run has found it equal to `model.py` and
+# `optim.py` at the run's parameters. Change the model, and tinygrok trains on your code and says so. Here GELU
+# becomes a ReLU, in this process's memory, so the run stays on this one core (an edit of `model.py` itself
+# reaches every core):
+
+# %%
+gelu = model.gelu
+model.gelu = lambda u: np.maximum(u, 0)  # the change: ReLU in place of GELU
+try:
+    relu_spec = recipes.spec("train", "classroom", max_steps=lessons.pick(600, 300))
+    recipes.execute(relu_spec, path=lessons.runs_dir() / "lesson4_relu", existing="restart", cores=1)
+finally:
+    model.gelu = gelu  # the model as it was
+relu_run = Run(lessons.runs_dir() / "lesson4_relu")
+print("the engine that trained it:", relu_run.environment()["engine"], "-", relu_run.environment()["engine_check"])
+
+# %% [markdown]
+# **Exercise 4e.** Which engine trained the ReLU model: give its name as a string.
+
+# %%
+answer_4e = None  # your answer
+lessons.check("4e", answer_4e, relu_run.environment()["engine"],
+              hint="The line printed above (and summary.json's environment) names it.")
+
+# %% [markdown]
 # ## Going further
 # - Change the L2 strength: `hook="l2:lam=0.01"` and `"l2:lam=0.0001"`. What happens to grokking?
 # - Turn clipping off (`clip_norm=0.0`) in the AdamW run. Does anything change?
+# - Your loop without clipping, or with plain Adam (weight_decay=0 in `hyper`): does it still grok?
 # - Weight decay shrinks the weights: plot `np.linalg.norm` of the parameters in `run.load_checkpoint()` for the
 #   runs with and without decay.

@@ -16,6 +16,8 @@ SOLUTIONS = {
     "4a": "theta * (1 - 0.1 * 1.0) - 0.1 * np.sign(g)",
     "4b": "np.array([3.0, 4.0]) / (5 + 1e-6)",
     "4c": '"AdamW, decay 1"',
+    "4d": "lambda theta, x, y: grad(model.flat_loss)(theta, x, y, cfg)",
+    "4e": '"readable"',
     "5a": "1.0",
     "5b": "6 / np.pi**2",
     "5c": '"blocks.0.W_V"',
