@@ -36,7 +36,7 @@ def test_presets_table_lists_every_preset_with_its_values():
 
 
 COMMIT = re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,12}\b")  # a short commit hash
-DOCS = ["results", "differences", "speed", "architecture"]
+DOCS = ["results", "beyond", "differences", "speed", "architecture"]
 
 
 def test_the_readme_is_a_front_door_without_commit_hashes():
@@ -74,3 +74,12 @@ def test_the_python_example_runs_and_groks(tmp_path):
     assert 0 < grok_90 <= detected < 10_000
     last = ast.literal_eval(result.stdout.split("last evaluation: ", 1)[1].strip())
     assert last["test_acc"] >= 0.98 and last["step"] >= detected
+
+
+def test_the_results_page_is_the_one_its_records_give(monkeypatch):
+    """docs/results.md is generated: `tinygrok results --records docs/records --out docs/results.md` from the
+    records committed beside it gives it byte for byte (its figures drawn, not saved)."""
+    from tinygrok.lab import results
+    monkeypatch.chdir(ROOT)
+    page = Path("docs") / "results.md"
+    assert results.text(Path("docs") / "records", page) == page.read_text()
