@@ -135,6 +135,7 @@ with parallel.recorded_arithmetic():  # BLAS on one thread, as training runs
             logits = model.forward(model.unflatten(theta, cfg), data.test_x, cfg.n_heads)  # (N_test, p)
             curve.append((step, np.mean(logits.argmax(1) == data.test_y)))
 print("test accuracy every 100 steps:", " ".join(f"{acc:.2f}" for _, acc in curve))
+assert curve[-1][1] >= 0.9, "the loop has not grokked: test accuracy is below 90% at its end"
 fig = Figure(figsize=(6, 3.5), layout="constrained")
 ax = fig.subplots()
 ax.plot(*zip(*curve))
