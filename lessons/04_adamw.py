@@ -97,12 +97,11 @@ lessons.check("4c", answer_4c, min(grokked, key=grokked.get), hint="Read the pri
 # ## Write the training loop
 #
 # Nothing more happens in a training step than what you have read: draw a batch, take the gradient of the loss,
-# clip it, take an AdamW step. Here is that loop, for the classroom model, with every piece from `model.py` and
-# `optim.py`: only the gradient is missing.
+# clip it, take an AdamW step. You write the step; the loop below draws the batches and runs it.
 #
 # **Exercise 4d.** Write the gradient as a function of (theta, x, y): the gradient of `model.flat_loss(theta, x,
 # y, cfg)` (the mean cross-entropy of the model with the flat parameters theta on the batch) with respect to
-# theta, by autograd's `grad`. Then run the loop below: it trains with your function.
+# theta, by autograd's `grad`.
 
 # %%
 from autograd import grad
@@ -116,31 +115,50 @@ cfg = config.preset("classroom")
 data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
 theta0 = model.flatten(model.init_params(cfg, stream(cfg.seed, "init")))  # (P,): the flat parameters
 x, y = sample_batch(data, cfg.batch_size, stream(cfg.seed, "a batch"))
+hyper = dict(lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps, weight_decay=cfg.weight_decay)
 
 answer_4d = None  # your answer
 lessons.check("4d", None if answer_4d is None else answer_4d(theta0, x, y), engines.readable_grad(theta0, x, y, cfg),
               rel=1e-5, hint="grad(f) is the function theta -> the gradient of f at theta; f takes x, y, cfg too.")
 
+# %% [markdown]
+# **Exercise 4e.** Write one training step as a function of (theta, state, x, y) that returns the new (theta,
+# state): your gradient from 4d, clipped to norm `cfg.clip_norm` (`clip_by_global_norm` returns the clipped
+# gradient and the norm before clipping), then `adamw_step` with the settings in `hyper`.
+
 # %%
-gradient = answer_4d or (lambda theta, x, y: engines.readable_grad(theta, x, y, cfg))  # yours, once it is right
-hyper = dict(lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps, weight_decay=cfg.weight_decay)
-theta, state, batches = theta0, AdamWState.zeros_like(theta0), stream(cfg.seed, "batches")
-curve = []
-with parallel.recorded_arithmetic():  # BLAS on one thread, as training runs
-    for step in range(1, lessons.pick(2000, 1600) + 1):
-        x, y = sample_batch(data, cfg.batch_size, batches)  # a batch, drawn with replacement
-        g, _ = clip_by_global_norm(gradient(theta, x, y), cfg.clip_norm)  # the gradient, clipped to norm 1
-        theta, state = adamw_step(theta, g, state, **hyper)  # decay, then Adam
-        if step % 100 == 0:
-            logits = model.forward(model.unflatten(theta, cfg), data.test_x, cfg.n_heads)  # (N_test, p)
-            curve.append((step, np.mean(logits.argmax(1) == data.test_y)))
-print("test accuracy every 100 steps:", " ".join(f"{acc:.2f}" for _, acc in curve))
-assert curve[-1][1] >= 0.9, "the loop has not grokked: test accuracy is below 90% at its end"
-fig = Figure(figsize=(6, 3.5), layout="constrained")
-ax = fig.subplots()
-ax.plot(*zip(*curve))
-ax.set(xlabel="step", ylabel="test accuracy", title="Your loop, model.py and optim.py: it groks")
-lessons.show(fig, "lesson4_your_loop")
+answer_4e = None  # your answer
+lessons.check("4e", None if answer_4e is None else answer_4e(theta0, AdamWState.zeros_like(theta0), x, y)[0],
+              engines.readable_adamw(theta0, clip_by_global_norm(engines.readable_grad(theta0, x, y, cfg),
+                                                                 cfg.clip_norm)[0], 0 * theta0, 0 * theta0, 1,
+                                     **hyper)[0],
+              rel=1e-5, hint="adamw_step(theta, g, state, **hyper) takes the clipped g: clip_by_global_norm(...)[0].")
+
+# %%
+def train_loop(step, steps: int) -> list[tuple[int, float]]:
+    """Train the classroom model from its initial parameters with `step`; test accuracy every 100 steps."""
+    theta, state, batches, curve = theta0, AdamWState.zeros_like(theta0), stream(cfg.seed, "batches"), []
+    with parallel.recorded_arithmetic():  # BLAS on one thread, as training runs
+        for number in range(1, steps + 1):
+            x, y = sample_batch(data, cfg.batch_size, batches)  # a batch, drawn with replacement
+            theta, state = step(theta, state, x, y)
+            if number % 100 == 0:
+                logits = model.forward(model.unflatten(theta, cfg), data.test_x, cfg.n_heads)  # (N_test, p)
+                curve.append((number, float(np.mean(logits.argmax(1) == data.test_y))))
+    return curve
+
+
+if answer_4e is None:
+    print("write exercises 4d and 4e first: this loop trains with your step")
+else:
+    curve = train_loop(answer_4e, lessons.pick(2000, 1600))
+    print("test accuracy every 100 steps:", " ".join(f"{acc:.2f}" for _, acc in curve))
+    assert curve[-1][1] >= 0.9, "the loop has not grokked: test accuracy is below 90% at its end"
+    fig = Figure(figsize=(6, 3.5), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(*zip(*curve))
+    ax.set(xlabel="step", ylabel="test accuracy", title="Your loop, model.py and optim.py: it groks")
+    lessons.show(fig, "lesson4_your_loop")
 
 # %% [markdown]
 # That is the model that trains in tinygrok too. `tinygrok train` runs these same lines, or (by default) a faster
@@ -161,17 +179,17 @@ relu_run = Run(lessons.runs_dir() / "lesson4_relu")
 print("the engine that trained it:", relu_run.environment()["engine"], "-", relu_run.environment()["engine_check"])
 
 # %% [markdown]
-# **Exercise 4e.** Which engine trained the ReLU model: give its name as a string.
+# **Exercise 4f.** Which engine trained the ReLU model: give its name as a string.
 
 # %%
-answer_4e = None  # your answer
-lessons.check("4e", answer_4e, relu_run.environment()["engine"],
+answer_4f = None  # your answer
+lessons.check("4f", answer_4f, relu_run.environment()["engine"],
               hint="The line printed above (and summary.json's environment) names it.")
 
 # %% [markdown]
 # ## Going further
 # - Change the L2 strength: `hook="l2:lam=0.01"` and `"l2:lam=0.0001"`. What happens to grokking?
 # - Turn clipping off (`clip_norm=0.0`) in the AdamW run. Does anything change?
-# - Your loop without clipping, or with plain Adam (weight_decay=0 in `hyper`): does it still grok?
+# - Your step without clipping, or with plain Adam (weight_decay=0 in `hyper`): does the loop still grok?
 # - Weight decay shrinks the weights: plot `np.linalg.norm` of the parameters in `run.load_checkpoint()` for the
 #   runs with and without decay.

@@ -17,7 +17,9 @@ SOLUTIONS = {
     "4b": "np.array([3.0, 4.0]) / (5 + 1e-6)",
     "4c": '"AdamW, decay 1"',
     "4d": "lambda theta, x, y: grad(model.flat_loss)(theta, x, y, cfg)",
-    "4e": '"readable"',
+    "4e": "lambda theta, state, x, y: adamw_step(theta, clip_by_global_norm(answer_4d(theta, x, y), "
+          "cfg.clip_norm)[0], state, **hyper)",
+    "4f": '"readable"',
     "5a": "1.0",
     "5b": "6 / np.pi**2",
     "5c": '"blocks.0.W_V"',

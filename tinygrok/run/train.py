@@ -280,7 +280,7 @@ class Recorder:
     run: Run
     data: Dataset
     rows: list
-    engine: Engine
+    engine: Engine = ENGINES["fast"]
     forecast: Optional[Callable] = None  # rows -> the grok forecast after the last one (forecasts.live)
 
     def __call__(self, state: TrainState, info: dict, stop_at: int, wall: float) -> Optional[dict]:
