@@ -91,6 +91,21 @@ lessons.check("8b", answer_8b, {s for s, run in runs.items() if run.summary()["g
               hint="Read each run's summary()['grok_step']: None means it never grokked.")
 
 # %% [markdown]
+# ## On the paper's model, seed by seed
+#
+# The same projection on the paper's model (add mod 97, the reference code's batches), from
+# `tinygrok reproduce --scale machine`'s records (docs/records): each seed's grok step (detection), and in brackets
+# its delay over its own s = 0 run. `project_attention` is a control the paper lacks: the projection inside the
+# attention matrices only, every other parameter keeping its whole gradient, with B or with a random subspace of
+# the same size inside the same matrices.
+#
+# | seed | none | project 0.25 | project 0.5 | project 0.75 | project 1 | project_attention 0.75 | project_attention 0.75 (random) | project_attention 1 | project_attention 1 (random) |
+# |---|---|---|---|---|---|---|---|---|---|
+# | 42 | 3300 | 3400 (+100) | 3500 (+200) | 3700 (+400) | DNF | 3700 (+400) | 3300 (+0) | 5200 (+1900) | 2400 (-900) |
+# | 137 | 3200 | 3300 (+100) | 3400 (+200) | 3900 (+700) | DNF |  |  |  |  |
+# | 2024 | 2900 | 3000 (+100) | 3100 (+200) | 3500 (+600) | DNF |  |  |  |  |
+
+# %% [markdown]
 # ## Kicking along the curvature
 #
 # If curvature (the commutator defect, lesson 6) rises before grokking, would pushing the weights along the

@@ -83,3 +83,28 @@ def test_the_results_page_is_the_one_its_records_give(monkeypatch):
     monkeypatch.chdir(ROOT)
     page = Path("docs") / "results.md"
     assert results.text(Path("docs") / "records", page) == page.read_text()
+
+
+def test_lesson_8_shows_the_paper_models_interventions_as_their_records_give_them():
+    """Lesson 8's table of the paper's model, seed by seed, is the one docs/records gives (report.seed_tables)."""
+    from tinygrok.lab import report
+    runs, _ = report.collect_records(ROOT / "docs" / "records")
+    lesson = (ROOT / "lessons" / "08_interventions.py").read_text()
+    table = [row for line in report.seed_tables(runs) for row in line.splitlines() if row.startswith("|")]
+    assert table and all(f"# {line}\n" in lesson for line in table)
+
+
+def cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+
+
+def test_the_readmes_extract_of_the_results_page_is_the_page_itself():
+    """README's claim-by-claim table: each row's claim, the paper's number, tinygrok's and the verdict, as
+    docs/results.md has them."""
+    extract = README.split("## The paper, claim by claim", 1)[1].split("\n\n")[2]  # heading, words, the table
+    rows = [cells(line) for line in extract.splitlines()[2:]]
+    page = {(row := cells(line))[1]: row for line in (ROOT / "docs" / "results.md").read_text().splitlines()
+            if line.startswith("| §")}
+    assert len(rows) >= 4
+    for claim, quoted, number, verdict in rows:
+        assert [page[claim][i] for i in (2, 3, 5)] == [quoted, number, verdict], claim
