@@ -92,6 +92,13 @@ def test_one_verdict_rule_judges_a_point_value_by_the_interval_and_the_margin(de
     assert analysis.verdict(list(delays), 800, 800) == expected
 
 
+def test_an_interval_is_never_narrower_than_what_the_values_are_measured_to():
+    """Three seeds each +200 (grok steps counted every 100 steps): sd 0, yet known to within 100 only."""
+    assert analysis.verdict([200, 200, 200], 300, 300) == "differs"  # as if measured exactly
+    assert analysis.verdict([200, 200, 200], 300, 300, resolution=100) == "too few runs to tell"
+    assert analysis.verdict([300, 300, 300], 300, 300, resolution=100) == "replicates"
+
+
 def test_a_range_holds_the_mean_and_an_interval_meets_the_range():
     assert analysis.verdict([1700, 2200], 1800, 2100) == "replicates"  # the mean, 1950, inside
     assert analysis.verdict([1500, 1600], 1800, 2100) == "differs"

@@ -9,6 +9,7 @@ import pytest
 
 from test_cli import assert_refused, killed_when, tinygrok
 from tinygrok.lab import records, report, reproduce, results, sweep
+from tinygrok.lab.grids import Filters
 from tinygrok.run.runs import METRICS, Run, RunError
 from tinygrok.science import paper
 
@@ -57,7 +58,7 @@ def test_a_reproduction_killed_mid_way_resumes_and_builds_every_claim_row_from_p
     assert steps == list(range(0, steps[-1] + 1, 100))  # resumed where it was killed: no step lost or repeated
     state = json.loads((out / "records" / reproduce.STATE).read_text())
     assert state["scale"] == "tiny" and len(state["parts"]) >= 2 and reproduce.wall_seconds(state) > 0
-    assert set(state["stages"]) == {"table1", "lr-sweep"}
+    assert {label for part in state["parts"] for label in part["stages"]} == {"table1", "lr-sweep"}
     assert len(list((out / "records").glob("*" + records.SUFFIX))) == 4  # add, add without decay; two rates
 
     page = (out / results.RESULTS).read_text()
@@ -88,6 +89,8 @@ def test_records_of_two_halves_merge_to_the_same_page_and_a_recorded_run_is_not_
         reproduce.run("tiny", stages, tiny, tmp_path / half, sweep.local_executor(1))
     (tmp_path / "a" / "junk.json.gz").write_bytes(b"not a record")
     reproduce.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
+    once = json.loads((tmp_path / "merged" / reproduce.STATE).read_text())
+    assert reproduce.merge([tmp_path / "a", tmp_path / "merged"], tmp_path / "merged") == once  # nothing twice
     page = results.write(tmp_path / "merged", tmp_path / "one" / results.RESULTS).read_text()
     assert claim_rows(page) == claim_rows((tiny / results.RESULTS).read_text())
     again = results.write(tmp_path / "merged", tmp_path / "two" / results.RESULTS).read_text()
@@ -113,8 +116,7 @@ def test_the_plan_estimate_lists_every_stage_and_a_total(tmp_path):
     (tmp_path / "file").write_text("")
     assert_refused(tinygrok("reproduce", "--scale", "classroom", "--out", str(tmp_path / "file")), "is a file")
     (tmp_path / "other" / "records").mkdir(parents=True)
-    (tmp_path / "other" / "records" / reproduce.STATE).write_text(json.dumps({"scale": "machine", "parts": [],
-                                                                              "stages": {}}))
+    (tmp_path / "other" / "records" / reproduce.STATE).write_text(json.dumps({"scale": "machine", "parts": []}))
     assert_refused(tinygrok("reproduce", "--scale", "classroom", "--out", str(tmp_path / "other")), "machine")
     assert sorted(p.name for p in (tmp_path / "other").iterdir()) == ["records"]  # nothing ran
 
@@ -147,29 +149,35 @@ def test_a_claim_is_judged_by_its_mean_against_the_paper_range(values, verdict):
     claim = paper.Claim("§x", "a claim", "1800-2100", "mean", ("table1",), dict(ops="grokking"), 1800, 2100,
                         args=dict(key="onset_step"))
     runs = [run(seed=s, onset_step=v) for s, v in zip((42, 137), values)]
-    number, _, found = results.measure(claim, {"table1": runs}, {"table1": reproduce.Stage("table1", "table1")})
+    planned = {"table1": reproduce.Stage("table1", "table1", Filters(ops=("add",), seeds=(42, 137)))}
+    number, _, found = results.measure(claim, {"table1": runs}, planned)
     assert found == verdict and number.endswith("(n 2)")
+    assert results.measure(claim, {"table1": runs[:1]}, planned) == (  # judged on all its runs, never on a part
+        "", "not measured", "not measured yet: 1 of its 2 runs have finished")
 
 
 def test_a_point_value_replicates_inside_the_95_percent_interval_and_within_20_percent():
     claim = paper.Claim("§x", "hero", "1600", "mean", ("table1",), dict(ops="sub"), 1600, 1600,
                         args=dict(key="lead_steps"))
-    planned = {"table1": reproduce.Stage("table1", "table1")}
+    planned = {n: {"table1": reproduce.Stage("table1", "table1", Filters(ops=("sub",), seeds=(42, 137)[:n]))}
+               for n in (1, 2)}
     judged = [results.measure(claim, {"table1": [run("sub", s, lead_steps=v) for s, v in zip((42, 137), leads)]},
-                              planned)[2] for leads in ((1300, 1700), (1500, 1510), (400, 3600), (1400,), (1200,))]
+                              planned[len(leads)])[2]
+              for leads in ((1300, 1700), (1500, 1510), (400, 3600), (1400,), (1200,))]
     assert judged == ["**replicates**", "differs", "too few runs to tell", "**replicates**", "differs"]
-    empty = results.measure(claim, {"table1": [run("sub", 42, lead_steps=None)]}, planned)
+    empty = results.measure(claim, {"table1": [run("sub", 42, lead_steps=None)]}, planned[1])
     assert empty == ("", "not measured", "not measured at this scale: none of its 1 runs defines it")
-    assert results.measure(claim, {"table1": [run("add", 42, lead_steps=1600)]}, planned)[2] == \
+    assert results.measure(claim, {"table1": [run("add", 42, lead_steps=1600)]}, planned[1])[2] == \
         "not measured at this scale: none of its stage's runs has these settings"
 
 
 def test_a_share_of_runs_is_judged_exactly():
     claim = paper.Claim("§x", "they all grok", "3/3", "grokked", ("table1",), dict(ops="grokking"), 1, 1)
-    planned = {"table1": reproduce.Stage("table1", "table1")}
+    planned = {"table1": reproduce.Stage("table1", "table1", Filters(ops=("add",)))}
     two_of_three = [run(seed=s, grok_step=g) for s, g in ((42, 3000), (137, None), (2024, 3100))]
     assert results.measure(claim, {"table1": two_of_three}, planned) == ("2/3 grok", "differs", "differs")
-    assert results.measure(claim, {"table1": two_of_three[::2]}, planned)[1:] == ("replicates", "**replicates**")
+    two = {"table1": reproduce.Stage("table1", "table1", Filters(ops=("add",), seeds=(42, 2024)))}
+    assert results.measure(claim, {"table1": two_of_three[::2]}, two)[1:] == ("replicates", "**replicates**")
 
 
 def intervention(seed, hook, grok_step, op="add"):
@@ -195,7 +203,8 @@ def test_interventions_are_selected_by_arm_dose_and_basis_and_delayed_against_th
     assert steps.values == [3600, 3300] and steps.shown == "3450 ± 212, 2/3 grok"
     claim = paper.Claim("§x", "s = 1 delays", "+800", "delay", ("dose",), dict(dose=0.5, arm="project",
                                                                                basis="pca", seed=137), 800, 800)
-    assert results.measure(claim, {"dose": runs}, {"dose": reproduce.Stage("dose", "dose-response")}) == (
+    dose = reproduce.Stage("dose", "dose-response", Filters(ops=("add",)))
+    assert results.measure(claim, {"dose": runs}, {"dose": dose}) == (
         "1/1 DNF", "differs", "differs: none of its runs grokked")
 
 

@@ -516,6 +516,8 @@ def report(
     the paper's."""
     if out and out.exists() and not out.is_dir():
         fail(f"--out {out} is a file: the report needs a directory for report.md and its figures")
+    if out is None and not (sweep_dirs[0] / sweep.INDEX).exists():
+        fail(f"{sweep_dirs[0]} is no sweep directory: give --out, where report.md and its figures go")
     if out:
         out.mkdir(parents=True, exist_ok=True)
     path = sweep_report.write(sweep_dirs, out)
@@ -528,14 +530,15 @@ def record(
     into: Annotated[Path, typer.Option(help="the folder of run records, e.g. docs/records")],
 ):
     """Write the record of every finished run of the sweeps into a folder (records.py): what reports and the
-    results page read of a run, a few KB, without its checkpoints or snapshots."""
+    results page read of a run, a few KB, without its checkpoints or snapshots. A run recorded there already
+    keeps its record."""
     written = 0
     for out in sweep_dirs:
         for name, entry in read_json(out / sweep.INDEX)["runs"].items():
-            if entry["state"] == "done":
-                records.save(records.of_run(out / name, entry.get("recipe", "train")), into)
+            if entry["state"] == "done" and not (into / (name + records.SUFFIX)).exists():
+                records.save(records.of_run(out / name, entry["recipe"]), into)
                 written += 1
-    console.print(f"{written} run records in {into}")
+    console.print(f"{written} new run records in {into}")
 
 
 @app.command()

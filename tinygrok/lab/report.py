@@ -32,6 +32,13 @@ def collect_records(folder: Path) -> tuple[list[dict], list[str]]:
     return [entry(record) for record in found.values()], problems
 
 
+def planned_entry(spec: recipes.RunSpec) -> dict:
+    """A run not (yet) recorded, as far as its spec tells: what results.select and the reports group runs by."""
+    cfg = spec.config
+    return {"name": spec.name, "op": cfg.op, "seed": cfg.seed, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
+            "recipe": spec.recipe, "hook": cfg.hook, "batches": cfg.batches}
+
+
 def entry(record: dict) -> dict:
     """A run as reports read it: its name, its config's op, seed, lr, weight decay, hook, max_steps, layers, dtype,
     batches, its preset, whether it ran at its preset's learning rate (where the paper's numbers but the power
@@ -43,6 +50,7 @@ def entry(record: dict) -> dict:
             "preset": spec.preset, "preset_lr": cfg.lr == config.preset(spec.preset).lr, "recipe": spec.recipe,
             "hook": cfg.hook, "max_steps": cfg.max_steps, "n_layers": cfg.n_layers, "dtype": cfg.dtype,
             "batches": cfg.batches, "baseline": recipes.baseline(spec).name if spec.recipe == "intervene" else None,
+            "eval_every": cfg.eval_every, "probe_every": cfg.probe_every,
             **record["results"], "metrics": record["metrics"], "geometry": record["geometry"],
             "wall_seconds": record["environment"].get("wall_seconds", 0.0)}
 
@@ -246,7 +254,8 @@ def untouched(runs: list[dict], op: str, batches: str) -> list[dict]:
     identity arms (no hook, project at s = 0) on the same batches; on "own" batches, else the interventions'
     baselines (§8.1 phase 1: the same training, as probes change no number)."""
     mine = [r for r in runs if r["op"] == op and r["recipe"] == "intervene" and r["batches"] == batches]
-    probed = [r for r in mine if arm(r)[0] == "none"]
+    probed = list({r["seed"]: r for r in mine if arm(r)[0] == "none"}.values())  # one a seed: none and s = 0 are
+    #                                                                              the same training
     if probed or batches != "own":
         return probed
     return [r for r in runs if r["name"] in {r["baseline"] for r in mine}]

@@ -4,12 +4,14 @@ A scale is a plan: stages run one after another, each a grid of grids.py (filter
 sweep directory DIR/LABEL, so the same command again resumes what was interrupted. Every finished run leaves its
 record (records.py) in the records folder, and a run with a record is not run again: the folder, not DIR, is the
 reproduction's state, so it can be carried (committed) from machine to machine and day to day while DIR is lost.
-The folder's reproduce.json keeps the scale and the wall time of every part the command ran in, per stage, so that
-a reproduction resumed over several days still knows its total. The results page (results.py) is a function of
+The folder's reproduce.json keeps the scale and every part the command ran in: when it began, its wall time, and
+that time per stage, so that a reproduction resumed over several days, or merged from several machines, still
+knows its totals. The results page (results.py) is a function of
 the folder alone.
 """
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Callable, Optional
 from tinygrok.lab import grids, records, recipes, sweep
 from tinygrok.lab.grids import Filters
 from tinygrok.lab.recipes import RunSpec
-from tinygrok.run.runs import RunError, read_json, write_bytes, write_json
+from tinygrok.run.runs import Run, RunError, read_json, write_bytes, write_json
 from tinygrok.science.config import ConfigError
 from tinygrok.science.paper import GROKKING_OPS, NON_GROKKING_OPS
 
@@ -126,12 +128,13 @@ def run(scale: str, plan: tuple[Stage, ...], out: Path, folder: Path, make_execu
     part's added). A RunError if the folder holds another scale's reproduction."""
     out, folder = Path(out), Path(folder)
     state = _state(folder, scale)
-    state["parts"].append({"began": round(time.time()), "seconds": 0.0})
+    state["parts"].append({"began": round(time.time(), 3), "seconds": 0.0, "stages": {}})  # its id too
     write_json(folder / STATE, state)
     for stage in plan:
         todo = _unrecorded(stage.specs(), folder)
         if not todo:
             continue
+        _borrow_baselines(todo, out, stage.label)
         index = sweep.load_index(out / stage.label, stage.experiment, stage.filters.describe(), todo)
         last = time.time()
 
@@ -152,10 +155,10 @@ def run(scale: str, plan: tuple[Stage, ...], out: Path, folder: Path, make_execu
 
 
 def _count(state: dict, stage: Stage, since: float, folder: Path) -> float:
-    """Add the wall time since `since` to this part's and the stage's, save reproduce.json; returns now."""
-    now = time.time()
-    state["parts"][-1]["seconds"] = round(state["parts"][-1]["seconds"] + now - since, 1)
-    state["stages"][stage.label] = round(state["stages"].get(stage.label, 0.0) + now - since, 1)
+    """Add the wall time since `since` to this part's, in all and in the stage's, save reproduce.json; returns now."""
+    now, part = time.time(), state["parts"][-1]
+    part["seconds"] = round(part["seconds"] + now - since, 1)
+    part["stages"][stage.label] = round(part["stages"].get(stage.label, 0.0) + now - since, 1)
     write_json(folder / STATE, state)
     return now
 
@@ -165,6 +168,18 @@ def _unrecorded(specs: list[RunSpec], folder: Path) -> list[RunSpec]:
     recorded = set(records.load_all(folder)[0])
     needed = {recipes.baseline(s).name for s in specs if s.name not in recorded and recipes.needs_baseline(s)}
     return [s for s in specs if s.name not in recorded or s.name in needed]
+
+
+def _borrow_baselines(specs: list[RunSpec], out: Path, label: str) -> None:
+    """Copy into out/label each baseline of `specs` that another stage's sweep has finished (its run directory,
+    whose execution basis the interventions read), rather than train it again."""
+    for spec in specs:
+        here = out / label / spec.name
+        if spec.recipe != "pca" or here.exists():
+            continue
+        done = [path for path in out.glob(f"*/{spec.name}") if "pca" in Run(path).stages()]
+        if done:
+            shutil.copytree(done[0], here)
 
 
 def _record_finished(out: Path, index: dict, folder: Path) -> None:
@@ -179,7 +194,7 @@ def _state(folder: Path, scale: str) -> dict:
     path = folder / STATE
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        return {"scale": scale, "parts": [], "stages": {}}
+        return {"scale": scale, "parts": []}
     state = read_json(path)
     if state["scale"] != scale:
         raise RunError(f"{folder} holds the records of the {state['scale']} reproduction, not {scale}: give this "
@@ -189,8 +204,9 @@ def _state(folder: Path, scale: str) -> dict:
 
 def merge(sources: list[Path], into: Path) -> dict:
     """Bring several folders of records of one scale's reproduction (other machines', days', workers') into
-    `into`: each run's record once (the one already there, else the first found), every part's and stage's wall
-    time added; returns the merged reproduce.json. A RunError for a folder of another scale, or none."""
+    `into`: each run's record once (the one already there, else the first found), each part once (by when it
+    began: merging a folder twice adds nothing); returns the merged reproduce.json. A RunError for a folder of
+    another scale, or none."""
     into = Path(into)
     states = [read_json(Path(source) / STATE) for source in sources if (Path(source) / STATE).exists()]
     if len(states) < len(sources):
@@ -203,13 +219,12 @@ def merge(sources: list[Path], into: Path) -> dict:
             path = Path(source) / (name + records.SUFFIX)
             if not (into / path.name).exists():
                 write_bytes(into / path.name, path.read_bytes())
-        state["parts"] += other["parts"]
-        for label, seconds in other["stages"].items():
-            state["stages"][label] = round(state["stages"].get(label, 0.0) + seconds, 1)
+        known = {part["began"] for part in state["parts"]}
+        state["parts"] += [part for part in other["parts"] if part["began"] not in known]
     write_json(into / STATE, state)
     return state
 
 
-def wall_seconds(state: dict) -> float:
-    """The reproduction's wall time so far, summed over the parts it ran in."""
-    return sum(part["seconds"] for part in state["parts"])
+def wall_seconds(state: dict, label: Optional[str] = None) -> float:
+    """The reproduction's wall time so far (in the stage `label` only, if given), summed over its parts."""
+    return sum(part["seconds"] if label is None else part["stages"].get(label, 0.0) for part in state["parts"])

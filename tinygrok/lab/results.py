@@ -30,6 +30,7 @@ class Measured:
     values: list
     shown: str = ""
     interval: Optional[tuple] = None
+    resolution: float = 0.0  # how finely each value is measured (a step counted at evaluations: their interval)
 
 
 # ---------------------------------------------------------------------- which runs
@@ -72,8 +73,17 @@ def _finite(values) -> list:
     return [v for v in values if v is not None and math.isfinite(v)]
 
 
+STEP_KEYS = ("grok_step", "grok_step_90", "memorization_step", "onset_step", "lead_steps")  # counted at evaluations
+
+
 def _mean(runs, key, **_) -> Measured:
-    return Measured(_finite(r.get(key) for r in runs))
+    return Measured(_finite(r.get(key) for r in runs), resolution=_resolution(runs) if key in STEP_KEYS else 0.0)
+
+
+def _resolution(runs: list[dict]) -> float:
+    """The steps between the runs' measurements (evaluations, and probes where the onset is counted at them):
+    what a grok step, an onset, a lead or a delay is known to within."""
+    return float(max(max(r.get("eval_every", 0), r.get("probe_every", 0)) for r in runs))
 
 
 def _per_matrix(runs, key, layer=None, **_) -> Measured:
@@ -185,7 +195,8 @@ def _fit(runs: list[dict]) -> Optional[dict]:
 def _grok_steps(runs, **_) -> Measured:
     """The grok (detection) steps of the runs that grokked, and how many did."""
     steps = [r["grok_step"] for r in runs if r.get("grok_step") is not None]
-    return Measured(steps, f"{_mean_sd(steps)}, {len(steps)}/{len(runs)} grok" if steps else f"0/{len(runs)} grok")
+    return Measured(steps, f"{_mean_sd(steps)}, {len(steps)}/{len(runs)} grok" if steps else f"0/{len(runs)} grok",
+                    resolution=_resolution(runs))
 
 
 def _delay(runs, stage_runs, **_) -> Measured:
@@ -196,7 +207,7 @@ def _delay(runs, stage_runs, **_) -> Measured:
         these = [r for r in runs if (r["op"], r["batches"]) == (op, batches)]
         paired, missed = report.paired_delays(these, report.untouched(stage_runs, op, batches))
         delays, dnf = delays + paired, dnf + missed
-    return Measured(delays, report.delays_text(delays, dnf, len(runs)))
+    return Measured(delays, report.delays_text(delays, dnf, len(runs)), resolution=_resolution(runs))
 
 
 MEASURES: dict[str, Callable[..., Measured]] = {
@@ -227,6 +238,9 @@ def measure(claim: Claim, stages: dict[str, list[dict]], planned: dict[str, Stag
     chosen = select(stage_runs, **claim.where)
     if not chosen:
         return "", "not measured", "not measured at this scale: none of its stage's runs has these settings"
+    due = select([report.planned_entry(spec) for spec in planned[label].specs()], **claim.where)
+    if len(chosen) < len(due):  # judged once every run it is about has finished, not on a part of them
+        return "", "not measured", f"not measured yet: {len(chosen)} of its {len(due)} runs have finished"
     found = MEASURES[claim.measure](chosen, stage_runs=stage_runs, **claim.args)
     if not found.values:
         if found.shown:  # the runs are there, but none grokked: nothing to take a delay of
@@ -238,7 +252,7 @@ def measure(claim: Claim, stages: dict[str, list[dict]], planned: dict[str, Stag
 
 def _verdict(claim: Claim, found: Measured) -> tuple[str, str]:
     """The verdict (analysis.verdict, the one rule) and its words: why it differs, where that is known."""
-    kind = analysis.verdict(found.values, claim.low, claim.high, found.interval)
+    kind = analysis.verdict(found.values, claim.low, claim.high, found.interval, found.resolution)
     if kind == "replicates":
         return kind, "**replicates**"
     values = found.values
@@ -316,7 +330,7 @@ def _stage_table(plan: tuple[Stage, ...], stages: dict[str, list[dict]], state: 
         runs = stages[stage.label]
         cpu = sum(r["wall_seconds"] for r in runs)
         rows.append([stage.label, stage.experiment, f"{len(runs)} of {len(stage.specs())}",
-                     f"{state['stages'].get(stage.label, 0.0) / 3600:.2f} h", f"{cpu / 3600:.2f} h",
+                     f"{reproduce.wall_seconds(state, stage.label) / 3600:.2f} h", f"{cpu / 3600:.2f} h",
                      stage.cut or "nothing"])
     return report.table(["stage", "experiment", "runs recorded", "wall time", "CPU time of its runs", "left out"],
                         rows)

@@ -111,13 +111,17 @@ POINT_MARGIN = 0.2  # a point value of the paper replicates only if tinygrok's m
 VERDICT_RULE = (
     "*replicates*: a range of the paper holds tinygrok's mean (a fit's ± 2 standard errors, or a share of runs "
     "itself, meets it); a point value of the paper lies inside the 95% interval of tinygrok's mean (Student's t; "
-    "one run: no interval) and the mean is within 20% of it. *too few runs to tell*: the point lies inside the "
+    "one run: no interval; never narrower than the values' resolution, e.g. 100 steps for a step counted at "
+    "evaluations every 100) and the mean is within 20% of it. *too few runs to tell*: the point lies inside the "
     "interval but the mean is not within 20% of it (the interval is wider than the effect). *differs*: otherwise.")
 
 
-def verdict(values: list[float], low: float, high: float, interval: Optional[tuple] = None) -> str:
+def verdict(values: list[float], low: float, high: float, interval: Optional[tuple] = None,
+            resolution: float = 0.0) -> str:
     """The one rule that judges tinygrok's values against the paper's [low, high] (low == high: a point value);
-    VERDICT_RULE says it in words. Returns "replicates", "too few runs to tell" or "differs"."""
+    VERDICT_RULE says it in words. `resolution`: how finely each value is measured (a step counted at evaluations
+    every 100 steps is known to within 100), the least half-width of the mean's interval. Returns "replicates",
+    "too few runs to tell" or "differs"."""
     mean = statistics.mean(values)
     if interval is not None:
         return "replicates" if interval[0] <= high and interval[1] >= low else "differs"
@@ -126,7 +130,8 @@ def verdict(values: list[float], low: float, high: float, interval: Optional[tup
     close = abs(mean - low) <= POINT_MARGIN * abs(low)
     if len(values) == 1:
         return "replicates" if close else "differs"
-    half = scipy.stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    half = max(scipy.stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values)),
+               resolution)
     if abs(mean - low) > half:
         return "differs"
     return "replicates" if close else "too few runs to tell"
