@@ -105,6 +105,6 @@ def test_the_readmes_extract_of_the_results_page_is_the_page_itself():
     rows = [cells(line) for line in extract.splitlines()[2:]]
     page = {(row := cells(line))[1]: row for line in (ROOT / "docs" / "results.md").read_text().splitlines()
             if line.startswith("| §")}
-    assert len(rows) >= 4
+    assert rows
     for claim, quoted, number, verdict in rows:
         assert [page[claim][i] for i in (2, 3, 5)] == [quoted, number, verdict], claim
