@@ -128,11 +128,20 @@ lessons.check("4d", None if answer_4d is None else answer_4d(theta0, x, y), engi
 
 # %%
 answer_4e = None  # your answer
-lessons.check("4e", None if answer_4e is None else answer_4e(theta0, AdamWState.zeros_like(theta0), x, y)[0],
-              engines.readable_adamw(theta0, clip_by_global_norm(engines.readable_grad(theta0, x, y, cfg),
-                                                                 cfg.clip_norm)[0], 0 * theta0, 0 * theta0, 1,
-                                     **hyper)[0],
-              rel=1e-5, hint="adamw_step(theta, g, state, **hyper) takes the clipped g: clip_by_global_norm(...)[0].")
+def two_steps(step) -> np.ndarray:
+    """theta after two steps on the same batch, from the initial parameters: the state must carry over."""
+    theta, state = step(theta0, AdamWState.zeros_like(theta0), x, y)
+    return step(theta, state, x, y)[0]
+
+
+def reference_step(theta, state, x, y):
+    g, _ = clip_by_global_norm(engines.readable_grad(theta, x, y, cfg), cfg.clip_norm)
+    return adamw_step(theta, g, state, **hyper)
+
+
+lessons.check("4e", None if answer_4e is None else two_steps(answer_4e), two_steps(reference_step), rel=1e-5,
+              hint="adamw_step(theta, g, state, **hyper) takes the clipped g, clip_by_global_norm(...)[0], and "
+                   "returns (theta, state).")
 
 # %%
 def train_loop(step, steps: int) -> list[tuple[int, float]]:

@@ -13,7 +13,7 @@ from tinygrok.run.runs import METRICS, Run
 from tinygrok.run.train import fresh_state, train
 from tinygrok.science import model
 from tinygrok.science.commutator import defect_sample
-from tinygrok.science.config import preset
+from tinygrok.science.config import ConfigError, preset
 from tinygrok.science.data import make_dataset, sample_batch, stream
 
 CFG = preset("classroom", max_steps=200)
@@ -80,3 +80,15 @@ def test_the_commutator_defect_is_the_same_through_either_engine():
     assert readable["defect"] == pytest.approx(fast["defect"], rel=1e-10)
     # delta is the difference of two parameter vectors of norm ~||theta||: each carries ~1e-16 ||theta|| of rounding
     assert np.linalg.norm(readable["delta"] - fast["delta"]) < 1e-15 * np.linalg.norm(theta)
+
+
+def test_a_resume_on_another_engine_says_so_and_an_in_memory_change_stays_on_one_core(tmp_path, monkeypatch,
+                                                                                        caplog):
+    run = trained(tmp_path / "run", max_steps=100)
+    monkeypatch.setattr(model, "gelu", lambda u: np.maximum(u, 0))
+    with parallel.cores(2), pytest.raises(ConfigError, match="worker processes load another model.py"):
+        train(CFG, run, resume=True)  # its workers would train half of each batch on the file's GELU
+    with parallel.cores(1), caplog.at_level(logging.WARNING):
+        train(CFG, run, resume=True)
+    assert "it trained on the fast engine up to step 100, and goes on on the readable one" in caplog.text
+    assert run.environment()["engine"] == "readable"

@@ -19,13 +19,15 @@ from autograd import grad
 from tinygrok.engine import backend, kernels, parallel
 from tinygrok.engine.fast import flat_grad, forward as fast_forward
 from tinygrok.science import optim
-from tinygrok.science.config import Config
+from tinygrok.science.config import Config, ConfigError
 from tinygrok.science.data import Dataset
 from tinygrok.science.model import flatten, forward as readable_forward, layout, loss_fn, unflatten
 from tinygrok.science.optim import AdamWState
 
-CHECK_EXAMPLES = 8  # training examples the self-check compares the engines on
-CHECK_TOLERANCE = 1e-8  # relative, in float64: the engines' loss, gradient and AdamW step agree far closer
+CHECK_EXAMPLES = 32  # training examples the self-check compares the engines on
+CHECK_TOLERANCE = 1e-8  # relative, in float64: the engines' logits, gradient and AdamW step agree far closer
+CHECK_TOLERANCE_FLOAT32 = 1e-4  # relative, in float32: they agree to about 3e-7 (its GELU polynomial, roundings)
+CHECK_STEP = 7  # the AdamW step count the check's update is taken at
 
 
 def readable_grad(theta, tokens, labels, cfg: Config):
@@ -67,30 +69,59 @@ ENGINES = {"readable": Engine("readable", readable_grad, readable_logits, readab
 
 
 def self_check(theta, data: Dataset, cfg: Config) -> Optional[str]:
-    """None if the fast engine agrees with the readable one at theta (cast to float64) on the first
-    CHECK_EXAMPLES training examples (the logits, the gradient of the mean loss, one AdamW step of that gradient) within
-    CHECK_TOLERANCE (relative); else one line saying what differs."""
-    cfg64 = cfg.replace(dtype="float64")
-    theta64 = backend.to_host(theta).astype(np.float64)
+    """None if the fast engine agrees with the readable one at theta on the first CHECK_EXAMPLES training examples:
+    the logits and the gradient of the mean loss in float64 (within CHECK_TOLERANCE, relative) and in float32
+    (within CHECK_TOLERANCE_FLOAT32: the fast engine's float32 GELU is its own polynomial), and one AdamW step of
+    that gradient from moments of step CHECK_STEP (the step taken, relative); else one line saying what differs."""
     x, y = data.train_x[:CHECK_EXAMPLES], data.train_y[:CHECK_EXAMPLES]
-    with parallel.recorded_arithmetic():
-        logits = [e.logits(theta64, x, cfg64) for e in ENGINES.values()]
-        grads = [e.gradient(theta64, x, y, cfg64) for e in ENGINES.values()]
-        hyper = dict(lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps, weight_decay=cfg.weight_decay)
-        zeros = np.zeros_like(theta64)
-        steps = [e.adamw(theta64, grads[0], zeros, zeros, 1, **hyper)[0] for e in ENGINES.values()]
-    for what, (readable, fast) in (("logits", logits), ("gradients", grads), ("AdamW steps", steps)):
+    for dtype, tolerance in (("float64", CHECK_TOLERANCE), ("float32", CHECK_TOLERANCE_FLOAT32)):
+        config, at = cfg.replace(dtype=dtype), backend.to_host(theta).astype(dtype)
+        with parallel.recorded_arithmetic():
+            logits = [e.logits(at, x, config) for e in ENGINES.values()]
+            grads = [e.gradient(at, x, y, config) for e in ENGINES.values()]
+        if found := _differ((("logits", logits), ("gradients", grads)), tolerance, dtype):
+            return found
+    return _differ((("AdamW steps", _adamw_steps(backend.to_host(theta).astype(np.float64), cfg)),),
+                   CHECK_TOLERANCE, "float64")
+
+
+def _adamw_steps(theta, cfg: Config) -> list:
+    """What each engine's AdamW moves theta by, from random moments at step CHECK_STEP (every term of the update
+    matters there, unlike at step 1, where Adam's step is sign(g) whatever the betas)."""
+    g, m, v = np.random.default_rng(0).standard_normal((3, theta.size))  # (P,) each
+    hyper = dict(lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    return [e.adamw(theta, g, 0.1 * m, 0.01 * v * v, CHECK_STEP, **hyper)[0] - theta for e in ENGINES.values()]
+
+
+def _differ(pairs: tuple, tolerance: float, dtype: str) -> Optional[str]:
+    """The line for the first (what, (readable, fast)) pair whose relative difference exceeds `tolerance`."""
+    for what, (readable, fast) in pairs:
         gap = float(np.linalg.norm(np.subtract(fast, readable)) / (np.linalg.norm(readable) + 1e-300))
-        if not gap <= CHECK_TOLERANCE:
-            return (f"the fast engine's {what} differ from model.py's and optim.py's (relative {gap:.1e} > "
-                    f"{CHECK_TOLERANCE:g}): training on the readable engine")
+        if not gap <= tolerance:
+            return (f"the fast engine's {what} differ from model.py's and optim.py's in {dtype} (relative {gap:.1e} "
+                    f"> {tolerance:g}): training on the readable engine")
     return None
 
 
 def choose(cfg: Config, theta, data: Dataset) -> tuple[Engine, str]:
     """The engine a run trains on, and the line that says why (empty when it is the one asked for without a
-    check): the one cfg.engine names, or for "auto" the fast one if self_check passes, else the readable one."""
-    if cfg.engine != "auto":
-        return ENGINES[cfg.engine], ""
-    found = self_check(theta, data, cfg)
-    return (ENGINES["readable"], found) if found else (ENGINES["fast"], "")
+    check): the one cfg.engine names, or for "auto" the fast one if self_check passes, else the readable one.
+    A ConfigError where the readable engine cannot run as asked (_check_readable)."""
+    found = self_check(theta, data, cfg) if cfg.engine == "auto" else None
+    engine = ENGINES["readable" if cfg.engine == "readable" or found else "fast"]
+    if engine.name == "readable":
+        _check_readable(theta, data, cfg)
+    return engine, found or ""
+
+
+def _check_readable(theta, data: Dataset, cfg: Config) -> None:
+    """A ConfigError on a GPU backend (autograd differentiates NumPy only), or on several cores whose worker
+    processes load another model.py than this process runs (a change made in memory: the workers import the file)."""
+    if backend.NAME != "numpy":
+        raise ConfigError(f"the readable engine runs on NumPy only (autograd differentiates NumPy), not on "
+                         f"{backend.NAME}: use --engine fast, or --backend numpy")
+    x, y = data.train_x[:CHECK_EXAMPLES], data.train_y[:CHECK_EXAMPLES]
+    here, there = parallel.side_by_side(readable_grad, [(backend.to_host(theta), x, y)] * 2, cfg)  # there: a worker
+    if not np.array_equal(here, there):
+        raise ConfigError("the worker processes load another model.py or optim.py than this process runs (a change "
+                         "made in memory?): train on one core (--threads 1), or make the change in the file")

@@ -155,16 +155,17 @@ def _device_mask(cfg: Config, backend_name: str):
 
 
 # ---------------------------------------------------------------------- checkpoints
-def save_state(run: Run, state: TrainState, cfg: Config, wall_seconds: float) -> None:
+def save_state(run: Run, state: TrainState, cfg: Config, wall_seconds: float, engine: str = "fast") -> None:
     meta = {"step": state.step, "adam_t": state.adam.t, "wall_seconds": wall_seconds,
-            "batch_shards": cfg.batch_shards,
+            "batch_shards": cfg.batch_shards, "engine": engine,
             **{key: rng.bit_generator.state for key, rng in state.streams().items()}}
     params = {name: backend.to_host(w) for name, w in kernels.views(state.theta, layout(cfg)).items()}  # NumPy on disk
     moments = {"adam_m": backend.to_host(state.adam.m), "adam_v": backend.to_host(state.adam.v)}
     run.save_checkpoint(params, moments, meta)
 
 
-def load_state(run: Run, cfg: Config) -> tuple[TrainState, float]:
+def load_state(run: Run, cfg: Config) -> tuple[TrainState, float, str]:
+    """The state saved in the run's checkpoint, the wall time trained so far, and the engine it trained on."""
     params, arrays, meta = run.load_checkpoint()
     spec = layout(cfg)
     expected = {**{k: shape for k, (_, shape) in spec.items()}, "adam_m": (param_count(cfg),),
@@ -184,7 +185,7 @@ def load_state(run: Run, cfg: Config) -> tuple[TrainState, float]:
         raise RunError(f"cannot resume: the checkpoint in {run.path} has no valid RNG state ({err})") from None
     adam = AdamWState(meta["adam_t"], backend.to_device(arrays["adam_m"]), backend.to_device(arrays["adam_v"]))
     theta = backend.to_device(flatten({k: params[k] for k in spec}))
-    return TrainState(theta, adam, meta["step"], **streams), meta.get("wall_seconds", 0.0)
+    return TrainState(theta, adam, meta["step"], **streams), meta.get("wall_seconds", 0.0), meta.get("engine", "fast")
 
 
 # ---------------------------------------------------------------------- the loop
@@ -209,13 +210,16 @@ def _train(cfg: Config, run: Run, resume: bool, on_step: Optional[StepCallback])
     backend.reuse_freed_memory()
     data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
     if resume:
-        state, wall_before = load_state(run, cfg)
+        state, wall_before, before = load_state(run, cfg)
         rows = run.truncate_metrics(state.step)
         for name, every in ((SNAPSHOTS, cfg.snapshot_every), (THETAS, cfg.theta_every)):
             run.truncate_rows(name, state.step // every + 1 if every else 0)
     else:
-        state, wall_before, rows = fresh_state(cfg), 0.0, []
+        state, wall_before, rows, before = fresh_state(cfg), 0.0, [], None
     engine, why = engines.choose(cfg, state.theta, data)
+    if before not in (None, engine.name):
+        why = f"it trained on the {before} engine up to step {state.step}, and goes on on the {engine.name} one" + (
+            f": {why}" if why else "")
     if why:
         LOG.warning(why)
     hook = interventions.parse(cfg.hook)
@@ -304,7 +308,7 @@ class Recorder:
                 row["forecast"] = f.row()
         self.rows.append(row)
         self.run.append_metrics(row)
-        save_state(self.run, state, cfg, wall)
+        save_state(self.run, state, cfg, wall, self.engine.name)
         return row
 
 

@@ -47,7 +47,8 @@ class Config:
     batch_size: int = _opt(512, "training batch, sampled with replacement")
     batches: str = _opt("own", "the training batches: own (the seed's stream), shifted (the seed's stream, two "
                                "batches skipped per probe sample, as the reference's probes take them: an intervention "
-                               "run's default, docs/differences.md) or sibling (another stream: other batches)")
+                               "run's default, docs/differences.md; without probes the same as own) or sibling "
+                               "(another stream: other batches)")
     batch_shards: int = _opt(2, "the batch gradient is the size-weighted mean over this many contiguous shards, "
                                 "on one core or side by side on several: the numbers never depend on --threads")
     max_steps: int = _opt(200_000, "stop here if the run has not grokked")
