@@ -18,12 +18,15 @@ import re
 import runpy
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from tinygrok.engine import parallel
+from tinygrok.engine.engines import ENGINES
 from tinygrok.lab import recipes
 from tinygrok.run.runs import Run
+from tinygrok.science import optim
 
 LESSONS_DIR = Path(str(importlib.resources.files("tinygrok.lesson_files")))
 
@@ -69,6 +72,16 @@ def show(fig, name: str):
     fig.savefig(path, dpi=100)
     print(f"figure: {path}")
     return path
+
+
+def training_step(cfg) -> Callable:
+    """One step of the readable engine as a function of (theta, state, tokens, labels) -> (theta, state): the
+    gradient by autograd through model.py, clipped, then optim.py's AdamW (what lesson 4 asks for)."""
+    def step(theta, state, tokens, labels):
+        g, _ = optim.clip_by_global_norm(ENGINES["readable"].gradient(theta, tokens, labels, cfg), cfg.clip_norm)
+        return optim.adamw_step(theta, g, state, lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps,
+                                weight_decay=cfg.weight_decay)
+    return step
 
 
 class Wrong(AssertionError):

@@ -1,10 +1,10 @@
 """A finished run's record: everything the reports and the results page read of a run, in one small file.
 
 A record holds the run's name, recipe and preset, its config, its summary (results, environment, stages), its
-metric rows and its geometry rows (the environment names the code's commit and the machine it ran on); no checkpoint, snapshot or saved parameters, so a few KB gzipped. Records live
-where run directories do not survive (docs/records/ in the repository): one file a run, named after it, and
-different specs never share a name, so records from other machines, days or a cluster's workers merge by sitting
-in one folder. Reports and the results page read records, never the run directories behind them.
+metric rows and its geometry rows (the environment names the code's commit and the machine it ran on); no
+checkpoint, snapshot or saved parameters, so a few KB gzipped. Records live where run directories do not survive
+(docs/records/ in the repository): one file a run, named after it, and different specs never share a name, so
+records from other machines, days or a cluster's workers merge by sitting in one folder. Reports and the results page read records, never the run directories behind them.
 """
 from __future__ import annotations
 
