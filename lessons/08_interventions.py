@@ -107,6 +107,13 @@ lessons.check("8b", answer_8b, {s for s, run in runs.items() if run.summary()["g
 # | 42 | 3300 | 3400 (+100) | 3500 (+200) | 3700 (+400) | DNF | 3700 (+400) | 3300 (+0) | 5200 (+1900) | 2400 (-900) |
 # | 137 | 3200 | 3300 (+100) | 3400 (+200) | 3900 (+700) | DNF | 3800 (+600) | 3200 (+0) | 5500 (+2300) | 2300 (-900) |
 # | 2024 | 2900 | 3000 (+100) | 3100 (+200) | 3500 (+600) | DNF | 3400 (+500) | 2900 (+0) | 4600 (+1700) | 2200 (-700) |
+#
+# What the table shows: at s = 1 (`project`) no seed groks within 15,000 steps, but then every parameter outside
+# the attention matrices (embeddings, MLPs, layer norms) gets no gradient at all, and a random basis fails there
+# too. Held to B inside the attention matrices only (`project_attention` at s = 1), every seed groks, later than
+# without the projection; held to a random subspace of the same size inside the same matrices, every seed groks
+# sooner. So what stops grokking at s = 1 is taking the gradient from everything else; what B itself does is slow
+# it. (The random subspace spreads its 16 directions over all eight matrices, where B has two in each.)
 
 # %% [markdown]
 # ## Kicking along the curvature
