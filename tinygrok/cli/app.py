@@ -517,7 +517,8 @@ def report(
     if out and out.exists() and not out.is_dir():
         fail(f"--out {out} is a file: the report needs a directory for report.md and its figures")
     if out is None and not (sweep_dirs[0] / sweep.INDEX).exists():
-        fail(f"{sweep_dirs[0]} is no sweep directory: give --out, where report.md and its figures go")
+        fail(f"{sweep_dirs[0]} has no {sweep.INDEX}, so it is no sweep directory: give --out, where report.md "
+             "and its figures go, to report on a folder of records")
     if out:
         out.mkdir(parents=True, exist_ok=True)
     path = sweep_report.write(sweep_dirs, out)
