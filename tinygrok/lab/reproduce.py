@@ -208,9 +208,10 @@ def merge(sources: list[Path], into: Path) -> dict:
     began: merging a folder twice adds nothing); returns the merged reproduce.json. A RunError for a folder of
     another scale, or none."""
     into = Path(into)
-    states = [read_json(Path(source) / STATE) for source in sources if (Path(source) / STATE).exists()]
-    if len(states) < len(sources):
-        raise RunError("every folder merged must be a reproduction's records (with its reproduce.json)")
+    missing = [str(source) for source in sources if not (Path(source) / STATE).exists()]
+    if missing:
+        raise RunError(f"{', '.join(missing)}: no {STATE}, so no reproduction's records to merge")
+    states = [read_json(Path(source) / STATE) for source in sources]
     state = _state(into, states[0]["scale"]) if states else {}
     for source, other in zip(sources, states):
         if other["scale"] != state["scale"]:
