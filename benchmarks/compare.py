@@ -59,7 +59,7 @@ def torch_workloads(cfg) -> dict:
     }
 
 
-EVAL_EVERY = 100  # steps between evaluations, in both protocols (PAPER.md §3)
+EVAL_EVERY = 100  # steps between evaluations, in both protocols (docs/paper.md §3)
 RUNS = {"training_run": 0, "dynamics_run": 5}  # commutator samples per evaluation: none, or K = 5 (§6.2)
 
 

@@ -1,4 +1,4 @@
-"""The reference to beat: the paper's model built the way its PyTorch code builds it (PAPER.md §2-3).
+"""The reference to beat: the paper's model built the way its PyTorch code builds it (docs/paper.md §2-3).
 
 Stock nn.TransformerEncoderLayer (pre-norm, GELU, d_ff 256, batch_first, dropout 0), learned positions, final
 LayerNorm, a linear head read at position 0, torch.optim.AdamW with the same settings, clipping to 1.0, float32.
@@ -48,7 +48,7 @@ def evaluate(model, x, y) -> float:
 
 
 def commutator_sample(model, loss_fn, batch_a, batch_b, eta: float = 1e-3) -> float:
-    """The defect of PAPER.md §6.1 as the reference computes it: four gradients, parameters restored after."""
+    """The defect of docs/paper.md §6.1 as the reference computes it: four gradients, parameters restored after."""
     params = [p for p in model.parameters()]
     theta = [p.detach().clone() for p in params]
 

@@ -3,6 +3,9 @@
 #
 # **Duration:** 20 min in class; code: about 15 s on 2 cores (FAST: the same)
 #
+# **The paper:** [arXiv 2602.16746](https://arxiv.org/abs/2602.16746); `docs/paper.md` summarises its formulas,
+# protocols and numbers.
+#
 # **Learning goals**
 # - the task: six binary operations mod a prime p, on token pairs [a, b], split in half into train and test;
 # - grokking: a transformer first memorizes its training pairs, then, much later, generalises to the test pairs;

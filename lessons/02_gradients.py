@@ -3,6 +3,9 @@
 #
 # **Duration:** 20 min in class; code: a few seconds (FAST: the same)
 #
+# **The paper:** [arXiv 2602.16746](https://arxiv.org/abs/2602.16746); `docs/paper.md` summarises its formulas,
+# protocols and numbers.
+#
 # **Learning goals**
 # - derive the gradient of a small function by hand (the chain rule), as micrograd does for one neuron;
 # - check it two independent ways: reverse-mode autodiff (HIPS autograd's `grad`) and central finite differences;

@@ -3,6 +3,9 @@
 #
 # **Duration:** 25 min in class; code: about 15 s on 2 cores (FAST: the same)
 #
+# **The paper:** [arXiv 2602.16746](https://arxiv.org/abs/2602.16746); `docs/paper.md` summarises its formulas,
+# protocols and numbers.
+#
 # **Learning goals**
 # - follow two tokens [a, b] through embeddings, a pre-norm block (attention and MLP) and the read-out, with the
 #   shape of every array;

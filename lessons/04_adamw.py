@@ -3,6 +3,9 @@
 #
 # **Duration:** 35 min in class; code: about 2 min on 2 cores (FAST: about 1.5 min)
 #
+# **The paper:** [arXiv 2602.16746](https://arxiv.org/abs/2602.16746); `docs/paper.md` summarises its formulas,
+# protocols and numbers.
+#
 # **Learning goals**
 # - read one optimizer step as tinygrok takes it: clip the gradient, then AdamW (`tinygrok/science/optim.py`);
 # - write the training loop yourself, with autograd's gradient of `model.py`, and watch it grok;

@@ -3,6 +3,9 @@
 #
 # **Duration:** 20 min in class; code: about 20 s on 2 cores (FAST: the same)
 #
+# **The paper:** [arXiv 2602.16746](https://arxiv.org/abs/2602.16746); `docs/paper.md` summarises its formulas,
+# protocols and numbers.
+#
 # **Learning goals**
 # - turn a run's saved attention weights into a trajectory and find its principal components;
 # - read the PC1 share: the fraction of the motion along a single direction;
@@ -13,7 +16,7 @@
 #
 # Every 100 steps a run saves its attention matrices W_Q, W_K, W_V, W_O of every block. For one matrix, stack the
 # snapshots as rows X_t = vec(W_t - W_0), centre each column, and take the singular values σ_i of X. The share of
-# the variance along the i-th principal direction is σ_i² / Σ_j σ_j²; PC1 is the first (PAPER.md §5.1). The
+# the variance along the i-th principal direction is σ_i² / Σ_j σ_j²; PC1 is the first (docs/paper.md §5.1). The
 # paper's range is printed first below (`tinygrok/science/paper.py` holds it).
 
 # %%
@@ -103,4 +106,4 @@ lessons.check("5c", answer_5c, max(pca["pc1"], key=pca["pc1"].get), hint="Look a
 # - The paper's W_V is always the most concentrated. Is it here? Try other seeds: `recipes.spec("train",
 #   "classroom", seed=137)`.
 # - `tinygrok.science.pca.expanding_window_pc1` gives PC1 for the first t snapshots: how does it change as the run groks?
-# - Runs that never grok (`op="x2_xy_y2"`) have far lower PC1 in the paper (PAPER.md §10, row 2): check it.
+# - Runs that never grok (`op="x2_xy_y2"`) have far lower PC1 in the paper (docs/paper.md §10, row 2): check it.

@@ -3,6 +3,9 @@
 #
 # **Duration:** 25 min in class; code: about 20 s on 2 cores (FAST: the same)
 #
+# **The paper:** [arXiv 2602.16746](https://arxiv.org/abs/2602.16746); `docs/paper.md` summarises its formulas,
+# protocols and numbers.
+#
 # **Learning goals**
 # - take two gradient steps in both orders and measure how far apart they land: the commutator defect D;
 # - see that for small steps the gap is η² times a Lie bracket of the two gradient fields, H_B g_A - H_A g_B,
@@ -13,7 +16,7 @@
 # ## Two steps, both orders
 #
 # From parameters θ, take two training batches A and B with plain cross-entropy gradients g_A(θ), g_B(θ) (no
-# Adam, no decay, no clipping: PAPER.md §6.1):
+# Adam, no decay, no clipping: docs/paper.md §6.1):
 #
 # θ_AB = θ - η g_A(θ) - η g_B(θ - η g_A(θ)),   θ_BA = θ - η g_B(θ) - η g_A(θ - η g_B(θ)),
 #
@@ -107,7 +110,7 @@ lessons.check("6c", answer_6c, 1.0, rel=0.01, hint="Both measure the same bracke
 # ## Going further
 # - Do it in float32 (drop `.replace(dtype="float64")` above) with η = 1e-3, as the paper does: how many digits
 #   of δ survive?
-#   (PAPER.md §6.6: late in training the gradients are so small that θ - η g rounds back to θ.)
+#   (docs/paper.md §6.6: late in training the gradients are so small that θ - η g rounds back to θ.)
 # - Project δ onto the execution basis of lesson 5 (`run.basis()`): how much of it lies there?
 #   (`tinygrok.science.commutator.projection_fractions`)
 # - Lesson 7 follows D through a whole run.

@@ -3,6 +3,9 @@
 #
 # **Duration:** 30 min in class; code: about 2 min on 2 cores, paper model (FAST: classroom model, 25 s)
 #
+# **The paper:** [arXiv 2602.16746](https://arxiv.org/abs/2602.16746); `docs/paper.md` summarises its formulas,
+# protocols and numbers.
+#
 # **Learning goals**
 # - read a run's commutator defect, probed every 100 steps while it trains, beside its test accuracy;
 # - apply the paper's onset rule yourself, and measure the lead time: how long before grokking curvature rises;
@@ -14,7 +17,7 @@
 #
 # `tinygrok grok` trains while it measures D (lesson 6) every 100 steps, with K = 5 pairs of batches (the median
 # is kept), and goes on 1,000 steps past grokking. By default this lesson trains the paper's model on addition
-# mod 97 (PAPER.md §6.2's protocol); with TINYGROK_FAST=1, the classroom model.
+# mod 97 (docs/paper.md §6.2's protocol); with TINYGROK_FAST=1, the classroom model.
 
 # %%
 import numpy as np
@@ -37,7 +40,7 @@ lessons.show(plots.defect(run), "lesson7_defect")
 # accuracy (red) moves; it stays high, or keeps rising, afterwards. The dotted line is the curvature onset (where
 # the rule below fires), the dashed one the grok step.
 #
-# ## The onset rule (PAPER.md §7.1)
+# ## The onset rule (docs/paper.md §7.1)
 #
 # baseline = max(median of D at the first three probes, 0.1); the onset is the first probe, from the third on,
 # with D > 10 × baseline and D > 20 (an absolute floor, so that tiny early defects do not count).
@@ -53,7 +56,7 @@ lessons.check("7a", None if answer_7a is None else answer_7a(probed), onset,
 
 # %% [markdown]
 # **Exercise 7b.** The lead time is grok_step_90 - onset, where grok_step_90 is the first evaluation with test
-# accuracy >= 0.9 (PAPER.md §7.2). Compute it from `rows` and your onset.
+# accuracy >= 0.9 (docs/paper.md §7.2). Compute it from `rows` and your onset.
 
 # %%
 answer_7b = None  # your answer
@@ -83,7 +86,7 @@ print(f"at the onset (step {onset}): train accuracy {at_onset['train_acc']:.3f},
 #
 # **Exercise 7c.** As a fraction of the grok step (grok_step_90), how early did the onset come? Give
 # lead / grok_step_90. (The paper's learning-rate sweep reports a similar fraction, with the detection step in
-# place of grok_step_90 (PAPER.md §7.2), and finds it grows as training slows: 46% at lr 1e-3, 93% at 1e-4.)
+# place of grok_step_90 (docs/paper.md §7.2), and finds it grows as training slows: 46% at lr 1e-3, 93% at 1e-4.)
 
 # %%
 answer_7c = None  # your answer
@@ -138,7 +141,7 @@ print(f"within 10% from step {settled}, {stored.grok_90 - settled} steps ahead o
 # %% [markdown]
 # ## Going further
 # - One run is one sample: run other seeds (`recipes.spec("walkthrough", "paper", seed=137)`), and the other
-#   operations. The paper's sign test: all of its 12 runs had a positive lead (PAPER.md §7.3).
+#   operations. The paper's sign test: all of its 12 runs had a positive lead (docs/paper.md §7.3).
 # - A control: an operation that never groks, `op="x2_xy_y2", max_steps=7500`. Does its defect rise, and how far?
-#   Compare `run.summary()["defect_growth_run"]` with `paper.BY_KEY["defect_growth_run"]` and PAPER.md §10 #13.
+#   Compare `run.summary()["defect_growth_run"]` with `paper.BY_KEY["defect_growth_run"]` and docs/paper.md §10 #13.
 # - Change the rule: factor 5 or 20, floor 10 or 40. How robust is the lead?

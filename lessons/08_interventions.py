@@ -3,6 +3,9 @@
 #
 # **Duration:** 30 min in class; code: a few minutes on 2 cores, classroom model (FAST: under 2 minutes)
 #
+# **The paper:** [arXiv 2602.16746](https://arxiv.org/abs/2602.16746); `docs/paper.md` summarises its formulas,
+# protocols and numbers.
+#
 # **Learning goals**
 # - read a causal intervention as a few lines around the optimizer step (`tinygrok/science/interventions.py`);
 # - see that grokking needs the part of the gradient outside the execution subspace: remove it, and it never comes;
@@ -18,7 +21,7 @@
 #
 # g = g_par + g_perp, with g_par = B Bᵀ g (inside the subspace) and g_perp = g - B Bᵀ g (outside it).
 #
-# The *project* intervention (PAPER.md §8.2) replaces the clipped gradient, on every step from step 500, by
+# The *project* intervention (docs/paper.md §8.2) replaces the clipped gradient, on every step from step 500, by
 #
 # g <- g - s g_perp = g_par + (1 - s) g_perp,
 #
@@ -119,7 +122,7 @@ lessons.check("8b", answer_8b, {s for s, run in runs.items() if run.summary()["g
 # ## Kicking along the curvature
 #
 # If curvature (the commutator defect, lesson 6) rises before grokking, would pushing the weights along the
-# curvature directions make grokking come sooner? The *sustained kick* (PAPER.md §8.2): every 50 steps from step
+# curvature directions make grokking come sooner? The *sustained kick* (docs/paper.md §8.2): every 50 steps from step
 # 500, after the optimizer step, take the commutator defect vector δ of the median of 5 samples, keep its part
 # outside the subspace, u = P δ / ||P δ||, and move θ <- θ + α ||η g_A|| u (α = 100: a hundred probe steps). Its
 # control, the *random kick*, moves θ as far, every 50 steps, in a random direction outside the subspace.
@@ -152,7 +155,7 @@ lessons.check("8c", answer_8c, (runs["curvature kicks"].summary()["grok_step"],
 
 # %% [markdown]
 # In the paper's model neither kind of kick moved grokking: 27 of 27 kicked runs grokked at about the baseline's
-# step, ~3,200 (PAPER.md §8.3). This small model answers differently: random kicks leave grokking where it was,
+# step, ~3,200 (docs/paper.md §8.3). This small model answers differently: random kicks leave grokking where it was,
 # while kicks this large along the curvature knock the model off its solution, again and again (its test
 # accuracy can reach 1 and fall back), so it groks later or not at all. Either way, moving along the curvature
 # does not bring grokking sooner: the curvature is where the landscape bends, a warning sign, not a shortcut;
@@ -160,7 +163,7 @@ lessons.check("8c", answer_8c, (runs["curvature kicks"].summary()["grok_step"],
 #
 # ## Going further
 # - The dose-response: s = 0.25, 0.5, 0.75 (`intervention("project", 0.5)`). The paper: on add, +34, +300 and
-#   +800 steps, and no grokking at s = 1 (PAPER.md §8.3). `tinygrok sweep dose-response --ops add` runs the
+#   +800 steps, and no grokking at s = 1 (docs/paper.md §8.3). `tinygrok sweep dose-response --ops add` runs the
 #   paper's grid (`--batches own` for the other protocol), and `tinygrok report` draws it.
 # - The ablation: the same projection with a random 16-dimensional basis,
 #   `lessons.run(recipes.intervention("project", 1.0, "random", preset="classroom", **settings))`. Does

@@ -1,4 +1,4 @@
-"""The rules of PAPER.md §4 and §7 on hand-made metric rows."""
+"""The rules of docs/paper.md §4 and §7 on hand-made metric rows."""
 import pytest
 
 from tinygrok.science import analysis
@@ -86,7 +86,7 @@ def test_memorization_phase_and_defect_levels_on_hand_made_rows():
     ((700, 1100, 600), "replicates"),  # +800 ± 265: holds +800, the mean on it
     ((900,), "replicates"), ((1000,), "differs")])  # one run: within 20% or not
 def test_one_verdict_rule_judges_a_point_value_by_the_interval_and_the_margin(delays, expected):
-    """The dose-response's +800 (PAPER.md §8.3) against delays measured on three seeds: the sibling protocol's
+    """The dose-response's +800 (docs/paper.md §8.3) against delays measured on three seeds: the sibling protocol's
     +500 / +200 / +300 and the own protocol's +5500 / +1300 / +2200 (docs/differences.md), the reference code's
     +700 / +1100 / +600."""
     assert analysis.verdict(list(delays), 800, 800) == expected

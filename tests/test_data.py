@@ -30,7 +30,7 @@ def test_split_sizes_and_python_shuffle():
     mul = make_dataset("mul", 97, 0.5, 42)
     assert (len(mul.train_x), len(mul.test_x)) == (4608, 4608)
     pairs = [(a, b) for a in range(97) for b in range(97)]
-    random.Random(42).shuffle(pairs)  # the reference's split (PAPER.md §1.3)
+    random.Random(42).shuffle(pairs)  # the reference's split (docs/paper.md §1.3)
     assert [tuple(p) for p in data.train_x[:5]] == pairs[:5]
     assert len({tuple(p) for p in data.train_x} & {tuple(p) for p in data.test_x}) == 0
 

@@ -1,4 +1,4 @@
-"""The causal interventions of PAPER.md §8: each hook's algebra, when it acts, where its randomness comes from,
+"""The causal interventions of docs/paper.md §8: each hook's algebra, when it acts, where its randomness comes from,
 and that a run with it resumes bit for bit."""
 import dataclasses
 import re
@@ -277,7 +277,7 @@ def test_without_a_probed_arm_the_interventions_are_measured_against_their_basel
 
 
 def test_a_zero_direction_gives_no_kick():
-    """The reference skips a kick whose direction vanishes (a float32 defect can be exactly 0, PAPER.md §6.6)."""
+    """The reference skips a kick whose direction vanishes (a float32 defect can be exactly 0, docs/paper.md §6.6)."""
     assert not np.any(interventions.direction(np.zeros(5, np.float32)))
     assert np.linalg.norm(interventions.direction(vector(3))) == pytest.approx(1, rel=1e-6)
 

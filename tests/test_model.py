@@ -14,7 +14,7 @@ from tinygrok.science.model import (BLOCK_PARAMS, flat_loss, flatten, forward, i
 
 
 def test_parameter_counts_match_the_paper():
-    for name, count in (("paper", 290_401), ("slow", 422_881)):  # PAPER.md §2
+    for name, count in (("paper", 290_401), ("slow", 422_881)):  # docs/paper.md §2
         cfg = preset(name)
         assert flatten(init_params(cfg, stream(0, "init"))).size == param_count(cfg) == count
 
@@ -44,7 +44,7 @@ def test_flatten_unflatten_roundtrip_in_layout_order():
 
 
 def reference_forward(p, tokens, n_heads, n_layers):
-    """The architecture of PAPER.md §2 written independently: (N, T, d) tensors and einsum."""
+    """The architecture of docs/paper.md §2 written independently: (N, T, d) tensors and einsum."""
     def ln(x, w, b):
         return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5) * w + b
 

@@ -1,4 +1,4 @@
-"""Exactly-zero defects (float32 makes them, PAPER.md §6.6): every quantity derived from one is undefined there
+"""Exactly-zero defects (float32 makes them, docs/paper.md §6.6): every quantity derived from one is undefined there
 (None, null in JSON), counted, and left out of medians; nothing crashes and nothing becomes 0, inf or NaN."""
 import math
 

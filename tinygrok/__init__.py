@@ -1,5 +1,5 @@
 """tinygrok: a from-scratch NumPy + autograd transformer that groks modular arithmetic, and the geometry of why
-(arXiv 2602.16746, reproduced; PAPER.md is the spec).
+(arXiv 2602.16746, reproduced; docs/paper.md summarises the paper and its reference code).
 
 The package is five layers, each importing only those below it (pyproject.toml's import-linter contract):
 

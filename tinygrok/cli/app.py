@@ -182,7 +182,7 @@ DOSES = "; ".join(f"{name.replace('_', '-')}'s {interventions.HOOKS[name].explai
 @app.command()
 @with_config_options("intervene")
 def intervene(
-    arm: Annotated[str, typer.Option(help=f"one of {', '.join(ARMS)} (PAPER.md §8.2; "
+    arm: Annotated[str, typer.Option(help=f"one of {', '.join(ARMS)} (docs/paper.md §8.2; "
                                           "tinygrok/science/interventions.py)")],
     dose: Annotated[Optional[float], typer.Option(help=f"its strength: {DOSES}  [default: the paper's primary]")] = None,
     basis: Annotated[str, typer.Option(help="pca: the baseline run's execution basis; random: a random one of the "
@@ -232,7 +232,7 @@ def grok(
         help="AdamW's decoupled weight decay; 0 is the paper's control, which memorizes and never groks  "
              "[default: the preset's]")] = None,
     dtype: Annotated[Optional[str], typer.Option(help="float32 (as the paper) or float64 (its rounding artefacts "
-                                                      "gone, PAPER.md §6.6)  [default: float32]")] = None,
+                                                      "gone, docs/paper.md §6.6)  [default: float32]")] = None,
     out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/grok_PRESET_OP_sSEED, and any "
                                                      "other setting that differs, e.g. _max_steps3000]")] = None,
     resume: Resume = False,

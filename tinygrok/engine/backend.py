@@ -213,7 +213,7 @@ def subnormals_flushed() -> Iterator[bool]:
     1.2e-38; float64: below 2.2e-308), as TensorFlow's and XLA's CPU kernels do; yields whether it could.
 
     Why: x86 computes with subnormals in microcode, ~100 times slower. A run whose weights decay towards zero
-    (the projection intervention at s = 1, PAPER.md §8) spends nearly all its time there: one gradient at such
+    (the projection intervention at s = 1, docs/paper.md §8) spends nearly all its time there: one gradient at such
     such a run was 15 times slower with subnormals than without (docs/speed.md). Numbers
     that are not subnormal are computed exactly as before. Linux on x86-64 (glibc's fenv); elsewhere a no-op.
     """

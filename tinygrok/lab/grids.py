@@ -18,7 +18,7 @@ from tinygrok.science.model import param_count
 from tinygrok.science.paper import GROKKING_OPS, NON_GROKKING_OPS
 
 SEEDS = (42, 137, 2024)
-LEARNING_RATES = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # six half-decade rates, 300x (PAPER.md §7.4, inferred)
+LEARNING_RATES = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # six half-decade rates, 300x (docs/paper.md §7.4, inferred)
 PROBES = dict(probe_every=100, probe_samples=5, extra_steps=1000)  # §6.2: K = 5 every 100, 1,000 past detection
 # the reference's random-subspace control (§6.2, §6.4): K = 7 samples every 100 steps, 1,500 steps past detection;
 # all parameters saved every 100 steps, for exec/random at each of them
@@ -212,7 +212,7 @@ def grid(name: str, filters: Filters = Filters()) -> list[RunSpec]:
 
 def expected_steps(cfg: Config) -> int:
     """A guess at a run's length: a grokking operation with weight decay in the 2-layer model groks near
-    3,000 x (1e-3 / lr) steps (PAPER.md §10 #16: ~3k at 1e-3, ~34k at 1e-4), then trains its extra steps, unless
+    3,000 x (1e-3 / lr) steps (docs/paper.md §10 #16: ~3k at 1e-3, ~34k at 1e-4), then trains its extra steps, unless
     its hook prevents grokking (Hook.prevents_grokking); anything else runs to max_steps."""
     if interventions.parse(cfg.hook).prevents_grokking():
         return cfg.max_steps

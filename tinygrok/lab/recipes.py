@@ -4,7 +4,7 @@ get a run done.
 A RunSpec is a Config plus a recipe, the named stages to do with it in order (RECIPES): "train" (train until
 grokking, or max steps), "pca" (train, then the trajectory PCA), "probed" (train, then the trajectory PCA and the
 curvature geometry at the saved parameters), "walkthrough" (train while probing curvature, then the trajectory PCA,
-the curvature geometry and the figures), or "intervene" (PAPER.md §8.1's second phase: train
+the curvature geometry and the figures), or "intervene" (docs/paper.md §8.1's second phase: train
 with an intervention hook, probed, given the execution basis of its baseline, the "pca" run of the same seed beside
 it; `baseline(spec)`). Each stage is a function in STAGES: a new kind of experiment registers its stages there and
 names them in RECIPES. `execute(spec, out)` runs a spec in out/spec.name, skipping the stages a run has finished
@@ -31,7 +31,7 @@ from tinygrok.science.data import stream
 from tinygrok.science.model import attention_indices, attention_layout, param_count
 from tinygrok.science.pca import random_basis
 
-# The walkthrough's additions to its preset (PAPER.md §6.2, the generalization-dynamics runs): K = 5 commutator
+# The walkthrough's additions to its preset (docs/paper.md §6.2, the generalization-dynamics runs): K = 5 commutator
 # samples every 100 steps, training continued 1,000 steps past detection; all parameters saved every 200 steps
 # for the curvature geometry.
 WALKTHROUGH_SETTINGS = dict(probe_every=100, probe_samples=5, extra_steps=1000, theta_every=200)

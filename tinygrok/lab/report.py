@@ -124,7 +124,7 @@ def _undefined(runs: list[dict]) -> list[str]:
     if not rows:
         return []
     return ["## Undefined values", "", "Records whose value does not exist, left out of every median, table and fit "
-            "above and below (float32 can make the defect exactly 0, PAPER.md §6.6).", "",
+            "above and below (float32 can make the defect exactly 0, docs/paper.md §6.6).", "",
             table(["run", "quantities", "records", "why"], rows), ""]
 
 
@@ -143,11 +143,11 @@ def _per_op(runs: list[dict]) -> list[str]:
 
 
 def _sign_test(runs: list[dict]) -> list[str]:
-    """Over the runs at their preset's learning rate, as the paper's 12 (PAPER.md §7.3)."""
+    """Over the runs at their preset's learning rate, as the paper's 12 (docs/paper.md §7.3)."""
     test = analysis.sign_test(r.get("lead_steps") for r in runs if r["preset_lr"])
     if not test["n"]:
         return []
-    return ["## Onset before grok_90 (PAPER.md §7.3)", "",
+    return ["## Onset before grok_90 (docs/paper.md §7.3)", "",
             f"{test['positive']} of {test['n']} leads positive at the preset's learning rate; one-sided sign test "
             f"p = {test['p']:.2e} "
             f"(the paper: 12 of 12, p = 2^-12 = {2**-12:.2e}).", ""]
@@ -182,7 +182,7 @@ def _controls(runs: list[dict]) -> list[str]:
         rows.append([f"**{op}**", "mean ± sd", "", _mean_sd(analysis.mean_sd(r["exec_random_ratio_weight_svd"]
                                                                          for r in mine)), "", "",
                      _mean_sd(analysis.mean_sd(r["exec_random_ratio"] for r in mine)), "", ""])
-    return ["## exec/random: is the curvature enriched in the execution subspace? (PAPER.md §6.4)", "",
+    return ["## exec/random: is the curvature enriched in the execution subspace? (docs/paper.md §6.4)", "",
             "proj/full of the defect onto each basis over the same for random bases of its size, median over the "
             f"memorization phase (train acc >= 0.95, test acc < 0.3), and per defect level D ({levels}), where the "
             "ratio falls as D rises. Weight SVD: the reference control's basis (K = 24); trajectory PCA: the "
@@ -210,14 +210,14 @@ def _precision(runs: list[dict]) -> list[str]:
         rows += [[label, *(_cell(f[key]) for f in features)] for key, label in (
             ("max_defect_before_grok", "max D up to grok_90"), ("max_defect_after_grok", "max D after grok_90"),
             ("zero_defects", "probes with D exactly 0"), ("probes", "probes"))]
-        lines += [f"## float32 against float64: {single['op']}, seed {single['seed']} (PAPER.md §6.6)", "",
+        lines += [f"## float32 against float64: {single['op']}, seed {single['seed']} (docs/paper.md §6.6)", "",
                   table(["feature", "float32", "float64"], rows), ""]
     return lines
 
 
 def power_law(runs: list[dict]) -> Optional[dict]:
     """Over several learning rates, the fit of lead = detection - onset against the detection step, as the paper
-    fits it (PAPER.md §7.4); None over one rate; a ValueError where the runs cannot be fitted."""
+    fits it (docs/paper.md §7.4); None over one rate; a ValueError where the runs cannot be fitted."""
     if len({r["lr"] for r in runs}) < 2:
         return None
     leads = [r["grok_step"] - r["onset_step"] if r.get("grok_step") and r.get("onset_step") is not None else None
@@ -228,7 +228,7 @@ def power_law(runs: list[dict]) -> Optional[dict]:
 def _power_law(runs: list[dict]) -> tuple[Optional[dict], list[str]]:
     """The fit, and its section (none over one rate)."""
     rates = ", ".join(f"{lr:g}" for lr in sorted({r["lr"] for r in runs}))
-    head = ["## Lead against grok step over learning rates (PAPER.md §7.4)", ""]
+    head = ["## Lead against grok step over learning rates (docs/paper.md §7.4)", ""]
     try:
         fit = power_law(runs)
     except ValueError as err:
@@ -307,7 +307,7 @@ def intervention_tables(runs: list[dict]) -> list[str]:
                          f"{min(steps)}-{max(steps)}" if steps else "", delay, paper.intervention(op, *key)])
     if not rows:
         return []
-    return ["## Interventions (PAPER.md §8): grok step = detection (98% x 3); DNF = not grokked by the cap", "",
+    return ["## Interventions (docs/paper.md §8): grok step = detection (98% x 3); DNF = not grokked by the cap", "",
             "*batches* is the protocol (docs/differences.md): shifted (the reference code's: the run trains on its "
             "baseline's batches, moved on by those its probes take), own (the basis is the run's own future path) "
             "or sibling (an independent run's path). A delay is a run's grok step minus that of the run without "

@@ -1,4 +1,4 @@
-"""A reproduction's results page: one row per claim of paper.CLAIMS (PAPER.md §10, §8.3, §9), each measured over
+"""A reproduction's results page: one row per claim of paper.CLAIMS (docs/paper.md §10, §8.3, §9), each measured over
 the recorded runs of its stage, beside the paper's number, with a verdict and the figure it is seen in. A function
 of a folder of run records (records.py) and its reproduce.json alone.
 """

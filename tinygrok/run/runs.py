@@ -7,8 +7,8 @@
                       accuracies, and after the analysis onset, lead, PC1, ...), apart from where and how fast it ran
                       (versions, BLAS, threads, wall time), and the stages done ("train", then "pca", or
                       "geometry" and "figures")
-    snapshots.npy     attention matrices every cfg.snapshot_every steps, appended row by row (a growing .npy,
-                      not DESIGN.md's .npz: an .npz cannot be appended to, and a 200k-step run holds ~1 GB)
+    snapshots.npy     attention matrices every cfg.snapshot_every steps, appended row by row (a growing .npy:
+                      an .npz cannot be appended to, and a 200k-step run holds ~1 GB)
     thetas.npy        all parameters every cfg.theta_every steps, likewise
     pca.json          the trajectory PCA (geometry.py); basis.npy, the execution basis B (P, K) built from it
     geometry.jsonl    the defect's projections at each saved theta (geometry.py)

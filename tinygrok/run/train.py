@@ -1,4 +1,4 @@
-"""The training loop (PAPER.md §3): sample -> grad -> clip -> hook -> AdamW -> hook -> evaluate -> checkpoint."""
+"""The training loop (docs/paper.md §3): sample -> grad -> clip -> hook -> AdamW -> hook -> evaluate -> checkpoint."""
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,4 @@
-"""Reading a run's metric rows: grok steps and memorization (PAPER.md §4), curvature onset and lead (§7); and the
+"""Reading a run's metric rows: grok steps and memorization (docs/paper.md §4), curvature onset and lead (§7); and the
 statistics over many runs: mean and sd, the sign test, the power law of lead against grok step (§7.3, §7.4)."""
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def curvature_onset(rows: list[dict], factor: float = 10.0, floor: float = 20.0)
 
 def curvature_summary(rows: list[dict], factor: float = 10.0, floor: float = 20.0) -> dict:
     """Onset, lead = grok_90 - onset (§7.2), and defect growth = max D / baseline, over the rows up to and
-    including grok_90 ("before grokking") and over the whole run (the paper's 500-2000x, PAPER.md §10 #13)."""
+    including grok_90 ("before grokking") and over the whole run (the paper's 500-2000x, docs/paper.md §10 #13)."""
     onset = curvature_onset(rows, factor, floor)
     grok_90 = first_step(rows, "test_acc", 0.90)
     probed = [r for r in rows if r.get("defect") is not None]
@@ -99,7 +99,7 @@ def by_defect_level(rows: list[dict], key: str, levels=DEFECT_LEVELS) -> dict[st
     return out
 
 
-# ---------------------------------------------------------------------- over many runs (PAPER.md §7.3, §7.4)
+# ---------------------------------------------------------------------- over many runs (docs/paper.md §7.3, §7.4)
 def mean_sd(values: Iterable[Optional[float]]) -> dict:
     """Mean, sample standard deviation and count of the values that are not None (sd None below two)."""
     kept = [v for v in values if v is not None]

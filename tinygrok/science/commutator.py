@@ -1,4 +1,4 @@
-"""Curvature probes (PAPER.md §6): the commutator defect, the exact Lie bracket, and projections of the
+"""Curvature probes (docs/paper.md §6): the commutator defect, the exact Lie bracket, and projections of the
 defect onto the execution basis, random bases and the current-weight-SVD basis.
 
 Gradients here are the plain mean cross-entropy gradients at theta: no weight decay, no clipping, no Adam (§6.1).

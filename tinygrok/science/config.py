@@ -23,7 +23,7 @@ def _opt(default, help):  # noqa: A002 - the word the CLI uses
 
 @dataclass(frozen=True)
 class Config:
-    """Everything that determines a run. Defaults are the paper's fast regime (PAPER.md §1-3); batch_shards is
+    """Everything that determines a run. Defaults are the paper's fast regime (docs/paper.md §1-3); batch_shards is
     tinygrok's own (the reference takes one gradient of the whole batch: the same mathematics, other float32
     rounding), and the snapshot, theta and probe cadences are what a run records."""
 
@@ -151,9 +151,9 @@ def _is_a(value, kind: str) -> bool:
 
 
 PRESETS: dict[str, dict] = {
-    # PAPER.md §1-3: the fast regime, add mod 97 groks near step 3,000.
+    # docs/paper.md §1-3: the fast regime, add mod 97 groks near step 3,000.
     "paper": {},
-    # PAPER.md §9: 3 layers, small lr and wd, beta2 0.999; ~600k steps (GPU-scale), evaluated every 1,000,
+    # docs/paper.md §9: 3 layers, small lr and wd, beta2 0.999; ~600k steps (GPU-scale), evaluated every 1,000,
     # attention snapshots every 2,000; the curvature onset floor is 5 there, not 20.
     "slow": dict(n_layers=3, lr=5e-5, weight_decay=0.1, beta2=0.999, max_steps=800_000, eval_every=1000,
                  snapshot_every=2000, onset_floor=5.0),

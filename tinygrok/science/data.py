@@ -1,4 +1,4 @@
-"""The task (PAPER.md §1): six binary operations mod a prime p, a seeded split, a with-replacement batch sampler."""
+"""The task (docs/paper.md §1): six binary operations mod a prime p, a seeded split, a with-replacement batch sampler."""
 from __future__ import annotations
 
 import random

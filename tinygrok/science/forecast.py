@@ -1,4 +1,4 @@
-"""Forecasting the grok step while a run trains (PAPER.md §7): will it grok, and when, with an 80% interval.
+"""Forecasting the grok step while a run trains (docs/paper.md §7): will it grok, and when, with an 80% interval.
 
 The forecaster reads a run's probed metric rows up to step t only (the defect D, accuracies, losses) and its
 settings (learning rate, weight decay). Six numbers describe the record at t (FEATURES), and two linear models,

@@ -13,7 +13,7 @@ checkpoint (a hook draws randomness from nothing else), the execution basis B (P
 (hook_basis.npy in its directory), commutator samples at theta on batches from that stream, and the way to the
 run's array device. The default, "none", changes nothing.
 
-The causal interventions of PAPER.md §8.2 (all from update `start` = 500), with B orthonormal, P = I - B B^T the
+The causal interventions of docs/paper.md §8.2 (all from update `start` = 500), with B orthonormal, P = I - B B^T the
 projection onto its orthogonal complement. Their schedules count updates from 1, as the reference's loop does:
 before_update acts on the update about to be made, number step + 1; after_update after update number `step`.
 

@@ -1,4 +1,4 @@
-"""The paper's transformer (PAPER.md §2), written to be read: its parameters, and the forward pass one formula a
+"""The paper's transformer (docs/paper.md §2), written to be read: its parameters, and the forward pass one formula a
 line.
 
 A 2-token input [a, b] -> token + position embeddings -> pre-norm blocks (x += attention(LN1(x)); x += mlp(LN2(x)),
@@ -20,8 +20,8 @@ from autograd.scipy.special import erf
 
 from tinygrok.science.config import Config
 
-SEQ_LEN = 2  # the input is just [a, b] (PAPER.md §1.2)
-LN_EPS = 1e-5  # torch.nn.LayerNorm's default (PAPER.md §2)
+SEQ_LEN = 2  # the input is just [a, b] (docs/paper.md §1.2)
+LN_EPS = 1e-5  # torch.nn.LayerNorm's default (docs/paper.md §2)
 BLOCK_PARAMS = ("ln1.w", "ln1.b", "W_Q", "b_Q", "W_K", "b_K", "W_V", "b_V", "W_O", "b_O",
                 "ln2.w", "ln2.b", "W_in", "b_in", "W_out", "b_out")
 ATTENTION_MATRICES = ("W_Q", "W_K", "W_V", "W_O")
@@ -41,7 +41,7 @@ def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
 
 
 def _init_block(cfg: Config, rng) -> dict:
-    """One block, initialised as torch.nn.TransformerEncoderLayer does (PAPER.md §2, 'Init details')."""
+    """One block, initialised as torch.nn.TransformerEncoderLayer does (docs/paper.md §2, 'Init details')."""
     d, f = cfg.d_model, cfg.d_ff
     uniform = lambda bound, shape: rng.uniform(-bound, bound, size=shape)  # noqa: E731
     qkv_bound = (6.0 / (d + 3 * d)) ** 0.5  # Xavier-uniform over the fused (3d, d) in_proj matrix

@@ -1,4 +1,4 @@
-"""One optimizer step, written out (PAPER.md §3): global-norm clipping, then AdamW with decoupled weight decay.
+"""One optimizer step, written out (docs/paper.md §3): global-norm clipping, then AdamW with decoupled weight decay.
 
 Everything acts on the flat parameter vector theta (P,) and its gradient (P,). Nothing is updated in place:
 each step returns new arrays. Clipping always runs from here; AdamW too on the readable engine, while the fast one

@@ -1,5 +1,5 @@
 """The paper's reference numbers as data: each is what the paper (or its code's stored results) reports for the
-same measure tinygrok computes under one summary key, with the PAPER.md section it comes from.
+same measure tinygrok computes under one summary key, with the docs/paper.md section it comes from.
 
 Where the paper's text and its own data part, the row says so and carries the number that measures the same
 thing as tinygrok's key (like with like); the text's figure stays in `quoted`.
@@ -22,7 +22,7 @@ class Reference:
 
     key: the summary key of tinygrok's measure; low, high: the paper's range (low == high for one value; both
     None where it gives no number); by_op: op -> (low, high) where the paper gives per-operation numbers; quoted: as the
-    paper states it; measure: exactly what is measured; section: where in PAPER.md; meaning: what it tells.
+    paper states it; measure: exactly what is measured; section: where in docs/paper.md; meaning: what it tells.
     """
 
     key: str
@@ -188,9 +188,9 @@ def _step_range(arms: tuple) -> tuple[int, int]:
 # ---------------------------------------------------------------------- the claims, one by one (tinygrok reproduce)
 @dataclass(frozen=True)
 class Claim:
-    """One claim of the paper as the results page of `tinygrok reproduce` shows it (PAPER.md §10's rows, and
+    """One claim of the paper as the results page of `tinygrok reproduce` shows it (docs/paper.md §10's rows, and
     §8.3's and §9's claims): where it is, what it says, the paper's figure as quoted and the reference's stored data
-    where PAPER.md gives them; and how tinygrok measures it: `measure` (a measure of lab/results.py, given `args`)
+    where docs/paper.md gives them; and how tinygrok measures it: `measure` (a measure of lab/results.py, given `args`)
     over the runs `where` selects (lab/results.py's select) in the first of `stages` that the scale's plan has,
     judged against the paper's [low, high] (None: no number to judge by). `differs`: why tinygrok's number is
     expected to differ, where it is known (shown when it does); `digits`: how its values are shown; `figure`: the
@@ -214,7 +214,7 @@ class Claim:
 _LR_GROK = {1e-4: (29433, 36767), 1e-3: (2600, 3667), 1e-2: (567, 4000)}  # §10 #16: the op means' range
 _LR_DEFECT = {1e-4: (9332, 11148), 1e-3: (1447, 3545), 1e-2: (18, 64)}  # §10 #17
 _LR_LEAD = {1e-4: (23033, 32900), 1e-3: (733, 1400), 1e-2: (-1550, -633)}  # §10 #18
-_FLOAT32 = "float32 rounding dominates late defects ([differences](differences.md), PAPER.md §6.6)"
+_FLOAT32 = "float32 rounding dominates late defects ([differences](differences.md), [paper](paper.md) §6.6)"
 _PCA, _TABLE, _LR = ("pca",), ("table1",), ("lr-sweep",)
 _FIGI4 = ("interventions-primary", "interventions-add")  # the primary arms: their own grid, or in the whole one
 _FIGI6 = ("random-basis", "interventions-add")

@@ -1,4 +1,4 @@
-"""PCA of attention-weight trajectories (PAPER.md §5): explained variance, expanding windows, the random-walk
+"""PCA of attention-weight trajectories (docs/paper.md §5): explained variance, expanding windows, the random-walk
 null, the execution basis B and its control, a random orthonormal basis.
 
 A trajectory is an (S, D) array: S snapshots of one weight matrix, flattened row-major (D = d_in * d_out).

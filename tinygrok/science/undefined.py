@@ -2,7 +2,7 @@
 defect, a norm or a count that can be exactly zero.
 
 In float32 two gradient steps can commute exactly: theta - eta g rounds to theta, the defect vector delta is 0 and
-D = 0 (PAPER.md §6.6; the reference stores rho = NaN there). D = 0 is a measurement. A ratio over ||delta||, or
+D = 0 (docs/paper.md §6.6; the reference stores rho = NaN there). D = 0 is a measurement. A ratio over ||delta||, or
 over any norm that is 0, is not: it has no value. Such a value is undefined: None in Python, null in JSON, never
 0, inf or NaN; medians and fits leave it out; and the record says which values are undefined and why (WHY).
 
