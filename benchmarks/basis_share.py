@@ -14,6 +14,7 @@ command runs again.
 
     python benchmarks/basis_share.py --out /tmp/basis_share [--seed 42] [--doses 0.75] [--every 200] [--preset paper]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,6 @@ START = 500  # the projection's first update (project's start)
 COLUMNS = ("gradient", "gradient, random", "whole gradient", "steps", "steps, random")
 
 
-
-
 def shares(run: Run, basis: np.ndarray, random_block: np.ndarray, last_step: int) -> list[dict]:
     """proj/full of the training-set gradient at each saved theta of `run` in (START, last_step]."""
     cfg = run.config()
@@ -47,11 +46,16 @@ def shares(run: Run, basis: np.ndarray, random_block: np.ndarray, last_step: int
         if START < step <= last_step:
             g = np.asarray(parallel.batch_gradient(np.array(theta), data.train_x, data.train_y, cfg), np.float64)
             moved = np.asarray(theta[block], np.float64) - thetas[i - 1][block]  # the steps since the last theta
-            rows.append({"step": step, "gradient": projection_fractions(g[block], basis[block])[0],
-                         "gradient, random": projection_fractions(g[block], random_block)[0],
-                         "whole gradient": projection_fractions(g, basis)[0],
-                         "steps": projection_fractions(moved, basis[block])[0],
-                         "steps, random": projection_fractions(moved, random_block)[0]})
+            rows.append(
+                {
+                    "step": step,
+                    "gradient": projection_fractions(g[block], basis[block])[0],
+                    "gradient, random": projection_fractions(g[block], random_block)[0],
+                    "whole gradient": projection_fractions(g, basis)[0],
+                    "steps": projection_fractions(moved, basis[block])[0],
+                    "steps, random": projection_fractions(moved, random_block)[0],
+                }
+            )
     return rows
 
 
@@ -67,17 +71,21 @@ def main() -> None:
         print("BLAS threads: 1 (threadpoolctl); one process")
         table = []
         for batches in ("own", "shifted", "sibling"):
-            specs = [recipes.intervention("project", s, preset=args.preset, batches=batches, seed=args.seed,
-                                          theta_every=args.every)
-                     for s in [0.0, *args.doses]]
+            specs = [
+                recipes.intervention(
+                    "project", s, preset=args.preset, batches=batches, seed=args.seed, theta_every=args.every
+                )
+                for s in [0.0, *args.doses]
+            ]
             base = recipes.baseline(specs[0])
             recipes.execute(base, args.out)
             basis = Run(args.out / base.name).basis()
             block = attention_indices(specs[0].config)
             random_block = random_basis(len(block), basis.shape[1], stream(args.seed, "basis share"))
             results = [recipes.execute(spec, args.out) for spec in specs]
-            last = detection_step(Run(args.out / specs[0].name).metrics(), specs[0].config.stop_acc,
-                                  specs[0].config.stop_patience)
+            last = detection_step(
+                Run(args.out / specs[0].name).metrics(), specs[0].config.stop_acc, specs[0].config.stop_patience
+            )
             for spec, result in zip(specs, results):
                 rows = shares(Run(args.out / spec.name), basis, random_block, last)
                 table.append((batches, spec.config.hook, result.get("grok_step"), rows))

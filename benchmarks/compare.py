@@ -13,6 +13,7 @@ ratios of the rounds' own medians, to show how much the machine moved). Separate
 OpenBLAS's and torch's OpenMP thread pools from spinning against each other (alternating them call by call in
 one process made torch's 2-thread step 2.4x slower than its 1-thread step).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,11 +32,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch_reference as ref  # noqa: E402
-from tinygrok.engine import backend, parallel  # noqa: E402
-from tinygrok.lab.bench import peak_mib, workloads  # noqa: E402
-from tinygrok.science.config import preset  # noqa: E402
-from tinygrok.science.data import make_dataset, stream  # noqa: E402
+import torch_reference as ref
+
+from tinygrok.engine import backend, parallel
+from tinygrok.lab.bench import peak_mib, workloads
+from tinygrok.science.config import preset
+from tinygrok.science.data import make_dataset, stream
 
 
 def torch_workloads(cfg) -> dict:
@@ -67,6 +69,7 @@ def run_interval(jobs: dict, samples: int, arithmetic=contextlib.nullcontext):
     """One evaluation interval of a run, as both libraries' runs count it: EVAL_EVERY training steps, an evaluation
     of all pairs and `samples` commutator samples, under `arithmetic` (tinygrok's training loop runs in
     parallel.recorded_arithmetic: BLAS on one thread per process, the cores side by side)."""
+
     def interval():
         with arithmetic():
             for _ in range(EVAL_EVERY):
@@ -74,6 +77,7 @@ def run_interval(jobs: dict, samples: int, arithmetic=contextlib.nullcontext):
             jobs["eval"]()
             for _ in range(samples):
                 jobs["commutator_sample"]()
+
     return interval
 
 
@@ -103,8 +107,20 @@ def worker(library: str, threads: int, repeats: int, overrides: dict, only: list
 
 def run_worker(library: str, threads: int, repeats: int, overrides: dict | None = None, only=()) -> dict:
     """worker() in a fresh process, so that one library's thread pool never competes with the other's."""
-    cmd = [sys.executable, __file__, "--worker", library, "--threads", str(threads), "--repeats", str(repeats),
-           "--config", json.dumps(overrides or {}), "--only", *only]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        library,
+        "--threads",
+        str(threads),
+        "--repeats",
+        str(repeats),
+        "--config",
+        json.dumps(overrides or {}),
+        "--only",
+        *only,
+    ]
     return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
 
 
@@ -127,8 +143,11 @@ def main():
     parser.add_argument("--worker", choices=["tinygrok", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--config", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--only", nargs="*", default=[], help=argparse.SUPPRESS)
-    parser.add_argument("--runs", action="store_true", help="time the two run protocols (ms per step, evaluation "
-                                                            "and probes included) instead of the single workloads")
+    parser.add_argument(
+        "--runs",
+        action="store_true",
+        help="time the two run protocols (ms per step, evaluation and probes included) instead of the single workloads",
+    )
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, args.threads[0], args.repeats, json.loads(args.config), args.only)))
@@ -139,26 +158,43 @@ def main():
         before = cpu_ticks()
         for _ in range(args.rounds):
             only = list(RUNS) if args.runs else []
-            rounds.append({library: run_worker(library, threads, args.repeats, only=only)
-                           for library in ("tinygrok", "torch")})
+            rounds.append(
+                {library: run_worker(library, threads, args.repeats, only=only) for library in ("tinygrok", "torch")}
+            )
             peaks.update(rounds[-1]["tinygrok"].pop("peak_mib", {}))
         ticks, stolen = (b - a for a, b in zip(before, cpu_ticks()))
         steal[threads] = round(100 * stolen / max(ticks, 1), 1)
         for name in rounds[0]["tinygrok"]:
             t, r = (statistics.median([ms for one in rounds for ms in one[lib][name]]) for lib in ("tinygrok", "torch"))
-            per_round = [statistics.median(one["tinygrok"][name]) / statistics.median(one["torch"][name])
-                         for one in rounds]  # how much the shared machine moved the ratio
-            rows.append({"threads": threads, "workload": name, "tinygrok_ms": round(t, 2), "torch_ms": round(r, 2),
-                         "ratio": round(t / r, 3), "round_ratios": [round(x, 3) for x in per_round],
-                         "tinygrok_peak_mib": round(peaks.get(name, float("nan")), 1)})
-    info = {**{k: v for k, v in backend.describe().items() if k != "threads"}, "torch": torch.__version__,
-            "env": {v: os.environ.get(v) for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS")}}
-    print(f"{'threads':>7} {'workload':<22} {'tinygrok ms':>11} {'torch ms':>9} {'ratio':>6} {'rounds':>11} "
-          "tinygrok peak MiB (one core; torch's allocator is invisible to tracemalloc)")
+            per_round = [
+                statistics.median(one["tinygrok"][name]) / statistics.median(one["torch"][name]) for one in rounds
+            ]  # how much the shared machine moved the ratio
+            rows.append(
+                {
+                    "threads": threads,
+                    "workload": name,
+                    "tinygrok_ms": round(t, 2),
+                    "torch_ms": round(r, 2),
+                    "ratio": round(t / r, 3),
+                    "round_ratios": [round(x, 3) for x in per_round],
+                    "tinygrok_peak_mib": round(peaks.get(name, float("nan")), 1),
+                }
+            )
+    info = {
+        **{k: v for k, v in backend.describe().items() if k != "threads"},
+        "torch": torch.__version__,
+        "env": {v: os.environ.get(v) for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS")},
+    }
+    print(
+        f"{'threads':>7} {'workload':<22} {'tinygrok ms':>11} {'torch ms':>9} {'ratio':>6} {'rounds':>11} "
+        "tinygrok peak MiB (one core; torch's allocator is invisible to tracemalloc)"
+    )
     for r in rows:
         spread = f"{min(r['round_ratios']):.2f}-{max(r['round_ratios']):.2f}"
-        print(f"{r['threads']:>7} {r['workload']:<22} {r['tinygrok_ms']:>11} {r['torch_ms']:>9} {r['ratio']:>6} "
-              f"{spread:>11} {r['tinygrok_peak_mib']:>8}")
+        print(
+            f"{r['threads']:>7} {r['workload']:<22} {r['tinygrok_ms']:>11} {r['torch_ms']:>9} {r['ratio']:>6} "
+            f"{spread:>11} {r['tinygrok_peak_mib']:>8}"
+        )
     print(f"CPU time stolen by the hypervisor while measuring, by threads: {steal} %")
     print(json.dumps(info))
     args.out.write_text(json.dumps({"rows": rows, "steal_percent": steal, "environment": info}, indent=2) + "\n")

@@ -5,12 +5,13 @@ per process, as training keeps it); the ratio is readable / fast within each rou
 
     python benchmarks/engines.py [--repeats 10] [--rounds 3] [--cores 1 2]
 """
+
 from __future__ import annotations
 
 import argparse
 
-from tinygrok.lab.bench import median_ms, workloads
 from tinygrok.engine import parallel
+from tinygrok.lab.bench import median_ms, workloads
 from tinygrok.science.config import preset
 
 
@@ -27,8 +28,11 @@ def main() -> None:
             steps = {name: workloads(preset("paper", engine=name))["train_step"] for name in ("readable", "fast")}
             for round_ in range(1, args.rounds + 1):
                 ms = {name: median_ms(step, args.repeats) for name, step in steps.items()}
-                print(f"| {cores} | {round_} | {ms['readable']:.1f} | {ms['fast']:.1f} | "
-                      f"{ms['readable'] / ms['fast']:.2f} |", flush=True)
+                print(
+                    f"| {cores} | {round_} | {ms['readable']:.1f} | {ms['fast']:.1f} | "
+                    f"{ms['readable'] / ms['fast']:.2f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

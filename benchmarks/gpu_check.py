@@ -13,6 +13,7 @@
 5. ms per training step at the paper settings (batch 512): NumPy on the CPU, CuPy on the GPU, and the PyTorch
    reference on the same GPU if torch sees it.
 """
+
 from __future__ import annotations
 
 import sys
@@ -24,20 +25,23 @@ from autograd import grad
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tinygrok.engine import backend, parallel  # noqa: E402
-from tinygrok.engine.fast import flat_grad  # noqa: E402
-from tinygrok.engine.ops import sum_axis  # noqa: E402
-from tinygrok.engine.parallel import Derivatives  # noqa: E402
-from tinygrok.lab.bench import median_ms, workloads  # noqa: E402
-from tinygrok.run.runs import Run  # noqa: E402
-from tinygrok.run.train import fresh_state, train  # noqa: E402
-from tinygrok.science.commutator import defect_sample  # noqa: E402
-from tinygrok.science.config import Config, preset  # noqa: E402
-from tinygrok.science.data import make_dataset, sample_batch, stream  # noqa: E402
+from tinygrok.engine import backend, parallel
+from tinygrok.engine.fast import flat_grad
+from tinygrok.engine.ops import sum_axis
+from tinygrok.engine.parallel import Derivatives
+from tinygrok.lab.bench import median_ms, workloads
+from tinygrok.run.runs import Run
+from tinygrok.run.train import fresh_state, train
+from tinygrok.science.commutator import defect_sample
+from tinygrok.science.config import Config, preset
+from tinygrok.science.data import make_dataset, sample_batch, stream
 
 REFLECTED = {  # f(device constant c, boxed x): operators whose left operand is not autograd's box
-    "c * x": lambda c, x: c * x, "c + x": lambda c, x: c + x, "c - x": lambda c, x: c - x,
-    "c / x": lambda c, x: c / (x * x + 1.0), "2.0 - x": lambda c, x: 2.0 - x,
+    "c * x": lambda c, x: c * x,
+    "c + x": lambda c, x: c + x,
+    "c - x": lambda c, x: c - x,
+    "c / x": lambda c, x: c / (x * x + 1.0),
+    "2.0 - x": lambda c, x: 2.0 - x,
     "c @ x": lambda c, x: c @ x,  # reported only: tinygrok multiplies matrices through ops.matmul and linear
 }
 NEEDED = [name for name in REFLECTED if "@" not in name]  # cross_entropy's VJP, for one, computes g * (box)
@@ -51,8 +55,8 @@ def check_reflected() -> dict:
     results = {}
     for name, f in REFLECTED.items():
         try:
-            on_device = grad(lambda v: total(f(backend.to_device(c), v)))(backend.to_device(x))
-            on_cpu = grad(lambda v: np.sum(f(c, v)))(x)
+            on_device = grad(lambda v: total(f(backend.to_device(c), v)))(backend.to_device(x))  # noqa: B023 - called here
+            on_cpu = grad(lambda v: np.sum(f(c, v)))(x)  # noqa: B023 - called here
             results[name] = bool(np.allclose(backend.to_host(on_device), on_cpu, rtol=1e-12))
         except Exception as err:  # report every failure, not just the first
             results[name] = f"{type(err).__name__}: {err}"
@@ -106,14 +110,18 @@ def torch_step_ms(cfg: Config) -> float | str:
 def device_rows(device: str) -> tuple[list, callable]:
     """What the device is, and a function that waits for its queued work."""
     if device == "standin":
-        return [("device", "the CPU stand-in (a smoke test of this script; the answers below prove nothing)")], \
-            lambda: None
+        return [
+            ("device", "the CPU stand-in (a smoke test of this script; the answers below prove nothing)")
+        ], lambda: None
     import cupy
 
     props = cupy.cuda.runtime.getDeviceProperties(0)
-    return [("device", props["name"].decode()), ("memory GiB", f"{props['totalGlobalMem'] / 2**30:.0f}"),
-            ("CUDA runtime", cupy.cuda.runtime.runtimeGetVersion()), ("CuPy", cupy.__version__)], \
-        cupy.cuda.Device(0).synchronize
+    return [
+        ("device", props["name"].decode()),
+        ("memory GiB", f"{props['totalGlobalMem'] / 2**30:.0f}"),
+        ("CUDA runtime", cupy.cuda.runtime.runtimeGetVersion()),
+        ("CuPy", cupy.__version__),
+    ], cupy.cuda.Device(0).synchronize
 
 
 def main(device: str) -> int:
@@ -135,22 +143,28 @@ def main(device: str) -> int:
     paper = Config()
     data = make_dataset(paper.op, paper.p, paper.train_frac, paper.seed)
     rng = stream(0, "gpu-check")
-    sample = defect_sample(fresh_state(paper).theta, sample_batch(data, 512, rng), sample_batch(data, 512, rng),
-                           Derivatives(paper))
+    sample = defect_sample(
+        fresh_state(paper).theta, sample_batch(data, 512, rng), sample_batch(data, 512, rng), Derivatives(paper)
+    )
     rows.append(("commutator sample at init: D", f"{sample['defect']:.3f}"))
     with parallel.cores(2):
         rows.append(("train step ms, NumPy on the CPU (2 cores)", f"{step_ms('numpy', paper, lambda: None):.1f}"))
     rows.append((f"train step ms, {device}", f"{step_ms(device, paper, sync):.1f}"))
     torch_ms = torch_step_ms(paper) if device == "cupy" else "not timed on the stand-in"
-    rows.append(("train step ms, PyTorch reference on the GPU",
-                 torch_ms if isinstance(torch_ms, str) else f"{torch_ms:.1f}"))
+    rows.append(
+        ("train step ms, PyTorch reference on the GPU", torch_ms if isinstance(torch_ms, str) else f"{torch_ms:.1f}")
+    )
     backend.use("numpy")
 
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
-    passed = (all(reflected[name] is True for name in NEEDED) and errors["float64"] < 1e-10
-              and errors["float32"] < 1e-3 and abs(losses[device] - losses["numpy"]) < 0.05 * losses["numpy"])
+    passed = (
+        all(reflected[name] is True for name in NEEDED)
+        and errors["float64"] < 1e-10
+        and errors["float32"] < 1e-3
+        and abs(losses[device] - losses["numpy"]) < 0.05 * losses["numpy"]
+    )
     print("PASS" if passed else "FAIL")
     return 0 if passed else 1
 

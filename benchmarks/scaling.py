@@ -4,6 +4,7 @@ matmul peak (tinygrok's last block skips position 1, so it does ~20% less than t
 
     python benchmarks/scaling.py      # prints tables, writes benchmarks/scaling.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compare import run_worker  # noqa: E402
-from tinygrok.engine import parallel  # noqa: E402
+from compare import run_worker
+
+from tinygrok.engine import parallel
 
 SWEEPS = {  # name -> (config field, values); the rest stays at the paper settings (d_ff = 2 d_model)
     "batch_size": [256, 512, 1024, 2048, 4096],
@@ -66,19 +68,33 @@ def main():
         rows = []
         for value in values:
             cfg = {**base, **overrides(field, value)}
-            ms = {lib: statistics.median(run_worker(lib, args.threads, args.repeats, overrides(field, value),
-                                                    ["train_step"])["train_step"]) for lib in ("tinygrok", "torch")}
+            ms = {
+                lib: statistics.median(
+                    run_worker(lib, args.threads, args.repeats, overrides(field, value), ["train_step"])["train_step"]
+                )
+                for lib in ("tinygrok", "torch")
+            }
             floor = step_flops(cfg["batch_size"], cfg["d_model"], cfg["d_ff"], cfg["n_layers"]) / peak / 1e6
-            rows.append({field: value, **{f"{k}_ms": round(v, 2) for k, v in ms.items()},
-                         "floor_ms": round(floor, 2), **{f"{k}_of_floor": round(floor / v, 3) for k, v in ms.items()}})
-        exponents = {lib: round(float(np.polyfit(np.log(values), np.log([r[f"{lib}_ms"] for r in rows]), 1)[0]), 2)
-                     for lib in ("tinygrok", "torch")}
+            rows.append(
+                {
+                    field: value,
+                    **{f"{k}_ms": round(v, 2) for k, v in ms.items()},
+                    "floor_ms": round(floor, 2),
+                    **{f"{k}_of_floor": round(floor / v, 3) for k, v in ms.items()},
+                }
+            )
+        exponents = {
+            lib: round(float(np.polyfit(np.log(values), np.log([r[f"{lib}_ms"] for r in rows]), 1)[0]), 2)
+            for lib in ("tinygrok", "torch")
+        }
         result["sweeps"][field] = {"rows": rows, "growth_exponent": exponents}
         print(f"\n{field}: growth exponent tinygrok {exponents['tinygrok']}, torch {exponents['torch']}")
         print(f"{field:>10} {'tinygrok ms':>11} {'torch ms':>9} {'floor ms':>8} {'tg/floor':>8} {'torch/floor':>11}")
         for r in rows:
-            print(f"{r[field]:>10} {r['tinygrok_ms']:>11} {r['torch_ms']:>9} {r['floor_ms']:>8} "
-                  f"{r['tinygrok_of_floor']:>8} {r['torch_of_floor']:>11}")
+            print(
+                f"{r[field]:>10} {r['tinygrok_ms']:>11} {r['torch_ms']:>9} {r['floor_ms']:>8} "
+                f"{r['tinygrok_of_floor']:>8} {r['torch_of_floor']:>11}"
+            )
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 

@@ -4,6 +4,7 @@ Stock nn.TransformerEncoderLayer (pre-norm, GELU, d_ff 256, batch_first, dropout
 LayerNorm, a linear head read at position 0, torch.optim.AdamW with the same settings, clipping to 1.0, float32.
 PyTorch is a benchmark-only dependency: `pip install torch==2.13.0`.
 """
+
 from __future__ import annotations
 
 import torch
@@ -15,8 +16,9 @@ class ModOpTransformer(nn.Module):
         super().__init__()
         self.tok_emb = nn.Embedding(p, d_model)
         self.pos_emb = nn.Parameter(torch.randn(2, d_model) / d_model**0.5)
-        layer = nn.TransformerEncoderLayer(d_model, n_heads, d_ff, dropout=0.0, activation="gelu",
-                                           batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            d_model, n_heads, d_ff, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.ln = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, p)
@@ -30,8 +32,9 @@ def make(cfg, device: str = "cpu"):
     """Model (on `device`), optimizer and loss for a tinygrok Config (only the architecture and optimizer fields
     are used)."""
     model = ModOpTransformer(cfg.p, cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.n_layers).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                            weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, weight_decay=cfg.weight_decay
+    )
     return model, opt, nn.CrossEntropyLoss()
 
 

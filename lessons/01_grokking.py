@@ -51,16 +51,24 @@ print(f"add mod 97: {len(data.train_x)} training pairs, {len(data.test_x)} test 
 
 # %%
 answer_1a = None  # your answer
-lessons.check("1a", answer_1a, len(make_dataset("mul", 97, 0.5, seed=42).train_x),
-              hint="How many pairs (a, b) are there with 1 <= a, b <= 96? Half of them train.")
+lessons.check(
+    "1a",
+    answer_1a,
+    len(make_dataset("mul", 97, 0.5, seed=42).train_x),
+    hint="How many pairs (a, b) are there with 1 <= a, b <= 96? Half of them train.",
+)
 
 # %% [markdown]
 # **Exercise 1b.** What is `sub` for a = 3, b = 5 mod 97? (Python's `%` never gives a negative result.)
 
 # %%
 answer_1b = None  # your answer
-lessons.check("1b", answer_1b, OPERATIONS["sub"][0](np.array(3), np.array(5)) % 97,
-              hint="3 - 5 = -2; which number in 0..96 is -2 mod 97?")
+lessons.check(
+    "1b",
+    answer_1b,
+    OPERATIONS["sub"][0](np.array(3), np.array(5)) % 97,
+    hint="3 - 5 = -2; which number in 0..96 is -2 mod 97?",
+)
 
 # %% [markdown]
 # ## Watching a model grok
@@ -74,8 +82,10 @@ run = lessons.run(recipes.spec("train", "classroom"))
 rows = run.metrics()
 steps = analysis.grok_summary(rows)
 print(f"memorized (train accuracy >= 95%) at step {steps['memorization_step']}")
-print(f"generalised (test accuracy >= 90%) at step {steps['grok_step_90']}, "
-      f"{steps['grok_step_90'] / steps['memorization_step']:.1f}x later")
+print(
+    f"generalised (test accuracy >= 90%) at step {steps['grok_step_90']}, "
+    f"{steps['grok_step_90'] / steps['memorization_step']:.1f}x later"
+)
 lessons.show(plots.training(run), "lesson1_training")
 
 # %% [markdown]
@@ -90,8 +100,12 @@ lessons.show(plots.training(run), "lesson1_training")
 
 # %%
 answer_1c = None  # your answer
-lessons.check("1c", answer_1c, analysis.first_step(rows, "test_acc", 0.5),
-              hint="Walk through rows in order and stop at the first one with test_acc >= 0.5.")
+lessons.check(
+    "1c",
+    answer_1c,
+    analysis.first_step(rows, "test_acc", 0.5),
+    hint="Walk through rows in order and stop at the first one with test_acc >= 0.5.",
+)
 
 # %% [markdown]
 # ## Going further

@@ -70,9 +70,13 @@ lessons.check("2a", answer_2a, grad(anp.tanh)(0.5), rel=1e-12, hint="Use the for
 # %%
 answer_2b = None  # your answer
 z = rng.standard_normal(6)
-lessons.check("2b", None if answer_2b is None else answer_2b(z, 2),
-              grad(lambda v: model.cross_entropy(v[None, :], np.array([2])))(z), rel=1e-12,
-              hint="softmax(z) minus the one-hot vector of c (N = 1 here).")
+lessons.check(
+    "2b",
+    None if answer_2b is None else answer_2b(z, 2),
+    grad(lambda v: model.cross_entropy(v[None, :], np.array([2])))(z),
+    rel=1e-12,
+    hint="softmax(z) minus the one-hot vector of c (N = 1 here).",
+)
 
 # %% [markdown]
 # ## The best step for finite differences
@@ -91,13 +95,21 @@ v = rng.standard_normal(theta.size)
 v /= np.linalg.norm(v)
 exact = fast.flat_grad(theta, tokens, labels, cfg) @ v
 steps = np.logspace(-12, -1, 23)
-errors = [abs((model.flat_loss(theta + s * v, tokens, labels, cfg) - model.flat_loss(theta - s * v, tokens, labels, cfg))
-              / (2 * s) - exact) for s in steps]
+errors = [
+    abs(
+        (model.flat_loss(theta + s * v, tokens, labels, cfg) - model.flat_loss(theta - s * v, tokens, labels, cfg))
+        / (2 * s)
+        - exact
+    )
+    for s in steps
+]
 best = steps[int(np.argmin(errors))]
-print(f"exact g.v = {exact:.12f}; the smallest error, {min(errors):.1e}, at h = {best:.0e} "
-      f"(eps^(1/3) = {np.finfo(float).eps ** (1 / 3):.0e})")
+print(
+    f"exact g.v = {exact:.12f}; the smallest error, {min(errors):.1e}, at h = {best:.0e} "
+    f"(eps^(1/3) = {np.finfo(float).eps ** (1 / 3):.0e})"
+)
 
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.figure import Figure
 
 fig = Figure(figsize=(6, 3.5), layout="constrained")
 ax = fig.subplots()

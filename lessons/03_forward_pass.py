@@ -111,8 +111,12 @@ lessons.show(fig, "lesson3_answers")
 
 # %%
 answer_3b = None  # your answer
-lessons.check("3b", answer_3b, model.param_count(config.preset("paper")),
-              hint="Go through model.param_shapes: W_E (p, d), W_pos (2, d), per block ..., W_U (d, p), b_U (p,).")
+lessons.check(
+    "3b",
+    answer_3b,
+    model.param_count(config.preset("paper")),
+    hint="Go through model.param_shapes: W_E (p, d), W_pos (2, d), per block ..., W_U (d, p), b_U (p,).",
+)
 
 # %% [markdown]
 # ## The fast path computes the same

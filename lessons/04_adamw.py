@@ -50,8 +50,13 @@ lessons.check("4a", answer_4a, new_theta, rel=1e-6, hint="First the decay θ (1 
 
 # %%
 answer_4b = None  # your answer
-lessons.check("4b", answer_4b, clip_by_global_norm(np.array([3.0, 4.0]), 1.0)[0], rel=1e-12,
-              hint="||[3, 4]|| = 5; multiply by 1 / (5 + 1e-6).")
+lessons.check(
+    "4b",
+    answer_4b,
+    clip_by_global_norm(np.array([3.0, 4.0]), 1.0)[0],
+    rel=1e-12,
+    hint="||[3, 4]|| = 5; multiply by 1 / (5 + 1e-6).",
+)
 
 # %% [markdown]
 # ## Decoupled decay, an L2 penalty, or nothing
@@ -64,14 +69,18 @@ lessons.check("4b", answer_4b, clip_by_global_norm(np.array([3.0, 4.0]), 1.0)[0]
 
 # %%
 steps = lessons.pick(4000, 3000)
-variants = {"AdamW, decay 1": dict(),  # lesson 1's run: it stops at grokking anyway
-            "Adam + L2 0.001": dict(weight_decay=0.0, hook="l2:lam=0.001", max_steps=steps),
-            "no decay": dict(weight_decay=0.0, max_steps=steps)}
+variants = {
+    "AdamW, decay 1": dict(),  # lesson 1's run: it stops at grokking anyway
+    "Adam + L2 0.001": dict(weight_decay=0.0, hook="l2:lam=0.001", max_steps=steps),
+    "no decay": dict(weight_decay=0.0, max_steps=steps),
+}
 runs = {name: lessons.run(recipes.spec("train", "classroom", **settings)) for name, settings in variants.items()}
 for name, run in runs.items():
     result = run.summary()
-    print(f"{name:16s} memorized at {result['memorization_step']}, test acc >= 90% at {result['grok_step_90']}, "
-          f"final test acc {result['final_test_acc']:.2f}")
+    print(
+        f"{name:16s} memorized at {result['memorization_step']}, test acc >= 90% at {result['grok_step_90']}, "
+        f"final test acc {result['final_test_acc']:.2f}"
+    )
 
 fig = Figure(figsize=(7, 4), layout="constrained")
 ax = fig.subplots()
@@ -107,7 +116,6 @@ lessons.check("4c", answer_4c, min(grokked, key=grokked.get), hint="Read the pri
 # theta, by autograd's `grad`.
 
 # %%
-from autograd import grad
 
 from tinygrok.engine import engines, parallel
 from tinygrok.run.runs import Run
@@ -121,8 +129,13 @@ x, y = sample_batch(data, cfg.batch_size, stream(cfg.seed, "a batch"))
 hyper = dict(lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps, weight_decay=cfg.weight_decay)
 
 answer_4d = None  # your answer
-lessons.check("4d", None if answer_4d is None else answer_4d(theta0, x, y), engines.readable_grad(theta0, x, y, cfg),
-              rel=1e-5, hint="grad(f) is the function theta -> the gradient of f at theta; f takes x, y, cfg too.")
+lessons.check(
+    "4d",
+    None if answer_4d is None else answer_4d(theta0, x, y),
+    engines.readable_grad(theta0, x, y, cfg),
+    rel=1e-5,
+    hint="grad(f) is the function theta -> the gradient of f at theta; f takes x, y, cfg too.",
+)
 
 # %% [markdown]
 # **Exercise 4e.** Write one training step as a function of (theta, state, x, y) that returns the new (theta,
@@ -131,16 +144,23 @@ lessons.check("4d", None if answer_4d is None else answer_4d(theta0, x, y), engi
 
 # %%
 answer_4e = None  # your answer
+
+
 def two_steps(step) -> np.ndarray:
     """theta after two steps on the same batch, from the initial parameters: the state must carry over."""
     theta, state = step(theta0, AdamWState.zeros_like(theta0), x, y)
     return step(theta, state, x, y)[0]
 
 
-lessons.check("4e", None if answer_4e is None else two_steps(answer_4e), two_steps(lessons.training_step(cfg)),
-              rel=1e-5,
-              hint="adamw_step(theta, g, state, **hyper) takes the clipped g, clip_by_global_norm(...)[0], and "
-                   "returns (theta, state).")
+lessons.check(
+    "4e",
+    None if answer_4e is None else two_steps(answer_4e),
+    two_steps(lessons.training_step(cfg)),
+    rel=1e-5,
+    hint="adamw_step(theta, g, state, **hyper) takes the clipped g, clip_by_global_norm(...)[0], and "
+    "returns (theta, state).",
+)
+
 
 # %%
 def train_loop(step, steps: int) -> list[tuple[int, float]]:
@@ -191,8 +211,12 @@ print("the engine that trained it:", relu_run.environment()["engine"], "-", relu
 
 # %%
 answer_4f = None  # your answer
-lessons.check("4f", answer_4f, relu_run.environment()["engine"],
-              hint="The line printed above (and summary.json's environment) names it.")
+lessons.check(
+    "4f",
+    answer_4f,
+    relu_run.environment()["engine"],
+    hint="The line printed above (and summary.json's environment) names it.",
+)
 
 # %% [markdown]
 # ## Going further

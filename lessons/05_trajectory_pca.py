@@ -58,22 +58,30 @@ lessons.check("5a", answer_5a, pc1_share(line), hint="All the motion is along on
 # ## Is 70% a lot? The random-walk null
 #
 # A random walk in many dimensions is not isotropic in its PCA: a long one puts about 6/π² of its variance on PC1
-# (a classic result on Brownian motion; exercise 5b measures it). So the fair comparison keeps each step's length and randomises
-# its direction: 10 such walks per matrix, and the z-score (PC1 - mean of the walks) / their spread.
+# (a classic result on Brownian motion; exercise 5b measures it). So the fair comparison keeps each step's length
+# and randomises its direction: 10 such walks per matrix, and the z-score (PC1 - mean of the walks) / their spread.
 
 # %%
-null = {name: random_walk_null(traj, stream(0, "lesson5"))
-        for name, traj in geometry.trajectories_to_detection(run).items()}
+null = {
+    name: random_walk_null(traj, stream(0, "lesson5")) for name, traj in geometry.trajectories_to_detection(run).items()
+}
 for name, result in null.items():
-    print(f"{name:14s} PC1 {result['pc1']:.1%}   random walks {result['null_mean']:.1%} ± {result['null_std']:.1%}"
-          f"   z = {result['z']:.1f}")
+    print(
+        f"{name:14s} PC1 {result['pc1']:.1%}   random walks {result['null_mean']:.1%} ± {result['null_std']:.1%}"
+        f"   z = {result['z']:.1f}"
+    )
 
 fig = Figure(figsize=(8, 3.5), layout="constrained")
 ax = fig.subplots()
 names = list(null)
 ax.bar(np.arange(len(names)) - 0.2, [100 * null[n]["pc1"] for n in names], 0.4, label="the run")
-ax.bar(np.arange(len(names)) + 0.2, [100 * null[n]["null_mean"] for n in names], 0.4,
-       yerr=[100 * null[n]["null_std"] for n in names], label="random walks, same step sizes")
+ax.bar(
+    np.arange(len(names)) + 0.2,
+    [100 * null[n]["null_mean"] for n in names],
+    0.4,
+    yerr=[100 * null[n]["null_std"] for n in names],
+    label="random walks, same step sizes",
+)
 ax.set_xticks(range(len(names)), [n.replace("blocks.", "") for n in names])
 ax.set_ylabel("PC1 share (%)")
 ax.legend()
@@ -91,8 +99,13 @@ lessons.show(fig, "lesson5_null")
 # %%
 answer_5b = None  # your answer
 walk_steps = np.outer(np.arange(400), np.ones(2000))  # only the step lengths matter to the null
-lessons.check("5b", answer_5b, random_walk_null(walk_steps, stream(1, "walks"), n_walks=12)["null_mean"], rel=0.1,
-              hint="A classic number: six over pi squared.")
+lessons.check(
+    "5b",
+    answer_5b,
+    random_walk_null(walk_steps, stream(1, "walks"), n_walks=12)["null_mean"],
+    rel=0.1,
+    hint="A classic number: six over pi squared.",
+)
 
 # %% [markdown]
 # **Exercise 5c.** Which matrix has the largest PC1 share in this run? Give its name, e.g. "blocks.0.W_Q".
@@ -105,5 +118,6 @@ lessons.check("5c", answer_5c, max(pca["pc1"], key=pca["pc1"].get), hint="Look a
 # ## Going further
 # - The paper's W_V is always the most concentrated. Is it here? Try other seeds: `recipes.spec("train",
 #   "classroom", seed=137)`.
-# - `tinygrok.science.pca.expanding_window_pc1` gives PC1 for the first t snapshots: how does it change as the run groks?
+# - `tinygrok.science.pca.expanding_window_pc1` gives PC1 for the first t snapshots: how does it change as the run
+#   groks?
 # - Runs that never grok (`op="x2_xy_y2"`) have far lower PC1 in the paper (docs/paper.md §10, row 2): check it.

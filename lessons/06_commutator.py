@@ -53,8 +53,12 @@ for name, theta in (("at initialisation", initial), ("after grokking", trained))
 
 # %%
 answer_6a = None  # your answer
-lessons.check("6a", answer_6a, defect_sample(trained, batch_a, batch_a, derivatives)["defect"],
-              hint="Write out θ_AA: is there any difference between the two orders?")
+lessons.check(
+    "6a",
+    answer_6a,
+    defect_sample(trained, batch_a, batch_a, derivatives)["defect"],
+    hint="Write out θ_AA: is there any difference between the two orders?",
+)
 
 # %% [markdown]
 # ## The exact bracket, and the limit η -> 0
@@ -67,8 +71,12 @@ etas = np.logspace(-1, -5.5, 10)
 errors = {}
 for name, theta in (("at initialisation", initial), ("after grokking", trained)):
     bracket = lie_bracket(theta, batch_a, batch_b, derivatives)
-    errors[name] = np.array([np.linalg.norm(defect_sample(theta, batch_a, batch_b, derivatives, eta)["delta"] / eta**2
-                                            - bracket) for eta in etas]) / np.linalg.norm(bracket)
+    errors[name] = np.array(
+        [
+            np.linalg.norm(defect_sample(theta, batch_a, batch_b, derivatives, eta)["delta"] / eta**2 - bracket)
+            for eta in etas
+        ]
+    ) / np.linalg.norm(bracket)
     print(name, " ".join(f"{eta:.0e}: {error:.1e}" for eta, error in zip(etas, errors[name])))
 
 fig = Figure(figsize=(6.5, 4), layout="constrained")
@@ -86,9 +94,9 @@ lessons.show(fig, "lesson6_bracket")
 # %% [markdown]
 # Read the figure from the right. The error falls in proportion to η (parallel to the dotted line); at
 # initialisation, at the smallest steps, float64 rounding of θ - η g takes over and it rises again. After grokking
-# the landscape is far more curved: the straight part starts only at smaller η, and at the paper's η the defect still differs from
-# its limit by the amount the figure shows (the printed errors give it exactly). D is an estimate of the bracket,
-# best early in training.
+# the landscape is far more curved: the straight part starts only at smaller η, and at the paper's η the defect
+# still differs from its limit by the amount the figure shows (the printed errors give it exactly). D is an
+# estimate of the bracket, best early in training.
 #
 # **Exercise 6b.** Fit the slope of log(error) against log(η) for the run after grokking, for η from 1e-3 down to
 # 1e-5 (`np.polyfit`, degree 1). Which power of η is the error?

@@ -31,8 +31,11 @@ run = lessons.run(spec)
 cfg, rows = run.config(), run.metrics()
 probed = [r for r in rows if r.get("defect") is not None]
 first_three = [r["defect"] for r in probed[:3]]
-print(f"{spec.preset} model, {cfg.op} mod {cfg.p}: {len(probed)} probes; the first three D:",
-      [round(d, 2) for d in first_three], f"(median {np.median(first_three):.2f})")
+print(
+    f"{spec.preset} model, {cfg.op} mod {cfg.p}: {len(probed)} probes; the first three D:",
+    [round(d, 2) for d in first_three],
+    f"(median {np.median(first_three):.2f})",
+)
 lessons.show(plots.defect(run), "lesson7_defect")
 
 # %% [markdown]
@@ -51,8 +54,12 @@ lessons.show(plots.defect(run), "lesson7_defect")
 # %%
 answer_7a = None  # your answer
 onset = analysis.curvature_onset(rows, floor=cfg.onset_floor)["onset_step"]
-lessons.check("7a", None if answer_7a is None else answer_7a(probed), onset,
-              hint="Baseline from the first three probes; then scan from the third probe on.")
+lessons.check(
+    "7a",
+    None if answer_7a is None else answer_7a(probed),
+    onset,
+    hint="Baseline from the first three probes; then scan from the third probe on.",
+)
 
 # %% [markdown]
 # **Exercise 7b.** The lead time is grok_step_90 - onset, where grok_step_90 is the first evaluation with test
@@ -64,8 +71,10 @@ lead = run.summary()["lead_steps"]
 lessons.check("7b", answer_7b, lead, hint="first_step(rows, 'test_acc', 0.9) minus the onset.")
 reference = paper.BY_KEY["lead_steps"]
 if spec.preset == "paper":
-    print(f"lead {lead} steps; the paper: {reference.quoted} over 12 runs ({reference.section}); "
-          f"{'inside' if reference.contains(lead) else 'outside'} its range")
+    print(
+        f"lead {lead} steps; the paper: {reference.quoted} over 12 runs ({reference.section}); "
+        f"{'inside' if reference.contains(lead) else 'outside'} its range"
+    )
 else:
     print(f"lead {lead} steps (the classroom model: its steps are not the paper's; compare its fraction below)")
 
@@ -76,9 +85,11 @@ else:
 
 # %%
 at_onset = next(r for r in rows if r["step"] == onset)
-print(f"at the onset (step {onset}): train accuracy {at_onset['train_acc']:.3f}, "
-      f"test accuracy {at_onset['test_acc']:.3f}, D = {at_onset['defect']:.1f} "
-      f"({at_onset['defect'] / analysis.curvature_onset(rows)['baseline_defect']:.0f}x its early level)")
+print(
+    f"at the onset (step {onset}): train accuracy {at_onset['train_acc']:.3f}, "
+    f"test accuracy {at_onset['test_acc']:.3f}, D = {at_onset['defect']:.1f} "
+    f"({at_onset['defect'] / analysis.curvature_onset(rows)['baseline_defect']:.0f}x its early level)"
+)
 
 # %% [markdown]
 # The training set was learnt long before, and test accuracy was still low: nothing in the accuracies announced
@@ -90,8 +101,13 @@ print(f"at the onset (step {onset}): train accuracy {at_onset['train_acc']:.3f},
 
 # %%
 answer_7c = None  # your answer
-lessons.check("7c", answer_7c, run.summary()["lead_steps"] / run.summary()["grok_step_90"], rel=1e-9,
-              hint="Divide the lead by the grok step.")
+lessons.check(
+    "7c",
+    answer_7c,
+    run.summary()["lead_steps"] / run.summary()["grok_step_90"],
+    rel=1e-9,
+    hint="Divide the lead by the grok step.",
+)
 
 # %% [markdown]
 # ## Forecasting the grok step
@@ -108,8 +124,11 @@ lessons.check("7c", answer_7c, run.summary()["lead_steps"] / run.summary()["grok
 # %%
 from tinygrok.run import forecasts
 
-stored = next(r for r in forecasts.shipped_records()  # the walkthrough's run (others: no decay, an intervention)
-              if (r.op, r.lr, r.seed, r.weight_decay) == ("add", 1e-3, 42, 1.0) and r.grok_90 is not None)
+stored = next(
+    r
+    for r in forecasts.shipped_records()  # the walkthrough's run (others: no decay, an intervention)
+    if (r.op, r.lr, r.seed, r.weight_decay) == ("add", 1e-3, 42, 1.0) and r.grok_90 is not None
+)
 made = forecasts.replay_record(stored)
 for row, f in zip(stored.rows, made):
     if f is not None and row["step"] % 500 == 0 and row["step"] < stored.grok_90:
@@ -135,8 +154,11 @@ for (step, _), ok in reversed(list(zip(before, close))):  # from grok_90 backwar
         break
     settled = step
 lessons.check("7d", answer_7d, settled, hint="Walk the probes before grok_90 backwards while the forecast is close.")
-print(f"within 10% from step {settled}, {stored.grok_90 - settled} steps ahead of grok_90" if settled else
-      "the forecast never settled within 10% before grok_90")
+print(
+    f"within 10% from step {settled}, {stored.grok_90 - settled} steps ahead of grok_90"
+    if settled
+    else "the forecast never settled within 10% before grok_90"
+)
 
 # %% [markdown]
 # ## Going further

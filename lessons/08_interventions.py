@@ -41,8 +41,12 @@ from tinygrok.science import interventions
 answer_8a = None  # your answer
 B = np.eye(3)[:, :2]
 g = np.array([1.0, 2.0, 3.0])
-lessons.check("8a", answer_8a, g - 0.5 * interventions.orthogonal_part(g, B),
-              hint="Keep the x and y parts; halve the part outside the plane.")
+lessons.check(
+    "8a",
+    answer_8a,
+    g - 0.5 * interventions.orthogonal_part(g, B),
+    hint="Keep the x and y parts; halve the part outside the plane.",
+)
 
 # %% [markdown]
 # ## Phase 1: the baseline, and its basis
@@ -71,8 +75,7 @@ def outcome(run) -> str:
     return f"grokked at step {step}" if step else f"did not grok within {CAP} steps (DNF)"
 
 
-baseline = lessons.run(recipes.baseline(recipes.intervention("project", 0.0, preset="classroom",
-                                                                     **settings)))
+baseline = lessons.run(recipes.baseline(recipes.intervention("project", 0.0, preset="classroom", **settings)))
 print(f"baseline: grokked at step {baseline.summary()['grok_step']}; execution basis {baseline.basis().shape}")
 
 # %% [markdown]
@@ -90,8 +93,12 @@ for s, run in runs.items():
 
 # %%
 answer_8b = None  # your answer
-lessons.check("8b", answer_8b, {s for s, run in runs.items() if run.summary()["grok_step"] is not None},
-              hint="Read each run's summary()['grok_step']: None means it never grokked.")
+lessons.check(
+    "8b",
+    answer_8b,
+    {s for s, run in runs.items() if run.summary()["grok_step"] is not None},
+    hint="Read each run's summary()['grok_step']: None means it never grokked.",
+)
 
 # %% [markdown]
 # ## On the paper's model, seed by seed
@@ -134,8 +141,11 @@ fig = Figure(figsize=(8, 4), layout="constrained")
 ax = fig.subplots()
 for label, run in runs.items():
     rows = run.metrics()
-    ax.plot([r["step"] for r in rows], [r["test_acc"] for r in rows],
-            label=f"project s = {label}" if label in (0.0, 1.0) else f"{label}, alpha 100")
+    ax.plot(
+        [r["step"] for r in rows],
+        [r["test_acc"] for r in rows],
+        label=f"project s = {label}" if label in (0.0, 1.0) else f"{label}, alpha 100",
+    )
 ax.axvline(500, color="grey", ls=":", label="interventions start")
 ax.set(xlabel="step", ylabel="test accuracy", title="Without the orthogonal gradient there is no grokking")
 ax.legend()
@@ -149,9 +159,12 @@ for label in ("curvature kicks", "random kicks"):
 
 # %%
 answer_8c = None  # your answer
-lessons.check("8c", answer_8c, (runs["curvature kicks"].summary()["grok_step"],
-                                runs["random kicks"].summary()["grok_step"]),
-              hint="Read each run's summary()['grok_step'].")
+lessons.check(
+    "8c",
+    answer_8c,
+    (runs["curvature kicks"].summary()["grok_step"], runs["random kicks"].summary()["grok_step"]),
+    hint="Read each run's summary()['grok_step'].",
+)
 
 # %% [markdown]
 # In the paper's model neither kind of kick moved grokking: 27 of 27 kicked runs grokked at about the baseline's

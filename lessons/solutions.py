@@ -3,6 +3,7 @@ filled in): `tinygrok lesson N --solutions` runs lesson N with them, `--notebook
 
 Each is the Python expression that replaces `None` in the lesson's line `answer_X = None  # your answer`.
 """
+
 SOLUTIONS = {
     "1a": "96 * 96 // 2",
     "1b": "(3 - 5) % 97",
@@ -12,13 +13,13 @@ SOLUTIONS = {
     "2c": "np.polyfit(np.log10(steps[right]), np.log10(np.array(errors)[right]), 1)[0]",
     "3a": "(3, 4, 2, 16)",
     "3b": "97 * 128 + 2 * 128 + 2 * (4 * 128 * 128 + 4 * 128 + 4 * 128 + 128 * 256 + 256 + 256 * 128 + 128)"
-          " + 2 * 128 + 128 * 97 + 97",
+    " + 2 * 128 + 128 * 97 + 97",
     "4a": "theta * (1 - 0.1 * 1.0) - 0.1 * np.sign(g)",
     "4b": "np.array([3.0, 4.0]) / (5 + 1e-6)",
     "4c": '"AdamW, decay 1"',
     "4d": "lambda theta, x, y: grad(model.flat_loss)(theta, x, y, cfg)",
     "4e": "lambda theta, state, x, y: adamw_step(theta, clip_by_global_norm(answer_4d(theta, x, y), "
-          "cfg.clip_norm)[0], state, **hyper)",
+    "cfg.clip_norm)[0], state, **hyper)",
     "4f": '"readable"',
     "5a": "1.0",
     "5b": "6 / np.pi**2",
@@ -26,12 +27,12 @@ SOLUTIONS = {
     "6a": "0.0",
     "6b": 'np.polyfit(np.log(etas[straight]), np.log(errors["after grokking"][straight]), 1)[0]',
     "6c": 'defect_sample(initial, batch_a, batch_b, derivatives, 1e-3)["defect"] '
-          '/ defect_sample(initial, batch_a, batch_b, derivatives, 1e-4)["defect"]',
+    '/ defect_sample(initial, batch_a, batch_b, derivatives, 1e-4)["defect"]',
     "7a": 'lambda probed: next((r["step"] for r in probed[2:] if r["defect"] > 10 * max(np.median('
-          '[q["defect"] for q in probed[:3]]), 0.1) and r["defect"] > 20), None)',
+    '[q["defect"] for q in probed[:3]]), 0.1) and r["defect"] > 20), None)',
     "7b": 'analysis.first_step(rows, "test_acc", 0.9) - onset',
     "7c": 'run.summary()["lead_steps"] / analysis.first_step(rows, "test_acc", 0.9)',
-    "7d": 'next((step for i, (step, _) in enumerate(before) if all(close[i:])), None)',
+    "7d": "next((step for i, (step, _) in enumerate(before) if all(close[i:])), None)",
     "8a": "[1.0, 2.0, 1.5]",
     "8b": "{0.0}",
     "8c": '(runs["curvature kicks"].summary()["grok_step"], runs["random kicks"].summary()["grok_step"])',

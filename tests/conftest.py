@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny model config that trains in seconds, and deterministic BLAS threads."""
+
 import pytest
 
 from tinygrok.engine import parallel

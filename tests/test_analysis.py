@@ -1,4 +1,5 @@
 """The rules of docs/paper.md §4 and §7 on hand-made metric rows."""
+
 import pytest
 
 from tinygrok.science import analysis
@@ -7,8 +8,15 @@ from tinygrok.science.analysis import curvature_onset, curvature_summary, detect
 
 def rows(test_accs, defects=None, train_accs=None):
     n = len(test_accs)
-    return [{"step": 100 * i, "test_acc": test_accs[i], "train_acc": (train_accs or [1.0] * n)[i],
-             **({"defect": defects[i]} if defects else {})} for i in range(n)]
+    return [
+        {
+            "step": 100 * i,
+            "test_acc": test_accs[i],
+            "train_acc": (train_accs or [1.0] * n)[i],
+            **({"defect": defects[i]} if defects else {}),
+        }
+        for i in range(n)
+    ]
 
 
 def test_grok_steps_and_memorization():
@@ -39,8 +47,11 @@ def test_lead_and_growth():
 def test_power_law_recovers_a_known_exponent_with_an_honest_standard_error():
     """lead = 0.05 grok^1.27 with 10% log-normal noise, 43 runs over a 300x range (the paper's v1 sweep)."""
     import math
+
     import numpy as np
+
     from tinygrok.science.analysis import power_law
+
     rng = np.random.default_rng(0)
     estimates = []
     for _ in range(200):
@@ -56,14 +67,18 @@ def test_power_law_recovers_a_known_exponent_with_an_honest_standard_error():
 
 def test_power_law_drops_non_positive_leads_and_counts_them():
     from tinygrok.science.analysis import power_law
+
     fit = power_law([1000, 2000, 4000, 8000, 500, 300], [100, 200, 400, 800, -50, None])
-    assert fit["alpha"] == pytest.approx(1.0) and fit["C"] == pytest.approx(0.1) and (fit["n"], fit["dropped"]) == (4, 2)
+    assert (
+        fit["alpha"] == pytest.approx(1.0) and fit["C"] == pytest.approx(0.1) and (fit["n"], fit["dropped"]) == (4, 2)
+    )
     with pytest.raises(ValueError, match="at least 3"):
         power_law([1000, 2000], [10, 20])
 
 
 def test_sign_test_and_mean_sd():
     from tinygrok.science.analysis import mean_sd, sign_test
+
     assert sign_test([1300, 1400, 600] * 4) == {"n": 12, "positive": 12, "p": 2**-12}  # the paper's p
     assert sign_test([100, -100, 200, None, 0])["p"] == pytest.approx(4 / 8)  # P(X >= 2 | n = 3)
     assert mean_sd([2933, None, 3433]) == {"mean": 3183, "sd": pytest.approx(353.55, rel=1e-4), "n": 2}
@@ -71,20 +86,39 @@ def test_sign_test_and_mean_sd():
 
 def test_memorization_phase_and_defect_levels_on_hand_made_rows():
     from tinygrok.science.analysis import by_defect_level, memorization_phase
+
     r = rows([0.0, 0.01, 0.1, 0.2, 0.29, 0.31, 0.9], train_accs=[0.1, 0.5, 0.95, 0.99, 1.0, 1.0, 1.0])
     assert memorization_phase(r) == [200, 300, 400]  # train >= 0.95 and test < 0.3
-    geometry = [{"step": 100 * i, "defect": d, "ratio": v} for i, (d, v) in
-                enumerate([(4.9, 9.0), (5.0, 3.0), (14.9, 2.0), (15.0, 1.5), (29.0, 1.0), (30.0, 0.8), (31.0, 0.6),
-                           (200.0, 0.5), (20.0, float("nan"))])]
+    geometry = [
+        {"step": 100 * i, "defect": d, "ratio": v}
+        for i, (d, v) in enumerate(
+            [
+                (4.9, 9.0),
+                (5.0, 3.0),
+                (14.9, 2.0),
+                (15.0, 1.5),
+                (29.0, 1.0),
+                (30.0, 0.8),
+                (31.0, 0.6),
+                (200.0, 0.5),
+                (20.0, float("nan")),
+            ]
+        )
+    ]
     assert by_defect_level(geometry, "ratio") == {"5-15": 2.5, "15-30": 1.25, ">=30": 0.6}  # 4.9 and NaN left out
     assert by_defect_level(geometry[:1], "ratio") == {"5-15": None, "15-30": None, ">=30": None}
 
 
-@pytest.mark.parametrize("delays, expected", [
-    ((500, 200, 300), "differs"),  # +333 ± 153: the 95% interval [-46, +712] misses +800
-    ((5500, 1300, 2200), "too few runs to tell"),  # +3000 ± 2211: [-2492, +8492] holds +800, 3000 is not near it
-    ((700, 1100, 600), "replicates"),  # +800 ± 265: holds +800, the mean on it
-    ((900,), "replicates"), ((1000,), "differs")])  # one run: within 20% or not
+@pytest.mark.parametrize(
+    "delays, expected",
+    [
+        ((500, 200, 300), "differs"),  # +333 ± 153: the 95% interval [-46, +712] misses +800
+        ((5500, 1300, 2200), "too few runs to tell"),  # +3000 ± 2211: [-2492, +8492] holds +800, 3000 is not near it
+        ((700, 1100, 600), "replicates"),  # +800 ± 265: holds +800, the mean on it
+        ((900,), "replicates"),
+        ((1000,), "differs"),
+    ],
+)  # one run: within 20% or not
 def test_one_verdict_rule_judges_a_point_value_by_the_interval_and_the_margin(delays, expected):
     """The dose-response's +800 (docs/paper.md §8.3) against delays measured on three seeds: the sibling protocol's
     +500 / +200 / +300 and the own protocol's +5500 / +1300 / +2200 (docs/differences.md), the reference code's

@@ -1,11 +1,12 @@
 """Model and probe code must never hand an autograd Box to plain numpy: it silently breaks differentiation."""
+
 import autograd.numpy as anp
 import numpy
 import pytest
 from autograd import grad
 from autograd.tracer import Box
-
 from conftest import tiny_config
+
 from tinygrok.engine import fast
 from tinygrok.science import model
 from tinygrok.science.data import stream
@@ -39,6 +40,7 @@ def _guard(name, fn):
     def guarded(*args, **kwargs):
         _refuse_boxes(name, args, kwargs)
         return fn(*args, **kwargs)
+
     return guarded
 
 
@@ -56,9 +58,14 @@ def _batch(cfg):
     return rs.integers(0, cfg.p, (8, 2)), rs.integers(0, cfg.p, 8)
 
 
-@pytest.mark.parametrize("name,plain", [("tanh", lambda w: anp.sum(numpy.tanh(w))),  # a ufunc
-                                        ("sum", lambda w: numpy.sum(w * w)),  # a function (silently "works")
-                                        ("dot", lambda w: numpy.dot(w, w))])
+@pytest.mark.parametrize(
+    "name,plain",
+    [
+        ("tanh", lambda w: anp.sum(numpy.tanh(w))),  # a ufunc
+        ("sum", lambda w: numpy.sum(w * w)),  # a function (silently "works")
+        ("dot", lambda w: numpy.dot(w, w)),
+    ],
+)
 def test_guard_catches_plain_numpy(plain_numpy_refuses_boxes, name, plain):
     """The guard itself works: a function written with plain numpy is caught (so the tests below can fail)."""
     with pytest.raises(AssertionError, match=f"numpy.{name} "):

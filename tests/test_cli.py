@@ -1,4 +1,5 @@
 """The command line: bad input gets one line naming the problem, exit code 2, and touches no existing run."""
+
 import hashlib
 import importlib.util
 import json
@@ -51,20 +52,26 @@ def assert_refused(result, *words):
         assert word in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("args,words", [
-    (["--op", "div"], ["--op", "div"]),
-    (["--p", "96"], ["--p", "96", "prime"]),
-    (["--train-frac", "1.5"], ["--train-frac"]),
-    (["--train-frac", "0"], ["--train-frac"]),
-    (["--lr", "-0.001"], ["--lr"]),
-    (["--d-model", "130"], ["--n-heads", "d-model"]),
-    (["--preset", "huge"], ["--preset", "huge"]),
-    (["--seed", "-1"], ["--seed"]),
-    (["--lr", "2", "--weight-decay", "1"], ["--weight-decay", "lr * weight-decay < 1"]),
-    (["--backend", "gpu"], ["--backend", "gpu", "numpy, cupy, auto"]),
-    pytest.param(["--backend", "cupy"], ["--backend=cupy", "tinygrok[cupy]"],
-                 marks=pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed")),
-])
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["--op", "div"], ["--op", "div"]),
+        (["--p", "96"], ["--p", "96", "prime"]),
+        (["--train-frac", "1.5"], ["--train-frac"]),
+        (["--train-frac", "0"], ["--train-frac"]),
+        (["--lr", "-0.001"], ["--lr"]),
+        (["--d-model", "130"], ["--n-heads", "d-model"]),
+        (["--preset", "huge"], ["--preset", "huge"]),
+        (["--seed", "-1"], ["--seed"]),
+        (["--lr", "2", "--weight-decay", "1"], ["--weight-decay", "lr * weight-decay < 1"]),
+        (["--backend", "gpu"], ["--backend", "gpu", "numpy, cupy, auto"]),
+        pytest.param(
+            ["--backend", "cupy"],
+            ["--backend=cupy", "tinygrok[cupy]"],
+            marks=pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed"),
+        ),
+    ],
+)
 def test_bad_values_refused_without_touching_the_run(existing_run, args, words):
     before = snapshot(existing_run)
     assert_refused(tinygrok("train", *args, "--out", str(existing_run)), *words)
@@ -100,8 +107,15 @@ def test_resume_refuses_changed_settings(existing_run):
 def test_train_writes_a_complete_run_and_resume_extends_nothing(existing_run):
     assert {"config.json", "metrics.jsonl", "checkpoint.npz", "summary.json"} <= set(snapshot(existing_run))
     summary = json.loads((existing_run / "summary.json").read_text())
-    for key in ("grok_step_90", "grok_step", "memorization_step", "final_train_acc", "final_test_acc", "steps",
-                "params"):
+    for key in (
+        "grok_step_90",
+        "grok_step",
+        "memorization_step",
+        "final_train_acc",
+        "final_test_acc",
+        "steps",
+        "params",
+    ):
         assert key in summary["results"]
     for key in ("wall_seconds", "train_step_ms", "threads", "numpy", "blas"):  # apart from the results
         assert key in summary["environment"]
@@ -156,10 +170,15 @@ def test_a_classroom_walkthrough_without_weight_decay_runs_end_to_end(tmp_path):
     assert summary["grok_step"] is None and summary["memorization_step"] is not None
     zero = [r["step"] for r in rows if r["exec_rho"] is None]
     assert zero and all(r["defect"] == 0 for r in rows if r["step"] in zero)
-    assert summary["undefined"]["exec_rho"] == {"records": len(zero), "of": len(rows),
-                                                "why": "every defect sample is exactly 0: no direction to measure"}
+    assert summary["undefined"]["exec_rho"] == {
+        "records": len(zero),
+        "of": len(rows),
+        "why": "every defect sample is exactly 0: no direction to measure",
+    }
     assert summary["rho"] == statistics.median(r["exec_rho"] for r in rows if r["exec_rho"] is not None)
-    assert f"exec_rho, weight_svd_rho: undefined in {len(zero)} of {len(rows)} records" in " ".join(result.stdout.split())
+    assert f"exec_rho, weight_svd_rho: undefined in {len(zero)} of {len(rows)} records" in " ".join(
+        result.stdout.split()
+    )
     for name in ("summary.json", "geometry.jsonl"):
         assert "NaN" not in (out / name).read_text() and "Infinity" not in (out / name).read_text()
 

@@ -5,23 +5,69 @@ The long work behind the commands (training, the sweep's runs, the bench, a less
 stubs that check what they are given: the other tests run it for real. The analyses run for real, on a tiny run.
 Hypothesis runs derandomized (a fixed seed) and a bounded number of examples.
 """
+
 import subprocess
 import sys
 
 import pytest
 import typer
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from tinygrok.cli import app as cli
 from tinygrok.lab import recipes, sweep
 from tinygrok.science.config import Config
 
-TINY = ["--p", "7", "--d-model", "8", "--n-heads", "2", "--d-ff", "8", "--batch-size", "8", "--eval-every", "5",
-        "--theta-every", "5", "--snapshot-every", "5", "--max-steps", "15"]
+TINY = [
+    "--p",
+    "7",
+    "--d-model",
+    "8",
+    "--n-heads",
+    "2",
+    "--d-ff",
+    "8",
+    "--batch-size",
+    "8",
+    "--eval-every",
+    "5",
+    "--theta-every",
+    "5",
+    "--snapshot-every",
+    "5",
+    "--max-steps",
+    "15",
+]
 COMMANDS = typer.main.get_command(cli.app).commands  # name -> click command, with its options and arguments
-WORDS = ["0", "1", "-1", "2", "97", "1e-3", "0.5", "nan", "inf", "-inf", "1e400", "-0", "", " ", "x", "add", "paper",
-         "classroom", "float64", "pca", "project", "controls", "add,sub", "42,,137", "none", "--out"]
+WORDS = [
+    "0",
+    "1",
+    "-1",
+    "2",
+    "97",
+    "1e-3",
+    "0.5",
+    "nan",
+    "inf",
+    "-inf",
+    "1e400",
+    "-0",
+    "",
+    " ",
+    "x",
+    "add",
+    "paper",
+    "classroom",
+    "float64",
+    "pca",
+    "project",
+    "controls",
+    "add,sub",
+    "42,,137",
+    "none",
+    "--out",
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +75,21 @@ def places(tmp_path_factory) -> dict[str, str]:
     """Paths of every kind: a file, nothing, an empty directory, a tiny finished run, a sweep directory."""
     root = tmp_path_factory.mktemp("fuzz")
     run = root / "sweep" / "run"
-    result = subprocess.run([sys.executable, "-m", "tinygrok", "train", *TINY, "--out", str(run)], capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "tinygrok", "train", *TINY, "--out", str(run)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     (root / "sweep" / sweep.INDEX).write_text('{"experiment": "table1", "filters": "", "runs": {}}')
     (root / "a-file").write_text("not a run")
     (root / "empty").mkdir()
-    return {"file": str(root / "a-file"), "missing": str(root / "missing" / "x"), "empty": str(root / "empty"),
-            "run": str(run), "sweep": str(root / "sweep"), "root": str(root)}
+    return {
+        "file": str(root / "a-file"),
+        "missing": str(root / "missing" / "x"),
+        "empty": str(root / "empty"),
+        "run": str(run),
+        "sweep": str(root / "sweep"),
+        "root": str(root),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -50,17 +103,22 @@ def stubbed(places):
         mp.setattr(recipes, "execute", execute)
         mp.setattr(sweep, "run_grid", lambda specs, out, index, *a, **k: index)
         mp.setattr(sweep, "dask_executor", lambda address: None)
-        mp.setattr("tinygrok.lab.bench.bench", lambda cfg, threads, repeats: {"train_step_ms": 1.0, "eval_ms": 1.0,
-                                                                          "commutator_sample_ms": 1.0})
+        mp.setattr(
+            "tinygrok.lab.bench.bench",
+            lambda cfg, threads, repeats: {"train_step_ms": 1.0, "eval_ms": 1.0, "commutator_sample_ms": 1.0},
+        )
         mp.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, "", ""))  # as with text=True
         mp.setattr("jupytext.write", lambda *a, **k: None)
         yield
 
 
 def value(places):
-    return st.one_of(st.sampled_from(WORDS), st.integers(-2 ** 70, 2 ** 70).map(str),
-                     st.floats(allow_nan=True, allow_infinity=True).map(repr),
-                     st.sampled_from(["file", "missing", "empty", "run", "sweep"]).map(places.get))
+    return st.one_of(
+        st.sampled_from(WORDS),
+        st.integers(-(2**70), 2**70).map(str),
+        st.floats(allow_nan=True, allow_infinity=True).map(repr),
+        st.sampled_from(["file", "missing", "empty", "run", "sweep"]).map(places.get),
+    )
 
 
 def plausible(param, places):

@@ -1,14 +1,14 @@
 """The commutator defect against the exact Lie bracket, and the probe's independence from training."""
+
 import numpy as np
 import pytest
-
 from conftest import tiny_config
+
 from tinygrok.engine.fast import flat_grad
 from tinygrok.engine.parallel import Derivatives
 from tinygrok.run.runs import Run
 from tinygrok.run.train import train
-from tinygrok.science.commutator import (alignment, defect_sample, lie_bracket, subspace_ratios,
-                                 weight_svd_basis)
+from tinygrok.science.commutator import alignment, defect_sample, lie_bracket, subspace_ratios, weight_svd_basis
 from tinygrok.science.config import Config
 from tinygrok.science.data import make_dataset, sample_batch, stream
 from tinygrok.science.model import flatten, init_params, layout
@@ -24,8 +24,9 @@ def test_defect_over_eta_squared_converges_to_the_lie_bracket():
     a, b = sample_batch(data, 16, rng), sample_batch(data, 16, rng)
     bracket = lie_bracket(theta, a, b, Derivatives(cfg))
     etas = np.array([1e-1, 3e-2, 1e-2, 3e-3, 1e-3])
-    errors = np.array([np.linalg.norm(defect_sample(theta, a, b, Derivatives(cfg), eta)["delta"] / eta**2 - bracket)
-                       for eta in etas]) / np.linalg.norm(bracket)
+    errors = np.array(
+        [np.linalg.norm(defect_sample(theta, a, b, Derivatives(cfg), eta)["delta"] / eta**2 - bracket) for eta in etas]
+    ) / np.linalg.norm(bracket)
     slope = np.polyfit(np.log(etas), np.log(errors), 1)[0]
     assert 0.8 < slope < 1.2, (slope, errors)
     assert errors[-1] < 1e-2 and np.all(np.diff(errors) < 0)
@@ -52,13 +53,13 @@ def test_weight_svd_basis_spans_the_top_singular_pairs_of_each_block():
     assert basis.shape == (theta.size, 2 * 4 * 3)
     np.testing.assert_allclose(basis.T @ basis, np.eye(24), atol=1e-12)
     start, shape = layout(cfg)["blocks.1.W_K"]
-    u, _, vt = np.linalg.svd(theta[start:start + shape[0] * shape[1]].reshape(shape))
+    u, _, vt = np.linalg.svd(theta[start : start + shape[0] * shape[1]].reshape(shape))
     for i in range(3):
         rank_one = np.zeros(theta.size)
-        rank_one[start:start + shape[0] * shape[1]] = np.outer(u[:, i], vt[i]).ravel()
+        rank_one[start : start + shape[0] * shape[1]] = np.outer(u[:, i], vt[i]).ravel()
         assert np.linalg.norm(basis.T @ rank_one) == pytest.approx(1.0, abs=1e-10)  # inside the span
     rank_four = np.zeros(theta.size)
-    rank_four[start:start + shape[0] * shape[1]] = np.outer(u[:, 3], vt[3]).ravel()
+    rank_four[start : start + shape[0] * shape[1]] = np.outer(u[:, 3], vt[3]).ravel()
     assert np.linalg.norm(basis.T @ rank_four) < 1e-10  # the 4th singular pair is not
 
 
@@ -87,8 +88,10 @@ def test_probing_does_not_change_training(tmp_path):
     off, on = Run(tmp_path / "off").metrics(), Run(tmp_path / "on").metrics()
     assert all("defect" in r and r["defect"] > 0 for r in on)
     assert [{k: r_on[k] for k in r_off} for r_on, r_off in zip(on, off)] == off
-    assert Run(tmp_path / "on").rows("thetas.npy").shape == (1 + 100 // 40, flatten(
-        init_params(base, stream(0, "init"))).size)
+    assert Run(tmp_path / "on").rows("thetas.npy").shape == (
+        1 + 100 // 40,
+        flatten(init_params(base, stream(0, "init"))).size,
+    )
 
 
 def test_exec_random_is_sqrt_p_over_k_inside_the_basis_and_one_for_random_vectors():
@@ -102,7 +105,8 @@ def test_exec_random_is_sqrt_p_over_k_inside_the_basis_and_one_for_random_vector
     inside = [{"delta": basis @ rng.standard_normal(k), "scale": 1.0} for _ in range(25)]
     anywhere = [{"delta": rng.standard_normal(n_params), "scale": 1.0} for _ in range(25)]
     assert subspace_ratios(inside, {"b": basis}, randoms)["b_random_ratio"] == pytest.approx(
-        np.sqrt(n_params / k), rel=0.04)
+        np.sqrt(n_params / k), rel=0.04
+    )
     assert subspace_ratios(anywhere, {"b": basis}, randoms)["b_random_ratio"] == pytest.approx(1.0, rel=0.10)
 
 

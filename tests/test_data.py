@@ -1,4 +1,5 @@
 """The task: operations, split sizes and reproducibility, the batch sampler's independent stream."""
+
 import random
 
 import numpy as np
@@ -8,10 +9,17 @@ from tinygrok.science.config import Config, ConfigError
 from tinygrok.science.data import OPERATIONS, all_pairs, is_prime, make_dataset, sample_batch, stream
 
 
-@pytest.mark.parametrize("op,a,b,expected", [
-    ("add", 90, 10, 3), ("sub", 3, 10, 90), ("mul", 50, 2, 3), ("x2_y2", 10, 1, 4),
-    ("x2_xy_y2", 10, 1, 14), ("x3_xy", 5, 3, 43),
-])
+@pytest.mark.parametrize(
+    "op,a,b,expected",
+    [
+        ("add", 90, 10, 3),
+        ("sub", 3, 10, 90),
+        ("mul", 50, 2, 3),
+        ("x2_y2", 10, 1, 4),
+        ("x2_xy_y2", 10, 1, 14),
+        ("x3_xy", 5, 3, 43),
+    ],
+)
 def test_operations_mod_97(op, a, b, expected):
     x, y = all_pairs(op, 97)
     assert y[np.flatnonzero((x[:, 0] == a) & (x[:, 1] == b))[0]] == expected
@@ -52,11 +60,18 @@ def test_is_prime():
     assert set(OPERATIONS) == {"add", "sub", "mul", "x2_y2", "x2_xy_y2", "x3_xy"}
 
 
-@pytest.mark.parametrize("bad,word", [
-    (dict(op="div"), "--op"), (dict(p=96), "--p"), (dict(train_frac=1.0), "--train-frac"),
-    (dict(train_frac=0.0), "--train-frac"), (dict(lr=-1e-3), "--lr"), (dict(d_model=130), "--n-heads"),
-    (dict(dtype="float16"), "--dtype"),
-])
+@pytest.mark.parametrize(
+    "bad,word",
+    [
+        (dict(op="div"), "--op"),
+        (dict(p=96), "--p"),
+        (dict(train_frac=1.0), "--train-frac"),
+        (dict(train_frac=0.0), "--train-frac"),
+        (dict(lr=-1e-3), "--lr"),
+        (dict(d_model=130), "--n-heads"),
+        (dict(dtype="float16"), "--dtype"),
+    ],
+)
 def test_config_refuses_bad_values_naming_the_option(bad, word):
     with pytest.raises(ConfigError, match=word):
         Config(**bad)

@@ -1,6 +1,7 @@
 """The GPU code path, run on the strict CPU stand-in for CuPy (tinygrok/engine/standin.py), registered with autograd
 through the same backend.use() as CuPy. Training, evaluation, probes, Hessian-vector products, PCA and the
 optimizer run on device arrays without touching the host, and match NumPy."""
+
 import importlib.util
 import re
 import subprocess
@@ -13,9 +14,9 @@ import pytest
 import scipy.special
 from autograd import grad
 from autograd.test_util import check_grads
+from conftest import tiny_config
 
-from tinygrok.engine import backend, ops, standin
-from tinygrok.engine import kernels
+from tinygrok.engine import backend, kernels, ops, standin
 from tinygrok.engine.fast import flat_grad
 from tinygrok.engine.parallel import Derivatives
 from tinygrok.engine.standin import HostMixingError
@@ -28,10 +29,19 @@ from tinygrok.science.data import make_dataset, sample_batch, stream
 from tinygrok.science.optim import AdamWState, adamw_step, clip_by_global_norm
 from tinygrok.science.pca import trajectory_pca
 
-from conftest import tiny_config
-
-RUN = Config(p=11, d_model=16, n_heads=2, d_ff=32, batch_size=32, eval_every=20, max_steps=60,
-             snapshot_every=20, theta_every=20, probe_every=20, probe_samples=2)
+RUN = Config(
+    p=11,
+    d_model=16,
+    n_heads=2,
+    d_ff=32,
+    batch_size=32,
+    eval_every=20,
+    max_steps=60,
+    snapshot_every=20,
+    theta_every=20,
+    probe_every=20,
+    probe_samples=2,
+)
 rng = np.random.default_rng(0)
 
 
@@ -49,8 +59,13 @@ def on_device(*arrays):
 
 def test_standin_refuses_host_arrays_and_implicit_conversion(device):
     a = device.asarray(np.arange(3.0))
-    for mixes in (lambda: a + np.ones(3), lambda: np.dot(a, np.ones(3)), lambda: np.concatenate([a, np.ones(1)]),
-                  lambda: np.asarray(a), lambda: a[np.array([0, 1])]):
+    for mixes in (
+        lambda: a + np.ones(3),
+        lambda: np.dot(a, np.ones(3)),
+        lambda: np.concatenate([a, np.ones(1)]),
+        lambda: np.asarray(a),
+        lambda: a[np.array([0, 1])],
+    ):
         with pytest.raises(HostMixingError):
             mixes()
     with pytest.raises(TypeError):  # another library's ufunc: the device need not have it (ops uses backend.erf)
@@ -69,19 +84,22 @@ def test_standin_catches_autograds_host_allocating_vjps(device):
     np.testing.assert_allclose(g.get(), grad(lambda m: np.sum(m @ m))(x.get()), rtol=1e-12)
 
 
-@pytest.mark.parametrize("name,fn,shapes", [
-    ("layer_norm", ops.layer_norm, [(4, 6), (6,), (6,)]),
-    ("linear", ops.linear, [(4, 6), (6, 3), (3,)]),
-    ("attention", ops.attention, [(2, 5, 4), (2, 5, 4), (2, 5, 4)]),
-    ("gelu", lambda x: x * ops.normal_cdf(x), [(4, 6)]),  # as the model composes it
-    ("softmax", lambda x: ops.softmax(x, axis=1), [(4, 6)]),
-    ("cross_entropy", lambda z: ops.cross_entropy(z, backend.to_device(np.array([0, 1, 2, 5]))), [(4, 6)]),
-    ("embed", lambda t: ops.embed(t, backend.to_device(np.array([1, 1, 3]))), [(4, 6)]),
-    ("param_view", lambda t: ops.param_view(t, 3, (2, 2)), [(9,)]),
-    ("head_rows", lambda x: ops.head_rows(x, 2), [(4, 6)]),
-    ("spread", lambda x: ops.spread(x, (3, 4, 6), 1, keepdims=True), [(3, 1, 6)]),
-    ("matmul", ops.matmul, [(4, 6), (6, 3)]),
-])
+@pytest.mark.parametrize(
+    "name,fn,shapes",
+    [
+        ("layer_norm", ops.layer_norm, [(4, 6), (6,), (6,)]),
+        ("linear", ops.linear, [(4, 6), (6, 3), (3,)]),
+        ("attention", ops.attention, [(2, 5, 4), (2, 5, 4), (2, 5, 4)]),
+        ("gelu", lambda x: x * ops.normal_cdf(x), [(4, 6)]),  # as the model composes it
+        ("softmax", lambda x: ops.softmax(x, axis=1), [(4, 6)]),
+        ("cross_entropy", lambda z: ops.cross_entropy(z, backend.to_device(np.array([0, 1, 2, 5]))), [(4, 6)]),
+        ("embed", lambda t: ops.embed(t, backend.to_device(np.array([1, 1, 3]))), [(4, 6)]),
+        ("param_view", lambda t: ops.param_view(t, 3, (2, 2)), [(9,)]),
+        ("head_rows", lambda x: ops.head_rows(x, 2), [(4, 6)]),
+        ("spread", lambda x: ops.spread(x, (3, 4, 6), 1, keepdims=True), [(3, 1, 6)]),
+        ("matmul", ops.matmul, [(4, 6), (6, 3)]),
+    ],
+)
 def test_every_primitive_differentiates_on_the_device_to_second_order(device, name, fn, shapes):
     check_grads(fn, modes=["rev"], order=2)(*on_device(*(rng.standard_normal(s) for s in shapes)))
 
@@ -92,11 +110,17 @@ def test_gradient_evaluation_and_exact_bracket_match_numpy(device):
     backend.use("numpy")
     theta = fresh_state(cfg).theta
     batch_a, batch_b = (sample_batch(data, cfg.batch_size, stream(0, s)) for s in "ab")
-    expected = flat_grad(theta, *batch_a, cfg), evaluate(theta, data, cfg), lie_bracket(theta, batch_a, batch_b, Derivatives(cfg))
+    expected = (
+        flat_grad(theta, *batch_a, cfg),
+        evaluate(theta, data, cfg),
+        lie_bracket(theta, batch_a, batch_b, Derivatives(cfg)),
+    )
     backend.use("standin")
-    got = (flat_grad(backend.to_device(theta), *on_device(*batch_a), cfg),
-           evaluate(backend.to_device(theta), data, cfg),
-           lie_bracket(backend.to_device(theta), on_device(*batch_a), on_device(*batch_b), Derivatives(cfg)))
+    got = (
+        flat_grad(backend.to_device(theta), *on_device(*batch_a), cfg),
+        evaluate(backend.to_device(theta), data, cfg),
+        lie_bracket(backend.to_device(theta), on_device(*batch_a), on_device(*batch_b), Derivatives(cfg)),
+    )
     assert isinstance(got[0], standin.DeviceArray) and isinstance(got[2], standin.DeviceArray)
     np.testing.assert_allclose(got[0].get(), expected[0], rtol=1e-12, atol=1e-15)
     assert got[1] == pytest.approx(expected[1], rel=1e-12)

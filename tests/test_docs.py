@@ -1,5 +1,6 @@
 """The README stays true: its set-up commands are what CI runs, its tables match the code, its Python example runs;
 the README is a front door and docs/ holds the measurements, each page naming its commits once."""
+
 import ast
 import re
 import subprocess
@@ -80,6 +81,7 @@ def test_the_results_page_is_the_one_its_records_give(monkeypatch):
     """docs/results.md is generated: `tinygrok results --records docs/records --out docs/results.md` from the
     records committed beside it gives it byte for byte (its figures drawn, not saved)."""
     from tinygrok.lab import results
+
     monkeypatch.chdir(ROOT)
     page = Path("docs") / "results.md"
     assert results.text(Path("docs") / "records", page) == page.read_text()
@@ -88,6 +90,7 @@ def test_the_results_page_is_the_one_its_records_give(monkeypatch):
 def test_lesson_8_shows_the_paper_models_interventions_as_their_records_give_them():
     """Lesson 8's table of the paper's model, seed by seed, is the one docs/records gives (report.seed_tables)."""
     from tinygrok.lab import report
+
     runs, _ = report.collect_records(ROOT / "docs" / "records")
     lesson = (ROOT / "lessons" / "08_interventions.py").read_text()
     table = [row for line in report.seed_tables(runs) for row in line.splitlines() if row.startswith("|")]
@@ -103,8 +106,11 @@ def test_the_readmes_extract_of_the_results_page_is_the_page_itself():
     docs/results.md has them."""
     extract = README.split("## The paper, claim by claim", 1)[1].split("\n\n")[2]  # heading, words, the table
     rows = [cells(line) for line in extract.splitlines()[2:]]
-    page = {(row := cells(line))[1]: row for line in (ROOT / "docs" / "results.md").read_text().splitlines()
-            if line.startswith("| §")}
+    page = {
+        (row := cells(line))[1]: row
+        for line in (ROOT / "docs" / "results.md").read_text().splitlines()
+        if line.startswith("| §")
+    }
     assert rows
     for claim, quoted, number, verdict in rows:
         assert [page[claim][i] for i in (2, 3, 5)] == [quoted, number, verdict], claim

@@ -1,6 +1,7 @@
 """The model you read is the model that trains (engines.py): the readable engine (model.py, autograd, optim.py)
 and the fast one compute the same run; auto trains on the fast one only once it has checked it against the
 readable one, so a changed model.py is never silently ignored."""
+
 import json
 import logging
 
@@ -54,8 +55,11 @@ def test_a_changed_model_is_noticed_in_one_line_and_trained_on_the_readable_engi
 
 def test_a_changed_optimizer_is_noticed(monkeypatch):
     written = engines.optim.adamw_step
-    monkeypatch.setattr(engines.optim, "adamw_step", lambda theta, g, state, **hyper: written(
-        theta, g, state, **{**hyper, "weight_decay": 0.0}))  # the decay left out
+    monkeypatch.setattr(
+        engines.optim,
+        "adamw_step",
+        lambda theta, g, state, **hyper: written(theta, g, state, **{**hyper, "weight_decay": 0.0}),
+    )  # the decay left out
     assert "AdamW steps differ" in engines.self_check(fresh_state(CFG).theta, DATA, CFG)
 
 
@@ -75,15 +79,16 @@ def test_the_commutator_defect_is_the_same_through_either_engine():
     theta = fresh_state(cfg).theta
     rng = stream(0, "test")
     a, b = (sample_batch(DATA, 64, rng) for _ in range(2))
-    readable, fast = (defect_sample(theta, a, b, parallel.Derivatives(cfg, gradient))
-                      for gradient in (engines.readable_grad, flat_grad))
+    readable, fast = (
+        defect_sample(theta, a, b, parallel.Derivatives(cfg, gradient))
+        for gradient in (engines.readable_grad, flat_grad)
+    )
     assert readable["defect"] == pytest.approx(fast["defect"], rel=1e-10)
     # delta is the difference of two parameter vectors of norm ~||theta||: each carries ~1e-16 ||theta|| of rounding
     assert np.linalg.norm(readable["delta"] - fast["delta"]) < 1e-15 * np.linalg.norm(theta)
 
 
-def test_a_resume_on_another_engine_says_so_and_an_in_memory_change_stays_on_one_core(tmp_path, monkeypatch,
-                                                                                        caplog):
+def test_a_resume_on_another_engine_says_so_and_an_in_memory_change_stays_on_one_core(tmp_path, monkeypatch, caplog):
     run = trained(tmp_path / "run", max_steps=100)
     monkeypatch.setattr(model, "gelu", lambda u: np.maximum(u, 0))
     with parallel.cores(2), pytest.raises(ConfigError, match="worker processes load another model.py"):

@@ -1,5 +1,6 @@
 """The run recipe: callable from a process pool with the library alone, skipping finished runs, resuming killed
 ones; numbers that do not depend on the cores; hooks that resume bit for bit; run names that never collide."""
+
 import json
 import re
 import signal
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_cli import CLI, assert_refused, tinygrok
 
 from tinygrok.lab import grids, recipes
 from tinygrok.run.runs import CHECKPOINT, METRICS, SUMMARY, Run, RunError
@@ -18,7 +20,6 @@ from tinygrok.run.train import fresh_state, train_step
 from tinygrok.science import interventions, paper
 from tinygrok.science.config import Config, ConfigError, preset
 from tinygrok.science.data import make_dataset, stream
-from test_cli import CLI, assert_refused, tinygrok
 
 ROOT = Path(__file__).resolve().parents[1]
 NOISE = "weight_noise:sigma=0.003,every=50"
@@ -48,11 +49,15 @@ def kill_after(process: subprocess.Popen, run_dir: Path, rows: int) -> None:
 
 def test_names_derive_from_every_setting_that_differs_from_the_preset():
     grid = [classroom(lr=lr) for lr in (1e-3, 3e-3, 1e-2)]
-    assert [s.name for s in grid] == ["classroom_add_s42_lr0.001_max_steps400", "classroom_add_s42_max_steps400",
-                                      "classroom_add_s42_lr0.01_max_steps400"]  # 3e-3 is the preset's own lr
+    assert [s.name for s in grid] == [
+        "classroom_add_s42_lr0.001_max_steps400",
+        "classroom_add_s42_max_steps400",
+        "classroom_add_s42_lr0.01_max_steps400",
+    ]  # 3e-3 is the preset's own lr
     assert recipes.spec("walkthrough").name == "grok_paper_add_s42"
-    assert recipes.spec("train", op="mul", seed=7, hook=NOISE).name == \
-        "paper_mul_s7_hookweight_noise-sigma0.003-every50"
+    assert (
+        recipes.spec("train", op="mul", seed=7, hook=NOISE).name == "paper_mul_s7_hookweight_noise-sigma0.003-every50"
+    )
     with pytest.raises(ConfigError, match="walkthrough"):
         recipes.spec("walkthrough", "slow")
 
@@ -64,22 +69,29 @@ def test_a_process_pool_runs_specs_skips_them_when_done_and_resumes_a_killed_one
         results = list(pool.map(recipes.execute, specs, [tmp_path] * 2))
     runs = [Run(tmp_path / s.name) for s in specs]
     assert [r["steps"] for r in results] == [400, 400] and [run.summary() for run in runs] == results
-    before = [(run.path / METRICS).read_bytes() for run in runs], [(run.path / SUMMARY).stat().st_mtime_ns
-                                                                   for run in runs]
+    before = (
+        [(run.path / METRICS).read_bytes() for run in runs],
+        [(run.path / SUMMARY).stat().st_mtime_ns for run in runs],
+    )
     with ProcessPoolExecutor(2) as pool:
         again = list(pool.map(recipes.execute, specs, [tmp_path] * 2))
     assert again == results  # skipped: nothing rewritten
-    assert before == ([(run.path / METRICS).read_bytes() for run in runs],
-                      [(run.path / SUMMARY).stat().st_mtime_ns for run in runs])
+    assert before == (
+        [(run.path / METRICS).read_bytes() for run in runs],
+        [(run.path / SUMMARY).stat().st_mtime_ns for run in runs],
+    )
 
     killed = classroom(max_steps=600)
-    script = ("from tinygrok.lab import recipes as x; "
-              f"x.execute(x.spec('train', 'classroom', max_steps=600), {str(tmp_path / 'killed')!r})")
+    script = (
+        "from tinygrok.lab import recipes as x; "
+        f"x.execute(x.spec('train', 'classroom', max_steps=600), {str(tmp_path / 'killed')!r})"
+    )
     kill_after(start_killable(["-c", script]), tmp_path / "killed" / killed.name, 3)
     recipes.execute(killed, tmp_path / "killed")
     recipes.execute(killed, tmp_path / "whole")
-    assert (tmp_path / "killed" / killed.name / METRICS).read_bytes() == \
-        (tmp_path / "whole" / killed.name / METRICS).read_bytes()
+    assert (tmp_path / "killed" / killed.name / METRICS).read_bytes() == (
+        tmp_path / "whole" / killed.name / METRICS
+    ).read_bytes()
 
 
 def test_a_directory_holding_other_settings_is_refused_unchanged(tmp_path):
@@ -149,8 +161,15 @@ def test_a_gradient_hook_sees_the_clipped_gradient_before_adamw():
     np.testing.assert_allclose(new.theta, state.theta * (1 - cfg.lr * cfg.weight_decay), rtol=1e-6)  # decay only
 
 
-@pytest.mark.parametrize("spec,words", [("shove", "unknown hook"), ("weight_noise:scale=1", "no parameter 'scale'"),
-                                        ("weight_noise:every=x", "every is a whole number >= 1"), ("weight_noise:every=0", "every=0 is not allowed")])
+@pytest.mark.parametrize(
+    "spec,words",
+    [
+        ("shove", "unknown hook"),
+        ("weight_noise:scale=1", "no parameter 'scale'"),
+        ("weight_noise:every=x", "every is a whole number >= 1"),
+        ("weight_noise:every=0", "every=0 is not allowed"),
+    ],
+)
 def test_bad_hooks_are_refused_naming_the_option(spec, words):
     with pytest.raises(ConfigError, match="--hook") as err:
         Config(hook=spec)
@@ -159,17 +178,22 @@ def test_bad_hooks_are_refused_naming_the_option(spec, words):
 
 def test_importing_the_plots_leaves_the_backend_alone_and_every_figure_draws_in_memory(tmp_path):
     """Acceptance e."""
-    check = ("import matplotlib; matplotlib.use('svg'); import tinygrok.run.plots; "
-             "assert matplotlib.get_backend() == 'svg'")
+    check = (
+        "import matplotlib; matplotlib.use('svg'); import tinygrok.run.plots; assert matplotlib.get_backend() == 'svg'"
+    )
     assert subprocess.run([sys.executable, "-c", check], cwd=ROOT).returncode == 0
     from matplotlib.figure import Figure
 
     from tinygrok.run import plots
+
     spec = recipes.spec("walkthrough", "classroom", max_steps=600, probe_samples=2)
     run = Run(tmp_path / spec.name)
     recipes.execute(spec, tmp_path)
-    assert plots.available(run) == [name for name in plots.FIGURES  # tinygrok dimensions', tinygrok forecast's
-                                    if name not in ("dimensions", "forecast")]
+    assert plots.available(run) == [
+        name
+        for name in plots.FIGURES  # tinygrok dimensions', tinygrok forecast's
+        if name not in ("dimensions", "forecast")
+    ]
     assert run.stages() == ["train", "geometry", "figures"]
     assert {ref.key for ref in (*paper.WALKTHROUGH, paper.PC1)} <= set(run.summary())  # each beside its measure
     for name in plots.available(run):
@@ -183,9 +207,12 @@ def test_importing_the_plots_leaves_the_backend_alone_and_every_figure_draws_in_
 def test_an_analysis_of_an_unfinished_walkthrough_is_redone_when_training_ends(tmp_path):
     """Training is the first stage: recording it drops what an analysis of the half-trained run had recorded."""
     from tinygrok.run import geometry
+
     spec = recipes.spec("walkthrough", "classroom", max_steps=600, probe_samples=2)
-    script = ("from tinygrok.lab import recipes as x; x.execute(x.spec('walkthrough', 'classroom', max_steps=600, "
-              f"probe_samples=2), {str(tmp_path)!r})")
+    script = (
+        "from tinygrok.lab import recipes as x; x.execute(x.spec('walkthrough', 'classroom', max_steps=600, "
+        f"probe_samples=2), {str(tmp_path)!r})"
+    )
     run = Run(tmp_path / spec.name)
     kill_after(start_killable(["-c", script]), run.path, 4)
     early = geometry.analyse(run)[0]  # a look at the run so far (tinygrok pca / commutator do this)
@@ -198,8 +225,10 @@ def test_an_analysis_of_an_unfinished_walkthrough_is_redone_when_training_ends(t
 def test_the_walkthrough_runs_end_to_end_in_float64(tmp_path):
     """tinygrok grok --dtype float64: training, probes, the analysis and the figures, all in float64."""
     from tinygrok.run import plots
-    result = tinygrok("grok", "--preset", "classroom", "--dtype", "float64", "--max-steps", "200", "--out",
-                      str(tmp_path / "f64"))
+
+    result = tinygrok(
+        "grok", "--preset", "classroom", "--dtype", "float64", "--max-steps", "200", "--out", str(tmp_path / "f64")
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     run = Run(tmp_path / "f64")
     assert run.config().dtype == "float64" and run.rows("thetas.npy").dtype == np.float64
@@ -210,6 +239,7 @@ def test_the_walkthrough_runs_end_to_end_in_float64(tmp_path):
 def test_the_pca_recipe_trains_then_records_the_trajectory_pca(tmp_path):
     from tinygrok.run.geometry import run_trajectories
     from tinygrok.science.pca import pc1_share
+
     spec = recipes.spec("pca", "classroom", max_steps=300)
     results = recipes.execute(spec, tmp_path)
     run = Run(tmp_path / spec.name)
@@ -248,43 +278,75 @@ def test_the_l2_hook_adds_lam_theta_to_the_clipped_gradient():
     from tinygrok.engine import parallel
     from tinygrok.science.data import sample_batch
     from tinygrok.science.optim import clip_by_global_norm
+
     cfg = preset("classroom", batch_size=32, weight_decay=0.0, hook="l2:lam=0.5")
     data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
     state = fresh_state(cfg)
-    g, _ = clip_by_global_norm(parallel.batch_gradient(state.theta, *sample_batch(data, 32, stream(cfg.seed, "batches")),
-                                                       cfg), cfg.clip_norm)
+    g, _ = clip_by_global_norm(
+        parallel.batch_gradient(state.theta, *sample_batch(data, 32, stream(cfg.seed, "batches")), cfg), cfg.clip_norm
+    )
     new, _ = train_step(state, data, cfg, interventions.parse(cfg.hook))
     u = g + np.float32(0.5) * state.theta
     np.testing.assert_allclose(new.theta, state.theta - cfg.lr * u / (np.abs(u) + cfg.eps), rtol=1e-6, atol=1e-9)
 
 
 def test_the_paper_grids_and_their_filters():
-    by_name = {name: grids.grid(name) for name in ("table1", "pca", "lr-sweep", "slow", "controls",
-                                                       "float64-check")}  # interventions: their own test
-    assert {name: len(specs) for name, specs in by_name.items()} == {"table1": 15, "pca": 36, "lr-sweep": 108,
-                                                                   "slow": 2, "controls": 12, "float64-check": 2}
+    by_name = {
+        name: grids.grid(name) for name in ("table1", "pca", "lr-sweep", "slow", "controls", "float64-check")
+    }  # interventions: their own test
+    assert {name: len(specs) for name, specs in by_name.items()} == {
+        "table1": 15,
+        "pca": 36,
+        "lr-sweep": 108,
+        "slow": 2,
+        "controls": 12,
+        "float64-check": 2,
+    }
     assert len({s.name for specs in by_name.values() for s in specs}) == 175 - 1  # float32's add s42 is table1's
-    assert all(s.recipe == "walkthrough" and (s.config.probe_every, s.config.probe_samples, s.config.theta_every,
-                                              s.config.extra_steps) == (100, 7, 100, 1500) for s in by_name["controls"])
+    assert all(
+        s.recipe == "walkthrough"
+        and (s.config.probe_every, s.config.probe_samples, s.config.theta_every, s.config.extra_steps)
+        == (100, 7, 100, 1500)
+        for s in by_name["controls"]
+    )
     assert [(s.config.op, s.config.seed, s.config.dtype) for s in by_name["float64-check"]] == [
-        ("add", 42, "float32"), ("add", 42, "float64")]
+        ("add", 42, "float32"),
+        ("add", 42, "float64"),
+    ]
     table1 = by_name["table1"]
-    assert all(s.recipe == "walkthrough" and s.config.probe_every == 100 and s.config.probe_samples == 5
-               and s.config.extra_steps == 1000 for s in table1)
-    assert sorted((s.config.op, s.config.max_steps, s.config.weight_decay) for s in table1 if s.config.seed == 42
-                  and (s.config.op not in grids.GROKKING_OPS or s.config.weight_decay == 0)) == \
-        [("add", 5000, 0.0), ("x2_xy_y2", 7500, 1.0), ("x3_xy", 7500, 1.0)]
+    assert all(
+        s.recipe == "walkthrough"
+        and s.config.probe_every == 100
+        and s.config.probe_samples == 5
+        and s.config.extra_steps == 1000
+        for s in table1
+    )
+    assert sorted(
+        (s.config.op, s.config.max_steps, s.config.weight_decay)
+        for s in table1
+        if s.config.seed == 42 and (s.config.op not in grids.GROKKING_OPS or s.config.weight_decay == 0)
+    ) == [("add", 5000, 0.0), ("x2_xy_y2", 7500, 1.0), ("x3_xy", 7500, 1.0)]
     assert {s.config.lr for s in by_name["lr-sweep"]} == set(grids.LEARNING_RATES)
     assert {s.config.op: s.config.max_steps for s in by_name["lr-sweep"]} == {  # the reference's LR sweep's cap
-        **{op: 200_000 for op in grids.GROKKING_OPS}, "x2_xy_y2": 50_000, "x3_xy": 50_000}
-    assert all(s.recipe == "probed" and (s.config.n_layers, s.config.probe_every, s.config.theta_every,
-                                         s.config.extra_steps) == (3, 5000, 50_000, 20_000) for s in by_name["slow"])
-    assert all(s.recipe == "pca" and s.config.snapshot_every == (100 if s.config.weight_decay else 500)
-               for s in by_name["pca"])
-    small = grids.grid("lr-sweep", grids.Filters(ops=("add",), seeds=(42, 137), lrs=(1e-3, 1e-2),
-                                                             max_steps=3000, preset="classroom"))
-    assert len(small) == 4 and all(s.preset == "classroom" and s.config.max_steps == 3000 and s.config.p == 59
-                                   for s in small)
+        **{op: 200_000 for op in grids.GROKKING_OPS},
+        "x2_xy_y2": 50_000,
+        "x3_xy": 50_000,
+    }
+    assert all(
+        s.recipe == "probed"
+        and (s.config.n_layers, s.config.probe_every, s.config.theta_every, s.config.extra_steps)
+        == (3, 5000, 50_000, 20_000)
+        for s in by_name["slow"]
+    )
+    assert all(
+        s.recipe == "pca" and s.config.snapshot_every == (100 if s.config.weight_decay else 500) for s in by_name["pca"]
+    )
+    small = grids.grid(
+        "lr-sweep", grids.Filters(ops=("add",), seeds=(42, 137), lrs=(1e-3, 1e-2), max_steps=3000, preset="classroom")
+    )
+    assert len(small) == 4 and all(
+        s.preset == "classroom" and s.config.max_steps == 3000 and s.config.p == 59 for s in small
+    )
     with pytest.raises(ConfigError, match="leave no run"):
         grids.grid("pca", grids.Filters(lrs=(0.5,)))
     with pytest.raises(ConfigError, match="unknown experiment 'table2'"):

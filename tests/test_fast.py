@@ -1,11 +1,12 @@
 """The fast path equals the readable one: fast.py against model.py, each ops.py primitive against its reference,
 the fast AdamW against optim.py's (that the layers stay one-way is tests/test_layers.py's)."""
+
 import autograd.numpy as anp
 import numpy as np
 import pytest
 from autograd import grad
-
 from conftest import tiny_config
+
 from tinygrok.engine import fast, kernels, ops
 from tinygrok.science import model
 from tinygrok.science.config import preset
@@ -31,8 +32,9 @@ def test_fast_forward_equals_the_readable_forward(overrides):
     cfg = tiny_config(d_model=16, d_ff=24, **overrides)
     params = model.init_params(cfg, stream(3, "init"))
     tokens, _ = batch_for(cfg)
-    np.testing.assert_allclose(fast.forward(params, tokens, cfg.n_heads), model.forward(params, tokens, cfg.n_heads),
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        fast.forward(params, tokens, cfg.n_heads), model.forward(params, tokens, cfg.n_heads), rtol=1e-12, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("overrides", SHAPES + [{"batch_size": 1, "batch_shards": 1}])
@@ -41,8 +43,12 @@ def test_written_out_backprop_equals_the_readable_models_gradient(overrides):
     cfg = tiny_config(d_model=16, d_ff=24, **overrides)
     theta = model.flatten(model.init_params(cfg, stream(3, "init")))
     tokens, labels = batch_for(cfg)
-    np.testing.assert_allclose(fast.flat_grad(theta, tokens, labels, cfg),
-                               grad(model.flat_loss)(theta, tokens, labels, cfg), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        fast.flat_grad(theta, tokens, labels, cfg),
+        grad(model.flat_loss)(theta, tokens, labels, cfg),
+        rtol=1e-12,
+        atol=1e-15,
+    )
 
 
 @pytest.mark.parametrize("overrides", SHAPES + [{"batch_size": 1, "batch_shards": 1}])
@@ -106,16 +112,21 @@ def test_hessian_vector_products_of_both_paths_agree():
 def primitive_cases():
     rng = np.random.default_rng(0)
     r = rng.standard_normal
-    return [(ops.layer_norm, (r((5, 6)), r(6), r(6))), (ops.linear, (r((5, 4)), r((4, 3)), r(3))),
-            (ops.softmax, (r((3, 4)),)), (ops.attention, (r((1, 6, 4)), r((2, 6, 4)), r((2, 6, 4)))),
-            (ops.normal_cdf, (3 * r((4, 5)),)), (ops.cross_entropy, (r((6, 5)), rng.integers(0, 5, 6))),
-            (ops.embed, (r((5, 3)), np.array([0, 2, 2, 4]))),
-            (ops.layer_norm_backward, (r((5, 6)), r((5, 6)), r(6))),
-            (ops.linear_backward, (r((5, 3)), r((5, 4)), r((4, 3)))),
-            (ops.attention_backward, (r((2, 6, 4)), r((2, 6, 4)), r((2, 6, 4)), r((2, 6, 4)))),
-            (ops.normal_cdf_backward, (r((5, 6)), r((5, 6)))),
-            (ops.cross_entropy_backward, (r((6, 5)), rng.integers(0, 5, 6))),
-            (ops.embed_backward, (r((4, 3)), np.array([0, 2, 2, 4]), 5))]
+    return [
+        (ops.layer_norm, (r((5, 6)), r(6), r(6))),
+        (ops.linear, (r((5, 4)), r((4, 3)), r(3))),
+        (ops.softmax, (r((3, 4)),)),
+        (ops.attention, (r((1, 6, 4)), r((2, 6, 4)), r((2, 6, 4)))),
+        (ops.normal_cdf, (3 * r((4, 5)),)),
+        (ops.cross_entropy, (r((6, 5)), rng.integers(0, 5, 6))),
+        (ops.embed, (r((5, 3)), np.array([0, 2, 2, 4]))),
+        (ops.layer_norm_backward, (r((5, 6)), r((5, 6)), r(6))),
+        (ops.linear_backward, (r((5, 3)), r((5, 4)), r((4, 3)))),
+        (ops.attention_backward, (r((2, 6, 4)), r((2, 6, 4)), r((2, 6, 4)), r((2, 6, 4)))),
+        (ops.normal_cdf_backward, (r((5, 6)), r((5, 6)))),
+        (ops.cross_entropy_backward, (r((6, 5)), rng.integers(0, 5, 6))),
+        (ops.embed_backward, (r((4, 3)), np.array([0, 2, 2, 4]), 5)),
+    ]
 
 
 def test_every_primitive_is_paired_with_a_reference_it_equals():
@@ -163,4 +174,3 @@ def test_fast_adamw_equals_the_readable_adamw(dtype):
             np.testing.assert_allclose(fast_value, readable, rtol=1e-12, atol=1e-15)
         else:  # a few roundings in another order, 20 times over: within 8 ulps of the largest value
             np.testing.assert_allclose(fast_value, readable, rtol=0, atol=8 * 1.2e-7 * np.abs(readable).max())
-

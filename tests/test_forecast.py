@@ -1,13 +1,14 @@
 """The grok forecaster: it never sees the future, its fit recovers a known law, the shipped data is what a refit
 gives, it is live in training and replayed by `tinygrok forecast`, and bad input gets one line."""
+
 import dataclasses
 import json
 import math
 
 import numpy as np
 import pytest
-
 from test_cli import TINY, assert_refused, tinygrok
+
 from tinygrok.cli import views
 from tinygrok.lab import forecasting
 from tinygrok.run import forecasts
@@ -20,10 +21,24 @@ def synthetic_rows(rng, n: int, start: int = 0) -> list[dict]:
     """n probed rows, every 100 steps: a wandering defect, accuracies and losses (test accuracy below 0.9: not
     grokked yet)."""
     steps = start + 100 * np.arange(n)
-    return [{"step": int(s), "defect": float(d), "train_acc": float(a), "test_acc": float(b),
-             "train_loss": float(l1), "test_loss": float(l2)}
-            for s, d, a, b, l1, l2 in zip(steps, np.exp(rng.normal(0, 1, n).cumsum()), rng.uniform(0, 1, n),
-                                          rng.uniform(0, 0.85, n), rng.uniform(0.01, 5, n), rng.uniform(0.01, 5, n))]
+    return [
+        {
+            "step": int(s),
+            "defect": float(d),
+            "train_acc": float(a),
+            "test_acc": float(b),
+            "train_loss": float(l1),
+            "test_loss": float(l2),
+        }
+        for s, d, a, b, l1, l2 in zip(
+            steps,
+            np.exp(rng.normal(0, 1, n).cumsum()),
+            rng.uniform(0, 1, n),
+            rng.uniform(0, 0.85, n),
+            rng.uniform(0.01, 5, n),
+            rng.uniform(0.01, 5, n),
+        )
+    ]
 
 
 def test_a_forecast_at_step_t_is_unchanged_when_the_records_after_t_change():
@@ -62,10 +77,12 @@ def test_the_fitter_recovers_a_known_law_from_synthetic_runs():
 
 def test_the_lr_law_baseline_recovers_its_power_law():
     rows = tuple(synthetic_rows(np.random.default_rng(2), 5))
-    records = [Record(f"r{lr}", "add", 0, lr, 1.0, round(3000 * (lr / 1e-3) ** -0.9), rows)
-               for lr in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)]
+    records = [
+        Record(f"r{lr}", "add", 0, lr, 1.0, round(3000 * (lr / 1e-3) ** -0.9), rows)
+        for lr in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+    ]
     predict = forecast.lr_law_predictor(records)
-    assert predict(records[0], 5).grok_step == pytest.approx(3000 * 10 ** 0.9, rel=1e-3)
+    assert predict(records[0], 5).grok_step == pytest.approx(3000 * 10**0.9, rel=1e-3)
 
 
 def test_a_refit_from_the_stored_run_list_reproduces_the_shipped_forecaster():
@@ -100,6 +117,7 @@ def test_training_records_the_live_forecast_and_tinygrok_forecast_replays_it(pap
     rows = [json.loads(line) for line in (paper_run / "metrics.jsonl").read_text().splitlines()]
     assert [("forecast" in r) for r in rows] == [False, False, True, True]
     from tinygrok.run.runs import Run
+
     _, replayed = forecasts.replay(Run(paper_run))
     assert [r["forecast"] for r in rows[2:]] == [f.row() for f in replayed[2:]]
     result = tinygrok("forecast", str(paper_run))
@@ -141,8 +159,10 @@ def test_the_score_of_a_known_forecast(monkeypatch):
     """A stand-in method that always says 1,100 (900-1,300) for a run that groks at 1,000, and the same for one
     that never groks; it checks that it is never asked about a run it was fitted on."""
     defects = [1, 1, 1, 1, 1, 50, 60, 70, 80, 90]  # the onset (D > 10 x 1 and > 20) at step 500
-    rows = tuple({"step": 100 * i, "defect": d, "train_acc": 1.0, "test_acc": 0.1, "train_loss": 0.1,
-                  "test_loss": 5.0} for i, d in enumerate(defects))
+    rows = tuple(
+        {"step": 100 * i, "defect": d, "train_acc": 1.0, "test_acc": 0.1, "train_loss": 0.1, "test_loss": 5.0}
+        for i, d in enumerate(defects)
+    )
     groks = Record("groks", "add", 1, 1e-3, 1.0, 1000, rows)
     never = Record("never", "x3_xy", 2, 1e-3, 1.0, None, rows)
 
@@ -152,14 +172,20 @@ def test_the_score_of_a_known_forecast(monkeypatch):
         def predict(rec, n):
             assert rec.name not in names
             return forecast.Forecast(rec.rows[n - 1]["step"], 1.0, 1100.0, 900.0, 1300.0)
+
         return predict
 
     monkeypatch.setattr(forecasting, "METHODS", {"stand-in": stand_in})
     cells = forecasting.score([groks, never], "leave one seed out")["stand-in"]
-    assert [forecasting.point_cell(cells["points"][label]) for label, _ in forecasting.POINTS] == \
-        ["err 10%, 1/1 in 80%, width 40%"] * 4
-    assert [f.step for f in forecasting.at_points(groks, [stand_in([])(groks, n) for n in range(1, 11)]).values()] \
-        == [500, 200, 500, 700]
+    assert [forecasting.point_cell(cells["points"][label]) for label, _ in forecasting.POINTS] == [
+        "err 10%, 1/1 in 80%, width 40%"
+    ] * 4
+    assert [f.step for f in forecasting.at_points(groks, [stand_in([])(groks, n) for n in range(1, 11)]).values()] == [
+        500,
+        200,
+        500,
+        700,
+    ]
     assert forecasting.first_cell(cells["first"]) == "1/1 runs, 100% of T ahead, 1/1 hold T"
     assert forecasting.alarm_cell(cells["alarms"]) == "1/1 runs, 100% of probes"
     assert forecasting.alarm_cell([(0, 10), (5, 10), None]) == "1/2 runs, 25% of probes, 1 no forecast"

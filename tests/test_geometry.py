@@ -1,20 +1,31 @@
 """A run's geometry end to end, on a small probed run: files written, numbers in range, figures drawn."""
+
 import json
 import math
 
 import numpy as np
 import pytest
 
-from tinygrok.run import geometry
-from tinygrok.run import plots
+from tinygrok.run import geometry, plots
 from tinygrok.run.runs import GEOMETRY, SUMMARY, Run
 from tinygrok.run.train import train
 from tinygrok.science import undefined
 from tinygrok.science.config import Config
 from tinygrok.science.model import param_count
 
-CFG = Config(p=11, d_model=16, n_heads=2, d_ff=32, batch_size=32, eval_every=20, max_steps=200,
-             snapshot_every=20, theta_every=50, probe_every=20, probe_samples=3)
+CFG = Config(
+    p=11,
+    d_model=16,
+    n_heads=2,
+    d_ff=32,
+    batch_size=32,
+    eval_every=20,
+    max_steps=200,
+    snapshot_every=20,
+    theta_every=50,
+    probe_every=20,
+    probe_samples=3,
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +37,7 @@ def analysed(tmp_path_factory):
 
 def test_summary_gains_the_geometry_numbers(analysed):
     run, summary = analysed
-    assert set(summary["pc1"]) == {f"blocks.{l}.W_{m}" for l in (0, 1) for m in "QKVO"}
+    assert set(summary["pc1"]) == {f"blocks.{layer}.W_{m}" for layer in (0, 1) for m in "QKVO"}
     assert all(0 < v <= 1 for v in summary["pc1"].values())
     assert summary["baseline_defect"] > 0 and summary["defect_growth_run"] >= summary["defect_growth"] >= 1
     rows = run.geometry()
@@ -49,9 +60,10 @@ def test_execution_basis_spans_the_snapshot_motion(analysed):
     thetas = run.rows("thetas.npy")
     motion = np.asarray(thetas[-1], dtype=np.float64) - np.asarray(thetas[0], dtype=np.float64)
     from tinygrok.science.model import attention_layout
+
     mask = np.zeros(motion.size, dtype=bool)
     for start, shape in attention_layout(CFG).values():
-        mask[start:start + shape[0] * shape[1]] = True
+        mask[start : start + shape[0] * shape[1]] = True
     attn_motion = np.where(mask, motion, 0.0)
     captured = np.linalg.norm(basis.T @ attn_motion) / np.linalg.norm(attn_motion)
     assert captured > 0.8
@@ -69,24 +81,34 @@ def test_the_dimension_sweep_grows_with_the_subspace_at_four_phases(analysed, tm
     one row per phase and size; nested subspaces catch more of each defect as k grows; random bases about
     sqrt(K/P) (P is small, so roughly); the file and its figure written. A run that never grokked is refused."""
     import shutil
+
     from tinygrok.run.runs import RunError
+
     run, _ = analysed
     with pytest.raises(RunError, match="memorized and grokked"):
         geometry.dimension_sweep(run, ks=(1,))
     copy = Run(shutil.copytree(run.path, tmp_path / "grokked"))
-    rows = [{**r, "train_acc": 1.0 if r["step"] >= 40 else 0.1, "test_acc": 1.0 if r["step"] >= 120 else 0.1}
-            for r in run.metrics()]
+    rows = [
+        {**r, "train_acc": 1.0 if r["step"] >= 40 else 0.1, "test_acc": 1.0 if r["step"] >= 120 else 0.1}
+        for r in run.metrics()
+    ]
     (copy.path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     got = geometry.dimension_sweep(copy, ks=(1, 2, 4), k_samples=2, n_random=2)
     assert [(r["phase"], r["step"], r["K"]) for r in got[::3]] == [
-        ("early", 200, 8), ("memorization", 0, 8), ("detection", 150, 8), ("detection + 500", 200, 8)]
+        ("early", 200, 8),
+        ("memorization", 0, 8),
+        ("detection", 150, 8),
+        ("detection + 500", 200, 8),
+    ]
     assert [r["K"] for r in got[:3]] == [8, 16, 32] and copy.dimensions() == got
     for phase in range(4):
         for key in ("weight_svd", "pca"):
-            values = [r[key] for r in got[3 * phase:3 * phase + 3]]
+            values = [r[key] for r in got[3 * phase : 3 * phase + 3]]
             assert values == sorted(values) and 0 < values[-1] <= 1
     for r in got:
-        assert r["random"] == pytest.approx(r["theory"], rel=0.5) and r["theory"] == math.sqrt(r["K"] / param_count(CFG))
+        assert r["random"] == pytest.approx(r["theory"], rel=0.5) and r["theory"] == math.sqrt(
+            r["K"] / param_count(CFG)
+        )
     assert plots.save(copy, "dimensions").stat().st_size > 10_000
 
 
@@ -94,6 +116,7 @@ def test_the_dimension_sweep_grows_with_the_subspace_at_four_phases(analysed, tm
 def zeroed(analysed, tmp_path, monkeypatch):
     """A copy of the small run, analysed again with every defect vector from step 100 on exactly 0."""
     import shutil
+
     run = Run(shutil.copytree(analysed[0].path, tmp_path / "zeroed"))
     thetas = [np.asarray(t) for t in run.rows("thetas.npy")]
     measure = geometry.defect_samples
@@ -102,6 +125,7 @@ def zeroed(analysed, tmp_path, monkeypatch):
         drawn = measure(theta, *args)
         late = min(range(len(thetas)), key=lambda i: np.abs(thetas[i] - theta).max()) >= 2  # step >= 100
         return [{**s, "delta": 0 * s["delta"], "defect": 0.0} for s in drawn] if late else drawn
+
     monkeypatch.setattr(geometry, "defect_samples", zero_late)
     return run, geometry.analyse(run, k=3)[0]
 
@@ -124,22 +148,31 @@ def test_a_run_whose_late_defects_are_zero_is_analysed_and_counts_them(zeroed):
 
 def test_the_commutator_command_and_the_figures_show_undefined_values(zeroed, capsys):
     from tinygrok.cli import app as cli
+
     run, _ = zeroed
     cli.commutator(run.path, samples=3, threads=1, array_backend="numpy")
     shown = capsys.readouterr().out
     assert shown.split("what happened")[0].count("undefined") == 3 * 3 + 1  # three steps; the alignment at 200
-    assert "exec_rho, weight_svd_rho: undefined in 3 of 5 records (every defect sample is exactly 0" in " ".join(shown.split())
+    assert "exec_rho, weight_svd_rho: undefined in 3 of 5 records (every defect sample is exactly 0" in " ".join(
+        shown.split()
+    )
     assert plots.save(run, "projections").stat().st_size > 10_000
 
 
 def test_the_dimension_sweep_is_undefined_where_the_defect_is_zero(zeroed):
     run, _ = zeroed
-    rows = [{**r, "train_acc": 1.0 if r["step"] >= 40 else 0.1, "test_acc": 1.0 if r["step"] >= 120 else 0.1}
-            for r in run.metrics()]
+    rows = [
+        {**r, "train_acc": 1.0 if r["step"] >= 40 else 0.1, "test_acc": 1.0 if r["step"] >= 120 else 0.1}
+        for r in run.metrics()
+    ]
     (run.path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     got = geometry.dimension_sweep(run, ks=(1, 2), k_samples=2, n_random=2)
     assert [(r["phase"], r["pca"] is None) for r in got[::2]] == [
-        ("early", True), ("memorization", False), ("detection", True), ("detection + 500", True)]
+        ("early", True),
+        ("memorization", False),
+        ("detection", True),
+        ("detection + 500", True),
+    ]
     assert all(r["weight_svd"] is None and r["random"] is None and r["theory"] > 0 for r in got if r["pca"] is None)
     assert undefined.tally(got)["pca"] == {"records": 6, "of": 8, "why": undefined.ZERO_DEFECT}
     assert plots.save(run, "dimensions").stat().st_size > 10_000

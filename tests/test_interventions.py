@@ -1,12 +1,13 @@
 """The causal interventions of docs/paper.md §8: each hook's algebra, when it acts, where its randomness comes from,
 and that a run with it resumes bit for bit."""
+
 import dataclasses
 import re
 
 import numpy as np
 import pytest
-
 from test_cli import assert_refused, tinygrok
+
 from tinygrok.engine.parallel import Derivatives
 from tinygrok.lab import grids, recipes, report
 from tinygrok.run.runs import METRICS, Run, RunError
@@ -59,8 +60,9 @@ def test_project_attention_acts_inside_the_attention_matrices_only():
     inside = attention_indices(CFG)
     mask = np.zeros(P, np.float32)
     mask[inside] = 1
-    basis = recipes.intervention_basis(recipes.intervention("project_attention", 1.0, "random", preset="classroom"),
-                                       beside=None)  # (P, 16): a random one needs no baseline
+    basis = recipes.intervention_basis(
+        recipes.intervention("project_attention", 1.0, "random", preset="classroom"), beside=None
+    )  # (P, 16): a random one needs no baseline
     np.testing.assert_allclose(basis.T @ basis, np.eye(16), atol=1e-5)
     assert not np.any(basis[mask == 0])  # nothing outside the attention matrices
     ctx = dataclasses.replace(context(), basis=basis, attention=mask)
@@ -76,13 +78,19 @@ def test_project_attention_acts_inside_the_attention_matrices_only():
 def test_penalty_acts_on_every_10th_update_from_the_start_only():
     """Updates count from 1, as in the reference's loop: before_update(step) acts on update step + 1."""
     g, theta, hook = vector(1), vector(2), parse("penalty:s=0.5,start=500")
-    acted = [step + 1 for step in range(480, 560)
-             if not np.array_equal(hook.before_update(theta, g, step, context())[1], g)]
+    acted = [
+        step + 1 for step in range(480, 560) if not np.array_equal(hook.before_update(theta, g, step, context())[1], g)
+    ]
     assert acted == [500, 510, 520, 530, 540, 550, 560]
 
 
-@pytest.mark.parametrize("spec,steps,norm", [("noise:eps=0.1", (499, 549, 599), 0.1),  # before updates 500, 550, 600
-                                             ("random_kick:alpha=50.0", (500, 550, 600), 50 * 1.5e-3)])  # after them
+@pytest.mark.parametrize(
+    "spec,steps,norm",
+    [
+        ("noise:eps=0.1", (499, 549, 599), 0.1),  # before updates 500, 550, 600
+        ("random_kick:alpha=50.0", (500, 550, 600), 50 * 1.5e-3),
+    ],
+)  # after them
 def test_noise_and_random_kicks_are_orthogonal_to_the_basis_with_the_requested_norm(spec, steps, norm):
     hook, theta, ctx = parse(spec), vector(2), context()
     for step in range(495, 610):
@@ -114,8 +122,13 @@ def test_commutator_kicks_follow_the_median_sample_outside_the_basis(spec, step)
     assert np.linalg.norm(parallel_part(kick)) < 1e-4 * np.linalg.norm(kick)
     direction = orthogonal_part(median["delta"], BASIS)
     assert kick @ direction / np.linalg.norm(kick) / np.linalg.norm(direction) == pytest.approx(1, abs=1e-4)
-    quiet = [s for s in (step - 1, step + 1, step + 10) if not np.array_equal(
-        hook.after_update(theta, s, ctx) if "sustained" in spec else hook.before_update(theta, 0, s, ctx)[0], theta)]
+    quiet = [
+        s
+        for s in (step - 1, step + 1, step + 10)
+        if not np.array_equal(
+            hook.after_update(theta, s, ctx) if "sustained" in spec else hook.before_update(theta, 0, s, ctx)[0], theta
+        )
+    ]
     assert quiet == []
 
 
@@ -123,10 +136,18 @@ class Crash(Exception):
     pass
 
 
-@pytest.mark.parametrize("spec, batches", [
-    ("project:s=0.75,start=50", "own"), ("project:s=0.75,start=50", "sibling"), ("penalty:s=0.5,start=50", "own"),
-    ("noise:eps=0.1,start=50", "own"), ("kick:alpha=10.0,start=120,samples=3", "own"),
-    ("random_kick:alpha=50.0,start=50", "own"), ("sustained_kick:alpha=50.0,start=50,samples=2", "own")])
+@pytest.mark.parametrize(
+    "spec, batches",
+    [
+        ("project:s=0.75,start=50", "own"),
+        ("project:s=0.75,start=50", "sibling"),
+        ("penalty:s=0.5,start=50", "own"),
+        ("noise:eps=0.1,start=50", "own"),
+        ("kick:alpha=10.0,start=120,samples=3", "own"),
+        ("random_kick:alpha=50.0,start=50", "own"),
+        ("sustained_kick:alpha=50.0,start=50,samples=2", "own"),
+    ],
+)
 def test_a_run_with_each_hook_resumes_bit_for_bit(spec, batches, tmp_path):
     cfg = CFG.replace(max_steps=200, hook=spec, batches=batches)
 
@@ -159,8 +180,11 @@ def test_a_run_without_its_basis_is_refused(tmp_path):
 
 
 def test_bad_intervention_parameters_are_refused():
-    for spec, words in (("project:s=1.5", "project: s=1.5 is not allowed: s is in [0, 1]"),
-                        ("noise:basis=svd", "basis is one of pca, random"), ("kick:samples=0", "samples=0 is not")):
+    for spec, words in (
+        ("project:s=1.5", "project: s=1.5 is not allowed: s is in [0, 1]"),
+        ("noise:basis=svd", "basis is one of pca, random"),
+        ("kick:samples=0", "samples=0 is not"),
+    ):
         with pytest.raises(ValueError, match=re.escape(words)):
             parse(spec)
     assert parse("project:s=0.5").spec == "project:s=0.5,basis=pca,start=500"  # every parameter written out
@@ -168,8 +192,11 @@ def test_bad_intervention_parameters_are_refused():
 
 def test_intervention_grids_put_each_baseline_first_and_name_every_arm():
     by_name = {name: grids.grid(name) for name in ("dose-response", "interventions-add", "kicks")}
-    assert {name: len(specs) for name, specs in by_name.items()} == {"dose-response": 12 + 60,
-                                                                   "interventions-add": 3 + 63, "kicks": 3 + 27}
+    assert {name: len(specs) for name, specs in by_name.items()} == {
+        "dose-response": 12 + 60,
+        "interventions-add": 3 + 63,
+        "kicks": 3 + 27,
+    }
     waves = recipes.waves(by_name["dose-response"])
     assert [len(w) for w in waves] == [12, 60] and all(s.recipe == "pca" for s in waves[0])
     for s in waves[1]:
@@ -177,8 +204,14 @@ def test_intervention_grids_put_each_baseline_first_and_name_every_arm():
         assert base.name in {b.name for b in waves[0]} and base.config.hook == "none" and not base.config.probe_every
         assert (base.config.op, base.config.seed, base.config.lr) == (s.config.op, s.config.seed, s.config.lr)
         assert s.config.probe_every == 100 and s.config.extra_steps == 1000 and s.config.max_steps == 15_000
-    hooks = sorted(s.config.hook for s in by_name["interventions-add"] if s.config.seed == 42 and s.recipe == "intervene")
-    assert len(hooks) == len(set(hooks)) == 1 + 4 * 4 + 4 and "none" in hooks and "project:s=1.0,basis=random,start=500" in hooks
+    hooks = sorted(
+        s.config.hook for s in by_name["interventions-add"] if s.config.seed == 42 and s.recipe == "intervene"
+    )
+    assert (
+        len(hooks) == len(set(hooks)) == 1 + 4 * 4 + 4
+        and "none" in hooks
+        and "project:s=1.0,basis=random,start=500" in hooks
+    )
 
 
 def test_the_primary_and_random_basis_grids_are_the_paper_figures_subsets():
@@ -186,17 +219,34 @@ def test_the_primary_and_random_basis_grids_are_the_paper_figures_subsets():
     primary, random = grids.grid("interventions-primary"), grids.grid("random-basis")
     assert {s.name for s in primary} <= whole and {s.name for s in random} <= whole
     hooks = {s.config.hook for s in primary if s.config.seed == 42 and s.recipe == "intervene"}
-    assert hooks == {"none", "kick:alpha=10.0,basis=pca,start=500,samples=9",  # figI4
-                     "noise:eps=0.1,basis=pca,start=500,every=50", "penalty:s=0.5,basis=pca,start=500",
-                     "project:s=0.5,basis=pca,start=500"}
+    assert hooks == {
+        "none",
+        "kick:alpha=10.0,basis=pca,start=500,samples=9",  # figI4
+        "noise:eps=0.1,basis=pca,start=500,every=50",
+        "penalty:s=0.5,basis=pca,start=500",
+        "project:s=0.5,basis=pca,start=500",
+    }
     assert {s.config.hook for s in random if s.recipe == "intervene" and s.config.seed == 42} == {
-        "none", *(f"project:s={d},basis=random,start=500" for d in (0.25, 0.5, 0.75, 1.0))}  # figI6
+        "none",
+        *(f"project:s={d},basis=random,start=500" for d in (0.25, 0.5, 0.75, 1.0)),
+    }  # figI6
     assert all(s.recipe == "intervene" for s in random)  # a random basis needs no baseline run
 
 
 def test_intervene_builds_the_baseline_once_and_gives_the_run_its_basis(tmp_path):
-    result = tinygrok("intervene", "--arm", "project", "--dose", "1.0", "--preset", "classroom", "--max-steps", "200",
-                      "--out", str(tmp_path / "project"))
+    result = tinygrok(
+        "intervene",
+        "--arm",
+        "project",
+        "--dose",
+        "1.0",
+        "--preset",
+        "classroom",
+        "--max-steps",
+        "200",
+        "--out",
+        str(tmp_path / "project"),
+    )
     assert result.returncode == 0, result.stderr
     assert "DNF: not grokked within 200 steps" in result.stdout
     baseline, run = Run(tmp_path / "classroom_add_s42_max_steps200"), Run(tmp_path / "project")
@@ -205,12 +255,34 @@ def test_intervene_builds_the_baseline_once_and_gives_the_run_its_basis(tmp_path
     assert run.config().hook == "project:s=1.0,basis=pca,start=500" and run.config().probe_every == 100
     assert run.config().batches == "shifted" and baseline.config().batches == "own"  # the reference code's protocol
     built = (baseline.path / METRICS).stat().st_mtime_ns
-    again = tinygrok("intervene", "--arm", "project", "--dose", "0.5", "--preset", "classroom", "--max-steps", "200",
-                     "--out", str(tmp_path / "half"))
+    again = tinygrok(
+        "intervene",
+        "--arm",
+        "project",
+        "--dose",
+        "0.5",
+        "--preset",
+        "classroom",
+        "--max-steps",
+        "200",
+        "--out",
+        str(tmp_path / "half"),
+    )
     assert again.returncode == 0 and (baseline.path / METRICS).stat().st_mtime_ns == built  # reused, not retrained
 
-    random = tinygrok("intervene", "--arm", "random-kick", "--basis", "random", "--preset", "classroom",
-                      "--max-steps", "150", "--out", str(tmp_path / "random"))
+    random = tinygrok(
+        "intervene",
+        "--arm",
+        "random-kick",
+        "--basis",
+        "random",
+        "--preset",
+        "classroom",
+        "--max-steps",
+        "150",
+        "--out",
+        str(tmp_path / "random"),
+    )
     assert random.returncode == 0, random.stderr
     basis = Run(tmp_path / "random").hook_basis().astype(np.float64)
     assert basis.shape == (P, 16) and np.allclose(basis.T @ basis, np.eye(16), atol=1e-5)  # orthonormal
@@ -227,15 +299,33 @@ def test_the_report_gives_grok_step_delays_paired_by_seed_and_dnf_per_arm_beside
     """Seed 1's s = 0.5 run groks 100 steps after its own s = 0 run, seed 2's 500 after its own: +300 ± 283,
     though the unpaired means differ by 300 too; s = 1 does not grok."""
     half, whole = "project:s=0.5,basis=pca,start=500", "project:s=1.0,basis=pca,start=500"
-    runs = [{"op": "add", "recipe": "intervene", "batches": "shifted", "hook": hook, "seed": seed, "grok_step": step,
-             "max_steps": 15000}
-            for hook, seed, step in (("none", 1, 3000), ("none", 2, 3400), (half, 1, 3100), (half, 2, 3900),
-                                     (whole, 1, None), ("project:s=0.0,basis=pca,start=500", 3, 3200))]
+    runs = [
+        {
+            "op": "add",
+            "recipe": "intervene",
+            "batches": "shifted",
+            "hook": hook,
+            "seed": seed,
+            "grok_step": step,
+            "max_steps": 15000,
+        }
+        for hook, seed, step in (
+            ("none", 1, 3000),
+            ("none", 2, 3400),
+            (half, 1, 3100),
+            (half, 2, 3900),
+            (whole, 1, None),
+            ("project:s=0.0,basis=pca,start=500", 3, 3200),
+        )
+    ]
     text = "\n".join(report.intervention_tables(runs))
-    assert ("| add | shifted | none | 0 | pca | 3/3 | 3200 ± 200 (n 3) | 3000-3400 |  | ~3233 (figI4; figI10 "
-            "~3200) |") in text
-    assert ("| add | shifted | project | 0.5 | pca | 2/2 | 3500 ± 566 (n 2) | 3100-3900 | +300 ± 283 [+100 to +500] "
-            "(n 2) | ~3470, +300 (figI10; figI4: 3533) |") in text
+    assert (
+        "| add | shifted | none | 0 | pca | 3/3 | 3200 ± 200 (n 3) | 3000-3400 |  | ~3233 (figI4; figI10 ~3200) |"
+    ) in text
+    assert (
+        "| add | shifted | project | 0.5 | pca | 2/2 | 3500 ± 566 (n 2) | 3100-3900 | +300 ± 283 [+100 to +500] "
+        "(n 2) | ~3470, +300 (figI10; figI4: 3533) |"
+    ) in text
     assert "| add | shifted | project | 1 | pca | 0/1 | DNF |  | 1/1 DNF | DNF (0/3) (figI10, figI5) |" in text
     assert "| seed | none | project 0.5 | project 1 |" in text
     assert "| 1 | 3000 | 3100 (+100) | DNF |" in text and "| 2 | 3400 | 3900 (+500) |  |" in text
@@ -246,17 +336,38 @@ def test_the_report_gives_grok_step_delays_paired_by_seed_and_dnf_per_arm_beside
 def test_each_protocol_is_measured_against_its_own_runs_without_intervention():
     """Sibling-batch arms against the sibling s = 0 run, own-batch arms against the own one: never across. A
     sibling arm without a sibling s = 0 run has no delay (its baseline is on other batches)."""
-    runs = [{"name": f"{batches}{hook[:9]}", "op": "add", "recipe": "intervene", "batches": batches, "hook": hook,
-             "seed": 42, "grok_step": step, "max_steps": 15000, "baseline": "base"}
-            for batches, hook, step in (("own", "project:s=0.0,basis=pca,start=500", 3000),
-                                        ("own", "project:s=0.5,basis=pca,start=500", 4000),
-                                        ("sibling", "project:s=0.0,basis=pca,start=500", 3400),
-                                        ("sibling", "project:s=0.5,basis=pca,start=500", 3600))]
+    runs = [
+        {
+            "name": f"{batches}{hook[:9]}",
+            "op": "add",
+            "recipe": "intervene",
+            "batches": batches,
+            "hook": hook,
+            "seed": 42,
+            "grok_step": step,
+            "max_steps": 15000,
+            "baseline": "base",
+        }
+        for batches, hook, step in (
+            ("own", "project:s=0.0,basis=pca,start=500", 3000),
+            ("own", "project:s=0.5,basis=pca,start=500", 4000),
+            ("sibling", "project:s=0.0,basis=pca,start=500", 3400),
+            ("sibling", "project:s=0.5,basis=pca,start=500", 3600),
+        )
+    ]
     text = "\n".join(report.intervention_tables(runs))
     assert "| add | own | project | 0.5 | pca | 1/1 | 4000 (n 1) | 4000-4000 | +1000 [+1000 to +1000] (n 1) |" in text
     assert "| add | sibling | project | 0.5 | pca | 1/1 | 3600 (n 1) | 3600-3600 | +200 [+200 to +200] (n 1) |" in text
-    base = {"name": "base", "op": "add", "recipe": "pca", "batches": "own", "hook": "none", "seed": 42,
-            "grok_step": 3000, "max_steps": 15000}
+    base = {
+        "name": "base",
+        "op": "add",
+        "recipe": "pca",
+        "batches": "own",
+        "hook": "none",
+        "seed": 42,
+        "grok_step": 3000,
+        "max_steps": 15000,
+    }
     alone = "\n".join(report.intervention_tables([base, runs[3]]))
     assert "| add | sibling | none | 0 | pca | 0/0 | not run |" in alone
     assert "| add | sibling | project | 0.5 | pca | 1/1 | 3600 (n 1) | 3600-3600 |  |" in alone
@@ -265,15 +376,39 @@ def test_each_protocol_is_measured_against_its_own_runs_without_intervention():
 def test_without_a_probed_arm_the_interventions_are_measured_against_their_baselines():
     """A sweep of arms alone (no probed no-hook arm) on own batches measures them against the baselines it ran
     first."""
-    base = [{"name": f"base{seed}", "op": "mul", "recipe": "pca", "batches": "own", "hook": "none", "seed": seed,
-             "grok_step": step, "max_steps": 15000} for seed, step in ((1, 2800), (2, 3000))]
-    arms = [{"name": f"kick{seed}", "op": "mul", "recipe": "intervene", "batches": "own", "hook": "kick:alpha=10.0",
-             "seed": seed, "baseline": f"base{seed}", "grok_step": step, "max_steps": 15000}
-            for seed, step in ((1, 2900), (2, 3100))]
+    base = [
+        {
+            "name": f"base{seed}",
+            "op": "mul",
+            "recipe": "pca",
+            "batches": "own",
+            "hook": "none",
+            "seed": seed,
+            "grok_step": step,
+            "max_steps": 15000,
+        }
+        for seed, step in ((1, 2800), (2, 3000))
+    ]
+    arms = [
+        {
+            "name": f"kick{seed}",
+            "op": "mul",
+            "recipe": "intervene",
+            "batches": "own",
+            "hook": "kick:alpha=10.0",
+            "seed": seed,
+            "baseline": f"base{seed}",
+            "grok_step": step,
+            "max_steps": 15000,
+        }
+        for seed, step in ((1, 2900), (2, 3100))
+    ]
     assert report.untouched(base + arms, "mul", "own") == base
     text = "\n".join(report.intervention_tables(base + arms))
     assert "| mul | own | none | 0 | pca | 2/2 | 2900 ± 141 (n 2) | 2800-3000 |" in text
-    assert "| mul | own | kick | 10 | pca | 2/2 | 3000 ± 141 (n 2) | 2900-3100 | +100 ± 0 [+100 to +100] (n 2) |" in text
+    assert (
+        "| mul | own | kick | 10 | pca | 2/2 | 3000 ± 141 (n 2) | 2900-3100 | +100 ± 0 [+100 to +100] (n 2) |" in text
+    )
 
 
 def test_a_zero_direction_gives_no_kick():
@@ -282,9 +417,14 @@ def test_a_zero_direction_gives_no_kick():
     assert np.linalg.norm(interventions.direction(vector(3))) == pytest.approx(1, rel=1e-6)
 
 
-@pytest.mark.parametrize("args,words", [(["--arm", "bogus"], "the arms are project, project-attention, penalty"),
-                                        (["--arm", "project", "--dose", "2"], "s=2.0 is not allowed"),
-                                        (["--arm", "project", "--resume", "--force"], "contradict")])
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["--arm", "bogus"], "the arms are project, project-attention, penalty"),
+        (["--arm", "project", "--dose", "2"], "s=2.0 is not allowed"),
+        (["--arm", "project", "--resume", "--force"], "contradict"),
+    ],
+)
 def test_bad_interventions_are_refused_in_one_line_before_any_training(args, words, tmp_path):
     assert_refused(tinygrok("intervene", *args, "--preset", "classroom", "--out", str(tmp_path / "run")), words)
     assert not any(tmp_path.iterdir())  # no baseline was trained
@@ -298,7 +438,8 @@ def test_a_hook_is_one_declaration_that_the_rest_reads():
     add = {s.config.hook for s in grids.grid("interventions-add", grids.Filters(seeds=(42,)))}
     for arm in ("kick", "noise", "penalty", "project"):
         assert {parse(h).with_dose(None).spec for h in add if h.startswith(arm + ":")} >= {
-            parse(arm).with_dose(dose).spec for dose in interventions.HOOKS[arm].SWEEP}
+            parse(arm).with_dose(dose).spec for dose in interventions.HOOKS[arm].SWEEP
+        }
     help_text = tinygrok("intervene", "--help").stdout
     assert all(arm.replace("_", "-") in help_text for arm in interventions.ARMS)
     assert report.arm({"hook": "project:s=0.0,basis=random,start=500"}) == ("none", 0.0, "pca")  # the identity
@@ -308,6 +449,7 @@ def test_a_hook_is_one_declaration_that_the_rest_reads():
 @pytest.fixture
 def toggle_hook():
     """A hook with a boolean and an integer parameter, registered for one test."""
+
     class Toggle(interventions.Hook, name="toggle"):
         DOSE = "k"
         flip: bool = interventions.param(False, "whether to negate the gradient")
@@ -324,8 +466,11 @@ def toggle_hook():
 def test_parameters_parse_by_their_declared_type(toggle_hook):
     assert parse("toggle:flip=false").flip is False and parse("toggle:flip=true").flip is True  # not bool("false")
     assert parse("toggle:flip=true").spec == "toggle:flip=true,k=2"
-    for text, words in (("toggle:flip=1", "flip is true or false"), ("toggle:k=6", "k is in [1, 5]"),
-                        ("toggle:k=2.5", "k is in [1, 5]")):
+    for text, words in (
+        ("toggle:flip=1", "flip is true or false"),
+        ("toggle:k=6", "k is in [1, 5]"),
+        ("toggle:k=2.5", "k is in [1, 5]"),
+    ):
         with pytest.raises(ValueError, match=re.escape(words)):
             parse(text)
     with pytest.raises(ValueError, match="flip=0 is not allowed"):

@@ -1,9 +1,10 @@
 """keep_random (not the paper's arm): the gradient reduced to a fixed random rank-k subspace, g <- R R^T g, R drawn
 once from the run's own stream, the same after a resume."""
+
 import numpy as np
 import pytest
-
 from conftest import tiny_config
+
 from tinygrok.run.runs import METRICS, Run
 from tinygrok.run.train import train
 from tinygrok.science.data import stream
@@ -27,8 +28,12 @@ def test_it_keeps_exactly_the_part_of_the_gradient_in_a_random_k_dimensional_sub
     kept = parse("keep_random:k=3").before_update(theta, g, 499, context())[1]  # update 500: it acts
     np.testing.assert_allclose(kept, R @ (R.T @ g), rtol=1e-12)
     np.testing.assert_allclose(R.T @ kept, R.T @ g, rtol=1e-12)  # what lies in the subspace is kept whole
-    assert np.linalg.matrix_rank(np.stack([parse("keep_random:k=3").before_update(theta, gradient(s), 600,
-                                                                                  context())[1] for s in range(6)])) == 3
+    assert (
+        np.linalg.matrix_rank(
+            np.stack([parse("keep_random:k=3").before_update(theta, gradient(s), 600, context())[1] for s in range(6)])
+        )
+        == 3
+    )
     again = parse("keep_random:k=3").before_update(theta, kept, 700, context())[1]
     np.testing.assert_allclose(again, kept, rtol=1e-10, atol=1e-12)  # a projection: idempotent
     assert np.linalg.norm(kept) < 0.1 * np.linalg.norm(g)  # ~sqrt(3 / 2000) of a random gradient survives

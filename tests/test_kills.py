@@ -12,6 +12,7 @@ and meta, and the summary's results with those of a run never interrupted.
 By default a fixed selection of moments runs (in under a minute on 2 cores); TINYGROK_KILLS=all kills at every
 write of every kind instead (a few minutes): `TINYGROK_KILLS=all pytest tests/test_kills.py`.
 """
+
 import json
 import os
 import signal
@@ -36,8 +37,7 @@ EVERYWHERE = os.environ.get("TINYGROK_KILLS") == "all"
 def counted_writes(work) -> list[tuple[str, int]]:
     """(file name, bytes) of every write `work` makes, in order."""
     seen, original = [], runs._write
-    runs._write = lambda f, data: (seen.append((Path(f.name).name.removesuffix(".tmp"), len(data))),
-                                   original(f, data))
+    runs._write = lambda f, data: (seen.append((Path(f.name).name.removesuffix(".tmp"), len(data))), original(f, data))
     try:
         work()
     finally:
@@ -58,7 +58,7 @@ def killed_inside(work, name: str, nth: int, cut: float) -> bool:
                 if Path(f.name).name.removesuffix(".tmp") == name:
                     count += 1
                     if count == nth:
-                        original(f, data[:int(cut * len(data))])
+                        original(f, data[: int(cut * len(data))])
                         f.flush()
                         os.kill(os.getpid(), signal.SIGKILL)
                 original(f, data)
@@ -99,7 +99,9 @@ def files(path: Path) -> dict:
     meta.pop("wall_seconds")
     return {name: (path / name).read_bytes() for name in (METRICS, SNAPSHOTS, THETAS)} | {
         "checkpoint": ({k: v.tobytes() for k, v in {**params, **arrays}.items()}, meta),
-        "results": Run(path).summary(), "leftovers": sorted(p.name for p in path.iterdir() if p.suffix == ".tmp")}
+        "results": Run(path).summary(),
+        "leftovers": sorted(p.name for p in path.iterdir() if p.suffix == ".tmp"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +118,7 @@ def test_a_run_killed_inside_any_write_resumes_to_the_same_files(uninterrupted, 
     print(f"{len(chosen)} kills:", ", ".join(f"{name} #{nth} at {cut:.2f}" for name, nth, cut in chosen))
     for i, (name, nth, cut) in enumerate(chosen):
         path = tmp_path / str(i)
-        assert killed_inside(lambda: recipes.execute(SPEC, path=path), name, nth, cut), (name, nth, cut)
+        assert killed_inside(lambda: recipes.execute(SPEC, path=path), name, nth, cut)  # noqa: B023 - called here, (name, nth, cut)
         recipes.execute(SPEC, path=path, existing="resume")  # as tinygrok train --resume
         assert files(path) == expected, (name, nth, cut)
 
@@ -145,7 +147,7 @@ def test_a_sweep_killed_inside_any_write_runs_again_to_the_same_files(tmp_path):
     chosen += [(METRICS, 7, 0.5), (CHECKPOINT, 6, 1.0)]  # inside the second run
     for i, (name, nth, cut) in enumerate(chosen):
         out = tmp_path / str(i)
-        assert killed_inside(lambda: run_sweep(out), name, nth, cut), (name, nth, cut)
+        assert killed_inside(lambda: run_sweep(out), name, nth, cut)  # noqa: B023 - called here, (name, nth, cut)
         run_sweep(out)
         assert sweep_files(out) == expected, (name, nth, cut)
     assert all(entry["state"] == "done" for entry in expected["index"]["runs"].values())

@@ -1,5 +1,6 @@
 """The package's layers import one way (pyproject.toml's import-linter contracts), with no circle anywhere and no
 import of the package hidden inside a function."""
+
 import ast
 import shutil
 import subprocess
@@ -13,8 +14,13 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
 def lint(root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([LINT_IMPORTS, "--no-cache"], cwd=root, capture_output=True, text=True,
-                          env={"PYTHONPATH": str(root), "PATH": ""})
+    return subprocess.run(
+        [LINT_IMPORTS, "--no-cache"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(root), "PATH": ""},
+    )
 
 
 def test_the_layer_contracts_hold():
@@ -36,8 +42,12 @@ def test_an_upward_import_breaks_them(tmp_path):
 
 def test_no_module_imports_itself_in_a_circle():
     graph = grimp.build_graph("tinygrok")
-    circles = [(a, b) for a in graph.modules for b in graph.find_modules_directly_imported_by(a)
-               if b != a and graph.chain_exists(importer=b, imported=a)]
+    circles = [
+        (a, b)
+        for a in graph.modules
+        for b in graph.find_modules_directly_imported_by(a)
+        if b != a and graph.chain_exists(importer=b, imported=a)
+    ]
     assert not circles
 
 
@@ -48,7 +58,12 @@ def test_no_import_of_the_package_inside_a_function():
     for path in sorted((ROOT / "tinygrok").rglob("*.py")):
         for function in ast.walk(ast.parse(path.read_text())):
             if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                late += [f"{path.relative_to(ROOT)}:{node.lineno}" for node in ast.walk(function)
-                         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tinygrok")
-                         or isinstance(node, ast.Import) and any(a.name.startswith("tinygrok") for a in node.names)]
+                late += [
+                    f"{path.relative_to(ROOT)}:{node.lineno}"
+                    for node in ast.walk(function)
+                    if isinstance(node, ast.ImportFrom)
+                    and (node.module or "").startswith("tinygrok")
+                    or isinstance(node, ast.Import)
+                    and any(a.name.startswith("tinygrok") for a in node.names)
+                ]
     assert not late

@@ -1,6 +1,7 @@
 """The lessons are acceptance tests: in FAST mode each runs top to bottom as a notebook in a real Jupyter kernel
 (converted by jupytext, executed by nbclient) with the solutions filled in, every exercise check says right, and a
 wrong answer fails the check; as a student gets it (no answers yet), each runs as a script."""
+
 import os
 import re
 import subprocess
@@ -10,13 +11,21 @@ import jupytext  # the lessons' extra (pip install -e ".[dev,lessons]"): CI inst
 import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
-
 from test_cli import CLI
+
 from tinygrok.lab import lessons
 
 CATALOGUE = lessons.catalogue()
-WRONG = {1: ("1a", "4704"), 2: ("2a", "0.5"), 3: ("3a", "(3, 2, 4, 16)"), 4: ("4c", '"no decay"'),
-         5: ("5c", '"blocks.0.W_Q"'), 6: ("6a", "1.0"), 7: ("7b", "0"), 8: ("8a", "[1.0, 2.0, 3.0]")}  # one wrong answer per lesson
+WRONG = {
+    1: ("1a", "4704"),
+    2: ("2a", "0.5"),
+    3: ("3a", "(3, 2, 4, 16)"),
+    4: ("4c", '"no decay"'),
+    5: ("5c", '"blocks.0.W_Q"'),
+    6: ("6a", "1.0"),
+    7: ("7b", "0"),
+    8: ("8a", "[1.0, 2.0, 3.0]"),
+}  # one wrong answer per lesson
 
 
 @pytest.fixture(scope="module")
@@ -43,15 +52,18 @@ def test_there_are_eight_lessons_each_with_its_duration_and_exercises():
 @pytest.mark.parametrize("lesson", CATALOGUE, ids=lambda lesson: lesson.path.stem)
 def test_a_lesson_runs_as_a_notebook_and_a_wrong_answer_fails_its_check(lesson, fast_mode, tmp_path):
     notebook = jupytext.reads(lessons.with_solutions(lesson.path.read_text()), fmt="py:percent")
-    client = NotebookClient(notebook, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     with client.setup_kernel():
         for index, cell in enumerate(notebook.cells):
             client.execute_cell(cell, index)
         outputs = "".join(out.get("text", "") for cell in notebook.cells for out in cell.get("outputs", []))
         answered = len(lessons.ANSWER_LINE.findall(lesson.path.read_text()))
         assert len(re.findall(r"exercise \w+: right", outputs)) == answered >= 2, outputs
-        inline = [out for cell in notebook.cells for out in cell.get("outputs", []) if "image/png" in out.get("data", {})]
+        inline = [
+            out for cell in notebook.cells for out in cell.get("outputs", []) if "image/png" in out.get("data", {})
+        ]
         assert inline, "no figure was drawn inline"
 
         label, wrong = WRONG[lesson.number]
@@ -65,8 +77,9 @@ def test_a_lesson_runs_as_a_notebook_and_a_wrong_answer_fails_its_check(lesson, 
 @pytest.mark.parametrize("lesson", CATALOGUE, ids=lambda lesson: lesson.path.stem)
 def test_a_lesson_runs_as_a_script_from_the_cli(lesson, fast_mode, tmp_path):
     """As a student gets it, with no answers yet. After the notebooks, the runs are there: the scripts reuse them."""
-    result = subprocess.run([sys.executable, CLI, "lesson", str(lesson.number)], capture_output=True, text=True,
-                            cwd=tmp_path, timeout=600)
+    result = subprocess.run(
+        [sys.executable, CLI, "lesson", str(lesson.number)], capture_output=True, text=True, cwd=tmp_path, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "not answered yet" in result.stdout and "figure: " in result.stdout and "figures are in" in result.stdout
 
@@ -76,8 +89,9 @@ def test_the_cli_lists_the_lessons_and_writes_a_notebook(tmp_path):
     assert listing.returncode == 0 and all(lesson.title[:20] in listing.stdout for lesson in CATALOGUE)
     missing = subprocess.run([sys.executable, CLI, "lesson", "9"], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "no lesson 9" in missing.stderr
-    written = subprocess.run([sys.executable, CLI, "lesson", "2", "--notebook"], capture_output=True, text=True,
-                             timeout=60, cwd=tmp_path)  # into the current directory
+    written = subprocess.run(
+        [sys.executable, CLI, "lesson", "2", "--notebook"], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )  # into the current directory
     target = tmp_path / "02_gradients.ipynb"
     assert written.returncode == 0 and target.exists()
     assert len(jupytext.read(target).cells) == len(jupytext.read(lessons.LESSONS_DIR / "02_gradients.py").cells)

@@ -1,16 +1,26 @@
 """The readable model: size, initialisation, an independent reference forward, finite differences, float32
 gradients, second order."""
+
 import autograd.numpy as anp
 import numpy as np
 import pytest
 import scipy.special as sp
 from autograd import grad
-
 from conftest import tiny_config
+
 from tinygrok.science.config import preset
 from tinygrok.science.data import stream
-from tinygrok.science.model import (BLOCK_PARAMS, flat_loss, flatten, forward, init_params, layout, loss_fn, param_count,
-                            unflatten)
+from tinygrok.science.model import (
+    BLOCK_PARAMS,
+    flat_loss,
+    flatten,
+    forward,
+    init_params,
+    layout,
+    loss_fn,
+    param_count,
+    unflatten,
+)
 
 
 def test_parameter_counts_match_the_paper():
@@ -40,11 +50,12 @@ def test_flatten_unflatten_roundtrip_in_layout_order():
     back = unflatten(theta, cfg)
     assert all(np.array_equal(back[k], params[k]) for k in params)
     start, shape = layout(cfg)["blocks.1.W_V"]
-    assert np.array_equal(theta[start:start + np.prod(shape)].reshape(shape), params["blocks.1.W_V"])
+    assert np.array_equal(theta[start : start + np.prod(shape)].reshape(shape), params["blocks.1.W_V"])
 
 
 def reference_forward(p, tokens, n_heads, n_layers):
     """The architecture of docs/paper.md §2 written independently: (N, T, d) tensors and einsum."""
+
     def ln(x, w, b):
         return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5) * w + b
 
@@ -66,8 +77,12 @@ def test_forward_matches_independent_reference():
     cfg = tiny_config(shared_init=False, n_layers=3)
     params = init_params(cfg, stream(3, "init"))
     tokens = stream(3, "tokens").integers(0, cfg.p, size=(11, 2))
-    np.testing.assert_allclose(forward(params, tokens, cfg.n_heads),
-                               reference_forward(params, tokens, cfg.n_heads, cfg.n_layers), rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(
+        forward(params, tokens, cfg.n_heads),
+        reference_forward(params, tokens, cfg.n_heads, cfg.n_layers),
+        rtol=1e-11,
+        atol=1e-12,
+    )
 
 
 def test_model_gradient_matches_central_finite_differences():
@@ -77,8 +92,12 @@ def test_model_gradient_matches_central_finite_differences():
     tokens, labels = rs.integers(0, cfg.p, (9, 2)), rs.integers(0, cfg.p, 9)
     g = grad(flat_loss)(theta, tokens, labels, cfg)
     h = 1e-6
-    fd = np.array([(flat_loss(theta + h * e, tokens, labels, cfg) - flat_loss(theta - h * e, tokens, labels, cfg))
-                   / (2 * h) for e in np.eye(theta.size)])
+    fd = np.array(
+        [
+            (flat_loss(theta + h * e, tokens, labels, cfg) - flat_loss(theta - h * e, tokens, labels, cfg)) / (2 * h)
+            for e in np.eye(theta.size)
+        ]
+    )
     np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8)
 
 

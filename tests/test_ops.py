@@ -1,4 +1,5 @@
 """Every primitive in ops.py: gradients (to second order) against finite differences, dtype, and values."""
+
 import autograd.numpy as anp
 import numpy as np
 import pytest
@@ -87,23 +88,29 @@ def test_head_rows_and_pad_rows_grads_to_second_order():
 
 def test_param_view_grads_to_second_order():
     theta = rng.standard_normal(20)
-    f = lambda t: anp.sum(ops.param_view(t, 2, (3, 2)) ** 3) + anp.sum(anp.sin(ops.param_view(t, 10, (5,))))
+
+    def f(t):
+        return anp.sum(ops.param_view(t, 2, (3, 2)) ** 3) + anp.sum(anp.sin(ops.param_view(t, 10, (5,))))
+
     check_grads(f, modes=["rev"], order=2)(theta)
 
 
-@pytest.mark.parametrize("name,fn,shapes", [
-    ("layer_norm", lambda x, w, b: ops.layer_norm(x, w, b), [(4, 6), (6,), (6,)]),
-    ("gelu", lambda x: x * ops.normal_cdf(x), [(4, 6)]),  # as the model composes it
-    ("normal_cdf", ops.normal_cdf, [(4, 6)]),
-    ("softmax", lambda x: ops.softmax(x, axis=1), [(4, 6)]),
-    ("cross_entropy", lambda x: ops.cross_entropy(x, np.array([0, 1, 2, 5])), [(4, 6)]),
-    ("embed", lambda t: ops.embed(t, np.array([1, 1, 3])), [(4, 6)]),
-    ("param_view", lambda t: ops.param_view(t, 3, (2, 2)), [(9,)]),
-    ("linear", ops.linear, [(4, 6), (6, 3), (3,)]),
-    ("attention", ops.attention, [(2, 5, 4), (2, 5, 4), (2, 5, 4)]),
-    ("head_rows", lambda x: ops.head_rows(x, 2), [(4, 6)]),
-    ("pad_rows", lambda x: ops.pad_rows(x, 7), [(4, 6)]),
-])
+@pytest.mark.parametrize(
+    "name,fn,shapes",
+    [
+        ("layer_norm", lambda x, w, b: ops.layer_norm(x, w, b), [(4, 6), (6,), (6,)]),
+        ("gelu", lambda x: x * ops.normal_cdf(x), [(4, 6)]),  # as the model composes it
+        ("normal_cdf", ops.normal_cdf, [(4, 6)]),
+        ("softmax", lambda x: ops.softmax(x, axis=1), [(4, 6)]),
+        ("cross_entropy", lambda x: ops.cross_entropy(x, np.array([0, 1, 2, 5])), [(4, 6)]),
+        ("embed", lambda t: ops.embed(t, np.array([1, 1, 3])), [(4, 6)]),
+        ("param_view", lambda t: ops.param_view(t, 3, (2, 2)), [(9,)]),
+        ("linear", ops.linear, [(4, 6), (6, 3), (3,)]),
+        ("attention", ops.attention, [(2, 5, 4), (2, 5, 4), (2, 5, 4)]),
+        ("head_rows", lambda x: ops.head_rows(x, 2), [(4, 6)]),
+        ("pad_rows", lambda x: ops.pad_rows(x, 7), [(4, 6)]),
+    ],
+)
 def test_float32_in_float32_out(name, fn, shapes):
     args = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     assert np.asarray(fn(*args)).dtype == np.float32, name
@@ -112,13 +119,16 @@ def test_float32_in_float32_out(name, fn, shapes):
         assert g.dtype == np.float32, f"{name}: gradient of argument {i} is {g.dtype}"
 
 
-@pytest.mark.parametrize("kernel,reference,shapes", [
-    (ops.layer_norm_backward, ops._layer_norm_backward_reference, [(5, 6), (5, 6), (6,)]),
-    (ops.linear_backward, ops._linear_backward_reference, [(5, 3), (5, 4), (4, 3)]),
-    (ops.attention_backward, ops._attention_backward_reference, [(2, 6, 4), (2, 6, 4), (2, 6, 4), (2, 6, 4)]),
-    (ops.attention_backward, ops._attention_backward_reference, [(1, 6, 4), (1, 6, 4), (2, 6, 4), (2, 6, 4)]),
-    (ops.normal_cdf_backward, ops._normal_cdf_backward_reference, [(5, 6), (5, 6)]),
-])
+@pytest.mark.parametrize(
+    "kernel,reference,shapes",
+    [
+        (ops.layer_norm_backward, ops._layer_norm_backward_reference, [(5, 6), (5, 6), (6,)]),
+        (ops.linear_backward, ops._linear_backward_reference, [(5, 3), (5, 4), (4, 3)]),
+        (ops.attention_backward, ops._attention_backward_reference, [(2, 6, 4), (2, 6, 4), (2, 6, 4), (2, 6, 4)]),
+        (ops.attention_backward, ops._attention_backward_reference, [(1, 6, 4), (1, 6, 4), (2, 6, 4), (2, 6, 4)]),
+        (ops.normal_cdf_backward, ops._normal_cdf_backward_reference, [(5, 6), (5, 6)]),
+    ],
+)
 def test_backward_kernels_equal_their_differentiable_references(kernel, reference, shapes):
     """First-order gradients run the kernel, higher orders differentiate the reference: they must agree."""
     args = [rng.standard_normal(s) for s in shapes]

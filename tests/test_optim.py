@@ -1,4 +1,5 @@
 """AdamW and clipping against an independent, element-by-element implementation written out here."""
+
 import math
 
 import numpy as np

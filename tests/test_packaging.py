@@ -1,6 +1,7 @@
 """The built wheel stands alone: its lessons inside the package, the CLI inside the package, nothing named `cli`
 at the top of site-packages. Built from a copy of the tracked sources (no stale build/), installed by unpacking
 it onto the path of a fresh interpreter ahead of this checkout's editable install."""
+
 import os
 import subprocess
 import sys
@@ -20,10 +21,14 @@ def wheel(tmp_path_factory):
         if name.split("/")[0] in ("pyproject.toml", "README.md", "tinygrok", "lessons") and (ROOT / name).exists():
             (source / name).parent.mkdir(parents=True, exist_ok=True)
             (source / name).write_bytes((ROOT / name).read_bytes())
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(source)],
-                           capture_output=True, text=True, timeout=300)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert built.returncode == 0, built.stderr
-    path, = out.glob("tinygrok-*.whl")
+    (path,) = out.glob("tinygrok-*.whl")
     site = tmp_path_factory.mktemp("site")
     zipfile.ZipFile(path).extractall(site)
     return path, site
@@ -45,13 +50,17 @@ def test_the_wheel_has_no_top_level_cli_and_ships_the_lessons(wheel):
 
 def test_from_the_wheel_the_lessons_are_listed_and_lesson_1_runs(wheel, tmp_path):
     _, site = wheel
-    where = in_wheel(site, "-c", "import tinygrok, tinygrok.lab.lessons as l; print(tinygrok.__file__, l.LESSONS_DIR)",
-                     cwd=tmp_path)
+    where = in_wheel(
+        site, "-c", "import tinygrok, tinygrok.lab.lessons as l; print(tinygrok.__file__, l.LESSONS_DIR)", cwd=tmp_path
+    )
     assert where.stdout.split() == [str(site / "tinygrok" / "__init__.py"), str(site / "tinygrok" / "lesson_files")]
     listing = in_wheel(site, "-m", "tinygrok", "lesson", cwd=tmp_path)
     assert listing.returncode == 0, listing.stderr
-    assert [line.split("│")[1].strip() for line in listing.stdout.splitlines()
-            if line.startswith("│") and line.split("│")[1].strip()] == [str(n) for n in range(1, 9)]
+    assert [
+        line.split("│")[1].strip()
+        for line in listing.stdout.splitlines()
+        if line.startswith("│") and line.split("│")[1].strip()
+    ] == [str(n) for n in range(1, 9)]
     first = in_wheel(site, "-m", "tinygrok", "lesson", "1", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "lesson 1 done" in first.stdout and list((tmp_path / "runs" / "figures").glob("*.png"))

@@ -1,8 +1,10 @@
 """Work on several cores: the same numbers as on one, and clear errors when a worker process fails."""
+
 import numpy as np
 import pytest
-
 from conftest import tiny_config
+from test_train import SMALL
+
 from tinygrok.engine import parallel
 from tinygrok.engine.fast import flat_grad
 from tinygrok.engine.parallel import Derivatives
@@ -11,7 +13,6 @@ from tinygrok.run.train import chunk_totals, train
 from tinygrok.science.commutator import defect_sample
 from tinygrok.science.data import make_dataset, sample_batch, stream
 from tinygrok.science.model import flatten, init_params
-from test_train import SMALL
 
 CFG = tiny_config(dtype="float32")
 
@@ -52,8 +53,9 @@ def test_batch_gradient_is_the_size_weighted_mean_of_the_shards(two_cores):
     np.testing.assert_allclose(got, flat_grad(theta, x, y, CFG), rtol=1e-5, atol=1e-7)  # float32 regrouping
     cfg64 = tiny_config()
     theta64 = theta.astype(np.float64)
-    np.testing.assert_allclose(parallel.batch_gradient(theta64, x, y, cfg64), flat_grad(theta64, x, y, cfg64),
-                               rtol=1e-12, atol=1e-15)  # the same mathematics
+    np.testing.assert_allclose(
+        parallel.batch_gradient(theta64, x, y, cfg64), flat_grad(theta64, x, y, cfg64), rtol=1e-12, atol=1e-15
+    )  # the same mathematics
 
 
 def test_commutator_sample_is_the_same_on_two_cores(two_cores):
@@ -159,8 +161,9 @@ def test_a_function_workers_cannot_import_is_refused_before_anything_is_sent(two
     theta, (batch, *_) = setting(9)
     with pytest.raises(Exception, match="pickle|lambda"):
         parallel.side_by_side(lambda *args: flat_grad(*args), [(theta, *batch)] * 2, CFG)
-    assert np.array_equal(parallel.side_by_side(flat_grad, [(theta, *batch)] * 2, CFG)[1],
-                          flat_grad(theta, *batch, CFG))
+    assert np.array_equal(
+        parallel.side_by_side(flat_grad, [(theta, *batch)] * 2, CFG)[1], flat_grad(theta, *batch, CFG)
+    )
 
 
 def test_a_run_trained_on_two_cores_resumes_on_one(tmp_path, two_cores):
@@ -185,8 +188,9 @@ def test_training_and_the_analysis_keep_blas_on_one_thread(tmp_path, monkeypatch
     and two OpenBLAS threads here), so all that a run records is computed on one BLAS thread per process."""
     from threadpoolctl import threadpool_info
 
-    from tinygrok.run import geometry
     import tinygrok.run.train as train_module
+    from tinygrok.run import geometry
+
     seen = []
 
     def spy(fn):
@@ -194,6 +198,7 @@ def test_training_and_the_analysis_keep_blas_on_one_thread(tmp_path, monkeypatch
             threads = max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
             seen.append((fn.__name__, threads, np.float32(1e-20) * np.float32(1e-20)))
             return fn(*args, **kwargs)
+
         return wrapped
 
     monkeypatch.setattr(train_module, "train_step", spy(train_module.train_step))

@@ -1,4 +1,5 @@
 """Trajectory PCA against trajectories whose answer is known."""
+
 import math
 
 import numpy as np

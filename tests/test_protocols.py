@@ -3,6 +3,7 @@ trains on the baseline's batch k + 2K ceil(k / probe_every), as the reference's 
 from its training stream; on "sibling" batches a run shares its baseline's init and split and draws other batches
 from the first update on; on "own" batches it retraces its baseline until the hook starts, and measuring never
 changes training."""
+
 import json
 import math
 
@@ -10,8 +11,8 @@ import numpy as np
 import pytest
 
 from tinygrok.lab import grids, recipes
-from tinygrok.run.runs import CONFIG, METRICS, SNAPSHOTS, Run
 from tinygrok.run import train as training
+from tinygrok.run.runs import CONFIG, METRICS, SNAPSHOTS, Run
 from tinygrok.run.train import train
 from tinygrok.science.config import ConfigError, preset
 from tinygrok.science.data import make_dataset, sample_batch, stream
@@ -60,15 +61,25 @@ def baseline_batch_numbers(monkeypatch, cfg, runs) -> list[int]:
 
 @pytest.mark.parametrize("hook, extra", [("project:s=0.5,start=5", 0), ("kick:alpha=1.0,start=15,samples=1", 4)])
 def test_a_shifted_run_trains_on_the_baseline_batch_k_plus_2K_ceil_k_over_probe_every_through_a_resume(
-        tmp_path, monkeypatch, hook, extra):
+    tmp_path, monkeypatch, hook, extra
+):
     """K = 3 samples every 10 updates: 6 batches skipped at step 0 and after every probe. A kick's samples skip
     theirs too (the reference drew them from its training stream): 2 x (1 + 1) after update 15."""
-    cfg = CFG.replace(batch_size=16, eval_every=10, probe_every=10, probe_samples=3, hook=hook, batches="shifted",
-                      snapshot_every=0, max_steps=25)
+    cfg = CFG.replace(
+        batch_size=16,
+        eval_every=10,
+        probe_every=10,
+        probe_samples=3,
+        hook=hook,
+        batches="shifted",
+        snapshot_every=0,
+        max_steps=25,
+    )
     run = Run.create(tmp_path / "run", cfg)
     run.write_hook_basis(BASIS)
-    drawn = baseline_batch_numbers(monkeypatch, cfg, lambda: (train(cfg, run), train(cfg.replace(max_steps=45), run,
-                                                                                      resume=True)))
+    drawn = baseline_batch_numbers(
+        monkeypatch, cfg, lambda: (train(cfg, run), train(cfg.replace(max_steps=45), run, resume=True))
+    )
     expected = [k + 2 * 3 * math.ceil(k / 10) + (extra if k > 15 else 0) for k in range(1, 46)]
     assert drawn == expected  # 25 updates, killed (its checkpoint at 25), then 20 more after the resume
 
@@ -85,7 +96,9 @@ def test_a_sibling_run_shares_init_and_split_and_draws_other_batches_from_update
 
 
 def test_the_run_name_and_config_json_carry_the_protocol(tmp_path):
-    shifted, own = (recipes.intervention("project", 0.5, preset="classroom", **given) for given in ({}, {"batches": "own"}))
+    shifted, own = (
+        recipes.intervention("project", 0.5, preset="classroom", **given) for given in ({}, {"batches": "own"})
+    )
     assert shifted.name == "intervene_shifted_classroom_add_s42_hookproject-s0.5-basispca-start500"
     assert own.name == "intervene_own_classroom_add_s42_hookproject-s0.5-basispca-start500"
     assert recipes.baseline(shifted).name == recipes.baseline(own).name == "classroom_add_s42_max_steps15000"
@@ -112,10 +125,14 @@ def test_the_grids_run_the_shifted_protocol_unless_asked_for_another_and_filter_
     own = grids.grid("dose-response", grids.Filters(ops=("add",), seeds=(42,), doses=(0.5,), batches="own"))
     for specs, batches in ((default, "shifted"), (own, "own")):
         assert [(s.recipe, s.config.batches, s.config.hook) for s in specs] == [
-            ("pca", "own", "none"), ("intervene", batches, "project:s=0.0,basis=pca,start=500"),
-            ("intervene", batches, "project:s=0.5,basis=pca,start=500")]  # s = 0 kept: the delays' reference
+            ("pca", "own", "none"),
+            ("intervene", batches, "project:s=0.0,basis=pca,start=500"),
+            ("intervene", batches, "project:s=0.5,basis=pca,start=500"),
+        ]  # s = 0 kept: the delays' reference
     arms = grids.grid("interventions-add", grids.Filters(seeds=(42,), arms=("kick",), doses=(10.0, 0.1)))
     assert [(s.recipe, s.config.hook) for s in arms] == [  # the baseline, and kick alone: no noise at 0.1, no none
-        ("pca", "none"), ("intervene", "kick:alpha=10.0,basis=pca,start=500,samples=9")]
+        ("pca", "none"),
+        ("intervene", "kick:alpha=10.0,basis=pca,start=500,samples=9"),
+    ]
     with pytest.raises(ConfigError, match="--batches sets the intervention runs' batches: table1 has none"):
         grids.grid("table1", grids.Filters(batches="own"))

@@ -1,5 +1,6 @@
 """A run's record (records.py): what reports read of a run, written once, read back equal, merged by name; a file
 that is not a record is named in one line and left as it is."""
+
 import gzip
 
 import pytest
@@ -12,10 +13,18 @@ CONFIG = preset("classroom", seed=7).to_dict()
 
 
 def record(name="classroom_add_s7", grok_step=1400, **changes) -> dict:
-    return {"name": name, "recipe": "train", "preset": "classroom", "config": CONFIG,
-            "results": {"grok_step": grok_step, "steps": 1500}, "environment": {"wall_seconds": 12.5},
-            "stages": ["train"], "metrics": [{"step": 0, "test_acc": 0.01}, {"step": 100, "test_acc": float("nan")}],
-            "geometry": [], **changes}
+    return {
+        "name": name,
+        "recipe": "train",
+        "preset": "classroom",
+        "config": CONFIG,
+        "results": {"grok_step": grok_step, "steps": 1500},
+        "environment": {"wall_seconds": 12.5},
+        "stages": ["train"],
+        "metrics": [{"step": 0, "test_acc": 0.01}, {"step": 100, "test_acc": float("nan")}],
+        "geometry": [],
+        **changes,
+    }
 
 
 def test_a_record_is_read_back_as_written_and_the_same_record_gives_the_same_bytes(tmp_path):

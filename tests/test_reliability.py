@@ -1,4 +1,5 @@
 """Bad files, divergence, two writers and a full disk: each ends in one clear line and a run that can be continued."""
+
 import errno
 import hashlib
 import json
@@ -74,21 +75,31 @@ def edit_json(name: str, change):
         saved = json.loads((path.parent / name).read_text())
         change(saved)
         (path.parent / name).write_text(json.dumps(saved))
+
     return edit
 
 
 BAD_FILES = {  # what is done to the run -> (the file, words its message must hold)
     "truncated checkpoint": (CHECKPOINT, truncate, ["checkpoint.npz", "corrupt"]),
     "corrupted checkpoint": (CHECKPOINT, flip_a_byte_inside_the_params, ["checkpoint.npz", "corrupt"]),
-    "config of wrong type": (CONFIG, edit_json(CONFIG, lambda c: c.update(p="59")), ["config.json", "p is \"59\"",
-                                                                                     "integer"]),
+    "config of wrong type": (
+        CONFIG,
+        edit_json(CONFIG, lambda c: c.update(p="59")),
+        ["config.json", 'p is "59"', "integer"],
+    ),
     "config unknown field": (CONFIG, edit_json(CONFIG, lambda c: c.update(warmup=10)), ["config.json", "warmup"]),
-    "config of another version": (CONFIG, edit_json(CONFIG, lambda c: c.pop("onset_floor")),
-                                  ["config.json", "missing field(s) onset_floor", "another version"]),
+    "config of another version": (
+        CONFIG,
+        edit_json(CONFIG, lambda c: c.pop("onset_floor")),
+        ["config.json", "missing field(s) onset_floor", "another version"],
+    ),
     "config not an object": (CONFIG, lambda p: p.write_text("[1, 2]"), ["config.json", "list"]),
     "metrics not JSON": (METRICS, lambda p: p.write_text("step,loss\n0,4.1\n"), ["metrics.jsonl line 1", "JSON"]),
-    "snapshots of the wrong shape": (SNAPSHOTS, lambda p: np.save(p, np.zeros((3, 5), np.float32)),
-                                     ["snapshots.npy", "(3, 5)", "rows of"]),
+    "snapshots of the wrong shape": (
+        SNAPSHOTS,
+        lambda p: np.save(p, np.zeros((3, 5), np.float32)),
+        ["snapshots.npy", "(3, 5)", "rows of"],
+    ),
 }
 
 
@@ -101,8 +112,12 @@ def test_a_bad_file_is_refused_in_one_line_naming_it(run_copy, case, command):
     damage(run_copy / name)
     before = snapshot(run_copy)
     result = invoke(*command.split(), str(run_copy))
-    reads = {"train": (CHECKPOINT, CONFIG, METRICS, SNAPSHOTS), "pca": (CONFIG, METRICS, SNAPSHOTS),
-             "commutator": (CONFIG,), "plot": (CONFIG, METRICS)}[command.split()[0]]
+    reads = {
+        "train": (CHECKPOINT, CONFIG, METRICS, SNAPSHOTS),
+        "pca": (CONFIG, METRICS, SNAPSHOTS),
+        "commutator": (CONFIG,),
+        "plot": (CONFIG, METRICS),
+    }[command.split()[0]]
     if name not in reads:  # a command that does not read the file: it works, or is refused in one line
         assert result.exit_code in (0, 2) and "Traceback" not in result.output, result.output
         return
@@ -133,15 +148,22 @@ def test_a_diverging_run_stops_at_that_step_and_keeps_its_last_good_checkpoint(t
     params, _, meta = run.load_checkpoint()  # the last good one: step 0's
     assert meta["step"] == 0 and all(np.isfinite(w).all() for w in params.values())
     before = snapshot(path)
-    line = assert_one_line(invoke("train", "--resume", "--out", str(path)), cli.EXIT_DIVERGED,
-                           "diverged at step 2", "the gradient norm is nan")
+    line = assert_one_line(
+        invoke("train", "--resume", "--out", str(path)),
+        cli.EXIT_DIVERGED,
+        "diverged at step 2",
+        "the gradient norm is nan",
+    )
     assert "Traceback" not in line and snapshot(path) == before  # run again, it stops at once: nothing changes
 
 
 def test_divergence_from_the_command_line_is_one_line_and_exit_3(tmp_path):
     options = ["--preset", "classroom", "--lr", "1e30", "--weight-decay", "0", "--max-steps", "30"]
-    assert_one_line(invoke("train", *options, "--out", str(tmp_path / "r")), cli.EXIT_DIVERGED,
-                    "diverged at step 2: the gradient norm is nan")  # NumPy's overflow warnings silenced
+    assert_one_line(
+        invoke("train", *options, "--out", str(tmp_path / "r")),
+        cli.EXIT_DIVERGED,
+        "diverged at step 2: the gradient norm is nan",
+    )  # NumPy's overflow warnings silenced
 
 
 def test_a_non_finite_parameter_or_loss_stops_the_run(tmp_path):
@@ -150,8 +172,12 @@ def test_a_non_finite_parameter_or_loss_stops_the_run(tmp_path):
     state = train_module.fresh_state(SMALL)
     state.theta[5] = np.inf
     with pytest.raises(Diverged, match="step 0: the train loss is nan"):
-        train_module.Recorder(SMALL, Run.create(tmp_path / "r", SMALL), train_module.make_dataset(
-            SMALL.op, SMALL.p, SMALL.train_frac, SMALL.seed), [])(state, {}, 30, 0.0)
+        train_module.Recorder(
+            SMALL,
+            Run.create(tmp_path / "r", SMALL),
+            train_module.make_dataset(SMALL.op, SMALL.p, SMALL.train_frac, SMALL.seed),
+            [],
+        )(state, {}, 30, 0.0)
     hook = config.preset("classroom", hook="weight_noise:sigma=1e38,every=1")  # a kick past float32's range
     with pytest.raises(Diverged, match="a parameter is (-)?inf"):
         train(hook.replace(max_steps=3), Run.create(tmp_path / "kicked", hook.replace(max_steps=3)))
@@ -175,8 +201,9 @@ def test_a_sweep_reports_a_diverged_run_as_diverged_and_does_not_retry_it(tmp_pa
 def test_a_second_writer_is_refused_and_a_killed_one_leaves_no_lock(run_copy):
     with Run(run_copy).writing():  # this process writes the run ...
         before = snapshot(run_copy)
-        other = subprocess.run([sys.executable, "-m", "tinygrok", "pca", str(run_copy)], capture_output=True,
-                               text=True)  # ... so another is refused
+        other = subprocess.run(
+            [sys.executable, "-m", "tinygrok", "pca", str(run_copy)], capture_output=True, text=True
+        )  # ... so another is refused
         assert other.returncode == 2 and "being written by another process" in other.stderr
         assert len(other.stderr.strip().splitlines()) == 1 and snapshot(run_copy) == before
         with Run(run_copy).writing():  # re-entrant within the process
@@ -192,9 +219,27 @@ def test_a_second_writer_is_refused_and_a_killed_one_leaves_no_lock(run_copy):
 
 def test_a_second_sweep_into_the_same_directory_is_refused(tmp_path):
     with runs.directory_lock(tmp_path):  # a sweep runs there ...
-        other = subprocess.run([sys.executable, "-m", "tinygrok", "sweep", "table1", "--out", str(tmp_path), "--preset",
-                                "classroom", "--ops", "add", "--seeds", "42", "--max-steps", "10"],
-                               capture_output=True, text=True)
+        other = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tinygrok",
+                "sweep",
+                "table1",
+                "--out",
+                str(tmp_path),
+                "--preset",
+                "classroom",
+                "--ops",
+                "add",
+                "--seeds",
+                "42",
+                "--max-steps",
+                "10",
+            ],
+            capture_output=True,
+            text=True,
+        )
     assert other.returncode == 2 and "being written by another process" in other.stderr  # ... so another is refused
     assert len(other.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
 

@@ -1,13 +1,14 @@
 """tinygrok reproduce: a plan of grids run into one directory, killed mid-way and resumed, then a results page with
 one row per claim of paper.CLAIMS; the plan's estimate; the verdicts' rules."""
+
 import inspect
 import json
 import subprocess
 import sys
 
 import pytest
-
 from test_cli import assert_refused, killed_when, tinygrok
+
 from tinygrok.lab import records, report, reproduce, results, sweep
 from tinygrok.lab.grids import Filters
 from tinygrok.run.runs import METRICS, Run, RunError
@@ -23,24 +24,31 @@ reproduce.SCALES["tiny"] = lambda: (
     reproduce.Stage("lr-sweep", "lr-sweep", Filters(lrs=(3e-3, 1e-2), **small)))
 """
 exec(REGISTER)
-TINY = "import sys" + REGISTER + """
+TINY = (
+    "import sys"
+    + REGISTER
+    + """
 from tinygrok.cli.app import main
 sys.argv = ["tinygrok", "reproduce", "--scale", "tiny", "--out", sys.argv[1]]
 main()
 """
+)
 
 
 def claim_rows(page: str) -> list[list[str]]:
-    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in page.splitlines()
-            if line.startswith("| §")]
+    return [
+        [cell.strip() for cell in line.strip("|").split(" | ")] for line in page.splitlines() if line.startswith("| §")
+    ]
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """The tiny plan killed mid-way, then run again to its end: its sweep directories, records and page."""
     out = tmp_path_factory.mktemp("reproduce") / "tiny"
-    killed_when([sys.executable, "-c", TINY, str(out)],  # the command and its worker processes
-                lambda: any(p.read_text().count("\n") >= 3 for p in out.glob("*/*/" + METRICS)))
+    killed_when(
+        [sys.executable, "-c", TINY, str(out)],  # the command and its worker processes
+        lambda: any(p.read_text().count("\n") >= 3 for p in out.glob("*/*/" + METRICS)),
+    )
     assert not (out / "lr-sweep").exists(), "killed too late"
     again = subprocess.run([sys.executable, "-c", TINY, str(out)], capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
@@ -126,8 +134,10 @@ def test_every_scale_plans_grids_that_exist_and_the_classroom_one_fits_a_quarter
     for scale in reproduce.SCALES:
         plan = reproduce.stages(scale)
         assert len({stage.label for stage in plan}) == len(plan) and all(stage.specs() for stage in plan)
-    hours = {scale: reproduce.wall_estimate(reproduce.estimate(reproduce.stages(scale), costs), 2) / 3600
-             for scale in reproduce.SCALES}
+    hours = {
+        scale: reproduce.wall_estimate(reproduce.estimate(reproduce.stages(scale), costs), 2) / 3600
+        for scale in reproduce.SCALES
+    }
     assert hours["classroom"] < 0.3 and hours["machine"] < 12 and hours["full"] > hours["machine"]
     labels = {stage.label for stage in reproduce.stages("machine")}
     never = {"§10 #8", "§10 #22"}  # no grid measures them: their rows say why
@@ -138,37 +148,61 @@ def test_every_scale_plans_grids_that_exist_and_the_classroom_one_fits_a_quarter
 
 
 def run(op="add", seed=42, **results_):
-    return {"name": f"{op}{seed}", "op": op, "seed": seed, "lr": 1e-3, "weight_decay": 1.0, "hook": "none",
-            "recipe": "walkthrough", **results_}
+    return {
+        "name": f"{op}{seed}",
+        "op": op,
+        "seed": seed,
+        "lr": 1e-3,
+        "weight_decay": 1.0,
+        "hook": "none",
+        "recipe": "walkthrough",
+        **results_,
+    }
 
 
-@pytest.mark.parametrize("values, verdict", [
-    ((2000, 2100), "**replicates**"),  # the mean in the paper's range
-    ((1500, 2800), "differs (the ranges overlap)"), ((600, 700), "differs")])
+@pytest.mark.parametrize(
+    "values, verdict",
+    [
+        ((2000, 2100), "**replicates**"),  # the mean in the paper's range
+        ((1500, 2800), "differs (the ranges overlap)"),
+        ((600, 700), "differs"),
+    ],
+)
 def test_a_claim_is_judged_by_its_mean_against_the_paper_range(values, verdict):
-    claim = paper.Claim("§x", "a claim", "1800-2100", "mean", ("table1",), dict(ops="grokking"), 1800, 2100,
-                        args=dict(key="onset_step"))
+    claim = paper.Claim(
+        "§x", "a claim", "1800-2100", "mean", ("table1",), dict(ops="grokking"), 1800, 2100, args=dict(key="onset_step")
+    )
     runs = [run(seed=s, onset_step=v) for s, v in zip((42, 137), values)]
     planned = {"table1": reproduce.Stage("table1", "table1", Filters(ops=("add",), seeds=(42, 137)))}
     number, _, found = results.measure(claim, {"table1": runs}, planned)
     assert found == verdict and number.endswith("(n 2)")
     assert results.measure(claim, {"table1": runs[:1]}, planned) == (  # judged on all its runs, never on a part
-        "", "not measured", "not measured yet: 1 of its 2 runs have finished")
+        "",
+        "not measured",
+        "not measured yet: 1 of its 2 runs have finished",
+    )
 
 
 def test_a_point_value_replicates_inside_the_95_percent_interval_and_within_20_percent():
-    claim = paper.Claim("§x", "hero", "1600", "mean", ("table1",), dict(ops="sub"), 1600, 1600,
-                        args=dict(key="lead_steps"))
-    planned = {n: {"table1": reproduce.Stage("table1", "table1", Filters(ops=("sub",), seeds=(42, 137)[:n]))}
-               for n in (1, 2)}
-    judged = [results.measure(claim, {"table1": [run("sub", s, lead_steps=v) for s, v in zip((42, 137), leads)]},
-                              planned[len(leads)])[2]
-              for leads in ((1300, 1700), (1500, 1510), (400, 3600), (1400,), (1200,))]
+    claim = paper.Claim(
+        "§x", "hero", "1600", "mean", ("table1",), dict(ops="sub"), 1600, 1600, args=dict(key="lead_steps")
+    )
+    planned = {
+        n: {"table1": reproduce.Stage("table1", "table1", Filters(ops=("sub",), seeds=(42, 137)[:n]))} for n in (1, 2)
+    }
+    judged = [
+        results.measure(
+            claim, {"table1": [run("sub", s, lead_steps=v) for s, v in zip((42, 137), leads)]}, planned[len(leads)]
+        )[2]
+        for leads in ((1300, 1700), (1500, 1510), (400, 3600), (1400,), (1200,))
+    ]
     assert judged == ["**replicates**", "differs", "too few runs to tell", "**replicates**", "differs"]
     empty = results.measure(claim, {"table1": [run("sub", 42, lead_steps=None)]}, planned[1])
     assert empty == ("", "not measured", "not measured at this scale: none of its 1 runs defines it")
-    assert results.measure(claim, {"table1": [run("add", 42, lead_steps=1600)]}, planned[1])[2] == \
-        "not measured at this scale: none of its stage's runs has these settings"
+    assert (
+        results.measure(claim, {"table1": [run("add", 42, lead_steps=1600)]}, planned[1])[2]
+        == "not measured at this scale: none of its stage's runs has these settings"
+    )
 
 
 def test_a_share_of_runs_is_judged_exactly():
@@ -185,36 +219,50 @@ def intervention(seed, hook, grok_step, op="add"):
 
 
 def test_interventions_are_selected_by_arm_dose_and_basis_and_delayed_against_the_probed_baseline():
-    runs = [run(seed=42, recipe="pca", grok_step=3000),  # the baseline: not what delays are measured against
-            intervention(42, "none", 3200), intervention(137, "none", 3400),
-            intervention(42, "project:s=0.5,basis=pca,start=500", 3600),
-            intervention(137, "project:s=0.5,basis=pca,start=500", None),
-            intervention(42, "project:s=0.5,basis=random,start=500", 3300),
-            intervention(42, "noise:eps=0.5,basis=pca,start=500,every=50", 3250),
-            intervention(42, "kick:alpha=10.0,basis=pca,start=500,samples=9", 3100),
-            intervention(42, "kick:alpha=5.0,basis=pca,start=500,samples=9", 3150)]
+    runs = [
+        run(seed=42, recipe="pca", grok_step=3000),  # the baseline: not what delays are measured against
+        intervention(42, "none", 3200),
+        intervention(137, "none", 3400),
+        intervention(42, "project:s=0.5,basis=pca,start=500", 3600),
+        intervention(137, "project:s=0.5,basis=pca,start=500", None),
+        intervention(42, "project:s=0.5,basis=random,start=500", 3300),
+        intervention(42, "noise:eps=0.5,basis=pca,start=500,every=50", 3250),
+        intervention(42, "kick:alpha=10.0,basis=pca,start=500,samples=9", 3100),
+        intervention(42, "kick:alpha=5.0,basis=pca,start=500,samples=9", 3150),
+    ]
     pca = results.select(runs, ops="add", dose=0.5, arm="project", basis="pca")
     assert [r["grok_step"] for r in pca] == [3600, None]
-    assert results.MEASURES["delay"](pca, stage_runs=runs) == results.Measured([400], "+400 [+400 to +400] (n 1), "
-                                                                                      "1/2 DNF")  # seed 42's own
+    assert results.MEASURES["delay"](pca, stage_runs=runs) == results.Measured(
+        [400], "+400 [+400 to +400] (n 1), 1/2 DNF"
+    )  # seed 42's own
     assert [r["hook"] for r in results.select(runs, arm="kick", dose="primary")] == [runs[-2]["hook"]]
     assert len(results.select(runs, arm="none")) == 2 and len(results.select(runs)) == 1  # phase 2's, the baseline
     steps = results.MEASURES["grok_steps"](results.select(runs, arm="project"), stage_runs=runs)
     assert steps.values == [3600, 3300] and steps.shown == "3450 ± 212, 2/3 grok"
-    claim = paper.Claim("§x", "s = 1 delays", "+800", "delay", ("dose",), dict(dose=0.5, arm="project",
-                                                                               basis="pca", seed=137), 800, 800)
+    claim = paper.Claim(
+        "§x", "s = 1 delays", "+800", "delay", ("dose",), dict(dose=0.5, arm="project", basis="pca", seed=137), 800, 800
+    )
     dose = reproduce.Stage("dose", "dose-response", Filters(ops=("add",)))
     assert results.measure(claim, {"dose": runs}, {"dose": dose}) == (
-        "1/1 DNF", "differs", "differs: none of its runs grokked")
+        "1/1 DNF",
+        "differs",
+        "differs: none of its runs grokked",
+    )
 
 
 def test_the_measures_that_read_a_runs_rows():
     def probed(name, probes, geometry=(), **fields):
         rows = [{"step": step, "test_acc": acc, "defect": d} for step, acc, d in probes]
         return run(name=name, metrics=rows, geometry=list(geometry), **fields)
-    grokked = probed("g", [(0, 0.0, 2.0), (100, 0.2, 40.0), (200, 0.95, 300.0), (300, 1.0, 500.0)],
-                      [{"weight_svd_proj": 0.01}, {"weight_svd_proj": 0.03}, {"weight_svd_proj": None}],
-                      grok_step=300, grok_step_90=200, onset_step=100)
+
+    grokked = probed(
+        "g",
+        [(0, 0.0, 2.0), (100, 0.2, 40.0), (200, 0.95, 300.0), (300, 1.0, 500.0)],
+        [{"weight_svd_proj": 0.01}, {"weight_svd_proj": 0.03}, {"weight_svd_proj": None}],
+        grok_step=300,
+        grok_step_90=200,
+        onset_step=100,
+    )
     never = probed("n", [(0, 0.0, 2.0), (100, 0.0, 8.0), (200, 0.01, 10.0)], op="x3_xy", grok_step=None)
     runs = [grokked, never]
     ratio = results.MEASURES["final_defect_ratio"](runs)

@@ -1,5 +1,6 @@
 """Sweeps: a grid run on local worker processes, skipped when done, resumed after kill -9 with the same results,
 failures retried once and reported, and bad input refused in one line."""
+
 import json
 import math
 import os
@@ -7,8 +8,8 @@ import signal
 import sys
 
 import pytest
-
 from test_cli import CLI, assert_refused, killed_when, tinygrok
+
 from tinygrok.lab import grids, recipes, sweep
 from tinygrok.run.runs import METRICS, Run
 
@@ -34,8 +35,10 @@ def test_a_sweep_killed_mid_grid_resumes_and_equals_an_uninterrupted_one(whole, 
     assert len(expected) == 3 and all(state == "done" for state, _ in expected.values())
 
     out = tmp_path / "killed"
-    killed_when([sys.executable, CLI, "sweep", *TINY, "--out", str(out)],  # the sweep and its worker processes
-                lambda: any(p.read_text().count("\n") >= 3 for p in out.glob("*/" + METRICS)))
+    killed_when(
+        [sys.executable, CLI, "sweep", *TINY, "--out", str(out)],  # the sweep and its worker processes
+        lambda: any(p.read_text().count("\n") >= 3 for p in out.glob("*/" + METRICS)),
+    )
     index = json.loads((out / sweep.INDEX).read_text())
     assert any(entry["state"] != "done" for entry in index["runs"].values()), "killed too late"
     finished_before = {name for name, entry in index["runs"].items() if entry["state"] == "done"}
@@ -66,12 +69,29 @@ def test_bad_sweeps_are_refused_in_one_line(tmp_path):
     assert_refused(tinygrok("sweep", "table2", "--out", str(tmp_path / "a")), "unknown experiment")
     assert_refused(tinygrok("sweep", "pca", "--lrs", "0.5", "--out", str(tmp_path / "b")), "leave no run")
     assert_refused(tinygrok("sweep", "pca", "--seeds", "x", "--out", str(tmp_path / "c")), "--seeds")
-    assert_refused(tinygrok("sweep", "kicks", "--arms", "kick,projekt", "--out", str(tmp_path / "c")),
-                   "--arms='kick,projekt' is invalid: projekt is not an arm; they are none, project,")
+    assert_refused(
+        tinygrok("sweep", "kicks", "--arms", "kick,projekt", "--out", str(tmp_path / "c")),
+        "--arms='kick,projekt' is invalid: projekt is not an arm; they are none, project,",
+    )
     first = tinygrok("sweep", *TINY[:-4], "--seeds", "42", "--max-steps", "300", "--out", str(tmp_path / "d"))
     assert first.returncode == 0, first.stderr
-    assert_refused(tinygrok("sweep", "pca", "--ops", "add", "--seeds", "42", "--max-steps", "100",
-                            "--preset", "classroom", "--out", str(tmp_path / "d")), "holds the sweep of table1")
+    assert_refused(
+        tinygrok(
+            "sweep",
+            "pca",
+            "--ops",
+            "add",
+            "--seeds",
+            "42",
+            "--max-steps",
+            "100",
+            "--preset",
+            "classroom",
+            "--out",
+            str(tmp_path / "d"),
+        ),
+        "holds the sweep of table1",
+    )
 
 
 def test_a_grid_on_a_dask_cluster_survives_a_killed_worker_and_equals_local_processes(tmp_path):
@@ -79,10 +99,13 @@ def test_a_grid_on_a_dask_cluster_survives_a_killed_worker_and_equals_local_proc
     from distributed import Client, LocalCluster
 
     specs = grids.grid("table1", grids.Filters(ops=("add",), seeds=(42, 137), max_steps=300, preset="classroom"))
-    local = sweep.run_grid(specs, tmp_path / "local", sweep.load_index(tmp_path / "local", "table1", "t", specs),
-                           sweep.local_executor(2))
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    local = sweep.run_grid(
+        specs, tmp_path / "local", sweep.load_index(tmp_path / "local", "table1", "t", specs), sweep.local_executor(2)
+    )
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         out = tmp_path / "dask"
         pids = list(client.run(os.getpid).values())
         killed = []
@@ -93,30 +116,43 @@ def test_a_grid_on_a_dask_cluster_survives_a_killed_worker_and_equals_local_proc
                 os.kill(pids[0], signal.SIGKILL)
                 killed.append(pids[0])
 
-        index = sweep.run_grid(specs, out, sweep.load_index(out, "table1", "t", specs),
-                               sweep.dask_executor(cluster.scheduler_address), on_change=kill_one_worker_mid_run,
-                               poll_seconds=0.05)
+        index = sweep.run_grid(
+            specs,
+            out,
+            sweep.load_index(out, "table1", "t", specs),
+            sweep.dask_executor(cluster.scheduler_address),
+            on_change=kill_one_worker_mid_run,
+            poll_seconds=0.05,
+        )
     assert killed and sweep.summary(index)["done"] == len(specs) == 3
     assert results(out) == results(tmp_path / "local") and sweep.summary(local)["done"] == 3
 
 
 def test_an_unreachable_scheduler_is_refused_in_one_line(tmp_path):
-    assert_refused(tinygrok("sweep", *TINY, "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path)),
-                   "cannot reach a Dask scheduler")
+    assert_refused(
+        tinygrok("sweep", *TINY, "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path)),
+        "cannot reach a Dask scheduler",
+    )
 
 
 def test_the_report_lists_every_run_and_the_statistics_beside_the_paper(whole, tmp_path):
     from tinygrok.lab import report
+
     assert tinygrok("report", str(whole)).returncode == 0
     text = (whole / report.REPORT).read_text()
     runs = report.collect(whole)
     assert len(runs) == 3 and all(r["name"] in text for r in runs)
-    assert "| add | 0.003 | 2 |" in text and "the classroom preset" in text and "2933 (add)" in text  # two grokking runs of add, beside Table 1
+    assert (
+        "| add | 0.003 | 2 |" in text and "the classroom preset" in text and "2933 (add)" in text
+    )  # two grokking runs of add, beside Table 1
     assert "add (wd 0, seed 42)" in text and "29 (add)" in text  # the no-decay control, beside the paper's 29x
     pc1 = [v for r in runs if r["weight_decay"] for v in r["pc1"].values()]  # 2 runs x 8 matrices, vs §5.4
     verdict = "replicates" if 0.638 <= sum(pc1) / 16 <= 0.815 else "differs"  # the mean inside the paper's range
-    assert (f"| PC1 share (add, wd 1, 300 steps, every matrix) | {sum(pc1) / 16:.1%} ± " in text
-            and "(n 16) | 63.8%-81.5% (add) |" in text and f"up to detection, per matrix | {verdict} |" in text)
+    assert (
+        f"| PC1 share (add, wd 1, 300 steps, every matrix) | {sum(pc1) / 16:.1%} ± " in text
+        and "(n 16) | 63.8%-81.5% (add) |" in text
+        and f"up to detection, per matrix | {verdict} |" in text
+    )
     assert "PC1 share, no weight decay (add, wd 0, 300 steps, every matrix)" in text
     for figure in ("defect_by_op", "pc1_by_op"):  # one rate: no power law to draw
         assert f"![{figure}]({figure}.png)" in text and (whole / f"{figure}.png").stat().st_size > 10_000
@@ -127,8 +163,11 @@ def test_the_report_lists_every_run_and_the_statistics_beside_the_paper(whole, t
 
 def test_the_report_fits_the_power_law_over_learning_rates():
     from tinygrok.lab import report
-    runs = [{"lr": lr, "grok_step": grok, "onset_step": grok - lead}
-            for lr, grok, lead in ((1e-2, 1000, 100), (1e-3, 3000, 400), (1e-4, 30000, 8000), (1e-4, 40000, -5))]
+
+    runs = [
+        {"lr": lr, "grok_step": grok, "onset_step": grok - lead}
+        for lr, grok, lead in ((1e-2, 1000, 100), (1e-3, 3000, 400), (1e-4, 30000, 8000), (1e-4, 40000, -5))
+    ]
     fit, lines = report._power_law(runs)
     assert fit["alpha"] == pytest.approx(math.log(80) / math.log(30), rel=0.1) and fit["n"] == 3
     text = "\n".join(lines)
@@ -143,11 +182,23 @@ def test_the_report_fits_the_power_law_over_learning_rates():
 
 def test_the_report_gives_exec_random_per_run_and_defect_level_beside_the_paper():
     from tinygrok.lab import report
+
     levels = {"5-15": 2.5, "15-30": 1.5, ">=30": None}
-    runs = [{"name": f"r{seed}", "op": "add", "seed": seed, "recipe": "walkthrough", "hook": "none",
-             "memorization_phase_probes": 12, "exec_random_ratio_weight_svd": svd, "exec_random_ratio": pca,
-             "exec_random_by_defect_weight_svd": levels, "exec_random_by_defect": {k: 1.0 for k in levels}}
-            for seed, svd, pca in ((42, 2.0, 0.9), (137, 2.2, 1.1))]
+    runs = [
+        {
+            "name": f"r{seed}",
+            "op": "add",
+            "seed": seed,
+            "recipe": "walkthrough",
+            "hook": "none",
+            "memorization_phase_probes": 12,
+            "exec_random_ratio_weight_svd": svd,
+            "exec_random_ratio": pca,
+            "exec_random_by_defect_weight_svd": levels,
+            "exec_random_by_defect": {k: 1.0 for k in levels},
+        }
+        for seed, svd, pca in ((42, 2.0, 0.9), (137, 2.2, 1.1))
+    ]
     text = "\n".join(report._controls(runs))
     assert "| add | 42 | 12 | 2 | 2.5 / 1.5 / none | 2.04 (add) | 0.9 | 1 / 1 / 1 | 0.86 (add) |" in text
     assert "| **add** | mean ± sd |  | 2.1 ± 0.141 (n 2) |  |  | 1 ± 0.141 (n 2) |  |  |" in text
@@ -155,18 +206,39 @@ def test_the_report_gives_exec_random_per_run_and_defect_level_beside_the_paper(
 
 
 def test_the_report_sets_a_float32_run_beside_its_float64_twin():
-    from tinygrok.science import analysis
     from tinygrok.lab import report
+    from tinygrok.science import analysis
+
     defects = {"float32": [2.0, 2.0, 30.0, 0.0, 4000.0, 0.0], "float64": [2.0, 2.1, 31.0, 900.0, 1200.0, 800.0]}
     runs = []
     for dtype, ds in defects.items():
-        rows = [{"step": 100 * i, "train_acc": 1.0, "test_acc": 0.1 if i < 3 else 0.95, "defect": d}
-                for i, d in enumerate(ds)]
-        runs.append({"name": dtype, "metrics": rows, "op": "add", "seed": 42, "lr": 1e-3, "weight_decay": 1.0,
-                     "n_layers": 2, "max_steps": 100, "dtype": dtype, "recipe": "walkthrough", "hook": "none",
-                     **analysis.grok_summary(rows), **analysis.curvature_summary(rows)})
+        rows = [
+            {"step": 100 * i, "train_acc": 1.0, "test_acc": 0.1 if i < 3 else 0.95, "defect": d}
+            for i, d in enumerate(ds)
+        ]
+        runs.append(
+            {
+                "name": dtype,
+                "metrics": rows,
+                "op": "add",
+                "seed": 42,
+                "lr": 1e-3,
+                "weight_decay": 1.0,
+                "n_layers": 2,
+                "max_steps": 100,
+                "dtype": dtype,
+                "recipe": "walkthrough",
+                "hook": "none",
+                **analysis.grok_summary(rows),
+                **analysis.curvature_summary(rows),
+            }
+        )
     assert analysis.defect_features(runs[0]["metrics"]) == {
-        "zero_defects": 2, "probes": 6, "max_defect_before_grok": 30.0, "max_defect_after_grok": 4000.0}
+        "zero_defects": 2,
+        "probes": 6,
+        "max_defect_before_grok": 30.0,
+        "max_defect_after_grok": 4000.0,
+    }
     assert report.precision_pairs(runs) == [tuple(runs)] and report.precision_pairs(runs[:1]) == []
     text = "\n".join(report._precision(runs))
     assert "| max D after grok_90 | 4000 | 1200 |" in text and "| probes with D exactly 0 | 2 | 0 |" in text
@@ -175,12 +247,16 @@ def test_the_report_sets_a_float32_run_beside_its_float64_twin():
 
 def test_the_report_gives_the_pc1_z_scores_beside_figure_e():
     from tinygrok.lab import report
-    common = dict(seed=42, lr=1e-3, weight_decay=1.0, preset_lr=True, recipe="pca", hook="none", n_layers=2,
-                  steps=3000)
-    runs = [dict(common, name="a", op="add", pc1={"m": 0.7}, pc1_null_z={"m": 55.0, "n": 70.0}),
-            dict(common, name="b", op="x3_xy", pc1={"m": 0.5}, pc1_null_z={"m": 10.0})]
+
+    common = dict(seed=42, lr=1e-3, weight_decay=1.0, preset_lr=True, recipe="pca", hook="none", n_layers=2, steps=3000)
+    runs = [
+        dict(common, name="a", op="add", pc1={"m": 0.7}, pc1_null_z={"m": 55.0, "n": 70.0}),
+        dict(common, name="b", op="x3_xy", pc1={"m": 0.5}, pc1_null_z={"m": 10.0}),
+    ]
     text = "\n".join(report._measured_vs_paper(runs, None))
-    assert "| PC1 z-score vs random walks (add, wd 1, every matrix) | 62.5 ± 10.6 [55.0-70.0] (n 2) | 5-20 sigma" \
-        in text
-    assert ("| PC1 z-score vs random walks (x3_xy, wd 1, every matrix) | 10.0 (n 1) | -75 to -30 (x3_xy) |  | "
-            "differs |") in text
+    assert (
+        "| PC1 z-score vs random walks (add, wd 1, every matrix) | 62.5 ± 10.6 [55.0-70.0] (n 2) | 5-20 sigma" in text
+    )
+    assert (
+        "| PC1 z-score vs random walks (x3_xy, wd 1, every matrix) | 10.0 (n 1) | -75 to -30 (x3_xy) |  | differs |"
+    ) in text

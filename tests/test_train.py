@@ -1,19 +1,31 @@
 """The training loop: bit-identical reruns, resume == uninterrupted, and a small model that really groks."""
+
 import numpy as np
 import pytest
 
-from tinygrok.engine import parallel
-from tinygrok.run.runs import METRICS, SNAPSHOTS, THETAS, Run
-from tinygrok.science.config import Config, preset
 import tinygrok.run.train as train_module
+from tinygrok.engine import parallel
 from tinygrok.engine.fast import forward
 from tinygrok.engine.ops import cross_entropy
+from tinygrok.run.runs import METRICS, SNAPSHOTS, THETAS, Run
 from tinygrok.run.train import evaluate, fresh_state, train
+from tinygrok.science.config import Config, preset
 from tinygrok.science.data import make_dataset
 from tinygrok.science.model import unflatten
 
-SMALL = Config(p=11, d_model=16, n_heads=2, d_ff=32, batch_size=32, eval_every=20, max_steps=120,
-               snapshot_every=20, theta_every=40, probe_every=40, probe_samples=2)
+SMALL = Config(
+    p=11,
+    d_model=16,
+    n_heads=2,
+    d_ff=32,
+    batch_size=32,
+    eval_every=20,
+    max_steps=120,
+    snapshot_every=20,
+    theta_every=40,
+    probe_every=40,
+    probe_samples=2,
+)
 
 
 class Interrupt(Exception):

@@ -1,5 +1,6 @@
 """Exactly-zero defects (float32 makes them, docs/paper.md §6.6): every quantity derived from one is undefined there
 (None, null in JSON), counted, and left out of medians; nothing crashes and nothing becomes 0, inf or NaN."""
+
 import math
 
 import numpy as np
@@ -84,6 +85,7 @@ def test_a_zero_baseline_is_floored_by_the_onset_rule_so_growth_stays_defined():
 
 def test_the_report_lists_each_runs_undefined_values():
     from tinygrok.lab import report
+
     counts = undefined.tally([{"exec_rho": None, "weight_svd_rho": None}, {"exec_rho": 0.9, "weight_svd_rho": 0.9}])
     lines = report._undefined([{"name": "r1", "undefined": counts}, {"name": "r2", "undefined": {}}])
     assert f"| r1 | exec_rho, weight_svd_rho | 1 of 2 | {undefined.WHY['_rho']} |" in lines[-2]

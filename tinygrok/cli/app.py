@@ -1,5 +1,6 @@
 """`tinygrok`: thin commands that parse and validate their options, call the package, and hand what it computed
 to views.py to print."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,34 +13,38 @@ import sys
 import time
 import typing
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import matplotlib
 
 matplotlib.use("Agg")  # the CLI writes figures to files; the library leaves the backend alone
-import typer  # noqa: E402
-from rich.live import Live  # noqa: E402
-from rich.markup import escape  # noqa: E402
+import typer
+from rich.live import Live
+from rich.markup import escape
 
-from tinygrok.cli import views  # noqa: E402
-from tinygrok.cli.views import console, err_console  # noqa: E402
-from tinygrok.engine import backend, parallel  # noqa: E402
-from tinygrok.lab import bench as benchmark  # noqa: E402
-from tinygrok.lab import grids, lessons, recipes, records, sweep  # noqa: E402
-from tinygrok.lab import report as sweep_report  # noqa: E402
-from tinygrok.lab import reproduce as reproduction  # noqa: E402
-from tinygrok.lab import forecasting, results  # noqa: E402
-from tinygrok.run import forecasts, geometry, plots  # noqa: E402
-from tinygrok.run.runs import THETAS, Run, RunError, WriteError, read_json  # noqa: E402
-from tinygrok.run.train import Diverged  # noqa: E402
-from tinygrok.science import config, interventions, undefined  # noqa: E402
-from tinygrok.science.forecast import before_grok  # noqa: E402
-from tinygrok.science.forecast import fit as fit_forecaster  # noqa: E402
-from tinygrok.science.config import Config, ConfigError  # noqa: E402
+from tinygrok.cli import views
+from tinygrok.cli.views import console, err_console
+from tinygrok.engine import backend, parallel
+from tinygrok.lab import bench as benchmark
+from tinygrok.lab import forecasting, grids, lessons, recipes, records, results, sweep
+from tinygrok.lab import report as sweep_report
+from tinygrok.lab import reproduce as reproduction
+from tinygrok.run import forecasts, geometry, plots
+from tinygrok.run.runs import THETAS, Run, RunError, WriteError, read_json
+from tinygrok.run.train import Diverged
+from tinygrok.science import config, interventions, undefined
+from tinygrok.science.config import Config, ConfigError
+from tinygrok.science.forecast import before_grok
+from tinygrok.science.forecast import fit as fit_forecaster
 
-Threads = Annotated[Optional[int], typer.Option(
-    min=1, help="cores to use (BLAS threads, and worker processes for gradients and evaluation); changes speed "
-                "only, never the numbers  [default: the cores available, at most --batch-shards]")]
+Threads = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="cores to use (BLAS threads, and worker processes for gradients and evaluation); changes speed "
+        "only, never the numbers  [default: the cores available, at most --batch-shards]",
+    ),
+]
 ArrayBackend = Annotated[str, typer.Option("--backend", help="array library: numpy, cupy (a CUDA GPU), or auto")]
 Preset = Annotated[str, typer.Option(help=f"starting settings: {', '.join(config.PRESETS)}")]
 Resume = Annotated[bool, typer.Option(help="continue the run in --out from its checkpoint")]
@@ -82,8 +87,13 @@ class OneLineErrors(typer.core.TyperGroup):
         return code
 
 
-app = typer.Typer(help="tinygrok: watch a transformer grok, and measure why.", add_completion=False,
-                  pretty_exceptions_enable=False, no_args_is_help=True, cls=OneLineErrors)
+app = typer.Typer(
+    help="tinygrok: watch a transformer grok, and measure why.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    cls=OneLineErrors,
+)
 
 
 def use_backend(array_backend: str) -> None:
@@ -104,13 +114,21 @@ def with_config_options(recipe: str):
         types = {"int": int, "float": float, "str": str, "bool": bool}
         hints = typing.get_type_hints(command, include_extras=True)  # the Annotated options, not names as text
         sig = inspect.signature(command)
-        sig = sig.replace(parameters=[p.replace(annotation=hints.get(p.name, p.annotation))
-                                      for p in sig.parameters.values()])
+        sig = sig.replace(
+            parameters=[p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values()]
+        )
         extra = [
-            inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                              annotation=Annotated[Optional[types[f.type]], typer.Option(
-                                  help=f"{f.metadata['help']} (default: {getattr(defaults, f.name)})",
-                                  rich_help_panel="Config")])
+            inspect.Parameter(
+                f.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[
+                    types[f.type] | None,
+                    typer.Option(
+                        help=f"{f.metadata['help']} (default: {getattr(defaults, f.name)})", rich_help_panel="Config"
+                    ),
+                ],
+            )
             for f in fields
         ]
 
@@ -120,8 +138,10 @@ def with_config_options(recipe: str):
             return command(**kwargs, overrides=overrides)
 
         wrapper.__signature__ = sig.replace(
-            parameters=[p for p in sig.parameters.values() if p.name != "overrides"] + extra)
+            parameters=[p for p in sig.parameters.values() if p.name != "overrides"] + extra
+        )
         return wrapper
+
     return decorate
 
 
@@ -132,9 +152,10 @@ def _existing(resume: bool, force: bool) -> str:
     return "resume" if resume else "restart" if force else "refuse"
 
 
-def _execute(spec: recipes.RunSpec, path: Path, existing: str, threads: Optional[int]) -> dict:
+def _execute(spec: recipes.RunSpec, path: Path, existing: str, threads: int | None) -> dict:
     """Run the spec in `path` with a live view of training and a line per later stage; its results."""
     with views.live_training(spec.config) as (view, on_step):
+
         def on_stage(stage: str) -> None:  # the view starts with training, once the run directory is checked
             if stage == "train":
                 view.start()
@@ -142,9 +163,14 @@ def _execute(spec: recipes.RunSpec, path: Path, existing: str, threads: Optional
                 view.stop()
                 console.print(views.STAGE_LINES[stage])
 
-        results = recipes.execute(spec, path=path, existing=existing,
-                                      cores=threads or parallel.default_cores(spec.config), on_step=on_step,
-                                      on_stage=on_stage)
+        results = recipes.execute(
+            spec,
+            path=path,
+            existing=existing,
+            cores=threads or parallel.default_cores(spec.config),
+            on_step=on_step,
+            on_stage=on_stage,
+        )
     return results
 
 
@@ -152,21 +178,25 @@ def _execute(spec: recipes.RunSpec, path: Path, existing: str, threads: Optional
 @with_config_options("train")
 def train(
     preset: Preset = "paper",
-    out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/ and a name from the settings "
-                                                     "that differ from the preset, e.g. runs/paper_add_s42]")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="run directory [default: runs/ and a name from the settings "
+            "that differ from the preset, e.g. runs/paper_add_s42]"
+        ),
+    ] = None,
     resume: Resume = False,
     force: Force = False,
     threads: Threads = None,
     array_backend: ArrayBackend = "numpy",
     plot: Annotated[bool, typer.Option(help="also draw accuracy and loss against step")] = False,
-    overrides: Optional[dict] = None,
+    overrides: dict | None = None,
 ):
     """Train a transformer on one operation mod p until it groks (or max steps), with a live view."""
     use_backend(array_backend)
     if resume and out is None:
         raise RunError("--resume needs --out RUN_DIR, the run to continue")
-    spec = (recipes.saved_spec(out, "train", **overrides) if resume
-            else recipes.spec("train", preset, **overrides))
+    spec = recipes.saved_spec(out, "train", **overrides) if resume else recipes.spec("train", preset, **overrides)
     path = out or recipes.run_path(spec)
     _execute(spec, path, _existing(resume, force), threads)
     views.print_summary(Run(path))
@@ -176,25 +206,37 @@ def train(
 
 
 ARMS = [name.replace("_", "-") for name in interventions.ARMS]  # as --arm takes them
-DOSES = "; ".join(f"{name.replace('_', '-')}'s {interventions.HOOKS[name].explain(interventions.HOOKS[name].DOSE)}"
-                  for name in interventions.ARMS)
+DOSES = "; ".join(
+    f"{name.replace('_', '-')}'s {interventions.HOOKS[name].explain(interventions.HOOKS[name].DOSE)}"
+    for name in interventions.ARMS
+)
+
 
 @app.command()
 @with_config_options("intervene")
 def intervene(
-    arm: Annotated[str, typer.Option(help=f"one of {', '.join(ARMS)} (docs/paper.md §8.2; "
-                                          "tinygrok/science/interventions.py)")],
-    dose: Annotated[Optional[float], typer.Option(help=f"its strength: {DOSES}  [default: the paper's primary]")] = None,
-    basis: Annotated[str, typer.Option(help="pca: the baseline run's execution basis; random: a random one of the "
-                                            "same size (the ablation)")] = "pca",
+    arm: Annotated[
+        str, typer.Option(help=f"one of {', '.join(ARMS)} (docs/paper.md §8.2; tinygrok/science/interventions.py)")
+    ],
+    dose: Annotated[float | None, typer.Option(help=f"its strength: {DOSES}  [default: the paper's primary]")] = None,
+    basis: Annotated[
+        str,
+        typer.Option(
+            help="pca: the baseline run's execution basis; random: a random one of the same size (the ablation)"
+        ),
+    ] = "pca",
     preset: Preset = "paper",
-    out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/intervene_BATCHES_PRESET_OP_sSEED_"
-                                                     "hook...]; its baseline goes beside it")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="run directory [default: runs/intervene_BATCHES_PRESET_OP_sSEED_hook...]; its baseline goes beside it"
+        ),
+    ] = None,
     resume: Resume = False,
     force: Force = False,
     threads: Threads = None,
     array_backend: ArrayBackend = "numpy",
-    overrides: Optional[dict] = None,
+    overrides: dict | None = None,
 ):
     """One causal intervention (§8.1): a baseline run to detection gives the execution basis (built once, then
     reused), and a probed run from the same seed trains with the intervention, to 1,000 steps past detection or
@@ -213,8 +255,11 @@ def intervene(
         console.print(f"intervention (phase 2): {spec.config.hook}")
     results = _execute(spec, path, existing, threads)
     grok = results.get("grok_step")
-    console.print(f"grok step (detection): {grok}" if grok is not None else
-                  f"DNF: not grokked within {spec.config.max_steps} steps")
+    console.print(
+        f"grok step (detection): {grok}"
+        if grok is not None
+        else f"DNF: not grokked within {spec.config.max_steps} steps"
+    )
     console.print(f"run directory: [bold]{path}[/]")
 
 
@@ -223,18 +268,34 @@ RunDir = Annotated[Path, typer.Argument(help="a run directory")]
 
 @app.command()
 def grok(
-    op: Annotated[Optional[str], typer.Option(
-        help="the operation: add, sub, mul, x2_y2 grok; x2_xy_y2, x3_xy do not  [default: add]")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="seed of every random stream  [default: 42]")] = None,
+    op: Annotated[
+        str | None,
+        typer.Option(help="the operation: add, sub, mul, x2_y2 grok; x2_xy_y2, x3_xy do not  [default: add]"),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="seed of every random stream  [default: 42]")] = None,
     preset: Annotated[str, typer.Option(help="paper, or classroom for a version of seconds")] = "paper",
-    max_steps: Annotated[Optional[int], typer.Option(help="stop here if it has not grokked")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(
-        help="AdamW's decoupled weight decay; 0 is the paper's control, which memorizes and never groks  "
-             "[default: the preset's]")] = None,
-    dtype: Annotated[Optional[str], typer.Option(help="float32 (as the paper) or float64 (its rounding artefacts "
-                                                      "gone, docs/paper.md §6.6)  [default: float32]")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="run directory [default: runs/grok_PRESET_OP_sSEED, and any "
-                                                     "other setting that differs, e.g. _max_steps3000]")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="stop here if it has not grokked")] = None,
+    weight_decay: Annotated[
+        float | None,
+        typer.Option(
+            help="AdamW's decoupled weight decay; 0 is the paper's control, which memorizes and never groks  "
+            "[default: the preset's]"
+        ),
+    ] = None,
+    dtype: Annotated[
+        str | None,
+        typer.Option(
+            help="float32 (as the paper) or float64 (its rounding artefacts "
+            "gone, docs/paper.md §6.6)  [default: float32]"
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="run directory [default: runs/grok_PRESET_OP_sSEED, and any "
+            "other setting that differs, e.g. _max_steps3000]"
+        ),
+    ] = None,
     resume: Resume = False,
     force: Force = False,
     threads: Threads = None,
@@ -270,8 +331,12 @@ def pca(run_dir: RunDir, threads: Threads = None):
 
 
 @app.command()
-def commutator(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help="defect samples per point")] = 5,
-               threads: Threads = None, array_backend: ArrayBackend = "numpy"):
+def commutator(
+    run_dir: RunDir,
+    samples: Annotated[int, typer.Option(min=1, help="defect samples per point")] = 5,
+    threads: Threads = None,
+    array_backend: ArrayBackend = "numpy",
+):
     """Curvature projections at a run's saved parameters: rho, exec/random, alignment."""
     use_backend(array_backend)
     run = _open_run(run_dir)
@@ -284,8 +349,11 @@ def commutator(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help
 
 
 @app.command()
-def dimensions(run_dir: RunDir, samples: Annotated[int, typer.Option(min=1, help="defect samples per phase")] = 5,
-               threads: Threads = None):
+def dimensions(
+    run_dir: RunDir,
+    samples: Annotated[int, typer.Option(min=1, help="defect samples per phase")] = 5,
+    threads: Threads = None,
+):
     """The dimension sweep (figC3): proj/full of the curvature against the subspace size K at step 200,
     memorization, detection and detection + 500, for the weight-SVD, trajectory-PCA and random bases."""
     run = _open_run(run_dir)
@@ -319,8 +387,13 @@ def forecast_(run_dir: RunDir):
 @app.command("forecast-fit")
 def forecast_fit(
     paths: Annotated[list[Path], typer.Argument(help="run directories, or sweep directories holding them")],
-    out: Annotated[Path, typer.Option(help="where forecaster.json and forecast_runs.jsonl.gz go [default: the "
-                                           "package's own, the shipped forecaster]")] = forecasts.SHIPPED.parent,
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="where forecaster.json and forecast_runs.jsonl.gz go [default: the "
+            "package's own, the shipped forecaster]"
+        ),
+    ] = forecasts.SHIPPED.parent,
 ):
     """Refit the grok forecaster on trained runs (with probes, all of one model) and write it with their records."""
     records, model = forecasting.collect(paths)
@@ -334,11 +407,19 @@ def forecast_fit(
 
 
 @app.command("forecast-score")
-def forecast_score(records: Annotated[Optional[Path], typer.Option(
-        help="a forecast_runs.jsonl.gz [default: the runs the shipped forecaster was fitted on]")] = None):
+def forecast_score(
+    records: Annotated[
+        Path | None,
+        typer.Option(help="a forecast_runs.jsonl.gz [default: the runs the shipped forecaster was fitted on]"),
+    ] = None,
+):
     """Score the forecaster and its baselines, leave-one-seed-out and leave-one-learning-rate-out (markdown)."""
-    console.print(forecasting.markdown(forecasts.shipped_records(records or forecasts.RECORDS)), markup=False,
-                  highlight=False, soft_wrap=True)
+    console.print(
+        forecasting.markdown(forecasts.shipped_records(records or forecasts.RECORDS)),
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()
@@ -369,16 +450,22 @@ def experiments_(
         specs = grids.grid(name)
         hours = sum(grids.estimate_cpu_seconds(s, costs) for s in specs) / 3600
         rows.append((name, grid.__doc__.splitlines()[0], str(len(specs)), f"{hours:.1f} h"))
-    console.print(views.make_table("the paper's experiments (tinygrok/lab/grids.py); filters: --ops --seeds "
-                                   "--lrs --max-steps --preset classroom",
-                                   ("experiment", "what", "runs", "CPU time (one core)"), rows))
-    console.print(f"estimated from a step of {costs['train_step_ms']:.1f} ms, an evaluation of {costs['eval_ms']:.0f} ms "
-                  f"and a commutator sample of {costs['commutator_sample_ms']:.0f} ms on one core, with grok steps "
-                  "guessed as 3,000 x (1e-3 / lr) (grids.expected_steps)")
+    console.print(
+        views.make_table(
+            "the paper's experiments (tinygrok/lab/grids.py); filters: --ops --seeds "
+            "--lrs --max-steps --preset classroom",
+            ("experiment", "what", "runs", "CPU time (one core)"),
+            rows,
+        )
+    )
+    console.print(
+        f"estimated from a step of {costs['train_step_ms']:.1f} ms, an evaluation of {costs['eval_ms']:.0f} ms "
+        f"and a commutator sample of {costs['commutator_sample_ms']:.0f} ms on one core, with grok steps "
+        "guessed as 3,000 x (1e-3 / lr) (grids.expected_steps)"
+    )
 
 
-
-def _listed(text: Optional[str], kind, option: str) -> Optional[tuple]:
+def _listed(text: str | None, kind, option: str) -> tuple | None:
     """A comma-separated option as a tuple of `kind`, or None; a one-line error naming the option otherwise."""
     if text is None:
         return None
@@ -388,15 +475,17 @@ def _listed(text: Optional[str], kind, option: str) -> Optional[tuple]:
         fail(f"{option}={text!r} is invalid: must be a comma-separated list of {kind.__name__}s")
 
 
-def _arms(text: Optional[str]) -> Optional[tuple]:
+def _arms(text: str | None) -> tuple | None:
     """--arms as hook names (random-kick is random_kick), or None; a one-line error for an unknown one."""
     names = _listed(text, str, "--arms")
     if names is None:
         return None
     names = tuple(name.strip().replace("-", "_") for name in names)
     if unknown := [name for name in names if name not in ("none", *interventions.ARMS)]:
-        fail(f"--arms={text!r} is invalid: {', '.join(unknown)} is not an arm; they are none, "
-             + ", ".join(name.replace("_", "-") for name in interventions.ARMS))
+        fail(
+            f"--arms={text!r} is invalid: {', '.join(unknown)} is not an arm; they are none, "
+            + ", ".join(name.replace("_", "-") for name in interventions.ARMS)
+        )
     return names
 
 
@@ -405,25 +494,44 @@ def sweep_(
     experiment: Annotated[str, typer.Argument(help=f"one of: {', '.join(grids.EXPERIMENTS)}")],
     out: Annotated[Path, typer.Option(help="the sweep directory: one run directory per spec, and index.json")],
     workers: Annotated[int, typer.Option(min=1, help="local worker processes, one core each")] = 2,
-    scheduler: Annotated[Optional[str], typer.Option(help="a Dask scheduler, tcp://HOST:PORT, whose workers run the "
-                                                          "grid instead (pip install -e '.\\[cluster]')")] = None,
-    ops: Annotated[Optional[str], typer.Option(help="only these operations, e.g. add,sub")] = None,
-    seeds: Annotated[Optional[str], typer.Option(help="these seeds in place of the paper's 42,137,2024, e.g. 42,137 or 1,2,3")] = None,
-    lrs: Annotated[Optional[str], typer.Option(help="only these learning rates, e.g. 1e-3,1e-2")] = None,
-    arms: Annotated[Optional[str], typer.Option(help="only these intervention arms, e.g. project,none")] = None,
-    doses: Annotated[Optional[str], typer.Option(help="only the interventions at these doses, e.g. 0.75,1 (the runs "
-                                                      "without intervention stay)")] = None,
-    max_steps: Annotated[Optional[int], typer.Option(min=1, help="cap every run at this many steps")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="classroom: the CPU-sized model instead of the paper's")] = None,
-    batches: Annotated[Optional[str], typer.Option(
-        help="the intervention runs' batches: shifted (the reference code's: the seed's own, moved on by the "
-             "batches its probes take), own (the basis is the run's own future path) or sibling (another stream's) "
-             " [default: shifted]")] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="a Dask scheduler, tcp://HOST:PORT, whose workers run the grid instead (pip install -e '.\\[cluster]')"
+        ),
+    ] = None,
+    ops: Annotated[str | None, typer.Option(help="only these operations, e.g. add,sub")] = None,
+    seeds: Annotated[
+        str | None, typer.Option(help="these seeds in place of the paper's 42,137,2024, e.g. 42,137 or 1,2,3")
+    ] = None,
+    lrs: Annotated[str | None, typer.Option(help="only these learning rates, e.g. 1e-3,1e-2")] = None,
+    arms: Annotated[str | None, typer.Option(help="only these intervention arms, e.g. project,none")] = None,
+    doses: Annotated[
+        str | None,
+        typer.Option(help="only the interventions at these doses, e.g. 0.75,1 (the runs without intervention stay)"),
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="cap every run at this many steps")] = None,
+    preset: Annotated[str | None, typer.Option(help="classroom: the CPU-sized model instead of the paper's")] = None,
+    batches: Annotated[
+        str | None,
+        typer.Option(
+            help="the intervention runs' batches: shifted (the reference code's: the seed's own, moved on by the "
+            "batches its probes take), own (the basis is the run's own future path) or sibling (another stream's) "
+            " [default: shifted]"
+        ),
+    ] = None,
 ):
     """Run one of the paper's experiments: its grid of runs, side by side, skipping what is done."""
-    filters = grids.Filters(_listed(ops, str, "--ops"), _listed(seeds, int, "--seeds"),
-                            _listed(lrs, float, "--lrs"), _arms(arms), _listed(doses, float, "--doses"), max_steps,
-                            preset, batches)
+    filters = grids.Filters(
+        _listed(ops, str, "--ops"),
+        _listed(seeds, int, "--seeds"),
+        _listed(lrs, float, "--lrs"),
+        _arms(arms),
+        _listed(doses, float, "--doses"),
+        max_steps,
+        preset,
+        batches,
+    )
     specs = grids.grid(experiment, filters)
     index = sweep.load_index(out, experiment, filters.describe(), specs)
     executors = sweep.dask_executor(scheduler) if scheduler else sweep.local_executor(workers)
@@ -431,6 +539,7 @@ def sweep_(
     expected = {spec.name: grids.expected_steps(spec.config) for spec in specs}
     bar, task = views.sweep_bar(sum(expected.values()))
     with Live(console=console, auto_refresh=False) as live:
+
         def show(index: dict) -> None:
             live.update(views.sweep_state(index, out, expected, bar, task), refresh=True)
 
@@ -438,26 +547,42 @@ def sweep_(
         index = sweep.run_grid(specs, out, index, executors, on_change=show)
     console.print()
     counts = sweep.summary(index)
-    console.print(f"{experiment}: {sweep.outcome(counts)}, in {time.perf_counter() - start:.0f} s; "
-                  f"sweep directory {out}")
+    console.print(
+        f"{experiment}: {sweep.outcome(counts)}, in {time.perf_counter() - start:.0f} s; sweep directory {out}"
+    )
     if counts["failed"]:
         raise typer.Exit(1)
 
 
 @app.command()
 def reproduce(
-    out: Annotated[Path, typer.Option(help="where the runs train: a sweep directory per grid (needed only until "
-                                           "their records are written)")],
-    scale: Annotated[str, typer.Option(help=f"one of: {', '.join(reproduction.SCALES)} (classroom: every claim's "
-                                            "machinery in ~15 min; machine: the paper's model in a night on 2 "
-                                            "cores; full: every grid as the paper ran it, for a cluster)")] = "machine",
-    records_dir: Annotated[Optional[Path], typer.Option(
-        "--records", help="the folder of the runs' records, the reproduction's state: a run recorded there is not "
-                          "run again  [default: OUT/records]")] = None,
-    page: Annotated[Optional[Path], typer.Option(help="the results page  [default: OUT/results.md]")] = None,
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="where the runs train: a sweep directory per grid (needed only until their records are written)"
+        ),
+    ],
+    scale: Annotated[
+        str,
+        typer.Option(
+            help=f"one of: {', '.join(reproduction.SCALES)} (classroom: every claim's "
+            "machinery in ~15 min; machine: the paper's model in a night on 2 "
+            "cores; full: every grid as the paper ran it, for a cluster)"
+        ),
+    ] = "machine",
+    records_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--records",
+            help="the folder of the runs' records, the reproduction's state: a run recorded there is not "
+            "run again  [default: OUT/records]",
+        ),
+    ] = None,
+    page: Annotated[Path | None, typer.Option(help="the results page  [default: OUT/results.md]")] = None,
     workers: Annotated[int, typer.Option(min=1, help="local worker processes, one core each")] = 2,
-    scheduler: Annotated[Optional[str], typer.Option(help="a Dask scheduler, tcp://HOST:PORT, whose workers run "
-                                                          "the grids instead")] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="a Dask scheduler, tcp://HOST:PORT, whose workers run the grids instead")
+    ] = None,
     estimate: Annotated[bool, typer.Option(help="print the plan (every grid, its runs and CPU time) and stop")] = False,
 ):
     """Reproduce the paper claim by claim: every grid of the scale, resumably (the same command again continues),
@@ -474,20 +599,27 @@ def reproduce(
         return
     executors = sweep.dask_executor(scheduler) if scheduler else sweep.local_executor(workers)
     with Live(console=console, auto_refresh=False) as live:
+
         def show(stage: reproduction.Stage, index: dict) -> None:
             place = f"stage {plan.index(stage) + 1} of {len(plan)}, "
             live.update(escape(place + views.stage_state(stage.label, index, out)), refresh=True)
 
         state = reproduction.run(scale, plan, out, records_dir, executors, on_change=show)
     results.write(records_dir, page)
-    console.print(f"{scale} reproduction: {reproduction.wall_seconds(state):.0f} s of wall time in "
-                  f"{len(state['parts'])} part(s); records in {records_dir}; results page {page}")
+    console.print(
+        f"{scale} reproduction: {reproduction.wall_seconds(state):.0f} s of wall time in "
+        f"{len(state['parts'])} part(s); records in {records_dir}; results page {page}"
+    )
 
 
 @app.command("merge-records")
 def merge_records(
-    sources: Annotated[list[Path], typer.Argument(help="folders of one scale's run records (tinygrok reproduce "
-                                                       "--records), from other machines or days")],
+    sources: Annotated[
+        list[Path],
+        typer.Argument(
+            help="folders of one scale's run records (tinygrok reproduce --records), from other machines or days"
+        ),
+    ],
     into: Annotated[Path, typer.Option(help="the folder they merge into (it may hold records already)")],
 ):
     """Merge folders of a reproduction's run records into one: each run's record once, the wall times added."""
@@ -498,8 +630,9 @@ def merge_records(
 @app.command("results")
 def results_page(
     records_dir: Annotated[Path, typer.Option("--records", help="a reproduction's folder of run records")],
-    out: Annotated[Path, typer.Option(help="the results page to write, e.g. docs/results.md (its figures go "
-                                           "beside it)")],
+    out: Annotated[
+        Path, typer.Option(help="the results page to write, e.g. docs/results.md (its figures go beside it)")
+    ],
 ):
     """Write a reproduction's results page from its records alone: every claim of the paper, measured, judged."""
     console.print(f"results page {results.write(records_dir, out)}")
@@ -507,18 +640,25 @@ def results_page(
 
 @app.command()
 def report(
-    sweep_dirs: Annotated[list[Path], typer.Argument(help="one or more sweep directories (tinygrok sweep --out) or "
-                                                          "folders of run records (tinygrok record)")],
-    out: Annotated[Optional[Path], typer.Option(help="where report.md and its figures go (default: the first "
-                                                     "sweep directory)")] = None,
+    sweep_dirs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="one or more sweep directories (tinygrok sweep --out) or folders of run records (tinygrok record)"
+        ),
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="where report.md and its figures go (default: the first sweep directory)")
+    ] = None,
 ):
     """Write report.md and its figures: every run of the sweeps or records, and the statistics over them beside
     the paper's."""
     if out and out.exists() and not out.is_dir():
         fail(f"--out {out} is a file: the report needs a directory for report.md and its figures")
     if out is None and not (sweep_dirs[0] / sweep.INDEX).exists():
-        fail(f"{sweep_dirs[0]} has no {sweep.INDEX}, so it is no sweep directory: give --out, where report.md "
-             "and its figures go, to report on a folder of records")
+        fail(
+            f"{sweep_dirs[0]} has no {sweep.INDEX}, so it is no sweep directory: give --out, where report.md "
+            "and its figures go, to report on a folder of records"
+        )
     if out:
         out.mkdir(parents=True, exist_ok=True)
     path = sweep_report.write(sweep_dirs, out)
@@ -544,17 +684,26 @@ def record(
 
 @app.command()
 def lesson(
-    number: Annotated[Optional[int], typer.Argument(help="the lesson to run; none: list them")] = None,
-    notebook: Annotated[bool, typer.Option(help="write the lesson as a notebook (.ipynb) into the current "
-                                                "directory, to open in Jupyter, instead of running it")] = False,
+    number: Annotated[int | None, typer.Argument(help="the lesson to run; none: list them")] = None,
+    notebook: Annotated[
+        bool,
+        typer.Option(
+            help="write the lesson as a notebook (.ipynb) into the current "
+            "directory, to open in Jupyter, instead of running it"
+        ),
+    ] = False,
     solutions: Annotated[bool, typer.Option(help="with the exercises' solutions filled in (for teachers)")] = False,
 ):
     """The classroom lessons: list them, run one as a script (its figures are saved), or write it as a notebook."""
     catalogue = {lesson.number: lesson for lesson in lessons.catalogue()}
     if number is None:
-        console.print(views.make_table(f"lessons in {lessons.LESSONS_DIR} (TINYGROK_FAST=1: every training under "
-                                       "2 minutes)", ("lesson", "title", "duration"),
-                                       [(str(item.number), item.title, item.duration) for item in catalogue.values()]))
+        console.print(
+            views.make_table(
+                f"lessons in {lessons.LESSONS_DIR} (TINYGROK_FAST=1: every training under 2 minutes)",
+                ("lesson", "title", "duration"),
+                [(str(item.number), item.title, item.duration) for item in catalogue.values()],
+            )
+        )
         console.print("run one: tinygrok lesson N; open one in Jupyter: tinygrok lesson N --notebook")
         return
     if number not in catalogue:
@@ -580,15 +729,22 @@ def lesson(
 @app.command()
 def doctor():
     """Print versions, the BLAS library and its threads, and the array backend."""
-    facts = {**backend.describe(), "default --threads": f"{parallel.default_cores(config.preset('paper'))} "
-                                                         f"({parallel.available_cores()} cores available)"}
+    facts = {
+        **backend.describe(),
+        "default --threads": f"{parallel.default_cores(config.preset('paper'))} "
+        f"({parallel.available_cores()} cores available)",
+    }
     try:
         backend.cupy_module()
         facts["--backend cupy"] = "available"
     except backend.BackendError as err:
         facts["--backend cupy"] = escape(str(err))
-    facts.update({var: os.environ.get(var, "(unset)")
-                  for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")})
+    facts.update(
+        {
+            var: os.environ.get(var, "(unset)")
+            for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+        }
+    )
     console.print(views.facts("tinygrok doctor", facts))
 
 

@@ -1,12 +1,12 @@
 """How the commands print: rich tables of a run's numbers beside the paper's, the live view of training, the
 sweep's state. Each takes what a command computed and only shows it."""
+
 from __future__ import annotations
 
 import contextlib
 import itertools
 import time
 from pathlib import Path
-from typing import Optional
 
 from rich.console import Console, Group
 from rich.markup import escape
@@ -35,9 +35,11 @@ def make_table(title: str, columns, rows, **options) -> Table:
     return shown
 
 
-STAGE_LINES = {"pca": "the trajectory PCA and the execution basis ...",
-               "geometry": "analysing: trajectory PCA, execution basis, curvature projections ...",
-               "figures": "drawing the figures ..."}
+STAGE_LINES = {
+    "pca": "the trajectory PCA and the execution basis ...",
+    "geometry": "analysing: trajectory PCA, execution basis, curvature projections ...",
+    "figures": "drawing the figures ...",
+}
 
 
 @contextlib.contextmanager
@@ -45,14 +47,20 @@ def live_training(cfg: Config):
     """A progress view of training, not yet shown: yields it (to start) and the on_step callback that drives it.
     It shows the step, elapsed time, steps/s and the accuracies; a bar and an ETA only once the end is known (a
     run ends 'extra_steps' after grokking is detected: before that, max_steps is only a cap)."""
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("step {task.completed}"),
-               TimeElapsedColumn(), TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[metrics]}")]
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("step {task.completed}"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TextColumn("{task.fields[metrics]}"),
+    ]
     last = {"time": time.perf_counter(), "step": None}
     progress = Progress(*columns, console=console, transient=False)
     try:
         task = progress.add_task(f"{cfg.op} mod {cfg.p}", total=None, rate="", metrics="")
 
-        def on_step(step: int, row: Optional[dict], end: Optional[int]) -> None:
+        def on_step(step: int, row: dict | None, end: int | None) -> None:
             progress.update(task, completed=step, total=end)
             if row is None:
                 return
@@ -66,11 +74,17 @@ def live_training(cfg: Config):
                 last["forecast"] = "  " + Forecast(step, **row["forecast"]).words()
             elif row["test_acc"] >= 0.9 and last.get("forecast", "").startswith("  grok forecast"):
                 last["forecast"] = f"  grokked at step {step} (test accuracy >= 0.9)"
-            progress.update(task, metrics=f"loss {row['train_loss']:.3f}  train {row['train_acc']:.3f}  "
-                                          f"test {row['test_acc']:.3f}{last.get('forecast', '')}")
+            progress.update(
+                task,
+                metrics=f"loss {row['train_loss']:.3f}  train {row['train_acc']:.3f}  "
+                f"test {row['test_acc']:.3f}{last.get('forecast', '')}",
+            )
             if not console.is_terminal and step % (10 * cfg.eval_every) == 0:
-                console.print(f"step {step}: train acc {row['train_acc']:.3f}, test acc {row['test_acc']:.3f}"
-                              f"{last.get('forecast', '')}", soft_wrap=True)
+                console.print(
+                    f"step {step}: train acc {row['train_acc']:.3f}, test acc {row['test_acc']:.3f}"
+                    f"{last.get('forecast', '')}",
+                    soft_wrap=True,
+                )
 
         yield progress, on_step
     finally:
@@ -81,15 +95,22 @@ def live_training(cfg: Config):
 def print_summary(run: Run) -> None:
     table = Table(title="summary", show_header=False)
     results, environment = run.summary(), run.environment()
-    for key in ("grok_step_90", "grok_step", "memorization_step", "final_train_acc", "final_test_acc", "steps",
-                "params"):
+    for key in (
+        "grok_step_90",
+        "grok_step",
+        "memorization_step",
+        "final_train_acc",
+        "final_test_acc",
+        "steps",
+        "params",
+    ):
         table.add_row(key, cell(results.get(key), missing="never"))
     for key in ("wall_seconds", "train_step_ms", "threads"):
         table.add_row(key, cell(environment.get(key)))
     console.print(table)
 
 
-def explain(results: dict, op: Optional[str] = None) -> None:
+def explain(results: dict, op: str | None = None) -> None:
     """Each headline number beside the paper's figure for the same measure (tinygrok/science/paper.py)."""
     table = Table(title="what happened", show_lines=False)
     for column in ("quantity", "measured", "paper", "meaning"):
@@ -110,8 +131,9 @@ def print_undefined(counts: dict, consequence: str) -> None:
 
 def pc1_table(pc1: dict) -> Table:
     """PC1 share per layer (rows) and attention matrix (columns)."""
-    table = Table(title=f"PC1 share of each attention matrix's trajectory (paper: {paper.PC1.quoted}): "
-                        f"{paper.PC1.meaning}")
+    table = Table(
+        title=f"PC1 share of each attention matrix's trajectory (paper: {paper.PC1.quoted}): {paper.PC1.meaning}"
+    )
     table.add_column("layer")
     for m in ATTENTION_MATRICES:
         table.add_column(m)
@@ -128,10 +150,12 @@ def cell(value, digits: str = ".4g", missing: str = "none") -> str:
     return format(value, digits) if isinstance(value, float) else str(value)
 
 
-def forecast_table(rec: Record, points: dict[str, Optional[Forecast]], first: Optional[Forecast],
-                   last: Optional[Forecast]) -> Table:
+def forecast_table(
+    rec: Record, points: dict[str, Forecast | None], first: Forecast | None, last: Forecast | None
+) -> Table:
     """A run's grok forecasts at the scored points, its first confident one and its last, against the truth."""
-    def row(label: str, f: Optional[Forecast]) -> tuple:
+
+    def row(label: str, f: Forecast | None) -> tuple:
         if f is None:
             return (label, "", "no forecast yet", "", "", "")
         error = "" if rec.grok_90 is None else f"{(f.grok_step - rec.grok_90) / rec.grok_90:+.0%}"
@@ -140,26 +164,39 @@ def forecast_table(rec: Record, points: dict[str, Optional[Forecast]], first: Op
     rows = [row(label, f) for label, f in points.items()]
     rows += [row("first confident", first), row("last before grok_90" if rec.grok_90 else "last", last)]
     truth = "never reached test accuracy 0.9" if rec.grok_90 is None else f"grok_90 = {rec.grok_90:,}"
-    return make_table(f"grok forecast of {rec.name} ({truth})",
-                      ("when", "step", "forecast grok_90", "80% interval", "P(grok)", "error"), rows)
+    return make_table(
+        f"grok forecast of {rec.name} ({truth})",
+        ("when", "step", "forecast grok_90", "80% interval", "P(grok)", "error"),
+        rows,
+    )
 
 
 def forecaster_table(forecaster: Forecaster, records: list[Record]) -> Table:
     """The fitted coefficients, feature by feature, and what they were fitted on."""
-    rows = [(name, f"{a:+.3f}", f"{b:+.3f}" if b is not None else "")
-            for name, a, b in itertools.zip_longest(FEATURES, forecaster.a, forecaster.b)]
+    rows = [
+        (name, f"{a:+.3f}", f"{b:+.3f}" if b is not None else "")
+        for name, a, b in itertools.zip_longest(FEATURES, forecaster.a, forecaster.b)
+    ]
     grokking = sum(r.grok_90 is not None for r in records)
     e10, e90 = forecaster.interval
-    return make_table(f"forecaster fitted on {len(records)} runs ({grokking} grok); log10 residual 80%: "
-                      f"{e10:+.3f} to {e90:+.3f}", ("feature", "P(grok): logistic", "log10(T - t): least squares"),
-                      rows)
+    return make_table(
+        f"forecaster fitted on {len(records)} runs ({grokking} grok); log10 residual 80%: {e10:+.3f} to {e90:+.3f}",
+        ("feature", "P(grok): logistic", "log10(T - t): least squares"),
+        rows,
+    )
 
 
 def sweep_bar(total_steps: int) -> tuple[Progress, TaskID]:
     """A bar over a whole sweep's expected steps, with its ETA."""
-    bar = Progress(TextColumn("all runs"), BarColumn(), TextColumn("{task.percentage:>3.0f}% of the expected steps"),
-                   TimeElapsedColumn(), TextColumn("ETA at the expected steps"), TimeRemainingColumn(),
-                   console=console)
+    bar = Progress(
+        TextColumn("all runs"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}% of the expected steps"),
+        TimeElapsedColumn(),
+        TextColumn("ETA at the expected steps"),
+        TimeRemainingColumn(),
+        console=console,
+    )
     return bar, bar.add_task("sweep", total=total_steps)
 
 
@@ -182,28 +219,53 @@ def sweep_state(index: dict, out: Path, expected: dict[str, int], bar: Progress,
 
 
 def pca_table(result: dict, basis_size: int) -> Table:
-    return make_table(f"trajectory PCA ({basis_size}-dim execution basis)", ("matrix", "PC1", "PC1..5", "z vs random walk"),
-                 [(name, f"{100 * share:.1f}%", " ".join(f"{100 * r:.0f}" for r in result["top_ratios"][name]),
-                   f"{result['null_z'][name]:.1f}") for name, share in result["pc1"].items()])
+    return make_table(
+        f"trajectory PCA ({basis_size}-dim execution basis)",
+        ("matrix", "PC1", "PC1..5", "z vs random walk"),
+        [
+            (
+                name,
+                f"{100 * share:.1f}%",
+                " ".join(f"{100 * r:.0f}" for r in result["top_ratios"][name]),
+                f"{result['null_z'][name]:.1f}",
+            )
+            for name, share in result["pc1"].items()
+        ],
+    )
 
 
 def commutator_table(rows: list[dict]) -> Table:
     """The geometry at each saved theta; "undefined" where a quantity has no value (undefined.py)."""
+
     def cells(r):
-        defined = [cell(r[key], digits, "undefined") for key, digits in (
-            ("exec_rho", ".6f"), ("exec_random_ratio", ".2f"), ("weight_svd_random_ratio", ".2f"))]
+        defined = [
+            cell(r[key], digits, "undefined")
+            for key, digits in (("exec_rho", ".6f"), ("exec_random_ratio", ".2f"), ("weight_svd_random_ratio", ".2f"))
+        ]
         aligned = cell(r["alignment_ratio"], missing="undefined") if "alignment_ratio" in r else "none"
         return (str(r["step"]), f"{r['defect']:.3g}", *defined, aligned)
-    return make_table("commutator defect at saved parameters",
-                 ("step", "D", "rho", "exec/random (PCA)", "exec/random (SVD)", "alignment"), map(cells, rows))
+
+    return make_table(
+        "commutator defect at saved parameters",
+        ("step", "D", "rho", "exec/random (PCA)", "exec/random (SVD)", "alignment"),
+        map(cells, rows),
+    )
 
 
 def dimensions_table(rows: list[dict]) -> Table:
-    return make_table("proj/full of the defect by subspace size (enriched: above sqrt(K/P))",
-                 ("phase", "step", "K", "weight SVD", "trajectory PCA", "random", "sqrt(K/P)"),
-                 [(r["phase"], str(r["step"]), str(r["K"]),
-                   *(cell(r[key], ".4f", "undefined") for key in ("weight_svd", "pca", "random", "theory")))
-                  for r in rows])
+    return make_table(
+        "proj/full of the defect by subspace size (enriched: above sqrt(K/P))",
+        ("phase", "step", "K", "weight SVD", "trajectory PCA", "random", "sqrt(K/P)"),
+        [
+            (
+                r["phase"],
+                str(r["step"]),
+                str(r["K"]),
+                *(cell(r[key], ".4f", "undefined") for key in ("weight_svd", "pca", "random", "theory")),
+            )
+            for r in rows
+        ],
+    )
 
 
 def facts(title: str, items: dict) -> Table:
@@ -213,26 +275,46 @@ def facts(title: str, items: dict) -> Table:
 
 def reproduction_plan(scale: str, rows: list[dict], costs: dict, workers: int) -> Group:
     """`tinygrok reproduce --estimate`: every stage's grid, runs, CPU time and what it leaves out; the totals."""
-    table = make_table(f"tinygrok reproduce --scale {scale}: the plan (tinygrok/lab/reproduce.py)",
-                       ("stage", "experiment", "runs", "CPU time (one core)", "longest run", "left out"),
-                       [(r["stage"].label, r["stage"].experiment, str(r["runs"]), _hours(r["cpu_seconds"]),
-                         _hours(r["longest"]), r["stage"].cut or "nothing") for r in rows])
+    table = make_table(
+        f"tinygrok reproduce --scale {scale}: the plan (tinygrok/lab/reproduce.py)",
+        ("stage", "experiment", "runs", "CPU time (one core)", "longest run", "left out"),
+        [
+            (
+                r["stage"].label,
+                r["stage"].experiment,
+                str(r["runs"]),
+                _hours(r["cpu_seconds"]),
+                _hours(r["longest"]),
+                r["stage"].cut or "nothing",
+            )
+            for r in rows
+        ],
+    )
     total = sum(r["cpu_seconds"] for r in rows)
-    return Group(table, f"{sum(r['runs'] for r in rows)} runs, {_hours(total)} of CPU time: about "
-                        f"{_hours(reproduction.wall_estimate(rows, workers))} on {workers} cores (each stage its CPU "
-                        f"time shared out, or its longest run); from a step of {costs['train_step_ms']:.1f} ms, an "
-                        f"evaluation of {costs['eval_ms']:.0f} ms and a commutator sample of "
-                        f"{costs['commutator_sample_ms']:.0f} ms on one core, grok steps guessed by "
-                        "grids.expected_steps")
+    return Group(
+        table,
+        f"{sum(r['runs'] for r in rows)} runs, {_hours(total)} of CPU time: about "
+        f"{_hours(reproduction.wall_estimate(rows, workers))} on {workers} cores (each stage its CPU "
+        f"time shared out, or its longest run); from a step of {costs['train_step_ms']:.1f} ms, an "
+        f"evaluation of {costs['eval_ms']:.0f} ms and a commutator sample of "
+        f"{costs['commutator_sample_ms']:.0f} ms on one core, grok steps guessed by "
+        "grids.expected_steps",
+    )
 
 
 def stage_state(label: str, index: dict, out: Path) -> str:
     """One line of a reproduction's progress: the stage, its runs' states, the running ones' steps."""
     counts = sweep.summary(index)
-    running = [f"{name} at {row['step']}" for name, entry in index["runs"].items()
-               if entry["state"] == "running" and (row := sweep.progress(out / label, name))]
-    return f"{label}: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n) + (
-        "; " + ", ".join(running) if running else "")
+    running = [
+        f"{name} at {row['step']}"
+        for name, entry in index["runs"].items()
+        if entry["state"] == "running" and (row := sweep.progress(out / label, name))
+    ]
+    return (
+        f"{label}: "
+        + ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+        + ("; " + ", ".join(running) if running else "")
+    )
 
 
 def _hours(seconds: float) -> str:

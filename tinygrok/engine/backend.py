@@ -7,6 +7,7 @@ boxes and a vector space that allocates on the device) and makes `xp` the module
 Everything that is logged or saved passes through `to_host`: run directories always hold NumPy arrays.
 (How many cores the work uses is parallel.py's business.)
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,9 +18,9 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import scipy.special
@@ -143,27 +144,39 @@ def blas() -> dict:
     numpy_dir = os.path.dirname(os.path.dirname(np.__file__))
     pools = [p for p in threadpool_info() if p["user_api"] == "blas"]
     for pool in sorted(pools, key=lambda p: not p["filepath"].startswith(os.path.join(numpy_dir, "numpy"))):
-        return {"blas": f"{pool['internal_api']} {pool['version']} ({pool.get('architecture', '?')})",
-                "threads": pool["num_threads"]}
+        return {
+            "blas": f"{pool['internal_api']} {pool['version']} ({pool.get('architecture', '?')})",
+            "threads": pool["num_threads"],
+        }
     return {"blas": "unknown", "threads": None}
 
 
 def describe() -> dict:
     """The code's commit, the machine, versions, backend and BLAS: written into every summary and printed by
     `tinygrok doctor`."""
-    return {"commit": code_commit(), "machine": machine(), "backend": NAME, "python": platform.python_version(),
-            **{pkg: _version(pkg) for pkg in ("tinygrok", "numpy", "autograd", "scipy")}, **blas()}
+    return {
+        "commit": code_commit(),
+        "machine": machine(),
+        "backend": NAME,
+        "python": platform.python_version(),
+        **{pkg: _version(pkg) for pkg in ("tinygrok", "numpy", "autograd", "scipy")},
+        **blas(),
+    }
 
 
 @functools.cache
 def code_commit() -> str:
     """The git commit of the running tinygrok ("+" if it has uncommitted changes), or "unknown" outside a checkout."""
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[2]), *args], capture_output=True,
-                              text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(Path(__file__).resolve().parents[2]), *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
     try:
-        return git("rev-parse", "--short=10", "HEAD") + ("+" if git("status", "--porcelain", "--untracked-files=no")
-                                                         else "")
+        return git("rev-parse", "--short=10", "HEAD") + (
+            "+" if git("status", "--porcelain", "--untracked-files=no") else ""
+        )
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -172,8 +185,14 @@ def code_commit() -> str:
 def machine() -> str:
     """This machine in a few words: its processor and its cores, e.g. "x86_64 (AMD EPYC), 2 cores"."""
     try:
-        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("model name")), "")
+        model = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            "",
+        )
     except OSError:
         model = ""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -223,7 +242,7 @@ def subnormals_flushed() -> Iterator[bool]:
         return
     saved = ctypes.create_string_buffer(_FENV_BYTES)
     libm.fegetenv(saved)
-    mxcsr = int.from_bytes(saved.raw[_MXCSR_AT:_MXCSR_AT + 4], "little") | _FTZ_DAZ
+    mxcsr = int.from_bytes(saved.raw[_MXCSR_AT : _MXCSR_AT + 4], "little") | _FTZ_DAZ
     flushed = ctypes.create_string_buffer(saved.raw[:_MXCSR_AT] + mxcsr.to_bytes(4, "little"), _FENV_BYTES)
     libm.fesetenv(flushed)
     try:

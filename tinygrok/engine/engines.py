@@ -8,20 +8,23 @@
 
 Both engines split a batch into the same shards and run them side by side on several cores (parallel.py).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import numpy as np
 from autograd import grad
 
 from tinygrok.engine import backend, kernels, parallel
-from tinygrok.engine.fast import flat_grad, forward as fast_forward
+from tinygrok.engine.fast import flat_grad
+from tinygrok.engine.fast import forward as fast_forward
 from tinygrok.science import optim
 from tinygrok.science.config import Config, ConfigError
 from tinygrok.science.data import Dataset
-from tinygrok.science.model import flatten, forward as readable_forward, layout, loss_fn, unflatten
+from tinygrok.science.model import flatten, layout, loss_fn, unflatten
+from tinygrok.science.model import forward as readable_forward
 from tinygrok.science.optim import AdamWState
 
 CHECK_EXAMPLES = 32  # training examples the self-check compares the engines on
@@ -64,11 +67,13 @@ class Engine:
     adamw: Callable
 
 
-ENGINES = {"readable": Engine("readable", readable_grad, readable_logits, readable_adamw),
-           "fast": Engine("fast", flat_grad, fast_logits, kernels.adamw_step)}
+ENGINES = {
+    "readable": Engine("readable", readable_grad, readable_logits, readable_adamw),
+    "fast": Engine("fast", flat_grad, fast_logits, kernels.adamw_step),
+}
 
 
-def self_check(theta, data: Dataset, cfg: Config) -> Optional[str]:
+def self_check(theta, data: Dataset, cfg: Config) -> str | None:
     """None if the fast engine agrees with the readable one at theta on the first CHECK_EXAMPLES training examples:
     the logits and the gradient of the mean loss in float64 (within CHECK_TOLERANCE, relative) and in float32
     (within CHECK_TOLERANCE_FLOAT32: the fast engine's float32 GELU is its own polynomial), and one AdamW step of
@@ -81,8 +86,9 @@ def self_check(theta, data: Dataset, cfg: Config) -> Optional[str]:
             grads = [e.gradient(at, x, y, config) for e in ENGINES.values()]
         if found := _differ((("logits", logits), ("gradients", grads)), tolerance, dtype):
             return found
-    return _differ((("AdamW steps", _adamw_steps(backend.to_host(theta).astype(np.float64), cfg)),),
-                   CHECK_TOLERANCE, "float64")
+    return _differ(
+        (("AdamW steps", _adamw_steps(backend.to_host(theta).astype(np.float64), cfg)),), CHECK_TOLERANCE, "float64"
+    )
 
 
 def _adamw_steps(theta, cfg: Config) -> list:
@@ -93,13 +99,15 @@ def _adamw_steps(theta, cfg: Config) -> list:
     return [e.adamw(theta, g, 0.1 * m, 0.01 * v * v, CHECK_STEP, **hyper)[0] - theta for e in ENGINES.values()]
 
 
-def _differ(pairs: tuple, tolerance: float, dtype: str) -> Optional[str]:
+def _differ(pairs: tuple, tolerance: float, dtype: str) -> str | None:
     """The line for the first (what, (readable, fast)) pair whose relative difference exceeds `tolerance`."""
     for what, (readable, fast) in pairs:
         gap = float(np.linalg.norm(np.subtract(fast, readable)) / (np.linalg.norm(readable) + 1e-300))
         if not gap <= tolerance:
-            return (f"the fast engine's {what} differ from model.py's and optim.py's in {dtype} (relative {gap:.1e} "
-                    f"> {tolerance:g}): training on the readable engine")
+            return (
+                f"the fast engine's {what} differ from model.py's and optim.py's in {dtype} (relative {gap:.1e} "
+                f"> {tolerance:g}): training on the readable engine"
+            )
     return None
 
 
@@ -118,10 +126,14 @@ def _check_readable(theta, data: Dataset, cfg: Config) -> None:
     """A ConfigError on a GPU backend (autograd differentiates NumPy only), or on several cores whose worker
     processes load another model.py than this process runs (a change made in memory: the workers import the file)."""
     if backend.NAME != "numpy":
-        raise ConfigError(f"the readable engine runs on NumPy only (autograd differentiates NumPy), not on "
-                         f"{backend.NAME}: use --engine fast, or --backend numpy")
+        raise ConfigError(
+            f"the readable engine runs on NumPy only (autograd differentiates NumPy), not on "
+            f"{backend.NAME}: use --engine fast, or --backend numpy"
+        )
     x, y = data.train_x[:CHECK_EXAMPLES], data.train_y[:CHECK_EXAMPLES]
     here, there = parallel.side_by_side(readable_grad, [(backend.to_host(theta), x, y)] * 2, cfg)  # there: a worker
     if not np.array_equal(here, there):
-        raise ConfigError("the worker processes load another model.py or optim.py than this process runs (a change "
-                         "made in memory?): train on one core (--threads 1), or make the change in the file")
+        raise ConfigError(
+            "the worker processes load another model.py or optim.py than this process runs (a change "
+            "made in memory?): train on one core (--threads 1), or make the change in the file"
+        )

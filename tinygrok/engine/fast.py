@@ -16,6 +16,7 @@
 
 Tested equal to model.py's readable definitions (tests/test_fast.py). model.py never imports this module.
 """
+
 from __future__ import annotations
 
 from autograd import grad
@@ -50,8 +51,25 @@ def block(x, p: dict, n_heads: int, n_out: int, raw: bool = False, rows=None) ->
     u = f.linear(h2, p["W_in"], p["b_in"])  # (n_out, d_ff)
     phi, gauss = _normal_cdf(u, raw)  # (n_out, d_ff) each
     m = u * phi  # (n_out, d_ff): exact GELU
-    return dict(x=x, rows=rows, h=h, ln1=ln1, q=q, k=k, v=v, probs=probs, a=a, x1=x1, h2=h2, ln2=ln2, u=u, phi=phi,
-                gauss=gauss, m=m, out=x1 + f.linear(m, p["W_out"], p["b_out"]))
+    return dict(
+        x=x,
+        rows=rows,
+        h=h,
+        ln1=ln1,
+        q=q,
+        k=k,
+        v=v,
+        probs=probs,
+        a=a,
+        x1=x1,
+        h2=h2,
+        ln2=ln2,
+        u=u,
+        phi=phi,
+        gauss=gauss,
+        m=m,
+        out=x1 + f.linear(m, p["W_out"], p["b_out"]),
+    )
 
 
 def _projected(h, w, b, rows, n: int, f):
@@ -206,18 +224,18 @@ def _block_backward(g, s: dict, p: dict):
     g_a, grads["W_O"], grads["b_O"] = kernels.linear_backward(g_x1, s["a"], p["W_O"])  # (n_out, d)
     g_q, g_k, g_v = kernels.attention_backward_from(g_a.reshape(s["q"].shape), s["q"], s["k"], s["v"], s["probs"])
     g_q = _by_source_row(g_q.reshape(n_out, d), s)  # (n_out, d), or (T*V, d)
-    g_hq, grads["W_Q"], grads["b_Q"] = kernels.linear_backward(g_q, s["h"][:len(g_q)], p["W_Q"])
+    g_hq, grads["W_Q"], grads["b_Q"] = kernels.linear_backward(g_q, s["h"][: len(g_q)], p["W_Q"])
     g_hk, grads["W_K"], grads["b_K"] = kernels.linear_backward(_by_source_row(g_k.reshape(-1, d), s), s["h"], p["W_K"])
     g_h, grads["W_V"], grads["b_V"] = kernels.linear_backward(_by_source_row(g_v.reshape(-1, d), s), s["h"], p["W_V"])
     g_h += g_hk  # in the order autograd sums them, so that float32 results are bit for bit the same
-    g_h[:len(g_hq)] += g_hq
+    g_h[: len(g_hq)] += g_hq
     g_x, grads["ln1.w"], grads["ln1.b"] = kernels.layer_norm_backward_from(g_h, *s["ln1"], p["ln1.w"])  # like x
     g_x1 = _by_source_row(g_x1, s)
-    g_x[:len(g_x1)] += g_x1  # the residual
+    g_x[: len(g_x1)] += g_x1  # the residual
     return g_x, grads
 
 
 def _by_source_row(g, s: dict):
     """The gradient g (n, e) of a block's first n activation rows, as the gradient of the rows they came from:
     themselves, or in the first block, the table's (T*V, e), each row summing the gradients gathered from it."""
-    return g if s["rows"] is None else kernels.embed_backward(g, s["rows"][:len(g)], len(s["x"]))
+    return g if s["rows"] is None else kernels.embed_backward(g, s["rows"][: len(g)], len(s["x"]))

@@ -5,6 +5,7 @@ references ops.py pairs them with, and are tested equal to them. Written for spe
 contractions, a polynomial erf in float32. Everything is backend-neutral (NumPy's dispatch sends device arrays to
 their own library) and keeps the input dtype: float32 in, float32 out. Nothing here imports autograd.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,7 +48,7 @@ def embed(table, idx):
 
 def param_view(theta, start, shape):
     """The block theta[start : start + prod(shape)] of a flat vector, reshaped to `shape` (no copy)."""
-    return theta[start:start + math.prod(shape)].reshape(shape)
+    return theta[start : start + math.prod(shape)].reshape(shape)
 
 
 def views(theta, layout: dict) -> dict:
@@ -150,8 +151,11 @@ def attention_backward_from(g, q, k, v, probs):
     g_scores -= np.sum(g_scores * probs, axis=1, keepdims=True)
     g_scores *= probs
     g_scores *= q.shape[-1] ** -0.5
-    return (np.einsum("tub,ube->tbe", g_scores, k), np.einsum("tub,tbe->ube", g_scores, q),
-            np.einsum("tub,tbe->ube", probs, g))
+    return (
+        np.einsum("tub,ube->tbe", g_scores, k),
+        np.einsum("tub,tbe->ube", g_scores, q),
+        np.einsum("tub,tbe->ube", probs, g),
+    )
 
 
 # ---------------------------------------------------------------- exact (erf) GELU's Phi
@@ -249,8 +253,9 @@ def embed_backward(g, idx, vocab: int):
 
 
 # ---------------------------------------------------------------- AdamW
-def adamw_step(theta, grad, m, v, t: int, *, lr: float, beta1: float, beta2: float, eps: float,
-               weight_decay: float) -> tuple:
+def adamw_step(
+    theta, grad, m, v, t: int, *, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float
+) -> tuple:
     """optim.adamw_step's update (m, v, theta at step t) with the bias corrections folded into two scalars, in
     nine passes over fresh arrays: (theta, m, v) (P,) -> new (theta, m, v). The inputs are never modified."""
     m = m * beta1

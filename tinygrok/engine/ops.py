@@ -6,6 +6,7 @@ same formula written with autograd.numpy and the device-safe reductions below), 
 (Hessian-vector products, the exact commutator) work through it. Every primitive carries its reference as
 `.reference`; tests hold each kernel to it. Everything is backend-neutral and keeps the input dtype.
 """
+
 from __future__ import annotations
 
 import autograd.numpy as anp
@@ -18,7 +19,6 @@ from autograd.scipy.special import erf
 from tinygrok.engine import kernels
 from tinygrok.engine.kernels import INV_SQRT2, INV_SQRT2PI
 from tinygrok.science.model import LN_EPS
-
 
 # ---------------------------------------------------------------- sums, broadcasts and matrix products
 # autograd's own VJPs for sum, mean and dot build NumPy arrays (shape arrays, np.asarray), which a GPU array
@@ -54,8 +54,11 @@ def matmul(a, b):
     return np.dot(a, b)
 
 
-defvjp(matmul, lambda ans, a, b: lambda g: matmul(g, anp.transpose(b)),  # (M, K)
-       lambda ans, a, b: lambda g: matmul(anp.transpose(a), g))  # (K, N)
+defvjp(
+    matmul,
+    lambda ans, a, b: lambda g: matmul(g, anp.transpose(b)),  # (M, K)
+    lambda ans, a, b: lambda g: matmul(anp.transpose(a), g),
+)  # (K, N)
 
 
 # ---------------------------------------------------------------- fast kernels, differentiable references
@@ -74,14 +77,16 @@ def kernel(fast, reference):
     autograd.builtins.tuple.
     """
     fun = paired(fast, reference)
-    defvjp_argnums(fun, lambda argnums, ans, args, kwargs:
-                   make_vjp(lambda *a: reference(*a, **kwargs), tuple(argnums))(*args)[0])
+    defvjp_argnums(
+        fun, lambda argnums, ans, args, kwargs: make_vjp(lambda *a: reference(*a, **kwargs), tuple(argnums))(*args)[0]
+    )
     return fun
 
 
 def backward_by(backward, n_args: int):
     """The VJP maker of a forward primitive whose gradients `backward(g, *its first n_args args)` computes for
     all its differentiable arguments at once: autograd gets the ones it asked for."""
+
     def vjp_maker(argnums, ans, args, kwargs):
         def vjp(g):
             grads = backward(g, *args[:n_args])
@@ -103,8 +108,7 @@ def _normalise(x):
 def _layer_norm_backward_reference(g, x, w):
     xhat, rstd = _normalise(x)
     gx = g * w  # (M, d)
-    return ag_tuple((rstd * (gx - mean(gx, -1) - xhat * mean(gx * xhat, -1)),
-                     sum_axis(g * xhat, 0), sum_axis(g, 0)))
+    return ag_tuple((rstd * (gx - mean(gx, -1) - xhat * mean(gx * xhat, -1)), sum_axis(g * xhat, 0), sum_axis(g, 0)))
 
 
 layer_norm = paired(kernels.layer_norm, lambda x, w, b: _normalise(x)[0] * w + b)  # (M, d)
@@ -153,9 +157,13 @@ def _attention_backward_reference(g, q, k, v):
     g_probs = sum_axis(g4 * anp.reshape(v, (1, tk, b, e)), 3)  # (Tq, Tk, B)
     g_scores = probs * (g_probs - sum_axis(g_probs * probs, 1, keepdims=True)) * e**-0.5  # (Tq, Tk, B)
     gs4 = anp.reshape(g_scores, (tq, tk, b, 1))
-    return ag_tuple((sum_axis(gs4 * anp.reshape(k, (1, tk, b, e)), 1),  # (Tq, B, e)
-                     sum_axis(gs4 * anp.reshape(q, (tq, 1, b, e)), 0),  # (Tk, B, e)
-                     sum_axis(anp.reshape(probs, (tq, tk, b, 1)) * g4, 0)))  # (Tk, B, e)
+    return ag_tuple(
+        (
+            sum_axis(gs4 * anp.reshape(k, (1, tk, b, e)), 1),  # (Tq, B, e)
+            sum_axis(gs4 * anp.reshape(q, (tq, 1, b, e)), 0),  # (Tk, B, e)
+            sum_axis(anp.reshape(probs, (tq, tk, b, 1)) * g4, 0),
+        )
+    )  # (Tk, B, e)
 
 
 attention = paired(kernels.attention, _attention_reference)  # (Tq, B, e)
@@ -213,7 +221,7 @@ head_rows = primitive(kernels.head_rows)
 def pad_rows(g, m):
     """g (n, d) followed by m - n zero rows -> (m, d): the adjoint of head_rows."""
     out = np.zeros_like(g, shape=(m,) + g.shape[1:])  # (m, d), on g's device
-    out[:len(g)] = g  # rows n.. stay zero
+    out[: len(g)] = g  # rows n.. stay zero
     return out
 
 
@@ -232,8 +240,9 @@ def _scatter_into(g, start, vs):
     Summing the gradients of all views costs O(size of each view), not O(P) per view as a dense zero
     vector per view (or numpy's slow add.at on a slice, autograd's default) would.
     """
+
     def add_into(total):
-        total[start:start + g.size] += g.ravel()
+        total[start : start + g.size] += g.ravel()
         return total
 
     return SparseObject(vs, add_into)

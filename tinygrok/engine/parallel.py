@@ -12,6 +12,7 @@ Training and the geometry analysis keep BLAS on one thread throughout (`recorded
 subnormal numbers to zero), so that what a run records never depends on n; elsewhere (Hessian-vector products,
 bench) BLAS uses n threads. On a GPU backend everything is serial: the device is the parallel part.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,9 +24,9 @@ import subprocess
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from autograd import grad
@@ -39,7 +40,7 @@ from tinygrok.science.config import Config
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder this tinygrok/ is in: what a worker imports
 
 _cores = 1  # n of the innermost cores(n) context
-_workers: list["Worker"] = []  # its worker processes, started when first needed
+_workers: list[Worker] = []  # its worker processes, started when first needed
 
 
 @contextlib.contextmanager
@@ -71,8 +72,11 @@ def recorded_arithmetic():
     its last bits; the cores work side by side instead), subnormal numbers flushed to zero
     (backend.subnormals_flushed: without it a collapsing run is ~15 times slower), and NumPy's overflow warnings
     silenced: training checks for non-finite numbers itself and stops with one line (train.Diverged)."""
-    with _blas_controller().limit(limits=1, user_api="blas"), backend.subnormals_flushed(), \
-            np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+    with (
+        _blas_controller().limit(limits=1, user_api="blas"),
+        backend.subnormals_flushed(),
+        np.errstate(over="ignore", invalid="ignore", divide="ignore"),
+    ):
         yield
 
 
@@ -93,7 +97,7 @@ def side_by_side(fn, jobs: list[tuple], cfg: Config) -> list:
     _start_workers(max(job[0].nbytes for job in jobs), min(_cores, len(jobs)) - 1)
     results = []
     for start in range(0, len(jobs), _cores):
-        here, *there = jobs[start:start + _cores]
+        here, *there = jobs[start : start + _cores]
         busy = []
         try:
             for worker, job in zip(_workers, there):
@@ -118,8 +122,9 @@ class Derivatives:
 
     def gradients(self, jobs: list[tuple]) -> list:
         """[d loss_batch / d theta at theta for (theta, tokens, labels) in jobs], each (P,)."""
-        return side_by_side(self.gradient, [(theta, *map(backend.to_device, batch)) for theta, *batch in jobs],
-                            self.cfg)
+        return side_by_side(
+            self.gradient, [(theta, *map(backend.to_device, batch)) for theta, *batch in jobs], self.cfg
+        )
 
     def hvp(self, theta, batch: tuple, v):
         """H v, the Hessian of the batch loss at theta times v: (P,) -> (P,), by differentiating <grad, v>."""
@@ -127,7 +132,7 @@ class Derivatives:
         return grad(lambda t: sum_axis(self.gradient(t, tokens, labels, self.cfg) * v, 0))(theta)
 
 
-def _collect(workers: list["Worker"]) -> list:
+def _collect(workers: list[Worker]) -> list:
     """Every worker's result, in order; a failure is raised only once every reply has been read (or its worker
     stopped), so that no reply is left for the next call."""
     results, errors = [], []
@@ -208,13 +213,19 @@ class Worker:
         self.job = None  # (dtype, P) of the request it is working on
         self.memory_fd = _anonymous_file(2 * capacity)
         self.memory = mmap.mmap(self.memory_fd, 2 * capacity)
-        start = (f"import sys; sys.path[0] = {str(PACKAGE_ROOT)!r}; "  # this tinygrok, not one in the working directory
-                 f"from tinygrok.engine.parallel import serve; serve({self.memory_fd}, {capacity})")
+        start = (
+            f"import sys; sys.path[0] = {str(PACKAGE_ROOT)!r}; "  # this tinygrok, not one in the working directory
+            f"from tinygrok.engine.parallel import serve; serve({self.memory_fd}, {capacity})"
+        )
         one_thread = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
         self.process = subprocess.Popen(
-            [sys.executable, "-c", start], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            pass_fds=[self.memory_fd], env={**os.environ, **one_thread},
-            start_new_session=True)  # Ctrl-C reaches only this process, which then closes the pipe
+            [sys.executable, "-c", start],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            pass_fds=[self.memory_fd],
+            env={**os.environ, **one_thread},
+            start_new_session=True,
+        )  # Ctrl-C reaches only this process, which then closes the pipe
 
     def submit(self, fn, theta, *args) -> None:
         request = pickle.dumps((fn, theta.dtype.str, theta.size, args))  # first: it may fail (fn not importable)

@@ -8,6 +8,7 @@ host round trip or a NumPy allocation that CuPy would refuse.
 
 The module doubles as the array namespace of the backend (`asarray`, `zeros`, `arange`, ...), as `cupy` does.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -160,4 +161,6 @@ zeros, ones, empty, arange, full = (_creator(f) for f in (np.zeros, np.ones, np.
 def erf(a: DeviceArray) -> DeviceArray:
     """The device's own error function (CuPy's is cupyx.scipy.special.erf)."""
     return DeviceArray(scipy.special.erf(a._data))
+
+
 ndarray = DeviceArray

@@ -1,10 +1,11 @@
 """Timing tinygrok's workloads: medians over repeats, the cores used set explicitly, peak memory per workload."""
+
 from __future__ import annotations
 
 import statistics
 import time
 import tracemalloc
-from typing import Callable
+from collections.abc import Callable
 
 from tinygrok.engine import backend, parallel
 from tinygrok.engine.engines import ENGINES
@@ -15,8 +16,9 @@ from tinygrok.science.data import make_dataset, sample_batch, stream
 from tinygrok.science.interventions import Hook
 
 
-def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2,
-              sync: Callable[[], object] = lambda: None) -> float:
+def median_ms(
+    fn: Callable[[], object], repeats: int, warmup: int = 2, sync: Callable[[], object] = lambda: None
+) -> float:
     """Median wall time of fn() in milliseconds, after `warmup` untimed calls; `sync` waits for work fn() left
     queued on a device (a GPU runs asynchronously), so that it is timed too."""
     for _ in range(warmup):
@@ -57,15 +59,19 @@ def workloads(cfg: Config) -> dict[str, Callable[[], object]]:
     def step(config):
         def run():
             state["s"], _ = train_step(state["s"], data, config, Hook(), engine=engine)
+
         return run
 
     return {
         "train_step": step(cfg),
         "train_step_full_batch": step(full),
         "eval": lambda: evaluate(state["s"].theta, data, cfg, engine.name),
-        "commutator_sample": lambda: defect_sample(state["s"].theta, sample_batch(data, cfg.batch_size, rng),
-                                                   sample_batch(data, cfg.batch_size, rng),
-                                                   parallel.Derivatives(cfg, engine.gradient)),
+        "commutator_sample": lambda: defect_sample(
+            state["s"].theta,
+            sample_batch(data, cfg.batch_size, rng),
+            sample_batch(data, cfg.batch_size, rng),
+            parallel.Derivatives(cfg, engine.gradient),
+        ),
     }
 
 

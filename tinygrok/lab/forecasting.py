@@ -7,11 +7,12 @@ interval holds T, and the interval's width / T; and how far ahead of T the first
 run that never groks: whether any forecast over the whole run was a confident "it groks" (a false alarm), and at
 what share of its probes.
 """
+
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 from tinygrok.run.forecasts import mismatch, model_of, record_of
 from tinygrok.run.runs import Run, RunError
@@ -19,16 +20,23 @@ from tinygrok.science.analysis import curvature_onset
 from tinygrok.science.forecast import METHODS, Forecast, Predictor, Record, before_grok
 
 POINTS = (("at onset", None), ("at 25%", 0.25), ("at 50%", 0.50), ("at 75%", 0.75))
-SCHEMES: dict[str, Callable[[Record], object]] = {"leave one seed out": lambda r: r.seed,
-                                                  "leave one learning rate out": lambda r: r.lr}
+SCHEMES: dict[str, Callable[[Record], object]] = {
+    "leave one seed out": lambda r: r.seed,
+    "leave one learning rate out": lambda r: r.lr,
+}
 
 
 def collect(paths: list[Path]) -> tuple[list[Record], dict]:
     """The records of every trained run under the paths (run directories, or sweep directories holding them),
     in name order, and the model they share; a RunError in one line if they differ or hold none."""
-    dirs = sorted({d for path in paths for d in ([path] if (path / "config.json").exists()
-                                                 else (c.parent for c in path.glob("*/config.json")))},
-                  key=lambda d: d.name)
+    dirs = sorted(
+        {
+            d
+            for path in paths
+            for d in ([path] if (path / "config.json").exists() else (c.parent for c in path.glob("*/config.json")))
+        },
+        key=lambda d: d.name,
+    )
     runs = [run for run in map(Run, dirs) if "train" in run.stages()]
     if not runs:
         raise RunError(f"no trained runs under {', '.join(map(str, paths))}")
@@ -52,28 +60,30 @@ def score(records: list[Record], scheme: str) -> dict[str, dict]:
     return cells
 
 
-def _fitted(make, train: list[Record]) -> Optional[Predictor]:
+def _fitted(make, train: list[Record]) -> Predictor | None:
     try:
         return make(train)
     except (ValueError, IndexError):  # nothing left to fit on (e.g. no other run groks): no forecasts
         return None
 
 
-def _score_run(predict: Optional[Predictor], rec: Record, cells: dict) -> None:
+def _score_run(predict: Predictor | None, rec: Record, cells: dict) -> None:
     forecasts = [predict(rec, n) if predict else None for n in range(1, len(rec.rows) + 1)]
     if rec.grok_90 is None:  # (alarms, probes); None where nothing could be fitted without the run
-        cells["alarms"].append((sum(f is not None and f.confident for f in forecasts), len(forecasts))
-                               if predict else None)
+        cells["alarms"].append(
+            (sum(f is not None and f.confident for f in forecasts), len(forecasts)) if predict else None
+        )
         return
     T = rec.grok_90
     for label, f in at_points(rec, forecasts).items():
-        cells["points"][label].append(None if f is None else
-                                      (abs(f.grok_step - T) / T, f.low <= T <= f.high, (f.high - f.low) / T))
+        cells["points"][label].append(
+            None if f is None else (abs(f.grok_step - T) / T, f.low <= T <= f.high, (f.high - f.low) / T)
+        )
     first = first_confident(rec, forecasts)
     cells["first"].append(None if first is None else ((T - first.step) / T, first.low <= T <= first.high))
 
 
-def at_points(rec: Record, forecasts: list[Optional[Forecast]]) -> dict[str, Optional[Forecast]]:
+def at_points(rec: Record, forecasts: list[Forecast | None]) -> dict[str, Forecast | None]:
     """A grokking run's forecast at each of POINTS: the one after the last probe at or before it; None where
     there is none yet, or where the point is not before grok_90 (an onset at or after it warns of nothing)."""
     onset = curvature_onset(list(rec.rows))["onset_step"]  # the fast regime's rule, the forecaster's model's
@@ -85,7 +95,7 @@ def at_points(rec: Record, forecasts: list[Optional[Forecast]]) -> dict[str, Opt
     return chosen
 
 
-def first_confident(rec: Record, forecasts: list[Optional[Forecast]]) -> Optional[Forecast]:
+def first_confident(rec: Record, forecasts: list[Forecast | None]) -> Forecast | None:
     """The first confident forecast before grok_90 (or over the whole run, for one that never groks)."""
     return next((f for f in before_grok(rec, forecasts) if f.confident), None)
 
@@ -107,8 +117,10 @@ def first_cell(first: list) -> str:
     made = [f for f in first if f is not None]
     if not made:
         return f"none (n {len(first)})"
-    return (f"{len(made)}/{len(first)} runs, {statistics.median(f[0] for f in made):.0%} of T ahead, "
-            f"{sum(f[1] for f in made)}/{len(made)} hold T")
+    return (
+        f"{len(made)}/{len(first)} runs, {statistics.median(f[0] for f in made):.0%} of T ahead, "
+        f"{sum(f[1] for f in made)}/{len(made)} hold T"
+    )
 
 
 def alarm_cell(alarms: list) -> str:
@@ -130,7 +142,17 @@ def markdown(records: list[Record]) -> str:
         header = ["method", *(label for label, _ in POINTS), "first confident forecast", "false alarms"]
         lines = [f"**{scheme}**\n", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for name, cells in score(records, scheme).items():
-            lines.append("| " + " | ".join([name, *(point_cell(cells["points"][label]) for label, _ in POINTS),
-                                            first_cell(cells["first"]), alarm_cell(cells["alarms"])]) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        name,
+                        *(point_cell(cells["points"][label]) for label, _ in POINTS),
+                        first_cell(cells["first"]),
+                        alarm_cell(cells["alarms"]),
+                    ]
+                )
+                + " |"
+            )
         parts.append("\n".join(lines) + "\n")
     return "\n".join(parts)

@@ -5,11 +5,11 @@ A grid is data: a function returning rows (recipe, preset, settings), one per ru
 with the baselines its interventions need first. A new experiment is a new entry in EXPERIMENTS (and, if it needs
 one, a stage registered in recipes.py).
 """
+
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Optional
 
 from tinygrok.lab.recipes import RunSpec, baseline, needs_baseline, recipe_settings, spec
 from tinygrok.science import config, interventions
@@ -34,9 +34,11 @@ def _table1(seeds: tuple) -> list[Row]:
 
     The controls, as the reference's generalization-dynamics runs: the two non-grokking operations for 7,500 steps
     and add without weight decay for 5,000."""
-    return ([("walkthrough", "paper", dict(op=op, seed=seed)) for op in GROKKING_OPS for seed in seeds]
-            + [("walkthrough", "paper", dict(op=op, seed=42, max_steps=7500)) for op in NON_GROKKING_OPS]
-            + [("walkthrough", "paper", dict(op="add", seed=42, weight_decay=0.0, max_steps=5000))])
+    return (
+        [("walkthrough", "paper", dict(op=op, seed=seed)) for op in GROKKING_OPS for seed in seeds]
+        + [("walkthrough", "paper", dict(op=op, seed=42, max_steps=7500)) for op in NON_GROKKING_OPS]
+        + [("walkthrough", "paper", dict(op="add", seed=42, weight_decay=0.0, max_steps=5000))]
+    )
 
 
 def _pca(seeds: tuple) -> list[Row]:
@@ -44,17 +46,28 @@ def _pca(seeds: tuple) -> list[Row]:
 
     No-decay runs for 50,000 steps with snapshots every 500; the non-grokking operations run all 200,000 steps."""
     no_decay = dict(weight_decay=0.0, max_steps=50_000, snapshot_every=500)
-    return [("pca", "paper", dict(op=op, seed=seed, **(no_decay if wd == 0 else {})))
-            for op in GROKKING_OPS + NON_GROKKING_OPS for wd in (1.0, 0.0) for seed in seeds]
+    return [
+        ("pca", "paper", dict(op=op, seed=seed, **(no_decay if wd == 0 else {})))
+        for op in GROKKING_OPS + NON_GROKKING_OPS
+        for wd in (1.0, 0.0)
+        for seed in seeds
+    ]
 
 
 def _lr_sweep(seeds: tuple) -> list[Row]:
     """The lead-time power law: 6 learning rates x 6 operations x 3 seeds, probed (§7.4, §10 #15-#20).
 
     The non-grokking operations for at most 50,000 steps, as in the reference's LR sweep (§12)."""
-    return [("train", "paper", dict(op=op, seed=seed, lr=lr, **PROBES,
-                                    **({"max_steps": 50_000} if op in NON_GROKKING_OPS else {})))
-            for lr in LEARNING_RATES for op in GROKKING_OPS + NON_GROKKING_OPS for seed in seeds]
+    return [
+        (
+            "train",
+            "paper",
+            dict(op=op, seed=seed, lr=lr, **PROBES, **({"max_steps": 50_000} if op in NON_GROKKING_OPS else {})),
+        )
+        for lr in LEARNING_RATES
+        for op in GROKKING_OPS + NON_GROKKING_OPS
+        for seed in seeds
+    ]
 
 
 def _slow(seeds: tuple) -> list[Row]:
@@ -62,8 +75,22 @@ def _slow(seeds: tuple) -> list[Row]:
 
     K = 5 probes every 5,000 steps, 20,000 steps past detection, at most 650,000 steps; then the trajectory PCA
     and the curvature geometry (rho) at the parameters saved every 50,000 steps (the reference: at the last)."""
-    return [("probed", "slow", dict(op="add", seed=seed, probe_every=5000, probe_samples=5, extra_steps=20_000,
-                                    max_steps=650_000, theta_every=50_000)) for seed in (42, 137)]
+    return [
+        (
+            "probed",
+            "slow",
+            dict(
+                op="add",
+                seed=seed,
+                probe_every=5000,
+                probe_samples=5,
+                extra_steps=20_000,
+                max_steps=650_000,
+                theta_every=50_000,
+            ),
+        )
+        for seed in (42, 137)
+    ]
 
 
 DOSES = (0.0, 0.25, 0.5, 0.75, 1.0)  # project's s: 0 is the probed baseline (§8.2, multi-op dose-response)
@@ -77,8 +104,12 @@ def _dose_response(seeds: tuple) -> list[Row]:
     """Dose-response: project at s = 0 to 1 x 4 grokking operations x 3 seeds (§8.3 figI10).
 
     s = 0, 0.25, 0.5, 0.75, 1, probed, each seed's baseline first (its basis)."""
-    return [("intervene", "paper", dict(op=op, seed=seed, hook=_arm("project", s)))
-            for op in GROKKING_OPS for seed in seeds for s in DOSES]
+    return [
+        ("intervene", "paper", dict(op=op, seed=seed, hook=_arm("project", s)))
+        for op in GROKKING_OPS
+        for seed in seeds
+        for s in DOSES
+    ]
 
 
 def _interventions_add(seeds: tuple) -> list[Row]:
@@ -145,10 +176,20 @@ def _float64_check(seeds: tuple) -> list[Row]:
     return [("walkthrough", "paper", dict(op="add", seed=42, dtype=dtype)) for dtype in ("float32", "float64")]
 
 
-EXPERIMENTS = {"table1": _table1, "pca": _pca, "lr-sweep": _lr_sweep, "slow": _slow, "dose-response": _dose_response,
-               "interventions-add": _interventions_add, "interventions-primary": _interventions_primary,
-               "random-basis": _random_basis, "attention-only": _attention_only, "kicks": _kicks, "controls": _controls,
-               "float64-check": _float64_check}
+EXPERIMENTS = {
+    "table1": _table1,
+    "pca": _pca,
+    "lr-sweep": _lr_sweep,
+    "slow": _slow,
+    "dose-response": _dose_response,
+    "interventions-add": _interventions_add,
+    "interventions-primary": _interventions_primary,
+    "random-basis": _random_basis,
+    "attention-only": _attention_only,
+    "kicks": _kicks,
+    "controls": _controls,
+    "float64-check": _float64_check,
+}
 
 
 @dataclass(frozen=True)
@@ -159,14 +200,14 @@ class Filters:
     with their baselines; max_steps as a cap on every run; preset "classroom" in place of "paper" (CPU-sized);
     and the intervention runs' batches ("own" or "sibling" in place of the reference's, "shifted")."""
 
-    ops: Optional[tuple] = None
-    seeds: Optional[tuple] = None
-    lrs: Optional[tuple] = None
-    arms: Optional[tuple] = None
-    doses: Optional[tuple] = None
-    max_steps: Optional[int] = None
-    preset: Optional[str] = None
-    batches: Optional[str] = None
+    ops: tuple | None = None
+    seeds: tuple | None = None
+    lrs: tuple | None = None
+    arms: tuple | None = None
+    doses: tuple | None = None
+    max_steps: int | None = None
+    preset: str | None = None
+    batches: str | None = None
 
     def describe(self) -> str:
         given = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -174,7 +215,7 @@ class Filters:
         return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in text.items()) or "none"
 
 
-def _dose(cfg: Config) -> Optional[float]:
+def _dose(cfg: Config) -> float | None:
     """The dose of the run's intervention; None for a run without one (a doses filter keeps it)."""
     hook = interventions.parse(cfg.hook)
     return None if hook.is_identity or not hook.DOSE else getattr(hook, hook.DOSE)
@@ -185,14 +226,23 @@ def grid(name: str, filters: Filters = Filters()) -> list[RunSpec]:
     if name not in EXPERIMENTS:
         raise ConfigError(f"unknown experiment {name!r}: must be one of {', '.join(EXPERIMENTS)}")
     if filters.preset not in (None, "paper", "classroom") or (filters.preset and name == "slow"):
-        raise ConfigError(f"--preset={filters.preset!r} is invalid here: the paper's experiments run on paper, or "
-                          "classroom (CPU-sized; not for slow)")
+        raise ConfigError(
+            f"--preset={filters.preset!r} is invalid here: the paper's experiments run on paper, or "
+            "classroom (CPU-sized; not for slow)"
+        )
     specs = []
     for recipe, preset, settings in EXPERIMENTS[name](filters.seeds or SEEDS):
         preset = filters.preset or preset
         cfg = config.preset(preset, **{**recipe_settings(recipe), **settings})
-        if any(wanted is not None and value is not None and value not in wanted for wanted, value in
-               ((filters.ops, cfg.op), (filters.seeds, cfg.seed), (filters.lrs, cfg.lr), (filters.doses, _dose(cfg)))):
+        if any(
+            wanted is not None and value is not None and value not in wanted
+            for wanted, value in (
+                (filters.ops, cfg.op),
+                (filters.seeds, cfg.seed),
+                (filters.lrs, cfg.lr),
+                (filters.doses, _dose(cfg)),
+            )
+        ):
             continue
         arm = interventions.parse(cfg.hook).NAME
         if filters.arms is not None and recipe == "intervene" and arm not in filters.arms:

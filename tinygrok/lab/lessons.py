@@ -9,6 +9,7 @@ TINYGROK_FIGURES the folder a lesson run as a script saves its figures into (def
 An exercise is a line `answer_X = None  # your answer` and a check: replace None, run the cell, and the check
 says right, or raises Wrong with a hint. lessons/solutions.py holds one solution to each.
 """
+
 from __future__ import annotations
 
 import importlib.resources
@@ -16,9 +17,9 @@ import io
 import os
 import re
 import runpy
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -57,11 +58,13 @@ def show(fig, name: str):
     """Show a figure: inline in a notebook; from a script, saved as NAME.png (and the path printed)."""
     try:
         from IPython import get_ipython
+
         kernel = get_ipython() is not None and hasattr(get_ipython(), "kernel")
     except ImportError:
         kernel = False
     if kernel:  # as a PNG, whatever matplotlib's backend (a Figure made without pyplot has no inline display)
         from IPython.display import Image, display
+
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=100)
         display(Image(data=buffer.getvalue()))
@@ -77,10 +80,13 @@ def show(fig, name: str):
 def training_step(cfg) -> Callable:
     """One step of the readable engine as a function of (theta, state, tokens, labels) -> (theta, state): the
     gradient by autograd through model.py, clipped, then optim.py's AdamW (what lesson 4 asks for)."""
+
     def step(theta, state, tokens, labels):
         g, _ = optim.clip_by_global_norm(ENGINES["readable"].gradient(theta, tokens, labels, cfg), cfg.clip_norm)
-        return optim.adamw_step(theta, g, state, lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps,
-                                weight_decay=cfg.weight_decay)
+        return optim.adamw_step(
+            theta, g, state, lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps, weight_decay=cfg.weight_decay
+        )
+
     return step
 
 
@@ -132,6 +138,9 @@ def catalogue() -> list[Lesson]:
         text = path.read_text()
         title = re.search(r"^# # Lesson \d+: (.+)$", text, re.M)
         duration = re.search(r"^# \*\*Duration:\*\* (.+)$", text, re.M)
-        found.append(Lesson(int(path.name[:2]), path, title.group(1) if title else path.stem,
-                            duration.group(1) if duration else "?"))
+        found.append(
+            Lesson(
+                int(path.name[:2]), path, title.group(1) if title else path.stem, duration.group(1) if duration else "?"
+            )
+        )
     return found

@@ -11,13 +11,14 @@ names them in RECIPES. `execute(spec, out)` runs a spec in out/spec.name, skippi
 and resuming an interrupted one, and returns the run's results. Everything here is picklable and top-level, so
 `executor.submit(execute, spec, out)` works as it is. The paper's grids of specs are grids.py's.
 """
+
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -76,8 +77,10 @@ def recipe_settings(recipe: str) -> dict:
 def spec(recipe: str = "train", preset: str = "paper", **settings) -> RunSpec:
     """The spec of a run: `preset`, the recipe's own settings, then `settings` (None values are ignored)."""
     if recipe == "walkthrough" and preset not in WALKTHROUGH_PRESETS:
-        raise ConfigError(f"--preset={preset!r} is invalid for the walkthrough (tinygrok grok): must be one of "
-                          f"{', '.join(WALKTHROUGH_PRESETS)}")
+        raise ConfigError(
+            f"--preset={preset!r} is invalid for the walkthrough (tinygrok grok): must be one of "
+            f"{', '.join(WALKTHROUGH_PRESETS)}"
+        )
     given = {key: value for key, value in settings.items() if value is not None}
     return RunSpec(config.preset(preset, **{**recipe_settings(recipe), **given}), recipe, preset)
 
@@ -88,8 +91,10 @@ def saved_spec(path: Path | str, recipe: str = "train", **given) -> RunSpec:
     cfg = Run(path).config()
     differing = sorted(k for k, v in given.items() if v is not None and getattr(cfg, k) != v)
     if differing:
-        raise RunError(f"{path} continues with its saved config; these options differ from it: "
-                       + ", ".join("--" + k.replace("_", "-") for k in differing))
+        raise RunError(
+            f"{path} continues with its saved config; these options differ from it: "
+            + ", ".join("--" + k.replace("_", "-") for k in differing)
+        )
     return RunSpec(cfg, recipe, min(config.PRESETS, key=lambda name: len(_differences(cfg, config.preset(name)))))
 
 
@@ -97,9 +102,16 @@ def _differences(a: Config, b: Config) -> list[str]:
     return [f.name for f in dataclasses.fields(Config) if getattr(a, f.name) != getattr(b, f.name)]
 
 
-def execute(spec: RunSpec, out: Path | str = "runs", *, path: Optional[Path | str] = None,
-            existing: str = "continue", cores: int = 1, on_step: Optional[StepCallback] = None,
-            on_stage: Optional[Callable[[str], None]] = None) -> dict:
+def execute(
+    spec: RunSpec,
+    out: Path | str = "runs",
+    *,
+    path: Path | str | None = None,
+    existing: str = "continue",
+    cores: int = 1,
+    on_step: StepCallback | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> dict:
     """Do every stage of `spec`'s recipe not yet done in out/spec.name (or in `path`), and return the run's results.
 
     existing, for a run directory that is there already: "continue" skips what is finished and resumes training
@@ -126,41 +138,48 @@ def execute(spec: RunSpec, out: Path | str = "runs", *, path: Optional[Path | st
     return run.summary()
 
 
-def _train(spec: RunSpec, run: Run, on_step: Optional[StepCallback]) -> None:
+def _train(spec: RunSpec, run: Run, on_step: StepCallback | None) -> None:
     """Training to detection (and its extra steps), or max_steps; an intervention is given its basis first."""
     if interventions.parse(spec.config.hook).needs_basis and not run.has(HOOK_BASIS):
         run.write_hook_basis(intervention_basis(spec, run.path.parent))
     train(spec.config, run, resume=run.has(CHECKPOINT), on_step=on_step)
 
 
-def _pca(spec: RunSpec, run: Run, on_step: Optional[StepCallback]) -> None:
+def _pca(spec: RunSpec, run: Run, on_step: StepCallback | None) -> None:
     """The trajectory PCA and the execution basis (basis.npy)."""
     geometry.analyse_trajectory(run)
 
 
-def _geometry(spec: RunSpec, run: Run, on_step: Optional[StepCallback]) -> None:
+def _geometry(spec: RunSpec, run: Run, on_step: StepCallback | None) -> None:
     """The trajectory PCA, then the curvature geometry at the saved parameters."""
     geometry.analyse(run)
 
 
-def _figures(spec: RunSpec, run: Run, on_step: Optional[StepCallback]) -> None:
+def _figures(spec: RunSpec, run: Run, on_step: StepCallback | None) -> None:
     plots.save_all(run)
     run.record("figures", {})
 
 
-Stage = Callable[[RunSpec, Run, Optional[StepCallback]], None]
+Stage = Callable[[RunSpec, Run, StepCallback | None], None]
 STAGES: dict[str, Stage] = {"train": _train, "pca": _pca, "geometry": _geometry, "figures": _figures}
 # the stages of each recipe, in order
-RECIPES = {"train": ("train",), "pca": ("train", "pca"), "probed": ("train", "geometry"),
-           "walkthrough": ("train", "geometry", "figures"), "intervene": ("train",)}
+RECIPES = {
+    "train": ("train",),
+    "pca": ("train", "pca"),
+    "probed": ("train", "geometry"),
+    "walkthrough": ("train", "geometry", "figures"),
+    "intervene": ("train",),
+}
 
 
-def intervention(arm: str, dose: Optional[float] = None, basis: str = "pca", preset: str = "paper",
-                 **settings) -> RunSpec:
+def intervention(arm: str, dose: float | None = None, basis: str = "pca", preset: str = "paper", **settings) -> RunSpec:
     """The spec of an intervention run: arm (a hook of interventions.py) at `dose` (its strength: project's s,
     kick's alpha, noise's eps, ...; None: the paper's primary), given the "pca" or a "random" execution basis."""
-    given = f"--arm {arm}" + (f" --dose {dose}" if dose is not None else "") + (
-        f" --basis {basis}" if basis != "pca" else "")  # what was given (pca: the default)
+    given = (
+        f"--arm {arm}"
+        + (f" --dose {dose}" if dose is not None else "")
+        + (f" --basis {basis}" if basis != "pca" else "")
+    )  # what was given (pca: the default)
     if arm.replace("-", "_") not in interventions.ARMS:
         arms = ", ".join(name.replace("_", "-") for name in interventions.ARMS)
         raise ConfigError(f"{given}: the arms are {arms} (by name alone: --dose and --basis set their parameters)")
@@ -176,8 +195,14 @@ def baseline(spec: RunSpec) -> RunSpec:
     saved thetas, on the seed's own batches, trained to detection, then its trajectory PCA (the "pca" recipe,
     whose basis.npy the intervention uses). Its max_steps is the intervention's cap."""
     base = config.preset(spec.preset)
-    cfg = spec.config.replace(hook="none", probe_every=base.probe_every, probe_samples=base.probe_samples,
-                              extra_steps=base.extra_steps, theta_every=base.theta_every, batches=base.batches)
+    cfg = spec.config.replace(
+        hook="none",
+        probe_every=base.probe_every,
+        probe_samples=base.probe_samples,
+        extra_steps=base.extra_steps,
+        theta_every=base.theta_every,
+        batches=base.batches,
+    )
     return RunSpec(cfg, "pca", spec.preset)
 
 
@@ -197,8 +222,10 @@ def intervention_basis(spec: RunSpec, beside: Path) -> np.ndarray:
         return basis
     base = Run(Path(beside) / baseline(spec).name)
     if "pca" not in base.stages():
-        raise RunError(f"the intervention {spec.name} needs its baseline run {base.path} finished first "
-                       "(tinygrok intervene and tinygrok sweep run it)")
+        raise RunError(
+            f"the intervention {spec.name} needs its baseline run {base.path} finished first "
+            "(tinygrok intervene and tinygrok sweep run it)"
+        )
     return base.basis().astype(cfg.dtype)  # the dtype training uses it in
 
 
@@ -246,18 +273,23 @@ def _prepare(spec: RunSpec, path: Path, existing: str) -> Run:
     if existing == "restart" or not any(path.iterdir()):
         return Run.create(path, spec.config, force=existing == "restart")
     if existing == "refuse":
-        raise RunError(f"run directory {path} already exists: pass --resume to continue it or --force to start "
-                       "it again")
+        raise RunError(
+            f"run directory {path} already exists: pass --resume to continue it or --force to start it again"
+        )
     run = Run(path)
     differing = _differences(run.config(), spec.config)
     if differing:
-        raise RunError(f"{path} holds a run with other settings ({', '.join(differing)}): give it another "
-                       "directory, or start it again (--force)")
+        raise RunError(
+            f"{path} holds a run with other settings ({', '.join(differing)}): give it another "
+            "directory, or start it again (--force)"
+        )
     if run.has(CHECKPOINT):
         run.load_checkpoint()  # refused now, before anything changes, if it cannot be read
     elif run.stages() or run.has(METRICS) and (path / METRICS).read_bytes().count(b"\n") > 1:
-        raise RunError(f"cannot resume: {path / CHECKPOINT} is missing, and starting again would lose what the run "
-                       "recorded: start it again with --force, or restore the checkpoint")
+        raise RunError(
+            f"cannot resume: {path / CHECKPOINT} is missing, and starting again would lose what the run "
+            "recorded: start it again with --force, or restore the checkpoint"
+        )
     else:  # died before its first checkpoint: nothing to keep
         return Run.create(path, spec.config, force=True)
     return run
@@ -266,5 +298,3 @@ def _prepare(spec: RunSpec, path: Path, existing: str) -> Run:
 def _path_safe(value) -> str:
     """A setting's value in a directory name: exact (repr keeps every digit of a float), without : , = or /."""
     return repr(value).strip("'").replace(":", "-").replace(",", "-").replace("=", "").replace("/", "-")
-
-

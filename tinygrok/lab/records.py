@@ -4,8 +4,10 @@ A record holds the run's name, recipe and preset, its config, its summary (resul
 metric rows and its geometry rows (the environment names the code's commit and the machine it ran on); no
 checkpoint, snapshot or saved parameters, so a few KB gzipped. Records live where run directories do not survive
 (docs/records/ in the repository): one file a run, named after it, and different specs never share a name, so
-records from other machines, days or a cluster's workers merge by sitting in one folder. Reports and the results page read records, never the run directories behind them.
+records from other machines, days or a cluster's workers merge by sitting in one folder. Reports and the results
+page read records, never the run directories behind them.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -24,9 +26,17 @@ def of_run(path: Path, recipe: str) -> dict:
     """The record of the finished run in `path`, which ran `recipe`."""
     run = Run(path)
     spec = recipes.saved_spec(path, recipe)
-    return {"name": path.name, "recipe": recipe, "preset": spec.preset, "config": spec.config.to_dict(),
-            "results": run.summary(), "environment": run.environment(), "stages": run.stages(),
-            "metrics": run.metrics(), "geometry": run.geometry() if run.has(GEOMETRY) else []}
+    return {
+        "name": path.name,
+        "recipe": recipe,
+        "preset": spec.preset,
+        "config": spec.config.to_dict(),
+        "results": run.summary(),
+        "environment": run.environment(),
+        "stages": run.stages(),
+        "metrics": run.metrics(),
+        "geometry": run.geometry() if run.has(GEOMETRY) else [],
+    }
 
 
 def save(record: dict, folder: Path) -> Path:

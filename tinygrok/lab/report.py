@@ -1,11 +1,11 @@
 """A sweep's report: report.md in the sweep directory, every run and the statistics over them beside the paper's
 numbers (paper.py), measured like with like. Reads only files: index.json and the runs' directories."""
+
 from __future__ import annotations
 
 import math
 import statistics
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -22,8 +22,11 @@ REPORT = "report.md"
 def collect(out: Path) -> list[dict]:
     """One dict per finished run of the sweep in `out` (entry), from its record."""
     index = read_json(Path(out) / INDEX)
-    return [entry(records.of_run(Path(out) / name, run.get("recipe", "train")))
-            for name, run in index["runs"].items() if run["state"] == "done"]
+    return [
+        entry(records.of_run(Path(out) / name, run.get("recipe", "train")))
+        for name, run in index["runs"].items()
+        if run["state"] == "done"
+    ]
 
 
 def collect_records(folder: Path) -> tuple[list[dict], list[str]]:
@@ -35,8 +38,16 @@ def collect_records(folder: Path) -> tuple[list[dict], list[str]]:
 def planned_entry(spec: recipes.RunSpec) -> dict:
     """A run not (yet) recorded, as far as its spec tells: what results.select and the reports group runs by."""
     cfg = spec.config
-    return {"name": spec.name, "op": cfg.op, "seed": cfg.seed, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
-            "recipe": spec.recipe, "hook": cfg.hook, "batches": cfg.batches}
+    return {
+        "name": spec.name,
+        "op": cfg.op,
+        "seed": cfg.seed,
+        "lr": cfg.lr,
+        "weight_decay": cfg.weight_decay,
+        "recipe": spec.recipe,
+        "hook": cfg.hook,
+        "batches": cfg.batches,
+    }
 
 
 def entry(record: dict) -> dict:
@@ -46,13 +57,28 @@ def entry(record: dict) -> dict:
     rows."""
     cfg = Config.from_dict(record["config"])
     spec = recipes.RunSpec(cfg, record["recipe"], record["preset"])
-    return {"name": record["name"], "op": cfg.op, "seed": cfg.seed, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
-            "preset": spec.preset, "preset_lr": cfg.lr == config.preset(spec.preset).lr, "recipe": spec.recipe,
-            "hook": cfg.hook, "max_steps": cfg.max_steps, "n_layers": cfg.n_layers, "dtype": cfg.dtype,
-            "batches": cfg.batches, "baseline": recipes.baseline(spec).name if spec.recipe == "intervene" else None,
-            "eval_every": cfg.eval_every, "probe_every": cfg.probe_every,
-            **record["results"], "metrics": record["metrics"], "geometry": record["geometry"],
-            "wall_seconds": record["environment"].get("wall_seconds", 0.0)}
+    return {
+        "name": record["name"],
+        "op": cfg.op,
+        "seed": cfg.seed,
+        "lr": cfg.lr,
+        "weight_decay": cfg.weight_decay,
+        "preset": spec.preset,
+        "preset_lr": cfg.lr == config.preset(spec.preset).lr,
+        "recipe": spec.recipe,
+        "hook": cfg.hook,
+        "max_steps": cfg.max_steps,
+        "n_layers": cfg.n_layers,
+        "dtype": cfg.dtype,
+        "batches": cfg.batches,
+        "baseline": recipes.baseline(spec).name if spec.recipe == "intervene" else None,
+        "eval_every": cfg.eval_every,
+        "probe_every": cfg.probe_every,
+        **record["results"],
+        "metrics": record["metrics"],
+        "geometry": record["geometry"],
+        "wall_seconds": record["environment"].get("wall_seconds", 0.0),
+    }
 
 
 def plain(runs: list[dict]) -> list[dict]:
@@ -67,7 +93,7 @@ def grokking(runs: list[dict]) -> list[dict]:
     return [r for r in plain(runs) if r["op"] in paper.GROKKING_OPS and r["weight_decay"] > 0]
 
 
-def write(sources: list[Path], into: Optional[Path] = None) -> Path:
+def write(sources: list[Path], into: Path | None = None) -> Path:
     """Write report.md and its figures over the runs of one or more sweep directories or folders of run records
     into `into` (default: the first of them) and return the report's path. A run found in several (a baseline
     copied beside its interventions) counts once."""
@@ -81,8 +107,15 @@ def write(sources: list[Path], into: Optional[Path] = None) -> Path:
     grokked = grokking(runs)
     fit, power_law_lines = _power_law(grokked)
     presets = sorted({r["preset"] for r in runs} - {"paper"})
-    lines += [f"These runs use the {', '.join(presets)} preset (config.py), not the paper's model: expect its "
-              "numbers to differ from the paper's.", ""] if presets else []
+    lines += (
+        [
+            f"These runs use the {', '.join(presets)} preset (config.py), not the paper's model: expect its "
+            "numbers to differ from the paper's.",
+            "",
+        ]
+        if presets
+        else []
+    )
     lines += _measured_vs_paper(runs, fit) + _runs(runs) + _undefined(runs) + _per_op(grokked)
     lines += _sign_test(grokked) + _growth(runs)
     lines += _controls(runs) + _precision(runs)
@@ -93,10 +126,17 @@ def write(sources: list[Path], into: Optional[Path] = None) -> Path:
 def _sweep(out: Path) -> tuple[list[dict], list[str]]:
     """A sweep directory's finished runs, and its heading: the experiment, how its runs ended, its filters."""
     index = read_json(out / INDEX)
-    unfinished = [f"- {entry['state']}: {name}: {entry['error']}" for name, entry in index["runs"].items()
-                  if entry["state"] in ("diverged", "failed")]
-    return collect(out), [f"# {index['experiment']}: {outcome(summary(index))}", "",
-                          f"Filters: {index['filters']}.", ""] + unfinished + ([""] if unfinished else [])
+    unfinished = [
+        f"- {entry['state']}: {name}: {entry['error']}"
+        for name, entry in index["runs"].items()
+        if entry["state"] in ("diverged", "failed")
+    ]
+    return collect(out), [
+        f"# {index['experiment']}: {outcome(summary(index))}",
+        "",
+        f"Filters: {index['filters']}.",
+        "",
+    ] + unfinished + ([""] if unfinished else [])
 
 
 def _records(folder: Path) -> tuple[list[dict], list[str]]:
@@ -105,27 +145,59 @@ def _records(folder: Path) -> tuple[list[dict], list[str]]:
         raise RunError(f"{folder} is neither a sweep directory (it has no {INDEX}) nor a folder of run records")
     found, problems = collect_records(folder)
     return found, [f"# {len(found)} run records", ""] + [f"- skipped: {line}" for line in problems] + (
-        [""] if problems else [])
+        [""] if problems else []
+    )
 
 
 def _runs(runs: list[dict]) -> list[str]:
-    header = ["run", "op", "seed", "lr", "wd", "grok_90", "detection", "onset", "lead", "growth to grok_90",
-              "growth, run", "PC1"]
+    header = [
+        "run",
+        "op",
+        "seed",
+        "lr",
+        "wd",
+        "grok_90",
+        "detection",
+        "onset",
+        "lead",
+        "growth to grok_90",
+        "growth, run",
+        "PC1",
+    ]
     keys = ("grok_step_90", "grok_step", "onset_step", "lead_steps", "defect_growth", "defect_growth_run")
-    rows = [[r["name"], r["op"], r["seed"], f"{r['lr']:g}", f"{r['weight_decay']:g}", *(_cell(r.get(k)) for k in keys),
-             _pc1_range(r)] for r in runs]
+    rows = [
+        [
+            r["name"],
+            r["op"],
+            r["seed"],
+            f"{r['lr']:g}",
+            f"{r['weight_decay']:g}",
+            *(_cell(r.get(k)) for k in keys),
+            _pc1_range(r),
+        ]
+        for r in runs
+    ]
     return ["## Runs", "", table(header, rows), ""]
 
 
 def _undefined(runs: list[dict]) -> list[str]:
     """Each run's values that do not exist (a defect of exactly 0, tinygrok/science/undefined.py): how many, and why."""
-    rows = [[r["name"], keys, f"{c['records']} of {c['of']}", c["why"]]
-            for r in runs for keys, c in undefined.grouped(r.get("undefined") or {})]
+    rows = [
+        [r["name"], keys, f"{c['records']} of {c['of']}", c["why"]]
+        for r in runs
+        for keys, c in undefined.grouped(r.get("undefined") or {})
+    ]
     if not rows:
         return []
-    return ["## Undefined values", "", "Records whose value does not exist, left out of every median, table and fit "
-            "above and below (float32 can make the defect exactly 0, docs/paper.md §6.6).", "",
-            table(["run", "quantities", "records", "why"], rows), ""]
+    return [
+        "## Undefined values",
+        "",
+        "Records whose value does not exist, left out of every median, table and fit "
+        "above and below (float32 can make the defect exactly 0, docs/paper.md §6.6).",
+        "",
+        table(["run", "quantities", "records", "why"], rows),
+        "",
+    ]
 
 
 def _per_op(runs: list[dict]) -> list[str]:
@@ -135,11 +207,22 @@ def _per_op(runs: list[dict]) -> list[str]:
         mine = [r for r in runs if (r["op"], r["lr"]) == (op, lr)]
         stats = [analysis.mean_sd(r.get(key) for r in mine) for key in ("grok_step_90", "onset_step", "lead_steps")]
         at_preset_lr = all(r["preset_lr"] for r in mine)
-        rows.append([op, f"{lr:g}", len(mine), *map(_mean_sd, stats),
-                     paper.BY_KEY["grok_step_90"].describe(op) if at_preset_lr else "",
-                     paper.BY_KEY["lead_steps"].describe() if at_preset_lr else ""])
-    return ["## Per operation (grokking runs, mean ± sd)", "",
-            table(["op", "lr", "runs", "grok_90", "onset", "lead", "paper grok_90 (Table 1)", "paper lead"], rows), ""]
+        rows.append(
+            [
+                op,
+                f"{lr:g}",
+                len(mine),
+                *map(_mean_sd, stats),
+                paper.BY_KEY["grok_step_90"].describe(op) if at_preset_lr else "",
+                paper.BY_KEY["lead_steps"].describe() if at_preset_lr else "",
+            ]
+        )
+    return [
+        "## Per operation (grokking runs, mean ± sd)",
+        "",
+        table(["op", "lr", "runs", "grok_90", "onset", "lead", "paper grok_90 (Table 1)", "paper lead"], rows),
+        "",
+    ]
 
 
 def _sign_test(runs: list[dict]) -> list[str]:
@@ -147,10 +230,14 @@ def _sign_test(runs: list[dict]) -> list[str]:
     test = analysis.sign_test(r.get("lead_steps") for r in runs if r["preset_lr"])
     if not test["n"]:
         return []
-    return ["## Onset before grok_90 (docs/paper.md §7.3)", "",
-            f"{test['positive']} of {test['n']} leads positive at the preset's learning rate; one-sided sign test "
-            f"p = {test['p']:.2e} "
-            f"(the paper: 12 of 12, p = 2^-12 = {2**-12:.2e}).", ""]
+    return [
+        "## Onset before grok_90 (docs/paper.md §7.3)",
+        "",
+        f"{test['positive']} of {test['n']} leads positive at the preset's learning rate; one-sided sign test "
+        f"p = {test['p']:.2e} "
+        f"(the paper: 12 of 12, p = 2^-12 = {2**-12:.2e}).",
+        "",
+    ]
 
 
 def _growth(runs: list[dict]) -> list[str]:
@@ -160,10 +247,20 @@ def _growth(runs: list[dict]) -> list[str]:
         return []
     ref = paper.BY_KEY["defect_growth_run"]
     rows = [["grokking runs", _mean_sd(analysis.mean_sd(r.get("defect_growth_run") for r in grokked)), ref.quoted]]
-    rows += [[f"{r['op']} (wd {r['weight_decay']:g}, seed {r['seed']})", _cell(r.get("defect_growth_run")),
-              paper.GROWTH_WITHOUT_GROKKING.describe(r["op"])] for r in others]
-    return ["## Defect growth over the whole run, grokking vs not (max D / early baseline)", "",
-            table(["runs", "measured", "paper"], rows), ""]
+    rows += [
+        [
+            f"{r['op']} (wd {r['weight_decay']:g}, seed {r['seed']})",
+            _cell(r.get("defect_growth_run")),
+            paper.GROWTH_WITHOUT_GROKKING.describe(r["op"]),
+        ]
+        for r in others
+    ]
+    return [
+        "## Defect growth over the whole run, grokking vs not (max D / early baseline)",
+        "",
+        table(["runs", "measured", "paper"], rows),
+        "",
+    ]
 
 
 def _controls(runs: list[dict]) -> list[str]:
@@ -173,29 +270,71 @@ def _controls(runs: list[dict]) -> list[str]:
         return []
     svd, pca = paper.BY_KEY["exec_random_ratio_weight_svd"], paper.BY_KEY["exec_random_ratio"]
     levels = " / ".join(probed[0]["exec_random_by_defect"])
-    rows = [[r["op"], r["seed"], r["memorization_phase_probes"], _cell(r["exec_random_ratio_weight_svd"]),
-             " / ".join(map(_cell, r["exec_random_by_defect_weight_svd"].values())), svd.describe(r["op"]),
-             _cell(r["exec_random_ratio"]), " / ".join(map(_cell, r["exec_random_by_defect"].values())),
-             pca.describe(r["op"])] for r in probed]
+    rows = [
+        [
+            r["op"],
+            r["seed"],
+            r["memorization_phase_probes"],
+            _cell(r["exec_random_ratio_weight_svd"]),
+            " / ".join(map(_cell, r["exec_random_by_defect_weight_svd"].values())),
+            svd.describe(r["op"]),
+            _cell(r["exec_random_ratio"]),
+            " / ".join(map(_cell, r["exec_random_by_defect"].values())),
+            pca.describe(r["op"]),
+        ]
+        for r in probed
+    ]
     for op in _ops(probed):
         mine = [r for r in probed if r["op"] == op]
-        rows.append([f"**{op}**", "mean ± sd", "", _mean_sd(analysis.mean_sd(r["exec_random_ratio_weight_svd"]
-                                                                         for r in mine)), "", "",
-                     _mean_sd(analysis.mean_sd(r["exec_random_ratio"] for r in mine)), "", ""])
-    return ["## exec/random: is the curvature enriched in the execution subspace? (docs/paper.md §6.4)", "",
-            "proj/full of the defect onto each basis over the same for random bases of its size, median over the "
-            f"memorization phase (train acc >= 0.95, test acc < 0.3), and per defect level D ({levels}), where the "
-            "ratio falls as D rises. Weight SVD: the reference control's basis (K = 24); trajectory PCA: the "
-            "paper's execution basis (K = 16).", "",
-            table(["op", "seed", "records", "weight SVD", "weight SVD by D", "paper", "trajectory PCA",
-                    "trajectory PCA by D", "paper"], rows), ""]
+        rows.append(
+            [
+                f"**{op}**",
+                "mean ± sd",
+                "",
+                _mean_sd(analysis.mean_sd(r["exec_random_ratio_weight_svd"] for r in mine)),
+                "",
+                "",
+                _mean_sd(analysis.mean_sd(r["exec_random_ratio"] for r in mine)),
+                "",
+                "",
+            ]
+        )
+    return [
+        "## exec/random: is the curvature enriched in the execution subspace? (docs/paper.md §6.4)",
+        "",
+        "proj/full of the defect onto each basis over the same for random bases of its size, median over the "
+        f"memorization phase (train acc >= 0.95, test acc < 0.3), and per defect level D ({levels}), where the "
+        "ratio falls as D rises. Weight SVD: the reference control's basis (K = 24); trajectory PCA: the "
+        "paper's execution basis (K = 16).",
+        "",
+        table(
+            [
+                "op",
+                "seed",
+                "records",
+                "weight SVD",
+                "weight SVD by D",
+                "paper",
+                "trajectory PCA",
+                "trajectory PCA by D",
+                "paper",
+            ],
+            rows,
+        ),
+        "",
+    ]
 
 
 def precision_pairs(runs: list[dict]) -> list[tuple[dict, dict]]:
     """(float32 run, float64 run) of the same probed settings otherwise: the float64 check's pairs."""
     probed = [r for r in plain(runs) if r.get("baseline_defect") is not None]
-    return [(a, b) for a in probed for b in probed if (a["dtype"], b["dtype"]) == ("float32", "float64")
-            and all(a[key] == b[key] for key in ("op", "seed", "lr", "weight_decay", "n_layers", "max_steps"))]
+    return [
+        (a, b)
+        for a in probed
+        for b in probed
+        if (a["dtype"], b["dtype"]) == ("float32", "float64")
+        and all(a[key] == b[key] for key in ("op", "seed", "lr", "weight_decay", "n_layers", "max_steps"))
+    ]
 
 
 def _precision(runs: list[dict]) -> list[str]:
@@ -203,29 +342,48 @@ def _precision(runs: list[dict]) -> list[str]:
     lines = []
     for single, double in precision_pairs(runs):
         features = [analysis.defect_features(r["metrics"]) for r in (single, double)]
-        rows = [[label, *(_cell(r.get(key)) for r in (single, double))] for key, label in (
-            ("grok_step_90", "grok_90"), ("onset_step", "onset"), ("lead_steps", "lead"),
-            ("baseline_defect", "early D (baseline)"), ("defect_growth", "growth to grok_90 (pre-grokking rise)"),
-            ("defect_growth_run", "growth over the run"))]
-        rows += [[label, *(_cell(f[key]) for f in features)] for key, label in (
-            ("max_defect_before_grok", "max D up to grok_90"), ("max_defect_after_grok", "max D after grok_90"),
-            ("zero_defects", "probes with D exactly 0"), ("probes", "probes"))]
-        lines += [f"## float32 against float64: {single['op']}, seed {single['seed']} (docs/paper.md §6.6)", "",
-                  table(["feature", "float32", "float64"], rows), ""]
+        rows = [
+            [label, *(_cell(r.get(key)) for r in (single, double))]
+            for key, label in (
+                ("grok_step_90", "grok_90"),
+                ("onset_step", "onset"),
+                ("lead_steps", "lead"),
+                ("baseline_defect", "early D (baseline)"),
+                ("defect_growth", "growth to grok_90 (pre-grokking rise)"),
+                ("defect_growth_run", "growth over the run"),
+            )
+        ]
+        rows += [
+            [label, *(_cell(f[key]) for f in features)]
+            for key, label in (
+                ("max_defect_before_grok", "max D up to grok_90"),
+                ("max_defect_after_grok", "max D after grok_90"),
+                ("zero_defects", "probes with D exactly 0"),
+                ("probes", "probes"),
+            )
+        ]
+        lines += [
+            f"## float32 against float64: {single['op']}, seed {single['seed']} (docs/paper.md §6.6)",
+            "",
+            table(["feature", "float32", "float64"], rows),
+            "",
+        ]
     return lines
 
 
-def power_law(runs: list[dict]) -> Optional[dict]:
+def power_law(runs: list[dict]) -> dict | None:
     """Over several learning rates, the fit of lead = detection - onset against the detection step, as the paper
     fits it (docs/paper.md §7.4); None over one rate; a ValueError where the runs cannot be fitted."""
     if len({r["lr"] for r in runs}) < 2:
         return None
-    leads = [r["grok_step"] - r["onset_step"] if r.get("grok_step") and r.get("onset_step") is not None else None
-             for r in runs]
+    leads = [
+        r["grok_step"] - r["onset_step"] if r.get("grok_step") and r.get("onset_step") is not None else None
+        for r in runs
+    ]
     return analysis.power_law([r.get("grok_step") for r in runs], leads)
 
 
-def _power_law(runs: list[dict]) -> tuple[Optional[dict], list[str]]:
+def _power_law(runs: list[dict]) -> tuple[dict | None, list[str]]:
     """The fit, and its section (none over one rate)."""
     rates = ", ".join(f"{lr:g}" for lr in sorted({r["lr"] for r in runs}))
     head = ["## Lead against grok step over learning rates (docs/paper.md §7.4)", ""]
@@ -235,9 +393,12 @@ def _power_law(runs: list[dict]) -> tuple[Optional[dict], list[str]]:
         return None, head + [f"No fit over the rates {rates}: {err}.", ""]
     if fit is None:
         return None, []
-    return fit, head + [f"alpha = {fit['alpha']:.2f} ± {fit['alpha_se']:.2f} (R² {fit['r2']:.3f}, n {fit['n']}, "
-                        f"{fit['dropped']} runs dropped with no positive lead) over the rates {rates}; the paper: "
-                        f"{paper.POWER_LAW.quoted}.", ""]
+    return fit, head + [
+        f"alpha = {fit['alpha']:.2f} ± {fit['alpha_se']:.2f} (R² {fit['r2']:.3f}, n {fit['n']}, "
+        f"{fit['dropped']} runs dropped with no positive lead) over the rates {rates}; the paper: "
+        f"{paper.POWER_LAW.quoted}.",
+        "",
+    ]
 
 
 def arm(run: dict) -> tuple[str, float, str]:
@@ -266,17 +427,22 @@ def paired_delays(runs: list[dict], reference: list[dict]) -> tuple[list[int], i
     (its operation's, on its batches), and how many of `runs` did not grok (DNF). Pairing by seed keeps the
     seeds' own spread out of the delays; a run whose seed has no grokked reference has none."""
     before = {r["seed"]: r["grok_step"] for r in reference if r.get("grok_step") is not None}
-    delays = [r["grok_step"] - before[r["seed"]] for r in runs
-              if r.get("grok_step") is not None and r["seed"] in before]
+    delays = [
+        r["grok_step"] - before[r["seed"]] for r in runs if r.get("grok_step") is not None and r["seed"] in before
+    ]
     return delays, sum(r.get("grok_step") is None for r in runs)
 
 
 def delays_text(delays: list[int], dnf: int, runs: int) -> str:
     """Paired delays as every table shows them: mean ± sd [min to max] (n), and how many of the runs did not grok."""
     stats = analysis.mean_sd(delays)
-    shown = "" if not delays else f"{stats['mean']:+.0f}" + (f" ± {stats['sd']:.0f}" if stats["sd"] is not None
-                                                             else "") + \
-        f" [{min(delays):+d} to {max(delays):+d}] (n {len(delays)})"
+    shown = (
+        ""
+        if not delays
+        else f"{stats['mean']:+.0f}"
+        + (f" ± {stats['sd']:.0f}" if stats["sd"] is not None else "")
+        + f" [{min(delays):+d} to {max(delays):+d}] (n {len(delays)})"
+    )
     return ", ".join(filter(None, [shown, f"{dnf}/{runs} DNF" if dnf else ""]))
 
 
@@ -286,10 +452,19 @@ def _arm_groups(runs: list[dict]) -> list[tuple[str, str, list[dict], list[tuple
     runs = [r for r in runs if r["recipe"] == "intervene" or r["hook"] == "none"]
     groups = []
     for op, batches in sorted({(r["op"], r["batches"]) for r in runs if r["recipe"] == "intervene"}):
-        arms = [r for r in runs if r["op"] == op and r["recipe"] == "intervene" and r["batches"] == batches
-                and arm(r)[0] != "none"]
-        groups.append((op, batches, untouched(runs, op, batches),
-                       [(key, [r for r in arms if arm(r) == key]) for key in sorted({arm(r) for r in arms})]))
+        arms = [
+            r
+            for r in runs
+            if r["op"] == op and r["recipe"] == "intervene" and r["batches"] == batches and arm(r)[0] != "none"
+        ]
+        groups.append(
+            (
+                op,
+                batches,
+                untouched(runs, op, batches),
+                [(key, [r for r in arms if arm(r) == key]) for key in sorted({arm(r) for r in arms})],
+            )
+        )
     return groups
 
 
@@ -302,19 +477,36 @@ def intervention_tables(runs: list[dict]) -> list[str]:
         for key, these in [(("none", 0.0, "pca"), reference)] + arms:
             steps = [r["grok_step"] for r in these if r.get("grok_step") is not None]
             delay = "" if key[0] == "none" else delays_text(*paired_delays(these, reference), len(these))
-            rows.append([op, batches, key[0], f"{key[1]:g}", key[2], f"{len(steps)}/{len(these)}",
-                         _mean_sd(analysis.mean_sd(steps)) if steps else ("DNF" if these else "not run"),
-                         f"{min(steps)}-{max(steps)}" if steps else "", delay, paper.intervention(op, *key)])
+            rows.append(
+                [
+                    op,
+                    batches,
+                    key[0],
+                    f"{key[1]:g}",
+                    key[2],
+                    f"{len(steps)}/{len(these)}",
+                    _mean_sd(analysis.mean_sd(steps)) if steps else ("DNF" if these else "not run"),
+                    f"{min(steps)}-{max(steps)}" if steps else "",
+                    delay,
+                    paper.intervention(op, *key),
+                ]
+            )
     if not rows:
         return []
-    return ["## Interventions (docs/paper.md §8): grok step = detection (98% x 3); DNF = not grokked by the cap", "",
-            "*batches* is the protocol (docs/differences.md): shifted (the reference code's: the run trains on its "
-            "baseline's batches, moved on by those its probes take), own (the basis is the run's own future path) "
-            "or sibling (an independent run's path). A delay is a run's grok step minus that of the run without "
-            "intervention (none: the probed no-hook and s = 0 arms; on own batches, else the baselines) of the same "
-            "seed and batches: mean ± sd [range] over seeds. The paper's numbers are the reference code's.", "",
-            table(["op", "batches", "arm", "dose", "basis", "grokked", "grok step", "range", "delay, paired",
-                   "paper"], rows), ""] + seed_tables(runs)
+    return [
+        "## Interventions (docs/paper.md §8): grok step = detection (98% x 3); DNF = not grokked by the cap",
+        "",
+        "*batches* is the protocol (docs/differences.md): shifted (the reference code's: the run trains on its "
+        "baseline's batches, moved on by those its probes take), own (the basis is the run's own future path) "
+        "or sibling (an independent run's path). A delay is a run's grok step minus that of the run without "
+        "intervention (none: the probed no-hook and s = 0 arms; on own batches, else the baselines) of the same "
+        "seed and batches: mean ± sd [range] over seeds. The paper's numbers are the reference code's.",
+        "",
+        table(
+            ["op", "batches", "arm", "dose", "basis", "grokked", "grok step", "range", "delay, paired", "paper"], rows
+        ),
+        "",
+    ] + seed_tables(runs)
 
 
 def seed_tables(runs: list[dict]) -> list[str]:
@@ -338,12 +530,13 @@ def _per_seed(op: str, batches: str, reference: list[dict], arms: list[tuple[tup
         return f"{run['grok_step']}" + (f" ({run['grok_step'] - base:+d})" if base is not None else "")
 
     rows = [[seed, cell(reference, seed, paired=False)] + [cell(these, seed) for _, these in arms] for seed in seeds]
-    header = ["seed", "none"] + [f"{name} {dose:g}" + (f" ({basis})" if basis != "pca" else "")
-                                 for (name, dose, basis), _ in arms]
+    header = ["seed", "none"] + [
+        f"{name} {dose:g}" + (f" ({basis})" if basis != "pca" else "") for (name, dose, basis), _ in arms
+    ]
     return [f"### {op}, {batches} batches: grok step per seed (delay)", "", table(header, rows), ""]
 
 
-def _measured_vs_paper(runs: list[dict], fit: Optional[dict]) -> list[str]:
+def _measured_vs_paper(runs: list[dict], fit: dict | None) -> list[str]:
     """Every paper.py figure this sweep measures, beside it: at the paper's learning rate, per operation where
     the paper gives one, the grokking runs against the walkthrough's figures; PC1 per operation and weight decay;
     growth in the runs that do not grok; and the power law."""
@@ -351,40 +544,78 @@ def _measured_vs_paper(runs: list[dict], fit: Optional[dict]) -> list[str]:
     grokked = grokking(at_lr)
     rows = []
     for ref in paper.WALKTHROUGH:
-        groups = [(op, [r for r in grokked if r["op"] == op]) for op in _ops(grokked)] if ref.by_op else \
-            [(None, grokked)]
+        groups = (
+            [(op, [r for r in grokked if r["op"] == op]) for op in _ops(grokked)] if ref.by_op else [(None, grokked)]
+        )
         rows += [_compare(ref, [r.get(ref.key) for r in mine], op) for op, mine in groups]
-    rows += [_compare(paper.GROWTH_WITHOUT_GROKKING, [r.get("defect_growth_run") for r in mine], op,
-                      f"{op}, wd {wd:g}, {_steps(mine)} steps")
-             for (op, wd), mine in _groups([r for r in at_lr if r not in grokked])]
-    rows += [_compare(paper.pc1_reference(op, wd, mine[0]["n_layers"]),
-                      [v for r in mine for v in (r.get("pc1") or {}).values()], op,
-                      f"{op}, wd {wd:g}, {_steps(mine)} steps, every matrix") for (op, wd), mine in _groups(at_lr)]
-    rows += [_compare(paper.PC1_NULL_Z, [v for r in mine for v in (r.get("pc1_null_z") or {}).values()], op,
-                      f"{op}, wd {wd:g}, every matrix") for (op, wd), mine in _groups(at_lr) if wd == 1]
+    rows += [
+        _compare(
+            paper.GROWTH_WITHOUT_GROKKING,
+            [r.get("defect_growth_run") for r in mine],
+            op,
+            f"{op}, wd {wd:g}, {_steps(mine)} steps",
+        )
+        for (op, wd), mine in _groups([r for r in at_lr if r not in grokked])
+    ]
+    rows += [
+        _compare(
+            paper.pc1_reference(op, wd, mine[0]["n_layers"]),
+            [v for r in mine for v in (r.get("pc1") or {}).values()],
+            op,
+            f"{op}, wd {wd:g}, {_steps(mine)} steps, every matrix",
+        )
+        for (op, wd), mine in _groups(at_lr)
+    ]
+    rows += [
+        _compare(
+            paper.PC1_NULL_Z,
+            [v for r in mine for v in (r.get("pc1_null_z") or {}).values()],
+            op,
+            f"{op}, wd {wd:g}, every matrix",
+        )
+        for (op, wd), mine in _groups(at_lr)
+        if wd == 1
+    ]
     if fit:
         ref = paper.POWER_LAW
         interval = (fit["alpha"] - 2 * fit["alpha_se"], fit["alpha"] + 2 * fit["alpha_se"])
-        rows.append([ref.label, f"{fit['alpha']:.2f} ± {fit['alpha_se']:.2f} (SE, n {fit['n']})", ref.quoted,
-                     ref.measure, analysis.verdict([fit["alpha"]], ref.low, ref.high, interval)])
+        rows.append(
+            [
+                ref.label,
+                f"{fit['alpha']:.2f} ± {fit['alpha_se']:.2f} (SE, n {fit['n']})",
+                ref.quoted,
+                ref.measure,
+                analysis.verdict([fit["alpha"]], ref.low, ref.high, interval),
+            ]
+        )
     rows = [row for row in rows if row]
     for row, above in reversed(list(zip(rows[1:], rows))):  # each measure written once, on its first row
         row[3] = "" if row[3] == above[3] else row[3]
-    return ["## Measured vs paper", "",
-            "Over this sweep's runs at their preset's learning rate (the power law: over all rates): mean ± sd "
-            "[min-max] (n), beside "
-            "the paper's figure for the same measure (tinygrok/science/paper.py), and the verdict: "
-            f"{analysis.VERDICT_RULE}", "", table(["quantity", "measured", "paper", "measure", "verdict"], rows), ""]
+    return [
+        "## Measured vs paper",
+        "",
+        "Over this sweep's runs at their preset's learning rate (the power law: over all rates): mean ± sd "
+        "[min-max] (n), beside "
+        "the paper's figure for the same measure (tinygrok/science/paper.py), and the verdict: "
+        f"{analysis.VERDICT_RULE}",
+        "",
+        table(["quantity", "measured", "paper", "measure", "verdict"], rows),
+        "",
+    ]
 
 
-def _compare(ref: Optional[paper.Reference], values: list, op: Optional[str], label: Optional[str] = None) -> list:
+def _compare(ref: paper.Reference | None, values: list, op: str | None, label: str | None = None) -> list:
     """A row of the measured-vs-paper table; empty when no run measured it, or the paper has no such figure."""
     kept = [v for v in values if v is not None]
     if not kept or ref is None:
         return []
     stats, low, high = analysis.mean_sd(kept), *ref.expected(op)
-    measured = f"{ref.show(stats['mean'])}" + (f" ± {ref.show(stats['sd'])}" if stats["sd"] is not None else "") + \
-        (f" [{ref.show(min(kept))}-{ref.show(max(kept))}]" if len(kept) > 1 else "") + f" (n {len(kept)})"
+    measured = (
+        f"{ref.show(stats['mean'])}"
+        + (f" ± {ref.show(stats['sd'])}" if stats["sd"] is not None else "")
+        + (f" [{ref.show(min(kept))}-{ref.show(max(kept))}]" if len(kept) > 1 else "")
+        + f" (n {len(kept)})"
+    )
     judged = "" if low is None else analysis.verdict(kept, low, high)
     return [f"{ref.label} ({label or op or 'all'})", measured, ref.describe(op), ref.measure, judged]
 
@@ -405,46 +636,61 @@ def _steps(runs: list[dict]) -> str:
 
 
 # ---------------------------------------------------------------------- figures over the sweep's runs
-def defect_curves(runs: list[dict]) -> Optional[Figure]:
+def defect_curves(runs: list[dict]) -> Figure | None:
     """The commutator defect of every probed run against step, one panel per operation, each run's onset (dot)
     and grok_90 (dotted line, its colour) marked: curvature rises before accuracy does, run after run."""
     probed = [r for r in plain(runs) if r.get("baseline_defect") is not None]
     if not probed:
         return None
     ops, rates = _ops(probed), sorted({r["lr"] for r in probed})
-    fig = Figure(figsize=(max(8.0, 4.5 * min(len(ops), 3)), 3.6 * math.ceil(len(ops) / 3) + 0.4),
-                 layout="constrained")
+    fig = Figure(figsize=(max(8.0, 4.5 * min(len(ops), 3)), 3.6 * math.ceil(len(ops) / 3) + 0.4), layout="constrained")
     axes = fig.subplots(math.ceil(len(ops) / 3), min(len(ops), 3), squeeze=False).ravel()
     for ax, op in zip(axes, ops):
         for i, r in enumerate(sorted((r for r in probed if r["op"] == op), key=lambda r: (r["lr"], r["seed"]))):
             rows = [row for row in r["metrics"] if row.get("defect") is not None]
             colour = f"C{rates.index(r['lr'])}" if len(rates) > 1 else f"C{i}"  # several rates: one colour each
-            line, = ax.plot([row["step"] for row in rows], [row["defect"] for row in rows], lw=1, color=colour,
-                            label=f"s{r['seed']}" + (f" lr {r['lr']:g}" if len(rates) > 1 else "")
-                            + (f" wd {r['weight_decay']:g}" if r["weight_decay"] != 1 else ""))
+            (line,) = ax.plot(
+                [row["step"] for row in rows],
+                [row["defect"] for row in rows],
+                lw=1,
+                color=colour,
+                label=f"s{r['seed']}"
+                + (f" lr {r['lr']:g}" if len(rates) > 1 else "")
+                + (f" wd {r['weight_decay']:g}" if r["weight_decay"] != 1 else ""),
+            )
             if r.get("onset_step") is not None:
-                ax.plot(r["onset_step"], next(row["defect"] for row in rows if row["step"] == r["onset_step"]), "o",
-                        color=line.get_color())
+                ax.plot(
+                    r["onset_step"],
+                    next(row["defect"] for row in rows if row["step"] == r["onset_step"]),
+                    "o",
+                    color=line.get_color(),
+                )
             if r.get("grok_step_90") is not None:
                 ax.axvline(r["grok_step_90"], color=line.get_color(), ls=":", lw=1)
-        ax.set(yscale="log", xscale="log" if len(rates) > 1 else "linear", xlabel="step",
-               ylabel="defect D (median)", title=op)
+        ax.set(
+            yscale="log",
+            xscale="log" if len(rates) > 1 else "linear",
+            xlabel="step",
+            ylabel="defect D (median)",
+            title=op,
+        )
         ax.legend(fontsize=7, ncol=1 + len(rates) // 3)
-    for ax in axes[len(ops):]:
+    for ax in axes[len(ops) :]:
         ax.set_visible(False)
     fig.suptitle("Commutator defect per run: its onset (dot) and grok_90 (dotted line)")
     return fig
 
 
-def lead_vs_grok(runs: list[dict], fit: Optional[dict]) -> Optional[Figure]:
+def lead_vs_grok(runs: list[dict], fit: dict | None) -> Figure | None:
     """Lead (detection - onset) against the detection step on log-log axes, each learning rate its colour, with
     the fitted power law, and the paper's exponent through the same centre, over the fitted runs."""
     if fit is None:
         return None
     fig = Figure(figsize=(6, 4.5), layout="constrained")
     ax = fig.subplots()
-    fitted = [r for r in runs if r.get("grok_step") and r.get("onset_step") is not None
-              and r["grok_step"] > r["onset_step"]]
+    fitted = [
+        r for r in runs if r.get("grok_step") and r.get("onset_step") is not None and r["grok_step"] > r["onset_step"]
+    ]
     for i, lr in enumerate(sorted({r["lr"] for r in runs})):
         points = [(r["grok_step"], r["grok_step"] - r["onset_step"]) for r in fitted if r["lr"] == lr]
         if points:
@@ -452,17 +698,26 @@ def lead_vs_grok(runs: list[dict], fit: Optional[dict]) -> Optional[Figure]:
     grok = np.geomspace(min(r["grok_step"] for r in fitted), max(r["grok_step"] for r in fitted), 50)
     centre = math.exp(statistics.mean(math.log(r["grok_step"]) for r in fitted))
     paper_alpha = (paper.POWER_LAW.low + paper.POWER_LAW.high) / 2
-    ax.plot(grok, fit["C"] * grok ** fit["alpha"], "k-",
-            label=f"fit: alpha {fit['alpha']:.2f} ± {fit['alpha_se']:.2f}")
-    ax.plot(grok, fit["C"] * centre ** (fit["alpha"] - paper_alpha) * grok ** paper_alpha, "k--", lw=1,
-            label=f"paper: alpha {paper_alpha:.2f}")
-    ax.set(xscale="log", yscale="log", xlabel="grok step (detection)", ylabel="lead = detection - onset",
-           title=f"Lead time against grok time (R² {fit['r2']:.3f}, n {fit['n']})")
+    ax.plot(grok, fit["C"] * grok ** fit["alpha"], "k-", label=f"fit: alpha {fit['alpha']:.2f} ± {fit['alpha_se']:.2f}")
+    ax.plot(
+        grok,
+        fit["C"] * centre ** (fit["alpha"] - paper_alpha) * grok**paper_alpha,
+        "k--",
+        lw=1,
+        label=f"paper: alpha {paper_alpha:.2f}",
+    )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="grok step (detection)",
+        ylabel="lead = detection - onset",
+        title=f"Lead time against grok time (R² {fit['r2']:.3f}, n {fit['n']})",
+    )
     ax.legend(fontsize=8)
     return fig
 
 
-def pc1_by_op(runs: list[dict]) -> Optional[Figure]:
+def pc1_by_op(runs: list[dict]) -> Figure | None:
     """PC1 share of every attention matrix, per operation and weight decay (one dot per matrix and run), beside
     the paper's range for the same operation and weight decay (grey bar)."""
     groups = [(key, mine) for key, mine in _groups(plain(runs)) if any(r.get("pc1") for r in mine)]
@@ -474,18 +729,25 @@ def pc1_by_op(runs: list[dict]) -> Optional[Figure]:
         ref = paper.pc1_reference(op, wd, mine[0]["n_layers"])
         if ref:
             low, high = ref.expected(op)
-            ax.bar(x, 100 * (high - low), bottom=100 * low, width=0.6, color="lightgrey",
-                   label="paper (seed means per matrix)" if x == 0 else None)
+            ax.bar(
+                x,
+                100 * (high - low),
+                bottom=100 * low,
+                width=0.6,
+                color="lightgrey",
+                label="paper (seed means per matrix)" if x == 0 else None,
+            )
         values = [100 * v for r in mine for v in (r.get("pc1") or {}).values()]
         ax.plot(x + np.linspace(-0.2, 0.2, len(values)), values, "o", ms=4, color="C0" if wd else "C1")
-    ax.set_xticks(range(len(groups)), [f"{op}\nwd {wd:g}\n{_steps(mine)} steps" for (op, wd), mine in groups],
-                  fontsize=8)
+    ax.set_xticks(
+        range(len(groups)), [f"{op}\nwd {wd:g}\n{_steps(mine)} steps" for (op, wd), mine in groups], fontsize=8
+    )
     ax.set(ylabel="PC1 share (%)", title="How one-dimensional the attention trajectories are, by operation")
     ax.legend(fontsize=8)
     return fig
 
 
-def dose_response(runs: list[dict]) -> Optional[Figure]:
+def dose_response(runs: list[dict]) -> Figure | None:
     """Grok step (detection) against project's dose s, one panel per operation: every run (x at the cap: DNF), the
     mean of those that grokked, and the paper's means (figI10, hollow); the random basis dashed, each protocol
     (batches) in its colours, where run."""
@@ -494,8 +756,14 @@ def dose_response(runs: list[dict]) -> Optional[Figure]:
     if not ops:
         return None
     fig = Figure(figsize=(max(7.5, 4 * len(ops)), 3.8), layout="constrained")  # room for the title
-    lines = [("C0", "pca", "shifted"), ("C3", "random", "shifted"), ("C2", "pca", "own"), ("C1", "random", "own"),
-             ("C4", "pca", "sibling"), ("C5", "random", "sibling")]
+    lines = [
+        ("C0", "pca", "shifted"),
+        ("C3", "random", "shifted"),
+        ("C2", "pca", "own"),
+        ("C1", "random", "own"),
+        ("C4", "pca", "sibling"),
+        ("C5", "random", "sibling"),
+    ]
     for ax, op in zip(fig.subplots(1, len(ops), squeeze=False).ravel(), ops):
         for colour, basis, batches in lines:
             arms = [r for r in projected if r["op"] == op and arm(r)[2] == basis and r["batches"] == batches]
@@ -503,24 +771,37 @@ def dose_response(runs: list[dict]) -> Optional[Figure]:
                 continue
             mine = untouched(runs, op, batches) + arms
             for r in mine:
-                ax.plot(arm(r)[1], r["grok_step"] or r["max_steps"], "o" if r.get("grok_step") else "x",
-                        color=colour, alpha=0.5, ms=5)
+                ax.plot(
+                    arm(r)[1],
+                    r["grok_step"] or r["max_steps"],
+                    "o" if r.get("grok_step") else "x",
+                    color=colour,
+                    alpha=0.5,
+                    ms=5,
+                )
             doses = sorted({arm(r)[1] for r in mine})
             means = [(d, analysis.mean_sd(r.get("grok_step") for r in mine if arm(r)[1] == d)["mean"]) for d in doses]
-            ax.plot(*zip(*[m for m in means if m[1] is not None]), "-" if basis == "pca" else "--", color=colour,
-                    label=f"{basis} basis, {batches} batches: mean of those that grokked")
+            ax.plot(
+                *zip(*[m for m in means if m[1] is not None]),
+                "-" if basis == "pca" else "--",
+                color=colour,
+                label=f"{basis} basis, {batches} batches: mean of those that grokked",
+            )
         keys = [(op, "none", 0.0, "pca")] + [(op, "project", s, "pca") for s in (0.25, 0.5, 0.75)]
         known = [(key[2], paper.INTERVENTIONS[key][0]) for key in keys if key in paper.INTERVENTIONS]
         if known:
             ax.plot(*zip(*known), "s", mfc="none", color="k", label="paper (§8.3)")
-        ax.set(xlabel="dose s (share of the orthogonal gradient removed)", ylabel="grok step (detection)",
-               title=f"{op}: x = not grokked by the cap")
+        ax.set(
+            xlabel="dose s (share of the orthogonal gradient removed)",
+            ylabel="grok step (detection)",
+            title=f"{op}: x = not grokked by the cap",
+        )
         ax.legend(fontsize=7)
     fig.suptitle("Removing the orthogonal gradient delays grokking; at s = 1 it prevents it")
     return fig
 
 
-def exec_random_by_step(runs: list[dict]) -> Optional[Figure]:
+def exec_random_by_step(runs: list[dict]) -> Figure | None:
     """exec/random against step for every controls run, one panel per operation, both bases (weight SVD solid,
     trajectory PCA dashed), each seed's memorization phase shaded in its colour and its grok_90 dotted."""
     probed = [r for r in plain(runs) if r.get("exec_random_by_defect")]
@@ -532,10 +813,21 @@ def exec_random_by_step(runs: list[dict]) -> Optional[Figure]:
         for i, r in enumerate(sorted((r for r in probed if r["op"] == op), key=lambda r: r["seed"])):
             rows, colour = r["geometry"], f"C{i}"
             steps = [row["step"] for row in rows]
-            ax.plot(steps, [row["weight_svd_random_ratio"] for row in rows], color=colour, lw=1,
-                    label=f"s{r['seed']} weight SVD")
-            ax.plot(steps, [row["exec_random_ratio"] for row in rows], color=colour, lw=1, ls="--",
-                    label=f"s{r['seed']} trajectory PCA")
+            ax.plot(
+                steps,
+                [row["weight_svd_random_ratio"] for row in rows],
+                color=colour,
+                lw=1,
+                label=f"s{r['seed']} weight SVD",
+            )
+            ax.plot(
+                steps,
+                [row["exec_random_ratio"] for row in rows],
+                color=colour,
+                lw=1,
+                ls="--",
+                label=f"s{r['seed']} trajectory PCA",
+            )
             phase = analysis.memorization_phase(r["metrics"])
             if phase:
                 ax.axvspan(min(phase), max(phase), color=colour, alpha=0.08)
@@ -548,7 +840,7 @@ def exec_random_by_step(runs: list[dict]) -> Optional[Figure]:
     return fig
 
 
-def precision_overlay(runs: list[dict]) -> Optional[Figure]:
+def precision_overlay(runs: list[dict]) -> Figure | None:
     """The defect of each float32/float64 pair against step, overlaid, with test accuracy (right axis)."""
     pairs = precision_pairs(runs)
     if not pairs:
@@ -559,27 +851,44 @@ def precision_overlay(runs: list[dict]) -> Optional[Figure]:
         for r, colour in zip(pair, ("C0", "C3")):
             rows = r["metrics"]
             probed = [row for row in rows if row.get("defect") is not None]
-            ax.plot([row["step"] for row in probed], [row["defect"] for row in probed], color=colour, lw=1,
-                    label=f"{r['dtype']}: defect D")
-            accuracy.plot([row["step"] for row in rows], [row["test_acc"] for row in rows], color=colour, lw=0.8,
-                          ls=":", label=f"{r['dtype']}: test accuracy")
-        ax.set(yscale="symlog", xlabel="step", ylabel="defect D (median; symlog: 0 shows)",
-               title=f"{pair[0]['op']}, seed {pair[0]['seed']}")
+            ax.plot(
+                [row["step"] for row in probed],
+                [row["defect"] for row in probed],
+                color=colour,
+                lw=1,
+                label=f"{r['dtype']}: defect D",
+            )
+            accuracy.plot(
+                [row["step"] for row in rows],
+                [row["test_acc"] for row in rows],
+                color=colour,
+                lw=0.8,
+                ls=":",
+                label=f"{r['dtype']}: test accuracy",
+            )
+        ax.set(
+            yscale="symlog",
+            xlabel="step",
+            ylabel="defect D (median; symlog: 0 shows)",
+            title=f"{pair[0]['op']}, seed {pair[0]['seed']}",
+        )
         accuracy.set_ylabel("test accuracy (dotted)")
         ax.legend(fontsize=8, loc="upper left")
     fig.suptitle("The same run in float32 and float64: which features of the defect are rounding")
     return fig
 
 
-FIGURES = {"defect_by_op": lambda runs, fit: defect_curves(runs),
-           "lead_vs_grok": lambda runs, fit: lead_vs_grok(grokking(runs), fit),
-           "pc1_by_op": lambda runs, fit: pc1_by_op(runs),
-           "dose_response": lambda runs, fit: dose_response(runs),
-           "exec_random_by_step": lambda runs, fit: exec_random_by_step(runs),
-           "precision_overlay": lambda runs, fit: precision_overlay(runs)}
+FIGURES = {
+    "defect_by_op": lambda runs, fit: defect_curves(runs),
+    "lead_vs_grok": lambda runs, fit: lead_vs_grok(grokking(runs), fit),
+    "pc1_by_op": lambda runs, fit: pc1_by_op(runs),
+    "dose_response": lambda runs, fit: dose_response(runs),
+    "exec_random_by_step": lambda runs, fit: exec_random_by_step(runs),
+    "precision_overlay": lambda runs, fit: precision_overlay(runs),
+}
 
 
-def draw_figures(out: Optional[Path], runs: list[dict], fit: Optional[dict], prefix: str = "") -> dict[str, str]:
+def draw_figures(out: Path | None, runs: list[dict], fit: dict | None, prefix: str = "") -> dict[str, str]:
     """Draw every figure the runs allow into `out` (None: draw, save nothing), as PREFIXNAME.png: FIGURES' name ->
     its file's name."""
     files = {}
@@ -592,7 +901,7 @@ def draw_figures(out: Optional[Path], runs: list[dict], fit: Optional[dict], pre
     return files
 
 
-def _figures(out: Path, runs: list[dict], fit: Optional[dict]) -> list[str]:
+def _figures(out: Path, runs: list[dict], fit: dict | None) -> list[str]:
     """The report's figures, drawn into its directory, and the lines that show them."""
     lines = [line for name, file in draw_figures(out, runs, fit).items() for line in (f"![{name}]({file})", "")]
     return ["## Figures", "", *lines] if lines else []
@@ -606,8 +915,11 @@ def _pc1_range(r: dict) -> str:
 def _mean_sd(stats: dict) -> str:
     if stats["mean"] is None:
         return "none"
-    return number(stats["mean"], 4) + (f" ± {number(stats['sd'], 3)}" if stats["sd"] is not None else "") + \
-        (f" (n {stats['n']})" if stats["n"] else "")
+    return (
+        number(stats["mean"], 4)
+        + (f" ± {number(stats['sd'], 3)}" if stats["sd"] is not None else "")
+        + (f" (n {stats['n']})" if stats["n"] else "")
+    )
 
 
 def _cell(value) -> str:
@@ -616,7 +928,7 @@ def _cell(value) -> str:
 
 def number(value: float, digits: int) -> str:
     """`digits` significant digits, but whole numbers of steps written out (33933, not 3.393e+04)."""
-    return f"{value:.0f}" if abs(value) >= 10 ** digits else f"{value:.{digits}g}"
+    return f"{value:.0f}" if abs(value) >= 10**digits else f"{value:.{digits}g}"
 
 
 def table(header: list[str], rows: list[list]) -> str:

@@ -9,15 +9,16 @@ that time per stage, so that a reproduction resumed over several days, or merged
 knows its totals. The results page (results.py) is a function of
 the folder alone.
 """
+
 from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
-from tinygrok.lab import grids, records, recipes, sweep
+from tinygrok.lab import grids, recipes, records, sweep
 from tinygrok.lab.grids import Filters
 from tinygrok.lab.recipes import RunSpec
 from tinygrok.run.runs import Run, RunError, read_json, write_bytes, write_json
@@ -46,54 +47,119 @@ def _classroom() -> tuple[Stage, ...]:
     """Every claim's machinery on the CPU-sized model (the slow regime: the paper's 3-layer model for 4,000
     steps), seed 42 and 137, in about a quarter of an hour on 2 cores."""
     small = dict(preset="classroom", seeds=(42, 137))
-    return (Stage("table1", "table1", Filters(max_steps=5000, **small),
-                  "the classroom model, seeds 42 and 137, at most 5,000 steps"),
-            Stage("controls", "controls", Filters(ops=("add",), **small), "the classroom model, add"),
-            Stage("float64-check", "float64-check", Filters(preset="classroom"), "the classroom model"),
-            Stage("lr-sweep", "lr-sweep", Filters(ops=("add",), lrs=(1e-3, 3e-3, 1e-2), max_steps=6000, **small),
-                  "the classroom model, add, 3 rates, at most 6,000 steps"),
-            Stage("lr-sweep-non-grokking", "lr-sweep", Filters(ops=("x2_xy_y2",), lrs=(3e-3, 1e-2), max_steps=3000,
-                                                               preset="classroom", seeds=(42,)),
-                  "the classroom model, x2_xy_y2, seed 42, 2 rates, at most 3,000 steps"),
-            Stage("pca", "pca", Filters(ops=("add", "x2_xy_y2"), max_steps=3000, **small),
-                  "the classroom model, add and x2_xy_y2, at most 3,000 steps"),
-            Stage("dose-response", "dose-response", Filters(ops=("add",), doses=(0.5, 1.0), max_steps=4000, **small),
-                  "the classroom model, add, s = 0.5 and 1, at most 4,000 steps"),
-            Stage("interventions-primary", "interventions-primary", Filters(preset="classroom", seeds=(42,)),
-                  "the classroom model, seed 42"),
-            Stage("kicks", "kicks", Filters(doses=(100.0,), max_steps=4000, preset="classroom", seeds=(42,)),
-                  "the classroom model, seed 42, alpha 100, at most 4,000 steps"),
-            Stage("slow", "slow", Filters(seeds=(42,), max_steps=4000),
-                  "seed 42, 4,000 steps: the machinery only, far from grokking"))
+    return (
+        Stage(
+            "table1",
+            "table1",
+            Filters(max_steps=5000, **small),
+            "the classroom model, seeds 42 and 137, at most 5,000 steps",
+        ),
+        Stage("controls", "controls", Filters(ops=("add",), **small), "the classroom model, add"),
+        Stage("float64-check", "float64-check", Filters(preset="classroom"), "the classroom model"),
+        Stage(
+            "lr-sweep",
+            "lr-sweep",
+            Filters(ops=("add",), lrs=(1e-3, 3e-3, 1e-2), max_steps=6000, **small),
+            "the classroom model, add, 3 rates, at most 6,000 steps",
+        ),
+        Stage(
+            "lr-sweep-non-grokking",
+            "lr-sweep",
+            Filters(ops=("x2_xy_y2",), lrs=(3e-3, 1e-2), max_steps=3000, preset="classroom", seeds=(42,)),
+            "the classroom model, x2_xy_y2, seed 42, 2 rates, at most 3,000 steps",
+        ),
+        Stage(
+            "pca",
+            "pca",
+            Filters(ops=("add", "x2_xy_y2"), max_steps=3000, **small),
+            "the classroom model, add and x2_xy_y2, at most 3,000 steps",
+        ),
+        Stage(
+            "dose-response",
+            "dose-response",
+            Filters(ops=("add",), doses=(0.5, 1.0), max_steps=4000, **small),
+            "the classroom model, add, s = 0.5 and 1, at most 4,000 steps",
+        ),
+        Stage(
+            "interventions-primary",
+            "interventions-primary",
+            Filters(preset="classroom", seeds=(42,)),
+            "the classroom model, seed 42",
+        ),
+        Stage(
+            "kicks",
+            "kicks",
+            Filters(doses=(100.0,), max_steps=4000, preset="classroom", seeds=(42,)),
+            "the classroom model, seed 42, alpha 100, at most 4,000 steps",
+        ),
+        Stage(
+            "slow",
+            "slow",
+            Filters(seeds=(42,), max_steps=4000),
+            "seed 42, 4,000 steps: the machinery only, far from grokking",
+        ),
+    )
 
 
 def _machine() -> tuple[Stage, ...]:
     """The paper's model on one machine, in about a night on 2 cores: every grid but the full LR sweep and the
     long non-grokking PCA runs, and the slow regime."""
-    return (Stage("table1", "table1"), Stage("controls", "controls"), Stage("float64-check", "float64-check"),
-            Stage("lr-sweep", "lr-sweep", Filters(ops=GROKKING_OPS, lrs=RELEASED_LRS),
-                  "the reference's released rates 1e-4, 1e-3, 1e-2 (of six)"),
-            Stage("lr-sweep-non-grokking", "lr-sweep", Filters(ops=NON_GROKKING_OPS, lrs=RELEASED_LRS,
-                                                               max_steps=10_000),
-                  "x2_xy_y2 and x3_xy at the released rates, at most 10,000 steps (the reference: 50,000; at 1e-4 "
-                  "the grokking operations take ~34,000, so 0/3 there says little)"),
-            Stage("pca", "pca", Filters(max_steps=10_000),
-                  "at most 10,000 steps (the paper: 50,000 without weight decay, 200,000 for x2_xy_y2 and x3_xy)"),
-            Stage("dose-response", "dose-response"),
-            Stage("dose-response-seeds", "dose-response", Filters(ops=("add",), seeds=(1, 2, 3)),
-                  "not the paper's: add with three more seeds, 1, 2 and 3 (how far the seeds' spread goes)"),
-            Stage("interventions-primary", "interventions-primary", cut="the primary strengths only (figI4)"),
-            Stage("random-basis", "random-basis"),
-            Stage("attention-only", "attention-only", cut="not the paper's: the projection inside the attention "
-                                                          "matrices only"),
-            Stage("kicks", "kicks", Filters(doses=(100.0,)), "alpha 100 only (figI8: 50-500)"),
-            Stage("slow", "slow"))
+    return (
+        Stage("table1", "table1"),
+        Stage("controls", "controls"),
+        Stage("float64-check", "float64-check"),
+        Stage(
+            "lr-sweep",
+            "lr-sweep",
+            Filters(ops=GROKKING_OPS, lrs=RELEASED_LRS),
+            "the reference's released rates 1e-4, 1e-3, 1e-2 (of six)",
+        ),
+        Stage(
+            "lr-sweep-non-grokking",
+            "lr-sweep",
+            Filters(ops=NON_GROKKING_OPS, lrs=RELEASED_LRS, max_steps=10_000),
+            "x2_xy_y2 and x3_xy at the released rates, at most 10,000 steps (the reference: 50,000; at 1e-4 "
+            "the grokking operations take ~34,000, so 0/3 there says little)",
+        ),
+        Stage(
+            "pca",
+            "pca",
+            Filters(max_steps=10_000),
+            "at most 10,000 steps (the paper: 50,000 without weight decay, 200,000 for x2_xy_y2 and x3_xy)",
+        ),
+        Stage("dose-response", "dose-response"),
+        Stage(
+            "dose-response-seeds",
+            "dose-response",
+            Filters(ops=("add",), seeds=(1, 2, 3)),
+            "not the paper's: add with three more seeds, 1, 2 and 3 (how far the seeds' spread goes)",
+        ),
+        Stage("interventions-primary", "interventions-primary", cut="the primary strengths only (figI4)"),
+        Stage("random-basis", "random-basis"),
+        Stage(
+            "attention-only", "attention-only", cut="not the paper's: the projection inside the attention matrices only"
+        ),
+        Stage("kicks", "kicks", Filters(doses=(100.0,)), "alpha 100 only (figI8: 50-500)"),
+        Stage("slow", "slow"),
+    )
 
 
 def _full() -> tuple[Stage, ...]:
     """Every grid as the paper ran it: for a cluster."""
-    return tuple(Stage(name, name) for name in ("table1", "controls", "float64-check", "lr-sweep", "pca",
-                                                "dose-response", "interventions-add", "kicks", "slow"))
+    return tuple(
+        Stage(name, name)
+        for name in (
+            "table1",
+            "controls",
+            "float64-check",
+            "lr-sweep",
+            "pca",
+            "dose-response",
+            "interventions-add",
+            "kicks",
+            "slow",
+        )
+    )
 
 
 SCALES: dict[str, Callable[[], tuple[Stage, ...]]] = {"classroom": _classroom, "machine": _machine, "full": _full}
@@ -121,8 +187,15 @@ def wall_estimate(rows: list[dict], workers: int) -> float:
     return sum(max(r["cpu_seconds"] / workers, r["longest"]) for r in rows)
 
 
-def run(scale: str, plan: tuple[Stage, ...], out: Path, folder: Path, make_executor: Callable, *,
-        on_change: Optional[Callable[[Stage, dict], None]] = None) -> dict:
+def run(
+    scale: str,
+    plan: tuple[Stage, ...],
+    out: Path,
+    folder: Path,
+    make_executor: Callable,
+    *,
+    on_change: Callable[[Stage, dict], None] | None = None,
+) -> dict:
     """Run every run of `plan` that has no record in `folder` into out/LABEL, stage by stage, recording each as it
     finishes; then return the folder's reproduce.json: the scale, each part's wall seconds and each stage's (this
     part's added). A RunError if the folder holds another scale's reproduction."""
@@ -197,8 +270,10 @@ def _state(folder: Path, scale: str) -> dict:
         return {"scale": scale, "parts": []}
     state = read_json(path)
     if state["scale"] != scale:
-        raise RunError(f"{folder} holds the records of the {state['scale']} reproduction, not {scale}: give this "
-                       "one other --records")
+        raise RunError(
+            f"{folder} holds the records of the {state['scale']} reproduction, not {scale}: give this "
+            "one other --records"
+        )
     return state
 
 
@@ -226,6 +301,6 @@ def merge(sources: list[Path], into: Path) -> dict:
     return state
 
 
-def wall_seconds(state: dict, label: Optional[str] = None) -> float:
+def wall_seconds(state: dict, label: str | None = None) -> float:
     """The reproduction's wall time so far (in the stage `label` only, if given), summed over its parts."""
     return sum(part["seconds"] if label is None else part["stages"].get(label, 0.0) for part in state["parts"])

@@ -2,13 +2,14 @@
 the recorded runs of its stage, beside the paper's number, with a verdict and the figure it is seen in. A function
 of a folder of run records (records.py) and its reproduce.json alone.
 """
+
 from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 from tinygrok.lab import records, report, reproduce
 from tinygrok.lab.reproduce import STATE, Stage
@@ -18,8 +19,10 @@ from tinygrok.science.paper import GROKKING_OPS, NON_GROKKING_OPS, Claim
 
 RESULTS = "results.md"
 VERDICTS = ("replicates", "too few runs to tell", "differs", "not measured")
-RULES = analysis.VERDICT_RULE + " *not measured*: this scale has no such runs, or none of them defines the quantity, " \
+RULES = (
+    analysis.VERDICT_RULE + " *not measured*: this scale has no such runs, or none of them defines the quantity, "
     "with the reason."
+)
 
 
 @dataclass(frozen=True)
@@ -29,18 +32,20 @@ class Measured:
 
     values: list
     shown: str = ""
-    interval: Optional[tuple] = None
+    interval: tuple | None = None
     resolution: float = 0.0  # how finely each value is measured (a step counted at evaluations: their interval)
 
 
 # ---------------------------------------------------------------------- which runs
-def select(runs: list[dict], ops=None, weight_decay=None, lr=None, seed=None, arm=None, dose=None,
-           basis=None) -> list[dict]:
+def select(
+    runs: list[dict], ops=None, weight_decay=None, lr=None, seed=None, arm=None, dose=None, basis=None
+) -> list[dict]:
     """The runs a claim is measured over. ops: an operation, a tuple of them, "grokking" (the grokking operations
     with weight decay), "non_grokking" (the operations that never grok) or "not_grokking" (those and the runs
     without weight decay). Without arm: the runs without intervention. arm (a name or a tuple; "none": the probed
     runs without intervention of §8.1's phase 2): those intervention runs, at `dose` (one, a tuple, or "primary":
     each arm's default, the paper's primary) with `basis`."""
+
     def op_matches(r):
         if ops == "grokking":
             return r["op"] in GROKKING_OPS and r["weight_decay"] > 0
@@ -50,16 +55,27 @@ def select(runs: list[dict], ops=None, weight_decay=None, lr=None, seed=None, ar
             return r["op"] in NON_GROKKING_OPS or r["weight_decay"] == 0
         return ops is None or r["op"] in ((ops,) if isinstance(ops, str) else ops)
 
-    chosen = [r for r in runs if op_matches(r) and all(
-        wanted is None or r[key] == wanted for key, wanted in (("weight_decay", weight_decay), ("lr", lr),
-                                                                ("seed", seed)))]
+    chosen = [
+        r
+        for r in runs
+        if op_matches(r)
+        and all(
+            wanted is None or r[key] == wanted
+            for key, wanted in (("weight_decay", weight_decay), ("lr", lr), ("seed", seed))
+        )
+    ]
     if arm is None:
         return report.plain(chosen)
     arms = (arm,) if isinstance(arm, str) else arm
     doses = (dose,) if isinstance(dose, (int, float)) else dose
-    return [r for r in chosen if r["recipe"] == "intervene" and report.arm(r)[0] in arms
-            and (doses is None or report.arm(r)[1] in (_primary(r) if doses == "primary" else doses))
-            and (basis is None or report.arm(r)[2] == basis)]
+    return [
+        r
+        for r in chosen
+        if r["recipe"] == "intervene"
+        and report.arm(r)[0] in arms
+        and (doses is None or report.arm(r)[1] in (_primary(r) if doses == "primary" else doses))
+        and (basis is None or report.arm(r)[2] == basis)
+    ]
 
 
 def _primary(r: dict) -> tuple:
@@ -88,8 +104,10 @@ def _resolution(runs: list[dict]) -> float:
 
 def _per_matrix(runs, key, layer=None, **_) -> Measured:
     """Every attention matrix's value (of the last layer only, given layer="last")."""
+
     def kept(r, name):
         return layer is None or name.startswith(f"blocks.{r['n_layers'] - 1}.")
+
     return Measured(_finite(v for r in runs for name, v in (r.get(key) or {}).items() if kept(r, name)))
 
 
@@ -128,16 +146,20 @@ def _probes(r: dict) -> list[dict]:
 def _final_defect_ratio(runs, **_) -> Measured:
     """The defect at the grokking runs' detection step over the last defect of the runs that never grok, at weight
     decay 1 (§6.7: the median D at each run's last checkpoint, grokking runs ending at their grokking point)."""
+
     def at_detection(r):
         return next((p["defect"] for p in _probes(r) if p["step"] >= r["grok_step"]), None)
+
     grok = _finite(at_detection(r) for r in select(runs, ops="grokking") if r.get("grok_step") is not None)
     ends = [_probes(r) for r in select(runs, ops="non_grokking", weight_decay=1.0)]
     flat = _finite(probes[-1]["defect"] for probes in ends if probes)
     if not grok or not flat or not statistics.mean(flat):
         return Measured([])
     ratio = statistics.mean(grok) / statistics.mean(flat)
-    return Measured([ratio], f"{ratio:.3g} (D {statistics.mean(grok):.0f} over {statistics.mean(flat):.0f}; "
-                             f"n {len(grok)} and {len(flat)})")
+    return Measured(
+        [ratio],
+        f"{ratio:.3g} (D {statistics.mean(grok):.0f} over {statistics.mean(flat):.0f}; n {len(grok)} and {len(flat)})",
+    )
 
 
 def _lead_50(runs, **_) -> Measured:
@@ -159,32 +181,45 @@ def _defect_at(runs, step, **_) -> Measured:
 
 def _defect_before_grok(runs, **_) -> Measured:
     """The last probe's defect before grok_90 (Table 2's "at grok point")."""
-    return Measured(_finite(next((p["defect"] for p in reversed(_probes(r)) if p["step"] < r["grok_step_90"]), None)
-                            for r in runs if r.get("grok_step_90") is not None))
+    return Measured(
+        _finite(
+            next((p["defect"] for p in reversed(_probes(r)) if p["step"] < r["grok_step_90"]), None)
+            for r in runs
+            if r.get("grok_step_90") is not None
+        )
+    )
 
 
 def _lead_fraction(runs, **_) -> Measured:
     """(detection - onset) / detection: the lead as a share of the training to grokking (§7.2, the LR sweep's)."""
-    return Measured([(r["grok_step"] - r["onset_step"]) / r["grok_step"] for r in runs
-                     if r.get("grok_step") and r.get("onset_step") is not None])
+    return Measured(
+        [
+            (r["grok_step"] - r["onset_step"]) / r["grok_step"]
+            for r in runs
+            if r.get("grok_step") and r.get("onset_step") is not None
+        ]
+    )
 
 
 def _normalised_lead(runs, **_) -> Measured:
     """(grok_90 - onset) / detection (§7.2, figY)."""
-    return Measured([r["lead_steps"] / r["grok_step"] for r in runs
-                     if r.get("grok_step") and r.get("lead_steps") is not None])
+    return Measured(
+        [r["lead_steps"] / r["grok_step"] for r in runs if r.get("grok_step") and r.get("lead_steps") is not None]
+    )
 
 
 def _power_law(runs, **_) -> Measured:
     fit = _fit(runs)
     if fit is None:
         return Measured([])
-    return Measured([fit["alpha"]], f"{fit['alpha']:.2f} ± {fit['alpha_se']:.2f} (R² {fit['r2']:.3f}, n "
-                                    f"{fit['n']})", (fit["alpha"] - 2 * fit["alpha_se"],
-                                                     fit["alpha"] + 2 * fit["alpha_se"]))
+    return Measured(
+        [fit["alpha"]],
+        f"{fit['alpha']:.2f} ± {fit['alpha_se']:.2f} (R² {fit['r2']:.3f}, n {fit['n']})",
+        (fit["alpha"] - 2 * fit["alpha_se"], fit["alpha"] + 2 * fit["alpha_se"]),
+    )
 
 
-def _fit(runs: list[dict]) -> Optional[dict]:
+def _fit(runs: list[dict]) -> dict | None:
     """The lead-time power law over the runs (report.power_law), None where there is none to fit."""
     try:
         return report.power_law(runs)
@@ -195,8 +230,11 @@ def _fit(runs: list[dict]) -> Optional[dict]:
 def _grok_steps(runs, **_) -> Measured:
     """The grok (detection) steps of the runs that grokked, and how many did."""
     steps = [r["grok_step"] for r in runs if r.get("grok_step") is not None]
-    return Measured(steps, f"{_mean_sd(steps)}, {len(steps)}/{len(runs)} grok" if steps else f"0/{len(runs)} grok",
-                    resolution=_resolution(runs))
+    return Measured(
+        steps,
+        f"{_mean_sd(steps)}, {len(steps)}/{len(runs)} grok" if steps else f"0/{len(runs)} grok",
+        resolution=_resolution(runs),
+    )
 
 
 def _delay(runs, stage_runs, **_) -> Measured:
@@ -211,15 +249,27 @@ def _delay(runs, stage_runs, **_) -> Measured:
 
 
 MEASURES: dict[str, Callable[..., Measured]] = {
-    "mean": _mean, "per_matrix": _per_matrix, "grokked": _grokked, "positive_leads": _positive_leads,
-    "sign_test": _sign_test, "geometry_median": _geometry_median, "final_defect_ratio": _final_defect_ratio,
-    "lead_50": _lead_50, "max_defect": _max_defect, "defect_at": _defect_at, "defect_before_grok": _defect_before_grok,
-    "lead_fraction": _lead_fraction, "normalised_lead": _normalised_lead, "power_law": _power_law,
-    "grok_steps": _grok_steps, "delay": _delay}
+    "mean": _mean,
+    "per_matrix": _per_matrix,
+    "grokked": _grokked,
+    "positive_leads": _positive_leads,
+    "sign_test": _sign_test,
+    "geometry_median": _geometry_median,
+    "final_defect_ratio": _final_defect_ratio,
+    "lead_50": _lead_50,
+    "max_defect": _max_defect,
+    "defect_at": _defect_at,
+    "defect_before_grok": _defect_before_grok,
+    "lead_fraction": _lead_fraction,
+    "normalised_lead": _normalised_lead,
+    "power_law": _power_law,
+    "grok_steps": _grok_steps,
+    "delay": _delay,
+}
 
 
 # ---------------------------------------------------------------------- a claim's row
-def stage_of(claim: Claim, planned: dict[str, Stage]) -> Optional[str]:
+def stage_of(claim: Claim, planned: dict[str, Stage]) -> str | None:
     """The first of the claim's stages that the plan has."""
     return next((label for label in claim.stages if label in planned), None)
 
@@ -256,8 +306,9 @@ def _verdict(claim: Claim, found: Measured) -> tuple[str, str]:
     if kind == "replicates":
         return kind, "**replicates**"
     values = found.values
-    overlap = " (the ranges overlap)" if kind == "differs" and min(values) <= claim.high and max(values) >= claim.low \
-        else ""
+    overlap = (
+        " (the ranges overlap)" if kind == "differs" and min(values) <= claim.high and max(values) >= claim.low else ""
+    )
     return kind, kind + overlap + (f": {claim.differs}" if claim.differs and kind == "differs" else "")
 
 
@@ -274,36 +325,62 @@ def write(folder: Path, page: Path) -> Path:
     return write_text(page, text(folder, page, figures))
 
 
-def text(folder: Path, page: Path, figures_dir: Optional[Path] = None) -> str:
+def text(folder: Path, page: Path, figures_dir: Path | None = None) -> str:
     """The results page meant for `page`, a function of the records folder alone (records.py; the scale and wall
     times in its reproduce.json): every claim measured over the recorded runs of its stage, what the records are
     and where and how long they ran; its figures drawn into `figures_dir` (None: drawn, not saved). A RunError if the
     folder is no reproduction's."""
     folder, page = Path(folder), Path(page)
     if not (folder / STATE).exists():
-        raise RunError(f"{folder} holds no reproduction's records (it has no {STATE}: tinygrok reproduce "
-                       "--records writes it)")
+        raise RunError(
+            f"{folder} holds no reproduction's records (it has no {STATE}: tinygrok reproduce --records writes it)"
+        )
     state = read_json(folder / STATE)
     plan = reproduce.stages(state["scale"])
     found, problems = records.load_all(folder)
     planned = {stage.label: stage for stage in plan}
     stages = {stage.label: [report.entry(found[s.name]) for s in stage.specs() if s.name in found] for stage in plan}
     links = page.stem + "_figures"
-    figures = {label: {name: f"{links}/{file}" for name, file in report.draw_figures(
-        figures_dir, runs, _fit(report.grokking(runs)), f"{label}_").items()} for label, runs in stages.items()
-        if runs}
+    figures = {
+        label: {
+            name: f"{links}/{file}"
+            for name, file in report.draw_figures(figures_dir, runs, _fit(report.grokking(runs)), f"{label}_").items()
+        }
+        for label, runs in stages.items()
+        if runs
+    }
     rows, kinds = [], []
     for claim in paper.CLAIMS:
         number, kind, words = measure(claim, stages, planned)
         kinds.append(kind)
         figure = figures.get(stage_of(claim, planned), {}).get(claim.figure)
-        rows.append([claim.number, claim.words, claim.quoted, number or "—", claim.stored or "—", words,
-                     f"[{claim.figure}]({figure})" if figure else "—"])
+        rows.append(
+            [
+                claim.number,
+                claim.words,
+                claim.quoted,
+                number or "—",
+                claim.stored or "—",
+                words,
+                f"[{claim.figure}]({figure})" if figure else "—",
+            ]
+        )
     counts = ", ".join(f"{kinds.count(kind)} {kind}" for kind in VERDICTS)
     header = ["section", "claim", "paper", "tinygrok", "reference's stored data", "verdict", "figure"]
-    lines = ["# tinygrok against the paper, claim by claim", "", *_header(folder, page, state, found), "",
-             f"{len(paper.CLAIMS)} claims (tinygrok/science/paper.py's CLAIMS): {counts}. {RULES}", "",
-             report.table(header, rows), "", "## The stages", "", _stage_table(plan, stages, state), ""]
+    lines = [
+        "# tinygrok against the paper, claim by claim",
+        "",
+        *_header(folder, page, state, found),
+        "",
+        f"{len(paper.CLAIMS)} claims (tinygrok/science/paper.py's CLAIMS): {counts}. {RULES}",
+        "",
+        report.table(header, rows),
+        "",
+        "## The stages",
+        "",
+        _stage_table(plan, stages, state),
+        "",
+    ]
     lines += report.intervention_tables([report.entry(record) for record in found.values()])
     lines += [f"Not records, left out: {'; '.join(problems)}.", ""] if problems else []
     return "\n".join(lines) + "\n"
@@ -311,17 +388,21 @@ def text(folder: Path, page: Path, figures_dir: Optional[Path] = None) -> str:
 
 def _header(folder: Path, page: Path, state: dict, found: dict) -> list[str]:
     """The table at the top: the command, the code and the machines the records come from, the time."""
+
     def counted(values: list[str]) -> str:
         return ", ".join(f"{value} ({values.count(value)} runs)" for value in sorted(set(values)))
+
     cpu = sum(r["environment"].get("wall_seconds", 0.0) for r in found.values())
-    return ["| | |", "|---|---|",
-            f"| command | `tinygrok results --records {folder} --out {page}` (the runs: `tinygrok reproduce --scale "
-            f"{state['scale']} --records {folder}`) |",
-            f"| code | {counted([r['environment'].get('commit', 'unknown') for r in found.values()]) or 'no runs'} |",
-            f"| machine | {counted([r['environment'].get('machine', 'unknown') for r in found.values()]) or 'no runs'} "
-            "|",
-            f"| time | {reproduce.wall_seconds(state) / 3600:.2f} h of wall time in {len(state['parts'])} part(s); "
-            f"{cpu / 3600:.2f} h of CPU time (its runs' own, one core each) |"]
+    return [
+        "| | |",
+        "|---|---|",
+        f"| command | `tinygrok results --records {folder} --out {page}` (the runs: `tinygrok reproduce --scale "
+        f"{state['scale']} --records {folder}`) |",
+        f"| code | {counted([r['environment'].get('commit', 'unknown') for r in found.values()]) or 'no runs'} |",
+        f"| machine | {counted([r['environment'].get('machine', 'unknown') for r in found.values()]) or 'no runs'} |",
+        f"| time | {reproduce.wall_seconds(state) / 3600:.2f} h of wall time in {len(state['parts'])} part(s); "
+        f"{cpu / 3600:.2f} h of CPU time (its runs' own, one core each) |",
+    ]
 
 
 def _stage_table(plan: tuple[Stage, ...], stages: dict[str, list[dict]], state: dict) -> str:
@@ -329,11 +410,17 @@ def _stage_table(plan: tuple[Stage, ...], stages: dict[str, list[dict]], state: 
     for stage in plan:
         runs = stages[stage.label]
         cpu = sum(r["wall_seconds"] for r in runs)
-        rows.append([stage.label, stage.experiment, f"{len(runs)} of {len(stage.specs())}",
-                     f"{reproduce.wall_seconds(state, stage.label) / 3600:.2f} h", f"{cpu / 3600:.2f} h",
-                     stage.cut or "nothing"])
-    return report.table(["stage", "experiment", "runs recorded", "wall time", "CPU time of its runs", "left out"],
-                        rows)
+        rows.append(
+            [
+                stage.label,
+                stage.experiment,
+                f"{len(runs)} of {len(stage.specs())}",
+                f"{reproduce.wall_seconds(state, stage.label) / 3600:.2f} h",
+                f"{cpu / 3600:.2f} h",
+                stage.cut or "nothing",
+            ]
+        )
+    return report.table(["stage", "experiment", "runs recorded", "wall time", "CPU time of its runs", "left out"], rows)
 
 
 def _summary(values: list, digits: str = "") -> str:

@@ -7,14 +7,15 @@ diverged, failed), attempts and error. A failed run is retried once, then report
 diverged (a non-finite number: train.Diverged) is reported so and not retried, as it would diverge again at the
 same step; if the executor itself breaks (a local worker process killed), a fresh one takes the runs not done.
 """
+
 from __future__ import annotations
 
 import multiprocessing
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Callable, Optional
 
 from tinygrok.lab import recipes
 from tinygrok.lab.recipes import RunSpec
@@ -32,8 +33,10 @@ def load_index(out: Path, experiment: str, filters: str, specs: list[RunSpec]) -
     if path.exists():
         index = read_json(path)
         if (index.get("experiment"), index.get("filters")) != (experiment, filters):
-            raise RunError(f"{out} holds the sweep of {index.get('experiment')} ({index.get('filters')}), not "
-                           f"{experiment} ({filters}): give this one another --out")
+            raise RunError(
+                f"{out} holds the sweep of {index.get('experiment')} ({index.get('filters')}), not "
+                f"{experiment} ({filters}): give this one another --out"
+            )
     else:
         index = {"experiment": experiment, "filters": filters, "runs": {}}
     for spec in specs:
@@ -44,8 +47,16 @@ def load_index(out: Path, experiment: str, filters: str, specs: list[RunSpec]) -
     return index
 
 
-def run_grid(specs: list[RunSpec], out: Path, index: dict, make_executor: Callable[[], Executor], *,
-             retries: int = 1, on_change: Optional[Callable[[dict], None]] = None, poll_seconds: float = 1.0) -> dict:
+def run_grid(
+    specs: list[RunSpec],
+    out: Path,
+    index: dict,
+    make_executor: Callable[[], Executor],
+    *,
+    retries: int = 1,
+    on_change: Callable[[dict], None] | None = None,
+    poll_seconds: float = 1.0,
+) -> dict:
     """Run every spec whose state is not done, on executors from make_executor(), keeping `index` (saved in out)
     up to date; returns it. The baselines of interventions run first (recipes.waves). on_change(index) is
     called after every change and every poll."""
@@ -60,9 +71,18 @@ def run_grid(specs: list[RunSpec], out: Path, index: dict, make_executor: Callab
     return index
 
 
-def _run_on(executor: Executor, names: list[str], by_name: dict, out: Path, index: dict, retries: int,
-            on_change, poll_seconds: float) -> list[str]:
+def _run_on(
+    executor: Executor,
+    names: list[str],
+    by_name: dict,
+    out: Path,
+    index: dict,
+    retries: int,
+    on_change,
+    poll_seconds: float,
+) -> list[str]:
     """Run `names` on one executor; returns those left to run when it broke (empty when it did not)."""
+
     def submit(name: str):
         index["runs"][name].update(state="queued")
         return executor.submit(recipes.execute, by_name[name], out)
@@ -97,7 +117,7 @@ def _run_on(executor: Executor, names: list[str], by_name: dict, out: Path, inde
                     return left
                 except Diverged as err:
                     entry.update(state="diverged", error=str(err))
-                except Exception as err:  # noqa: BLE001 - a run's failure is recorded, not raised
+                except Exception as err:  # a run's failure is recorded, not raised
                     entry["attempts"] += 1
                     entry.update(state="failed", error=f"{type(err).__name__}: {err}")
                     if entry["attempts"] <= retries:
@@ -126,7 +146,7 @@ def outcome(counts: dict[str, int]) -> str:
     return f"{counts['done']} runs done, {counts['diverged']} diverged, {counts['failed']} failed"
 
 
-def progress(out: Path, name: str) -> Optional[dict]:
+def progress(out: Path, name: str) -> dict | None:
     """The latest metrics row of a run in the sweep (step, accuracies), or None before its first."""
     try:
         rows = Run(Path(out) / name).metrics()

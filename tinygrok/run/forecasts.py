@@ -2,6 +2,7 @@
 forecast, and the two files it ships as beside this module: forecaster.json (the coefficients, the model it
 applies to, the runs it was fitted on) and forecast_runs.jsonl.gz (those runs' records, so a refit needs no run
 directories: `tinygrok forecast-fit`)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,7 +10,6 @@ import functools
 import gzip
 import json
 from pathlib import Path
-from typing import Optional
 
 from tinygrok.run.runs import Run, RunError, read_json, write_json
 from tinygrok.science.analysis import first_step
@@ -18,20 +18,30 @@ from tinygrok.science.forecast import ROW_KEYS, Forecast, Forecaster, Record
 
 SHIPPED = Path(__file__).with_name("forecaster.json")
 RECORDS = Path(__file__).with_name("forecast_runs.jsonl.gz")
-MODEL_KEYS = ("p", "train_frac", "n_layers", "d_model", "n_heads", "d_ff", "batch_size", "eval_every",
-              "probe_every")  # what must match for a fitted forecaster to apply to a run
+MODEL_KEYS = (
+    "p",
+    "train_frac",
+    "n_layers",
+    "d_model",
+    "n_heads",
+    "d_ff",
+    "batch_size",
+    "eval_every",
+    "probe_every",
+)  # what must match for a fitted forecaster to apply to a run
 
 
 def model_of(cfg: Config) -> dict:
     return {key: getattr(cfg, key) for key in MODEL_KEYS}
 
 
-def mismatch(cfg: Config, model: dict) -> Optional[str]:
+def mismatch(cfg: Config, model: dict) -> str | None:
     """Why a forecaster fitted on `model` does not apply to a run of cfg, or None if it does."""
     if not cfg.probe_every:
         return "the run has no curvature probes (the forecaster reads the defect: --probe-every 100)"
-    differ = [f"{key} {getattr(cfg, key)} (fitted: {model[key]})" for key in MODEL_KEYS
-              if getattr(cfg, key) != model[key]]
+    differ = [
+        f"{key} {getattr(cfg, key)} (fitted: {model[key]})" for key in MODEL_KEYS if getattr(cfg, key) != model[key]
+    ]
     return f"the forecaster was fitted on another model: {', '.join(differ)}" if differ else None
 
 
@@ -43,10 +53,12 @@ def record_of(run: Run) -> Record:
     except KeyError as err:
         raise RunError(f"{run.path}'s metrics.jsonl has a probed row without {err}") from None
     if not probed:
-        raise RunError(f"{run.path} has no curvature probes: the forecaster reads the defect "
-                       "(train it with --probe-every 100)")
-    return Record(run.path.name, cfg.op, cfg.seed, cfg.lr, cfg.weight_decay, first_step(rows, "test_acc", 0.9),
-                  tuple(probed))
+        raise RunError(
+            f"{run.path} has no curvature probes: the forecaster reads the defect (train it with --probe-every 100)"
+        )
+    return Record(
+        run.path.name, cfg.op, cfg.seed, cfg.lr, cfg.weight_decay, first_step(rows, "test_acc", 0.9), tuple(probed)
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -62,11 +74,14 @@ def live(cfg: Config):
     forecaster, model = shipped()
     if mismatch(cfg, model):
         return None
-    return lambda rows: (None if first_step(rows, "test_acc", 0.9) is not None else
-                         _last(forecaster, [r for r in rows if r.get("defect") is not None], cfg))
+    return lambda rows: (
+        None
+        if first_step(rows, "test_acc", 0.9) is not None
+        else _last(forecaster, [r for r in rows if r.get("defect") is not None], cfg)
+    )
 
 
-def replay(run: Run) -> tuple[Record, list[Optional[Forecast]]]:
+def replay(run: Run) -> tuple[Record, list[Forecast | None]]:
     """The run's record and the shipped forecaster's forecast after each of its probes, as training would have
     shown them (a RunError, in one line, where the forecaster does not apply to the run)."""
     if why := mismatch(run.config(), shipped()[1]):
@@ -75,12 +90,12 @@ def replay(run: Run) -> tuple[Record, list[Optional[Forecast]]]:
     return rec, replay_record(rec)
 
 
-def replay_record(rec: Record) -> list[Optional[Forecast]]:
+def replay_record(rec: Record) -> list[Forecast | None]:
     """The shipped forecaster's forecast after each probe of a record (one of its own runs, for a lesson)."""
     return shipped()[0].forecasts(rec.rows, rec.lr, rec.weight_decay)
 
 
-def _last(forecaster: Forecaster, probed: list[dict], cfg: Config) -> Optional[Forecast]:
+def _last(forecaster: Forecaster, probed: list[dict], cfg: Config) -> Forecast | None:
     return forecaster.forecasts(probed, cfg.lr, cfg.weight_decay)[-1] if len(probed) >= 3 else None
 
 

@@ -3,6 +3,7 @@
 
 Writes pca.json, basis.npy and geometry.jsonl into the run directory and adds the headline numbers to the summary.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,13 +13,26 @@ import numpy as np
 from tinygrok.engine import backend, parallel
 from tinygrok.run.runs import SNAPSHOTS, THETAS, Run, RunError
 from tinygrok.science import undefined
-from tinygrok.science.analysis import by_defect_level, curvature_summary, detection_step, grok_summary, memorization_phase
-from tinygrok.science.commutator import (alignment, defect_samples, defect_stats, singular_directions,
-                                 subspace_ratios, weight_svd_basis)
+from tinygrok.science.analysis import (
+    by_defect_level,
+    curvature_summary,
+    detection_step,
+    grok_summary,
+    memorization_phase,
+)
+from tinygrok.science.commutator import (
+    alignment,
+    defect_samples,
+    defect_stats,
+    singular_directions,
+    subspace_ratios,
+    weight_svd_basis,
+)
 from tinygrok.science.config import Config
 from tinygrok.science.data import make_dataset, stream
 from tinygrok.science.model import attention_layout, param_count
 from tinygrok.science.pca import analyse_trajectories, execution_basis, random_basis, trajectory_pca
+
 BASIS_COMPONENTS = 2  # top-2 components per matrix: K = layers * 4 * 2 (§5.5)
 SVD_COMPONENTS = 3  # the reference control's top-3 singular pairs per matrix: K = layers * 4 * 3 (§6.4)
 ALIGNMENT_SAMPLES = 12  # the converse's commutator vectors per saved theta (§6.5)
@@ -32,7 +46,7 @@ def run_trajectories(run: Run, cfg: Config, n: int | None = None) -> dict[str, n
     out, col = {}, 0
     for name, (_, shape) in attention_layout(cfg).items():
         size = math.prod(shape)
-        out[name] = np.asarray(snaps[:, col:col + size], dtype=np.float64)
+        out[name] = np.asarray(snaps[:, col : col + size], dtype=np.float64)
         col += size
     return out
 
@@ -46,8 +60,10 @@ def trajectories_to_detection(run: Run) -> dict[str, np.ndarray]:
     end = detection_step(run.metrics(), cfg.stop_acc, cfg.stop_patience)
     keep = n_snapshots if end is None else min(n_snapshots, end // cfg.snapshot_every + 1)
     if keep < 3:
-        raise RunError(f"{run.path} has {keep} attention snapshots up to detection; PCA needs at least 3 "
-                       "(train longer, or with a smaller --snapshot-every)")
+        raise RunError(
+            f"{run.path} has {keep} attention snapshots up to detection; PCA needs at least 3 "
+            "(train longer, or with a smaller --snapshot-every)"
+        )
     return run_trajectories(run, cfg, keep)
 
 
@@ -83,8 +99,9 @@ def analyse_curvature(run: Run, basis: np.ndarray, k: int = 5) -> list[dict]:
     return rows
 
 
-def curvature_at_saved_thetas(run: Run, cfg: Config, exec_basis: np.ndarray, k: int = 5,
-                              n_random: int = 5) -> list[dict]:
+def curvature_at_saved_thetas(
+    run: Run, cfg: Config, exec_basis: np.ndarray, k: int = 5, n_random: int = 5
+) -> list[dict]:
     """At every saved theta of the run (thetas.npy): k defect samples and their projections onto the execution
     basis (retrospective trajectory PCA, §5.5), the current-weight-SVD basis (what the reference's control used,
     §6.4) and n_random random bases of each size (drawn once for the whole run, as the defects do not depend on
@@ -94,19 +111,27 @@ def curvature_at_saved_thetas(run: Run, cfg: Config, exec_basis: np.ndarray, k: 
     data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
     rng = stream(cfg.seed, "posthoc")
     n_params, k_svd = param_count(cfg), len(attention_layout(cfg)) * SVD_COMPONENTS
-    random_bases = {size: [random_basis(n_params, size, rng) for _ in range(n_random)]
-                    for size in {exec_basis.shape[1], k_svd}}
+    random_bases = {
+        size: [random_basis(n_params, size, rng) for _ in range(n_random)] for size in {exec_basis.shape[1], k_svd}
+    }
     thetas, rows = run.rows(THETAS), []
     lag = ALIGNMENT_SPAN // cfg.theta_every if ALIGNMENT_SPAN % cfg.theta_every == 0 else 1  # saved thetas back
     for i, saved in enumerate(thetas):
         theta = np.array(saved)  # host: bases and projections are computed here, the probes on the device
-        drawn = [{**s, "delta": backend.to_host(s["delta"])}
-                 for s in defect_samples(backend.to_device(theta), data, cfg, rng, max(k, ALIGNMENT_SAMPLES),
-                                                 parallel.Derivatives(cfg))]
+        drawn = [
+            {**s, "delta": backend.to_host(s["delta"])}
+            for s in defect_samples(
+                backend.to_device(theta), data, cfg, rng, max(k, ALIGNMENT_SAMPLES), parallel.Derivatives(cfg)
+            )
+        ]
         samples = drawn[:k]
         bases = {"exec": exec_basis, "weight_svd": weight_svd_basis(theta, cfg, SVD_COMPONENTS)}
-        row = {"step": i * cfg.theta_every, **defect_stats(samples), **subspace_ratios(samples, bases, random_bases),
-               "zero_defect_samples": sum(s["defect"] == 0 for s in samples)}
+        row = {
+            "step": i * cfg.theta_every,
+            **defect_stats(samples),
+            **subspace_ratios(samples, bases, random_bases),
+            "zero_defect_samples": sum(s["defect"] == 0 for s in samples),
+        }
         if i >= lag:
             row["alignment_ratio"] = alignment(theta - thetas[i - lag], [s["delta"] for s in drawn])["ratio"]
         rows.append(row)
@@ -119,14 +144,19 @@ def summarise(run: Run, pca: dict, geometry: list[dict]) -> dict:
     metrics = run.metrics()
     memorizing = set(memorization_phase(metrics))
     in_phase = [r for r in geometry if r["step"] in memorizing]
-    headline = {**curvature_summary(metrics, floor=run.config().onset_floor), "pc1": pca["pc1"],
-                "pc1_null_z": pca["null_z"], "rho": undefined.median(r["exec_rho"] for r in geometry),
-                "exec_random_ratio": undefined.median(r["exec_random_ratio"] for r in in_phase),
-                "exec_random_ratio_weight_svd": undefined.median(r["weight_svd_random_ratio"] for r in in_phase),
-                "exec_random_by_defect": by_defect_level(in_phase, "exec_random_ratio"),
-                "exec_random_by_defect_weight_svd": by_defect_level(in_phase, "weight_svd_random_ratio"),
-                "alignment_ratio": undefined.median(r.get("alignment_ratio") for r in geometry),
-                "memorization_phase_probes": len(in_phase), "undefined": undefined.tally(geometry)}
+    headline = {
+        **curvature_summary(metrics, floor=run.config().onset_floor),
+        "pc1": pca["pc1"],
+        "pc1_null_z": pca["null_z"],
+        "rho": undefined.median(r["exec_rho"] for r in geometry),
+        "exec_random_ratio": undefined.median(r["exec_random_ratio"] for r in in_phase),
+        "exec_random_ratio_weight_svd": undefined.median(r["weight_svd_random_ratio"] for r in in_phase),
+        "exec_random_by_defect": by_defect_level(in_phase, "exec_random_ratio"),
+        "exec_random_by_defect_weight_svd": by_defect_level(in_phase, "weight_svd_random_ratio"),
+        "alignment_ratio": undefined.median(r.get("alignment_ratio") for r in geometry),
+        "memorization_phase_probes": len(in_phase),
+        "undefined": undefined.tally(geometry),
+    }
     return run.record("geometry", headline)
 
 
@@ -163,35 +193,56 @@ def _dimension_rows(run: Run, ks: tuple, k_samples: int, n_random: int) -> list[
     detected = detection_step(metrics, cfg.stop_acc, cfg.stop_patience)
     memorized = grok_summary(metrics)["memorization_step"]
     if detected is None or memorized is None or not run.has(THETAS):
-        raise RunError(f"the dimension sweep needs a run that memorized and grokked, with its parameters saved "
-                       f"(--theta-every): {run.path} is not one")
+        raise RunError(
+            f"the dimension sweep needs a run that memorized and grokked, with its parameters saved "
+            f"(--theta-every): {run.path} is not one"
+        )
     layout, n_params, thetas = attention_layout(cfg), param_count(cfg), run.rows(THETAS)
     pca = {name: trajectory_pca(traj, max(ks)).components for name, traj in trajectories_to_detection(run).items()}
     data, rng = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed), stream(cfg.seed, "dimensions")
     rows = []
-    for phase, wanted in (("early", 200), ("memorization", memorized), ("detection", detected),
-                          ("detection + 500", detected + 500)):
+    for phase, wanted in (
+        ("early", 200),
+        ("memorization", memorized),
+        ("detection", detected),
+        ("detection + 500", detected + 500),
+    ):
         index = min(wanted // cfg.theta_every, len(thetas) - 1)
         theta = np.array(thetas[index])
-        samples = [(backend.to_host(s["delta"]).astype(np.float64), s["scale"])
-                   for s in defect_samples(backend.to_device(theta), data, cfg, rng, k_samples,
-                                                 parallel.Derivatives(cfg))]
-        svd = {name: singular_directions(theta[start:start + math.prod(shape)].reshape(shape), max(ks))
-               for name, (start, shape) in layout.items()}
-        along = {"weight_svd": [_per_matrix(delta, layout, svd) for delta, _ in samples],
-                 "pca": [_per_matrix(delta, layout, pca) for delta, _ in samples]}  # (matrices, k) per sample
-        randoms = [[basis.T @ delta for delta, _ in samples]  # (K,) per sample, one random basis at a time
-                   for basis in (random_basis(n_params, len(layout) * max(ks), rng) for _ in range(n_random))]
+        samples = [
+            (backend.to_host(s["delta"]).astype(np.float64), s["scale"])
+            for s in defect_samples(backend.to_device(theta), data, cfg, rng, k_samples, parallel.Derivatives(cfg))
+        ]
+        svd = {
+            name: singular_directions(theta[start : start + math.prod(shape)].reshape(shape), max(ks))
+            for name, (start, shape) in layout.items()
+        }
+        along = {
+            "weight_svd": [_per_matrix(delta, layout, svd) for delta, _ in samples],
+            "pca": [_per_matrix(delta, layout, pca) for delta, _ in samples],
+        }  # (matrices, k) per sample
+        randoms = [
+            [basis.T @ delta for delta, _ in samples]  # (K,) per sample, one random basis at a time
+            for basis in (random_basis(n_params, len(layout) * max(ks), rng) for _ in range(n_random))
+        ]
         scales = np.array([scale for _, scale in samples])
         full = float(np.median([np.linalg.norm(delta) for delta, _ in samples] / scales))
         for k in ks:
             size = len(layout) * k
             norms = {name: [np.linalg.norm(c[:, :k]) for c in coords] for name, coords in along.items()}
             norms["random"] = np.mean([[np.linalg.norm(c[:size]) for c in basis] for basis in randoms], axis=0)
-            rows.append({"phase": phase, "step": index * cfg.theta_every, "k": k, "K": size,
-                         **{name: undefined.ratio(float(np.median(np.array(v) / scales)), full)
-                            for name, v in norms.items()},
-                         "theory": math.sqrt(size / n_params)})
+            rows.append(
+                {
+                    "phase": phase,
+                    "step": index * cfg.theta_every,
+                    "k": k,
+                    "K": size,
+                    **{
+                        name: undefined.ratio(float(np.median(np.array(v) / scales)), full) for name, v in norms.items()
+                    },
+                    "theory": math.sqrt(size / n_params),
+                }
+            )
     return rows
 
 
@@ -200,5 +251,5 @@ def _per_matrix(delta: np.ndarray, layout: dict, directions: dict) -> np.ndarray
     (matrices, k), zero where a matrix has fewer (a trajectory of few snapshots has few components)."""
     coords = np.zeros((len(layout), max(len(d) for d in directions.values())))
     for i, (name, (start, shape)) in enumerate(layout.items()):
-        coords[i, :len(directions[name])] = directions[name] @ delta[start:start + math.prod(shape)]
+        coords[i, : len(directions[name])] = directions[name] @ delta[start : start + math.prod(shape)]
     return coords

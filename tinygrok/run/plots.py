@@ -4,6 +4,7 @@ Each figure function takes a run (a Run or its path) and, optionally, the Axes t
 a new one when no Axes are given, so in a notebook `plots.defect("runs/...")` shows inline. Nothing here chooses
 matplotlib's backend (the CLI picks Agg), and no figure is registered with pyplot, so none is left open.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,8 +44,11 @@ def training(run: Run | Path | str, axes=None) -> Figure:
     ax_acc.set_ylabel("accuracy")
     ax_loss.set_ylabel("mean cross-entropy")
     ax_loss.set_yscale("log")
-    fig.suptitle(f"{cfg.op} mod {cfg.p}, seed {cfg.seed}: memorization, then grokking" if marks["grok_step_90"]
-                 else f"{cfg.op} mod {cfg.p}, seed {cfg.seed}: no grokking (test accuracy never reached 90%)")
+    fig.suptitle(
+        f"{cfg.op} mod {cfg.p}, seed {cfg.seed}: memorization, then grokking"
+        if marks["grok_step_90"]
+        else f"{cfg.op} mod {cfg.p}, seed {cfg.seed}: no grokking (test accuracy never reached 90%)"
+    )
     return fig
 
 
@@ -56,12 +60,20 @@ def defect(run: Run | Path | str, ax=None) -> Figure:
     rows = [r for r in metrics if r.get("defect") is not None]
     if not rows:
         raise ValueError(f"{run.path} has no commutator probes (train with --probe-every)")
-    marks = {**grok_summary(metrics, cfg.stop_acc, cfg.stop_patience),
-             **curvature_summary(metrics, floor=cfg.onset_floor)}
+    marks = {
+        **grok_summary(metrics, cfg.stop_acc, cfg.stop_patience),
+        **curvature_summary(metrics, floor=cfg.onset_floor),
+    }
     steps = [r["step"] for r in rows]
     fig, ax = _axes(ax, 1, (8, 4.5))
-    ax.fill_between(steps, [r["defect_q25"] for r in rows], [r["defect_q75"] for r in rows], alpha=0.25,
-                    color="tab:purple", label="defect, quartiles")
+    ax.fill_between(
+        steps,
+        [r["defect_q25"] for r in rows],
+        [r["defect_q75"] for r in rows],
+        alpha=0.25,
+        color="tab:purple",
+        label="defect, quartiles",
+    )
     ax.plot(steps, [r["defect"] for r in rows], color="tab:purple", label="defect D, median of samples")
     ax.set_yscale("log")
     ax.set_xlabel("step")
@@ -78,8 +90,11 @@ def defect(run: Run | Path | str, ax=None) -> Figure:
     more = acc.get_legend_handles_labels()
     ax.legend(handles[0] + more[0], handles[1] + more[1], loc="center left", fontsize=8)
     lead = marks.get("lead_steps")
-    ax.set_title(f"Curvature rises before generalisation (lead {lead} steps)" if lead is not None and lead > 0
-                 else "Commutator defect and accuracy")
+    ax.set_title(
+        f"Curvature rises before generalisation (lead {lead} steps)"
+        if lead is not None and lead > 0
+        else "Commutator defect and accuracy"
+    )
     return fig
 
 
@@ -151,8 +166,12 @@ def dimensions(run: Run | Path | str, axes=None) -> Figure:
     for ax, phase in zip(axes, phases):
         mine = [r for r in rows if r["phase"] == phase]
         sizes = [r["K"] for r in mine]
-        for key, style, label in (("weight_svd", "^-", "current-weight SVD"), ("pca", "o-", "trajectory PCA"),
-                                  ("random", "s--", "random bases"), ("theory", "k:", "sqrt(K/P)")):
+        for key, style, label in (
+            ("weight_svd", "^-", "current-weight SVD"),
+            ("pca", "o-", "trajectory PCA"),
+            ("random", "s--", "random bases"),
+            ("theory", "k:", "sqrt(K/P)"),
+        ):
             ax.plot(sizes, [r[key] for r in mine], style, ms=4, label=label)
         ax.set(xscale="log", yscale="log", xlabel="K (directions in all)", title=f"{phase} (step {mine[0]['step']})")
     axes[0].set_ylabel("||projection of defect|| / ||defect||")
@@ -165,12 +184,18 @@ def forecast(run: Run | Path | str | Record, ax=None) -> Figure:
     """The grok forecast against step, replayed as training showed it (up to grok_90): the forecast step and its
     80% interval, the truth (grok_90) and the curvature onset marked, and P(grok) beside. For a run, or a stored
     record."""
-    rec, made = ((run, forecasts.replay_record(run)) if isinstance(run, Record) else forecasts.replay(_as_run(run)))
+    rec, made = (run, forecasts.replay_record(run)) if isinstance(run, Record) else forecasts.replay(_as_run(run))
     shown = [(f.step, f) for f in before_grok(rec, made)]  # what training showed
     steps = [s for s, _ in shown]
     fig, ax = _axes(ax, 1, (8, 4.5))
-    ax.fill_between(steps, [f.low for _, f in shown], [f.high for _, f in shown], alpha=0.25, color="tab:green",
-                    label="80% interval")
+    ax.fill_between(
+        steps,
+        [f.low for _, f in shown],
+        [f.high for _, f in shown],
+        alpha=0.25,
+        color="tab:green",
+        label="80% interval",
+    )
     ax.plot(steps, [f.grok_step for _, f in shown], color="tab:green", label="forecast grok_90")
     if rec.grok_90 is not None:
         ax.axhline(rec.grok_90, color="black", ls="--", label=f"true grok_90 = {rec.grok_90}")
@@ -190,9 +215,15 @@ def forecast(run: Run | Path | str | Record, ax=None) -> Figure:
     return fig
 
 
-FIGURES = {"training": training, "defect": defect, "explained_variance": explained_variance,
-           "trajectory": trajectory, "projections": projections, "dimensions": dimensions,
-           "forecast": forecast}  # Run.figure(NAME)
+FIGURES = {
+    "training": training,
+    "defect": defect,
+    "explained_variance": explained_variance,
+    "trajectory": trajectory,
+    "projections": projections,
+    "dimensions": dimensions,
+    "forecast": forecast,
+}  # Run.figure(NAME)
 
 
 def available(run: Run | Path | str) -> list[str]:

@@ -17,6 +17,7 @@
 
 Every module reads and writes these files through a Run: their names live here only.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -64,8 +65,10 @@ def _failing_as_write_error(path: Path):
     try:
         yield
     except OSError as err:
-        raise WriteError(f"could not write {path}: {err.strerror or err}; what was written before is intact, "
-                         "and the run can be resumed once the cause is fixed") from None
+        raise WriteError(
+            f"could not write {path}: {err.strerror or err}; what was written before is intact, "
+            "and the run can be resumed once the cause is fixed"
+        ) from None
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -130,15 +133,17 @@ class Run:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def create(cls, path: Path | str, cfg: Config, force: bool = False) -> "Run":
+    def create(cls, path: Path | str, cfg: Config, force: bool = False) -> Run:
         """A new run at `path`; an existing non-empty directory is refused unless `force` (then it is emptied)."""
         run = cls(path)
         if run.path.exists() and not run.path.is_dir():
             raise RunError(f"{run.path} exists and is not a directory")
         if run.path.exists() and any(run.path.iterdir()):
             if not force:
-                raise RunError(f"run directory {run.path} already exists: pass --resume to continue it "
-                               "or --force to start it again")
+                raise RunError(
+                    f"run directory {run.path} already exists: pass --resume to continue it "
+                    "or --force to start it again"
+                )
             if not (run.path / CONFIG).is_file():
                 raise RunError(f"{run.path} is not empty and not a tinygrok run: refusing to clear it with --force")
             for entry in run.path.iterdir():  # the directory itself stays: a writer's lock is on it
@@ -148,7 +153,7 @@ class Run:
         return run
 
     @classmethod
-    def open(cls, path: Path | str) -> "Run":
+    def open(cls, path: Path | str) -> Run:
         """An existing run, refused with a clear message if its config or checkpoint is missing or unreadable."""
         run = cls(path)
         run.config()  # validates
@@ -188,7 +193,7 @@ class Run:
         """Drop rows after `last_step` (they were measured after the checkpoint a resume restarts from), and a
         last line the run was killed while writing."""
         text = self._text(METRICS) if self.has(METRICS) else ""
-        complete = text[:text.rfind("\n") + 1]  # a line without its newline was cut short by a kill
+        complete = text[: text.rfind("\n") + 1]  # a line without its newline was cut short by a kill
         rows = [r for r in self._metric_rows(complete) if r["step"] <= last_step]
         _write_atomically(self.path / METRICS, _json_lines(rows))
         return rows
@@ -208,8 +213,10 @@ class Run:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
                 torn = not line.endswith("\n")  # a kill while the line was written
-                raise RunError(f"{self.path / name} line {number} is not a JSON row ({err.msg})" + (
-                    ": it was cut short by a kill; resume the run to repair it" if torn else "")) from None
+                raise RunError(
+                    f"{self.path / name} line {number} is not a JSON row ({err.msg})"
+                    + (": it was cut short by a kill; resume the run to repair it" if torn else "")
+                ) from None
             if not isinstance(row, dict):
                 raise RunError(f"{self.path / name} line {number} is a JSON {type(row).__name__}, not a row")
             rows.append(row)
@@ -241,8 +248,10 @@ class Run:
         cfg = None if width and dtype else self.config()  # read config.json once, and only when needed
         width, dtype = width or _row_width(name, cfg), np.dtype(dtype or cfg.dtype)
         if rows.ndim != 2 or rows.shape[1] != width or rows.dtype != dtype:
-            raise RunError(f"{path} holds a {rows.dtype} array of shape {rows.shape}, not rows of {width} "
-                           f"{dtype} values as this run's config.json says")
+            raise RunError(
+                f"{path} holds a {rows.dtype} array of shape {rows.shape}, not rows of {width} "
+                f"{dtype} values as this run's config.json says"
+            )
         return rows
 
     def truncate_rows(self, name: str, n: int) -> None:
@@ -315,8 +324,10 @@ class Run:
 
     def hook_basis(self) -> np.ndarray:
         if not self.has(HOOK_BASIS):
-            raise RunError(f"{self.path} has no {HOOK_BASIS}, the execution basis its hook needs: run it with "
-                           "tinygrok intervene, which builds one from a baseline run")
+            raise RunError(
+                f"{self.path} has no {HOOK_BASIS}, the execution basis its hook needs: run it with "
+                "tinygrok intervene, which builds one from a baseline run"
+            )
         return np.load(self.path / HOOK_BASIS)
 
     def write_geometry(self, rows: list[dict]) -> None:
@@ -342,8 +353,11 @@ class Run:
     def record(self, stage: str, results: dict, environment: dict | None = None) -> dict:
         """Add a finished stage's results (and what it ran on) to summary.json; returns all results so far.
         Training comes first: recording it drops whatever an analysis of the unfinished run had recorded."""
-        summary = self._summary() if self.has(SUMMARY) and stage != "train" else {"results": {}, "environment": {},
-                                                                                   "stages": []}
+        summary = (
+            self._summary()
+            if self.has(SUMMARY) and stage != "train"
+            else {"results": {}, "environment": {}, "stages": []}
+        )
         summary["results"].update(results)
         summary["environment"].update(environment or {})
         summary["stages"] = [s for s in summary["stages"] if s != stage] + [stage]
@@ -406,8 +420,10 @@ def directory_lock(path: Path):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise RunError(f"{path} is being written by another process (a training, resume, analysis or sweep): "
-                           "wait for it to finish, or give this one another directory") from None
+            raise RunError(
+                f"{path} is being written by another process (a training, resume, analysis or sweep): "
+                "wait for it to finish, or give this one another directory"
+            ) from None
         _held_locks[key] = (fd, 0)
     fd, holders = _held_locks[key]
     _held_locks[key] = (fd, holders + 1)
@@ -445,4 +461,3 @@ def _upgraded_checkpoint_meta(meta: dict, seed) -> dict:
     if "hook_rng" not in meta:
         meta = {**meta, "hook_rng": stream(seed(), CHECKPOINT_STREAMS["hook_rng"]).bit_generator.state}
     return {"batch_shards": 1, **meta}
-

@@ -1,4 +1,5 @@
 """The training loop (docs/paper.md §3): sample -> grad -> clip -> hook -> AdamW -> hook -> evaluate -> checkpoint."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -6,8 +7,8 @@ import functools
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -56,8 +57,10 @@ class Diverged(Exception):
         self.step, self.quantity, self.value = step, quantity, value
 
     def __str__(self) -> str:
-        return (f"the run diverged at step {self.step}: {self.quantity} is {self.value}; it stopped there, its last "
-                "good checkpoint kept and diverged_at in summary.json (a smaller --lr may help)")
+        return (
+            f"the run diverged at step {self.step}: {self.quantity} is {self.value}; it stopped there, its last "
+            "good checkpoint kept and diverged_at in summary.json (a smaller --lr may help)"
+        )
 
 
 def _check_finite(step: int, quantity: str, value: float) -> None:
@@ -94,14 +97,22 @@ def chunk_totals(theta, tokens, labels, size: int, engine: str, cfg: Config) -> 
     """(summed loss, correct predictions) of each chunk of `size` examples, in order."""
     totals = []
     for i in range(0, len(tokens), size):
-        x, y = backend.to_device(tokens[i:i + size]), backend.to_device(labels[i:i + size])
+        x, y = backend.to_device(tokens[i : i + size]), backend.to_device(labels[i : i + size])
         logits = ENGINES[engine].logits(theta, x, cfg)  # (size, vocab)
-        totals.append((float(kernels.cross_entropy(logits, y)) * len(logits), int(np.sum(np.argmax(logits, axis=1) == y))))
+        totals.append(
+            (float(kernels.cross_entropy(logits, y)) * len(logits), int(np.sum(np.argmax(logits, axis=1) == y)))
+        )
     return totals
 
 
-def train_step(state: TrainState, data: Dataset, cfg: Config, hook: Hook, basis: Optional[np.ndarray] = None,
-               engine: Engine = ENGINES["fast"]) -> tuple[TrainState, dict]:
+def train_step(
+    state: TrainState,
+    data: Dataset,
+    cfg: Config,
+    hook: Hook,
+    basis: np.ndarray | None = None,
+    engine: Engine = ENGINES["fast"],
+) -> tuple[TrainState, dict]:
     """One optimizer step (optim.py's: clip, then AdamW) on the engine's gradient and AdamW, the hook around it
     (given `basis`, if it needs the execution basis); returns the new state and the step's pre-clipping gradient
     norm."""
@@ -109,14 +120,31 @@ def train_step(state: TrainState, data: Dataset, cfg: Config, hook: Hook, basis:
     g = parallel.batch_gradient(state.theta, x, y, cfg, engine.gradient)  # (P,)
     g, norm = clip_by_global_norm(g, cfg.clip_norm)
     _check_finite(state.step + 1, "the gradient norm", norm)  # a non-finite loss has a non-finite gradient
-    defects = functools.partial(_hook_defects, data=data, cfg=cfg, rng=state.hook_rng, batch_rng=state.batch_rng,
-                                derivatives=parallel.Derivatives(cfg, engine.gradient))
-    ctx = interventions.Context(state.hook_rng, basis, defects, backend.to_device, functools.partial(stream, cfg.seed),
-                                _attention_mask(cfg))
+    defects = functools.partial(
+        _hook_defects,
+        data=data,
+        cfg=cfg,
+        rng=state.hook_rng,
+        batch_rng=state.batch_rng,
+        derivatives=parallel.Derivatives(cfg, engine.gradient),
+    )
+    ctx = interventions.Context(
+        state.hook_rng, basis, defects, backend.to_device, functools.partial(stream, cfg.seed), _attention_mask(cfg)
+    )
     theta, g = hook.before_update(state.theta, g, state.step, ctx)
     t = state.adam.t + 1
-    theta, m, v = engine.adamw(theta, g, state.adam.m, state.adam.v, t, lr=cfg.lr, beta1=cfg.beta1,
-                               beta2=cfg.beta2, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    theta, m, v = engine.adamw(
+        theta,
+        g,
+        state.adam.m,
+        state.adam.v,
+        t,
+        lr=cfg.lr,
+        beta1=cfg.beta1,
+        beta2=cfg.beta2,
+        eps=cfg.eps,
+        weight_decay=cfg.weight_decay,
+    )
     theta = hook.after_update(theta, state.step + 1, ctx)
     finite = np.isfinite(theta)  # (P,) bool, on theta's device
     if not bool(finite.all()):
@@ -125,8 +153,15 @@ def train_step(state: TrainState, data: Dataset, cfg: Config, hook: Hook, basis:
     return new, {"grad_norm": norm}
 
 
-def _hook_defects(theta, k: int, data: Dataset, cfg: Config, rng: np.random.Generator,
-                  batch_rng: np.random.Generator, derivatives: parallel.Derivatives) -> list:
+def _hook_defects(
+    theta,
+    k: int,
+    data: Dataset,
+    cfg: Config,
+    rng: np.random.Generator,
+    batch_rng: np.random.Generator,
+    derivatives: parallel.Derivatives,
+) -> list:
     """k commutator samples at theta for a hook, on batches from its stream (the training stream moves past them
     on shifted batches)."""
     samples = defect_samples(theta, data, cfg, rng, k, derivatives)
@@ -156,9 +191,14 @@ def _device_mask(cfg: Config, backend_name: str):
 
 # ---------------------------------------------------------------------- checkpoints
 def save_state(run: Run, state: TrainState, cfg: Config, wall_seconds: float, engine: str = "fast") -> None:
-    meta = {"step": state.step, "adam_t": state.adam.t, "wall_seconds": wall_seconds,
-            "batch_shards": cfg.batch_shards, "engine": engine,
-            **{key: rng.bit_generator.state for key, rng in state.streams().items()}}
+    meta = {
+        "step": state.step,
+        "adam_t": state.adam.t,
+        "wall_seconds": wall_seconds,
+        "batch_shards": cfg.batch_shards,
+        "engine": engine,
+        **{key: rng.bit_generator.state for key, rng in state.streams().items()},
+    }
     params = {name: backend.to_host(w) for name, w in kernels.views(state.theta, layout(cfg)).items()}  # NumPy on disk
     moments = {"adam_m": backend.to_host(state.adam.m), "adam_v": backend.to_host(state.adam.v)}
     run.save_checkpoint(params, moments, meta)
@@ -168,15 +208,20 @@ def load_state(run: Run, cfg: Config) -> tuple[TrainState, float, str]:
     """The state saved in the run's checkpoint, the wall time trained so far, and the engine it trained on."""
     params, arrays, meta = run.load_checkpoint()
     spec = layout(cfg)
-    expected = {**{k: shape for k, (_, shape) in spec.items()}, "adam_m": (param_count(cfg),),
-                "adam_v": (param_count(cfg),)}
+    expected = {
+        **{k: shape for k, (_, shape) in spec.items()},
+        "adam_m": (param_count(cfg),),
+        "adam_v": (param_count(cfg),),
+    }
     found = {k: v.shape for k, v in {**params, **arrays}.items()}
     dtypes = {a.dtype for a in (*params.values(), *arrays.values())}
     if found != expected or dtypes != {np.dtype(cfg.dtype)} or not {"step", "adam_t"} <= set(meta):
         raise RunError(f"cannot resume: the checkpoint in {run.path} does not match its config.json")
     if meta["batch_shards"] != cfg.batch_shards:
-        raise RunError(f"cannot resume {run.path}: its checkpoint was trained with batches cut into "
-                       f"{meta['batch_shards']} shard(s), its config.json says {cfg.batch_shards}")
+        raise RunError(
+            f"cannot resume {run.path}: its checkpoint was trained with batches cut into "
+            f"{meta['batch_shards']} shard(s), its config.json says {cfg.batch_shards}"
+        )
     streams = initial_streams(cfg)
     try:
         for key, rng in streams.items():
@@ -190,10 +235,10 @@ def load_state(run: Run, cfg: Config) -> tuple[TrainState, float, str]:
 
 # ---------------------------------------------------------------------- the loop
 # after every step: (step, its metrics row or None, the step the run will end at once that is known, else None)
-StepCallback = Callable[[int, Optional[dict], Optional[int]], None]
+StepCallback = Callable[[int, dict | None, int | None], None]
 
 
-def train(cfg: Config, run: Run, *, resume: bool = False, on_step: Optional[StepCallback] = None) -> dict:
+def train(cfg: Config, run: Run, *, resume: bool = False, on_step: StepCallback | None = None) -> dict:
     """Train until grokking is detected (plus cfg.extra_steps) or cfg.max_steps; return the results (the
     summary's; its environment holds the timing, versions and BLAS).
 
@@ -206,7 +251,7 @@ def train(cfg: Config, run: Run, *, resume: bool = False, on_step: Optional[Step
         return _train(cfg, run, resume, on_step)
 
 
-def _train(cfg: Config, run: Run, resume: bool, on_step: Optional[StepCallback]) -> dict:
+def _train(cfg: Config, run: Run, resume: bool, on_step: StepCallback | None) -> dict:
     backend.reuse_freed_memory()
     data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
     if resume:
@@ -219,7 +264,8 @@ def _train(cfg: Config, run: Run, resume: bool, on_step: Optional[StepCallback])
     engine, why = engines.choose(cfg, state.theta, data)
     if before not in (None, engine.name):
         why = f"it trained on the {before} engine up to step {state.step}, and goes on on the {engine.name} one" + (
-            f": {why}" if why else "")
+            f": {why}" if why else ""
+        )
     if why:
         LOG.warning(why)
     hook = interventions.parse(cfg.hook)
@@ -241,9 +287,17 @@ def _train(cfg: Config, run: Run, resume: bool, on_step: Optional[StepCallback])
                 if on_step:
                     on_step(state.step, row, stop_at if known else None)
     except Diverged as err:
-        run.record(DIVERGED_STAGE, {**_results(rows, cfg), "diverged_at": err.step, "diverged": err.quantity,
-                                    "diverged_value": str(err.value), "steps": err.step - 1},
-                   _environment(wall_before + time.perf_counter() - start, engine, why))
+        run.record(
+            DIVERGED_STAGE,
+            {
+                **_results(rows, cfg),
+                "diverged_at": err.step,
+                "diverged": err.quantity,
+                "diverged_value": str(err.value),
+                "steps": err.step - 1,
+            },
+            _environment(wall_before + time.perf_counter() - start, engine, why),
+        )
         raise
     environment = _environment(wall_before + time.perf_counter() - start, engine, why)
     if state.step > first_step:  # a resume of a run that had trained all its steps times none
@@ -254,19 +308,26 @@ def _train(cfg: Config, run: Run, resume: bool, on_step: Optional[StepCallback])
 def _environment(wall_seconds: float, engine: Engine, why: str) -> dict:
     """Where, how long and on what the run trained: its wall time so far, the engine (and why, if auto did not
     choose the fast one), versions, BLAS, threads."""
-    return {"wall_seconds": round(wall_seconds, 3), "engine": engine.name, **({"engine_check": why} if why else {}),
-            **backend.describe()}
+    return {
+        "wall_seconds": round(wall_seconds, 3),
+        "engine": engine.name,
+        **({"engine_check": why} if why else {}),
+        **backend.describe(),
+    }
 
 
 def _results(rows: list[dict], cfg: Config) -> dict:
     """What the metrics rows say about the run: grok steps, curvature onset and lead, final accuracies."""
-    return {**grok_summary(rows, cfg.stop_acc, cfg.stop_patience),
-            **(curvature_summary(rows, floor=cfg.onset_floor) if cfg.probe_every else {}),
-            "final_train_acc": rows[-1]["train_acc"] if rows else None,
-            "final_test_acc": rows[-1]["test_acc"] if rows else None, "params": param_count(cfg)}
+    return {
+        **grok_summary(rows, cfg.stop_acc, cfg.stop_patience),
+        **(curvature_summary(rows, floor=cfg.onset_floor) if cfg.probe_every else {}),
+        "final_train_acc": rows[-1]["train_acc"] if rows else None,
+        "final_test_acc": rows[-1]["test_acc"] if rows else None,
+        "params": param_count(cfg),
+    }
 
 
-def diverged(run: Run) -> Optional[Diverged]:
+def diverged(run: Run) -> Diverged | None:
     """How the run diverged, if it did (summary.json, as train recorded it)."""
     if DIVERGED_STAGE not in run.stages():
         return None
@@ -285,9 +346,9 @@ class Recorder:
     data: Dataset
     rows: list
     engine: Engine = ENGINES["fast"]
-    forecast: Optional[Callable] = None  # rows -> the grok forecast after the last one (forecasts.live)
+    forecast: Callable | None = None  # rows -> the grok forecast after the last one (forecasts.live)
 
-    def __call__(self, state: TrainState, info: dict, stop_at: int, wall: float) -> Optional[dict]:
+    def __call__(self, state: TrainState, info: dict, stop_at: int, wall: float) -> dict | None:
         cfg, step = self.cfg, state.step
         if _due(step, cfg.snapshot_every):  # cut out on the host: autograd's concatenate asks the arrays it
             # joins for a view as NumPy's ndarray, which a GPU array library refuses
@@ -300,8 +361,14 @@ class Recorder:
         for split in ("train", "test"):
             _check_finite(step, f"the {split} loss", row[f"{split}_loss"])
         if _due(step, cfg.probe_every):
-            samples = defect_samples(state.theta, self.data, cfg, state.probe_rng, cfg.probe_samples,
-                                     parallel.Derivatives(cfg, self.engine.gradient))
+            samples = defect_samples(
+                state.theta,
+                self.data,
+                cfg,
+                state.probe_rng,
+                cfg.probe_samples,
+                parallel.Derivatives(cfg, self.engine.gradient),
+            )
             row.update(defect_stats(samples))
             skip_probed_batches(state.batch_rng, self.data, cfg, cfg.probe_samples)
             if self.forecast and (f := self.forecast(self.rows + [row])):

@@ -1,22 +1,23 @@
 """Reading a run's metric rows: grok steps and memorization (docs/paper.md §4), curvature onset and lead (§7); and the
 statistics over many runs: mean and sd, the sign test, the power law of lead against grok step (§7.3, §7.4)."""
+
 from __future__ import annotations
 
 import math
 import statistics
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 import scipy.stats
 
 from tinygrok.science import undefined
 
 
-def first_step(rows: Iterable[dict], key: str, threshold: float) -> Optional[int]:
+def first_step(rows: Iterable[dict], key: str, threshold: float) -> int | None:
     """The first evaluated step whose `key` is at least `threshold` (grok_90: key test_acc, threshold 0.9)."""
     return next((r["step"] for r in rows if r.get(key) is not None and r[key] >= threshold), None)
 
 
-def detection_step(rows: Iterable[dict], threshold: float = 0.98, patience: int = 3) -> Optional[int]:
+def detection_step(rows: Iterable[dict], threshold: float = 0.98, patience: int = 3) -> int | None:
     """The step of the `patience`-th consecutive evaluation with test accuracy >= threshold (the early stop)."""
     streak = 0
     for r in rows:
@@ -63,10 +64,12 @@ def curvature_summary(rows: list[dict], factor: float = 10.0, floor: float = 20.
     if onset["baseline_defect"] is None:
         return {**onset, "lead_steps": None, "defect_growth": None, "defect_growth_run": None}
     before = [r["defect"] for r in probed if grok_90 is None or r["step"] <= grok_90]
-    return {**onset,
-            "lead_steps": None if onset["onset_step"] is None or grok_90 is None else grok_90 - onset["onset_step"],
-            "defect_growth": max(before) / onset["baseline_defect"],
-            "defect_growth_run": max(r["defect"] for r in probed) / onset["baseline_defect"]}
+    return {
+        **onset,
+        "lead_steps": None if onset["onset_step"] is None or grok_90 is None else grok_90 - onset["onset_step"],
+        "defect_growth": max(before) / onset["baseline_defect"],
+        "defect_growth_run": max(r["defect"] for r in probed) / onset["baseline_defect"],
+    }
 
 
 def defect_features(rows: list[dict]) -> dict:
@@ -76,8 +79,12 @@ def defect_features(rows: list[dict]) -> dict:
     probed = [r for r in rows if r.get("defect") is not None]
     before = [r["defect"] for r in probed if grok_90 is None or r["step"] <= grok_90]
     after = [r["defect"] for r in probed if grok_90 is not None and r["step"] > grok_90]
-    return {"zero_defects": sum(r["defect"] == 0 for r in probed), "probes": len(probed),
-            "max_defect_before_grok": max(before, default=None), "max_defect_after_grok": max(after, default=None)}
+    return {
+        "zero_defects": sum(r["defect"] == 0 for r in probed),
+        "probes": len(probed),
+        "max_defect_before_grok": max(before, default=None),
+        "max_defect_after_grok": max(after, default=None),
+    }
 
 
 def memorization_phase(rows: list[dict]) -> list[int]:
@@ -88,7 +95,7 @@ def memorization_phase(rows: list[dict]) -> list[int]:
 DEFECT_LEVELS = ((5.0, 15.0), (15.0, 30.0), (30.0, math.inf))  # the controls' bins of the defect D (§6.4)
 
 
-def by_defect_level(rows: list[dict], key: str, levels=DEFECT_LEVELS) -> dict[str, Optional[float]]:
+def by_defect_level(rows: list[dict], key: str, levels=DEFECT_LEVELS) -> dict[str, float | None]:
     """The median of rows' `key` within each level [low, high) of their defect D (rows with an undefined value or
     no D left out): inside the memorization phase exec/random falls as D rises (§6.4), so a median over a window
     depends on how many high-D rows it holds; per level it does not. Label ("5-15", ">=30") -> median or None."""
@@ -100,11 +107,14 @@ def by_defect_level(rows: list[dict], key: str, levels=DEFECT_LEVELS) -> dict[st
 
 
 # ---------------------------------------------------------------------- over many runs (docs/paper.md §7.3, §7.4)
-def mean_sd(values: Iterable[Optional[float]]) -> dict:
+def mean_sd(values: Iterable[float | None]) -> dict:
     """Mean, sample standard deviation and count of the values that are not None (sd None below two)."""
     kept = [v for v in values if v is not None]
-    return {"mean": statistics.mean(kept) if kept else None,
-            "sd": statistics.stdev(kept) if len(kept) > 1 else None, "n": len(kept)}
+    return {
+        "mean": statistics.mean(kept) if kept else None,
+        "sd": statistics.stdev(kept) if len(kept) > 1 else None,
+        "n": len(kept),
+    }
 
 
 POINT_MARGIN = 0.2  # a point value of the paper replicates only if tinygrok's mean is within 20% of it
@@ -113,11 +123,13 @@ VERDICT_RULE = (
     "itself, meets it); a point value of the paper lies inside the 95% interval of tinygrok's mean (Student's t; "
     "one run: no interval; never narrower than the values' resolution, e.g. 100 steps for a step counted at "
     "evaluations every 100) and the mean is within 20% of it. *too few runs to tell*: the point lies inside the "
-    "interval but the mean is not within 20% of it (the interval is wider than the effect). *differs*: otherwise.")
+    "interval but the mean is not within 20% of it (the interval is wider than the effect). *differs*: otherwise."
+)
 
 
-def verdict(values: list[float], low: float, high: float, interval: Optional[tuple] = None,
-            resolution: float = 0.0) -> str:
+def verdict(
+    values: list[float], low: float, high: float, interval: tuple | None = None, resolution: float = 0.0
+) -> str:
     """The one rule that judges tinygrok's values against the paper's [low, high] (low == high: a point value);
     VERDICT_RULE says it in words. `resolution`: how finely each value is measured (a step counted at evaluations
     every 100 steps is known to within 100), the least half-width of the mean's interval. Returns "replicates",
@@ -130,14 +142,15 @@ def verdict(values: list[float], low: float, high: float, interval: Optional[tup
     close = abs(mean - low) <= POINT_MARGIN * abs(low)
     if len(values) == 1:
         return "replicates" if close else "differs"
-    half = max(scipy.stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values)),
-               resolution)
+    half = max(
+        scipy.stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values)), resolution
+    )
     if abs(mean - low) > half:
         return "differs"
     return "replicates" if close else "too few runs to tell"
 
 
-def sign_test(leads: Iterable[Optional[float]]) -> dict:
+def sign_test(leads: Iterable[float | None]) -> dict:
     """One-sided sign test that leads are positive: of n leads (None dropped, ties at 0 dropped), k positive;
     p = P(X >= k) for X ~ Binomial(n, 1/2). All 12 positive: p = 2^-12 (the paper's 2.4e-4)."""
     signs = [v > 0 for v in leads if v is not None and v != 0]
@@ -146,7 +159,7 @@ def sign_test(leads: Iterable[Optional[float]]) -> dict:
     return {"n": n, "positive": k, "p": p}
 
 
-def power_law(grok_steps: Iterable[float], leads: Iterable[Optional[float]]) -> dict:
+def power_law(grok_steps: Iterable[float], leads: Iterable[float | None]) -> dict:
     """lead = C grok^alpha, fitted by OLS of log(lead) on log(grok) over the runs with lead > 0 (§7.4): alpha, its
     standard error, C, R^2, n, and how many runs were dropped (lead <= 0 or missing)."""
     pairs = list(zip(grok_steps, leads))
@@ -162,5 +175,11 @@ def power_law(grok_steps: Iterable[float], leads: Iterable[Optional[float]]) -> 
     alpha = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sxx
     residuals = [b - my - alpha * (a - mx) for a, b in zip(x, y)]
     ss_res, ss_tot = sum(r * r for r in residuals), sum((b - my) ** 2 for b in y)
-    return {"alpha": alpha, "alpha_se": math.sqrt(ss_res / (n - 2) / sxx), "C": math.exp(my - alpha * mx),
-            "r2": 1 - ss_res / ss_tot if ss_tot else 1.0, "n": n, "dropped": len(pairs) - n}
+    return {
+        "alpha": alpha,
+        "alpha_se": math.sqrt(ss_res / (n - 2) / sxx),
+        "C": math.exp(my - alpha * mx),
+        "r2": 1 - ss_res / ss_tot if ss_tot else 1.0,
+        "n": n,
+        "dropped": len(pairs) - n,
+    }

@@ -6,10 +6,11 @@ How they are computed is the engine's (parallel.Derivatives: the fast path, side
 it as an argument. Probe batches come from the caller's own random stream, so probing never changes the training
 trajectory.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Optional, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -48,15 +49,24 @@ def defect_sample(theta, batch_a, batch_b, derivatives: Derivatives, eta: float 
     theta_ba = theta_b - eta * g_ba
     delta = theta_ab - theta_ba  # (P,)
     scale = eta * float(np.linalg.norm(g_a)) * eta * float(np.linalg.norm(g_b)) + DEFECT_EPS
-    return {"delta": delta, "defect": float(np.linalg.norm(delta)) / scale, "scale": scale,
-            "step_norm": eta * float(np.linalg.norm(g_a))}
+    return {
+        "delta": delta,
+        "defect": float(np.linalg.norm(delta)) / scale,
+        "scale": scale,
+        "step_norm": eta * float(np.linalg.norm(g_a)),
+    }
 
 
-def defect_samples(theta, data: Dataset, cfg: Config, rng: np.random.Generator, k: int, derivatives: Derivatives,
-                   eta: float = ETA) -> list:
+def defect_samples(
+    theta, data: Dataset, cfg: Config, rng: np.random.Generator, k: int, derivatives: Derivatives, eta: float = ETA
+) -> list:
     """k independent samples, each on two fresh training batches of cfg.batch_size drawn from `rng`."""
-    return [defect_sample(theta, sample_batch(data, cfg.batch_size, rng), sample_batch(data, cfg.batch_size, rng),
-                          derivatives, eta) for _ in range(k)]
+    return [
+        defect_sample(
+            theta, sample_batch(data, cfg.batch_size, rng), sample_batch(data, cfg.batch_size, rng), derivatives, eta
+        )
+        for _ in range(k)
+    ]
 
 
 def defect_stats(samples: list) -> dict:
@@ -72,7 +82,7 @@ def lie_bracket(theta, batch_a, batch_b, derivatives: Derivatives):
 
 
 # ---------------------------------------------------------------------- projections (§6.3, §6.4)
-def projection_fractions(delta: np.ndarray, basis: np.ndarray) -> tuple[Optional[float], Optional[float]]:
+def projection_fractions(delta: np.ndarray, basis: np.ndarray) -> tuple[float | None, float | None]:
     """(||B B^T delta|| / ||delta||, ||delta - B B^T delta|| / ||delta||) = (proj/full, rho) for orthonormal B;
     both undefined (None) for delta = 0."""
     full = float(np.linalg.norm(delta))
@@ -90,8 +100,13 @@ def singular_directions(w: np.ndarray, k: int) -> np.ndarray:
 def weight_svd_basis(theta: np.ndarray, cfg: Config, k: int = 3) -> np.ndarray:
     """The basis the reference code's random-subspace control actually used (§6.4): for every layer and attention
     matrix W, the top-k rank-one matrices u_i v_i^T of W's SVD at theta, at W's offset: (P, layers*4*k)."""
-    return block_basis([(start, singular_directions(theta[start:start + math.prod(shape)].reshape(shape), k))
-                        for start, shape in attention_layout(cfg).values()], theta.size)
+    return block_basis(
+        [
+            (start, singular_directions(theta[start : start + math.prod(shape)].reshape(shape), k))
+            for start, shape in attention_layout(cfg).values()
+        ],
+        theta.size,
+    )
 
 
 def subspace_ratios(samples: list, bases: dict[str, np.ndarray], random_bases: dict[int, list]) -> dict:
@@ -111,11 +126,19 @@ def subspace_ratios(samples: list, bases: dict[str, np.ndarray], random_bases: d
     out = {}
     for name, basis in bases.items():
         randoms = random_bases[basis.shape[1]]
-        proj = undefined.ratio(median_proj(lambda d: np.linalg.norm(basis.T @ d)), full)
-        rand = undefined.ratio(median_proj(lambda d: np.mean([np.linalg.norm(r.T @ d) for r in randoms])), full)
-        out.update({f"{name}_proj": proj, f"{name}_random_proj": rand,
-                    f"{name}_random_ratio": undefined.ratio(proj, rand),
-                    f"{name}_rho": undefined.median(projection_fractions(d, basis)[1] for d, _ in deltas)})
+        proj = undefined.ratio(median_proj(lambda d: np.linalg.norm(basis.T @ d)), full)  # noqa: B023 - called here
+        rand = undefined.ratio(
+            median_proj(lambda d: np.mean([np.linalg.norm(r.T @ d) for r in randoms])),  # noqa: B023 - called here
+            full,
+        )
+        out.update(
+            {
+                f"{name}_proj": proj,
+                f"{name}_random_proj": rand,
+                f"{name}_random_ratio": undefined.ratio(proj, rand),
+                f"{name}_rho": undefined.median(projection_fractions(d, basis)[1] for d, _ in deltas),
+            }
+        )
     return out
 
 
@@ -129,6 +152,8 @@ def alignment(dtheta: np.ndarray, deltas: list) -> dict:
     cosines = [abs(unit @ d) / norm for d, norm in zip(deltas, norms) if step and norm > 0]
     mean_cos = float(np.mean(cosines)) if cosines else None
     baseline = math.sqrt(2 / (math.pi * dtheta.size))
-    return {"mean_abs_cos": mean_cos, "ratio": undefined.ratio(mean_cos, baseline),
-            "zero_deltas": sum(norm == 0 for norm in norms)}
-
+    return {
+        "mean_abs_cos": mean_cos,
+        "ratio": undefined.ratio(mean_cos, baseline),
+        "zero_deltas": sum(norm == 0 for norm in norms),
+    }

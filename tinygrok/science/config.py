@@ -2,6 +2,7 @@
 
 The CLI options, the saved `config.json` and the README's tables are all generated from `Config`'s fields.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,7 +18,7 @@ class ConfigError(ValueError):
     """A setting is out of range; the message names the option and what is allowed."""
 
 
-def _opt(default, help):  # noqa: A002 - the word the CLI uses
+def _opt(default, help):  # help: the word the CLI uses
     return field(default=default, metadata={"help": help})
 
 
@@ -42,23 +43,35 @@ class Config:
     beta2: float = _opt(0.98, "AdamW second-moment decay")
     eps: float = _opt(1e-8, "AdamW epsilon")
     clip_norm: float = _opt(1.0, "global gradient-norm clipping threshold (0 = off)")
-    hook: str = _opt("none", "intervention around each optimizer step: none, or NAME:KEY=VALUE,... "
-                             "(tinygrok/science/interventions.py), e.g. weight_noise:sigma=0.001,every=50")
+    hook: str = _opt(
+        "none",
+        "intervention around each optimizer step: none, or NAME:KEY=VALUE,... "
+        "(tinygrok/science/interventions.py), e.g. weight_noise:sigma=0.001,every=50",
+    )
     batch_size: int = _opt(512, "training batch, sampled with replacement")
-    batches: str = _opt("own", "the training batches: own (the seed's stream), shifted (the seed's stream, two "
-                               "batches skipped per probe sample, as the reference's probes take them: an intervention "
-                               "run's default, docs/differences.md; without probes the same as own) or sibling "
-                               "(another stream: other batches)")
-    batch_shards: int = _opt(2, "the batch gradient is the size-weighted mean over this many contiguous shards, "
-                                "on one core or side by side on several: the numbers never depend on --threads")
+    batches: str = _opt(
+        "own",
+        "the training batches: own (the seed's stream), shifted (the seed's stream, two "
+        "batches skipped per probe sample, as the reference's probes take them: an intervention "
+        "run's default, docs/differences.md; without probes the same as own) or sibling "
+        "(another stream: other batches)",
+    )
+    batch_shards: int = _opt(
+        2,
+        "the batch gradient is the size-weighted mean over this many contiguous shards, "
+        "on one core or side by side on several: the numbers never depend on --threads",
+    )
     max_steps: int = _opt(200_000, "stop here if the run has not grokked")
     eval_every: int = _opt(100, "steps between full train/test evaluations")
     stop_acc: float = _opt(0.98, "grokking = test accuracy at least this ...")
     stop_patience: int = _opt(3, "... on this many consecutive evaluations")
     extra_steps: int = _opt(0, "keep training this many steps after grokking is detected")
     dtype: str = _opt("float32", "float32 (as the paper) or float64")
-    engine: str = _opt("auto", "which code trains: readable (model.py and optim.py, by autograd), fast (the "
-                               "accelerated engine) or auto (fast once checked equal to readable, else readable)")
+    engine: str = _opt(
+        "auto",
+        "which code trains: readable (model.py and optim.py, by autograd), fast (the "
+        "accelerated engine) or auto (fast once checked equal to readable, else readable)",
+    )
     snapshot_every: int = _opt(100, "steps between snapshots of the attention weights, for PCA (0 = off)")
     theta_every: int = _opt(0, "steps between snapshots of all parameters, for curvature analysis (0 = off)")
     probe_every: int = _opt(0, "steps between commutator-defect probes, a multiple of eval-every (0 = off)")
@@ -73,19 +86,29 @@ class Config:
             ("train-frac", 0 < self.train_frac < 1, "strictly between 0 and 1"),
             ("n-layers", self.n_layers >= 1, "at least 1"),
             ("d-model", self.d_model >= 1, "at least 1"),
-            ("n-heads", self.n_heads >= 1 and self.d_model % self.n_heads == 0,
-             f"a positive divisor of d-model ({self.d_model})"),
+            (
+                "n-heads",
+                self.n_heads >= 1 and self.d_model % self.n_heads == 0,
+                f"a positive divisor of d-model ({self.d_model})",
+            ),
             ("d-ff", self.d_ff >= 1, "at least 1"),
             ("lr", 0 < self.lr < math.inf, "positive and finite"),
-            ("weight-decay", 0 <= self.weight_decay and self.lr * self.weight_decay < 1,
-             f"zero or positive, with lr * weight-decay < 1 (lr = {self.lr})"),
+            (
+                "weight-decay",
+                0 <= self.weight_decay and self.lr * self.weight_decay < 1,
+                f"zero or positive, with lr * weight-decay < 1 (lr = {self.lr})",
+            ),
             ("beta1", 0 <= self.beta1 < 1, "in [0, 1)"),
             ("beta2", 0 <= self.beta2 < 1, "in [0, 1)"),
             ("eps", self.eps > 0, "positive"),
             ("clip-norm", self.clip_norm >= 0, "zero (off) or positive"),
             ("batch-size", self.batch_size >= 1, "at least 1"),
             ("batches", self.batches in BATCH_STREAMS, " or ".join(BATCH_STREAMS)),
-            ("batch-shards", 1 <= self.batch_shards <= self.batch_size, f"between 1 and batch-size ({self.batch_size})"),
+            (
+                "batch-shards",
+                1 <= self.batch_shards <= self.batch_size,
+                f"between 1 and batch-size ({self.batch_size})",
+            ),
             ("max-steps", self.max_steps >= 1, "at least 1"),
             ("eval-every", self.eval_every >= 1, "at least 1"),
             ("stop-acc", 0 < self.stop_acc <= 1, "in (0, 1]"),
@@ -95,8 +118,11 @@ class Config:
             ("engine", self.engine in ENGINE_NAMES, " or ".join(ENGINE_NAMES)),
             ("snapshot-every", self.snapshot_every >= 0, "zero (off) or positive"),
             ("theta-every", self.theta_every >= 0, "zero (off) or positive"),
-            ("probe-every", self.probe_every >= 0 and self.probe_every % self.eval_every == 0,
-             f"zero (off) or a multiple of eval-every ({self.eval_every})"),
+            (
+                "probe-every",
+                self.probe_every >= 0 and self.probe_every % self.eval_every == 0,
+                f"zero (off) or a multiple of eval-every ({self.eval_every})",
+            ),
             ("probe-samples", self.probe_samples >= 1, "at least 1"),
             ("onset-floor", self.onset_floor >= 0, "zero or positive"),
         ]
@@ -109,21 +135,25 @@ class Config:
             raise ConfigError(f"--hook={self.hook!r} is invalid: {err}") from None
         object.__setattr__(self, "hook", hook.spec)  # one text per hook: "weight_noise:every=50" is written out
 
-    def replace(self, **changes) -> "Config":
+    def replace(self, **changes) -> Config:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Config":
+    def from_dict(cls, d: dict) -> Config:
         """The Config saved as `d` (config.json): every field, each of its type, or a ConfigError naming them."""
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown, missing = sorted(set(d) - set(fields)), sorted(set(fields) - set(d))
         if unknown or missing:
-            raise ConfigError(", ".join(([f"unknown field(s) {', '.join(unknown)}"] if unknown else [])
-                                        + ([f"missing field(s) {', '.join(missing)}"] if missing else []))
-                              + " (written by another version of tinygrok?)")
+            raise ConfigError(
+                ", ".join(
+                    ([f"unknown field(s) {', '.join(unknown)}"] if unknown else [])
+                    + ([f"missing field(s) {', '.join(missing)}"] if missing else [])
+                )
+                + " (written by another version of tinygrok?)"
+            )
         for name, value in d.items():
             if not _is_a(value, fields[name].type):
                 raise ConfigError(f"{name} is {json.dumps(value)}: must be {_KINDS[fields[name].type]}")
@@ -155,8 +185,16 @@ PRESETS: dict[str, dict] = {
     "paper": {},
     # docs/paper.md §9: 3 layers, small lr and wd, beta2 0.999; ~600k steps (GPU-scale), evaluated every 1,000,
     # attention snapshots every 2,000; the curvature onset floor is 5 there, not 20.
-    "slow": dict(n_layers=3, lr=5e-5, weight_decay=0.1, beta2=0.999, max_steps=800_000, eval_every=1000,
-                 snapshot_every=2000, onset_floor=5.0),
+    "slow": dict(
+        n_layers=3,
+        lr=5e-5,
+        weight_decay=0.1,
+        beta2=0.999,
+        max_steps=800_000,
+        eval_every=1000,
+        snapshot_every=2000,
+        onset_floor=5.0,
+    ),
     # CPU-sized: groks in seconds on 2 cores (docs/speed.md), the model the lessons and tests train.
     "classroom": dict(p=59, d_model=64, d_ff=128, lr=3e-3, batch_size=256, max_steps=10_000),
 }

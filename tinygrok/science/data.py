@@ -1,12 +1,13 @@
-"""The task (docs/paper.md §1): six binary operations mod a prime p, a seeded split, a with-replacement batch sampler."""
+"""The task (docs/paper.md §1): six binary operations mod a prime p, a seeded split, a with-replacement batch
+sampler."""
+
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
-
 
 # name -> (formula on integer arrays, smallest operand). mul leaves out 0 as the reference code does (§1.1).
 OPERATIONS: dict[str, tuple[Callable, int]] = {

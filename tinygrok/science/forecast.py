@@ -25,19 +25,27 @@ easily met, so there P(grok) decides alone).
 Baselines (scored beside it): the learning rate alone (T = C lr^beta), the curvature onset plus the median lead,
 and the test loss's peak (once it has halved since) plus the median delay from it to grok_90.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import numpy as np
 from scipy.optimize import minimize
 
 from tinygrok.science.analysis import curvature_onset
 
-FEATURES = ("1", "log10 lr", "log10 step", "log10 defect growth", "test accuracy", "log10 test-loss fall",
-            "weight decay > 0")
+FEATURES = (
+    "1",
+    "log10 lr",
+    "log10 step",
+    "log10 defect growth",
+    "test accuracy",
+    "log10 test-loss fall",
+    "weight decay > 0",
+)
 ROW_KEYS = ("step", "defect", "train_acc", "test_acc", "train_loss", "test_loss")  # what a record keeps of a row
 INTERVAL = (0.10, 0.90)  # the central 80%
 CONFIDENT_WIDTH = 0.5  # confident: P(grok) >= 0.5 and the interval at most half the forecast step wide
@@ -56,7 +64,7 @@ class Record:
     seed: int
     lr: float
     weight_decay: float
-    grok_90: Optional[int]
+    grok_90: int | None
     rows: tuple
 
 
@@ -76,19 +84,26 @@ class Forecast:
 
     def row(self) -> dict:
         """As a metrics row records it."""
-        return {"p_grok": round(self.p_grok, 4), "grok_step": round(self.grok_step), "low": round(self.low),
-                "high": round(self.high)}
+        return {
+            "p_grok": round(self.p_grok, 4),
+            "grok_step": round(self.grok_step),
+            "low": round(self.low),
+            "high": round(self.high),
+        }
 
     def words(self) -> str:
-        return (f"grok forecast: step ~{self.grok_step:,.0f}, 80%: {self.low:,.0f}-{self.high:,.0f} "
-                f"(P(grok) {self.p_grok:.2f})")
+        return (
+            f"grok forecast: step ~{self.grok_step:,.0f}, 80%: {self.low:,.0f}-{self.high:,.0f} "
+            f"(P(grok) {self.p_grok:.2f})"
+        )
 
 
-def before_grok(rec: Record, forecasts: list[Optional[Forecast]]) -> list[Forecast]:
+def before_grok(rec: Record, forecasts: list[Forecast | None]) -> list[Forecast]:
     """The forecasts made before the run reached grok_90 (all, for one that never did): what a person watching
     it saw, and what is scored."""
-    return [f for f, r in zip(forecasts, rec.rows)
-            if f is not None and (rec.grok_90 is None or r["step"] < rec.grok_90)]
+    return [
+        f for f, r in zip(forecasts, rec.rows) if f is not None and (rec.grok_90 is None or r["step"] < rec.grok_90)
+    ]
 
 
 def feature_matrix(rows, lr: float, weight_decay: float) -> np.ndarray:
@@ -101,10 +116,17 @@ def feature_matrix(rows, lr: float, weight_decay: float) -> np.ndarray:
     if n < 3:
         return x
     baseline = curvature_onset(list(rows[:3]))["baseline_defect"]  # the onset rule's baseline, max(median, 0.1)
-    x[2:] = np.column_stack([
-        np.ones(n), np.full(n, math.log10(lr)), np.log10(np.maximum([r["step"] for r in rows], 1)),
-        np.log10(np.maximum.accumulate(defect) / baseline + 1e-12), [r["test_acc"] for r in rows],
-        np.log10(np.maximum.accumulate(test_loss) / test_loss), np.full(n, float(weight_decay > 0))])[2:]
+    x[2:] = np.column_stack(
+        [
+            np.ones(n),
+            np.full(n, math.log10(lr)),
+            np.log10(np.maximum([r["step"] for r in rows], 1)),
+            np.log10(np.maximum.accumulate(defect) / baseline + 1e-12),
+            [r["test_acc"] for r in rows],
+            np.log10(np.maximum.accumulate(test_loss) / test_loss),
+            np.full(n, float(weight_decay > 0)),
+        ]
+    )[2:]
     return x
 
 
@@ -152,9 +174,9 @@ class Forecaster:
         p = 0.5 * (1.0 + math.tanh(0.5 * float(x @ np.array(self.a))))  # the sigmoid, without overflow
         centre = min(float(x[:REGRESSION] @ np.array(self.b)), MAX_LOG_STEPS)
         low, high = (step + 10 ** (centre + e) for e in self.interval)
-        return Forecast(step, p, step + 10 ** centre, low, high)
+        return Forecast(step, p, step + 10**centre, low, high)
 
-    def forecasts(self, rows, lr: float, weight_decay: float) -> list[Optional[Forecast]]:
+    def forecasts(self, rows, lr: float, weight_decay: float) -> list[Forecast | None]:
         """The forecast after each probed row (None for the first two, and where a record is not finite)."""
         x = feature_matrix(rows, lr, weight_decay)
         return [self.at(x[i], rows[i]["step"]) if np.isfinite(x[i]).all() else None for i in range(len(rows))]
@@ -197,7 +219,7 @@ def _logistic(x: np.ndarray, label: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- baselines
-Predictor = Callable[[Record, int], Optional[Forecast]]  # (a run, how many of its rows are known) -> forecast
+Predictor = Callable[[Record, int], Forecast | None]  # (a run, how many of its rows are known) -> forecast
 
 
 def forecaster_predictor(records) -> Predictor:
@@ -217,22 +239,27 @@ def lr_law_predictor(records) -> Predictor:
 
     def predict(rec: Record, n: int) -> Forecast:
         centre = coef[0] + coef[1] * math.log10(rec.lr)
-        return Forecast(rec.rows[n - 1]["step"], 1.0, 10 ** centre, 10 ** (centre + e[0]), 10 ** (centre + e[1]))
+        return Forecast(rec.rows[n - 1]["step"], 1.0, 10**centre, 10 ** (centre + e[0]), 10 ** (centre + e[1]))
+
     return predict
 
 
-def _delay_predictor(records, mark: Callable[[tuple], Optional[int]]) -> Predictor:
+def _delay_predictor(records, mark: Callable[[tuple], int | None]) -> Predictor:
     """T = mark + the median of (T - mark) over the grokking runs, each marked on its probes before T as a
     forecast would see them; 80% from the quantiles."""
-    delays = [r.grok_90 - m for r in records if r.grok_90 is not None
-              and (m := mark(tuple(q for q in r.rows if q["step"] < r.grok_90))) is not None]
+    delays = [
+        r.grok_90 - m
+        for r in records
+        if r.grok_90 is not None and (m := mark(tuple(q for q in r.rows if q["step"] < r.grok_90))) is not None
+    ]
     if not delays:
         raise ValueError("no grokking run has the mark to measure a delay from")
     median, low, high = (float(np.quantile(delays, q)) for q in (0.5, *INTERVAL))
 
-    def predict(rec: Record, n: int) -> Optional[Forecast]:
+    def predict(rec: Record, n: int) -> Forecast | None:
         m = mark(rec.rows[:n])
         return None if m is None else Forecast(rec.rows[n - 1]["step"], 1.0, m + median, m + low, m + high)
+
     return predict
 
 
@@ -241,7 +268,7 @@ def onset_predictor(records) -> Predictor:
     return _delay_predictor(records, lambda rows: curvature_onset(list(rows))["onset_step"])
 
 
-def loss_peak(rows) -> Optional[int]:
+def loss_peak(rows) -> int | None:
     """The step of the test loss's highest point so far, once the loss has fallen to half of it since (None
     before): memorization's peak, confirmed (a loss-only signal)."""
     if not rows:
@@ -256,5 +283,9 @@ def loss_peak_predictor(records) -> Predictor:
     return _delay_predictor(records, loss_peak)
 
 
-METHODS = {"forecaster": forecaster_predictor, "learning rate alone": lr_law_predictor,
-           "onset + median lead": onset_predictor, "test-loss peak + median delay": loss_peak_predictor}
+METHODS = {
+    "forecaster": forecaster_predictor,
+    "learning rate alone": lr_law_predictor,
+    "onset + median lead": onset_predictor,
+    "test-loss peak + median delay": loss_peak_predictor,
+}

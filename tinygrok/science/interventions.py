@@ -36,11 +36,13 @@ execution basis (it has a `basis` parameter), the parameter its dose sets (DOSE)
 (SWEEP) and what the paper reports (PAPER). Config validation, `--hook` and `--arm`, the grids and the report read
 them from HOOKS.
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar, NamedTuple, Optional
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
@@ -51,8 +53,7 @@ RANDOM_KICK_STEP = 1.5e-3  # the reference's hard-coded "typical ||eta g_A||" fo
 HOOKS: dict[str, type] = {}  # name -> Hook class, in the order they are declared (Hook.__init_subclass__)
 
 
-def param(default, meaning: str, low: Optional[float] = 0, high: Optional[float] = None,
-          choices: Optional[tuple] = None):
+def param(default, meaning: str, low: float | None = 0, high: float | None = None, choices: tuple | None = None):
     """A hook's parameter: its default, what it means, and what is allowed (low <= value <= high, or one of
     choices). Its type is the field's annotation."""
     return field(default=default, metadata=dict(meaning=meaning, low=low, high=high, choices=choices))
@@ -64,11 +65,11 @@ class Reported(NamedTuple):
     baseline where the paper states it, a text in place of the step where the paper gives no number, and the
     figI4 summary table's step where it gives this arm at this dose another one."""
 
-    step: Optional[int]
+    step: int | None
     source: str
-    delay: Optional[int] = None
+    delay: int | None = None
     text: str = ""
-    figi4: Optional[int] = None
+    figi4: int | None = None
 
 
 @dataclass(frozen=True)
@@ -76,14 +77,14 @@ class Context:
     """What a hook may use besides theta and the gradient."""
 
     rng: np.random.Generator  # the run's own "hook" stream
-    basis: Optional[np.ndarray] = None  # B (P, K), orthonormal columns, in theta's dtype; None if not given
-    defects: Optional[Callable] = None  # (theta, k) -> k commutator samples at theta, their batches from rng
+    basis: np.ndarray | None = None  # B (P, K), orthonormal columns, in theta's dtype; None if not given
+    defects: Callable | None = None  # (theta, k) -> k commutator samples at theta, their batches from rng
     device: Callable = np.asarray  # a host array -> the run's array backend (noise is drawn on the host: the same
     #                                numbers on any backend)
-    stream: Optional[Callable] = None  # name -> a new generator of the run's named random stream (data.stream):
+    stream: Callable | None = None  # name -> a new generator of the run's named random stream (data.stream):
     #                                    the same numbers at every call, so a hook that draws something once (a
     #                                    fixed subspace) draws it again identically after a resume
-    attention: Optional[np.ndarray] = None  # (P,) 1 on the attention matrices' weights (where B lies), 0 elsewhere
+    attention: np.ndarray | None = None  # (P,) 1 on the attention matrices' weights (where B lies), 0 elsewhere
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,10 @@ class Hook:
     INSIDE_ATTENTION: ClassVar[bool] = False  # whether its basis "random" lies inside the attention matrices only
     PAPER: ClassVar[dict] = {  # (op, dose, basis) -> Reported: the runs without intervention (figI4, figI10)
         ("add", 0.0, "pca"): Reported(3233, "figI4; figI10 ~3200"),
-        **{(op, 0.0, "pca"): Reported(step, "figI10") for op, step in {"sub": 3730, "mul": 2830, "x2_y2": 2630}.items()}}
+        **{
+            (op, 0.0, "pca"): Reported(step, "figI10") for op, step in {"sub": 3730, "mul": 2830, "x2_y2": 2630}.items()
+        },
+    }
 
     def __init_subclass__(cls, name: str = "", **kwargs):
         super().__init_subclass__(**kwargs)
@@ -106,8 +110,11 @@ class Hook:
             cls.NAME, HOOKS[name] = name, cls
 
     def __post_init__(self):
-        bad = [f"{f.name}={getattr(self, f.name)!r} is not allowed: {f.name} is {_allowed(f)}"
-               for f in dataclasses.fields(self) if not _admits(f, getattr(self, f.name))]
+        bad = [
+            f"{f.name}={getattr(self, f.name)!r} is not allowed: {f.name} is {_allowed(f)}"
+            for f in dataclasses.fields(self)
+            if not _admits(f, getattr(self, f.name))
+        ]
         if bad:
             raise ValueError(f"{self.NAME}: " + "; ".join(bad))
 
@@ -119,7 +126,7 @@ class Hook:
         """After the optimizer step that made `step` updates in all: returns theta, changed or not."""
         return theta
 
-    def with_dose(self, dose: Optional[float], basis: str = "pca") -> "Hook":
+    def with_dose(self, dose: float | None, basis: str = "pca") -> Hook:
         """This intervention at strength `dose` (None: its default, the paper's primary), given the `basis`
         execution basis (if it takes one)."""
         if not self.DOSE:
@@ -267,14 +274,21 @@ class Project(Hook, name="project"):
     SWEEP: ClassVar[tuple] = (0.25, 0.5, 0.75, 1.0)  # figI5 (random basis: figI6)
     # figI10's means per operation; the multi-op script's docstring gives add's delays over its baseline
     PAPER: ClassVar[dict] = {
-        **{(op, s, "pca"): Reported(step, "figI10", delay) for op, steps in {
-            "add": (3300, 3470, 4070), "sub": (3770, 4170, 4330), "mul": (3000, 3070, 3470),
-            "x2_y2": (2730, 3000, 3130)}.items()
-           for s, step, delay in zip((0.25, 0.5, 0.75), steps, (34, 300, 800) if op == "add" else (None,) * 3)},
+        **{
+            (op, s, "pca"): Reported(step, "figI10", delay)
+            for op, steps in {
+                "add": (3300, 3470, 4070),
+                "sub": (3770, 4170, 4330),
+                "mul": (3000, 3070, 3470),
+                "x2_y2": (2730, 3000, 3130),
+            }.items()
+            for s, step, delay in zip((0.25, 0.5, 0.75), steps, (34, 300, 800) if op == "add" else (None,) * 3)
+        },
         **{(op, 1.0, "pca"): Reported(None, "figI10, figI5") for op in ("add", "sub", "mul", "x2_y2")},
         ("add", 0.5, "pca"): Reported(3470, "figI10", 300, figi4=3533),
         ("add", 1.0, "random"): Reported(None, "figI6"),
-        **{("add", s, "random"): Reported(None, "figI6", text="< 50 steps of delay") for s in (0.25, 0.5, 0.75)}}
+        **{("add", s, "random"): Reported(None, "figI6", text="< 50 steps of delay") for s in (0.25, 0.5, 0.75)},
+    }
 
     s: float = param(0.5, "the share of the orthogonal gradient removed", high=1)
     basis: str = param("pca", BASIS, choices=BASES)
@@ -308,8 +322,12 @@ class ProjectAttention(Project, name="project_attention"):
     SWEEP: ClassVar[tuple] = (0.75, 1.0)
     INSIDE_ATTENTION: ClassVar[bool] = True
 
-    basis: str = param("pca", "the execution basis: pca (the baseline run's trajectory PCA) or random (a random "
-                              "one inside the attention matrices)", choices=BASES)
+    basis: str = param(
+        "pca",
+        "the execution basis: pca (the baseline run's trajectory PCA) or random (a random "
+        "one inside the attention matrices)",
+        choices=BASES,
+    )
 
     def before_update(self, theta, grad, step: int, ctx: Context) -> tuple:
         if not self.acts(step + 1):
@@ -326,8 +344,10 @@ class Penalty(Project, name="penalty"):
     10 only (the paper's primary lambda: 0.5)."""
 
     SWEEP: ClassVar[tuple] = (0.1, 0.3, 0.5, 0.9)  # figI5
-    PAPER: ClassVar[dict] = {("add", dose, "pca"): Reported(step, "figI5")
-                             for dose, step in {0.1: 3333, 0.3: 3200, 0.5: 3267, 0.9: 3200}.items()}
+    PAPER: ClassVar[dict] = {
+        ("add", dose, "pca"): Reported(step, "figI5")
+        for dose, step in {0.1: 3333, 0.3: 3200, 0.5: 3267, 0.9: 3200}.items()
+    }
 
     def acts(self, update: int) -> bool:
         return _due(update, self.start, 10)
@@ -345,8 +365,10 @@ class Kick(Hook, name="kick"):
 
     DOSE: ClassVar[str] = "alpha"
     SWEEP: ClassVar[tuple] = (1.0, 5.0, 10.0, 20.0)  # figI5
-    PAPER: ClassVar[dict] = {("add", dose, "pca"): Reported(step, "figI5")
-                             for dose, step in {1.0: 3200, 5.0: 3200, 10.0: 3233, 20.0: 3200}.items()}
+    PAPER: ClassVar[dict] = {
+        ("add", dose, "pca"): Reported(step, "figI5")
+        for dose, step in {1.0: 3200, 5.0: 3200, 10.0: 3233, 20.0: 3200}.items()
+    }
 
     alpha: float = param(10.0, "the kick's size, in steps of ||eta g_A||")
     basis: str = param("pca", BASIS, choices=BASES)
@@ -366,8 +388,10 @@ class Noise(Hook, name="noise"):
 
     DOSE: ClassVar[str] = "eps"
     SWEEP: ClassVar[tuple] = (0.01, 0.05, 0.1, 0.5)  # figI5
-    PAPER: ClassVar[dict] = {("add", dose, "pca"): Reported(step, "figI5")
-                             for dose, step in {0.01: 3167, 0.05: 3200, 0.1: 3200, 0.5: 3167}.items()}
+    PAPER: ClassVar[dict] = {
+        ("add", dose, "pca"): Reported(step, "figI5")
+        for dose, step in {0.01: 3167, 0.05: 3200, 0.1: 3200, 0.5: 3167}.items()
+    }
 
     eps: float = param(0.1, "the noise's norm")
     basis: str = param("pca", BASIS, choices=BASES)
@@ -387,8 +411,9 @@ class SustainedKick(Hook, name="sustained_kick"):
 
     DOSE: ClassVar[str] = "alpha"
     SWEEP: ClassVar[tuple] = (50.0, 100.0, 200.0, 500.0)  # figI8
-    PAPER: ClassVar[dict] = {("add", dose, "pca"): Reported(step, "figI8")
-                             for dose, step in zip(SWEEP, (3233, 3200, 3167, 3200))}
+    PAPER: ClassVar[dict] = {
+        ("add", dose, "pca"): Reported(step, "figI8") for dose, step in zip(SWEEP, (3233, 3200, 3167, 3200))
+    }
 
     alpha: float = param(100.0, "the kick's size, in steps of ||eta g_A||")
     basis: str = param("pca", BASIS, choices=BASES)
@@ -409,8 +434,9 @@ class RandomKick(Hook, name="random_kick"):
 
     DOSE: ClassVar[str] = "alpha"
     SWEEP: ClassVar[tuple] = (50.0, 100.0, 200.0, 500.0)  # figI8
-    PAPER: ClassVar[dict] = {("add", dose, "pca"): Reported(step, "figI8")
-                             for dose, step in zip(SWEEP, (3200, 3200, 3167, 3300))}
+    PAPER: ClassVar[dict] = {
+        ("add", dose, "pca"): Reported(step, "figI8") for dose, step in zip(SWEEP, (3200, 3200, 3167, 3300))
+    }
 
     alpha: float = param(100.0, "the kick's size, in steps of 1.5e-3")
     basis: str = param("pca", BASIS, choices=BASES)
@@ -448,6 +474,7 @@ class KeepRandom(Hook, name="keep_random"):
             object.__setattr__(self, "subspace", ctx.device(basis))
         return vars(self)["subspace"]
 
+
 def _orthogonal_direction(theta, ctx: Context):
     """P z / ||P z|| for z ~ N(0, I_P) from the hook's stream (drawn on the host: the same on any backend)."""
     z = ctx.device(ctx.rng.standard_normal(theta.size).astype(theta.dtype))
@@ -476,11 +503,14 @@ def parse(spec: str) -> Hook:
     for item in filter(None, args.split(",")):
         key, _, value = item.partition("=")
         if key not in fields:
-            raise ValueError(f"hook {name!r} has no parameter {key!r}" + (
-                f": it takes {', '.join(fields)}" if fields else ": it takes none"))
+            raise ValueError(
+                f"hook {name!r} has no parameter {key!r}"
+                + (f": it takes {', '.join(fields)}" if fields else ": it takes none")
+            )
         try:
             kwargs[key] = _parsed(value, _kind(fields[key]))
         except ValueError:
-            raise ValueError(f"hook {name!r}: {key}={value!r} is not allowed: {key} is {_allowed(fields[key])}"
-                             ) from None
+            raise ValueError(
+                f"hook {name!r}: {key}={value!r} is not allowed: {key} is {_allowed(fields[key])}"
+            ) from None
     return HOOKS[name](**kwargs)

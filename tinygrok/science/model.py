@@ -10,6 +10,7 @@ autograd; by default (`auto`) a run trains on the fast engine (fast.py: kernels,
 only, backpropagation written out) only once it has checked it equal to this model at the run's parameters
 (engine/engines.py): change a line here and the next run trains on this code, and says so.
 """
+
 from __future__ import annotations
 
 import functools
@@ -22,17 +23,48 @@ from tinygrok.science.config import Config
 
 SEQ_LEN = 2  # the input is just [a, b] (docs/paper.md §1.2)
 LN_EPS = 1e-5  # torch.nn.LayerNorm's default (docs/paper.md §2)
-BLOCK_PARAMS = ("ln1.w", "ln1.b", "W_Q", "b_Q", "W_K", "b_K", "W_V", "b_V", "W_O", "b_O",
-                "ln2.w", "ln2.b", "W_in", "b_in", "W_out", "b_out")
+BLOCK_PARAMS = (
+    "ln1.w",
+    "ln1.b",
+    "W_Q",
+    "b_Q",
+    "W_K",
+    "b_K",
+    "W_V",
+    "b_V",
+    "W_O",
+    "b_O",
+    "ln2.w",
+    "ln2.b",
+    "W_in",
+    "b_in",
+    "W_out",
+    "b_out",
+)
 ATTENTION_MATRICES = ("W_Q", "W_K", "W_V", "W_O")
 
 
 def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
     """Every parameter's name and shape, in THE canonical order (flattening and checkpoints follow it)."""
     d, f, v = cfg.d_model, cfg.d_ff, cfg.p
-    block = {"ln1.w": (d,), "ln1.b": (d,), "W_Q": (d, d), "b_Q": (d,), "W_K": (d, d), "b_K": (d,),
-             "W_V": (d, d), "b_V": (d,), "W_O": (d, d), "b_O": (d,), "ln2.w": (d,), "ln2.b": (d,),
-             "W_in": (d, f), "b_in": (f,), "W_out": (f, d), "b_out": (d,)}
+    block = {
+        "ln1.w": (d,),
+        "ln1.b": (d,),
+        "W_Q": (d, d),
+        "b_Q": (d,),
+        "W_K": (d, d),
+        "b_K": (d,),
+        "W_V": (d, d),
+        "b_V": (d,),
+        "W_O": (d, d),
+        "b_O": (d,),
+        "ln2.w": (d,),
+        "ln2.b": (d,),
+        "W_in": (d, f),
+        "b_in": (f,),
+        "W_out": (f, d),
+        "b_out": (d,),
+    }
     shapes = {"W_E": (v, d), "W_pos": (SEQ_LEN, d)}
     for layer in range(cfg.n_layers):
         shapes.update({f"blocks.{layer}.{name}": block[name] for name in BLOCK_PARAMS})
@@ -46,14 +78,22 @@ def _init_block(cfg: Config, rng) -> dict:
     uniform = lambda bound, shape: rng.uniform(-bound, bound, size=shape)  # noqa: E731
     qkv_bound = (6.0 / (d + 3 * d)) ** 0.5  # Xavier-uniform over the fused (3d, d) in_proj matrix
     return {
-        "ln1.w": np.ones(d), "ln1.b": np.zeros(d),
-        "W_Q": uniform(qkv_bound, (d, d)), "b_Q": np.zeros(d),
-        "W_K": uniform(qkv_bound, (d, d)), "b_K": np.zeros(d),
-        "W_V": uniform(qkv_bound, (d, d)), "b_V": np.zeros(d),
-        "W_O": uniform(d**-0.5, (d, d)), "b_O": np.zeros(d),
-        "ln2.w": np.ones(d), "ln2.b": np.zeros(d),
-        "W_in": uniform(d**-0.5, (d, f)), "b_in": uniform(d**-0.5, (f,)),
-        "W_out": uniform(f**-0.5, (f, d)), "b_out": uniform(f**-0.5, (d,)),
+        "ln1.w": np.ones(d),
+        "ln1.b": np.zeros(d),
+        "W_Q": uniform(qkv_bound, (d, d)),
+        "b_Q": np.zeros(d),
+        "W_K": uniform(qkv_bound, (d, d)),
+        "b_K": np.zeros(d),
+        "W_V": uniform(qkv_bound, (d, d)),
+        "b_V": np.zeros(d),
+        "W_O": uniform(d**-0.5, (d, d)),
+        "b_O": np.zeros(d),
+        "ln2.w": np.ones(d),
+        "ln2.b": np.zeros(d),
+        "W_in": uniform(d**-0.5, (d, f)),
+        "b_in": uniform(d**-0.5, (f,)),
+        "W_out": uniform(f**-0.5, (f, d)),
+        "b_out": uniform(f**-0.5, (d,)),
     }
 
 
@@ -65,13 +105,19 @@ def init_params(cfg: Config, rng) -> dict:
     for layer in range(cfg.n_layers):
         block = first if cfg.shared_init or layer == 0 else _init_block(cfg, rng)
         params.update({f"blocks.{layer}.{k}": block[k] for k in BLOCK_PARAMS})
-    params.update({"ln_final.w": np.ones(d), "ln_final.b": np.zeros(d),
-                   "W_U": rng.uniform(-(d**-0.5), d**-0.5, (d, v)), "b_U": rng.uniform(-(d**-0.5), d**-0.5, v)})
+    params.update(
+        {
+            "ln_final.w": np.ones(d),
+            "ln_final.b": np.zeros(d),
+            "W_U": rng.uniform(-(d**-0.5), d**-0.5, (d, v)),
+            "b_U": rng.uniform(-(d**-0.5), d**-0.5, v),
+        }
+    )
     order = param_shapes(cfg)
     return {name: np.array(params[name], dtype=cfg.dtype) for name in order}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def layout(cfg: Config) -> dict[str, tuple[int, tuple[int, ...]]]:
     """name -> (offset, shape) of each parameter inside the flat vector theta (P,), in canonical order.
 
@@ -95,13 +141,14 @@ def attention_layout(cfg: Config) -> dict[str, tuple[int, tuple[int, ...]]]:
 
 def attention_indices(cfg: Config) -> np.ndarray:
     """Where those matrices lie in theta: their coordinates, in layout order (8 d^2,) for 2 layers."""
-    return np.concatenate([np.arange(start, start + math.prod(shape)) for start, shape in
-                           attention_layout(cfg).values()])
+    return np.concatenate(
+        [np.arange(start, start + math.prod(shape)) for start, shape in attention_layout(cfg).values()]
+    )
 
 
 def attention_vector(theta, cfg: Config):
     """Those matrices of theta (P,), flattened and concatenated in layout order: one snapshot row (8 d^2,)."""
-    return np.concatenate([theta[start:start + math.prod(shape)] for start, shape in attention_layout(cfg).values()])
+    return np.concatenate([theta[start : start + math.prod(shape)] for start, shape in attention_layout(cfg).values()])
 
 
 def flatten(params: dict):
@@ -112,8 +159,9 @@ def flatten(params: dict):
 def unflatten(theta, cfg: Config) -> dict:
     """Named views into theta (P,), each its block of theta reshaped; differentiable (the gradients of all the
     views come back as one (P,))."""
-    return {name: np.reshape(theta[start:start + math.prod(shape)], shape)
-            for name, (start, shape) in layout(cfg).items()}
+    return {
+        name: np.reshape(theta[start : start + math.prod(shape)], shape) for name, (start, shape) in layout(cfg).items()
+    }
 
 
 def count_layers(params: dict) -> int:

@@ -6,6 +6,7 @@ runs kernels.adamw_step, the same update in fewer passes over memory, once a run
 (engine/engines.py). What a run may do between clipping and AdamW (an intervention)
 is interventions.py's.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,7 +26,7 @@ class AdamWState:
     v: np.ndarray
 
     @classmethod
-    def zeros_like(cls, theta: np.ndarray) -> "AdamWState":
+    def zeros_like(cls, theta: np.ndarray) -> AdamWState:
         return cls(0, np.zeros_like(theta), np.zeros_like(theta))
 
 
@@ -38,8 +39,17 @@ def clip_by_global_norm(grad: np.ndarray, max_norm: float) -> tuple[np.ndarray, 
     return grad * grad.dtype.type(scale), norm
 
 
-def adamw_step(theta: np.ndarray, grad: np.ndarray, state: AdamWState, *, lr: float, beta1: float,
-               beta2: float, eps: float, weight_decay: float) -> tuple[np.ndarray, AdamWState]:
+def adamw_step(
+    theta: np.ndarray,
+    grad: np.ndarray,
+    state: AdamWState,
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+) -> tuple[np.ndarray, AdamWState]:
     """One AdamW step (Loshchilov & Hutter), as torch.optim.AdamW takes it: decay, then the Adam update."""
     t = state.t + 1
     m = beta1 * state.m + (1 - beta1) * grad  # first moment: a running mean of the gradient

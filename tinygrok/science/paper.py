@@ -4,10 +4,10 @@ same measure tinygrok computes under one summary key, with the docs/paper.md sec
 Where the paper's text and its own data part, the row says so and carries the number that measures the same
 thing as tinygrok's key (like with like); the text's figure stays in `quoted`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 from tinygrok.science import interventions
 
@@ -27,8 +27,8 @@ class Reference:
 
     key: str
     label: str
-    low: Optional[float]
-    high: Optional[float]
+    low: float | None
+    high: float | None
     quoted: str
     measure: str
     section: str
@@ -36,11 +36,11 @@ class Reference:
     by_op: dict[str, tuple] = field(default_factory=dict)
     digits: str = ".4g"  # how a value is best shown (rho needs six decimals to differ from 1; shares are %)
 
-    def expected(self, op: Optional[str] = None) -> tuple[Optional[float], Optional[float]]:
+    def expected(self, op: str | None = None) -> tuple[float | None, float | None]:
         """(low, high) for `op`: its own where the paper gives one, else the range over all operations."""
         return self.by_op.get(op, (self.low, self.high))
 
-    def describe(self, op: Optional[str] = None) -> str:
+    def describe(self, op: str | None = None) -> str:
         """The paper's figure as a table shows it: the operation's own value where there is one, else as quoted."""
         if op in self.by_op:
             low, high = self.by_op[op]
@@ -56,7 +56,7 @@ class Reference:
         """A measured value of this quantity, formatted."""
         return "none" if value is None else format(value, self.digits) if isinstance(value, float) else str(value)
 
-    def contains(self, value: Optional[float], op: Optional[str] = None) -> Optional[bool]:
+    def contains(self, value: float | None, op: str | None = None) -> bool | None:
         """Whether `value` lies in the paper's range (None where either has no number)."""
         low, high = self.expected(op)
         if value is None or low is None:
@@ -65,74 +65,174 @@ class Reference:
 
 
 WALKTHROUGH = (
-    Reference("memorization_step", "memorization step", 300, 500, "300-500 steps at lr 1e-3",
-              "first evaluation with train accuracy >= 0.95", "§4",
-              "train accuracy reaches 95%: the training set is learnt"),
-    Reference("onset_step", "curvature onset", 1800, 2100, "1800-2100",
-              "first probe (from the third) with median D > 10 x the first three probes' median and D > 20, K = 5 "
-              "samples every 100 steps", "§7.1, §10 #10",
-              "the commutator defect first exceeds 10x its early level (and 20)",
-              by_op={"x2_y2": (500, 700)}),
-    Reference("grok_step_90", "grok step (90%)", 1867, 3433, "~1900-3400 (Table 1)",
-              "first evaluation with test accuracy >= 0.90, mean of seeds 42/137/2024", "§4, §10 #4",
-              "test accuracy reaches 90%: the model generalises",
-              by_op={op: (v, v) for op, v in TABLE1.items()}),
-    Reference("lead_steps", "lead time", 600, 1600, "600-1600 (mean 1117)",
-              "grok_step_90 - onset_step", "§7.2, §10 #10",
-              "grok step minus onset: how early curvature warns of grokking"),
-    Reference("defect_growth", "defect growth to grok_90", 30, 30, "~30x (D: 2 -> 20 -> 60)",
-              "max D up to and including grok_step_90 / the early baseline", "§6.6",
-              "how much the curvature has grown by the time the model generalises"),
-    Reference("defect_growth_run", "defect growth, whole run", 513, 2141, "513-2141x",
-              "max D over the whole run (1,000 steps past detection) / the early baseline", "§6.6, §10 #13",
-              "how much it grows in all, grokking and after"),
-    Reference("rho", "rho = resid/full", 0.99994, 0.99999, "~1.000",
-              "median ||delta - B B^T delta|| / ||delta|| (B: trajectory PCA, K = 16) at the probed parameters",
-              "§6.3, §10 #5", "share of the curvature vector outside the execution subspace (near 1 for any "
-                              "16-dim subspace of 290,401 dimensions)", digits=".6f"),
-    Reference("exec_random_ratio", "exec/random (trajectory PCA)", 0.86, 1.09,
-              "0.86-1.09 (its data; its text: 1.8-2.9)",
-              "memorization-phase median of proj/full for B (trajectory PCA, K = 16) over random 16-dim bases",
-              "§6.4", "curvature leaning into the execution subspace vs a random one, during memorization: "
-                      "about 1 (none) in tinygrok's controls, 0.81-1.13, as in the reference's data",
-              by_op={op: (v, v) for op, v in {"add": 0.86, "sub": 1.03, "mul": 1.09}.items()}),
-    Reference("exec_random_ratio_weight_svd", "exec/random (weight SVD)", 1.81, 2.91, "1.8-2.9",
-              "the same with the current-weight-SVD basis (top-3 singular pairs per matrix, K = 24), the basis the "
-              "reference's control used (every 100 steps, 7 samples; tinygrok: every 200 steps, 5 samples)",
-              "§6.4, §10 #7", "the same with the reference code's basis: ~2 at low defect (1.83-2.46 for D in "
-                              "5-15 in tinygrok's controls), falling as D rises",
-              by_op={op: (v, v) for op, v in {"add": 2.04, "sub": 1.81, "mul": 2.18, "x2_y2": 2.91}.items()}),
-    Reference("alignment_ratio", "alignment with curvature", 0.81, 1.91, "0.81-1.91 (seed 42)",
-              "median over the saved thetas of mean |cos(step since the previous one, delta_k)| over 12 defects, "
-              "over sqrt(2 / (pi P)) (two random directions' mean |cos|)", "§6.5, §10 #24",
-              "whether the weights move along the curvature directions (1: no more than a random direction)",
-              by_op={op: (v, v) for op, v in {"add": 0.81, "sub": 0.89, "mul": 1.04, "x2_y2": 1.91}.items()}),
+    Reference(
+        "memorization_step",
+        "memorization step",
+        300,
+        500,
+        "300-500 steps at lr 1e-3",
+        "first evaluation with train accuracy >= 0.95",
+        "§4",
+        "train accuracy reaches 95%: the training set is learnt",
+    ),
+    Reference(
+        "onset_step",
+        "curvature onset",
+        1800,
+        2100,
+        "1800-2100",
+        "first probe (from the third) with median D > 10 x the first three probes' median and D > 20, K = 5 "
+        "samples every 100 steps",
+        "§7.1, §10 #10",
+        "the commutator defect first exceeds 10x its early level (and 20)",
+        by_op={"x2_y2": (500, 700)},
+    ),
+    Reference(
+        "grok_step_90",
+        "grok step (90%)",
+        1867,
+        3433,
+        "~1900-3400 (Table 1)",
+        "first evaluation with test accuracy >= 0.90, mean of seeds 42/137/2024",
+        "§4, §10 #4",
+        "test accuracy reaches 90%: the model generalises",
+        by_op={op: (v, v) for op, v in TABLE1.items()},
+    ),
+    Reference(
+        "lead_steps",
+        "lead time",
+        600,
+        1600,
+        "600-1600 (mean 1117)",
+        "grok_step_90 - onset_step",
+        "§7.2, §10 #10",
+        "grok step minus onset: how early curvature warns of grokking",
+    ),
+    Reference(
+        "defect_growth",
+        "defect growth to grok_90",
+        30,
+        30,
+        "~30x (D: 2 -> 20 -> 60)",
+        "max D up to and including grok_step_90 / the early baseline",
+        "§6.6",
+        "how much the curvature has grown by the time the model generalises",
+    ),
+    Reference(
+        "defect_growth_run",
+        "defect growth, whole run",
+        513,
+        2141,
+        "513-2141x",
+        "max D over the whole run (1,000 steps past detection) / the early baseline",
+        "§6.6, §10 #13",
+        "how much it grows in all, grokking and after",
+    ),
+    Reference(
+        "rho",
+        "rho = resid/full",
+        0.99994,
+        0.99999,
+        "~1.000",
+        "median ||delta - B B^T delta|| / ||delta|| (B: trajectory PCA, K = 16) at the probed parameters",
+        "§6.3, §10 #5",
+        "share of the curvature vector outside the execution subspace (near 1 for any "
+        "16-dim subspace of 290,401 dimensions)",
+        digits=".6f",
+    ),
+    Reference(
+        "exec_random_ratio",
+        "exec/random (trajectory PCA)",
+        0.86,
+        1.09,
+        "0.86-1.09 (its data; its text: 1.8-2.9)",
+        "memorization-phase median of proj/full for B (trajectory PCA, K = 16) over random 16-dim bases",
+        "§6.4",
+        "curvature leaning into the execution subspace vs a random one, during memorization: "
+        "about 1 (none) in tinygrok's controls, 0.81-1.13, as in the reference's data",
+        by_op={op: (v, v) for op, v in {"add": 0.86, "sub": 1.03, "mul": 1.09}.items()},
+    ),
+    Reference(
+        "exec_random_ratio_weight_svd",
+        "exec/random (weight SVD)",
+        1.81,
+        2.91,
+        "1.8-2.9",
+        "the same with the current-weight-SVD basis (top-3 singular pairs per matrix, K = 24), the basis the "
+        "reference's control used (every 100 steps, 7 samples; tinygrok: every 200 steps, 5 samples)",
+        "§6.4, §10 #7",
+        "the same with the reference code's basis: ~2 at low defect (1.83-2.46 for D in "
+        "5-15 in tinygrok's controls), falling as D rises",
+        by_op={op: (v, v) for op, v in {"add": 2.04, "sub": 1.81, "mul": 2.18, "x2_y2": 2.91}.items()},
+    ),
+    Reference(
+        "alignment_ratio",
+        "alignment with curvature",
+        0.81,
+        1.91,
+        "0.81-1.91 (seed 42)",
+        "median over the saved thetas of mean |cos(step since the previous one, delta_k)| over 12 defects, "
+        "over sqrt(2 / (pi P)) (two random directions' mean |cos|)",
+        "§6.5, §10 #24",
+        "whether the weights move along the curvature directions (1: no more than a random direction)",
+        by_op={op: (v, v) for op, v in {"add": 0.81, "sub": 0.89, "mul": 1.04, "x2_y2": 1.91}.items()},
+    ),
 )
 
 PC1_MEASURE = "sigma_1^2 / sum sigma^2 of each attention matrix's centred trajectory up to detection, per matrix"
-PC1 = Reference("pc1", "PC1 share", 0.628, 0.831, "68-83%; per matrix 62.8-83.1%", PC1_MEASURE,
-                "§5.1, §5.4, §10 #1", "the fraction of a matrix's motion along a single direction",
-                by_op={"add": (0.638, 0.815), "sub": (0.663, 0.798), "mul": (0.635, 0.808), "x2_y2": (0.667, 0.824)},
-                digits=".1%")
+PC1 = Reference(
+    "pc1",
+    "PC1 share",
+    0.628,
+    0.831,
+    "68-83%; per matrix 62.8-83.1%",
+    PC1_MEASURE,
+    "§5.1, §5.4, §10 #1",
+    "the fraction of a matrix's motion along a single direction",
+    by_op={"add": (0.638, 0.815), "sub": (0.663, 0.798), "mul": (0.635, 0.808), "x2_y2": (0.667, 0.824)},
+    digits=".1%",
+)
 PC1_NO_GROKKING = Reference(
-    "pc1", "PC1 share, no grokking", 0.378, 0.532, "42-49% (per matrix, seed means: 37.8-53.2%)",
-    PC1_MEASURE + ", over all 200,000 steps", "§5.4",
+    "pc1",
+    "PC1 share, no grokking",
+    0.378,
+    0.532,
+    "42-49% (per matrix, seed means: 37.8-53.2%)",
+    PC1_MEASURE + ", over all 200,000 steps",
+    "§5.4",
     "a trajectory that never generalises is far less one-dimensional",
-    by_op={"x2_xy_y2": (0.378, 0.485), "x3_xy": (0.439, 0.532)}, digits=".1%")
+    by_op={"x2_xy_y2": (0.378, 0.485), "x3_xy": (0.439, 0.532)},
+    digits=".1%",
+)
 PC1_NO_DECAY = Reference(
-    "pc1", "PC1 share, no weight decay", 0.49, 0.75, "49-75%", PC1_MEASURE + ", over 50,000 steps", "§5.4",
+    "pc1",
+    "PC1 share, no weight decay",
+    0.49,
+    0.75,
+    "49-75%",
+    PC1_MEASURE + ", over 50,000 steps",
+    "§5.4",
     "without weight decay the trajectory is still low-dimensional, but no more than a grokking one",
-    by_op={"add": (0.619, 0.691)}, digits=".1%")
+    by_op={"add": (0.619, 0.691)},
+    digits=".1%",
+)
 
 PC1_NULL_Z = Reference(
-    "pc1_null_z", "PC1 z-score vs random walks", 40, 110, "5-20 sigma (text); figE: +40 to +110 (grokking ops), "
-    "-30 to -75 (x2_xy_y2, x3_xy)", "(PC1 - mean PC1 of 10 random walks with the run's step norms) / their sd, per "
-    "matrix (figE: the last layer's, seed means)", "§5.3, §10 #3",
+    "pc1_null_z",
+    "PC1 z-score vs random walks",
+    40,
+    110,
+    "5-20 sigma (text); figE: +40 to +110 (grokking ops), -30 to -75 (x2_xy_y2, x3_xy)",
+    "(PC1 - mean PC1 of 10 random walks with the run's step norms) / their sd, per "
+    "matrix (figE: the last layer's, seed means)",
+    "§5.3, §10 #3",
     "how far the trajectory is from a random walk of the same step sizes: far more one-dimensional",
-    by_op={op: (-75, -30) for op in NON_GROKKING_OPS}, digits=".1f")
+    by_op={op: (-75, -30) for op in NON_GROKKING_OPS},
+    digits=".1f",
+)
 
 
-def pc1_reference(op: str, weight_decay: float, n_layers: int = 2) -> Optional[Reference]:
+def pc1_reference(op: str, weight_decay: float, n_layers: int = 2) -> Reference | None:
     """The paper's PC1 range for runs of `op` at this weight decay (§5.4: the seed means of each matrix), for the
     2-layer model at weight decay 1 or 0; None otherwise (the slow regime's differ, §9.1)."""
     if n_layers != 2 or weight_decay not in (0.0, 1.0):
@@ -141,16 +241,29 @@ def pc1_reference(op: str, weight_decay: float, n_layers: int = 2) -> Optional[R
         return PC1_NO_DECAY
     return PC1 if op in GROKKING_OPS else PC1_NO_GROKKING
 
+
 GROWTH_WITHOUT_GROKKING = Reference(
-    "defect_growth_run", "defect growth, no grokking", 29, 47, "x2_xy_y2 47x, x3_xy 31x, add without decay 29x",
-    "max D over the run / the early baseline, for runs that do not grok", "§6.7, §10 #13",
+    "defect_growth_run",
+    "defect growth, no grokking",
+    29,
+    47,
+    "x2_xy_y2 47x, x3_xy 31x, add without decay 29x",
+    "max D over the run / the early baseline, for runs that do not grok",
+    "§6.7, §10 #13",
     "curvature grows far less where the model never generalises",
-    by_op={"x2_xy_y2": (47, 47), "x3_xy": (31, 31), "add": (29, 29)})
+    by_op={"x2_xy_y2": (47, 47), "x3_xy": (31, 31), "add": (29, 29)},
+)
 
 POWER_LAW = Reference(
-    "alpha", "lead-time power law", 1.24, 1.30, "alpha = 1.27 ± 0.03, R² 0.97, n 43 (v1, 6 learning rates)",
-    "OLS slope of log(detection - onset) on log(detection step) over runs with a positive lead", "§7.4, §10 #20",
-    "lead grows faster than the grok time: slower training gives proportionally earlier warning")
+    "alpha",
+    "lead-time power law",
+    1.24,
+    1.30,
+    "alpha = 1.27 ± 0.03, R² 0.97, n 43 (v1, 6 learning rates)",
+    "OLS slope of log(detection - onset) on log(detection step) over runs with a positive lead",
+    "§7.4, §10 #20",
+    "lead grows faster than the grok time: slower training gives proportionally earlier warning",
+)
 
 BY_KEY = {ref.key: ref for ref in (*WALKTHROUGH, PC1)}
 
@@ -159,8 +272,10 @@ BY_KEY = {ref.key: ref for ref in (*WALKTHROUGH, PC1)}
 # Each arm declares what the paper reports for it (interventions.py: PAPER); here they are gathered, keyed by
 # (op, hook name, dose, basis), the identity arms (no hook, project at s = 0) under ("none", 0.0).
 INTERVENTIONS: dict[tuple, interventions.Reported] = {
-    (op, name, dose, basis): reported for name, hook in interventions.HOOKS.items()
-    for (op, dose, basis), reported in hook.PAPER.items()}
+    (op, name, dose, basis): reported
+    for name, hook in interventions.HOOKS.items()
+    for (op, dose, basis), reported in hook.PAPER.items()
+}
 
 
 def intervention(op: str, arm: str, dose: float, basis: str) -> str:
@@ -168,8 +283,13 @@ def intervention(op: str, arm: str, dose: float, basis: str) -> str:
     if (op, arm, dose, basis) not in INTERVENTIONS:
         return ""
     step, source, delay, text, figi4 = INTERVENTIONS[op, arm, dose, basis]
-    return (text or ("DNF (0/3)" if step is None else f"~{step}")) + (f", +{delay}" if delay else "") + \
-        f" ({source}" + (f"; figI4: {figi4}" if figi4 else "") + ")"
+    return (
+        (text or ("DNF (0/3)" if step is None else f"~{step}"))
+        + (f", +{delay}" if delay else "")
+        + f" ({source}"
+        + (f"; figI4: {figi4}" if figi4 else "")
+        + ")"
+    )
 
 
 def primary_step(arm: str) -> int:
@@ -202,8 +322,8 @@ class Claim:
     measure: str
     stages: tuple = ()
     where: dict = field(default_factory=dict)
-    low: Optional[float] = None
-    high: Optional[float] = None
+    low: float | None = None
+    high: float | None = None
     stored: str = ""
     differs: str = ""
     digits: str = ""
@@ -221,152 +341,616 @@ _FIGI6 = ("random-basis", "interventions-add")
 _PROJECT = dict(arm="project", basis="pca")
 
 CLAIMS: tuple[Claim, ...] = (
-    Claim("§10 #1", "grokking runs' attention trajectories are nearly one-dimensional",
-          "PC1 68-83% (v1); per matrix 62.8-83.1% (stored)", "per_matrix", _PCA,
-          dict(ops="grokking", weight_decay=1.0), PC1.low, PC1.high, "per matrix 62.8-83.1%, per-run mean 68.2-76.8%",
-          digits=".1%", figure="pc1_by_op", args=dict(key="pc1")),
-    Claim("§10 #2", "runs that never grok are far less one-dimensional", "PC1 42-49% (200,000 steps)",
-          "per_matrix", _PCA, dict(ops="non_grokking", weight_decay=1.0), PC1_NO_GROKKING.low, PC1_NO_GROKKING.high,
-          "per matrix, seed means 37.8-53.2%", "a shorter trajectory is more one-dimensional", digits=".1%",
-          figure="pc1_by_op", args=dict(key="pc1")),
-    Claim("§10 #2", "without weight decay the trajectory is low-dimensional too", "PC1 49-75% (50,000 steps)",
-          "per_matrix", _PCA, dict(weight_decay=0.0), PC1_NO_DECAY.low, PC1_NO_DECAY.high, "add 61.9-69.1%",
-          digits=".1%",
-          figure="pc1_by_op", args=dict(key="pc1")),
-    Claim("§10 #3", "PC1 is far above a random walk with the same step sizes (the last layer)",
-          "5-20 sigma (text); figE +40 to +110", "per_matrix", _PCA, dict(ops="grokking", weight_decay=1.0),
-          PC1_NULL_Z.low, PC1_NULL_Z.high,
-          digits=".1f", args=dict(key="pc1_null_z", layer="last")),
-    Claim("§10 #3", "the non-grokking operations' PC1 is below a random walk's (the last layer)",
-          "figE -75 to -30", "per_matrix", _PCA, dict(ops="non_grokking", weight_decay=1.0),
-          *PC1_NULL_Z.expected(NON_GROKKING_OPS[0]),
-          digits=".1f", args=dict(key="pc1_null_z", layer="last")),
-    *(Claim("§10 #4", f"{op} groks (Table 1)", f"grok_90 ~{step} (mean of 3 seeds)", "mean", _TABLE, dict(ops=op),
-            step, step, figure="defect_by_op", args=dict(key="grok_step_90")) for op, step in TABLE1.items()),
-    Claim("§10 #4", "x2_xy_y2 and x3_xy never grok", "never", "grokked", _TABLE,
-          dict(ops="non_grokking", weight_decay=1.0), 0, 0),
-    Claim("§10 #5", "the curvature lies outside the execution subspace", "rho ≈ 1.000", "mean", _TABLE,
-          dict(ops="grokking"), *BY_KEY["rho"].expected(), "0.99994-0.99999 over 36 conditions", digits=".6f",
-          args=dict(key="rho")),
-    Claim("§10 #6", "the defect's share in the reference's execution basis (weight SVD) is small",
-          "proj/full 0.005-0.03 (figC1)", "geometry_median", ("controls",), dict(ops="grokking"), 0.005, 0.03,
-          figure="exec_random_by_step", args=dict(key="weight_svd_proj")),
-    Claim("§10 #7", "curvature is enriched in the execution subspace over random ones (the reference's basis)",
-          "exec/random 1.8-2.9 (weight SVD, memorization phase)", "mean", ("controls",), dict(ops="grokking"),
-          *BY_KEY["exec_random_ratio_weight_svd"].expected(), BY_KEY["exec_random_ratio_weight_svd"].per_op(),
-          figure="exec_random_by_step",
-          args=dict(key="exec_random_ratio_weight_svd")),
-    Claim("§10 #7", "the same with the trajectory-PCA execution basis", "0.86-1.09 (the reference's data)",
-          "mean", ("controls",), dict(ops="grokking"), *BY_KEY["exec_random_ratio"].expected(),
-          BY_KEY["exec_random_ratio"].per_op(),
-          figure="exec_random_by_step", args=dict(key="exec_random_ratio")),
-    Claim("§10 #8", "exec/random at K = 16 / 32", "2.46/2.09 (add) ... 2.52/2.65 (x2_y2)", "unmeasured",
-          args=dict(why="the dimension sweep (`tinygrok dimensions RUN`) is not one of the grids")),
-    Claim("§10 #9", "the defect ends far higher in grokking runs than in runs that never grok",
-          "10-1000x (the stored data: 6-50x)", "final_defect_ratio", _TABLE, {}, 6, 50,
-          "last-checkpoint medians: add 1920/955/1206 ... x2_xy_y2 66/67/56, x3_xy 36/43/37", _FLOAT32),
-    Claim("§10 #10", "the curvature onset precedes grok_90", "leads 600-1600 steps, mean 1117 (12/12)", "mean",
-          _TABLE, dict(ops="grokking"), *BY_KEY["lead_steps"].expected(),
-          "1300,1400,600 / 1100,1600,1500 / 600,900,700 / 1400,1200,1100",
-          figure="defect_by_op", args=dict(key="lead_steps")),
-    Claim("§10 #10", "the onset comes at 1800-2100 steps", "onset 1800-2100 (add, sub, mul)", "mean", _TABLE,
-          dict(ops=("add", "sub", "mul")), *BY_KEY["onset_step"].expected(), figure="defect_by_op",
-          args=dict(key="onset_step")),
-    Claim("§10 #10", "x2_y2's onset comes early", "onset 500-700", "mean", _TABLE, dict(ops="x2_y2"),
-          *BY_KEY["onset_step"].expected("x2_y2"),
-          figure="defect_by_op", args=dict(key="onset_step")),
-    Claim("§10 #11", "all leads are positive: a sign test", "12 of 12, p = 2^-12 ≈ 2.4e-4", "sign_test", _TABLE,
-          dict(ops="grokking"), 1, 1),
-    Claim("§10 #12", "the hero run: sub, seed 137", "onset 2000, grok_90 3600, lead 1600", "mean", _TABLE,
-          dict(ops="sub", seed=137), 1600, 1600, args=dict(key="lead_steps")),
-    Claim("§10 #13", "grokking runs' defect grows 500-2000x", "513-2141x (max D / early baseline)", "mean", _TABLE,
-          dict(ops="grokking"), *BY_KEY["defect_growth_run"].expected(), args=dict(key="defect_growth_run")),
-    Claim("§10 #13", "runs that do not grok grow their defect 30-50x", "x2_xy_y2 47x, x3_xy 31x, add no-wd 29x",
-          "mean", _TABLE, dict(ops="not_grokking"), *GROWTH_WITHOUT_GROKKING.expected(), differs=_FLOAT32,
-          args=dict(key="defect_growth_run")),
-    Claim("§10 #14", "the onset precedes grok_50 too", "lead to grok_50: mean 708", "lead_50", _TABLE,
-          dict(ops="grokking"), 708, 708),
-    Claim("§10 #15", "the four grokking operations grok at every learning rate", "3/3 at every rate",
-          "grokked", _LR, dict(ops="grokking"), 1, 1),
-    Claim("§10 #15", "x2_xy_y2 and x3_xy grok at none", "0/3 at every rate", "grokked",
-          ("lr-sweep-non-grokking", "lr-sweep"), dict(ops="non_grokking"), 0, 0),
-    *(Claim("§10 #16", f"grok (detection) step at lr {lr:g}", f"{low}-{high} (op means)", "mean", _LR,
-            dict(ops="grokking", lr=lr), low, high, figure="lead_vs_grok", args=dict(key="grok_step"))
-      for lr, (low, high) in _LR_GROK.items()),
-    *(Claim("§10 #17", f"max defect at lr {lr:g}", f"{low}-{high} (op means)", "max_defect", _LR,
-            dict(ops="grokking", lr=lr), low, high) for lr, (low, high) in _LR_DEFECT.items()),
-    *(Claim("§10 #18", f"lead (grok_90 - onset) at lr {lr:g}", f"{low} to {high} (op means)", "mean", _LR,
-            dict(ops="grokking", lr=lr), low, high, figure="lead_vs_grok", args=dict(key="lead_steps"))
-      for lr, (low, high) in _LR_LEAD.items()),
-    Claim("§10 #19", "the lead is most of the run at lr 1e-4", "(detection - onset) / detection ≈ 0.93",
-          "lead_fraction", _LR, dict(ops="grokking", lr=1e-4), 0.93, 0.93),
-    Claim("§10 #19", "about half of it at lr 1e-3", "(detection - onset) / detection 0.46-0.49", "lead_fraction",
-          _LR, dict(ops="grokking", lr=1e-3), 0.46, 0.49),
-    Claim("§10 #20", "the lead follows a power law in the grok step", "alpha = 1.27 ± 0.03 (v1, R² 0.97, n 43)",
-          "power_law", _LR, dict(ops="grokking"), POWER_LAW.low, POWER_LAW.high,
-          "3 rates: 1.26 ± 0.04, R² 0.977, n 29",
-          figure="lead_vs_grok"),
-    Claim("§10 #21", "the hero LR run: add, seed 42, lead at lr 1e-4", "≈ 33,000", "mean", _LR,
-          dict(ops="add", lr=1e-4, seed=42), 33000, 33000, args=dict(key="lead_steps")),
-    Claim("§10 #22", "alignment of the step with curvature in the LR study", "0.18-0.86 (1e-4), 1.4-1.8 (1e-2)",
-          "unmeasured", args=dict(why="the LR sweep saves no parameters, which the alignment is measured at")),
-    Claim("§10 #23", "add's defect at the spike, lr 1e-4 (step 28,000, seed 42)", "5589", "defect_at", _LR,
-          dict(ops="add", lr=1e-4, seed=42), 5589, 5589, differs=_FLOAT32, args=dict(step=28000)),
-    Claim("§10 #24", "the weights move along curvature directions no more than at random", "0.81-1.91 (seed 42)",
-          "mean", _TABLE, dict(ops="grokking"), *BY_KEY["alignment_ratio"].expected(),
-          BY_KEY["alignment_ratio"].per_op(),
-          args=dict(key="alignment_ratio")),
-    Claim("§10 #27", "the training set is learnt first", "train acc >= 95% at 300-500 steps", "mean", _TABLE,
-          dict(ops="grokking"), *BY_KEY["memorization_step"].expected(), args=dict(key="memorization_step")),
-    *(Claim("§10 #26, §8.3 figI4", f"add with {arm} at its primary strength groks on time" if arm != "none" else
-            "add without intervention (the interventions' baseline)", f"grok step ~{step} (3/3)", "grok_steps",
-            _FIGI4, dict(arm=arm, dose=None if arm == "none" else "primary"), step, step)
-      for arm, step in ((arm, primary_step(arm)) for arm in ("none", "kick", "noise", "penalty", "project"))),
-    Claim("§8.3 figI4", "the baseline's onset", "mean onset 1900", "mean", _FIGI4, dict(arm="none"), 1900, 1900,
-          args=dict(key="onset_step")),
-    Claim("§8.3 figI4", "the baseline's lead (grok_90 - onset)", "mean lead 1033", "mean", _FIGI4, dict(arm="none"),
-          1033, 1033, args=dict(key="lead_steps")),
-    Claim("§8.3 figI5", "kicks, noise and the penalty change nothing at any strength", "3167-3333 at every dose",
-          "grok_steps", ("interventions-add",), dict(arm=("kick", "noise", "penalty")),
-          *_step_range(("kick", "noise", "penalty"))),
-    *(Claim("§8.3", f"removing a share s = {s:g} of the orthogonal gradient delays grokking (add)",
-            f"+{delay} steps", "delay", ("dose-response",), dict(ops="add", dose=s, **_PROJECT), delay, delay,
-            figure="dose_response") for s, delay in ((s, INTERVENTIONS["add", "project", s, "pca"].delay)
-                                                      for s in (0.25, 0.5, 0.75))),
-    Claim("§8.3 figI10", "at s = 0.75 every operation is delayed", "+600-800 (the plot: +500 to +870)", "delay",
-          ("dose-response",), dict(ops="grokking", dose=0.75, **_PROJECT), 500, 870, figure="dose_response"),
-    Claim("§8.3 figI10", "removing all of it (s = 1) prevents grokking", "0/12 (every operation)", "grokked",
-          ("dose-response",), dict(ops="grokking", dose=1.0, **_PROJECT), 0, 0, figure="dose_response"),
-    Claim("§8.3 figI6", "a random basis in place of the execution basis changes little at s <= 0.75",
-          "< 50 steps from the baseline", "delay", _FIGI6, dict(ops="add", dose=(0.25, 0.5, 0.75), arm="project",
-                                                                  basis="random"), -50, 50),
-    Claim("§8.3 figI6", "a random basis at s = 1 prevents grokking too", "0/3", "grokked", _FIGI6,
-          dict(ops="add", dose=1.0, arm="project", basis="random"), 0, 0),
-    Claim("§8.3 figI8", "sustained kicks along curvature or at random change nothing", "~3200 (3167-3300)",
-          "grok_steps", ("kicks",), dict(arm=("sustained_kick", "random_kick")),
-          *_step_range(("sustained_kick", "random_kick"))),
-    Claim("§8.3 figI8", "every kicked run groks", "27/27", "grokked", ("kicks",),
-          dict(arm=("sustained_kick", "random_kick")), 1, 1),
-    Claim("§10 #25, §9.2 Table 2", "the slow regime groks late", "detection 612,000 / 572,000 (seeds 42 / 137)",
-          "mean", ("slow",), {}, 572_000, 612_000, args=dict(key="grok_step")),
-    Claim("§10 #25, §9.2 Table 2", "its grok_90", "585,000 / 550,000", "mean", ("slow",), {}, 550_000, 585_000,
-          args=dict(key="grok_step_90")),
-    Claim("§9.2", "its onset by the released rule (floor 5)", "10,000 (both seeds)", "mean", ("slow",), {},
-          10_000, 10_000, args=dict(key="onset_step")),
-    Claim("§10 #25, §9.2 Table 2", "its lead", "575,000 / 540,000 (mean 557,500)", "mean", ("slow",), {},
-          540_000, 575_000, args=dict(key="lead_steps")),
-    Claim("§9.2", "its normalised lead (grok_90 - onset) / detection", "≈ 0.94 by the released rule (0.55, "
-          "smoothed, unreleased)", "normalised_lead", ("slow",), {}, 0.94, 0.94),
-    Claim("§9.2 Table 2", "its defect at the grok point (the probe before grok_90)", "≈ 100 (fast regime ≈ 1300)",
-          "defect_before_grok", ("slow",), {}, 100, 100, differs=_FLOAT32),
-    Claim("§10 #25, §9.2", "its curvature lies outside the execution subspace", "rho 0.999997-1.000000", "mean",
-          ("slow",), {}, 0.999997, 1.0, digits=".6f", args=dict(key="rho")),
-    Claim("§9.1 figH", "its last layer's trajectories are more one-dimensional", "PC1 84.6-94.3% (W_Q 85.5, W_K "
-          "84.6, W_V 94.3, W_O 87.7)", "per_matrix", ("slow",), {}, 0.846, 0.943, digits=".1%",
-          args=dict(key="pc1", layer="last")),
-    Claim("§9.3", "the onset precedes grokking in the slow regime", "2/2 runs", "positive_leads", ("slow",), {},
-          1, 1),
-    Claim("§9.3", "the slow regime's steps align with curvature at or below a random direction's",
-          "alignment ratio <= 1 (fast: above, then decaying)", "mean", ("slow",), {}, 0, 1,
-          args=dict(key="alignment_ratio")),
+    Claim(
+        "§10 #1",
+        "grokking runs' attention trajectories are nearly one-dimensional",
+        "PC1 68-83% (v1); per matrix 62.8-83.1% (stored)",
+        "per_matrix",
+        _PCA,
+        dict(ops="grokking", weight_decay=1.0),
+        PC1.low,
+        PC1.high,
+        "per matrix 62.8-83.1%, per-run mean 68.2-76.8%",
+        digits=".1%",
+        figure="pc1_by_op",
+        args=dict(key="pc1"),
+    ),
+    Claim(
+        "§10 #2",
+        "runs that never grok are far less one-dimensional",
+        "PC1 42-49% (200,000 steps)",
+        "per_matrix",
+        _PCA,
+        dict(ops="non_grokking", weight_decay=1.0),
+        PC1_NO_GROKKING.low,
+        PC1_NO_GROKKING.high,
+        "per matrix, seed means 37.8-53.2%",
+        "a shorter trajectory is more one-dimensional",
+        digits=".1%",
+        figure="pc1_by_op",
+        args=dict(key="pc1"),
+    ),
+    Claim(
+        "§10 #2",
+        "without weight decay the trajectory is low-dimensional too",
+        "PC1 49-75% (50,000 steps)",
+        "per_matrix",
+        _PCA,
+        dict(weight_decay=0.0),
+        PC1_NO_DECAY.low,
+        PC1_NO_DECAY.high,
+        "add 61.9-69.1%",
+        digits=".1%",
+        figure="pc1_by_op",
+        args=dict(key="pc1"),
+    ),
+    Claim(
+        "§10 #3",
+        "PC1 is far above a random walk with the same step sizes (the last layer)",
+        "5-20 sigma (text); figE +40 to +110",
+        "per_matrix",
+        _PCA,
+        dict(ops="grokking", weight_decay=1.0),
+        PC1_NULL_Z.low,
+        PC1_NULL_Z.high,
+        digits=".1f",
+        args=dict(key="pc1_null_z", layer="last"),
+    ),
+    Claim(
+        "§10 #3",
+        "the non-grokking operations' PC1 is below a random walk's (the last layer)",
+        "figE -75 to -30",
+        "per_matrix",
+        _PCA,
+        dict(ops="non_grokking", weight_decay=1.0),
+        *PC1_NULL_Z.expected(NON_GROKKING_OPS[0]),
+        digits=".1f",
+        args=dict(key="pc1_null_z", layer="last"),
+    ),
+    *(
+        Claim(
+            "§10 #4",
+            f"{op} groks (Table 1)",
+            f"grok_90 ~{step} (mean of 3 seeds)",
+            "mean",
+            _TABLE,
+            dict(ops=op),
+            step,
+            step,
+            figure="defect_by_op",
+            args=dict(key="grok_step_90"),
+        )
+        for op, step in TABLE1.items()
+    ),
+    Claim(
+        "§10 #4",
+        "x2_xy_y2 and x3_xy never grok",
+        "never",
+        "grokked",
+        _TABLE,
+        dict(ops="non_grokking", weight_decay=1.0),
+        0,
+        0,
+    ),
+    Claim(
+        "§10 #5",
+        "the curvature lies outside the execution subspace",
+        "rho ≈ 1.000",
+        "mean",
+        _TABLE,
+        dict(ops="grokking"),
+        *BY_KEY["rho"].expected(),
+        "0.99994-0.99999 over 36 conditions",
+        digits=".6f",
+        args=dict(key="rho"),
+    ),
+    Claim(
+        "§10 #6",
+        "the defect's share in the reference's execution basis (weight SVD) is small",
+        "proj/full 0.005-0.03 (figC1)",
+        "geometry_median",
+        ("controls",),
+        dict(ops="grokking"),
+        0.005,
+        0.03,
+        figure="exec_random_by_step",
+        args=dict(key="weight_svd_proj"),
+    ),
+    Claim(
+        "§10 #7",
+        "curvature is enriched in the execution subspace over random ones (the reference's basis)",
+        "exec/random 1.8-2.9 (weight SVD, memorization phase)",
+        "mean",
+        ("controls",),
+        dict(ops="grokking"),
+        *BY_KEY["exec_random_ratio_weight_svd"].expected(),
+        BY_KEY["exec_random_ratio_weight_svd"].per_op(),
+        figure="exec_random_by_step",
+        args=dict(key="exec_random_ratio_weight_svd"),
+    ),
+    Claim(
+        "§10 #7",
+        "the same with the trajectory-PCA execution basis",
+        "0.86-1.09 (the reference's data)",
+        "mean",
+        ("controls",),
+        dict(ops="grokking"),
+        *BY_KEY["exec_random_ratio"].expected(),
+        BY_KEY["exec_random_ratio"].per_op(),
+        figure="exec_random_by_step",
+        args=dict(key="exec_random_ratio"),
+    ),
+    Claim(
+        "§10 #8",
+        "exec/random at K = 16 / 32",
+        "2.46/2.09 (add) ... 2.52/2.65 (x2_y2)",
+        "unmeasured",
+        args=dict(why="the dimension sweep (`tinygrok dimensions RUN`) is not one of the grids"),
+    ),
+    Claim(
+        "§10 #9",
+        "the defect ends far higher in grokking runs than in runs that never grok",
+        "10-1000x (the stored data: 6-50x)",
+        "final_defect_ratio",
+        _TABLE,
+        {},
+        6,
+        50,
+        "last-checkpoint medians: add 1920/955/1206 ... x2_xy_y2 66/67/56, x3_xy 36/43/37",
+        _FLOAT32,
+    ),
+    Claim(
+        "§10 #10",
+        "the curvature onset precedes grok_90",
+        "leads 600-1600 steps, mean 1117 (12/12)",
+        "mean",
+        _TABLE,
+        dict(ops="grokking"),
+        *BY_KEY["lead_steps"].expected(),
+        "1300,1400,600 / 1100,1600,1500 / 600,900,700 / 1400,1200,1100",
+        figure="defect_by_op",
+        args=dict(key="lead_steps"),
+    ),
+    Claim(
+        "§10 #10",
+        "the onset comes at 1800-2100 steps",
+        "onset 1800-2100 (add, sub, mul)",
+        "mean",
+        _TABLE,
+        dict(ops=("add", "sub", "mul")),
+        *BY_KEY["onset_step"].expected(),
+        figure="defect_by_op",
+        args=dict(key="onset_step"),
+    ),
+    Claim(
+        "§10 #10",
+        "x2_y2's onset comes early",
+        "onset 500-700",
+        "mean",
+        _TABLE,
+        dict(ops="x2_y2"),
+        *BY_KEY["onset_step"].expected("x2_y2"),
+        figure="defect_by_op",
+        args=dict(key="onset_step"),
+    ),
+    Claim(
+        "§10 #11",
+        "all leads are positive: a sign test",
+        "12 of 12, p = 2^-12 ≈ 2.4e-4",
+        "sign_test",
+        _TABLE,
+        dict(ops="grokking"),
+        1,
+        1,
+    ),
+    Claim(
+        "§10 #12",
+        "the hero run: sub, seed 137",
+        "onset 2000, grok_90 3600, lead 1600",
+        "mean",
+        _TABLE,
+        dict(ops="sub", seed=137),
+        1600,
+        1600,
+        args=dict(key="lead_steps"),
+    ),
+    Claim(
+        "§10 #13",
+        "grokking runs' defect grows 500-2000x",
+        "513-2141x (max D / early baseline)",
+        "mean",
+        _TABLE,
+        dict(ops="grokking"),
+        *BY_KEY["defect_growth_run"].expected(),
+        args=dict(key="defect_growth_run"),
+    ),
+    Claim(
+        "§10 #13",
+        "runs that do not grok grow their defect 30-50x",
+        "x2_xy_y2 47x, x3_xy 31x, add no-wd 29x",
+        "mean",
+        _TABLE,
+        dict(ops="not_grokking"),
+        *GROWTH_WITHOUT_GROKKING.expected(),
+        differs=_FLOAT32,
+        args=dict(key="defect_growth_run"),
+    ),
+    Claim(
+        "§10 #14",
+        "the onset precedes grok_50 too",
+        "lead to grok_50: mean 708",
+        "lead_50",
+        _TABLE,
+        dict(ops="grokking"),
+        708,
+        708,
+    ),
+    Claim(
+        "§10 #15",
+        "the four grokking operations grok at every learning rate",
+        "3/3 at every rate",
+        "grokked",
+        _LR,
+        dict(ops="grokking"),
+        1,
+        1,
+    ),
+    Claim(
+        "§10 #15",
+        "x2_xy_y2 and x3_xy grok at none",
+        "0/3 at every rate",
+        "grokked",
+        ("lr-sweep-non-grokking", "lr-sweep"),
+        dict(ops="non_grokking"),
+        0,
+        0,
+    ),
+    *(
+        Claim(
+            "§10 #16",
+            f"grok (detection) step at lr {lr:g}",
+            f"{low}-{high} (op means)",
+            "mean",
+            _LR,
+            dict(ops="grokking", lr=lr),
+            low,
+            high,
+            figure="lead_vs_grok",
+            args=dict(key="grok_step"),
+        )
+        for lr, (low, high) in _LR_GROK.items()
+    ),
+    *(
+        Claim(
+            "§10 #17",
+            f"max defect at lr {lr:g}",
+            f"{low}-{high} (op means)",
+            "max_defect",
+            _LR,
+            dict(ops="grokking", lr=lr),
+            low,
+            high,
+        )
+        for lr, (low, high) in _LR_DEFECT.items()
+    ),
+    *(
+        Claim(
+            "§10 #18",
+            f"lead (grok_90 - onset) at lr {lr:g}",
+            f"{low} to {high} (op means)",
+            "mean",
+            _LR,
+            dict(ops="grokking", lr=lr),
+            low,
+            high,
+            figure="lead_vs_grok",
+            args=dict(key="lead_steps"),
+        )
+        for lr, (low, high) in _LR_LEAD.items()
+    ),
+    Claim(
+        "§10 #19",
+        "the lead is most of the run at lr 1e-4",
+        "(detection - onset) / detection ≈ 0.93",
+        "lead_fraction",
+        _LR,
+        dict(ops="grokking", lr=1e-4),
+        0.93,
+        0.93,
+    ),
+    Claim(
+        "§10 #19",
+        "about half of it at lr 1e-3",
+        "(detection - onset) / detection 0.46-0.49",
+        "lead_fraction",
+        _LR,
+        dict(ops="grokking", lr=1e-3),
+        0.46,
+        0.49,
+    ),
+    Claim(
+        "§10 #20",
+        "the lead follows a power law in the grok step",
+        "alpha = 1.27 ± 0.03 (v1, R² 0.97, n 43)",
+        "power_law",
+        _LR,
+        dict(ops="grokking"),
+        POWER_LAW.low,
+        POWER_LAW.high,
+        "3 rates: 1.26 ± 0.04, R² 0.977, n 29",
+        figure="lead_vs_grok",
+    ),
+    Claim(
+        "§10 #21",
+        "the hero LR run: add, seed 42, lead at lr 1e-4",
+        "≈ 33,000",
+        "mean",
+        _LR,
+        dict(ops="add", lr=1e-4, seed=42),
+        33000,
+        33000,
+        args=dict(key="lead_steps"),
+    ),
+    Claim(
+        "§10 #22",
+        "alignment of the step with curvature in the LR study",
+        "0.18-0.86 (1e-4), 1.4-1.8 (1e-2)",
+        "unmeasured",
+        args=dict(why="the LR sweep saves no parameters, which the alignment is measured at"),
+    ),
+    Claim(
+        "§10 #23",
+        "add's defect at the spike, lr 1e-4 (step 28,000, seed 42)",
+        "5589",
+        "defect_at",
+        _LR,
+        dict(ops="add", lr=1e-4, seed=42),
+        5589,
+        5589,
+        differs=_FLOAT32,
+        args=dict(step=28000),
+    ),
+    Claim(
+        "§10 #24",
+        "the weights move along curvature directions no more than at random",
+        "0.81-1.91 (seed 42)",
+        "mean",
+        _TABLE,
+        dict(ops="grokking"),
+        *BY_KEY["alignment_ratio"].expected(),
+        BY_KEY["alignment_ratio"].per_op(),
+        args=dict(key="alignment_ratio"),
+    ),
+    Claim(
+        "§10 #27",
+        "the training set is learnt first",
+        "train acc >= 95% at 300-500 steps",
+        "mean",
+        _TABLE,
+        dict(ops="grokking"),
+        *BY_KEY["memorization_step"].expected(),
+        args=dict(key="memorization_step"),
+    ),
+    *(
+        Claim(
+            "§10 #26, §8.3 figI4",
+            f"add with {arm} at its primary strength groks on time"
+            if arm != "none"
+            else "add without intervention (the interventions' baseline)",
+            f"grok step ~{step} (3/3)",
+            "grok_steps",
+            _FIGI4,
+            dict(arm=arm, dose=None if arm == "none" else "primary"),
+            step,
+            step,
+        )
+        for arm, step in ((arm, primary_step(arm)) for arm in ("none", "kick", "noise", "penalty", "project"))
+    ),
+    Claim(
+        "§8.3 figI4",
+        "the baseline's onset",
+        "mean onset 1900",
+        "mean",
+        _FIGI4,
+        dict(arm="none"),
+        1900,
+        1900,
+        args=dict(key="onset_step"),
+    ),
+    Claim(
+        "§8.3 figI4",
+        "the baseline's lead (grok_90 - onset)",
+        "mean lead 1033",
+        "mean",
+        _FIGI4,
+        dict(arm="none"),
+        1033,
+        1033,
+        args=dict(key="lead_steps"),
+    ),
+    Claim(
+        "§8.3 figI5",
+        "kicks, noise and the penalty change nothing at any strength",
+        "3167-3333 at every dose",
+        "grok_steps",
+        ("interventions-add",),
+        dict(arm=("kick", "noise", "penalty")),
+        *_step_range(("kick", "noise", "penalty")),
+    ),
+    *(
+        Claim(
+            "§8.3",
+            f"removing a share s = {s:g} of the orthogonal gradient delays grokking (add)",
+            f"+{delay} steps",
+            "delay",
+            ("dose-response",),
+            dict(ops="add", dose=s, **_PROJECT),
+            delay,
+            delay,
+            figure="dose_response",
+        )
+        for s, delay in ((s, INTERVENTIONS["add", "project", s, "pca"].delay) for s in (0.25, 0.5, 0.75))
+    ),
+    Claim(
+        "§8.3 figI10",
+        "at s = 0.75 every operation is delayed",
+        "+600-800 (the plot: +500 to +870)",
+        "delay",
+        ("dose-response",),
+        dict(ops="grokking", dose=0.75, **_PROJECT),
+        500,
+        870,
+        figure="dose_response",
+    ),
+    Claim(
+        "§8.3 figI10",
+        "removing all of it (s = 1) prevents grokking",
+        "0/12 (every operation)",
+        "grokked",
+        ("dose-response",),
+        dict(ops="grokking", dose=1.0, **_PROJECT),
+        0,
+        0,
+        figure="dose_response",
+    ),
+    Claim(
+        "§8.3 figI6",
+        "a random basis in place of the execution basis changes little at s <= 0.75",
+        "< 50 steps from the baseline",
+        "delay",
+        _FIGI6,
+        dict(ops="add", dose=(0.25, 0.5, 0.75), arm="project", basis="random"),
+        -50,
+        50,
+    ),
+    Claim(
+        "§8.3 figI6",
+        "a random basis at s = 1 prevents grokking too",
+        "0/3",
+        "grokked",
+        _FIGI6,
+        dict(ops="add", dose=1.0, arm="project", basis="random"),
+        0,
+        0,
+    ),
+    Claim(
+        "§8.3 figI8",
+        "sustained kicks along curvature or at random change nothing",
+        "~3200 (3167-3300)",
+        "grok_steps",
+        ("kicks",),
+        dict(arm=("sustained_kick", "random_kick")),
+        *_step_range(("sustained_kick", "random_kick")),
+    ),
+    Claim(
+        "§8.3 figI8",
+        "every kicked run groks",
+        "27/27",
+        "grokked",
+        ("kicks",),
+        dict(arm=("sustained_kick", "random_kick")),
+        1,
+        1,
+    ),
+    Claim(
+        "§10 #25, §9.2 Table 2",
+        "the slow regime groks late",
+        "detection 612,000 / 572,000 (seeds 42 / 137)",
+        "mean",
+        ("slow",),
+        {},
+        572_000,
+        612_000,
+        args=dict(key="grok_step"),
+    ),
+    Claim(
+        "§10 #25, §9.2 Table 2",
+        "its grok_90",
+        "585,000 / 550,000",
+        "mean",
+        ("slow",),
+        {},
+        550_000,
+        585_000,
+        args=dict(key="grok_step_90"),
+    ),
+    Claim(
+        "§9.2",
+        "its onset by the released rule (floor 5)",
+        "10,000 (both seeds)",
+        "mean",
+        ("slow",),
+        {},
+        10_000,
+        10_000,
+        args=dict(key="onset_step"),
+    ),
+    Claim(
+        "§10 #25, §9.2 Table 2",
+        "its lead",
+        "575,000 / 540,000 (mean 557,500)",
+        "mean",
+        ("slow",),
+        {},
+        540_000,
+        575_000,
+        args=dict(key="lead_steps"),
+    ),
+    Claim(
+        "§9.2",
+        "its normalised lead (grok_90 - onset) / detection",
+        "≈ 0.94 by the released rule (0.55, smoothed, unreleased)",
+        "normalised_lead",
+        ("slow",),
+        {},
+        0.94,
+        0.94,
+    ),
+    Claim(
+        "§9.2 Table 2",
+        "its defect at the grok point (the probe before grok_90)",
+        "≈ 100 (fast regime ≈ 1300)",
+        "defect_before_grok",
+        ("slow",),
+        {},
+        100,
+        100,
+        differs=_FLOAT32,
+    ),
+    Claim(
+        "§10 #25, §9.2",
+        "its curvature lies outside the execution subspace",
+        "rho 0.999997-1.000000",
+        "mean",
+        ("slow",),
+        {},
+        0.999997,
+        1.0,
+        digits=".6f",
+        args=dict(key="rho"),
+    ),
+    Claim(
+        "§9.1 figH",
+        "its last layer's trajectories are more one-dimensional",
+        "PC1 84.6-94.3% (W_Q 85.5, W_K 84.6, W_V 94.3, W_O 87.7)",
+        "per_matrix",
+        ("slow",),
+        {},
+        0.846,
+        0.943,
+        digits=".1%",
+        args=dict(key="pc1", layer="last"),
+    ),
+    Claim("§9.3", "the onset precedes grokking in the slow regime", "2/2 runs", "positive_leads", ("slow",), {}, 1, 1),
+    Claim(
+        "§9.3",
+        "the slow regime's steps align with curvature at or below a random direction's",
+        "alignment ratio <= 1 (fast: above, then decaying)",
+        "mean",
+        ("slow",),
+        {},
+        0,
+        1,
+        args=dict(key="alignment_ratio"),
+    ),
 )

@@ -4,6 +4,7 @@ null, the execution basis B and its control, a random orthonormal basis.
 A trajectory is an (S, D) array: S snapshots of one weight matrix, flattened row-major (D = d_in * d_out).
 All arithmetic is float64, whatever the training dtype.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -81,8 +82,12 @@ def random_walk_null(traj: np.ndarray, rng: np.random.Generator, n_walks: int = 
         null.append(pc1_share(walk))
     null = np.array(null)
     real = pc1_share(x)
-    return {"pc1": real, "null_mean": float(null.mean()), "null_std": float(null.std()),
-            "z": float((real - null.mean()) / (null.std() + 1e-8))}
+    return {
+        "pc1": real,
+        "null_mean": float(null.mean()),
+        "null_std": float(null.std()),
+        "z": float((real - null.mean()) / (null.std() + 1e-8)),
+    }
 
 
 def block_basis(blocks: list[tuple[int, np.ndarray]], n_params: int) -> np.ndarray:
@@ -93,13 +98,12 @@ def block_basis(blocks: list[tuple[int, np.ndarray]], n_params: int) -> np.ndarr
     for offset, rows in blocks:
         for row in rows:
             col = np.zeros(n_params)
-            col[offset:offset + row.size] = row
+            col[offset : offset + row.size] = row
             columns.append(col)
     return np.stack(columns, axis=1)  # (P, K)
 
 
-def execution_basis(pcas: dict[str, TrajectoryPCA], offsets: dict[str, int], n_params: int,
-                    k: int = 2) -> np.ndarray:
+def execution_basis(pcas: dict[str, TrajectoryPCA], offsets: dict[str, int], n_params: int, k: int = 2) -> np.ndarray:
     """B (P, K): the top-k components of each matrix's trajectory at that matrix's offset in theta (§5.5).
 
     pcas: name -> the PCA of that parameter's trajectory; offsets: name -> its start in the flat theta.
@@ -116,8 +120,9 @@ def random_basis(n_params: int, k: int, rng: np.random.Generator) -> np.ndarray:
     return g @ np.linalg.inv(np.linalg.cholesky(g.T @ g).T)
 
 
-def analyse_trajectories(trajectories: dict[str, np.ndarray], rng: np.random.Generator,
-                         k: int = 5) -> tuple[dict, dict[str, TrajectoryPCA]]:
+def analyse_trajectories(
+    trajectories: dict[str, np.ndarray], rng: np.random.Generator, k: int = 5
+) -> tuple[dict, dict[str, TrajectoryPCA]]:
     """Per matrix: PC1 share, the top-k explained-variance ratios and the z-score against the random-walk null
     (JSON-able), and the PCA itself (for the execution basis)."""
     out, pcas = {"pc1": {}, "top_ratios": {}, "null_z": {}}, {}

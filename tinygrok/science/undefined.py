@@ -10,10 +10,11 @@ Two quantities the paper defines at zero themselves, so they are never undefined
 max(median of the first three D, 0.1) (§7.1), so growth over it is max D / 0.1 at worst; and D's own normaliser
 carries the reference's + 1e-12.
 """
+
 from __future__ import annotations
 
 import statistics
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 ZERO_DEFECT = "the median defect is exactly 0: there is no defect vector to project"
 WHY = {  # a record's key, by its ending -> why it can be undefined
@@ -30,14 +31,14 @@ def defined(value) -> bool:
     return value is not None and value == value
 
 
-def ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional[float]:
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
     """numerator / denominator; undefined (None) where the denominator is 0 or either side is undefined."""
     if not (defined(numerator) and defined(denominator)) or denominator == 0:
         return None
     return numerator / denominator
 
 
-def median(values: Iterable[Optional[float]]) -> Optional[float]:
+def median(values: Iterable[float | None]) -> float | None:
     """The median of the values that are defined; None if none is."""
     kept = [v for v in values if defined(v)]
     return statistics.median(kept) if kept else None
@@ -53,8 +54,14 @@ def tally(rows: list[dict]) -> dict[str, dict]:
     """Over records: for each quantity undefined in any of them, in how many, of the records that have it, and
     why. {key: {"records": n, "of": m, "why": text}}; empty when every value is defined."""
     keys = dict.fromkeys(key for row in rows for key, value in row.items() if not defined(value))
-    return {key: {"records": sum(not defined(row[key]) for row in rows if key in row),
-                  "of": sum(key in row for row in rows), "why": reason(key)} for key in keys}
+    return {
+        key: {
+            "records": sum(not defined(row[key]) for row in rows if key in row),
+            "of": sum(key in row for row in rows),
+            "why": reason(key),
+        }
+        for key in keys
+    }
 
 
 def grouped(counts: dict[str, dict]) -> list[tuple[str, dict]]:
