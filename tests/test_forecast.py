@@ -51,7 +51,7 @@ def test_a_forecast_at_step_t_is_unchanged_when_the_records_after_t_change():
     assert before[:20] == after[:20] and before[20:] != after[20:]
     assert before[:2] == [None, None]  # the defect's baseline takes three probes
     cfg = preset("paper", probe_every=100)
-    assert forecasts.live(cfg)(rows[:20]) == before[19] == forecasts.live(cfg)(changed[:20])
+    assert forecasts.live(cfg)(rows[:20]) == {"forecast": before[19].row()} == forecasts.live(cfg)(changed[:20])
 
 
 def test_the_fitter_recovers_a_known_law_from_synthetic_runs():
@@ -141,7 +141,8 @@ def test_bad_input_to_the_forecast_gets_one_line(tmp_path):
     assert tinygrok("train", *TINY, "--max-steps", "15", "--probe-every", "5", "--out", str(small)).returncode == 0
     assert_refused(tinygrok("forecast", str(small)), "another model", "d_model 8 (fitted: 128)")
     assert_refused(tinygrok("forecast", str(tmp_path / "missing")))
-    assert_refused(tinygrok("forecast-fit", str(tmp_path / "missing")), "no trained runs")
+    assert_refused(tinygrok("forecast-fit", str(tmp_path / "missing"), "--out", str(tmp_path)), "no trained runs")
+    assert_refused(tinygrok("forecast-fit", str(no_probes)), "--out")  # never into the installed package unasked
 
 
 def test_no_method_reads_a_run_past_the_probes_it_is_given():
@@ -189,3 +190,19 @@ def test_the_score_of_a_known_forecast(monkeypatch):
     assert forecasting.first_cell(cells["first"]) == "1/1 runs, 100% of T ahead, 1/1 hold T"
     assert forecasting.alarm_cell(cells["alarms"]) == "1/1 runs, 100% of probes"
     assert forecasting.alarm_cell([(0, 10), (5, 10), None]) == "1/2 runs, 25% of probes, 1 no forecast"
+
+
+def test_the_forecast_is_a_probe_that_adds_its_column_and_changes_no_other(tmp_path):
+    """The same small run trained without and with the forecaster attached (run/train.py knows nothing of it)."""
+    from tinygrok.run.runs import Run
+    from tinygrok.run.train import train
+    from tinygrok.science.config import Config
+
+    cfg = Config(
+        p=11, d_model=16, n_heads=2, d_ff=32, batch_size=32, eval_every=5, probe_every=5, probe_samples=2, max_steps=30
+    )
+    train(cfg, Run.create(tmp_path / "plain", cfg))
+    train(cfg, Run.create(tmp_path / "forecast", cfg), probes=(forecasts.probe(forecasts.shipped()[0], cfg),))
+    plain, with_it = Run(tmp_path / "plain").metrics(), Run(tmp_path / "forecast").metrics()
+    assert sum("forecast" in row for row in with_it) >= 3 and not any("forecast" in row for row in plain)
+    assert [{k: v for k, v in row.items() if k != "forecast"} for row in with_it] == plain

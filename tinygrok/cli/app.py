@@ -390,10 +390,10 @@ def forecast_fit(
     out: Annotated[
         Path,
         typer.Option(
-            help="where forecaster.json and forecast_runs.jsonl.gz go [default: the "
-            "package's own, the shipped forecaster]"
+            help="the folder forecaster.json and forecast_runs.jsonl.gz go to (to ship a refit: "
+            "tinygrok/run/ of a checkout)"
         ),
-    ] = forecasts.SHIPPED.parent,
+    ],
 ):
     """Refit the grok forecaster on trained runs (with probes, all of one model) and write it with their records."""
     records, model = forecasting.collect(paths)

@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import gzip
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from tinygrok.run.runs import Run, RunError, read_json, write_json
@@ -68,17 +69,24 @@ def shipped() -> tuple[Forecaster, dict]:
     return Forecaster(*(tuple(data[k]) for k in ("a", "b", "interval", "runs"))), data["model"]
 
 
-def live(cfg: Config):
-    """A function rows -> the forecast after the last row for a run of cfg (None before there is one, and once
-    the run has grokked: test accuracy >= 0.9), or None where the shipped forecaster does not apply to it."""
+def live(cfg: Config) -> Callable[[list[dict]], dict] | None:
+    """The shipped forecaster's live probe (`probe`) for a run of cfg, or None where it does not apply."""
     forecaster, model = shipped()
-    if mismatch(cfg, model):
-        return None
-    return lambda rows: (
-        None
-        if first_step(rows, "test_acc", 0.9) is not None
-        else _last(forecaster, [r for r in rows if r.get("defect") is not None], cfg)
-    )
+    return None if mismatch(cfg, model) else probe(forecaster, cfg)
+
+
+def probe(forecaster: Forecaster, cfg: Config) -> Callable[[list[dict]], dict]:
+    """The live grok forecast, as a probe training attaches (train.train's `probes`): rows -> {"forecast": the
+    forecast after the last row, as Forecast.row()}, or {} before there is one and once the run has grokked (test
+    accuracy >= 0.9)."""
+
+    def forecast(rows: list[dict]) -> dict:
+        if first_step(rows, "test_acc", 0.9) is not None:
+            return {}
+        made = _last(forecaster, [r for r in rows if r.get("defect") is not None], cfg)
+        return {"forecast": made.row()} if made else {}
+
+    return forecast
 
 
 def replay(run: Run) -> tuple[Record, list[Forecast | None]]:

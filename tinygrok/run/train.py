@@ -14,7 +14,6 @@ import numpy as np
 
 from tinygrok.engine import backend, engines, kernels, parallel
 from tinygrok.engine.engines import ENGINES, Engine
-from tinygrok.run import forecasts
 from tinygrok.run.runs import CHECKPOINT_STREAMS, SNAPSHOTS, THETAS, Run, RunError
 from tinygrok.science import interventions
 from tinygrok.science.analysis import curvature_summary, detection_step, grok_summary
@@ -236,22 +235,32 @@ def load_state(run: Run, cfg: Config) -> tuple[TrainState, float, str]:
 # ---------------------------------------------------------------------- the loop
 # after every step: (step, its metrics row or None, the step the run will end at once that is known, else None)
 StepCallback = Callable[[int, dict | None, int | None], None]
+# at every probed evaluation: the rows so far, the new one last -> columns to add to the new one (a forecast)
+RowProbe = Callable[[list[dict]], dict]
 
 
-def train(cfg: Config, run: Run, *, resume: bool = False, on_step: StepCallback | None = None) -> dict:
+def train(
+    cfg: Config,
+    run: Run,
+    *,
+    resume: bool = False,
+    on_step: StepCallback | None = None,
+    probes: tuple[RowProbe, ...] = (),
+) -> dict:
     """Train until grokking is detected (plus cfg.extra_steps) or cfg.max_steps; return the results (the
     summary's; its environment holds the timing, versions and BLAS).
 
     Every cfg.eval_every steps: evaluate (and probe the curvature, if asked), append a metrics row, write a
     checkpoint. With `resume`, continue from the run's checkpoint: the result is bit-identical to a run that was
     never interrupted. A non-finite gradient norm, parameter or loss stops the run (Diverged) at that step, its
-    last good checkpoint kept, with diverged_at in summary.json. It holds the run's lock (Run.writing).
+    last good checkpoint kept, with diverged_at in summary.json. It holds the run's lock (Run.writing). Each of
+    `probes` adds its columns to every probed row (a recipe's extra measure; the loop knows none of them).
     """
     with run.writing():
-        return _train(cfg, run, resume, on_step)
+        return _train(cfg, run, resume, on_step, probes)
 
 
-def _train(cfg: Config, run: Run, resume: bool, on_step: StepCallback | None) -> dict:
+def _train(cfg: Config, run: Run, resume: bool, on_step: StepCallback | None, probes: tuple[RowProbe, ...]) -> dict:
     backend.reuse_freed_memory()
     data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
     if resume:
@@ -269,7 +278,7 @@ def _train(cfg: Config, run: Run, resume: bool, on_step: StepCallback | None) ->
     if why:
         LOG.warning(why)
     hook = interventions.parse(cfg.hook)
-    recorder = Recorder(cfg, run, data, rows, engine, forecasts.live(cfg))
+    recorder = Recorder(cfg, run, data, rows, engine, probes)
     basis = backend.to_device(run.hook_basis().astype(cfg.dtype)) if hook.needs_basis else None
     start, first_step, train_seconds = time.perf_counter(), state.step, 0.0
     try:
@@ -337,16 +346,16 @@ def diverged(run: Run) -> Diverged | None:
 
 @dataclass
 class Recorder:
-    """What the loop writes after a step: snapshots, and at evaluation steps a metrics row (with the probe and,
-    where the shipped forecaster applies, its grok forecast) and a checkpoint. Appends to `rows` and returns the
-    new row, or None between evaluations."""
+    """What the loop writes after a step: snapshots, and at evaluation steps a metrics row (with the curvature
+    probe and the columns of the extra `probes`, at probed steps) and a checkpoint. Appends to `rows` and returns
+    the new row, or None between evaluations."""
 
     cfg: Config
     run: Run
     data: Dataset
     rows: list
     engine: Engine = ENGINES["fast"]
-    forecast: Callable | None = None  # rows -> the grok forecast after the last one (forecasts.live)
+    probes: tuple[RowProbe, ...] = ()
 
     def __call__(self, state: TrainState, info: dict, stop_at: int, wall: float) -> dict | None:
         cfg, step = self.cfg, state.step
@@ -371,8 +380,8 @@ class Recorder:
             )
             row.update(defect_stats(samples))
             skip_probed_batches(state.batch_rng, self.data, cfg, cfg.probe_samples)
-            if self.forecast and (f := self.forecast(self.rows + [row])):
-                row["forecast"] = f.row()
+            for probe in self.probes:
+                row.update(probe(self.rows + [row]))
         self.rows.append(row)
         self.run.append_metrics(row)
         save_state(self.run, state, cfg, wall, self.engine.name)
