@@ -150,14 +150,14 @@ def test_training_with_probes_on_the_device_matches_numpy_and_resumes_on_the_cpu
     backend.use("numpy")
     train(RUN, Run.create(tmp_path / "host", RUN))
     (tmp_path / "moved" / "config.json").write_text((tmp_path / "host" / "config.json").read_text())
-    train(RUN, Run.open(tmp_path / "moved"), resume=True)
+    train(RUN, Run(tmp_path / "moved"), resume=True)
     for name in (METRICS, SNAPSHOTS, THETAS):
         host = (tmp_path / "host" / name).read_bytes()
         assert (tmp_path / "device" / name).read_bytes() == host and (tmp_path / "moved" / name).read_bytes() == host
     backend.use("standin")  # the post-hoc geometry: probes on the device, projections on the host
-    on_device = geometry.analyse(Run.open(tmp_path / "device"))[1]
+    on_device = geometry.analyse(Run(tmp_path / "device"))[1]
     backend.use("numpy")
-    on_host = geometry.analyse(Run.open(tmp_path / "host"))[1]
+    on_host = geometry.analyse(Run(tmp_path / "host"))[1]
     assert len(on_host) == 1 + 60 // 20
     for got, expected in zip(on_device, on_host):
         assert got == pytest.approx(expected, rel=1e-9, nan_ok=True)

@@ -264,15 +264,6 @@ def test_a_saved_spec_continues_the_run_under_its_preset_and_name(tmp_path):
         recipes.saved_spec(tmp_path / spec.name, lr=0.5)
 
 
-def test_a_summary_of_tinygrok_0_1_still_reads(tmp_path):
-    spec = classroom(max_steps=100)
-    recipes.execute(spec, tmp_path)
-    run = Run(tmp_path / spec.name)
-    flat = {**run.summary(), **run.environment()}
-    (run.path / SUMMARY).write_text(json.dumps(flat))  # how 0.1 wrote it
-    assert run.summary() == flat and run.stages() == ["train"] and run.environment() == {}
-
-
 def test_the_l2_hook_adds_lam_theta_to_the_clipped_gradient():
     """Adam's first step is theta - lr u / (|u| + eps), about lr against the sign of u = g + lam theta here."""
     from tinygrok.engine import parallel

@@ -109,17 +109,6 @@ def test_the_run_name_and_config_json_carry_the_protocol(tmp_path):
         CFG.replace(batches="mine")
 
 
-def test_a_run_directory_from_before_the_setting_reads_and_resumes_as_own(tmp_path):
-    whole = trained(tmp_path / "whole", max_steps=200)
-    old = trained(tmp_path / "old", max_steps=100)
-    saved = json.loads((old.path / CONFIG).read_text())
-    del saved["batches"]
-    (old.path / CONFIG).write_text(json.dumps(saved))
-    assert old.config().batches == "own"
-    train(old.config().replace(max_steps=200), old, resume=True)
-    assert (old.path / METRICS).read_bytes() == (whole.path / METRICS).read_bytes()
-
-
 def test_the_grids_run_the_shifted_protocol_unless_asked_for_another_and_filter_by_arm_and_dose():
     default = grids.grid("dose-response", grids.Filters(ops=("add",), seeds=(42,), doses=(0.5,)))
     own = grids.grid("dose-response", grids.Filters(ops=("add",), seeds=(42,), doses=(0.5,), batches="own"))

@@ -53,7 +53,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
         train(SMALL, Run.create(tmp_path / "split", SMALL), on_step=crash_at_70)
     # as if it had crashed after writing the step-80 row but before its checkpoint: the resume drops that row
     Run(tmp_path / "split").append_metrics({"step": 80, "train_acc": 0.0, "test_acc": 0.0})
-    summary = train(SMALL, Run.open(tmp_path / "split"), resume=True)
+    summary = train(SMALL, Run(tmp_path / "split"), resume=True)
     assert summary["steps"] == 120
     for name in (METRICS, SNAPSHOTS, THETAS):  # metrics with probe columns, and both trajectories
         assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "split" / name).read_bytes(), name

@@ -34,7 +34,6 @@ from pathlib import Path
 import numpy as np
 
 from tinygrok.science.config import Config, ConfigError
-from tinygrok.science.data import stream
 from tinygrok.science.model import attention_layout, param_count
 
 CONFIG, METRICS, CHECKPOINT, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.npz", "summary.json"
@@ -152,20 +151,11 @@ class Run:
         write_json(run.path / CONFIG, cfg.to_dict())
         return run
 
-    @classmethod
-    def open(cls, path: Path | str) -> Run:
-        """An existing run, refused with a clear message if its config or checkpoint is missing or unreadable."""
-        run = cls(path)
-        run.config()  # validates
-        run.load_checkpoint()  # validates
-        return run
-
     def config(self) -> Config:
         if not (self.path / CONFIG).is_file():
             raise RunError(f"{self.path} is not a tinygrok run: {CONFIG} is missing")
-        saved = _upgraded_config(read_json(self.path / CONFIG), self._checkpoint_meta)
         try:
-            return Config.from_dict(saved)
+            return Config.from_dict(read_json(self.path / CONFIG))
         except ConfigError as err:
             raise RunError(f"{self.path / CONFIG} is not a valid config: {err}") from None
 
@@ -278,14 +268,6 @@ class Run:
         np.savez(buffer, **payload)
         _write_atomically(self.path / CHECKPOINT, buffer.getvalue())
 
-    def _checkpoint_meta(self) -> dict:
-        """The checkpoint's meta (empty without a readable one), without loading its arrays."""
-        try:
-            with np.load(self.path / CHECKPOINT) as z:
-                return json.loads(str(z["meta"]))
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError):
-            return {}
-
     def load_checkpoint(self) -> tuple[dict, dict, dict]:
         """(params by name, other arrays, meta) from checkpoint.npz; RunError if missing or corrupt."""
         path = self.path / CHECKPOINT
@@ -298,7 +280,7 @@ class Run:
                 meta = json.loads(str(z["meta"]))
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as err:
             raise RunError(f"cannot resume: checkpoint {path} is corrupt ({type(err).__name__}: {err})") from None
-        return params, arrays, _upgraded_checkpoint_meta(meta, lambda: self.config().seed)
+        return params, arrays, meta
 
     def has(self, name: str) -> bool:
         """Whether the run has written the file `name` (one of this module's names)."""
@@ -382,7 +364,7 @@ class Run:
         return self.path / f"{name}.png"
 
     def _summary(self) -> dict:
-        return _upgraded_summary(self._json(SUMMARY))
+        return self._json(SUMMARY)
 
     def _text(self, name: str) -> str:
         if not self.has(name):
@@ -436,28 +418,3 @@ def directory_lock(path: Path):
             os.close(fd)  # closing the last descriptor releases the lock
         else:
             _held_locks[key] = (fd, holders - 1)
-
-
-# ---------------------------------------------------------------------- run directories of earlier versions
-# What tinygrok 0.1 (or a version before a setting was added) wrote otherwise is read here, as this version writes
-# it, and nowhere else.
-def _upgraded_config(saved: dict, checkpoint_meta) -> dict:
-    """A config.json without batch_shards (0.1 cut batches by --threads, which its checkpoint's meta recorded),
-    without batches (written before the intervention protocols: its runs drew the seed's own batches) or without
-    engine (written before the readable engine trained: the fast one ran, as auto chooses for an unchanged model)."""
-    if "batch_shards" not in saved:
-        saved = {**saved, "batch_shards": checkpoint_meta().get("batch_shards", 1)}
-    return {"batches": "own", "engine": "auto", **saved}
-
-
-def _upgraded_summary(summary: dict) -> dict:
-    """A flat summary.json: 0.1 wrote its results alone, at the end of training (and analysis)."""
-    return summary if "results" in summary else {"results": summary, "environment": {}, "stages": ["train"]}
-
-
-def _upgraded_checkpoint_meta(meta: dict, seed) -> dict:
-    """A checkpoint without batch_shards (one shard: 0.1's --threads 1) or the hook's stream (0.1 had no hooks:
-    the stream as it starts)."""
-    if "hook_rng" not in meta:
-        meta = {**meta, "hook_rng": stream(seed(), CHECKPOINT_STREAMS["hook_rng"]).bit_generator.state}
-    return {"batch_shards": 1, **meta}
