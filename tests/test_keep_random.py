@@ -15,7 +15,7 @@ P = 2000
 
 
 def context(seed: int = 42) -> Context:
-    return Context(np.random.default_rng(0), stream=lambda name: stream(seed, name))
+    return Context(np.random.default_rng(0), subspace=lambda k: random_basis(P, k, stream(seed, "keep_random")))
 
 
 def gradient(seed: int) -> np.ndarray:

@@ -23,6 +23,7 @@ from tinygrok.science.data import Dataset, make_dataset, sample_batch, skip_batc
 from tinygrok.science.interventions import Hook
 from tinygrok.science.model import attention_indices, attention_vector, flatten, init_params, layout, param_count
 from tinygrok.science.optim import AdamWState, clip_by_global_norm
+from tinygrok.science.pca import random_basis
 
 LOG = logging.getLogger(__name__)  # the engine's line, when auto trains on the readable one
 EVAL_CHUNK = 512  # examples per forward pass on a CPU: activations stay in the L2 cache (fastest measured)
@@ -128,7 +129,12 @@ def train_step(
         derivatives=parallel.Derivatives(cfg, engine.gradient),
     )
     ctx = interventions.Context(
-        state.hook_rng, basis, defects, backend.to_device, functools.partial(stream, cfg.seed), _attention_mask(cfg)
+        state.hook_rng,
+        basis,
+        defects,
+        backend.to_device,
+        functools.partial(_random_subspace, cfg, backend.NAME),
+        _attention_mask(cfg),
     )
     theta, g = hook.before_update(state.theta, g, state.step, ctx)
     t = state.adam.t + 1
@@ -186,6 +192,13 @@ def _device_mask(cfg: Config, backend_name: str):
     mask = np.zeros(param_count(cfg), dtype=cfg.dtype)
     mask[attention_indices(cfg)] = 1
     return backend.to_device(mask)
+
+
+@functools.lru_cache(maxsize=8)
+def _random_subspace(cfg: Config, backend_name: str, k: int):
+    """R (P, k): the run's random orthonormal basis of k directions (keep_random's), drawn on the host from its
+    "keep_random" stream once per run, the same after a resume; on the run's device."""
+    return backend.to_device(random_basis(param_count(cfg), k, stream(cfg.seed, "keep_random")).astype(cfg.dtype))
 
 
 # ---------------------------------------------------------------------- checkpoints

@@ -46,8 +46,6 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
-from tinygrok.science.pca import random_basis
-
 BASES = ("pca", "random")  # which execution basis an intervention run is given (recipes.intervention_basis)
 RANDOM_KICK_STEP = 1.5e-3  # the reference's hard-coded "typical ||eta g_A||" for the random kicks (§8.2)
 HOOKS: dict[str, type] = {}  # name -> Hook class, in the order they are declared (Hook.__init_subclass__)
@@ -81,9 +79,8 @@ class Context:
     defects: Callable | None = None  # (theta, k) -> k commutator samples at theta, their batches from rng
     device: Callable = np.asarray  # a host array -> the run's array backend (noise is drawn on the host: the same
     #                                numbers on any backend)
-    stream: Callable | None = None  # name -> a new generator of the run's named random stream (data.stream):
-    #                                    the same numbers at every call, so a hook that draws something once (a
-    #                                    fixed subspace) draws it again identically after a resume
+    subspace: Callable | None = None  # k -> R (P, k): the run's random orthonormal basis of k directions, drawn
+    #                                   once from its "keep_random" stream (so the same after a resume)
     attention: np.ndarray | None = None  # (P,) 1 on the attention matrices' weights (where B lies), 0 elsewhere
 
 
@@ -453,8 +450,8 @@ class RandomKick(Hook, name="random_kick"):
 class KeepRandom(Hook, name="keep_random"):
     """Keep only a random rank-k subspace of the gradient: g <- R R^T g on every update from `start`, after
     clipping and before AdamW, R (P, k) a uniformly random orthonormal basis drawn once, from the run's
-    "keep_random" stream (so a resumed run draws the same R). Not in the paper: its author reports in a follow-up
-    note that keeping any rank-3 subspace speeds grokking about 2.3x."""
+    "keep_random" stream (ctx.subspace; so a resumed run has the same R). Not in the paper: its author reports in
+    a follow-up note that keeping any rank-3 subspace speeds grokking about 2.3x."""
 
     DOSE: ClassVar[str] = "k"
 
@@ -464,15 +461,8 @@ class KeepRandom(Hook, name="keep_random"):
     def before_update(self, theta, grad, step: int, ctx: Context) -> tuple:
         if step + 1 < self.start:
             return theta, grad
-        kept = self._subspace(theta, ctx)  # (P, k)
+        kept = ctx.subspace(self.k)  # (P, k)
         return theta, kept @ (kept.T @ grad)
-
-    def _subspace(self, theta, ctx: Context):
-        """R, drawn at its first use and kept with the hook, which lives as long as its run's training call."""
-        if "subspace" not in vars(self):
-            basis = random_basis(theta.size, self.k, ctx.stream("keep_random")).astype(theta.dtype)  # on the host
-            object.__setattr__(self, "subspace", ctx.device(basis))
-        return vars(self)["subspace"]
 
 
 def _orthogonal_direction(theta, ctx: Context):
