@@ -203,8 +203,8 @@ def reuse_freed_memory() -> bool:
     """Let glibc's malloc keep freed blocks for reuse instead of handing them back to the kernel.
 
     A training step allocates and frees ~25 MB of temporaries. By default glibc returns big blocks to the
-    kernel, so every step pays ~6,000 page faults to get fresh zeroed pages (measured: 15-25% of a paper-size
-    step). Raising the mmap and trim thresholds keeps them in the heap. Linux/glibc only; elsewhere a no-op.
+    kernel, so every step pays thousands of page faults for fresh zeroed pages.
+    Raising the mmap and trim thresholds keeps them in the heap. Linux/glibc only; elsewhere a no-op.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -231,10 +231,10 @@ def subnormals_flushed() -> Iterator[bool]:
     """A context in which this thread's float arithmetic flushes subnormal numbers to zero (float32: |x| below
     1.2e-38; float64: below 2.2e-308), as TensorFlow's and XLA's CPU kernels do; yields whether it could.
 
-    Why: x86 computes with subnormals in microcode, ~100 times slower. A run whose weights decay towards zero
-    (the projection intervention at s = 1, docs/paper.md §8) spends nearly all its time there: one gradient at such
-    such a run was 15 times slower with subnormals than without (docs/speed.md). Numbers
-    that are not subnormal are computed exactly as before. Linux on x86-64 (glibc's fenv); elsewhere a no-op.
+    Why: x86 computes with subnormals in microcode, many times slower than with normal numbers. A run whose
+    weights decay towards zero (the projection intervention at s = 1, docs/paper.md §8) spends nearly all its time
+    there (docs/differences.md gives the cost). Numbers that are not subnormal are computed exactly as they would be
+    otherwise. Linux on x86-64 (glibc's fenv); elsewhere a no-op.
     """
     libm = _libm()
     if libm is None:

@@ -242,7 +242,7 @@ def load_state(run: Run, cfg: Config) -> tuple[TrainState, float, str]:
         raise RunError(f"cannot resume: the checkpoint in {run.path} has no valid RNG state ({err})") from None
     adam = AdamWState(meta["adam_t"], backend.to_device(arrays["adam_m"]), backend.to_device(arrays["adam_v"]))
     theta = backend.to_device(flatten({k: params[k] for k in spec}))
-    return TrainState(theta, adam, meta["step"], **streams), meta.get("wall_seconds", 0.0), meta.get("engine", "fast")
+    return TrainState(theta, adam, meta["step"], **streams), meta["wall_seconds"], meta["engine"]
 
 
 # ---------------------------------------------------------------------- the loop
