@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch_reference as ref
 
 from tinygrok.engine import backend, parallel
-from tinygrok.lab.bench import peak_mib, workloads
+from tinygrok.lab.benchmark import peak_mib, workloads
 from tinygrok.science.config import preset
 from tinygrok.science.data import make_dataset, stream
 

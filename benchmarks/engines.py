@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from tinygrok.engine import parallel
-from tinygrok.lab.bench import median_ms, workloads
+from tinygrok.lab.benchmark import median_ms, workloads
 from tinygrok.science.config import preset
 
 

@@ -29,7 +29,7 @@ from tinygrok.engine import backend, parallel
 from tinygrok.engine.fast import flat_grad
 from tinygrok.engine.ops import sum_axis
 from tinygrok.engine.parallel import Derivatives
-from tinygrok.lab.bench import median_ms, workloads
+from tinygrok.lab.benchmark import median_ms, workloads
 from tinygrok.run.runs import Run
 from tinygrok.run.train import fresh_state, train
 from tinygrok.science.commutator import defect_sample

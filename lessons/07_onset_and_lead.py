@@ -122,14 +122,14 @@ lessons.check(
 # so its honest scores, each run forecast by a forecaster fitted without it, are on docs/beyond.md.
 
 # %%
-from tinygrok.run import forecasts
+from tinygrok.run import grok_forecaster
 
 stored = next(
     r
-    for r in forecasts.shipped_records()  # the walkthrough's run (others: no decay, an intervention)
+    for r in grok_forecaster.shipped_records()  # the walkthrough's run (others: no decay, an intervention)
     if (r.op, r.lr, r.seed, r.weight_decay) == ("add", 1e-3, 42, 1.0) and r.grok_90 is not None
 )
-made = forecasts.replay_record(stored)
+made = grok_forecaster.replay_record(stored)
 for row, f in zip(stored.rows, made):
     if f is not None and row["step"] % 500 == 0 and row["step"] < stored.grok_90:
         print(f"step {row['step']:>5}: {f.words()}")

@@ -104,7 +104,7 @@ def stubbed(places):
         mp.setattr(sweep, "run_grid", lambda specs, out, index, *a, **k: index)
         mp.setattr(sweep, "dask_executor", lambda address: None)
         mp.setattr(
-            "tinygrok.lab.bench.bench",
+            "tinygrok.lab.benchmark.bench",
             lambda cfg, threads, repeats: {"train_step_ms": 1.0, "eval_ms": 1.0, "commutator_sample_ms": 1.0},
         )
         mp.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, "", ""))  # as with text=True

@@ -80,20 +80,20 @@ def test_the_python_example_runs_and_groks(tmp_path):
 def test_the_results_page_is_the_one_its_records_give(monkeypatch):
     """docs/results.md is generated: `tinygrok results --records docs/records --out docs/results.md` from the
     records committed beside it gives it byte for byte (its figures drawn, not saved)."""
-    from tinygrok.lab import results
+    from tinygrok.lab import results_page
 
     monkeypatch.chdir(ROOT)
     page = Path("docs") / "results.md"
-    assert results.text(Path("docs") / "records", page) == page.read_text()
+    assert results_page.text(Path("docs") / "records", page) == page.read_text()
 
 
 def test_lesson_8_shows_the_paper_models_interventions_as_their_records_give_them():
-    """Lesson 8's table of the paper's model, seed by seed, is the one docs/records gives (report.seed_tables)."""
-    from tinygrok.lab import report
+    """Lesson 8's table of the paper's model, seed by seed, is the one docs/records gives (sweep_report.seed_tables)."""
+    from tinygrok.lab import sweep_report
 
-    runs, _ = report.collect_records(ROOT / "docs" / "records")
+    runs, _ = sweep_report.collect_records(ROOT / "docs" / "records")
     lesson = (ROOT / "lessons" / "08_interventions.py").read_text()
-    table = [row for line in report.seed_tables(runs) for row in line.splitlines() if row.startswith("|")]
+    table = [row for line in sweep_report.seed_tables(runs) for row in line.splitlines() if row.startswith("|")]
     assert table and all(f"# {line}\n" in lesson for line in table)
 
 

@@ -10,8 +10,8 @@ import pytest
 from test_cli import TINY, assert_refused, tinygrok
 
 from tinygrok.cli import views
-from tinygrok.lab import forecasting
-from tinygrok.run import forecasts
+from tinygrok.lab import forecast_scoring
+from tinygrok.run import grok_forecaster
 from tinygrok.science import forecast
 from tinygrok.science.config import preset
 from tinygrok.science.forecast import FEATURES, Record, feature_matrix, fit
@@ -46,12 +46,16 @@ def test_a_forecast_at_step_t_is_unchanged_when_the_records_after_t_change():
     rows = synthetic_rows(rng, 40)
     changed = rows[:20] + synthetic_rows(rng, 20, start=2000)  # the same first 20 probes, another future
     assert feature_matrix(rows, 1e-3, 1.0)[:20].tobytes() == feature_matrix(changed, 1e-3, 1.0)[:20].tobytes()
-    model, _ = forecasts.shipped()
+    model, _ = grok_forecaster.shipped()
     before, after = model.forecasts(rows, 1e-3, 1.0), model.forecasts(changed, 1e-3, 1.0)
     assert before[:20] == after[:20] and before[20:] != after[20:]
     assert before[:2] == [None, None]  # the defect's baseline takes three probes
     cfg = preset("paper", probe_every=100)
-    assert forecasts.live(cfg)(rows[:20]) == {"forecast": before[19].row()} == forecasts.live(cfg)(changed[:20])
+    assert (
+        grok_forecaster.live(cfg)(rows[:20])
+        == {"forecast": before[19].row()}
+        == grok_forecaster.live(cfg)(changed[:20])
+    )
 
 
 def test_the_fitter_recovers_a_known_law_from_synthetic_runs():
@@ -86,20 +90,20 @@ def test_the_lr_law_baseline_recovers_its_power_law():
 
 
 def test_a_refit_from_the_stored_run_list_reproduces_the_shipped_forecaster():
-    records = forecasts.shipped_records()
-    model, shipped_model = forecasts.shipped()
+    records = grok_forecaster.shipped_records()
+    model, shipped_model = grok_forecaster.shipped()
     refit = fit(records)
     assert refit.runs == model.runs == tuple(r.name for r in records)
     np.testing.assert_allclose(refit.b, model.b, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(refit.interval, model.interval, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(refit.a, model.a, rtol=1e-6, atol=1e-8)
-    assert shipped_model == forecasts.model_of(preset("paper", probe_every=100))
+    assert shipped_model == grok_forecaster.model_of(preset("paper", probe_every=100))
 
 
 def test_the_score_holds_every_stored_run_once_per_scheme():
-    records = forecasts.shipped_records()
-    for scheme in forecasting.SCHEMES:
-        cells = forecasting.score(records, scheme)["forecaster"]
+    records = grok_forecaster.shipped_records()
+    for scheme in forecast_scoring.SCHEMES:
+        cells = forecast_scoring.score(records, scheme)["forecaster"]
         assert len(cells["alarms"]) == sum(r.grok_90 is None for r in records)
         assert len(cells["first"]) == sum(r.grok_90 is not None for r in records)
 
@@ -118,7 +122,7 @@ def test_training_records_the_live_forecast_and_tinygrok_forecast_replays_it(pap
     assert [("forecast" in r) for r in rows] == [False, False, True, True]
     from tinygrok.run.runs import Run
 
-    _, replayed = forecasts.replay(Run(paper_run))
+    _, replayed = grok_forecaster.replay(Run(paper_run))
     assert [r["forecast"] for r in rows[2:]] == [f.row() for f in replayed[2:]]
     result = tinygrok("forecast", str(paper_run))
     assert result.returncode == 0, result.stderr
@@ -146,7 +150,7 @@ def test_bad_input_to_the_forecast_gets_one_line(tmp_path):
 
 
 def test_no_method_reads_a_run_past_the_probes_it_is_given():
-    records = forecasts.shipped_records()
+    records = grok_forecaster.shipped_records()
     rec = max((r for r in records if r.grok_90 is not None), key=lambda r: len(r.rows))
     n = len(rec.rows) // 2
     future = tuple({**r, "defect": 1e4 * r["defect"], "test_acc": 1.0, "test_loss": 1e-3} for r in rec.rows[n:])
@@ -176,20 +180,22 @@ def test_the_score_of_a_known_forecast(monkeypatch):
 
         return predict
 
-    monkeypatch.setattr(forecasting, "METHODS", {"stand-in": stand_in})
-    cells = forecasting.score([groks, never], "leave one seed out")["stand-in"]
-    assert [forecasting.point_cell(cells["points"][label]) for label, _ in forecasting.POINTS] == [
+    monkeypatch.setattr(forecast_scoring, "METHODS", {"stand-in": stand_in})
+    cells = forecast_scoring.score([groks, never], "leave one seed out")["stand-in"]
+    assert [forecast_scoring.point_cell(cells["points"][label]) for label, _ in forecast_scoring.POINTS] == [
         "err 10%, 1/1 in 80%, width 40%"
     ] * 4
-    assert [f.step for f in forecasting.at_points(groks, [stand_in([])(groks, n) for n in range(1, 11)]).values()] == [
+    assert [
+        f.step for f in forecast_scoring.at_points(groks, [stand_in([])(groks, n) for n in range(1, 11)]).values()
+    ] == [
         500,
         200,
         500,
         700,
     ]
-    assert forecasting.first_cell(cells["first"]) == "1/1 runs, 100% of T ahead, 1/1 hold T"
-    assert forecasting.alarm_cell(cells["alarms"]) == "1/1 runs, 100% of probes"
-    assert forecasting.alarm_cell([(0, 10), (5, 10), None]) == "1/2 runs, 25% of probes, 1 no forecast"
+    assert forecast_scoring.first_cell(cells["first"]) == "1/1 runs, 100% of T ahead, 1/1 hold T"
+    assert forecast_scoring.alarm_cell(cells["alarms"]) == "1/1 runs, 100% of probes"
+    assert forecast_scoring.alarm_cell([(0, 10), (5, 10), None]) == "1/2 runs, 25% of probes, 1 no forecast"
 
 
 def test_the_forecast_is_a_probe_that_adds_its_column_and_changes_no_other(tmp_path):
@@ -202,7 +208,9 @@ def test_the_forecast_is_a_probe_that_adds_its_column_and_changes_no_other(tmp_p
         p=11, d_model=16, n_heads=2, d_ff=32, batch_size=32, eval_every=5, probe_every=5, probe_samples=2, max_steps=30
     )
     train(cfg, Run.create(tmp_path / "plain", cfg))
-    train(cfg, Run.create(tmp_path / "forecast", cfg), probes=(forecasts.probe(forecasts.shipped()[0], cfg),))
+    train(
+        cfg, Run.create(tmp_path / "forecast", cfg), probes=(grok_forecaster.probe(grok_forecaster.shipped()[0], cfg),)
+    )
     plain, with_it = Run(tmp_path / "plain").metrics(), Run(tmp_path / "forecast").metrics()
     assert sum("forecast" in row for row in with_it) >= 3 and not any("forecast" in row for row in plain)
     assert [{k: v for k, v in row.items() if k != "forecast"} for row in with_it] == plain

@@ -9,7 +9,7 @@ import pytest
 from test_cli import assert_refused, tinygrok
 
 from tinygrok.engine.parallel import Derivatives
-from tinygrok.lab import grids, recipes, report
+from tinygrok.lab import grids, recipes, sweep_report
 from tinygrok.run.runs import METRICS, Run, RunError
 from tinygrok.run.train import fresh_state, train
 from tinygrok.science import interventions
@@ -318,7 +318,7 @@ def test_the_report_gives_grok_step_delays_paired_by_seed_and_dnf_per_arm_beside
             ("project:s=0.0,basis=pca,start=500", 3, 3200),
         )
     ]
-    text = "\n".join(report.intervention_tables(runs))
+    text = "\n".join(sweep_report.intervention_tables(runs))
     assert (
         "| add | shifted | none | 0 | pca | 3/3 | 3200 ± 200 (n 3) | 3000-3400 |  | ~3233 (figI4; figI10 ~3200) |"
     ) in text
@@ -330,7 +330,7 @@ def test_the_report_gives_grok_step_delays_paired_by_seed_and_dnf_per_arm_beside
     assert "| seed | none | project 0.5 | project 1 |" in text
     assert "| 1 | 3000 | 3100 (+100) | DNF |" in text and "| 2 | 3400 | 3900 (+500) |  |" in text
     assert "| 3 | 3200 |  |  |" in text
-    assert report.dose_response(runs).axes[0].get_title().startswith("add")
+    assert sweep_report.dose_response(runs).axes[0].get_title().startswith("add")
 
 
 def test_each_protocol_is_measured_against_its_own_runs_without_intervention():
@@ -355,7 +355,7 @@ def test_each_protocol_is_measured_against_its_own_runs_without_intervention():
             ("sibling", "project:s=0.5,basis=pca,start=500", 3600),
         )
     ]
-    text = "\n".join(report.intervention_tables(runs))
+    text = "\n".join(sweep_report.intervention_tables(runs))
     assert "| add | own | project | 0.5 | pca | 1/1 | 4000 (n 1) | 4000-4000 | +1000 [+1000 to +1000] (n 1) |" in text
     assert "| add | sibling | project | 0.5 | pca | 1/1 | 3600 (n 1) | 3600-3600 | +200 [+200 to +200] (n 1) |" in text
     base = {
@@ -368,7 +368,7 @@ def test_each_protocol_is_measured_against_its_own_runs_without_intervention():
         "grok_step": 3000,
         "max_steps": 15000,
     }
-    alone = "\n".join(report.intervention_tables([base, runs[3]]))
+    alone = "\n".join(sweep_report.intervention_tables([base, runs[3]]))
     assert "| add | sibling | none | 0 | pca | 0/0 | not run |" in alone
     assert "| add | sibling | project | 0.5 | pca | 1/1 | 3600 (n 1) | 3600-3600 |  |" in alone
 
@@ -403,8 +403,8 @@ def test_without_a_probed_arm_the_interventions_are_measured_against_their_basel
         }
         for seed, step in ((1, 2900), (2, 3100))
     ]
-    assert report.untouched(base + arms, "mul", "own") == base
-    text = "\n".join(report.intervention_tables(base + arms))
+    assert sweep_report.untouched(base + arms, "mul", "own") == base
+    text = "\n".join(sweep_report.intervention_tables(base + arms))
     assert "| mul | own | none | 0 | pca | 2/2 | 2900 ± 141 (n 2) | 2800-3000 |" in text
     assert (
         "| mul | own | kick | 10 | pca | 2/2 | 3000 ± 141 (n 2) | 2900-3100 | +100 ± 0 [+100 to +100] (n 2) |" in text
@@ -442,8 +442,8 @@ def test_a_hook_is_one_declaration_that_the_rest_reads():
         }
     help_text = tinygrok("intervene", "--help").stdout
     assert all(arm.replace("_", "-") in help_text for arm in interventions.ARMS)
-    assert report.arm({"hook": "project:s=0.0,basis=random,start=500"}) == ("none", 0.0, "pca")  # the identity
-    assert report.arm({"hook": "kick:alpha=5.0,basis=pca,start=500,samples=9"}) == ("kick", 5.0, "pca")
+    assert sweep_report.arm({"hook": "project:s=0.0,basis=random,start=500"}) == ("none", 0.0, "pca")  # the identity
+    assert sweep_report.arm({"hook": "kick:alpha=5.0,basis=pca,start=500,samples=9"}) == ("kick", 5.0, "pca")
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tinygrok.cli import app as cli
-from tinygrok.lab import recipes, report, sweep
+from tinygrok.lab import recipes, sweep, sweep_report
 from tinygrok.run import runs
 from tinygrok.run.runs import CHECKPOINT, CONFIG, METRICS, SNAPSHOTS, SUMMARY, Run
 from tinygrok.run.train import Diverged, train
@@ -193,7 +193,7 @@ def test_a_sweep_reports_a_diverged_run_as_diverged_and_does_not_retry_it(tmp_pa
     assert entry["state"] == "diverged" and entry["attempts"] == 0 and "step 2" in entry["error"]
     assert sweep.summary(index)["done"] == 1 and sweep.summary(index)["failed"] == 0
     assert sweep.load_index(tmp_path, "mixed", "", specs)["runs"][specs[1].name]["state"] == "diverged"
-    text = report.write([tmp_path]).read_text()
+    text = sweep_report.write([tmp_path]).read_text()
     assert "1 runs done, 1 diverged, 0 failed" in text and f"- diverged: {specs[1].name}: the run diverged" in text
 
 

@@ -9,19 +9,19 @@ import sys
 import pytest
 from test_cli import assert_refused, killed_when, tinygrok
 
-from tinygrok.lab import records, report, reproduce, results, sweep
+from tinygrok.lab import records, reproduction, results_page, sweep, sweep_report
 from tinygrok.lab.grids import Filters
 from tinygrok.run.runs import METRICS, Run, RunError
 from tinygrok.science import paper
 
 # a tiny plan registered as the scale "tiny", here and in the CLI: the same command, the same code path
 REGISTER = """
-from tinygrok.lab import reproduce
+from tinygrok.lab import reproduction
 from tinygrok.lab.grids import Filters
 small = dict(preset="classroom", ops=("add",), seeds=(42,), max_steps=700)
-reproduce.SCALES["tiny"] = lambda: (
-    reproduce.Stage("table1", "table1", Filters(**small), "add, seed 42, 700 steps"),
-    reproduce.Stage("lr-sweep", "lr-sweep", Filters(lrs=(3e-3, 1e-2), **small)))
+reproduction.SCALES["tiny"] = lambda: (
+    reproduction.Stage("table1", "table1", Filters(**small), "add, seed 42, 700 steps"),
+    reproduction.Stage("lr-sweep", "lr-sweep", Filters(lrs=(3e-3, 1e-2), **small)))
 """
 exec(REGISTER)
 TINY = (
@@ -64,12 +64,12 @@ def test_a_reproduction_killed_mid_way_resumes_and_builds_every_claim_row_from_p
     (walk,) = [p for p in (out / "table1").glob("grok_*") if "weight_decay" not in p.name]  # (and add without)
     steps = [row["step"] for row in Run(walk).metrics()]
     assert steps == list(range(0, steps[-1] + 1, 100))  # resumed where it was killed: no step lost or repeated
-    state = json.loads((out / "records" / reproduce.STATE).read_text())
-    assert state["scale"] == "tiny" and len(state["parts"]) >= 2 and reproduce.wall_seconds(state) > 0
+    state = json.loads((out / "records" / reproduction.STATE).read_text())
+    assert state["scale"] == "tiny" and len(state["parts"]) >= 2 and reproduction.wall_seconds(state) > 0
     assert {label for part in state["parts"] for label in part["stages"]} == {"table1", "lr-sweep"}
     assert len(list((out / "records").glob("*" + records.SUFFIX))) == 4  # add, add without decay; two rates
 
-    page = (out / results.RESULTS).read_text()
+    page = (out / results_page.RESULTS).read_text()
     rows = claim_rows(page)
     assert [(row[0], row[1]) for row in rows] == [(c.number, c.words) for c in paper.CLAIMS]  # one row per claim
     by_words = {row[1]: row for row in rows}
@@ -92,58 +92,58 @@ def test_records_of_two_halves_merge_to_the_same_page_and_a_recorded_run_is_not_
     """Each half of the plan records the runs it finished (here: its sweep's runs, done already) into a folder of
     its own, as two machines would; merged, they give the page of the plan run at once, and the page is a function
     of the records alone (its figures aside): written again, byte for byte the same."""
-    plan = reproduce.stages("tiny")
+    plan = reproduction.stages("tiny")
     for half, stages in (("a", plan[:1]), ("b", plan[1:])):
-        reproduce.run("tiny", stages, tiny, tmp_path / half, sweep.local_executor(1))
+        reproduction.run("tiny", stages, tiny, tmp_path / half, sweep.local_executor(1))
     (tmp_path / "a" / "junk.json.gz").write_bytes(b"not a record")
-    reproduce.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
-    once = json.loads((tmp_path / "merged" / reproduce.STATE).read_text())
-    assert reproduce.merge([tmp_path / "a", tmp_path / "merged"], tmp_path / "merged") == once  # nothing twice
-    page = results.write(tmp_path / "merged", tmp_path / "one" / results.RESULTS).read_text()
-    assert claim_rows(page) == claim_rows((tiny / results.RESULTS).read_text())
-    again = results.write(tmp_path / "merged", tmp_path / "two" / results.RESULTS).read_text()
+    reproduction.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
+    once = json.loads((tmp_path / "merged" / reproduction.STATE).read_text())
+    assert reproduction.merge([tmp_path / "a", tmp_path / "merged"], tmp_path / "merged") == once  # nothing twice
+    page = results_page.write(tmp_path / "merged", tmp_path / "one" / results_page.RESULTS).read_text()
+    assert claim_rows(page) == claim_rows((tiny / results_page.RESULTS).read_text())
+    again = results_page.write(tmp_path / "merged", tmp_path / "two" / results_page.RESULTS).read_text()
     assert again == page.replace(str(tmp_path / "one"), str(tmp_path / "two"))
     assert "runs recorded" in page and "| table1 | table1 | 2 of 2 |" in page
     assert not (tmp_path / "merged" / "junk.json.gz").exists()  # merged: only records
     (tmp_path / "merged" / "bad.json.gz").write_bytes(b"not a record")
-    assert "Not records, left out: " in results.write(tmp_path / "merged", tmp_path / "one" / "p.md").read_text()
-    state = reproduce.run("tiny", plan, tmp_path / "fresh", tmp_path / "merged", sweep.local_executor(1))
+    assert "Not records, left out: " in results_page.write(tmp_path / "merged", tmp_path / "one" / "p.md").read_text()
+    state = reproduction.run("tiny", plan, tmp_path / "fresh", tmp_path / "merged", sweep.local_executor(1))
     assert not (tmp_path / "fresh").exists() and len(state["parts"]) == 3  # every run recorded: nothing ran
     with pytest.raises(RunError, match="holds the records of the tiny reproduction, not machine"):
-        reproduce.run("machine", plan, tmp_path / "fresh", tmp_path / "merged", sweep.local_executor(1))
+        reproduction.run("machine", plan, tmp_path / "fresh", tmp_path / "merged", sweep.local_executor(1))
 
 
 def test_the_plan_estimate_lists_every_stage_and_a_total(tmp_path):
     result = tinygrok("reproduce", "--scale", "machine", "--estimate", "--out", str(tmp_path / "never"))
     assert result.returncode == 0, result.stderr
     text = " ".join(result.stdout.split())
-    runs = sum(len(stage.specs()) for stage in reproduce.stages("machine"))
+    runs = sum(len(stage.specs()) for stage in reproduction.stages("machine"))
     assert f"{runs} runs" in text and "h of CPU time" in text and "on 2 cores" in text
     assert not (tmp_path / "never").exists()  # an estimate runs nothing
     assert_refused(tinygrok("reproduce", "--scale", "huge", "--out", str(tmp_path / "x")), "--scale", "huge")
     (tmp_path / "file").write_text("")
     assert_refused(tinygrok("reproduce", "--scale", "classroom", "--out", str(tmp_path / "file")), "is a file")
     (tmp_path / "other" / "records").mkdir(parents=True)
-    (tmp_path / "other" / "records" / reproduce.STATE).write_text(json.dumps({"scale": "machine", "parts": []}))
+    (tmp_path / "other" / "records" / reproduction.STATE).write_text(json.dumps({"scale": "machine", "parts": []}))
     assert_refused(tinygrok("reproduce", "--scale", "classroom", "--out", str(tmp_path / "other")), "machine")
     assert sorted(p.name for p in (tmp_path / "other").iterdir()) == ["records"]  # nothing ran
 
 
 def test_every_scale_plans_grids_that_exist_and_the_classroom_one_fits_a_quarter_hour():
     costs = {"train_step_ms": 20.0, "eval_ms": 115.0, "commutator_sample_ms": 72.0}  # the paper's size, one core
-    for scale in reproduce.SCALES:
-        plan = reproduce.stages(scale)
+    for scale in reproduction.SCALES:
+        plan = reproduction.stages(scale)
         assert len({stage.label for stage in plan}) == len(plan) and all(stage.specs() for stage in plan)
     hours = {
-        scale: reproduce.wall_estimate(reproduce.estimate(reproduce.stages(scale), costs), 2) / 3600
-        for scale in reproduce.SCALES
+        scale: reproduction.wall_estimate(reproduction.estimate(reproduction.stages(scale), costs), 2) / 3600
+        for scale in reproduction.SCALES
     }
     assert hours["classroom"] < 0.3 and hours["machine"] < 12 and hours["full"] > hours["machine"]
-    labels = {stage.label for stage in reproduce.stages("machine")}
+    labels = {stage.label for stage in reproduction.stages("machine")}
     never = {"§10 #8", "§10 #22"}  # no grid measures them: their rows say why
     expected = {"machine": never | {"§8.3 figI5"}, "full": never}  # figI5's dose sweeps only at the full scale
     for scale, unmeasured in expected.items():
-        labels = {stage.label for stage in reproduce.stages(scale)}
+        labels = {stage.label for stage in reproduction.stages(scale)}
         assert {claim.number for claim in paper.CLAIMS if not labels & set(claim.stages)} == unmeasured
 
 
@@ -173,10 +173,10 @@ def test_a_claim_is_judged_by_its_mean_against_the_paper_range(values, verdict):
         "§x", "a claim", "1800-2100", "mean", ("table1",), dict(ops="grokking"), 1800, 2100, args=dict(key="onset_step")
     )
     runs = [run(seed=s, onset_step=v) for s, v in zip((42, 137), values)]
-    planned = {"table1": reproduce.Stage("table1", "table1", Filters(ops=("add",), seeds=(42, 137)))}
-    number, _, found = results.measure(claim, {"table1": runs}, planned)
+    planned = {"table1": reproduction.Stage("table1", "table1", Filters(ops=("add",), seeds=(42, 137)))}
+    number, _, found = results_page.measure(claim, {"table1": runs}, planned)
     assert found == verdict and number.endswith("(n 2)")
-    assert results.measure(claim, {"table1": runs[:1]}, planned) == (  # judged on all its runs, never on a part
+    assert results_page.measure(claim, {"table1": runs[:1]}, planned) == (  # judged on all its runs, never on a part
         "",
         "not measured",
         "not measured yet: 1 of its 2 runs have finished",
@@ -188,30 +188,31 @@ def test_a_point_value_replicates_inside_the_95_percent_interval_and_within_20_p
         "§x", "hero", "1600", "mean", ("table1",), dict(ops="sub"), 1600, 1600, args=dict(key="lead_steps")
     )
     planned = {
-        n: {"table1": reproduce.Stage("table1", "table1", Filters(ops=("sub",), seeds=(42, 137)[:n]))} for n in (1, 2)
+        n: {"table1": reproduction.Stage("table1", "table1", Filters(ops=("sub",), seeds=(42, 137)[:n]))}
+        for n in (1, 2)
     }
     judged = [
-        results.measure(
+        results_page.measure(
             claim, {"table1": [run("sub", s, lead_steps=v) for s, v in zip((42, 137), leads)]}, planned[len(leads)]
         )[2]
         for leads in ((1300, 1700), (1500, 1510), (400, 3600), (1400,), (1200,))
     ]
     assert judged == ["**replicates**", "differs", "too few runs to tell", "**replicates**", "differs"]
-    empty = results.measure(claim, {"table1": [run("sub", 42, lead_steps=None)]}, planned[1])
+    empty = results_page.measure(claim, {"table1": [run("sub", 42, lead_steps=None)]}, planned[1])
     assert empty == ("", "not measured", "not measured at this scale: none of its 1 runs defines it")
     assert (
-        results.measure(claim, {"table1": [run("add", 42, lead_steps=1600)]}, planned[1])[2]
+        results_page.measure(claim, {"table1": [run("add", 42, lead_steps=1600)]}, planned[1])[2]
         == "not measured at this scale: none of its stage's runs has these settings"
     )
 
 
 def test_a_share_of_runs_is_judged_exactly():
     claim = paper.Claim("§x", "they all grok", "3/3", "grokked", ("table1",), dict(ops="grokking"), 1, 1)
-    planned = {"table1": reproduce.Stage("table1", "table1", Filters(ops=("add",)))}
+    planned = {"table1": reproduction.Stage("table1", "table1", Filters(ops=("add",)))}
     two_of_three = [run(seed=s, grok_step=g) for s, g in ((42, 3000), (137, None), (2024, 3100))]
-    assert results.measure(claim, {"table1": two_of_three}, planned) == ("2/3 grok", "differs", "differs")
-    two = {"table1": reproduce.Stage("table1", "table1", Filters(ops=("add",), seeds=(42, 2024)))}
-    assert results.measure(claim, {"table1": two_of_three[::2]}, two)[1:] == ("replicates", "**replicates**")
+    assert results_page.measure(claim, {"table1": two_of_three}, planned) == ("2/3 grok", "differs", "differs")
+    two = {"table1": reproduction.Stage("table1", "table1", Filters(ops=("add",), seeds=(42, 2024)))}
+    assert results_page.measure(claim, {"table1": two_of_three[::2]}, two)[1:] == ("replicates", "**replicates**")
 
 
 def intervention(seed, hook, grok_step, op="add"):
@@ -230,20 +231,22 @@ def test_interventions_are_selected_by_arm_dose_and_basis_and_delayed_against_th
         intervention(42, "kick:alpha=10.0,basis=pca,start=500,samples=9", 3100),
         intervention(42, "kick:alpha=5.0,basis=pca,start=500,samples=9", 3150),
     ]
-    pca = results.select(runs, ops="add", dose=0.5, arm="project", basis="pca")
+    pca = results_page.select(runs, ops="add", dose=0.5, arm="project", basis="pca")
     assert [r["grok_step"] for r in pca] == [3600, None]
-    assert results.MEASURES["delay"](pca, stage_runs=runs) == results.Measured(
+    assert results_page.MEASURES["delay"](pca, stage_runs=runs) == results_page.Measured(
         [400], "+400 [+400 to +400] (n 1), 1/2 DNF"
     )  # seed 42's own
-    assert [r["hook"] for r in results.select(runs, arm="kick", dose="primary")] == [runs[-2]["hook"]]
-    assert len(results.select(runs, arm="none")) == 2 and len(results.select(runs)) == 1  # phase 2's, the baseline
-    steps = results.MEASURES["grok_steps"](results.select(runs, arm="project"), stage_runs=runs)
+    assert [r["hook"] for r in results_page.select(runs, arm="kick", dose="primary")] == [runs[-2]["hook"]]
+    assert (
+        len(results_page.select(runs, arm="none")) == 2 and len(results_page.select(runs)) == 1
+    )  # phase 2's, the baseline
+    steps = results_page.MEASURES["grok_steps"](results_page.select(runs, arm="project"), stage_runs=runs)
     assert steps.values == [3600, 3300] and steps.shown == "3450 ± 212, 2/3 grok"
     claim = paper.Claim(
         "§x", "s = 1 delays", "+800", "delay", ("dose",), dict(dose=0.5, arm="project", basis="pca", seed=137), 800, 800
     )
-    dose = reproduce.Stage("dose", "dose-response", Filters(ops=("add",)))
-    assert results.measure(claim, {"dose": runs}, {"dose": dose}) == (
+    dose = reproduction.Stage("dose", "dose-response", Filters(ops=("add",)))
+    assert results_page.measure(claim, {"dose": runs}, {"dose": dose}) == (
         "1/1 DNF",
         "differs",
         "differs: none of its runs grokked",
@@ -265,25 +268,25 @@ def test_the_measures_that_read_a_runs_rows():
     )
     never = probed("n", [(0, 0.0, 2.0), (100, 0.0, 8.0), (200, 0.01, 10.0)], op="x3_xy", grok_step=None)
     runs = [grokked, never]
-    ratio = results.MEASURES["final_defect_ratio"](runs)
+    ratio = results_page.MEASURES["final_defect_ratio"](runs)
     assert ratio.values == [50.0] and ratio.shown == "50 (D 500 over 10; n 1 and 1)"
-    assert results.MEASURES["geometry_median"]([grokked], key="weight_svd_proj").values == [0.02]
-    assert results.MEASURES["defect_at"](runs, step=100).values == [40.0, 8.0]
-    assert results.MEASURES["defect_before_grok"](runs).values == [40.0]  # the probe before grok_90 (200)
-    assert results.MEASURES["max_defect"](runs).values == [500.0, 10.0]
-    assert results.MEASURES["lead_50"](runs).values == [100]  # test acc 0.95 >= 0.5 at 200, onset 100
+    assert results_page.MEASURES["geometry_median"]([grokked], key="weight_svd_proj").values == [0.02]
+    assert results_page.MEASURES["defect_at"](runs, step=100).values == [40.0, 8.0]
+    assert results_page.MEASURES["defect_before_grok"](runs).values == [40.0]  # the probe before grok_90 (200)
+    assert results_page.MEASURES["max_defect"](runs).values == [500.0, 10.0]
+    assert results_page.MEASURES["lead_50"](runs).values == [100]  # test acc 0.95 >= 0.5 at 200, onset 100
     layers = {"blocks.0.W_Q": 0.6, "blocks.1.W_Q": 0.8, "blocks.1.W_K": float("nan")}
-    assert results.MEASURES["per_matrix"]([run(pc1=layers, n_layers=2)], key="pc1", layer="last").values == [0.8]
+    assert results_page.MEASURES["per_matrix"]([run(pc1=layers, n_layers=2)], key="pc1", layer="last").values == [0.8]
 
 
 def test_every_claim_names_a_measure_and_settings_that_exist():
-    selectable = set(inspect.signature(results.select).parameters) - {"runs"}
+    selectable = set(inspect.signature(results_page.select).parameters) - {"runs"}
     for claim in paper.CLAIMS:
         assert set(claim.where) <= selectable, claim
         if claim.measure == "unmeasured":
             assert set(claim.args) == {"why"} and not claim.stages
             continue
-        parameters = inspect.signature(results.MEASURES[claim.measure]).parameters
+        parameters = inspect.signature(results_page.MEASURES[claim.measure]).parameters
         assert set(claim.args) <= set(parameters) - {"runs", "_"}, claim
         assert claim.low is not None and claim.low <= claim.high and claim.stages, claim
-        assert claim.figure in ("", *report.FIGURES), claim
+        assert claim.figure in ("", *sweep_report.FIGURES), claim

@@ -136,11 +136,11 @@ def test_an_unreachable_scheduler_is_refused_in_one_line(tmp_path):
 
 
 def test_the_report_lists_every_run_and_the_statistics_beside_the_paper(whole, tmp_path):
-    from tinygrok.lab import report
+    from tinygrok.lab import sweep_report
 
     assert tinygrok("report", str(whole)).returncode == 0
-    text = (whole / report.REPORT).read_text()
-    runs = report.collect(whole)
+    text = (whole / sweep_report.REPORT).read_text()
+    runs = sweep_report.sweep_runs(whole)
     assert len(runs) == 3 and all(r["name"] in text for r in runs)
     assert (
         "| add | 0.003 | 2 |" in text and "the classroom preset" in text and "2933 (add)" in text
@@ -162,26 +162,26 @@ def test_the_report_lists_every_run_and_the_statistics_beside_the_paper(whole, t
 
 
 def test_the_report_fits_the_power_law_over_learning_rates():
-    from tinygrok.lab import report
+    from tinygrok.lab import sweep_report
 
     runs = [
         {"lr": lr, "grok_step": grok, "onset_step": grok - lead}
         for lr, grok, lead in ((1e-2, 1000, 100), (1e-3, 3000, 400), (1e-4, 30000, 8000), (1e-4, 40000, -5))
     ]
-    fit, lines = report._power_law(runs)
+    fit, lines = sweep_report._power_law(runs)
     assert fit["alpha"] == pytest.approx(math.log(80) / math.log(30), rel=0.1) and fit["n"] == 3
     text = "\n".join(lines)
     assert f"alpha = {fit['alpha']:.2f}" in text and "n 3, 1 runs dropped" in text and "1.27 ± 0.03" in text
-    assert report._power_law(runs[:2])[0] is None and "No fit" in "\n".join(report._power_law(runs[:2])[1])
-    assert report._power_law([dict(runs[0])]) == (None, [])  # one rate: no section
-    figure = report.lead_vs_grok(runs, fit)
+    assert sweep_report._power_law(runs[:2])[0] is None and "No fit" in "\n".join(sweep_report._power_law(runs[:2])[1])
+    assert sweep_report._power_law([dict(runs[0])]) == (None, [])  # one rate: no section
+    figure = sweep_report.lead_vs_grok(runs, fit)
     fitted = figure.axes[0].lines[-2]  # the fitted line through the runs' points
     x, y = fitted.get_data()
     assert y[-1] / y[0] == pytest.approx((x[-1] / x[0]) ** fit["alpha"])
 
 
 def test_the_report_gives_exec_random_per_run_and_defect_level_beside_the_paper():
-    from tinygrok.lab import report
+    from tinygrok.lab import sweep_report
 
     levels = {"5-15": 2.5, "15-30": 1.5, ">=30": None}
     runs = [
@@ -199,14 +199,14 @@ def test_the_report_gives_exec_random_per_run_and_defect_level_beside_the_paper(
         }
         for seed, svd, pca in ((42, 2.0, 0.9), (137, 2.2, 1.1))
     ]
-    text = "\n".join(report._controls(runs))
+    text = "\n".join(sweep_report._controls(runs))
     assert "| add | 42 | 12 | 2 | 2.5 / 1.5 / none | 2.04 (add) | 0.9 | 1 / 1 / 1 | 0.86 (add) |" in text
     assert "| **add** | mean ± sd |  | 2.1 ± 0.141 (n 2) |  |  | 1 ± 0.141 (n 2) |  |  |" in text
-    assert "(5-15 / 15-30 / >=30)" in text and report._controls([dict(runs[0], hook="kick:alpha=10.0")]) == []
+    assert "(5-15 / 15-30 / >=30)" in text and sweep_report._controls([dict(runs[0], hook="kick:alpha=10.0")]) == []
 
 
 def test_the_report_sets_a_float32_run_beside_its_float64_twin():
-    from tinygrok.lab import report
+    from tinygrok.lab import sweep_report
     from tinygrok.science import analysis
 
     defects = {"float32": [2.0, 2.0, 30.0, 0.0, 4000.0, 0.0], "float64": [2.0, 2.1, 31.0, 900.0, 1200.0, 800.0]}
@@ -239,21 +239,21 @@ def test_the_report_sets_a_float32_run_beside_its_float64_twin():
         "max_defect_before_grok": 30.0,
         "max_defect_after_grok": 4000.0,
     }
-    assert report.precision_pairs(runs) == [tuple(runs)] and report.precision_pairs(runs[:1]) == []
-    text = "\n".join(report._precision(runs))
+    assert sweep_report.precision_pairs(runs) == [tuple(runs)] and sweep_report.precision_pairs(runs[:1]) == []
+    text = "\n".join(sweep_report._precision(runs))
     assert "| max D after grok_90 | 4000 | 1200 |" in text and "| probes with D exactly 0 | 2 | 0 |" in text
-    assert report.precision_overlay(runs).axes[0].get_title() == "add, seed 42"
+    assert sweep_report.precision_overlay(runs).axes[0].get_title() == "add, seed 42"
 
 
 def test_the_report_gives_the_pc1_z_scores_beside_figure_e():
-    from tinygrok.lab import report
+    from tinygrok.lab import sweep_report
 
     common = dict(seed=42, lr=1e-3, weight_decay=1.0, preset_lr=True, recipe="pca", hook="none", n_layers=2, steps=3000)
     runs = [
         dict(common, name="a", op="add", pc1={"m": 0.7}, pc1_null_z={"m": 55.0, "n": 70.0}),
         dict(common, name="b", op="x3_xy", pc1={"m": 0.5}, pc1_null_z={"m": 10.0}),
     ]
-    text = "\n".join(report._measured_vs_paper(runs, None))
+    text = "\n".join(sweep_report._measured_vs_paper(runs, None))
     assert (
         "| PC1 z-score vs random walks (add, wd 1, every matrix) | 62.5 ± 10.6 [55.0-70.0] (n 2) | 5-20 sigma" in text
     )

@@ -84,9 +84,9 @@ def test_a_zero_baseline_is_floored_by_the_onset_rule_so_growth_stays_defined():
 
 
 def test_the_report_lists_each_runs_undefined_values():
-    from tinygrok.lab import report
+    from tinygrok.lab import sweep_report
 
     counts = undefined.tally([{"exec_rho": None, "weight_svd_rho": None}, {"exec_rho": 0.9, "weight_svd_rho": 0.9}])
-    lines = report._undefined([{"name": "r1", "undefined": counts}, {"name": "r2", "undefined": {}}])
+    lines = sweep_report._undefined([{"name": "r1", "undefined": counts}, {"name": "r2", "undefined": {}}])
     assert f"| r1 | exec_rho, weight_svd_rho | 1 of 2 | {undefined.WHY['_rho']} |" in lines[-2]
-    assert "r2" not in "".join(lines) and report._undefined([{"name": "r2", "undefined": {}}]) == []
+    assert "r2" not in "".join(lines) and sweep_report._undefined([{"name": "r2", "undefined": {}}]) == []

@@ -25,11 +25,19 @@ from rich.markup import escape
 from tinygrok.cli import views
 from tinygrok.cli.views import console, err_console
 from tinygrok.engine import backend, parallel
-from tinygrok.lab import bench as benchmark
-from tinygrok.lab import forecasting, grids, lessons, recipes, records, results, sweep
-from tinygrok.lab import report as sweep_report
-from tinygrok.lab import reproduce as reproduction
-from tinygrok.run import forecasts, geometry, plots
+from tinygrok.lab import (
+    benchmark,
+    forecast_scoring,
+    grids,
+    lessons,
+    recipes,
+    records,
+    reproduction,
+    results_page,
+    sweep,
+    sweep_report,
+)
+from tinygrok.run import geometry, grok_forecaster, plots
 from tinygrok.run.runs import THETAS, Run, RunError, WriteError, read_json
 from tinygrok.run.train import Diverged
 from tinygrok.science import config, interventions, undefined
@@ -376,11 +384,11 @@ def forecast_(run_dir: RunDir):
     """Replay the grok forecast over a run as training showed it: at its curvature onset and at 25/50/75% of its
     grok step, against the truth, and the figure (forecast.png)."""
     run = _open_run(run_dir)
-    rec, made = forecasts.replay(run)
-    points = forecasting.at_points(rec, made) if rec.grok_90 is not None else {}
+    rec, made = grok_forecaster.replay(run)
+    points = forecast_scoring.at_points(rec, made) if rec.grok_90 is not None else {}
     shown = before_grok(rec, made)
     last = shown[-1] if shown else None
-    console.print(views.forecast_table(rec, points, forecasting.first_confident(rec, made), last))
+    console.print(views.forecast_table(rec, points, forecast_scoring.first_confident(rec, made), last))
     console.print(f"figure: {plots.save(run, 'forecast')}")
 
 
@@ -396,12 +404,12 @@ def forecast_fit(
     ],
 ):
     """Refit the grok forecaster on trained runs (with probes, all of one model) and write it with their records."""
-    records, model = forecasting.collect(paths)
+    records, model = forecast_scoring.records_under(paths)
     try:
         fitted = fit_forecaster(records)
     except ValueError as err:
         fail(f"cannot fit the forecaster on these {len(records)} runs: {err}")
-    for path in forecasts.write_shipped(fitted, model, records, out):
+    for path in grok_forecaster.write_shipped(fitted, model, records, out):
         console.print(f"wrote {path}")
     console.print(views.forecaster_table(fitted, records))
 
@@ -415,7 +423,7 @@ def forecast_score(
 ):
     """Score the forecaster and its baselines, leave-one-seed-out and leave-one-learning-rate-out (markdown)."""
     console.print(
-        forecasting.markdown(forecasts.shipped_records(records or forecasts.RECORDS)),
+        forecast_scoring.markdown(grok_forecaster.shipped_records(records or grok_forecaster.RECORDS)),
         markup=False,
         highlight=False,
         soft_wrap=True,
@@ -605,7 +613,7 @@ def reproduce(
             live.update(escape(place + views.stage_state(stage.label, index, out)), refresh=True)
 
         state = reproduction.run(scale, plan, out, records_dir, executors, on_change=show)
-    results.write(records_dir, page)
+    results_page.write(records_dir, page)
     console.print(
         f"{scale} reproduction: {reproduction.wall_seconds(state):.0f} s of wall time in "
         f"{len(state['parts'])} part(s); records in {records_dir}; results page {page}"
@@ -628,14 +636,14 @@ def merge_records(
 
 
 @app.command("results")
-def results_page(
+def results(
     records_dir: Annotated[Path, typer.Option("--records", help="a reproduction's folder of run records")],
     out: Annotated[
         Path, typer.Option(help="the results page to write, e.g. docs/results.md (its figures go beside it)")
     ],
 ):
     """Write a reproduction's results page from its records alone: every claim of the paper, measured, judged."""
-    console.print(f"results page {results.write(records_dir, out)}")
+    console.print(f"results page {results_page.write(records_dir, out)}")
 
 
 @app.command()

@@ -13,8 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tinygrok.lab import reproduce as reproduction
-from tinygrok.lab import sweep
+from tinygrok.lab import reproduction, sweep
 from tinygrok.run.runs import Run
 from tinygrok.science import paper, undefined
 from tinygrok.science.config import Config
@@ -276,7 +275,7 @@ def facts(title: str, items: dict) -> Table:
 def reproduction_plan(scale: str, rows: list[dict], costs: dict, workers: int) -> Group:
     """`tinygrok reproduce --estimate`: every stage's grid, runs, CPU time and what it leaves out; the totals."""
     table = make_table(
-        f"tinygrok reproduce --scale {scale}: the plan (tinygrok/lab/reproduce.py)",
+        f"tinygrok reproduce --scale {scale}: the plan (tinygrok/lab/reproduction.py)",
         ("stage", "experiment", "runs", "CPU time (one core)", "longest run", "left out"),
         [
             (

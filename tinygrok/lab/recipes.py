@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from tinygrok.engine import parallel
-from tinygrok.run import forecasts, geometry, plots
+from tinygrok.run import geometry, grok_forecaster, plots
 from tinygrok.run.runs import CHECKPOINT, HOOK_BASIS, METRICS, Run, RunError
 from tinygrok.run.train import StepCallback, diverged, train
 from tinygrok.science import config, interventions
@@ -143,7 +143,7 @@ def _train(spec: RunSpec, run: Run, on_step: StepCallback | None) -> None:
     """Training to detection (and its extra steps), or max_steps; an intervention is given its basis first."""
     if interventions.parse(spec.config.hook).needs_basis and not run.has(HOOK_BASIS):
         run.write_hook_basis(intervention_basis(spec, run.path.parent))
-    forecast = forecasts.live(spec.config) if spec.recipe in FORECAST_RECIPES else None
+    forecast = grok_forecaster.live(spec.config) if spec.recipe in FORECAST_RECIPES else None
     train(spec.config, run, resume=run.has(CHECKPOINT), on_step=on_step, probes=(forecast,) if forecast else ())
 
 
@@ -162,8 +162,8 @@ def _figures(spec: RunSpec, run: Run, on_step: StepCallback | None) -> None:
     run.record("figures", {})
 
 
-Stage = Callable[[RunSpec, Run, StepCallback | None], None]
-STAGES: dict[str, Stage] = {"train": _train, "pca": _pca, "geometry": _geometry, "figures": _figures}
+StageFunction = Callable[[RunSpec, Run, StepCallback | None], None]
+STAGES: dict[str, StageFunction] = {"train": _train, "pca": _pca, "geometry": _geometry, "figures": _figures}
 # the stages of each recipe, in order
 RECIPES = {
     "train": ("train",),
@@ -172,7 +172,7 @@ RECIPES = {
     "walkthrough": ("train", "geometry", "figures"),
     "intervene": ("train",),
 }
-FORECAST_RECIPES = ("train", "walkthrough")  # whose probed rows carry the live grok forecast (forecasts.live)
+FORECAST_RECIPES = ("train", "walkthrough")  # whose probed rows carry the live grok forecast (grok_forecaster.live)
 
 
 def intervention(arm: str, dose: float | None = None, basis: str = "pca", preset: str = "paper", **settings) -> RunSpec:

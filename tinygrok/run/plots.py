@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from tinygrok.run import forecasts
+from tinygrok.run import grok_forecaster
 from tinygrok.run.geometry import SVD_COMPONENTS, trajectories_to_detection
 from tinygrok.run.runs import DIMENSIONS, GEOMETRY, PCA, Run
 from tinygrok.science.analysis import curvature_onset, curvature_summary, grok_summary
@@ -184,7 +184,9 @@ def forecast(run: Run | Path | str | Record, ax=None) -> Figure:
     """The grok forecast against step, replayed as training showed it (up to grok_90): the forecast step and its
     80% interval, the truth (grok_90) and the curvature onset marked, and P(grok) beside. For a run, or a stored
     record."""
-    rec, made = (run, forecasts.replay_record(run)) if isinstance(run, Record) else forecasts.replay(_as_run(run))
+    rec, made = (
+        (run, grok_forecaster.replay_record(run)) if isinstance(run, Record) else grok_forecaster.replay(_as_run(run))
+    )
     shown = [(f.step, f) for f in before_grok(rec, made)]  # what training showed
     steps = [s for s, _ in shown]
     fig, ax = _axes(ax, 1, (8, 4.5))

@@ -251,7 +251,7 @@ def direction(x):
     return x / norm if norm > 1e-15 else x * 0
 
 
-def _due(update: int, start: int, every: int) -> bool:
+def _acts_on(update: int, start: int, every: int) -> bool:
     """Whether an arm acting every `every` updates from update `start` acts on (or after) this one."""
     return update >= start and update % every == 0
 
@@ -347,7 +347,7 @@ class Penalty(Project, name="penalty"):
     }
 
     def acts(self, update: int) -> bool:
-        return _due(update, self.start, 10)
+        return _acts_on(update, self.start, 10)
 
     def prevents_grokking(self) -> bool:
         return False  # nine updates in ten keep their orthogonal part
@@ -396,7 +396,7 @@ class Noise(Hook, name="noise"):
     every: int = param(50, EVERY, low=1)
 
     def before_update(self, theta, grad, step: int, ctx: Context) -> tuple:
-        if not _due(step + 1, self.start, self.every):
+        if not _acts_on(step + 1, self.start, self.every):
             return theta, grad
         return theta + self.eps * _orthogonal_direction(theta, ctx), grad
 
@@ -419,7 +419,7 @@ class SustainedKick(Hook, name="sustained_kick"):
     samples: int = param(5, "commutator samples the median-D one is taken from", low=1)
 
     def after_update(self, theta, step: int, ctx: Context):
-        if not _due(step, self.start, self.every):
+        if not _acts_on(step, self.start, self.every):
             return theta
         return theta + _curvature_kick(theta, self.alpha, self.samples, ctx)
 
@@ -441,7 +441,7 @@ class RandomKick(Hook, name="random_kick"):
     every: int = param(50, EVERY, low=1)
 
     def after_update(self, theta, step: int, ctx: Context):
-        if not _due(step, self.start, self.every):
+        if not _acts_on(step, self.start, self.every):
             return theta
         return theta + self.alpha * RANDOM_KICK_STEP * _orthogonal_direction(theta, ctx)
 

@@ -310,11 +310,11 @@ def _step_range(arms: tuple) -> tuple[int, int]:
 class Claim:
     """One claim of the paper as the results page of `tinygrok reproduce` shows it (docs/paper.md §10's rows, and
     §8.3's and §9's claims): where it is, what it says, the paper's figure as quoted and the reference's stored data
-    where docs/paper.md gives them; and how tinygrok measures it: `measure` (a measure of lab/results.py, given `args`)
-    over the runs `where` selects (lab/results.py's select) in the first of `stages` that the scale's plan has,
-    judged against the paper's [low, high] (None: no number to judge by). `differs`: why tinygrok's number is
-    expected to differ, where it is known (shown when it does); `digits`: how its values are shown; `figure`: the
-    report figure (lab/report.py's FIGURES) it is seen in."""
+    where docs/paper.md gives them; and how tinygrok measures it: `measure` (a measure of lab/results_page.py, given
+    `args`) over the runs `where` selects (lab/results_page.py's select) in the first of `stages` that the scale's
+    plan has, judged against the paper's [low, high] (None: no number to judge by). `differs`: why tinygrok's number
+    is expected to differ, where it is known (shown when it does); `digits`: how its values are shown; `figure`: the
+    report figure (lab/sweep_report.py's FIGURES) it is seen in."""
 
     number: str
     words: str

@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Callable
 from pathlib import Path
 
-from tinygrok.run.forecasts import mismatch, model_of, record_of
+from tinygrok.run.grok_forecaster import mismatch, model_of, record_of
 from tinygrok.run.runs import Run, RunError
 from tinygrok.science.analysis import curvature_onset
 from tinygrok.science.forecast import METHODS, Forecast, Predictor, Record, before_grok
@@ -26,7 +26,7 @@ SCHEMES: dict[str, Callable[[Record], object]] = {
 }
 
 
-def collect(paths: list[Path]) -> tuple[list[Record], dict]:
+def records_under(paths: list[Path]) -> tuple[list[Record], dict]:
     """The records of every trained run under the paths (run directories, or sweep directories holding them),
     in name order, and the model they share; a RunError in one line if they differ or hold none."""
     dirs = sorted(

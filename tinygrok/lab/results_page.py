@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinygrok.lab import records, report, reproduce
-from tinygrok.lab.reproduce import STATE, Stage
+from tinygrok.lab import records, reproduction, sweep_report
+from tinygrok.lab.reproduction import STATE, Stage
 from tinygrok.run.runs import RunError, read_json, write_text
 from tinygrok.science import analysis, interventions, paper
 from tinygrok.science.paper import GROKKING_OPS, NON_GROKKING_OPS, Claim
@@ -65,16 +65,16 @@ def select(
         )
     ]
     if arm is None:
-        return report.plain(chosen)
+        return sweep_report.plain(chosen)
     arms = (arm,) if isinstance(arm, str) else arm
     doses = (dose,) if isinstance(dose, (int, float)) else dose
     return [
         r
         for r in chosen
         if r["recipe"] == "intervene"
-        and report.arm(r)[0] in arms
-        and (doses is None or report.arm(r)[1] in (_primary(r) if doses == "primary" else doses))
-        and (basis is None or report.arm(r)[2] == basis)
+        and sweep_report.arm(r)[0] in arms
+        and (doses is None or sweep_report.arm(r)[1] in (_primary(r) if doses == "primary" else doses))
+        and (basis is None or sweep_report.arm(r)[2] == basis)
     ]
 
 
@@ -220,9 +220,9 @@ def _power_law(runs, **_) -> Measured:
 
 
 def _fit(runs: list[dict]) -> dict | None:
-    """The lead-time power law over the runs (report.power_law), None where there is none to fit."""
+    """The lead-time power law over the runs (sweep_report.power_law), None where there is none to fit."""
     try:
-        return report.power_law(runs)
+        return sweep_report.power_law(runs)
     except ValueError:
         return None
 
@@ -239,13 +239,13 @@ def _grok_steps(runs, **_) -> Measured:
 
 def _delay(runs, stage_runs, **_) -> Measured:
     """Each grokked intervention run's grok step minus that of its operation's run without intervention of the
-    same seed on the same batches (report.paired_delays); the runs that did not grok are counted."""
+    same seed on the same batches (sweep_report.paired_delays); the runs that did not grok are counted."""
     delays, dnf = [], 0
     for op, batches in sorted({(r["op"], r["batches"]) for r in runs}):
         these = [r for r in runs if (r["op"], r["batches"]) == (op, batches)]
-        paired, missed = report.paired_delays(these, report.untouched(stage_runs, op, batches))
+        paired, missed = sweep_report.paired_delays(these, sweep_report.untouched(stage_runs, op, batches))
         delays, dnf = delays + paired, dnf + missed
-    return Measured(delays, report.delays_text(delays, dnf, len(runs)), resolution=_resolution(runs))
+    return Measured(delays, sweep_report.delays_text(delays, dnf, len(runs)), resolution=_resolution(runs))
 
 
 MEASURES: dict[str, Callable[..., Measured]] = {
@@ -288,7 +288,7 @@ def measure(claim: Claim, stages: dict[str, list[dict]], planned: dict[str, Stag
     chosen = select(stage_runs, **claim.where)
     if not chosen:
         return "", "not measured", "not measured at this scale: none of its stage's runs has these settings"
-    due = select([report.planned_entry(spec) for spec in planned[label].specs()], **claim.where)
+    due = select([sweep_report.planned_entry(spec) for spec in planned[label].specs()], **claim.where)
     if len(chosen) < len(due):  # judged once every run it is about has finished, not on a part of them
         return "", "not measured", f"not measured yet: {len(chosen)} of its {len(due)} runs have finished"
     found = MEASURES[claim.measure](chosen, stage_runs=stage_runs, **claim.args)
@@ -336,15 +336,19 @@ def text(folder: Path, page: Path, figures_dir: Path | None = None) -> str:
             f"{folder} holds no reproduction's records (it has no {STATE}: tinygrok reproduce --records writes it)"
         )
     state = read_json(folder / STATE)
-    plan = reproduce.stages(state["scale"])
+    plan = reproduction.stages(state["scale"])
     found, problems = records.load_all(folder)
     planned = {stage.label: stage for stage in plan}
-    stages = {stage.label: [report.entry(found[s.name]) for s in stage.specs() if s.name in found] for stage in plan}
+    stages = {
+        stage.label: [sweep_report.entry(found[s.name]) for s in stage.specs() if s.name in found] for stage in plan
+    }
     links = page.stem + "_figures"
     figures = {
         label: {
             name: f"{links}/{file}"
-            for name, file in report.draw_figures(figures_dir, runs, _fit(report.grokking(runs)), f"{label}_").items()
+            for name, file in sweep_report.draw_figures(
+                figures_dir, runs, _fit(sweep_report.grokking(runs)), f"{label}_"
+            ).items()
         }
         for label, runs in stages.items()
         if runs
@@ -374,14 +378,14 @@ def text(folder: Path, page: Path, figures_dir: Path | None = None) -> str:
         "",
         f"{len(paper.CLAIMS)} claims (tinygrok/science/paper.py's CLAIMS): {counts}. {RULES}",
         "",
-        report.table(header, rows),
+        sweep_report.table(header, rows),
         "",
         "## The stages",
         "",
         _stage_table(plan, stages, state),
         "",
     ]
-    lines += report.intervention_tables([report.entry(record) for record in found.values()])
+    lines += sweep_report.intervention_tables([sweep_report.entry(record) for record in found.values()])
     lines += [f"Not records, left out: {'; '.join(problems)}.", ""] if problems else []
     return "\n".join(lines) + "\n"
 
@@ -400,7 +404,7 @@ def _header(folder: Path, page: Path, state: dict, found: dict) -> list[str]:
         f"{state['scale']} --records {folder}`) |",
         f"| code | {counted([r['environment'].get('commit', 'unknown') for r in found.values()]) or 'no runs'} |",
         f"| machine | {counted([r['environment'].get('machine', 'unknown') for r in found.values()]) or 'no runs'} |",
-        f"| time | {reproduce.wall_seconds(state) / 3600:.2f} h of wall time in {len(state['parts'])} part(s); "
+        f"| time | {reproduction.wall_seconds(state) / 3600:.2f} h of wall time in {len(state['parts'])} part(s); "
         f"{cpu / 3600:.2f} h of CPU time (its runs' own, one core each) |",
     ]
 
@@ -415,12 +419,14 @@ def _stage_table(plan: tuple[Stage, ...], stages: dict[str, list[dict]], state: 
                 stage.label,
                 stage.experiment,
                 f"{len(runs)} of {len(stage.specs())}",
-                f"{reproduce.wall_seconds(state, stage.label) / 3600:.2f} h",
+                f"{reproduction.wall_seconds(state, stage.label) / 3600:.2f} h",
                 f"{cpu / 3600:.2f} h",
                 stage.cut or "nothing",
             ]
         )
-    return report.table(["stage", "experiment", "runs recorded", "wall time", "CPU time of its runs", "left out"], rows)
+    return sweep_report.table(
+        ["stage", "experiment", "runs recorded", "wall time", "CPU time of its runs", "left out"], rows
+    )
 
 
 def _summary(values: list, digits: str = "") -> str:
@@ -435,4 +441,4 @@ def _mean_sd(values: list, digits: str = "") -> str:
 
 
 def _number(value: float, digits: str = "") -> str:
-    return format(value, digits) if digits else report.number(value, 3)
+    return format(value, digits) if digits else sweep_report.number(value, 3)

@@ -6,7 +6,7 @@ record (records.py) in the records folder, and a run with a record is not run ag
 reproduction's state, so it can be carried (committed) from machine to machine and day to day while DIR is lost.
 The folder's reproduce.json keeps the scale and every part the command ran in: when it began, its wall time, and
 that time per stage, so that a reproduction resumed over several days, or merged from several machines, still
-knows its totals. The results page (results.py) is a function of
+knows its totals. The results page (results_page.py) is a function of
 the folder alone.
 """
 

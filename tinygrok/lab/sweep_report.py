@@ -19,7 +19,7 @@ from tinygrok.science.config import Config
 REPORT = "report.md"
 
 
-def collect(out: Path) -> list[dict]:
+def sweep_runs(out: Path) -> list[dict]:
     """One dict per finished run of the sweep in `out` (entry), from its record."""
     index = read_json(Path(out) / INDEX)
     return [
@@ -131,7 +131,7 @@ def _sweep(out: Path) -> tuple[list[dict], list[str]]:
         for name, entry in index["runs"].items()
         if entry["state"] in ("diverged", "failed")
     ]
-    return collect(out), [
+    return sweep_runs(out), [
         f"# {index['experiment']}: {outcome(summary(index))}",
         "",
         f"Filters: {index['filters']}.",
@@ -204,14 +204,14 @@ def _per_op(runs: list[dict]) -> list[str]:
     """grok_90, onset and lead per operation and learning rate; Table 1's figures beside those at the preset's rate."""
     rows = []
     for op, lr in sorted({(r["op"], r["lr"]) for r in runs}):
-        mine = [r for r in runs if (r["op"], r["lr"]) == (op, lr)]
-        stats = [analysis.mean_sd(r.get(key) for r in mine) for key in ("grok_step_90", "onset_step", "lead_steps")]
-        at_preset_lr = all(r["preset_lr"] for r in mine)
+        at_op_lr = [r for r in runs if (r["op"], r["lr"]) == (op, lr)]
+        stats = [analysis.mean_sd(r.get(key) for r in at_op_lr) for key in ("grok_step_90", "onset_step", "lead_steps")]
+        at_preset_lr = all(r["preset_lr"] for r in at_op_lr)
         rows.append(
             [
                 op,
                 f"{lr:g}",
-                len(mine),
+                len(at_op_lr),
                 *map(_mean_sd, stats),
                 paper.BY_KEY["grok_step_90"].describe(op) if at_preset_lr else "",
                 paper.BY_KEY["lead_steps"].describe() if at_preset_lr else "",
@@ -285,16 +285,16 @@ def _controls(runs: list[dict]) -> list[str]:
         for r in probed
     ]
     for op in _ops(probed):
-        mine = [r for r in probed if r["op"] == op]
+        of_op = [r for r in probed if r["op"] == op]
         rows.append(
             [
                 f"**{op}**",
                 "mean ± sd",
                 "",
-                _mean_sd(analysis.mean_sd(r["exec_random_ratio_weight_svd"] for r in mine)),
+                _mean_sd(analysis.mean_sd(r["exec_random_ratio_weight_svd"] for r in of_op)),
                 "",
                 "",
-                _mean_sd(analysis.mean_sd(r["exec_random_ratio"] for r in mine)),
+                _mean_sd(analysis.mean_sd(r["exec_random_ratio"] for r in of_op)),
                 "",
                 "",
             ]
@@ -414,12 +414,12 @@ def untouched(runs: list[dict], op: str, batches: str) -> list[dict]:
     """The runs of `op` without an intervention that its interventions on `batches` are measured against: the
     identity arms (no hook, project at s = 0) on the same batches; on "own" batches, else the interventions'
     baselines (§8.1 phase 1: the same training, as probes change no number)."""
-    mine = [r for r in runs if r["op"] == op and r["recipe"] == "intervene" and r["batches"] == batches]
-    probed = list({r["seed"]: r for r in mine if arm(r)[0] == "none"}.values())  # one a seed: none and s = 0 are
+    intervened = [r for r in runs if r["op"] == op and r["recipe"] == "intervene" and r["batches"] == batches]
+    probed = list({r["seed"]: r for r in intervened if arm(r)[0] == "none"}.values())  # one a seed: none and s = 0 are
     #                                                                              the same training
     if probed or batches != "own":
         return probed
-    return [r for r in runs if r["name"] in {r["baseline"] for r in mine}]
+    return [r for r in runs if r["name"] in {r["baseline"] for r in intervened}]
 
 
 def paired_delays(runs: list[dict], reference: list[dict]) -> tuple[list[int], int]:
@@ -547,33 +547,33 @@ def _measured_vs_paper(runs: list[dict], fit: dict | None) -> list[str]:
         groups = (
             [(op, [r for r in grokked if r["op"] == op]) for op in _ops(grokked)] if ref.by_op else [(None, grokked)]
         )
-        rows += [_compare(ref, [r.get(ref.key) for r in mine], op) for op, mine in groups]
+        rows += [_compare(ref, [r.get(ref.key) for r in group], op) for op, group in groups]
     rows += [
         _compare(
             paper.GROWTH_WITHOUT_GROKKING,
-            [r.get("defect_growth_run") for r in mine],
+            [r.get("defect_growth_run") for r in group],
             op,
-            f"{op}, wd {wd:g}, {_steps(mine)} steps",
+            f"{op}, wd {wd:g}, {_steps(group)} steps",
         )
-        for (op, wd), mine in _groups([r for r in at_lr if r not in grokked])
+        for (op, wd), group in _groups([r for r in at_lr if r not in grokked])
     ]
     rows += [
         _compare(
-            paper.pc1_reference(op, wd, mine[0]["n_layers"]),
-            [v for r in mine for v in (r.get("pc1") or {}).values()],
+            paper.pc1_reference(op, wd, group[0]["n_layers"]),
+            [v for r in group for v in (r.get("pc1") or {}).values()],
             op,
-            f"{op}, wd {wd:g}, {_steps(mine)} steps, every matrix",
+            f"{op}, wd {wd:g}, {_steps(group)} steps, every matrix",
         )
-        for (op, wd), mine in _groups(at_lr)
+        for (op, wd), group in _groups(at_lr)
     ]
     rows += [
         _compare(
             paper.PC1_NULL_Z,
-            [v for r in mine for v in (r.get("pc1_null_z") or {}).values()],
+            [v for r in group for v in (r.get("pc1_null_z") or {}).values()],
             op,
             f"{op}, wd {wd:g}, every matrix",
         )
-        for (op, wd), mine in _groups(at_lr)
+        for (op, wd), group in _groups(at_lr)
         if wd == 1
     ]
     if fit:
@@ -720,13 +720,13 @@ def lead_vs_grok(runs: list[dict], fit: dict | None) -> Figure | None:
 def pc1_by_op(runs: list[dict]) -> Figure | None:
     """PC1 share of every attention matrix, per operation and weight decay (one dot per matrix and run), beside
     the paper's range for the same operation and weight decay (grey bar)."""
-    groups = [(key, mine) for key, mine in _groups(plain(runs)) if any(r.get("pc1") for r in mine)]
+    groups = [(key, group) for key, group in _groups(plain(runs)) if any(r.get("pc1") for r in group)]
     if not groups:
         return None
     fig = Figure(figsize=(1.3 * len(groups) + 2, 4.5), layout="constrained")
     ax = fig.subplots()
-    for x, ((op, wd), mine) in enumerate(groups):
-        ref = paper.pc1_reference(op, wd, mine[0]["n_layers"])
+    for x, ((op, wd), group) in enumerate(groups):
+        ref = paper.pc1_reference(op, wd, group[0]["n_layers"])
         if ref:
             low, high = ref.expected(op)
             ax.bar(
@@ -737,10 +737,10 @@ def pc1_by_op(runs: list[dict]) -> Figure | None:
                 color="lightgrey",
                 label="paper (seed means per matrix)" if x == 0 else None,
             )
-        values = [100 * v for r in mine for v in (r.get("pc1") or {}).values()]
+        values = [100 * v for r in group for v in (r.get("pc1") or {}).values()]
         ax.plot(x + np.linspace(-0.2, 0.2, len(values)), values, "o", ms=4, color="C0" if wd else "C1")
     ax.set_xticks(
-        range(len(groups)), [f"{op}\nwd {wd:g}\n{_steps(mine)} steps" for (op, wd), mine in groups], fontsize=8
+        range(len(groups)), [f"{op}\nwd {wd:g}\n{_steps(group)} steps" for (op, wd), group in groups], fontsize=8
     )
     ax.set(ylabel="PC1 share (%)", title="How one-dimensional the attention trajectories are, by operation")
     ax.legend(fontsize=8)
@@ -769,8 +769,8 @@ def dose_response(runs: list[dict]) -> Figure | None:
             arms = [r for r in projected if r["op"] == op and arm(r)[2] == basis and r["batches"] == batches]
             if not arms:
                 continue
-            mine = untouched(runs, op, batches) + arms
-            for r in mine:
+            curve = untouched(runs, op, batches) + arms
+            for r in curve:
                 ax.plot(
                     arm(r)[1],
                     r["grok_step"] or r["max_steps"],
@@ -779,8 +779,8 @@ def dose_response(runs: list[dict]) -> Figure | None:
                     alpha=0.5,
                     ms=5,
                 )
-            doses = sorted({arm(r)[1] for r in mine})
-            means = [(d, analysis.mean_sd(r.get("grok_step") for r in mine if arm(r)[1] == d)["mean"]) for d in doses]
+            doses = sorted({arm(r)[1] for r in curve})
+            means = [(d, analysis.mean_sd(r.get("grok_step") for r in curve if arm(r)[1] == d)["mean"]) for d in doses]
             ax.plot(
                 *zip(*[m for m in means if m[1] is not None]),
                 "-" if basis == "pca" else "--",
