@@ -116,6 +116,7 @@ lessons.check("4c", answer_4c, min(grokked, key=grokked.get), hint="Read the pri
 # theta, by autograd's `grad`.
 
 # %%
+from autograd import grad  # noqa: F401 - for your answer to 4d
 
 from tinygrok.engine import engines, parallel
 from tinygrok.run.runs import Run

@@ -1,8 +1,10 @@
 """The lessons are acceptance tests: in FAST mode each runs top to bottom as a notebook in a real Jupyter kernel
 (converted by jupytext, executed by nbclient) with the solutions filled in, every exercise check says right, and a
-wrong answer fails the check; as a student gets it (no answers yet), each runs as a script."""
+wrong answer fails the check; then, in the same kernel, every cell a student who has answered nothing would run
+differently (the cells that read an answer, or a name such a cell sets) runs as the student gets it, and each
+exercise says it is not answered yet. One lesson runs as a script from the command line."""
 
-import os
+import ast
 import re
 import subprocess
 import sys
@@ -28,17 +30,6 @@ WRONG = {
 }  # one wrong answer per lesson
 
 
-@pytest.fixture(scope="module")
-def fast_mode(tmp_path_factory):
-    """FAST mode, and one folder of runs for all lessons (a run made by one lesson is reused by the next)."""
-    runs = tmp_path_factory.mktemp("lesson-runs")
-    saved = {k: os.environ.get(k) for k in ("TINYGROK_FAST", "TINYGROK_RUNS", "TINYGROK_FIGURES")}
-    os.environ.update(TINYGROK_FAST="1", TINYGROK_RUNS=str(runs), TINYGROK_FIGURES=str(runs / "figures"))
-    yield runs
-    for key, value in saved.items():
-        os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
-
-
 def test_there_are_eight_lessons_each_with_its_duration_and_exercises():
     assert [lesson.number for lesson in CATALOGUE] == [1, 2, 3, 4, 5, 6, 7, 8]
     for lesson in CATALOGUE:
@@ -49,9 +40,22 @@ def test_there_are_eight_lessons_each_with_its_duration_and_exercises():
     assert sorted(labels) == sorted(lessons.solutions())  # one solution for each exercise
 
 
-@pytest.mark.parametrize("lesson", CATALOGUE, ids=lambda lesson: lesson.path.stem)
-def test_a_lesson_runs_as_a_notebook_and_a_wrong_answer_fails_its_check(lesson, fast_mode, tmp_path):
+LONG = (4, 8)  # the two longest lessons run in test_lessons_long.py, beside these on another test process
+
+
+@pytest.mark.parametrize(
+    "lesson", [lesson for lesson in CATALOGUE if lesson.number not in LONG], ids=lambda lesson: lesson.path.stem
+)
+def test_a_lesson_runs_as_a_notebook_a_wrong_answer_fails_its_check_and_a_student_is_not_answered_yet(
+    lesson, fast_mode, tmp_path
+):
+    check_notebook(lesson, tmp_path)
+
+
+def check_notebook(lesson: lessons.Lesson, tmp_path) -> None:
+    """The module docstring's check of one lesson, in FAST mode (the fast_mode fixture)."""
     notebook = jupytext.reads(lessons.with_solutions(lesson.path.read_text()), fmt="py:percent")
+    student = jupytext.reads(lesson.path.read_text(), fmt="py:percent")
     client = NotebookClient(
         notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     )
@@ -73,12 +77,39 @@ def test_a_lesson_runs_as_a_notebook_and_a_wrong_answer_fails_its_check(lesson, 
         with pytest.raises(CellExecutionError, match=f"exercise {label}: .* is not right"):
             client.execute_cell(cell, index)
 
+        rerun, names = cells_a_student_runs_differently(student.cells)
+        client.execute_cell(
+            jupytext.reads(f"for name in {sorted(names)!r}:\n    globals().pop(name, None)").cells[0], 0
+        )
+        for index in rerun:  # in order, from a namespace without what only the solutions made
+            client.execute_cell(student.cells[index], index)
+        shown = "".join(out.get("text", "") for i in rerun for out in student.cells[i].get("outputs", []))
+        assert len(re.findall(r"exercise \w+: not answered yet", shown)) == answered, shown
 
-@pytest.mark.parametrize("lesson", CATALOGUE, ids=lambda lesson: lesson.path.stem)
-def test_a_lesson_runs_as_a_script_from_the_cli(lesson, fast_mode, tmp_path):
-    """As a student gets it, with no answers yet. After the notebooks, the runs are there: the scripts reuse them."""
+
+def cells_a_student_runs_differently(cells) -> tuple[list[int], set[str]]:
+    """The code cells whose run differs when no exercise is answered: those with an answer line, and those that
+    read a name one of them sets, in order; and the names only such cells set (cleared before they run again)."""
+    rerun, tainted, clean = [], set(), set()
+    for index, cell in enumerate(cells):
+        if cell.cell_type != "code":
+            continue
+        tree = ast.parse(cell.source)
+        read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        set_here = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        set_here |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        if lessons.ANSWER_LINE.search(cell.source) or read & tainted:
+            rerun.append(index)
+            tainted |= set_here
+        else:
+            clean |= set_here
+    return rerun, tainted - clean
+
+
+def test_a_lesson_runs_as_a_script_from_the_cli(fast_mode, tmp_path):
+    """As a student gets it, with no answers yet: lesson 2 (it trains nothing), its figures saved to files."""
     result = subprocess.run(
-        [sys.executable, CLI, "lesson", str(lesson.number)], capture_output=True, text=True, cwd=tmp_path, timeout=600
+        [sys.executable, CLI, "lesson", "2"], capture_output=True, text=True, cwd=tmp_path, timeout=600
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "not answered yet" in result.stdout and "figure: " in result.stdout and "figures are in" in result.stdout

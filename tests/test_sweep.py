@@ -73,7 +73,9 @@ def test_bad_sweeps_are_refused_in_one_line(tmp_path):
         tinygrok("sweep", "kicks", "--arms", "kick,projekt", "--out", str(tmp_path / "c")),
         "--arms='kick,projekt' is invalid: projekt is not an arm; they are none, project,",
     )
-    first = tinygrok("sweep", *TINY[:-4], "--seeds", "42", "--max-steps", "300", "--out", str(tmp_path / "d"))
+    first = tinygrok(
+        "sweep", *TINY[:-4], "--ops", "add", "--seeds", "42", "--max-steps", "10", "--out", str(tmp_path / "d")
+    )
     assert first.returncode == 0, first.stderr
     assert_refused(
         tinygrok(

@@ -1,5 +1,7 @@
 """The training loop: bit-identical reruns, resume == uninterrupted, and a small model that really groks."""
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,7 @@ from tinygrok.engine.fast import forward
 from tinygrok.engine.ops import cross_entropy
 from tinygrok.run.runs import METRICS, SNAPSHOTS, THETAS, Run
 from tinygrok.run.train import evaluate, fresh_state, train
-from tinygrok.science.config import Config, preset
+from tinygrok.science.config import Config
 from tinygrok.science.data import make_dataset
 from tinygrok.science.model import unflatten
 
@@ -66,24 +68,26 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def classroom_run(tmp_path_factory):
-    """The classroom preset, trained as `tinygrok train --preset classroom` does, 100 steps past detection."""
-    cfg = preset("classroom", extra_steps=100)
-    run = Run.create(tmp_path_factory.mktemp("runs") / "classroom", cfg)
-    return train(cfg, run), run.metrics()
+def classroom(classroom_run):
+    """The classroom preset trained to detection, as `tinygrok train --preset classroom` does (the session's)."""
+    run = Run(classroom_run)
+    return run.summary(), run.metrics()
 
 
-def test_classroom_preset_groks(classroom_run):
-    summary, rows = classroom_run
+def test_classroom_preset_groks(classroom):
+    summary, rows = classroom
     assert summary["final_test_acc"] >= 0.95
     assert summary["memorization_step"] + 500 <= summary["grok_step_90"]  # memorize first, generalise later
     assert rows[[r["step"] for r in rows].index(summary["memorization_step"])]["test_acc"] < 0.3
 
 
-def test_stop_rule_is_patience_then_extra_steps(classroom_run):
+def test_stop_rule_is_patience_then_extra_steps(classroom, classroom_run, tmp_path):
     """§1.5: detection = 3rd consecutive evaluation with test acc >= 0.98; then train `extra_steps` more."""
-    summary, rows = classroom_run
-    assert summary["steps"] == summary["grok_step"] + 100 == rows[-1]["step"]
+    summary, rows = classroom
+    assert summary["steps"] == summary["grok_step"] == rows[-1]["step"]  # the preset's extra_steps: 0
+    more = Run(shutil.copytree(classroom_run, tmp_path / "more"))
+    assert train(more.config().replace(extra_steps=100), more, resume=True)["steps"] == summary["grok_step"] + 100
+    assert [r["step"] for r in more.metrics()][-2:] == [summary["grok_step"], summary["grok_step"] + 100]
     before = [r["test_acc"] for r in rows if r["step"] <= summary["grok_step"]]
     assert min(before[-3:]) >= 0.98 and not all(a >= 0.98 for a in before[-4:])
 
