@@ -14,11 +14,11 @@ import numpy as np
 from autograd import make_vjp
 from autograd.builtins import tuple as ag_tuple
 from autograd.extend import SparseObject, defvjp, defvjp_argnums, primitive, vspace
-from autograd.scipy.special import erf
 
 from tinygrok.engine import kernels
 from tinygrok.engine.kernels import INV_SQRT2, INV_SQRT2PI
 from tinygrok.science.model import LN_EPS
+from tinygrok.science.special import erf
 
 # ---------------------------------------------------------------- sums, broadcasts and matrix products
 # autograd's own VJPs for sum, mean and dot build NumPy arrays (shape arrays, np.asarray), which a GPU array

@@ -7,7 +7,7 @@ import math
 import statistics
 from collections.abc import Iterable
 
-import scipy.stats
+import scipy.special
 
 from tinygrok.science import undefined
 
@@ -143,7 +143,7 @@ def verdict(
     if len(values) == 1:
         return "replicates" if close else "differs"
     half = max(
-        scipy.stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values)), resolution
+        scipy.special.stdtrit(len(values) - 1, 0.975) * statistics.stdev(values) / math.sqrt(len(values)), resolution
     )
     if abs(mean - low) > half:
         return "differs"

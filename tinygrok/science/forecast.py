@@ -33,7 +33,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
 
 from tinygrok.science.analysis import curvature_onset
 
@@ -214,6 +213,8 @@ def _logistic(x: np.ndarray, label: np.ndarray, w: np.ndarray) -> np.ndarray:
         value = w @ np.logaddexp(0.0, -margin) + 0.5 * penalty @ (a * a)
         grad = -x.T @ (w * sign / (1.0 + np.exp(margin))) + penalty * a
         return value, grad
+
+    from scipy.optimize import minimize  # here: only a refit needs it, and it adds a third to every start-up
 
     return minimize(loss, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B", options={"gtol": 1e-10}).x
 

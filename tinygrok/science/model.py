@@ -17,9 +17,9 @@ import functools
 import math
 
 import autograd.numpy as np
-from autograd.scipy.special import erf
 
 from tinygrok.science.config import Config
+from tinygrok.science.special import erf
 
 SEQ_LEN = 2  # the input is just [a, b] (docs/paper.md §1.2)
 LN_EPS = 1e-5  # torch.nn.LayerNorm's default (docs/paper.md §2)
