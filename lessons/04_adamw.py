@@ -68,7 +68,7 @@ lessons.check(
 # λ' = 0.001 (tinygrok's `l2` hook, with λ = 0), and Adam with no decay at all.
 
 # %%
-steps = lessons.pick(4000, 3000)
+steps = lessons.pick(4000, 2000)
 variants = {
     "AdamW, decay 1": dict(),  # lesson 1's run: it stops at grokking anyway
     "Adam + L2 0.001": dict(weight_decay=0.0, hook="l2:lam=0.001", max_steps=steps),

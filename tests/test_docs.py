@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import copy_classroom_run
+
 from tinygrok.lab import lessons
 from tinygrok.science.config import PRESETS
 
@@ -67,8 +69,10 @@ def test_the_lessons_table_lists_the_lessons_as_they_are():
     assert [(int(n), t.strip()) for n, t in titles] == [(item.number, item.title) for item in lessons.catalogue()]
 
 
-def test_the_python_example_runs_and_groks(tmp_path):
+def test_the_python_example_runs_and_groks(tmp_path, classroom_run):
+    """Its run is the session's classroom run (the same spec), put where the example finds it done."""
     example = README.split("## From Python", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    copy_classroom_run(classroom_run, tmp_path / "runs")
     result = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     grok_90, detected = map(int, re.search(r"grokked at step (\d+) - detected at (\d+)", result.stdout).groups())

@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import copy_classroom_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,8 +49,9 @@ def test_the_wheel_has_no_top_level_cli_and_ships_the_lessons(wheel):
     assert {"tinygrok/run/forecaster.json", "tinygrok/run/forecast_runs.jsonl.gz"} <= set(names)  # the forecaster
 
 
-def test_from_the_wheel_the_lessons_are_listed_and_lesson_1_runs(wheel, tmp_path):
+def test_from_the_wheel_the_lessons_are_listed_and_lesson_1_runs(wheel, tmp_path, classroom_run):
     _, site = wheel
+    copy_classroom_run(classroom_run, tmp_path / "runs")  # lesson 1's run, trained by the session
     where = in_wheel(
         site, "-c", "import tinygrok, tinygrok.lab.lessons as l; print(tinygrok.__file__, l.LESSONS_DIR)", cwd=tmp_path
     )

@@ -73,9 +73,7 @@ def test_bad_sweeps_are_refused_in_one_line(tmp_path):
         tinygrok("sweep", "kicks", "--arms", "kick,projekt", "--out", str(tmp_path / "c")),
         "--arms='kick,projekt' is invalid: projekt is not an arm; they are none, project,",
     )
-    first = tinygrok(
-        "sweep", *TINY[:-4], "--ops", "add", "--seeds", "42", "--max-steps", "10", "--out", str(tmp_path / "d")
-    )
+    first = tinygrok("sweep", *TINY[:-4], "--seeds", "42", "--max-steps", "200", "--out", str(tmp_path / "d"))
     assert first.returncode == 0, first.stderr
     assert_refused(
         tinygrok(
@@ -100,7 +98,7 @@ def test_a_grid_on_a_dask_cluster_survives_a_killed_worker_and_equals_local_proc
     """The path --scheduler takes, on a real LocalCluster of 2 worker processes; one is killed mid-run."""
     from distributed import Client, LocalCluster
 
-    specs = grids.grid("table1", grids.Filters(ops=("add",), seeds=(42, 137), max_steps=300, preset="classroom"))
+    specs = grids.grid("table1", grids.Filters(ops=("add",), seeds=(42, 137), max_steps=200, preset="classroom"))
     local = sweep.run_grid(
         specs, tmp_path / "local", sweep.load_index(tmp_path / "local", "table1", "t", specs), sweep.local_executor(2)
     )
@@ -114,7 +112,7 @@ def test_a_grid_on_a_dask_cluster_survives_a_killed_worker_and_equals_local_proc
 
         def kill_one_worker_mid_run(index):
             unfinished = [name for name, entry in index["runs"].items() if entry["state"] != "done"]
-            if not killed and any((sweep.progress(out, name) or {}).get("step", 0) >= 100 for name in unfinished):
+            if not killed and any((sweep.progress(out, name) or {}).get("step", 0) >= 60 for name in unfinished):
                 os.kill(pids[0], signal.SIGKILL)
                 killed.append(pids[0])
 
