@@ -13,7 +13,7 @@ from test_cli import CLI, assert_refused, killed_when, tinygrok
 from tinygrok.lab import grids, recipes, sweep
 from tinygrok.run.runs import METRICS, Run
 
-TINY = ["table1", "--preset", "classroom", "--ops", "add", "--seeds", "42,137", "--max-steps", "300"]
+TINY = ["table1", "--preset", "classroom", "--ops", "add", "--seeds", "42,137", "--max-steps", "200"]
 
 
 def results(out):
@@ -149,11 +149,11 @@ def test_the_report_lists_every_run_and_the_statistics_beside_the_paper(whole, t
     pc1 = [v for r in runs if r["weight_decay"] for v in r["pc1"].values()]  # 2 runs x 8 matrices, vs §5.4
     verdict = "replicates" if 0.638 <= sum(pc1) / 16 <= 0.815 else "differs"  # the mean inside the paper's range
     assert (
-        f"| PC1 share (add, wd 1, 300 steps, every matrix) | {sum(pc1) / 16:.1%} ± " in text
+        f"| PC1 share (add, wd 1, 200 steps, every matrix) | {sum(pc1) / 16:.1%} ± " in text
         and "(n 16) | 63.8%-81.5% (add) |" in text
         and f"up to detection, per matrix | {verdict} |" in text
     )
-    assert "PC1 share, no weight decay (add, wd 0, 300 steps, every matrix)" in text
+    assert "PC1 share, no weight decay (add, wd 0, 200 steps, every matrix)" in text
     for figure in ("defect_by_op", "pc1_by_op"):  # one rate: no power law to draw
         assert f"![{figure}]({figure}.png)" in text and (whole / f"{figure}.png").stat().st_size > 10_000
     assert_refused(tinygrok("report", str(tmp_path / "nowhere")), "index.json")
