@@ -158,7 +158,7 @@ def test_grok_walkthrough_explains_and_draws(walkthrough):
         assert (out / figure).exists()
 
 
-def test_a_classroom_walkthrough_without_weight_decay_runs_end_to_end(tmp_path):
+def test_a_walkthrough_without_weight_decay_counts_its_exactly_zero_defects_and_the_view_says_so(tmp_path):
     """The paper's control memorizes and never groks; late in it float32 makes the defect exactly 0 (§6.6): the
     analysis leaves those records out of its medians, counts them, and says so. (p = 31, so that the loss
     collapses within 1,000 steps: every probe from step 700 on gives exactly 0.)"""

@@ -95,7 +95,7 @@ def test_lesson_8_shows_the_paper_models_interventions_as_their_records_give_the
     """Lesson 8's table of the paper's model, seed by seed, is the one docs/records gives (sweep_report.seed_tables)."""
     from tinygrok.lab import sweep_report
 
-    runs, _ = sweep_report.collect_records(ROOT / "docs" / "records")
+    runs, _ = sweep_report.recorded_runs(ROOT / "docs" / "records")
     lesson = (ROOT / "lessons" / "08_interventions.py").read_text()
     table = [row for line in sweep_report.seed_tables(runs) for row in line.splitlines() if row.startswith("|")]
     assert table and all(f"# {line}\n" in lesson for line in table)

@@ -9,8 +9,8 @@ page and for a metrics line (as a full disk leaves it), a part. The parent then 
 train --resume` does (or runs the sweep again) and compares metrics, snapshots, thetas, the checkpoint's arrays
 and meta, and the summary's results with those of a run never interrupted.
 
-By default a fixed selection of moments runs (in under a minute on 2 cores); TINYGROK_KILLS=all kills at every
-write of every kind instead (a few minutes): `TINYGROK_KILLS=all pytest tests/test_kills.py`.
+By default a fixed selection of moments runs; TINYGROK_KILLS=all kills at every
+write of every kind instead (several times longer): `TINYGROK_KILLS=all pytest tests/test_kills.py`.
 """
 
 import json
@@ -118,7 +118,7 @@ def test_a_run_killed_inside_any_write_resumes_to_the_same_files(uninterrupted, 
     print(f"{len(chosen)} kills:", ", ".join(f"{name} #{nth} at {cut:.2f}" for name, nth, cut in chosen))
     for i, (name, nth, cut) in enumerate(chosen):
         path = tmp_path / str(i)
-        assert killed_inside(lambda: recipes.execute(SPEC, path=path), name, nth, cut)  # noqa: B023 - called here, (name, nth, cut)
+        assert killed_inside(lambda: recipes.execute(SPEC, path=path), name, nth, cut), (name, nth, cut)  # noqa: B023
         recipes.execute(SPEC, path=path, existing="resume")  # as tinygrok train --resume
         assert files(path) == expected, (name, nth, cut)
 
@@ -147,7 +147,7 @@ def test_a_sweep_killed_inside_any_write_runs_again_to_the_same_files(tmp_path):
     chosen += [(METRICS, 7, 0.5), (CHECKPOINT, 6, 1.0)]  # inside the second run
     for i, (name, nth, cut) in enumerate(chosen):
         out = tmp_path / str(i)
-        assert killed_inside(lambda: run_sweep(out), name, nth, cut)  # noqa: B023 - called here, (name, nth, cut)
+        assert killed_inside(lambda: run_sweep(out), name, nth, cut), (name, nth, cut)  # noqa: B023 - called here
         run_sweep(out)
         assert sweep_files(out) == expected, (name, nth, cut)
     assert all(entry["state"] == "done" for entry in expected["index"]["runs"].values())

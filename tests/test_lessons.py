@@ -89,7 +89,9 @@ def check_notebook(lesson: lessons.Lesson, tmp_path) -> None:
 
 def cells_a_student_runs_differently(cells) -> tuple[list[int], set[str]]:
     """The code cells whose run differs when no exercise is answered: those with an answer line, and those that
-    read a name one of them sets, in order; and the names only such cells set (cleared before they run again)."""
+    read a name one of them sets, in order; and the names only such cells set (cleared before they run again).
+    Names by assignment only: a cell that changes an object another cell made, in place, is not followed (the
+    lessons' cells do not)."""
     rerun, tainted, clean = [], set(), set()
     for index, cell in enumerate(cells):
         if cell.cell_type != "code":

@@ -33,7 +33,7 @@ def test_a_record_is_read_back_as_written_and_the_same_record_gives_the_same_byt
     assert path.read_bytes() == again.read_bytes() and path.name == "classroom_add_s7.json.gz"
     back = records.load(path)
     assert back["results"] == {"grok_step": 1400, "steps": 1500} and back["metrics"][0] == {"step": 0, "test_acc": 0.01}
-    (run,) = sweep_report.collect_records(tmp_path / "a")[0]
+    (run,) = sweep_report.recorded_runs(tmp_path / "a")[0]
     assert (run["seed"], run["grok_step"], run["preset_lr"], run["wall_seconds"]) == (7, 1400, True, 12.5)
 
 

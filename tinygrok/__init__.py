@@ -4,7 +4,7 @@
 The package is five layers, each importing only those below it (pyproject.toml's import-linter contract):
 
     cli       the typer commands (app.py) and their rich views (views.py)
-    lab       many runs: the run recipe and its stages, the paper's grids, sweeps, the report, bench, the lessons
+    lab       many runs: recipes, the paper's grids, sweeps, records, reports, the reproduction, the lessons
     run       one run on disk: its directory, the training loop, its geometry and figures
     engine    what makes the science fast, tested equal to it: kernels, primitives, worker processes, backends
     science   what a student reads: pure functions over arrays, nothing of processes, devices or files

@@ -23,20 +23,20 @@ def sweep_runs(out: Path) -> list[dict]:
     """One dict per finished run of the sweep in `out` (entry), from its record."""
     index = read_json(Path(out) / INDEX)
     return [
-        entry(records.of_run(Path(out) / name, run.get("recipe", "train")))
+        entry(records.of_run(Path(out) / name, run["recipe"]))
         for name, run in index["runs"].items()
         if run["state"] == "done"
     ]
 
 
-def collect_records(folder: Path) -> tuple[list[dict], list[str]]:
+def recorded_runs(folder: Path) -> tuple[list[dict], list[str]]:
     """One dict per run recorded in `folder` (entry), and a line for each file there that is not a record."""
     found, problems = records.load_all(folder)
     return [entry(record) for record in found.values()], problems
 
 
 def planned_entry(spec: recipes.RunSpec) -> dict:
-    """A run not (yet) recorded, as far as its spec tells: what results.select and the reports group runs by."""
+    """A run not (yet) recorded, as far as its spec tells: what results_page.select and the reports group runs by."""
     cfg = spec.config
     return {
         "name": spec.name,
@@ -143,7 +143,7 @@ def _records(folder: Path) -> tuple[list[dict], list[str]]:
     """A folder's run records, and its heading: how many, and each file that is not a record."""
     if not folder.is_dir():
         raise RunError(f"{folder} is neither a sweep directory (it has no {INDEX}) nor a folder of run records")
-    found, problems = collect_records(folder)
+    found, problems = recorded_runs(folder)
     return found, [f"# {len(found)} run records", ""] + [f"- skipped: {line}" for line in problems] + (
         [""] if problems else []
     )
@@ -264,7 +264,8 @@ def _growth(runs: list[dict]) -> list[str]:
 
 
 def _controls(runs: list[dict]) -> list[str]:
-    """exec/random per run, both bases: the memorization-phase median and the same per defect level (§6.4)."""
+    """exec/random per run, both bases: the memorization-phase median and the same per defect level
+    (analysis.DEFECT_LEVELS; §6.4)."""
     probed = sorted((r for r in plain(runs) if r.get("exec_random_by_defect")), key=lambda r: (r["op"], r["seed"]))
     if not probed:
         return []

@@ -227,7 +227,8 @@ def load_state(run: Run, cfg: Config) -> tuple[TrainState, float, str]:
     }
     found = {k: v.shape for k, v in {**params, **arrays}.items()}
     dtypes = {a.dtype for a in (*params.values(), *arrays.values())}
-    if found != expected or dtypes != {np.dtype(cfg.dtype)} or not {"step", "adam_t"} <= set(meta):
+    written = {"step", "adam_t", "wall_seconds", "batch_shards", "engine"}  # save_state's meta, besides the streams
+    if found != expected or dtypes != {np.dtype(cfg.dtype)} or not written <= set(meta):
         raise RunError(f"cannot resume: the checkpoint in {run.path} does not match its config.json")
     if meta["batch_shards"] != cfg.batch_shards:
         raise RunError(

@@ -92,7 +92,12 @@ def memorization_phase(rows: list[dict]) -> list[int]:
     return [r["step"] for r in rows if r["train_acc"] >= 0.95 and r["test_acc"] < 0.3]
 
 
-DEFECT_LEVELS = ((5.0, 15.0), (15.0, 30.0), (30.0, math.inf))  # the controls' bins of the defect D (§6.4)
+# tinygrok's bins of the defect D (§6.4: the ratio falls as D rises)
+DEFECT_LEVELS = (
+    (5.0, 15.0),
+    (15.0, 30.0),
+    (30.0, math.inf),
+)
 
 
 def by_defect_level(rows: list[dict], key: str, levels=DEFECT_LEVELS) -> dict[str, float | None]:

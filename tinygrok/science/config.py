@@ -195,7 +195,7 @@ PRESETS: dict[str, dict] = {
         snapshot_every=2000,
         onset_floor=5.0,
     ),
-    # CPU-sized: groks in seconds on 2 cores (docs/speed.md), the model the lessons and tests train.
+    # CPU-sized: groks within 2,000 steps of a small model (docs/speed.md), the model the lessons and tests train.
     "classroom": dict(p=59, d_model=64, d_ff=128, lr=3e-3, batch_size=256, max_steps=10_000),
 }
 

@@ -214,7 +214,7 @@ def _logistic(x: np.ndarray, label: np.ndarray, w: np.ndarray) -> np.ndarray:
         grad = -x.T @ (w * sign / (1.0 + np.exp(margin))) + penalty * a
         return value, grad
 
-    from scipy.optimize import minimize  # here: only a refit needs it, and it adds a third to every start-up
+    from scipy.optimize import minimize  # here: only a refit needs it, and importing it slows every start-up
 
     return minimize(loss, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B", options={"gtol": 1e-10}).x
 

@@ -252,7 +252,8 @@ def direction(x):
 
 
 def _acts_on(update: int, start: int, every: int) -> bool:
-    """Whether an arm acting every `every` updates from update `start` acts on (or after) this one."""
+    """Whether an arm acts on (or right after) update number `update`: on every multiple of `every` from update
+    `start` on."""
     return update >= start and update % every == 0
 
 
