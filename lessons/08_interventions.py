@@ -62,7 +62,7 @@ lessons.check(
 # - *sibling*: another random stream's batches, so B is the PCA of an independent run's path.
 
 # %%
-CAP = lessons.pick(6000, 2500)  # steps: a run not grokked by then did not finish (DNF)
+CAP = lessons.pick(6000, 2000)  # steps: a run not grokked by then did not finish (DNF)
 settings = dict(max_steps=CAP, probe_every=0, extra_steps=lessons.pick(500, 0))  # no curvature probes needed here
 
 

@@ -43,6 +43,17 @@ def existing_run(tmp_path_factory):
     return out
 
 
+def refused_here(*args) -> subprocess.CompletedProcess:
+    """A command line that must be refused, run in this process by typer's CliRunner (a refusal comes before any
+    work: no interpreter start-up to pay for it); as tinygrok() returns it."""
+    from typer.testing import CliRunner
+
+    from tinygrok.cli import app
+
+    result = CliRunner().invoke(app.app, list(args))
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+
 def assert_refused(result, *words):
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -74,33 +85,33 @@ def assert_refused(result, *words):
 )
 def test_bad_values_refused_without_touching_the_run(existing_run, args, words):
     before = snapshot(existing_run)
-    assert_refused(tinygrok("train", *args, "--out", str(existing_run)), *words)
+    assert_refused(refused_here("train", *args, "--out", str(existing_run)), *words)
     assert snapshot(existing_run) == before
 
 
 def test_existing_run_needs_resume_or_force(existing_run):
     before = snapshot(existing_run)
-    assert_refused(tinygrok("train", *TINY, "--out", str(existing_run)), "already exists", "--resume", "--force")
+    assert_refused(refused_here("train", *TINY, "--out", str(existing_run)), "already exists", "--resume", "--force")
     assert snapshot(existing_run) == before
 
 
 def test_resume_missing_or_corrupt_checkpoint(existing_run, tmp_path):
-    assert_refused(tinygrok("train", "--resume", "--out", str(tmp_path / "nowhere")), "nowhere")
+    assert_refused(refused_here("train", "--resume", "--out", str(tmp_path / "nowhere")), "nowhere")
     broken = tmp_path / "broken"
     broken.mkdir()
     for f in existing_run.iterdir():
         (broken / f.name).write_bytes(f.read_bytes())
     (broken / "checkpoint.npz").write_bytes(b"not a zip file")
     before = snapshot(broken)
-    assert_refused(tinygrok("train", "--resume", "--out", str(broken)), "corrupt", "checkpoint")
+    assert_refused(refused_here("train", "--resume", "--out", str(broken)), "corrupt", "checkpoint")
     assert snapshot(broken) == before
     (broken / "checkpoint.npz").unlink()
-    assert_refused(tinygrok("train", "--resume", "--out", str(broken)), "checkpoint.npz is missing")
+    assert_refused(refused_here("train", "--resume", "--out", str(broken)), "checkpoint.npz is missing")
 
 
 def test_resume_refuses_changed_settings(existing_run):
     before = snapshot(existing_run)
-    assert_refused(tinygrok("train", "--resume", "--out", str(existing_run), "--lr", "0.5"), "--lr")
+    assert_refused(refused_here("train", "--resume", "--out", str(existing_run), "--lr", "0.5"), "--lr")
     assert snapshot(existing_run) == before
 
 
@@ -194,13 +205,13 @@ def test_pca_and_commutator_commands_on_a_run(walkthrough):
 
 
 def test_commutator_and_pca_need_saved_trajectories(existing_run):
-    assert_refused(tinygrok("commutator", str(existing_run)), "--theta-every")
-    assert_refused(tinygrok("pca", str(existing_run)), "snapshots", "at least 3")
+    assert_refused(refused_here("commutator", str(existing_run)), "--theta-every")
+    assert_refused(refused_here("pca", str(existing_run)), "snapshots", "at least 3")
 
 
 def test_grok_refuses_bad_input(tmp_path):
-    assert_refused(tinygrok("grok", "--op", "div", "--out", str(tmp_path / "x")), "--op")
-    assert_refused(tinygrok("grok", "--preset", "slow", "--out", str(tmp_path / "x")), "--preset", "grok")
+    assert_refused(refused_here("grok", "--op", "div", "--out", str(tmp_path / "x")), "--op")
+    assert_refused(refused_here("grok", "--preset", "slow", "--out", str(tmp_path / "x")), "--preset", "grok")
     assert not (tmp_path / "x").exists()
     short = tinygrok("grok", "--preset", "classroom", "--max-steps", "100", "--out", str(tmp_path / "short"))
     assert_refused(short, "snapshots", "at least 3")  # trained, then told in one line why PCA cannot run

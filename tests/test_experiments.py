@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_cli import CLI, assert_refused, tinygrok
+from test_cli import CLI, assert_refused, refused_here, tinygrok
 
 from tinygrok.lab import grids, recipes
 from tinygrok.run.runs import CHECKPOINT, METRICS, SUMMARY, Run, RunError
@@ -124,7 +124,7 @@ def test_a_stochastic_hook_resumes_bit_for_bit_and_another_hook_is_refused(tmp_p
     assert tinygrok(*common, "--out", str(tmp_path / "whole")).returncode == 0
     assert json.loads((tmp_path / "whole" / "config.json").read_text())["hook"] == NOISE
     kill_after(start_killable([CLI, *common, "--out", str(tmp_path / "k")]), tmp_path / "k", 2)
-    assert_refused(tinygrok("train", "--resume", "--out", str(tmp_path / "k"), "--hook", "none"), "--hook")
+    assert_refused(refused_here("train", "--resume", "--out", str(tmp_path / "k"), "--hook", "none"), "--hook")
     assert tinygrok("train", "--resume", "--out", str(tmp_path / "k")).returncode == 0
     whole, resumed = (Run(tmp_path / n) for n in ("whole", "k"))
     assert (resumed.path / METRICS).read_bytes() == (whole.path / METRICS).read_bytes()

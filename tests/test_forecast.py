@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from test_cli import TINY, assert_refused, tinygrok
+from test_cli import TINY, assert_refused, refused_here, tinygrok
 
 from tinygrok.cli import views
 from tinygrok.lab import forecast_scoring
@@ -140,13 +140,13 @@ def test_the_live_view_shows_the_forecast():
 def test_bad_input_to_the_forecast_gets_one_line(tmp_path):
     no_probes = tmp_path / "no_probes"
     assert tinygrok("train", "--max-steps", "1", "--out", str(no_probes)).returncode == 0
-    assert_refused(tinygrok("forecast", str(no_probes)), "no curvature probes")
+    assert_refused(refused_here("forecast", str(no_probes)), "no curvature probes")
     small = tmp_path / "small"
     assert tinygrok("train", *TINY, "--max-steps", "15", "--probe-every", "5", "--out", str(small)).returncode == 0
-    assert_refused(tinygrok("forecast", str(small)), "another model", "d_model 8 (fitted: 128)")
-    assert_refused(tinygrok("forecast", str(tmp_path / "missing")))
-    assert_refused(tinygrok("forecast-fit", str(tmp_path / "missing"), "--out", str(tmp_path)), "no trained runs")
-    assert_refused(tinygrok("forecast-fit", str(no_probes)), "--out")  # never into the installed package unasked
+    assert_refused(refused_here("forecast", str(small)), "another model", "d_model 8 (fitted: 128)")
+    assert_refused(refused_here("forecast", str(tmp_path / "missing")))
+    assert_refused(refused_here("forecast-fit", str(tmp_path / "missing"), "--out", str(tmp_path)), "no trained runs")
+    assert_refused(refused_here("forecast-fit", str(no_probes)), "--out")  # never into the installed package unasked
 
 
 def test_no_method_reads_a_run_past_the_probes_it_is_given():

@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 import pytest
-from test_cli import assert_refused, tinygrok
+from test_cli import assert_refused, refused_here, tinygrok
 
 from tinygrok.engine.parallel import Derivatives
 from tinygrok.lab import grids, recipes, sweep_report
@@ -426,7 +426,7 @@ def test_a_zero_direction_gives_no_kick():
     ],
 )
 def test_bad_interventions_are_refused_in_one_line_before_any_training(args, words, tmp_path):
-    assert_refused(tinygrok("intervene", *args, "--preset", "classroom", "--out", str(tmp_path / "run")), words)
+    assert_refused(refused_here("intervene", *args, "--preset", "classroom", "--out", str(tmp_path / "run")), words)
     assert not any(tmp_path.iterdir())  # no baseline was trained
 
 

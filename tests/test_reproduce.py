@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from test_cli import assert_refused, killed_when, tinygrok
+from test_cli import assert_refused, killed_when, refused_here, tinygrok
 
 from tinygrok.lab import records, reproduction, results_page, sweep, sweep_report
 from tinygrok.lab.grids import Filters
@@ -120,12 +120,12 @@ def test_the_plan_estimate_lists_every_stage_and_a_total(tmp_path):
     runs = sum(len(stage.specs()) for stage in reproduction.stages("machine"))
     assert f"{runs} runs" in text and "h of CPU time" in text and "on 2 cores" in text
     assert not (tmp_path / "never").exists()  # an estimate runs nothing
-    assert_refused(tinygrok("reproduce", "--scale", "huge", "--out", str(tmp_path / "x")), "--scale", "huge")
+    assert_refused(refused_here("reproduce", "--scale", "huge", "--out", str(tmp_path / "x")), "--scale", "huge")
     (tmp_path / "file").write_text("")
-    assert_refused(tinygrok("reproduce", "--scale", "classroom", "--out", str(tmp_path / "file")), "is a file")
+    assert_refused(refused_here("reproduce", "--scale", "classroom", "--out", str(tmp_path / "file")), "is a file")
     (tmp_path / "other" / "records").mkdir(parents=True)
     (tmp_path / "other" / "records" / reproduction.STATE).write_text(json.dumps({"scale": "machine", "parts": []}))
-    assert_refused(tinygrok("reproduce", "--scale", "classroom", "--out", str(tmp_path / "other")), "machine")
+    assert_refused(refused_here("reproduce", "--scale", "classroom", "--out", str(tmp_path / "other")), "machine")
     assert sorted(p.name for p in (tmp_path / "other").iterdir()) == ["records"]  # nothing ran
 
 

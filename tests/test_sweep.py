@@ -8,7 +8,7 @@ import signal
 import sys
 
 import pytest
-from test_cli import CLI, assert_refused, killed_when, tinygrok
+from test_cli import CLI, assert_refused, killed_when, refused_here, tinygrok
 
 from tinygrok.lab import grids, recipes, sweep
 from tinygrok.run.runs import METRICS, Run
@@ -66,17 +66,17 @@ def test_a_failing_run_is_retried_once_then_reported(tmp_path):
 
 
 def test_bad_sweeps_are_refused_in_one_line(tmp_path):
-    assert_refused(tinygrok("sweep", "table2", "--out", str(tmp_path / "a")), "unknown experiment")
-    assert_refused(tinygrok("sweep", "pca", "--lrs", "0.5", "--out", str(tmp_path / "b")), "leave no run")
-    assert_refused(tinygrok("sweep", "pca", "--seeds", "x", "--out", str(tmp_path / "c")), "--seeds")
+    assert_refused(refused_here("sweep", "table2", "--out", str(tmp_path / "a")), "unknown experiment")
+    assert_refused(refused_here("sweep", "pca", "--lrs", "0.5", "--out", str(tmp_path / "b")), "leave no run")
+    assert_refused(refused_here("sweep", "pca", "--seeds", "x", "--out", str(tmp_path / "c")), "--seeds")
     assert_refused(
-        tinygrok("sweep", "kicks", "--arms", "kick,projekt", "--out", str(tmp_path / "c")),
+        refused_here("sweep", "kicks", "--arms", "kick,projekt", "--out", str(tmp_path / "c")),
         "--arms='kick,projekt' is invalid: projekt is not an arm; they are none, project,",
     )
     first = tinygrok("sweep", *TINY[:-4], "--seeds", "42", "--max-steps", "200", "--out", str(tmp_path / "d"))
     assert first.returncode == 0, first.stderr
     assert_refused(
-        tinygrok(
+        refused_here(
             "sweep",
             "pca",
             "--ops",
@@ -130,7 +130,7 @@ def test_a_grid_on_a_dask_cluster_survives_a_killed_worker_and_equals_local_proc
 
 def test_an_unreachable_scheduler_is_refused_in_one_line(tmp_path):
     assert_refused(
-        tinygrok("sweep", *TINY, "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path)),
+        refused_here("sweep", *TINY, "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path)),
         "cannot reach a Dask scheduler",
     )
 
@@ -156,9 +156,9 @@ def test_the_report_lists_every_run_and_the_statistics_beside_the_paper(whole, t
     assert "PC1 share, no weight decay (add, wd 0, 200 steps, every matrix)" in text
     for figure in ("defect_by_op", "pc1_by_op"):  # one rate: no power law to draw
         assert f"![{figure}]({figure}.png)" in text and (whole / f"{figure}.png").stat().st_size > 10_000
-    assert_refused(tinygrok("report", str(tmp_path / "nowhere")), "index.json")
+    assert_refused(refused_here("report", str(tmp_path / "nowhere")), "index.json")
     (tmp_path / "a-file").write_text("")
-    assert_refused(tinygrok("report", str(whole), "--out", str(tmp_path / "a-file")), "is a file")
+    assert_refused(refused_here("report", str(whole), "--out", str(tmp_path / "a-file")), "is a file")
 
 
 def test_the_report_fits_the_power_law_over_learning_rates():
