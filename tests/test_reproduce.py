@@ -179,7 +179,7 @@ def test_a_claim_is_judged_by_its_mean_against_the_paper_range(values, verdict):
     assert results_page.measure(claim, {"table1": runs[:1]}, planned) == (  # judged on all its runs, never on a part
         "",
         "not measured",
-        "not measured yet: 1 of its 2 runs have finished",
+        "not measured yet: 1 of its 2 runs has finished",
     )
 
 

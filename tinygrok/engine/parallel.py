@@ -104,10 +104,10 @@ def side_by_side(fn, jobs: list[tuple], cfg: Config) -> list:
                 worker.submit(fn, *job, cfg)
                 busy.append(worker)
             with recorded_arithmetic():
-                mine = fn(*here, cfg)
+                own = fn(*here, cfg)  # this process's job
         finally:  # read the workers' replies even if this job failed, so none is left for the next call
             theirs = _collect(busy)
-        results += [mine, *theirs]
+        results += [own, *theirs]
     return results
 
 

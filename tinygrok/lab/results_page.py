@@ -290,7 +290,8 @@ def measure(claim: Claim, stages: dict[str, list[dict]], planned: dict[str, Stag
         return "", "not measured", "not measured at this scale: none of its stage's runs has these settings"
     due = select([sweep_report.planned_entry(spec) for spec in planned[label].specs()], **claim.where)
     if len(chosen) < len(due):  # judged once every run it is about has finished, not on a part of them
-        return "", "not measured", f"not measured yet: {len(chosen)} of its {len(due)} runs have finished"
+        verb = "has" if len(chosen) == 1 else "have"
+        return "", "not measured", f"not measured yet: {len(chosen)} of its {len(due)} runs {verb} finished"
     found = MEASURES[claim.measure](chosen, stage_runs=stage_runs, **claim.args)
     if not found.values:
         if found.shown:  # the runs are there, but none grokked: nothing to take a delay of

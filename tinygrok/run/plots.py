@@ -164,16 +164,17 @@ def dimensions(run: Run | Path | str, axes=None) -> Figure:
     phases = list(dict.fromkeys(r["phase"] for r in rows))
     fig, axes = _axes(axes, len(phases), (4 * len(phases), 4))
     for ax, phase in zip(axes, phases):
-        mine = [r for r in rows if r["phase"] == phase]
-        sizes = [r["K"] for r in mine]
+        at_phase = [r for r in rows if r["phase"] == phase]
+        sizes = [r["K"] for r in at_phase]
         for key, style, label in (
             ("weight_svd", "^-", "current-weight SVD"),
             ("pca", "o-", "trajectory PCA"),
             ("random", "s--", "random bases"),
             ("theory", "k:", "sqrt(K/P)"),
         ):
-            ax.plot(sizes, [r[key] for r in mine], style, ms=4, label=label)
-        ax.set(xscale="log", yscale="log", xlabel="K (directions in all)", title=f"{phase} (step {mine[0]['step']})")
+            ax.plot(sizes, [r[key] for r in at_phase], style, ms=4, label=label)
+        title = f"{phase} (step {at_phase[0]['step']})"
+        ax.set(xscale="log", yscale="log", xlabel="K (directions in all)", title=title)
     axes[0].set_ylabel("||projection of defect|| / ||defect||")
     axes[0].legend(fontsize=8)
     fig.suptitle("How much of the curvature each subspace holds, by its size: above the dotted line = enriched")
