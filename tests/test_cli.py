@@ -15,6 +15,9 @@ import pytest
 
 CLI = str(Path(__file__).resolve().parents[1] / "cli.py")
 TINY = ["--p", "7", "--d-model", "8", "--n-heads", "2", "--d-ff", "8", "--batch-size", "8", "--eval-every", "5"]
+# the classroom model at about a quarter of its cost, for checks that do not depend on its size (resumes, kills)
+SMALL = dict(p=23, d_model=32, d_ff=64, batch_size=32)
+SMALL_ARGS = [arg for key, value in SMALL.items() for arg in (f"--{key.replace('_', '-')}", str(value))]
 
 
 def tinygrok(*args, cwd=None):

@@ -107,6 +107,7 @@ def stubbed(places):
             "tinygrok.lab.benchmark.bench",
             lambda cfg, threads, repeats: {"train_step_ms": 1.0, "eval_ms": 1.0, "commutator_sample_ms": 1.0},
         )
+        mp.setattr("tinygrok.lab.forecast_scoring.markdown", lambda records: "a score")  # 3 s a call otherwise
         mp.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, "", ""))  # as with text=True
         mp.setattr("jupytext.write", lambda *a, **k: None)
         yield

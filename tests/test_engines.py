@@ -7,6 +7,7 @@ import logging
 
 import numpy as np
 import pytest
+from test_cli import SMALL
 
 from tinygrok.engine import engines, parallel
 from tinygrok.engine.fast import flat_grad
@@ -64,9 +65,9 @@ def test_a_changed_optimizer_is_noticed(monkeypatch):
 
 
 def test_the_engines_train_the_same_float64_run_within_1e_9_for_500_steps(tmp_path):
-    runs = [  # the classroom model on batches of 64, so that 500 readable float64 steps take seconds
-        trained(tmp_path / name, engine=name, dtype="float64", max_steps=500, batch_size=64)
-        for name in ("readable", "fast")
+    small = dict(SMALL, batch_size=64)  # a smaller classroom model, so that 500 readable float64 steps take seconds
+    runs = [
+        trained(tmp_path / name, engine=name, dtype="float64", max_steps=500, **small) for name in ("readable", "fast")
     ]
     readable, fast = map(rows, runs)
     assert [r["step"] for r in readable] == [r["step"] for r in fast] == list(range(0, 501, 100))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_cli import CLI, assert_refused, refused_here, tinygrok
+from test_cli import CLI, SMALL, SMALL_ARGS, assert_refused, refused_here, tinygrok
 
 from tinygrok.lab import grids, recipes
 from tinygrok.run.runs import CHECKPOINT, METRICS, SUMMARY, Run, RunError
@@ -64,7 +64,7 @@ def test_names_derive_from_every_setting_that_differs_from_the_preset():
 
 def test_a_process_pool_runs_specs_skips_them_when_done_and_resumes_a_killed_one(tmp_path):
     """Acceptance a: the library function alone, in worker processes."""
-    specs = [classroom(lr=3e-3), classroom(lr=1e-3)]
+    specs = [classroom(lr=3e-3, **SMALL), classroom(lr=1e-3, **SMALL)]
     with ProcessPoolExecutor(2) as pool:
         results = list(pool.map(recipes.execute, specs, [tmp_path] * 2))
     runs = [Run(tmp_path / s.name) for s in specs]
@@ -81,10 +81,10 @@ def test_a_process_pool_runs_specs_skips_them_when_done_and_resumes_a_killed_one
         [(run.path / SUMMARY).stat().st_mtime_ns for run in runs],
     )
 
-    killed = classroom(max_steps=600)
+    killed = classroom(max_steps=600, **SMALL)
     script = (
         "from tinygrok.lab import recipes as x; "
-        f"x.execute(x.spec('train', 'classroom', max_steps=600), {str(tmp_path / 'killed')!r})"
+        f"x.execute(x.spec('train', 'classroom', max_steps=600, **{SMALL}), {str(tmp_path / 'killed')!r})"
     )
     kill_after(start_killable(["-c", script]), tmp_path / "killed" / killed.name, 3)
     recipes.execute(killed, tmp_path / "killed")
@@ -106,7 +106,7 @@ def test_a_directory_holding_other_settings_is_refused_unchanged(tmp_path):
 
 def test_threads_change_speed_only_and_a_run_resumes_on_other_cores(tmp_path):
     """Acceptance b (CI-sized): --threads 1 and 2 give the same bytes; killed on 2 cores, resumed on 1, the same."""
-    common = ["train", "--preset", "classroom", "--max-steps", "300"]
+    common = ["train", "--preset", "classroom", "--max-steps", "300", *SMALL_ARGS]
     for threads in ("1", "2"):
         result = tinygrok(*common, "--threads", threads, "--out", str(tmp_path / threads))
         assert result.returncode == 0, result.stderr
@@ -120,7 +120,7 @@ def test_threads_change_speed_only_and_a_run_resumes_on_other_cores(tmp_path):
 
 def test_a_stochastic_hook_resumes_bit_for_bit_and_another_hook_is_refused(tmp_path):
     """Acceptance d: Gaussian noise on theta every 50 steps, from the hook's own stream, survives kill -9."""
-    common = ["train", "--preset", "classroom", "--max-steps", "300", "--hook", NOISE]
+    common = ["train", "--preset", "classroom", "--max-steps", "300", *SMALL_ARGS, "--hook", NOISE]
     assert tinygrok(*common, "--out", str(tmp_path / "whole")).returncode == 0
     assert json.loads((tmp_path / "whole" / "config.json").read_text())["hook"] == NOISE
     kill_after(start_killable([CLI, *common, "--out", str(tmp_path / "k")]), tmp_path / "k", 2)
@@ -130,7 +130,7 @@ def test_a_stochastic_hook_resumes_bit_for_bit_and_another_hook_is_refused(tmp_p
     assert (resumed.path / METRICS).read_bytes() == (whole.path / METRICS).read_bytes()
     assert np.array_equal(resumed.load_checkpoint()[0]["W_E"], whole.load_checkpoint()[0]["W_E"])
     plain = tmp_path / "plain"
-    assert tinygrok("train", "--preset", "classroom", "--max-steps", "300", "--out", str(plain)).returncode == 0
+    assert tinygrok(*common[:-2], "--out", str(plain)).returncode == 0
     assert (plain / METRICS).read_bytes() != (whole.path / METRICS).read_bytes()  # the noise did something
 
 
@@ -186,7 +186,7 @@ def test_importing_the_plots_leaves_the_backend_alone_and_every_figure_draws_in_
 
     from tinygrok.run import plots
 
-    spec = recipes.spec("walkthrough", "classroom", max_steps=600, probe_samples=2)
+    spec = recipes.spec("walkthrough", "classroom", max_steps=600, probe_samples=2, **SMALL)
     run = Run(tmp_path / spec.name)
     recipes.execute(spec, tmp_path)
     assert plots.available(run) == [
@@ -208,10 +208,10 @@ def test_an_analysis_of_an_unfinished_walkthrough_is_redone_when_training_ends(t
     """Training is the first stage: recording it drops what an analysis of the half-trained run had recorded."""
     from tinygrok.run import geometry
 
-    spec = recipes.spec("walkthrough", "classroom", max_steps=600, probe_samples=2)
+    spec = recipes.spec("walkthrough", "classroom", max_steps=600, probe_samples=2, **SMALL)
     script = (
         "from tinygrok.lab import recipes as x; x.execute(x.spec('walkthrough', 'classroom', max_steps=600, "
-        f"probe_samples=2), {str(tmp_path)!r})"
+        f"probe_samples=2, **{SMALL}), {str(tmp_path)!r})"
     )
     run = Run(tmp_path / spec.name)
     kill_after(start_killable(["-c", script]), run.path, 4)
@@ -240,7 +240,7 @@ def test_the_pca_recipe_trains_then_records_the_trajectory_pca(tmp_path):
     from tinygrok.run.geometry import run_trajectories
     from tinygrok.science.pca import pc1_share
 
-    spec = recipes.spec("pca", "classroom", max_steps=300)
+    spec = recipes.spec("pca", "classroom", max_steps=300, **SMALL)
     results = recipes.execute(spec, tmp_path)
     run = Run(tmp_path / spec.name)
     assert run.stages() == ["train", "pca"] and results["steps"] == 300 and run.has("basis.npy")

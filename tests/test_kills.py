@@ -21,13 +21,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_cli import SMALL
 
 from tinygrok.lab import recipes, sweep
 from tinygrok.run import runs
 from tinygrok.run.runs import CHECKPOINT, METRICS, SNAPSHOTS, SUMMARY, THETAS, Run
 from tinygrok.science import config
 
-CFG = dict(max_steps=40, eval_every=10, snapshot_every=5, theta_every=10, probe_every=20, probe_samples=2)
+CFG = dict(
+    max_steps=40, eval_every=10, snapshot_every=5, theta_every=10, probe_every=20, probe_samples=2, **SMALL
+)  # 40 steps in 0.15 s
 SPEC = recipes.RunSpec(config.preset("classroom", **CFG), "train", "classroom")
 KINDS = (METRICS, SNAPSHOTS, THETAS, CHECKPOINT, SUMMARY)
 PAGE = 4096

@@ -18,9 +18,9 @@ from tinygrok.science import paper
 REGISTER = """
 from tinygrok.lab import reproduction
 from tinygrok.lab.grids import Filters
-small = dict(preset="classroom", ops=("add",), seeds=(42,), max_steps=500)
+small = dict(preset="classroom", ops=("add",), seeds=(42,), max_steps=400)
 reproduction.SCALES["tiny"] = lambda: (
-    reproduction.Stage("table1", "table1", Filters(**small), "add, seed 42, 500 steps"),
+    reproduction.Stage("table1", "table1", Filters(**small), "add, seed 42, 400 steps"),
     reproduction.Stage("lr-sweep", "lr-sweep", Filters(lrs=(3e-3, 1e-2), **small)))
 """
 exec(REGISTER)
@@ -83,7 +83,7 @@ def test_a_reproduction_killed_mid_way_resumes_and_builds_every_claim_row_from_p
     memorized = Run(walk).summary()["memorization_step"]
     row = by_words["the training set is learnt first"]
     assert row[3] == f"{memorized} (n 1)" and row[2] == "train acc >= 95% at 300-500 steps"
-    assert "; at this scale: add, seed 42, 500 steps" in row[5]  # the stage's cut, said beside its verdict
+    assert "; at this scale: add, seed 42, 400 steps" in row[5]  # the stage's cut, said beside its verdict
     assert "| code |" in page and "| machine |" in page and "| time |" in page
     assert (out / "results_figures" / "table1_defect_by_op.png").exists()
 
