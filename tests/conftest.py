@@ -15,9 +15,27 @@ from tinygrok.science.config import Config
 CLASSROOM = recipes.spec("train", "classroom")  # the lessons' run: trained to detection
 
 
+# the longest test files, longest first: pytest-xdist hands out files in collection order, so the two test processes
+# end together; the lessons (which share the classroom run) go to the same process
+LONGEST_FIRST = (
+    *("test_lessons_long.py", "test_sweep.py", "test_lessons.py", "test_experiments.py", "test_cli.py"),
+    *("test_reproduce.py", "test_interventions.py", "test_engines.py", "test_kills.py", "test_forecast.py"),
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the others keep their order
+
+
 @pytest.fixture(autouse=True, scope="session")
-def one_blas_thread():
-    """Pin BLAS to one thread: timings are steadier and results reproducible across machines' core counts."""
+def one_blas_thread(worker_id):
+    """Pin BLAS to one thread: timings are steadier and results reproducible across machines' core counts. Each
+    pytest-xdist test process keeps to a core of its own, and so do the processes it starts (CLI commands, notebook
+    kernels, a run's gradient workers): none of them takes the other test process's core."""
+    if worker_id != "master" and hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cores[int(worker_id.removeprefix("gw")) % len(cores)]})
     with parallel.cores(1):
         yield
 
