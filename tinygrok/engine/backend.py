@@ -168,10 +168,10 @@ def describe() -> dict:
 def code_commit() -> str:
     """The git commit of the running tinygrok ("+" if it has uncommitted changes), or "unknown" outside a checkout."""
 
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", "-C", str(Path(__file__).resolve().parents[2]), *args], capture_output=True, text=True, check=True
-        ).stdout.strip()
+    def git(*args: str) -> str:  # no optional locks: a run killed during `git status` leaves no index.lock behind
+        checkout = str(Path(__file__).resolve().parents[2])
+        command = ["git", "--no-optional-locks", "-C", checkout, *args]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
 
     try:
         return git("rev-parse", "--short=10", "HEAD") + (
