@@ -27,6 +27,15 @@ def test_grok_steps_and_memorization():
     assert grok_summary(rows([0.1, 0.2]))["grok_step"] is None
 
 
+def test_a_measure_moves_once_a_quarter_of_the_way_up_or_down():
+    steps = [0, 200, 400, 600, 800, 1000]
+    assert analysis.first_move(steps, [0, 1, 2, 4, 6, 10], 200, 1000) == 600  # 1 + (10 - 1) / 4 = 3.25
+    assert analysis.first_move(steps, [9, 8, 8, 7.5, 6, 0], 200, 1000) == 800  # 8 - 8 / 4 = 6, reached exactly
+    assert analysis.first_move(steps, [0, 1, 0, 0, 0, 5], 200, 1000, fraction=0.9) == 1000
+    assert analysis.first_move(steps, [0, 1, 1, 1, 1, 1], 200, 1000) == 400  # no way to go: it has "moved" at once
+    assert analysis.first_move(steps, [0, 1, 0, 0, 0, 5], 200, 800) == 400  # from 1 down to 0, whatever comes after
+
+
 def test_onset_rule_of_section_7_1():
     # baseline = max(median(1, 2, 3), 0.1) = 2; needs D > 20 and D > 10 x 2; index >= 2 is eligible
     assert curvature_onset(rows([0] * 6, [1, 2, 3, 20, 20.5, 50])) == {"baseline_defect": 2, "onset_step": 400}

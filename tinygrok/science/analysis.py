@@ -17,6 +17,15 @@ def first_step(rows: Iterable[dict], key: str, threshold: float) -> int | None:
     return next((r["step"] for r in rows if r.get(key) is not None and r[key] >= threshold), None)
 
 
+def first_move(steps, values, start: int, end: int, fraction: float = 0.25) -> int | None:
+    """The first step after `start` at which `values` have gone `fraction` of their way from their value at
+    `start` to their value at `end` (in either direction): when a measure starts to move, read on one run."""
+    at = dict(zip(steps, values))
+    target = at[start] + fraction * (at[end] - at[start])
+    sign = 1 if at[end] >= at[start] else -1
+    return next((step for step, value in zip(steps, values) if step > start and sign * (value - target) >= 0), None)
+
+
 def detection_step(rows: Iterable[dict], threshold: float = 0.98, patience: int = 3) -> int | None:
     """The step of the `patience`-th consecutive evaluation with test accuracy >= threshold (the early stop)."""
     streak = 0

@@ -1,0 +1,57 @@
+"""Looking inside a model of addition mod p: the Fourier features of Nanda et al. 2023 ("Progress measures for
+grokking via mechanistic interpretability"), adapted to this model.
+
+A function f on Z_p = {0, ..., p-1} is a sum of waves: a constant, and cos(w_k n), sin(w_k n) with w_k = 2πk/p for
+the frequencies k = 1, ..., (p-1)/2. Nanda et al. found that a transformer trained on a + b mod p embeds each
+number by a few such waves (its *key frequencies*), and computes its logits for an answer c from
+cos(w_k (a + b - c)), which peaks at c = a + b. Two progress measures follow:
+- the *restricted loss*: the loss with the logits cut down to their components along cos and sin of
+  w_k (a + b - c) for the key frequencies only (on every pair): low once the Fourier circuit alone can answer;
+- the *excluded loss*: the loss with those components taken out (on the training pairs): it rises as the
+  training set's fit comes to rest on the circuit instead of on memorized pairs.
+
+Adapted: Nanda's model reads [a, b, =] and answers at "="; this one reads [a, b] and answers at position 0
+(docs/paper.md §2). The key frequencies are read from the embedding W_E of the last saved parameters, and a
+frequency counts as key when it holds more than twice its even share of the embedding's energy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def basis(p: int) -> np.ndarray:
+    """(p, p): orthonormal rows, the constant then cos(w_k n) and sin(w_k n) for k = 1, ..., (p-1)/2 (p odd)."""
+    n = np.arange(p)
+    waves = [np.full(p, 1 / np.sqrt(p))]
+    for k in range(1, (p - 1) // 2 + 1):
+        waves += [np.sqrt(2 / p) * np.cos(2 * np.pi * k * n / p), np.sqrt(2 / p) * np.sin(2 * np.pi * k * n / p)]
+    return np.array(waves)
+
+
+def frequency_energy(w: np.ndarray) -> np.ndarray:
+    """((p-1)/2,): the energy of each frequency k = 1, 2, ... in w (p, d), whose row n belongs to the number n:
+    the squared norm of its cos and sin components (the constant left out)."""
+    components = basis(len(w)) @ w  # (p, d): row 0 the constant, then cos 1, sin 1, cos 2, ...
+    per_wave = np.sum(components[1:] ** 2, axis=1)  # (p - 1,)
+    return per_wave[0::2] + per_wave[1::2]
+
+
+def key_frequencies(energy: np.ndarray) -> list[int]:
+    """The frequencies (from 1) holding more than twice their even share of the energy."""
+    share = energy / energy.sum()
+    return [int(k) + 1 for k in np.flatnonzero(share > 2 / len(energy))]
+
+
+def key_logits(logits: np.ndarray, keys: list[int]) -> np.ndarray:
+    """The part of the logits (p*p, p) of every pair (a, b), in data.all_pairs' order (row a p + b), along cos
+    and sin of w_k (a + b - c) for k in keys. Over the whole grid of (a, b, c) these waves are orthogonal, so the
+    part along each is its own projection."""
+    p = logits.shape[1]
+    a, b = np.divmod(np.arange(p * p), p)
+    phase = (a + b)[:, None] - np.arange(p)  # (p*p, p): a + b - c
+    kept = np.zeros(logits.shape)
+    for k in keys:
+        for wave in (np.cos(2 * np.pi * k * phase / p), np.sin(2 * np.pi * k * phase / p)):  # (p*p, p) each
+            kept += np.sum(logits * wave) / np.sum(wave * wave) * wave
+    return kept
