@@ -36,4 +36,9 @@ SOLUTIONS = {
     "8a": "[1.0, 2.0, 1.5]",
     "8b": "{0.0}",
     "8c": '(runs["curvature kicks"].summary()["grok_step"], runs["random kicks"].summary()["grok_step"])',
+    "9a": "lambda w: (lambda e: e[1::2] + e[2::2])(np.sum((fourier.basis(len(w)) @ w) ** 2, axis=1))",
+    "9b": "float(model.cross_entropy(logits - fourier.key_logits(logits, keys), labels))",
+    "9c": "lambda steps, values, start, end: next((s for s, v in zip(steps, values) if s > start and np.sign("
+    "values[steps.index(end)] - values[steps.index(start)] or 1) * (v - values[steps.index(start)] - "
+    "(values[steps.index(end)] - values[steps.index(start)]) / 4) >= 0), None)",
 }

@@ -27,11 +27,12 @@ WRONG = {
     6: ("6a", "1.0"),
     7: ("7b", "0"),
     8: ("8a", "[1.0, 2.0, 3.0]"),
+    9: ("9b", "0.0"),
 }  # one wrong answer per lesson
 
 
-def test_there_are_eight_lessons_each_with_its_duration_and_exercises():
-    assert [lesson.number for lesson in CATALOGUE] == [1, 2, 3, 4, 5, 6, 7, 8]
+def test_there_are_nine_lessons_each_with_its_duration_and_exercises():
+    assert [lesson.number for lesson in CATALOGUE] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
     for lesson in CATALOGUE:
         text = lesson.path.read_text()
         assert lesson.duration != "?" and "**Learning goals**" in text and "## Going further" in text
@@ -120,8 +121,8 @@ def test_a_lesson_runs_as_a_script_from_the_cli(fast_mode, tmp_path):
 def test_the_cli_lists_the_lessons_and_writes_a_notebook(tmp_path):
     listing = subprocess.run([sys.executable, CLI, "lesson"], capture_output=True, text=True, timeout=60)
     assert listing.returncode == 0 and all(lesson.title[:20] in listing.stdout for lesson in CATALOGUE)
-    missing = subprocess.run([sys.executable, CLI, "lesson", "9"], capture_output=True, text=True, timeout=60)
-    assert missing.returncode == 2 and "no lesson 9" in missing.stderr
+    missing = subprocess.run([sys.executable, CLI, "lesson", "10"], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "no lesson 10" in missing.stderr
     written = subprocess.run(
         [sys.executable, CLI, "lesson", "2", "--notebook"], capture_output=True, text=True, timeout=60, cwd=tmp_path
     )  # into the current directory

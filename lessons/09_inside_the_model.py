@@ -1,0 +1,204 @@
+# %% [markdown]
+# # Lesson 9: Inside the model: Fourier features and progress measures
+#
+# **Duration:** 30 min in class; code: about 20 s on 2 cores (FAST: the same)
+#
+# **The paper:** [arXiv 2602.16746](https://arxiv.org/abs/2602.16746); `docs/paper.md` summarises its formulas,
+# protocols and numbers.
+#
+# **Before this lesson:** lessons 1 (grokking), 5 (the trajectory PCA) and 6 (the commutator defect D).
+#
+# **Reading:** Nanda, Chan, Lieberum, Smith, Steinhardt, "Progress measures for grokking via mechanistic
+# interpretability" (ICLR 2023), sections 4 and 5; Power et al., "Grokking" (2022), for the phenomenon.
+#
+# **Learning goals**
+# - find the waves a trained model uses to add mod p: the Fourier spectrum of its embedding;
+# - cut its logits down to those waves (the restricted loss) or take them out (the excluded loss);
+# - put the mechanism (these two losses) and the geometry (D, PC1) on one step axis, and measure which moves first.
+
+# %% [markdown]
+# ## Waves on Z_p
+#
+# A function f(n) on the numbers 0, ..., p-1 is a sum of a constant and of waves cos(w_k n), sin(w_k n), with
+# w_k = 2πk/p, for the frequencies k = 1, ..., (p-1)/2. `fourier.basis(p)` holds them as the orthonormal rows of a
+# p x p matrix. The embedding W_E (p x d) gives each number a row; `basis(p) @ W_E` rewrites its d columns as sums
+# of waves. The *energy* of frequency k is the sum of squares of its cos and sin rows: how much of the embedding
+# varies with n at that frequency.
+#
+# The run is lesson 7's (in FAST mode): the classroom model (addition mod 59), trained until it has grokked and
+# 1,000 steps beyond, with all its parameters saved every 200 steps.
+
+# %%
+import numpy as np
+from matplotlib.figure import Figure
+
+from tinygrok.lab import lessons, recipes
+from tinygrok.run.geometry import run_trajectories
+from tinygrok.run.runs import THETAS
+from tinygrok.science import analysis, fourier, model
+from tinygrok.science.data import all_pairs, make_dataset
+from tinygrok.science.pca import pc1_share
+
+run = lessons.run(recipes.spec("walkthrough", "classroom"))
+cfg, rows = run.config(), run.metrics()
+thetas = run.rows(THETAS)  # (S, P): the parameters every cfg.theta_every steps, from step 0
+saved_steps = [i * cfg.theta_every for i in range(len(thetas))]
+first, last = (model.unflatten(np.asarray(thetas[i], dtype=np.float64), cfg) for i in (0, -1))
+print(f"p = {cfg.p}; W_E is {first['W_E'].shape}; {len(thetas)} saved parameter vectors, steps 0 to {saved_steps[-1]}")
+
+# %% [markdown]
+# **Exercise 9a.** Write the energy of every frequency: a function of w (p x d) that returns the array of the
+# energies of k = 1, ..., (p-1)/2, in order. Row 0 of `fourier.basis(p) @ w` is the constant; then come cos 1,
+# sin 1, cos 2, sin 2, ...
+
+# %%
+answer_9a = None  # your answer
+lessons.check(
+    "9a",
+    None if answer_9a is None else answer_9a(last["W_E"]),
+    fourier.frequency_energy(last["W_E"]),
+    rel=1e-9,
+    hint="Square, sum over the d columns, drop row 0, then add each cos row to the sin row after it.",
+)
+
+# %% [markdown]
+# ## The spectrum, before and after
+#
+# At initialisation the embedding is random, so every frequency holds about an even share. After grokking, a few
+# frequencies hold most of it: these are the *key frequencies* (here: those holding more than twice their even
+# share).
+
+# %%
+energy = {"at step 0": fourier.frequency_energy(first["W_E"]), "at the end": fourier.frequency_energy(last["W_E"])}
+keys = fourier.key_frequencies(energy["at the end"])
+share = energy["at the end"][np.array(keys) - 1].sum() / energy["at the end"].sum()
+even = len(keys) / len(energy["at the end"])
+print(f"key frequencies {keys}: {share:.0%} of the embedding's energy, against {even:.0%} if it were even")
+
+# %% [markdown]
+# ## How waves add
+#
+# cos(w(a + b - c)) = cos(w(a + b)) cos(wc) + sin(w(a + b)) sin(wc) is largest, 1, exactly at c = a + b mod p. A
+# model that embeds a and b as waves of frequency k can form cos(w_k(a + b)) and sin(w_k(a + b)) from products
+# (the identities for cos(x + y) and sin(x + y)), and read out c by the identity above. Several key frequencies
+# make the peak at the right c sharp. Nanda et al. found this algorithm by reverse engineering; here we only
+# measure how much of the model's logits it explains:
+#
+# - the **restricted loss**: the logits cut down to their parts along cos and sin of w_k(a + b - c) for the key k
+#   (`fourier.key_logits`), on every pair; low when the waves alone give the right answer;
+# - the **excluded loss**: the logits with those parts taken out, on the training pairs; it rises when the
+#   training set's fit rests on the waves rather than on memorized pairs.
+
+# %%
+data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
+pairs, labels = all_pairs(cfg.op, cfg.p)  # every (a, b), row a p + b, and a + b mod p
+train, test = (x[:, 0] * cfg.p + x[:, 1] for x in (data.train_x, data.test_x))  # their rows among the pairs
+measures = {"test loss": [], "restricted loss": [], "excluded loss": []}
+for theta in thetas:
+    logits = model.forward(model.unflatten(np.asarray(theta, dtype=np.float64), cfg), pairs, cfg.n_heads)  # (p*p, p)
+    key_part = fourier.key_logits(logits, keys)
+    measures["test loss"].append(float(model.cross_entropy(logits[test], labels[test])))
+    measures["restricted loss"].append(float(model.cross_entropy(key_part, labels)))
+    measures["excluded loss"].append(float(model.cross_entropy((logits - key_part)[train], labels[train])))
+
+# %% [markdown]
+# **Exercise 9b.** The restricted loss keeps the key frequencies' parts of the logits. Write the loss on every
+# pair with the *other* frequencies kept instead: the logits minus their key part (`logits` holds the last saved
+# step's logits for every pair). Is it lower or higher than the restricted loss at the end?
+
+# %%
+answer_9b = None  # your answer
+lessons.check(
+    "9b",
+    answer_9b,
+    float(model.cross_entropy(logits - key_part, labels)),
+    rel=1e-9,
+    hint="Take the key part (fourier.key_logits) away from the logits, then model.cross_entropy against labels.",
+)
+
+# %% [markdown]
+# ## Mechanism and geometry on one step axis
+#
+# Beside the three losses, the geometry of lessons 5 and 6: D, the commutator defect probed every 100 steps, and
+# the PC1 share of the attention trajectory *so far* (the mean over the attention matrices of the PCA of their
+# snapshots from step 0 to t). Each curve is scaled to run from its lowest value (0) to its highest (1).
+
+# %%
+at_step = {r["step"]: r for r in rows}
+measures["D"] = [at_step[s]["defect"] for s in saved_steps]
+trajectories = run_trajectories(run, cfg)  # name -> (S, d*d): a snapshot every cfg.snapshot_every steps
+measures["PC1 so far"] = [
+    float(np.mean([pc1_share(t[: s // cfg.snapshot_every + 1]) for t in trajectories.values()])) if s else np.nan
+    for s in saved_steps
+]
+summary = run.summary()
+events = {"memorized": summary["memorization_step"], "onset": summary["onset_step"], "grok_90": summary["grok_step_90"]}
+
+fig = Figure(figsize=(12, 4.2), layout="constrained")
+spectrum, axis = fig.subplots(1, 2, width_ratios=(1, 1.6))
+frequencies = np.arange(1, len(energy["at the end"]) + 1)
+for offset, (label, values) in zip((-0.2, 0.2), energy.items()):
+    spectrum.bar(frequencies + offset, values / values.sum(), width=0.4, label=label)
+spectrum.set(xlabel="frequency k", ylabel="share of W_E's energy", title=f"W_E's Fourier spectrum (key: {keys})")
+spectrum.legend()
+for name, values in measures.items():
+    v = np.array(values, dtype=float)
+    axis.plot(saved_steps, (v - np.nanmin(v)) / (np.nanmax(v) - np.nanmin(v)), marker=".", label=name)
+for name, step in events.items():
+    axis.axvline(step, color="grey", ls=":")
+    axis.text(step, 1.02, name, ha="center", fontsize=8)
+axis.set(xlabel="step", ylabel="scaled: lowest 0, highest 1", title="progress measures, D and PC1 on one step axis")
+axis.legend(fontsize=8)
+lessons.show(fig, "lesson9_inside")
+
+# %% [markdown]
+# ## Which moves first?
+#
+# A rule to read it by: a measure *moves* at the first saved step after memorization where it has gone a quarter
+# of its way from its value there to its value at grok_90. (Both are read at the first saved step at or after the
+# event.)
+#
+# **Exercise 9c.** Write that rule as a function of (steps, values, start, end) that returns the step. It must work
+# for measures that rise and for measures that fall.
+
+# %%
+answer_9c = None  # your answer
+start, end = (next(s for s in saved_steps if s >= events[e]) for e in ("memorized", "grok_90"))
+moves = {name: analysis.first_move(saved_steps, values, start, end) for name, values in measures.items()}
+lessons.check(
+    "9c",
+    None
+    if answer_9c is None
+    else {name: answer_9c(saved_steps, values, start, end) for name, values in measures.items()},
+    moves,
+    hint="target = value at start + (value at end - value at start) / 4; the first later step past the target, "
+    "in the direction the measure goes.",
+)
+print(
+    f"from step {start} to step {end}:",
+    ", ".join(f"{name} moves at {step}" for name, step in sorted(moves.items(), key=lambda m: m[1])),
+)
+
+# %% [markdown]
+# Measured on this run (the assertions below hold the text to the numbers): **D and the excluded loss move first,
+# at step 800**, while the test loss is still near its peak; the test loss and the restricted loss move together,
+# at step 1200. The PC1 share of the path so far falls from the start (each new stretch of path adds directions
+# until the path turns at grokking), so by this rule it moves earliest of all, at step 600, and says nothing.
+#
+# What this shows: on this run D and the excluded loss (the training fit resting more on the waves) move 400 steps
+# before the test loss; the restricted loss falls with the test loss, not before it. What it does not show: it is
+# one seed of the classroom model, read every 200 steps; a quarter of the way is a choice (try a tenth:
+# `analysis.first_move(..., fraction=0.1)`); and the key frequencies are read off the end of the run, so the
+# restricted loss early on measures waves the model had not
+# yet chosen.
+
+# %%
+assert moves["D"] == moves["excluded loss"] == 800 and moves["test loss"] == moves["restricted loss"] == 1200, moves
+
+# %% [markdown]
+# ## Going further
+# - Nanda et al. also measure a "Gini coefficient" of the spectrum: how concentrated it is. Plot the key
+#   frequencies' share of the energy at every saved step: when does the spectrum become sparse?
+# - Read the spectrum of W_U (d x p: transpose it) and of the first block's MLP input: the same key frequencies?
+# - Train another seed (`recipes.spec("walkthrough", "classroom", seed=137)`): the same key frequencies? The same
+#   order of moves?
