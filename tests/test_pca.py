@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from tinygrok.science.commutator import projection_fractions
-from tinygrok.science.pca import execution_basis, expanding_window_pc1, pc1_share, random_walk_null, trajectory_pca
+from tinygrok.science.pca import (
+    decay_walk,
+    decay_walk_null,
+    execution_basis,
+    expanding_window_pc1,
+    pc1_share,
+    random_walk_null,
+    trajectory_pca,
+)
 
 rng = np.random.default_rng(0)
 
@@ -37,6 +45,33 @@ def test_random_walk_pc1_is_six_over_pi_squared():
     null = random_walk_null(walk, np.random.default_rng(1), n_walks=12)
     assert null["null_mean"] == pytest.approx(6 / math.pi**2, abs=0.05)
     assert abs(null["z"]) < 4  # the walk itself is one more draw from the null
+
+
+def test_a_decay_walk_retraces_pure_decay_and_is_a_random_walk_without_decay():
+    w0 = rng.standard_normal(300)
+    decayed = np.array([0.8**t * w0 for t in range(30)])  # decay alone: a straight line to 0
+    directions = rng.standard_normal((29, 300))
+    assert np.allclose(decay_walk(decayed, 0.8, directions), decayed)
+    assert pc1_share(decayed) == pytest.approx(1.0) and decay_walk_null(decayed, 0.8, rng)[
+        "null_mean"
+    ] == pytest.approx(1)
+    walk = np.cumsum(rng.standard_normal((30, 300)), axis=0)
+    units = directions / np.linalg.norm(directions, axis=1, keepdims=True)
+    steps = np.linalg.norm(np.diff(walk, axis=0), axis=1)[:, None] * units  # (29, 300)
+    assert np.allclose(
+        decay_walk(walk, 1.0, directions), walk[0] + np.vstack([np.zeros(300), np.cumsum(steps, axis=0)])
+    )
+
+
+def test_decay_raises_the_pc1_of_random_walks_far_above_six_over_pi_squared():
+    """A random walk that also decays, from a start far from 0, moves mostly along the line to 0."""
+    own = np.random.default_rng(3)
+    walk = [10 * own.standard_normal(2000)]
+    for _ in range(39):
+        walk.append(0.9 * walk[-1] + 0.3 * own.standard_normal(2000))
+    null = decay_walk_null(np.array(walk), 0.9, np.random.default_rng(2))
+    assert null["null_mean"] > 0.9 > 6 / math.pi**2 + 0.2  # the random-walk null: 0.61
+    assert null["pc1"] == pytest.approx(null["null_mean"], abs=0.005)  # the walk is one more draw of this null
 
 
 def test_expanding_windows_grow_to_the_whole_trajectory():

@@ -1,5 +1,5 @@
 """PCA of attention-weight trajectories (docs/paper.md §5): explained variance, expanding windows, the random-walk
-null, the execution basis B and its control, a random orthonormal basis.
+null (and one with weight decay), the execution basis B and its control, a random orthonormal basis.
 
 A trajectory is an (S, D) array: S snapshots of one weight matrix, flattened row-major (D = d_in * d_out).
 All arithmetic is float64, whatever the training dtype.
@@ -74,13 +74,37 @@ def random_walk_null(traj: np.ndarray, rng: np.random.Generator, n_walks: int = 
     """
     x = np.asarray(traj, dtype=np.float64)
     step_norms = np.linalg.norm(np.diff(x, axis=0), axis=1)  # (S-1,)
-    null = []
+    walks = []
     for _ in range(n_walks):
         steps = rng.standard_normal((len(step_norms), x.shape[1]))
         steps *= (step_norms / np.linalg.norm(steps, axis=1))[:, None]
-        walk = np.vstack([np.zeros(x.shape[1]), np.cumsum(steps, axis=0)])  # (S, D), starts at 0
-        null.append(pc1_share(walk))
-    null = np.array(null)
+        walks.append(np.vstack([np.zeros(x.shape[1]), np.cumsum(steps, axis=0)]))  # (S, D), starts at 0
+    return _against(x, walks)
+
+
+def decay_walk(traj: np.ndarray, shrink: float, directions: np.ndarray) -> np.ndarray:
+    """(S, D): a walk that decays as the run does and moves as far as the run otherwise does, in the directions
+    given (rows of directions (S-1, D), any length): y_0 = W_0, y_t = shrink y_{t-1} + ||W_t - shrink W_{t-1}|| u_t."""
+    x = np.asarray(traj, dtype=np.float64)
+    sizes = np.linalg.norm(x[1:] - shrink * x[:-1], axis=1)  # (S-1,): what decay alone does not explain
+    units = directions / np.linalg.norm(directions, axis=1, keepdims=True)
+    walk = [x[0]]
+    for size, unit in zip(sizes, units):
+        walk.append(shrink * walk[-1] + size * unit)
+    return np.array(walk)
+
+
+def decay_walk_null(traj: np.ndarray, shrink: float, rng: np.random.Generator, n_walks: int = 10) -> dict:
+    """random_walk_null against walks that also decay (decay_walk, random directions): weight decay alone moves
+    the weights along a straight line to 0, which a PC1 share counts as one-dimensional motion. shrink: the
+    decay between two snapshots, (1 - lr * weight_decay) ** snapshot_every."""
+    x = np.asarray(traj, dtype=np.float64)
+    return _against(x, [decay_walk(x, shrink, rng.standard_normal((len(x) - 1, x.shape[1]))) for _ in range(n_walks)])
+
+
+def _against(x: np.ndarray, walks: list[np.ndarray]) -> dict:
+    """The PC1 share of x beside those of the walks: their mean and spread, and x's z-score."""
+    null = np.array([pc1_share(walk) for walk in walks])
     real = pc1_share(x)
     return {
         "pc1": real,
