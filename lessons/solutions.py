@@ -24,6 +24,9 @@ SOLUTIONS = {
     "5a": "1.0",
     "5b": "6 / np.pi**2",
     "5c": '"blocks.0.W_V"',
+    "5d": "lambda traj, r, directions: (lambda t, moves: r ** t[:, None] * (traj[0] + np.vstack([0 * traj[0], "
+    "np.cumsum(r ** -t[1:, None] * moves, axis=0)])))(np.arange(len(traj)), np.linalg.norm(traj[1:] - r * "
+    "traj[:-1], axis=1)[:, None] * directions / np.linalg.norm(directions, axis=1, keepdims=True))",
     "6a": "0.0",
     "6b": 'np.polyfit(np.log(etas[straight]), np.log(errors["after grokking"][straight]), 1)[0]',
     "6c": 'defect_sample(initial, batch_a, batch_b, derivatives, 1e-3)["defect"] '
