@@ -10,6 +10,8 @@
 # - read a run's commutator defect, probed every 100 steps while it trains, beside its test accuracy;
 # - apply the paper's onset rule yourself, and measure the lead time: how long before grokking curvature rises;
 # - decide whether you could have predicted grokking from what you would have seen at the onset;
+# - read D beside the losses and the gradient norm it divides by: what moved before it, and what its high values
+#   after grokking measure;
 # - watch a forecast of the grok step move as the defect grows, and check it against the truth.
 
 # %% [markdown]
@@ -21,6 +23,7 @@
 
 # %%
 import numpy as np
+from matplotlib.figure import Figure
 
 from tinygrok.lab import lessons, recipes
 from tinygrok.run import plots
@@ -70,7 +73,9 @@ answer_7b = None  # your answer
 lead = run.summary()["lead_steps"]
 lessons.check("7b", answer_7b, lead, hint="first_step(rows, 'test_acc', 0.9) minus the onset.")
 reference = paper.BY_KEY["lead_steps"]
-if spec.preset == "paper":
+if answer_7b is None:
+    pass  # the lead is printed once you have found it
+elif spec.preset == "paper":
     print(
         f"lead {lead} steps; the paper: {reference.quoted} over 12 runs ({reference.section}); "
         f"{'inside' if reference.contains(lead) else 'outside'} its range"
@@ -93,7 +98,8 @@ print(
 
 # %% [markdown]
 # The training set was learnt long before, and test accuracy was still low: nothing in the accuracies announced
-# what was coming. The curvature had already risen tenfold.
+# what was coming. The curvature had already risen tenfold. The accuracies are not all a run shows, though: the
+# next section looks at the losses and the gradient.
 #
 # **Exercise 7c.** As a fraction of the grok step (grok_step_90), how early did the onset come? Give
 # lead / grok_step_90. (The paper's learning-rate sweep reports a similar fraction, with the detection step in
@@ -108,6 +114,80 @@ lessons.check(
     rel=1e-9,
     hint="Divide the lead by the grok step.",
 )
+
+# %% [markdown]
+# ## What else moved, and what D divides by
+#
+# Two things the defect's rise should be read beside. The test *loss* (not the accuracy) can move before the
+# accuracy does. And D = ||δ|| / (η² ||g_A|| ||g_B||) divides by the gradients' norms (lesson 6), so where
+# gradients get small, D gets large whatever the commutator δ does. Each row holds the norm of the training step's
+# gradient (`grad_norm`, before clipping); D × grad_norm² stands in, roughly, for the commutator's own size
+# ||δ|| / η² (the probes' batches are not the training step's).
+
+# %%
+stepped = [r for r in probed if "grad_norm" in r]  # every probe after step 0
+after = [r for r in stepped if r["step"] > run.summary()["grok_step_90"]]
+fig = Figure(figsize=(8, 4), layout="constrained")
+ax = fig.subplots()
+for key, label in (
+    ("defect", "D"),
+    ("grad_norm", "gradient norm"),
+    ("train_loss", "train loss"),
+    ("test_loss", "test loss"),
+):
+    ax.plot([r["step"] for r in stepped], [r[key] for r in stepped], label=label)
+ax.plot(
+    [r["step"] for r in stepped], [r["defect"] * r["grad_norm"] ** 2 for r in stepped], ls="--", label="D × grad_norm²"
+)
+for step, label in ((onset, "onset"), (run.summary()["grok_step_90"], "grok_90")):
+    ax.axvline(step, color="grey", ls=":")
+    ax.text(step, 0.98, f" {label}", transform=ax.get_xaxis_transform(), va="top", fontsize=8)
+ax.set(yscale="log", xlabel="step", title="the defect beside the losses and the gradient")
+ax.legend(fontsize=8)
+lessons.show(fig, "lesson7_beside")
+
+# %% [markdown]
+# **Exercise 7e.** At which step does the test loss peak? Read it off `rows` (each has "step" and "test_loss").
+
+# %%
+answer_7e = None  # your answer
+at_step = {r["step"]: r for r in rows}
+lessons.check(
+    "7e",
+    None if answer_7e is None else at_step[answer_7e]["test_loss"],  # its test loss: the highest of all
+    max(r["test_loss"] for r in rows),
+    rel=0,
+    hint="The row with the largest test_loss; give its step.",
+)
+
+# %% [markdown]
+# Measured, on both models (the assertions below hold the text to the run):
+# - the **test loss peaks before the onset** (at step 500 on the classroom model, 1,100 on the paper's) and is
+#   falling when the onset fires, by a few percent: an earlier, smaller sign than the defect's tenfold rise, and
+#   one that nothing in the accuracies shows;
+# - before grokking the gradient norm grows too, so the rise of D is not its normalisation's doing: D ×
+#   grad_norm² rises more steeply still;
+# - **after grokking, D's largest values come where the gradient is tiny** (training loss near 1e-3 or below):
+#   there D × grad_norm² is smaller than at any point before grok_90. The high D of a grokked run measures
+#   small gradients more than a large commutator.
+
+# %%
+peak = max(rows, key=lambda r: r["test_loss"])
+highest = max(after, key=lambda r: r["defect"])
+before_grok = [r["defect"] * r["grad_norm"] ** 2 for r in stepped if r["step"] <= run.summary()["grok_step_90"]]
+print(
+    f"test loss: peak {peak['test_loss']:.2f} at step {peak['step']}, {at_step[onset]['test_loss']:.2f} at the onset; "
+    f"after grok_90 the largest D is {highest['defect']:.0f} (step {highest['step']}), with gradient norm "
+    f"{highest['grad_norm']:.3g} and training loss {highest['train_loss']:.1e}"
+)
+assert peak["step"] < onset and at_step[onset]["test_loss"] < peak["test_loss"], (peak, onset)
+assert highest["defect"] * highest["grad_norm"] ** 2 < min(before_grok), highest
+memorized = at_step[run.summary()["memorization_step"]]
+growth = {
+    key: f(at_step[onset]) / f(memorized)
+    for key, f in (("D", lambda r: r["defect"]), ("D g²", lambda r: r["defect"] * r["grad_norm"] ** 2))
+}
+assert growth["D g²"] > growth["D"] > 1, growth
 
 # %% [markdown]
 # ## Forecasting the grok step

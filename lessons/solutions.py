@@ -36,6 +36,7 @@ SOLUTIONS = {
     "7b": 'analysis.first_step(rows, "test_acc", 0.9) - onset',
     "7c": 'run.summary()["lead_steps"] / analysis.first_step(rows, "test_acc", 0.9)',
     "7d": "next((step for i, (step, _) in enumerate(before) if all(close[i:])), None)",
+    "7e": 'max(rows, key=lambda r: r["test_loss"])["step"]',
     "8a": "[1.0, 2.0, 1.5]",
     "8b": "{0.0}",
     "8c": '(runs["curvature kicks"].summary()["grok_step"], runs["random kicks"].summary()["grok_step"])',
