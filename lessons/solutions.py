@@ -38,8 +38,9 @@ SOLUTIONS = {
     "7d": "next((step for i, (step, _) in enumerate(before) if all(close[i:])), None)",
     "7e": 'max(rows, key=lambda r: r["test_loss"])["step"]',
     "8a": "[1.0, 2.0, 1.5]",
-    "8b": "{0.0}",
-    "8c": '(runs["curvature kicks"].summary()["grok_step"], runs["random kicks"].summary()["grok_step"])',
+    "8b": '{"s = 0"}',
+    "8c": '(runs["curvature kicks, alpha 100"].summary()["grok_step"], '
+    'runs["random kicks, alpha 100"].summary()["grok_step"])',
     "9a": "lambda w: (lambda e: e[1::2] + e[2::2])(np.sum((fourier.basis(len(w)) @ w) ** 2, axis=1))",
     "9b": "float(model.cross_entropy(logits - fourier.key_logits(logits, keys), labels))",
     "9c": "lambda steps, values, start, end: next((s for s, v in zip(steps, values) if s > start and np.sign("
