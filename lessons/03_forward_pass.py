@@ -60,7 +60,7 @@ dh = d // cfg.n_heads
 q = np.transpose(np.reshape(h @ p0["W_Q"] + p0["b_Q"], (n, t, cfg.n_heads, dh)), (0, 2, 1, 3))
 k = np.transpose(np.reshape(h @ p0["W_K"] + p0["b_K"], (n, t, cfg.n_heads, dh)), (0, 2, 1, 3))
 weights = model.softmax(q @ np.swapaxes(k, -1, -2) / np.sqrt(dh))
-print("h", h.shape, " q", q.shape, "(N, H, T, dh)  weights", weights.shape, "(N, H, T, T)")
+print("h", h.shape, "(N, T, d)  weights", weights.shape, "(N, H, T, T)")
 print("how much position 0 attends to position 1, per head, for the first example:", weights[0, :, 0, 1].round(2))
 x1 = x + model.attention(h, p0, cfg.n_heads)
 print("x after attention", x1.shape)

@@ -104,7 +104,13 @@ lessons.show(fig, "lesson6_bracket")
 # %%
 straight = (etas <= 1.01e-3) & (etas >= 0.99e-5)
 answer_6b = None  # your answer
-lessons.check("6b", answer_6b, 1.0, rel=0.2, hint="The next term of the expansion is O(η³); divided by η² ...")
+lessons.check(
+    "6b",
+    answer_6b,
+    np.polyfit(np.log(etas[straight]), np.log(errors["after grokking"][straight]), 1)[0],  # the measured slope
+    rel=1e-6,
+    hint="np.polyfit(log η, log error, 1)[0]; the next term of the expansion is O(η³), divided by η² ...",
+)
 
 # %% [markdown]
 # **Exercise 6c.** D is normalised so that η cancels to first order. At initialisation, compute D at η = 1e-3 and
@@ -112,7 +118,13 @@ lessons.check("6b", answer_6b, 1.0, rel=0.2, hint="The next term of the expansio
 
 # %%
 answer_6c = None  # your answer
-lessons.check("6c", answer_6c, 1.0, rel=0.01, hint="Both measure the same bracket, divided by the same norms.")
+lessons.check(
+    "6c",
+    answer_6c,
+    np.divide(*(defect_sample(initial, batch_a, batch_b, derivatives, eta)["defect"] for eta in (1e-3, 1e-4))),
+    rel=1e-6,
+    hint="Both measure the same bracket, divided by the same norms.",
+)
 
 # %% [markdown]
 # ## Going further
