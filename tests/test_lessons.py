@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import jupytext  # the lessons' extra (pip install -e ".[dev,lessons]"): CI installs it, so these tests never skip
+import numpy as np
 import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
@@ -23,7 +24,7 @@ WRONG = {
     2: ("2a", "0.5"),
     3: ("3a", "(3, 2, 4, 16)"),
     4: ("4c", '"no decay"'),
-    5: ("5c", '"blocks.0.W_Q"'),
+    5: ("5e", '"blocks.0.W_Q"'),
     6: ("6a", "1.0"),
     7: ("7b", "0"),
     8: ("8a", "[1.0, 2.0, 3.0]"),
@@ -39,6 +40,22 @@ def test_there_are_nine_lessons_each_with_its_duration_and_exercises():
         assert len(lessons.ANSWER_LINE.findall(text)) >= 2 and "lessons.show(" in text, lesson.path
     labels = [label for lesson in CATALOGUE for label in lessons.ANSWER_LINE.findall(lesson.path.read_text())]
     assert sorted(labels) == sorted(lessons.solutions())  # one solution for each exercise
+
+
+def test_a_check_takes_arrays_in_norm_numbers_to_their_tolerance_and_the_rest_as_equal(capsys):
+    lessons.check("x", np.array([1.0, 0.0, 2.0]), np.array([1.0, 1e-20, 2.0]), rel=1e-12)  # a zero as 1e-20
+    lessons.check("y", (3, 4), (3, 4), rel=0)
+    lessons.check("z", ({"s = 0"}, (None, 2000)), ({"s = 0"}, (None, 2000)))
+    lessons.check("w", None, 1.0, hint="a hint")
+    assert capsys.readouterr().out.splitlines() == [
+        "exercise x: right",
+        "exercise y: right",
+        "exercise z: right",
+        "exercise w: not answered yet. a hint",
+    ]
+    for answer, expected in ((np.array([1.0, 2.02]), np.array([1.0, 2.0])), (2, (2,)), ((None, 1), (None, 2))):
+        with pytest.raises(lessons.Wrong, match="is not right"):
+            lessons.check("v", answer, expected, rel=1e-3)
 
 
 LONG = (4, 8)  # the two longest lessons run in test_lessons_long.py, beside these on another test process

@@ -96,13 +96,19 @@ class Wrong(AssertionError):
 
 def check(label: str, answer, expected, *, rel: float = 1e-6, hint: str = "") -> None:
     """Print that exercise `label` is right (or not answered yet, with the hint), or raise Wrong. Numbers and
-    arrays are compared to a relative tolerance `rel`; anything else must be equal."""
+    arrays must agree to a relative tolerance `rel`, arrays in norm (||answer - expected|| <= rel ||expected||: an
+    entry that is 0 one way may be 1e-20 another); anything else must be equal."""
     if answer is None:
         print(f"exercise {label}: not answered yet. {hint}".strip())
         return
     try:
-        right = np.shape(answer) == np.shape(expected) and bool(np.allclose(answer, expected, rtol=rel, atol=0))
+        given, wanted = np.asarray(answer, dtype=float), np.asarray(expected, dtype=float)
+        numeric = not np.isnan(wanted).any()  # None becomes nan: (None, 2000) is compared as it is
     except (TypeError, ValueError):
+        numeric = False
+    if numeric:
+        right = given.shape == wanted.shape and bool(np.linalg.norm(given - wanted) <= rel * np.linalg.norm(wanted))
+    else:
         right = answer == expected
     if not right:
         raise Wrong(f"exercise {label}: {answer!r} is not right. {hint}".strip())
