@@ -73,6 +73,22 @@ answer_3a = None  # your answer
 lessons.check("3a", answer_3a, q.shape, hint="N examples, H = n_heads heads, T = 2 positions, dh = d / H.")
 
 # %% [markdown]
+# **Exercise 3b.** Write the whole attention layer as a function of (h, p), with p a block's parameters (like
+# `p0`): queries, keys and values cut into heads as above, each head's softmax weights times its values, the heads
+# put back side by side (N, T, d), then W_O and b_O. The check compares it with `model.attention` on `h`.
+
+# %%
+answer_3b = None  # your answer
+h64, p64 = h.astype(np.float64), {name: w.astype(np.float64) for name, w in p0.items()}  # float64: exact to 1e-9
+lessons.check(
+    "3b",
+    None if answer_3b is None else answer_3b(h64, p64),
+    model.attention(h64, p64, cfg.n_heads),
+    rel=1e-9,
+    hint="weights @ v is (N, H, T, dh); transpose it to (N, T, H, dh), reshape to (N, T, d), then @ W_O + b_O.",
+)
+
+# %% [markdown]
 # ## The MLP, the second block, the read-out
 #
 # x += W_out GELU(W_in LN2(x)), with the exact GELU u Φ(u). After the last block, the final layer norm at
@@ -105,15 +121,15 @@ fig.colorbar(image, ax=ax)
 lessons.show(fig, "lesson3_answers")
 
 # %% [markdown]
-# **Exercise 3b.** Count the parameters of the paper's model (p = 97, d = 128, 2 blocks, MLP width 256) from the
+# **Exercise 3c.** Count the parameters of the paper's model (p = 97, d = 128, 2 blocks, MLP width 256) from the
 # shapes: embeddings, per block 4 attention matrices and their biases, 2 layer norms (weight and bias), the MLP's
 # two matrices and biases; the final layer norm; the unembedding and its bias.
 
 # %%
-answer_3b = None  # your answer
+answer_3c = None  # your answer
 lessons.check(
-    "3b",
-    answer_3b,
+    "3c",
+    answer_3c,
     model.param_count(config.preset("paper")),
     hint="Go through model.param_shapes: W_E (p, d), W_pos (2, d), per block ..., W_U (d, p), b_U (p,).",
 )

@@ -56,10 +56,26 @@ line = np.outer(np.arange(20), stream(0, "line").standard_normal(500))  # 20 sna
 lessons.check("5a", answer_5a, pc1_share(line), hint="All the motion is along one direction.")
 
 # %% [markdown]
+# **Exercise 5b.** Write the PC1 share yourself, as a function of a trajectory traj (S, D): subtract the first
+# snapshot, centre each column, take the singular values (`np.linalg.svd(..., compute_uv=False)`), and return
+# σ_1² / Σ σ_i². The check gives it the first ten snapshots of `blocks.1.W_Q`.
+
+# %%
+answer_5b = None  # your answer
+first_ten = geometry.run_trajectories(run, run.config(), n=10)["blocks.1.W_Q"]  # (10, D)
+lessons.check(
+    "5b",
+    None if answer_5b is None else answer_5b(first_ten),
+    pc1_share(first_ten),
+    rel=1e-9,
+    hint="X = traj - traj[0]; X - X.mean(axis=0); then the squared singular values, the first over their sum.",
+)
+
+# %% [markdown]
 # ## Is 70% a lot? The random-walk null
 #
 # A random walk in many dimensions is not isotropic in its PCA: a long one puts about 6/π² of its variance on PC1
-# (a classic result on Brownian motion; exercise 5b measures it). So the fair comparison keeps each step's length
+# (a classic result on Brownian motion; exercise 5c measures it). So the fair comparison keeps each step's length
 # and randomises its direction: 10 such walks per matrix, and the z-score (PC1 - mean of the walks) / their spread.
 
 # %%
@@ -94,15 +110,15 @@ lessons.show(fig, "lesson5_null")
 # In the paper's model all eight are well above their null: run `tinygrok grok`, then `tinygrok pca
 # runs/grok_paper_add_s42` prints each z. Above the null, though, is not yet evidence of grokking: see below.
 #
-# **Exercise 5b.** Check the 6/π² yourself: give the PC1 share you expect for a long random walk, and the check
+# **Exercise 5c.** Check the 6/π² yourself: give the PC1 share you expect for a long random walk, and the check
 # averages 12 walks of 400 equal steps in 2,000 dimensions.
 
 # %%
-answer_5b = None  # your answer
+answer_5c = None  # your answer
 walk_steps = np.outer(np.arange(400), np.ones(2000))  # only the step lengths matter to the null
 lessons.check(
-    "5b",
-    answer_5b,
+    "5c",
+    answer_5c,
     random_walk_null(walk_steps, stream(1, "walks"), n_walks=12)["null_mean"],
     rel=0.1,
     hint="A classic number: six over pi squared.",
@@ -175,11 +191,11 @@ qk = {
 assert decay_gap < 0.03 and max(qk["add"]) < 0.55 < 0.65 < min(qk["x2_xy_y2"]), (decay_gap, qk)
 
 # %% [markdown]
-# **Exercise 5c.** Which matrix has the largest PC1 share in this run? Give its name, e.g. "blocks.0.W_Q".
+# **Exercise 5e.** Which matrix has the largest PC1 share in this run? Give its name, e.g. "blocks.0.W_Q".
 
 # %%
-answer_5c = None  # your answer
-lessons.check("5c", answer_5c, max(pca["pc1"], key=pca["pc1"].get), hint="Look at the first table above.")
+answer_5e = None  # your answer
+lessons.check("5e", answer_5e, max(pca["pc1"], key=pca["pc1"].get), hint="Look at the first table above.")
 
 # %% [markdown]
 # ## Going further

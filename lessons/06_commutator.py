@@ -127,6 +127,32 @@ lessons.check(
 )
 
 # %% [markdown]
+# ## A Hessian-vector product, by hand
+#
+# The bracket needs H v, the Hessian of a batch's loss times a vector, without ever forming H (P x P, here
+# 75,000² numbers). The trick: H v is the gradient of the scalar ∇L(θ) · v, so autograd's `grad`, applied twice,
+# gives it at the cost of about two gradients.
+#
+# **Exercise 6d.** Write H v as a function of (theta, tokens, labels, v), with `grad` and the batch loss
+# `model.flat_loss(theta, tokens, labels, cfg)`. The check compares it with the fast engine's Hessian-vector
+# product at initialisation, on batch B, along the gradient of batch A: H_B g_A, the first half of the bracket.
+
+# %%
+import autograd.numpy as anp  # noqa: F401 - for your answer to 6d: inside a function autograd differentiates
+from autograd import grad  # noqa: F401 - for your answer to 6d
+
+answer_6d = None  # your answer
+g_a = derivatives.gradients([(initial, *batch_a)])[0]  # (P,)
+lessons.check(
+    "6d",
+    None if answer_6d is None else answer_6d(initial, *batch_b, g_a),
+    derivatives.hvp(initial, batch_b, g_a),
+    rel=1e-6,
+    hint="H v is the gradient, in theta, of the dot product of the loss's gradient with v: grad of a function "
+    "that calls grad. Use anp (autograd's numpy) inside it.",
+)
+
+# %% [markdown]
 # ## Going further
 # - Do it in float32 (drop `.replace(dtype="float64")` above) with η = 1e-3, as the paper does: how many digits
 #   of δ survive?

@@ -12,7 +12,10 @@ SOLUTIONS = {
     "2b": "lambda z, c: model.softmax(z) - np.eye(len(z))[c]",
     "2c": "np.polyfit(np.log10(steps[right]), np.log10(np.array(errors)[right]), 1)[0]",
     "3a": "(3, 4, 2, 16)",
-    "3b": "97 * 128 + 2 * 128 + 2 * (4 * 128 * 128 + 4 * 128 + 4 * 128 + 128 * 256 + 256 + 256 * 128 + 128)"
+    "3b": "lambda h, p: (lambda heads: np.reshape(np.transpose(model.softmax(heads('Q') @ np.swapaxes(heads('K'), -1, "
+    "-2) / np.sqrt(dh)) @ heads('V'), (0, 2, 1, 3)), h.shape) @ p['W_O'] + p['b_O'])(lambda m: np.transpose(np.reshape("
+    "h @ p[f'W_{m}'] + p[f'b_{m}'], (*h.shape[:2], cfg.n_heads, dh)), (0, 2, 1, 3)))",
+    "3c": "97 * 128 + 2 * 128 + 2 * (4 * 128 * 128 + 4 * 128 + 4 * 128 + 128 * 256 + 256 + 256 * 128 + 128)"
     " + 2 * 128 + 128 * 97 + 97",
     "4a": "theta * (1 - 0.1 * 1.0) - 0.1 * np.sign(g)",
     "4b": "np.array([3.0, 4.0]) / (5 + 1e-6)",
@@ -22,15 +25,19 @@ SOLUTIONS = {
     "cfg.clip_norm)[0], state, **hyper)",
     "4f": '"readable"',
     "5a": "1.0",
-    "5b": "6 / np.pi**2",
-    "5c": '"blocks.0.W_V"',
+    "5b": "lambda traj: (lambda s: s[0] ** 2 / np.sum(s**2))(np.linalg.svd((traj - traj[0]) - (traj - traj[0]).mean("
+    "axis=0), compute_uv=False))",
+    "5c": "6 / np.pi**2",
     "5d": "lambda traj, r, directions: (lambda t, moves: r ** t[:, None] * (traj[0] + np.vstack([0 * traj[0], "
     "np.cumsum(r ** -t[1:, None] * moves, axis=0)])))(np.arange(len(traj)), np.linalg.norm(traj[1:] - r * "
     "traj[:-1], axis=1)[:, None] * directions / np.linalg.norm(directions, axis=1, keepdims=True))",
+    "5e": '"blocks.0.W_V"',
     "6a": "0.0",
     "6b": 'np.polyfit(np.log(etas[straight]), np.log(errors["after grokking"][straight]), 1)[0]',
     "6c": 'defect_sample(initial, batch_a, batch_b, derivatives, 1e-3)["defect"] '
     '/ defect_sample(initial, batch_a, batch_b, derivatives, 1e-4)["defect"]',
+    "6d": "lambda theta, tokens, labels, v: grad(lambda t: anp.dot(grad(model.flat_loss)(t, tokens, labels, cfg), v))"
+    "(theta)",
     "7a": 'lambda probed: next((r["step"] for r in probed[2:] if r["defect"] > 10 * max(np.median('
     '[q["defect"] for q in probed[:3]]), 0.1) and r["defect"] > 20), None)',
     "7b": 'analysis.first_step(rows, "test_acc", 0.9) - onset',
