@@ -6,6 +6,11 @@
 # **The paper:** [arXiv 2602.16746](https://arxiv.org/abs/2602.16746); `docs/paper.md` summarises its formulas,
 # protocols and numbers.
 #
+# **Before this lesson:** Python and NumPy; the integers mod p (3 - 5 mod 97 = 95).
+#
+# **Reading:** Power, Burda, Edwards, Babuschkin, Misra, "Grokking: generalization beyond overfitting on small
+# algorithmic datasets" (2022), the phenomenon; docs/paper.md §1 (the task and its split).
+#
 # **Learning goals**
 # - the task: six binary operations mod a prime p, on token pairs [a, b], split in half into train and test;
 # - grokking: a transformer first memorizes its training pairs, then, much later, generalises to the test pairs;

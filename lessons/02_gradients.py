@@ -6,6 +6,11 @@
 # **The paper:** [arXiv 2602.16746](https://arxiv.org/abs/2602.16746); `docs/paper.md` summarises its formulas,
 # protocols and numbers.
 #
+# **Before this lesson:** lesson 1; derivatives and the chain rule; matrix products.
+#
+# **Reading:** the autograd tutorial (github.com/HIPS/autograd, docs/tutorial.md); Baydin, Pearlmutter, Radul,
+# Siskind, "Automatic differentiation in machine learning: a survey" (JMLR 2018), sections 2 and 3.
+#
 # **Learning goals**
 # - derive the gradient of a small function by hand (the chain rule), as micrograd does for one neuron;
 # - check it two independent ways: reverse-mode autodiff (HIPS autograd's `grad`) and central finite differences;

@@ -6,6 +6,11 @@
 # **The paper:** [arXiv 2602.16746](https://arxiv.org/abs/2602.16746); `docs/paper.md` summarises its formulas,
 # protocols and numbers.
 #
+# **Before this lesson:** lessons 1 and 2; softmax; array shapes and broadcasting.
+#
+# **Reading:** Vaswani et al., "Attention is all you need" (2017), section 3; docs/paper.md §2 (this model, line by
+# line).
+#
 # **Learning goals**
 # - follow two tokens [a, b] through embeddings, a pre-norm block (attention and MLP) and the read-out, with the
 #   shape of every array;

@@ -6,6 +6,12 @@
 # **The paper:** [arXiv 2602.16746](https://arxiv.org/abs/2602.16746); `docs/paper.md` summarises its formulas,
 # protocols and numbers.
 #
+# **Before this lesson:** lessons 2 and 3; gradient descent.
+#
+# **Reading:** Loshchilov and Hutter, "Decoupled weight decay regularization" (ICLR 2019); Liu, Michaud, Tegmark,
+# "Omnigrok: grokking beyond algorithmic data" (ICLR 2023), on weight norm and grokking; docs/paper.md §3 (the
+# optimiser).
+#
 # **Learning goals**
 # - read one optimizer step as tinygrok takes it: clip the gradient, then AdamW (`tinygrok/science/optim.py`);
 # - write the training loop yourself, with autograd's gradient of `model.py`, and watch it grok;

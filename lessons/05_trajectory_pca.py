@@ -6,6 +6,11 @@
 # **The paper:** [arXiv 2602.16746](https://arxiv.org/abs/2602.16746); `docs/paper.md` summarises its formulas,
 # protocols and numbers.
 #
+# **Before this lesson:** lessons 1 and 4; the singular value decomposition.
+#
+# **Reading:** docs/paper.md §5 (the trajectory PCA and its null); Liu, Michaud, Tegmark, "Omnigrok" (ICLR 2023), on
+# how weight decay moves the weights.
+#
 # **Learning goals**
 # - turn a run's saved attention weights into a trajectory and find its principal components;
 # - read the PC1 share: the fraction of the motion along a single direction;

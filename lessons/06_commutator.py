@@ -6,6 +6,11 @@
 # **The paper:** [arXiv 2602.16746](https://arxiv.org/abs/2602.16746); `docs/paper.md` summarises its formulas,
 # protocols and numbers.
 #
+# **Before this lesson:** lessons 2 and 5; Taylor expansion to second order; the Hessian.
+#
+# **Reading:** docs/paper.md §6 (the commutator defect); the paper (arXiv 2602.16746), its section on the defect and
+# the Lie bracket.
+#
 # **Learning goals**
 # - take two gradient steps in both orders and measure how far apart they land: the commutator defect D;
 # - see that for small steps the gap is η² times a Lie bracket of the two gradient fields, H_B g_A - H_A g_B,
@@ -22,9 +27,21 @@
 #
 # δ = θ_AB - θ_BA,   D = ||δ|| / (||η g_A|| ||η g_B||).
 #
-# On a linear landscape (H = 0), or with A = B, the two orders land in the same place. Expanding to second
-# order, δ = η² (H_B g_A - H_A g_B) + O(η³), with H_A, H_B the Hessians of the two batch losses: the defect is a
-# normalised curvature, and the η² cancels between numerator and denominator.
+# On a linear landscape (H = 0), or with A = B, the two orders land in the same place. In general they do not.
+# Expand the second gradient to first order around θ, with H_B the Hessian of batch B's loss:
+#
+# g_B(θ - η g_A) = g_B - η H_B g_A + O(η²),   so   θ_AB = θ - η g_A - η g_B + η² H_B g_A + O(η³),
+#
+# and the same with A and B swapped: θ_BA = θ - η g_B - η g_A + η² H_A g_B + O(η³). The first-order steps cancel
+# in the difference:
+#
+# δ = θ_AB - θ_BA = η² (H_B g_A - H_A g_B) + O(η³).
+#
+# Each order's second step feels how the first one changed the other batch's gradient; that change is the Hessian
+# times the first step. The defect is a normalised curvature, and the η² cancels between numerator and
+# denominator. The toy below draws it in two dimensions: two quadratic losses L_A, L_B with different Hessians,
+# one step of each in both orders, and a large η so that the gap shows. (Quadratic losses have gradients linear in
+# θ, so there the expansion is exact: δ / η² is the bracket, with no O(η³) left.)
 
 # %%
 import numpy as np
@@ -36,6 +53,26 @@ from tinygrok.science import model
 from tinygrok.science.commutator import defect_sample, lie_bracket
 from tinygrok.science.data import make_dataset, sample_batch, stream
 
+h_a, h_b = np.array([[1.0, 0.0], [0.0, 4.0]]), np.array([[3.0, 1.0], [1.0, 1.0]])  # the two batches' Hessians
+centre_a, centre_b = np.array([1.0, -1.0]), np.array([-1.0, 0.5])  # the two batches' minima
+toy_grad = {"A": lambda t: h_a @ (t - centre_a), "B": lambda t: h_b @ (t - centre_b)}
+start, toy_eta = np.array([0.5, 1.0]), 0.25
+fig = Figure(figsize=(5, 4.5), layout="constrained")
+ax = fig.subplots()
+ends = {}
+for first, second in (("A", "B"), ("B", "A")):
+    middle = start - toy_eta * toy_grad[first](start)
+    ends[first + second] = middle - toy_eta * toy_grad[second](middle)
+    ax.plot(*np.array([start, middle, ends[first + second]]).T, "o-", label=f"{first} then {second}")
+bracket = h_b @ toy_grad["A"](start) - h_a @ toy_grad["B"](start)
+print(f"δ / η² = {(ends['AB'] - ends['BA']) / toy_eta**2}; H_B g_A - H_A g_B = {bracket}")
+ax.annotate("", xy=ends["AB"], xytext=ends["BA"], arrowprops=dict(arrowstyle="->", color="black"))
+ax.text(*(ends["AB"] + ends["BA"]) / 2, "  δ", fontsize=12)
+ax.set(title="Two steps in both orders land apart by δ", xlabel="θ_1", ylabel="θ_2", aspect="equal")
+ax.legend()
+lessons.show(fig, "lesson6_two_steps")
+
+# %%
 run = lessons.run(recipes.spec("train", "classroom"))
 cfg = run.config().replace(dtype="float64")  # float64: the small-η limit needs the precision
 trained = model.flatten({k: v.astype(cfg.dtype) for k, v in run.load_checkpoint()[0].items()})

@@ -6,6 +6,11 @@
 # **The paper:** [arXiv 2602.16746](https://arxiv.org/abs/2602.16746); `docs/paper.md` summarises its formulas,
 # protocols and numbers.
 #
+# **Before this lesson:** lessons 1 and 6.
+#
+# **Reading:** docs/paper.md §7 (the onset and the lead); Nanda, Chan, Lieberum, Smith, Steinhardt, "Progress
+# measures for grokking via mechanistic interpretability" (ICLR 2023), for another early signal (lesson 9).
+#
 # **Learning goals**
 # - read a run's commutator defect, probed every 100 steps while it trains, beside its test accuracy;
 # - apply the paper's onset rule yourself, and measure the lead time: how long before grokking curvature rises;

@@ -6,6 +6,10 @@
 # **The paper:** [arXiv 2602.16746](https://arxiv.org/abs/2602.16746); `docs/paper.md` summarises its formulas,
 # protocols and numbers.
 #
+# **Before this lesson:** lessons 5, 6 and 7.
+#
+# **Reading:** docs/paper.md §8 (the interventions, and the reference code's batch protocols); docs/differences.md.
+#
 # **Learning goals**
 # - read a causal intervention as a few lines around the optimizer step (`tinygrok/science/interventions.py`);
 # - see that grokking needs the part of the gradient outside the execution subspace: remove it, and it never comes;
