@@ -187,6 +187,31 @@ lessons.check(
 )
 
 # %% [markdown]
+# ## Write an intervention
+#
+# Every arm above is a small class (`tinygrok/science/interventions.py`): a `Hook` whose `before_update(theta,
+# grad, step, ctx)` may change the clipped gradient before AdamW sees it (and `after_update(theta, step, ctx)`
+# the parameters after), where `step` counts the updates made so far and `ctx.basis` is B.
+#
+# **Exercise 8d.** Write the opposite of `project` at s = 1: a `Hook` subclass that removes the part of the
+# gradient *inside* the subspace, g <- g - B Bᵀ g, on every update from update 500 on, and leaves the gradient
+# alone before. Set `answer_8d` to the class. The check calls it with the R³ plane of exercise 8a as B.
+
+# %%
+answer_8d = None  # your answer
+context = interventions.Context(rng=np.random.default_rng(0), basis=B)
+lessons.check(
+    "8d",
+    None
+    if answer_8d is None
+    else np.concatenate([answer_8d().before_update(None, g, step, context)[1] for step in (99, 499, 999)]),
+    np.concatenate([g, interventions.orthogonal_part(g, B), interventions.orthogonal_part(g, B)]),
+    rel=1e-12,
+    hint="class Outside(interventions.Hook): def before_update(self, theta, grad, step, ctx): ...; update number "
+    "step + 1 is the one being made.",
+)
+
+# %% [markdown]
 # In the paper's model neither kind of kick moved grokking: 27 of 27 kicked runs grokked at about the baseline's
 # step, ~3,200 (docs/paper.md §8.3). This small model answers differently: random kicks leave grokking where it was,
 # while kicks this large along the curvature knock the model off its solution, again and again (its test

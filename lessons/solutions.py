@@ -48,6 +48,8 @@ SOLUTIONS = {
     "8b": '{"s = 0"}',
     "8c": '(runs["curvature kicks, alpha 100"].summary()["grok_step"], '
     'runs["random kicks, alpha 100"].summary()["grok_step"])',
+    "8d": 'type("Outside", (interventions.Hook,), {"before_update": lambda self, theta, grad, step, ctx: (theta, '
+    "grad - ctx.basis @ (ctx.basis.T @ grad) if step + 1 >= 500 else grad)})",
     "9a": "lambda w: (lambda e: e[1::2] + e[2::2])(np.sum((fourier.basis(len(w)) @ w) ** 2, axis=1))",
     "9b": "float(model.cross_entropy(logits - fourier.key_logits(logits, keys), labels))",
     "9c": "lambda steps, values, start, end: next((s for s, v in zip(steps, values) if s > start and np.sign("
