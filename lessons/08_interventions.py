@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Lesson 8: Interventions: take the orthogonal gradient away, kick along the curvature
 #
-# **Duration:** 30 min in class; code: a few minutes on 2 cores, classroom model (FAST: under 2 minutes)
+# **Duration:** 30 min in class; code: about 2.5 min on 2 cores, classroom model (FAST: under 2 minutes)
 #
 # **The paper:** [arXiv 2602.16746](https://arxiv.org/abs/2602.16746); `docs/paper.md` summarises its formulas,
 # protocols and numbers.
