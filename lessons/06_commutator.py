@@ -190,6 +190,25 @@ lessons.check(
 )
 
 # %% [markdown]
+# ## A defect sample, by hand
+#
+# **Exercise 6e.** Write the defect itself, as a function of (theta, grad_a, grad_b, eta), where grad_a(t) and
+# grad_b(t) return the two batches' gradients at t (P,): the two orders of steps from the top of this lesson, then
+# D = ||θ_AB - θ_BA|| / (||η g_A(θ)|| ||η g_B(θ)||). The check runs it at initialisation with η = 1e-2, against
+# `defect_sample`.
+
+# %%
+answer_6e = None  # your answer
+grad_a, grad_b = ((lambda t, batch=batch: derivatives.gradients([(t, *batch)])[0]) for batch in (batch_a, batch_b))
+lessons.check(
+    "6e",
+    None if answer_6e is None else answer_6e(initial, grad_a, grad_b, 1e-2),
+    defect_sample(initial, batch_a, batch_b, derivatives, 1e-2)["defect"],
+    rel=1e-6,  # defect_sample adds 1e-12 to the denominator, as the reference code does
+    hint="theta_ab = theta - eta * grad_a(theta) - eta * grad_b(theta - eta * grad_a(theta)); theta_ba likewise.",
+)
+
+# %% [markdown]
 # ## Going further
 # - Do it in float32 (drop `.replace(dtype="float64")` above) with η = 1e-3, as the paper does: how many digits
 #   of δ survive?
