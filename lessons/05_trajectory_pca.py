@@ -177,15 +177,16 @@ for name in pca["pc1"]:
 
 # %% [markdown]
 # Measured here (the assertions below hold the text to the numbers):
-# - **W_V and W_O** are as concentrated as decay alone makes them: within 3 points of the decay null, in both runs.
-#   Their large z against the random-walk null is weight decay's doing, not the learning's.
+# - **W_V and W_O** are as concentrated as a decaying random walk: within 3 points of the decay null, in both
+#   runs. Their large z against the random-walk null is what decay gives, with no learning needed to explain it
+#   (the decay null shrinks more than the run does, though: its steps never push back against the decay).
 # - **W_Q and W_K** of add are at the random-walk null (about 50%); those of x2_xy_y2, which never groks, are
 #   higher (65% to 73%).
 #
 # What this shows: in this model a high PC1 share is not a sign of grokking, and a z-score against the random-walk
 # null overstates it. What it does not show: that the same holds for the paper's model. The paper reports lower
-# PC1 for runs that never grok (docs/paper.md §10); tinygrok's records of the paper's model do not show that
-# (docs/results.md), and their nulls lack the decay too.
+# PC1 for runs that never grok (docs/paper.md §10); tinygrok's records of the paper's model will tell once their
+# PCA stage has run (docs/results.md, §10 #2), and the paper's nulls lack the decay too.
 
 # %%
 decay_gap = max(abs(v[0] - v[2]) for (label, name), v in shares.items() if name[-1] in "VO")
@@ -193,7 +194,8 @@ qk = {
     label: [v[0] for (lab, name), v in shares.items() if lab == label and name[-1] in "QK"]
     for label in ("add", "x2_xy_y2")
 }
-assert decay_gap < 0.03 and max(qk["add"]) < 0.55 < 0.65 < min(qk["x2_xy_y2"]), (decay_gap, qk)
+walk_gap = max(abs(v[0] - v[1]) for (label, name), v in shares.items() if label == "add" and name[-1] in "QK")
+assert decay_gap < 0.03 and walk_gap < 0.05 and 0.65 <= min(qk["x2_xy_y2"]) <= max(qk["x2_xy_y2"]) < 0.74, qk
 
 # %% [markdown]
 # **Exercise 5e.** Which matrix has the largest PC1 share in this run? Give its name, e.g. "blocks.0.W_Q".

@@ -136,7 +136,7 @@ lessons.show(fig, "lesson6_bracket")
 # estimate of the bracket, best early in training.
 #
 # **Exercise 6b.** Fit the slope of log(error) against log(η) for the run after grokking, for η from 1e-3 down to
-# 1e-5 (`np.polyfit`, degree 1). Which power of η is the error?
+# 1e-5 (`np.polyfit`, degree 1), and give the fitted slope. Which power of η is the error?
 
 # %%
 straight = (etas <= 1.01e-3) & (etas >= 0.99e-5)
@@ -151,7 +151,7 @@ lessons.check(
 
 # %% [markdown]
 # **Exercise 6c.** D is normalised so that η cancels to first order. At initialisation, compute D at η = 1e-3 and
-# at η = 1e-4 (`defect_sample(..., eta=...)["defect"]`) and give their ratio.
+# at η = 1e-4 (`defect_sample(..., eta=...)["defect"]`) and give their ratio, D(1e-3) / D(1e-4).
 
 # %%
 answer_6c = None  # your answer

@@ -159,7 +159,7 @@ answer_7e = None  # your answer
 at_step = {r["step"]: r for r in rows}
 lessons.check(
     "7e",
-    None if answer_7e is None else at_step[answer_7e]["test_loss"],  # its test loss: the highest of all
+    None if answer_7e is None else at_step.get(answer_7e, {}).get("test_loss"),  # its test loss: the highest
     max(r["test_loss"] for r in rows),
     rel=0,
     hint="The row with the largest test_loss; give its step.",
@@ -172,9 +172,9 @@ lessons.check(
 #   one that nothing in the accuracies shows;
 # - before grokking the gradient norm grows too, so the rise of D is not its normalisation's doing: D ×
 #   grad_norm² rises more steeply still;
-# - **after grokking, D's largest values come where the gradient is tiny** (training loss near 1e-3 or below):
-#   there D × grad_norm² is smaller than at any point before grok_90. The high D of a grokked run measures
-#   small gradients more than a large commutator.
+# - **after grokking, D's largest value comes where the gradient is tiny** (training loss near 1e-3 or below):
+#   there D × grad_norm² is smaller than at any point before grok_90. That high D measures a small gradient more
+#   than a large commutator.
 
 # %%
 peak = max(rows, key=lambda r: r["test_loss"])

@@ -12,7 +12,8 @@
 #
 # **Learning goals**
 # - read a causal intervention as a few lines around the optimizer step (`tinygrok/science/interventions.py`);
-# - see that grokking needs the part of the gradient outside the execution subspace: remove it, and it never comes;
+# - remove the gradient outside the execution subspace and see grokking fail, then see a random subspace fail
+#   the same way: what the control says about the claim;
 # - see that pushing the weights along the curvature directions does not bring grokking sooner: curvature is a
 #   warning sign, not the lever.
 
@@ -195,7 +196,8 @@ lessons.check(
 #
 # **Exercise 8d.** Write the opposite of `project` at s = 1: a `Hook` subclass that removes the part of the
 # gradient *inside* the subspace, g <- g - B Bᵀ g, on every update from update 500 on, and leaves the gradient
-# alone before. Set `answer_8d` to the class. The check calls it with the R³ plane of exercise 8a as B.
+# alone before. `before_update` returns the pair (theta, grad). Set `answer_8d` to the class. The check calls it
+# with the R³ plane of exercise 8a as B.
 
 # %%
 answer_8d = None  # your answer
@@ -223,7 +225,8 @@ lessons.check(
 #   +800 steps, and no grokking at s = 1 (docs/paper.md §8.3). `tinygrok sweep dose-response --ops add` runs the
 #   paper's grid (`--batches own` for the other protocol), and `tinygrok report` draws it.
 # - The control at smaller doses: `intervention("project", 0.75, "random")` beside `intervention("project",
-#   0.75)`. Does B delay grokking more than a random subspace does, as in the paper model's table above?
+#   0.75)`. Does B delay grokking more than a random subspace does? (The table above makes that comparison with
+#   `project_attention`, inside the attention matrices.)
 # - Other seeds: `recipes.intervention("sustained_kick", 100.0, preset="classroom", seed=137, **settings)`,
 #   and the same for random kicks and s = 0, and smaller kicks (alpha = 20). Do curvature kicks hold grokking
 #   back for every seed, and at every size? On the paper's model: `tinygrok sweep kicks` (27 runs; hours on a CPU).

@@ -3,16 +3,17 @@ grokking via mechanistic interpretability"), adapted to this model.
 
 A function f on Z_p = {0, ..., p-1} is a sum of waves: a constant, and cos(w_k n), sin(w_k n) with w_k = 2πk/p for
 the frequencies k = 1, ..., (p-1)/2. Nanda et al. found that a transformer trained on a + b mod p embeds each
-number by a few such waves (its *key frequencies*), and computes its logits for an answer c from
-cos(w_k (a + b - c)), which peaks at c = a + b. Two progress measures follow:
-- the *restricted loss*: the loss with the logits cut down to their components along cos and sin of
-  w_k (a + b - c) for the key frequencies only (on every pair): low once the Fourier circuit alone can answer;
-- the *excluded loss*: the loss with those components taken out (on the training pairs): it rises as the
-  training set's fit comes to rest on the circuit instead of on memorized pairs.
+number by a few such waves, and computes its logit for an answer c from cos(w_k (a + b - c)), which peaks at
+c = a + b, for a few *key frequencies* k. Two progress measures follow:
+- the *restricted loss*: the loss with the logits cut down to their parts along cos and sin of w_k (a + b - c) for
+  the key frequencies only (on every pair);
+- the *excluded loss*: the loss with those parts taken out (on the training pairs).
 
-Adapted: Nanda's model reads [a, b, =] and answers at "="; this one reads [a, b] and answers at position 0
-(docs/paper.md §2). The key frequencies are read from the embedding W_E of the last saved parameters, and a
-frequency counts as key when it holds more than twice its even share of the embedding's energy.
+Adapted, and cruder than Nanda et al.'s: this model reads [a, b] and answers at position 0 (docs/paper.md §2); the
+parts are taken of the logits themselves, one coefficient for each of cos and sin of w_k (a + b - c) (Nanda et
+al. restrict the MLP's neurons and remove, per answer c, the waves in a + b); no per-answer mean is added back;
+and the key frequencies are those holding more than twice their even share of the logits' energy in such waves at
+the end of the run.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ def key_frequencies(energy: np.ndarray) -> list[int]:
     """The frequencies (from 1) holding more than twice their even share of the energy."""
     share = energy / energy.sum()
     return [int(k) + 1 for k in np.flatnonzero(share > 2 / len(energy))]
+
+
+def logit_energy(logits: np.ndarray) -> np.ndarray:
+    """((p-1)/2,): for each frequency k, the squared norm of the logits' part along cos and sin of w_k (a + b - c)."""
+    return np.array([np.sum(key_logits(logits, [k]) ** 2) for k in range(1, logits.shape[1] // 2 + 1)])
 
 
 def key_logits(logits: np.ndarray, keys: list[int]) -> np.ndarray:
