@@ -19,7 +19,8 @@ def first_step(rows: Iterable[dict], key: str, threshold: float) -> int | None:
 
 def first_move(steps, values, start: int, end: int, fraction: float = 0.25) -> int | None:
     """The first step after `start` at which `values` have gone `fraction` of their way from their value at
-    `start` to their value at `end` (in either direction): when a measure starts to move, read on one run."""
+    `start` to their value at `end` (in either direction): when a measure starts to move, read on one run. start
+    and end must be among the steps; None if no later step gets there."""
     at = dict(zip(steps, values))
     target = at[start] + fraction * (at[end] - at[start])
     sign = 1 if at[end] >= at[start] else -1
