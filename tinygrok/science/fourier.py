@@ -18,7 +18,11 @@ the end of the run.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+
+from tinygrok.science.data import all_pairs
 
 
 def basis(p: int) -> np.ndarray:
@@ -50,14 +54,22 @@ def logit_energy(logits: np.ndarray) -> np.ndarray:
 
 
 def key_logits(logits: np.ndarray, keys: list[int]) -> np.ndarray:
-    """The part of the logits (p*p, p) of every pair (a, b), in data.all_pairs' order (row a p + b), along cos
-    and sin of w_k (a + b - c) for k in keys. Over the whole grid of (a, b, c) these waves are orthogonal, so the
-    part along each is its own projection."""
+    """The part of the logits (p*p, p) of every pair (a, b), in data.all_pairs' order, along cos and sin of
+    w_k (a + b - c) for k in keys. Over the whole grid of (a, b, c) these waves are orthogonal, so the part along
+    each is its own projection."""
     p = logits.shape[1]
-    a, b = np.divmod(np.arange(p * p), p)
-    phase = (a + b)[:, None] - np.arange(p)  # (p*p, p): a + b - c
+    phase = _phase(p)  # (p*p, p)
     kept = np.zeros(logits.shape)
     for k in keys:
         for wave in (np.cos(2 * np.pi * k * phase / p), np.sin(2 * np.pi * k * phase / p)):  # (p*p, p) each
             kept += np.sum(logits * wave) / np.sum(wave * wave) * wave
     return kept
+
+
+@functools.cache
+def _phase(p: int) -> np.ndarray:
+    """(p*p, p): a + b - c for every pair (a, b) of all_pairs("add", p) and every answer c (read-only)."""
+    pairs, _ = all_pairs("add", p)  # (p*p, 2)
+    phase = pairs.sum(axis=1)[:, None] - np.arange(p)
+    phase.flags.writeable = False
+    return phase
