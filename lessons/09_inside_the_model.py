@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Lesson 9: Inside the model: Fourier features and progress measures
 #
-# **Duration:** 30 min in class; code: about 30 s on 2 cores (FAST: the same)
+# **Duration:** 30 min in class; code: about 25 s on 2 cores (FAST: the same)
 #
 # **The paper:** [arXiv 2602.16746](https://arxiv.org/abs/2602.16746); `docs/paper.md` summarises its formulas,
 # protocols and numbers.
