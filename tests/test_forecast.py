@@ -10,11 +10,12 @@ import pytest
 from test_cli import TINY, assert_refused, refused_here, tinygrok
 
 from tinygrok.cli import views
-from tinygrok.lab import forecast_scoring
+from tinygrok.lab import forecast_scoring, grids, records
 from tinygrok.run import grok_forecaster
+from tinygrok.run.runs import RunError
 from tinygrok.science import forecast
 from tinygrok.science.config import preset
-from tinygrok.science.forecast import FEATURES, Record, feature_matrix, fit
+from tinygrok.science.forecast import FEATURES, LOGISTIC, REGRESSION, Record, feature_matrix, fit
 
 
 def synthetic_rows(rng, n: int, start: int = 0) -> list[dict]:
@@ -33,7 +34,7 @@ def synthetic_rows(rng, n: int, start: int = 0) -> list[dict]:
         for s, d, a, b, l1, l2 in zip(
             steps,
             np.exp(rng.normal(0, 1, n).cumsum()),
-            rng.uniform(0, 1, n),
+            rng.uniform(0.8, 1, n),  # train accuracy: memorized (0.95) at a quarter of the probes
             rng.uniform(0, 0.85, n),
             rng.uniform(0.01, 5, n),
             rng.uniform(0.01, 5, n),
@@ -62,18 +63,18 @@ def test_the_fitter_recovers_a_known_law_from_synthetic_runs():
     """Runs of three probes each (one forecast apiece): T - t = 10^(x . b + e), e ~ N(0, 0.1), and 'groks' drawn
     with P = sigmoid(x . a); the fit finds b, the residual quantiles, and a."""
     rng = np.random.default_rng(1)
-    b_true = np.array([1.0, -0.5, 0.3, -0.4, -0.8, -0.6])
-    a_true = np.array([1.5, 0.0, -0.2, 0.8, 2.0, 0.0, 0.0])
+    b_true = np.array([1.0, -0.5, 0.3, -0.4, -0.8, -0.6])  # over REGRESSION
+    a_true = np.array([1.5, 0.0, -0.2, 0.8, 2.0, 0.0, 0.0])  # over LOGISTIC
     records = []
     for i in range(3000):
-        rows, lr = synthetic_rows(rng, 3, start=int(rng.integers(1, 50)) * 100), 10 ** rng.uniform(-4, -2)
+        rows, lr = synthetic_rows(rng, 3, start=int(rng.integers(1, 10)) * 100), 10 ** rng.uniform(-4, -2)
         x = feature_matrix(rows, lr, 1.0)[2]
-        groks = rng.random() < 1 / (1 + math.exp(-x @ a_true))
-        T = rows[2]["step"] + 10 ** (x[:6] @ b_true + rng.normal(0, 0.1))
+        groks = rng.random() < 1 / (1 + math.exp(-x[list(LOGISTIC)] @ a_true))
+        T = rows[2]["step"] + 10 ** (x[list(REGRESSION)] @ b_true + rng.normal(0, 0.1))
         records.append(Record(f"run{i}", "add", i, lr, 1.0, math.ceil(T) if groks else None, tuple(rows)))
     model = fit(records)
     b_off = np.abs(np.array(model.b) - b_true)
-    assert b_off.max() < 0.02, dict(zip(FEATURES, b_off))
+    assert b_off.max() < 0.02, dict(zip((FEATURES[i] for i in REGRESSION), b_off))
     assert model.interval == pytest.approx((-0.128, 0.128), abs=0.015)  # N(0, 0.1)'s 10% and 90% quantiles
     a_fit = np.array(model.a)
     assert np.abs(a_fit[[2, 3, 4]] - a_true[[2, 3, 4]]).max() < 0.25, a_fit
@@ -214,3 +215,56 @@ def test_the_forecast_is_a_probe_that_adds_its_column_and_changes_no_other(tmp_p
     plain, with_it = Run(tmp_path / "plain").metrics(), Run(tmp_path / "forecast").metrics()
     assert sum("forecast" in row for row in with_it) >= 3 and not any("forecast" in row for row in plain)
     assert [{k: v for k, v in row.items() if k != "forecast"} for row in with_it] == plain
+
+
+def test_no_held_out_run_is_one_the_forecaster_was_fitted_on():
+    """The held-out grid and the shipped forecaster's runs share no run (operation, seed, learning rate, weight
+    decay and training fraction), and a record of a fitted run under a held-out name is refused."""
+    specs = grids.grid(forecast_scoring.HELD_OUT)
+    fitted = forecast_scoring.fitted_keys()
+    assert len(fitted) == 35  # of 36 runs: add at s = 1 is add, seed 42, lr 1e-3 with an intervention
+    held = {
+        forecast_scoring.key(s.config.op, s.config.seed, s.config.lr, s.config.weight_decay, s.config.train_frac)
+        for s in specs
+    }
+    assert len(held) == len(specs) and not held & fitted
+    assert not {s.name for s in specs} & set(grok_forecaster.shipped()[0].runs)
+
+
+def test_a_fitted_run_recorded_as_held_out_is_refused(tmp_path):
+    fitted = grok_forecaster.shipped_records()[0]
+    cfg = preset("paper", op=fitted.op, seed=fitted.seed, lr=fitted.lr, weight_decay=fitted.weight_decay)
+    name = grids.grid(forecast_scoring.HELD_OUT)[0].name
+    record = dict.fromkeys(records.KEYS, [])
+    records.save({**record, "name": name, "config": cfg.to_dict(), "metrics": list(fitted.rows)}, tmp_path)
+    with pytest.raises(RunError, match="fitted on the same run"):
+        forecast_scoring.held_out_records([tmp_path])
+
+
+def _cells(forecaster: list[float], law: list[float], held: list[bool]) -> dict:
+    """Score cells of the forecaster and the learning-rate law: at every point run i's errors forecaster[i] and
+    law[i], and whether the forecaster's interval held T, held[i]."""
+
+    def method(errors: list[float]) -> dict:
+        runs = [(e, h, 0.5) for e, h in zip(errors, held, strict=True)]
+        return {"points": {label: list(runs) for label, _ in forecast_scoring.POINTS}, "first": [], "alarms": []}
+
+    return {"forecaster": method(forecaster), forecast_scoring.BASELINE: method(law)}
+
+
+def test_the_decision_rule_counts_wins_on_the_same_runs_and_bounds_the_coverage():
+    better, worse, law = [0.1] * 10, [0.3] * 10, [0.2] * 10
+    for n_held, live in ((6, False), (7, True), (9, True), (10, False)):  # coverage 60%, 70%, 90%, 100%
+        held = [True] * n_held + [False] * (10 - n_held)
+        assert forecast_scoring.decision(_cells(better, law, held)) == (live, 4, pytest.approx(n_held / 10))
+    assert forecast_scoring.decision(_cells(worse, law, [True] * 8 + [False] * 2))[:2] == (False, 0)
+    cells = _cells(better, law, [True] * 8 + [False] * 2)
+    cells["forecaster"]["points"]["at onset"] = [None] * 9 + [(0.3, True, 0.5)]  # compared on run 10 only
+    assert forecast_scoring.decision(cells) == (True, 3, pytest.approx(25 / 31))
+
+
+def test_the_runs_own_clock_counts_from_its_first_memorized_probe():
+    rows = [{"step": s, "train_acc": a} for s, a in ((100, 0.5), (200, 0.96), (300, 0.9), (400, 0.99))]
+    step = np.array([100, 200, 300, 400])
+    assert forecast.memorization_steps(rows, step).tolist() == [100, 200, 200, 200]
+    assert forecast.memorization_steps(rows[:1], step[:1]).tolist() == [100]

@@ -38,7 +38,7 @@ from tinygrok.lab import (
     sweep_report,
 )
 from tinygrok.run import geometry, grok_forecaster, plots
-from tinygrok.run.runs import THETAS, Run, RunError, WriteError, read_json
+from tinygrok.run.runs import THETAS, Run, RunError, WriteError, read_json, write_text
 from tinygrok.run.train import Diverged
 from tinygrok.science import config, interventions, undefined
 from tinygrok.science.config import Config, ConfigError
@@ -420,14 +420,27 @@ def forecast_score(
         Path | None,
         typer.Option(help="a forecast_runs.jsonl.gz [default: the runs the shipped forecaster was fitted on]"),
     ] = None,
+    held_out: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help=f"a folder of run records holding the runs of the {forecast_scoring.HELD_OUT} grid (tinygrok "
+            "record); given once or more, the shipped forecaster is scored on those runs instead"
+        ),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="the page the held-out score goes to [default: printed]")] = None,
 ):
-    """Score the forecaster and its baselines, leave-one-seed-out and leave-one-learning-rate-out (markdown)."""
-    console.print(
-        forecast_scoring.markdown(grok_forecaster.shipped_records(records or grok_forecaster.RECORDS)),
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
-    )
+    """Score the forecaster and its baselines, leave-one-seed-out and leave-one-learning-rate-out, or on held-out
+    runs with the decision rule for the live forecast (markdown)."""
+    if held_out:
+        text = forecast_scoring.held_out_page(held_out, out or Path("-"))
+    elif out:
+        raise RunError("--out writes the held-out score: give --held-out too")
+    else:
+        text = forecast_scoring.markdown(grok_forecaster.shipped_records(records or grok_forecaster.RECORDS))
+    if out:
+        console.print(f"held-out score {write_text(out, text)}")
+        return
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

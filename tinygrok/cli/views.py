@@ -4,7 +4,6 @@ sweep's state. Each takes what a command computed and only shows it."""
 from __future__ import annotations
 
 import contextlib
-import itertools
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from tinygrok.lab import reproduction, sweep
 from tinygrok.run.runs import Run
 from tinygrok.science import paper, undefined
 from tinygrok.science.config import Config
-from tinygrok.science.forecast import FEATURES, Forecast, Forecaster, Record
+from tinygrok.science.forecast import FEATURES, LOGISTIC, REGRESSION, Forecast, Forecaster, Record
 from tinygrok.science.model import ATTENTION_MATRICES
 
 console = Console()
@@ -172,9 +171,9 @@ def forecast_table(
 
 def forecaster_table(forecaster: Forecaster, records: list[Record]) -> Table:
     """The fitted coefficients, feature by feature, and what they were fitted on."""
+    a, b = (dict(zip(columns, fitted)) for columns, fitted in ((LOGISTIC, forecaster.a), (REGRESSION, forecaster.b)))
     rows = [
-        (name, f"{a:+.3f}", f"{b:+.3f}" if b is not None else "")
-        for name, a, b in itertools.zip_longest(FEATURES, forecaster.a, forecaster.b)
+        (name, f"{a[i]:+.3f}" if i in a else "", f"{b[i]:+.3f}" if i in b else "") for i, name in enumerate(FEATURES)
     ]
     grokking = sum(r.grok_90 is not None for r in records)
     e10, e90 = forecaster.interval

@@ -14,9 +14,11 @@ import statistics
 from collections.abc import Callable
 from pathlib import Path
 
-from tinygrok.run.grok_forecaster import mismatch, model_of, record_of
+from tinygrok.lab import grids, records, results_page
+from tinygrok.run import grok_forecaster
 from tinygrok.run.runs import Run, RunError
 from tinygrok.science.analysis import curvature_onset
+from tinygrok.science.config import Config
 from tinygrok.science.forecast import METHODS, Forecast, Predictor, Record, before_grok
 
 POINTS = (("at onset", None), ("at 25%", 0.25), ("at 50%", 0.50), ("at 75%", 0.75))
@@ -40,24 +42,39 @@ def records_under(paths: list[Path]) -> tuple[list[Record], dict]:
     runs = [run for run in map(Run, dirs) if "train" in run.stages()]
     if not runs:
         raise RunError(f"no trained runs under {', '.join(map(str, paths))}")
-    model = model_of(runs[0].config())
+    model = grok_forecaster.model_of(runs[0].config())
     for run in runs:
-        if why := mismatch(run.config(), model):
+        if why := grok_forecaster.mismatch(run.config(), model):
             raise RunError(f"{run.path}: {why}")
-    return [record_of(run) for run in runs], model
+    return [grok_forecaster.record_of(run) for run in runs], model
 
 
 def score(records: list[Record], scheme: str) -> dict[str, dict]:
     """Method -> its score cells under the scheme (see the module's docstring)."""
     group = SCHEMES[scheme]
-    cells = {name: {"points": {label: [] for label, _ in POINTS}, "first": [], "alarms": []} for name in METHODS}
+    cells = _empty_cells()
     for held in sorted({group(r) for r in records}):
-        train = [r for r in records if group(r) != held]
-        for name, make in METHODS.items():
-            predict = _fitted(make, train)
-            for rec in (r for r in records if group(r) == held):
-                _score_run(predict, rec, cells[name])
+        _score_runs([r for r in records if group(r) != held], [r for r in records if group(r) == held], cells)
     return cells
+
+
+def held_out_score(fitted: list[Record], held: list[Record]) -> dict[str, dict]:
+    """Method -> its score cells over the held-out runs, every method fitted once on the fitted runs."""
+    cells = _empty_cells()
+    _score_runs(fitted, held, cells)
+    return cells
+
+
+def _empty_cells() -> dict[str, dict]:
+    return {name: {"points": {label: [] for label, _ in POINTS}, "first": [], "alarms": []} for name in METHODS}
+
+
+def _score_runs(train: list[Record], test: list[Record], cells: dict[str, dict]) -> None:
+    """Every method fitted on `train` scores each run of `test` into its cells (in test's order)."""
+    for name, make in METHODS.items():
+        predict = _fitted(make, train)
+        for rec in test:
+            _score_run(predict, rec, cells[name])
 
 
 def _fitted(make, train: list[Record]) -> Predictor | None:
@@ -139,20 +156,144 @@ def markdown(records: list[Record]) -> str:
     grokking = sum(r.grok_90 is not None for r in records)
     parts = [f"{len(records)} runs: {grokking} grok, {len(records) - grokking} never do.\n"]
     for scheme in SCHEMES:
-        header = ["method", *(label for label, _ in POINTS), "first confident forecast", "false alarms"]
-        lines = [f"**{scheme}**\n", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for name, cells in score(records, scheme).items():
-            lines.append(
-                "| "
-                + " | ".join(
-                    [
-                        name,
-                        *(point_cell(cells["points"][label]) for label, _ in POINTS),
-                        first_cell(cells["first"]),
-                        alarm_cell(cells["alarms"]),
-                    ]
-                )
-                + " |"
-            )
-        parts.append("\n".join(lines) + "\n")
+        parts.append(f"**{scheme}**\n\n" + "\n".join(score_table(score(records, scheme))) + "\n")
     return "\n".join(parts)
+
+
+def score_table(cells: dict[str, dict]) -> list[str]:
+    """One row per method: its cell at each of POINTS, its first confident forecasts, its false alarms."""
+    header = ["method", *(label for label, _ in POINTS), "first confident forecast", "false alarms"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, cell in cells.items():
+        row = [
+            name,
+            *(point_cell(cell["points"][label]) for label, _ in POINTS),
+            first_cell(cell["first"]),
+            alarm_cell(cell["alarms"]),
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+# ---------------------------------------------------------------------- the held-out score
+HELD_OUT = "forecast-held-out"  # the grid (grids.py) of the runs the shipped forecaster is never fitted on
+BASELINE = "learning rate alone"
+WINS_NEEDED = 3  # of the 4 POINTS: the live forecast must beat the baseline's median error at most of them
+COVERAGE = (0.70, 0.90)  # and its 80% intervals must hold grok_90 this often
+
+
+def key(op: str, seed: int, lr: float, weight_decay: float, train_frac: float) -> tuple:
+    """What makes two runs of one model the same run: a held-out run shares it with no fitted run."""
+    return op, seed, lr, weight_decay, train_frac
+
+
+def fitted_keys() -> set[tuple]:
+    """The keys of the runs the shipped forecaster was fitted on."""
+    train_frac = grok_forecaster.shipped()[1]["train_frac"]
+    return {key(r.op, r.seed, r.lr, r.weight_decay, train_frac) for r in grok_forecaster.shipped_records()}
+
+
+def held_out_records(folders: list[Path]) -> tuple[list[Record], list[dict], list[str]]:
+    """The held-out grid's runs recorded in the folders (records.py), in the grid's order: the forecaster's
+    records of them, the run records themselves, and the names of the grid's runs not recorded yet. A RunError,
+    in one line, where one of them is a run the shipped forecaster was fitted on."""
+    found = {}
+    for folder in folders:
+        found.update(records.load_all(folder)[0])
+    fitted = fitted_keys()
+    held, saved, missing = [], [], []
+    for spec in grids.grid(HELD_OUT):
+        if spec.name not in found:
+            missing.append(spec.name)
+            continue
+        cfg = Config.from_dict(found[spec.name]["config"])
+        if key(cfg.op, cfg.seed, cfg.lr, cfg.weight_decay, cfg.train_frac) in fitted:
+            raise RunError(f"{spec.name} is held out, yet the shipped forecaster was fitted on the same run")
+        held.append(grok_forecaster.from_rows(spec.name, cfg, found[spec.name]["metrics"], spec.name))
+        saved.append(found[spec.name])
+    return held, saved, missing
+
+
+def decision(cells: dict[str, dict]) -> tuple[bool, int, float]:
+    """The decision rule over the held-out cells: (whether the live forecast earns its place, at how many POINTS
+    the forecaster's median error is below the learning-rate law's on the same runs, the share of its 80%
+    intervals that held grok_90 over all POINTS)."""
+    wins = 0
+    for label, _ in POINTS:
+        pairs = [
+            (f[0], b[0])
+            for f, b in zip(cells["forecaster"]["points"][label], cells[BASELINE]["points"][label])
+            if f is not None and b is not None
+        ]
+        wins += bool(pairs) and statistics.median(f for f, _ in pairs) < statistics.median(b for _, b in pairs)
+    made = [s for label, _ in POINTS for s in cells["forecaster"]["points"][label] if s is not None]
+    coverage = sum(s[1] for s in made) / len(made)
+    return wins >= WINS_NEEDED and COVERAGE[0] <= coverage <= COVERAGE[1], wins, coverage
+
+
+def _signed(f: Forecast | None, T: int) -> str:
+    """'+12%' (the forecast's error, as a share of T), marked 'out' where its 80% interval misses T."""
+    return "—" if f is None else f"{(f.grok_step - T) / T:+.0%}" + ("" if f.low <= T <= f.high else " out")
+
+
+def run_table(fitted: list[Record], held: list[Record]) -> list[str]:
+    """One row per held-out run: grok_90, the forecaster's signed error at each of POINTS, the learning-rate
+    law's; for a run that never groks, its probes with a confident forecast that it would."""
+    forecaster, law = (METHODS[name](fitted) for name in ("forecaster", BASELINE))
+    header = ["run", "grok_90", *(f"forecaster {label}" for label, _ in POINTS), BASELINE]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for rec in held:
+        made = [forecaster(rec, n) for n in range(1, len(rec.rows) + 1)]
+        if rec.grok_90 is None:
+            alarms = sum(f is not None and f.confident for f in made)
+            cells = [f"never; false alarms at {alarms} of {len(made)} probes", "", "", "", ""]
+        else:
+            points = at_points(rec, made).values()
+            cells = [f"{rec.grok_90:,}", *(_signed(f, rec.grok_90) for f in points), _signed(law(rec, 1), rec.grok_90)]
+        lines.append(f"| {rec.name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def held_out_page(folders: list[Path], page: Path) -> str:
+    """The held-out score as a markdown page: the command, code and machine at its top, the score table of the
+    forecaster and its baselines, the decision rule's outcome, one row per run."""
+    fitted = grok_forecaster.shipped_records()
+    held, saved, missing = held_out_records(folders)
+    if not held:
+        raise RunError(f"no run of the {HELD_OUT} grid is recorded in {', '.join(map(str, folders))}")
+    cells = held_out_score(fitted, held)
+    live, wins, coverage = decision(cells)
+    grokking = sum(r.grok_90 is not None for r in held)
+    env = [r["environment"] for r in saved]
+    sources = " ".join(f"--held-out {folder}" for folder in folders)
+    return "\n".join(
+        [
+            "# The grok forecast, scored on runs it was never fitted on",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| command | `tinygrok forecast-score {sources} --out {page}` (the runs: `tinygrok sweep {HELD_OUT}`) |",
+            f"| code | {results_page.counted([e.get('commit', 'unknown') for e in env])} |",
+            f"| machine | {results_page.counted([e.get('machine', 'unknown') for e in env])} |",
+            "",
+            f"The shipped forecaster (tinygrok/run/forecaster.json) and each baseline, fitted once on the "
+            f"{len(fitted)} runs it was fitted on, forecast {len(held)} runs that share no operation, seed, learning "
+            f"rate, weight decay and training fraction with those ({HELD_OUT} in tinygrok/lab/grids.py): {grokking} "
+            f"grok, {len(held) - grokking} never do"
+            + (f"; {len(missing)} of its runs are not recorded yet." if missing else "."),
+            "",
+            *score_table(cells),
+            "",
+            f"**The live forecast is {'on' if live else 'off'}.** It is shown while a run trains only if its median "
+            f"error is below the learning rate alone's, on the same runs, at {WINS_NEEDED} or more of the "
+            f"{len(POINTS)} points, and its 80% intervals hold grok_90 {COVERAGE[0]:.0%}-{COVERAGE[1]:.0%} of the "
+            f"time. Here it is below at {wins} of {len(POINTS)}, and its intervals hold grok_90 in {coverage:.0%} "
+            "of its forecasts.",
+            "",
+            "Each run: the error of the forecast made at each point, (forecast - grok_90) / grok_90, 'out' where its "
+            "80% interval misses grok_90.",
+            "",
+            *run_table(fitted, held),
+            "",
+        ]
+    )

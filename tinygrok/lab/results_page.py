@@ -393,10 +393,6 @@ def text(folder: Path, page: Path, figures_dir: Path | None = None) -> str:
 
 def _header(folder: Path, page: Path, state: dict, found: dict) -> list[str]:
     """The table at the top: the command, the code and the machines the records come from, the time."""
-
-    def counted(values: list[str]) -> str:
-        return ", ".join(f"{value} ({values.count(value)} runs)" for value in sorted(set(values)))
-
     cpu = sum(r["environment"].get("wall_seconds", 0.0) for r in found.values())
     return [
         "| | |",
@@ -408,6 +404,11 @@ def _header(folder: Path, page: Path, state: dict, found: dict) -> list[str]:
         f"| time | {reproduction.wall_seconds(state) / 3600:.2f} h of wall time in {len(state['parts'])} part(s); "
         f"{cpu / 3600:.2f} h of CPU time (its runs' own, one core each) |",
     ]
+
+
+def counted(values: list[str]) -> str:
+    """'a (3 runs), b (1 runs)': each value once, in order, with how many runs have it."""
+    return ", ".join(f"{value} ({values.count(value)} runs)" for value in sorted(set(values)))
 
 
 def _stage_table(plan: tuple[Stage, ...], stages: dict[str, list[dict]], state: dict) -> str:

@@ -48,18 +48,20 @@ def mismatch(cfg: Config, model: dict) -> str | None:
 
 def record_of(run: Run) -> Record:
     """The run's record (a RunError, in one line, if it has no probes or no metrics)."""
-    cfg, rows = run.config(), run.metrics()
+    return from_rows(run.path.name, run.config(), run.metrics(), str(run.path))
+
+
+def from_rows(name: str, cfg: Config, rows: list[dict], where: str) -> Record:
+    """The forecaster's record of a run from its config and metric rows (`where` names it in a RunError)."""
     try:
         probed = [{key: r[key] for key in ROW_KEYS} for r in rows if r.get("defect") is not None]
     except KeyError as err:
-        raise RunError(f"{run.path}'s metrics.jsonl has a probed row without {err}") from None
+        raise RunError(f"{where}'s metrics.jsonl has a probed row without {err}") from None
     if not probed:
         raise RunError(
-            f"{run.path} has no curvature probes: the forecaster reads the defect (train it with --probe-every 100)"
+            f"{where} has no curvature probes: the forecaster reads the defect (train it with --probe-every 100)"
         )
-    return Record(
-        run.path.name, cfg.op, cfg.seed, cfg.lr, cfg.weight_decay, first_step(rows, "test_acc", 0.9), tuple(probed)
-    )
+    return Record(name, cfg.op, cfg.seed, cfg.lr, cfg.weight_decay, first_step(rows, "test_acc", 0.9), tuple(probed))
 
 
 @functools.lru_cache(maxsize=1)

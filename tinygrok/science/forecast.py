@@ -1,21 +1,26 @@
 """Forecasting the grok step while a run trains (docs/paper.md §7): will it grok, and when, with an 80% interval.
 
 The forecaster reads a run's probed metric rows up to step t only (the defect D, accuracies, losses) and its
-settings (learning rate, weight decay). Six numbers describe the record at t (FEATURES), and two linear models,
+settings (learning rate, weight decay). Seven numbers describe the record at t (FEATURES), and two linear models,
 fitted on stored runs, turn them into the forecast:
 
     P(the run groks) = sigmoid(x . a)                logistic regression, over the probes of every run
-                                                     (a grokking run's before T);
+                                                     (a grokking run's before T), x = the LOGISTIC features;
     log10(T - t)     = x' . b + e                    least squares, over the grokking runs' probes before T,
-                                                     x' = x without weight decay > 0 (always 1 there);
+                                                     x' = the REGRESSION features: the step on the run's own
+                                                     clock, and no weight decay > 0 (always 1 there);
 
 where T is grok_90 (the first evaluation with test accuracy >= 0.9). The 80% interval is t + 10^(x' . b + e10)
 to t + 10^(x' . b + e90), e10 and e90 the 10% and 90% quantiles of the fitted residuals. Every run weighs the
 same in both fits, however many probes it has (a run at lr 1e-4 has 35x those of one at 1e-2).
 
 Why these features: the learning rate alone sets T roughly (~34k, ~3k, ~1k steps at 1e-4, 1e-3, 1e-2); the
-defect's growth over its baseline says how far curvature has risen (§7.1); test accuracy and the fall of the test
-loss from its peak say how far generalisation has gone; weight decay 0 never groks. The onset alone cannot
+memorization step (train accuracy 0.95) scales with it as T does, so the step in units of the run's own
+memorization step places a run on its own clock; the defect's growth over its baseline says how far curvature has
+risen (§7.1); test accuracy and the fall of the test loss from its peak say how far generalisation has gone;
+weight decay 0 never groks. The own clock is chosen over the plain step by the score on the fitted runs alone
+(leave one seed out and leave one learning rate out, docs/forecast.md); in the logistic model it raises false
+alarms, so that keeps the plain step. The onset alone cannot
 give T (lead = c T^alpha with alpha > 1 makes onset = T - lead non-monotone in T), so it is not a feature.
 
 "P(grok)" is the chance that the run groks at all, as the fitted runs did within their caps; "confident" is a
@@ -44,12 +49,15 @@ FEATURES = (
     "test accuracy",
     "log10 test-loss fall",
     "weight decay > 0",
+    "log10 step / memorization step",
 )
+LOGISTIC = (0, 1, 2, 3, 4, 5, 6)  # P(grok)'s features (indices into FEATURES)
+REGRESSION = (0, 1, 7, 3, 4, 5)  # log10(T - t)'s: the run's own clock for the step; weight decay > 0 is always 1
+MEMORIZED = 0.95  # the train accuracy that marks the memorization step (analysis.summary's)
 ROW_KEYS = ("step", "defect", "train_acc", "test_acc", "train_loss", "test_loss")  # what a record keeps of a row
 INTERVAL = (0.10, 0.90)  # the central 80%
 CONFIDENT_WIDTH = 0.5  # confident: P(grok) >= 0.5 and the interval at most half the forecast step wide
 RIDGE = 1e-2  # the logistic fit's L2 penalty (not on the intercept): weight decay 0 separates perfectly
-REGRESSION = len(FEATURES) - 1  # the least squares' features: all but weight decay > 0
 MAX_LOG_STEPS = 9.0  # log10 of the most steps to go a forecast says (beyond a billion it means "never")
 
 
@@ -106,10 +114,11 @@ def before_grok(rec: Record, forecasts: list[Forecast | None]) -> list[Forecast]
 
 
 def feature_matrix(rows, lr: float, weight_decay: float) -> np.ndarray:
-    """(n, 7): row i describes the probed rows[:i + 1] only, so a forecast never sees the future; NaN for the
+    """(n, 8): row i describes the probed rows[:i + 1] only, so a forecast never sees the future; NaN for the
     first two rows (the defect's baseline takes three probes, as the onset rule's, §7.1)."""
     defect = np.array([r["defect"] for r in rows], dtype=float)  # (n,)
     test_loss = np.maximum([r["test_loss"] for r in rows], 1e-30)  # (n,); float32 can round a loss to 0
+    step = np.maximum([r["step"] for r in rows], 1)  # (n,)
     n = len(rows)
     x = np.full((n, len(FEATURES)), np.nan)
     if n < 3:
@@ -119,14 +128,23 @@ def feature_matrix(rows, lr: float, weight_decay: float) -> np.ndarray:
         [
             np.ones(n),
             np.full(n, math.log10(lr)),
-            np.log10(np.maximum([r["step"] for r in rows], 1)),
+            np.log10(step),
             np.log10(np.maximum.accumulate(defect) / baseline + 1e-12),
             [r["test_acc"] for r in rows],
             np.log10(np.maximum.accumulate(test_loss) / test_loss),
             np.full(n, float(weight_decay > 0)),
+            np.log10(step / memorization_steps(rows, step)),
         ]
     )[2:]
     return x
+
+
+def memorization_steps(rows, step: np.ndarray) -> np.ndarray:
+    """(n,): at each probe, the memorization step if the run has reached it by then, else the probe's own step
+    (so the own clock reads 0 until memorization)."""
+    memorized = np.array([r["train_acc"] >= MEMORIZED for r in rows])
+    first = int(np.argmax(memorized)) if memorized.any() else len(rows)
+    return np.where(np.arange(len(rows)) >= first, step[min(first, len(rows) - 1)], step)
 
 
 def _pairs(records, grokking_only: bool):
@@ -160,8 +178,8 @@ def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> floa
 
 @dataclass(frozen=True)
 class Forecaster:
-    """The fitted forecaster: logistic coefficients a (over FEATURES), least-squares coefficients b (over the
-    first REGRESSION of them), the residual quantiles e10, e90, and the names of the runs it was fitted on."""
+    """The fitted forecaster: logistic coefficients a (over the LOGISTIC features), least-squares coefficients b
+    (over the REGRESSION ones), the residual quantiles e10, e90, and the names of the runs it was fitted on."""
 
     a: tuple
     b: tuple
@@ -170,8 +188,8 @@ class Forecaster:
 
     def at(self, x: np.ndarray, step: int) -> Forecast:
         """The forecast from one feature row at `step`."""
-        p = 0.5 * (1.0 + math.tanh(0.5 * float(x @ np.array(self.a))))  # the sigmoid, without overflow
-        centre = min(float(x[:REGRESSION] @ np.array(self.b)), MAX_LOG_STEPS)
+        p = 0.5 * (1.0 + math.tanh(0.5 * float(x[list(LOGISTIC)] @ np.array(self.a))))  # sigmoid, no overflow
+        centre = min(float(x[list(REGRESSION)] @ np.array(self.b)), MAX_LOG_STEPS)
         low, high = (step + 10 ** (centre + e) for e in self.interval)
         return Forecast(step, p, step + 10**centre, low, high)
 
@@ -185,7 +203,7 @@ def fit(records) -> Forecaster:
     """Fit both models on the records (see the module's docstring)."""
     records = list(records)
     x, run, steps = _pairs(records, grokking_only=True)
-    x, w = x[:, :REGRESSION], _run_weights(run)
+    x, w = x[:, list(REGRESSION)], _run_weights(run)
     y = np.log10(np.array([records[i].grok_90 for i in run]) - steps)  # (n,) log10 of the steps still to go
     _check_design(x, "the grokking runs' probes")
     b = np.linalg.solve(x.T @ (w[:, None] * x), x.T @ (w * y))
@@ -193,7 +211,7 @@ def fit(records) -> Forecaster:
     interval = tuple(weighted_quantile(residual, w, q) for q in INTERVAL)
     xa, run_a, _ = _pairs(records, grokking_only=False)
     label = np.array([records[i].grok_90 is not None for i in run_a], dtype=float)
-    a = _logistic(xa, label, _run_weights(run_a))
+    a = _logistic(xa[:, list(LOGISTIC)], label, _run_weights(run_a))
     return Forecaster(tuple(map(float, a)), tuple(map(float, b)), interval, tuple(r.name for r in records))
 
 
