@@ -268,3 +268,16 @@ def test_the_runs_own_clock_counts_from_its_first_memorized_probe():
     step = np.array([100, 200, 300, 400])
     assert forecast.memorization_steps(rows, step).tolist() == [100, 200, 200, 200]
     assert forecast.memorization_steps(rows[:1], step[:1]).tolist() == [100]
+
+
+def test_a_forecast_settles_where_it_stays_within_ten_percent_until_grok_90():
+    rows = tuple({"step": 100 * i} for i in range(12))  # grok_90 at 1,000: the probes at 1,000 and 1,100 are after
+    rec = Record("r", "add", 1, 1e-3, 1.0, 1000, rows)
+    guesses = [None, 2000, 1050, 1300, 1000, 950, 1099, 901, 1010, 1000, 5000, 5000]
+
+    def made(guesses):
+        return [None if g is None else forecast.Forecast(100 * i, 1.0, g, g, g) for i, g in enumerate(guesses)]
+
+    assert forecast_scoring.settled(rec, made(guesses)) == 400
+    assert forecast_scoring.settled(rec, made(guesses[:9] + [1200, 1000, 1000])) is None
+    assert forecast_scoring.settled(rec, made([None] * 12)) is None

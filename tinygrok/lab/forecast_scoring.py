@@ -117,6 +117,17 @@ def first_confident(rec: Record, forecasts: list[Forecast | None]) -> Forecast |
     return next((f for f in before_grok(rec, forecasts) if f.confident), None)
 
 
+def settled(rec: Record, forecasts: list[Forecast | None], within: float = 0.1) -> int | None:
+    """The first probe step of a grokking run from which every forecast before grok_90 lies within `within` x
+    grok_90 of it (None where the last one does not)."""
+    step = None
+    for row, f in reversed([(r, f) for r, f in zip(rec.rows, forecasts) if r["step"] < rec.grok_90]):
+        if f is None or abs(f.grok_step - rec.grok_90) > within * rec.grok_90:
+            break
+        step = row["step"]
+    return step
+
+
 def point_cell(scored: list) -> str:
     """'err 12%, 80%: 7/10 hold T, width 35% (n 10)' over a point's forecasts; missing ones counted apart."""
     made = [s for s in scored if s is not None]
@@ -237,19 +248,25 @@ def _signed(f: Forecast | None, T: int) -> str:
 
 
 def run_table(fitted: list[Record], held: list[Record]) -> list[str]:
-    """One row per held-out run: grok_90, the forecaster's signed error at each of POINTS, the learning-rate
-    law's; for a run that never groks, its probes with a confident forecast that it would."""
+    """One row per held-out run: grok_90, the forecaster's signed error at each of POINTS, from when it stayed
+    within 10% of grok_90, the learning-rate law's error; for a run that never groks, its probes with a confident
+    forecast that it would."""
     forecaster, law = (METHODS[name](fitted) for name in ("forecaster", BASELINE))
-    header = ["run", "grok_90", *(f"forecaster {label}" for label, _ in POINTS), BASELINE]
+    header = ["run", "grok_90", *(f"forecaster {label}" for label, _ in POINTS), "within 10% from", BASELINE]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for rec in held:
         made = [forecaster(rec, n) for n in range(1, len(rec.rows) + 1)]
         if rec.grok_90 is None:
             alarms = sum(f is not None and f.confident for f in made)
-            cells = [f"never; false alarms at {alarms} of {len(made)} probes", "", "", "", ""]
+            cells = [f"never; false alarms at {alarms} of {len(made)} probes", "", "", "", "", ""]
         else:
-            points = at_points(rec, made).values()
-            cells = [f"{rec.grok_90:,}", *(_signed(f, rec.grok_90) for f in points), _signed(law(rec, 1), rec.grok_90)]
+            T, points, since = rec.grok_90, at_points(rec, made).values(), settled(rec, made)
+            cells = [
+                f"{T:,}",
+                *(_signed(f, T) for f in points),
+                "—" if since is None else f"{since:,} ({(T - since) / T:.0%} of T ahead)",
+                _signed(law(rec, 1), T),
+            ]
         lines.append(f"| {rec.name} | " + " | ".join(cells) + " |")
     return lines
 
