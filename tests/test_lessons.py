@@ -46,11 +46,13 @@ def test_a_check_takes_arrays_in_norm_numbers_to_their_tolerance_and_the_rest_as
     lessons.check("x", np.array([1.0, 0.0, 2.0]), np.array([1.0, 1e-20, 2.0]), rel=1e-12)  # a zero as 1e-20
     lessons.check("y", (3, 4), (3, 4), rel=0)
     lessons.check("z", ({"s = 0"}, (None, 2000)), ({"s = 0"}, (None, 2000)))
+    lessons.check("u", {"a": [None, 2000]}, {"a": (None, 2000)})  # a list for a tuple
     lessons.check("w", None, 1.0, hint="a hint")
     assert capsys.readouterr().out.splitlines() == [
         "exercise x: right",
         "exercise y: right",
         "exercise z: right",
+        "exercise u: right",
         "exercise w: not answered yet. a hint",
     ]
     for answer, expected in ((np.array([1.0, 2.02]), np.array([1.0, 2.0])), (2, (2,)), ((None, 1), (None, 2))):

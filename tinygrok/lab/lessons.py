@@ -97,7 +97,7 @@ class Wrong(AssertionError):
 def check(label: str, answer, expected, *, rel: float = 1e-6, hint: str = "") -> None:
     """Print that exercise `label` is right (or not answered yet, with the hint), or raise Wrong. Numbers and
     arrays must agree to a relative tolerance `rel`, arrays in norm (||answer - expected|| <= rel ||expected||: an
-    entry that is 0 one way may be 1e-20 another); anything else must be equal."""
+    entry that is 0 one way may be 1e-20 another); anything else must be equal, a list and a tuple alike."""
     if answer is None:
         print(f"exercise {label}: not answered yet. {hint}".strip())
         return
@@ -109,10 +109,17 @@ def check(label: str, answer, expected, *, rel: float = 1e-6, hint: str = "") ->
     if numeric:
         right = given.shape == wanted.shape and bool(np.linalg.norm(given - wanted) <= rel * np.linalg.norm(wanted))
     else:
-        right = answer == expected
+        right = _as_lists(answer) == _as_lists(expected)
     if not right:
         raise Wrong(f"exercise {label}: {answer!r} is not right. {hint}".strip())
     print(f"exercise {label}: right")
+
+
+def _as_lists(value):
+    """value with every tuple in it a list (in lists, tuples and dict values)."""
+    if isinstance(value, (list, tuple)):
+        return [_as_lists(v) for v in value]
+    return {k: _as_lists(v) for k, v in value.items()} if isinstance(value, dict) else value
 
 
 ANSWER_LINE = re.compile(r"^answer_(\w+) = None  # your answer$", re.M)
