@@ -32,7 +32,7 @@ def test_a_measure_moves_once_a_quarter_of_the_way_up_or_down():
     assert analysis.first_move(steps, [0, 1, 2, 4, 6, 10], 200, 1000) == 600  # 1 + (10 - 1) / 4 = 3.25
     assert analysis.first_move(steps, [9, 8, 8, 7.5, 6, 0], 200, 1000) == 800  # 8 - 8 / 4 = 6, reached exactly
     assert analysis.first_move(steps, [0, 1, 0, 0, 0, 5], 200, 1000, fraction=0.9) == 1000
-    assert analysis.first_move(steps, [0, 1, 1, 1, 1, 1], 200, 1000) == 400  # no way to go: it has "moved" at once
+    assert analysis.first_move(steps, [0, 1, 1, 1, 1, 1], 200, 1000) is None  # no way to go: it never moves
     assert analysis.first_move(steps, [0, 1, 0, 0, 0, 5], 200, 800) == 400  # from 1 down to 0, whatever comes after
 
 

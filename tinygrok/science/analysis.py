@@ -20,8 +20,11 @@ def first_step(rows: Iterable[dict], key: str, threshold: float) -> int | None:
 def first_move(steps, values, start: int, end: int, fraction: float = 0.25) -> int | None:
     """The first step after `start` at which `values` have gone `fraction` of their way from their value at
     `start` to their value at `end` (in either direction): when a measure starts to move, read on one run. start
-    and end must be among the steps; None if no later step gets there."""
+    and end must be among the steps; None if no later step gets there, or if the values at start and end are
+    equal (no way to go)."""
     at = dict(zip(steps, values))
+    if at[end] == at[start]:
+        return None
     target = at[start] + fraction * (at[end] - at[start])
     sign = 1 if at[end] >= at[start] else -1
     return next((step for step, value in zip(steps, values) if step > start and sign * (value - target) >= 0), None)
