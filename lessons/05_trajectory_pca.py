@@ -153,7 +153,8 @@ lessons.check(
     "5d",
     None if answer_5d is None else answer_5d(w_v, r, directions),
     decay_walk(w_v, r, directions),
-    hint="Start from a list [traj[0]]; for each t append r * (the last) + size_t * unit_t.",
+    hint="Build the walk row by row from y_0 = traj[0]: each step's size comes from traj, its direction from a "
+    "row of directions.",
 )
 
 # %% [markdown]

@@ -205,7 +205,8 @@ lessons.check(
     None if answer_6e is None else answer_6e(initial, grad_a, grad_b, 1e-2),
     defect_sample(initial, batch_a, batch_b, derivatives, 1e-2)["defect"],
     rel=1e-6,  # defect_sample adds 1e-12 to the denominator, as the reference code does
-    hint="theta_ab = theta - eta * grad_a(theta) - eta * grad_b(theta - eta * grad_a(theta)); theta_ba likewise.",
+    hint="Take the A step, then the B step from where it lands (its gradient at the new point); then the other "
+    "order; divide the distance between the two ends as the formula says.",
 )
 
 # %% [markdown]
