@@ -188,8 +188,7 @@ lessons.check(
     if answer_9c is None
     else {name: answer_9c(saved_steps, values, start, end) for name, values in measures.items()},
     moves,
-    hint="Find the value a quarter of the way from start to end first; then ask which way the measure must cross "
-    "it.",
+    hint="Find the value a quarter of the way from start to end first; then ask which way the measure must cross it.",
 )
 order = ("D", "excluded loss", "test loss", "restricted loss")  # the PC1 share and the train loss: see below
 tenth = {name: analysis.first_move(saved_steps, measures[name], start, end, fraction=0.1) for name in order}
