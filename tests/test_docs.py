@@ -91,6 +91,16 @@ def test_the_results_page_is_the_one_its_records_give(monkeypatch):
     assert results_page.text(Path("docs") / "records", page) == page.read_text()
 
 
+def test_the_forecast_page_is_the_one_its_records_give(monkeypatch):
+    """docs/forecast.md is generated: `tinygrok forecast-score --held-out tinygrok/run/forecast_held_out --out
+    docs/forecast.md` gives it byte for byte."""
+    from tinygrok.lab import forecast_scoring
+
+    monkeypatch.chdir(ROOT)
+    page = Path("docs") / "forecast.md"
+    assert forecast_scoring.page([Path("tinygrok/run/forecast_held_out")], page) == page.read_text()
+
+
 def test_lesson_8_shows_the_paper_models_interventions_as_their_records_give_them():
     """Lesson 8's table of the paper's model, seed by seed, is the one docs/records gives (sweep_report.seed_tables)."""
     from tinygrok.lab import sweep_report

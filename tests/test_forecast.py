@@ -1,5 +1,6 @@
 """The grok forecaster: it never sees the future, its fit recovers a known law, the shipped data is what a refit
-gives, it is live in training and replayed by `tinygrok forecast`, and bad input gets one line."""
+gives, its held-out runs are apart from its fitted ones, its score and decision rule count what they say, it is
+replayed by `tinygrok forecast`, and bad input gets one line."""
 
 import dataclasses
 import json
@@ -9,7 +10,6 @@ import numpy as np
 import pytest
 from test_cli import TINY, assert_refused, refused_here, tinygrok
 
-from tinygrok.cli import views
 from tinygrok.lab import forecast_scoring, grids, records
 from tinygrok.run import grok_forecaster
 from tinygrok.run.runs import RunError
@@ -51,12 +51,6 @@ def test_a_forecast_at_step_t_is_unchanged_when_the_records_after_t_change():
     before, after = model.forecasts(rows, 1e-3, 1.0), model.forecasts(changed, 1e-3, 1.0)
     assert before[:20] == after[:20] and before[20:] != after[20:]
     assert before[:2] == [None, None]  # the defect's baseline takes three probes
-    cfg = preset("paper", probe_every=100)
-    assert (
-        grok_forecaster.live(cfg)(rows[:20])
-        == {"forecast": before[19].row()}
-        == grok_forecaster.live(cfg)(changed[:20])
-    )
 
 
 def test_the_fitter_recovers_a_known_law_from_synthetic_runs():
@@ -118,24 +112,19 @@ def paper_run(tmp_path_factory):
     return out
 
 
-def test_training_records_the_live_forecast_and_tinygrok_forecast_replays_it(paper_run):
+def test_training_shows_no_forecast_as_the_held_out_score_decides_and_tinygrok_forecast_replays_it(paper_run):
+    """The decision rule, on the shipped held-out records, keeps the live forecast off: no row of a trained run
+    carries one, and `tinygrok forecast` still replays the forecast over the run."""
+    fitted = grok_forecaster.shipped_records()
+    held, _, missing = forecast_scoring.held_out_records([grok_forecaster.HELD_OUT])
+    assert (len(held), missing) == (34, [])
+    live, wins, coverage = forecast_scoring.decision(forecast_scoring.held_out_score(fitted, held))
+    assert (live, wins, round(coverage, 2)) == (False, 1, 0.58)
     rows = [json.loads(line) for line in (paper_run / "metrics.jsonl").read_text().splitlines()]
-    assert [("forecast" in r) for r in rows] == [False, False, True]
-    from tinygrok.run.runs import Run
-
-    _, replayed = grok_forecaster.replay(Run(paper_run))
-    assert [r["forecast"] for r in rows[2:]] == [f.row() for f in replayed[2:]]
+    assert [r.get("defect") is not None for r in rows] == [True] * 3 and not any("forecast" in r for r in rows)
     result = tinygrok("forecast", str(paper_run))
     assert result.returncode == 0, result.stderr
     assert "grok forecast of paper" in result.stdout and (paper_run / "forecast.png").stat().st_size > 10_000
-
-
-def test_the_live_view_shows_the_forecast():
-    f = forecast.Forecast(1000, 0.9, 3300, 2900, 3800)
-    row = {"step": 1000, "train_loss": 0.1, "train_acc": 1.0, "test_acc": 0.1, "forecast": f.row()}
-    with views.console.capture() as captured, views.live_training(preset("paper")) as (_, on_step):
-        on_step(1000, row, None)
-    assert "grok forecast: step ~3,300, 80%: 2,900-3,800 (P(grok) 0.90)" in captured.get()
 
 
 def test_bad_input_to_the_forecast_gets_one_line(tmp_path):
@@ -197,24 +186,6 @@ def test_the_score_of_a_known_forecast(monkeypatch):
     assert forecast_scoring.first_cell(cells["first"]) == "1/1 runs, 100% of T ahead, 1/1 hold T"
     assert forecast_scoring.alarm_cell(cells["alarms"]) == "1/1 runs, 100% of probes"
     assert forecast_scoring.alarm_cell([(0, 10), (5, 10), None]) == "1/2 runs, 25% of probes, 1 no forecast"
-
-
-def test_the_forecast_is_a_probe_that_adds_its_column_and_changes_no_other(tmp_path):
-    """The same small run trained without and with the forecaster attached (run/train.py knows nothing of it)."""
-    from tinygrok.run.runs import Run
-    from tinygrok.run.train import train
-    from tinygrok.science.config import Config
-
-    cfg = Config(
-        p=11, d_model=16, n_heads=2, d_ff=32, batch_size=32, eval_every=5, probe_every=5, probe_samples=2, max_steps=30
-    )
-    train(cfg, Run.create(tmp_path / "plain", cfg))
-    train(
-        cfg, Run.create(tmp_path / "forecast", cfg), probes=(grok_forecaster.probe(grok_forecaster.shipped()[0], cfg),)
-    )
-    plain, with_it = Run(tmp_path / "plain").metrics(), Run(tmp_path / "forecast").metrics()
-    assert sum("forecast" in row for row in with_it) >= 3 and not any("forecast" in row for row in plain)
-    assert [{k: v for k, v in row.items() if k != "forecast"} for row in with_it] == plain
 
 
 def test_no_held_out_run_is_one_the_forecaster_was_fitted_on():

@@ -12,6 +12,7 @@ import pytest
 from conftest import copy_classroom_run
 
 from tinygrok.lab.lessons import catalogue
+from tinygrok.run import grok_forecaster
 
 NUMBERS = [lesson.number for lesson in catalogue()]  # the lessons in the checkout: the wheel must ship them all
 
@@ -51,6 +52,8 @@ def test_the_wheel_has_no_top_level_cli_and_ships_the_lessons(wheel):
     lessons = sorted(n for n in names if n.startswith("tinygrok/lesson_files/") and n[22:24].isdigit())
     assert [int(n[22:24]) for n in lessons] == NUMBERS and "tinygrok/lesson_files/solutions.py" in names
     assert {"tinygrok/run/forecaster.json", "tinygrok/run/forecast_runs.jsonl.gz"} <= set(names)  # the forecaster
+    held_out = {n.rsplit("/", 1)[1] for n in names if n.startswith("tinygrok/run/forecast_held_out/")}
+    assert held_out == {p.name for p in grok_forecaster.HELD_OUT.glob("*.json.gz")} != set()  # its held-out runs
 
 
 def test_from_the_wheel_the_lessons_are_listed_and_lesson_1_runs(wheel, tmp_path, classroom_run):

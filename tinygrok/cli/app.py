@@ -423,22 +423,22 @@ def forecast_score(
     held_out: Annotated[
         list[Path] | None,
         typer.Option(
-            help=f"a folder of run records holding the runs of the {forecast_scoring.HELD_OUT} grid (tinygrok "
-            "record); given once or more, the shipped forecaster is scored on those runs instead"
+            help=f"a folder of run records holding runs of the {forecast_scoring.HELD_OUT} grid (tinygrok record), "
+            "e.g. tinygrok/run/forecast_held_out: the score page, on those runs and on the fitted ones left out"
         ),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="the page the held-out score goes to [default: printed]")] = None,
+    out: Annotated[Path | None, typer.Option(help="the file the score page goes to [default: printed]")] = None,
 ):
-    """Score the forecaster and its baselines, leave-one-seed-out and leave-one-learning-rate-out, or on held-out
-    runs with the decision rule for the live forecast (markdown)."""
+    """Score the forecaster and its baselines, leave-one-seed-out and leave-one-learning-rate-out; with --held-out,
+    the score page: on runs it never saw too, and the decision rule for the live forecast (markdown)."""
     if held_out:
-        text = forecast_scoring.held_out_page(held_out, out or Path("-"))
+        text = forecast_scoring.page(held_out, out or Path("-"))
     elif out:
-        raise RunError("--out writes the held-out score: give --held-out too")
+        raise RunError("--out writes the score page: give --held-out too")
     else:
         text = forecast_scoring.markdown(grok_forecaster.shipped_records(records or grok_forecaster.RECORDS))
     if out:
-        console.print(f"held-out score {write_text(out, text)}")
+        console.print(f"score page {write_text(out, text)}")
         return
     console.print(text, markup=False, highlight=False, soft_wrap=True)
 

@@ -68,20 +68,13 @@ def live_training(cfg: Config):
                 eta = f", ends at step {end} in ~{(end - step) / rate / 60:.1f} min" if end else ""
                 progress.update(task, rate=f"{rate:.1f} steps/s{eta}")
             last.update(time=now, step=step)
-            if "forecast" in row:  # kept: the forecast is made at probes only, and until the run has grokked
-                last["forecast"] = "  " + Forecast(step, **row["forecast"]).words()
-            elif row["test_acc"] >= 0.9 and last.get("forecast", "").startswith("  grok forecast"):
-                last["forecast"] = f"  grokked at step {step} (test accuracy >= 0.9)"
             progress.update(
                 task,
-                metrics=f"loss {row['train_loss']:.3f}  train {row['train_acc']:.3f}  "
-                f"test {row['test_acc']:.3f}{last.get('forecast', '')}",
+                metrics=f"loss {row['train_loss']:.3f}  train {row['train_acc']:.3f}  test {row['test_acc']:.3f}",
             )
             if not console.is_terminal and step % (10 * cfg.eval_every) == 0:
                 console.print(
-                    f"step {step}: train acc {row['train_acc']:.3f}, test acc {row['test_acc']:.3f}"
-                    f"{last.get('forecast', '')}",
-                    soft_wrap=True,
+                    f"step {step}: train acc {row['train_acc']:.3f}, test acc {row['test_acc']:.3f}", soft_wrap=True
                 )
 
         yield progress, on_step

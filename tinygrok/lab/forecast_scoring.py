@@ -271,9 +271,20 @@ def run_table(fitted: list[Record], held: list[Record]) -> list[str]:
     return lines
 
 
-def held_out_page(folders: list[Path], page: Path) -> str:
-    """The held-out score as a markdown page: the command, code and machine at its top, the score table of the
-    forecaster and its baselines, the decision rule's outcome, one row per run."""
+LEGEND = (
+    "Each cell: the median of |forecast - grok_90| / grok_90 over the runs, how many of the 80% intervals held "
+    "grok_90, their median width / grok_90, and how many runs had no forecast at that point yet ('none': the "
+    "forecaster needs 3 probes; an onset at or after grok_90 warns of nothing). The first confident forecast: "
+    "P(grok) >= 0.5 and an interval at most half as wide as its step, how far ahead of grok_90 it came (median share "
+    "of grok_90) and how many held it. False alarms: runs that never grok with a confident forecast that they "
+    "would, at any probe, and the share of their probes with one."
+)
+
+
+def page(folders: list[Path], out: Path) -> str:
+    """The forecast's score page (markdown): the command, code and machine at its top; the forecaster and its
+    baselines on the held-out runs, the decision rule's outcome and one row per run; then the score on the fitted
+    runs, each left out."""
     fitted = grok_forecaster.shipped_records()
     held, saved, missing = held_out_records(folders)
     if not held:
@@ -285,32 +296,43 @@ def held_out_page(folders: list[Path], page: Path) -> str:
     sources = " ".join(f"--held-out {folder}" for folder in folders)
     return "\n".join(
         [
-            "# The grok forecast, scored on runs it was never fitted on",
+            "# The grok forecast, scored",
             "",
             "| | |",
             "|---|---|",
-            f"| command | `tinygrok forecast-score {sources} --out {page}` (the runs: `tinygrok sweep {HELD_OUT}`) |",
+            f"| command | `tinygrok forecast-score {sources} --out {out}` (the runs: `tinygrok sweep {HELD_OUT}`) |",
             f"| code | {results_page.counted([e.get('commit', 'unknown') for e in env])} |",
             f"| machine | {results_page.counted([e.get('machine', 'unknown') for e in env])} |",
             "",
+            "## On runs it never saw",
+            "",
             f"The shipped forecaster (tinygrok/run/forecaster.json) and each baseline, fitted once on the "
-            f"{len(fitted)} runs it was fitted on, forecast {len(held)} runs that share no operation, seed, learning "
-            f"rate, weight decay and training fraction with those ({HELD_OUT} in tinygrok/lab/grids.py): {grokking} "
-            f"grok, {len(held) - grokking} never do"
+            f"{len(fitted)} runs the forecaster was fitted on, forecast {len(held)} runs that share no operation, "
+            f"seed, learning rate, weight decay and training fraction with those ({HELD_OUT} in "
+            f"tinygrok/lab/grids.py): {grokking} grok, {len(held) - grokking} never do"
             + (f"; {len(missing)} of its runs are not recorded yet." if missing else "."),
             "",
             *score_table(cells),
             "",
-            f"**The live forecast is {'on' if live else 'off'}.** It is shown while a run trains only if its median "
-            f"error is below the learning rate alone's, on the same runs, at {WINS_NEEDED} or more of the "
-            f"{len(POINTS)} points, and its 80% intervals hold grok_90 {COVERAGE[0]:.0%}-{COVERAGE[1]:.0%} of the "
-            f"time. Here it is below at {wins} of {len(POINTS)}, and its intervals hold grok_90 in {coverage:.0%} "
-            "of its forecasts.",
+            LEGEND,
+            "",
+            f"**The live forecast is {'on' if live else 'off'}.** `tinygrok train` and `tinygrok grok` show it "
+            f"only if its median error is below the learning rate alone's, on the same runs, at {WINS_NEEDED} or "
+            f"more of the {len(POINTS)} points, and its 80% intervals hold grok_90 {COVERAGE[0]:.0%}-"
+            f"{COVERAGE[1]:.0%} of the time. Here it is below at {wins} of {len(POINTS)}, and its intervals hold "
+            f"grok_90 in {coverage:.0%} of its forecasts.",
             "",
             "Each run: the error of the forecast made at each point, (forecast - grok_90) / grok_90, 'out' where its "
             "80% interval misses grok_90.",
             "",
             *run_table(fitted, held),
             "",
+            "## On the runs it was fitted on, each left out",
+            "",
+            "Every run forecast by a forecaster (and each baseline) fitted on the runs that share neither its seed "
+            "(leave one seed out) or its learning rate (leave one learning rate out): the second is extrapolation "
+            "by construction.",
+            "",
+            markdown(fitted),
         ]
     )

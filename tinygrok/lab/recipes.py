@@ -6,8 +6,7 @@ grokking, or max steps), "pca" (train, then the trajectory PCA), "probed" (train
 curvature geometry at the saved parameters), "walkthrough" (train while probing curvature, then the trajectory PCA,
 the curvature geometry and the figures), or "intervene" (docs/paper.md §8.1's second phase: train with an
 intervention hook, probed, given the execution basis of its baseline, the "pca" run of the same seed beside it;
-`baseline(spec)`). The probed rows of "train" and "walkthrough" runs carry the live grok forecast
-(FORECAST_RECIPES). Each stage is a function in STAGES: a new kind of experiment registers its stages there and
+`baseline(spec)`). Each stage is a function in STAGES: a new kind of experiment registers its stages there and
 names them in RECIPES. `execute(spec, out)` runs a spec in out/spec.name, skipping the stages a run has finished
 and resuming an interrupted one, and returns the run's results. Everything here is picklable and top-level, so
 `executor.submit(execute, spec, out)` works as it is. The paper's grids of specs are grids.py's.
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tinygrok.engine import parallel
-from tinygrok.run import geometry, grok_forecaster, plots
+from tinygrok.run import geometry, plots
 from tinygrok.run.runs import CHECKPOINT, HOOK_BASIS, METRICS, Run, RunError
 from tinygrok.run.train import StepCallback, diverged, train
 from tinygrok.science import config, interventions
@@ -143,8 +142,7 @@ def _train(spec: RunSpec, run: Run, on_step: StepCallback | None) -> None:
     """Training to detection (and its extra steps), or max_steps; an intervention is given its basis first."""
     if interventions.parse(spec.config.hook).needs_basis and not run.has(HOOK_BASIS):
         run.write_hook_basis(intervention_basis(spec, run.path.parent))
-    forecast = grok_forecaster.live(spec.config) if spec.recipe in FORECAST_RECIPES else None
-    train(spec.config, run, resume=run.has(CHECKPOINT), on_step=on_step, probes=(forecast,) if forecast else ())
+    train(spec.config, run, resume=run.has(CHECKPOINT), on_step=on_step)
 
 
 def _pca(spec: RunSpec, run: Run, on_step: StepCallback | None) -> None:
@@ -172,7 +170,6 @@ RECIPES = {
     "walkthrough": ("train", "geometry", "figures"),
     "intervene": ("train",),
 }
-FORECAST_RECIPES = ("train", "walkthrough")  # whose probed rows carry the live grok forecast (grok_forecaster.live)
 
 
 def intervention(arm: str, dose: float | None = None, basis: str = "pca", preset: str = "paper", **settings) -> RunSpec:

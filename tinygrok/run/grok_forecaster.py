@@ -1,7 +1,11 @@
-"""The grok-step forecaster as shipped (science/forecast.py, fitted on stored runs): a run's record, the live
-forecast, and the two files it ships as beside this module: forecaster.json (the coefficients, the model it
-applies to, the runs it was fitted on) and forecast_runs.jsonl.gz (those runs' records, so a refit needs no run
-directories: `tinygrok forecast-fit`)."""
+"""The grok-step forecaster as shipped (science/forecast.py, fitted on stored runs): a run's record, its replay,
+and what it ships as beside this module: forecaster.json (the coefficients, the model it applies to, the runs it
+was fitted on), forecast_runs.jsonl.gz (those runs' records, so a refit needs no run directories: `tinygrok
+forecast-fit`), and forecast_held_out/ (the records of the runs it is scored on and was never fitted on: `tinygrok
+forecast-score`).
+
+Training does not show the forecast live: on the held-out runs it does not beat the learning rate alone
+(docs/forecast.md, forecast_scoring.decision)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,6 @@ import dataclasses
 import functools
 import gzip
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 from tinygrok.run.runs import Run, RunError, read_json, write_json
@@ -19,6 +22,7 @@ from tinygrok.science.forecast import ROW_KEYS, Forecast, Forecaster, Record
 
 SHIPPED = Path(__file__).with_name("forecaster.json")
 RECORDS = Path(__file__).with_name("forecast_runs.jsonl.gz")
+HELD_OUT = Path(__file__).with_name("forecast_held_out")  # the records (lab/records.py) of runs it never saw
 MODEL_KEYS = (
     "p",
     "train_frac",
@@ -71,26 +75,6 @@ def shipped() -> tuple[Forecaster, dict]:
     return Forecaster(*(tuple(data[k]) for k in ("a", "b", "interval", "runs"))), data["model"]
 
 
-def live(cfg: Config) -> Callable[[list[dict]], dict] | None:
-    """The shipped forecaster's live probe (`probe`) for a run of cfg, or None where it does not apply."""
-    forecaster, model = shipped()
-    return None if mismatch(cfg, model) else probe(forecaster, cfg)
-
-
-def probe(forecaster: Forecaster, cfg: Config) -> Callable[[list[dict]], dict]:
-    """The live grok forecast, as a probe training attaches (train.train's `probes`): rows -> {"forecast": the
-    forecast after the last row, as Forecast.row()}, or {} before there is one and once the run has grokked (test
-    accuracy >= 0.9)."""
-
-    def forecast(rows: list[dict]) -> dict:
-        if first_step(rows, "test_acc", 0.9) is not None:
-            return {}
-        made = _last(forecaster, [r for r in rows if r.get("defect") is not None], cfg)
-        return {"forecast": made.row()} if made else {}
-
-    return forecast
-
-
 def replay(run: Run) -> tuple[Record, list[Forecast | None]]:
     """The run's record and the shipped forecaster's forecast after each of its probes, as training would have
     shown them (a RunError, in one line, where the forecaster does not apply to the run)."""
@@ -103,10 +87,6 @@ def replay(run: Run) -> tuple[Record, list[Forecast | None]]:
 def replay_record(rec: Record) -> list[Forecast | None]:
     """The shipped forecaster's forecast after each probe of a record (one of its own runs, for a lesson)."""
     return shipped()[0].forecasts(rec.rows, rec.lr, rec.weight_decay)
-
-
-def _last(forecaster: Forecaster, probed: list[dict], cfg: Config) -> Forecast | None:
-    return forecaster.forecasts(probed, cfg.lr, cfg.weight_decay)[-1] if len(probed) >= 3 else None
 
 
 def write_shipped(forecaster: Forecaster, model: dict, records: list[Record], folder: Path) -> list[Path]:

@@ -250,7 +250,6 @@ def load_state(run: Run, cfg: Config) -> tuple[TrainState, float, str]:
 # after every step: (step, its metrics row or None, the step the run will end at once that is known, else None)
 StepCallback = Callable[[int, dict | None, int | None], None]
 # at every probed evaluation: the rows so far, the new one last -> columns to add to the new one (a forecast)
-RowProbe = Callable[[list[dict]], dict]
 
 
 def train(
@@ -259,7 +258,6 @@ def train(
     *,
     resume: bool = False,
     on_step: StepCallback | None = None,
-    probes: tuple[RowProbe, ...] = (),
 ) -> dict:
     """Train until grokking is detected (plus cfg.extra_steps) or cfg.max_steps; return the results (the
     summary's; its environment holds the timing, versions and BLAS).
@@ -267,14 +265,13 @@ def train(
     Every cfg.eval_every steps: evaluate (and probe the curvature, if asked), append a metrics row, write a
     checkpoint. With `resume`, continue from the run's checkpoint: the result is bit-identical to a run that was
     never interrupted. A non-finite gradient norm, parameter or loss stops the run (Diverged) at that step, its
-    last good checkpoint kept, with diverged_at in summary.json. It holds the run's lock (Run.writing). Each of
-    `probes` adds its columns to every probed row (a recipe's extra measure; the loop knows none of them).
+    last good checkpoint kept, with diverged_at in summary.json. It holds the run's lock (Run.writing).
     """
     with run.writing():
-        return _train(cfg, run, resume, on_step, probes)
+        return _train(cfg, run, resume, on_step)
 
 
-def _train(cfg: Config, run: Run, resume: bool, on_step: StepCallback | None, probes: tuple[RowProbe, ...]) -> dict:
+def _train(cfg: Config, run: Run, resume: bool, on_step: StepCallback | None) -> dict:
     backend.reuse_freed_memory()
     data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
     if resume:
@@ -292,7 +289,7 @@ def _train(cfg: Config, run: Run, resume: bool, on_step: StepCallback | None, pr
     if why:
         LOG.warning(why)
     hook = interventions.parse(cfg.hook)
-    recorder = Recorder(cfg, run, data, rows, engine, probes)
+    recorder = Recorder(cfg, run, data, rows, engine)
     basis = backend.to_device(run.hook_basis().astype(cfg.dtype)) if hook.needs_basis else None
     start, first_step, train_seconds = time.perf_counter(), state.step, 0.0
     try:
@@ -361,15 +358,14 @@ def diverged(run: Run) -> Diverged | None:
 @dataclass
 class Recorder:
     """What the loop writes after a step: snapshots, and at evaluation steps a metrics row (with the curvature
-    probe and the columns of the extra `probes`, at probed steps) and a checkpoint. Appends to `rows` and returns
-    the new row, or None between evaluations."""
+    probe, at probed steps) and a checkpoint. Appends to `rows` and returns the new row, or None between
+    evaluations."""
 
     cfg: Config
     run: Run
     data: Dataset
     rows: list
     engine: Engine = ENGINES["fast"]
-    probes: tuple[RowProbe, ...] = ()
 
     def __call__(self, state: TrainState, info: dict, stop_at: int, wall: float) -> dict | None:
         cfg, step = self.cfg, state.step
@@ -394,8 +390,6 @@ class Recorder:
             )
             row.update(defect_stats(samples))
             skip_probed_batches(state.batch_rng, self.data, cfg, cfg.probe_samples)
-            for probe in self.probes:
-                row.update(probe(self.rows + [row]))
         self.rows.append(row)
         self.run.append_metrics(row)
         save_state(self.run, state, cfg, wall, self.engine.name)

@@ -89,15 +89,6 @@ class Forecast:
     def confident(self) -> bool:
         return self.p_grok >= 0.5 and self.high - self.low <= CONFIDENT_WIDTH * self.grok_step
 
-    def row(self) -> dict:
-        """As a metrics row records it."""
-        return {
-            "p_grok": round(self.p_grok, 4),
-            "grok_step": round(self.grok_step),
-            "low": round(self.low),
-            "high": round(self.high),
-        }
-
     def words(self) -> str:
         return (
             f"grok forecast: step ~{self.grok_step:,.0f}, 80%: {self.low:,.0f}-{self.high:,.0f} "
