@@ -8,6 +8,9 @@
 #
 # **Before this lesson:** lessons 1 and 6.
 #
+# **FAST mode** (TINYGROK_FAST=1, the mode the test suite runs) trains the classroom model in place of the
+# paper's. Every sentence and check holds in both modes; where the two models' numbers differ, the text gives both.
+#
 # **Reading:** docs/paper.md §7 (the onset and the lead); Nanda, Chan, Lieberum, Smith, Steinhardt, "Progress
 # measures for grokking via mechanistic interpretability" (ICLR 2023), for another early signal (lesson 9).
 #
@@ -201,49 +204,74 @@ assert growth["D g²"] > growth["D"] > 1, growth
 # come before grok steps near 3,000, at lr 1e-4 onsets near 2,400 before grok steps near 34,000. tinygrok's
 # forecaster (`tinygrok/science/forecast.py`) reads what a run has shown up to step t (how far the defect has
 # grown over its baseline, test accuracy, how far the test loss has fallen from its peak) with its learning rate
-# and weight decay, in two linear models fitted on stored runs of the paper's model: P(the run groks), and log10
-# of the steps still to go, with an 80% interval from the fitted runs' residuals. `tinygrok train` and `tinygrok
-# grok` show it live. Here it is replayed on one of the runs it was fitted on (add, lr 1e-3, seed 42): in-sample,
-# so its honest scores, each run forecast by a forecaster fitted without it, are on docs/beyond.md.
+# and weight decay, in two linear models fitted on 36 stored runs of the paper's model: P(the run groks), and
+# log10 of the steps still to go, with an 80% interval from the fitted runs' residuals. It reads the step on the
+# run's own clock, in units of the step where the run memorized its training set, which scales with the learning
+# rate as the grok step does.
+#
+# A forecast is only worth its score on runs it never saw. Here it is replayed on one: add at lr 1e-3 with seed 7
+# (the fitted runs have seeds 42, 137 and 2024), one of the held-out runs that docs/forecast.md scores it on.
+# Beside it, its simplest rival: the learning rate alone, grok step = C lr^beta fitted on the same 36 runs, which
+# says the same thing at every step.
 
 # %%
+from tinygrok.lab import forecast_scoring
 from tinygrok.run import grok_forecaster
+from tinygrok.science import forecast
 
-stored = next(
-    r
-    for r in grok_forecaster.shipped_records()  # the walkthrough's run (others: no decay, an intervention)
-    if (r.op, r.lr, r.seed, r.weight_decay) == ("add", 1e-3, 42, 1.0) and r.grok_90 is not None
-)
+held, _, _ = forecast_scoring.held_out_records([grok_forecaster.HELD_OUT])
+stored = next(r for r in held if (r.op, r.lr, r.seed) == ("add", 1e-3, 7))
 made = grok_forecaster.replay_record(stored)
-for row, f in zip(stored.rows, made):
-    if f is not None and row["step"] % 500 == 0 and row["step"] < stored.grok_90:
-        print(f"step {row['step']:>5}: {f.words()}")
+law = forecast.lr_law_predictor(grok_forecaster.shipped_records())(stored, 1)
+print(f"the learning rate alone: {law.grok_step:,.0f}, 80%: {law.low:,.0f}-{law.high:,.0f}")
+for label, f in forecast_scoring.at_points(stored, made).items():
+    print(f"{label:>8} (step {f.step:>5}): {f.words()}")
 print(f"the truth: grok_90 = {stored.grok_90}")
-lessons.show(plots.forecast(stored), "lesson7_forecast")
+lessons.show(plots.forecast(stored, baseline=law), "lesson7_forecast")
 
 # %% [markdown]
-# Watch the forecast move as the defect grows (green line against the dashed truth): early on it is the learning
-# rate's guess; past the onset the defect's growth and the test loss pull it in.
+# Watch the forecast move as the run goes on (green line against the dashed truth; the blue line is the learning
+# rate's guess): early on it is little more than that guess, and as the defect grows and the test loss falls it
+# is pulled towards the truth.
 #
-# **Exercise 7d.** `before` holds (step, forecast) at each probe before grok_90, and `close` says whether that
-# forecast lies within 10% of the truth (|grok_step - grok_90| <= 0.1 grok_90). Find the first probe step from
-# which every forecast is close (None if the last one is not). How far ahead of grok_90 is it?
+# **Exercise 7d.** When could you have trusted it? Write a function of (before, T), where `before` lists
+# (step, forecast grok step) at each probe before grok_90 (the forecast None where there is none) and T is grok_90,
+# that returns the first probe step from which every forecast lies within 10% of T (None if the last one does
+# not).
 
 # %%
-before = [(row["step"], f) for row, f in zip(stored.rows, made) if row["step"] < stored.grok_90]
-close = [f is not None and abs(f.grok_step - stored.grok_90) <= 0.1 * stored.grok_90 for _, f in before]
 answer_7d = None  # your answer
-settled = None
-for (step, _), ok in reversed(list(zip(before, close))):  # from grok_90 backwards, while the forecast is close
-    if not ok:
-        break
-    settled = step
-lessons.check("7d", answer_7d, settled, hint="Walk the probes before grok_90 backwards while the forecast is close.")
-print(
-    f"within 10% from step {settled}, {stored.grok_90 - settled} steps ahead of grok_90"
-    if settled
-    else "the forecast never settled within 10% before grok_90"
+before = [(row["step"], f and f.grok_step) for row, f in zip(stored.rows, made) if row["step"] < stored.grok_90]
+settled = forecast_scoring.settled(stored, made)
+lessons.check(
+    "7d",
+    None if answer_7d is None else answer_7d(before, stored.grok_90),
+    settled,
+    hint="Walk the probes backwards from the last one before grok_90, while the forecast stays within 10%.",
 )
+if answer_7d is not None:
+    print(f"within 10% from step {settled}, {stored.grok_90 - settled} steps ahead of grok_90")
+
+# %% [markdown]
+# One run is one sample, and on this one the learning rate alone is close too. Over all the held-out runs
+# (docs/forecast.md: new seeds, rates between the fitted ones, another weight decay and training fraction, and runs
+# that never grok) the forecaster has to beat that rival's median error at most of the four points (the onset,
+# 25%, 50% and 75% of grok_90), with 80% intervals that hold the truth 70-90% of the time, for `tinygrok train` to
+# show it live. Does it?
+
+# %%
+live, wins, coverage = forecast_scoring.decision(
+    forecast_scoring.held_out_score(grok_forecaster.shipped_records(), held)
+)
+print(f"below the learning rate alone at {wins} of 4 points; its intervals hold grok_90 in {coverage:.0%}")
+print(f"so the live forecast is {'on' if live else 'off'}")
+assert not live and wins <= 2, (wins, coverage)
+
+# %% [markdown]
+# It does not (the assertion above holds this sentence to the records): on runs it never saw, the forecaster is
+# no better than the learning rate alone until late in a run, and its intervals hold the truth less often than
+# they claim. So tinygrok does not show it while a run trains; `tinygrok forecast RUN` replays it, as here, for
+# whoever wants to improve it.
 
 # %% [markdown]
 # ## Going further

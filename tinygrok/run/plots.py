@@ -16,7 +16,7 @@ from tinygrok.run import grok_forecaster
 from tinygrok.run.geometry import SVD_COMPONENTS, trajectories_to_detection
 from tinygrok.run.runs import DIMENSIONS, GEOMETRY, PCA, Run
 from tinygrok.science.analysis import curvature_onset, curvature_summary, grok_summary
-from tinygrok.science.forecast import Record, before_grok
+from tinygrok.science.forecast import Forecast, Record, before_grok
 from tinygrok.science.model import param_count
 from tinygrok.science.pca import trajectory_pca
 
@@ -181,10 +181,11 @@ def dimensions(run: Run | Path | str, axes=None) -> Figure:
     return fig
 
 
-def forecast(run: Run | Path | str | Record, ax=None) -> Figure:
+def forecast(run: Run | Path | str | Record, ax=None, baseline: Forecast | None = None) -> Figure:
     """The grok forecast against step, replayed as training showed it (up to grok_90): the forecast step and its
     80% interval, the truth (grok_90) and the curvature onset marked, and P(grok) beside. For a run, or a stored
-    record."""
+    record; with a baseline's forecast, one that does not change with the step (the learning rate alone's), as a
+    line and its interval."""
     rec, made = (
         (run, grok_forecaster.replay_record(run)) if isinstance(run, Record) else grok_forecaster.replay(_as_run(run))
     )
@@ -200,6 +201,9 @@ def forecast(run: Run | Path | str | Record, ax=None) -> Figure:
         label="80% interval",
     )
     ax.plot(steps, [f.grok_step for _, f in shown], color="tab:green", label="forecast grok_90")
+    if baseline is not None:
+        ax.axhspan(baseline.low, baseline.high, color="tab:blue", alpha=0.1)
+        ax.axhline(baseline.grok_step, color="tab:blue", ls="-.", label="learning rate alone, 80%")
     if rec.grok_90 is not None:
         ax.axhline(rec.grok_90, color="black", ls="--", label=f"true grok_90 = {rec.grok_90}")
     onset = curvature_onset(list(rec.rows))["onset_step"]  # the paper model's floor, the only one forecast
