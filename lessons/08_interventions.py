@@ -8,6 +8,9 @@
 #
 # **Before this lesson:** lessons 5, 6 and 7.
 #
+# **FAST mode** (TINYGROK_FAST=1, the mode the test suite runs) caps every run at 2,000 steps instead of 6,000,
+# with no steps past grokking. Every sentence and check holds in both modes.
+#
 # **Reading:** docs/paper.md §8 (the interventions, and the reference code's batch protocols); docs/differences.md.
 #
 # **Learning goals**
