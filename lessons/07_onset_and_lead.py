@@ -230,9 +230,9 @@ print(f"the truth: grok_90 = {stored.grok_90}")
 lessons.show(plots.forecast(stored, baseline=law), "lesson7_forecast")
 
 # %% [markdown]
-# Watch the forecast move as the run goes on (green line against the dashed truth; the blue line is the learning
-# rate's guess): early on it is little more than that guess, and as the defect grows and the test loss falls it
-# is pulled towards the truth.
+# Watch the forecast move as the run goes on (green line and band against the dashed truth; the blue line and band
+# are the learning rate's guess, the same at every step): its interval narrows as the run shows more, and P(grok)
+# (red) dips while test accuracy stalls, before the defect's rise brings it back.
 #
 # **Exercise 7d.** When could you have trusted it? Write a function of (before, T), where `before` lists
 # (step, forecast grok step) at each probe before grok_90 (the forecast None where there is none) and T is grok_90,
