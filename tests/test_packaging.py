@@ -53,7 +53,8 @@ def test_the_wheel_has_no_top_level_cli_and_ships_the_lessons(wheel):
     assert [int(n[22:24]) for n in lessons] == NUMBERS and "tinygrok/lesson_files/solutions.py" in names
     assert {"tinygrok/run/forecaster.json", "tinygrok/run/forecast_runs.jsonl.gz"} <= set(names)  # the forecaster
     held_out = {n.rsplit("/", 1)[1] for n in names if n.startswith("tinygrok/run/forecast_held_out/")}
-    assert held_out == {p.name for p in grok_forecaster.HELD_OUT.glob("*.json.gz")} != set()  # its held-out runs
+    shipped = {p.name for p in grok_forecaster.HELD_OUT_RECORDS.glob("*.json.gz")}
+    assert held_out == shipped != set()  # the records of its held-out runs
 
 
 def test_from_the_wheel_the_lessons_are_listed_and_lesson_1_runs(wheel, tmp_path, classroom_run):

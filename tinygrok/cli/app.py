@@ -381,8 +381,8 @@ def plot(run_dir: RunDir):
 
 @app.command("forecast")
 def forecast_(run_dir: RunDir):
-    """Replay the grok forecast over a run as training showed it: at its curvature onset and at 25/50/75% of its
-    grok step, against the truth, and the figure (forecast.png)."""
+    """Replay the grok forecast over a run as someone watching it would have seen it: at its curvature onset and
+    at 25/50/75% of its grok step, against the truth, and the figure (forecast.png)."""
     run = _open_run(run_dir)
     rec, made = grok_forecaster.replay(run)
     points = forecast_scoring.at_points(rec, made) if rec.grok_90 is not None else {}
@@ -423,16 +423,19 @@ def forecast_score(
     held_out: Annotated[
         list[Path] | None,
         typer.Option(
-            help=f"a folder of run records holding runs of the {forecast_scoring.HELD_OUT} grid (tinygrok record), "
-            "e.g. tinygrok/run/forecast_held_out: the score page, on those runs and on the fitted ones left out"
+            help=f"a folder of run records holding runs of the {forecast_scoring.HELD_OUT_GRID} grid (tinygrok "
+            "record), e.g. tinygrok/run/forecast_held_out: the score page, on those runs and on the fitted ones "
+            "left out"
         ),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="the file the score page goes to [default: printed]")] = None,
 ):
     """Score the forecaster and its baselines, leave-one-seed-out and leave-one-learning-rate-out; with --held-out,
     the score page: on runs it never saw too, and the decision rule for the live forecast (markdown)."""
+    if held_out and records:
+        raise RunError("--records scores the fitted runs left out; --held-out scores the shipped forecaster: pick one")
     if held_out:
-        text = forecast_scoring.page(held_out, out or Path("-"))
+        text = forecast_scoring.page(held_out, out)
     elif out:
         raise RunError("--out writes the score page: give --held-out too")
     else:

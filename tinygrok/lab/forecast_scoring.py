@@ -1,11 +1,12 @@
 """The grok-step forecaster over many runs: refitting it from run directories, and scoring it honestly.
 
-Scored leave-one-seed-out and leave-one-learning-rate-out: every run is forecast by a forecaster (and each
-baseline) fitted on the runs that share neither its seed, or its learning rate. For a run that groks: at its
-curvature onset and at 25%, 50% and 75% of its grok_90 T, the absolute error |T_hat - T| / T, whether the 80%
-interval holds T, and the interval's width / T; and how far ahead of T the first confident forecast came. For a
-run that never groks: whether any forecast over the whole run was a confident "it groks" (a false alarm), and at
-what share of its probes.
+Scored leave-one-seed-out (every run forecast by a forecaster, and each baseline, fitted without the runs of its
+seed) and leave-one-learning-rate-out (fitted without those of its learning rate), and on held-out runs. For a run
+that groks: at its curvature onset and at 25%, 50% and 75% of its grok_90 T, the absolute error |T_hat - T| / T,
+whether the 80% interval holds T, and the interval's width / T; and how far ahead of T the first confident
+forecast came. For a run that never groks: whether any forecast over the whole run was a confident "it groks" (a
+false alarm), and at what share of its probes. The held-out runs' page ends in the decision rule for a live
+forecast (`decision`).
 """
 
 from __future__ import annotations
@@ -54,25 +55,30 @@ def score(records: list[Record], scheme: str) -> dict[str, dict]:
     group = SCHEMES[scheme]
     cells = _empty_cells()
     for held in sorted({group(r) for r in records}):
-        _score_runs([r for r in records if group(r) != held], [r for r in records if group(r) == held], cells)
+        train = [r for r in records if group(r) != held]
+        _score_runs(fitted_methods(train), [r for r in records if group(r) == held], cells)
     return cells
 
 
 def held_out_score(fitted: list[Record], held: list[Record]) -> dict[str, dict]:
     """Method -> its score cells over the held-out runs, every method fitted once on the fitted runs."""
     cells = _empty_cells()
-    _score_runs(fitted, held, cells)
+    _score_runs(fitted_methods(fitted), held, cells)
     return cells
+
+
+def fitted_methods(train: list[Record]) -> dict[str, Predictor | None]:
+    """Each method fitted on `train` (None where nothing could be fitted)."""
+    return {name: _fitted(make, train) for name, make in METHODS.items()}
 
 
 def _empty_cells() -> dict[str, dict]:
     return {name: {"points": {label: [] for label, _ in POINTS}, "first": [], "alarms": []} for name in METHODS}
 
 
-def _score_runs(train: list[Record], test: list[Record], cells: dict[str, dict]) -> None:
-    """Every method fitted on `train` scores each run of `test` into its cells (in test's order)."""
-    for name, make in METHODS.items():
-        predict = _fitted(make, train)
+def _score_runs(methods: dict[str, Predictor | None], test: list[Record], cells: dict[str, dict]) -> None:
+    """Every fitted method scores each run of `test` into its cells (in test's order)."""
+    for name, predict in methods.items():
         for rec in test:
             _score_run(predict, rec, cells[name])
 
@@ -187,13 +193,13 @@ def score_table(cells: dict[str, dict]) -> list[str]:
 
 
 # ---------------------------------------------------------------------- the held-out score
-HELD_OUT = "forecast-held-out"  # the grid (grids.py) of the runs the shipped forecaster is never fitted on
+HELD_OUT_GRID = "forecast-held-out"  # the grid (grids.py) of the runs the shipped forecaster is never fitted on
 BASELINE = "learning rate alone"
 WINS_NEEDED = 3  # of the 4 POINTS: the live forecast must beat the baseline's median error at most of them
 COVERAGE = (0.70, 0.90)  # and its 80% intervals must hold grok_90 this often
 
 
-def key(op: str, seed: int, lr: float, weight_decay: float, train_frac: float) -> tuple:
+def run_key(op: str, seed: int, lr: float, weight_decay: float, train_frac: float) -> tuple:
     """What makes two runs of one model the same run: a held-out run shares it with no fitted run."""
     return op, seed, lr, weight_decay, train_frac
 
@@ -201,7 +207,7 @@ def key(op: str, seed: int, lr: float, weight_decay: float, train_frac: float) -
 def fitted_keys() -> set[tuple]:
     """The keys of the runs the shipped forecaster was fitted on."""
     train_frac = grok_forecaster.shipped()[1]["train_frac"]
-    return {key(r.op, r.seed, r.lr, r.weight_decay, train_frac) for r in grok_forecaster.shipped_records()}
+    return {run_key(r.op, r.seed, r.lr, r.weight_decay, train_frac) for r in grok_forecaster.shipped_records()}
 
 
 def held_out_records(folders: list[Path]) -> tuple[list[Record], list[dict], list[str]]:
@@ -213,13 +219,16 @@ def held_out_records(folders: list[Path]) -> tuple[list[Record], list[dict], lis
         found.update(records.load_all(folder)[0])
     fitted = fitted_keys()
     held, saved, missing = [], [], []
-    for spec in grids.grid(HELD_OUT):
+    for spec in grids.grid(HELD_OUT_GRID):
         if spec.name not in found:
             missing.append(spec.name)
             continue
         cfg = Config.from_dict(found[spec.name]["config"])
-        if key(cfg.op, cfg.seed, cfg.lr, cfg.weight_decay, cfg.train_frac) in fitted:
+        if run_key(cfg.op, cfg.seed, cfg.lr, cfg.weight_decay, cfg.train_frac) in fitted:
             raise RunError(f"{spec.name} is held out, yet the shipped forecaster was fitted on the same run")
+        model = {**grok_forecaster.shipped()[1], "train_frac": cfg.train_frac}  # another fraction: held out on purpose
+        if why := grok_forecaster.mismatch(cfg, model):
+            raise RunError(f"{spec.name}: {why}")
         held.append(grok_forecaster.from_rows(spec.name, cfg, found[spec.name]["metrics"], spec.name))
         saved.append(found[spec.name])
     return held, saved, missing
@@ -238,7 +247,7 @@ def decision(cells: dict[str, dict]) -> tuple[bool, int, float]:
         ]
         wins += bool(pairs) and statistics.median(f for f, _ in pairs) < statistics.median(b for _, b in pairs)
     made = [s for label, _ in POINTS for s in cells["forecaster"]["points"][label] if s is not None]
-    coverage = sum(s[1] for s in made) / len(made)
+    coverage = sum(s[1] for s in made) / len(made) if made else 0.0
     return wins >= WINS_NEEDED and COVERAGE[0] <= coverage <= COVERAGE[1], wins, coverage
 
 
@@ -247,18 +256,18 @@ def _signed(f: Forecast | None, T: int) -> str:
     return "—" if f is None else f"{(f.grok_step - T) / T:+.0%}" + ("" if f.low <= T <= f.high else " out")
 
 
-def run_table(fitted: list[Record], held: list[Record]) -> list[str]:
+def run_table(methods: dict[str, Predictor | None], held: list[Record]) -> list[str]:
     """One row per held-out run: grok_90, the forecaster's signed error at each of POINTS, from when it stayed
     within 10% of grok_90, the learning-rate law's error; for a run that never groks, its probes with a confident
     forecast that it would."""
-    forecaster, law = (METHODS[name](fitted) for name in ("forecaster", BASELINE))
+    forecaster, law = methods["forecaster"], methods[BASELINE]
     header = ["run", "grok_90", *(f"forecaster {label}" for label, _ in POINTS), "within 10% from", BASELINE]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for rec in held:
         made = [forecaster(rec, n) for n in range(1, len(rec.rows) + 1)]
         if rec.grok_90 is None:
             alarms = sum(f is not None and f.confident for f in made)
-            cells = [f"never; false alarms at {alarms} of {len(made)} probes", "", "", "", "", ""]
+            cells = [f"never; false alarms at {alarms} of {len(made)} probes", *[""] * (len(header) - 2)]
         else:
             T, points, since = rec.grok_90, at_points(rec, made).values(), settled(rec, made)
             cells = [
@@ -281,58 +290,70 @@ LEGEND = (
 )
 
 
-def page(folders: list[Path], out: Path) -> str:
-    """The forecast's score page (markdown): the command, code and machine at its top; the forecaster and its
-    baselines on the held-out runs, the decision rule's outcome and one row per run; then the score on the fitted
-    runs, each left out."""
+def page(folders: list[Path], out: Path | None) -> str:
+    """The forecast's score page (markdown): the command (writing to `out`, or printing), code and machine at its
+    top; the forecaster and its baselines on the held-out runs in the folders, the decision rule's outcome and one
+    row per run; then the score on the fitted runs, each left out."""
     fitted = grok_forecaster.shipped_records()
     held, saved, missing = held_out_records(folders)
     if not held:
-        raise RunError(f"no run of the {HELD_OUT} grid is recorded in {', '.join(map(str, folders))}")
-    cells = held_out_score(fitted, held)
-    live, wins, coverage = decision(cells)
-    grokking = sum(r.grok_90 is not None for r in held)
+        raise RunError(f"no run of the {HELD_OUT_GRID} grid is recorded in {', '.join(map(str, folders))}")
     env = [r["environment"] for r in saved]
-    sources = " ".join(f"--held-out {folder}" for folder in folders)
+    command = " ".join(
+        ["tinygrok forecast-score", *(f"--held-out {f}" for f in folders), *([f"--out {out}"] * bool(out))]
+    )
     return "\n".join(
         [
             "# The grok forecast, scored",
             "",
             "| | |",
             "|---|---|",
-            f"| command | `tinygrok forecast-score {sources} --out {out}` (the runs: `tinygrok sweep {HELD_OUT}`) |",
+            f"| command | `{command}` (the runs: `tinygrok sweep {HELD_OUT_GRID}`) |",
             f"| code | {results_page.counted([e.get('commit', 'unknown') for e in env])} |",
             f"| machine | {results_page.counted([e.get('machine', 'unknown') for e in env])} |",
             "",
-            "## On runs it never saw",
-            "",
-            f"The shipped forecaster (tinygrok/run/forecaster.json) and each baseline, fitted once on the "
-            f"{len(fitted)} runs the forecaster was fitted on, forecast {len(held)} runs that share no operation, "
-            f"seed, learning rate, weight decay and training fraction with those ({HELD_OUT} in "
-            f"tinygrok/lab/grids.py): {grokking} grok, {len(held) - grokking} never do"
-            + (f"; {len(missing)} of its runs are not recorded yet." if missing else "."),
-            "",
-            *score_table(cells),
-            "",
-            LEGEND,
-            "",
-            f"**The live forecast is {'on' if live else 'off'}.** `tinygrok train` and `tinygrok grok` show it "
-            f"only if its median error is below the learning rate alone's, on the same runs, at {WINS_NEEDED} or "
-            f"more of the {len(POINTS)} points, and its 80% intervals hold grok_90 {COVERAGE[0]:.0%}-"
-            f"{COVERAGE[1]:.0%} of the time. Here it is below at {wins} of {len(POINTS)}, and its intervals hold "
-            f"grok_90 in {coverage:.0%} of its forecasts.",
-            "",
-            "Each run: the error of the forecast made at each point, (forecast - grok_90) / grok_90, 'out' where its "
-            "80% interval misses grok_90.",
-            "",
-            *run_table(fitted, held),
-            "",
+            *_held_out_section(fitted, held, missing),
             "## On the runs it was fitted on, each left out",
             "",
-            "Every run forecast by a forecaster (and each baseline) fitted on the runs that share neither its seed "
-            "(leave one seed out) or its learning rate (leave one learning rate out): the second is extrapolation "
-            "by construction.",
+            "Every run forecast by a forecaster (and each baseline) fitted without the runs of its seed (leave one "
+            "seed out), or, in the second table, without those of its learning rate (leave one learning rate out: "
+            "extrapolation by construction).",
             "",
             markdown(fitted),
         ]
     )
+
+
+def _held_out_section(fitted: list[Record], held: list[Record], missing: list[str]) -> list[str]:
+    """The page's lines on the held-out runs: what they are, the score table, the decision, one row per run."""
+    methods = fitted_methods(fitted)
+    cells = _empty_cells()
+    _score_runs(methods, held, cells)
+    live, wins, coverage = decision(cells)
+    grokking = sum(r.grok_90 is not None for r in held)
+    return [
+        "## On runs it never saw",
+        "",
+        f"The shipped forecaster (tinygrok/run/forecaster.json) and each baseline, fitted once on the {len(fitted)} "
+        f"runs the forecaster was fitted on, forecast {len(held)} runs of which none has the same operation, seed, "
+        f"learning rate, weight decay and training fraction as a fitted run ({HELD_OUT_GRID} in "
+        f"tinygrok/lab/grids.py): {grokking} grok, {len(held) - grokking} never do"
+        + (f"; {len(missing)} of its runs are not recorded yet." if missing else "."),
+        "",
+        *score_table(cells),
+        "",
+        LEGEND,
+        "",
+        f"**By the decision rule, the live forecast is {'on' if live else 'off'}.** Training may show a forecast "
+        f"live only if its median error is below the learning rate alone's, on the same runs, at {WINS_NEEDED} or "
+        f"more of the {len(POINTS)} points, and its 80% intervals hold grok_90 {COVERAGE[0]:.0%}-{COVERAGE[1]:.0%} "
+        f"of the time. Here it is below at {wins} of {len(POINTS)}, and its intervals hold grok_90 in "
+        f"{coverage:.0%} of its forecasts"
+        + (". `tinygrok train` and `tinygrok grok` do not show it." if not live else "."),
+        "",
+        "Each run: the error of the forecast made at each point, (forecast - grok_90) / grok_90, 'out' where its "
+        "80% interval misses grok_90.",
+        "",
+        *run_table(methods, held),
+        "",
+    ]

@@ -22,7 +22,7 @@ from tinygrok.science.forecast import ROW_KEYS, Forecast, Forecaster, Record
 
 SHIPPED = Path(__file__).with_name("forecaster.json")
 RECORDS = Path(__file__).with_name("forecast_runs.jsonl.gz")
-HELD_OUT = Path(__file__).with_name("forecast_held_out")  # the records (lab/records.py) of runs it never saw
+HELD_OUT_RECORDS = Path(__file__).with_name("forecast_held_out")  # the records (lab/records.py) of runs it never saw
 MODEL_KEYS = (
     "p",
     "train_frac",
@@ -60,7 +60,7 @@ def from_rows(name: str, cfg: Config, rows: list[dict], where: str) -> Record:
     try:
         probed = [{key: r[key] for key in ROW_KEYS} for r in rows if r.get("defect") is not None]
     except KeyError as err:
-        raise RunError(f"{where}'s metrics.jsonl has a probed row without {err}") from None
+        raise RunError(f"{where} has a probed metrics row without {err}") from None
     if not probed:
         raise RunError(
             f"{where} has no curvature probes: the forecaster reads the defect (train it with --probe-every 100)"
@@ -76,7 +76,7 @@ def shipped() -> tuple[Forecaster, dict]:
 
 
 def replay(run: Run) -> tuple[Record, list[Forecast | None]]:
-    """The run's record and the shipped forecaster's forecast after each of its probes, as training would have
+    """The run's record and the shipped forecaster's forecast after each of its probes, as someone watching would have
     shown them (a RunError, in one line, where the forecaster does not apply to the run)."""
     if why := mismatch(run.config(), shipped()[1]):
         raise RunError(f"cannot forecast {run.path}: {why}")
@@ -85,7 +85,7 @@ def replay(run: Run) -> tuple[Record, list[Forecast | None]]:
 
 
 def replay_record(rec: Record) -> list[Forecast | None]:
-    """The shipped forecaster's forecast after each probe of a record (one of its own runs, for a lesson)."""
+    """The shipped forecaster's forecast after each probe of a record."""
     return shipped()[0].forecasts(rec.rows, rec.lr, rec.weight_decay)
 
 

@@ -182,14 +182,14 @@ def dimensions(run: Run | Path | str, axes=None) -> Figure:
 
 
 def forecast(run: Run | Path | str | Record, ax=None, baseline: Forecast | None = None) -> Figure:
-    """The grok forecast against step, replayed as training showed it (up to grok_90): the forecast step and its
-    80% interval, the truth (grok_90) and the curvature onset marked, and P(grok) beside. For a run, or a stored
-    record; with a baseline's forecast, one that does not change with the step (the learning rate alone's), as a
-    line and its interval."""
+    """The grok forecast against step, replayed as someone watching would have seen it (up to grok_90): the
+    forecast step and its 80% interval, the truth (grok_90) and the curvature onset marked, and P(grok) beside. For
+    a run, or a stored record; with a baseline's forecast, one that does not change with the step (the learning
+    rate alone's), as a line and its interval."""
     rec, made = (
         (run, grok_forecaster.replay_record(run)) if isinstance(run, Record) else grok_forecaster.replay(_as_run(run))
     )
-    shown = [(f.step, f) for f in before_grok(rec, made)]  # what training showed
+    shown = [(f.step, f) for f in before_grok(rec, made)]  # what someone watching saw
     steps = [s for s, _ in shown]
     fig, ax = _axes(ax, 1, (8, 4.5))
     ax.fill_between(
@@ -202,8 +202,8 @@ def forecast(run: Run | Path | str | Record, ax=None, baseline: Forecast | None 
     )
     ax.plot(steps, [f.grok_step for _, f in shown], color="tab:green", label="forecast grok_90")
     if baseline is not None:
-        ax.axhspan(baseline.low, baseline.high, color="tab:blue", alpha=0.1)
-        ax.axhline(baseline.grok_step, color="tab:blue", ls="-.", label="learning rate alone, 80%")
+        ax.axhspan(baseline.low, baseline.high, color="tab:blue", alpha=0.1, label="its 80%")
+        ax.axhline(baseline.grok_step, color="tab:blue", ls="-.", label="learning rate alone")
     if rec.grok_90 is not None:
         ax.axhline(rec.grok_90, color="black", ls="--", label=f"true grok_90 = {rec.grok_90}")
     onset = curvature_onset(list(rec.rows))["onset_step"]  # the paper model's floor, the only one forecast

@@ -249,7 +249,6 @@ def load_state(run: Run, cfg: Config) -> tuple[TrainState, float, str]:
 # ---------------------------------------------------------------------- the loop
 # after every step: (step, its metrics row or None, the step the run will end at once that is known, else None)
 StepCallback = Callable[[int, dict | None, int | None], None]
-# at every probed evaluation: the rows so far, the new one last -> columns to add to the new one (a forecast)
 
 
 def train(

@@ -11,6 +11,8 @@ import scipy.special
 
 from tinygrok.science import undefined
 
+MEMORIZED = 0.95  # the train accuracy that marks the memorization step (§4)
+
 
 def first_step(rows: Iterable[dict], key: str, threshold: float) -> int | None:
     """The first evaluated step whose `key` is at least `threshold` (grok_90: key test_acc, threshold 0.9)."""
@@ -45,12 +47,12 @@ def grok_summary(rows: list[dict], threshold: float = 0.98, patience: int = 3) -
 
     grok_step_90: first evaluation with test accuracy >= 0.90 (the paper's Table 1 "grok step");
     grok_step: the detection step, test accuracy >= threshold on `patience` consecutive evaluations;
-    memorization_step: first evaluation with train accuracy >= 0.95.
+    memorization_step: first evaluation with train accuracy >= MEMORIZED (0.95).
     """
     return {
         "grok_step_90": first_step(rows, "test_acc", 0.90),
         "grok_step": detection_step(rows, threshold, patience),
-        "memorization_step": first_step(rows, "train_acc", 0.95),
+        "memorization_step": first_step(rows, "train_acc", MEMORIZED),
     }
 
 
@@ -102,7 +104,7 @@ def defect_features(rows: list[dict]) -> dict:
 
 def memorization_phase(rows: list[dict]) -> list[int]:
     """Steps in the memorization phase of the controls (§4): train acc >= 0.95 and test acc < 0.3."""
-    return [r["step"] for r in rows if r["train_acc"] >= 0.95 and r["test_acc"] < 0.3]
+    return [r["step"] for r in rows if r["train_acc"] >= MEMORIZED and r["test_acc"] < 0.3]
 
 
 # tinygrok's bins of the defect D (§6.4: the ratio falls as D rises)
