@@ -176,7 +176,8 @@ lessons.show(fig, "lesson9_inside")
 # event.)
 #
 # **Exercise 9c.** Write that rule as a function of (steps, values, start, end) that returns the step (None if no
-# step gets there). It must work for measures that rise and for measures that fall.
+# step gets there, or if its values at start and end are equal). It must work for measures that rise and for
+# measures that fall.
 
 # %%
 answer_9c = None  # your answer

@@ -56,7 +56,7 @@ SOLUTIONS = {
     "grad - ctx.basis @ (ctx.basis.T @ grad) if step + 1 >= 500 else grad)})",
     "9a": "lambda w: (lambda e: e[1::2] + e[2::2])(np.sum((fourier.basis(len(w)) @ w) ** 2, axis=1))",
     "9b": "float(model.cross_entropy(logits - fourier.key_logits(logits, keys), labels))",
-    "9c": "lambda steps, values, start, end: next((s for s, v in zip(steps, values) if s > start and np.sign("
-    "values[steps.index(end)] - values[steps.index(start)] or 1) * (v - values[steps.index(start)] - "
-    "(values[steps.index(end)] - values[steps.index(start)]) / 4) >= 0), None)",
+    "9c": "lambda steps, values, start, end: (lambda a, b: None if a == b else next((s for s, v in zip(steps, values) "
+    "if s > start and np.sign(b - a) * (v - a - (b - a) / 4) >= 0), None))(values[steps.index(start)], "
+    "values[steps.index(end)])",
 }
