@@ -15,6 +15,7 @@ write of every kind instead (several times longer): `TINYGROK_KILLS=all pytest t
 
 import json
 import os
+import shutil
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +24,7 @@ import numpy as np
 import pytest
 from test_cli import SMALL
 
-from tinygrok.lab import recipes, sweep
+from tinygrok.lab import recipes, reproduction, sweep
 from tinygrok.run import runs
 from tinygrok.run.runs import CHECKPOINT, METRICS, SNAPSHOTS, SUMMARY, THETAS, Run
 from tinygrok.science import config
@@ -177,3 +178,28 @@ def test_rows_half_appended_to_a_growing_array_are_dropped(tmp_path):
     assert np.array_equal(run.rows(SNAPSHOTS), first)
     run.append_rows(SNAPSHOTS, first[:1])
     assert np.array_equal(run.rows(SNAPSHOTS), np.concatenate([first, first[:1]]))
+
+
+# ---------------------------------------------------------------------- a slow run carried between machines
+SLOW = recipes.RunSpec(
+    config.preset(
+        "slow", max_steps=30, eval_every=10, snapshot_every=15, theta_every=30, probe_every=10, probe_samples=2
+    ),
+    "train",
+    "slow",
+)  # the slow regime's 3-layer model; its checkpoint is 5.1 MB
+
+
+def test_a_slow_run_carried_off_a_killed_machine_resumes_to_the_same_files(tmp_path):
+    """Killed inside its second checkpoint write; its resume state carried into a records folder (what a working
+    period commits, at most 10 MB), the machine's run directory gone; put back and resumed on the next machine, it
+    ends with the files of a run never interrupted."""
+    recipes.execute(SLOW, path=tmp_path / "whole")
+    machine = tmp_path / "machine"
+    assert killed_inside(lambda: recipes.execute(SLOW, path=machine / "slow" / SLOW.name), CHECKPOINT, 2, 0.5)
+    carried, left = reproduction.carry(machine, tmp_path / "records")
+    assert list(carried) == [SLOW.name] and not left and carried[SLOW.name] <= reproduction.CARRY_LIMIT
+    shutil.rmtree(machine)
+    reproduction.restore([SLOW], tmp_path / "next", tmp_path / "records")
+    recipes.execute(SLOW, path=tmp_path / "next" / SLOW.name, existing="resume")
+    assert files(tmp_path / "next" / SLOW.name) == files(tmp_path / "whole")

@@ -651,6 +651,26 @@ def merge_records(
     console.print(f"{into}: the {state['scale']} reproduction's records, {len(state['parts'])} part(s)")
 
 
+@app.command("carry")
+def carry_(
+    out: Annotated[Path, typer.Option(help="the reproduction's run directory (tinygrok reproduce --out)")],
+    records_dir: Annotated[
+        Path, typer.Option("--records", help="its folder of run records (tinygrok reproduce --records), to commit")
+    ],
+):
+    """Copy the exact resume state of every unfinished run of a reproduction into its records folder (resume/NAME,
+    at most 10 MB a run), to commit before a working period ends: the next `tinygrok reproduce`, on any machine,
+    resumes those runs where they were."""
+    if not out.is_dir():
+        raise RunError(f"--out {out} is not a reproduction's run directory")
+    carried, left = reproduction.carry(out, records_dir)
+    for name, size in carried.items():
+        console.print(f"carried {name}: {size / 2**20:.1f} MB")
+    for name, why in left.items():
+        console.print(f"not carried {name}: {why}")
+    console.print(f"{len(carried)} run(s) carried into {records_dir / reproduction.RESUME}")
+
+
 @app.command("results")
 def results(
     records_dir: Annotated[Path, typer.Option("--records", help="a reproduction's folder of run records")],

@@ -6,7 +6,9 @@ record (records.py) in the records folder, and a run with a record is not run ag
 reproduction's state, so it can be carried (committed) from machine to machine and day to day while DIR is lost.
 The folder's reproduce.json keeps the scale and every part the command ran in: when it began, its wall time, and
 that time per stage, so that a reproduction resumed over several days, or merged from several machines, still
-knows its totals. The results page (results_page.py) is a function of
+knows its totals. A run longer than a working period leaves, by `carry`, its exact resume state in the folder's
+resume/NAME (at most CARRY_LIMIT), which the next part puts back into DIR to resume it, and which its record
+replaces. The results page (results_page.py) is a function of
 the folder alone.
 """
 
@@ -21,12 +23,28 @@ from pathlib import Path
 from tinygrok.lab import grids, recipes, records, sweep
 from tinygrok.lab.grids import Filters
 from tinygrok.lab.recipes import RunSpec
-from tinygrok.run.runs import Run, RunError, read_json, write_bytes, write_json
+from tinygrok.run.runs import (
+    CHECKPOINT,
+    CONFIG,
+    HOOK_BASIS,
+    METRICS,
+    SNAPSHOTS,
+    SUMMARY,
+    THETAS,
+    Run,
+    RunError,
+    read_json,
+    write_bytes,
+    write_json,
+)
 from tinygrok.science.config import ConfigError
 from tinygrok.science.paper import GROKKING_OPS, NON_GROKKING_OPS
 
 STATE = "reproduce.json"
 RELEASED_LRS = (1e-4, 1e-3, 1e-2)  # the learning rates of the reference's released LR sweep (§7.4)
+RESUME = "resume"  # FOLDER/resume/NAME: the exact resume state of a run a working period did not finish
+CARRIED = (CHECKPOINT, CONFIG, SUMMARY, METRICS, SNAPSHOTS, THETAS)  # the checkpoint first: rows past it are cut
+CARRY_LIMIT = 10 * 2**20  # bytes a run's resume state may take in the repository
 
 
 @dataclass(frozen=True)
@@ -208,6 +226,7 @@ def run(
         if not todo:
             continue
         _borrow_baselines(todo, out, stage.label)
+        restore(todo, out / stage.label, folder)
         index = sweep.load_index(out / stage.label, stage.experiment, stage.filters.describe(), todo)
         last = time.time()
 
@@ -257,10 +276,53 @@ def _borrow_baselines(specs: list[RunSpec], out: Path, label: str) -> None:
 
 def _record_finished(out: Path, index: dict, folder: Path) -> None:
     """Write the record of every finished run of the sweep in `out` that `folder` lacks (an existing record is
-    never rewritten: a run done again leaves the first one)."""
+    never rewritten: a run done again leaves the first one); a carried resume state of it goes."""
     for name, entry in index["runs"].items():
         if entry["state"] == "done" and not (folder / (name + records.SUFFIX)).exists():
             records.save(records.of_run(out / name, entry["recipe"]), folder)
+            shutil.rmtree(folder / RESUME / name, ignore_errors=True)
+
+
+def carry(out: Path, folder: Path) -> tuple[dict[str, int], dict[str, str]]:
+    """Copy into folder/resume/NAME the exact resume state of every unfinished run under out's stages (one with a
+    checkpoint that its sweep has not finished), so that the reproduction resumes it on another machine; returns
+    (name -> bytes carried, name -> why not): an intervention run (its hook basis comes from its baseline's run
+    directory, tens of MB at the paper's size) and a state over CARRY_LIMIT stay behind."""
+    carried, left = {}, {}
+    for run_dir in sorted(path.parent for path in Path(out).glob(f"*/*/{CHECKPOINT}")):
+        index = read_json(run_dir.parent / sweep.INDEX)["runs"] if (run_dir.parent / sweep.INDEX).exists() else {}
+        if index.get(run_dir.name, {}).get("state") in sweep.FINISHED:
+            continue
+        files = [run_dir / name for name in CARRIED if (run_dir / name).exists()]
+        size = sum(f.stat().st_size for f in files)
+        if (run_dir / HOOK_BASIS).exists():
+            left[run_dir.name] = "an intervention run: its hook basis comes from its baseline's run directory"
+        elif size > CARRY_LIMIT:
+            left[run_dir.name] = f"its state is {size / 2**20:.1f} MB, over {CARRY_LIMIT / 2**20:.0f} MB"
+        else:
+            _replace_dir(folder / RESUME / run_dir.name, files)
+            carried[run_dir.name] = size
+    return carried, left
+
+
+def _replace_dir(target: Path, files: list[Path]) -> None:
+    """target holding copies of files, replacing what it held, by a rename: a kill leaves the old or the new."""
+    staging = target.with_name(target.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for path in files:
+        write_bytes(staging / path.name, path.read_bytes())
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+
+
+def restore(specs: list[RunSpec], out: Path, folder: Path) -> None:
+    """Put each spec's carried resume state (folder/resume/NAME) into out where out has no checkpoint of it (the
+    machine that ran it is gone), to resume from there."""
+    for spec in specs:
+        carried, here = folder / RESUME / spec.name, out / spec.name
+        if carried.is_dir() and not (here / CHECKPOINT).exists():
+            shutil.copytree(carried, here, dirs_exist_ok=True)
 
 
 def _state(folder: Path, scale: str) -> dict:
