@@ -176,3 +176,22 @@ def test_the_dimension_sweep_is_undefined_where_the_defect_is_zero(zeroed):
     assert all(r["weight_svd"] is None and r["random"] is None and r["theory"] > 0 for r in got if r["pca"] is None)
     assert undefined.tally(got)["pca"] == {"records": 6, "of": 8, "why": undefined.ZERO_DEFECT}
     assert plots.save(run, "dimensions").stat().st_size > 10_000
+
+
+def test_last_layer_float16_snapshots_give_its_pc1_and_rho_comes_from_the_final_checkpoint(analysed, tmp_path):
+    """The slow regime's recording (what fits a carried state): snapshots of the last layer only, in float16,
+    hold those matrices rounded, and their PC1 is float32's within 1e-4 (this tiny run moves ~0.02 between
+    snapshots, against float16's spacing of ~2.4e-4 at its weights' scale: 3e-5 measured; 1.6e-6 on the paper
+    model's walkthroughs); with no theta saved, the geometry is measured once, at the final checkpoint."""
+    run, summary = analysed
+    cfg = CFG.replace(snapshot_layers=1, snapshot_dtype="float16", theta_every=0)
+    slow = Run.create(tmp_path / "slow", cfg)
+    train(cfg, slow)
+    full = geometry.run_trajectories(run, CFG)
+    kept = geometry.run_trajectories(slow, cfg)
+    assert list(kept) == [f"blocks.1.W_{m}" for m in "QKVO"]
+    assert all(np.array_equal(kept[name], full[name].astype(np.float16).astype(np.float64)) for name in kept)
+    summary16, rows = geometry.analyse(slow, k=3)
+    assert all(abs(summary16["pc1"][name] - summary["pc1"][name]) < 1e-4 for name in kept)
+    assert [r["step"] for r in rows] == [200] and 0 < rows[0]["exec_rho"] <= 1
+    assert slow.basis().shape == (param_count(CFG), 8)  # 2 directions x the 4 matrices recorded

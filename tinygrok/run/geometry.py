@@ -12,6 +12,7 @@ import numpy as np
 
 from tinygrok.engine import backend, parallel
 from tinygrok.run.runs import SNAPSHOTS, THETAS, Run, RunError
+from tinygrok.run.train import load_state
 from tinygrok.science import undefined
 from tinygrok.science.analysis import (
     by_defect_level,
@@ -30,7 +31,7 @@ from tinygrok.science.commutator import (
 )
 from tinygrok.science.config import Config
 from tinygrok.science.data import make_dataset, stream
-from tinygrok.science.model import attention_layout, param_count
+from tinygrok.science.model import attention_layout, param_count, snapshot_layout
 from tinygrok.science.pca import analyse_trajectories, execution_basis, random_basis, trajectory_pca
 
 BASIS_COMPONENTS = 2  # top-2 components per matrix: K = layers * 4 * 2 (§5.5)
@@ -44,7 +45,7 @@ def run_trajectories(run: Run, cfg: Config, n: int | None = None) -> dict[str, n
     snapshots if n is given; only those are read and converted)."""
     snaps = run.rows(SNAPSHOTS)[:n]  # (S, sum of sizes), memory-mapped
     out, col = {}, 0
-    for name, (_, shape) in attention_layout(cfg).items():
+    for name, (_, shape) in snapshot_layout(cfg).items():
         size = math.prod(shape)
         out[name] = np.asarray(snaps[:, col : col + size], dtype=np.float64)
         col += size
@@ -76,7 +77,7 @@ def analyse_pca(run: Run) -> tuple[dict, np.ndarray]:
         keep = len(next(iter(trajectories.values())))
         stats, pcas = analyse_trajectories(trajectories, stream(cfg.seed, "null"))
         result = {"snapshots": keep, "last_step": (keep - 1) * cfg.snapshot_every, **stats}
-        offsets = {name: start for name, (start, _) in attention_layout(cfg).items()}
+        offsets = {name: start for name, (start, _) in snapshot_layout(cfg).items()}
         basis = execution_basis(pcas, offsets, param_count(cfg), BASIS_COMPONENTS)
         run.write_pca(result, basis)
     return result, basis
@@ -92,17 +93,25 @@ def analyse_trajectory(run: Run) -> dict:
 
 def analyse_curvature(run: Run, basis: np.ndarray, k: int = 5) -> list[dict]:
     """The commutator projections at every saved theta (saved in the run); empty if the run saved none."""
-    if not run.has(THETAS):
-        return []
     rows = curvature_at_saved_thetas(run, run.config(), basis, k)
-    run.write_geometry(rows)
+    if rows:
+        run.write_geometry(rows)
     return rows
+
+
+def saved_thetas(run: Run, cfg: Config) -> list[tuple[int, np.ndarray]]:
+    """(step, theta (P,)) of every theta the run saved (thetas.npy, every cfg.theta_every steps); for a run that
+    saves none (theta_every 0), its final checkpoint's (the slow regime measures rho there only, §9.2)."""
+    if cfg.theta_every:
+        return [(i * cfg.theta_every, row) for i, row in enumerate(run.rows(THETAS))] if run.has(THETAS) else []
+    state = load_state(run, cfg)[0]
+    return [(state.step, backend.to_host(state.theta))]
 
 
 def curvature_at_saved_thetas(
     run: Run, cfg: Config, exec_basis: np.ndarray, k: int = 5, n_random: int = 5
 ) -> list[dict]:
-    """At every saved theta of the run (thetas.npy): k defect samples and their projections onto the execution
+    """At every saved theta of the run (saved_thetas): k defect samples and their projections onto the execution
     basis (retrospective trajectory PCA, §5.5), the current-weight-SVD basis (what the reference's control used,
     §6.4) and n_random random bases of each size (drawn once for the whole run, as the defects do not depend on
     them; the reference drew 5 fresh ones per sample); plus the alignment (§6.5) of the step since the saved theta
@@ -114,9 +123,10 @@ def curvature_at_saved_thetas(
     random_bases = {
         size: [random_basis(n_params, size, rng) for _ in range(n_random)] for size in {exec_basis.shape[1], k_svd}
     }
-    thetas, rows = run.rows(THETAS), []
-    lag = ALIGNMENT_SPAN // cfg.theta_every if ALIGNMENT_SPAN % cfg.theta_every == 0 else 1  # saved thetas back
-    for i, saved in enumerate(thetas):
+    thetas, rows = saved_thetas(run, cfg), []
+    spans = cfg.theta_every and ALIGNMENT_SPAN % cfg.theta_every == 0
+    lag = ALIGNMENT_SPAN // cfg.theta_every if spans else 1  # saved thetas back
+    for i, (step, saved) in enumerate(thetas):
         theta = np.array(saved)  # host: bases and projections are computed here, the probes on the device
         drawn = [
             {**s, "delta": backend.to_host(s["delta"])}
@@ -127,13 +137,13 @@ def curvature_at_saved_thetas(
         samples = drawn[:k]
         bases = {"exec": exec_basis, "weight_svd": weight_svd_basis(theta, cfg, SVD_COMPONENTS)}
         row = {
-            "step": i * cfg.theta_every,
+            "step": step,
             **defect_stats(samples),
             **subspace_ratios(samples, bases, random_bases),
             "zero_defect_samples": sum(s["defect"] == 0 for s in samples),
         }
         if i >= lag:
-            row["alignment_ratio"] = alignment(theta - thetas[i - lag], [s["delta"] for s in drawn])["ratio"]
+            row["alignment_ratio"] = alignment(theta - thetas[i - lag][1], [s["delta"] for s in drawn])["ratio"]
         rows.append(row)
     return rows
 

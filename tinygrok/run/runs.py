@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from tinygrok.science.config import Config, ConfigError
-from tinygrok.science.model import attention_layout, param_count
+from tinygrok.science.model import param_count, snapshot_dtype, snapshot_layout
 
 CONFIG, METRICS, CHECKPOINT, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.npz", "summary.json"
 CHECKPOINT_STREAMS = {"batch_rng": "batches", "probe_rng": "probes", "hook_rng": "hook"}  # key -> data.stream name
@@ -236,7 +236,7 @@ class Run:
         except (OSError, ValueError) as err:
             raise RunError(f"{path} cannot be read as a .npy array ({err})") from None
         cfg = None if width and dtype else self.config()  # read config.json once, and only when needed
-        width, dtype = width or _row_width(name, cfg), np.dtype(dtype or cfg.dtype)
+        width, dtype = width or _row_width(name, cfg), np.dtype(dtype or _row_dtype(name, cfg))
         if rows.ndim != 2 or rows.shape[1] != width or rows.dtype != dtype:
             raise RunError(
                 f"{path} holds a {rows.dtype} array of shape {rows.shape}, not rows of {width} "
@@ -383,10 +383,15 @@ class Run:
 def _row_width(name: str, cfg: Config) -> int:
     """The columns of a growing array: the attention matrices' entries (snapshots) or all parameters (thetas)."""
     if name == SNAPSHOTS:
-        return sum(math.prod(shape) for _, shape in attention_layout(cfg).values())
+        return sum(math.prod(shape) for _, shape in snapshot_layout(cfg).values())
     if name == THETAS:
         return param_count(cfg)
     raise ValueError(f"{name} is not one of a run's growing arrays")
+
+
+def _row_dtype(name: str, cfg: Config) -> np.dtype:
+    """The numbers of a growing array: the snapshots' dtype, or the run's (thetas)."""
+    return snapshot_dtype(cfg) if name == SNAPSHOTS else np.dtype(cfg.dtype)
 
 
 _held_locks: dict[Path, tuple[int, int]] = {}  # directory -> (its open descriptor, how many holders here)

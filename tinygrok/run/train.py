@@ -21,7 +21,7 @@ from tinygrok.science.commutator import defect_samples, defect_stats
 from tinygrok.science.config import BATCH_STREAMS, Config
 from tinygrok.science.data import Dataset, make_dataset, sample_batch, skip_batches, stream
 from tinygrok.science.interventions import Hook
-from tinygrok.science.model import attention_indices, attention_vector, flatten, init_params, layout, param_count
+from tinygrok.science.model import attention_indices, flatten, init_params, layout, param_count, snapshot_vector
 from tinygrok.science.optim import AdamWState, clip_by_global_norm
 from tinygrok.science.pca import random_basis
 
@@ -370,7 +370,7 @@ class Recorder:
         cfg, step = self.cfg, state.step
         if _due(step, cfg.snapshot_every):  # cut out on the host: autograd's concatenate asks the arrays it
             # joins for a view as NumPy's ndarray, which a GPU array library refuses
-            self.run.append_rows(SNAPSHOTS, attention_vector(backend.to_host(state.theta), cfg)[None])
+            self.run.append_rows(SNAPSHOTS, snapshot_vector(backend.to_host(state.theta), cfg)[None])
         if _due(step, cfg.theta_every):
             self.run.append_rows(THETAS, backend.to_host(state.theta)[None])
         if step % cfg.eval_every and step != stop_at:

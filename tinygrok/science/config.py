@@ -73,6 +73,8 @@ class Config:
         "accelerated engine) or auto (fast once checked equal to readable, else readable)",
     )
     snapshot_every: int = _opt(100, "steps between snapshots of the attention weights, for PCA (0 = off)")
+    snapshot_layers: int = _opt(0, "the snapshots hold the attention matrices of this many last layers (0 = all)")
+    snapshot_dtype: str = _opt("same", "the snapshots' numbers: same (as dtype) or float16 (half float32's bytes)")
     theta_every: int = _opt(0, "steps between snapshots of all parameters, for curvature analysis (0 = off)")
     probe_every: int = _opt(0, "steps between commutator-defect probes, a multiple of eval-every (0 = off)")
     probe_samples: int = _opt(5, "commutator samples per probe (median and quartiles are recorded)")
@@ -117,6 +119,8 @@ class Config:
             ("dtype", self.dtype in ("float32", "float64"), "float32 or float64"),
             ("engine", self.engine in ENGINE_NAMES, " or ".join(ENGINE_NAMES)),
             ("snapshot-every", self.snapshot_every >= 0, "zero (off) or positive"),
+            ("snapshot-layers", 0 <= self.snapshot_layers <= self.n_layers, f"0 (all) to n-layers ({self.n_layers})"),
+            ("snapshot-dtype", self.snapshot_dtype in ("same", "float16"), "same or float16"),
             ("theta-every", self.theta_every >= 0, "zero (off) or positive"),
             (
                 "probe-every",

@@ -146,9 +146,23 @@ def attention_indices(cfg: Config) -> np.ndarray:
     )
 
 
-def attention_vector(theta, cfg: Config):
-    """Those matrices of theta (P,), flattened and concatenated in layout order: one snapshot row (8 d^2,)."""
-    return np.concatenate([theta[start : start + math.prod(shape)] for start, shape in attention_layout(cfg).values()])
+def snapshot_layout(cfg: Config) -> dict[str, tuple[int, tuple[int, ...]]]:
+    """The attention matrices a snapshot holds: every layer's, or the last cfg.snapshot_layers layers' (the slow
+    regime's runs keep the last layer's, to carry them between machines)."""
+    first = cfg.n_layers - cfg.snapshot_layers if cfg.snapshot_layers else 0
+    return {name: spec for name, spec in attention_layout(cfg).items() if int(name.split(".")[1]) >= first}
+
+
+def snapshot_vector(theta, cfg: Config) -> np.ndarray:
+    """Those matrices of theta (P,), flattened and concatenated in layout order, in the snapshots' dtype: one
+    snapshot row (8 d^2,) for 2 layers, all kept."""
+    matrices = [theta[start : start + math.prod(shape)] for start, shape in snapshot_layout(cfg).values()]
+    return np.concatenate(matrices).astype(snapshot_dtype(cfg))
+
+
+def snapshot_dtype(cfg: Config) -> np.dtype:
+    """The snapshots' numbers: the run's dtype, or float16 where asked (PC1 moves by ~1e-6)."""
+    return np.dtype(cfg.dtype if cfg.snapshot_dtype == "same" else cfg.snapshot_dtype)
 
 
 def flatten(params: dict):
