@@ -326,7 +326,8 @@ def test_the_paper_grids_and_their_filters():
     assert all(
         s.recipe == "probed"
         and (s.config.n_layers, s.config.probe_every, s.config.theta_every, s.config.extra_steps)
-        == (3, 5000, 50_000, 20_000)
+        == (3, 5000, 0, 20_000)
+        and (s.config.snapshot_every, s.config.snapshot_layers, s.config.snapshot_dtype) == (20_000, 1, "float16")
         for s in by_name["slow"]
     )
     assert all(

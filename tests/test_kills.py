@@ -14,6 +14,7 @@ write of every kind instead (several times longer): `TINYGROK_KILLS=all pytest t
 """
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -24,10 +25,11 @@ import numpy as np
 import pytest
 from test_cli import SMALL
 
-from tinygrok.lab import recipes, reproduction, sweep
+from tinygrok.lab import grids, recipes, reproduction, sweep
 from tinygrok.run import runs
 from tinygrok.run.runs import CHECKPOINT, METRICS, SNAPSHOTS, SUMMARY, THETAS, Run
 from tinygrok.science import config
+from tinygrok.science.model import param_count, snapshot_dtype, snapshot_layout
 
 CFG = dict(
     max_steps=40, eval_every=10, snapshot_every=5, theta_every=10, probe_every=20, probe_samples=2, **SMALL
@@ -183,11 +185,19 @@ def test_rows_half_appended_to_a_growing_array_are_dropped(tmp_path):
 # ---------------------------------------------------------------------- a slow run carried between machines
 SLOW = recipes.RunSpec(
     config.preset(
-        "slow", max_steps=30, eval_every=10, snapshot_every=15, theta_every=30, probe_every=10, probe_samples=2
+        "slow",
+        max_steps=30,
+        eval_every=10,
+        snapshot_every=5,
+        snapshot_layers=1,
+        snapshot_dtype="float16",
+        theta_every=30,
+        probe_every=10,
+        probe_samples=2,
     ),
     "train",
     "slow",
-)  # the slow regime's 3-layer model; its checkpoint is 5.1 MB
+)  # the slow regime's 3-layer model and its recording (grids._slow); its checkpoint is 5.1 MB
 
 
 def test_a_slow_run_carried_off_a_killed_machine_resumes_to_the_same_files(tmp_path):
@@ -203,3 +213,15 @@ def test_a_slow_run_carried_off_a_killed_machine_resumes_to_the_same_files(tmp_p
     reproduction.restore([SLOW], tmp_path / "next", tmp_path / "records")
     recipes.execute(SLOW, path=tmp_path / "next" / SLOW.name, existing="resume")
     assert files(tmp_path / "next" / SLOW.name) == files(tmp_path / "whole")
+
+
+def test_the_slow_regimes_carried_state_fits_its_limit_at_its_cap():
+    """A slow-regime run at its 650,000-step cap: its checkpoint (parameters and the two AdamW moments), its
+    snapshots and its metrics rows (at most 500 bytes each) within reproduction.CARRY_LIMIT."""
+    for spec in grids.grid("slow"):
+        cfg = spec.config
+        checkpoint = 3 * param_count(cfg) * np.dtype(cfg.dtype).itemsize
+        width = sum(math.prod(shape) for _, shape in snapshot_layout(cfg).values())
+        snapshots = (cfg.max_steps // cfg.snapshot_every + 1) * width * snapshot_dtype(cfg).itemsize
+        metrics = (cfg.max_steps // cfg.eval_every + 1) * 500
+        assert checkpoint + snapshots + metrics <= reproduction.CARRY_LIMIT, (checkpoint, snapshots, metrics)
