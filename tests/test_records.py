@@ -56,3 +56,13 @@ def test_a_record_under_another_name_is_refused(tmp_path):
     path.rename(tmp_path / "other.json.gz")
     with pytest.raises(RunError, match="holds the record of classroom_add_s7"):
         records.load(tmp_path / "other.json.gz")
+
+
+def test_a_config_written_before_the_snapshot_options_loads_with_their_defaults():
+    """Records and run directories from before snapshot_layers and snapshot_dtype existed (docs/records) load as
+    the runs they were: every layer, in the run's dtype."""
+    from tinygrok.science.config import ADDED_SINCE_RECORDS, Config
+
+    old = {k: v for k, v in Config().to_dict().items() if k not in ADDED_SINCE_RECORDS}
+    assert Config.from_dict(old) == Config()
+    assert (Config().snapshot_layers, Config().snapshot_dtype) == (0, "same")

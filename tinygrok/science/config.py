@@ -18,6 +18,10 @@ class ConfigError(ValueError):
     """A setting is out of range; the message names the option and what is allowed."""
 
 
+# Fields added after runs were first recorded (docs/records): a config without them had their defaults' behaviour.
+ADDED_SINCE_RECORDS = ("snapshot_layers", "snapshot_dtype")
+
+
 def _opt(default, help):  # help: the word the CLI uses
     return field(default=default, metadata={"help": help})
 
@@ -147,8 +151,10 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> Config:
-        """The Config saved as `d` (config.json): every field, each of its type, or a ConfigError naming them."""
+        """The Config saved as `d` (config.json): every field (but those ADDED_SINCE_RECORDS, which take their
+        defaults), each of its type, or a ConfigError naming them."""
         fields = {f.name: f for f in dataclasses.fields(cls)}
+        d = {**{name: fields[name].default for name in ADDED_SINCE_RECORDS}, **d}
         unknown, missing = sorted(set(d) - set(fields)), sorted(set(fields) - set(d))
         if unknown or missing:
             raise ConfigError(
