@@ -102,7 +102,8 @@ def moments(writes: list[tuple[str, int]]) -> list[tuple[str, int, float]]:
 def files(path: Path) -> dict:
     """What must not depend on a kill: the rows, the checkpoint's contents but its wall time, the results."""
     params, arrays, meta = Run(path).load_checkpoint()
-    meta.pop("wall_seconds")
+    for spent in ("wall_seconds", "cpu_seconds", "resumes"):
+        meta.pop(spent)
     return {name: (path / name).read_bytes() for name in (METRICS, SNAPSHOTS, THETAS)} | {
         "checkpoint": ({k: v.tobytes() for k, v in {**params, **arrays}.items()}, meta),
         "results": Run(path).summary(),
@@ -213,6 +214,9 @@ def test_a_slow_run_carried_off_a_killed_machine_resumes_to_the_same_files(tmp_p
     reproduction.restore([SLOW], tmp_path / "next", tmp_path / "records")
     recipes.execute(SLOW, path=tmp_path / "next" / SLOW.name, existing="resume")
     assert files(tmp_path / "next" / SLOW.name) == files(tmp_path / "whole")
+    resumed, whole = Run(tmp_path / "next" / SLOW.name), Run(tmp_path / "whole")
+    assert (resumed.environment()["resumes"], whole.environment()["resumes"]) == (1, 0)
+    assert 0 < whole.environment()["cpu_seconds"] <= 1.2 * whole.environment()["wall_seconds"]  # one core
 
 
 def test_the_slow_regimes_carried_state_fits_its_limit_at_its_cap():

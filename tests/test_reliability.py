@@ -177,7 +177,7 @@ def test_a_non_finite_parameter_or_loss_stops_the_run(tmp_path):
             Run.create(tmp_path / "r", SMALL),
             train_module.make_dataset(SMALL.op, SMALL.p, SMALL.train_frac, SMALL.seed),
             [],
-        )(state, {}, 30, 0.0)
+        )(state, {}, 30, train_module.not_spent())
     hook = config.preset("classroom", hook="weight_noise:sigma=1e38,every=1")  # a kick past float32's range
     with pytest.raises(Diverged, match="a parameter is (-)?inf"):
         train(hook.replace(max_steps=3), Run.create(tmp_path / "kicked", hook.replace(max_steps=3)))

@@ -5,8 +5,8 @@
     checkpoint.npz    params (by name), AdamW state, step, RNG states; written to a temp file, then renamed
     summary.json      {"results": ..., "environment": ..., "stages": [...]}: what the run measured (grok steps,
                       accuracies, and after the analysis onset, lead, PC1, ...), apart from where and how fast it ran
-                      (versions, BLAS, threads, wall time), and the stages done ("train", then "pca", or
-                      "geometry" and "figures")
+                      (versions, BLAS, threads, wall and CPU time, resumptions), and the stages done ("train",
+                      then "pca", or "geometry" and "figures")
     snapshots.npy     attention matrices every cfg.snapshot_every steps, appended row by row (a growing .npy:
                       an .npz cannot be appended to, and a 200k-step run holds ~1 GB)
     thetas.npy        all parameters every cfg.theta_every steps, likewise
@@ -351,7 +351,7 @@ class Run:
         return self._summary()["results"]
 
     def environment(self) -> dict:
-        """Where and how fast it ran: versions, BLAS, threads, wall time."""
+        """Where and how fast it ran: versions, BLAS, threads, wall and CPU time, resumptions."""
         return self._summary()["environment"]
 
     def stages(self) -> list[str]:

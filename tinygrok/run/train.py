@@ -202,11 +202,17 @@ def _random_subspace(cfg: Config, backend_name: str, k: int):
 
 
 # ---------------------------------------------------------------------- checkpoints
-def save_state(run: Run, state: TrainState, cfg: Config, wall_seconds: float, engine: str = "fast") -> None:
+def not_spent() -> dict:
+    """What a run has spent before its first step: wall and CPU seconds (the training process's own; a gradient
+    worker process's is not counted), and how many times it was resumed."""
+    return {"wall_seconds": 0.0, "cpu_seconds": 0.0, "resumes": 0}
+
+
+def save_state(run: Run, state: TrainState, cfg: Config, spent: dict, engine: str = "fast") -> None:
     meta = {
         "step": state.step,
         "adam_t": state.adam.t,
-        "wall_seconds": wall_seconds,
+        **spent,
         "batch_shards": cfg.batch_shards,
         "engine": engine,
         **{key: rng.bit_generator.state for key, rng in state.streams().items()},
@@ -216,8 +222,9 @@ def save_state(run: Run, state: TrainState, cfg: Config, wall_seconds: float, en
     run.save_checkpoint(params, moments, meta)
 
 
-def load_state(run: Run, cfg: Config) -> tuple[TrainState, float, str]:
-    """The state saved in the run's checkpoint, the wall time trained so far, and the engine it trained on."""
+def load_state(run: Run, cfg: Config) -> tuple[TrainState, dict, str]:
+    """The state saved in the run's checkpoint, what the run has spent so far (not_spent's keys; a checkpoint
+    written before CPU time and resumptions were counted gives 0 for them), and the engine it trained on."""
     params, arrays, meta = run.load_checkpoint()
     spec = layout(cfg)
     expected = {
@@ -243,7 +250,8 @@ def load_state(run: Run, cfg: Config) -> tuple[TrainState, float, str]:
         raise RunError(f"cannot resume: the checkpoint in {run.path} has no valid RNG state ({err})") from None
     adam = AdamWState(meta["adam_t"], backend.to_device(arrays["adam_m"]), backend.to_device(arrays["adam_v"]))
     theta = backend.to_device(flatten({k: params[k] for k in spec}))
-    return TrainState(theta, adam, meta["step"], **streams), meta["wall_seconds"], meta["engine"]
+    spent = {key: meta.get(key, zero) for key, zero in not_spent().items()}
+    return TrainState(theta, adam, meta["step"], **streams), spent, meta["engine"]
 
 
 # ---------------------------------------------------------------------- the loop
@@ -274,12 +282,13 @@ def _train(cfg: Config, run: Run, resume: bool, on_step: StepCallback | None) ->
     backend.reuse_freed_memory()
     data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
     if resume:
-        state, wall_before, before = load_state(run, cfg)
+        state, spent_before, before = load_state(run, cfg)
+        spent_before["resumes"] += 1
         rows = run.truncate_metrics(state.step)
         for name, every in ((SNAPSHOTS, cfg.snapshot_every), (THETAS, cfg.theta_every)):
             run.truncate_rows(name, state.step // every + 1 if every else 0)
     else:
-        state, wall_before, rows, before = fresh_state(cfg), 0.0, [], None
+        state, spent_before, rows, before = fresh_state(cfg), not_spent(), [], None
     engine, why = engines.choose(cfg, state.theta, data)
     if before not in (None, engine.name):
         why = f"it trained on the {before} engine up to step {state.step}, and goes on on the {engine.name} one" + (
@@ -290,17 +299,26 @@ def _train(cfg: Config, run: Run, resume: bool, on_step: StepCallback | None) ->
     hook = interventions.parse(cfg.hook)
     recorder = Recorder(cfg, run, data, rows, engine)
     basis = backend.to_device(run.hook_basis().astype(cfg.dtype)) if hook.needs_basis else None
-    start, first_step, train_seconds = time.perf_counter(), state.step, 0.0
+    start, cpu_start, first_step, train_seconds = time.perf_counter(), time.process_time(), state.step, 0.0
+
+    def spent() -> dict:
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        return {
+            **spent_before,
+            "wall_seconds": spent_before["wall_seconds"] + wall,
+            "cpu_seconds": spent_before["cpu_seconds"] + cpu,
+        }
+
     try:
         with parallel.recorded_arithmetic():  # the cores work side by side: the numbers never depend on how many
             if not rows:
-                recorder(state, {}, stop_at=cfg.max_steps, wall=wall_before)
+                recorder(state, {}, stop_at=cfg.max_steps, spent=spent_before)
             stop_at, known = _stop_step(rows, cfg)
             while state.step < stop_at:
                 t0 = time.perf_counter()
                 state, info = train_step(state, data, cfg, hook, basis, engine)
                 train_seconds += time.perf_counter() - t0
-                row = recorder(state, info, stop_at, wall_before + time.perf_counter() - start)
+                row = recorder(state, info, stop_at, spent())
                 if row is not None:
                     stop_at, known = _stop_step(rows, cfg)
                 if on_step:
@@ -315,20 +333,22 @@ def _train(cfg: Config, run: Run, resume: bool, on_step: StepCallback | None) ->
                 "diverged_value": str(err.value),
                 "steps": err.step - 1,
             },
-            _environment(wall_before + time.perf_counter() - start, engine, why),
+            _environment(spent(), engine, why),
         )
         raise
-    environment = _environment(wall_before + time.perf_counter() - start, engine, why)
+    environment = _environment(spent(), engine, why)
     if state.step > first_step:  # a resume of a run that had trained all its steps times none
         environment["train_step_ms"] = round(1e3 * train_seconds / (state.step - first_step), 3)
     return run.record("train", {**_results(rows, cfg), "steps": state.step}, environment)
 
 
-def _environment(wall_seconds: float, engine: Engine, why: str) -> dict:
-    """Where, how long and on what the run trained: its wall time so far, the engine (and why, if auto did not
-    choose the fast one), versions, BLAS, threads."""
+def _environment(spent: dict, engine: Engine, why: str) -> dict:
+    """Where, how long and on what the run trained: its wall and CPU time so far and its resumptions, the engine
+    (and why, if auto did not choose the fast one), versions, BLAS, threads."""
     return {
-        "wall_seconds": round(wall_seconds, 3),
+        "wall_seconds": round(spent["wall_seconds"], 3),
+        "cpu_seconds": round(spent["cpu_seconds"], 3),
+        "resumes": spent["resumes"],
         "engine": engine.name,
         **({"engine_check": why} if why else {}),
         **backend.describe(),
@@ -366,7 +386,7 @@ class Recorder:
     rows: list
     engine: Engine = ENGINES["fast"]
 
-    def __call__(self, state: TrainState, info: dict, stop_at: int, wall: float) -> dict | None:
+    def __call__(self, state: TrainState, info: dict, stop_at: int, spent: dict) -> dict | None:
         cfg, step = self.cfg, state.step
         if _due(step, cfg.snapshot_every):  # cut out on the host: autograd's concatenate asks the arrays it
             # joins for a view as NumPy's ndarray, which a GPU array library refuses
@@ -391,7 +411,7 @@ class Recorder:
             skip_probed_batches(state.batch_rng, self.data, cfg, cfg.probe_samples)
         self.rows.append(row)
         self.run.append_metrics(row)
-        save_state(self.run, state, cfg, wall, self.engine.name)
+        save_state(self.run, state, cfg, spent, self.engine.name)
         return row
 
 
