@@ -29,7 +29,7 @@ from tinygrok.lab import grids, recipes, reproduction, sweep
 from tinygrok.run import runs
 from tinygrok.run.runs import CHECKPOINT, METRICS, SNAPSHOTS, SUMMARY, THETAS, Run
 from tinygrok.science import config
-from tinygrok.science.model import param_count, snapshot_dtype, snapshot_layout
+from tinygrok.science.model import snapshot_dtype, snapshot_layout
 
 CFG = dict(
     max_steps=40, eval_every=10, snapshot_every=5, theta_every=10, probe_every=20, probe_samples=2, **SMALL
@@ -203,28 +203,32 @@ SLOW = recipes.RunSpec(
 
 def test_a_slow_run_carried_off_a_killed_machine_resumes_to_the_same_files(tmp_path):
     """Killed inside its second checkpoint write; its resume state carried into a records folder (what a working
-    period commits, at most 10 MB), the machine's run directory gone; put back and resumed on the next machine, it
-    ends with the files of a run never interrupted."""
+    period commits), the machine's run directory gone; put back on the next machine over what a partial directory
+    held, and resumed, it ends with the files of a run never interrupted. Carrying again what is carried already
+    carries nothing."""
     recipes.execute(SLOW, path=tmp_path / "whole")
-    machine = tmp_path / "machine"
+    machine, folder, here = tmp_path / "machine", tmp_path / "records", tmp_path / "next" / SLOW.name
     assert killed_inside(lambda: recipes.execute(SLOW, path=machine / "slow" / SLOW.name), CHECKPOINT, 2, 0.5)
-    carried, left = reproduction.carry(machine, tmp_path / "records")
-    assert list(carried) == [SLOW.name] and not left and carried[SLOW.name] <= reproduction.CARRY_LIMIT
+    carried, left = reproduction.carry(machine, folder)
+    assert list(carried) == [SLOW.name] and not left
+    assert reproduction.carry(machine, folder) == ({}, {})
     shutil.rmtree(machine)
-    reproduction.restore([SLOW], tmp_path / "next", tmp_path / "records")
-    recipes.execute(SLOW, path=tmp_path / "next" / SLOW.name, existing="resume")
-    assert files(tmp_path / "next" / SLOW.name) == files(tmp_path / "whole")
-    resumed, whole = Run(tmp_path / "next" / SLOW.name), Run(tmp_path / "whole")
+    here.mkdir(parents=True)
+    (here / SUMMARY).write_text('{"stages": ["train"]}')  # a stale file of a directory with no checkpoint
+    reproduction.restore([SLOW], here.parent, folder)
+    recipes.execute(SLOW, path=here, existing="resume")
+    assert files(here) == files(tmp_path / "whole")
+    resumed, whole = Run(here), Run(tmp_path / "whole")
     assert (resumed.environment()["resumes"], whole.environment()["resumes"]) == (1, 0)
     assert 0 < whole.environment()["cpu_seconds"] <= 1.2 * whole.environment()["wall_seconds"]  # one core
+    _a_slow_run_at_its_cap_fits((tmp_path / "whole" / CHECKPOINT).stat().st_size)
 
 
-def test_the_slow_regimes_carried_state_fits_its_limit_at_its_cap():
-    """A slow-regime run at its 650,000-step cap: its checkpoint (parameters and the two AdamW moments), its
-    snapshots and its metrics rows (at most 500 bytes each) within reproduction.CARRY_LIMIT."""
+def _a_slow_run_at_its_cap_fits(checkpoint: int) -> None:
+    """A slow-regime run at its 650,000-step cap: its checkpoint (this many bytes), its snapshots and its metrics
+    rows (at most 500 bytes each) within reproduction.CARRY_LIMIT."""
     for spec in grids.grid("slow"):
         cfg = spec.config
-        checkpoint = 3 * param_count(cfg) * np.dtype(cfg.dtype).itemsize
         width = sum(math.prod(shape) for _, shape in snapshot_layout(cfg).values())
         snapshots = (cfg.max_steps // cfg.snapshot_every + 1) * width * snapshot_dtype(cfg).itemsize
         metrics = (cfg.max_steps // cfg.eval_every + 1) * 500

@@ -659,16 +659,19 @@ def carry_(
     ],
 ):
     """Copy the exact resume state of every unfinished run of a reproduction into its records folder (resume/NAME,
-    at most 10 MB a run), to commit before a working period ends: the next `tinygrok reproduce`, on any machine,
-    resumes those runs where they were."""
-    if not out.is_dir():
-        raise RunError(f"--out {out} is not a reproduction's run directory")
+    at most 10 MiB a run), to commit before a working period ends: the next `tinygrok reproduce`, on any machine,
+    resumes those runs where they were. Run it with the reproduction stopped (SIGSTOP) or ended. Exit 1 if a run
+    is left behind: its progress goes with this machine."""
+    if not out.is_dir() or not (records_dir / reproduction.STATE).exists():
+        raise RunError(f"--out {out} and --records {records_dir} must be a reproduction's run directory and records")
     carried, left = reproduction.carry(out, records_dir)
     for name, size in carried.items():
-        console.print(f"carried {name}: {size / 2**20:.1f} MB")
+        console.print(f"carried {name}: {size / 2**20:.1f} MiB")
     for name, why in left.items():
         console.print(f"not carried {name}: {why}")
     console.print(f"{len(carried)} run(s) carried into {records_dir / reproduction.RESUME}")
+    if left:
+        raise typer.Exit(1)
 
 
 @app.command("results")

@@ -74,10 +74,10 @@ def _slow(seeds: tuple) -> list[Row]:
     """The slow regime: 3 layers, lr 5e-5, weight decay 0.1, add, seeds 42 and 137 (§9.2).
 
     K = 5 probes every 5,000 steps, 20,000 steps past detection, at most 650,000 steps. Snapshots of the last
-    layer's attention matrices, in float16, every 20,000 steps: its trajectory PCA on ~31 snapshots to detection
+    layer's attention matrices, in float16, every 20,000 steps: its trajectory PCA on 29-31 snapshots to detection
     (beside the paper's 33-snapshot numbers, §9.1), and the execution basis from them (K = 8; the reference: 24,
     every layer every 5,000 steps), with rho at the final checkpoint (as the reference). So a run's carried state
-    (reproduction.carry) stays within ~10 MB: a 5.1 MB checkpoint and at most 33 snapshots of 0.13 MB."""
+    (reproduction.carry) stays within 10 MiB: a 4.8 MiB checkpoint and at most 33 snapshots of 0.125 MiB."""
     return [
         (
             "probed",
@@ -277,7 +277,10 @@ def grid(name: str, filters: Filters = Filters()) -> list[RunSpec]:
         if filters.arms is not None and recipe == "intervene" and arm not in filters.arms:
             continue
         if filters.max_steps is not None:
-            settings = {**settings, "max_steps": min(cfg.max_steps, filters.max_steps)}
+            steps = min(cfg.max_steps, filters.max_steps)
+            settings = {**settings, "max_steps": steps}
+            if cfg.snapshot_every > steps // 2:  # a capped run keeps 3 snapshots at least, for its PCA
+                settings["snapshot_every"] = steps // 2
         if recipe == "intervene":
             settings = {**settings, "batches": filters.batches}
         specs.append(spec(recipe, preset, **settings))

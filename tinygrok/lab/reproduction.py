@@ -29,7 +29,6 @@ from tinygrok.run.runs import (
     HOOK_BASIS,
     METRICS,
     SNAPSHOTS,
-    SUMMARY,
     THETAS,
     Run,
     RunError,
@@ -43,8 +42,9 @@ from tinygrok.science.paper import GROKKING_OPS, NON_GROKKING_OPS
 STATE = "reproduce.json"
 RELEASED_LRS = (1e-4, 1e-3, 1e-2)  # the learning rates of the reference's released LR sweep (§7.4)
 RESUME = "resume"  # FOLDER/resume/NAME: the exact resume state of a run a working period did not finish
-CARRIED = (CHECKPOINT, CONFIG, SUMMARY, METRICS, SNAPSHOTS, THETAS)  # the checkpoint first: rows past it are cut
-CARRY_LIMIT = 10 * 2**20  # bytes a run's resume state may take in the repository
+CARRIED = (CHECKPOINT, CONFIG, METRICS, SNAPSHOTS, THETAS)  # the checkpoint first: rows past it are cut on resume;
+# no summary: the next machine redoes every stage after training (a resume at the last step trains nothing)
+CARRY_LIMIT = 10 * 2**20  # bytes (10 MiB) a run's resume state may take in the repository
 
 
 @dataclass(frozen=True)
@@ -284,45 +284,59 @@ def _record_finished(out: Path, index: dict, folder: Path) -> None:
 
 
 def carry(out: Path, folder: Path) -> tuple[dict[str, int], dict[str, str]]:
-    """Copy into folder/resume/NAME the exact resume state of every unfinished run under out's stages (one with a
-    checkpoint that its sweep has not finished), so that the reproduction resumes it on another machine; returns
-    (name -> bytes carried, name -> why not): an intervention run (its hook basis comes from its baseline's run
-    directory, tens of MB at the paper's size) and a state over CARRY_LIMIT stay behind."""
+    """Copy into folder/resume/NAME the exact resume state of every unfinished run under out's stages, so that the
+    reproduction resumes it on another machine; returns (name -> bytes carried, name -> why not). Run it while the
+    reproduction is stopped (SIGSTOP) or ended: a copy of a frozen run is as good as a kill, which a resume
+    repairs. Finished runs are recorded first, and a recorded run's carried state goes. What stays behind: an
+    intervention run (its hook basis, tens of MiB at the paper's size) and a state over CARRY_LIMIT."""
     carried, left = {}, {}
+    for index_path in sorted(Path(out).glob(f"*/{sweep.INDEX}")):
+        _record_finished(index_path.parent, read_json(index_path), folder)
     for run_dir in sorted(path.parent for path in Path(out).glob(f"*/*/{CHECKPOINT}")):
-        index = read_json(run_dir.parent / sweep.INDEX)["runs"] if (run_dir.parent / sweep.INDEX).exists() else {}
-        if index.get(run_dir.name, {}).get("state") in sweep.FINISHED:
+        target = folder / RESUME / run_dir.name
+        if (folder / (run_dir.name + records.SUFFIX)).exists():
+            shutil.rmtree(target, ignore_errors=True)
             continue
         files = [run_dir / name for name in CARRIED if (run_dir / name).exists()]
         size = sum(f.stat().st_size for f in files)
         if (run_dir / HOOK_BASIS).exists():
-            left[run_dir.name] = "an intervention run: its hook basis comes from its baseline's run directory"
+            left[run_dir.name] = "an intervention run: its hook basis is too large to carry"
         elif size > CARRY_LIMIT:
-            left[run_dir.name] = f"its state is {size / 2**20:.1f} MB, over {CARRY_LIMIT / 2**20:.0f} MB"
-        else:
-            _replace_dir(folder / RESUME / run_dir.name, files)
+            left[run_dir.name] = f"its state is {size / 2**20:.1f} MiB, over {CARRY_LIMIT / 2**20:.0f} MiB"
+        elif _step(run_dir) > _step(target):
+            _replace_dir(target, files)
             carried[run_dir.name] = size
     return carried, left
 
 
+def _step(run_dir: Path) -> int:
+    """The step of the run's checkpoint (-1 where there is none)."""
+    return Run(run_dir).load_checkpoint()[2]["step"] if (run_dir / CHECKPOINT).exists() else -1
+
+
 def _replace_dir(target: Path, files: list[Path]) -> None:
-    """target holding copies of files, replacing what it held, by a rename: a kill leaves the old or the new."""
-    staging = target.with_name(target.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
+    """target holding copies of files, replacing what it held: written beside it, then renamed into place (a kill
+    between the two renames leaves the old state as NAME.old)."""
+    staging, old = target.with_name(target.name + ".tmp"), target.with_name(target.name + ".old")
+    for leftover in (staging, old):
+        shutil.rmtree(leftover, ignore_errors=True)
     staging.mkdir(parents=True)
     for path in files:
         write_bytes(staging / path.name, path.read_bytes())
-    shutil.rmtree(target, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
     staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def restore(specs: list[RunSpec], out: Path, folder: Path) -> None:
-    """Put each spec's carried resume state (folder/resume/NAME) into out where out has no checkpoint of it (the
-    machine that ran it is gone), to resume from there."""
+    """Put each spec's carried resume state (folder/resume/NAME) into out where it is further on than out's own
+    checkpoint of the run (or out has none: the machine that ran it is gone), replacing that run directory."""
     for spec in specs:
         carried, here = folder / RESUME / spec.name, out / spec.name
-        if carried.is_dir() and not (here / CHECKPOINT).exists():
-            shutil.copytree(carried, here, dirs_exist_ok=True)
+        if carried.is_dir() and _step(carried) > _step(here):
+            shutil.rmtree(here, ignore_errors=True)
+            shutil.copytree(carried, here)
 
 
 def _state(folder: Path, scale: str) -> dict:

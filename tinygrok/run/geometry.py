@@ -92,7 +92,7 @@ def analyse_trajectory(run: Run) -> dict:
 
 
 def analyse_curvature(run: Run, basis: np.ndarray, k: int = 5) -> list[dict]:
-    """The commutator projections at every saved theta (saved in the run); empty if the run saved none."""
+    """The commutator projections at every saved theta (saved_thetas; saved in the run); empty if there is none."""
     rows = curvature_at_saved_thetas(run, run.config(), basis, k)
     if rows:
         run.write_geometry(rows)
@@ -202,10 +202,10 @@ def _dimension_rows(run: Run, ks: tuple, k_samples: int, n_random: int) -> list[
     cfg, metrics = run.config(), run.metrics()
     detected = detection_step(metrics, cfg.stop_acc, cfg.stop_patience)
     memorized = grok_summary(metrics)["memorization_step"]
-    if detected is None or memorized is None or not run.has(THETAS):
+    if detected is None or memorized is None or not run.has(THETAS) or cfg.snapshot_layers:
         raise RunError(
             f"the dimension sweep needs a run that memorized and grokked, with its parameters saved "
-            f"(--theta-every): {run.path} is not one"
+            f"(--theta-every) and every layer's snapshots: {run.path} is not one"
         )
     layout, n_params, thetas = attention_layout(cfg), param_count(cfg), run.rows(THETAS)
     pca = {name: trajectory_pca(traj, max(ks)).components for name, traj in trajectories_to_detection(run).items()}
