@@ -202,10 +202,13 @@ def test_a_point_value_replicates_inside_the_95_percent_interval_and_within_20_p
     assert judged == ["**replicates**", "differs", "too few runs to tell", "**replicates**", "differs"]
     empty = results_page.measure(claim, {"table1": [run("sub", 42, lead_steps=None)]}, planned[1])
     assert empty == ("", "not measured", "not measured at this scale: none of its 1 runs defines it")
+    add_only = {"table1": reproduction.Stage("table1", "table1", Filters(ops=("add",), seeds=(42,)))}
+    finished_add = {"table1": [run("add", 42, lead_steps=1600)]}
     assert (
-        results_page.measure(claim, {"table1": [run("add", 42, lead_steps=1600)]}, planned[1])[2]
+        results_page.measure(claim, finished_add, add_only)[2]
         == "not measured at this scale: none of its stage's runs has these settings"
     )
+    assert results_page.measure(claim, finished_add, planned[1])[2] == "not measured yet: 0 of its 1 runs have finished"
 
 
 def test_a_share_of_runs_is_judged_exactly():
