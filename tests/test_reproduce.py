@@ -9,7 +9,7 @@ import sys
 import pytest
 from test_cli import assert_refused, killed_when, refused_here, tinygrok
 
-from tinygrok.lab import records, reproduction, results_page, sweep, sweep_report
+from tinygrok.lab import grids, records, reproduction, results_page, sweep, sweep_report
 from tinygrok.lab.grids import Filters
 from tinygrok.run.runs import METRICS, Run, RunError
 from tinygrok.science import paper
@@ -127,6 +127,19 @@ def test_the_plan_estimate_lists_every_stage_and_a_total(tmp_path):
     (tmp_path / "other" / "records" / reproduction.STATE).write_text(json.dumps({"scale": "machine", "parts": []}))
     assert_refused(refused_here("reproduce", "--scale", "classroom", "--out", str(tmp_path / "other")), "machine")
     assert sorted(p.name for p in (tmp_path / "other").iterdir()) == ["records"]  # nothing ran
+
+
+def test_the_estimate_counts_only_the_runs_without_a_record():
+    costs = {"train_step_ms": 20.0, "eval_ms": 115.0, "commutator_sample_ms": 72.0}
+    plan = reproduction.stages("classroom")
+    first = plan[0].specs()
+    whole = reproduction.estimate(plan, costs)
+    part = reproduction.estimate(plan, costs, frozenset(spec.name for spec in first[1:]))
+    assert [r["left"] for r in whole] == [r["runs"] for r in whole] == [r["runs"] for r in part]
+    assert part[0]["left"] == 1 and part[0]["cpu_seconds"] == pytest.approx(grids.estimate_cpu_seconds(first[0], costs))
+    assert part[1:] == whole[1:] and part[0]["cpu_seconds"] < whole[0]["cpu_seconds"]
+    done = reproduction.estimate(plan, costs, frozenset(s.name for stage in plan for s in stage.specs()))
+    assert reproduction.wall_estimate(done, 2) == 0 and {r["left"] for r in done} == {0}
 
 
 def test_every_scale_plans_grids_that_exist_and_the_classroom_one_fits_a_quarter_hour():

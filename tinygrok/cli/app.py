@@ -607,7 +607,9 @@ def reproduce(
     scheduler: Annotated[
         str | None, typer.Option(help="a Dask scheduler, tcp://HOST:PORT, whose workers run the grids instead")
     ] = None,
-    estimate: Annotated[bool, typer.Option(help="print the plan (every grid, its runs and CPU time) and stop")] = False,
+    estimate: Annotated[
+        bool, typer.Option(help="print the plan (every grid, its runs without a record and their CPU time) and stop")
+    ] = False,
 ):
     """Reproduce the paper claim by claim: every grid of the scale, resumably (the same command again continues),
     each finished run's record kept, then the results page beside the paper's numbers."""
@@ -618,7 +620,7 @@ def reproduce(
             fail(f"{what} {path} is a file: a reproduction needs a directory")
     if estimate:
         costs = benchmark.bench(config.preset("paper"), 1, 3)
-        rows = reproduction.estimate(plan, costs)
+        rows = reproduction.estimate(plan, costs, frozenset(records.load_all(records_dir)[0]))
         console.print(views.reproduction_plan(scale, rows, costs, workers))
         return
     executors = sweep.dask_executor(scheduler) if scheduler else sweep.local_executor(workers)

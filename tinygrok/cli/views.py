@@ -265,15 +265,16 @@ def facts(title: str, items: dict) -> Table:
 
 
 def reproduction_plan(scale: str, rows: list[dict], costs: dict, workers: int) -> Group:
-    """`tinygrok reproduce --estimate`: every stage's grid, runs, CPU time and what it leaves out; the totals."""
+    """`tinygrok reproduce --estimate`: every stage's grid, its runs without a record, their CPU time and what the
+    stage leaves out of the paper's; the totals."""
     table = make_table(
         f"tinygrok reproduce --scale {scale}: the plan (tinygrok/lab/reproduction.py)",
-        ("stage", "experiment", "runs", "CPU time (one core)", "longest run", "left out"),
+        ("stage", "experiment", "runs left", "CPU time (one core)", "longest run", "left out"),
         [
             (
                 r["stage"].label,
                 r["stage"].experiment,
-                str(r["runs"]),
+                f"{r['left']} of {r['runs']}",
                 _hours(r["cpu_seconds"]),
                 _hours(r["longest"]),
                 r["stage"].cut or "nothing",
@@ -284,13 +285,18 @@ def reproduction_plan(scale: str, rows: list[dict], costs: dict, workers: int) -
     total = sum(r["cpu_seconds"] for r in rows)
     return Group(
         table,
-        f"{sum(r['runs'] for r in rows)} runs, {_hours(total)} of CPU time: about "
+        f"{_runs_left(rows)}, {_hours(total)} of CPU time: about "
         f"{_hours(reproduction.wall_estimate(rows, workers))} on {workers} cores (each stage its CPU "
         f"time shared out, or its longest run); from a step of {costs['train_step_ms']:.1f} ms, an "
         f"evaluation of {costs['eval_ms']:.0f} ms and a commutator sample of "
         f"{costs['commutator_sample_ms']:.0f} ms on one core, grok steps guessed by "
         "grids.expected_steps",
     )
+
+
+def _runs_left(rows: list[dict]) -> str:
+    left, runs = sum(r["left"] for r in rows), sum(r["runs"] for r in rows)
+    return f"{runs} runs" if left == runs else f"{left} runs left of {runs} (the others recorded)"
 
 
 def stage_state(label: str, index: dict, out: Path) -> str:

@@ -190,13 +190,22 @@ def stages(scale: str) -> tuple[Stage, ...]:
     return SCALES[scale]()
 
 
-def estimate(plan: tuple[Stage, ...], costs: dict) -> list[dict]:
-    """Per stage: its runs, their one-core CPU time and the longest run's (grids.estimate_cpu_seconds, from
-    `tinygrok bench`'s costs), in seconds."""
+def estimate(plan: tuple[Stage, ...], costs: dict, recorded: frozenset[str] = frozenset()) -> list[dict]:
+    """Per stage: its runs, how many of them have no record among `recorded` (run names), and those runs' one-core
+    CPU time and the longest one's (grids.estimate_cpu_seconds, from `tinygrok bench`'s costs), in seconds."""
     rows = []
     for stage in plan:
-        seconds = [grids.estimate_cpu_seconds(spec, costs) for spec in stage.specs()]
-        rows.append({"stage": stage, "runs": len(seconds), "cpu_seconds": sum(seconds), "longest": max(seconds)})
+        specs = stage.specs()
+        seconds = [grids.estimate_cpu_seconds(spec, costs) for spec in specs if spec.name not in recorded]
+        rows.append(
+            {
+                "stage": stage,
+                "runs": len(specs),
+                "left": len(seconds),
+                "cpu_seconds": sum(seconds),
+                "longest": max(seconds, default=0.0),
+            }
+        )
     return rows
 
 
