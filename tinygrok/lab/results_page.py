@@ -386,6 +386,7 @@ def text(folder: Path, page: Path, figures_dir: Path | None = None) -> str:
         _stage_table(plan, stages, state),
         "",
     ]
+    lines += _slow_table(stages["slow"], planned["slow"]) if "slow" in planned else []
     lines += sweep_report.intervention_tables([sweep_report.entry(record) for record in found.values()])
     lines += [f"Not records, left out: {'; '.join(problems)}.", ""] if problems else []
     return "\n".join(lines) + "\n"
@@ -429,6 +430,46 @@ def _stage_table(plan: tuple[Stage, ...], stages: dict[str, list[dict]], state: 
     return sweep_report.table(
         ["stage", "experiment", "runs recorded", "wall time", "CPU time of its runs", "left out"], rows
     )
+
+
+def _slow_table(runs: list[dict], stage: Stage) -> list[str]:
+    """§9.2 Table 2 seed by seed: each slow run's steps, its last layer's PC1 per matrix, rho and what it took to
+    run, under the paper's (its PC1s are figH's seed means on 33 snapshots)."""
+    steps = ("grok_step", "grok_step_90", "onset_step", "lead_steps")
+    done = {r["seed"]: r for r in runs}
+    rows = []
+    for spec in stage.specs():
+        seed, reported = spec.config.seed, paper.TABLE2.get(spec.config.seed, {})
+        pc1 = " / ".join(f"{low:.1%}" for low, _ in paper.SLOW_PC1.values())
+        rho = "{:.6f}-{:.6f}".format(*paper.SLOW_RHO)
+        rows.append([str(seed), "paper", *(f"{reported[k]:,}" if k in reported else "—" for k in steps), pc1, rho])
+        rows.append([str(seed), "tinygrok", *(_slow_row(done[seed], steps) if seed in done else ["not finished"])])
+    header = ["seed", "", "detection", "grok_90", "onset", "lead", "PC1 W_Q / W_K / W_V / W_O", "rho", "wall time",
+              "CPU time", "resumptions"]  # fmt: skip
+    rows = [row + [""] * (len(header) - len(row)) for row in rows]
+    words = (
+        "The paper's PC1s are figH's seed means on 33 snapshots (on all ~290: "
+        + " / ".join(f"{full:.1%}" for _, full in paper.SLOW_PC1.values())
+        + "); tinygrok's are on the snapshots its runs keep. lead = grok_90 - onset."
+    )
+    return ["## The slow regime seed by seed (§9.2 Table 2)", "", words, "", sweep_report.table(header, rows), ""]
+
+
+def _slow_row(run: dict, steps: tuple) -> list[str]:
+    """A finished slow run's cells: its steps (a step it never reached: "none"), its last layer's PC1s, rho, its
+    wall and CPU time and how many times it was resumed."""
+    last = f"blocks.{run['n_layers'] - 1}."
+    by_matrix = {name.removeprefix(last): v for name, v in (run.get("pc1") or {}).items() if name.startswith(last)}
+    pc1 = " / ".join(f"{by_matrix[m]:.1%}" if m in by_matrix else "—" for m in paper.SLOW_PC1)
+    cpu = f"{run['cpu_seconds'] / 3600:.2f} h" if run["cpu_seconds"] is not None else "—"
+    return [
+        *(f"{run[k]:,}" if run.get(k) is not None else "none" for k in steps),
+        pc1,
+        f"{run['rho']:.6f}" if run.get("rho") is not None else "—",
+        f"{run['wall_seconds'] / 3600:.2f} h",
+        cpu,
+        str(run["resumes"]) if run["resumes"] is not None else "—",
+    ]
 
 
 def _summary(values: list, digits: str = "") -> str:

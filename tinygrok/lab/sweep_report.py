@@ -78,6 +78,8 @@ def entry(record: dict) -> dict:
         "metrics": record["metrics"],
         "geometry": record["geometry"],
         "wall_seconds": record["environment"].get("wall_seconds", 0.0),
+        "cpu_seconds": record["environment"].get("cpu_seconds"),  # None in a record from before it was counted
+        "resumes": record["environment"].get("resumes"),
     }
 
 

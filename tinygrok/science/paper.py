@@ -14,6 +14,15 @@ from tinygrok.science import interventions
 GROKKING_OPS = ("add", "sub", "mul", "x2_y2")  # grok at weight decay 1 (§4)
 NON_GROKKING_OPS = ("x2_xy_y2", "x3_xy")  # never do, in 200,000 steps
 TABLE1 = {"add": 2933, "sub": 3433, "mul": 2633, "x2_y2": 1867}  # §10 #4: mean grok_90 of seeds 42/137/2024
+# §9.2 Table 2, the slow regime (add, weight decay 0.1), seed by seed: the reference's stored steps, the onset by its
+# released rule (floor 5), lead = grok_90 - onset
+TABLE2 = {
+    42: {"grok_step": 612_000, "grok_step_90": 585_000, "onset_step": 10_000, "lead_steps": 575_000},
+    137: {"grok_step": 572_000, "grok_step_90": 550_000, "onset_step": 10_000, "lead_steps": 540_000},
+}
+SLOW_RHO = (0.999997, 1.0)  # §9.2: rho at the final checkpoint, both seeds
+# §9.1 figH: the slow regime's last-layer PC1 per matrix, seed means: (on 33 snapshots every 20,000 steps, on all ~290)
+SLOW_PC1 = {"W_Q": (0.805, 0.855), "W_K": (0.801, 0.846), "W_V": (0.897, 0.943), "W_O": (0.781, 0.877)}
 
 
 @dataclass(frozen=True)
@@ -340,6 +349,17 @@ _FIGI4 = ("interventions-primary", "interventions-add")  # the primary arms: the
 _FIGI6 = ("random-basis", "interventions-add")
 _PROJECT = dict(arm="project", basis="pca")
 
+
+def _slow(key: str) -> tuple[str, int, int]:
+    """Table 2's values of `key` as the seeds 42 / 137 have them, and their range."""
+    values = [row[key] for row in TABLE2.values()]
+    return " / ".join(f"{v:,}" for v in values), min(values), max(values)
+
+
+def _slow_pc1(which: int) -> str:
+    return " / ".join(f"{pc1[which]:.1%}" for pc1 in SLOW_PC1.values())
+
+
 # fmt: off
 CLAIMS: tuple[Claim, ...] = (
     Claim("§10 #1", "grokking runs' attention trajectories are nearly one-dimensional",
@@ -468,25 +488,25 @@ CLAIMS: tuple[Claim, ...] = (
           *_step_range(("sustained_kick", "random_kick"))),
     Claim("§8.3 figI8", "every kicked run groks", "27/27", "grokked", ("kicks",),
           dict(arm=("sustained_kick", "random_kick")), 1, 1),
-    Claim("§10 #25, §9.2 Table 2", "the slow regime groks late", "detection 612,000 / 572,000 (seeds 42 / 137)",
-          "mean", ("slow",), {}, 572_000, 612_000, args=dict(key="grok_step")),
-    Claim("§10 #25, §9.2 Table 2", "its grok_90", "585,000 / 550,000", "mean", ("slow",), {}, 550_000, 585_000,
-          args=dict(key="grok_step_90")),
-    Claim("§9.2", "its onset by the released rule (floor 5)", "10,000 (both seeds)", "mean", ("slow",), {},
-          10_000, 10_000, args=dict(key="onset_step")),
-    Claim("§10 #25, §9.2 Table 2", "its lead", "575,000 / 540,000 (mean 557,500)", "mean", ("slow",), {},
-          540_000, 575_000, args=dict(key="lead_steps")),
+    *(Claim(number, words, quoted.format(_slow(key)[0]), "mean", ("slow",), {}, *_slow(key)[1:], args=dict(key=key))
+      for number, words, quoted, key in (
+          ("§10 #25, §9.2 Table 2", "the slow regime groks late", "detection {} (seeds 42 / 137)", "grok_step"),
+          ("§10 #25, §9.2 Table 2", "its grok_90", "{}", "grok_step_90"),
+          ("§9.2", "its onset by the released rule (floor 5)", "{} (seeds 42 / 137)", "onset_step"),
+          ("§10 #25, §9.2 Table 2", "its lead", "{} (mean 557,500)", "lead_steps"))),
     Claim("§9.2", "its normalised lead (grok_90 - onset) / detection", "≈ 0.94 by the released rule (0.55, "
           "smoothed, unreleased)", "normalised_lead", ("slow",), {}, 0.94, 0.94),
     Claim("§9.2 Table 2", "its defect at the grok point (the probe before grok_90)", "≈ 100 (fast regime ≈ 1300)",
           "defect_before_grok", ("slow",), {}, 100, 100, differs=_FLOAT32),
-    Claim("§10 #25, §9.2", "its curvature lies outside the execution subspace", "rho 0.999997-1.000000", "mean",
-          ("slow",), {}, 0.999997, 1.0, digits=".6f", args=dict(key="rho"),
+    Claim("§10 #25, §9.2", "its curvature lies outside the execution subspace",
+          "rho {:.6f}-{:.6f}".format(*SLOW_RHO), "mean",
+          ("slow",), {}, *SLOW_RHO, digits=".6f", args=dict(key="rho"),
           differs="B spans the last layer's 8 directions here (the reference: 24, every layer's), so rho can only "
           "be as high or higher ([differences](differences.md))"),
     Claim("§9.1 figH", "its last layer's trajectories are more one-dimensional (29-31 snapshots, every 20,000 steps)",
-          "PC1 78.1-89.7% on 33 snapshots (W_Q 80.5, W_K 80.1, W_V 89.7, W_O 78.1); 84.6-94.3% on all ~290",
-          "per_matrix", ("slow",), {}, 0.781, 0.897, digits=".1%", args=dict(key="pc1", layer="last")),
+          f"PC1 (W_Q / W_K / W_V / W_O) {_slow_pc1(0)} on 33 snapshots; {_slow_pc1(1)} on all ~290", "per_matrix",
+          ("slow",), {}, *(f(pc1[0] for pc1 in SLOW_PC1.values()) for f in (min, max)), digits=".1%",
+          args=dict(key="pc1", layer="last")),
     Claim("§9.3", "the onset precedes grokking in the slow regime", "2/2 runs", "positive_leads", ("slow",), {},
           1, 1),
     Claim("§9.3", "the slow regime's steps align with curvature at or below a random direction's",
