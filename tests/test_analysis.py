@@ -98,6 +98,10 @@ def test_memorization_phase_and_defect_levels_on_hand_made_rows():
 
     r = rows([0.0, 0.01, 0.1, 0.2, 0.29, 0.31, 0.9], train_accs=[0.1, 0.5, 0.95, 0.99, 1.0, 1.0, 1.0])
     assert memorization_phase(r) == [200, 300, 400]  # train >= 0.95 and test < 0.3
+    late = rows([0.94, 0.95, 0.96], train_accs=[1.0, 1.0, 0.5])
+    assert [analysis.phase(row) for row in r + late] == ["early"] * 2 + ["memorization"] * 3 + ["pre-grok"] * 3 + [
+        "post-grok"
+    ] * 2  # test >= 0.95 is post-grok, whatever the training accuracy
     geometry = [
         {"step": 100 * i, "defect": d, "ratio": v}
         for i, (d, v) in enumerate(

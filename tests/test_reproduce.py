@@ -155,7 +155,8 @@ def test_every_scale_plans_grids_that_exist_and_the_classroom_one_fits_a_quarter
     }
     assert hours["classroom"] < 0.3 and hours["machine"] < 12 and hours["full"] > hours["machine"]
     labels = {stage.label for stage in reproduction.stages("machine")}
-    never = {"§10 #8", "§10 #22", "§9.3"}  # no grid measures them (§9.3: its alignment claim): their rows say why
+    never = {"§10 #8", "§10 #19", "§10 #22", "§9.3"}  # no grid measures them (§10 #19: v1's 3e-5; §9.3: its
+    # alignment claim): their rows say why
     expected = {"machine": never | {"§8.3 figI5"}, "full": never}  # figI5's dose sweeps only at the full scale
     for scale, unmeasured in expected.items():
         labels = {stage.label for stage in reproduction.stages(scale)}
@@ -237,6 +238,22 @@ def test_the_slow_regime_is_shown_seed_by_seed_beside_table_2():
     assert rows[2][3:8] == ["550,000", "10,000", "540,000", "80.5% / 80.1% / 89.7% / 78.1%", "0.999997-1.000000"]
     assert rows[3][3:] == ["571,000", "5,000", "566,000", "70.0% / 70.1% / 70.2% / 70.3%", "0.999999", "7.00 h",
                            "6.90 h", "3 |"]  # fmt: skip
+
+
+def test_a_phase_median_takes_each_runs_median_over_the_probes_of_that_phase():
+    accs = [(0.1, 0.0), (0.99, 0.1), (0.99, 0.2), (0.99, 0.5), (1.0, 0.96), (1.0, 0.99)]  # (train, test)
+    metrics = [{"step": 100 * i, "train_acc": a, "test_acc": t} for i, (a, t) in enumerate(accs)]
+    ratios = [2.0, 3.0, 1.0, 1.2, 0.7, 0.5]
+    runs = [
+        run(seed=seed, metrics=metrics, geometry=[{"step": 100 * i, "r": v * k} for i, v in enumerate(ratios)])
+        for seed, k in ((42, 1.0), (137, 2.0))
+    ]
+    medians = {phase: results_page._phase_median(runs, "r", phase).values for phase in ("memorization", "post-grok")}
+    assert medians == {"memorization": [2.0, 4.0], "post-grok": [0.6, 1.2]}
+    best = results_page._best(
+        [run(seed=s, lead_steps=v, eval_every=100) for s, v in ((42, 1300), (137, 1700), (7, None))], "lead_steps"
+    )
+    assert best.values == [1700] and best.resolution == 100
 
 
 def test_a_share_of_runs_is_judged_exactly():

@@ -96,6 +96,12 @@ def _mean(runs, key, **_) -> Measured:
     return Measured(_finite(r.get(key) for r in runs), resolution=_resolution(runs) if key in STEP_KEYS else 0.0)
 
 
+def _best(runs, key, **_) -> Measured:
+    """The greatest value of `key` over the runs (a figure that shows the best of its seeds)."""
+    values = _finite(r.get(key) for r in runs)
+    return Measured(values and [max(values)], resolution=_resolution(runs))
+
+
 def _resolution(runs: list[dict]) -> float:
     """The steps between the runs' measurements (evaluations, and probes where the onset is counted at them):
     what a grok step, an onset, a lead or a delay is known to within."""
@@ -136,6 +142,16 @@ def _sign_test(runs, **_) -> Measured:
 def _geometry_median(runs, key, **_) -> Measured:
     """Each run's median of `key` over its saved parameters (geometry.jsonl)."""
     medians = [statistics.median(v) for r in runs if (v := _finite(g.get(key) for g in r["geometry"]))]
+    return Measured(medians)
+
+
+def _phase_median(runs, key, phase, **_) -> Measured:
+    """Each run's median of `key` over its saved parameters whose evaluation is in `phase` (analysis.phase)."""
+    medians = []
+    for r in runs:
+        phases = {m["step"]: analysis.phase(m) for m in r["metrics"] if m.get("test_acc") is not None}
+        if values := _finite(g.get(key) for g in r["geometry"] if phases.get(g["step"]) == phase):
+            medians.append(statistics.median(values))
     return Measured(medians)
 
 
@@ -250,11 +266,13 @@ def _delay(runs, stage_runs, **_) -> Measured:
 
 MEASURES: dict[str, Callable[..., Measured]] = {
     "mean": _mean,
+    "best": _best,
     "per_matrix": _per_matrix,
     "grokked": _grokked,
     "positive_leads": _positive_leads,
     "sign_test": _sign_test,
     "geometry_median": _geometry_median,
+    "phase_median": _phase_median,
     "final_defect_ratio": _final_defect_ratio,
     "lead_50": _lead_50,
     "max_defect": _max_defect,

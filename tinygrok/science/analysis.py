@@ -102,9 +102,19 @@ def defect_features(rows: list[dict]) -> dict:
     }
 
 
+def phase(row: dict) -> str:
+    """The controls' phase of an evaluation row (§4, figC4): post-grok once test acc >= 0.95; memorization while
+    train acc >= 0.95 and test acc < 0.3; pre-grok for the rest of train acc >= 0.95; early before it."""
+    if row["test_acc"] >= 0.95:
+        return "post-grok"
+    if row["train_acc"] < MEMORIZED:
+        return "early"
+    return "memorization" if row["test_acc"] < 0.3 else "pre-grok"
+
+
 def memorization_phase(rows: list[dict]) -> list[int]:
     """Steps in the memorization phase of the controls (§4): train acc >= 0.95 and test acc < 0.3."""
-    return [r["step"] for r in rows if r["train_acc"] >= MEMORIZED and r["test_acc"] < 0.3]
+    return [r["step"] for r in rows if phase(r) == "memorization"]
 
 
 # tinygrok's bins of the defect D (§6.4: the ratio falls as D rises)

@@ -134,7 +134,7 @@ WALKTHROUGH = (
         2141,
         "513-2141x",
         "max D over the whole run (1,000 steps past detection) / the early baseline",
-        "§6.6, §10 #13",
+        "§10 #13",
         "how much it grows in all, grokking and after",
     ),
     Reference(
@@ -258,7 +258,7 @@ GROWTH_WITHOUT_GROKKING = Reference(
     47,
     "x2_xy_y2 47x, x3_xy 31x, add without decay 29x",
     "max D over the run / the early baseline, for runs that do not grok",
-    "§6.7, §10 #13",
+    "§10 #13",
     "curvature grows far less where the model never generalises",
     by_op={"x2_xy_y2": (47, 47), "x3_xy": (31, 31), "add": (29, 29)},
 )
@@ -343,6 +343,9 @@ class Claim:
 _LR_GROK = {1e-4: (29433, 36767), 1e-3: (2600, 3667), 1e-2: (567, 4000)}  # §10 #16: the op means' range
 _LR_DEFECT = {1e-4: (9332, 11148), 1e-3: (1447, 3545), 1e-2: (18, 64)}  # §10 #17
 _LR_LEAD = {1e-4: (23033, 32900), 1e-3: (733, 1400), 1e-2: (-1550, -633)}  # §10 #18
+_LR_DEFECT_NO_GROKKING = {1e-4: (21010, 33056), 1e-3: (54, 104), 1e-2: (16, 18)}  # §10 #17: x2_xy_y2, x3_xy
+_LR_HERO = {1e-4: 33000, 1e-3: 1400}  # §10 #21: figPD2's best-lead seed of add (its ~0 at 1e-2: §10 #18's row)
+_PHASES = {"early": (1.2, 2.1), "pre-grok": (0.8, 1.3), "post-grok": (0.63, 0.82)}  # §10 #7: stored phase medians
 _FLOAT32 = "float32 rounding dominates late defects ([differences](differences.md), [paper](paper.md) §6.6)"
 _PCA, _TABLE, _LR = ("pca",), ("table1",), ("lr-sweep",)
 _FIGI4 = ("interventions-primary", "interventions-add")  # the primary arms: their own grid, or in the whole one
@@ -401,6 +404,10 @@ CLAIMS: tuple[Claim, ...] = (
           "mean", ("controls",), dict(ops="grokking"), *BY_KEY["exec_random_ratio"].expected(),
           BY_KEY["exec_random_ratio"].per_op(),
           figure="exec_random_by_step", args=dict(key="exec_random_ratio")),
+    *(Claim("§10 #7", f"exec/random (weight SVD) in the {phase} phase", f"{low}-{high} (the reference's data, "
+            "seed 42)" + (": below 1, though the text says 'consistently above 1.0'" if phase == "post-grok" else ""),
+            "phase_median", ("controls",), dict(ops="grokking"), low, high, figure="exec_random_by_step",
+            args=dict(key="weight_svd_random_ratio", phase=phase)) for phase, (low, high) in _PHASES.items()),
     Claim("§10 #8", "exec/random at K = 16 / 32", "2.46/2.09 (add) ... 2.52/2.65 (x2_y2)", "unmeasured",
           args=dict(why="the dimension sweep (`tinygrok dimensions RUN`) is not one of the grids")),
     Claim("§10 #9", "the defect ends far higher in grokking runs than in runs that never grok",
@@ -411,7 +418,7 @@ CLAIMS: tuple[Claim, ...] = (
           "1300,1400,600 / 1100,1600,1500 / 600,900,700 / 1400,1200,1100",
           figure="defect_by_op", args=dict(key="lead_steps")),
     Claim("§10 #10", "the onset comes at 1800-2100 steps", "onset 1800-2100 (add, sub, mul)", "mean", _TABLE,
-          dict(ops=("add", "sub", "mul")), *BY_KEY["onset_step"].expected(), figure="defect_by_op",
+          dict(ops=("add", "sub", "mul"), weight_decay=1.0), *BY_KEY["onset_step"].expected(), figure="defect_by_op",
           args=dict(key="onset_step")),
     Claim("§10 #10", "x2_y2's onset comes early", "onset 500-700", "mean", _TABLE, dict(ops="x2_y2"),
           *BY_KEY["onset_step"].expected("x2_y2"),
@@ -436,6 +443,9 @@ CLAIMS: tuple[Claim, ...] = (
       for lr, (low, high) in _LR_GROK.items()),
     *(Claim("§10 #17", f"max defect at lr {lr:g}", f"{low}-{high} (op means)", "max_defect", _LR,
             dict(ops="grokking", lr=lr), low, high) for lr, (low, high) in _LR_DEFECT.items()),
+    *(Claim("§10 #17", f"max defect of the operations that never grok at lr {lr:g}", f"{low}-{high} (op means)",
+            "max_defect", ("lr-sweep-non-grokking", "lr-sweep"), dict(ops="non_grokking", lr=lr), low, high)
+      for lr, (low, high) in _LR_DEFECT_NO_GROKKING.items()),
     *(Claim("§10 #18", f"lead (grok_90 - onset) at lr {lr:g}", f"{low} to {high} (op means)", "mean", _LR,
             dict(ops="grokking", lr=lr), low, high, figure="lead_vs_grok", args=dict(key="lead_steps"))
       for lr, (low, high) in _LR_LEAD.items()),
@@ -443,18 +453,22 @@ CLAIMS: tuple[Claim, ...] = (
           "lead_fraction", _LR, dict(ops="grokking", lr=1e-4), 0.93, 0.93),
     Claim("§10 #19", "about half of it at lr 1e-3", "(detection - onset) / detection 0.46-0.49", "lead_fraction",
           _LR, dict(ops="grokking", lr=1e-3), 0.46, 0.49),
+    Claim("§10 #19", "v1: 95% of the run at lr 3e-5", "(detection - onset) / detection 0.95", "unmeasured",
+          args=dict(why="the LR sweep runs the reference's released rates 1e-4, 1e-3 and 1e-2; 3e-5 is v1's only")),
     Claim("§10 #20", "the lead follows a power law in the grok step", "alpha = 1.27 ± 0.03 (v1, R² 0.97, n 43)",
           "power_law", _LR, dict(ops="grokking"), POWER_LAW.low, POWER_LAW.high,
           "3 rates: 1.26 ± 0.04, R² 0.977, n 29",
           figure="lead_vs_grok"),
-    Claim("§10 #21", "the hero LR run: add, seed 42, lead at lr 1e-4", "≈ 33,000", "mean", _LR,
-          dict(ops="add", lr=1e-4, seed=42), 33000, 33000, args=dict(key="lead_steps")),
+    *(Claim("§10 #21", f"the hero LR figure: add's best lead over its seeds at lr {lr:g}", f"≈ {lead:,}", "best",
+            _LR, dict(ops="add", lr=lr), lead, lead, args=dict(key="lead_steps")) for lr, lead in _LR_HERO.items()),
     Claim("§10 #22", "alignment of the step with curvature in the LR study", "0.18-0.86 (1e-4), 1.4-1.8 (1e-2)",
           "unmeasured", args=dict(why="the LR sweep saves no parameters, which the alignment is measured at")),
     Claim("§10 #23", "add's defect at the spike, lr 1e-4 (step 28,000, seed 42)", "5589", "defect_at", _LR,
-          dict(ops="add", lr=1e-4, seed=42), 5589, 5589, differs=_FLOAT32, args=dict(step=28000)),
+          dict(ops="add", lr=1e-4, seed=42), 5589, 5589, args=dict(step=28000),
+          differs="one probe of one run at a spike (the paper's: the LR-alignment study's own run, 12 samples; "
+          "here the LR sweep's run, 5)"),
     Claim("§10 #24", "the weights move along curvature directions no more than at random", "0.81-1.91 (seed 42)",
-          "mean", _TABLE, dict(ops="grokking"), *BY_KEY["alignment_ratio"].expected(),
+          "mean", _TABLE, dict(ops="grokking", seed=42), *BY_KEY["alignment_ratio"].expected(),
           BY_KEY["alignment_ratio"].per_op(),
           args=dict(key="alignment_ratio")),
     Claim("§10 #27", "the training set is learnt first", "train acc >= 95% at 300-500 steps", "mean", _TABLE,
@@ -486,7 +500,8 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("§8.3 figI8", "sustained kicks along curvature or at random change nothing", "~3200 (3167-3300)",
           "grok_steps", ("kicks",), dict(arm=("sustained_kick", "random_kick")),
           *_step_range(("sustained_kick", "random_kick"))),
-    Claim("§8.3 figI8", "every kicked run groks", "27/27", "grokked", ("kicks",),
+    Claim("§8.3 figI8", "every kicked run groks", "27/27 (9 conditions x 3 seeds, the baseline among them)",
+          "grokked", ("kicks",),
           dict(arm=("sustained_kick", "random_kick")), 1, 1),
     *(Claim(number, words, quoted.format(_slow(key)[0]), "mean", ("slow",), {}, *_slow(key)[1:], args=dict(key=key))
       for number, words, quoted, key in (
