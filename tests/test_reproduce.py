@@ -240,7 +240,7 @@ def test_the_slow_regime_is_shown_seed_by_seed_beside_table_2():
                            "6.90 h", "3 |"]  # fmt: skip
 
 
-def test_a_phase_median_takes_each_runs_median_over_the_probes_of_that_phase():
+def test_a_phase_median_a_runs_first_and_last_value_and_the_best_run():
     accs = [(0.1, 0.0), (0.99, 0.1), (0.99, 0.2), (0.99, 0.5), (1.0, 0.96), (1.0, 0.99)]  # (train, test)
     metrics = [{"step": 100 * i, "train_acc": a, "test_acc": t} for i, (a, t) in enumerate(accs)]
     ratios = [2.0, 3.0, 1.0, 1.2, 0.7, 0.5]
@@ -250,6 +250,9 @@ def test_a_phase_median_takes_each_runs_median_over_the_probes_of_that_phase():
     ]
     medians = {phase: results_page._phase_median(runs, "r", phase).values for phase in ("memorization", "post-grok")}
     assert medians == {"memorization": [2.0, 4.0], "post-grok": [0.6, 1.2]}
+    runs[0]["geometry"][0]["r"] = None  # not defined there: the first is the next one's
+    ends = {end: results_page._geometry_at(runs, "r", end).values for end in ("first", "last")}
+    assert ends == {"first": [3.0, 4.0], "last": [0.5, 1.0]}
     best = results_page._best(
         [run(seed=s, lead_steps=v, eval_every=100) for s, v in ((42, 1300), (137, 1700), (7, None))], "lead_steps"
     )

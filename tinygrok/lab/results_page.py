@@ -145,6 +145,12 @@ def _geometry_median(runs, key, **_) -> Measured:
     return Measured(medians)
 
 
+def _geometry_at(runs, key, end, **_) -> Measured:
+    """Each run's `key` at its first (end="first") or last (end="last") saved parameters where it is defined."""
+    values = [v[0] if end == "first" else v[-1] for r in runs if (v := _finite(g.get(key) for g in r["geometry"]))]
+    return Measured(values)
+
+
 def _phase_median(runs, key, phase, **_) -> Measured:
     """Each run's median of `key` over its saved parameters whose evaluation is in `phase` (analysis.phase)."""
     medians = []
@@ -273,6 +279,7 @@ MEASURES: dict[str, Callable[..., Measured]] = {
     "sign_test": _sign_test,
     "geometry_median": _geometry_median,
     "phase_median": _phase_median,
+    "geometry_at": _geometry_at,
     "final_defect_ratio": _final_defect_ratio,
     "lead_50": _lead_50,
     "max_defect": _max_defect,

@@ -345,6 +345,10 @@ _LR_DEFECT = {1e-4: (9332, 11148), 1e-3: (1447, 3545), 1e-2: (18, 64)}  # §10 #
 _LR_LEAD = {1e-4: (23033, 32900), 1e-3: (733, 1400), 1e-2: (-1550, -633)}  # §10 #18
 _LR_DEFECT_NO_GROKKING = {1e-4: (21010, 33056), 1e-3: (54, 104), 1e-2: (16, 18)}  # §10 #17: x2_xy_y2, x3_xy
 _LR_HERO = {1e-4: 33000, 1e-3: 1400}  # §10 #21: figPD2's best-lead seed of add (its ~0 at 1e-2: §10 #18's row)
+_LR_CHECKPOINTS = {  # §10 #23: add's defect at the LR-alignment study's checkpoints (figPD4), seed 42
+    (1e-4, 3000): ("memorization", 32), (1e-4, 28000): ("spike", 5589), (1e-4, 33000): ("post", 1268),
+    (1e-3, 400): ("memorization", 5.9), (1e-3, 2600): ("spike", 44), (1e-3, 3300): ("post", 155),
+}  # fmt: skip
 _PHASES = {"early": (1.2, 2.1), "pre-grok": (0.8, 1.3), "post-grok": (0.63, 0.82)}  # §10 #7: stored phase medians
 _FLOAT32 = "float32 rounding dominates late defects ([differences](differences.md), [paper](paper.md) §6.6)"
 _PCA, _TABLE, _LR = ("pca",), ("table1",), ("lr-sweep",)
@@ -463,14 +467,18 @@ CLAIMS: tuple[Claim, ...] = (
             _LR, dict(ops="add", lr=lr), lead, lead, args=dict(key="lead_steps")) for lr, lead in _LR_HERO.items()),
     Claim("§10 #22", "alignment of the step with curvature in the LR study", "0.18-0.86 (1e-4), 1.4-1.8 (1e-2)",
           "unmeasured", args=dict(why="the LR sweep saves no parameters, which the alignment is measured at")),
-    Claim("§10 #23", "add's defect at the spike, lr 1e-4 (step 28,000, seed 42)", "5589", "defect_at", _LR,
-          dict(ops="add", lr=1e-4, seed=42), 5589, 5589, args=dict(step=28000),
-          differs="one probe of one run at a spike (the paper's: the LR-alignment study's own run, 12 samples; "
-          "here the LR sweep's run, 5)"),
+    *(Claim("§10 #23", f"add's defect at the LR study's {phase} checkpoint, lr {lr:g} (step {step:,}, seed 42)",
+            f"{defect:g}", "defect_at", _LR, dict(ops="add", lr=lr, seed=42), defect, defect, args=dict(step=step),
+            differs="one probe of one run (the paper's: the LR-alignment study's own run, 12 samples; here the LR "
+            "sweep's run, 5)") for (lr, step), (phase, defect) in _LR_CHECKPOINTS.items()),
     Claim("§10 #24", "the weights move along curvature directions no more than at random", "0.81-1.91 (seed 42)",
           "mean", _TABLE, dict(ops="grokking", seed=42), *BY_KEY["alignment_ratio"].expected(),
           BY_KEY["alignment_ratio"].per_op(),
           args=dict(key="alignment_ratio")),
+    Claim("§10 #24", "the alignment at the first checkpoint (step 200, seed 42)", "1.9-2.5", "geometry_at", _TABLE,
+          dict(ops="grokking", seed=42), 1.9, 2.5, args=dict(key="alignment_ratio", end="first")),
+    Claim("§10 #24", "the alignment at the last checkpoint", "0.84-2.5 (the multiseed runs, 3 seeds)", "geometry_at",
+          _TABLE, dict(ops="grokking"), 0.84, 2.5, args=dict(key="alignment_ratio", end="last")),
     Claim("§10 #27", "the training set is learnt first", "train acc >= 95% at 300-500 steps", "mean", _TABLE,
           dict(ops="grokking"), *BY_KEY["memorization_step"].expected(), args=dict(key="memorization_step")),
     *(Claim("§10 #26, §8.3 figI4", f"add with {arm} at its primary strength groks on time" if arm != "none" else
