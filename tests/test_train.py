@@ -67,6 +67,28 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     assert {a.dtype for part in whole[:2] for a in part.values()} == {np.dtype(np.float32)}  # float32 throughout
 
 
+def test_a_resume_counts_itself_and_a_checkpoint_from_before_the_count_leaves_it_unknown(tmp_path):
+    def crash_at_70(step, row, end):
+        if step == 70:
+            raise Interrupt
+
+    for name, counted in (("counted", True), ("before", False)):
+        with pytest.raises(Interrupt):
+            train(SMALL, Run.create(tmp_path / name, SMALL), on_step=crash_at_70)
+        run = Run(tmp_path / name)
+        params, arrays, meta = run.load_checkpoint()
+        assert meta["resumes"] == 0 and meta["cpu_seconds"] > 0 and meta["wall_seconds"] >= meta["cpu_seconds"] / 2
+        if not counted:  # as a checkpoint written before CPU time and resumptions were counted
+            del meta["cpu_seconds"], meta["resumes"]
+            run.save_checkpoint(params, arrays, meta)
+        train(SMALL, run, resume=True)
+        spent = run.environment()
+        if counted:
+            assert spent["resumes"] == 1 and spent["cpu_seconds"] > meta["cpu_seconds"]
+        else:
+            assert spent["resumes"] is None and spent["cpu_seconds"] is None and spent["wall_seconds"] > 0
+
+
 @pytest.fixture(scope="module")
 def classroom(classroom_run):
     """The classroom preset trained to detection, as `tinygrok train --preset classroom` does (the session's)."""

@@ -224,7 +224,8 @@ def save_state(run: Run, state: TrainState, cfg: Config, spent: dict, engine: st
 
 def load_state(run: Run, cfg: Config) -> tuple[TrainState, dict, str]:
     """The state saved in the run's checkpoint, what the run has spent so far (not_spent's keys; a checkpoint
-    written before CPU time and resumptions were counted gives 0 for them), and the engine it trained on."""
+    written before CPU time and resumptions were counted gives None for them: unknown), and the engine it trained
+    on."""
     params, arrays, meta = run.load_checkpoint()
     spec = layout(cfg)
     expected = {
@@ -250,8 +251,13 @@ def load_state(run: Run, cfg: Config) -> tuple[TrainState, dict, str]:
         raise RunError(f"cannot resume: the checkpoint in {run.path} has no valid RNG state ({err})") from None
     adam = AdamWState(meta["adam_t"], backend.to_device(arrays["adam_m"]), backend.to_device(arrays["adam_v"]))
     theta = backend.to_device(flatten({k: params[k] for k in spec}))
-    spent = {key: meta.get(key, zero) for key, zero in not_spent().items()}
+    spent = {key: meta.get(key) for key in not_spent()}
     return TrainState(theta, adam, meta["step"], **streams), spent, meta["engine"]
+
+
+def _plus(before: float | None, now: float) -> float | None:
+    """A count carried across resumes, added to: None (not counted before) stays None."""
+    return None if before is None else before + now
 
 
 # ---------------------------------------------------------------------- the loop
@@ -283,7 +289,7 @@ def _train(cfg: Config, run: Run, resume: bool, on_step: StepCallback | None) ->
     data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
     if resume:
         state, spent_before, before = load_state(run, cfg)
-        spent_before["resumes"] += 1
+        spent_before["resumes"] = _plus(spent_before["resumes"], 1)
         rows = run.truncate_metrics(state.step)
         for name, every in ((SNAPSHOTS, cfg.snapshot_every), (THETAS, cfg.theta_every)):
             run.truncate_rows(name, state.step // every + 1 if every else 0)
@@ -306,7 +312,7 @@ def _train(cfg: Config, run: Run, resume: bool, on_step: StepCallback | None) ->
         return {
             **spent_before,
             "wall_seconds": spent_before["wall_seconds"] + wall,
-            "cpu_seconds": spent_before["cpu_seconds"] + cpu,
+            "cpu_seconds": _plus(spent_before["cpu_seconds"], cpu),
         }
 
     try:
@@ -347,7 +353,7 @@ def _environment(spent: dict, engine: Engine, why: str) -> dict:
     (and why, if auto did not choose the fast one), versions, BLAS, threads."""
     return {
         "wall_seconds": round(spent["wall_seconds"], 3),
-        "cpu_seconds": round(spent["cpu_seconds"], 3),
+        "cpu_seconds": None if spent["cpu_seconds"] is None else round(spent["cpu_seconds"], 3),
         "resumes": spent["resumes"],
         "engine": engine.name,
         **({"engine_check": why} if why else {}),
