@@ -235,7 +235,9 @@ def test_the_slow_regime_is_shown_seed_by_seed_beside_table_2():
     rows = [line.split(" | ") for line in lines if line.startswith("| 42 ") or line.startswith("| 137 ")]
     assert [row[:3] for row in rows] == [["| 42", "paper", "612,000"], ["| 42", "tinygrok", "not finished"],
                                          ["| 137", "paper", "572,000"], ["| 137", "tinygrok", "598,000"]]  # fmt: skip
-    assert rows[2][3:8] == ["550,000", "10,000", "540,000", "80.5% / 80.1% / 89.7% / 78.1%", "0.999997-1.000000"]
+    assert rows[2][3:] == ["550,000", "10,000", "540,000", "", "", "", "", " |"]
+    both = next(line for line in lines if line.startswith("| both ")).split(" | ")
+    assert both[6:8] == ["80.5% / 80.1% / 89.7% / 78.1%", "0.999997-1.000000"]
     assert rows[3][3:] == ["571,000", "5,000", "566,000", "70.0% / 70.1% / 70.2% / 70.3%", "0.999999", "7.00 h",
                            "6.90 h", "3 |"]  # fmt: skip
 
@@ -251,8 +253,9 @@ def test_a_phase_median_a_runs_first_and_last_value_and_the_best_run():
     medians = {phase: results_page._phase_median(runs, "r", phase).values for phase in ("memorization", "post-grok")}
     assert medians == {"memorization": [2.0, 4.0], "post-grok": [0.6, 1.2]}
     runs[0]["geometry"][0]["r"] = None  # not defined there: the first is the next one's
-    ends = {end: results_page._geometry_at(runs, "r", end).values for end in ("first", "last")}
-    assert ends == {"first": [3.0, 4.0], "last": [0.5, 1.0]}
+    runs[0]["grok_step"], runs[1]["grok_step"] = 300, None  # the second never grokked: no value up to detection
+    ends = {end: results_page._geometry_at(runs, "r", end).values for end in ("first", "grok")}
+    assert ends == {"first": [3.0, 4.0], "grok": [1.2]}
     best = results_page._best(
         [run(seed=s, lead_steps=v, eval_every=100) for s, v in ((42, 1300), (137, 1700), (7, None))], "lead_steps"
     )

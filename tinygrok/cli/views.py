@@ -269,7 +269,7 @@ def reproduction_plan(scale: str, rows: list[dict], costs: dict, workers: int) -
     stage leaves out of the paper's; the totals."""
     table = make_table(
         f"tinygrok reproduce --scale {scale}: the plan (tinygrok/lab/reproduction.py)",
-        ("stage", "experiment", "runs left", "CPU time (one core)", "longest run", "left out"),
+        ("stage", "experiment", "runs left", "their CPU time (one core)", "longest run", "left out"),
         [
             (
                 r["stage"].label,
@@ -287,8 +287,8 @@ def reproduction_plan(scale: str, rows: list[dict], costs: dict, workers: int) -
         table,
         f"{_runs_left(rows)}, {_hours(total)} of CPU time: about "
         f"{_hours(reproduction.wall_estimate(rows, workers))} on {workers} cores (each stage its CPU "
-        f"time shared out, or its longest run); from a step of {costs['train_step_ms']:.1f} ms, an "
-        f"evaluation of {costs['eval_ms']:.0f} ms and a commutator sample of "
+        "time shared out, or its longest run; a run resumed from a checkpoint counted whole); from a step of "
+        f"{costs['train_step_ms']:.1f} ms, an evaluation of {costs['eval_ms']:.0f} ms and a commutator sample of "
         f"{costs['commutator_sample_ms']:.0f} ms on one core, grok steps guessed by "
         "grids.expected_steps",
     )

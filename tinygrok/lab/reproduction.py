@@ -191,12 +191,13 @@ def stages(scale: str) -> tuple[Stage, ...]:
 
 
 def estimate(plan: tuple[Stage, ...], costs: dict, recorded: frozenset[str] = frozenset()) -> list[dict]:
-    """Per stage: its runs, how many of them have no record among `recorded` (run names), and those runs' one-core
-    CPU time and the longest one's (grids.estimate_cpu_seconds, from `tinygrok bench`'s costs), in seconds."""
+    """Per stage: its runs, how many of them are left to run given the names of the runs `recorded` (_unrecorded),
+    and those runs' one-core CPU time and the longest one's (grids.estimate_cpu_seconds, from `tinygrok bench`'s
+    costs), in seconds; a run that will resume from a checkpoint is counted whole."""
     rows = []
     for stage in plan:
         specs = stage.specs()
-        seconds = [grids.estimate_cpu_seconds(spec, costs) for spec in specs if spec.name not in recorded]
+        seconds = [grids.estimate_cpu_seconds(spec, costs) for spec in _unrecorded(specs, recorded)]
         rows.append(
             {
                 "stage": stage,
@@ -231,7 +232,7 @@ def run(
     state["parts"].append({"began": round(time.time(), 3), "seconds": 0.0, "stages": {}})  # its id too
     write_json(folder / STATE, state)
     for stage in plan:
-        todo = _unrecorded(stage.specs(), folder)
+        todo = _unrecorded(stage.specs(), set(records.load_all(folder)[0]))
         if not todo:
             continue
         _borrow_baselines(todo, out, stage.label)
@@ -264,9 +265,9 @@ def _count(state: dict, stage: Stage, since: float, folder: Path) -> float:
     return now
 
 
-def _unrecorded(specs: list[RunSpec], folder: Path) -> list[RunSpec]:
-    """The specs without a record in `folder`, and the baselines they need (whose directories give their basis)."""
-    recorded = set(records.load_all(folder)[0])
+def _unrecorded(specs: list[RunSpec], recorded: set[str] | frozenset[str]) -> list[RunSpec]:
+    """The specs whose names are not among `recorded`, and the baselines they need (whose directories give their
+    basis)."""
     needed = {recipes.baseline(s).name for s in specs if s.name not in recorded and recipes.needs_baseline(s)}
     return [s for s in specs if s.name not in recorded or s.name in needed]
 

@@ -97,9 +97,10 @@ def _mean(runs, key, **_) -> Measured:
 
 
 def _best(runs, key, **_) -> Measured:
-    """The greatest value of `key` over the runs (a figure that shows the best of its seeds)."""
+    """The greatest value of `key` over the runs (a figure that shows the best of its seeds); none if no run has
+    it."""
     values = _finite(r.get(key) for r in runs)
-    return Measured(values and [max(values)], resolution=_resolution(runs))
+    return Measured([max(values)] if values else [], resolution=_resolution(runs))
 
 
 def _resolution(runs: list[dict]) -> float:
@@ -146,9 +147,14 @@ def _geometry_median(runs, key, **_) -> Measured:
 
 
 def _geometry_at(runs, key, end, **_) -> Measured:
-    """Each run's `key` at its first (end="first") or last (end="last") saved parameters where it is defined."""
-    values = [v[0] if end == "first" else v[-1] for r in runs if (v := _finite(g.get(key) for g in r["geometry"]))]
-    return Measured(values)
+    """Each run's `key` at its first saved parameters where it is defined (end="first"), or its last ones at or
+    before its detection step (end="grok"; a run that never grokked has none)."""
+
+    def defined(r: dict) -> list[float]:
+        last = r.get("grok_step") if end == "grok" else math.inf
+        return _finite(g.get(key) for g in r["geometry"] if last is not None and g["step"] <= last)
+
+    return Measured([v[0] if end == "first" else v[-1] for r in runs if (v := defined(r))])
 
 
 def _phase_median(runs, key, phase, **_) -> Measured:
@@ -465,40 +471,37 @@ def _stage_table(plan: tuple[Stage, ...], stages: dict[str, list[dict]], state: 
 
 def _slow_table(runs: list[dict], stage: Stage) -> list[str]:
     """§9.2 Table 2 seed by seed: each slow run's steps, its last layer's PC1 per matrix, rho and what it took to
-    run, under the paper's (its PC1s are figH's seed means on 33 snapshots)."""
+    run, under the paper's steps for that seed; the paper's PC1s and rho (for both seeds) in a last row."""
     steps = ("grok_step", "grok_step_90", "onset_step", "lead_steps")
     done = {r["seed"]: r for r in runs}
     rows = []
-    for spec in stage.specs():
-        seed, reported = spec.config.seed, paper.TABLE2.get(spec.config.seed, {})
-        pc1 = " / ".join(f"{low:.1%}" for low, _ in paper.SLOW_PC1.values())
-        rho = "{:.6f}-{:.6f}".format(*paper.SLOW_RHO)
-        rows.append([str(seed), "paper", *(f"{reported[k]:,}" if k in reported else "—" for k in steps), pc1, rho])
+    for seed in (spec.config.seed for spec in stage.specs()):
+        reported = paper.TABLE2.get(seed, {})
+        rows.append([str(seed), "paper", *(f"{reported[k]:,}" if k in reported else "—" for k in steps)])
         rows.append([str(seed), "tinygrok", *(_slow_row(done[seed], steps) if seed in done else ["not finished"])])
+    rho = "{:.6f}-{:.6f}".format(*paper.SLOW_RHO)
+    rows.append(["both", "paper", "", "", "", "", paper.pc1_text(paper.SLOW_PC1_33), rho])
     header = ["seed", "", "detection", "grok_90", "onset", "lead", "PC1 W_Q / W_K / W_V / W_O", "rho", "wall time",
               "CPU time", "resumptions"]  # fmt: skip
     rows = [row + [""] * (len(header) - len(row)) for row in rows]
     words = (
         "The paper's PC1s are figH's seed means on 33 snapshots (on all ~290: "
-        + " / ".join(f"{full:.1%}" for _, full in paper.SLOW_PC1.values())
-        + "); tinygrok's are on the snapshots its runs keep. lead = grok_90 - onset."
+        f"{paper.pc1_text(paper.SLOW_PC1_ALL)}); tinygrok's are on the snapshots its runs keep. lead = grok_90 - onset."
     )
     return ["## The slow regime seed by seed (§9.2 Table 2)", "", words, "", sweep_report.table(header, rows), ""]
 
 
 def _slow_row(run: dict, steps: tuple) -> list[str]:
     """A finished slow run's cells: its steps (a step it never reached: "none"), its last layer's PC1s, rho, its
-    wall and CPU time and how many times it was resumed."""
+    wall and CPU time and how many times it was resumed ("—" where unknown)."""
     last = f"blocks.{run['n_layers'] - 1}."
     by_matrix = {name.removeprefix(last): v for name, v in (run.get("pc1") or {}).items() if name.startswith(last)}
-    pc1 = " / ".join(f"{by_matrix[m]:.1%}" if m in by_matrix else "—" for m in paper.SLOW_PC1)
-    cpu = f"{run['cpu_seconds'] / 3600:.2f} h" if run["cpu_seconds"] is not None else "—"
     return [
         *(f"{run[k]:,}" if run.get(k) is not None else "none" for k in steps),
-        pc1,
+        paper.pc1_text(by_matrix),
         f"{run['rho']:.6f}" if run.get("rho") is not None else "—",
         f"{run['wall_seconds'] / 3600:.2f} h",
-        cpu,
+        f"{run['cpu_seconds'] / 3600:.2f} h" if run["cpu_seconds"] is not None else "—",
         str(run["resumes"]) if run["resumes"] is not None else "—",
     ]
 

@@ -54,7 +54,7 @@ def entry(record: dict) -> dict:
     """A run as reports read it: its name, its config's op, seed, lr, weight decay, hook, max_steps, layers, dtype,
     batches, its preset, whether it ran at its preset's learning rate (where the paper's numbers but the power
     law were measured), its recipe, an intervention's baseline (its name), its results, its metric and geometry
-    rows."""
+    rows, its wall and CPU time and its resumptions (None where the record predates their count)."""
     cfg = Config.from_dict(record["config"])
     spec = recipes.RunSpec(cfg, record["recipe"], record["preset"])
     return {
