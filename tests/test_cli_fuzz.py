@@ -6,6 +6,7 @@ stubs that check what they are given: the other tests run it for real. The analy
 Hypothesis runs derandomized (a fixed seed) and a bounded number of examples.
 """
 
+import re
 import subprocess
 import sys
 
@@ -168,3 +169,19 @@ def test_typer_s_own_errors_read_as_tinygrok_s(places):
         assert result.exit_code == 2 and result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     bare = CliRunner().invoke(cli.app, [])  # no command: the help, and no error line
     assert "Usage: " in bare.stdout and "COMMAND" in bare.stdout and bare.stderr == ""
+
+
+def test_no_help_text_is_lost_to_rich_markup():
+    """Rich reads "[word ...]" in a help text as a style tag and drops it: defaults are written "(default: ...)"."""
+    command = typer.main.get_command(cli.app)
+    helps = [
+        (name, param.name, param.help or "")
+        for name, sub in command.commands.items()
+        for param in sub.params
+        if isinstance(param, typer.core.TyperOption)
+    ]
+    assert len(helps) > 100
+    swallowed = [(name, option) for name, option, text in helps if re.search(r"(?<!\\)\[[a-z]", text)]
+    assert swallowed == []
+    shown = re.sub(r"[\s│]+", " ", CliRunner().invoke(cli.app, ["intervene", "--help"], env={"COLUMNS": "200"}).stdout)
+    assert "run directory (default: runs/intervene_BATCHES_PRESET_OP_sSEED_hook...); its baseline" in shown

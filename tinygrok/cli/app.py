@@ -50,7 +50,7 @@ Threads = Annotated[
     typer.Option(
         min=1,
         help="cores to use (BLAS threads, and worker processes for gradients and evaluation); changes speed "
-        "only, never the numbers  [default: the cores available, at most --batch-shards]",
+        "only, never the numbers  (default: the cores available, at most --batch-shards)",
     ),
 ]
 ArrayBackend = Annotated[str, typer.Option("--backend", help="array library: numpy, cupy (a CUDA GPU), or auto")]
@@ -189,8 +189,8 @@ def train(
     out: Annotated[
         Path | None,
         typer.Option(
-            help="run directory [default: runs/ and a name from the settings "
-            "that differ from the preset, e.g. runs/paper_add_s42]"
+            help="run directory (default: runs/ and a name from the settings "
+            "that differ from the preset, e.g. runs/paper_add_s42)"
         ),
     ] = None,
     resume: Resume = False,
@@ -226,7 +226,7 @@ def intervene(
     arm: Annotated[
         str, typer.Option(help=f"one of {', '.join(ARMS)} (docs/paper.md §8.2; tinygrok/science/interventions.py)")
     ],
-    dose: Annotated[float | None, typer.Option(help=f"its strength: {DOSES}  [default: the paper's primary]")] = None,
+    dose: Annotated[float | None, typer.Option(help=f"its strength: {DOSES}  (default: the paper's primary)")] = None,
     basis: Annotated[
         str,
         typer.Option(
@@ -237,7 +237,7 @@ def intervene(
     out: Annotated[
         Path | None,
         typer.Option(
-            help="run directory [default: runs/intervene_BATCHES_PRESET_OP_sSEED_hook...]; its baseline goes beside it"
+            help="run directory (default: runs/intervene_BATCHES_PRESET_OP_sSEED_hook...); its baseline goes beside it"
         ),
     ] = None,
     resume: Resume = False,
@@ -278,30 +278,30 @@ RunDir = Annotated[Path, typer.Argument(help="a run directory")]
 def grok(
     op: Annotated[
         str | None,
-        typer.Option(help="the operation: add, sub, mul, x2_y2 grok; x2_xy_y2, x3_xy do not  [default: add]"),
+        typer.Option(help="the operation: add, sub, mul, x2_y2 grok; x2_xy_y2, x3_xy do not  (default: add)"),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="seed of every random stream  [default: 42]")] = None,
+    seed: Annotated[int | None, typer.Option(help="seed of every random stream  (default: 42)")] = None,
     preset: Annotated[str, typer.Option(help="paper, or classroom for a version of seconds")] = "paper",
     max_steps: Annotated[int | None, typer.Option(help="stop here if it has not grokked")] = None,
     weight_decay: Annotated[
         float | None,
         typer.Option(
             help="AdamW's decoupled weight decay; 0 is the paper's control, which memorizes and never groks  "
-            "[default: the preset's]"
+            "(default: the preset's)"
         ),
     ] = None,
     dtype: Annotated[
         str | None,
         typer.Option(
             help="float32 (as the paper) or float64 (its rounding artefacts "
-            "gone, docs/paper.md §6.6)  [default: float32]"
+            "gone, docs/paper.md §6.6)  (default: float32)"
         ),
     ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
-            help="run directory [default: runs/grok_PRESET_OP_sSEED, and any "
-            "other setting that differs, e.g. _max_steps3000]"
+            help="run directory (default: runs/grok_PRESET_OP_sSEED, and any "
+            "other setting that differs, e.g. _max_steps3000)"
         ),
     ] = None,
     resume: Resume = False,
@@ -418,7 +418,7 @@ def forecast_fit(
 def forecast_score(
     records: Annotated[
         Path | None,
-        typer.Option(help="a forecast_runs.jsonl.gz [default: the runs the shipped forecaster was fitted on]"),
+        typer.Option(help="a forecast_runs.jsonl.gz (default: the runs the shipped forecaster was fitted on)"),
     ] = None,
     held_out: Annotated[
         list[Path] | None,
@@ -428,7 +428,7 @@ def forecast_score(
             "left out"
         ),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="the file the score page goes to [default: printed]")] = None,
+    out: Annotated[Path | None, typer.Option(help="the file the score page goes to (default: printed)")] = None,
 ):
     """Score the forecaster and its baselines, leave-one-seed-out and leave-one-learning-rate-out; with --held-out,
     the score page: on runs it never saw too, and the decision rule for the live forecast (markdown)."""
@@ -541,7 +541,7 @@ def sweep_(
         typer.Option(
             help="the intervention runs' batches: shifted (the reference code's: the seed's own, moved on by the "
             "batches its probes take), own (the basis is the run's own future path) or sibling (another stream's) "
-            " [default: shifted]"
+            " (default: shifted)"
         ),
     ] = None,
 ):
@@ -599,10 +599,10 @@ def reproduce(
         typer.Option(
             "--records",
             help="the folder of the runs' records, the reproduction's state: a run recorded there is not "
-            "run again  [default: OUT/records]",
+            "run again  (default: OUT/records)",
         ),
     ] = None,
-    page: Annotated[Path | None, typer.Option(help="the results page  [default: OUT/results.md]")] = None,
+    page: Annotated[Path | None, typer.Option(help="the results page  (default: OUT/results.md)")] = None,
     workers: Annotated[int, typer.Option(min=1, help="local worker processes, one core each")] = 2,
     scheduler: Annotated[
         str | None, typer.Option(help="a Dask scheduler, tcp://HOST:PORT, whose workers run the grids instead")
