@@ -308,7 +308,8 @@ def page(folders: list[Path], out: Path | None) -> str:
             "",
             "| | |",
             "|---|---|",
-            f"| command | `{command}` (the runs: `tinygrok sweep {HELD_OUT_GRID}`) |",
+            f"| command | `{command}` (the runs: `tinygrok sweep {HELD_OUT_GRID} --out DIR`, then `tinygrok record DIR "
+            f"--into {folders[0]}`) |",
             f"| code | {results_page.counted([e.get('commit', 'unknown') for e in env])} |",
             f"| machine | {results_page.counted([e.get('machine', 'unknown') for e in env])} |",
             "",

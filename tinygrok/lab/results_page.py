@@ -430,7 +430,7 @@ def _header(folder: Path, page: Path, state: dict, found: dict) -> list[str]:
         "| | |",
         "|---|---|",
         f"| command | `tinygrok results --records {folder} --out {page}` (the runs: `tinygrok reproduce --scale "
-        f"{state['scale']} --records {folder}`) |",
+        f"{state['scale']} --out DIR --records {folder}`) |",
         f"| code | {counted([r['environment'].get('commit', 'unknown') for r in found.values()]) or 'no runs'} |",
         f"| machine | {counted([r['environment'].get('machine', 'unknown') for r in found.values()]) or 'no runs'} |",
         f"| time | {reproduction.wall_seconds(state) / 3600:.2f} h of wall time in {len(state['parts'])} part(s); "
