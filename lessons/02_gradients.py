@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Lesson 2: Gradients by hand, by autograd, by finite differences
 #
-# **Duration:** 20 min in class; code: a few seconds (FAST: the same)
+# **Duration:** 20 min in class; code: about 3 s on 2 cores (FAST: the same)
 #
 # **The paper:** [arXiv 2602.16746](https://arxiv.org/abs/2602.16746); `docs/paper.md` summarises its formulas,
 # protocols and numbers.

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Lesson 5: The trajectory PCA, the random-walk null, and weight decay
 #
-# **Duration:** 30 min in class; code: about 40 s on 2 cores (FAST: the same)
+# **Duration:** 30 min in class; code: about 15 s on 2 cores (FAST: the same)
 #
 # **The paper:** [arXiv 2602.16746](https://arxiv.org/abs/2602.16746); `docs/paper.md` summarises its formulas,
 # protocols and numbers.

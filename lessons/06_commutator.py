@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Lesson 6: The commutator defect and the Lie bracket
 #
-# **Duration:** 25 min in class; code: about 20 s on 2 cores (FAST: the same)
+# **Duration:** 25 min in class; code: about 5 s on 2 cores (FAST: the same)
 #
 # **The paper:** [arXiv 2602.16746](https://arxiv.org/abs/2602.16746); `docs/paper.md` summarises its formulas,
 # protocols and numbers.

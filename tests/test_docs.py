@@ -65,8 +65,13 @@ def test_every_relative_link_leads_to_a_file():
 
 
 def test_the_lessons_table_lists_the_lessons_as_they_are():
-    titles = re.findall(r"^\| (\d) \| ([^|]+) \|", README, re.M)
-    assert [(int(n), t.strip()) for n, t in titles] == [(item.number, item.title) for item in lessons.catalogue()]
+    rows = re.findall(r"^\| (\d) \| ([^|]+) \|[^|]+\| ([^|]+) \|$", README, re.M)
+    said = [
+        re.match(r"(\d+ min) in class; code: about ([\d.]+ (?:s|min)) ", item.duration) for item in lessons.catalogue()
+    ]
+    assert [(int(n), title.strip(), time.strip()) for n, title, time in rows] == [
+        (item.number, item.title, " + ".join(times.groups())) for item, times in zip(lessons.catalogue(), said)
+    ]  # the README's times are the ones each lesson states
 
 
 def test_the_python_example_runs_and_groks(tmp_path, classroom_run):
