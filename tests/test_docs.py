@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import copy_classroom_run
 
-from tinygrok.lab import lessons
+from tinygrok.lab import lessons, records
 from tinygrok.science.config import PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +62,29 @@ def test_every_relative_link_leads_to_a_file():
     for path in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
         for target in re.findall(r"\]\(([^)#:]+)\)", path.read_text()):
             assert (path.parent / target).exists(), f"{path.name} links to {target}, which is not there"
+
+
+def test_the_walkthrough_table_is_its_recorded_runs():
+    """The README's first table: the walkthrough's run (`tinygrok grok`: add, seed 42) and, in its last row, the
+    intervention taking away all the gradient outside B (s = 1) on it, as the one-machine reproduction recorded them."""
+    table = README.split("beside the paper:\n\n", 1)[1].split("\n\n", 1)[0]
+    shown = dict(re.findall(r"^\| ([^|]+?) \| ([^|]+?) \| [^|]+ \|$", table, re.M))
+    run = records.load(ROOT / "docs/records/grok_paper_add_s42.json.gz")["results"]
+    taken = records.load(
+        ROOT / "docs/records/intervene_shifted_paper_add_s42_hookproject-s1.0-basispca-start500.json.gz"
+    )
+    pc1, ratio = sorted(run["pc1"].values()), run["exec_random_ratio_weight_svd"]
+    assert shown == {
+        "grok step (test accuracy 90%)": str(run["grok_step_90"]),
+        "curvature onset (D > 10 x its start and > 20)": str(run["onset_step"]),
+        "lead: grok step − onset": str(run["lead_steps"]),
+        "PC1 share of each attention matrix's trajectory": f"{100 * pc1[0]:.1f}–{100 * pc1[-1]:.1f}%",
+        "defect growth over the run": f"{run['defect_growth_run']:.0f}x",
+        "curvature in the execution subspace / in random ones (weight-SVD basis)": f"{ratio:.2f}",
+        "removing the gradient outside the execution subspace (s = 1; the paper's protocol)": "never groks"
+        if taken["results"]["grok_step"] is None
+        else "groks",
+    }
 
 
 def test_the_lessons_table_lists_the_lessons_as_they_are():
