@@ -151,9 +151,10 @@ POINT_MARGIN = 0.2  # a point value of the paper replicates only if tinygrok's m
 VERDICT_RULE = (
     "*replicates*: a range of the paper holds tinygrok's mean (a fit's ± 2 standard errors, or a share of runs "
     "itself, meets it); a point value of the paper lies inside the 95% interval of tinygrok's mean (Student's t; "
-    "one run: no interval, so the 20% alone decides; never narrower than the values' resolution, e.g. 100 steps for a step counted at "
-    "evaluations every 100) and the mean is within 20% of it. *too few runs to tell*: the point lies inside the "
-    "interval but the mean is not within 20% of it (the interval is wider than the effect). *differs*: otherwise."
+    "one run: no interval, so the 20% alone decides; never narrower than the values' resolution, e.g. 100 steps "
+    "for a step counted at evaluations every 100) and the mean is within 20% of it. *too few runs to tell*: the "
+    "point lies inside the interval but the mean is not within 20% of it (the interval is wider than the effect). "
+    "*differs*: otherwise."
 )
 
 
