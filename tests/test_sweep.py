@@ -144,6 +144,18 @@ def test_the_report_lists_every_run_and_the_statistics_beside_the_paper(whole, t
     assert_refused(refused_here("report", str(whole), "--out", str(tmp_path / "a-file")), "is a file")
 
 
+def test_the_pc1_figure_labels_its_points_where_the_paper_has_no_bar():
+    from tinygrok.lab import sweep_report
+
+    slow = {"op": "add", "weight_decay": 0.1, "n_layers": 3, "hook": "none", "recipe": "probed", "steps": 1200}
+    slow["pc1"] = {f"blocks.2.W_{m}": 0.9 for m in "QKVO"}  # no paper bar for the 3-layer model (figH differs)
+    fast = {**slow, "n_layers": 2, "weight_decay": 1.0, "pc1": {f"blocks.1.W_{m}": 0.7 for m in "QKVO"}}
+    ours, theirs = "tinygrok (each run's matrices)", "paper (seed means per matrix)"
+    for runs, labels in (([slow], [ours]), ([slow, fast], [theirs, ours])):
+        legend = sweep_report.pc1_by_op(runs).axes[0].get_legend()
+        assert sorted(text.get_text() for text in legend.get_texts()) == labels
+
+
 def test_the_report_fits_the_power_law_over_learning_rates():
     from tinygrok.lab import sweep_report
 

@@ -728,20 +728,17 @@ def pc1_by_op(runs: list[dict]) -> Figure | None:
         return None
     fig = Figure(figsize=(1.3 * len(groups) + 2, 4.5), layout="constrained")
     ax = fig.subplots()
+    referenced = False  # the paper's bar is labelled once, at the first group that has one
     for x, ((op, wd), group) in enumerate(groups):
         ref = paper.pc1_reference(op, wd, group[0]["n_layers"])
         if ref:
             low, high = ref.expected(op)
-            ax.bar(
-                x,
-                100 * (high - low),
-                bottom=100 * low,
-                width=0.6,
-                color="lightgrey",
-                label="paper (seed means per matrix)" if x == 0 else None,
-            )
+            label = None if referenced else "paper (seed means per matrix)"
+            ax.bar(x, 100 * (high - low), bottom=100 * low, width=0.6, color="lightgrey", label=label)
+            referenced = True
         values = [100 * v for r in group for v in (r.get("pc1") or {}).values()]
-        ax.plot(x + np.linspace(-0.2, 0.2, len(values)), values, "o", ms=4, color="C0" if wd else "C1")
+        label = "tinygrok (each run's matrices)" if x == 0 else None
+        ax.plot(x + np.linspace(-0.2, 0.2, len(values)), values, "o", ms=4, color="C0" if wd else "C1", label=label)
     ax.set_xticks(
         range(len(groups)), [f"{op}\nwd {wd:g}\n{_steps(group)} steps" for (op, wd), group in groups], fontsize=8
     )
