@@ -171,7 +171,7 @@ def test_a_non_finite_parameter_or_loss_stops_the_run(tmp_path):
 
     state = train_module.fresh_state(SMALL)
     state.theta[5] = np.inf
-    with pytest.raises(Diverged, match="step 0: the train loss is nan"):
+    with pytest.raises(Diverged, match="step 0: the train loss is nan"), np.errstate(invalid="ignore"):  # inf - inf
         train_module.Recorder(
             SMALL,
             Run.create(tmp_path / "r", SMALL),
