@@ -149,7 +149,7 @@ def test_the_pc1_figure_labels_its_points_where_the_paper_has_no_bar():
 
     slow = {"op": "add", "weight_decay": 0.1, "n_layers": 3, "hook": "none", "recipe": "probed", "steps": 1200}
     slow["pc1"] = {f"blocks.2.W_{m}": 0.9 for m in "QKVO"}  # no paper bar for the 3-layer model (figH differs)
-    fast = {**slow, "n_layers": 2, "weight_decay": 1.0, "pc1": {f"blocks.1.W_{m}": 0.7 for m in "QKVO"}}
+    fast = {**slow, "op": "sub", "n_layers": 2, "weight_decay": 1.0, "pc1": {f"blocks.1.W_{m}": 0.7 for m in "QKVO"}}
     ours, theirs = "tinygrok (each run's matrices)", "paper (seed means per matrix)"
     for runs, labels in (([slow], [ours]), ([slow, fast], [theirs, ours])):
         legend = sweep_report.pc1_by_op(runs).axes[0].get_legend()
