@@ -56,6 +56,18 @@ def test_cross_entropy_grads_and_value():
     assert ops.cross_entropy(logits, labels) == pytest.approx(-log_probs[np.arange(6), labels].mean(), rel=1e-13)
 
 
+@pytest.mark.parametrize("margin", [10.0, 25.0])  # 1 - p(label) ~ 5e-3 and ~ 3e-9: a trained model's range
+def test_cross_entropy_gradient_keeps_a_confident_labels_digits_in_float32(margin):
+    labels = rng.integers(0, 97, 8)
+    logits = rng.standard_normal((8, 97))
+    logits[np.arange(8), labels] += margin
+    exact = ops.cross_entropy_backward(logits, labels)  # float64
+    in_float32 = ops.cross_entropy_backward(logits.astype(np.float32), labels)
+    assert in_float32.dtype == np.float32
+    # p - 1 computed in float32 is off by ~1e-5 relative at margin 10 and ~1 at margin 25
+    assert np.linalg.norm(in_float32 - exact) / np.linalg.norm(exact) < 2e-6
+
+
 def test_embed_grads_and_repeated_indices():
     table, idx = rng.standard_normal((5, 3)), np.array([0, 2, 2, 4, 0, 0])
     check_grads(lambda t: ops.embed(t, idx), modes=["rev"], order=2)(table)

@@ -29,7 +29,9 @@ from tinygrok.science.optim import AdamWState
 
 CHECK_EXAMPLES = 32  # training examples the self-check compares the engines on
 CHECK_TOLERANCE = 1e-8  # relative, in float64: the engines' logits, gradient and AdamW step agree far closer
-CHECK_TOLERANCE_FLOAT32 = 1e-4  # relative, in float32: they agree to about 3e-7 (its GELU polynomial, roundings)
+# relative, in float32: they agree to about 3e-7 at initialisation (its GELU polynomial, roundings) and 2e-5 late in
+# training, where a small loss leaves a small gradient of cancelling terms
+CHECK_TOLERANCE_FLOAT32 = 1e-4
 CHECK_STEP = 7  # the AdamW step count the check's update is taken at
 
 
