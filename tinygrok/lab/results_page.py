@@ -111,11 +111,13 @@ def _resolution(runs: list[dict]) -> float:
 
 def _per_matrix(runs, key, layer=None, **_) -> Measured:
     """Every attention matrix's value (of the last layer only, given layer="last")."""
+    return Measured(_finite(v for r in runs for v in (_last_layer(r, key) if layer else r.get(key) or {}).values()))
 
-    def kept(r, name):
-        return layer is None or name.startswith(f"blocks.{r['n_layers'] - 1}.")
 
-    return Measured(_finite(v for r in runs for name, v in (r.get(key) or {}).items() if kept(r, name)))
+def _last_layer(run: dict, key: str) -> dict[str, float]:
+    """A run's per-matrix values of `key` in its last block, by matrix ("W_Q", ...)."""
+    last = f"blocks.{run['n_layers'] - 1}."
+    return {name.removeprefix(last): v for name, v in (run.get(key) or {}).items() if name.startswith(last)}
 
 
 def _share(hits: list[bool], what: str) -> Measured:
@@ -371,9 +373,8 @@ def text(folder: Path, page: Path, figures_dir: Path | None = None) -> str:
     plan = reproduction.stages(state["scale"])
     found, problems = records.load_all(folder)
     planned = {stage.label: stage for stage in plan}
-    stages = {
-        stage.label: [sweep_report.entry(found[s.name]) for s in stage.specs() if s.name in found] for stage in plan
-    }
+    runs = {name: sweep_report.entry(record) for name, record in found.items()}
+    stages = {stage.label: [runs[s.name] for s in stage.specs() if s.name in runs] for stage in plan}
     links = page.stem + "_figures"
     figures = {
         label: {
@@ -406,7 +407,7 @@ def text(folder: Path, page: Path, figures_dir: Path | None = None) -> str:
     lines = [
         "# tinygrok against the paper, claim by claim",
         "",
-        *_header(folder, page, state, found),
+        *_header(folder, page, state, found, sum(_cpu_seconds(r) for r in runs.values())),
         "",
         f"{len(paper.CLAIMS)} claims (tinygrok/science/paper.py's CLAIMS): {counts}. {RULES}",
         "",
@@ -418,14 +419,14 @@ def text(folder: Path, page: Path, figures_dir: Path | None = None) -> str:
         "",
     ]
     lines += _slow_table(stages["slow"], planned["slow"]) if "slow" in planned else []
-    lines += sweep_report.intervention_tables([sweep_report.entry(record) for record in found.values()])
+    lines += sweep_report.intervention_tables(list(runs.values()))
     lines += [f"Not records, left out: {'; '.join(problems)}.", ""] if problems else []
     return "\n".join(lines) + "\n"
 
 
-def _header(folder: Path, page: Path, state: dict, found: dict) -> list[str]:
-    """The table at the top: the command, the code and the machines the records come from, the time."""
-    cpu = sum(_cpu_seconds(sweep_report.entry(r)) for r in found.values())
+def _header(folder: Path, page: Path, state: dict, found: dict, cpu: float) -> list[str]:
+    """The table at the top: the command, the code and the machines the records come from, the time (cpu: the runs'
+    CPU seconds)."""
     return [
         "| | |",
         "|---|---|",
@@ -479,8 +480,7 @@ def _slow_table(runs: list[dict], stage: Stage) -> list[str]:
         reported = paper.TABLE2.get(seed, {})
         rows.append([str(seed), "paper", *(f"{reported[k]:,}" if k in reported else "—" for k in steps)])
         rows.append([str(seed), "tinygrok", *(_slow_row(done[seed], steps) if seed in done else ["not finished"])])
-    rho = "{:.6f}-{:.6f}".format(*paper.SLOW_RHO)
-    rows.append(["both", "paper", "", "", "", "", paper.pc1_text(paper.SLOW_PC1_33), rho])
+    rows.append(["both", "paper", "", "", "", "", paper.pc1_text(paper.SLOW_PC1_33), paper.SLOW_RHO_TEXT])
     header = ["seed", "", "detection", "grok_90", "onset", "lead", "PC1 W_Q / W_K / W_V / W_O", "rho", "wall time",
               "CPU time", "resumptions"]  # fmt: skip
     rows = [row + [""] * (len(header) - len(row)) for row in rows]
@@ -494,11 +494,9 @@ def _slow_table(runs: list[dict], stage: Stage) -> list[str]:
 def _slow_row(run: dict, steps: tuple) -> list[str]:
     """A finished slow run's cells: its steps (a step it never reached: "none"), its last layer's PC1s, rho, its
     wall and CPU time and how many times it was resumed ("—" where unknown)."""
-    last = f"blocks.{run['n_layers'] - 1}."
-    by_matrix = {name.removeprefix(last): v for name, v in (run.get("pc1") or {}).items() if name.startswith(last)}
     return [
         *(f"{run[k]:,}" if run.get(k) is not None else "none" for k in steps),
-        paper.pc1_text(by_matrix),
+        paper.pc1_text(_last_layer(run, "pc1")),
         f"{run['rho']:.6f}" if run.get("rho") is not None else "—",
         f"{run['wall_seconds'] / 3600:.2f} h",
         f"{run['cpu_seconds'] / 3600:.2f} h" if run["cpu_seconds"] is not None else "—",

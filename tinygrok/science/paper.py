@@ -22,6 +22,7 @@ TABLE2 = {
     137: {"grok_step": 572_000, "grok_step_90": 550_000, "onset_step": 10_000, "lead_steps": 540_000},
 }
 SLOW_RHO = (0.999997, 1.0)  # §9.2: rho at the final checkpoint, both seeds
+SLOW_RHO_TEXT = "{:.6f}-{:.6f}".format(*SLOW_RHO)
 # §9.1 figH: the slow regime's last-layer PC1 per matrix, seed means, on its trajectory subsampled to 33 snapshots
 # and on all ~290 (every 2,000 steps)
 SLOW_PC1_33 = {"W_Q": 0.805, "W_K": 0.801, "W_V": 0.897, "W_O": 0.781}
@@ -529,7 +530,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("§9.2 Table 2", "its defect at the grok point (the probe before grok_90)", "≈ 100 (fast regime ≈ 1300)",
           "defect_before_grok", ("slow",), {}, 100, 100, differs=_FLOAT32),
     Claim("§10 #25, §9.2", "its curvature lies outside the execution subspace",
-          "rho {:.6f}-{:.6f}".format(*SLOW_RHO), "mean",
+          f"rho {SLOW_RHO_TEXT}", "mean",
           ("slow",), {}, *SLOW_RHO, digits=".6f", args=dict(key="rho"),
           differs="B spans the last layer's 8 directions here (the reference: 24, every layer's), so rho can only "
           "be as high or higher ([differences](differences.md))"),
