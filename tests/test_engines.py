@@ -101,3 +101,24 @@ def test_a_resume_on_another_engine_says_so_and_an_in_memory_change_stays_on_one
         train(CFG, run, resume=True)
     assert "it trained on the fast engine up to step 100, and goes on on the readable one" in caplog.text
     assert run.environment()["engine"] == "readable"
+
+
+def test_auto_checks_again_at_every_checkpoint_as_a_resume_from_it_would(tmp_path, monkeypatch, caplog):
+    """A verdict that fails once the run has left its start (a stand-in for a fast engine that goes wrong late in
+    training): the run goes on on the readable engine from its first checkpoint, and a run stopped there and resumed
+    trains the same numbers."""
+    start, check = fresh_state(CFG).theta, engines.self_check
+    monkeypatch.setattr(
+        engines, "self_check", lambda theta, *rest: check(theta, *rest) if np.array_equal(theta, start) else "a verdict"
+    )
+    with caplog.at_level(logging.WARNING):
+        whole = trained(tmp_path / "whole")
+    assert caplog.messages == [
+        "it trained on the fast engine up to step 100, and goes on on the readable one: a verdict"
+    ]
+    assert whole.environment()["engine"] == "readable"
+    cut = trained(tmp_path / "cut", max_steps=100)
+    train(CFG, cut, resume=True)
+    assert (cut.path / METRICS).read_bytes() == (whole.path / METRICS).read_bytes()
+    fast = trained(tmp_path / "fast", engine="fast")
+    assert rows(fast)[:2] == rows(whole)[:2] and rows(fast)[2:] != rows(whole)[2:]  # steps 0 and 100 on the fast one

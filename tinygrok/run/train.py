@@ -295,11 +295,7 @@ def _train(cfg: Config, run: Run, resume: bool, on_step: StepCallback | None) ->
             run.truncate_rows(name, state.step // every + 1 if every else 0)
     else:
         state, spent_before, rows, before = fresh_state(cfg), not_spent(), [], None
-    engine, why = engines.choose(cfg, state.theta, data)
-    if before not in (None, engine.name):
-        why = f"it trained on the {before} engine up to step {state.step}, and goes on on the {engine.name} one" + (
-            f": {why}" if why else ""
-        )
+    engine, why = _engine_from(state, data, cfg, before)
     if why:
         LOG.warning(why)
     hook = interventions.parse(cfg.hook)
@@ -322,11 +318,12 @@ def _train(cfg: Config, run: Run, resume: bool, on_step: StepCallback | None) ->
             stop_at, known = _stop_step(rows, cfg)
             while state.step < stop_at:
                 t0 = time.perf_counter()
-                state, info = train_step(state, data, cfg, hook, basis, engine)
+                state, info = train_step(state, data, cfg, hook, basis, recorder.engine)
                 train_seconds += time.perf_counter() - t0
                 row = recorder(state, info, stop_at, spent())
                 if row is not None:
                     stop_at, known = _stop_step(rows, cfg)
+                    why = (_recheck(recorder, state, cfg) if state.step < stop_at else "") or why
                 if on_step:
                     on_step(state.step, row, stop_at if known else None)
     except Diverged as err:
@@ -339,13 +336,38 @@ def _train(cfg: Config, run: Run, resume: bool, on_step: StepCallback | None) ->
                 "diverged_value": str(err.value),
                 "steps": err.step - 1,
             },
-            _environment(spent(), engine, why),
+            _environment(spent(), recorder.engine, why),
         )
         raise
-    environment = _environment(spent(), engine, why)
+    environment = _environment(spent(), recorder.engine, why)
     if state.step > first_step:  # a resume of a run that had trained all its steps times none
         environment["train_step_ms"] = round(1e3 * train_seconds / (state.step - first_step), 3)
     return run.record("train", {**_results(rows, cfg), "steps": state.step}, environment)
+
+
+def _engine_from(state: TrainState, data: Dataset, cfg: Config, before: str | None) -> tuple[Engine, str]:
+    """The engine the run goes on on from this state (engines.choose, which for "auto" checks the fast engine at
+    state.theta), and the line that says why (empty if none): a change from `before`, the engine it trained on up
+    to here, is said."""
+    engine, why = engines.choose(cfg, state.theta, data)
+    if before not in (None, engine.name):
+        why = f"it trained on the {before} engine up to step {state.step}, and goes on on the {engine.name} one" + (
+            f": {why}" if why else ""
+        )
+    return engine, why
+
+
+def _recheck(recorder: Recorder, state: TrainState, cfg: Config) -> str:
+    """At a checkpoint, the engine chosen again as a resume from it would choose (for "auto": the fast engine
+    checked at this state); the recorder and the steps go on on it. The line that says so where it changes, else ""."""
+    if cfg.engine != "auto":
+        return ""
+    engine, why = _engine_from(state, recorder.data, cfg, recorder.engine.name)
+    if engine is recorder.engine:
+        return ""
+    LOG.warning(why)
+    recorder.engine = engine
+    return why
 
 
 def _environment(spent: dict, engine: Engine, why: str) -> dict:
