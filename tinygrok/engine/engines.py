@@ -79,18 +79,19 @@ def self_check(theta, data: Dataset, cfg: Config) -> str | None:
     """None if the fast engine agrees with the readable one at theta on the first CHECK_EXAMPLES training examples:
     the logits and the gradient of the mean loss in float64 (within CHECK_TOLERANCE, relative) and in float32
     (within CHECK_TOLERANCE_FLOAT32: the fast engine's float32 GELU is its own polynomial), and one AdamW step of
-    that gradient from moments of step CHECK_STEP (the step taken, relative); else one line saying what differs."""
+    that gradient from moments of step CHECK_STEP (the step taken, relative); else one line saying what differs.
+    All of it in the arithmetic of training (parallel.recorded_arithmetic), so that the verdict at a state is the
+    same wherever it is asked."""
     x, y = data.train_x[:CHECK_EXAMPLES], data.train_y[:CHECK_EXAMPLES]
-    for dtype, tolerance in (("float64", CHECK_TOLERANCE), ("float32", CHECK_TOLERANCE_FLOAT32)):
-        config, at = cfg.replace(dtype=dtype), backend.to_host(theta).astype(dtype)
-        with parallel.recorded_arithmetic():
+    with parallel.recorded_arithmetic():
+        for dtype, tolerance in (("float64", CHECK_TOLERANCE), ("float32", CHECK_TOLERANCE_FLOAT32)):
+            config, at = cfg.replace(dtype=dtype), backend.to_host(theta).astype(dtype)
             logits = [e.logits(at, x, config) for e in ENGINES.values()]
             grads = [e.gradient(at, x, y, config) for e in ENGINES.values()]
-        if found := _differ((("logits", logits), ("gradients", grads)), tolerance, dtype):
-            return found
-    return _differ(
-        (("AdamW steps", _adamw_steps(backend.to_host(theta).astype(np.float64), cfg)),), CHECK_TOLERANCE, "float64"
-    )
+            if found := _differ((("logits", logits), ("gradients", grads)), tolerance, dtype):
+                return found
+        steps = _adamw_steps(backend.to_host(theta).astype(np.float64), cfg)
+        return _differ((("AdamW steps", steps),), CHECK_TOLERANCE, "float64")
 
 
 def _adamw_steps(theta, cfg: Config) -> list:

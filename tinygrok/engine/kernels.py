@@ -237,8 +237,8 @@ def cross_entropy(logits, labels):
 
 def cross_entropy_backward(logits, labels):
     """The gradient of cross_entropy with respect to its logits (N, V): (softmax(logits) - onehot(labels)) / N,
-    the label's entry p - 1 written as minus the other entries' sum. A trained model gives its label p near 1,
-    where p - 1 keeps few of its digits (in float32 at p = 0.9995, about a relative 1e-4); the sum keeps them."""
+    the label's entry p - 1 written as minus the other entries' sum. A trained model gives its label p near 1, and
+    p rounded near 1 keeps few digits of 1 - p (in float32 at p = 0.9995, a relative 1e-4); the sum keeps them."""
     check_indices(labels, logits.shape[1])
     g = softmax(logits, 1)  # (N, V)
     label_entries = (backend.array_module(labels).arange(len(labels)), labels)

@@ -111,7 +111,8 @@ def _resolution(runs: list[dict]) -> float:
 
 def _per_matrix(runs, key, layer=None, **_) -> Measured:
     """Every attention matrix's value (of the last layer only, given layer="last")."""
-    return Measured(_finite(v for r in runs for v in (_last_layer(r, key) if layer else r.get(key) or {}).values()))
+    by_matrix = (_last_layer(r, key) if layer == "last" else (r.get(key) or {}) for r in runs)
+    return Measured(_finite(v for values in by_matrix for v in values.values()))
 
 
 def _last_layer(run: dict, key: str) -> dict[str, float]:

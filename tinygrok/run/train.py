@@ -323,7 +323,8 @@ def _train(cfg: Config, run: Run, resume: bool, on_step: StepCallback | None) ->
                 row = recorder(state, info, stop_at, spent())
                 if row is not None:
                     stop_at, known = _stop_step(rows, cfg)
-                    why = (_recheck(recorder, state, cfg) if state.step < stop_at else "") or why
+                    if state.step < stop_at:
+                        why = _recheck(recorder, state, cfg) or why
                 if on_step:
                     on_step(state.step, row, stop_at if known else None)
     except Diverged as err:
@@ -346,9 +347,9 @@ def _train(cfg: Config, run: Run, resume: bool, on_step: StepCallback | None) ->
 
 
 def _engine_from(state: TrainState, data: Dataset, cfg: Config, before: str | None) -> tuple[Engine, str]:
-    """The engine the run goes on on from this state (engines.choose, which for "auto" checks the fast engine at
-    state.theta), and the line that says why (empty if none): a change from `before`, the engine it trained on up
-    to here, is said."""
+    """The engine that trains the run's next steps (engines.choose, which for "auto" checks the fast engine at
+    state.theta), and the line that says why (empty if none); a change from `before`, the engine that trained the
+    steps up to here, is said."""
     engine, why = engines.choose(cfg, state.theta, data)
     if before not in (None, engine.name):
         why = f"it trained on the {before} engine up to step {state.step}, and goes on on the {engine.name} one" + (
@@ -358,8 +359,9 @@ def _engine_from(state: TrainState, data: Dataset, cfg: Config, before: str | No
 
 
 def _recheck(recorder: Recorder, state: TrainState, cfg: Config) -> str:
-    """At a checkpoint, the engine chosen again as a resume from it would choose (for "auto": the fast engine
-    checked at this state); the recorder and the steps go on on it. The line that says so where it changes, else ""."""
+    """At a checkpoint of an "auto" run, the engine chosen again, as a resume from the checkpoint would choose it
+    (the fast engine checked at this state); it trains the next steps and records their probes. The line that says
+    so where the engine changes, else ""."""
     if cfg.engine != "auto":
         return ""
     engine, why = _engine_from(state, recorder.data, cfg, recorder.engine.name)
@@ -372,7 +374,8 @@ def _recheck(recorder: Recorder, state: TrainState, cfg: Config) -> str:
 
 def _environment(spent: dict, engine: Engine, why: str) -> dict:
     """Where, how long and on what the run trained: its wall and CPU time so far and its resumptions, the engine
-    (and why, if auto did not choose the fast one), versions, BLAS, threads."""
+    that trained its last steps (and the latest line that said why, where auto did not simply train on the fast
+    one), versions, BLAS, threads."""
     return {
         "wall_seconds": round(spent["wall_seconds"], 3),
         "cpu_seconds": None if spent["cpu_seconds"] is None else round(spent["cpu_seconds"], 3),
