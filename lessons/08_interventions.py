@@ -138,14 +138,14 @@ assert all(runs[label].summary()["final_train_acc"] < 0.5 for label in ("s = 1",
 # from step 500, random noise of norm 0.1 outside B) and `penalty` (the projection at s = 0.5, on every tenth step
 # from step 500).
 #
-# | seed | none | kick 10 | noise 0.1 | penalty 0.5 | project 0.25 | project 0.25 (random) | project 0.5 | project 0.5 (random) | project 0.75 | project 0.75 (random) | project 1 | project 1 (random) | project_attention 0.75 | project_attention 0.75 (random) | project_attention 1 | project_attention 1 (random) |
-# |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
-# | 1 | 3100 |  |  |  | 3200 (+100) |  | 3300 (+200) |  | 3700 (+600) |  | DNF |  |  |  |  |  |
-# | 2 | 3000 |  |  |  | 3100 (+100) |  | 3300 (+300) |  | 3800 (+800) |  | DNF |  |  |  |  |  |
-# | 3 | 3400 |  |  |  | 3500 (+100) |  | 3700 (+300) |  | 4500 (+1100) |  | DNF |  |  |  |  |  |
-# | 42 | 3300 | 3600 (+300) | 3300 (+0) | 3400 (+100) | 3400 (+100) | 3400 (+100) | 3500 (+200) | 3300 (+0) | 3700 (+400) | 3300 (+0) | DNF | DNF | 3700 (+400) | 3300 (+0) | 5200 (+1900) | 2400 (-900) |
-# | 137 | 3200 | 3200 (+0) | 3200 (+0) | 3300 (+100) | 3300 (+100) | 3300 (+100) | 3400 (+200) | 3200 (+0) | 3900 (+700) | 3200 (+0) | DNF | DNF | 3800 (+600) | 3200 (+0) | 5500 (+2300) | 2300 (-900) |
-# | 2024 | 2900 | 2900 (+0) | 2900 (+0) | 3000 (+100) | 3000 (+100) | 2900 (+0) | 3100 (+200) | 2900 (+0) | 3500 (+600) | 2900 (+0) | DNF |  | 3400 (+500) | 2900 (+0) | 4600 (+1700) | 2200 (-700) |
+# | seed | none | kick 10 | noise 0.1 | penalty 0.5 | project 0.25 | project 0.25 (random) | project 0.5 | project 0.5 (random) | project 0.75 | project 0.75 (random) | project 1 | project 1 (random) | project_attention 0.75 | project_attention 0.75 (random) | project_attention 1 | project_attention 1 (random) | random_kick 100 | sustained_kick 100 |
+# |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+# | 1 | 3100 |  |  |  | 3200 (+100) |  | 3300 (+200) |  | 3700 (+600) |  | DNF |  |  |  |  |  |  |  |
+# | 2 | 3000 |  |  |  | 3100 (+100) |  | 3300 (+300) |  | 3800 (+800) |  | DNF |  |  |  |  |  |  |  |
+# | 3 | 3400 |  |  |  | 3500 (+100) |  | 3700 (+300) |  | 4500 (+1100) |  | DNF |  |  |  |  |  |  |  |
+# | 42 | 3300 | 3600 (+300) | 3300 (+0) | 3400 (+100) | 3400 (+100) | 3400 (+100) | 3500 (+200) | 3300 (+0) | 3700 (+400) | 3300 (+0) | DNF | DNF | 3700 (+400) | 3300 (+0) | 5200 (+1900) | 2400 (-900) | 3300 (+0) | 3200 (-100) |
+# | 137 | 3200 | 3200 (+0) | 3200 (+0) | 3300 (+100) | 3300 (+100) | 3300 (+100) | 3400 (+200) | 3200 (+0) | 3900 (+700) | 3200 (+0) | DNF | DNF | 3800 (+600) | 3200 (+0) | 5500 (+2300) | 2300 (-900) | 3200 (+0) | 3300 (+100) |
+# | 2024 | 2900 | 2900 (+0) | 2900 (+0) | 3000 (+100) | 3000 (+100) | 2900 (+0) | 3100 (+200) | 2900 (+0) | 3500 (+600) | 2900 (+0) | DNF | DNF | 3400 (+500) | 2900 (+0) | 4600 (+1700) | 2200 (-700) | 2900 (+0) | 3000 (+100) |
 #
 # What the table shows: at s = 1 (`project`) no seed groks within 15,000 steps, but then every parameter outside
 # the attention matrices (embeddings, MLPs, layer norms) gets no gradient at all, and a random basis fails there
