@@ -83,14 +83,15 @@ def self_check(theta, data: Dataset, cfg: Config) -> str | None:
     All of it in the arithmetic of training (parallel.recorded_arithmetic), so that the verdict at a state is the
     same wherever it is asked."""
     x, y = data.train_x[:CHECK_EXAMPLES], data.train_y[:CHECK_EXAMPLES]
+    host = backend.to_host(theta)  # (P,)
     with parallel.recorded_arithmetic():
         for dtype, tolerance in (("float64", CHECK_TOLERANCE), ("float32", CHECK_TOLERANCE_FLOAT32)):
-            config, at = cfg.replace(dtype=dtype), backend.to_host(theta).astype(dtype)
+            config, at = cfg.replace(dtype=dtype), host.astype(dtype)
             logits = [e.logits(at, x, config) for e in ENGINES.values()]
             grads = [e.gradient(at, x, y, config) for e in ENGINES.values()]
             if found := _differ((("logits", logits), ("gradients", grads)), tolerance, dtype):
                 return found
-        steps = _adamw_steps(backend.to_host(theta).astype(np.float64), cfg)
+        steps = _adamw_steps(host.astype(np.float64), cfg)
         return _differ((("AdamW steps", steps),), CHECK_TOLERANCE, "float64")
 
 
