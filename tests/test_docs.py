@@ -140,31 +140,13 @@ def test_the_forecast_page_is_the_one_its_records_give(monkeypatch):
     assert forecast_scoring.page([Path("tinygrok/run/forecast_held_out")], page) == page.read_text()
 
 
-def test_lesson_8_shows_the_paper_models_interventions_as_their_records_give_them():
-    """Lesson 8's table of the paper's model, seed by seed, is the one docs/records gives for add, the lesson's
-    operation (sweep_report.seed_tables)."""
-    from tinygrok.lab import sweep_report
+def test_the_readme_and_lesson_8_extracts_are_the_ones_the_records_give():
+    """README's claim-by-claim table (the page's rows of the claims it names) and lesson 8's table of the paper's
+    model's interventions, seed by seed, are what `tinygrok results --records docs/records --out docs/results.md
+    --checkout .` writes."""
+    from tinygrok.lab import extracts, sweep_report
 
-    runs = [r for r in sweep_report.recorded_runs(ROOT / "docs" / "records")[0] if r["op"] == "add"]
-    lesson = (ROOT / "lessons" / "08_interventions.py").read_text()
-    table = [row for line in sweep_report.seed_tables(runs) for row in line.splitlines() if row.startswith("|")]
-    assert table and all(f"# {line}\n" in lesson for line in table)
-
-
-def cells(line: str) -> list[str]:
-    return [cell.strip() for cell in line.strip().strip("|").split(" | ")]
-
-
-def test_the_readmes_extract_of_the_results_page_is_the_page_itself():
-    """README's claim-by-claim table: each row's claim, the paper's number, tinygrok's and the verdict, as
-    docs/results.md has them."""
-    extract = README.split("## The paper, claim by claim", 1)[1].split("\n\n")[2]  # heading, words, the table
-    rows = [cells(line) for line in extract.splitlines()[2:]]
-    page = {
-        (row := cells(line))[1]: row
-        for line in (ROOT / "docs" / "results.md").read_text().splitlines()
-        if line.startswith("| §")
-    }
-    assert rows
-    for claim, quoted, number, verdict in rows:
-        assert [page[claim][i] for i in (2, 3, 5)] == [quoted, number, verdict], claim
+    runs = sweep_report.recorded_runs(ROOT / "docs" / "records")[0]
+    page = (ROOT / "docs" / "results.md").read_text()
+    for path, text in extracts.texts(ROOT, page, runs).items():
+        assert path.read_text() == text, f"{path.name} differs from its extract of the records"

@@ -9,7 +9,7 @@ import sys
 import pytest
 from test_cli import assert_refused, killed_when, refused_here, tinygrok
 
-from tinygrok.lab import grids, records, reproduction, results_page, sweep, sweep_report
+from tinygrok.lab import extracts, grids, records, reproduction, results_page, sweep, sweep_report
 from tinygrok.lab.grids import Filters
 from tinygrok.run.runs import METRICS, Run, RunError
 from tinygrok.science import paper
@@ -307,6 +307,50 @@ def test_interventions_are_selected_by_arm_dose_and_basis_and_delayed_against_th
         "differs",
         "differs: none of its runs grokked",
     )
+
+
+README = """## The paper, claim by claim
+
+Words.
+
+| claim | paper | tinygrok | verdict |
+|---|---|---|---|
+| b | old | old | old |
+
+## The lessons
+"""
+LESSON = """# %% [markdown]
+# ## On the paper's model, seed by seed
+#
+# | seed | old |
+# |---|---|
+#
+# What the table shows
+"""
+
+
+def test_the_checkouts_extracts_take_the_pages_rows_of_readmes_claims_and_the_reference_protocols_seeds(tmp_path):
+    (tmp_path / "lessons").mkdir()
+    (tmp_path / "README.md").write_text(README)
+    (tmp_path / extracts.LESSON).write_text(LESSON)
+    page = "| section | claim |\n|---|---|\n| §1 | a | pa | ta | — | yes | — |\n| §2 | b | pb | tb | — | differs | — |"
+    runs = [
+        run(seed=42, recipe="intervene", hook="none", batches="shifted", grok_step=3000),
+        run(seed=42, recipe="intervene", hook="project:s=1.0,basis=pca,start=500", batches="shifted", grok_step=None),
+        run(seed=7, recipe="intervene", hook="none", batches="sibling", grok_step=3100),  # not the reference's
+    ]
+    texts = extracts.texts(tmp_path, page, runs)
+    assert texts[tmp_path / "README.md"] == README.replace("| b | old | old | old |", "| b | pb | tb | differs |")
+    assert texts[tmp_path / extracts.LESSON] == LESSON.replace(
+        "# | seed | old |\n# |---|---|", "# | seed | none | project 1 |\n# |---|---|---|\n# | 42 | 3000 | DNF |"
+    )
+    with pytest.raises(RunError, match="no intervention runs of add on shifted"):
+        extracts.texts(tmp_path, page, runs[2:])
+    (tmp_path / "README.md").write_text(README.replace("| b |", "| c |"))
+    with pytest.raises(RunError, match="the results page lacks: c$"):
+        extracts.texts(tmp_path, page, runs)
+    with pytest.raises(RunError, match="checkout's root"):
+        extracts.texts(tmp_path / "lessons", page, runs)
 
 
 def test_the_measures_that_read_a_runs_rows():

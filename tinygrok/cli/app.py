@@ -27,6 +27,7 @@ from tinygrok.cli.views import console, err_console
 from tinygrok.engine import backend, parallel
 from tinygrok.lab import (
     benchmark,
+    extracts,
     forecast_scoring,
     grids,
     lessons,
@@ -682,9 +683,19 @@ def results(
     out: Annotated[
         Path, typer.Option(help="the results page to write, e.g. docs/results.md (its figures go beside it)")
     ],
+    checkout: Annotated[
+        Path | None,
+        typer.Option(
+            help="a tinygrok checkout's root whose extracts of the page to bring up to date too: README.md's "
+            "claim-by-claim table (its claims, the page's numbers) and lesson 8's seed-by-seed table"
+        ),
+    ] = None,
 ):
     """Write a reproduction's results page from its records alone: every claim of the paper, measured, judged."""
-    console.print(f"results page {results_page.write(records_dir, out)}")
+    page = results_page.write(records_dir, out)
+    console.print(f"results page {page}")
+    for path in extracts.write(checkout, page, records_dir) if checkout else []:
+        console.print(f"its extract in {path}")
 
 
 @app.command()
