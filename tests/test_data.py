@@ -67,6 +67,9 @@ def test_is_prime():
         (dict(p=96), "--p"),
         (dict(train_frac=1.0), "--train-frac"),
         (dict(train_frac=0.0), "--train-frac"),
+        (dict(p=3, train_frac=0.1), r"--train-frac=0.1 is invalid: .* \(add mod 3 has 9 pairs\)"),  # none to train on
+        (dict(op="mul", p=2), "--train-frac"),  # 1 pair (mul leaves out 0): none to train on
+        (dict(eval_every=0, probe_every=100), "--eval-every"),
         (dict(lr=-1e-3), "--lr"),
         (dict(d_model=130), "--n-heads"),
         (dict(dtype="float16"), "--dtype"),

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from tinygrok.science import interventions
-from tinygrok.science.data import OPERATIONS, is_prime
+from tinygrok.science.data import OPERATIONS, is_prime, split_sizes
 
 
 class ConfigError(ValueError):
@@ -89,7 +89,12 @@ class Config:
             ("op", self.op in OPERATIONS, f"one of {', '.join(OPERATIONS)}"),
             ("p", is_prime(self.p), "a prime number"),
             ("seed", self.seed >= 0, "zero or positive"),
-            ("train-frac", 0 < self.train_frac < 1, "strictly between 0 and 1"),
+            (
+                "train-frac",
+                self.op in OPERATIONS and 0 < self.train_frac < 1 and min(self._split_sizes()) >= 1,
+                f"strictly between 0 and 1, leaving the training split an example ({self.op} mod {self.p} has "
+                f"{sum(self._split_sizes())} pairs)",
+            ),
             ("n-layers", self.n_layers >= 1, "at least 1"),
             ("d-model", self.d_model >= 1, "at least 1"),
             (
@@ -128,7 +133,7 @@ class Config:
             ("theta-every", self.theta_every >= 0, "zero (off) or positive"),
             (
                 "probe-every",
-                self.probe_every >= 0 and self.probe_every % self.eval_every == 0,
+                self.probe_every >= 0 and self.eval_every >= 1 and self.probe_every % self.eval_every == 0,
                 f"zero (off) or a multiple of eval-every ({self.eval_every})",
             ),
             ("probe-samples", self.probe_samples >= 1, "at least 1"),
@@ -142,6 +147,9 @@ class Config:
         except ValueError as err:
             raise ConfigError(f"--hook={self.hook!r} is invalid: {err}") from None
         object.__setattr__(self, "hook", hook.spec)  # one text per hook: "weight_noise:every=50" is written out
+
+    def _split_sizes(self) -> tuple[int, int]:
+        return split_sizes(self.op, self.p, self.train_frac) if self.op in OPERATIONS else (0, 0)
 
     def replace(self, **changes) -> Config:
         return dataclasses.replace(self, **changes)

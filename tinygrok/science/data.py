@@ -43,13 +43,20 @@ def all_pairs(op: str, p: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def split_sizes(op: str, p: int, train_frac: float) -> tuple[int, int]:
+    """How many pairs the training and the test split hold: int(frac * N) and the rest, of N = (p - lo)^2."""
+    n = (p - OPERATIONS[op][1]) ** 2
+    n_train = int(train_frac * n)
+    return n_train, n - n_train
+
+
 def make_dataset(op: str, p: int, train_frac: float, seed: int) -> Dataset:
     """Split as the reference does (§1.3): Python's `random.Random(seed).shuffle`, first int(frac * N) train."""
     x, y = all_pairs(op, p)
     order = list(range(len(x)))
     random.Random(seed).shuffle(order)
     order = np.array(order)
-    n_train = int(train_frac * len(x))
+    n_train = split_sizes(op, p, train_frac)[0]
     train, test = order[:n_train], order[n_train:]
     return Dataset(x[train], y[train], x[test], y[test])
 
