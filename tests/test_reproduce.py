@@ -127,6 +127,9 @@ def test_the_plan_estimate_lists_every_stage_and_a_total(tmp_path):
     (tmp_path / "other" / "records" / reproduction.STATE).write_text(json.dumps({"scale": "machine", "parts": []}))
     assert_refused(refused_here("reproduce", "--scale", "classroom", "--out", str(tmp_path / "other")), "machine")
     assert sorted(p.name for p in (tmp_path / "other").iterdir()) == ["records"]  # nothing ran
+    page = tmp_path / "page" / "results.md"
+    assert_refused(refused_here("results", "--records", str(tmp_path / "x"), "--out", str(page)), "reproduce.json")
+    assert not page.parent.exists()  # neither the page nor its figures' folder
 
 
 def test_the_estimate_counts_only_the_runs_without_a_record():

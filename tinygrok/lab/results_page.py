@@ -355,9 +355,7 @@ def _cut(stage: Stage) -> str:
 def write(folder: Path, page: Path) -> Path:
     """The results page at `page` (its figures in a folder beside it, PAGE_figures): text(folder, page)."""
     page = Path(page)
-    figures = page.with_name(page.stem + "_figures")
-    figures.mkdir(parents=True, exist_ok=True)
-    return write_text(page, text(folder, page, figures))
+    return write_text(page, text(folder, page, page.with_name(page.stem + "_figures")))
 
 
 def text(folder: Path, page: Path, figures_dir: Path | None = None) -> str:
@@ -370,6 +368,8 @@ def text(folder: Path, page: Path, figures_dir: Path | None = None) -> str:
         raise RunError(
             f"{folder} holds no reproduction's records (it has no {STATE}: tinygrok reproduce --records writes it)"
         )
+    if figures_dir:
+        figures_dir.mkdir(parents=True, exist_ok=True)
     state = read_json(folder / STATE)
     plan = reproduction.stages(state["scale"])
     found, problems = records.load_all(folder)
