@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tinygrok.run import geometry, plots
-from tinygrok.run.runs import GEOMETRY, SUMMARY, Run
+from tinygrok.run.runs import GEOMETRY, SUMMARY, Run, RunError
 from tinygrok.run.train import train
 from tinygrok.science import undefined
 from tinygrok.science.config import Config
@@ -81,8 +81,6 @@ def test_the_dimension_sweep_grows_with_the_subspace_at_four_phases(analysed, tm
     one row per phase and size; nested subspaces catch more of each defect as k grows; random bases about
     sqrt(K/P) (P is small, so roughly); the file and its figure written. A run that never grokked is refused."""
     import shutil
-
-    from tinygrok.run.runs import RunError
 
     run, _ = analysed
     with pytest.raises(RunError, match="memorized and grokked"):
@@ -195,3 +193,11 @@ def test_last_layer_float16_snapshots_give_its_pc1_and_rho_comes_from_the_final_
     assert all(abs(summary16["pc1"][name] - summary["pc1"][name]) < 1e-4 for name in kept)
     assert [r["step"] for r in rows] == [200] and 0 < rows[0]["exec_rho"] <= 1
     assert slow.basis().shape == (param_count(CFG), 8)  # 2 directions x the 4 matrices recorded
+
+
+def test_pca_of_a_run_without_snapshots_is_refused_in_one_line(tmp_path):
+    cfg = CFG.replace(snapshot_every=0, probe_every=0, theta_every=0, max_steps=20)
+    run = Run.create(tmp_path / "none", cfg)
+    train(cfg, run)
+    with pytest.raises(RunError, match=r"took no attention snapshots \(--snapshot-every 0\)"):
+        geometry.trajectories_to_detection(run)

@@ -57,12 +57,14 @@ def trajectories_to_detection(run: Run) -> dict[str, np.ndarray]:
     the paper's PCA runs stopped there (§1.5, §5.1), while `tinygrok grok` trains 1,000 steps further for the
     curvature record."""
     cfg = run.config()
+    if not cfg.snapshot_every:
+        raise RunError(f"{run.path} took no attention snapshots (--snapshot-every 0): PCA needs them")
     n_snapshots = len(run.rows(SNAPSHOTS)) if run.has(SNAPSHOTS) else 0
     end = detection_step(run.metrics(), cfg.stop_acc, cfg.stop_patience)
     keep = n_snapshots if end is None else min(n_snapshots, end // cfg.snapshot_every + 1)
     if keep < 3:
         raise RunError(
-            f"{run.path} has {keep} attention snapshots up to detection; PCA needs at least 3 "
+            f"{run.path} has {keep} attention snapshots{' up to detection' if end else ''}; PCA needs at least 3 "
             "(train longer, or with a smaller --snapshot-every)"
         )
     return run_trajectories(run, cfg, keep)
