@@ -3,8 +3,8 @@
 - readable: model.py's forward pass, its gradient by autograd, optim.py's AdamW: the code a student reads.
 - fast: the same mathematics for speed: fast.py's forward pass and written-out backward, kernels.adamw_step.
 - auto (a config's default): the fast engine, once `self_check` has found it equal to the readable one at the
-  run's parameters, in float64; otherwise the readable one, and a line that says why. So a changed model.py or
-  optim.py is never silently ignored: training runs it.
+  run's parameters, in float64 and in float32; otherwise the readable one, and a line that says why. So a changed
+  model.py or optim.py is never silently ignored: training runs it.
 
 Both engines split a batch into the same shards and run them side by side on several cores (parallel.py).
 """
@@ -36,8 +36,8 @@ CHECK_STEP = 7  # the AdamW step count the check's update is taken at
 
 
 def readable_grad(theta, tokens, labels, cfg: Config):
-    """The mean loss's gradient by autograd through model.py: (P,) -> (P,). Differentiated with respect to the
-    parameters by name, then flattened: autograd's gradient of a slice of theta would be a zero (P,) array each."""
+    """The mean loss's gradient by autograd through model.py: (P,) -> (P,), differentiated with respect to
+    model.py's parameters by name (the dict unflatten gives), then flattened."""
     return flatten(grad(loss_fn)(unflatten(theta, cfg), tokens, labels, cfg.n_heads))
 
 
@@ -52,7 +52,7 @@ def fast_logits(theta, tokens, cfg: Config):
 
 
 def readable_adamw(theta, grad_, m, v, t: int, **hyper) -> tuple:
-    """optim.py's AdamW step, as kernels.adamw_step is called: the step count after it, t."""
+    """optim.py's AdamW step, called as kernels.adamw_step is (t: the step count after it) -> (theta, m, v)."""
     theta, state = optim.adamw_step(theta, grad_, AdamWState(t - 1, m, v), **hyper)
     return theta, state.m, state.v
 

@@ -341,7 +341,7 @@ def _train(cfg: Config, run: Run, resume: bool, on_step: StepCallback | None) ->
         )
         raise
     environment = _environment(spent(), recorder.engine, why)
-    if state.step > first_step:  # a resume of a run that had trained all its steps times none
+    if state.step > first_step:  # a step's time, unless this was a resume of a run with no steps left
         environment["train_step_ms"] = round(1e3 * train_seconds / (state.step - first_step), 3)
     return run.record("train", {**_results(rows, cfg), "steps": state.step}, environment)
 
