@@ -56,7 +56,7 @@ Threads = Annotated[
 ]
 ArrayBackend = Annotated[str, typer.Option("--backend", help="array library: numpy, cupy (a CUDA GPU), or auto")]
 Preset = Annotated[str, typer.Option(help=f"starting settings: {', '.join(config.PRESETS)}")]
-Resume = Annotated[bool, typer.Option(help="continue the run in --out from its checkpoint")]
+Resume = Annotated[bool, typer.Option(help="continue the run in --out from its checkpoint, with its saved settings")]
 Force = Annotated[bool, typer.Option(help="clear an existing run directory and start again")]
 
 EXIT_DIVERGED = 3  # exit code of a run stopped by a non-finite number (2: bad input; 1: a failed write)

@@ -94,6 +94,7 @@ def saved_spec(path: Path | str, recipe: str = "train", **given) -> RunSpec:
         raise RunError(
             f"{path} continues with its saved config; these options differ from it: "
             + ", ".join("--" + k.replace("_", "-") for k in differing)
+            + " (to train with them, start a new run: another --out, or --force to start this one over)"
         )
     return RunSpec(cfg, recipe, min(config.PRESETS, key=lambda name: len(_differences(cfg, config.preset(name)))))
 
