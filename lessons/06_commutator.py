@@ -15,7 +15,8 @@
 # - take two gradient steps in both orders and measure how far apart they land: the commutator defect D;
 # - see that for small steps the gap is η² times a Lie bracket of the two gradient fields, H_B g_A - H_A g_B,
 #   computed exactly with Hessian-vector products;
-# - know why D measures curvature, and why it does not depend on the step size η.
+# - know why D measures curvature, why for small steps it does not depend on the step size η, and how far it
+#   does at the paper's η.
 
 # %% [markdown]
 # ## Two steps, both orders
