@@ -6,6 +6,7 @@ from conftest import tiny_config
 from test_train import SMALL
 
 from tinygrok.engine import parallel
+from tinygrok.engine.engines import ENGINES
 from tinygrok.engine.fast import flat_grad
 from tinygrok.engine.parallel import Derivatives
 from tinygrok.run.runs import METRICS, Run, RunError
@@ -152,7 +153,7 @@ def test_ranges_cut_at_multiples_into_one_range_per_core():
 
 def test_results_that_are_not_gradients_come_back_pickled(two_cores):
     theta, batches = setting(8)
-    jobs = [(theta, *batch, 5, "fast") for batch in batches]  # chunk_totals in chunks of 5 examples
+    jobs = [(theta, *batch, 5, ENGINES["fast"]) for batch in batches]  # chunk_totals in chunks of 5 examples
     got = parallel.side_by_side(chunk_totals, jobs, CFG)
     assert got == [chunk_totals(*job, CFG) for job in jobs] and len(got[0]) == 4  # 16 examples: 5 + 5 + 5 + 1
 

@@ -65,7 +65,7 @@ def workloads(cfg: Config) -> dict[str, Callable[[], object]]:
     return {
         "train_step": step(cfg),
         "train_step_full_batch": step(full),
-        "eval": lambda: evaluate(state["s"].theta, data, cfg, engine.name),
+        "eval": lambda: evaluate(state["s"].theta, data, cfg, engine),
         "commutator_sample": lambda: defect_sample(
             state["s"].theta,
             sample_batch(data, cfg.batch_size, rng),

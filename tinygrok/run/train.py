@@ -79,8 +79,8 @@ def initial_streams(cfg: Config) -> dict[str, np.random.Generator]:
     return {key: stream(cfg.seed, name) for key, name in names.items()}
 
 
-def evaluate(theta: np.ndarray, data: Dataset, cfg: Config, engine: str = "fast") -> dict:
-    """Mean loss and exact accuracy on the whole train and test sets (§1.5), in chunks of examples, by the named
+def evaluate(theta: np.ndarray, data: Dataset, cfg: Config, engine: Engine = ENGINES["fast"]) -> dict:
+    """Mean loss and exact accuracy on the whole train and test sets (§1.5), in chunks of examples, by the
     engine's forward pass; with several cores, each takes a run of whole chunks. The numbers do not depend on the
     cores."""
     size = EVAL_CHUNK if backend.NAME == "numpy" else DEVICE_EVAL_CHUNK
@@ -93,12 +93,12 @@ def evaluate(theta: np.ndarray, data: Dataset, cfg: Config, engine: str = "fast"
     return row
 
 
-def chunk_totals(theta, tokens, labels, size: int, engine: str, cfg: Config) -> list[tuple[float, int]]:
+def chunk_totals(theta, tokens, labels, size: int, engine: Engine, cfg: Config) -> list[tuple[float, int]]:
     """(summed loss, correct predictions) of each chunk of `size` examples, in order."""
     totals = []
     for i in range(0, len(tokens), size):
         x, y = backend.to_device(tokens[i : i + size]), backend.to_device(labels[i : i + size])
-        logits = ENGINES[engine].logits(theta, x, cfg)  # (size, vocab)
+        logits = engine.logits(theta, x, cfg)  # (size, vocab)
         totals.append(
             (float(kernels.cross_entropy(logits, y)) * len(logits), int(np.sum(np.argmax(logits, axis=1) == y)))
         )
@@ -115,7 +115,7 @@ def train_step(
 ) -> tuple[TrainState, dict]:
     """One optimizer step (optim.py's: clip, then AdamW) on the engine's gradient and AdamW, the hook around it
     (given `basis`, if it needs the execution basis); returns the new state and the step's pre-clipping gradient
-    norm."""
+    norm. The engine is the caller's choice, unchecked (train() chooses it by cfg.engine: engines.choose)."""
     x, y = map(backend.to_device, sample_batch(data, cfg.batch_size, state.batch_rng))
     g = parallel.batch_gradient(state.theta, x, y, cfg, engine.gradient)  # (P,)
     g, norm = clip_by_global_norm(g, cfg.clip_norm)
@@ -426,7 +426,7 @@ class Recorder:
             self.run.append_rows(THETAS, backend.to_host(state.theta)[None])
         if step % cfg.eval_every and step != stop_at:
             return None
-        row = {"step": step, **evaluate(state.theta, self.data, cfg, self.engine.name), **info}
+        row = {"step": step, **evaluate(state.theta, self.data, cfg, self.engine), **info}
         for split in ("train", "test"):
             _check_finite(step, f"the {split} loss", row[f"{split}_loss"])
         if _due(step, cfg.probe_every):
