@@ -24,31 +24,12 @@ from tinygrok.science.special import erf
 
 SEQ_LEN = 2  # the input is just [a, b] (docs/paper.md §1.2)
 LN_EPS = 1e-5  # torch.nn.LayerNorm's default (docs/paper.md §2)
-BLOCK_PARAMS = (
-    "ln1.w",
-    "ln1.b",
-    "W_Q",
-    "b_Q",
-    "W_K",
-    "b_K",
-    "W_V",
-    "b_V",
-    "W_O",
-    "b_O",
-    "ln2.w",
-    "ln2.b",
-    "W_in",
-    "b_in",
-    "W_out",
-    "b_out",
-)
 ATTENTION_MATRICES = ("W_Q", "W_K", "W_V", "W_O")
 
 
-def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
-    """Every parameter's name and shape, in THE canonical order (flattening and checkpoints follow it)."""
-    d, f, v = cfg.d_model, cfg.d_ff, cfg.p
-    block = {
+def block_shapes(d: int, f: int) -> dict[str, tuple[int, ...]]:
+    """One block's parameters, in order, and their shapes (d: d_model, f: d_ff)."""
+    return {
         "ln1.w": (d,),
         "ln1.b": (d,),
         "W_Q": (d, d),
@@ -66,9 +47,17 @@ def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
         "W_out": (f, d),
         "b_out": (d,),
     }
+
+
+BLOCK_PARAMS = tuple(block_shapes(1, 1))  # a block's parameter names, in order
+
+
+def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
+    """Every parameter's name and shape, in THE canonical order (flattening and checkpoints follow it)."""
+    d, f, v = cfg.d_model, cfg.d_ff, cfg.p
     shapes = {"W_E": (v, d), "W_pos": (SEQ_LEN, d)}
     for layer in range(cfg.n_layers):
-        shapes.update({f"blocks.{layer}.{name}": block[name] for name in BLOCK_PARAMS})
+        shapes.update({f"blocks.{layer}.{name}": shape for name, shape in block_shapes(d, f).items()})
     shapes.update({"ln_final.w": (d,), "ln_final.b": (d,), "W_U": (d, v), "b_U": (v,)})
     return shapes
 
