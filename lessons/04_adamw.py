@@ -139,7 +139,7 @@ cfg = config.preset("classroom")
 data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
 theta0 = model.flatten(model.init_params(cfg, stream(cfg.seed, "init")))  # (P,): the flat parameters
 x, y = sample_batch(data, cfg.batch_size, stream(cfg.seed, "a batch"))
-hyper = dict(lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps, weight_decay=cfg.weight_decay)
+hyper = cfg.adamw()  # {"lr": ..., "beta1": ..., "beta2": ..., "eps": ..., "weight_decay": ...}, as adamw_step takes
 
 answer_4d = None  # your answer
 lessons.check(

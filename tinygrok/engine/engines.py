@@ -99,8 +99,7 @@ def _adamw_steps(theta, cfg: Config) -> list:
     """What each engine's AdamW moves theta by, from random moments at step CHECK_STEP (every term of the update
     matters there, unlike at step 1, where Adam's step is sign(g) whatever the betas)."""
     g, m, v = np.random.default_rng(0).standard_normal((3, theta.size))  # (P,) each
-    hyper = dict(lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps, weight_decay=cfg.weight_decay)
-    return [e.adamw(theta, g, 0.1 * m, 0.01 * v * v, CHECK_STEP, **hyper)[0] - theta for e in ENGINES.values()]
+    return [e.adamw(theta, g, 0.1 * m, 0.01 * v * v, CHECK_STEP, **cfg.adamw())[0] - theta for e in ENGINES.values()]
 
 
 def _differ(pairs: tuple, tolerance: float, dtype: str) -> str | None:

@@ -138,18 +138,7 @@ def train_step(
     )
     theta, g = hook.before_update(state.theta, g, state.step, ctx)
     t = state.adam.t + 1
-    theta, m, v = engine.adamw(
-        theta,
-        g,
-        state.adam.m,
-        state.adam.v,
-        t,
-        lr=cfg.lr,
-        beta1=cfg.beta1,
-        beta2=cfg.beta2,
-        eps=cfg.eps,
-        weight_decay=cfg.weight_decay,
-    )
+    theta, m, v = engine.adamw(theta, g, state.adam.m, state.adam.v, t, **cfg.adamw())
     theta = hook.after_update(theta, state.step + 1, ctx)
     finite = np.isfinite(theta)  # (P,) bool, on theta's device
     if not bool(finite.all()):

@@ -151,6 +151,10 @@ class Config:
     def _split_sizes(self) -> tuple[int, int]:
         return split_sizes(self.op, self.p, self.train_frac) if self.op in OPERATIONS else (0, 0)
 
+    def adamw(self) -> dict:
+        """AdamW's settings, as optim.adamw_step takes them."""
+        return dict(lr=self.lr, beta1=self.beta1, beta2=self.beta2, eps=self.eps, weight_decay=self.weight_decay)
+
     def replace(self, **changes) -> Config:
         return dataclasses.replace(self, **changes)
 
