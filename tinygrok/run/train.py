@@ -178,6 +178,7 @@ def _attention_mask(cfg: Config):
 
 @functools.lru_cache(maxsize=8)
 def _device_mask(cfg: Config, backend_name: str):
+    """_attention_mask, cached per run's config and backend (backend_name: the cache's key, one array a device)."""
     mask = np.zeros(param_count(cfg), dtype=cfg.dtype)
     mask[attention_indices(cfg)] = 1
     return backend.to_device(mask)
@@ -186,7 +187,8 @@ def _device_mask(cfg: Config, backend_name: str):
 @functools.lru_cache(maxsize=8)
 def _random_subspace(cfg: Config, backend_name: str, k: int):
     """R (P, k): the run's random orthonormal basis of k directions (keep_random's), drawn on the host from its
-    "keep_random" stream once per run, the same after a resume; on the run's device."""
+    "keep_random" stream once per run, the same after a resume; on the run's device (backend_name: the cache's
+    key)."""
     return backend.to_device(random_basis(param_count(cfg), k, stream(cfg.seed, "keep_random")).astype(cfg.dtype))
 
 
