@@ -275,17 +275,24 @@ def train(
         return _train(cfg, run, resume, on_step)
 
 
+def _start(cfg: Config, run: Run, resume: bool) -> tuple[TrainState, dict, list[dict], str | None]:
+    """Where training starts: the state, what was spent before, the metrics rows so far and the engine that trained
+    the last steps (None: a fresh run). A resume starts from the checkpoint, with the rows and snapshots written
+    after it dropped."""
+    if not resume:
+        return fresh_state(cfg), not_spent(), [], None
+    state, spent_before, before = load_state(run, cfg)
+    spent_before["resumes"] = _plus(spent_before["resumes"], 1)
+    rows = run.truncate_metrics(state.step)
+    for name, every in ((SNAPSHOTS, cfg.snapshot_every), (THETAS, cfg.theta_every)):
+        run.truncate_rows(name, state.step // every + 1 if every else 0)
+    return state, spent_before, rows, before
+
+
 def _train(cfg: Config, run: Run, resume: bool, on_step: StepCallback | None) -> dict:
     backend.reuse_freed_memory()
     data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
-    if resume:
-        state, spent_before, before = load_state(run, cfg)
-        spent_before["resumes"] = _plus(spent_before["resumes"], 1)
-        rows = run.truncate_metrics(state.step)
-        for name, every in ((SNAPSHOTS, cfg.snapshot_every), (THETAS, cfg.theta_every)):
-            run.truncate_rows(name, state.step // every + 1 if every else 0)
-    else:
-        state, spent_before, rows, before = fresh_state(cfg), not_spent(), [], None
+    state, spent_before, rows, before = _start(cfg, run, resume)
     engine, why = _engine_from(state, data, cfg, before)
     if why:
         LOG.warning(why)
