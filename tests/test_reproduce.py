@@ -312,6 +312,22 @@ def test_interventions_are_selected_by_arm_dose_and_basis_and_delayed_against_th
     )
 
 
+def test_a_verdict_says_when_the_values_resolution_and_not_their_spread_leaves_it_open():
+    """+200 in every seed against the paper's +300: grok steps counted at evaluations every 100 steps cannot tell."""
+    seeds, hook = (42, 137, 2024), "project:s=0.5,basis=pca,start=500"
+    runs = [intervention(s, "none", 3000) for s in seeds] + [intervention(s, hook, 3200) for s in seeds]
+    runs = [{**r, "eval_every": 100} for r in runs]
+    claim = paper.Claim("§x", "s = 0.5 delays", "+300", "delay", ("dose",), dict(dose=0.5, **paper._PROJECT), 300, 300)
+    dose = {"dose": reproduction.Stage("dose", "dose-response", Filters(ops=("add",)))}
+    assert results_page.measure(claim, {"dose": runs}, dose) == (
+        "+200 ± 0 [+200 to +200] (n 3)",
+        "too few runs to tell",
+        "too few runs to tell (here how finely each value is measured, 100, sets the interval)",
+    )
+    runs[-1] = {**runs[-1], "grok_step": 3800}  # +800: now the seeds' spread sets it
+    assert results_page.measure(claim, {"dose": runs}, dose)[2] == "too few runs to tell"
+
+
 README = """## The paper, claim by claim
 
 Words.
@@ -374,7 +390,9 @@ def test_the_measures_that_read_a_runs_rows():
     ratio = results_page.MEASURES["final_defect_ratio"](runs)
     assert ratio.values == [50.0] and ratio.shown == "50 (D 500 over 10; n 1 and 1)"
     assert results_page.MEASURES["geometry_median"]([grokked], key="weight_svd_proj").values == [0.02]
-    assert results_page.MEASURES["defect_at"](runs, step=100).values == [40.0, 8.0]
+    assert results_page.MEASURES["defect_at"](runs, step=100) == results_page.Measured(
+        [40.0, 8.0], "24 ± 22.6 [8, 40] (n 2); its grok_90: 200, never"
+    )
     assert results_page.MEASURES["defect_before_grok"](runs).values == [40.0]  # the probe before grok_90 (200)
     assert results_page.MEASURES["max_defect"](runs).values == [500.0, 10.0]
     assert results_page.MEASURES["lead_50"](runs).values == [100]  # test acc 0.95 >= 0.5 at 200, onset 100

@@ -207,7 +207,10 @@ def _max_defect(runs, **_) -> Measured:
 
 
 def _defect_at(runs, step, **_) -> Measured:
-    return Measured([p["defect"] for r in runs for p in _probes(r) if p["step"] == step])
+    """The defect probed at `step`, shown beside the runs' grok_90 (where the step falls in each run)."""
+    values = [p["defect"] for r in runs for p in _probes(r) if p["step"] == step]
+    groks = ", ".join(str(r.get("grok_step_90") or "never") for r in runs)
+    return Measured(values, f"{_summary(values)}; its grok_90: {groks}" if values else "")
 
 
 def _defect_before_grok(runs, **_) -> Measured:
@@ -341,6 +344,8 @@ def _verdict(claim: Claim, found: Measured) -> tuple[str, str]:
     if kind == "replicates":
         return kind, "**replicates**"
     values = found.values
+    if kind == "too few runs to tell" and analysis.spread_half_width(values) < found.resolution:
+        return kind, f"{kind} (here how finely each value is measured, {found.resolution:g}, sets the interval)"
     overlap = (
         " (the ranges overlap)" if kind == "differs" and min(values) <= claim.high and max(values) >= claim.low else ""
     )

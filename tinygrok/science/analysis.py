@@ -173,12 +173,15 @@ def verdict(
     close = abs(mean - low) <= POINT_MARGIN * abs(low)
     if len(values) == 1:
         return "replicates" if close else "differs"
-    half = max(
-        scipy.special.stdtrit(len(values) - 1, 0.975) * statistics.stdev(values) / math.sqrt(len(values)), resolution
-    )
+    half = max(spread_half_width(values), resolution)
     if abs(mean - low) > half:
         return "differs"
     return "replicates" if close else "too few runs to tell"
+
+
+def spread_half_width(values: list[float]) -> float:
+    """The half-width of the 95% interval of the values' mean from their spread (Student's t; two values or more)."""
+    return scipy.special.stdtrit(len(values) - 1, 0.975) * statistics.stdev(values) / math.sqrt(len(values))
 
 
 def sign_test(leads: Iterable[float | None]) -> dict:
