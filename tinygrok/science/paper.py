@@ -172,7 +172,8 @@ WALKTHROUGH = (
         2.91,
         "1.8-2.9",
         "the same with the current-weight-SVD basis (top-3 singular pairs per matrix, K = 24), the basis the "
-        "reference's control used (every 100 steps, 7 samples; tinygrok: every 200 steps, 5 samples)",
+        "reference's control used (every 100 steps, 7 samples, as tinygrok's controls grid; tinygrok grok: every "
+        "200 steps, 5 samples)",
         "§6.4, §10 #7",
         "the same with the reference code's basis: ~2 at low defect (1.83-2.46 for D in "
         "5-15 in tinygrok's controls), falling as D rises",
