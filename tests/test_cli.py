@@ -114,7 +114,8 @@ def test_resume_missing_or_corrupt_checkpoint(existing_run, tmp_path):
 
 def test_resume_refuses_changed_settings(existing_run):
     before = snapshot(existing_run)
-    assert_refused(refused_here("train", "--resume", "--out", str(existing_run), "--lr", "0.5"), "--lr")
+    assert_refused(refused_here("train", "--resume", "--out", str(existing_run), "--lr", "0.5"), "--lr", "--force")
+    assert_refused(refused_here("train", "--resume", "--out", str(existing_run), "--preset", "paper"), "--preset")
     assert snapshot(existing_run) == before
 
 

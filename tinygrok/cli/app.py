@@ -186,7 +186,9 @@ def _execute(spec: recipes.RunSpec, path: Path, existing: str, threads: int | No
 @app.command()
 @with_config_options("train")
 def train(
-    preset: Preset = "paper",
+    preset: Annotated[
+        str | None, typer.Option(help=f"starting settings (default paper): {', '.join(config.PRESETS)}")
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -205,7 +207,13 @@ def train(
     use_backend(array_backend)
     if resume and out is None:
         raise RunError("--resume needs --out RUN_DIR, the run to continue")
-    spec = recipes.saved_spec(out, "train", **overrides) if resume else recipes.spec("train", preset, **overrides)
+    if resume and preset:
+        raise RunError(f"--resume continues {out} with its saved settings: leave out --preset")
+    spec = (
+        recipes.saved_spec(out, "train", **overrides)
+        if resume
+        else recipes.spec("train", preset or "paper", **overrides)
+    )
     path = out or recipes.run_path(spec)
     _execute(spec, path, _existing(resume, force), threads)
     views.print_summary(Run(path))
