@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 
 from tinygrok.science.config import Config, ConfigError
-from tinygrok.science.data import OPERATIONS, all_pairs, is_prime, make_dataset, sample_batch, stream
+from tinygrok.science.data import (
+    OPERATIONS,
+    all_pairs,
+    is_prime,
+    make_dataset,
+    pair_count,
+    sample_batch,
+    split_sizes,
+    stream,
+)
 
 
 @pytest.mark.parametrize(
@@ -41,6 +50,10 @@ def test_split_sizes_and_python_shuffle():
     random.Random(42).shuffle(pairs)  # the reference's split (docs/paper.md §1.3)
     assert [tuple(p) for p in data.train_x[:5]] == pairs[:5]
     assert len({tuple(p) for p in data.train_x} & {tuple(p) for p in data.test_x}) == 0
+    for op in OPERATIONS:  # what Config checks a split by, without building it
+        assert pair_count(op, 7) == len(all_pairs(op, 7)[0])
+        split = make_dataset(op, 7, 0.3, 0)
+        assert split_sizes(op, 7, 0.3) == (len(split.train_x), len(split.test_x))
 
 
 def test_batches_with_replacement_from_their_own_stream():
@@ -69,6 +82,8 @@ def test_is_prime():
         (dict(train_frac=0.0), "--train-frac"),
         (dict(p=3, train_frac=0.1), r"--train-frac=0.1 is invalid: .* \(add mod 3 has 9 pairs\)"),  # none to train on
         (dict(op="mul", p=2), "--train-frac"),  # 1 pair (mul leaves out 0): none to train on
+        (dict(train_frac=float("nan")), "--train-frac"),
+        (dict(train_frac=float("inf")), "--train-frac"),
         (dict(eval_every=0, probe_every=100), "--eval-every"),
         (dict(lr=-1e-3), "--lr"),
         (dict(d_model=130), "--n-heads"),

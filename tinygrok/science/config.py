@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from tinygrok.science import interventions
-from tinygrok.science.data import OPERATIONS, is_prime, split_sizes
+from tinygrok.science.data import OPERATIONS, is_prime, pair_count, split_sizes
 
 
 class ConfigError(ValueError):
@@ -91,9 +91,15 @@ class Config:
             ("seed", self.seed >= 0, "zero or positive"),
             (
                 "train-frac",
-                self.op in OPERATIONS and 0 < self.train_frac < 1 and min(self._split_sizes()) >= 1,
-                f"strictly between 0 and 1, leaving the training split an example ({self.op} mod {self.p} has "
-                f"{sum(self._split_sizes())} pairs)",
+                0 < self.train_frac < 1
+                and self.op in OPERATIONS
+                and split_sizes(self.op, self.p, self.train_frac)[0] >= 1,
+                "strictly between 0 and 1, leaving the training split an example"
+                + (
+                    f" ({self.op} mod {self.p} has {pair_count(self.op, self.p)} pairs)"
+                    if self.op in OPERATIONS
+                    else ""
+                ),
             ),
             ("n-layers", self.n_layers >= 1, "at least 1"),
             ("d-model", self.d_model >= 1, "at least 1"),
@@ -147,9 +153,6 @@ class Config:
         except ValueError as err:
             raise ConfigError(f"--hook={self.hook!r} is invalid: {err}") from None
         object.__setattr__(self, "hook", hook.spec)  # one text per hook: "weight_noise:every=50" is written out
-
-    def _split_sizes(self) -> tuple[int, int]:
-        return split_sizes(self.op, self.p, self.train_frac) if self.op in OPERATIONS else (0, 0)
 
     def adamw(self) -> dict:
         """AdamW's settings, as optim.adamw_step takes them."""

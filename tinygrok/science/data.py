@@ -43,9 +43,14 @@ def all_pairs(op: str, p: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def pair_count(op: str, p: int) -> int:
+    """How many operand pairs the operation has: (p - lo)^2, lo its smallest operand (1 for mul, else 0)."""
+    return (p - OPERATIONS[op][1]) ** 2
+
+
 def split_sizes(op: str, p: int, train_frac: float) -> tuple[int, int]:
-    """How many pairs the training and the test split hold: int(frac * N) and the rest, of N = (p - lo)^2."""
-    n = (p - OPERATIONS[op][1]) ** 2
+    """How many pairs the training and the test split hold: int(frac * N) and the rest, of N = pair_count."""
+    n = pair_count(op, p)
     n_train = int(train_frac * n)
     return n_train, n - n_train
 
