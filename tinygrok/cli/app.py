@@ -694,12 +694,14 @@ def results(
     checkout: Annotated[
         Path | None,
         typer.Option(
-            help="a tinygrok checkout's root whose extracts of the page to bring up to date too: README.md's "
-            "claim-by-claim table (its claims, the page's numbers) and lesson 8's seed-by-seed table"
+            help="a tinygrok checkout's root: also rewrite, from the page, its README.md's claim-by-claim table "
+            "(the claims README names) and lesson 8's seed-by-seed table"
         ),
     ] = None,
 ):
     """Write a reproduction's results page from its records alone: every claim of the paper, measured, judged."""
+    if checkout:
+        extracts.check(checkout)
     page = results_page.write(records_dir, out)
     console.print(f"results page {page}")
     for path in extracts.write(checkout, page, records_dir) if checkout else []:

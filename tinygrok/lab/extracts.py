@@ -20,14 +20,21 @@ def cells(line: str) -> list[str]:
     return [cell.strip() for cell in line.strip().strip("|").split(" | ")]
 
 
+def check(checkout: Path) -> None:
+    """A RunError (one line) unless `checkout` holds README.md and lesson 8, each with its table under its heading:
+    asked before a results page is written, so that a wrong --checkout costs nothing."""
+    for path, heading, prefix in _places(checkout):
+        _table_span(_read(path), heading, prefix, path)
+
+
 def texts(checkout: Path, page: str, runs: list[dict]) -> dict[Path, str]:
     """README.md's and lesson 8's texts in `checkout` with their tables made from `page` (a results page's text)
     and `runs` (its records' entries). A RunError if a file or its table is missing, or README names a claim the
     page lacks."""
-    readme, lesson = checkout / "README.md", checkout / LESSON
+    (readme, *readme_at), (lesson, *lesson_at) = _places(checkout)
     readme_text, lesson_text = _read(readme), _read(lesson)
-    claims = {row[1]: row for row in map(cells, page.splitlines()) if row[0].startswith("§")}
-    chosen = [cells(line)[0] for line in _table_span(readme_text, README_HEADING, "")[1][2:]]  # below its header
+    claims = {row[1]: row for row in (cells(line) for line in page.splitlines() if line.startswith("| §"))}
+    chosen = [cells(line)[0] for line in _table_span(readme_text, *readme_at, readme)[1][2:]]  # below its header
     if missing := [claim for claim in chosen if claim not in claims]:
         raise RunError(f"{readme}'s claim-by-claim table names claims the results page lacks: {'; '.join(missing)}")
     claim_table = sweep_report.table(["claim", "paper", "tinygrok", "verdict"], [
@@ -39,8 +46,8 @@ def texts(checkout: Path, page: str, runs: list[dict]) -> dict[Path, str]:
     if not seed_table:
         raise RunError(f"the records hold no intervention runs of add on {batches} batches for lesson 8's table")
     return {
-        readme: _replace_table(readme_text, README_HEADING, "", claim_table),
-        lesson: _replace_table(lesson_text, LESSON_HEADING, "# ", "\n".join(seed_table)),
+        readme: _replace_table(readme_text, *readme_at, readme, claim_table),
+        lesson: _replace_table(lesson_text, *lesson_at, lesson, "\n".join(seed_table)),
     }
 
 
@@ -51,28 +58,35 @@ def write(checkout: Path, page: Path, folder: Path) -> list[Path]:
     return [write_text(path, text) for path, text in texts(checkout, page.read_text(), runs).items()]
 
 
+def _places(checkout: Path) -> tuple[tuple[Path, str, str], ...]:
+    """(file, the heading its table is under, the prefix of the table's lines) of each extract."""
+    return (checkout / "README.md", README_HEADING, ""), (checkout / LESSON, LESSON_HEADING, "# ")
+
+
 def _read(path: Path) -> str:
     if not path.exists():
         raise RunError(f"{path} is not there: --checkout must be a tinygrok checkout's root")
     return path.read_text()
 
 
-def _table_span(text: str, heading: str, prefix: str) -> tuple[list[str], list[str], list[str]]:
-    """`text`'s lines before the first table after the line `heading` (its lines starting `prefix` + "|"), the
-    table's, and those after it."""
+def _table_span(text: str, heading: str, prefix: str, path: Path) -> tuple[list[str], list[str], list[str]]:
+    """`text`'s lines before the table under the line `heading` (its lines start `prefix` + "|"; no other heading
+    comes between), the table's, and those after it. A RunError naming `path` if there is none."""
     lines = text.split("\n")
     if heading not in lines:
-        raise RunError(f"there is no line {heading!r} to find a table under")
-    start = lines.index(heading)
-    while start < len(lines) and not lines[start].startswith(prefix + "|"):
+        raise RunError(f"{path} has no line {heading!r}, which its table is under")
+    start = lines.index(heading) + 1
+    while start < len(lines) and not lines[start].startswith((prefix + "|", prefix + "#")):
         start += 1
     end = start
     while end < len(lines) and lines[end].startswith(prefix + "|"):
         end += 1
+    if end == start:
+        raise RunError(f"{path} has no table under {heading!r}")
     return lines[:start], lines[start:end], lines[end:]
 
 
-def _replace_table(text: str, heading: str, prefix: str, table: str) -> str:
-    """`text` with the first table after the line `heading` replaced by `table`, each line after `prefix`."""
-    before, _, after = _table_span(text, heading, prefix)
+def _replace_table(text: str, heading: str, prefix: str, path: Path, table: str) -> str:
+    """`text` with the table under the line `heading` replaced by `table`, each line after `prefix`."""
+    before, _, after = _table_span(text, heading, prefix, path)
     return "\n".join(before + [prefix + line for line in table.split("\n")] + after)
