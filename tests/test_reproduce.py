@@ -127,8 +127,16 @@ def test_the_plan_estimate_lists_every_stage_and_a_total(tmp_path):
     (tmp_path / "other" / "records" / reproduction.STATE).write_text(json.dumps({"scale": "machine", "parts": []}))
     assert_refused(refused_here("reproduce", "--scale", "classroom", "--out", str(tmp_path / "other")), "machine")
     assert sorted(p.name for p in (tmp_path / "other").iterdir()) == ["records"]  # nothing ran
+
+
+def test_a_results_page_of_no_records_or_for_no_checkout_is_refused_before_anything_is_written(tmp_path):
     page = tmp_path / "page" / "results.md"
     assert_refused(refused_here("results", "--records", str(tmp_path / "x"), "--out", str(page)), "reproduce.json")
+    records_dir = tmp_path / "records"
+    records_dir.mkdir()
+    (records_dir / reproduction.STATE).write_text(json.dumps({"scale": "machine", "parts": []}))
+    no_checkout = ["--checkout", str(tmp_path)]
+    assert_refused(refused_here("results", "--records", str(records_dir), "--out", str(page), *no_checkout), "README")
     assert not page.parent.exists()  # neither the page nor its figures' folder
 
 
@@ -369,7 +377,26 @@ def test_the_checkouts_extracts_take_the_pages_rows_of_readmes_claims_and_the_re
     with pytest.raises(RunError, match="the results page lacks: c$"):
         extracts.texts(tmp_path, page, runs)
     with pytest.raises(RunError, match="checkout's root"):
-        extracts.texts(tmp_path / "lessons", page, runs)
+        extracts.check(tmp_path / "lessons")
+
+
+def test_an_extract_without_its_heading_or_table_is_refused_and_one_at_the_end_keeps_its_newline(tmp_path):
+    (tmp_path / "lessons").mkdir()
+    (tmp_path / extracts.LESSON).write_text(LESSON)
+    readme = tmp_path / "README.md"
+    for text, error in (
+        ("# tinygrok\n", "has no line '## The paper, claim by claim'"),
+        (README.replace("| b | old | old | old |\n", "").replace("|", "~") + "| a table | elsewhere |\n", "no table"),
+    ):
+        readme.write_text(text)
+        with pytest.raises(RunError, match=error):
+            extracts.check(tmp_path)
+        assert readme.read_text() == text
+    last = README.split("\n\n## The lessons")[0] + "\n"  # the table ends the file
+    readme.write_text(last)
+    page = "| §2 | b | pb | tb | — | differs | — |"
+    runs = [run(seed=1, recipe="intervene", hook="none", batches="shifted", grok_step=3000)]
+    assert extracts.texts(tmp_path, page, runs)[readme] == last.replace("| old | old | old |", "| pb | tb | differs |")
 
 
 def test_the_measures_that_read_a_runs_rows():
@@ -391,8 +418,9 @@ def test_the_measures_that_read_a_runs_rows():
     assert ratio.values == [50.0] and ratio.shown == "50 (D 500 over 10; n 1 and 1)"
     assert results_page.MEASURES["geometry_median"]([grokked], key="weight_svd_proj").values == [0.02]
     assert results_page.MEASURES["defect_at"](runs, step=100) == results_page.Measured(
-        [40.0, 8.0], "24 ± 22.6 [8, 40] (n 2); its grok_90: 200, never"
+        [40.0, 8.0], "24 ± 22.6 [8, 40] (n 2); grok_90 of the runs: 200, never"
     )
+    assert results_page.MEASURES["defect_at"](runs, step=300).shown == "500 (n 1); grok_90 of its run: 200"
     assert results_page.MEASURES["defect_before_grok"](runs).values == [40.0]  # the probe before grok_90 (200)
     assert results_page.MEASURES["max_defect"](runs).values == [500.0, 10.0]
     assert results_page.MEASURES["lead_50"](runs).values == [100]  # test acc 0.95 >= 0.5 at 200, onset 100

@@ -208,9 +208,13 @@ def _max_defect(runs, **_) -> Measured:
 
 def _defect_at(runs, step, **_) -> Measured:
     """The defect probed at `step`, shown beside the runs' grok_90 (where the step falls in each run)."""
-    values = [p["defect"] for r in runs for p in _probes(r) if p["step"] == step]
-    groks = ", ".join(str(r.get("grok_step_90") or "never") for r in runs)
-    return Measured(values, f"{_summary(values)}; its grok_90: {groks}" if values else "")
+    probed = [(p["defect"], r.get("grok_step_90")) for r in runs for p in _probes(r) if p["step"] == step]
+    values = [defect for defect, _ in probed]
+    groks = ", ".join(str(grok or "never") for _, grok in probed)
+    return Measured(
+        values,
+        f"{_summary(values)}; grok_90 of {'its run' if len(probed) == 1 else 'the runs'}: {groks}" if values else "",
+    )
 
 
 def _defect_before_grok(runs, **_) -> Measured:
