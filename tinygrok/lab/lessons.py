@@ -83,9 +83,7 @@ def training_step(cfg) -> Callable:
 
     def step(theta, state, tokens, labels):
         g, _ = optim.clip_by_global_norm(ENGINES["readable"].gradient(theta, tokens, labels, cfg), cfg.clip_norm)
-        return optim.adamw_step(
-            theta, g, state, lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps, weight_decay=cfg.weight_decay
-        )
+        return optim.adamw_step(theta, g, state, **cfg.adamw())
 
     return step
 

@@ -178,7 +178,7 @@ def _attention_mask(cfg: Config):
 
 @functools.lru_cache(maxsize=8)
 def _device_mask(cfg: Config, backend_name: str):
-    """_attention_mask, cached per run's config and backend (backend_name: the cache's key, one array a device)."""
+    """_attention_mask, cached per config and backend (backend_name only keys the cache: one mask per device)."""
     mask = np.zeros(param_count(cfg), dtype=cfg.dtype)
     mask[attention_indices(cfg)] = 1
     return backend.to_device(mask)

@@ -5,7 +5,7 @@ A 2-token input [a, b] -> token + position embeddings -> pre-norm blocks (x += a
 exact GELU, unmasked) -> final LayerNorm at position 0 -> untied unembedding -> logits over the p answers.
 Parameters are a flat dict of named arrays; activations multiply on the left (`x @ W`, W is (d_in, d_out)).
 
-This is the model that trains, itself or through an accelerator checked against it. With `--engine readable` every
+This is the model that trains, itself or through the fast engine, checked against it. With `--engine readable` every
 step runs this forward pass and its gradient by autograd; by default (`auto`) a run trains on the fast engine
 (fast.py: kernels, the last block at position 0 only, backpropagation written out) only once it has checked it equal
 to this model at the run's parameters (engine/engines.py): change a line here and the next run trains on this code,
