@@ -357,6 +357,11 @@ _LR_CHECKPOINTS = {  # §10 #23: add's defect at the LR-alignment study's checkp
 }  # fmt: skip
 _PHASES = {"early": (1.2, 2.1), "pre-grok": (0.8, 1.3), "post-grok": (0.63, 0.82)}  # §10 #7: stored phase medians
 _FLOAT32 = "float32 rounding dominates late defects ([differences](differences.md), [paper](paper.md) §6.6)"
+_WITHOUT_GROKKING = {  # §10 #13: GROWTH_WITHOUT_GROKKING's runs by its by_op key: their words, runs, known difference
+    "x2_xy_y2": ("x2_xy_y2", dict(ops="x2_xy_y2"), ""),
+    "x3_xy": ("x3_xy", dict(ops="x3_xy"), ""),
+    "add": ("add without weight decay", dict(ops="add", weight_decay=0.0), _FLOAT32),
+}
 _PCA, _TABLE, _LR = ("pca",), ("table1",), ("lr-sweep",)
 _FIGI4 = ("interventions-primary", "interventions-add")  # the primary arms: their own grid, or in the whole one
 _FIGI6 = ("random-basis", "interventions-add")
@@ -442,13 +447,9 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("§10 #13", "grokking runs' defect grows 500-2000x", "513-2141x (max D / early baseline)", "mean", _TABLE,
           dict(ops="grokking"), *BY_KEY["defect_growth_run"].expected(), args=dict(key="defect_growth_run")),
     *(Claim("§10 #13", f"runs that do not grok grow their defect 30-50x: {words}", f"{growth}x", "mean", _TABLE,
-            where, growth, growth, differs=_FLOAT32 if where.get("weight_decay") == 0 else "",
-            args=dict(key="defect_growth_run"))
-      for words, where, growth in (
-          ("x2_xy_y2", dict(ops="x2_xy_y2"), GROWTH_WITHOUT_GROKKING.expected("x2_xy_y2")[0]),
-          ("x3_xy", dict(ops="x3_xy"), GROWTH_WITHOUT_GROKKING.expected("x3_xy")[0]),
-          ("add without weight decay", dict(ops="add", weight_decay=0.0), GROWTH_WITHOUT_GROKKING.expected("add")[0]),
-      )),
+            where, growth, growth, differs=differs, args=dict(key="defect_growth_run"))
+      for op, (words, where, differs) in _WITHOUT_GROKKING.items()
+      for growth in GROWTH_WITHOUT_GROKKING.expected(op)[:1]),
     Claim("§10 #14", "the onset precedes grok_50 too", "lead to grok_50: mean 708", "lead_50", _TABLE,
           dict(ops="grokking"), 708, 708),
     Claim("§10 #15", "the four grokking operations grok at every learning rate", "3/3 at every rate",
