@@ -195,9 +195,13 @@ def test_last_layer_float16_snapshots_give_its_pc1_and_rho_comes_from_the_final_
     assert slow.basis().shape == (param_count(CFG), 8)  # 2 directions x the 4 matrices recorded
 
 
-def test_pca_of_a_run_without_snapshots_is_refused_in_one_line(tmp_path):
+def test_pca_of_a_run_without_enough_snapshots_is_refused_in_one_line(tmp_path):
     cfg = CFG.replace(snapshot_every=0, probe_every=0, theta_every=0, max_steps=20)
     run = Run.create(tmp_path / "none", cfg)
     train(cfg, run)
     with pytest.raises(RunError, match=r"took no attention snapshots \(--snapshot-every 0\)"):
         geometry.trajectories_to_detection(run)
+    sparse = Run.create(tmp_path / "one", cfg.replace(snapshot_every=1000))
+    train(sparse.config(), sparse)
+    with pytest.raises(RunError, match="has 1 attention snapshots; PCA needs at least 3"):  # never detected
+        geometry.trajectories_to_detection(sparse)
