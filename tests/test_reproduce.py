@@ -153,6 +153,19 @@ def test_the_estimate_counts_only_the_runs_without_a_record():
     assert reproduction.wall_estimate(done, 2) == 0 and {r["left"] for r in done} == {0}
 
 
+def test_the_estimate_counts_a_run_that_resumes_from_its_furthest_checkpoint(tmp_path, monkeypatch):
+    costs = {"train_step_ms": 20.0, "eval_ms": 115.0, "commutator_sample_ms": 72.0}
+    plan = reproduction.stages("classroom")[:1]
+    first = plan[0].specs()[0]
+    steps = {tmp_path / "out" / plan[0].label / first.name: 300, tmp_path / "rec" / "resume" / first.name: 500}
+    monkeypatch.setattr(reproduction, "_step", lambda run_dir: steps.get(run_dir, -1))
+    others = frozenset(s.name for s in plan[0].specs()[1:])
+    rows = reproduction.estimate(plan, costs, others, tmp_path / "out", tmp_path / "rec")
+    left = grids.estimate_cpu_seconds(first, costs, 500)
+    assert rows[0]["cpu_seconds"] == pytest.approx(left) and 0 < left < grids.estimate_cpu_seconds(first, costs)
+    assert grids.estimate_cpu_seconds(first, costs, 10**9) == 0  # a run past its expected steps
+
+
 def test_every_scale_plans_grids_that_exist_and_the_classroom_one_fits_a_quarter_hour():
     costs = {"train_step_ms": 20.0, "eval_ms": 115.0, "commutator_sample_ms": 72.0}  # the paper's size, one core
     for scale in reproduction.SCALES:

@@ -629,7 +629,7 @@ def reproduce(
             fail(f"{what} {path} is a file: a reproduction needs a directory")
     if estimate:
         costs = benchmark.bench(config.preset("paper"), 1, 3)
-        rows = reproduction.estimate(plan, costs, frozenset(records.load_all(records_dir)[0]))
+        rows = reproduction.estimate(plan, costs, frozenset(records.load_all(records_dir)[0]), out, records_dir)
         console.print(views.reproduction_plan(scale, rows, costs, workers))
         return
     executors = sweep.dask_executor(scheduler) if scheduler else sweep.local_executor(workers)

@@ -287,7 +287,7 @@ def reproduction_plan(scale: str, rows: list[dict], costs: dict, workers: int) -
         table,
         f"{_runs_left(rows)}, {_hours(total)} of CPU time: about "
         f"{_hours(reproduction.wall_estimate(rows, workers))} on {workers} cores (each stage its CPU "
-        "time shared out, or its longest run; a run resumed from a checkpoint counted whole); from a step of "
+        "time shared out, or its longest run; a run that resumes counted from its checkpoint); from a step of "
         f"{costs['train_step_ms']:.1f} ms, an evaluation of {costs['eval_ms']:.0f} ms and a commutator sample of "
         f"{costs['commutator_sample_ms']:.0f} ms on one core, grok steps guessed by "
         "grids.expected_steps",

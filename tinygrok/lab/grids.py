@@ -303,13 +303,14 @@ def expected_steps(cfg: Config) -> int:
     return cfg.max_steps
 
 
-def estimate_cpu_seconds(spec: RunSpec, costs: dict) -> float:
-    """One core's time for the run, from `tinygrok bench`'s milliseconds at the paper's size (train_step_ms,
-    eval_ms, commutator_sample_ms), scaled by the model's size: steps x (a step + its share of the evaluations
-    and probes). The post-hoc analysis of a walkthrough is not counted."""
+def estimate_cpu_seconds(spec: RunSpec, costs: dict, done_steps: int = 0) -> float:
+    """One core's time for the run, or for what is left of it past `done_steps` (its checkpoint's), from `tinygrok
+    bench`'s milliseconds at the paper's size (train_step_ms, eval_ms, commutator_sample_ms), scaled by the model's
+    size: steps x (a step + its share of the evaluations and probes). The post-hoc analysis of a walkthrough is not
+    counted."""
     cfg = spec.config
     per_step = costs["train_step_ms"] + costs["eval_ms"] / cfg.eval_every
     if cfg.probe_every:
         per_step += cfg.probe_samples * costs["commutator_sample_ms"] / cfg.probe_every
     size = param_count(cfg) / param_count(config.preset("paper"))
-    return expected_steps(cfg) * per_step * size / 1e3
+    return max(expected_steps(cfg) - done_steps, 0) * per_step * size / 1e3

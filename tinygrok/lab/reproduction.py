@@ -190,14 +190,24 @@ def stages(scale: str) -> tuple[Stage, ...]:
     return SCALES[scale]()
 
 
-def estimate(plan: tuple[Stage, ...], costs: dict, recorded: frozenset[str] = frozenset()) -> list[dict]:
+def estimate(
+    plan: tuple[Stage, ...],
+    costs: dict,
+    recorded: frozenset[str] = frozenset(),
+    out: Path | None = None,
+    folder: Path | None = None,
+) -> list[dict]:
     """Per stage: its runs, how many of them are left to run given the names of the runs `recorded` (_unrecorded),
     and those runs' one-core CPU time and the longest one's (grids.estimate_cpu_seconds, from `tinygrok bench`'s
-    costs), in seconds; a run that will resume from a checkpoint is counted whole."""
+    costs), in seconds; a run that will resume counted from its checkpoint (out/LABEL/NAME's, or the one carried
+    into folder/resume, whichever is further on)."""
     rows = []
     for stage in plan:
         specs = stage.specs()
-        seconds = [grids.estimate_cpu_seconds(spec, costs) for spec in _unrecorded(specs, recorded)]
+        seconds = [
+            grids.estimate_cpu_seconds(spec, costs, _done_steps(spec, out and out / stage.label, folder))
+            for spec in _unrecorded(specs, recorded)
+        ]
         rows.append(
             {
                 "stage": stage,
@@ -317,6 +327,12 @@ def carry(out: Path, folder: Path) -> tuple[dict[str, int], dict[str, str]]:
             _replace_dir(target, files)
             carried[run_dir.name] = size
     return carried, left
+
+
+def _done_steps(spec: RunSpec, stage_out: Path | None, folder: Path | None) -> int:
+    """The steps a run has trained: its furthest checkpoint, in stage_out or carried into folder (0: none)."""
+    places = [place / spec.name for place in (stage_out, folder and folder / RESUME) if place is not None]
+    return max([0, *map(_step, places)])
 
 
 def _step(run_dir: Path) -> int:
