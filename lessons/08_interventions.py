@@ -167,7 +167,24 @@ assert all(runs[label].summary()["final_train_acc"] < 0.5 for label in ("s = 1",
 # curvature directions make grokking come sooner? The *sustained kick* (docs/paper.md §8.2): every 50 steps from step
 # 500, after the optimizer step, take the commutator defect vector δ of the median of 5 samples, keep its part
 # outside the subspace, u = P δ / ||P δ||, and move θ <- θ + α ||η g_A|| u (α = 100: a hundred probe steps). Its
-# control, the *random kick*, moves θ as far, every 50 steps, in a random direction outside the subspace.
+# control, the *random kick*, moves θ every 50 steps in a random direction outside the subspace by α x 1.5e-3: the
+# reference code's fixed guess at a typical ||η g_A||, made for the paper's model. Are the two as long here? η is
+# the probe's step, 1e-3 (lesson 6), and g_A a batch gradient, as large as a training step's, whose norm (before
+# clipping) every evaluation row records.
+
+# %%
+from tinygrok.science.commutator import ETA
+
+norms = [r["grad_norm"] for r in runs["s = 0"].metrics() if r.get("grad_norm") and 500 <= r["step"] <= 1500]
+curvature_kick = 100 * ETA * float(np.median(norms))  # α η ||g_A||, its median over steps 500 to 1,500
+random_kick = 100 * interventions.RANDOM_KICK_STEP  # α 1.5e-3
+print(f"at alpha 100 a curvature kick moves θ by about {curvature_kick:.2f}, a random one by {random_kick:.2f}")
+assert curvature_kick > 3 * random_kick, (curvature_kick, random_kick)
+
+# %% [markdown]
+# On this small model the curvature kicks are several times longer than the random ones (on the paper's model, whose
+# gradients are smaller, less than twice as long). So the two runs below differ in the kicks' size as well as in
+# their direction.
 
 # %%
 runs["curvature kicks, alpha 100"] = intervention("sustained_kick", 100.0)
@@ -185,6 +202,9 @@ test_axis.legend(fontsize=8)
 lessons.show(fig, "lesson8_interventions")
 for label in ("curvature kicks, alpha 100", "random kicks, alpha 100"):
     print(f"{label}: {outcome(runs[label])}")
+kicked = {kind: runs[f"{kind} kicks, alpha 100"].summary() for kind in ("curvature", "random")}
+assert kicked["random"]["grok_step"] and not kicked["curvature"]["grok_step"], kicked  # what the text below says
+assert kicked["curvature"]["grok_step_90"] == runs["s = 0"].summary()["grok_step_90"], kicked
 
 # %% [markdown]
 # **Exercise 8c.** Give the grok steps of the two kicked runs as a tuple (curvature kicks, random kicks), with
@@ -227,12 +247,17 @@ lessons.check(
 
 # %% [markdown]
 # In the paper's model neither kind of kick moved grokking: 27 of 27 kicked runs grokked at about the baseline's
-# step, ~3,200 (docs/paper.md §8.3). This small model answers differently: random kicks leave grokking where it was,
-# while kicks this large along the curvature knock the model off its solution, again and again (its test
-# accuracy can reach 1 and fall back), so it groks later or not at all. Either way, moving along the curvature
-# does not bring grokking sooner: the curvature is where the landscape bends, a warning sign, not a shortcut.
+# step, ~3,200 (docs/paper.md §8.3). On this small model the random kicks leave grokking where it was. The
+# curvature kicks do not keep the model from the solution either (its test accuracy passes 90% at the baseline's
+# step, `summary()["grok_step_90"]`), but knock it off again and again (the test accuracy reaches 1 and falls
+# back), so it is not detected as grokked (98% three evaluations in a row) within the cap. Whether their direction
+# or their size does that, these two runs cannot tell: the curvature kicks are the longer ones. Either way, moving
+# along the curvature does not bring grokking sooner: the curvature is where the landscape bends, a warning sign,
+# not a shortcut.
 #
 # ## Going further
+# - Random kicks as long as the curvature kicks: `intervention("random_kick", curvature_kick / 1.5e-3)`. Does the
+#   model still keep grokking?
 # - The dose-response: s = 0.25, 0.5, 0.75 (`intervention("project", 0.5)`). The paper: on add, +34, +300 and
 #   +800 steps, and no grokking at s = 1 (docs/paper.md §8.3). `tinygrok sweep dose-response --ops add` runs the
 #   paper's grid (`--batches own` for the other protocol), and `tinygrok report` draws it.
