@@ -96,7 +96,7 @@ lessons.show(plots.training(run), "lesson1_training")
 # %% [markdown]
 # Left: training accuracy (blue) passes 95% at the memorization step, while test accuracy (red) stays near chance
 # (1/59), creeps up, and then jumps within a few hundred steps. Right: the training loss falls early; the test loss
-# first rises a little (the model grows confident on pairs it has seen and wrong on the others), then falls when
+# first rises (the model grows confident on pairs it has seen and wrong on the others), then falls when
 # it generalises. The x axis is logarithmic: the jump comes long after memorization.
 
 # %% [markdown]

@@ -137,7 +137,8 @@ lessons.show(fig, "lesson6_bracket")
 # estimate of the bracket, best early in training.
 #
 # **Exercise 6b.** Fit the slope of log(error) against log(η) for the run after grokking, for η from 1e-3 down to
-# 1e-5 (`np.polyfit`, degree 1), and give the fitted slope. Which power of η is the error?
+# 1e-5 (`np.polyfit`, degree 1), and give the fitted slope as polyfit returns it (not rounded). Which whole power
+# of η is the error, then?
 
 # %%
 straight = (etas <= 1.01e-3) & (etas >= 0.99e-5)
@@ -152,7 +153,7 @@ lessons.check(
 
 # %% [markdown]
 # **Exercise 6c.** D is normalised so that η cancels to first order. At initialisation, compute D at η = 1e-3 and
-# at η = 1e-4 (`defect_sample(..., eta=...)["defect"]`) and give their ratio, D(1e-3) / D(1e-4).
+# at η = 1e-4 (`defect_sample(..., eta=...)["defect"]`) and give their ratio, D(1e-3) / D(1e-4), as computed.
 
 # %%
 answer_6c = None  # your answer
@@ -161,7 +162,8 @@ lessons.check(
     answer_6c,
     np.divide(*(defect_sample(initial, batch_a, batch_b, derivatives, eta)["defect"] for eta in (1e-3, 1e-4))),
     rel=1e-6,
-    hint="Both measure the same bracket, divided by the same norms.",
+    hint="Both measure the same bracket, divided by the same norms, so the ratio is close to 1; not exactly 1: "
+    "D(η) carries the O(η) term of the figure above.",
 )
 
 # %% [markdown]

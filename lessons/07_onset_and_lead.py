@@ -54,7 +54,9 @@ lessons.show(plots.defect(run), "lesson7_defect")
 # %% [markdown]
 # The defect (purple, log scale) starts at its early level and rises by an order of magnitude or more before test
 # accuracy (red) moves; it stays high, or keeps rising, afterwards. The dotted line is the curvature onset (where
-# the rule below fires), the dashed one the grok step.
+# the rule below fires), the dashed one the grok step. (The early level is mostly float32 rounding: runs train in
+# float32, as the paper's did, and at initialisation a float32 D comes out several times larger than the float64 D
+# of lesson 6, docs/paper.md §6.6. The onset rule measures the rise from it, as the paper's does.)
 #
 # ## The onset rule (docs/paper.md §7.1)
 #
@@ -157,14 +159,14 @@ ax.legend(fontsize=8)
 lessons.show(fig, "lesson7_beside")
 
 # %% [markdown]
-# **Exercise 7e.** At which step does the test loss peak? Read it off `rows` (each has "step" and "test_loss").
+# **Exercise 7d.** At which step does the test loss peak? Read it off `rows` (each has "step" and "test_loss").
 
 # %%
-answer_7e = None  # your answer
+answer_7d = None  # your answer
 at_step = {r["step"]: r for r in rows}
 lessons.check(
-    "7e",
-    None if answer_7e is None else at_step.get(answer_7e, {}).get("test_loss"),  # its test loss: the highest
+    "7d",
+    None if answer_7d is None else at_step[answer_7d]["test_loss"] if answer_7d in at_step else float("nan"),
     max(r["test_loss"] for r in rows),
     rel=0,
     hint="The row with the largest test_loss; give its step.",
@@ -241,23 +243,23 @@ lessons.show(plots.forecast(stored, baseline=law), "lesson7_forecast")
 # are the learning rate's guess, the same at every step): its interval narrows as the run shows more, and P(grok)
 # (red) dips while test accuracy stalls, before the defect's rise brings it back.
 #
-# **Exercise 7d.** When could you have trusted it? Write a function of (before, T), where `before` lists
+# **Exercise 7e.** When could you have trusted it? Write a function of (before, T), where `before` lists
 # (step, forecast grok step) at each probe before grok_90 (the forecast None where there is none) and T is grok_90,
 # that returns the first probe step from which every forecast lies within 10% of T (None if the last one does
 # not).
 
 # %%
-answer_7d = None  # your answer
+answer_7e = None  # your answer
 shown = [(row["step"], f) for row, f in zip(stored.rows, made) if row["step"] < stored.grok_90]
 before = [(step, None if f is None else f.grok_step) for step, f in shown]
 settled = forecast_scoring.settled(stored, made)
 lessons.check(
-    "7d",
-    None if answer_7d is None else answer_7d(before, stored.grok_90),
+    "7e",
+    None if answer_7e is None else answer_7e(before, stored.grok_90),
     settled,
     hint="Walk the probes backwards from the last one before grok_90, while the forecast stays within 10%.",
 )
-if answer_7d is not None and settled is not None:
+if answer_7e is not None and settled is not None:
     print(f"within 10% from step {settled}, {stored.grok_90 - settled} steps ahead of grok_90")
 
 # %% [markdown]

@@ -45,9 +45,9 @@ SOLUTIONS = {
     '[q["defect"] for q in probed[:3]]), 0.1) and r["defect"] > 20), None)',
     "7b": 'analysis.first_step(rows, "test_acc", 0.9) - onset',
     "7c": 'run.summary()["lead_steps"] / analysis.first_step(rows, "test_acc", 0.9)',
-    "7d": "lambda before, T: next((before[i][0] for i in range(len(before)) if all(g is not None and abs(g - T) <= "
+    "7d": 'max(rows, key=lambda r: r["test_loss"])["step"]',
+    "7e": "lambda before, T: next((before[i][0] for i in range(len(before)) if all(g is not None and abs(g - T) <= "
     "0.1 * T for _, g in before[i:])), None)",
-    "7e": 'max(rows, key=lambda r: r["test_loss"])["step"]',
     "8a": "[1.0, 2.0, 1.5]",
     "8b": '{"s = 0"}',
     "8c": '(runs["curvature kicks, alpha 100"].summary()["grok_step"], '
