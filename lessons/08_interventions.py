@@ -164,13 +164,13 @@ assert all(runs[label].summary()["final_train_acc"] < 0.5 for label in ("s = 1",
 # ## Kicking along the curvature
 #
 # If curvature (the commutator defect, lesson 6) rises before grokking, would pushing the weights along the
-# curvature directions make grokking come sooner? The *sustained kick* (docs/paper.md §8.2): every 50 steps from step
-# 500, after the optimizer step, take the commutator defect vector δ of the median of 5 samples, keep its part
-# outside the subspace, u = P δ / ||P δ||, and move θ <- θ + α ||η g_A|| u (α = 100: a hundred probe steps). Its
-# control, the *random kick*, moves θ every 50 steps in a random direction outside the subspace by α x 1.5e-3: the
-# reference code's fixed guess at a typical ||η g_A||, made for the paper's model. Are the two as long here? η is
-# the probe's step, 1e-3 (lesson 6), and g_A a batch gradient, as large as a training step's, whose norm (before
-# clipping) every evaluation row records.
+# curvature directions make grokking come sooner? The *sustained kick* (docs/paper.md §8.2): every 50 steps from
+# step 500, after the optimizer step, take the commutator defect vector δ of the sample whose D is the median of 5,
+# keep its part outside the subspace, u = P δ / ||P δ||, and move θ <- θ + α ||η g_A|| u (α = 100: a hundred probe
+# steps). Its control, the *random kick*, moves θ every 50 steps in a random direction outside the subspace by α x
+# 1.5e-3: the reference code's fixed guess at a typical ||η g_A||, made for the paper's model. Are the two as long
+# here? η is the probe's step, 1e-3 (lesson 6), and g_A a batch gradient, as large as a training step's, whose norm
+# (before clipping) every evaluation row records.
 
 # %%
 from tinygrok.science.commutator import ETA
