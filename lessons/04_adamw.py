@@ -75,8 +75,24 @@ lessons.check(
 # An L2 penalty adds (λ'/2) ||θ||² to the loss, so λ'θ to the gradient, *before* Adam divides each coordinate by
 # sqrt(v̂): weights with large gradients are then barely decayed. (tinygrok's `l2` hook adds λ'θ to the gradient
 # after clipping, so the penalty itself is never clipped.) AdamW decays outside Adam, at the same rate for
-# every weight. Three runs of the classroom model: AdamW with λ = 1 (the paper's), Adam with an L2 penalty
-# λ' = 0.001 (tinygrok's `l2` hook, with λ = 0), and Adam with no decay at all.
+# every weight. See it on the first step of exercise 4a, where Adam moves each coordinate by η sign(gradient):
+
+# %%
+no_decay = {**hp, "weight_decay": 0.0}
+plain_theta = adamw_step(theta, g, AdamWState.zeros_like(theta), **no_decay)[0]
+l2_theta = adamw_step(theta, g + 1.0 * theta, AdamWState.zeros_like(theta), **no_decay)[0]  # λ' = 1
+print("one step from theta = [1, -2], g = [0.5, -0.1]")
+print("  no decay:     ", plain_theta)
+print("  L2, λ' = 1:   ", l2_theta)
+print("  AdamW, λ = 1: ", new_theta)
+assert np.allclose(l2_theta, plain_theta)  # the penalty changed no sign, so Adam divided it away
+
+# %% [markdown]
+# The L2 step is the plain one: g + λ'θ = [1.5, -2.1] has g's signs, and Adam's division by its size leaves only
+# the signs. AdamW shrinks both weights by 1 - ηλ = 0.9 before its Adam step. Later in training the same division
+# makes an L2 penalty act on each weight as λ'θ / sqrt(v̂), weakest where the gradients are largest. Three runs of
+# the classroom model: AdamW with λ = 1 (the paper's), Adam with an L2 penalty λ' = 0.001 (tinygrok's `l2` hook,
+# with λ = 0), and Adam with no decay at all.
 
 # %%
 steps = lessons.pick(4000, 1000)
