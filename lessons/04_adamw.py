@@ -223,7 +223,13 @@ else:
 # engine written for speed, but only once a check at the start of the run has found it equal to `model.py` and
 # `optim.py` at the run's parameters. Change the model, and tinygrok trains on your code and says so. Here GELU
 # becomes a ReLU, in this process's memory, so the run stays on this one core (an edit of `model.py` itself
-# reaches every core):
+# reaches every core).
+#
+# **Exercise 4f.** Before you run the cell after the next: which engine will train the ReLU model, "fast" or
+# "readable"? Give its name as a string, then run it and see.
+
+# %%
+answer_4f = None  # your answer
 
 # %%
 gelu = model.gelu
@@ -235,17 +241,11 @@ finally:
     model.gelu = gelu  # the model as it was
 relu_run = Run(lessons.runs_dir() / "lesson4_relu")
 print("the engine that trained it:", relu_run.environment()["engine"], "-", relu_run.environment()["engine_check"])
-
-# %% [markdown]
-# **Exercise 4f.** Which engine trained the ReLU model: give its name as a string.
-
-# %%
-answer_4f = None  # your answer
 lessons.check(
     "4f",
     answer_4f,
     relu_run.environment()["engine"],
-    hint="The line printed above (and summary.json's environment) names it.",
+    hint="The fast engine trains only once the check finds it equal to model.py: does fast.py compute a ReLU?",
 )
 
 # %% [markdown]
