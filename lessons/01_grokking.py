@@ -78,8 +78,8 @@ lessons.check(
 # %% [markdown]
 # ## Watching a model grok
 #
-# The `classroom` preset is the paper's model made smaller (p = 59, width 64, batch 256) and trained three times
-# faster (learning rate 3e-3, the paper's 1e-3) so that it groks in seconds on a laptop. `lessons.run` trains it
+# The `classroom` preset is the paper's model made smaller (p = 59, width 64, batch 256) and trained with three
+# times the paper's learning rate (3e-3) so that it groks in seconds on a laptop. `lessons.run` trains it
 # until test accuracy stays at 98% or more for three evaluations (every 100 steps), with AdamW and weight decay
 # (lesson 4), and keeps the run in `runs/lessons/`.
 #

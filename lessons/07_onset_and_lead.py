@@ -55,8 +55,9 @@ lessons.show(plots.defect(run), "lesson7_defect")
 # The defect (purple, log scale) starts at its early level and rises by an order of magnitude or more before test
 # accuracy (red) moves; it stays high, or keeps rising, afterwards. The dotted line is the curvature onset (where
 # the rule below fires), the dashed one the grok step. (The early level is mostly float32 rounding: runs train in
-# float32, as the paper's did, and at initialisation a float32 D comes out several times larger than the float64 D
-# of lesson 6, docs/paper.md §6.6. The onset rule measures the rise from it, as the paper's does.)
+# float32, as the paper's did, and at initialisation a float32 D comes out several times larger than a float64 one,
+# lesson 6's; `tinygrok grok --dtype float64` shows it. The onset rule measures the rise from it, as the paper's
+# does.)
 #
 # ## The onset rule (docs/paper.md §7.1)
 #
@@ -166,8 +167,8 @@ answer_7d = None  # your answer
 at_step = {r["step"]: r for r in rows}
 lessons.check(
     "7d",
-    None if answer_7d is None else at_step[answer_7d]["test_loss"] if answer_7d in at_step else float("nan"),
-    max(r["test_loss"] for r in rows),
+    answer_7d,
+    max(rows, key=lambda r: r["test_loss"])["step"],
     rel=0,
     hint="The row with the largest test_loss; give its step.",
 )

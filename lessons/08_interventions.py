@@ -80,7 +80,7 @@ def intervention(arm: str, dose: float, basis: str = "pca"):
 
 def outcome(run) -> str:
     step = run.summary()["grok_step"]
-    return f"grokked at step {step}" if step else f"did not grok within {CAP} steps (DNF)"
+    return f"grokking detected at step {step}" if step else f"not detected within {CAP} steps (DNF)"
 
 
 baseline = lessons.run(recipes.baseline(recipes.intervention("project", 0.0, preset="classroom", **settings)))
@@ -103,8 +103,8 @@ for label, run in runs.items():
     print(f"{label}: {outcome(run)}; training accuracy at the end {run.summary()['final_train_acc']:.2f}")
 
 # %% [markdown]
-# **Exercise 8b.** Which of the three runs grokked within the cap? Give their labels as a set, e.g.
-# `{"s = 1"}`.
+# **Exercise 8b.** In which of the three runs was grokking detected within the cap (lesson 1's detection step,
+# `grok_step`)? Give their labels as a set, e.g. `{"s = 1"}`.
 
 # %%
 answer_8b = None  # your answer
@@ -112,7 +112,7 @@ lessons.check(
     "8b",
     answer_8b,
     {label for label, run in runs.items() if run.summary()["grok_step"] is not None},
-    hint="Read each run's summary()['grok_step']: None means it never grokked.",
+    hint="Read each run's summary()['grok_step']: None means grokking was never detected.",
 )
 
 # %% [markdown]
@@ -166,8 +166,8 @@ assert all(runs[label].summary()["final_train_acc"] < 0.5 for label in ("s = 1",
 # If curvature (the commutator defect, lesson 6) rises before grokking, would pushing the weights along the
 # curvature directions make grokking come sooner? The *sustained kick* (docs/paper.md §8.2): every 50 steps from
 # step 500, after the optimizer step, take the commutator defect vector δ of the sample whose D is the median of 5,
-# keep its part outside the subspace, u = P δ / ||P δ||, and move θ <- θ + α ||η g_A|| u (α = 100: a hundred probe
-# steps). Its control, the *random kick*, moves θ every 50 steps in a random direction outside the subspace by α x
+# keep its part outside the subspace, u = P δ / ||P δ||, and move θ <- θ + α ||η g_A|| u, ||η g_A|| from one more
+# sample (α = 100: a hundred probe steps). Its control, the *random kick*, moves θ every 50 steps in a random direction outside the subspace by α x
 # 1.5e-3: the reference code's fixed guess at a typical ||η g_A||, made for the paper's model. Are the two as long
 # here? η is the probe's step, 1e-3 (lesson 6), and g_A a batch gradient, as large as a training step's, whose norm
 # (before clipping) every evaluation row records.
@@ -183,8 +183,8 @@ assert curvature_kick > 3 * random_kick, (curvature_kick, random_kick)
 
 # %% [markdown]
 # On this small model the curvature kicks are several times longer than the random ones (on the paper's model, whose
-# gradients are smaller, less than twice as long). So the two runs below differ in the kicks' size as well as in
-# their direction.
+# gradients are smaller, about as long: the reference's 1.5e-3 fits it). So the two runs below differ in the kicks'
+# size as well as in their direction.
 
 # %%
 runs["curvature kicks, alpha 100"] = intervention("sustained_kick", 100.0)
@@ -207,8 +207,8 @@ assert kicked["random"]["grok_step"] and not kicked["curvature"]["grok_step"], k
 assert kicked["curvature"]["grok_step_90"] == runs["s = 0"].summary()["grok_step_90"], kicked
 
 # %% [markdown]
-# **Exercise 8c.** Give the grok steps of the two kicked runs as a tuple (curvature kicks, random kicks), with
-# None for a run that did not grok within the cap.
+# **Exercise 8c.** Give the detection steps (`grok_step`) of the two kicked runs as a tuple (curvature kicks,
+# random kicks), with None for a run not detected within the cap.
 
 # %%
 answer_8c = None  # your answer
@@ -256,8 +256,8 @@ lessons.check(
 # not a shortcut.
 #
 # ## Going further
-# - Random kicks as long as the curvature kicks: `intervention("random_kick", curvature_kick / 1.5e-3)`. Does the
-#   model still keep grokking?
+# - Random kicks as long as the curvature kicks: `intervention("random_kick", curvature_kick /
+#   interventions.RANDOM_KICK_STEP)`. Does the model still keep grokking?
 # - The dose-response: s = 0.25, 0.5, 0.75 (`intervention("project", 0.5)`). The paper: on add, +34, +300 and
 #   +800 steps, and no grokking at s = 1 (docs/paper.md §8.3). `tinygrok sweep dose-response --ops add` runs the
 #   paper's grid (`--batches own` for the other protocol), and `tinygrok report` draws it.
