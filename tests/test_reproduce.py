@@ -431,9 +431,9 @@ def test_the_measures_that_read_a_runs_rows():
     assert ratio.values == [50.0] and ratio.shown == "50 (D 500 over 10; n 1 and 1)"
     assert results_page.MEASURES["geometry_median"]([grokked], key="weight_svd_proj").values == [0.02]
     assert results_page.MEASURES["defect_at"](runs, step=100) == results_page.Measured(
-        [40.0, 8.0], "24 ± 22.6 [8, 40] (n 2); grok_90 of the runs: 200, never"
+        [40.0, 8.0], "24 ± 22.6 [8, 40] (n 2): 40 (grok_90 200), 8 (grok_90 never)"
     )
-    assert results_page.MEASURES["defect_at"](runs, step=300).shown == "500 (n 1); grok_90 of its run: 200"
+    assert results_page.MEASURES["defect_at"](runs, step=300).shown == "500 (n 1); its run's grok_90: 200"
     assert results_page.MEASURES["defect_before_grok"](runs).values == [40.0]  # the probe before grok_90 (200)
     assert results_page.MEASURES["max_defect"](runs).values == [500.0, 10.0]
     assert results_page.MEASURES["lead_50"](runs).values == [100]  # test acc 0.95 >= 0.5 at 200, onset 100
@@ -442,6 +442,8 @@ def test_the_measures_that_read_a_runs_rows():
 
 
 def test_every_claim_names_a_measure_and_settings_that_exist():
+    words = [claim.words for claim in paper.CLAIMS]
+    assert len(set(words)) == len(words)  # a claim is found by its words, on the page and in README's extract
     selectable = set(inspect.signature(results_page.select).parameters) - {"runs"}
     for claim in paper.CLAIMS:
         assert set(claim.where) <= selectable, claim

@@ -207,14 +207,13 @@ def _max_defect(runs, **_) -> Measured:
 
 
 def _defect_at(runs, step, **_) -> Measured:
-    """The defect probed at `step`, shown beside the runs' grok_90 (where the step falls in each run)."""
-    probed = [(p["defect"], r.get("grok_step_90")) for r in runs for p in _probes(r) if p["step"] == step]
+    """The defect probed at `step`, each beside its run's grok_90 (where the step falls in that run)."""
+    probed = [(p["defect"], r.get("grok_step_90") or "never") for r in runs for p in _probes(r) if p["step"] == step]
     values = [defect for defect, _ in probed]
-    groks = ", ".join(str(grok or "never") for _, grok in probed)
-    return Measured(
-        values,
-        f"{_summary(values)}; grok_90 of {'its run' if len(probed) == 1 else 'the runs'}: {groks}" if values else "",
-    )
+    if len(probed) == 1:
+        return Measured(values, f"{_summary(values)}; its run's grok_90: {probed[0][1]}")
+    by_run = ", ".join(f"{_number(defect)} (grok_90 {grok})" for defect, grok in probed)
+    return Measured(values, f"{_summary(values)}: {by_run}" if values else "")
 
 
 def _defect_before_grok(runs, **_) -> Measured:
