@@ -140,6 +140,30 @@ def test_the_forecast_page_is_the_one_its_records_give(monkeypatch):
     assert forecast_scoring.page([Path("tinygrok/run/forecast_held_out")], page) == page.read_text()
 
 
+def test_tinygrok_results_with_a_checkout_rewrites_its_readme_and_lesson_8_tables(tmp_path, monkeypatch):
+    """The command line's way to the two extracts: stale tables in a copy of the checkout come back as they are
+    here (the test below holds these to the records)."""
+    from test_cli import refused_here as in_process  # typer's CliRunner: no interpreter start-up
+
+    checkout = tmp_path / "checkout"
+    (checkout / "lessons").mkdir(parents=True)
+    stale = {
+        "README.md": (README, "| claim | paper | tinygrok | verdict |"),
+        "lessons/08_interventions.py": ((ROOT / "lessons/08_interventions.py").read_text(), "# | seed | none |"),
+    }
+    for name, (text, header) in stale.items():
+        rows = text.split(header, 1)[1].split("\n\n", 1)[0]  # the table's rows: made stale
+        (checkout / name).write_text(text.replace(rows, rows.replace("|", "| stale |", 1), 1))
+        assert (checkout / name).read_text() != text
+    monkeypatch.chdir(ROOT)
+    result = in_process(
+        "results", "--records", "docs/records", "--out", str(tmp_path / "r.md"), "--checkout", str(checkout)
+    )
+    assert result.returncode == 0, result.stderr
+    for name, (text, _) in stale.items():
+        assert (checkout / name).read_text() == text, name
+
+
 def test_the_readme_and_lesson_8_extracts_are_the_ones_the_records_give():
     """README's claim-by-claim table (the page's rows of the claims it names) and lesson 8's table of the paper's
     model's interventions, seed by seed, are what `tinygrok results --records docs/records --out docs/results.md
