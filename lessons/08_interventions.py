@@ -117,10 +117,11 @@ lessons.check(
 
 # %% [markdown]
 # Measured here (the assertion below holds the text to the runs): at s = 1 the model does not only fail to grok, it
-# loses the training set too, with B and with the random subspace alike: training accuracy falls from its
-# memorized ~98% to near chance within a few hundred steps of the projection's start (the figure below). With the gradient of everything outside 16 directions taken away, weight decay
-# shrinks the embeddings, the MLPs and the rest of the attention weights unopposed. So "s = 1 never groks" says
-# that the model needs its gradient outside *any* small subspace; it says nothing about B's directions.
+# loses the training set too, with B and with the random subspace alike: training accuracy falls from its memorized
+# ~98% to near chance within a few hundred steps of the projection's start (the figure below). With the gradient of
+# everything outside 16 directions taken away, weight decay shrinks the embeddings, the MLPs and the rest of the
+# attention weights unopposed. So "s = 1 never groks" says that the model needs its gradient outside *any* small
+# subspace; it says nothing about B's directions.
 
 # %%
 assert all(runs[label].summary()["grok_step"] is None for label in ("s = 1", "s = 1, random basis"))
@@ -167,10 +168,10 @@ assert all(runs[label].summary()["final_train_acc"] < 0.5 for label in ("s = 1",
 # curvature directions make grokking come sooner? The *sustained kick* (docs/paper.md §8.2): every 50 steps from
 # step 500, after the optimizer step, take the commutator defect vector δ of the sample whose D is the median of 5,
 # keep its part outside the subspace, u = P δ / ||P δ||, and move θ <- θ + α ||η g_A|| u, ||η g_A|| from one more
-# sample (α = 100: a hundred probe steps). Its control, the *random kick*, moves θ every 50 steps in a random direction outside the subspace by α x
-# 1.5e-3: the reference code's fixed guess at a typical ||η g_A||, made for the paper's model. Are the two as long
-# here? η is the probe's step, 1e-3 (lesson 6), and g_A a batch gradient, as large as a training step's, whose norm
-# (before clipping) every evaluation row records.
+# sample (α = 100: a hundred probe steps). Its control, the *random kick*, moves θ every 50 steps in a random
+# direction outside the subspace by α x 1.5e-3: the reference code's fixed guess at a typical ||η g_A||, made for
+# the paper's model. Are the two as long here? η is the probe's step, 1e-3 (lesson 6), and g_A a batch gradient, as
+# large as a training step's, whose norm (before clipping) every evaluation row records.
 
 # %%
 from tinygrok.science.commutator import ETA
