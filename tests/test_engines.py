@@ -11,6 +11,7 @@ from test_cli import SMALL
 
 from tinygrok.engine import engines, parallel
 from tinygrok.engine.fast import flat_grad
+from tinygrok.run import geometry
 from tinygrok.run.runs import METRICS, Run
 from tinygrok.run.train import fresh_state, train
 from tinygrok.science import model
@@ -52,6 +53,19 @@ def test_a_changed_model_is_noticed_in_one_line_and_trained_on_the_readable_engi
     assert "the fast engine's logits differ from model.py's and optim.py's" in line and "readable engine" in line
     assert changed.environment()["engine"] == "readable" and changed.environment()["engine_check"] == line
     assert [r["train_loss"] for r in rows(changed)][1:] != [r["train_loss"] for r in rows(plain)][1:]
+
+
+def test_after_training_a_changed_model_is_probed_as_it_trains(monkeypatch, caplog):
+    """The curvature analysis after training (geometry.probe_derivatives) takes its gradients from the engine
+    training would choose: the fast one as it stands, model.py's once GELU is replaced by ReLU there."""
+    theta, x, y = fresh_state(CFG).theta, DATA.train_x[:64], DATA.train_y[:64]
+    assert geometry.probe_derivatives(CFG, theta, DATA).gradient is flat_grad
+    monkeypatch.setattr(model, "gelu", lambda u: np.maximum(u, 0))
+    with parallel.cores(1), caplog.at_level(logging.WARNING):
+        (probed,) = geometry.probe_derivatives(CFG, theta, DATA).gradients([(theta, x, y)])
+    assert "the fast engine's logits differ from model.py's" in caplog.text
+    np.testing.assert_allclose(probed, engines.readable_grad(theta, x, y, CFG), rtol=1e-6)
+    assert not np.allclose(probed, flat_grad(theta, x, y, CFG), rtol=1e-2)
 
 
 def test_a_changed_optimizer_is_noticed(monkeypatch):

@@ -4,7 +4,8 @@
 - fast: the same mathematics for speed: fast.py's forward pass and written-out backward, kernels.adamw_step.
 - auto (a config's default): the fast engine, once `self_check` has found it equal to the readable one at the
   run's parameters, in float64 and in float32; otherwise the readable one, and a line that says why. So a changed
-  model.py or optim.py is never silently ignored: training runs it.
+  model.py or optim.py is never silently ignored: training runs it, and the curvature analysis after training
+  (geometry.py) probes it.
 
 Both engines split a batch into the same shards and run them side by side on several cores (parallel.py).
 """

@@ -6,11 +6,12 @@ Writes pca.json, basis.npy and geometry.jsonl into the run directory and adds th
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
 
-from tinygrok.engine import backend, parallel
+from tinygrok.engine import backend, engines, parallel
 from tinygrok.run.runs import SNAPSHOTS, THETAS, Run, RunError
 from tinygrok.run.train import load_state
 from tinygrok.science import undefined
@@ -30,7 +31,7 @@ from tinygrok.science.commutator import (
     weight_svd_basis,
 )
 from tinygrok.science.config import Config
-from tinygrok.science.data import make_dataset, stream
+from tinygrok.science.data import Dataset, make_dataset, stream
 from tinygrok.science.model import attention_layout, param_count, snapshot_layout
 from tinygrok.science.pca import analyse_trajectories, execution_basis, random_basis, trajectory_pca
 
@@ -38,6 +39,7 @@ BASIS_COMPONENTS = 2  # top-2 components per matrix: K = layers * 4 * 2 (§5.5)
 SVD_COMPONENTS = 3  # the reference control's top-3 singular pairs per matrix: K = layers * 4 * 3 (§6.4)
 ALIGNMENT_SAMPLES = 12  # the converse's commutator vectors per saved theta (§6.5)
 ALIGNMENT_SPAN = 200  # steps the alignment's step spans: the reference's checkpoints were 200 steps apart (§6.5)
+LOG = logging.getLogger(__name__)  # the engine's line, when auto probes on the readable one
 
 
 def run_trajectories(run: Run, cfg: Config, n: int | None = None) -> dict[str, np.ndarray]:
@@ -110,6 +112,15 @@ def saved_thetas(run: Run, cfg: Config) -> list[tuple[int, np.ndarray]]:
     return [(state.step, backend.to_host(state.theta))]
 
 
+def probe_derivatives(cfg: Config, theta: np.ndarray, data: Dataset) -> parallel.Derivatives:
+    """The curvature probes' derivatives from the engine training chooses at theta (engines.choose), so that a
+    changed model.py is probed as it trains; the line that says why is logged, as training logs it."""
+    engine, why = engines.choose(cfg, backend.to_device(theta), data)
+    if why:
+        LOG.warning(why)
+    return parallel.Derivatives(cfg, engine.gradient)
+
+
 def curvature_at_saved_thetas(
     run: Run, cfg: Config, exec_basis: np.ndarray, k: int = 5, n_random: int = 5
 ) -> list[dict]:
@@ -126,15 +137,14 @@ def curvature_at_saved_thetas(
         size: [random_basis(n_params, size, rng) for _ in range(n_random)] for size in {exec_basis.shape[1], k_svd}
     }
     thetas, rows = saved_thetas(run, cfg), []
+    derivatives = probe_derivatives(cfg, thetas[0][1], data)
     spans = cfg.theta_every and ALIGNMENT_SPAN % cfg.theta_every == 0
     lag = ALIGNMENT_SPAN // cfg.theta_every if spans else 1  # saved thetas back
     for i, (step, saved) in enumerate(thetas):
         theta = np.array(saved)  # host: bases and projections are computed here, the probes on the device
         drawn = [
             {**s, "delta": backend.to_host(s["delta"])}
-            for s in defect_samples(
-                backend.to_device(theta), data, cfg, rng, max(k, ALIGNMENT_SAMPLES), parallel.Derivatives(cfg)
-            )
+            for s in defect_samples(backend.to_device(theta), data, cfg, rng, max(k, ALIGNMENT_SAMPLES), derivatives)
         ]
         samples = drawn[:k]
         bases = {"exec": exec_basis, "weight_svd": weight_svd_basis(theta, cfg, SVD_COMPONENTS)}
@@ -212,7 +222,7 @@ def _dimension_rows(run: Run, ks: tuple, k_samples: int, n_random: int) -> list[
     layout, n_params, thetas = attention_layout(cfg), param_count(cfg), run.rows(THETAS)
     pca = {name: trajectory_pca(traj, max(ks)).components for name, traj in trajectories_to_detection(run).items()}
     data, rng = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed), stream(cfg.seed, "dimensions")
-    rows = []
+    derivatives, rows = probe_derivatives(cfg, np.array(thetas[0]), data), []
     for phase, wanted in (
         ("early", 200),
         ("memorization", memorized),
@@ -223,7 +233,7 @@ def _dimension_rows(run: Run, ks: tuple, k_samples: int, n_random: int) -> list[
         theta = np.array(thetas[index])
         samples = [
             (backend.to_host(s["delta"]).astype(np.float64), s["scale"])
-            for s in defect_samples(backend.to_device(theta), data, cfg, rng, k_samples, parallel.Derivatives(cfg))
+            for s in defect_samples(backend.to_device(theta), data, cfg, rng, k_samples, derivatives)
         ]
         svd = {
             name: singular_directions(theta[start : start + math.prod(shape)].reshape(shape), max(ks))
