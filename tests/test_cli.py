@@ -4,6 +4,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -12,6 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tinygrok.run import geometry
+from tinygrok.run.runs import GEOMETRY, Run
 
 CLI = str(Path(__file__).resolve().parents[1] / "cli.py")
 TINY = ["--p", "7", "--d-model", "8", "--n-heads", "2", "--d-ff", "8", "--batch-size", "8", "--eval-every", "5"]
@@ -206,6 +210,19 @@ def test_pca_and_commutator_commands_on_a_run(walkthrough):
     assert pca.returncode == 0 and "blocks.1.W_V" in pca.stdout
     comm = tinygrok("commutator", str(out), "--samples", "2")
     assert comm.returncode == 0 and "exec/random" in comm.stdout
+
+
+def test_commutator_takes_the_runs_own_sample_count_unless_told(tmp_path):
+    """A run probed with K = 3 is re-analysed with K = 3: the same geometry.jsonl as its analysis in this process."""
+    out = tmp_path / "k3"
+    args = ("--max-steps", "60", "--snapshot-every", "10", "--theta-every", "20", "--probe-samples", "3")
+    assert tinygrok("train", *TINY, *args, "--out", str(out)).returncode == 0
+    shutil.copytree(out, tmp_path / "here")
+    geometry.analyse(Run(tmp_path / "here"))
+    assert tinygrok("commutator", str(out)).returncode == 0
+    assert (out / GEOMETRY).read_bytes() == (tmp_path / "here" / GEOMETRY).read_bytes()
+    assert tinygrok("commutator", str(out), "--samples", "5").returncode == 0
+    assert (out / GEOMETRY).read_bytes() != (tmp_path / "here" / GEOMETRY).read_bytes()
 
 
 def test_commutator_and_pca_need_saved_trajectories(existing_run):

@@ -350,7 +350,9 @@ def pca(run_dir: RunDir, threads: Threads = None):
 @app.command()
 def commutator(
     run_dir: RunDir,
-    samples: Annotated[int, typer.Option(min=1, help="defect samples per point")] = 5,
+    samples: Annotated[
+        int | None, typer.Option(min=1, help="defect samples per point (default: the run's --probe-samples)")
+    ] = None,
     threads: Threads = None,
     array_backend: ArrayBackend = "numpy",
 ):
