@@ -85,6 +85,7 @@ def test_is_prime():
         (dict(train_frac=float("nan")), "--train-frac"),
         (dict(train_frac=float("inf")), "--train-frac"),
         (dict(eval_every=0, probe_every=100), "--eval-every"),
+        (dict(eval_every=100, theta_every=150), r"--theta-every=150 is invalid: .* multiple of eval-every \(100\)"),
         (dict(lr=-1e-3), "--lr"),
         (dict(d_model=130), "--n-heads"),
         (dict(dtype="float16"), "--dtype"),

@@ -19,7 +19,7 @@ CFG = Config(
     n_heads=2,
     d_ff=32,
     batch_size=32,
-    eval_every=20,
+    eval_every=10,
     max_steps=200,
     snapshot_every=20,
     theta_every=50,
@@ -77,7 +77,7 @@ def test_every_figure_is_drawn(analysed):
 
 
 def test_the_dimension_sweep_grows_with_the_subspace_at_four_phases(analysed, tmp_path):
-    """On a copy of the small run whose metrics say it memorized at step 40 and grokked (detection at 160):
+    """On a copy of the small run whose metrics say it memorized at step 40 and grokked (detection at 140):
     one row per phase and size; nested subspaces catch more of each defect as k grows; random bases about
     sqrt(K/P) (P is small, so roughly); the file and its figure written. A run that never grokked is refused."""
     import shutil
@@ -95,7 +95,7 @@ def test_the_dimension_sweep_grows_with_the_subspace_at_four_phases(analysed, tm
     assert [(r["phase"], r["step"], r["K"]) for r in got[::3]] == [
         ("early", 200, 8),
         ("memorization", 0, 8),
-        ("detection", 150, 8),
+        ("detection", 100, 8),
         ("detection + 500", 200, 8),
     ]
     assert [r["K"] for r in got[:3]] == [8, 16, 32] and copy.dimensions() == got

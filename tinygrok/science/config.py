@@ -136,7 +136,11 @@ class Config:
             ("snapshot-every", self.snapshot_every >= 0, "zero (off) or positive"),
             ("snapshot-layers", 0 <= self.snapshot_layers <= self.n_layers, f"0 (all) to n-layers ({self.n_layers})"),
             ("snapshot-dtype", self.snapshot_dtype in ("same", "float16"), "same or float16"),
-            ("theta-every", self.theta_every >= 0, "zero (off) or positive"),
+            (
+                "theta-every",
+                self.theta_every >= 0 and self.eval_every >= 1 and self.theta_every % self.eval_every == 0,
+                f"zero (off) or a multiple of eval-every ({self.eval_every})",
+            ),
             (
                 "probe-every",
                 self.probe_every >= 0 and self.eval_every >= 1 and self.probe_every % self.eval_every == 0,
