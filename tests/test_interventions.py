@@ -448,12 +448,13 @@ def test_a_hook_is_one_declaration_that_the_rest_reads():
 
 @pytest.fixture
 def toggle_hook():
-    """A hook with a boolean and an integer parameter, registered for one test."""
+    """A hook with a boolean, an integer and a free-text parameter, registered for one test."""
 
     class Toggle(interventions.Hook, name="toggle"):
         DOSE = "k"
         flip: bool = interventions.param(False, "whether to negate the gradient")
         k: int = interventions.param(2, "a whole-number strength", low=1, high=5)
+        tag: str = interventions.param("a", "any text, no choices")
 
         def before_update(self, theta, grad, step, ctx):
             return theta, -grad if self.flip else grad
@@ -465,7 +466,8 @@ def toggle_hook():
 
 def test_parameters_parse_by_their_declared_type(toggle_hook):
     assert parse("toggle:flip=false").flip is False and parse("toggle:flip=true").flip is True  # not bool("false")
-    assert parse("toggle:flip=true").spec == "toggle:flip=true,k=2"
+    assert parse("toggle:flip=true").spec == "toggle:flip=true,k=2,tag=a"
+    assert parse("toggle:tag=b").tag == "b"
     for text, words in (
         ("toggle:flip=1", "flip is true or false"),
         ("toggle:k=6", "k is in [1, 5]"),
@@ -475,6 +477,8 @@ def test_parameters_parse_by_their_declared_type(toggle_hook):
             parse(text)
     with pytest.raises(ValueError, match="flip=0 is not allowed"):
         toggle_hook(flip=0)  # a number is not a bool, even in Python
+    with pytest.raises(ValueError, match="tag=1 is not allowed: tag is text"):
+        toggle_hook(tag=1)
     assert parse("toggle").with_dose(3.0).k == 3  # --dose is a float on the command line
     with pytest.raises(ValueError, match="k=2.5 is not allowed"):
         parse("toggle").with_dose(2.5)

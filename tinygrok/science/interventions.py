@@ -27,6 +27,9 @@ before_update acts on the update about to be made, number step + 1; after_update
     random_kick     every 50 updates, after the optimizer step: theta <- theta + alpha 1.5e-3 P z / ||P z||
     keep_random     not the paper's: every update, g <- R R^T g, R a random orthonormal basis of k directions
 
+And two controls outside the paper, without a basis: weight_noise (theta <- theta + sigma z, z ~ N(0, I), after
+every 50th update) and l2 (g <- g + lam theta: an L2 penalty through the gradient, beside AdamW's decoupled decay).
+
 `basis` says which B the run is given: "pca" (the baseline run's trajectory PCA, §5.5) or "random" (a random
 orthonormal basis of the same size, the ablation; for project_attention, random inside the attention matrices).
 
@@ -182,6 +185,8 @@ def _admits(f: dataclasses.Field, value) -> bool:
         return False
     if m["choices"] is not None:
         return value in m["choices"]
+    if kind == "str":
+        return True  # a range is for numbers
     return (m["low"] is None or value >= m["low"]) and (m["high"] is None or value <= m["high"])
 
 
@@ -189,8 +194,8 @@ def _allowed(f: dataclasses.Field) -> str:
     m = f.metadata
     if m["choices"] is not None:
         return "one of " + ", ".join(m["choices"])
-    if _kind(f) == "bool":
-        return "true or false"
+    if _kind(f) in ("bool", "str"):
+        return {"bool": "true or false", "str": "text"}[_kind(f)]
     kind = "a whole number" if _kind(f) == "int" else "a number"
     if m["high"] is not None:
         return f"in [{_text(m['low'])}, {_text(m['high'])}]"
