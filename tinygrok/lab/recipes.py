@@ -61,7 +61,8 @@ class RunSpec:
     def name(self) -> str:
         """The run directory's name: [grok_ | intervene_BATCHES_]PRESET_OP_sSEED, then every other setting that
         differs from the preset (with the recipe's settings), e.g. paper_add_s42_lr0.0003 or
-        intervene_shifted_paper_add_s42_hookproject-s0.5. Different specs never share a name."""
+        intervene_shifted_paper_add_s42_hookproject-s0.5. Specs with different configs or presets never share a
+        name; the train, pca and probed recipes of one config are one run, their stages built on one training."""
         cfg, base = self.config, config.preset(self.preset, **recipe_settings(self.recipe))
         prefix = {"walkthrough": ["grok"], "intervene": ["intervene", cfg.batches]}.get(self.recipe, [])
         parts = prefix + [self.preset, cfg.op, f"s{cfg.seed}"]
