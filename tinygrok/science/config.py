@@ -32,7 +32,7 @@ class Config:
     tinygrok's own (the reference takes one gradient of the whole batch: the same mathematics, other float32
     rounding), and the snapshot, theta and probe cadences are what a run records."""
 
-    op: str = _opt("add", "binary operation mod p: add, sub, mul, x2_y2, x2_xy_y2, x3_xy")
+    op: str = _opt("add", "binary operation mod p: " + ", ".join(OPERATIONS))
     p: int = _opt(97, "prime modulus (= vocabulary size)")
     seed: int = _opt(42, "seed of every random stream (init, split, batches, probes)")
     train_frac: float = _opt(0.5, "fraction of all pairs used for training, in (0, 1)")
