@@ -124,7 +124,7 @@ def test_the_report_lists_every_run_and_the_statistics_beside_the_paper(whole, t
     assert tinygrok("report", str(whole)).returncode == 0
     text = (whole / sweep_report.REPORT).read_text()
     runs = sweep_report.sweep_runs(whole)
-    assert len(runs) == 3 and all(r["name"] in text for r in runs)
+    assert len(runs) == 3 and all(r["name"] in text for r in runs) and "these runs differ in" not in text
     assert (
         "| add | 0.003 | 2 |" in text and "the classroom preset" in text and "2933 (add)" in text
     )  # two grokking runs of add, beside Table 1
@@ -198,6 +198,21 @@ def test_the_report_gives_exec_random_per_run_and_defect_level_beside_the_paper(
     assert "| add | 42 | 12 | 2 | 2.5 / 1.5 / none | 2.04 (add) | 0.9 | 1 / 1 / 1 | 0.86 (add) |" in text
     assert "| **add** | mean ± sd |  | 2.1 ± 0.141 (n 2) |  |  | 1 ± 0.141 (n 2) |  |  |" in text
     assert "(5-15 / 15-30 / >=30)" in text and sweep_report._controls([dict(runs[0], hook="kick:alpha=10.0")]) == []
+
+
+def test_the_report_names_the_settings_its_tables_do_not_split_runs_by():
+    """beta2 and the batch size are named with their values; max_steps (when a run stops) and an intervention's
+    runs are not."""
+    from tinygrok.lab import sweep_report
+    from tinygrok.science.config import Config
+
+    settings = ({}, {"beta2": 0.999, "max_steps": 10}, {"beta2": 0.999, "batch_size": 256}, {"weight_decay": 0.5})
+    runs = [{"hook": "none", "recipe": "train", "config": Config(**s)} for s in settings]
+    intervened = {"hook": "project", "recipe": "intervene", "config": Config(lr=3e-4)}
+    assert sweep_report._pooled(runs[:1] + runs[3:] + [intervened]) == []
+    assert sweep_report._pooled(runs)[0].endswith(
+        "differ in beta2 (0.98, 0.999); batch_size (256, 512): no table below splits them by those."
+    )
 
 
 def test_the_report_sets_a_float32_run_beside_its_float64_twin():

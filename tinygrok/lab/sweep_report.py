@@ -3,6 +3,7 @@ numbers (paper.py), measured like with like. Reads only files: index.json and th
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from pathlib import Path
@@ -54,7 +55,8 @@ def entry(record: dict) -> dict:
     """A run as reports read it: its name, its config's op, seed, lr, weight decay, hook, max_steps, layers, dtype,
     batches, its preset, whether it ran at its preset's learning rate (where the paper's numbers but the power
     law were measured), its recipe, an intervention's baseline (its name), its results, its metric and geometry
-    rows, its wall and CPU time and its resumptions (None where the record predates their count)."""
+    rows, its wall and CPU time and its resumptions (None where the record predates their count), and its whole
+    config."""
     cfg = Config.from_dict(record["config"])
     spec = recipes.RunSpec(cfg, record["recipe"], record["preset"])
     return {
@@ -74,6 +76,7 @@ def entry(record: dict) -> dict:
         "baseline": recipes.baseline(spec).name if spec.recipe == "intervene" else None,
         "eval_every": cfg.eval_every,
         "probe_every": cfg.probe_every,
+        "config": cfg,
         **record["results"],
         "metrics": record["metrics"],
         "geometry": record["geometry"],
@@ -118,11 +121,36 @@ def write(sources: list[Path], into: Path | None = None) -> Path:
         if presets
         else []
     )
-    lines += _measured_vs_paper(runs, fit) + _runs(runs) + _undefined(runs) + _per_op(grokked)
+    lines += _pooled(runs) + _measured_vs_paper(runs, fit) + _runs(runs) + _undefined(runs) + _per_op(grokked)
     lines += _sign_test(grokked) + _growth(runs)
     lines += _controls(runs) + _precision(runs)
     lines += power_law_lines + intervention_tables(runs) + _figures(into, runs, fit)
     return write_text(into / REPORT, "\n".join(lines) + "\n")
+
+
+GROUPED = ("op", "seed", "lr", "weight_decay", "hook", "batches")  # what the tables below split runs by
+RECORDING = (  # settings that change what a run records or when it stops, not how it trains
+    "max_steps", "eval_every", "stop_acc", "stop_patience", "extra_steps", "engine", "snapshot_every",
+    "snapshot_layers", "snapshot_dtype", "theta_every", "probe_every", "probe_samples", "onset_floor",
+)  # fmt: skip
+
+
+def _pooled(runs: list[dict]) -> list[str]:
+    """A line naming the settings besides GROUPED and RECORDING in which the runs without an intervention differ,
+    with their values: the tables below do not split runs by them."""
+    varied = {
+        name: sorted({getattr(r["config"], name) for r in plain(runs)}, key=str)
+        for name in (f.name for f in dataclasses.fields(Config))
+        if name not in GROUPED + RECORDING
+    }
+    shown = [f"{name} ({', '.join(map(str, values))})" for name, values in varied.items() if len(values) > 1]
+    if not shown:
+        return []
+    return [
+        f"Besides operation, seed, learning rate, weight decay and intervention, these runs differ in "
+        f"{'; '.join(shown)}: no table below splits them by {'it' if len(shown) == 1 else 'those'}.",
+        "",
+    ]
 
 
 def _sweep(out: Path) -> tuple[list[dict], list[str]]:
