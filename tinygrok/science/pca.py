@@ -135,7 +135,6 @@ def execution_basis(pcas: dict[str, TrajectoryPCA], offsets: dict[str, int], n_p
     return block_basis([(offsets[name], pca.components[:k]) for name, pca in pcas.items()], n_params)
 
 
-# ---------------------------------------------------------------------- a run's attention trajectory
 def random_basis(n_params: int, k: int, rng: np.random.Generator) -> np.ndarray:
     """A uniformly random k-dimensional orthonormal basis of R^P (P, k): a Gaussian matrix G orthonormalised as
     G R^-1 with R^T R = G^T G (Cholesky QR: exact enough, as G is near-orthogonal when k << P, and far cheaper
@@ -144,6 +143,7 @@ def random_basis(n_params: int, k: int, rng: np.random.Generator) -> np.ndarray:
     return g @ np.linalg.inv(np.linalg.cholesky(g.T @ g).T)
 
 
+# ---------------------------------------------------------------------- a run's attention trajectory
 def analyse_trajectories(
     trajectories: dict[str, np.ndarray], rng: np.random.Generator, k: int = 5
 ) -> tuple[dict, dict[str, TrajectoryPCA]]:
