@@ -230,6 +230,19 @@ def test_commutator_and_pca_need_saved_trajectories(existing_run):
     assert_refused(refused_here("pca", str(existing_run)), "snapshots", "at least 3")
 
 
+def test_a_path_the_system_refuses_is_one_line_exit_1(tmp_path):
+    """An output under a file, or over one: the system's word for it, on one line (what a full disk or a read-only
+    folder gives too)."""
+    (tmp_path / "a-file").write_text("")
+    for args, words in (
+        (["train", *TINY, "--out", str(tmp_path / "a-file" / "run")], "a-file/run: Not a directory"),
+        (["sweep", "table1", "--preset", "classroom", "--out", str(tmp_path / "a-file")], "a-file: File exists"),
+    ):
+        result = refused_here(*args)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 1 and len(lines) == 1 and words in lines[0], result.stderr
+
+
 def test_grok_refuses_bad_input(tmp_path):
     assert_refused(refused_here("grok", "--op", "div", "--out", str(tmp_path / "x")), "--op")
     assert_refused(refused_here("grok", "--preset", "slow", "--out", str(tmp_path / "x")), "--preset", "grok")

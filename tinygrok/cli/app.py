@@ -70,7 +70,7 @@ def fail(message: str, code: int = 2) -> None:
 
 class OneLineErrors(typer.core.TyperGroup):
     """Every command's errors as one line on stderr: typer's own (a value out of range, a missing argument) and
-    tinygrok's (exit 2), a failed write (exit 1), a run that diverged (exit 3)."""
+    tinygrok's (exit 2), a failed write or a path the system refuses (exit 1), a run that diverged (exit 3)."""
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):
         try:
@@ -86,6 +86,8 @@ class OneLineErrors(typer.core.TyperGroup):
                 fail(str(err))
             except Diverged as err:
                 fail(str(err), EXIT_DIVERGED)
+            except OSError as err:  # a path that cannot be made or read: under a file, a full disk, no permission
+                fail(f"{err.filename}: {err.strerror}" if err.filename and err.strerror else str(err), 1)
             except typer.Abort:
                 fail("aborted", 1)
         except typer.Exit as exit_:
