@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tinygrok.run import geometry
-from tinygrok.run.runs import GEOMETRY, Run
+from tinygrok.run.runs import GEOMETRY, Run, RunError
 
 CLI = str(Path(__file__).resolve().parents[1] / "cli.py")
 TINY = ["--p", "7", "--d-model", "8", "--n-heads", "2", "--d-ff", "8", "--batch-size", "8", "--eval-every", "5"]
@@ -241,6 +241,16 @@ def test_a_path_the_system_refuses_is_one_line_exit_1(tmp_path):
         result = refused_here(*args)
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.returncode == 1 and len(lines) == 1 and words in lines[0], result.stderr
+
+
+def test_plot_refuses_a_run_with_nothing_to_draw_and_a_corrupt_basis_is_named(existing_run, tmp_path):
+    copy = shutil.copytree(existing_run, tmp_path / "copy")
+    first = (copy / "metrics.jsonl").read_text().splitlines()[0]  # step 0 only
+    (copy / "metrics.jsonl").write_text(first + "\n")
+    assert_refused(refused_here("plot", str(copy)), "no evaluations after step 0")
+    (copy / "basis.npy").write_bytes(b"not an array")
+    with pytest.raises(RunError, match="basis.npy cannot be read as a .npy array"):
+        Run(copy).basis()
 
 
 def test_grok_refuses_bad_input(tmp_path):

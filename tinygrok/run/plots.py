@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from tinygrok.run import grok_forecaster
 from tinygrok.run.geometry import SVD_COMPONENTS, trajectories_to_detection
-from tinygrok.run.runs import DIMENSIONS, GEOMETRY, PCA, Run
+from tinygrok.run.runs import DIMENSIONS, GEOMETRY, PCA, Run, RunError
 from tinygrok.science.analysis import curvature_onset, curvature_summary, grok_summary
 from tinygrok.science.forecast import Forecast, Record, before_grok
 from tinygrok.science.model import param_count
@@ -27,7 +27,7 @@ def training(run: Run | Path | str, axes=None) -> Figure:
     run = _as_run(run)
     cfg, rows = run.config(), [r for r in run.metrics() if r["step"] > 0]
     if not rows:
-        raise ValueError(f"{run.path} has no evaluations after step 0 to plot")
+        raise RunError(f"{run.path} has no evaluations after step 0 to plot: train it further")
     steps = [r["step"] for r in rows]
     marks = grok_summary(rows, cfg.stop_acc, cfg.stop_patience)
     fig, (ax_acc, ax_loss) = _axes(axes, 2, (11, 4))

@@ -70,6 +70,14 @@ def _failing_as_write_error(path: Path):
         ) from None
 
 
+def _load_npy(path: Path, **how) -> np.ndarray:
+    """The array in the .npy file at `path` (np.load's options `how`), or a RunError if it is not one."""
+    try:
+        return np.load(path, **how)
+    except (OSError, ValueError) as err:
+        raise RunError(f"{path} cannot be read as a .npy array ({err})") from None
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     """Write `data` to a temporary file, then rename it over `path`: readers (and a resume after a crash) see the
     old file or the new one, never a mixture. A failed write removes its temporary file."""
@@ -231,10 +239,7 @@ class Run:
         """The (S, D) array in `name`, memory-mapped (read-only); a RunError if it is not one (of D = `width`
         columns of `dtype`, where given: by default those of the run's config)."""
         path = self.path / name
-        try:
-            rows = np.load(path, mmap_mode="r")
-        except (OSError, ValueError) as err:
-            raise RunError(f"{path} cannot be read as a .npy array ({err})") from None
+        rows = _load_npy(path, mmap_mode="r")
         cfg = None if width and dtype else self.config()  # read config.json once, and only when needed
         width, dtype = width or _row_width(name, cfg), np.dtype(dtype or _row_dtype(name, cfg))
         if rows.ndim != 2 or rows.shape[1] != width or rows.dtype != dtype:
@@ -298,7 +303,7 @@ class Run:
         """The execution basis B (P, K) the analysis saved."""
         if not self.has(BASIS):
             raise RunError(f"{self.path} has no {BASIS}: run its analysis first (tinygrok pca {self.path})")
-        return np.load(self.path / BASIS)
+        return _load_npy(self.path / BASIS)
 
     def write_hook_basis(self, basis: np.ndarray) -> None:
         """Give the run the execution basis (P, K) its intervention hook uses (interventions.py)."""
@@ -310,7 +315,7 @@ class Run:
                 f"{self.path} has no {HOOK_BASIS}, the execution basis its hook needs: run it with "
                 "tinygrok intervene, which builds one from a baseline run"
             )
-        return np.load(self.path / HOOK_BASIS)
+        return _load_npy(self.path / HOOK_BASIS)
 
     def write_geometry(self, rows: list[dict]) -> None:
         self._write_rows(GEOMETRY, rows)
