@@ -96,9 +96,10 @@ def test_records_of_two_halves_merge_to_the_same_page_and_a_recorded_run_is_not_
     for half, stages in (("a", plan[:1]), ("b", plan[1:])):
         reproduction.run("tiny", stages, tiny, tmp_path / half, sweep.local_executor(1))
     (tmp_path / "a" / "junk.json.gz").write_bytes(b"not a record")
-    reproduction.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
+    _, skipped = reproduction.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
+    assert len(skipped) == 1 and "junk.json.gz" in skipped[0]  # said, and left where it is
     once = json.loads((tmp_path / "merged" / reproduction.STATE).read_text())
-    assert reproduction.merge([tmp_path / "a", tmp_path / "merged"], tmp_path / "merged") == once  # nothing twice
+    assert reproduction.merge([tmp_path / "a", tmp_path / "merged"], tmp_path / "merged")[0] == once  # nothing twice
     page = results_page.write(tmp_path / "merged", tmp_path / "one" / results_page.RESULTS).read_text()
     assert claim_rows(page) == claim_rows((tiny / results_page.RESULTS).read_text())
     again = results_page.write(tmp_path / "merged", tmp_path / "two" / results_page.RESULTS).read_text()
@@ -111,6 +112,14 @@ def test_records_of_two_halves_merge_to_the_same_page_and_a_recorded_run_is_not_
     assert not (tmp_path / "fresh").exists() and len(state["parts"]) == 3  # every run recorded: nothing ran
     with pytest.raises(RunError, match="holds the records of the tiny reproduction, not machine"):
         reproduction.run("machine", plan, tmp_path / "fresh", tmp_path / "merged", sweep.local_executor(1))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / reproduction.STATE).write_text("{}")
+    for folder in (tmp_path / "empty", tmp_path / "nowhere"):
+        with pytest.raises(RunError, match=f"{folder}.* (no reproduction's state|holds no reproduction's records)"):
+            reproduction.merge([tmp_path / "a", folder], tmp_path / "merged-again")
+        with pytest.raises(RunError, match="no reproduction's"):
+            results_page.write(folder, tmp_path / "three" / results_page.RESULTS)
+    assert not (tmp_path / "merged-again").exists() and not (tmp_path / "three").exists()
 
 
 def test_the_plan_estimate_lists_every_stage_and_a_total(tmp_path):

@@ -662,8 +662,10 @@ def merge_records(
     into: Annotated[Path, typer.Option(help="the folder they merge into (it may hold records already)")],
 ):
     """Merge folders of a reproduction's run records into one: each run's record once, the wall times added."""
-    state = reproduction.merge(sources, into)
+    state, skipped = reproduction.merge(sources, into)
     console.print(f"{into}: the {state['scale']} reproduction's records, {len(state['parts'])} part(s)")
+    for line in skipped:
+        err_console.print(f"left behind, no readable record: {line}", highlight=False, soft_wrap=True)
 
 
 @app.command("carry")

@@ -365,12 +365,30 @@ def restore(specs: list[RunSpec], out: Path, folder: Path) -> None:
             shutil.copytree(carried, here)
 
 
-def _state(folder: Path, scale: str) -> dict:
-    path = folder / STATE
+def read_state(folder: Path) -> dict:
+    """A records folder's reproduce.json: its scale and its parts (when each began, its seconds, per stage); a
+    RunError if the folder has none, or if it is not one."""
+    path = Path(folder) / STATE
     if not path.exists():
+        raise RunError(
+            f"{folder} holds no reproduction's records (it has no {STATE}: tinygrok reproduce --records writes it)"
+        )
+    state = read_json(path)
+    parts = state.get("parts") if isinstance(state, dict) else None
+    if (
+        not isinstance(parts, list)
+        or state.get("scale") not in SCALES
+        or not all(isinstance(part, dict) and {"began", "seconds", "stages"} <= set(part) for part in parts)
+    ):
+        raise RunError(f"{path} is no reproduction's state: it needs a scale ({', '.join(SCALES)}) and its parts")
+    return state
+
+
+def _state(folder: Path, scale: str) -> dict:
+    if not (folder / STATE).exists():
         folder.mkdir(parents=True, exist_ok=True)
         return {"scale": scale, "parts": []}
-    state = read_json(path)
+    state = read_state(folder)
     if state["scale"] != scale:
         raise RunError(
             f"{folder} holds the records of the {state['scale']} reproduction, not {scale}: give this "
@@ -379,28 +397,28 @@ def _state(folder: Path, scale: str) -> dict:
     return state
 
 
-def merge(sources: list[Path], into: Path) -> dict:
+def merge(sources: list[Path], into: Path) -> tuple[dict, list[str]]:
     """Bring several folders of records of one scale's reproduction (other machines', days', workers') into
     `into`: each run's record once (the one already there, else the first found), each part once (by when it
-    began: merging a folder twice adds nothing); returns the merged reproduce.json. A RunError for a folder of
-    another scale, or none."""
-    into = Path(into)
-    missing = [str(source) for source in sources if not (Path(source) / STATE).exists()]
-    if missing:
-        raise RunError(f"{', '.join(missing)}: no {STATE}, so no reproduction's records to merge")
-    states = [read_json(Path(source) / STATE) for source in sources]
-    state = _state(into, states[0]["scale"]) if states else {}
+    began: merging a folder twice adds nothing). Returns the merged reproduce.json and a line for each file left
+    behind as no readable record. A RunError, before anything is written, for a folder of another scale, or none."""
+    into, sources = Path(into), [Path(source) for source in sources]
+    states = [read_state(source) for source in sources]
     for source, other in zip(sources, states):
-        if other["scale"] != state["scale"]:
-            raise RunError(f"{source} holds the {other['scale']} reproduction's records, not {state['scale']}'s")
-        for name in records.load_all(Path(source))[0]:  # records only: what is not one stays where it is
-            path = Path(source) / (name + records.SUFFIX)
+        if other["scale"] != states[0]["scale"]:
+            raise RunError(f"{source} holds the {other['scale']} reproduction's records, not {states[0]['scale']}'s")
+    state, skipped = _state(into, states[0]["scale"]), []
+    for source, other in zip(sources, states):
+        found, problems = records.load_all(source)
+        skipped += problems
+        for name in found:
+            path = source / (name + records.SUFFIX)
             if not (into / path.name).exists():
                 write_bytes(into / path.name, path.read_bytes())
         known = {part["began"] for part in state["parts"]}
         state["parts"] += [part for part in other["parts"] if part["began"] not in known]
     write_json(into / STATE, state)
-    return state
+    return state, skipped
 
 
 def wall_seconds(state: dict, label: str | None = None) -> float:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinygrok.lab import records, reproduction, sweep_report
-from tinygrok.lab.reproduction import STATE, Stage
-from tinygrok.run.runs import RunError, read_json, write_text
+from tinygrok.lab.reproduction import Stage
+from tinygrok.run.runs import write_text
 from tinygrok.science import analysis, interventions, paper
 from tinygrok.science.paper import GROKKING_OPS, NON_GROKKING_OPS, Claim
 
@@ -372,13 +372,9 @@ def text(folder: Path, page: Path, figures_dir: Path | None = None) -> str:
     and where and how long they ran; its figures drawn into `figures_dir` (None: drawn, not saved). A RunError if the
     folder is no reproduction's."""
     folder, page = Path(folder), Path(page)
-    if not (folder / STATE).exists():
-        raise RunError(
-            f"{folder} holds no reproduction's records (it has no {STATE}: tinygrok reproduce --records writes it)"
-        )
+    state = reproduction.read_state(folder)
     if figures_dir:
         figures_dir.mkdir(parents=True, exist_ok=True)
-    state = read_json(folder / STATE)
     plan = reproduction.stages(state["scale"])
     found, problems = records.load_all(folder)
     planned = {stage.label: stage for stage in plan}
