@@ -290,9 +290,14 @@ def test_intervene_builds_the_baseline_once_and_gives_the_run_its_basis(tmp_path
     assert Run(tmp_path / "random").config().hook == "random_kick:alpha=100.0,basis=random,start=500,every=50"
 
 
-def test_an_intervention_without_its_baseline_is_refused(tmp_path):
-    with pytest.raises(RunError, match="needs its baseline run"):
-        recipes.execute(recipes.intervention("project", 0.5, preset="classroom", max_steps=100), tmp_path)
+def test_an_intervention_without_its_baseline_is_refused_before_its_directory_is_made(tmp_path):
+    for spec in (
+        recipes.intervention("project", 0.5, preset="classroom", max_steps=100),
+        recipes.spec("train", "classroom", hook="project", max_steps=100),  # tinygrok train --hook project
+    ):
+        with pytest.raises(RunError, match="needs its baseline run"):
+            recipes.execute(spec, tmp_path)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_report_gives_grok_step_delays_paired_by_seed_and_dnf_per_arm_beside_the_paper():

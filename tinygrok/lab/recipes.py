@@ -127,6 +127,8 @@ def execute(
     path = Path(path) if path is not None else run_path(spec, out)
     if existing == "resume" and not path.is_dir():
         Run(path).config()  # a RunError: there is no run to resume
+    if _needs_pca_basis(spec) and not (path / HOOK_BASIS).exists():
+        _finished_baseline(spec, path.parent)  # a RunError if it is not there
     with _writer_of(path), parallel.cores(cores):
         run = _prepare(spec, path, existing)
         if failure := diverged(run):  # it stops at the same step however often it is run
@@ -222,19 +224,28 @@ def intervention_basis(spec: RunSpec, beside: Path) -> np.ndarray:
         basis = np.zeros((param_count(cfg), k), dtype=cfg.dtype)  # (P, K)
         basis[inside] = random_basis(len(inside), k, rng)
         return basis
+    return _finished_baseline(spec, beside).basis().astype(cfg.dtype)  # the dtype training uses it in
+
+
+def _finished_baseline(spec: RunSpec, beside: Path) -> Run:
+    """The baseline run of `spec` in `beside`, its execution basis built; a RunError if it is not."""
     base = Run(Path(beside) / baseline(spec).name)
     if "pca" not in base.stages():
         raise RunError(
             f"the intervention {spec.name} needs its baseline run {base.path} finished first "
             "(tinygrok intervene and tinygrok sweep run it)"
         )
-    return base.basis().astype(cfg.dtype)  # the dtype training uses it in
+    return base
+
+
+def _needs_pca_basis(spec: RunSpec) -> bool:
+    hook = interventions.parse(spec.config.hook)
+    return hook.needs_basis and hook.basis == "pca"
 
 
 def needs_baseline(spec: RunSpec) -> bool:
     """Whether the run is given its baseline's execution basis (an intervention with basis "pca")."""
-    hook = interventions.parse(spec.config.hook)
-    return spec.recipe == "intervene" and hook.needs_basis and hook.basis == "pca"
+    return spec.recipe == "intervene" and _needs_pca_basis(spec)
 
 
 def waves(specs: list[RunSpec]) -> list[list[RunSpec]]:
