@@ -174,7 +174,7 @@ def test_a_run_with_each_hook_resumes_bit_for_bit(spec, batches, tmp_path):
 
 
 def test_a_run_without_its_basis_is_refused(tmp_path):
-    cfg = CFG.replace(max_steps=100, hook="project:s=0.5")
+    cfg = CFG.replace(max_steps=100, hook="project:s=0.5,start=50")
     with pytest.raises(Exception, match="hook_basis.npy"):
         train(cfg, Run.create(tmp_path / "run", cfg))
 
@@ -243,14 +243,14 @@ def test_intervene_builds_the_baseline_once_and_gives_the_run_its_basis(tmp_path
         "--preset",
         "classroom",
         "--max-steps",
-        "200",
+        "600",
         "--out",
         str(tmp_path / "project"),
     )
     assert result.returncode == 0, result.stderr
-    assert "DNF: not grokked within 200 steps" in result.stdout
-    baseline, run = Run(tmp_path / "classroom_add_s42_max_steps200"), Run(tmp_path / "project")
-    assert baseline.stages() == ["train", "pca"] and run.summary()["steps"] == 200
+    assert "DNF: not grokked within 600 steps" in result.stdout
+    baseline, run = Run(tmp_path / "classroom_add_s42_max_steps600"), Run(tmp_path / "project")
+    assert baseline.stages() == ["train", "pca"] and run.summary()["steps"] == 600
     assert np.array_equal(run.hook_basis(), baseline.basis().astype(np.float32))  # B from the baseline's PCA
     assert run.config().hook == "project:s=1.0,basis=pca,start=500" and run.config().probe_every == 100
     assert run.config().batches == "shifted" and baseline.config().batches == "own"  # the reference code's protocol
@@ -264,7 +264,7 @@ def test_intervene_builds_the_baseline_once_and_gives_the_run_its_basis(tmp_path
         "--preset",
         "classroom",
         "--max-steps",
-        "200",
+        "600",
         "--out",
         str(tmp_path / "half"),
     )
@@ -279,21 +279,21 @@ def test_intervene_builds_the_baseline_once_and_gives_the_run_its_basis(tmp_path
         "--preset",
         "classroom",
         "--max-steps",
-        "150",
+        "700",
         "--out",
         str(tmp_path / "random"),
     )
     assert random.returncode == 0, random.stderr
     basis = Run(tmp_path / "random").hook_basis().astype(np.float64)
     assert basis.shape == (P, 16) and np.allclose(basis.T @ basis, np.eye(16), atol=1e-5)  # orthonormal
-    assert not (tmp_path / "classroom_add_s42_max_steps150").exists()  # a random basis needs no baseline
+    assert not (tmp_path / "classroom_add_s42_max_steps700").exists()  # a random basis needs no baseline
     assert Run(tmp_path / "random").config().hook == "random_kick:alpha=100.0,basis=random,start=500,every=50"
 
 
 def test_an_intervention_without_its_baseline_is_refused_before_its_directory_is_made(tmp_path):
     for spec in (
-        recipes.intervention("project", 0.5, preset="classroom", max_steps=100),
-        recipes.spec("train", "classroom", hook="project", max_steps=100),  # tinygrok train --hook project
+        recipes.intervention("project", 0.5, preset="classroom", max_steps=600),
+        recipes.spec("train", "classroom", hook="project", max_steps=600),  # tinygrok train --hook project
     ):
         with pytest.raises(RunError, match="needs its baseline run"):
             recipes.execute(spec, tmp_path)

@@ -86,7 +86,9 @@ def test_a_shifted_run_trains_on_the_baseline_batch_k_plus_2K_ceil_k_over_probe_
 
 def test_a_sibling_run_shares_init_and_split_and_draws_other_batches_from_update_one(tmp_path):
     baseline = trained(tmp_path / "baseline", max_steps=3)
-    sibling = trained(tmp_path / "sibling", max_steps=3, hook="project:s=0.0", batches="sibling", probe_every=100)
+    sibling = trained(
+        tmp_path / "sibling", max_steps=3, hook="project:s=0.0,start=1", batches="sibling", probe_every=100
+    )
     a, b = baseline.rows(SNAPSHOTS), sibling.rows(SNAPSHOTS)
     assert np.array_equal(a[0], b[0]) and not np.array_equal(a[1], b[1])  # same init; update 1 differs
     split = ("op", "p", "train_frac", "seed")  # what the split is made of (data.make_dataset)
