@@ -298,6 +298,14 @@ def test_an_intervention_without_its_baseline_is_refused_before_its_directory_is
         with pytest.raises(RunError, match="needs its baseline run"):
             recipes.execute(spec, tmp_path)
     assert list(tmp_path.iterdir()) == []
+    (tmp_path / "a-file").write_text("")
+    common = ["intervene", "--arm", "project", "--preset", "classroom", "--max-steps", "600"]
+    for out, words in (
+        (["--out", str(tmp_path / "a-file")], "is not a directory"),
+        (["--resume", "--out", str(tmp_path / "none")], "config.json"),
+    ):
+        assert_refused(refused_here(*common, *out), words)  # before its baseline trains
+    assert [path.name for path in tmp_path.iterdir()] == ["a-file"]
 
 
 def test_the_report_gives_grok_step_delays_paired_by_seed_and_dnf_per_arm_beside_the_paper():

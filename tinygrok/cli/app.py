@@ -267,6 +267,7 @@ def intervene(
         raise RunError("--hook is set by --arm, --dose and --basis here")
     spec = recipes.intervention(arm, dose, basis, preset, **overrides)
     path, existing = out or recipes.run_path(spec), _existing(resume, force)
+    recipes.check_destination(path, existing)  # now, not after its baseline has trained
     if recipes.needs_baseline(spec):
         base = recipes.baseline(spec)
         console.print(f"baseline (phase 1): {path.parent / base.name}")

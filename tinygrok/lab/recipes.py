@@ -125,8 +125,7 @@ def execute(
     that diverged raises train.Diverged.
     """
     path = Path(path) if path is not None else run_path(spec, out)
-    if existing == "resume" and not path.is_dir():
-        Run(path).config()  # a RunError: there is no run to resume
+    check_destination(path, existing)
     if _needs_pca_basis(spec) and not (path / HOOK_BASIS).exists():
         _finished_baseline(spec, path.parent)  # a RunError if it is not there
     with _writer_of(path), parallel.cores(cores):
@@ -260,12 +259,23 @@ def run_path(spec: RunSpec, out: Path | str = "runs") -> Path:
     return Path(out) / spec.name
 
 
+def check_destination(path: Path, existing: str) -> None:
+    """A RunError if execute could not run in `path` as `existing` asks (EXISTING): asked again under the run's
+    lock, and before a run that must wait for another (an intervention for its baseline) is started."""
+    if path.exists() and not path.is_dir():
+        raise RunError(f"{path} exists and is not a directory")
+    if existing == "resume" and not path.is_dir():
+        Run(path).config()  # a RunError: there is no run to resume
+    if existing == "refuse" and path.is_dir() and any(path.iterdir()):
+        raise RunError(
+            f"run directory {path} already exists: pass --resume to continue it or --force to start it again"
+        )
+
+
 @contextlib.contextmanager
 def _writer_of(path: Path):
     """Hold the lock of the run directory `path`, creating it if need be (and removing it again, empty, if the run
     was refused)."""
-    if path.exists() and not path.is_dir():
-        raise RunError(f"{path} exists and is not a directory")
     created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
     try:
@@ -285,10 +295,7 @@ def _prepare(spec: RunSpec, path: Path, existing: str) -> Run:
         leftover.unlink()
     if existing == "restart" or not any(path.iterdir()):
         return Run.create(path, spec.config, force=existing == "restart")
-    if existing == "refuse":
-        raise RunError(
-            f"run directory {path} already exists: pass --resume to continue it or --force to start it again"
-        )
+    check_destination(path, existing)  # again, now that the run is locked
     run = Run(path)
     differing = _differences(run.config(), spec.config)
     if differing:
