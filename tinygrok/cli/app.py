@@ -632,6 +632,8 @@ def reproduce(
     for path, what in ((out, "--out"), (records_dir, "--records")):
         if path.exists() and not path.is_dir():
             fail(f"{what} {path} is a file: a reproduction needs a directory")
+    if page.is_dir() or not next(p for p in page.parents if p.exists()).is_dir():
+        fail(f"--page {page} cannot be written after the runs: it is a directory, or lies under a file")
     if estimate:
         costs = benchmark.bench(config.preset("paper"), 1, 3)
         rows = reproduction.estimate(plan, costs, frozenset(records.load_all(records_dir)[0]), out, records_dir)
