@@ -126,6 +126,21 @@ def test_a_bad_file_is_refused_in_one_line_naming_it(run_copy, case, command):
     assert snapshot(run_copy) == before
 
 
+def test_a_summary_or_a_sweep_index_without_its_keys_is_refused_in_one_line(run_copy, tmp_path):
+    (run_copy / SUMMARY).write_text("{}")
+    assert_one_line(invoke("train", "--resume", "--out", str(run_copy)), 2, "lacks results, environment, stages")
+    (tmp_path / "sweep").mkdir()
+    index = tmp_path / "sweep" / sweep.INDEX
+    for text, words in (
+        ("{}", "lacks experiment, filters, runs"),
+        ('{"experiment": "table1", "filters": "", "runs": {"a": {"state": "weird", "recipe": "train"}}}', "no sweep"),
+    ):
+        index.write_text(text)
+        for command in (["report", str(index.parent)], ["record", str(index.parent), "--into", str(tmp_path / "r")]):
+            assert_one_line(invoke(*command), 2, str(index), words)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run", "sweep"]
+
+
 def test_a_missing_config_and_a_missing_run_are_named(tmp_path):
     assert_one_line(invoke("pca", str(tmp_path)), 2, str(tmp_path), "config.json is missing")
     assert_one_line(invoke("train", "--resume", "--out", str(tmp_path / "nowhere")), 2, "nowhere", "config.json")

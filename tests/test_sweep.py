@@ -142,6 +142,10 @@ def test_the_report_lists_every_run_and_the_statistics_beside_the_paper(whole, t
     assert_refused(refused_here("report", str(tmp_path / "nowhere")), "index.json")
     (tmp_path / "a-file").write_text("")
     assert_refused(refused_here("report", str(whole), "--out", str(tmp_path / "a-file")), "is a file")
+    (tmp_path / "empty").mkdir()
+    for source, words in ((tmp_path / "nowhere", "neither a sweep directory"), (tmp_path / "empty", "no run records")):
+        assert_refused(refused_here("report", str(source), "--out", str(tmp_path / "report")), words)
+    assert not (tmp_path / "report").exists()  # refused before anything is written
 
 
 def test_the_pc1_figure_labels_its_points_where_the_paper_has_no_bar():

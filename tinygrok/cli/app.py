@@ -39,7 +39,7 @@ from tinygrok.lab import (
     sweep_report,
 )
 from tinygrok.run import geometry, grok_forecaster, plots
-from tinygrok.run.runs import THETAS, Run, RunError, WriteError, read_json, write_text
+from tinygrok.run.runs import THETAS, Run, RunError, WriteError, write_text
 from tinygrok.run.train import Diverged
 from tinygrok.science import config, interventions, undefined
 from tinygrok.science.config import Config, ConfigError
@@ -738,8 +738,6 @@ def report(
             f"{sweep_dirs[0]} has no {sweep.INDEX}, so it is no sweep directory: give --out, where report.md "
             "and its figures go, to report on a folder of records"
         )
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
     path = sweep_report.write(sweep_dirs, out)
     console.print(f"report: {path}")
 
@@ -754,7 +752,7 @@ def record(
     keeps its record."""
     written = 0
     for out in sweep_dirs:
-        for name, entry in read_json(out / sweep.INDEX)["runs"].items():
+        for name, entry in sweep.read_index(out)["runs"].items():
             if entry["state"] == "done" and not (into / (name + records.SUFFIX)).exists():
                 records.save(records.of_run(out / name, entry["recipe"]), into)
                 written += 1

@@ -311,7 +311,7 @@ def carry(out: Path, folder: Path) -> tuple[dict[str, int], dict[str, str]]:
     intervention run (its hook basis, tens of MiB at the paper's size) and a state over CARRY_LIMIT."""
     carried, left = {}, {}
     for index_path in sorted(Path(out).glob(f"*/{sweep.INDEX}")):
-        _record_finished(index_path.parent, read_json(index_path), folder)
+        _record_finished(index_path.parent, sweep.read_index(index_path.parent), folder)
     for run_dir in sorted(path.parent for path in Path(out).glob(f"*/*/{CHECKPOINT}")):
         target = folder / RESUME / run_dir.name
         if (folder / (run_dir.name + records.SUFFIX)).exists():

@@ -27,11 +27,24 @@ STATES = ("queued", "running", "done", "diverged", "failed")
 FINISHED = ("done", "diverged")  # a sweep run again skips these
 
 
+def read_index(out: Path) -> dict:
+    """The index of the sweep directory `out`: its experiment, filters and runs (name -> state, attempts, error,
+    recipe); a RunError if it is not one."""
+    path = Path(out) / INDEX
+    index = read_json(path, "experiment", "filters", "runs")
+    if not isinstance(index["runs"], dict) or not all(
+        isinstance(entry, dict) and entry.get("state") in STATES and "recipe" in entry
+        for entry in index["runs"].values()
+    ):
+        raise RunError(f"{path} is no sweep's index: each of its runs needs a state ({', '.join(STATES)}) and a recipe")
+    return index
+
+
 def load_index(out: Path, experiment: str, filters: str, specs: list[RunSpec]) -> dict:
     """The sweep directory's index, or a new one; a RunError if the directory holds another experiment's sweep."""
     path = Path(out) / INDEX
     if path.exists():
-        index = read_json(path)
+        index = read_index(out)
         if (index.get("experiment"), index.get("filters")) != (experiment, filters):
             raise RunError(
                 f"{out} holds the sweep of {index.get('experiment')} ({index.get('filters')}), not "

@@ -12,8 +12,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from tinygrok.lab import recipes, records
-from tinygrok.lab.sweep import INDEX, outcome, summary
-from tinygrok.run.runs import RunError, read_json, write_text
+from tinygrok.lab.sweep import INDEX, outcome, read_index, summary
+from tinygrok.run.runs import RunError, write_text
 from tinygrok.science import analysis, config, interventions, paper, undefined
 from tinygrok.science.config import Config
 
@@ -22,7 +22,7 @@ REPORT = "report.md"
 
 def sweep_runs(out: Path) -> list[dict]:
     """One dict per finished run of the sweep in `out` (entry), from its record."""
-    index = read_json(Path(out) / INDEX)
+    index = read_index(out)
     return [
         entry(records.of_run(Path(out) / name, run["recipe"]))
         for name, run in index["runs"].items()
@@ -109,6 +109,7 @@ def write(sources: list[Path], into: Path | None = None) -> Path:
             runs.setdefault(r["name"], r)
         lines += head + ([f"Directory: {source}.", ""] if len(sources) > 1 else [])
     runs = list(runs.values())
+    into.mkdir(parents=True, exist_ok=True)  # once every source has been read
     grokked = grokking(runs)
     fit, power_law_lines = _power_law(grokked)
     presets = sorted({r["preset"] for r in runs} - {"paper"})
@@ -155,7 +156,7 @@ def _pooled(runs: list[dict]) -> list[str]:
 
 def _sweep(out: Path) -> tuple[list[dict], list[str]]:
     """A sweep directory's finished runs, and its heading: the experiment, how its runs ended, its filters."""
-    index = read_json(out / INDEX)
+    index = read_index(out)
     unfinished = [
         f"- {entry['state']}: {name}: {entry['error']}"
         for name, entry in index["runs"].items()
@@ -174,6 +175,8 @@ def _records(folder: Path) -> tuple[list[dict], list[str]]:
     if not folder.is_dir():
         raise RunError(f"{folder} is neither a sweep directory (it has no {INDEX}) nor a folder of run records")
     found, problems = recorded_runs(folder)
+    if not found:
+        raise RunError(f"{folder} holds no run records (tinygrok record writes them)" + "; ".join(["", *problems]))
     return found, [f"# {len(found)} run records", ""] + [f"- skipped: {line}" for line in problems] + (
         [""] if problems else []
     )

@@ -121,14 +121,16 @@ def write_bytes(path: Path, data: bytes) -> Path:
     return path
 
 
-def read_json(path: Path) -> dict:
-    """A JSON object from a file, or a RunError naming it."""
+def read_json(path: Path, *keys: str) -> dict:
+    """A JSON object from a file, holding `keys`, or a RunError naming it."""
     try:
         obj = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise RunError(f"{path} cannot be read as JSON ({err})") from None
     if not isinstance(obj, dict):
         raise RunError(f"{path} holds a JSON {type(obj).__name__}, not the object tinygrok writes there")
+    if missing := [key for key in keys if key not in obj]:
+        raise RunError(f"{path} lacks {', '.join(missing)}: it is not the file tinygrok writes there")
     return obj
 
 
@@ -369,7 +371,7 @@ class Run:
         return self.path / f"{name}.png"
 
     def _summary(self) -> dict:
-        return self._json(SUMMARY)
+        return self._json(SUMMARY, "results", "environment", "stages")
 
     def _text(self, name: str) -> str:
         if not self.has(name):
@@ -379,10 +381,10 @@ class Run:
         except (OSError, UnicodeDecodeError) as err:
             raise RunError(f"{self.path / name} cannot be read as text ({err})") from None
 
-    def _json(self, name: str) -> dict:
+    def _json(self, name: str, *keys: str) -> dict:
         if not self.has(name):
             raise RunError(f"{self.path} has no {name}")
-        return read_json(self.path / name)
+        return read_json(self.path / name, *keys)
 
 
 def _row_width(name: str, cfg: Config) -> int:
