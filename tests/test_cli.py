@@ -257,8 +257,9 @@ def test_grok_refuses_bad_input(tmp_path):
     assert_refused(refused_here("grok", "--op", "div", "--out", str(tmp_path / "x")), "--op")
     assert_refused(refused_here("grok", "--preset", "slow", "--out", str(tmp_path / "x")), "--preset", "grok")
     assert not (tmp_path / "x").exists()
-    short = tinygrok("grok", "--preset", "classroom", "--max-steps", "100", "--out", str(tmp_path / "short"))
-    assert_refused(short, "snapshots", "at least 3")  # trained, then told in one line why PCA cannot run
+    short = refused_here("grok", "--preset", "classroom", "--max-steps", "100", "--out", str(tmp_path / "short"))
+    assert_refused(short, "--max-steps=100", "fewer than the 3 attention snapshots")  # before it trains
+    assert not (tmp_path / "short").exists()
 
 
 def test_threads_option_reaches_numpy_blas(tmp_path):

@@ -73,6 +73,9 @@ def test_bad_sweeps_are_refused_in_one_line(whole, tmp_path):
         refused_here("sweep", "kicks", "--arms", "kick,projekt", "--out", str(tmp_path / "c")),
         "--arms='kick,projekt' is invalid: projekt is not an arm; they are none, project,",
     )
+    capped = ["table1", "--preset", "classroom", "--max-steps", "1", "--out", str(tmp_path / "d")]
+    assert_refused(refused_here("sweep", *capped), "--max-steps=1 with --snapshot-every=1", "3 attention snapshots")
+    assert not (tmp_path / "d").exists()
     before = results(whole)
     another = ["pca", "--ops", "add", "--seeds", "42", "--max-steps", "100", "--preset", "classroom"]
     assert_refused(refused_here("sweep", *another, "--out", str(whole)), "holds the sweep of table1")

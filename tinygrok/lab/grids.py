@@ -280,7 +280,7 @@ def grid(name: str, filters: Filters = Filters()) -> list[RunSpec]:
             steps = min(cfg.max_steps, filters.max_steps)
             settings = {**settings, "max_steps": steps}
             if cfg.snapshot_every > steps // 2:  # a capped run keeps 3 snapshots at least, for its PCA
-                settings["snapshot_every"] = steps // 2
+                settings["snapshot_every"] = max(steps // 2, 1)
         if recipe == "intervene":
             settings = {**settings, "batches": filters.batches}
         specs.append(spec(recipe, preset, **settings))

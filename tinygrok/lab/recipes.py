@@ -56,6 +56,13 @@ class RunSpec:
     def __post_init__(self):
         if self.recipe not in RECIPES:
             raise ConfigError(f"recipe {self.recipe!r} is invalid: must be one of {', '.join(RECIPES)}")
+        cfg = self.config
+        if {"pca", "geometry"} & set(RECIPES[self.recipe]) and not 0 < 2 * cfg.snapshot_every <= cfg.max_steps:
+            raise ConfigError(
+                f"--max-steps={cfg.max_steps} with --snapshot-every={cfg.snapshot_every} leaves fewer than the 3 "
+                f"attention snapshots the trajectory PCA of this {self.recipe} run needs (--max-steps at least "
+                "twice --snapshot-every)"
+            )
 
     @property
     def name(self) -> str:
