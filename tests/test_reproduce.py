@@ -135,6 +135,9 @@ def test_the_plan_estimate_lists_every_stage_and_a_total(tmp_path):
     for page in (tmp_path, tmp_path / "file" / "results.md"):
         given = ("--out", str(tmp_path / "x"), "--page", str(page))
         assert_refused(refused_here("reproduce", "--scale", "classroom", *given), "--page", "directory, or lies under")
+        assert_refused(
+            refused_here("results", "--records", str(tmp_path), "--out", str(page)), "--out", "or lies under"
+        )
     assert not (tmp_path / "x").exists()
     (tmp_path / "other" / "records").mkdir(parents=True)
     (tmp_path / "other" / "records" / reproduction.STATE).write_text(json.dumps({"scale": "machine", "parts": []}))

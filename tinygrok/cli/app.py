@@ -632,8 +632,7 @@ def reproduce(
     for path, what in ((out, "--out"), (records_dir, "--records")):
         if path.exists() and not path.is_dir():
             fail(f"{what} {path} is a file: a reproduction needs a directory")
-    if page.is_dir() or not next(p for p in page.parents if p.exists()).is_dir():
-        fail(f"--page {page} cannot be written after the runs: it is a directory, or lies under a file")
+    _check_page(page, "--page")
     if estimate:
         costs = benchmark.bench(config.preset("paper"), 1, 3)
         rows = reproduction.estimate(plan, costs, frozenset(records.load_all(records_dir)[0]), out, records_dir)
@@ -652,6 +651,12 @@ def reproduce(
         f"{scale} reproduction: {reproduction.wall_seconds(state):.0f} s of wall time in "
         f"{len(state['parts'])} part(s); records in {records_dir}; results page {page}"
     )
+
+
+def _check_page(page: Path, option: str) -> None:
+    """Refuse a results page path that is a directory or lies under a file, before any work."""
+    if page.is_dir() or not next(p for p in page.parents if p.exists()).is_dir():
+        fail(f"{option} {page} cannot be written: it is a directory, or lies under a file")
 
 
 @app.command("merge-records")
@@ -709,6 +714,7 @@ def results(
     ] = None,
 ):
     """Write a reproduction's results page from its records alone: every claim of the paper, measured, judged."""
+    _check_page(out, "--out")
     if checkout:
         extracts.check(checkout)
     page = results_page.write(records_dir, out)
