@@ -80,6 +80,7 @@ def assert_refused(result, *words):
         (["--lr", "-0.001"], ["--lr"]),
         (["--d-model", "130"], ["--n-heads", "d-model"]),
         (["--preset", "huge"], ["--preset", "huge"]),
+        (["--preset", ""], ["--preset=''"]),  # not the default
         (["--seed", "-1"], ["--seed"]),
         (["--lr", "2", "--weight-decay", "1"], ["--weight-decay", "lr * weight-decay < 1"]),
         (["--backend", "gpu"], ["--backend", "gpu", "numpy, cupy, auto"]),

@@ -209,12 +209,12 @@ def train(
     use_backend(array_backend)
     if resume and out is None:
         raise RunError("--resume needs --out RUN_DIR, the run to continue")
-    if resume and preset:
+    if resume and preset is not None:
         raise RunError(f"--resume continues {out} with its saved settings: leave out --preset")
     spec = (
         recipes.saved_spec(out, "train", **overrides)
         if resume
-        else recipes.spec("train", preset or "paper", **overrides)
+        else recipes.spec("train", "paper" if preset is None else preset, **overrides)
     )
     path = out or recipes.run_path(spec)
     _execute(spec, path, _existing(resume, force), threads)
