@@ -485,6 +485,7 @@ def test_parameters_parse_by_their_declared_type(toggle_hook):
         ("toggle:flip=1", "flip is true or false"),
         ("toggle:k=6", "k is in [1, 5]"),
         ("toggle:k=2.5", "k is in [1, 5]"),
+        ("toggle:k=2,k=3", "k is given twice"),
     ):
         with pytest.raises(ValueError, match=re.escape(words)):
             parse(text)

@@ -503,6 +503,8 @@ def parse(spec: str) -> Hook:
                 f"hook {name!r} has no parameter {key!r}"
                 + (f": it takes {', '.join(fields)}" if fields else ": it takes none")
             )
+        if key in kwargs:
+            raise ValueError(f"hook {name!r}: {key} is given twice")
         try:
             kwargs[key] = _parsed(value, _kind(fields[key]))
         except ValueError:
