@@ -113,8 +113,9 @@ def side_by_side(fn, jobs: list[tuple], cfg: Config) -> list:
 
 @dataclass(frozen=True)
 class Derivatives:
-    """What the curvature probes (commutator.py) need of the loss, from the fast path: plain mean cross-entropy
-    gradients at several (theta, tokens, labels), side by side given several cores, and Hessian-vector products.
+    """What the curvature probes (commutator.py) need of the loss, from an engine's gradient (the fast one unless
+    given another): plain mean cross-entropy gradients at several (theta, tokens, labels), side by side given
+    several cores, and Hessian-vector products.
     Batches drawn on the host go to the array backend's device here."""
 
     cfg: Config

@@ -112,13 +112,16 @@ def saved_thetas(run: Run, cfg: Config) -> list[tuple[int, np.ndarray]]:
     return [(state.step, backend.to_host(state.theta))]
 
 
-def probe_derivatives(cfg: Config, theta: np.ndarray, data: Dataset) -> parallel.Derivatives:
-    """The curvature probes' derivatives from the engine training chooses at theta (engines.choose), so that a
-    changed model.py is probed as it trains; the line that says why is logged, as training logs it."""
+def probe_derivatives(
+    cfg: Config, theta: np.ndarray, data: Dataset, before: str | None = None
+) -> tuple[parallel.Derivatives, str]:
+    """The curvature probes' derivatives at theta from the engine training would choose there (engines.choose, as
+    at each of its checkpoints: a model.py changed since is probed as it now is), and that engine's name. Its
+    line is logged, as training logs it, unless the engine is `before`, the one chosen at the previous theta."""
     engine, why = engines.choose(cfg, backend.to_device(theta), data)
-    if why:
+    if why and engine.name != before:
         LOG.warning(why)
-    return parallel.Derivatives(cfg, engine.gradient)
+    return parallel.Derivatives(cfg, engine.gradient), engine.name
 
 
 def curvature_at_saved_thetas(
@@ -129,19 +132,20 @@ def curvature_at_saved_thetas(
     §6.4) and n_random random bases of each size (drawn once for the whole run, as the defects do not depend on
     them; the reference drew 5 fresh ones per sample); plus the alignment (§6.5) of the step since the saved theta
     ALIGNMENT_SPAN steps before (or the previous one, if none was saved then) with ALIGNMENT_SAMPLES defects (the
-    first k of them those above). Batches come from a "posthoc" stream of their own."""
+    first k of them those above). Batches come from a "posthoc" stream of their own; each theta is probed on the
+    engine training would choose there (probe_derivatives), named in its row."""
     data = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed)
     rng = stream(cfg.seed, "posthoc")
     n_params, k_svd = param_count(cfg), len(attention_layout(cfg)) * SVD_COMPONENTS
     random_bases = {
         size: [random_basis(n_params, size, rng) for _ in range(n_random)] for size in {exec_basis.shape[1], k_svd}
     }
-    thetas, rows = saved_thetas(run, cfg), []
-    derivatives = probe_derivatives(cfg, thetas[0][1], data)
+    thetas, rows, engine = saved_thetas(run, cfg), [], None
     spans = cfg.theta_every and ALIGNMENT_SPAN % cfg.theta_every == 0
     lag = ALIGNMENT_SPAN // cfg.theta_every if spans else 1  # saved thetas back
     for i, (step, saved) in enumerate(thetas):
         theta = np.array(saved)  # host: bases and projections are computed here, the probes on the device
+        derivatives, engine = probe_derivatives(cfg, theta, data, engine)
         drawn = [
             {**s, "delta": backend.to_host(s["delta"])}
             for s in defect_samples(backend.to_device(theta), data, cfg, rng, max(k, ALIGNMENT_SAMPLES), derivatives)
@@ -150,6 +154,7 @@ def curvature_at_saved_thetas(
         bases = {"exec": exec_basis, "weight_svd": weight_svd_basis(theta, cfg, SVD_COMPONENTS)}
         row = {
             "step": step,
+            "engine": engine,
             **defect_stats(samples),
             **subspace_ratios(samples, bases, random_bases),
             "zero_defect_samples": sum(s["defect"] == 0 for s in samples),
@@ -222,7 +227,7 @@ def _dimension_rows(run: Run, ks: tuple, k_samples: int, n_random: int) -> list[
     layout, n_params, thetas = attention_layout(cfg), param_count(cfg), run.rows(THETAS)
     pca = {name: trajectory_pca(traj, max(ks)).components for name, traj in trajectories_to_detection(run).items()}
     data, rng = make_dataset(cfg.op, cfg.p, cfg.train_frac, cfg.seed), stream(cfg.seed, "dimensions")
-    derivatives, rows = probe_derivatives(cfg, np.array(thetas[0]), data), []
+    rows, engine = [], None
     for phase, wanted in (
         ("early", 200),
         ("memorization", memorized),
@@ -231,6 +236,7 @@ def _dimension_rows(run: Run, ks: tuple, k_samples: int, n_random: int) -> list[
     ):
         index = min(wanted // cfg.theta_every, len(thetas) - 1)
         theta = np.array(thetas[index])
+        derivatives, engine = probe_derivatives(cfg, theta, data, engine)
         samples = [
             (backend.to_host(s["delta"]).astype(np.float64), s["scale"])
             for s in defect_samples(backend.to_device(theta), data, cfg, rng, k_samples, derivatives)
@@ -257,6 +263,7 @@ def _dimension_rows(run: Run, ks: tuple, k_samples: int, n_random: int) -> list[
                 {
                     "phase": phase,
                     "step": index * cfg.theta_every,
+                    "engine": engine,
                     "k": k,
                     "K": size,
                     **{

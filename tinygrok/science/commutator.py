@@ -2,9 +2,9 @@
 defect onto the execution basis, random bases and the current-weight-SVD basis.
 
 Gradients here are the plain mean cross-entropy gradients at theta: no weight decay, no clipping, no Adam (§6.1).
-How they are computed is the engine's (parallel.Derivatives: the fast path, side by side); the formulas here take
-it as an argument. Probe batches come from the caller's own random stream, so probing never changes the training
-trajectory.
+How they are computed is the engine's (parallel.Derivatives: either engine's gradient, side by side); the formulas
+here take it as an argument. Probe batches come from the caller's own random stream, so probing never changes the
+training trajectory.
 """
 
 from __future__ import annotations
