@@ -131,7 +131,7 @@ def write(sources: list[Path], into: Path | None = None) -> Path:
 
 GROUPED = ("op", "seed", "lr", "weight_decay", "hook", "batches")  # what the tables below split runs by
 RECORDING = (  # settings that change what a run records or when it stops, not how it trains
-    "max_steps", "eval_every", "stop_acc", "stop_patience", "extra_steps", "engine", "snapshot_every",
+    "max_steps", "eval_every", "stop_acc", "stop_patience", "extra_steps", "snapshot_every",
     "snapshot_layers", "snapshot_dtype", "theta_every", "probe_every", "probe_samples", "onset_floor",
 )  # fmt: skip
 
@@ -147,9 +147,12 @@ def _pooled(runs: list[dict]) -> list[str]:
     shown = [f"{name} ({', '.join(map(str, values))})" for name, values in varied.items() if len(values) > 1]
     if not shown:
         return []
+    paired = (
+        " (but the precision section, which pairs float32 runs with float64 ones)" if len(varied["dtype"]) > 1 else ""
+    )
     return [
         f"Besides operation, seed, learning rate, weight decay and intervention, these runs differ in "
-        f"{'; '.join(shown)}: no table below splits them by {'it' if len(shown) == 1 else 'those'}.",
+        f"{'; '.join(shown)}: no table below{paired} splits them by {'it' if len(shown) == 1 else 'those'}.",
         "",
     ]
 
