@@ -87,7 +87,7 @@ def test_is_prime():
         (dict(eval_every=0, probe_every=100), "--eval-every"),
         (dict(eval_every=100, theta_every=150), r"--theta-every=150 is invalid: .* multiple of eval-every \(100\)"),
         (dict(lr=-1e-3), "--lr"),
-        (dict(hook="project", max_steps=499), r"--max-steps=499 ends before the hook's first update \(500\)"),
+        (dict(hook="project", max_steps=499), r"--max-steps=499 ends before the hook starts \(update 500\)"),
         (dict(d_model=130), "--n-heads"),
         (dict(dtype="float16"), "--dtype"),
     ],
