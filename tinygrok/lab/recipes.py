@@ -60,8 +60,8 @@ class RunSpec:
         if {"pca", "geometry"} & set(RECIPES[self.recipe]) and not 0 < 2 * cfg.snapshot_every <= cfg.max_steps:
             raise ConfigError(
                 f"--max-steps={cfg.max_steps} with --snapshot-every={cfg.snapshot_every} leaves fewer than the 3 "
-                f"attention snapshots the trajectory PCA of this {self.recipe} run needs (--max-steps at least "
-                "twice --snapshot-every)"
+                f"attention snapshots the trajectory PCA of this {self.recipe} run needs ("
+                + ("snapshots are off)" if not cfg.snapshot_every else "--max-steps at least twice --snapshot-every)")
             )
 
     @property
@@ -273,7 +273,7 @@ def check_destination(path: Path, existing: str) -> None:
         raise RunError(f"{path} exists and is not a directory")
     if existing == "resume" and not path.is_dir():
         Run(path).config()  # a RunError: there is no run to resume
-    if existing == "refuse" and path.is_dir() and any(path.iterdir()):
+    if existing == "refuse" and path.is_dir() and any(p.suffix != ".tmp" for p in path.iterdir()):
         raise RunError(
             f"run directory {path} already exists: pass --resume to continue it or --force to start it again"
         )
