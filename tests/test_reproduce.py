@@ -114,11 +114,17 @@ def test_records_of_two_halves_merge_to_the_same_page_and_a_recorded_run_is_not_
         reproduction.run("machine", plan, tmp_path / "fresh", tmp_path / "merged", sweep.local_executor(1))
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / reproduction.STATE).write_text("{}")
-    for folder in (tmp_path / "empty", tmp_path / "nowhere"):
-        with pytest.raises(RunError, match=f"{folder}.* (no reproduction's state|holds no reproduction's records)"):
+    for folder, words in (
+        (tmp_path / "empty", "reproduce.json lacks scale, parts"),
+        (tmp_path / "nowhere", "holds no reproduction's records"),
+    ):
+        with pytest.raises(RunError, match=f"{folder}.*{words}"):
             reproduction.merge([tmp_path / "a", folder], tmp_path / "merged-again")
-        with pytest.raises(RunError, match="no reproduction's"):
+        with pytest.raises(RunError, match=f"{folder}.*{words}"):
             results_page.write(folder, tmp_path / "three" / results_page.RESULTS)
+    (tmp_path / "empty" / reproduction.STATE).write_text('{"scale": "galactic", "parts": []}')
+    with pytest.raises(RunError, match="is no reproduction's state: it needs a scale"):
+        reproduction.merge([tmp_path / "empty"], tmp_path / "merged-again")
     assert not (tmp_path / "merged-again").exists() and not (tmp_path / "three").exists()
 
 

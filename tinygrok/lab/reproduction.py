@@ -373,12 +373,11 @@ def read_state(folder: Path) -> dict:
         raise RunError(
             f"{folder} holds no reproduction's records (it has no {STATE}: tinygrok reproduce --records writes it)"
         )
-    state = read_json(path)
-    parts = state.get("parts") if isinstance(state, dict) else None
+    state = read_json(path, "scale", "parts")
     if (
-        not isinstance(parts, list)
-        or state.get("scale") not in SCALES
-        or not all(isinstance(part, dict) and {"began", "seconds", "stages"} <= set(part) for part in parts)
+        state["scale"] not in SCALES
+        or not isinstance(state["parts"], list)
+        or not all(isinstance(part, dict) and {"began", "seconds", "stages"} <= set(part) for part in state["parts"])
     ):
         raise RunError(f"{path} is no reproduction's state: it needs a scale ({', '.join(SCALES)}) and its parts")
     return state
@@ -403,6 +402,8 @@ def merge(sources: list[Path], into: Path) -> tuple[dict, list[str]]:
     began: merging a folder twice adds nothing). Returns the merged reproduce.json and a line for each file left
     behind as no readable record. A RunError, before anything is written, for a folder of another scale, or none."""
     into, sources = Path(into), [Path(source) for source in sources]
+    if not sources:
+        raise RunError("no folders of records to merge")
     states = [read_state(source) for source in sources]
     for source, other in zip(sources, states):
         if other["scale"] != states[0]["scale"]:

@@ -45,9 +45,9 @@ def load_index(out: Path, experiment: str, filters: str, specs: list[RunSpec]) -
     path = Path(out) / INDEX
     if path.exists():
         index = read_index(out)
-        if (index.get("experiment"), index.get("filters")) != (experiment, filters):
+        if (index["experiment"], index["filters"]) != (experiment, filters):
             raise RunError(
-                f"{out} holds the sweep of {index.get('experiment')} ({index.get('filters')}), not "
+                f"{out} holds the sweep of {index['experiment']} ({index['filters']}), not "
                 f"{experiment} ({filters}): give this one another --out"
             )
     else:
