@@ -654,9 +654,11 @@ def reproduce(
 
 
 def _check_page(page: Path, option: str) -> None:
-    """Refuse a results page path that is a directory or lies under a file, before any work."""
-    if page.is_dir() or not next(p for p in page.parents if p.exists()).is_dir():
-        fail(f"{option} {page} cannot be written: it is a directory, or lies under a file")
+    """Refuse a results page path that is a directory, or lies under a file or a folder this user cannot write,
+    before any work."""
+    folder = next(p for p in page.parents if p.exists())
+    if page.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
+        fail(f"{option} {page} cannot be written: it is a directory, or lies under a file or an unwritable folder")
 
 
 @app.command("merge-records")
