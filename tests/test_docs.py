@@ -174,3 +174,29 @@ def test_the_readme_and_lesson_8_extracts_are_the_ones_the_records_give():
     page = (ROOT / "docs" / "results.md").read_text()
     for path, text in extracts.texts(ROOT, page, runs).items():
         assert path.read_text() == text, f"{path.name} differs from its extract of the records"
+
+
+def test_lesson_8_says_what_its_seed_table_shows():
+    """The prose under lesson 8's table of the paper's model's interventions (held to the records above), seed by
+    seed: project at s = 1 stops every seed; inside the attention matrices B slows grokking and a random subspace
+    speeds it; a random subspace delays by at most 100 steps at s up to 0.75, B by 100 to 1,100; the kick, the
+    noise and the penalty move the grok step by 0 to 300."""
+    from tinygrok.lab import extracts
+
+    lesson = (ROOT / extracts.LESSON).read_text().splitlines()
+    header, _, *rows = [extracts.cells(line[1:]) for line in lesson if line.startswith("# |")]
+    column = {name: [row[i] for row in rows if row[i]] for i, name in enumerate(header)}  # a seed's runs of the arm
+
+    def delays(*names: str) -> list[int]:
+        return [int(cell.split("(")[1].rstrip(")")) for name in names for cell in column[name]]
+
+    assert set(column["project 1"] + column["project 1 (random)"]) == {"DNF"}
+    assert min(delays("project_attention 1")) > 0 > max(delays("project_attention 1 (random)"))
+    doses = ("0.25", "0.5", "0.75")
+    assert max(delays(*(f"project {s} (random)" for s in doses))) <= 100
+    assert (min(delays(*(f"project {s}" for s in doses))), max(delays(*(f"project {s}" for s in doses)))) == (100, 1100)
+    paper_strengths = delays("kick 10", "noise 0.1", "penalty 0.5")
+    assert (min(paper_strengths), max(paper_strengths)) == (0, 300)
+    prose = " ".join(line.lstrip("# ") for line in lesson)
+    for words in ("delays grokking by at most 100 steps", "B delays it by 100 to 1,100", "by 0 to 300 steps"):
+        assert words in prose, words
