@@ -88,7 +88,7 @@ def test_a_reproduction_killed_mid_way_resumes_and_builds_every_claim_row_from_p
     assert (out / "results_figures" / "table1_defect_by_op.png").exists()
 
 
-def test_records_of_two_halves_merge_to_the_same_page_and_a_recorded_run_is_not_run_again(tiny, tmp_path):
+def test_records_of_two_halves_merge_to_the_same_page_and_a_recorded_run_is_not_run_again(tiny, tmp_path, caplog):
     """Each half of the plan records the runs it finished (here: its sweep's runs, done already) into a folder of
     its own, as two machines would; merged, they give the page of the plan run at once, and the page is a function
     of the records alone (its figures aside): written again, byte for byte the same."""
@@ -108,6 +108,7 @@ def test_records_of_two_halves_merge_to_the_same_page_and_a_recorded_run_is_not_
     assert not (tmp_path / "merged" / "junk.json.gz").exists()  # merged: only records
     (tmp_path / "merged" / "bad.json.gz").write_bytes(b"not a record")
     assert "Not records, left out: " in results_page.write(tmp_path / "merged", tmp_path / "one" / "p.md").read_text()
+    assert [m for m in caplog.messages if "bad.json.gz" in m][0].startswith("left out of the results page")
     state = reproduction.run("tiny", plan, tmp_path / "fresh", tmp_path / "merged", sweep.local_executor(1))
     assert not (tmp_path / "fresh").exists() and len(state["parts"]) == 3  # every run recorded: nothing ran
     with pytest.raises(RunError, match="holds the records of the tiny reproduction, not machine"):

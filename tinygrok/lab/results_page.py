@@ -5,6 +5,7 @@ of a folder of run records (records.py) and its reproduce.json alone.
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 from collections.abc import Callable
@@ -23,6 +24,8 @@ RULES = (
     analysis.VERDICT_RULE + " *not measured*: this scale has no such runs, or none of them defines the quantity, "
     "with the reason."
 )
+
+LOG = logging.getLogger(__name__)  # a file of the records folder that is no readable record
 
 
 @dataclass(frozen=True)
@@ -377,6 +380,8 @@ def text(folder: Path, page: Path, figures_dir: Path | None = None) -> str:
         figures_dir.mkdir(parents=True, exist_ok=True)
     plan = reproduction.stages(state["scale"])
     found, problems = records.load_all(folder)
+    for line in problems:  # on the page too; said here, where whoever writes the page sees it
+        LOG.warning(f"left out of the results page, no readable record: {line}")
     planned = {stage.label: stage for stage in plan}
     runs = {name: sweep_report.entry(record) for name, record in found.items()}
     stages = {stage.label: [runs[s.name] for s in stage.specs() if s.name in runs] for stage in plan}
