@@ -160,6 +160,7 @@ def test_training_with_probes_on_the_device_matches_numpy_and_resumes_on_the_cpu
     on_host = geometry.analyse(Run(tmp_path / "host"))[1]
     assert len(on_host) == 1 + 60 // 20
     for got, expected in zip(on_device, on_host):
+        assert got.pop("engine") == expected.pop("engine") == "fast"  # the fast engine, checked on the device too
         assert got == pytest.approx(expected, rel=1e-9, nan_ok=True)
 
 
