@@ -139,8 +139,9 @@ RECORDING = (  # settings that change what a run records or when it stops, not h
 def _pooled(runs: list[dict]) -> list[str]:
     """A line naming the settings besides GROUPED and RECORDING in which the runs without an intervention differ,
     with their values: the tables below do not split runs by them."""
+    configs = [r["config"] for r in plain(runs)]
     varied = {
-        name: sorted({getattr(r["config"], name) for r in plain(runs)}, key=str)
+        name: sorted({getattr(cfg, name) for cfg in configs}, key=str)
         for name in (f.name for f in dataclasses.fields(Config))
         if name not in GROUPED + RECORDING
     }
