@@ -289,6 +289,31 @@ def test_the_slow_regime_is_shown_seed_by_seed_beside_table_2():
                            "6.90 h", "3 |"]  # fmt: skip
 
 
+def test_a_slow_claim_differs_where_a_seed_never_grokked_and_is_judged_on_both_where_both_did():
+    planned = {s.label: s for s in reproduction.stages("machine") if s.label == "slow"}
+    grokked = dict(grok_step=598_000, grok_step_90=571_000, lead_steps=561_000)
+    never = dict(grok_step=None, grok_step_90=None, lead_steps=None)
+    late = dict(grok_step=604_000, grok_step_90=583_000, lead_steps=573_000)
+    claims = {claim.words: claim for claim in paper.CLAIMS if claim.stages == ("slow",)}
+    rows = {}
+    for first in (never, late):
+        runs = [
+            run(seed=s, max_steps=650_000, onset_step=10_000, metrics=[], geometry=[], n_layers=3, **steps)
+            for s, steps in ((42, first), (137, grokked))
+        ]
+        rows[first["grok_step"]] = {
+            words: results_page.measure(c, {"slow": runs}, planned) for words, c in claims.items()
+        }
+    dnf = "differs: 1 of its 2 runs (seed 42) never grokked in 650,000 steps; the paper's all did"
+    assert rows[None]["the slow regime groks late"] == ("598000 (n 1)", "differs", dnf)  # not judged on seed 137 alone
+    assert rows[None]["the onset precedes grokking in the slow regime"] == ("1/1 positive", "differs", dnf)
+    assert rows[None]["its onset by the released rule (floor 5)"][1] == "replicates"  # an onset needs no grokking
+    assert rows[604_000]["the slow regime groks late"] == (
+        "601000 ± 4243 [598000, 604000] (n 2)", "replicates", "**replicates**"
+    )  # fmt: skip
+    assert rows[604_000]["the onset precedes grokking in the slow regime"][:2] == ("2/2 positive", "replicates")
+
+
 def test_a_phase_median_a_runs_first_and_last_value_and_the_best_run():
     accs = [(0.1, 0.0), (0.99, 0.1), (0.99, 0.2), (0.99, 0.5), (1.0, 0.96), (1.0, 0.99)]  # (train, test)
     metrics = [{"step": 100 * i, "train_acc": a, "test_acc": t} for i, (a, t) in enumerate(accs)]
