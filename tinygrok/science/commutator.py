@@ -4,7 +4,8 @@ defect onto the execution basis, random bases and the current-weight-SVD basis.
 Gradients here are the plain mean cross-entropy gradients at theta: no weight decay, no clipping, no Adam (§6.1).
 How they are computed is the engine's (parallel.Derivatives: either engine's gradient, side by side); the formulas
 here take it as an argument. Probe batches come from the caller's own random stream, so probing never changes the
-training trajectory.
+training trajectory, except on an intervention's "shifted" batches, where training skips the batches the
+reference's probes would have taken (docs/differences.md).
 """
 
 from __future__ import annotations
