@@ -41,6 +41,7 @@ SOLUTIONS = {
     "6e": "lambda theta, grad_a, grad_b, eta: np.linalg.norm((theta - eta * grad_a(theta) - eta * grad_b(theta - eta * "
     "grad_a(theta))) - (theta - eta * grad_b(theta) - eta * grad_a(theta - eta * grad_b(theta)))) / (np.linalg.norm("
     "eta * grad_a(theta)) * np.linalg.norm(eta * grad_b(theta)))",
+    "6f": "lambda delta, basis: np.linalg.norm(delta - basis @ (basis.T @ delta)) / np.linalg.norm(delta)",
     "7a": 'lambda probed: next((r["step"] for r in probed[2:] if r["defect"] > 10 * max(np.median('
     '[q["defect"] for q in probed[:3]]), 0.1) and r["defect"] > 20), None)',
     "7b": 'analysis.first_step(rows, "test_acc", 0.9) - onset',
