@@ -96,8 +96,8 @@ lessons.check(
 # %% [markdown]
 # ## The MLP, the second block, the read-out
 #
-# x += W_out GELU(W_in LN2(x)), with the exact GELU u Φ(u). After the last block, the final layer norm at
-# position 0 only, and the unembedding W_U (d, p) gives one logit per possible answer.
+# x += GELU(LN2(x) W_in + b_in) W_out + b_out, with the exact GELU u Φ(u). After the last block, the final layer
+# norm at position 0 only, and the unembedding W_U (d, p) gives one logit per possible answer.
 
 # %%
 x1 = x1 + model.mlp(model.layer_norm(x1, p0["ln2.w"], p0["ln2.b"]), p0)

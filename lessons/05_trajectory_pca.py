@@ -186,8 +186,9 @@ for name in pca["pc1"]:
 #
 # What this shows: in this model a high PC1 share is not a sign of grokking, and a z-score against the random-walk
 # null overstates it. What it does not show: that the same holds for the paper's model. The paper reports lower
-# PC1 for runs that never grok (docs/paper.md §10); tinygrok's records of the paper's model will tell once their
-# PCA stage has run (docs/results.md, §10 #2), and the paper's nulls lack the decay too.
+# PC1 for runs that never grok, over 200,000 steps (docs/paper.md §10 #2). tinygrok's records of the paper's model
+# ran those for at most 10,000 steps, and a shorter trajectory is more one-dimensional, so they cannot settle it
+# (docs/results.md, §10 #2, has their numbers and verdict); and the paper's nulls lack the decay too.
 
 # %%
 decay_gap = max(abs(v[0] - v[2]) for (label, name), v in shares.items() if name[-1] in "VO")
