@@ -202,8 +202,7 @@ def test_every_scale_plans_grids_that_exist_and_the_classroom_one_fits_a_quarter
     }
     assert hours["classroom"] < 0.3 and hours["machine"] < 12 and hours["full"] > hours["machine"]
     labels = {stage.label for stage in reproduction.stages("machine")}
-    never = {"§10 #8", "§10 #19", "§10 #22", "§9.3"}  # no grid measures them (§10 #19: v1's 3e-5; §9.3: its
-    # alignment claim): their rows say why
+    never = {"§10 #8", "§10 #22", "§9.3"}  # no grid measures them (§9.3: its alignment claim): their rows say why
     expected = {"machine": never | {"§8.3 figI5"}, "full": never}  # figI5's dose sweeps only at the full scale
     for scale, unmeasured in expected.items():
         labels = {stage.label for stage in reproduction.stages(scale)}
@@ -267,7 +266,7 @@ def test_a_point_value_replicates_inside_the_95_percent_interval_and_within_20_p
     finished_add = {"table1": [run("add", 42, lead_steps=1600)]}
     assert (
         results_page.measure(claim, finished_add, add_only)[2]
-        == "not measured at this scale: none of its stage's runs has these settings"
+        == "not measured: none of its stage's runs has these settings"
     )
     assert results_page.measure(claim, finished_add, planned[1])[2] == "not measured yet: 0 of its 1 runs have finished"
 

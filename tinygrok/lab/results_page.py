@@ -331,7 +331,7 @@ def measure(claim: Claim, stages: dict[str, list[dict]], planned: dict[str, Stag
     chosen = select(stage_runs, **claim.where)
     due = select([sweep_report.planned_entry(spec) for spec in planned[label].specs()], **claim.where)
     if not chosen and not due:
-        return "", "not measured", "not measured at this scale: none of its stage's runs has these settings"
+        return "", "not measured", "not measured: none of its stage's runs has these settings" + _cut(planned[label])
     if len(chosen) < len(due):  # judged once every run it is about has finished, not on a part of them
         verb = "has" if len(chosen) == 1 else "have"
         return "", "not measured", f"not measured yet: {len(chosen)} of its {len(due)} runs {verb} finished"
