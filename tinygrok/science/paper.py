@@ -126,7 +126,7 @@ WALKTHROUGH = (
         "defect growth to grok_90",
         30,
         30,
-        "~30x (D: 2 -> 20 -> 60)",
+        "~30x (D: 2 -> 20 -> 60, so 60 / 2: the paper states no ratio)",
         "max D up to and including grok_step_90 / the early baseline",
         "§6.6",
         "how much the curvature has grown by the time the model generalises",
