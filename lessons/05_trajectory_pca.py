@@ -14,8 +14,9 @@
 # **Learning goals**
 # - turn a run's saved attention weights into a trajectory and find its principal components;
 # - read the PC1 share: the fraction of the motion along a single direction;
-# - compare it with random walks of the same step sizes, and see what "PC1 ~ 70%" can mean;
-# - build the null the random walks lack, weight decay's, and test the claim against a run that never groks.
+# - build random walks of the same step sizes, compare, and see what "PC1 ~ 70%" can mean;
+# - build the null the random walks lack, weight decay's, and test the claim against a run that never groks;
+# - build the execution subspace B from the principal directions (lessons 6 and 8 use it).
 
 # %% [markdown]
 # ## From snapshots to a PCA
@@ -79,9 +80,10 @@ lessons.check(
 # %% [markdown]
 # ## Is 70% a lot? The random-walk null
 #
-# A random walk in many dimensions is not isotropic in its PCA: a long one puts about 6/π² of its variance on PC1
-# (a classic result on Brownian motion; exercise 5c measures it). So the fair comparison keeps each step's length
-# and randomises its direction: 10 such walks per matrix, and the z-score (PC1 - mean of the walks) / their spread.
+# A random walk in many dimensions is not isotropic in its PCA: a long one puts about 6/π² of its variance on PC1 (a
+# classic result on Brownian motion; exercise 5c builds such walks and measures it). So the fair comparison keeps each
+# step's length and randomises its direction: 10 such walks per matrix, and the z-score (PC1 - mean of the walks) /
+# their spread.
 
 # %%
 null = {
@@ -115,19 +117,24 @@ lessons.show(fig, "lesson5_null")
 # In the paper's model all eight are well above their null: run `tinygrok grok`, then `tinygrok pca
 # runs/grok_paper_add_s42` prints each z. Above the null, though, is not yet evidence of grokking: see below.
 #
-# **Exercise 5c.** Check the 6/π² yourself: give the PC1 share you expect for a long random walk, and the check
-# averages 12 walks of 400 equal steps in 2,000 dimensions.
+# **Exercise 5c.** Build the null's walk yourself: a function of (step_norms, dim, rng) that returns a walk (S, dim),
+# S = len(step_norms) + 1, that starts at 0 and whose t-th step has length step_norms[t] in a random direction (a
+# standard normal vector of R^dim, `rng.standard_normal`, scaled to that length). The check averages the PC1 share
+# of 12 of your walks of 400 equal steps in 2,000 dimensions, against `random_walk_null`'s walks: both near 6/π².
 
 # %%
 answer_5c = None  # your answer
-walk_steps = np.outer(np.arange(400), np.ones(2000))  # only the step lengths matter to the null
+walk_rng = stream(1, "walks")
+walk_steps = np.outer(np.arange(400), np.ones(2000))  # a straight path: only its step lengths matter to the null
 lessons.check(
     "5c",
-    answer_5c,
+    None if answer_5c is None else np.mean([pc1_share(answer_5c(np.ones(399), 2000, walk_rng)) for _ in range(12)]),
     random_walk_null(walk_steps, stream(1, "walks"), n_walks=12)["null_mean"],
-    rel=0.1,
-    hint="A classic number: six over pi squared.",
+    rel=0.1,  # 12 walks of another draw land within a few percent
+    hint="Draw all the steps at once, (len(step_norms), dim); scale each row to its length; np.cumsum over the rows, "
+    "with a row of zeros on top.",
 )
+print(f"6/π² = {6 / np.pi**2:.3f}")
 
 # %% [markdown]
 # ## A control the random-walk null lacks: weight decay
@@ -206,6 +213,34 @@ assert 0.645 <= min(qk["x2_xy_y2"]) <= max(qk["x2_xy_y2"]) < 0.735, qk  # "65% t
 # %%
 answer_5e = None  # your answer
 lessons.check("5e", answer_5e, max(pca["pc1"], key=pca["pc1"].get), hint="Look at the first table above.")
+
+# %% [markdown]
+# ## The execution subspace
+#
+# Lessons 6 and 8 use the directions the attention weights moved along: the *execution subspace*. Each of the 8
+# matrices gives its trajectory's top two principal directions (up to detection), rows of length D; placed at that
+# matrix's position in the flat parameter vector θ (P numbers, zeros elsewhere), they are 16 columns of a P x 16
+# matrix B (docs/paper.md §5.5). The principal directions of one matrix are orthonormal, and two matrices occupy
+# different coordinates, so B's columns are orthonormal: BᵀB = I.
+#
+# **Exercise 5f.** Build B: a (P, 16) array, two columns per matrix in the order of `trajectories`, each
+# matrix's `trajectory_pca(traj).components[:2]` (2, D) at its offset `layout[name][0]`. The check compares it with
+# the basis `analyse_pca` saved, column by column, up to each column's sign.
+
+# %%
+from tinygrok.science.model import param_count, snapshot_layout
+from tinygrok.science.pca import trajectory_pca  # noqa: F401 - for your answer to 5f
+
+trajectories = geometry.trajectories_to_detection(run)  # name -> (S, D)
+layout, n_params = snapshot_layout(run.config()), param_count(run.config())  # name -> (offset, shape); P
+answer_5f = None  # your answer
+lessons.check(
+    "5f",
+    None if answer_5f is None else np.abs(answer_5f.T @ basis),  # (16, 16): |cos| of each pair of columns
+    np.eye(basis.shape[1]),
+    rel=1e-6,
+    hint="B = np.zeros((n_params, 16)); for each name, its two rows go in as columns at rows offset:offset + D.",
+)
 
 # %% [markdown]
 # ## Going further

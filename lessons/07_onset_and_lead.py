@@ -21,7 +21,7 @@
 # - read D beside the losses and the gradient norm it divides by: what moved before it, and what its high values
 #   after grokking measure;
 # - watch a forecast of the grok step on a run it never saw, against the truth and against the learning rate
-#   alone, and judge whether it earns its place.
+#   alone (a power law you fit yourself), and judge whether it earns its place.
 
 # %% [markdown]
 # ## A run with curvature probes
@@ -210,19 +210,20 @@ assert growth["D g²"] > growth["D"] > 1, growth
 # %% [markdown]
 # ## Forecasting the grok step
 #
-# The onset says that curvature has risen, not when the run will generalise: at lr 1e-3 onsets near 1,900 steps
-# come before grok steps near 3,000, at lr 1e-4 onsets near 2,400 before grok steps near 34,000. tinygrok's
-# forecaster (`tinygrok/science/forecast.py`) reads what a run has shown up to step t (how far the defect has
-# grown over its baseline, test accuracy, how far the test loss has fallen from its peak) with its learning rate
-# and weight decay, in two linear models fitted on 36 stored runs of the paper's model: P(the run groks), and
-# log10 of the steps still to go, with an 80% interval from the fitted runs' residuals. It reads the step on the
-# run's own clock for the steps still to go: in units of the step where the run memorized its training set, which
-# comes later at lower learning rates, as the grok step does (P(grok) reads the plain step).
+# The onset says that curvature has risen, not when the run will generalise: at lr 1e-3 onsets near 1,900 steps come
+# before grok steps near 3,000, at lr 1e-4 onsets near 2,400 before grok steps near 34,000 (the paper's LR sweep,
+# docs/paper.md §10 #16 and #18: the onset is grok_90 minus the lead). tinygrok's forecaster
+# (`tinygrok/science/forecast.py`) reads what a run has shown up to step t (how far the defect has grown over its
+# baseline, test accuracy, how far the test loss has fallen from its peak) with its learning rate and weight decay, in
+# two linear models fitted on 36 stored runs of the paper's model: P(the run groks), and log10 of the steps still to
+# go, with an 80% interval from the fitted runs' residuals. It reads the step on the run's own clock for the steps
+# still to go: in units of the step where the run memorized its training set, which comes later at lower learning
+# rates, as the grok step does (P(grok) reads the plain step).
 #
 # A forecast is only worth its score on runs it never saw. Here it is replayed on one: add at lr 1e-3 with seed 7
 # (the fitted runs have seeds 42, 137 and 2024), one of the held-out runs that docs/forecast.md scores it on.
-# Beside it, its simplest rival: the learning rate alone, grok step = C lr^beta fitted on the same 36 runs, which
-# says the same thing at every step.
+# Beside it, its simplest rival: the learning rate alone, grok step = C lr^β fitted on the 28 of the same 36 runs
+# that grokked, which says the same thing at every step.
 
 # %%
 from tinygrok.lab import forecast_scoring
@@ -240,27 +241,45 @@ print(f"the truth: grok_90 = {stored.grok_90}")
 lessons.show(plots.forecast(stored, baseline=law), "lesson7_forecast")
 
 # %% [markdown]
+# **Exercise 7e.** Build the rival yourself. Over the stored runs that grokked (`grokked` below, each with `.lr` and
+# `.grok_90`), fit log10 T = a + β log10 lr by least squares (`np.polyfit`, degree 1), and give its grok step for
+# this run (`stored.lr`), 10^(a + β log10 lr).
+
+# %%
+grokked = [r for r in grok_forecaster.shipped_records() if r.grok_90 is not None]  # the fitted runs that grokked
+answer_7e = None  # your answer
+lessons.check("7e", answer_7e, law.grok_step, rel=1e-9, hint="np.polyfit(log10 lr, log10 grok_90, 1) gives (β, a).")
+beta = np.polyfit(np.log10([r.lr for r in grokked]), np.log10([r.grok_90 for r in grokked]), 1)[0]
+print(f"β = {beta:.2f} over {len(grokked)} runs")
+assert -1.1 < beta < -0.9 and len(grokked) == 28, (beta, len(grokked))  # what the text says
+
+# %% [markdown]
+# β is close to -1: the grok step is about inversely proportional to the learning rate (ten times the rate, a
+# tenth of the steps), as if grokking needed the weights to travel a fixed distance (with Adam, each step moves a
+# weight by about lr).
+
+# %% [markdown]
 # Watch the forecast move as the run goes on (green line and band against the dashed truth; the blue line and band
 # are the learning rate's guess, the same at every step): its interval narrows as the run shows more, and P(grok)
 # (red) dips while test accuracy stalls, before the defect's rise brings it back.
 #
-# **Exercise 7e.** When could you have trusted it? Write a function of (before, T), where `before` lists
+# **Exercise 7f.** When could you have trusted it? Write a function of (before, T), where `before` lists
 # (step, forecast grok step) at each probe before grok_90 (the forecast None where there is none) and T is grok_90,
 # that returns the first probe step from which every forecast lies within 10% of T (None if the last one does
 # not).
 
 # %%
-answer_7e = None  # your answer
+answer_7f = None  # your answer
 shown = [(row["step"], f) for row, f in zip(stored.rows, made) if row["step"] < stored.grok_90]
 before = [(step, None if f is None else f.grok_step) for step, f in shown]
 settled = forecast_scoring.settled(stored, made)
 lessons.check(
-    "7e",
-    None if answer_7e is None else answer_7e(before, stored.grok_90),
+    "7f",
+    None if answer_7f is None else answer_7f(before, stored.grok_90),
     settled,
     hint="Walk the probes backwards from the last one before grok_90, while the forecast stays within 10%.",
 )
-if answer_7e is not None and settled is not None:
+if answer_7f is not None and settled is not None:
     print(f"within 10% from step {settled}, {stored.grok_90 - settled} steps ahead of grok_90")
 
 # %% [markdown]

@@ -27,11 +27,14 @@ SOLUTIONS = {
     "5a": "1.0",
     "5b": "lambda traj: (lambda s: s[0] ** 2 / np.sum(s**2))(np.linalg.svd((traj - traj[0]) - (traj - traj[0]).mean("
     "axis=0), compute_uv=False))",
-    "5c": "6 / np.pi**2",
+    "5c": "lambda step_norms, dim, rng: np.vstack([np.zeros(dim), np.cumsum((g := rng.standard_normal((len("
+    "step_norms), dim))) * (step_norms / np.linalg.norm(g, axis=1))[:, None], axis=0)])",
     "5d": "lambda traj, r, directions: (lambda t, moves: r ** t[:, None] * (traj[0] + np.vstack([0 * traj[0], "
     "np.cumsum(r ** -t[1:, None] * moves, axis=0)])))(np.arange(len(traj)), np.linalg.norm(traj[1:] - r * "
     "traj[:-1], axis=1)[:, None] * directions / np.linalg.norm(directions, axis=1, keepdims=True))",
     "5e": '"blocks.0.W_V"',
+    "5f": "np.stack([np.concatenate([np.zeros(layout[name][0]), row, np.zeros(n_params - layout[name][0] - row.size)]) "
+    "for name, traj in trajectories.items() for row in trajectory_pca(traj).components[:2]], axis=1)",
     "6a": "0.0",
     "6b": 'np.polyfit(np.log(etas[straight]), np.log(errors["after grokking"][straight]), 1)[0]',
     "6c": 'defect_sample(initial, batch_a, batch_b, derivatives, 1e-3)["defect"] '
@@ -47,7 +50,9 @@ SOLUTIONS = {
     "7b": 'analysis.first_step(rows, "test_acc", 0.9) - onset',
     "7c": 'run.summary()["lead_steps"] / analysis.first_step(rows, "test_acc", 0.9)',
     "7d": 'max(rows, key=lambda r: r["test_loss"])["step"]',
-    "7e": "lambda before, T: next((before[i][0] for i in range(len(before)) if all(g is not None and abs(g - T) <= "
+    "7e": "10 ** np.polyval(np.polyfit(np.log10([r.lr for r in grokked]), np.log10([r.grok_90 for r in grokked]), 1), "
+    "np.log10(stored.lr))",
+    "7f": "lambda before, T: next((before[i][0] for i in range(len(before)) if all(g is not None and abs(g - T) <= "
     "0.1 * T for _, g in before[i:])), None)",
     "8a": "[1.0, 2.0, 1.5]",
     "8b": '{"s = 0"}',
