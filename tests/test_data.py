@@ -87,7 +87,10 @@ def test_is_prime():
         (dict(eval_every=0, probe_every=100), "--eval-every"),
         (dict(eval_every=100, theta_every=150), r"--theta-every=150 is invalid: .* multiple of eval-every \(100\)"),
         (dict(lr=-1e-3), "--lr"),
-        (dict(hook="project", max_steps=499), r"--max-steps=499 ends before the hook starts \(update 500\)"),
+        (dict(hook="project", max_steps=499), r"--max-steps=499 ends before the hook first acts \(update 500\)"),
+        (dict(hook="noise:start=501", max_steps=520), r"first acts \(update 550\)"),  # every 50 from 501
+        (dict(hook="penalty:start=501", max_steps=505), r"first acts \(update 510\)"),  # every 10th from 501
+        (dict(hook="weight_noise", max_steps=10), r"first acts \(update 50\)"),  # every 50th, from the first
         (dict(d_model=130), "--n-heads"),
         (dict(dtype="float16"), "--dtype"),
     ],
@@ -95,3 +98,8 @@ def test_is_prime():
 def test_config_refuses_bad_values_naming_the_option(bad, word):
     with pytest.raises(ConfigError, match=word):
         Config(**bad)
+
+
+def test_a_run_that_reaches_its_hooks_first_action_is_accepted():
+    for hook, steps in (("noise:start=501", 550), ("penalty:start=501", 510), ("weight_noise", 50), ("l2", 1)):
+        assert Config(hook=hook, max_steps=steps).max_steps == steps

@@ -156,9 +156,10 @@ class Config:
             hook = interventions.parse(self.hook)
         except ValueError as err:
             raise ConfigError(f"--hook={self.hook!r} is invalid: {err}") from None
-        if getattr(hook, "start", 1) > self.max_steps:
+        if hook.first_update() > self.max_steps:
             raise ConfigError(
-                f"--max-steps={self.max_steps} ends before the hook starts (update {hook.start}): it would never act"
+                f"--max-steps={self.max_steps} ends before the hook first acts (update {hook.first_update()}): it "
+                "would never act"
             )
         object.__setattr__(self, "hook", hook.spec)  # one text per hook: "weight_noise:every=50" is written out
 

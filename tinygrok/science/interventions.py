@@ -126,6 +126,11 @@ class Hook:
         """After the optimizer step that made `step` updates in all: returns theta, changed or not."""
         return theta
 
+    def first_update(self) -> int:
+        """The first update the hook acts on (or right after): its `start` (1 without one), on the first multiple
+        of its `every` from there where it has one. A run that ends before it would never see the hook act."""
+        return _first_on(getattr(self, "start", 1), getattr(self, "every", 1))
+
     def with_dose(self, dose: float | None, basis: str = "pca") -> Hook:
         """This intervention at strength `dose` (None: its default, the paper's primary), given the `basis`
         execution basis (if it takes one)."""
@@ -262,6 +267,11 @@ def _acts_on(update: int, start: int, every: int) -> bool:
     return update >= start and update % every == 0
 
 
+def _first_on(start: int, every: int) -> int:
+    """The first update `_acts_on` holds for: the first multiple of `every` from `start` on."""
+    return -(-start // every) * every
+
+
 BASIS = "the execution basis: pca (the baseline run's trajectory PCA) or random (the ablation)"
 START = "the first update it acts on (or after)"
 EVERY = "updates between two actions"
@@ -354,6 +364,9 @@ class Penalty(Project, name="penalty"):
 
     def acts(self, update: int) -> bool:
         return _acts_on(update, self.start, 10)
+
+    def first_update(self) -> int:
+        return _first_on(self.start, 10)
 
     def prevents_grokking(self) -> bool:
         return False  # nine updates in ten keep their orthogonal part
