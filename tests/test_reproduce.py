@@ -288,8 +288,8 @@ def test_the_slow_regime_is_shown_seed_by_seed_beside_table_2():
                            "6.90 h", "3 |"]  # fmt: skip
 
 
-def test_a_slow_claim_differs_where_a_seed_never_grokked_and_is_judged_on_both_where_both_did():
-    planned = {s.label: s for s in reproduction.stages("machine") if s.label == "slow"}
+def test_a_claim_on_runs_that_all_grokked_differs_where_one_never_did_or_waits_where_the_scale_cut_it_short():
+    stages = {scale: {s.label: s for s in reproduction.stages(scale)} for scale in ("machine", "classroom")}
     grokked = dict(grok_step=598_000, grok_step_90=571_000, lead_steps=561_000)
     never = dict(grok_step=None, grok_step_90=None, lead_steps=None)
     late = dict(grok_step=604_000, grok_step_90=583_000, lead_steps=573_000)
@@ -301,16 +301,33 @@ def test_a_slow_claim_differs_where_a_seed_never_grokked_and_is_judged_on_both_w
             for s, steps in ((42, first), (137, grokked))
         ]
         rows[first["grok_step"]] = {
-            words: results_page.measure(c, {"slow": runs}, planned) for words, c in claims.items()
+            words: results_page.measure(c, {"slow": runs}, stages["machine"]) for words, c in claims.items()
         }
     dnf = "differs: 1 of its 2 runs (seed 42) never grokked in 650,000 steps; the paper's all did"
     assert rows[None]["the slow regime groks late"] == ("598000 (n 1)", "differs", dnf)  # not judged on seed 137 alone
     assert rows[None]["the onset precedes grokking in the slow regime"] == ("1/1 positive", "differs", dnf)
     assert rows[None]["its onset by the released rule (floor 5)"][1] == "replicates"  # an onset needs no grokking
+    assert {words for words, row in rows[None].items() if row[1] == "differs"} == set(claims) - {
+        "its onset by the released rule (floor 5)"
+    }
     assert rows[604_000]["the slow regime groks late"] == (
         "601000 ± 4243 [598000, 604000] (n 2)", "replicates", "**replicates**"
     )  # fmt: skip
     assert rows[604_000]["the onset precedes grokking in the slow regime"][:2] == ("2/2 positive", "replicates")
+    short = run(seed=42, max_steps=4000, onset_step=1000, metrics=[], geometry=[], n_layers=3, **never)
+    classroom = results_page.measure(claims["the slow regime groks late"], {"slow": [short]}, stages["classroom"])
+    assert classroom == ("", "not measured", "not measured: its run (seed 42) never grokked in 4,000 steps; at this "
+                         "scale: seed 42, 4,000 steps: the machinery only, far from grokking")  # fmt: skip
+    table1 = next(claim for claim in paper.CLAIMS if claim.words == "all leads are positive: a sign test")
+    leads = [
+        run(op, s, lead_steps=900, grok_step=3000, max_steps=200_000)
+        for op in paper.GROKKING_OPS
+        for s in (42, 137, 2024)
+    ]
+    leads[0].update(never)
+    assert results_page.measure(table1, {"table1": leads}, stages["machine"])[1:] == (
+        "differs", "differs: 1 of its 12 runs (seed 42) never grokked in 200,000 steps; the paper's all did"
+    )  # fmt: skip
 
 
 def test_a_phase_median_a_runs_first_and_last_value_and_the_best_run():

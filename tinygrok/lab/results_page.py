@@ -21,8 +21,9 @@ from tinygrok.science.paper import GROKKING_OPS, NON_GROKKING_OPS, Claim
 RESULTS = "results.md"
 VERDICTS = ("replicates", "too few runs to tell", "differs", "not measured")
 RULES = (
-    analysis.VERDICT_RULE + " A claim on runs that all grokked in the paper *differs* where one of tinygrok's never "
-    "grokked. *not measured*: this scale has no such runs, or none of them defines the quantity, with the reason."
+    analysis.VERDICT_RULE + " A claim on runs that all grokked in the paper (Table 1's steps and leads, the slow "
+    "regime's) *differs* where one of tinygrok's never grokked in the paper's steps. *not measured*: this scale has "
+    "no such runs, stopped them before the paper's steps, or none of them defines the quantity, with the reason."
 )
 
 LOG = logging.getLogger(__name__)  # a file of the records folder that is no readable record
@@ -336,22 +337,31 @@ def measure(claim: Claim, stages: dict[str, list[dict]], planned: dict[str, Stag
         verb = "has" if len(chosen) == 1 else "have"
         return "", "not measured", f"not measured yet: {len(chosen)} of its {len(due)} runs {verb} finished"
     found = MEASURES[claim.measure](chosen, stage_runs=stage_runs, **claim.args)
-    if missed := [r for r in chosen if r.get("grok_step") is None] if claim.all_grok else []:
-        shown = found.shown or (_summary(found.values, claim.digits) if found.values else "")
-        return shown, "differs", _never_grokked(missed, len(chosen)) + _cut(planned[label])
+    shown = found.shown or (_summary(found.values, claim.digits) if found.values else "")
+    missed = [r for r in chosen if r.get("grok_step") is None] if claim.paper_runs_all_grokked else []
+    if missed and planned[label].filters.max_steps is not None:  # this scale stopped them early: no verdict
+        return "", "not measured", f"not measured: {_never_grokked(missed, len(chosen))}" + _cut(planned[label])
+    if missed:
+        return (
+            shown,
+            "differs",
+            f"differs: {_never_grokked(missed, len(chosen))}; the paper's all did" + _cut(planned[label]),
+        )
     if not found.values:
         if found.shown:  # the runs are there, but none grokked: nothing to take a delay of
             return found.shown, "differs", "differs: none of its runs grokked" + _cut(planned[label])
         return "", "not measured", f"not measured at this scale: none of its {len(chosen)} runs defines it"
     kind, words = _verdict(claim, found)
-    return found.shown or _summary(found.values, claim.digits), kind, words + _cut(planned[label])
+    return shown, kind, words + _cut(planned[label])
 
 
 def _never_grokked(missed: list[dict], n: int) -> str:
-    """A claim of runs that all grokked in the paper, where some of tinygrok's did not: which, within how long."""
-    seeds = ", ".join(str(r["seed"]) for r in missed)
-    steps = " / ".join(sorted({f"{r['max_steps']:,}" for r in missed}))
-    return f"differs: {len(missed)} of its {n} runs (seed {seeds}) never grokked in {steps} steps; the paper's all did"
+    """Which of a claim's n runs never grokked, and within how many steps: "1 of its 2 runs (seed 42) never
+    grokked in 650,000 steps"."""
+    seeds = ("seeds " if len(missed) > 1 else "seed ") + ", ".join(str(r["seed"]) for r in missed)
+    steps = " / ".join(f"{s:,}" for s in sorted({r["max_steps"] for r in missed}))
+    share = "its run" if n == 1 else f"{len(missed)} of its {n} runs"
+    return f"{share} ({seeds}) never grokked in {steps} steps"
 
 
 def _verdict(claim: Claim, found: Measured) -> tuple[str, str]:

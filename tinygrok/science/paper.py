@@ -328,9 +328,9 @@ class Claim:
     `args`) over the runs `where` selects (lab/results_page.py's select) in the first of `stages` that the scale's
     plan has, judged against the paper's [low, high] (None: no number to judge by). `differs`: why tinygrok's number
     is expected to differ, where it is known (shown when it does); `digits`: how its values are shown; `figure`: the
-    report figure (lab/sweep_report.py's FIGURES) it is seen in. `all_grok`: every run behind the paper's number
-    grokked, and the number is of the run through its grokking, so a run of tinygrok's that never grokked (within its
-    --max-steps) makes the claim differ instead of leaving the others to judge it."""
+    report figure (lab/sweep_report.py's FIGURES) it is seen in. `paper_runs_all_grokked`: every run behind the
+    paper's number grokked and the number is of runs through grokking, so a run of tinygrok's that never grokked in
+    the paper's steps makes the claim differ, instead of leaving the others to judge it."""
 
     number: str
     words: str
@@ -345,7 +345,7 @@ class Claim:
     digits: str = ""
     figure: str = ""
     args: dict = field(default_factory=dict)
-    all_grok: bool = False
+    paper_runs_all_grokked: bool = False
 
 
 _LR_GROK = {1e-4: (29433, 36767), 1e-3: (2600, 3667), 1e-2: (567, 4000)}  # §10 #16: the op means' range
@@ -369,16 +369,15 @@ _PCA, _TABLE, _LR = ("pca",), ("table1",), ("lr-sweep",)
 _FIGI4 = ("interventions-primary", "interventions-add")  # the primary arms: their own grid, or in the whole one
 _FIGI6 = ("random-basis", "interventions-add")
 _PROJECT = dict(arm="project", basis="pca")
+_GROKKED = dict(paper_runs_all_grokked=True)  # every run behind the paper's number grokked (Claim)
 
 
 def _table2(number: str, words: str, quoted: str, key: str) -> Claim:
     """A claim on Table 2's values of `key`, judged by their range; `quoted` shows them ({seeds}) and their mean."""
     values = [row[key] for row in TABLE2.values()]
     shown = quoted.format(seeds=" / ".join(f"{v:,}" for v in values), mean=f"{statistics.mean(values):,.0f}")
-    grokking = key != "onset_step"  # the onset comes before grokking, in a run that never groks too
-    return Claim(
-        number, words, shown, "mean", ("slow",), {}, min(values), max(values), args=dict(key=key), all_grok=grokking
-    )
+    grokked = dict(paper_runs_all_grokked=key != "onset_step")  # an onset comes in a run that never groks too
+    return Claim(number, words, shown, "mean", ("slow",), {}, min(values), max(values), args=dict(key=key), **grokked)
 
 
 def pc1_text(pc1: dict[str, float]) -> str:
@@ -408,8 +407,10 @@ CLAIMS: tuple[Claim, ...] = (
           "figE -75 to -30", "per_matrix", _PCA, dict(ops="non_grokking", weight_decay=1.0),
           *PC1_NULL_Z.expected(NON_GROKKING_OPS[0]),
           digits=".1f", args=dict(key="pc1_null_z", layer="last")),
-    *(Claim("§10 #4", f"{op} groks (Table 1)", f"grok_90 ~{step} (mean of 3 seeds)", "mean", _TABLE, dict(ops=op),
-            step, step, figure="defect_by_op", args=dict(key="grok_step_90")) for op, step in TABLE1.items()),
+    *(Claim("§10 #4", f"{op} groks (Table 1)", f"grok_90 ~{step} (mean of 3 seeds)", "mean", _TABLE,
+            dict(ops=op, weight_decay=1.0),
+            step, step, figure="defect_by_op", args=dict(key="grok_step_90"), **_GROKKED)
+      for op, step in TABLE1.items()),
     Claim("§10 #4", "x2_xy_y2 and x3_xy never grok", "never", "grokked", _TABLE,
           dict(ops="non_grokking", weight_decay=1.0), 0, 0),
     Claim("§10 #5", "the curvature lies outside the execution subspace", "rho ≈ 1.000", "mean", _TABLE,
@@ -439,7 +440,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("§10 #10", "the curvature onset precedes grok_90", "leads 600-1600 steps, mean 1117 (12/12)", "mean",
           _TABLE, dict(ops="grokking"), *BY_KEY["lead_steps"].expected(),
           "1300,1400,600 / 1100,1600,1500 / 600,900,700 / 1400,1200,1100",
-          figure="defect_by_op", args=dict(key="lead_steps")),
+          figure="defect_by_op", args=dict(key="lead_steps"), **_GROKKED),
     Claim("§10 #10", "the onset comes at 1800-2100 steps", "onset 1800-2100 (add, sub, mul)", "mean", _TABLE,
           dict(ops=("add", "sub", "mul"), weight_decay=1.0), *BY_KEY["onset_step"].expected(), figure="defect_by_op",
           args=dict(key="onset_step")),
@@ -447,9 +448,9 @@ CLAIMS: tuple[Claim, ...] = (
           *BY_KEY["onset_step"].expected("x2_y2"),
           figure="defect_by_op", args=dict(key="onset_step")),
     Claim("§10 #11", "all leads are positive: a sign test", "12 of 12, p = 2^-12 ≈ 2.4e-4", "sign_test", _TABLE,
-          dict(ops="grokking"), 1, 1),
+          dict(ops="grokking"), 1, 1, **_GROKKED),
     Claim("§10 #12", "the hero run: sub, seed 137", "onset 2000, grok_90 3600, lead 1600", "mean", _TABLE,
-          dict(ops="sub", seed=137), 1600, 1600, args=dict(key="lead_steps")),
+          dict(ops="sub", seed=137), 1600, 1600, args=dict(key="lead_steps"), **_GROKKED),
     Claim("§10 #13", "grokking runs' defect grows 500-2000x", "513-2141x (max D / early baseline)", "mean", _TABLE,
           dict(ops="grokking"), *BY_KEY["defect_growth_run"].expected(), args=dict(key="defect_growth_run")),
     *(Claim("§10 #13", f"runs that do not grok grow their defect 30-50x: {words}",
@@ -539,20 +540,20 @@ CLAIMS: tuple[Claim, ...] = (
     _table2("§9.2", "its onset by the released rule (floor 5)", "{seeds} (seeds 42 / 137)", "onset_step"),
     _table2("§10 #25, §9.2 Table 2", "its lead", "{seeds} (mean {mean})", "lead_steps"),
     Claim("§9.2", "its normalised lead (grok_90 - onset) / detection", "≈ 0.94 by the released rule (0.55, "
-          "smoothed, unreleased)", "normalised_lead", ("slow",), {}, 0.94, 0.94, all_grok=True),
+          "smoothed, unreleased)", "normalised_lead", ("slow",), {}, 0.94, 0.94, **_GROKKED),
     Claim("§9.2 Table 2", "its defect at the grok point (the probe before grok_90)", "≈ 100 (fast regime ≈ 1300)",
-          "defect_before_grok", ("slow",), {}, 100, 100, differs=_FLOAT32, all_grok=True),
+          "defect_before_grok", ("slow",), {}, 100, 100, differs=_FLOAT32, **_GROKKED),
     Claim("§10 #25, §9.2", "its curvature lies outside the execution subspace",
           f"rho {SLOW_RHO_TEXT}", "mean",
-          ("slow",), {}, *SLOW_RHO, digits=".6f", args=dict(key="rho"),
+          ("slow",), {}, *SLOW_RHO, digits=".6f", args=dict(key="rho"), **_GROKKED,
           differs="B spans the last layer's 8 directions here (the reference: 24, every layer's), so rho can only "
           "be as high or higher ([differences](differences.md))"),
     Claim("§9.1 figH", "its last layer's trajectories are more one-dimensional (29-31 snapshots, every 20,000 steps)",
           f"PC1 (W_Q / W_K / W_V / W_O) {pc1_text(SLOW_PC1_33)} on 33 snapshots; {pc1_text(SLOW_PC1_ALL)} on all "
           "~290", "per_matrix", ("slow",), {}, min(SLOW_PC1_33.values()), max(SLOW_PC1_33.values()), digits=".1%",
-          args=dict(key="pc1", layer="last"), all_grok=True),
+          args=dict(key="pc1", layer="last"), **_GROKKED),
     Claim("§9.3", "the onset precedes grokking in the slow regime", "2/2 runs", "positive_leads", ("slow",), {},
-          1, 1, all_grok=True),
+          1, 1, **_GROKKED),
     Claim("§9.3", "the slow regime's steps align with curvature at or below a random direction's",
           "alignment ratio <= 1 (fast: above, then decaying)", "unmeasured",
           args=dict(why="the slow runs keep only their final parameters, what a carried state can hold; the "
