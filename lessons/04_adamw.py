@@ -120,8 +120,6 @@ ax.set_ylabel("test accuracy")
 ax.set_title("Grokking needs regularisation: decay, or L2")
 ax.legend()
 lessons.show(fig, "lesson4_decay")
-reached = {name: run.summary()["grok_step_90"] for name, run in runs.items()}
-assert reached["no decay"] is None and (lessons.fast() or reached["AdamW, decay 1"] < reached["Adam + L2 0.001"])
 
 # %% [markdown]
 # All three memorize the training set within a few hundred steps (the memorization steps above). With AdamW's
@@ -135,6 +133,8 @@ assert reached["no decay"] is None and (lessons.fast() or reached["AdamW, decay 
 answer_4c = None  # your answer
 grokked = {name: run.summary()["grok_step_90"] for name, run in runs.items() if run.summary()["grok_step_90"]}
 lessons.check("4c", answer_4c, min(grokked, key=grokked.get), hint="Read the printed grok steps above.")
+said = ["AdamW, decay 1"] if lessons.fast() else ["AdamW, decay 1", "Adam + L2 0.001"]  # the text above, in order
+assert sorted(grokked, key=grokked.get) == said, grokked
 
 # %% [markdown]
 # ## Write the training loop

@@ -223,8 +223,8 @@ lessons.check(
 #
 # The paper's title says "transversely curved": δ lies almost wholly outside the execution subspace, the K = 16
 # directions along which lesson 5's attention weights moved (B, P x K, orthonormal columns, P the number of
-# parameters). Split δ as the gradient is split in lesson 8, δ_∥ = B Bᵀ δ inside and δ_⊥ = δ - δ_∥ outside; the
-# paper's measure is
+# parameters). Split δ in two, as lesson 8 will split the gradient: δ_∥ = B Bᵀ δ inside and δ_⊥ = δ - δ_∥
+# outside; the paper's measure is
 #
 # ρ = ||δ_⊥|| / ||δ||   (1: all of δ outside B; 0: all of it inside).
 #

@@ -212,7 +212,7 @@ assert growth["D g²"] > growth["D"] > 1, growth
 #
 # The onset says that curvature has risen, not when the run will generalise: at lr 1e-3 onsets near 1,900 steps come
 # before grok steps near 3,000, at lr 1e-4 onsets near 2,400 before grok steps near 34,000 (the paper's LR sweep,
-# docs/paper.md §10 #16 and #18: the onset is grok_90 minus the lead). tinygrok's forecaster
+# docs/paper.md §10 #16 and #19: at 1e-4 the onset comes within the first ~7% of the run). tinygrok's forecaster
 # (`tinygrok/science/forecast.py`) reads what a run has shown up to step t (how far the defect has grown over its
 # baseline, test accuracy, how far the test loss has fallen from its peak) with its learning rate and weight decay, in
 # two linear models fitted on 36 stored runs of the paper's model: P(the run groks), and log10 of the steps still to

@@ -34,9 +34,10 @@
 # g <- g - s g_perp = g_par + (1 - s) g_perp,
 #
 # and lets AdamW take it from there. At s = 0 nothing changes. At s = 1 no gradient is left outside the 16
-# directions: every parameter outside the attention matrices (embeddings, MLPs, layer norms), where B has no
-# component, gets none and only shrinks by weight decay; the attention matrices get B Bᵀ g, which AdamW then
-# divides coordinate by coordinate by its running gradient size, so even their steps leave the subspace.
+# directions: every parameter outside the attention matrices' weights (embeddings, MLPs, layer norms, the
+# attention biases, the unembedding), where B has no component, gets none, and once Adam's momentum has died out
+# only shrinks by weight decay; the attention matrices get B Bᵀ g, which AdamW then divides coordinate by
+# coordinate by its running gradient size, so even their steps leave the subspace.
 #
 # **Exercise 8a.** In R³ take B with columns e1 and e2 (the x-y plane) and g = (1, 2, 3). Write g after the
 # projection with s = 0.5, as a list of three numbers.
