@@ -3,6 +3,7 @@ one row per claim of paper.CLAIMS; the plan's estimate; the verdicts' rules."""
 
 import inspect
 import json
+import re
 import subprocess
 import sys
 
@@ -53,6 +54,8 @@ def tiny(tmp_path_factory):
     again = subprocess.run([sys.executable, "-c", TINY, str(out)], capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert "tiny reproduction" in again.stdout and "results page" in again.stdout and "stage 2 of 2" in again.stdout
+    logged = [line[9:] for line in again.stdout.splitlines() if re.match(r"\d\d:\d\d:\d\d stage \d of 2, ", line)]
+    assert logged[0].startswith("stage 1 of 2, table1: ") and logged[-1] == "stage 2 of 2, lr-sweep: 2 done", logged
     return out
 
 

@@ -4,12 +4,14 @@ failures retried once and reported, and bad input refused in one line."""
 import json
 import math
 import os
+import re
 import signal
 import sys
 
 import pytest
 from test_cli import CLI, assert_refused, killed_when, refused_here, tinygrok
 
+from tinygrok.cli import views
 from tinygrok.lab import grids, recipes, sweep
 from tinygrok.run.runs import METRICS, Run
 
@@ -27,6 +29,7 @@ def whole(tmp_path_factory):
     out = tmp_path_factory.mktemp("sweeps") / "whole"
     result = tinygrok("sweep", *TINY, "--out", str(out))
     assert result.returncode == 0, result.stderr
+    (out.parent / "whole.log").write_text(result.stdout)
     return out
 
 
@@ -50,6 +53,18 @@ def test_a_sweep_killed_mid_grid_resumes_and_equals_an_uninterrupted_one(whole, 
     rerun = tinygrok("sweep", *TINY, "--out", str(out))
     assert rerun.returncode == 0 and "3 runs done" in rerun.stdout
     assert "3 done" in rerun.stdout and "100% of the expected steps" in rerun.stdout  # the table and the bar
+
+
+def test_a_sweep_logged_to_a_file_says_its_states_as_they_change(whole, monkeypatch, capsys):
+    log = (whole.parent / "whole.log").read_text().splitlines()  # the fixture's stdout: no terminal
+    timed = [line[9:] for line in log if re.match(r"\d\d:\d\d:\d\d table1: ", line)]
+    assert timed[0] == "table1: 3 queued" and timed[-1] == "table1: 3 done" and len(set(timed)) == len(timed)
+    clock = iter([0.0, 1.0, 2.0, 700.0])
+    monkeypatch.setattr(views.time, "monotonic", lambda: next(clock))
+    progress = views.LogProgress(seconds=600)
+    for states, line in ((1, "a"), (1, "b"), (2, "c"), (2, "d")):  # at 0, 1, 2 and 700 s
+        progress(states, line)
+    assert [line[9:] for line in capsys.readouterr().out.splitlines()] == ["a", "c", "d"]  # b: no change, too soon
 
 
 def test_a_failing_run_is_retried_once_then_reported(tmp_path):

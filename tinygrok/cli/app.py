@@ -576,10 +576,12 @@ def sweep_(
     start = time.perf_counter()
     expected = {spec.name: grids.expected_steps(spec.config) for spec in specs}
     bar, task = views.sweep_bar(sum(expected.values()))
+    log = views.LogProgress()
     with Live(console=console, auto_refresh=False) as live:
 
         def show(index: dict) -> None:
             live.update(views.sweep_state(index, out, expected, bar, task), refresh=True)
+            log(sweep.summary(index), views.stage_state(experiment, index, out))
 
         show(index)
         index = sweep.run_grid(specs, out, index, executors, on_change=show)
@@ -639,11 +641,15 @@ def reproduce(
         console.print(views.reproduction_plan(scale, rows, costs, workers))
         return
     executors = sweep.dask_executor(scheduler) if scheduler else sweep.local_executor(workers)
+    log = views.LogProgress()
     with Live(console=console, auto_refresh=False) as live:
 
         def show(stage: reproduction.Stage, index: dict) -> None:
-            place = f"stage {plan.index(stage) + 1} of {len(plan)}, "
-            live.update(escape(place + views.stage_state(stage.label, index, out)), refresh=True)
+            line = f"stage {plan.index(stage) + 1} of {len(plan)}, " + views.stage_state(
+                stage.label, index, out / stage.label
+            )
+            live.update(escape(line), refresh=True)
+            log((stage.label, sweep.summary(index)), line)
 
         state = reproduction.run(scale, plan, out, records_dir, executors, on_change=show)
     results_page.write(records_dir, page)

@@ -299,19 +299,36 @@ def _runs_left(rows: list[dict]) -> str:
     return f"{runs} runs" if left == runs else f"{left} runs left of {runs} (the others recorded)"
 
 
-def stage_state(label: str, index: dict, out: Path) -> str:
-    """One line of a reproduction's progress: the stage, its runs' states, the running ones' steps."""
+def stage_state(label: str, index: dict, grid_dir: Path) -> str:
+    """One line of a grid's progress (a sweep, a reproduction's stage): its label, its runs' states, the running
+    ones' steps (read in grid_dir)."""
     counts = sweep.summary(index)
     running = [
         f"{name} at {row['step']}"
         for name, entry in index["runs"].items()
-        if entry["state"] == "running" and (row := sweep.progress(out / label, name))
+        if entry["state"] == "running" and (row := sweep.progress(grid_dir, name))
     ]
     return (
         f"{label}: "
         + ", ".join(f"{n} {state}" for state, n in counts.items() if n)
         + ("; " + ", ".join(running) if running else "")
     )
+
+
+class LogProgress:
+    """Progress where a live display shows none: on a console that is no terminal (a log file, a CI job), where
+    rich's Live prints only its last state, a timed line when the runs' states change, and one every `seconds`
+    between; nothing on a terminal, whose live display shows it all."""
+
+    def __init__(self, seconds: float = 600.0):
+        self.seconds, self.states, self.at = seconds, None, -float("inf")
+
+    def __call__(self, states: object, line: str) -> None:
+        now = time.monotonic()
+        if console.is_terminal or (states == self.states and now - self.at < self.seconds):
+            return
+        self.states, self.at = states, now
+        console.print(f"{time.strftime('%H:%M:%S')} {line}", highlight=False, soft_wrap=True, markup=False)
 
 
 def _hours(seconds: float) -> str:
