@@ -13,7 +13,7 @@ from test_cli import assert_refused, killed_when, refused_here, tinygrok
 from tinygrok.lab import extracts, grids, records, reproduction, results_page, sweep, sweep_report
 from tinygrok.lab.grids import Filters
 from tinygrok.run.runs import METRICS, Run, RunError
-from tinygrok.science import paper
+from tinygrok.science import paper, undefined
 
 # a tiny plan registered as the scale "tiny", here and in the CLI: the same command, the same code path
 REGISTER = """
@@ -264,7 +264,7 @@ def test_a_point_value_replicates_inside_the_95_percent_interval_and_within_20_p
     ]
     assert judged == ["**replicates**", "differs", "too few runs to tell", "**replicates**", "differs"]
     empty = results_page.measure(claim, {"table1": [run("sub", 42, lead_steps=None)]}, planned[1])
-    assert empty == ("", "not measured", "not measured at this scale: none of its 1 runs defines it")
+    assert empty == ("", "not measured", "not measured: none of its 1 runs defines it")
     add_only = {"table1": reproduction.Stage("table1", "table1", Filters(ops=("add",), seeds=(42,)))}
     finished_add = {"table1": [run("add", 42, lead_steps=1600)]}
     assert (
@@ -298,11 +298,13 @@ def test_a_claim_on_runs_that_all_grokked_differs_where_one_never_did_or_waits_w
     late = dict(grok_step=604_000, grok_step_90=583_000, lead_steps=573_000)
     claims = {claim.words: claim for claim in paper.CLAIMS if claim.stages == ("slow",)}
     rows = {}
+    zero = {"exec_rho": {"records": 1, "of": 1, "why": undefined.WHY["_rho"]}}  # float32: every delta exactly 0
     for first in (never, late):
         runs = [
             run(seed=s, max_steps=650_000, onset_step=10_000, metrics=[], geometry=[], n_layers=3, **steps)
             for s, steps in ((42, first), (137, grokked))
         ]
+        runs[1].update(rho=None, undefined=zero)
         rows[first["grok_step"]] = {
             words: results_page.measure(c, {"slow": runs}, stages["machine"]) for words, c in claims.items()
         }
@@ -317,6 +319,10 @@ def test_a_claim_on_runs_that_all_grokked_differs_where_one_never_did_or_waits_w
         "601000 ± 4243 [598000, 604000] (n 2)", "replicates", "**replicates**"
     )  # fmt: skip
     assert rows[604_000]["the onset precedes grokking in the slow regime"][:2] == ("2/2 positive", "replicates")
+    assert rows[604_000]["its curvature lies outside the execution subspace"][1:] == (
+        "not measured", "not measured: none of its 2 runs defines it (every defect sample is exactly 0: no direction "
+        "to measure)"
+    )  # fmt: skip
     short = run(seed=42, max_steps=4000, onset_step=1000, metrics=[], geometry=[], n_layers=3, **never)
     classroom = results_page.measure(claims["the slow regime groks late"], {"slow": [short]}, stages["classroom"])
     assert classroom == ("", "not measured", "not measured: its run (seed 42) never grokked in 4,000 steps; at this "

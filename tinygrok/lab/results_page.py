@@ -350,9 +350,21 @@ def measure(claim: Claim, stages: dict[str, list[dict]], planned: dict[str, Stag
     if not found.values:
         if found.shown:  # the runs are there, but none grokked: nothing to take a delay of
             return found.shown, "differs", "differs: none of its runs grokked" + _cut(planned[label])
-        return "", "not measured", f"not measured at this scale: none of its {len(chosen)} runs defines it"
+        return (
+            "",
+            "not measured",
+            f"not measured: none of its {len(chosen)} runs defines it" + _why_undefined(chosen, claim.args.get("key")),
+        )
     kind, words = _verdict(claim, found)
     return shown, kind, words + _cut(planned[label])
+
+
+def _why_undefined(runs: list[dict], key: str | None) -> str:
+    """Why the runs' `key` has no value, where their records say (their "undefined" tallies, undefined.py)."""
+    why = sorted(
+        {u["why"] for r in runs for name, u in (r.get("undefined") or {}).items() if key and name.endswith(key)}
+    )
+    return f" ({'; '.join(why)})" if why else ""
 
 
 def _never_grokked(missed: list[dict], n: int) -> str:
