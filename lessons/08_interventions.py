@@ -17,6 +17,7 @@
 # - read a causal intervention as a few lines around the optimizer step (`tinygrok/science/interventions.py`);
 # - remove the gradient outside the execution subspace and see grokking fail, then see a random subspace fail
 #   the same way: what the control says about the claim;
+# - compute a curvature kick's direction yourself, from commutator samples and B;
 # - see that pushing the weights along the curvature directions does not bring grokking sooner: curvature is a
 #   warning sign, not the lever.
 
@@ -180,6 +181,34 @@ assert all(runs[label].summary()["final_train_acc"] < 0.5 for label in ("s = 1",
 # direction outside the subspace by α x 1.5e-3: the reference code's fixed guess at a typical ||η g_A||, made for the
 # paper's model. Are the two as long here? η is the probe's step, 1e-3 (lesson 6), and g_A a batch gradient, as large
 # as a training step's, whose norm (before clipping) every evaluation row records.
+#
+# **Exercise 8c.** The kick's direction, by hand. `samples` below holds 5 commutator samples at the baseline's last
+# parameters, each a dict with its "defect" D and its "delta" δ (P,). Write a function of (samples, basis) that
+# returns u: the δ of the sample whose D is the median, its part outside the subspace kept, scaled to length 1.
+
+# %%
+from tinygrok.engine.parallel import Derivatives
+from tinygrok.science import model
+from tinygrok.science.commutator import defect_samples
+from tinygrok.science.data import make_dataset, stream
+
+base = baseline.config()
+last = model.flatten(baseline.load_checkpoint()[0])  # (P,): the baseline's last parameters
+data = make_dataset(base.op, base.p, base.train_frac, base.seed)
+samples = defect_samples(last, data, base, stream(0, "lesson8"), 5, Derivatives(base))
+median_delta = sorted(samples, key=lambda s: s["defect"])[len(samples) // 2]["delta"]  # (P,)
+answer_8c = None  # your answer
+lessons.check(
+    "8c",
+    None if answer_8c is None else answer_8c(samples, baseline.basis()),
+    interventions.direction(interventions.orthogonal_part(median_delta, baseline.basis())),
+    rel=1e-6,
+    hint="Sort the samples by their defect and take the middle one's delta; take away B (Bᵀ δ) as in 8a; divide "
+    "by the norm.",
+)
+inside = np.linalg.norm(baseline.basis().T @ median_delta) / np.linalg.norm(median_delta)
+print(f"the share of the median δ's norm inside B: {inside:.4f}: u is almost δ's own direction")
+assert inside < 0.1, inside  # what the line above says
 
 # %%
 from tinygrok.science.commutator import ETA
@@ -218,14 +247,14 @@ assert kicked["random"]["grok_step"] and not kicked["curvature"]["grok_step"], k
 assert kicked["curvature"]["grok_step_90"] == runs["s = 0"].summary()["grok_step_90"], kicked
 
 # %% [markdown]
-# **Exercise 8c.** Give the detection steps (`grok_step`) of the two kicked runs as a tuple (curvature kicks,
+# **Exercise 8d.** Give the detection steps (`grok_step`) of the two kicked runs as a tuple (curvature kicks,
 # random kicks), with None for a run not detected within the cap.
 
 # %%
-answer_8c = None  # your answer
+answer_8d = None  # your answer
 lessons.check(
-    "8c",
-    answer_8c,
+    "8d",
+    answer_8d,
     tuple(runs[f"{kind} kicks, alpha 100"].summary()["grok_step"] for kind in ("curvature", "random")),
     hint="Read each run's summary()['grok_step'].",
 )
@@ -237,19 +266,19 @@ lessons.check(
 # grad, step, ctx)` may change the clipped gradient before AdamW sees it (and `after_update(theta, step, ctx)`
 # the parameters after), where `step` counts the updates made so far and `ctx.basis` is B.
 #
-# **Exercise 8d.** Write the opposite of `project` at s = 1: a `Hook` subclass that removes the part of the
+# **Exercise 8e.** Write the opposite of `project` at s = 1: a `Hook` subclass that removes the part of the
 # gradient *inside* the subspace, g <- g - B Bᵀ g, on every update from update 500 on, and leaves the gradient
-# alone before. `before_update` returns the pair (theta, grad). Set `answer_8d` to the class. The check calls it
+# alone before. `before_update` returns the pair (theta, grad). Set `answer_8e` to the class. The check calls it
 # with the R³ plane of exercise 8a as B.
 
 # %%
-answer_8d = None  # your answer
+answer_8e = None  # your answer
 context = interventions.Context(rng=np.random.default_rng(0), basis=B)
 lessons.check(
-    "8d",
+    "8e",
     None
-    if answer_8d is None
-    else np.concatenate([answer_8d().before_update(None, g, step, context)[1] for step in (99, 499, 999)]),
+    if answer_8e is None
+    else np.concatenate([answer_8e().before_update(None, g, step, context)[1] for step in (99, 499, 999)]),
     np.concatenate([g, interventions.orthogonal_part(g, B), interventions.orthogonal_part(g, B)]),
     rel=1e-12,
     hint="class Outside(interventions.Hook): def before_update(self, theta, grad, step, ctx): ...; update number "

@@ -56,9 +56,11 @@ SOLUTIONS = {
     "0.1 * T for _, g in before[i:])), None)",
     "8a": "[1.0, 2.0, 1.5]",
     "8b": '{"s = 0"}',
-    "8c": '(runs["curvature kicks, alpha 100"].summary()["grok_step"], '
+    "8c": "lambda samples, basis: (lambda d: (d - basis @ (basis.T @ d)) / np.linalg.norm(d - basis @ (basis.T @ d)))("
+    'sorted(samples, key=lambda s: s["defect"])[len(samples) // 2]["delta"])',
+    "8d": '(runs["curvature kicks, alpha 100"].summary()["grok_step"], '
     'runs["random kicks, alpha 100"].summary()["grok_step"])',
-    "8d": 'type("Outside", (interventions.Hook,), {"before_update": lambda self, theta, grad, step, ctx: (theta, '
+    "8e": 'type("Outside", (interventions.Hook,), {"before_update": lambda self, theta, grad, step, ctx: (theta, '
     "grad - ctx.basis @ (ctx.basis.T @ grad) if step + 1 >= 500 else grad)})",
     "9a": "lambda w: (lambda e: e[1::2] + e[2::2])(np.sum((fourier.basis(len(w)) @ w) ** 2, axis=1))",
     "9b": "float(model.cross_entropy(logits - fourier.key_logits(logits, keys), labels))",
