@@ -16,6 +16,8 @@ import pytest
 
 from tinygrok.run import geometry
 from tinygrok.run.runs import GEOMETRY, Run, RunError
+from tinygrok.science import analysis
+from tinygrok.science.model import param_count
 
 CLI = str(Path(__file__).resolve().parents[1] / "cli.py")
 TINY = ["--p", "7", "--d-model", "8", "--n-heads", "2", "--d-ff", "8", "--batch-size", "8", "--eval-every", "5"]
@@ -139,16 +141,25 @@ def test_train_writes_a_complete_run_and_resume_extends_nothing(existing_run):
         assert key in summary["results"]
     for key in ("wall_seconds", "train_step_ms", "threads", "numpy", "blas"):  # apart from the results
         assert key in summary["environment"]
-    summary = summary["results"]
-    assert summary["steps"] == 10 and json.loads((existing_run / "config.json").read_text())["p"] == 7
+    summary, run = summary["results"], Run(existing_run)
+    rows, cfg = run.metrics(), run.config()
+    assert summary["steps"] == rows[-1]["step"] == 10 and cfg.p == 7 and summary["params"] == param_count(cfg)
+    assert (summary["final_train_acc"], summary["final_test_acc"]) == (rows[-1]["train_acc"], rows[-1]["test_acc"])
+    assert summary["grok_step_90"] == analysis.first_step(rows, "test_acc", 0.9)
+    before = snapshot(existing_run)
+    assert tinygrok("train", "--resume", "--out", str(existing_run)).returncode == 0
+    assert snapshot(existing_run) == before  # a finished run: nothing to extend, nothing rewritten
 
 
 def test_force_restarts_and_plot_draws(tmp_path):
     out = tmp_path / "run"
     assert tinygrok("train", *TINY, "--max-steps", "5", "--out", str(out)).returncode == 0
-    result = tinygrok("train", *TINY, "--max-steps", "10", "--out", str(out), "--force", "--plot")
+    old = Run(out).metrics()
+    result = tinygrok("train", *TINY, "--seed", "43", "--max-steps", "10", "--out", str(out), "--force", "--plot")
     assert result.returncode == 0, result.stderr
-    assert json.loads((out / "summary.json").read_text())["results"]["steps"] == 10
+    run = Run(out)
+    assert run.config().seed == 43 and run.summary()["steps"] == 10 and run.environment()["resumes"] == 0
+    assert run.metrics()[0]["step"] == 0 and run.metrics()[0] != old[0]  # a new run from step 0, not the old one
     assert (out / "training.png").stat().st_size > 10_000
     assert "tinygrok plot" in result.stdout
 

@@ -76,7 +76,8 @@ def test_alignment_and_subspace_ratios_on_known_vectors():
         np.testing.assert_allclose(r.T @ r, np.eye(8), atol=1e-12)
     out = subspace_ratios(inside, {"b": basis}, randoms)
     assert out["b_proj"] == pytest.approx(1.0) and out["b_rho"] == pytest.approx(0.0, abs=1e-6)
-    assert out["b_random_proj"] == pytest.approx(np.sqrt(8 / 5000), rel=0.5)
+    # the median sample's mean over the 5 bases (the samples' norms differ more than their projections' noise)
+    assert out["b_random_proj"] == pytest.approx(np.sqrt(8 / 5000), rel=random_projection_tolerance(8, 5))
 
 
 def test_probing_does_not_change_training(tmp_path):
@@ -110,6 +111,12 @@ def test_exec_random_is_sqrt_p_over_k_inside_the_basis_and_one_for_random_vector
     assert subspace_ratios(anywhere, {"b": basis}, randoms)["b_random_ratio"] == pytest.approx(1.0, rel=0.10)
 
 
+def random_projection_tolerance(k: int, n: int) -> float:
+    """How far a mean of n values of ||R^T v|| / ||v|| (R a random K-dim subspace of R^P) may lie from sqrt(K/P),
+    relatively: its bias 1/(4K) plus 3 standard errors, each value's spread being sqrt(K/P) / sqrt(2K)."""
+    return 1 / (4 * k) + 3 / np.sqrt(2 * k * n)
+
+
 @pytest.mark.parametrize("k", [8, 32, 128])
 def test_random_projections_of_a_random_vector_match_sqrt_k_over_p(k):
     """The dimension sweep's random line: for a random K-dim subspace ||B^T v|| / ||v|| has mean
@@ -119,5 +126,4 @@ def test_random_projections_of_a_random_vector_match_sqrt_k_over_p(k):
     n_params = 20_000
     v = rng.standard_normal(n_params)
     caught = [np.linalg.norm(random_basis(n_params, k, rng).T @ v) / np.linalg.norm(v) for _ in range(60)]
-    tolerance = 1 / (4 * k) + 3 / np.sqrt(2 * k * 60)
-    assert np.mean(caught) == pytest.approx(np.sqrt(k / n_params), rel=tolerance)
+    assert np.mean(caught) == pytest.approx(np.sqrt(k / n_params), rel=random_projection_tolerance(k, 60))

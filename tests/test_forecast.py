@@ -80,7 +80,22 @@ def test_the_lr_law_baseline_recovers_its_power_law():
         for lr in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
     ]
     predict = forecast.lr_law_predictor(records)
-    assert predict(records[0], 5).grok_step == pytest.approx(3000 * 10**0.9, rel=1e-3)
+    steps = [r.grok_90 for r in records]  # rounded to whole steps: the law's 3000 x 10^0.9 to 1.5e-4
+    fitted = 10 ** np.polyval(np.polyfit(np.log10([r.lr for r in records]), np.log10(steps), 1), -4)
+    assert predict(records[0], 5).grok_step == pytest.approx(fitted, rel=1e-9)
+    assert fitted == pytest.approx(3000 * 10**0.9, rel=3e-4)
+
+
+def test_a_weighted_quantile_and_the_test_losss_confirmed_peak_and_the_delay_from_it():
+    values, weights = np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0, 2.0])
+    assert [forecast.weighted_quantile(values, weights, q) for q in (0.25, 0.5, 0.6)] == [1.0, 2.0, 3.0]
+    rows = tuple({"step": 100 * i, "test_loss": v} for i, v in enumerate([1.0, 3.0, 2.0, 1.4]))
+    assert [forecast.loss_peak(rows[:n]) for n in (0, 3, 4)] == [None, None, 100]  # confirmed once halved: 1.4
+    records = [Record(f"r{t}", "add", 0, 1e-3, 1.0, t, rows) for t in (500, 700, 900)]  # delays 400, 600, 800
+    made = forecast.loss_peak_predictor(records)(records[0], 4)
+    low, high = (100 + float(np.quantile([400, 600, 800], q)) for q in forecast.INTERVAL)
+    assert (made.step, made.grok_step, made.low, made.high) == (300, 700, low, high)
+    assert forecast.loss_peak_predictor(records)(records[0], 3) is None  # no confirmed peak yet: no forecast
 
 
 def test_a_refit_from_the_stored_run_list_reproduces_the_shipped_forecaster():
