@@ -136,13 +136,9 @@ lessons.show(fig, "lesson2_finite_differences")
 # %%
 right = steps >= 100 * best  # use steps[right] and np.array(errors)[right]
 answer_2c = None  # your answer
-lessons.check(
-    "2c",
-    answer_2c,
-    np.polyfit(np.log10(steps[right]), np.log10(np.array(errors)[right]), 1)[0],  # the measured slope
-    rel=1e-6,
-    hint="np.polyfit(log10 h, log10 error, 1)[0] is the slope.",
-)
+slope = np.polyfit(np.log10(steps[right]), np.log10(np.array(errors)[right]), 1)[0]  # the measured slope
+lessons.check("2c", answer_2c, slope, rel=1e-6, hint="np.polyfit(log10 h, log10 error, 1)[0] is the slope.")
+assert abs(slope - 2) < 0.1, slope  # the h² the text predicts
 
 # %% [markdown]
 # ## Going further

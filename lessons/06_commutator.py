@@ -149,13 +149,15 @@ lessons.show(fig, "lesson6_bracket")
 # %%
 straight = (etas <= 1.01e-3) & (etas >= 0.99e-5)
 answer_6b = None  # your answer
+slope = np.polyfit(np.log(etas[straight]), np.log(errors["after grokking"][straight]), 1)[0]  # the measured slope
 lessons.check(
     "6b",
     answer_6b,
-    np.polyfit(np.log(etas[straight]), np.log(errors["after grokking"][straight]), 1)[0],  # the measured slope
+    slope,
     rel=1e-6,
     hint="np.polyfit(log η, log error, 1)[0]; the next term of the expansion is O(η³), divided by η² ...",
 )
+assert abs(slope - 1) < 0.1, slope  # the error is O(η): the expansion's next term
 
 # %% [markdown]
 # **Exercise 6c.** D is normalised so that η cancels to first order. At initialisation, compute D at η = 1e-3 and
@@ -163,10 +165,12 @@ lessons.check(
 
 # %%
 answer_6c = None  # your answer
+ratio = np.divide(*(defect_sample(initial, batch_a, batch_b, derivatives, eta)["defect"] for eta in (1e-3, 1e-4)))
+assert abs(ratio - 1) < 0.01, ratio  # η cancels: D hardly depends on it at initialisation
 lessons.check(
     "6c",
     answer_6c,
-    np.divide(*(defect_sample(initial, batch_a, batch_b, derivatives, eta)["defect"] for eta in (1e-3, 1e-4))),
+    ratio,
     rel=1e-6,
     hint="Both measure the same bracket, divided by the same norms, so the ratio is close to 1; not exactly 1: "
     "D(η) carries the O(η) term of the figure above.",
