@@ -41,9 +41,13 @@ def test_defect_normalisation():
     assert same["defect"] == 0.0  # one batch commutes with itself exactly
     b = sample_batch(data, 16, stream(8, "y"))
     s = defect_sample(theta, a, b, Derivatives(cfg), eta=1e-3)
-    assert s["defect"] == pytest.approx(np.linalg.norm(s["delta"]) / s["scale"])
-    norms = [np.linalg.norm(1e-3 * flat_grad(theta, *batch, cfg)) for batch in (a, b)]
+    eta, g = 1e-3, (lambda t, batch: flat_grad(t, *batch, cfg))  # the two orders by hand, on autograd's gradient
+    theta_ab = theta - eta * g(theta, a) - eta * g(theta - eta * g(theta, a), b)
+    theta_ba = theta - eta * g(theta, b) - eta * g(theta - eta * g(theta, b), a)
+    np.testing.assert_allclose(s["delta"], theta_ab - theta_ba, rtol=1e-9, atol=1e-12 * np.abs(theta).max())
+    norms = [np.linalg.norm(eta * g(theta, batch)) for batch in (a, b)]
     assert s["scale"] == pytest.approx(norms[0] * norms[1] + 1e-12, rel=1e-12)
+    assert s["defect"] == pytest.approx(np.linalg.norm(theta_ab - theta_ba) / s["scale"], rel=1e-9)
 
 
 def test_weight_svd_basis_spans_the_top_singular_pairs_of_each_block():

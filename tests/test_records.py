@@ -2,6 +2,7 @@
 that is not a record is named in one line and left as it is."""
 
 import gzip
+import math
 
 import pytest
 
@@ -31,8 +32,12 @@ def test_a_record_is_read_back_as_written_and_the_same_record_gives_the_same_byt
     path = records.save(record(), tmp_path / "a")
     again = records.save(record(), tmp_path / "b")
     assert path.read_bytes() == again.read_bytes() and path.name == "classroom_add_s7.json.gz"
-    back = records.load(path)
-    assert back["results"] == {"grok_step": 1400, "steps": 1500} and back["metrics"][0] == {"step": 0, "test_acc": 0.01}
+    back, written = records.load(path), record()
+    assert {key: back[key] for key in written if key != "metrics"} == {
+        k: v for k, v in written.items() if k != "metrics"
+    }
+    assert back["metrics"][0] == {"step": 0, "test_acc": 0.01} and back["metrics"][1]["step"] == 100
+    assert math.isnan(back["metrics"][1]["test_acc"])  # a NaN (a diverged run's) survives the record
     (run,) = sweep_report.recorded_runs(tmp_path / "a")[0]
     assert (run["seed"], run["grok_step"], run["preset_lr"], run["wall_seconds"]) == (7, 1400, True, 12.5)
 

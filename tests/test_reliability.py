@@ -119,7 +119,10 @@ def test_a_bad_file_is_refused_in_one_line_naming_it(run_copy, case, command):
         "plot": (CONFIG, METRICS),
     }[command.split()[0]]
     if name not in reads:  # a command that does not read the file: it works, or is refused in one line
-        assert result.exit_code in (0, 2) and "Traceback" not in result.output, result.output
+        if result.exit_code == 2:
+            assert_one_line(result, 2)
+        else:
+            assert result.exit_code == 0 and "Traceback" not in result.output, result.output
         return
     line = assert_one_line(result, 2, *words)
     assert str(run_copy / name) in line
