@@ -219,9 +219,13 @@ def test_a_walkthrough_without_weight_decay_counts_its_exactly_zero_defects_and_
 def test_pca_and_commutator_commands_on_a_run(walkthrough):
     out, _ = walkthrough
     pca = tinygrok("pca", str(out))
-    assert pca.returncode == 0 and "blocks.1.W_V" in pca.stdout
+    assert pca.returncode == 0
+    for name, share in Run(out).pca()["pc1"].items():  # each matrix's line shows its PC1 as pca.json has it
+        assert f"{100 * share:.1f}%" in next(line for line in pca.stdout.splitlines() if name in line), name
     comm = tinygrok("commutator", str(out), "--samples", "2")
     assert comm.returncode == 0 and "exec/random" in comm.stdout
+    rows = Run(out).geometry()  # rewritten with K = 2: the table shows these rows
+    assert all(f"{r['exec_rho']:.6f}" in comm.stdout and f"{r['defect']:.3g}" in comm.stdout for r in rows)
 
 
 def test_commutator_takes_the_runs_own_sample_count_unless_told(tmp_path):

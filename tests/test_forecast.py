@@ -11,7 +11,7 @@ from test_cli import TINY, assert_refused, refused_here, tinygrok
 
 from tinygrok.lab import forecast_scoring, grids, records
 from tinygrok.run import grok_forecaster
-from tinygrok.run.runs import RunError
+from tinygrok.run.runs import Run, RunError
 from tinygrok.science import forecast
 from tinygrok.science.config import preset
 from tinygrok.science.forecast import FEATURES, LOGISTIC, REGRESSION, Record, feature_matrix, fit
@@ -139,6 +139,9 @@ def test_tinygrok_forecast_replays_the_forecast_over_a_trained_run(paper_run):
     result = tinygrok("forecast", str(paper_run))
     assert result.returncode == 0, result.stderr
     assert "grok forecast of paper" in result.stdout and (paper_run / "forecast.png").stat().st_size > 10_000
+    rec, made = grok_forecaster.replay(Run(paper_run))
+    last = forecast.before_grok(rec, made)[-1]  # the run never groks in its 200 steps: its last forecast is shown
+    assert rec.grok_90 is None and f"{last.grok_step:,.0f}" in result.stdout and f"{last.p_grok:.2f}" in result.stdout
 
 
 def test_bad_input_to_the_forecast_gets_one_line(tmp_path):
