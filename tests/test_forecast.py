@@ -3,6 +3,7 @@ gives, its held-out runs are apart from its fitted ones, its score and decision 
 replayed by `tinygrok forecast`, and bad input gets one line."""
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -98,7 +99,7 @@ def test_a_weighted_quantile_and_the_test_losss_confirmed_peak_and_the_delay_fro
     assert forecast.loss_peak_predictor(records)(records[0], 3) is None  # no confirmed peak yet: no forecast
 
 
-def test_a_refit_from_the_stored_run_list_reproduces_the_shipped_forecaster():
+def test_a_refit_from_the_stored_run_list_reproduces_the_shipped_forecaster(tmp_path):
     records = grok_forecaster.shipped_records()
     model, shipped_model = grok_forecaster.shipped()
     refit = fit(records)
@@ -107,6 +108,11 @@ def test_a_refit_from_the_stored_run_list_reproduces_the_shipped_forecaster():
     np.testing.assert_allclose(refit.interval, model.interval, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(refit.a, model.a, rtol=1e-6, atol=1e-8)
     assert shipped_model == grok_forecaster.model_of(preset("paper", probe_every=100))
+    fitted, runs = grok_forecaster.write_shipped(refit, shipped_model, records, tmp_path)  # what forecast-fit writes
+    assert (
+        runs.read_bytes() == grok_forecaster.RECORDS.read_bytes() and grok_forecaster.shipped_records(runs) == records
+    )
+    assert json.loads(fitted.read_text())["runs"] == list(model.runs)
 
 
 def test_the_score_holds_every_stored_run_once_per_scheme():
