@@ -4,6 +4,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -26,8 +27,13 @@ SMALL = dict(p=23, d_model=32, d_ff=64, batch_size=32)
 SMALL_ARGS = [arg for key, value in SMALL.items() for arg in (f"--{key.replace('_', '-')}", str(value))]
 
 
+# what tinygrok sees when its output goes to a file: no terminal, whatever the shell running the tests asks for
+PLAIN = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")}
+DATED = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (.*)$", re.M)  # a line of a log's progress (views.LogProgress)
+
+
 def tinygrok(*args, cwd=None):
-    return subprocess.run([sys.executable, CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+    return subprocess.run([sys.executable, CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=120, env=PLAIN)
 
 
 def killed_when(command: list, ready, timeout: float = 120) -> None:

@@ -3,13 +3,12 @@ failures retried once and reported, and bad input refused in one line."""
 
 import json
 import os
-import re
 import signal
 import sys
 
 import numpy as np
 import pytest
-from test_cli import CLI, assert_refused, killed_when, refused_here, tinygrok
+from test_cli import CLI, DATED, assert_refused, killed_when, refused_here, tinygrok
 
 from tinygrok.cli import views
 from tinygrok.lab import grids, recipes, sweep
@@ -56,15 +55,14 @@ def test_a_sweep_killed_mid_grid_resumes_and_equals_an_uninterrupted_one(whole, 
 
 
 def test_a_sweep_logged_to_a_file_says_its_states_as_they_change(whole, monkeypatch, capsys):
-    log = (whole.parent / "whole.log").read_text().splitlines()  # the fixture's stdout: no terminal
-    timed = [line[9:] for line in log if re.match(r"\d\d:\d\d:\d\d table1: ", line)]
-    assert timed[0] == "table1: 3 queued" and timed[-1] == "table1: 3 done" and len(set(timed)) == len(timed)
+    dated = DATED.findall((whole.parent / "whole.log").read_text())  # the fixture's stdout: no terminal
+    assert dated[0] == "table1: 3 queued" and dated[-1] == "table1: 3 done" and len(set(dated)) == len(dated)
+    monkeypatch.setattr(views.console, "_force_terminal", False)  # captured: no terminal, whatever the shell says
     clock = iter([0.0, 1.0, 2.0, 700.0])
-    monkeypatch.setattr(views.time, "monotonic", lambda: next(clock))
-    progress = views.LogProgress(seconds=600)
+    progress = views.LogProgress(seconds=600, clock=lambda: next(clock))
     for states, line in ((1, "a"), (1, "b"), (2, "c"), (2, "d")):  # at 0, 1, 2 and 700 s
-        progress(states, line)
-    assert [line[9:] for line in capsys.readouterr().out.splitlines()] == ["a", "c", "d"]  # b: no change, too soon
+        progress(states, lambda line=line: line)
+    assert DATED.findall(capsys.readouterr().out) == ["a", "c", "d"]  # b: no change, and too soon
 
 
 def test_a_failing_run_is_retried_once_then_reported(tmp_path):

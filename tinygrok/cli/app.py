@@ -581,7 +581,7 @@ def sweep_(
 
         def show(index: dict) -> None:
             live.update(views.sweep_state(index, out, expected, bar, task), refresh=True)
-            log(sweep.summary(index), views.stage_state(experiment, index, out))
+            log(sweep.summary(index), lambda: views.stage_state(experiment, index, out))
 
         show(index)
         index = sweep.run_grid(specs, out, index, executors, on_change=show)
@@ -645,11 +645,11 @@ def reproduce(
     with Live(console=console, auto_refresh=False) as live:
 
         def show(stage: reproduction.Stage, index: dict) -> None:
-            line = f"stage {plan.index(stage) + 1} of {len(plan)}, " + views.stage_state(
+            text = f"stage {plan.index(stage) + 1} of {len(plan)}, " + views.stage_state(
                 stage.label, index, out / stage.label
             )
-            live.update(escape(line), refresh=True)
-            log((stage.label, sweep.summary(index)), line)
+            live.update(escape(text), refresh=True)
+            log((stage.label, sweep.summary(index)), lambda: text)
 
         state = reproduction.run(scale, plan, out, records_dir, executors, on_change=show)
     results_page.write(records_dir, page)

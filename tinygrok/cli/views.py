@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console, Group
@@ -316,19 +317,21 @@ def stage_state(label: str, index: dict, grid_dir: Path) -> str:
 
 
 class LogProgress:
-    """Progress where a live display shows none: on a console that is no terminal (a log file, a CI job), where
-    rich's Live prints only its last state, a timed line when the runs' states change, and one every `seconds`
-    between; nothing on a terminal, whose live display shows it all."""
+    """Progress where a live display shows none: on a console that is no terminal (a log file, a CI job) or a dumb
+    one, where rich's Live prints only its last state, a dated line when the runs' states change, and one every
+    `seconds` between; nothing on a terminal, whose live display shows it all. `line()` makes the line, only when
+    it is printed."""
 
-    def __init__(self, seconds: float = 600.0):
-        self.seconds, self.states, self.at = seconds, None, -float("inf")
+    def __init__(self, seconds: float = 600.0, clock: Callable[[], float] = time.monotonic):
+        self.seconds, self.clock, self.states, self.at = seconds, clock, None, -float("inf")
 
-    def __call__(self, states: object, line: str) -> None:
-        now = time.monotonic()
-        if console.is_terminal or (states == self.states and now - self.at < self.seconds):
+    def __call__(self, states: object, line: Callable[[], str]) -> None:
+        now = self.clock()
+        live = console.is_terminal and not console.is_dumb_terminal
+        if live or (states == self.states and now - self.at < self.seconds):
             return
         self.states, self.at = states, now
-        console.print(f"{time.strftime('%H:%M:%S')} {line}", highlight=False, soft_wrap=True, markup=False)
+        console.print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line()}", highlight=False, soft_wrap=True, markup=False)
 
 
 def _hours(seconds: float) -> str:
