@@ -5,6 +5,7 @@ of a folder of run records (records.py) and its reproduce.json alone.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import statistics
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from tinygrok.lab import records, reproduction, sweep_report
 from tinygrok.lab.reproduction import Stage
+from tinygrok.run import geometry
 from tinygrok.run.runs import write_text
 from tinygrok.science import analysis, interventions, paper
 from tinygrok.science.paper import GROKKING_OPS, NON_GROKKING_OPS, Claim
@@ -360,11 +362,11 @@ def measure(claim: Claim, stages: dict[str, list[dict]], planned: dict[str, Stag
 
 
 def _why_undefined(runs: list[dict], key: str | None) -> str:
-    """Why the runs' `key` has no value, where their records say (their "undefined" tallies, undefined.py)."""
-    why = sorted(
-        {u["why"] for r in runs for name, u in (r.get("undefined") or {}).items() if key and name.endswith(key)}
-    )
-    return f" ({'; '.join(why)})" if why else ""
+    """Why the runs' headline number `key` has no value, where their records say: the "undefined" tallies
+    (undefined.py) of the quantity it is the median of (geometry.MEDIAN_OF), and in how many of the runs."""
+    tallies = [(r.get("undefined") or {}).get(geometry.MEDIAN_OF.get(key)) for r in runs]
+    why = collections.Counter(t["why"] for t in tallies if t)
+    return "".join(f" (in {n} of them: {text})" for text, n in sorted(why.items()))
 
 
 def _never_grokked(missed: list[dict], n: int) -> str:
