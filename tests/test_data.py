@@ -91,6 +91,7 @@ def test_is_prime():
         (dict(hook="noise:start=501", max_steps=520), r"first acts \(update 550\)"),  # every 50 from 501
         (dict(hook="penalty:start=501", max_steps=505), r"first acts \(update 510\)"),  # every 10th from 501
         (dict(hook="weight_noise", max_steps=10), r"first acts \(update 50\)"),  # every 50th, from the first
+        (dict(hook="kick:start=0"), r"start=0 is not allowed: start is a whole number >= 1"),  # update 0 never comes
         (dict(d_model=130), "--n-heads"),
         (dict(dtype="float16"), "--dtype"),
     ],

@@ -305,7 +305,7 @@ class Project(Hook, name="project"):
 
     s: float = param(0.5, "the share of the orthogonal gradient removed", high=1)
     basis: str = param("pca", BASIS, choices=BASES)
-    start: int = param(500, START)
+    start: int = param(500, START, low=1)
 
     def acts(self, update: int) -> bool:
         return update >= self.start
@@ -388,7 +388,7 @@ class Kick(Hook, name="kick"):
 
     alpha: float = param(10.0, "the kick's size, in steps of ||eta g_A||")
     basis: str = param("pca", BASIS, choices=BASES)
-    start: int = param(500, "the update it acts on, once")
+    start: int = param(500, "the update it acts on, once", low=1)
     samples: int = param(9, "commutator samples the median-D one is taken from", low=1)
 
     def before_update(self, theta, grad, step: int, ctx: Context) -> tuple:
@@ -411,7 +411,7 @@ class Noise(Hook, name="noise"):
 
     eps: float = param(0.1, "the noise's norm")
     basis: str = param("pca", BASIS, choices=BASES)
-    start: int = param(500, START)
+    start: int = param(500, START, low=1)
     every: int = param(50, EVERY, low=1)
 
     def before_update(self, theta, grad, step: int, ctx: Context) -> tuple:
@@ -433,7 +433,7 @@ class SustainedKick(Hook, name="sustained_kick"):
 
     alpha: float = param(100.0, "the kick's size, in steps of ||eta g_A||")
     basis: str = param("pca", BASIS, choices=BASES)
-    start: int = param(500, START)
+    start: int = param(500, START, low=1)
     every: int = param(50, EVERY, low=1)
     samples: int = param(5, "commutator samples the median-D one is taken from", low=1)
 
@@ -456,7 +456,7 @@ class RandomKick(Hook, name="random_kick"):
 
     alpha: float = param(100.0, "the kick's size, in steps of 1.5e-3")
     basis: str = param("pca", BASIS, choices=BASES)
-    start: int = param(500, START)
+    start: int = param(500, START, low=1)
     every: int = param(50, EVERY, low=1)
 
     def after_update(self, theta, step: int, ctx: Context):
@@ -475,7 +475,7 @@ class KeepRandom(Hook, name="keep_random"):
     DOSE: ClassVar[str] = "k"
 
     k: int = param(3, "the number of gradient directions kept", low=1)
-    start: int = param(500, START)
+    start: int = param(500, START, low=1)
 
     def before_update(self, theta, grad, step: int, ctx: Context) -> tuple:
         if step + 1 < self.start:
