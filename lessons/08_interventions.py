@@ -185,6 +185,7 @@ assert all(runs[label].summary()["final_train_acc"] < 0.5 for label in ("s = 1",
 # **Exercise 8c.** The kick's direction, by hand. `samples` below holds 5 commutator samples at the baseline's last
 # parameters, each a dict with its "defect" D and its "delta" δ (P,). Write a function of (samples, basis) that
 # returns u: the δ of the sample whose D is the median, its part outside the subspace kept, scaled to length 1.
+# (Never build I - B Bᵀ itself: at P = 75,000 it would take 45 GB. Compute Bᵀ δ first, as in exercise 8a.)
 
 # %%
 from tinygrok.engine.parallel import Derivatives
@@ -197,16 +198,17 @@ last = model.flatten(baseline.load_checkpoint()[0])  # (P,): the baseline's last
 data = make_dataset(base.op, base.p, base.train_frac, base.seed)
 samples = defect_samples(last, data, base, stream(0, "lesson8"), 5, Derivatives(base))
 median_delta = sorted(samples, key=lambda s: s["defect"])[len(samples) // 2]["delta"]  # (P,)
+exec_basis = baseline.basis()  # B (P, 16)
 answer_8c = None  # your answer
 lessons.check(
     "8c",
-    None if answer_8c is None else answer_8c(samples, baseline.basis()),
-    interventions.direction(interventions.orthogonal_part(median_delta, baseline.basis())),
+    None if answer_8c is None else answer_8c(samples, exec_basis),
+    interventions.direction(interventions.orthogonal_part(median_delta, exec_basis)),
     rel=1e-6,
     hint="Sort the samples by their defect and take the middle one's delta; take away B (Bᵀ δ) as in 8a; divide "
     "by the norm.",
 )
-inside = np.linalg.norm(baseline.basis().T @ median_delta) / np.linalg.norm(median_delta)
+inside = np.linalg.norm(exec_basis.T @ median_delta) / np.linalg.norm(median_delta)
 print(f"the share of the median δ's norm inside B: {inside:.4f}: u is almost δ's own direction")
 assert inside < 0.1, inside  # what the line above says
 

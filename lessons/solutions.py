@@ -56,8 +56,8 @@ SOLUTIONS = {
     "0.1 * T for _, g in before[i:])), None)",
     "8a": "[1.0, 2.0, 1.5]",
     "8b": '{"s = 0"}',
-    "8c": "lambda samples, basis: (lambda d: (d - basis @ (basis.T @ d)) / np.linalg.norm(d - basis @ (basis.T @ d)))("
-    'sorted(samples, key=lambda s: s["defect"])[len(samples) // 2]["delta"])',
+    "8c": "lambda samples, basis: (lambda d: (lambda u: u / np.linalg.norm(u))(d - basis @ (basis.T @ d)))(sorted("
+    'samples, key=lambda s: s["defect"])[len(samples) // 2]["delta"])',
     "8d": '(runs["curvature kicks, alpha 100"].summary()["grok_step"], '
     'runs["random kicks, alpha 100"].summary()["grok_step"])',
     "8e": 'type("Outside", (interventions.Hook,), {"before_update": lambda self, theta, grad, step, ctx: (theta, '

@@ -87,7 +87,7 @@ def test_the_lr_law_baseline_recovers_its_power_law():
     assert fitted == pytest.approx(3000 * 10**0.9, rel=3e-4)
 
 
-def test_a_weighted_quantile_and_the_test_losss_confirmed_peak_and_the_delay_from_it():
+def test_a_weighted_quantile_and_the_test_loss_peak_once_confirmed_and_the_delay_from_it():
     values, weights = np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0, 2.0])
     assert [forecast.weighted_quantile(values, weights, q) for q in (0.25, 0.5, 0.6)] == [1.0, 2.0, 3.0]
     rows = tuple({"step": 100 * i, "test_loss": v} for i, v in enumerate([1.0, 3.0, 2.0, 1.4]))
