@@ -361,12 +361,10 @@ class Penalty(Project, name="penalty"):
         ("add", dose, "pca"): Reported(step, "figI5")
         for dose, step in {0.1: 3333, 0.3: 3200, 0.5: 3267, 0.9: 3200}.items()
     }
+    every: ClassVar[int] = 10  # fixed, as the paper's (first_update reads it as the other hooks' parameter)
 
     def acts(self, update: int) -> bool:
-        return _acts_on(update, self.start, 10)
-
-    def first_update(self) -> int:
-        return _first_on(self.start, 10)
+        return _acts_on(update, self.start, self.every)
 
     def prevents_grokking(self) -> bool:
         return False  # nine updates in ten keep their orthogonal part
