@@ -165,7 +165,6 @@ def curvature_at_saved_thetas(
     return rows
 
 
-SUBSPACE_RATIOS = ("exec_random_ratio", "exec_random_ratio_weight_svd")  # medians over the memorization phase
 MEDIAN_OF = {  # a headline number of the summary -> the geometry.jsonl quantity it is the median of
     "rho": "exec_rho",
     "exec_random_ratio": "exec_random_ratio",
@@ -185,7 +184,10 @@ def summarise(run: Run, pca: dict, geometry: list[dict]) -> dict:
         "pc1": pca["pc1"],
         "pc1_null_z": pca["null_z"],
         "rho": undefined.median(r[MEDIAN_OF["rho"]] for r in geometry),  # at every saved theta
-        **{key: undefined.median(r[MEDIAN_OF[key]] for r in in_phase) for key in SUBSPACE_RATIOS},
+        "exec_random_ratio": undefined.median(r[MEDIAN_OF["exec_random_ratio"]] for r in in_phase),
+        "exec_random_ratio_weight_svd": undefined.median(
+            r[MEDIAN_OF["exec_random_ratio_weight_svd"]] for r in in_phase
+        ),
         "exec_random_by_defect": by_defect_level(in_phase, "exec_random_ratio"),
         "exec_random_by_defect_weight_svd": by_defect_level(in_phase, "weight_svd_random_ratio"),
         "alignment_ratio": undefined.median(r.get(MEDIAN_OF["alignment_ratio"]) for r in geometry),
