@@ -220,6 +220,7 @@ def test_an_analysis_of_an_unfinished_walkthrough_is_redone_when_training_ends(t
     final = recipes.execute(spec, tmp_path)
     assert run.stages() == ["train", "geometry", "figures"] and final["steps"] == 600
     assert run.pca()["last_step"] == 600 and final["pc1"] != early["pc1"]
+    assert final["pca_snapshots"] == 600 // spec.config.snapshot_every + 1  # never grokked: every snapshot
 
 
 def test_the_walkthrough_runs_end_to_end_in_float64(tmp_path):

@@ -130,7 +130,8 @@ def test_the_headline_ratios_are_medians_over_the_memorization_phase_and_rho_ove
         }
         for i, s in enumerate((0, 50, 100, 150, 200))
     ]
-    summary = geometry.summarise(copy, run.pca(), made)
+    summary = geometry.summarise(copy, geometry.analyse_pca(copy)[0], made)
+    assert summary["pca_snapshots"] == 8  # steps 0, 20, ..., 140: up to detection, not the 11 the run took
     assert (summary["exec_random_ratio"], summary["exec_random_ratio_weight_svd"]) == (1.5, 11.5)  # of 1, 2; 11, 12
     assert summary["memorization_phase_probes"] == 2 and summary["rho"] == pytest.approx(0.91)  # over all five
     assert summary["exec_random_by_defect"] == {"5-15": 1.5, "15-30": None, ">=30": None}

@@ -277,17 +277,19 @@ def test_the_slow_regime_is_shown_seed_by_seed_beside_table_2():
     stage = {s.label: s for s in reproduction.stages("machine")}["slow"]
     pc1 = {f"blocks.{layer}.W_{m}": 0.5 + layer / 10 + i / 1000 for layer in range(3) for i, m in enumerate("QKVO")}
     steps = dict(grok_step=598_000, grok_step_90=571_000, onset_step=5_000, lead_steps=566_000)
-    finished = run(seed=137, rho=0.9999991, pc1=pc1, n_layers=3, wall_seconds=25_200.0, cpu_seconds=24_840.0, resumes=3)
+    finished = run(seed=137, rho=0.9999991, pc1=pc1, pca_snapshots=30, n_layers=3, wall_seconds=25_200.0,
+                   cpu_seconds=24_840.0, resumes=3)  # fmt: skip
     finished.update(steps)
     lines = "\n".join(results_page._slow_table([finished], stage)).splitlines()
     rows = [line.split(" | ") for line in lines if line.startswith("| 42 ") or line.startswith("| 137 ")]
     assert [row[:3] for row in rows] == [["| 42", "paper", "612,000"], ["| 42", "tinygrok", "not finished"],
                                          ["| 137", "paper", "572,000"], ["| 137", "tinygrok", "598,000"]]  # fmt: skip
-    assert rows[2][3:] == ["550,000", "10,000", "540,000", "", "", "", "", " |"]
+    assert rows[2][3:] == ["550,000", "10,000", "540,000", "", "", "", "", "", " |"]
     both = next(line for line in lines if line.startswith("| both ")).split(" | ")
-    assert both[6:8] == ["80.5% / 80.1% / 89.7% / 78.1%", "0.999997-1.000000"]
-    assert rows[3][3:] == ["571,000", "5,000", "566,000", "70.0% / 70.1% / 70.2% / 70.3%", "0.999999", "7.00 h",
-                           "6.90 h", "3 |"]  # fmt: skip
+    assert both[6:9] == ["80.5% / 80.1% / 89.7% / 78.1%", "33", "0.999997-1.000000"]
+    assert rows[3][3:] == ["571,000", "5,000", "566,000", "70.0% / 70.1% / 70.2% / 70.3%", "30", "0.999999",
+                           "7.00 h", "6.90 h", "3 |"]  # fmt: skip
+    assert "one every 20,000 steps, to detection" in lines[2]
 
 
 def test_a_claim_on_runs_that_all_grokked_differs_where_one_never_did_or_waits_where_the_scale_cut_it_short():

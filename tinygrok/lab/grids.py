@@ -74,10 +74,11 @@ def _slow(seeds: tuple) -> list[Row]:
     """The slow regime: 3 layers, lr 5e-5, weight decay 0.1, add, seeds 42 and 137 (§9.2).
 
     K = 5 probes every 5,000 steps, 20,000 steps past detection, at most 650,000 steps. Snapshots of the last
-    layer's attention matrices, in float16, every 20,000 steps: its trajectory PCA on 29-31 snapshots to detection
-    (beside the paper's 33-snapshot numbers, §9.1), and the execution basis from them (K = 8; the reference: 24,
-    every layer every 5,000 steps), with rho at the final checkpoint (as the reference). So a run's carried state
-    (reproduction.carry) stays within 10 MiB: a 4.8 MiB checkpoint and at most 33 snapshots of 0.125 MiB."""
+    layer's attention matrices, in float16, every 20,000 steps: its trajectory PCA on those to detection (29-31
+    at the paper's detection steps, beside its 33-snapshot numbers, §9.1), and the execution basis from them
+    (K = 8; the reference: 24, every layer every 5,000 steps), with rho at the final checkpoint (as the
+    reference). So a run's carried state (reproduction.carry) stays within 10 MiB: a 4.8 MiB checkpoint and at
+    most 33 snapshots of 0.125 MiB."""
     return [
         (
             "probed",

@@ -518,29 +518,30 @@ def _slow_table(runs: list[dict], stage: Stage) -> list[str]:
     """§9.2 Table 2 seed by seed: each slow run's steps, its last layer's PC1 per matrix, rho and what it took to
     run, under the paper's steps for that seed; the paper's PC1s and rho (for both seeds) in a last row."""
     steps = ("grok_step", "grok_step_90", "onset_step", "lead_steps")
-    done = {r["seed"]: r for r in runs}
-    rows = []
-    for seed in (spec.config.seed for spec in stage.specs()):
+    done, specs, rows = {r["seed"]: r for r in runs}, stage.specs(), []
+    for seed in (spec.config.seed for spec in specs):
         reported = paper.TABLE2.get(seed, {})
         rows.append([str(seed), "paper", *(f"{reported[k]:,}" if k in reported else "—" for k in steps)])
         rows.append([str(seed), "tinygrok", *(_slow_row(done[seed], steps) if seed in done else ["not finished"])])
-    rows.append(["both", "paper", "", "", "", "", paper.pc1_text(paper.SLOW_PC1_33), paper.SLOW_RHO_TEXT])
-    header = ["seed", "", "detection", "grok_90", "onset", "lead", "PC1 W_Q / W_K / W_V / W_O", "rho", "wall time",
-              "CPU time", "resumptions"]  # fmt: skip
+    rows.append(["both", "paper", "", "", "", "", paper.pc1_text(paper.SLOW_PC1_33), "33", paper.SLOW_RHO_TEXT])
+    header = ["seed", "", "detection", "grok_90", "onset", "lead", "PC1 W_Q / W_K / W_V / W_O", "snapshots", "rho",
+              "wall time", "CPU time", "resumptions"]  # fmt: skip
     rows = [row + [""] * (len(header) - len(row)) for row in rows]
     words = (
         "The paper's PC1s are figH's seed means on 33 snapshots (on all ~290: "
-        f"{paper.pc1_text(paper.SLOW_PC1_ALL)}); tinygrok's are on the snapshots its runs keep. lead = grok_90 - onset."
+        f"{paper.pc1_text(paper.SLOW_PC1_ALL)}); tinygrok's on the snapshots its runs keep, one every "
+        f"{specs[0].config.snapshot_every:,} steps, to detection. lead = grok_90 - onset."
     )
     return ["## The slow regime seed by seed (§9.2 Table 2)", "", words, "", sweep_report.table(header, rows), ""]
 
 
 def _slow_row(run: dict, steps: tuple) -> list[str]:
-    """A finished slow run's cells: its steps (a step it never reached: "none"), its last layer's PC1s, rho, its
-    wall and CPU time and how many times it was resumed ("—" where unknown)."""
+    """A finished slow run's cells: its steps (a step it never reached: "none"), its last layer's PC1s and on how
+    many snapshots, rho, its wall and CPU time and how many times it was resumed ("—" where unknown)."""
     return [
         *(f"{run[k]:,}" if run.get(k) is not None else "none" for k in steps),
         paper.pc1_text(_last_layer(run, "pc1")),
+        str(run["pca_snapshots"]),
         f"{run['rho']:.6f}" if run.get("rho") is not None else "—",
         f"{run['wall_seconds'] / 3600:.2f} h",
         f"{run['cpu_seconds'] / 3600:.2f} h" if run["cpu_seconds"] is not None else "—",

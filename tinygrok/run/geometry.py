@@ -89,10 +89,12 @@ def analyse_pca(run: Run) -> tuple[dict, np.ndarray]:
 
 def analyse_trajectory(run: Run) -> dict:
     """The trajectory PCA alone, for runs that are not probed (the pca experiment): pca.json, basis.npy, and PC1
-    per matrix added to the summary as the "pca" stage; returns all the run's results. BLAS on one thread."""
+    per matrix (and how many snapshots it took) added to the summary as the "pca" stage; returns all the run's
+    results. BLAS on one thread."""
     with run.writing(), parallel.recorded_arithmetic():
         pca, _ = analyse_pca(run)
-        return run.record("pca", {"pc1": pca["pc1"], "pc1_null_z": pca["null_z"]})
+        headline = {"pc1": pca["pc1"], "pc1_null_z": pca["null_z"], "pca_snapshots": pca["snapshots"]}
+        return run.record("pca", headline)
 
 
 def analyse_curvature(run: Run, basis: np.ndarray, k: int = 5) -> list[dict]:
@@ -183,6 +185,7 @@ def summarise(run: Run, pca: dict, geometry: list[dict]) -> dict:
         **curvature_summary(metrics, floor=run.config().onset_floor),
         "pc1": pca["pc1"],
         "pc1_null_z": pca["null_z"],
+        "pca_snapshots": pca["snapshots"],
         "rho": undefined.median(r[MEDIAN_OF["rho"]] for r in geometry),  # at every saved theta
         "exec_random_ratio": undefined.median(r[MEDIAN_OF["exec_random_ratio"]] for r in in_phase),
         "exec_random_ratio_weight_svd": undefined.median(

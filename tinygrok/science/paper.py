@@ -548,7 +548,8 @@ CLAIMS: tuple[Claim, ...] = (
           ("slow",), {}, *SLOW_RHO, digits=".6f", args=dict(key="rho"), **_GROKKED,
           differs="B spans the last layer's 8 directions here (the reference: 24, every layer's), so rho can only "
           "be as high or higher ([differences](differences.md))"),
-    Claim("§9.1 figH", "its last layer's trajectories are more one-dimensional (29-31 snapshots, every 20,000 steps)",
+    Claim("§9.1 figH", "its last layer's trajectories are more one-dimensional (a snapshot every 20,000 steps, "
+          "to detection)",
           f"PC1 (W_Q / W_K / W_V / W_O) {pc1_text(SLOW_PC1_33)} on 33 snapshots; {pc1_text(SLOW_PC1_ALL)} on all "
           "~290", "per_matrix", ("slow",), {}, min(SLOW_PC1_33.values()), max(SLOW_PC1_33.values()), digits=".1%",
           args=dict(key="pc1", layer="last"), **_GROKKED),
