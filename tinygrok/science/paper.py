@@ -376,8 +376,9 @@ def _table2(number: str, words: str, quoted: str, key: str) -> Claim:
     """A claim on Table 2's values of `key`, judged by their range; `quoted` shows them ({seeds}) and their mean."""
     values = [row[key] for row in TABLE2.values()]
     shown = quoted.format(seeds=" / ".join(f"{v:,}" for v in values), mean=f"{statistics.mean(values):,.0f}")
+    seen = dict(figure="defect_by_op", args=dict(key=key))
     grokked = dict(paper_runs_all_grokked=key != "onset_step")  # an onset comes in a run that never groks too
-    return Claim(number, words, shown, "mean", ("slow",), {}, min(values), max(values), args=dict(key=key), **grokked)
+    return Claim(number, words, shown, "mean", ("slow",), {}, min(values), max(values), **seen, **grokked)
 
 
 def pc1_text(pc1: dict[str, float]) -> str:
@@ -542,7 +543,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("§9.2", "its normalised lead (grok_90 - onset) / detection", "≈ 0.94 by the released rule (0.55, "
           "smoothed, unreleased)", "normalised_lead", ("slow",), {}, 0.94, 0.94, **_GROKKED),
     Claim("§9.2 Table 2", "its defect at the grok point (the probe before grok_90)", "≈ 100 (fast regime ≈ 1300)",
-          "defect_before_grok", ("slow",), {}, 100, 100, differs=_FLOAT32, **_GROKKED),
+          "defect_before_grok", ("slow",), {}, 100, 100, differs=_FLOAT32, figure="defect_by_op", **_GROKKED),
     Claim("§10 #25, §9.2", "its curvature lies outside the execution subspace",
           f"rho {SLOW_RHO_TEXT}", "mean",
           ("slow",), {}, *SLOW_RHO, digits=".6f", args=dict(key="rho"), **_GROKKED,
@@ -552,7 +553,7 @@ CLAIMS: tuple[Claim, ...] = (
           "to detection)",
           f"PC1 (W_Q / W_K / W_V / W_O) {pc1_text(SLOW_PC1_33)} on 33 snapshots; {pc1_text(SLOW_PC1_ALL)} on all "
           "~290", "per_matrix", ("slow",), {}, min(SLOW_PC1_33.values()), max(SLOW_PC1_33.values()), digits=".1%",
-          args=dict(key="pc1", layer="last"), **_GROKKED),
+          figure="pc1_by_op", args=dict(key="pc1", layer="last"), **_GROKKED),
     Claim("§9.3", "the onset precedes grokking in the slow regime", "2/2 runs", "positive_leads", ("slow",), {},
           1, 1, **_GROKKED),
     Claim("§9.3", "the slow regime's steps align with curvature at or below a random direction's",
