@@ -606,7 +606,7 @@ def reproduce(
         str,
         typer.Option(
             help=f"one of: {', '.join(reproduction.SCALES)} (classroom: every claim's "
-            "machinery in ~15 min; machine: the paper's model, ~12 h on 2 cores "
+            "machinery in ~15 min; machine: the paper's model, ~11 h on 2 cores "
             "by --estimate; full: every grid as the paper ran it, for a cluster)"
         ),
     ] = "machine",

@@ -120,7 +120,7 @@ def _classroom() -> tuple[Stage, ...]:
 
 
 def _machine() -> tuple[Stage, ...]:
-    """The paper's model on one machine, ~12 h on 2 cores by --estimate: every grid but the full LR sweep and the
+    """The paper's model on one machine, ~11 h on 2 cores by --estimate: every grid but the full LR sweep and the
     long non-grokking PCA runs, and the slow regime."""
     return (
         Stage("table1", "table1"),

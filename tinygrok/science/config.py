@@ -217,7 +217,7 @@ def _is_a(value, kind: str) -> bool:
 PRESETS: dict[str, dict] = {
     # docs/paper.md §1-3: the fast regime, add mod 97 groks near step 3,000.
     "paper": {},
-    # docs/paper.md §9: 3 layers, small lr and wd, beta2 0.999; ~600k steps (GPU-scale), evaluated every 1,000,
+    # docs/paper.md §9: 3 layers, small lr and wd, beta2 0.999; ~600k steps (hours a seed), evaluated every 1,000,
     # attention snapshots every 2,000; the curvature onset floor is 5 there, not 20.
     "slow": dict(
         n_layers=3,
