@@ -515,22 +515,27 @@ def _stage_table(plan: tuple[Stage, ...], stages: dict[str, list[dict]], state: 
 
 
 def _slow_table(runs: list[dict], stage: Stage) -> list[str]:
-    """§9.2 Table 2 seed by seed: each slow run's steps, its last layer's PC1 per matrix, rho and what it took to
-    run, under the paper's steps for that seed; the paper's PC1s and rho (for both seeds) in a last row."""
+    """§9.2 Table 2 seed by seed: each slow run's steps, its last layer's PC1 per matrix and on how many snapshots,
+    rho and what it took to run, under the paper's steps for that seed; the paper's PC1s, snapshots and rho (for
+    both seeds) in a last row."""
     steps = ("grok_step", "grok_step_90", "onset_step", "lead_steps")
-    done, specs, rows = {r["seed"]: r for r in runs}, stage.specs(), []
+    done = {r["seed"]: r for r in runs}
+    specs = stage.specs()
+    rows = []
     for seed in (spec.config.seed for spec in specs):
         reported = paper.TABLE2.get(seed, {})
         rows.append([str(seed), "paper", *(f"{reported[k]:,}" if k in reported else "—" for k in steps)])
         rows.append([str(seed), "tinygrok", *(_slow_row(done[seed], steps) if seed in done else ["not finished"])])
-    rows.append(["both", "paper", "", "", "", "", paper.pc1_text(paper.SLOW_PC1_33), "33", paper.SLOW_RHO_TEXT])
+    rows.append(["both", "paper", "", "", "", "", paper.pc1_text(paper.SLOW_PC1_33), str(paper.SLOW_SNAPSHOTS),
+                 paper.SLOW_RHO_TEXT])  # fmt: skip
     header = ["seed", "", "detection", "grok_90", "onset", "lead", "PC1 W_Q / W_K / W_V / W_O", "snapshots", "rho",
               "wall time", "CPU time", "resumptions"]  # fmt: skip
     rows = [row + [""] * (len(header) - len(row)) for row in rows]
     words = (
-        "The paper's PC1s are figH's seed means on 33 snapshots (on all ~290: "
+        f"The paper's PC1s are figH's seed means on {paper.SLOW_SNAPSHOTS} snapshots (on all ~290: "
         f"{paper.pc1_text(paper.SLOW_PC1_ALL)}); tinygrok's on the snapshots its runs keep, one every "
-        f"{specs[0].config.snapshot_every:,} steps, to detection. lead = grok_90 - onset."
+        f"{specs[0].config.snapshot_every:,} steps, to detection (all of them in a run that never grokked). "
+        "lead = grok_90 - onset."
     )
     return ["## The slow regime seed by seed (§9.2 Table 2)", "", words, "", sweep_report.table(header, rows), ""]
 
