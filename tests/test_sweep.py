@@ -176,6 +176,23 @@ def test_the_pc1_figure_labels_its_points_where_the_paper_has_no_bar():
         assert sorted(text.get_text() for text in legend.get_texts()) == labels
 
 
+def test_the_defect_figure_shows_a_median_of_exactly_zero_on_a_symlog_scale():
+    """The slow regime's float32 defect is exactly 0 for long stretches (docs/paper.md §6.6): a log scale would
+    drop those probes from the line; symlog shows them, in the panel that has one."""
+    from tinygrok.lab import sweep_report
+
+    def run(op, defects):
+        metrics = [{"step": 5000 * i, "defect": d} for i, d in enumerate(defects)]
+        return {"op": op, "seed": 42, "lr": 5e-5, "weight_decay": 0.1, "hook": "none", "recipe": "probed",
+                "baseline_defect": 100.0, "onset_step": None, "grok_step_90": None, "metrics": metrics}  # fmt: skip
+
+    zeros, none = [2.8, 110.0, 0.0, 9000.0], [2.8, 110.0, 30.0, 9000.0]
+    add, sub = sweep_report.defect_curves([run("add", zeros), run("sub", none)]).axes
+    assert (add.get_yscale(), add.get_ylim()[0], sub.get_yscale()) == ("symlog", 0, "log")
+    assert "0 shows" in add.get_ylabel() and "0 shows" not in sub.get_ylabel()
+    assert list(add.get_lines()[0].get_ydata()) == zeros and list(sub.get_lines()[0].get_ydata()) == none
+
+
 def test_the_report_fits_the_power_law_over_learning_rates():
     from tinygrok.lab import sweep_report
 

@@ -676,7 +676,9 @@ def _steps(runs: list[dict]) -> str:
 # ---------------------------------------------------------------------- figures over the sweep's runs
 def defect_curves(runs: list[dict]) -> Figure | None:
     """The commutator defect of every probed run against step, one panel per operation, each run's onset (dot)
-    and grok_90 (dotted line, its colour) marked: curvature rises before accuracy does, run after run."""
+    and grok_90 (dotted line, its colour) marked: curvature rises before accuracy does, run after run. On a log
+    scale, or in a panel where a median is exactly 0 (float32 rounding, docs/paper.md §6.6) symlog, so that it
+    shows."""
     probed = [r for r in plain(runs) if r.get("baseline_defect") is not None]
     if not probed:
         return None
@@ -705,13 +707,16 @@ def defect_curves(runs: list[dict]) -> Figure | None:
                 )
             if r.get("grok_step_90") is not None:
                 ax.axvline(r["grok_step_90"], color=line.get_color(), ls=":", lw=1)
+        zero = any(row.get("defect") == 0 for r in probed if r["op"] == op for row in r["metrics"])
         ax.set(
-            yscale="log",
+            yscale="symlog" if zero else "log",
             xscale="log" if len(rates) > 1 else "linear",
             xlabel="step",
-            ylabel="defect D (median)",
+            ylabel="defect D (median; symlog: 0 shows)" if zero else "defect D (median)",
             title=op,
         )
+        if zero:
+            ax.set_ylim(bottom=0)  # no negative decades below it
         ax.legend(fontsize=7, ncol=1 + len(rates) // 3)
     for ax in axes[len(ops) :]:
         ax.set_visible(False)
