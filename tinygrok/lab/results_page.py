@@ -34,12 +34,14 @@ LOG = logging.getLogger(__name__)  # a file of the records folder that is no rea
 @dataclass(frozen=True)
 class Measured:
     """What a measure found: the values it is judged by (one per run, or one fitted number), how to show them
-    ("" for mean ± sd [range] (n)), and, for a fit or a share, the interval it is judged by instead of the mean's."""
+    ("" for mean ± sd [range] (n)), for a fit or a share the interval it is judged by instead of the mean's, and
+    what a reader of the verdict must know of the values ("": nothing)."""
 
     values: list
     shown: str = ""
     interval: tuple | None = None
     resolution: float = 0.0  # how finely each value is measured (a step counted at evaluations: their interval)
+    note: str = ""
 
 
 # ---------------------------------------------------------------------- which runs
@@ -100,6 +102,14 @@ STEP_KEYS = ("grok_step", "grok_step_90", "memorization_step", "onset_step", "le
 
 def _mean(runs, key, **_) -> Measured:
     return Measured(_finite(r.get(key) for r in runs), resolution=_resolution(runs) if key in STEP_KEYS else 0.0)
+
+
+def _rho(runs, key, **_) -> Measured:
+    """Each run's rho, and in how many runs float32 made it 1: the defect's projection onto B exactly 0 at every
+    saved parameter probed (no defect left in B's coordinates after rounding, docs/paper.md §6.6)."""
+    rounded = sum(bool(r["geometry"]) and all(g.get("exec_proj") == 0 for g in r["geometry"]) for r in runs)
+    note = f"in {rounded} of {len(runs)} runs the projection onto B is exactly 0: rho = 1 by float32 rounding"
+    return Measured(_finite(r.get(key) for r in runs), note=note if rounded else "")
 
 
 def _best(runs, key, **_) -> Measured:
@@ -293,6 +303,7 @@ def _delay(runs, stage_runs, **_) -> Measured:
 
 MEASURES: dict[str, Callable[..., Measured]] = {
     "mean": _mean,
+    "rho": _rho,
     "best": _best,
     "per_matrix": _per_matrix,
     "grokked": _grokked,
@@ -358,7 +369,7 @@ def measure(claim: Claim, stages: dict[str, list[dict]], planned: dict[str, Stag
             f"not measured: none of its {len(chosen)} runs defines it" + _why_undefined(chosen, claim.args.get("key")),
         )
     kind, words = _verdict(claim, found)
-    return shown, kind, words + _cut(planned[label])
+    return shown, kind, words + (f"; {found.note}" if found.note else "") + _cut(planned[label])
 
 
 def _why_undefined(runs: list[dict], key: str | None) -> str:

@@ -415,7 +415,7 @@ CLAIMS: tuple[Claim, ...] = (
       for op, step in TABLE1.items()),
     Claim("§10 #4", "x2_xy_y2 and x3_xy never grok", "never", "grokked", _TABLE,
           dict(ops="non_grokking", weight_decay=1.0), 0, 0),
-    Claim("§10 #5", "the curvature lies outside the execution subspace", "rho ≈ 1.000", "mean", _TABLE,
+    Claim("§10 #5", "the curvature lies outside the execution subspace", "rho ≈ 1.000", "rho", _TABLE,
           dict(ops="grokking"), *BY_KEY["rho"].expected(), "0.99994-0.99999 over 36 conditions", digits=".6f",
           args=dict(key="rho")),
     Claim("§10 #6", "the defect's share in the reference's execution basis (weight SVD) is small",
@@ -546,7 +546,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("§9.2 Table 2", "its defect at the grok point (the probe before grok_90)", "≈ 100 (fast regime ≈ 1300)",
           "defect_before_grok", ("slow",), {}, 100, 100, differs=_FLOAT32, figure="defect_by_op", **_GROKKED),
     Claim("§10 #25, §9.2", "its curvature lies outside the execution subspace",
-          f"rho {SLOW_RHO_TEXT}", "mean",
+          f"rho {SLOW_RHO_TEXT}", "rho",
           ("slow",), {}, *SLOW_RHO, digits=".6f", args=dict(key="rho"), **_GROKKED,
           differs="B spans the last layer's 8 directions here (the reference: 24, every layer's), so rho can only "
           "be as high or higher ([differences](differences.md))"),
