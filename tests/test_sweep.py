@@ -186,10 +186,11 @@ def test_the_defect_figure_shows_a_median_of_exactly_zero_on_a_symlog_scale():
         return {"op": op, "seed": 42, "lr": 5e-5, "weight_decay": 0.1, "hook": "none", "recipe": "probed",
                 "baseline_defect": 100.0, "onset_step": None, "grok_step_90": None, "metrics": metrics}  # fmt: skip
 
-    zeros, none = [2.8, 110.0, 0.0, 9000.0], [2.8, 110.0, 30.0, 9000.0]
+    zeros, none = [2.8, 110.0, 0.0, 0.023, 9000.0], [2.8, 110.0, 30.0, 9000.0]
     add, sub = sweep_report.defect_curves([run("add", zeros), run("sub", none)]).axes
     assert (add.get_yscale(), add.get_ylim()[0], sub.get_yscale()) == ("symlog", 0, "log")
-    assert "0 shows" in add.get_ylabel() and "0 shows" not in sub.get_ylabel()
+    assert add.yaxis.get_transform().linthresh == 0.01  # the decade below 0.023: logarithmic above it
+    assert "linear below 0.01, so 0 shows" in add.get_ylabel() and "0 shows" not in sub.get_ylabel()
     assert list(add.get_lines()[0].get_ydata()) == zeros and list(sub.get_lines()[0].get_ydata()) == none
 
 

@@ -676,9 +676,7 @@ def _steps(runs: list[dict]) -> str:
 # ---------------------------------------------------------------------- figures over the sweep's runs
 def defect_curves(runs: list[dict]) -> Figure | None:
     """The commutator defect of every probed run against step, one panel per operation, each run's onset (dot)
-    and grok_90 (dotted line, its colour) marked: curvature rises before accuracy does, run after run. On a log
-    scale, or in a panel where a median is exactly 0 (float32 rounding, docs/paper.md §6.6) symlog, so that it
-    shows."""
+    and grok_90 (dotted line, its colour) marked: curvature rises before accuracy does, run after run."""
     probed = [r for r in plain(runs) if r.get("baseline_defect") is not None]
     if not probed:
         return None
@@ -686,8 +684,10 @@ def defect_curves(runs: list[dict]) -> Figure | None:
     fig = Figure(figsize=(max(8.0, 4.5 * min(len(ops), 3)), 3.6 * math.ceil(len(ops) / 3) + 0.4), layout="constrained")
     axes = fig.subplots(math.ceil(len(ops) / 3), min(len(ops), 3), squeeze=False).ravel()
     for ax, op in zip(axes, ops):
+        defects = []
         for i, r in enumerate(sorted((r for r in probed if r["op"] == op), key=lambda r: (r["lr"], r["seed"]))):
             rows = [row for row in r["metrics"] if row.get("defect") is not None]
+            defects += [row["defect"] for row in rows]
             colour = f"C{rates.index(r['lr'])}" if len(rates) > 1 else f"C{i}"  # several rates: one colour each
             (line,) = ax.plot(
                 [row["step"] for row in rows],
@@ -707,21 +707,26 @@ def defect_curves(runs: list[dict]) -> Figure | None:
                 )
             if r.get("grok_step_90") is not None:
                 ax.axvline(r["grok_step_90"], color=line.get_color(), ls=":", lw=1)
-        zero = any(row.get("defect") == 0 for r in probed if r["op"] == op for row in r["metrics"])
-        ax.set(
-            yscale="symlog" if zero else "log",
-            xscale="log" if len(rates) > 1 else "linear",
-            xlabel="step",
-            ylabel="defect D (median; symlog: 0 shows)" if zero else "defect D (median)",
-            title=op,
-        )
-        if zero:
-            ax.set_ylim(bottom=0)  # no negative decades below it
+        ax.set(xscale="log" if len(rates) > 1 else "linear", xlabel="step", title=op)
+        _defect_scale(ax, defects)
         ax.legend(fontsize=7, ncol=1 + len(rates) // 3)
     for ax in axes[len(ops) :]:
         ax.set_visible(False)
     fig.suptitle("Commutator defect per run: its onset (dot) and grok_90 (dotted line)")
     return fig
+
+
+def _defect_scale(ax, defects: list[float]) -> None:
+    """The defect axis: logarithmic, or where a median is exactly 0 (float32 rounding, docs/paper.md §6.6,
+    as in the slow regime's long stretches) linear from 0 to the decade below the least nonzero one and
+    logarithmic above it, so that 0 shows without hiding the small values."""
+    if 0 not in defects:
+        ax.set(yscale="log", ylabel="defect D (median)")
+        return
+    nonzero = [d for d in defects if d > 0]
+    floor = 10.0 ** math.floor(math.log10(min(nonzero))) if nonzero else 1.0
+    ax.set_yscale("symlog", linthresh=floor)
+    ax.set(ylim=(0, None), ylabel=f"defect D (median; linear below {floor:g}, so 0 shows)")
 
 
 def lead_vs_grok(runs: list[dict], fit: dict | None) -> Figure | None:
@@ -887,10 +892,11 @@ def precision_overlay(runs: list[dict]) -> Figure | None:
         return None
     fig = Figure(figsize=(7 * len(pairs), 4.2), layout="constrained")
     for ax, pair in zip(fig.subplots(1, len(pairs), squeeze=False).ravel(), pairs):
-        accuracy = ax.twinx()
+        accuracy, defects = ax.twinx(), []
         for r, colour in zip(pair, ("C0", "C3")):
             rows = r["metrics"]
             probed = [row for row in rows if row.get("defect") is not None]
+            defects += [row["defect"] for row in probed]
             ax.plot(
                 [row["step"] for row in probed],
                 [row["defect"] for row in probed],
@@ -906,12 +912,8 @@ def precision_overlay(runs: list[dict]) -> Figure | None:
                 ls=":",
                 label=f"{r['dtype']}: test accuracy",
             )
-        ax.set(
-            yscale="symlog",
-            xlabel="step",
-            ylabel="defect D (median; symlog: 0 shows)",
-            title=f"{pair[0]['op']}, seed {pair[0]['seed']}",
-        )
+        ax.set(xlabel="step", title=f"{pair[0]['op']}, seed {pair[0]['seed']}")
+        _defect_scale(ax, defects)
         accuracy.set_ylabel("test accuracy (dotted)")
         ax.legend(fontsize=8, loc="upper left")
     fig.suptitle("The same run in float32 and float64: which features of the defect are rounding")
