@@ -293,20 +293,24 @@ def test_the_slow_regime_is_shown_seed_by_seed_beside_table_2():
 
 
 def test_a_rho_of_1_from_float32_rounding_says_so_beside_its_verdict():
-    """The slow regime's float32 defect has no component left in B's coordinates (exec_proj exactly 0, as at both
-    of its final checkpoints): rho is 1 by rounding, which the verdict's words say, in how many of the runs."""
+    """The slow regime's float32 defect has no component left in the execution subspace's coordinates (exec_proj
+    exactly 0, as at both of its final checkpoints): rho is exactly 1 whatever the geometry, which the verdict's
+    words say, in how many of the runs; not where a probe's projection is nonzero, or the run is float64."""
     stages = {s.label: s for s in reproduction.stages("machine")}
     claim = next(c for c in paper.CLAIMS if c.stages == ("slow",) and c.args.get("key") == "rho")
-    probe = {"step": 650_000, "exec_proj": 0.0, "exec_rho": 1.0}
+    exact, inside = {"exec_proj": 0.0, "exec_rho": 1.0}, {"exec_proj": 1e-4, "exec_rho": 0.9999991}
     runs = [
-        run(seed=s, max_steps=650_000, grok_step=600_000, n_layers=3, rho=rho, geometry=[{**probe, "exec_proj": p}])
-        for s, rho, p in ((42, 1.0, 0.0), (137, 0.9999991, 1e-4))
+        run(seed=s, dtype="float32", max_steps=650_000, grok_step=600_000, n_layers=3, rho=rho, geometry=probes)
+        for s, rho, probes in ((42, 1.0, [exact, exact]), (137, 0.9999991, [exact, inside]))
     ]
     shown, kind, words = results_page.measure(claim, {"slow": runs}, stages)
     assert (shown, kind) == ("1.000000 ± 0.000001 [0.999999, 1.000000] (n 2)", "replicates")
-    assert words == "**replicates**; in 1 of 2 runs the projection onto B is exactly 0: rho = 1 by float32 rounding"
-    runs[0]["geometry"][0]["exec_proj"] = 2e-4
-    assert results_page.measure(claim, {"slow": runs}, stages)[2] == "**replicates**"
+    assert words == (
+        "**replicates**; in 1 of 2 runs float32 leaves the defect exactly 0 in the execution subspace's coordinates "
+        "([paper](paper.md) §6.6): rho is exactly 1 there, whatever the geometry"
+    )
+    for change in ({"dtype": "float64"}, {"geometry": [exact, {"exec_proj": 2e-9, "exec_rho": 1.0}]}, {"geometry": []}):
+        assert results_page.measure(claim, {"slow": [{**runs[0], **change}, runs[1]]}, stages)[2] == "**replicates**"
 
 
 def test_a_claim_on_runs_that_all_grokked_differs_where_one_never_did_or_waits_where_the_scale_cut_it_short():
