@@ -2,13 +2,14 @@
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
 from test_commutator import random_projection_tolerance
 
 from tinygrok.run import geometry, plots
-from tinygrok.run.runs import GEOMETRY, SUMMARY, Run, RunError
+from tinygrok.run.runs import GEOMETRY, METRICS, SUMMARY, Run, RunError
 from tinygrok.run.train import train
 from tinygrok.science import undefined
 from tinygrok.science.config import Config
@@ -27,6 +28,16 @@ CFG = Config(
     probe_every=20,
     probe_samples=3,
 )
+
+
+def said_to_grok(run: Run) -> Run:
+    """The run, its metrics rewritten to say it memorized at step 40 and grokked from step 120 (detection at 140)."""
+    rows = [
+        {**r, "train_acc": 1.0 if r["step"] >= 40 else 0.1, "test_acc": 1.0 if r["step"] >= 120 else 0.1}
+        for r in run.metrics()
+    ]
+    (run.path / METRICS).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -81,17 +92,10 @@ def test_the_dimension_sweep_grows_with_the_subspace_at_four_phases(analysed, tm
     """On a copy of the small run whose metrics say it memorized at step 40 and grokked (detection at 140):
     one row per phase and size; nested subspaces catch more of each defect as k grows; random bases about
     sqrt(K/P) (P is small, so roughly); the file and its figure written. A run that never grokked is refused."""
-    import shutil
-
     run, _ = analysed
     with pytest.raises(RunError, match="memorized and grokked"):
         geometry.dimension_sweep(run, ks=(1,))
-    copy = Run(shutil.copytree(run.path, tmp_path / "grokked"))
-    rows = [
-        {**r, "train_acc": 1.0 if r["step"] >= 40 else 0.1, "test_acc": 1.0 if r["step"] >= 120 else 0.1}
-        for r in run.metrics()
-    ]
-    (copy.path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    copy = said_to_grok(Run(shutil.copytree(run.path, tmp_path / "grokked")))
     got = geometry.dimension_sweep(copy, ks=(1, 2, 4), k_samples=2, n_random=2)
     assert [(r["phase"], r["step"], r["K"]) for r in got[::3]] == [
         ("early", 200, 8),
@@ -111,15 +115,8 @@ def test_the_dimension_sweep_grows_with_the_subspace_at_four_phases(analysed, tm
 
 
 def test_the_headline_ratios_are_medians_over_the_memorization_phase_and_rho_over_every_theta(analysed, tmp_path):
-    import shutil
-
     run, _ = analysed
-    copy = Run(shutil.copytree(run.path, tmp_path / "copy"))
-    rows = [
-        {**r, "train_acc": 1.0 if r["step"] >= 40 else 0.1, "test_acc": 1.0 if r["step"] >= 120 else 0.1}
-        for r in run.metrics()
-    ]  # memorized from step 40 to 110: the saved thetas at 50 and 100
-    (copy.path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    copy = said_to_grok(Run(shutil.copytree(run.path, tmp_path / "copy")))  # memorizing: the thetas at 50 and 100
     made = [
         {
             "step": s,
@@ -141,8 +138,6 @@ def test_the_headline_ratios_are_medians_over_the_memorization_phase_and_rho_ove
 @pytest.fixture
 def zeroed(analysed, tmp_path, monkeypatch):
     """A copy of the small run, analysed again with every defect vector from step 100 on exactly 0."""
-    import shutil
-
     run = Run(shutil.copytree(analysed[0].path, tmp_path / "zeroed"))
     thetas = [np.asarray(t) for t in run.rows("thetas.npy")]
     measure = geometry.defect_samples
@@ -186,12 +181,7 @@ def test_the_commutator_command_and_the_figures_show_undefined_values(zeroed, ca
 
 
 def test_the_dimension_sweep_is_undefined_where_the_defect_is_zero(zeroed):
-    run, _ = zeroed
-    rows = [
-        {**r, "train_acc": 1.0 if r["step"] >= 40 else 0.1, "test_acc": 1.0 if r["step"] >= 120 else 0.1}
-        for r in run.metrics()
-    ]
-    (run.path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = said_to_grok(zeroed[0])
     got = geometry.dimension_sweep(run, ks=(1, 2), k_samples=2, n_random=2)
     assert [(r["phase"], r["pca"] is None) for r in got[::2]] == [
         ("early", True),
