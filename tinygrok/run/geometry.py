@@ -88,13 +88,18 @@ def analyse_pca(run: Run) -> tuple[dict, np.ndarray]:
 
 
 def analyse_trajectory(run: Run) -> dict:
-    """The trajectory PCA alone, for runs that are not probed (the pca experiment): pca.json, basis.npy, and PC1
-    per matrix (and how many snapshots it took) added to the summary as the "pca" stage; returns all the run's
-    results. BLAS on one thread."""
+    """The trajectory PCA alone, for runs that are not probed (the pca experiment): pca.json, basis.npy, and its
+    headline numbers (pca_headline) added to the summary as the "pca" stage; returns all the run's results. BLAS on
+    one thread."""
     with run.writing(), parallel.recorded_arithmetic():
         pca, _ = analyse_pca(run)
-        headline = {"pc1": pca["pc1"], "pc1_null_z": pca["null_z"], "pca_snapshots": pca["snapshots"]}
-        return run.record("pca", headline)
+        return run.record("pca", pca_headline(pca))
+
+
+def pca_headline(pca: dict) -> dict:
+    """What a run's summary keeps of its PCA (analyse_pca): PC1 and its null z-score per matrix, and how many
+    snapshots it took."""
+    return {"pc1": pca["pc1"], "pc1_null_z": pca["null_z"], "pca_snapshots": pca["snapshots"]}
 
 
 def analyse_curvature(run: Run, basis: np.ndarray, k: int = 5) -> list[dict]:
@@ -183,9 +188,7 @@ def summarise(run: Run, pca: dict, geometry: list[dict]) -> dict:
     in_phase = [r for r in geometry if r["step"] in memorizing]
     headline = {
         **curvature_summary(metrics, floor=run.config().onset_floor),
-        "pc1": pca["pc1"],
-        "pc1_null_z": pca["null_z"],
-        "pca_snapshots": pca["snapshots"],
+        **pca_headline(pca),
         "rho": undefined.median(r[MEDIAN_OF["rho"]] for r in geometry),  # at every saved theta
         "exec_random_ratio": undefined.median(r[MEDIAN_OF["exec_random_ratio"]] for r in in_phase),
         "exec_random_ratio_weight_svd": undefined.median(
